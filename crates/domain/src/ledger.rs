@@ -1,0 +1,160 @@
+//! The ledger model (R10): balanced double-entry journals in integer fen. A [`Journal`] can only
+//! be built balanced; posting a statement debits the programme-year's expense (split by funder
+//! shares where configured) and credits a payable to each payee.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::money::{Fen, apportion};
+use crate::registry::{Payee, Programme};
+use crate::settlement::StatementLine;
+
+/// A ledger account. The text form (`Display`) is what storage and exports use.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Account {
+    /// Subsidy expense of a programme-year, per funder (`None` when no funding split is set).
+    Expense { programme: String, funder: Option<String> },
+    /// What a programme owes a payee (provider or beneficiary). A debit balance is a receivable.
+    Payable { programme: String, payee: String },
+    /// Money paid out to a payee.
+    Paid { programme: String, payee: String },
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Account::Expense { programme, funder: None } => write!(f, "expense:{programme}"),
+            Account::Expense { programme, funder: Some(funder) } => write!(f, "expense:{programme}:{funder}"),
+            Account::Payable { programme, payee } => write!(f, "payable:{programme}:{payee}"),
+            Account::Paid { programme, payee } => write!(f, "paid:{programme}:{payee}"),
+        }
+    }
+}
+
+/// One side of one account in a journal. Exactly one of debit and credit is non-zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub account: Account,
+    pub debit: Fen,
+    pub credit: Fen,
+}
+
+impl Entry {
+    /// A signed amount as an entry: positive is a debit, negative a credit.
+    pub fn signed(account: Account, amount: Fen) -> Entry {
+        if amount.0 >= 0 {
+            Entry { account, debit: amount, credit: Fen::ZERO }
+        } else {
+            Entry { account, debit: Fen::ZERO, credit: Fen(-amount.0) }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal does not balance: debits {debits}, credits {credits}")]
+    Unbalanced { debits: Fen, credits: Fen },
+    #[error("journal entry on {0} has a negative side or both sides set")]
+    BadEntry(String),
+    #[error("journal has no entries")]
+    Empty,
+}
+
+/// A balanced set of entries. Construction is the only place balance is checked; a value of this
+/// type is balanced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Journal {
+    entries: Vec<Entry>,
+}
+
+impl Journal {
+    pub fn new(entries: Vec<Entry>) -> Result<Journal, JournalError> {
+        if entries.is_empty() {
+            return Err(JournalError::Empty);
+        }
+        for e in &entries {
+            if e.debit.0 < 0 || e.credit.0 < 0 || (e.debit.0 != 0 && e.credit.0 != 0) {
+                return Err(JournalError::BadEntry(e.account.to_string()));
+            }
+        }
+        let debits: Fen = entries.iter().map(|e| e.debit).sum();
+        let credits: Fen = entries.iter().map(|e| e.credit).sum();
+        if debits != credits {
+            return Err(JournalError::Unbalanced { debits, credits });
+        }
+        Ok(Journal { entries })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The reversal: every debit becomes a credit. Corrections are made this way, never by edits.
+    pub fn reversal(&self) -> Journal {
+        Journal {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| Entry { account: e.account.clone(), debit: e.credit, credit: e.debit })
+                .collect(),
+        }
+    }
+}
+
+/// The payee of a line under a programme's payee model.
+pub fn payee_of<'l>(programme: &Programme, line: &'l StatementLine) -> &'l str {
+    match programme.payee {
+        Payee::Provider => &line.key.provider,
+        Payee::Beneficiary => &line.key.beneficiary,
+    }
+}
+
+/// The journal that posts a programme's statement lines: expense debited (split by funder
+/// shares by largest remainder), a payable credited per payee. Negative lines (claw-backs) flip
+/// sides. Returns `None` when every line is zero: there is nothing to post.
+pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option<Journal> {
+    let mut by_payee: BTreeMap<&str, i64> = BTreeMap::new();
+    for line in lines.iter().filter(|l| l.programme == programme.id) {
+        *by_payee.entry(payee_of(programme, line)).or_default() += line.subsidy.0;
+    }
+    let total: i64 = by_payee.values().sum();
+    let mut entries = Vec::new();
+    for (payee, amount) in &by_payee {
+        if *amount != 0 {
+            entries.push(Entry::signed(
+                Account::Payable { programme: programme.id.clone(), payee: (*payee).to_owned() },
+                Fen(-amount),
+            ));
+        }
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    if programme.funding.is_empty() {
+        entries.insert(0, Entry::signed(Account::Expense { programme: programme.id.clone(), funder: None }, Fen(total)));
+    } else {
+        // Shares are exact decimals; bring them to one scale and apportion by their mantissas.
+        let scale = programme.funding.iter().map(|f| f.share.scale()).max().unwrap_or(0);
+        let weights: Vec<i128> = programme
+            .funding
+            .iter()
+            .map(|f| {
+                let mut share = f.share;
+                share.rescale(scale);
+                share.mantissa()
+            })
+            .collect();
+        let parts = apportion(&weights, i128::from(total).abs());
+        for (share, part) in programme.funding.iter().zip(parts).rev() {
+            let part = i64::try_from(part).expect("part ≤ total fits i64");
+            let signed = if total < 0 { Fen(-part) } else { Fen(part) };
+            if signed.0 != 0 {
+                entries.insert(
+                    0,
+                    Entry::signed(Account::Expense { programme: programme.id.clone(), funder: Some(share.funder.clone()) }, signed),
+                );
+            }
+        }
+    }
+    Some(Journal::new(entries).expect("posting journal balances by construction"))
+}

@@ -1,0 +1,12 @@
+//! Suanli's domain core: money, the registry, usage validation, the subsidy engine and the
+//! ledger model. Pure Rust: no I/O, no async, no database or RPC types (ARCHITECTURE.md).
+
+pub mod intake;
+pub mod ledger;
+pub mod money;
+pub mod registry;
+pub mod settlement;
+pub mod usage;
+
+pub use money::Fen;
+pub use registry::Registry;

@@ -1,0 +1,289 @@
+//! The subsidy engine: from line bases to statement lines for one period (POLICY.md R4-R8).
+//! Pure and deterministic (R11): the same registry, bases and prior payments give the same
+//! statement, whatever order the inputs came in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use rust_decimal::Decimal;
+
+use crate::money::{Fen, share_largest_remainder};
+use crate::registry::{Class, Funder, Programme, Registry, lookup_ratio};
+use crate::usage::Period;
+
+/// A settlement line's key (R6): (beneficiary, provider, category, chip origin, registered-model
+/// flag). The derived order is the statement's sort order and the tie order of R7.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineKey {
+    pub beneficiary: String,
+    pub provider: String,
+    pub class: Class,
+}
+
+/// The stage that last reduced a line (R8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CutBy {
+    BeneficiaryCap,
+    ProviderCap,
+    Pool,
+}
+
+impl CutBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CutBy::BeneficiaryCap => "beneficiary_cap",
+            CutBy::ProviderCap => "provider_cap",
+            CutBy::Pool => "pool",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CutBy> {
+        match text {
+            "beneficiary_cap" => Some(CutBy::BeneficiaryCap),
+            "provider_cap" => Some(CutBy::ProviderCap),
+            "pool" => Some(CutBy::Pool),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CutBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a programme already paid earlier in its fiscal year, counted against caps and pools.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prior {
+    by_beneficiary: HashMap<(String, String), Fen>,
+    by_provider: HashMap<(String, String), Fen>,
+    by_programme: HashMap<String, Fen>,
+}
+
+impl Prior {
+    /// Adds a payment of `programme` on a (beneficiary, provider) pair. `provider` may be empty
+    /// when unknown: the payment then counts against the beneficiary cap and pool only.
+    pub fn add(&mut self, programme: &str, beneficiary: &str, provider: &str, amount: Fen) {
+        let b = self.by_beneficiary.entry((programme.to_owned(), beneficiary.to_owned())).or_default();
+        *b = b.plus(amount);
+        if !provider.is_empty() {
+            let p = self.by_provider.entry((programme.to_owned(), provider.to_owned())).or_default();
+            *p = p.plus(amount);
+        }
+        let t = self.by_programme.entry(programme.to_owned()).or_default();
+        *t = t.plus(amount);
+    }
+
+    pub fn beneficiary(&self, programme: &str, beneficiary: &str) -> Fen {
+        self.by_beneficiary
+            .get(&(programme.to_owned(), beneficiary.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn provider(&self, programme: &str, provider: &str) -> Fen {
+        self.by_provider
+            .get(&(programme.to_owned(), provider.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn programme(&self, programme: &str) -> Fen {
+        self.by_programme.get(programme).copied().unwrap_or_default()
+    }
+}
+
+/// One programme's row for one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementLine {
+    pub programme: String,
+    pub period: Period,
+    pub key: LineKey,
+    pub base: Fen,
+    /// The programme's effective ratio on this line (after stacking).
+    pub ratio: Decimal,
+    /// round_half_up(base × ratio) before caps and pool (R6).
+    pub demand: Fen,
+    /// What is paid after caps and pool (R7, R8).
+    pub subsidy: Fen,
+    pub cut_by: Option<CutBy>,
+}
+
+/// A period's statement: lines sorted by programme id, then line key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Statement {
+    pub lines: Vec<StatementLine>,
+}
+
+impl Statement {
+    pub fn total_by_programme(&self) -> BTreeMap<&str, Fen> {
+        let mut totals: BTreeMap<&str, Fen> = BTreeMap::new();
+        for line in &self.lines {
+            let t = totals.entry(line.programme.as_str()).or_default();
+            *t = t.plus(line.subsidy);
+        }
+        totals
+    }
+}
+
+/// The effective ratio of each programme that pays on a line of `class` for `beneficiary` in a
+/// fiscal year (R4, R5), most favourable package chosen. Only ratios above zero are returned.
+///
+/// A programme is eligible when the beneficiary holds a grant of it and its rate table gives the
+/// class a ratio above zero. Two eligible programmes joined by a stacking rule that has a ceiling
+/// for the class form a package: the primary pays its own ratio and the top-up pays
+/// min(own ratio, ceiling − primary ratio). Every other eligible programme is a package alone.
+/// The beneficiary gets the single package with the highest combined ratio (从优、就高、不重复).
+/// Ties (our choice, POLICY.md is silent): a stacked package before a single programme, then the
+/// higher funder level (national before provincial, municipal, district, since higher-level
+/// money costs the city nothing), then the lower programme id.
+pub fn effective_ratios<'r>(registry: &'r Registry, year: i32, beneficiary: &str, class: Class) -> Vec<(&'r Programme, Decimal)> {
+    let eligible: Vec<(&Programme, Decimal)> = registry
+        .programmes_of_year(year)
+        .filter(|p| registry.grant(beneficiary, &p.id).is_some())
+        .filter_map(|p| lookup_ratio(&p.rates, class).filter(|r| *r > Decimal::ZERO).map(|r| (p, r)))
+        .collect();
+    let mut packages: Vec<Vec<(&Programme, Decimal)>> = Vec::new();
+    let mut joined = vec![false; eligible.len()];
+    for (i, &(primary, primary_ratio)) in eligible.iter().enumerate() {
+        for (j, &(top_up, top_up_ratio)) in eligible.iter().enumerate() {
+            let Some(rule) = registry.stacking.iter().find(|s| s.primary == primary.id && s.top_up == top_up.id) else {
+                continue;
+            };
+            let Some(ceiling) = lookup_ratio(&rule.ceilings, class) else { continue };
+            // R5: the top-up fills the room between the primary's ratio and the ceiling.
+            let room = (ceiling - primary_ratio).max(Decimal::ZERO);
+            packages.push(vec![(primary, primary_ratio), (top_up, top_up_ratio.min(room))]);
+            joined[i] = true;
+            joined[j] = true;
+        }
+    }
+    for (i, &(p, r)) in eligible.iter().enumerate() {
+        if !joined[i] {
+            packages.push(vec![(p, r)]);
+        }
+    }
+    let total = |package: &[(&Programme, Decimal)]| package.iter().map(|(_, r)| *r).sum::<Decimal>();
+    let funder_rank = |f: Funder| f as u8;
+    let best = packages.into_iter().max_by(|a, b| {
+        total(a)
+            .cmp(&total(b))
+            .then(a.len().cmp(&b.len()))
+            .then(funder_rank(b[0].0.funder).cmp(&funder_rank(a[0].0.funder)))
+            .then(b[0].0.id.cmp(&a[0].0.id))
+    });
+    best.map(|package| package.into_iter().filter(|(_, r)| *r > Decimal::ZERO).collect())
+        .unwrap_or_default()
+}
+
+/// Computes the statement of one period for every programme of its fiscal year.
+/// `bases` holds Σ amount per line of the period's accepted records; `prior` what each programme
+/// already paid earlier in the year.
+pub fn settle_period(registry: &Registry, period: Period, bases: &BTreeMap<LineKey, Fen>, prior: &Prior) -> Statement {
+    // R4/R5/R6: per programme, the lines it pays on and their uncut demand.
+    let mut by_programme: BTreeMap<&str, Vec<StatementLine>> = BTreeMap::new();
+    let mut ratio_cache: HashMap<(&str, Class), Vec<(&Programme, Decimal)>> = HashMap::new();
+    for (key, &base) in bases {
+        let ratios = ratio_cache
+            .entry((key.beneficiary.as_str(), key.class))
+            .or_insert_with(|| effective_ratios(registry, period.year, &key.beneficiary, key.class));
+        for &(programme, ratio) in ratios.iter() {
+            let demand = base.times_ratio_half_up(ratio);
+            by_programme.entry(programme.id.as_str()).or_default().push(StatementLine {
+                programme: programme.id.clone(),
+                period,
+                key: key.clone(),
+                base,
+                ratio,
+                demand,
+                subsidy: demand,
+                cut_by: None,
+            });
+        }
+    }
+    let mut lines = Vec::new();
+    for (id, mut programme_lines) in by_programme {
+        let programme = registry.programme(id).expect("ratios come from registry programmes");
+        apply_limits(registry, programme, prior, &mut programme_lines);
+        lines.extend(programme_lines);
+    }
+    Statement { lines }
+}
+
+/// R7, R8: beneficiary caps, then provider caps, then the pool, each sharing what is left in
+/// proportion to what the stage before left, by largest remainder in line key order.
+/// `lines` are one programme's lines in key order.
+pub fn apply_limits(registry: &Registry, programme: &Programme, prior: &Prior, lines: &mut [StatementLine]) {
+    debug_assert!(lines.windows(2).all(|w| w[0].key < w[1].key), "lines arrive in key order");
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        groups.entry(line.key.beneficiary.as_str()).or_default().push(i);
+    }
+    let beneficiary_groups: Vec<(String, Vec<usize>)> = groups.into_iter().map(|(b, v)| (b.to_owned(), v)).collect();
+    for (beneficiary, indices) in beneficiary_groups {
+        if let Some(cap) = registry.beneficiary_cap(programme, &beneficiary) {
+            let left = cap.minus(prior.beneficiary(&programme.id, &beneficiary)).max(Fen::ZERO);
+            limit(lines, &indices, left, CutBy::BeneficiaryCap);
+        }
+    }
+    if let Some(cap) = programme.provider_cap {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, line) in lines.iter().enumerate() {
+            groups.entry(line.key.provider.clone()).or_default().push(i);
+        }
+        for (provider, indices) in groups {
+            let left = cap.minus(prior.provider(&programme.id, &provider)).max(Fen::ZERO);
+            limit(lines, &indices, left, CutBy::ProviderCap);
+        }
+    }
+    if let Some(pool) = programme.pool {
+        let left = pool.minus(prior.programme(&programme.id)).max(Fen::ZERO);
+        let all: Vec<usize> = (0..lines.len()).collect();
+        limit(lines, &all, left, CutBy::Pool);
+    }
+}
+
+/// Shares `left` over the lines at `indices` when their subsidies exceed it.
+fn limit(lines: &mut [StatementLine], indices: &[usize], left: Fen, stage: CutBy) {
+    let amounts: Vec<Fen> = indices.iter().map(|&i| lines[i].subsidy).collect();
+    let wanted: Fen = amounts.iter().copied().sum();
+    if wanted <= left {
+        return;
+    }
+    let shares = share_largest_remainder(&amounts, left);
+    for (&i, share) in indices.iter().zip(shares) {
+        if share < lines[i].subsidy {
+            lines[i].subsidy = share;
+            lines[i].cut_by = Some(stage);
+        }
+    }
+    let after: Fen = indices.iter().map(|&i| lines[i].subsidy).sum();
+    assert_eq!(after, left, "a limit is met exactly, never passed");
+}
+
+/// The statement file's header, shared by `suanli simulate` and run exports.
+pub const STATEMENT_HEADER: [&str; 11] = [
+    "programme", "period", "beneficiary", "provider", "category", "chip_origin", "registered_model", "base", "ratio",
+    "subsidy", "cut_by",
+];
+
+impl StatementLine {
+    /// The line as statement fields, in [`STATEMENT_HEADER`] order: money with exactly two
+    /// decimals, chip origin only for compute, the registered flag only for model lines.
+    pub fn csv_fields(&self) -> [String; 11] {
+        [
+            self.programme.clone(),
+            self.period.to_string(),
+            self.key.beneficiary.clone(),
+            self.key.provider.clone(),
+            self.key.class.category.as_str().to_owned(),
+            self.key.class.chip_origin.map(|o| o.as_str().to_owned()).unwrap_or_default(),
+            self.key.class.registered_model.map(|r| r.to_string()).unwrap_or_default(),
+            self.base.to_string(),
+            crate::money::format_ratio(self.ratio),
+            self.subsidy.to_string(),
+            self.cut_by.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        ]
+    }
+}

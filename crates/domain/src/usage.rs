@@ -1,0 +1,303 @@
+//! Usage records: parsing from text fields, validation against the registry (R2, R3), and the
+//! fiscal period a record belongs to (R6: Asia/Shanghai time, by the record's end).
+//! The CSV importer, `suanli simulate` and gRPC ingest all validate through [`validate`].
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone};
+use rust_decimal::Decimal;
+
+use crate::money::{Fen, MoneyError, parse_decimal};
+use crate::registry::{Class, Registry};
+
+/// Asia/Shanghai is UTC+8 all year (China has had no daylight saving time since 1991), so a
+/// fixed offset is exact for every date this system can see.
+pub fn shanghai() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+/// A calendar month of a fiscal year in Asia/Shanghai time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Period {
+    /// Parses `YYYY-MM`.
+    pub fn parse(text: &str) -> Option<Period> {
+        let (y, m) = text.trim().split_once('-')?;
+        if y.len() != 4 || m.len() != 2 {
+            return None;
+        }
+        let year: i32 = y.parse().ok()?;
+        let month: u32 = m.parse().ok()?;
+        (1..=12).contains(&month).then_some(Period { year, month })
+    }
+
+    /// The period holding an instant, in Asia/Shanghai time.
+    pub fn of_instant(at: DateTime<FixedOffset>) -> Period {
+        let local = at.with_timezone(&shanghai());
+        Period { year: local.year(), month: local.month() }
+    }
+
+    /// The first instant of the period.
+    pub fn start(self) -> DateTime<FixedOffset> {
+        let date = NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid month");
+        shanghai()
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+            .single()
+            .expect("fixed offset is unambiguous")
+    }
+
+    pub fn next(self) -> Period {
+        if self.month == 12 {
+            Period { year: self.year + 1, month: 1 }
+        } else {
+            Period { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// Periods of the same fiscal year before this one, in order.
+    pub fn earlier_in_year(self) -> impl Iterator<Item = Period> {
+        (1..self.month).map(move |month| Period { year: self.year, month })
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// A usage record as posted by a provider: what it charged a beneficiary for a SKU over a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub provider: String,
+    pub record_id: String,
+    pub beneficiary: String,
+    pub sku: String,
+    pub start: DateTime<FixedOffset>,
+    pub end: DateTime<FixedOffset>,
+    /// In the SKU's unit; exact decimal.
+    pub quantity: Decimal,
+    /// The contract amount actually incurred (R2), the subsidy base.
+    pub amount: Fen,
+}
+
+impl UsageRecord {
+    /// Same content: what makes a resend a duplicate rather than a conflict. Times compare as
+    /// instants and decimals by value, so "+08:00" vs "Z" spellings of one instant agree.
+    pub fn same_content(&self, other: &UsageRecord) -> bool {
+        self.provider == other.provider
+            && self.record_id == other.record_id
+            && self.beneficiary == other.beneficiary
+            && self.sku == other.sku
+            && self.start == other.start
+            && self.end == other.end
+            && self.quantity == other.quantity
+            && self.amount == other.amount
+    }
+
+    pub fn period(&self) -> Period {
+        Period::of_instant(self.end)
+    }
+}
+
+/// Why a record is refused. `code` is stable and machine-readable; `field` names the offending
+/// field; `message` explains in one lowercase sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub field: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectCode {
+    MissingField,
+    InvalidField,
+    UnknownProvider,
+    UnknownBeneficiary,
+    UnknownSku,
+    SkuNotOfProvider,
+    EndNotAfterStart,
+    NegativeAmount,
+    AmountPrecision,
+    NegativeQuantity,
+    AboveListPrice,
+    OverCapacity,
+    Conflict,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::MissingField => "missing_field",
+            RejectCode::InvalidField => "invalid_field",
+            RejectCode::UnknownProvider => "unknown_provider",
+            RejectCode::UnknownBeneficiary => "unknown_beneficiary",
+            RejectCode::UnknownSku => "unknown_sku",
+            RejectCode::SkuNotOfProvider => "sku_not_of_provider",
+            RejectCode::EndNotAfterStart => "end_not_after_start",
+            RejectCode::NegativeAmount => "negative_amount",
+            RejectCode::AmountPrecision => "amount_precision",
+            RejectCode::NegativeQuantity => "negative_quantity",
+            RejectCode::AboveListPrice => "above_list_price",
+            RejectCode::OverCapacity => "over_capacity",
+            RejectCode::Conflict => "conflict",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+fn reject(code: RejectCode, field: &'static str, message: String) -> Rejection {
+    Rejection { code, field, message }
+}
+
+/// The text fields of a record as they arrive in a CSV row.
+#[derive(Clone, Copy, Debug)]
+pub struct UsageFields<'a> {
+    pub provider: &'a str,
+    pub record_id: &'a str,
+    pub beneficiary: &'a str,
+    pub sku: &'a str,
+    pub start: &'a str,
+    pub end: &'a str,
+    pub quantity: &'a str,
+    pub amount: &'a str,
+}
+
+/// Upper bound on id lengths: ids are keys, not documents.
+pub const ID_BYTES_MAX: usize = 128;
+
+fn id_field(field: &'static str, value: &str) -> Result<String, Rejection> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(reject(RejectCode::MissingField, field, format!("{field} is empty")));
+    }
+    if v.len() > ID_BYTES_MAX {
+        return Err(reject(RejectCode::InvalidField, field, format!("{field} is longer than {ID_BYTES_MAX} bytes")));
+    }
+    Ok(v.to_owned())
+}
+
+fn time_field(field: &'static str, value: &str) -> Result<DateTime<FixedOffset>, Rejection> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(reject(RejectCode::MissingField, field, format!("{field} is empty")));
+    }
+    DateTime::parse_from_rfc3339(v).map_err(|e| {
+        reject(RejectCode::InvalidField, field, format!("{field} {v:?} is not an RFC 3339 time with offset ({e})"))
+    })
+}
+
+/// Parses the text fields of one record: syntax only, no registry.
+pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
+    let provider = id_field("provider", fields.provider)?;
+    let record_id = id_field("record_id", fields.record_id)?;
+    let beneficiary = id_field("beneficiary", fields.beneficiary)?;
+    let sku = id_field("sku", fields.sku)?;
+    let start = time_field("start", fields.start)?;
+    let end = time_field("end", fields.end)?;
+    let q = fields.quantity.trim();
+    if q.is_empty() {
+        return Err(reject(RejectCode::MissingField, "quantity", "quantity is empty".into()));
+    }
+    let quantity = parse_decimal(q).ok_or_else(|| {
+        reject(RejectCode::InvalidField, "quantity", format!("quantity {q:?} is not a decimal number"))
+    })?;
+    let a = fields.amount.trim();
+    if a.is_empty() {
+        return Err(reject(RejectCode::MissingField, "amount", "amount is empty".into()));
+    }
+    let amount = Fen::parse_cny(a).map_err(|e| match e {
+        MoneyError::Negative(_) => reject(RejectCode::NegativeAmount, "amount", format!("amount {a} is negative")),
+        MoneyError::TooPrecise(_) => {
+            reject(RejectCode::AmountPrecision, "amount", format!("amount {a} has more than 2 decimals"))
+        }
+        other => reject(RejectCode::InvalidField, "amount", format!("amount: {other}")),
+    })?;
+    Ok(UsageRecord { provider, record_id, beneficiary, sku, start, end, quantity, amount })
+}
+
+/// Nanoseconds in an hour, for the capacity check without division.
+const HOUR_NANOS: i64 = 3_600_000_000_000;
+
+/// Validates a parsed record against the registry (R2, R3) and returns its classification,
+/// which comes from the SKU and never from the record.
+pub fn validate(registry: &Registry, record: &UsageRecord) -> Result<Class, Rejection> {
+    if registry.provider(&record.provider).is_none() {
+        return Err(reject(RejectCode::UnknownProvider, "provider", format!("provider {:?} is not in the registry", record.provider)));
+    }
+    if registry.beneficiary(&record.beneficiary).is_none() {
+        return Err(reject(
+            RejectCode::UnknownBeneficiary,
+            "beneficiary",
+            format!("beneficiary {:?} is not in the registry", record.beneficiary),
+        ));
+    }
+    let Some(sku) = registry.sku(&record.sku) else {
+        return Err(reject(RejectCode::UnknownSku, "sku", format!("sku {:?} is not in the registry", record.sku)));
+    };
+    if sku.provider != record.provider {
+        return Err(reject(
+            RejectCode::SkuNotOfProvider,
+            "sku",
+            format!("sku {:?} belongs to provider {:?}, not {:?}", sku.id, sku.provider, record.provider),
+        ));
+    }
+    if record.end <= record.start {
+        return Err(reject(RejectCode::EndNotAfterStart, "end", format!("end {} is not after start {}", record.end.to_rfc3339(), record.start.to_rfc3339())));
+    }
+    if record.quantity.is_sign_negative() && !record.quantity.is_zero() {
+        return Err(reject(RejectCode::NegativeQuantity, "quantity", format!("quantity {} is negative", record.quantity)));
+    }
+    if record.amount.0 < 0 {
+        return Err(reject(RejectCode::NegativeAmount, "amount", format!("amount {} is negative", record.amount)));
+    }
+    if let Some(price) = sku.list_price {
+        // R2: amount ≤ quantity × list_price + 0.01.
+        let limit = record.quantity.checked_mul(price).and_then(|l| l.checked_add(Decimal::new(1, 2)));
+        if limit.is_none_or(|limit| record.amount.to_cny() > limit) {
+            return Err(reject(
+                RejectCode::AboveListPrice,
+                "amount",
+                format!(
+                    "amount {} is above quantity {} × list price {} of sku {:?}",
+                    record.amount, record.quantity, price, sku.id
+                ),
+            ));
+        }
+    }
+    if let Some(capacity) = sku.capacity {
+        // R3: quantity ≤ capacity × hours, compared as quantity × hour ≤ capacity × duration.
+        let nanos = (record.end - record.start).num_nanoseconds().unwrap_or(i64::MAX);
+        let lhs = record.quantity.checked_mul(Decimal::from(HOUR_NANOS));
+        let rhs = capacity.checked_mul(Decimal::from(nanos));
+        let over = match (lhs, rhs) {
+            (Some(l), Some(r)) => l > r,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if over {
+            return Err(reject(
+                RejectCode::OverCapacity,
+                "quantity",
+                format!(
+                    "quantity {} is above capacity {} per hour of sku {:?} over {} hours",
+                    record.quantity,
+                    capacity,
+                    sku.id,
+                    Decimal::from(nanos) / Decimal::from(HOUR_NANOS)
+                ),
+            ));
+        }
+    }
+    Ok(sku.class)
+}
