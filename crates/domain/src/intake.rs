@@ -50,7 +50,11 @@ impl Intake {
     pub fn bases(&self) -> BTreeMap<LineKey, Fen> {
         let mut bases: BTreeMap<LineKey, Fen> = BTreeMap::new();
         for (record, class) in &self.accepted {
-            let key = LineKey { beneficiary: record.beneficiary.clone(), provider: record.provider.clone(), class: *class };
+            let key = LineKey {
+                beneficiary: record.beneficiary.clone(),
+                provider: record.provider.clone(),
+                class: *class,
+            };
             let base = bases.entry(key).or_default();
             *base = base.plus(record.amount);
         }
@@ -62,7 +66,10 @@ impl Intake {
 /// rows of one (provider, record_id) with different content are all rejected as conflicts,
 /// since no order-free rule could pick one of them.
 pub fn intake(registry: &Registry, period: Period, rows: Vec<Row>) -> Intake {
-    let mut out = Intake { read: rows.len() as u64, ..Intake::default() };
+    let mut out = Intake {
+        read: rows.len() as u64,
+        ..Intake::default()
+    };
     let mut groups: HashMap<(String, String), Vec<(u64, UsageRecord)>> = HashMap::new();
     for row in rows {
         if row.end_period.is_some_and(|p| p != period) {
@@ -83,8 +90,12 @@ pub fn intake(registry: &Registry, period: Period, rows: Vec<Row>) -> Intake {
         }
     }
     let mut groups: Vec<_> = groups.into_values().collect();
-    groups.iter_mut().for_each(|g| g.sort_by_key(|(line, _)| *line));
-    groups.sort_by(|a, b| (&a[0].1.provider, &a[0].1.record_id).cmp(&(&b[0].1.provider, &b[0].1.record_id)));
+    groups
+        .iter_mut()
+        .for_each(|g| g.sort_by_key(|(line, _)| *line));
+    groups.sort_by(|a, b| {
+        (&a[0].1.provider, &a[0].1.record_id).cmp(&(&b[0].1.provider, &b[0].1.record_id))
+    });
     for group in groups {
         let (first_line, first) = &group[0];
         if group.iter().any(|(_, r)| !r.same_content(first)) {

@@ -13,7 +13,10 @@ use crate::settlement::StatementLine;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Account {
     /// Subsidy expense of a programme-year, per funder (`None` when no funding split is set).
-    Expense { programme: String, funder: Option<String> },
+    Expense {
+        programme: String,
+        funder: Option<String>,
+    },
     /// What a programme owes a payee (provider or beneficiary). A debit balance is a receivable.
     Payable { programme: String, payee: String },
     /// Money paid out to a payee.
@@ -23,8 +26,14 @@ pub enum Account {
 impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Account::Expense { programme, funder: None } => write!(f, "expense:{programme}"),
-            Account::Expense { programme, funder: Some(funder) } => write!(f, "expense:{programme}:{funder}"),
+            Account::Expense {
+                programme,
+                funder: None,
+            } => write!(f, "expense:{programme}"),
+            Account::Expense {
+                programme,
+                funder: Some(funder),
+            } => write!(f, "expense:{programme}:{funder}"),
             Account::Payable { programme, payee } => write!(f, "payable:{programme}:{payee}"),
             Account::Paid { programme, payee } => write!(f, "paid:{programme}:{payee}"),
         }
@@ -43,9 +52,17 @@ impl Entry {
     /// A signed amount as an entry: positive is a debit, negative a credit.
     pub fn signed(account: Account, amount: Fen) -> Entry {
         if amount.0 >= 0 {
-            Entry { account, debit: amount, credit: Fen::ZERO }
+            Entry {
+                account,
+                debit: amount,
+                credit: Fen::ZERO,
+            }
         } else {
-            Entry { account, debit: Fen::ZERO, credit: Fen(-amount.0) }
+            Entry {
+                account,
+                debit: Fen::ZERO,
+                credit: Fen(-amount.0),
+            }
         }
     }
 }
@@ -95,7 +112,11 @@ impl Journal {
             entries: self
                 .entries
                 .iter()
-                .map(|e| Entry { account: e.account.clone(), debit: e.credit, credit: e.debit })
+                .map(|e| Entry {
+                    account: e.account.clone(),
+                    debit: e.credit,
+                    credit: e.debit,
+                })
                 .collect(),
         }
     }
@@ -122,7 +143,10 @@ pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option
     for (payee, amount) in &by_payee {
         if *amount != 0 {
             entries.push(Entry::signed(
-                Account::Payable { programme: programme.id.clone(), payee: (*payee).to_owned() },
+                Account::Payable {
+                    programme: programme.id.clone(),
+                    payee: (*payee).to_owned(),
+                },
                 Fen(-amount),
             ));
         }
@@ -131,10 +155,24 @@ pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option
         return None;
     }
     if programme.funding.is_empty() {
-        entries.insert(0, Entry::signed(Account::Expense { programme: programme.id.clone(), funder: None }, Fen(total)));
+        entries.insert(
+            0,
+            Entry::signed(
+                Account::Expense {
+                    programme: programme.id.clone(),
+                    funder: None,
+                },
+                Fen(total),
+            ),
+        );
     } else {
         // Shares are exact decimals; bring them to one scale and apportion by their mantissas.
-        let scale = programme.funding.iter().map(|f| f.share.scale()).max().unwrap_or(0);
+        let scale = programme
+            .funding
+            .iter()
+            .map(|f| f.share.scale())
+            .max()
+            .unwrap_or(0);
         let weights: Vec<i128> = programme
             .funding
             .iter()
@@ -151,7 +189,13 @@ pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option
             if signed.0 != 0 {
                 entries.insert(
                     0,
-                    Entry::signed(Account::Expense { programme: programme.id.clone(), funder: Some(share.funder.clone()) }, signed),
+                    Entry::signed(
+                        Account::Expense {
+                            programme: programme.id.clone(),
+                            funder: Some(share.funder.clone()),
+                        },
+                        signed,
+                    ),
                 );
             }
         }

@@ -31,7 +31,8 @@ impl Fen {
     /// A value finer than a fen ("1.005") and a negative value are errors; "1.500" is 150 fen.
     pub fn parse_cny(text: &str) -> Result<Fen, MoneyError> {
         let trimmed = text.trim();
-        let value = parse_decimal(trimmed).ok_or_else(|| MoneyError::NotDecimal(text.to_owned()))?;
+        let value =
+            parse_decimal(trimmed).ok_or_else(|| MoneyError::NotDecimal(text.to_owned()))?;
         if value.is_sign_negative() && !value.is_zero() {
             return Err(MoneyError::Negative(trimmed.to_owned()));
         }
@@ -152,7 +153,10 @@ pub fn share_largest_remainder(weights: &[Fen], available: Fen) -> Vec<Fen> {
 /// proportional to the weights, summing to `amount` exactly; equal remainders favour the
 /// earlier index. All-zero weights get all-zero parts (and `amount` must then be zero).
 pub fn apportion(weights: &[i128], amount: i128) -> Vec<i128> {
-    assert!(weights.iter().all(|w| *w >= 0), "weights are never negative");
+    assert!(
+        weights.iter().all(|w| *w >= 0),
+        "weights are never negative"
+    );
     assert!(amount >= 0, "apportioned amount is never negative");
     let total: i128 = weights.iter().sum();
     if total == 0 {
@@ -168,7 +172,7 @@ pub fn apportion(weights: &[i128], amount: i128) -> Vec<i128> {
     }
     let mut left = amount - parts.iter().sum::<i128>();
     // Largest remainder first; equal remainders keep index order (stable sort).
-    remainders.sort_by(|a, b| b.0.cmp(&a.0));
+    remainders.sort_by_key(|r| std::cmp::Reverse(r.0));
     for (_, index) in remainders {
         if left == 0 {
             break;
@@ -191,10 +195,22 @@ mod tests {
         assert_eq!(Fen::parse_cny("7"), Ok(Fen(700)));
         assert_eq!(Fen::parse_cny("1.500"), Ok(Fen(150)));
         assert_eq!(Fen::parse_cny("0.05"), Ok(Fen(5)));
-        assert!(matches!(Fen::parse_cny("1.005"), Err(MoneyError::TooPrecise(_))));
-        assert!(matches!(Fen::parse_cny("-1.00"), Err(MoneyError::Negative(_))));
-        assert!(matches!(Fen::parse_cny("abc"), Err(MoneyError::NotDecimal(_))));
-        assert!(matches!(Fen::parse_cny("1e5"), Err(MoneyError::NotDecimal(_))));
+        assert!(matches!(
+            Fen::parse_cny("1.005"),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Fen::parse_cny("-1.00"),
+            Err(MoneyError::Negative(_))
+        ));
+        assert!(matches!(
+            Fen::parse_cny("abc"),
+            Err(MoneyError::NotDecimal(_))
+        ));
+        assert!(matches!(
+            Fen::parse_cny("1e5"),
+            Err(MoneyError::NotDecimal(_))
+        ));
         assert!(matches!(
             Fen::parse_cny("99999999999999999999999"),
             Err(MoneyError::TooLarge(_))

@@ -93,11 +93,31 @@ pub struct Class {
 impl Class {
     /// Every class a line can have; used to check rate tables for ambiguity.
     pub const ALL: [Class; 5] = [
-        Class { category: Category::Compute, chip_origin: Some(ChipOrigin::Domestic), registered_model: None },
-        Class { category: Category::Compute, chip_origin: Some(ChipOrigin::Other), registered_model: None },
-        Class { category: Category::Data, chip_origin: None, registered_model: None },
-        Class { category: Category::Model, chip_origin: None, registered_model: Some(false) },
-        Class { category: Category::Model, chip_origin: None, registered_model: Some(true) },
+        Class {
+            category: Category::Compute,
+            chip_origin: Some(ChipOrigin::Domestic),
+            registered_model: None,
+        },
+        Class {
+            category: Category::Compute,
+            chip_origin: Some(ChipOrigin::Other),
+            registered_model: None,
+        },
+        Class {
+            category: Category::Data,
+            chip_origin: None,
+            registered_model: None,
+        },
+        Class {
+            category: Category::Model,
+            chip_origin: None,
+            registered_model: Some(false),
+        },
+        Class {
+            category: Category::Model,
+            chip_origin: None,
+            registered_model: Some(true),
+        },
     ];
 }
 
@@ -114,8 +134,12 @@ pub struct RateEntry {
 impl RateEntry {
     pub fn matches(&self, class: Class) -> bool {
         self.category.is_none_or(|c| c == class.category)
-            && self.chip_origin.is_none_or(|o| class.chip_origin == Some(o))
-            && self.registered_model.is_none_or(|r| class.registered_model == Some(r))
+            && self
+                .chip_origin
+                .is_none_or(|o| class.chip_origin == Some(o))
+            && self
+                .registered_model
+                .is_none_or(|r| class.registered_model == Some(r))
     }
 
     pub fn specificity(&self) -> usize {
@@ -240,7 +264,12 @@ pub struct RegistryErrors {
 
 impl fmt::Display for RegistryErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: invalid registry ({} problem(s))", self.file, self.errors.len())?;
+        writeln!(
+            f,
+            "{}: invalid registry ({} problem(s))",
+            self.file,
+            self.errors.len()
+        )?;
         for e in &self.errors {
             writeln!(f, "{}: {}: {}", self.file, e.path, e.reason)?;
         }
@@ -361,10 +390,38 @@ struct RawGrant {
 
 /// Keys the loader understands, per section, for the unknown-key warning.
 const KNOWN_KEYS: &[(&str, &[&str])] = &[
-    ("programme", &["id", "name", "funder", "year", "pool", "beneficiary_cap", "provider_cap", "beneficiary_kinds", "payee", "funding", "rates"]),
+    (
+        "programme",
+        &[
+            "id",
+            "name",
+            "funder",
+            "year",
+            "pool",
+            "beneficiary_cap",
+            "provider_cap",
+            "beneficiary_kinds",
+            "payee",
+            "funding",
+            "rates",
+        ],
+    ),
     ("stacking", &["primary", "top_up", "ceilings"]),
     ("provider", &["id", "name"]),
-    ("sku", &["id", "provider", "category", "chip_origin", "registered_model", "chip_model", "unit", "list_price", "capacity"]),
+    (
+        "sku",
+        &[
+            "id",
+            "provider",
+            "category",
+            "chip_origin",
+            "registered_model",
+            "chip_model",
+            "unit",
+            "list_price",
+            "capacity",
+        ],
+    ),
     ("beneficiary", &["id", "name", "kind", "district"]),
     ("grant", &["beneficiary", "programme", "cap"]),
 ];
@@ -378,16 +435,26 @@ fn unknown_keys(text: &str) -> Vec<RegistryWarning> {
     };
     for (section, value) in &table {
         let Some((_, known)) = KNOWN_KEYS.iter().find(|(name, _)| name == section) else {
-            warnings.push(RegistryWarning { path: section.clone(), reason: "unknown section, ignored".into() });
+            warnings.push(RegistryWarning {
+                path: section.clone(),
+                reason: "unknown section, ignored".into(),
+            });
             continue;
         };
-        let Some(items) = value.as_array() else { continue };
+        let Some(items) = value.as_array() else {
+            continue;
+        };
         for (index, item) in items.iter().enumerate() {
-            let Some(item) = item.as_table() else { continue };
+            let Some(item) = item.as_table() else {
+                continue;
+            };
             for (key, nested) in item {
                 let path = format!("{section}[{index}].{key}");
                 if !known.contains(&key.as_str()) {
-                    warnings.push(RegistryWarning { path, reason: "unknown key, ignored".into() });
+                    warnings.push(RegistryWarning {
+                        path,
+                        reason: "unknown key, ignored".into(),
+                    });
                     continue;
                 }
                 let nested_known = match key.as_str() {
@@ -419,7 +486,10 @@ struct Checker {
 
 impl Checker {
     fn fail(&mut self, path: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(RegistryError { path: path.into(), reason: reason.into() });
+        self.errors.push(RegistryError {
+            path: path.into(),
+            reason: reason.into(),
+        });
     }
 
     fn text_of(&mut self, path: &str, raw: &RawNumber) -> Option<String> {
@@ -427,7 +497,10 @@ impl Checker {
             RawNumber::Text(t) => Some(t.clone()),
             RawNumber::Integer(i) => Some(i.to_string()),
             RawNumber::Float(f) => {
-                self.fail(path, format!("{f} is a float; write it as a decimal string, e.g. \"{f}\""));
+                self.fail(
+                    path,
+                    format!("{f} is a float; write it as a decimal string, e.g. \"{f}\""),
+                );
                 None
             }
         }
@@ -483,21 +556,36 @@ impl Checker {
         }
     }
 
-    fn enumerated<T>(&mut self, path: &str, text: &str, parse: fn(&str) -> Option<T>, names: &str) -> Option<T> {
+    fn enumerated<T>(
+        &mut self,
+        path: &str,
+        text: &str,
+        parse: fn(&str) -> Option<T>,
+        names: &str,
+    ) -> Option<T> {
         let parsed = parse(text);
         if parsed.is_none() {
-            self.fail(path, format!("{text:?} is not one of: {}", names.trim_end()));
+            self.fail(
+                path,
+                format!("{text:?} is not one of: {}", names.trim_end()),
+            );
         }
         parsed
     }
 
     fn id(&mut self, path: &str, id: &str, seen: &mut HashMap<String, usize>, index: usize) {
         if id.trim().is_empty() || id.trim() != id || id.contains(',') {
-            self.fail(path, format!("id {id:?} must be non-empty, without surrounding spaces or commas"));
+            self.fail(
+                path,
+                format!("id {id:?} must be non-empty, without surrounding spaces or commas"),
+            );
         }
         if let Some(first) = seen.insert(id.to_owned(), index) {
             seen.insert(id.to_owned(), first);
-            self.fail(path, format!("duplicate id {id:?} (first defined at index {first})"));
+            self.fail(
+                path,
+                format!("duplicate id {id:?} (first defined at index {first})"),
+            );
         }
     }
 
@@ -506,26 +594,53 @@ impl Checker {
         for (i, rate) in raw.iter().enumerate() {
             let p = format!("{path}[{i}]");
             let category = rate.category.as_deref().and_then(|c| {
-                self.enumerated(&format!("{p}.category"), c, Category::parse, Category::NAMES)
+                self.enumerated(
+                    &format!("{p}.category"),
+                    c,
+                    Category::parse,
+                    Category::NAMES,
+                )
             });
             let chip_origin = rate.chip_origin.as_deref().and_then(|c| {
-                self.enumerated(&format!("{p}.chip_origin"), c, ChipOrigin::parse, ChipOrigin::NAMES)
+                self.enumerated(
+                    &format!("{p}.chip_origin"),
+                    c,
+                    ChipOrigin::parse,
+                    ChipOrigin::NAMES,
+                )
             });
             if chip_origin.is_some() && category.is_some_and(|c| c != Category::Compute) {
-                self.fail(format!("{p}.chip_origin"), "chip_origin applies only to category compute");
+                self.fail(
+                    format!("{p}.chip_origin"),
+                    "chip_origin applies only to category compute",
+                );
             }
             if rate.registered_model.is_some() && category.is_some_and(|c| c != Category::Model) {
-                self.fail(format!("{p}.registered_model"), "registered_model applies only to category model");
+                self.fail(
+                    format!("{p}.registered_model"),
+                    "registered_model applies only to category model",
+                );
             }
             if let Some(ratio) = self.ratio(&format!("{p}.ratio"), &rate.ratio) {
-                entries.push(RateEntry { category, chip_origin, registered_model: rate.registered_model, ratio });
+                entries.push(RateEntry {
+                    category,
+                    chip_origin,
+                    registered_model: rate.registered_model,
+                    ratio,
+                });
             }
         }
         // Two entries of equal specificity that both apply to one class must agree.
         for class in Class::ALL {
-            let Some(best) = lookup_entry(&entries, class) else { continue };
+            let Some(best) = lookup_entry(&entries, class) else {
+                continue;
+            };
             for (i, e) in entries.iter().enumerate() {
-                if i > best && e.matches(class) && e.specificity() == entries[best].specificity() && e.ratio != entries[best].ratio {
+                if i > best
+                    && e.matches(class)
+                    && e.specificity() == entries[best].specificity()
+                    && e.ratio != entries[best].ratio
+                {
                     self.fail(
                         format!("{path}[{i}]"),
                         format!(
@@ -554,11 +669,17 @@ pub fn class_label(class: Class) -> String {
 
 impl Registry {
     /// Parses and validates a registry file. `file` names it in error messages.
-    pub fn from_toml(file: &str, text: &str) -> Result<(Registry, Vec<RegistryWarning>), RegistryErrors> {
+    pub fn from_toml(
+        file: &str,
+        text: &str,
+    ) -> Result<(Registry, Vec<RegistryWarning>), RegistryErrors> {
         let raw: RawFile = toml::from_str(text).map_err(|e| RegistryErrors {
             file: file.to_owned(),
             errors: vec![RegistryError {
-                path: e.span().map(|s| locate(text, s.start)).unwrap_or_else(|| "(file)".into()),
+                path: e
+                    .span()
+                    .map(|s| locate(text, s.start))
+                    .unwrap_or_else(|| "(file)".into()),
                 reason: e.message().to_owned(),
             }],
         })?;
@@ -570,38 +691,71 @@ impl Registry {
         for (i, p) in raw.programme.iter().enumerate() {
             let path = format!("programme[{i}]");
             c.id(&format!("{path}.id"), &p.id, &mut programme_index, i);
-            let funder = c.enumerated(&format!("{path}.funder"), &p.funder, Funder::parse, Funder::NAMES);
-            let payee = c.enumerated(&format!("{path}.payee"), &p.payee, Payee::parse, Payee::NAMES);
+            let funder = c.enumerated(
+                &format!("{path}.funder"),
+                &p.funder,
+                Funder::parse,
+                Funder::NAMES,
+            );
+            let payee = c.enumerated(
+                &format!("{path}.payee"),
+                &p.payee,
+                Payee::parse,
+                Payee::NAMES,
+            );
             if !(2000..=2200).contains(&p.year) {
-                c.fail(format!("{path}.year"), format!("year {} is outside 2000..=2200", p.year));
+                c.fail(
+                    format!("{path}.year"),
+                    format!("year {} is outside 2000..=2200", p.year),
+                );
             }
             let pool = c.money(&format!("{path}.pool"), p.pool.as_ref());
-            let beneficiary_cap = c.money(&format!("{path}.beneficiary_cap"), p.beneficiary_cap.as_ref());
+            let beneficiary_cap = c.money(
+                &format!("{path}.beneficiary_cap"),
+                p.beneficiary_cap.as_ref(),
+            );
             let provider_cap = c.money(&format!("{path}.provider_cap"), p.provider_cap.as_ref());
             let mut kinds = Vec::new();
             for (k, kind) in p.beneficiary_kinds.iter().enumerate() {
-                if let Some(kind) = c.enumerated(&format!("{path}.beneficiary_kinds[{k}]"), kind, BeneficiaryKind::parse, BeneficiaryKind::NAMES) {
+                if let Some(kind) = c.enumerated(
+                    &format!("{path}.beneficiary_kinds[{k}]"),
+                    kind,
+                    BeneficiaryKind::parse,
+                    BeneficiaryKind::NAMES,
+                ) {
                     kinds.push(kind);
                 }
             }
             if p.beneficiary_kinds.is_empty() {
-                c.fail(format!("{path}.beneficiary_kinds"), "must name at least one kind");
+                c.fail(
+                    format!("{path}.beneficiary_kinds"),
+                    "must name at least one kind",
+                );
             }
             let mut funding = Vec::new();
             let mut funders = BTreeSet::new();
             for (f, share) in p.funding.iter().enumerate() {
                 let fp = format!("{path}.funding[{f}]");
                 if share.funder.trim().is_empty() || !funders.insert(share.funder.clone()) {
-                    c.fail(format!("{fp}.funder"), format!("funder {:?} is empty or named twice", share.funder));
+                    c.fail(
+                        format!("{fp}.funder"),
+                        format!("funder {:?} is empty or named twice", share.funder),
+                    );
                 }
                 if let Some(s) = c.ratio(&format!("{fp}.share"), &share.share) {
-                    funding.push(FundingShare { funder: share.funder.clone(), share: s });
+                    funding.push(FundingShare {
+                        funder: share.funder.clone(),
+                        share: s,
+                    });
                 }
             }
             if !funding.is_empty() && funding.len() == p.funding.len() {
                 let total: Decimal = funding.iter().map(|f| f.share).sum();
                 if total != Decimal::ONE {
-                    c.fail(format!("{path}.funding"), format!("shares sum to {total}, not 1"));
+                    c.fail(
+                        format!("{path}.funding"),
+                        format!("shares sum to {total}, not 1"),
+                    );
                 }
             }
             let rates = c.rates(&format!("{path}.rates"), &p.rates);
@@ -626,7 +780,10 @@ impl Registry {
         let mut providers = Vec::new();
         for (i, p) in raw.provider.iter().enumerate() {
             c.id(&format!("provider[{i}].id"), &p.id, &mut provider_index, i);
-            providers.push(Provider { id: p.id.clone(), name: p.name.clone().unwrap_or_else(|| p.id.clone()) });
+            providers.push(Provider {
+                id: p.id.clone(),
+                name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            });
         }
 
         let mut sku_index = HashMap::new();
@@ -635,11 +792,24 @@ impl Registry {
             let path = format!("sku[{i}]");
             c.id(&format!("{path}.id"), &s.id, &mut sku_index, i);
             if !provider_index.contains_key(&s.provider) {
-                c.fail(format!("{path}.provider"), format!("unknown provider {:?}", s.provider));
+                c.fail(
+                    format!("{path}.provider"),
+                    format!("unknown provider {:?}", s.provider),
+                );
             }
-            let category = c.enumerated(&format!("{path}.category"), &s.category, Category::parse, Category::NAMES);
+            let category = c.enumerated(
+                &format!("{path}.category"),
+                &s.category,
+                Category::parse,
+                Category::NAMES,
+            );
             let chip_origin = s.chip_origin.as_deref().and_then(|o| {
-                c.enumerated(&format!("{path}.chip_origin"), o, ChipOrigin::parse, ChipOrigin::NAMES)
+                c.enumerated(
+                    &format!("{path}.chip_origin"),
+                    o,
+                    ChipOrigin::parse,
+                    ChipOrigin::NAMES,
+                )
             });
             let unit = c.enumerated(&format!("{path}.unit"), &s.unit, Unit::parse, Unit::NAMES);
             let list_price = c.price(&format!("{path}.list_price"), s.list_price.as_ref());
@@ -647,22 +817,43 @@ impl Registry {
             let class = match category {
                 Some(Category::Compute) => {
                     if s.chip_origin.is_none() {
-                        c.fail(format!("{path}.chip_origin"), "a compute SKU must say its chip_origin (domestic or other)");
+                        c.fail(
+                            format!("{path}.chip_origin"),
+                            "a compute SKU must say its chip_origin (domestic or other)",
+                        );
                     }
                     if s.registered_model.is_some() {
-                        c.fail(format!("{path}.registered_model"), "registered_model applies only to category model");
+                        c.fail(
+                            format!("{path}.registered_model"),
+                            "registered_model applies only to category model",
+                        );
                     }
-                    chip_origin.map(|o| Class { category: Category::Compute, chip_origin: Some(o), registered_model: None })
+                    chip_origin.map(|o| Class {
+                        category: Category::Compute,
+                        chip_origin: Some(o),
+                        registered_model: None,
+                    })
                 }
                 Some(other) => {
                     if s.chip_origin.is_some() {
-                        c.fail(format!("{path}.chip_origin"), "chip_origin applies only to category compute");
+                        c.fail(
+                            format!("{path}.chip_origin"),
+                            "chip_origin applies only to category compute",
+                        );
                     }
                     if other == Category::Data && s.registered_model.is_some() {
-                        c.fail(format!("{path}.registered_model"), "registered_model applies only to category model");
+                        c.fail(
+                            format!("{path}.registered_model"),
+                            "registered_model applies only to category model",
+                        );
                     }
-                    let registered_model = (other == Category::Model).then(|| s.registered_model.unwrap_or(false));
-                    Some(Class { category: other, chip_origin: None, registered_model })
+                    let registered_model =
+                        (other == Category::Model).then(|| s.registered_model.unwrap_or(false));
+                    Some(Class {
+                        category: other,
+                        chip_origin: None,
+                        registered_model,
+                    })
                 }
                 None => None,
             };
@@ -684,7 +875,12 @@ impl Registry {
         for (i, b) in raw.beneficiary.iter().enumerate() {
             let path = format!("beneficiary[{i}]");
             c.id(&format!("{path}.id"), &b.id, &mut beneficiary_index, i);
-            if let Some(kind) = c.enumerated(&format!("{path}.kind"), &b.kind, BeneficiaryKind::parse, BeneficiaryKind::NAMES) {
+            if let Some(kind) = c.enumerated(
+                &format!("{path}.kind"),
+                &b.kind,
+                BeneficiaryKind::parse,
+                BeneficiaryKind::NAMES,
+            ) {
                 beneficiaries.push(Beneficiary {
                     id: b.id.clone(),
                     name: b.name.clone().unwrap_or_else(|| b.id.clone()),
@@ -701,24 +897,46 @@ impl Registry {
             let beneficiary = beneficiaries.iter().find(|b| b.id == g.beneficiary);
             let programme = programmes.iter().find(|p| p.id == g.programme);
             if !beneficiary_index.contains_key(&g.beneficiary) {
-                c.fail(format!("{path}.beneficiary"), format!("unknown beneficiary {:?}", g.beneficiary));
+                c.fail(
+                    format!("{path}.beneficiary"),
+                    format!("unknown beneficiary {:?}", g.beneficiary),
+                );
             }
             if !programme_index.contains_key(&g.programme) {
-                c.fail(format!("{path}.programme"), format!("unknown programme {:?}", g.programme));
+                c.fail(
+                    format!("{path}.programme"),
+                    format!("unknown programme {:?}", g.programme),
+                );
             }
-            if let (Some(b), Some(p)) = (beneficiary, programme) {
-                if !p.beneficiary_kinds.contains(&b.kind) {
-                    c.fail(
-                        format!("{path}.programme"),
-                        format!("programme {:?} does not admit beneficiary kind {} (beneficiary {:?})", p.id, b.kind, b.id),
-                    );
-                }
+            if let (Some(b), Some(p)) = (beneficiary, programme)
+                && !p.beneficiary_kinds.contains(&b.kind)
+            {
+                c.fail(
+                    format!("{path}.programme"),
+                    format!(
+                        "programme {:?} does not admit beneficiary kind {} (beneficiary {:?})",
+                        p.id, b.kind, b.id
+                    ),
+                );
             }
             let cap = c.money(&format!("{path}.cap"), g.cap.as_ref());
-            if grant_index.insert((g.beneficiary.clone(), g.programme.clone()), grants.len()).is_some() {
-                c.fail(path.clone(), format!("duplicate grant of {:?} to {:?}", g.programme, g.beneficiary));
+            if grant_index
+                .insert((g.beneficiary.clone(), g.programme.clone()), grants.len())
+                .is_some()
+            {
+                c.fail(
+                    path.clone(),
+                    format!(
+                        "duplicate grant of {:?} to {:?}",
+                        g.programme, g.beneficiary
+                    ),
+                );
             }
-            grants.push(Grant { beneficiary: g.beneficiary.clone(), programme: g.programme.clone(), cap });
+            grants.push(Grant {
+                beneficiary: g.beneficiary.clone(),
+                programme: g.programme.clone(),
+                cap,
+            });
         }
 
         let mut stacking = Vec::new();
@@ -728,50 +946,90 @@ impl Registry {
             let primary = programmes.iter().find(|p| p.id == s.primary);
             let top_up = programmes.iter().find(|p| p.id == s.top_up);
             if !programme_index.contains_key(&s.primary) {
-                c.fail(format!("{path}.primary"), format!("unknown programme {:?}", s.primary));
+                c.fail(
+                    format!("{path}.primary"),
+                    format!("unknown programme {:?}", s.primary),
+                );
             }
             if !programme_index.contains_key(&s.top_up) {
-                c.fail(format!("{path}.top_up"), format!("unknown programme {:?}", s.top_up));
+                c.fail(
+                    format!("{path}.top_up"),
+                    format!("unknown programme {:?}", s.top_up),
+                );
             }
             if s.primary == s.top_up {
                 c.fail(format!("{path}.top_up"), "a programme cannot top itself up");
             }
-            let key = if s.primary < s.top_up { (s.primary.clone(), s.top_up.clone()) } else { (s.top_up.clone(), s.primary.clone()) };
+            let key = if s.primary < s.top_up {
+                (s.primary.clone(), s.top_up.clone())
+            } else {
+                (s.top_up.clone(), s.primary.clone())
+            };
             if !pairs.insert(key) {
-                c.fail(path.clone(), format!("{:?} and {:?} are already joined by another stacking rule", s.primary, s.top_up));
+                c.fail(
+                    path.clone(),
+                    format!(
+                        "{:?} and {:?} are already joined by another stacking rule",
+                        s.primary, s.top_up
+                    ),
+                );
             }
-            if let (Some(p), Some(t)) = (primary, top_up) {
-                if p.year != t.year {
-                    c.fail(format!("{path}.top_up"), format!("{:?} is for {} but {:?} for {}", t.id, t.year, p.id, p.year));
-                }
+            if let (Some(p), Some(t)) = (primary, top_up)
+                && p.year != t.year
+            {
+                c.fail(
+                    format!("{path}.top_up"),
+                    format!("{:?} is for {} but {:?} for {}", t.id, t.year, p.id, p.year),
+                );
             }
             let ceilings = c.rates(&format!("{path}.ceilings"), &s.ceilings);
             if let Some(p) = primary {
                 // R5: the ceiling is the combined ratio, so it may not be below the primary's own.
                 for class in Class::ALL {
-                    let (Some(ci), Some(primary_ratio)) = (lookup_entry(&ceilings, class), lookup_ratio(&p.rates, class)) else { continue };
+                    let (Some(ci), Some(primary_ratio)) = (
+                        lookup_entry(&ceilings, class),
+                        lookup_ratio(&p.rates, class),
+                    ) else {
+                        continue;
+                    };
                     if ceilings[ci].ratio < primary_ratio {
                         c.fail(
                             format!("{path}.ceilings[{ci}].ratio"),
                             format!(
                                 "ceiling {} for {} is below the primary {:?} ratio {}",
-                                ceilings[ci].ratio, class_label(class), p.id, primary_ratio
+                                ceilings[ci].ratio,
+                                class_label(class),
+                                p.id,
+                                primary_ratio
                             ),
                         );
                     }
                 }
             }
-            stacking.push(Stacking { primary: s.primary.clone(), top_up: s.top_up.clone(), ceilings });
+            stacking.push(Stacking {
+                primary: s.primary.clone(),
+                top_up: s.top_up.clone(),
+                ceilings,
+            });
         }
 
         if !c.errors.is_empty() {
             // Several ceilings can fail for one entry; report each path and reason once.
             let mut seen = BTreeSet::new();
-            c.errors.retain(|e| seen.insert((e.path.clone(), e.reason.clone())));
-            return Err(RegistryErrors { file: file.to_owned(), errors: c.errors });
+            c.errors
+                .retain(|e| seen.insert((e.path.clone(), e.reason.clone())));
+            return Err(RegistryErrors {
+                file: file.to_owned(),
+                errors: c.errors,
+            });
         }
         let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let index_of = |ids: Vec<&String>| ids.into_iter().enumerate().map(|(i, id)| (id.clone(), i)).collect::<HashMap<_, _>>();
+        let index_of = |ids: Vec<&String>| {
+            ids.into_iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i))
+                .collect::<HashMap<_, _>>()
+        };
         let registry = Registry {
             programme_index: index_of(programmes.iter().map(|p| &p.id).collect()),
             provider_index: index_of(providers.iter().map(|p| &p.id).collect()),
@@ -802,7 +1060,9 @@ impl Registry {
     }
 
     pub fn beneficiary(&self, id: &str) -> Option<&Beneficiary> {
-        self.beneficiary_index.get(id).map(|&i| &self.beneficiaries[i])
+        self.beneficiary_index
+            .get(id)
+            .map(|&i| &self.beneficiaries[i])
     }
 
     pub fn grant(&self, beneficiary: &str, programme: &str) -> Option<&Grant> {

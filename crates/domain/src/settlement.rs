@@ -65,10 +65,16 @@ impl Prior {
     /// Adds a payment of `programme` on a (beneficiary, provider) pair. `provider` may be empty
     /// when unknown: the payment then counts against the beneficiary cap and pool only.
     pub fn add(&mut self, programme: &str, beneficiary: &str, provider: &str, amount: Fen) {
-        let b = self.by_beneficiary.entry((programme.to_owned(), beneficiary.to_owned())).or_default();
+        let b = self
+            .by_beneficiary
+            .entry((programme.to_owned(), beneficiary.to_owned()))
+            .or_default();
         *b = b.plus(amount);
         if !provider.is_empty() {
-            let p = self.by_provider.entry((programme.to_owned(), provider.to_owned())).or_default();
+            let p = self
+                .by_provider
+                .entry((programme.to_owned(), provider.to_owned()))
+                .or_default();
             *p = p.plus(amount);
         }
         let t = self.by_programme.entry(programme.to_owned()).or_default();
@@ -90,7 +96,10 @@ impl Prior {
     }
 
     pub fn programme(&self, programme: &str) -> Fen {
-        self.by_programme.get(programme).copied().unwrap_or_default()
+        self.by_programme
+            .get(programme)
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -138,23 +147,41 @@ impl Statement {
 /// Ties (our choice, POLICY.md is silent): a stacked package before a single programme, then the
 /// higher funder level (national before provincial, municipal, district, since higher-level
 /// money costs the city nothing), then the lower programme id.
-pub fn effective_ratios<'r>(registry: &'r Registry, year: i32, beneficiary: &str, class: Class) -> Vec<(&'r Programme, Decimal)> {
+pub fn effective_ratios<'r>(
+    registry: &'r Registry,
+    year: i32,
+    beneficiary: &str,
+    class: Class,
+) -> Vec<(&'r Programme, Decimal)> {
     let eligible: Vec<(&Programme, Decimal)> = registry
         .programmes_of_year(year)
         .filter(|p| registry.grant(beneficiary, &p.id).is_some())
-        .filter_map(|p| lookup_ratio(&p.rates, class).filter(|r| *r > Decimal::ZERO).map(|r| (p, r)))
+        .filter_map(|p| {
+            lookup_ratio(&p.rates, class)
+                .filter(|r| *r > Decimal::ZERO)
+                .map(|r| (p, r))
+        })
         .collect();
     let mut packages: Vec<Vec<(&Programme, Decimal)>> = Vec::new();
     let mut joined = vec![false; eligible.len()];
     for (i, &(primary, primary_ratio)) in eligible.iter().enumerate() {
         for (j, &(top_up, top_up_ratio)) in eligible.iter().enumerate() {
-            let Some(rule) = registry.stacking.iter().find(|s| s.primary == primary.id && s.top_up == top_up.id) else {
+            let Some(rule) = registry
+                .stacking
+                .iter()
+                .find(|s| s.primary == primary.id && s.top_up == top_up.id)
+            else {
                 continue;
             };
-            let Some(ceiling) = lookup_ratio(&rule.ceilings, class) else { continue };
+            let Some(ceiling) = lookup_ratio(&rule.ceilings, class) else {
+                continue;
+            };
             // R5: the top-up fills the room between the primary's ratio and the ceiling.
             let room = (ceiling - primary_ratio).max(Decimal::ZERO);
-            packages.push(vec![(primary, primary_ratio), (top_up, top_up_ratio.min(room))]);
+            packages.push(vec![
+                (primary, primary_ratio),
+                (top_up, top_up_ratio.min(room)),
+            ]);
             joined[i] = true;
             joined[j] = true;
         }
@@ -164,7 +191,8 @@ pub fn effective_ratios<'r>(registry: &'r Registry, year: i32, beneficiary: &str
             packages.push(vec![(p, r)]);
         }
     }
-    let total = |package: &[(&Programme, Decimal)]| package.iter().map(|(_, r)| *r).sum::<Decimal>();
+    let total =
+        |package: &[(&Programme, Decimal)]| package.iter().map(|(_, r)| *r).sum::<Decimal>();
     let funder_rank = |f: Funder| f as u8;
     let best = packages.into_iter().max_by(|a, b| {
         total(a)
@@ -173,38 +201,55 @@ pub fn effective_ratios<'r>(registry: &'r Registry, year: i32, beneficiary: &str
             .then(funder_rank(b[0].0.funder).cmp(&funder_rank(a[0].0.funder)))
             .then(b[0].0.id.cmp(&a[0].0.id))
     });
-    best.map(|package| package.into_iter().filter(|(_, r)| *r > Decimal::ZERO).collect())
-        .unwrap_or_default()
+    best.map(|package| {
+        package
+            .into_iter()
+            .filter(|(_, r)| *r > Decimal::ZERO)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Computes the statement of one period for every programme of its fiscal year.
 /// `bases` holds Σ amount per line of the period's accepted records; `prior` what each programme
 /// already paid earlier in the year.
-pub fn settle_period(registry: &Registry, period: Period, bases: &BTreeMap<LineKey, Fen>, prior: &Prior) -> Statement {
+pub fn settle_period(
+    registry: &Registry,
+    period: Period,
+    bases: &BTreeMap<LineKey, Fen>,
+    prior: &Prior,
+) -> Statement {
     // R4/R5/R6: per programme, the lines it pays on and their uncut demand.
     let mut by_programme: BTreeMap<&str, Vec<StatementLine>> = BTreeMap::new();
     let mut ratio_cache: HashMap<(&str, Class), Vec<(&Programme, Decimal)>> = HashMap::new();
     for (key, &base) in bases {
         let ratios = ratio_cache
             .entry((key.beneficiary.as_str(), key.class))
-            .or_insert_with(|| effective_ratios(registry, period.year, &key.beneficiary, key.class));
+            .or_insert_with(|| {
+                effective_ratios(registry, period.year, &key.beneficiary, key.class)
+            });
         for &(programme, ratio) in ratios.iter() {
             let demand = base.times_ratio_half_up(ratio);
-            by_programme.entry(programme.id.as_str()).or_default().push(StatementLine {
-                programme: programme.id.clone(),
-                period,
-                key: key.clone(),
-                base,
-                ratio,
-                demand,
-                subsidy: demand,
-                cut_by: None,
-            });
+            by_programme
+                .entry(programme.id.as_str())
+                .or_default()
+                .push(StatementLine {
+                    programme: programme.id.clone(),
+                    period,
+                    key: key.clone(),
+                    base,
+                    ratio,
+                    demand,
+                    subsidy: demand,
+                    cut_by: None,
+                });
         }
     }
     let mut lines = Vec::new();
     for (id, mut programme_lines) in by_programme {
-        let programme = registry.programme(id).expect("ratios come from registry programmes");
+        let programme = registry
+            .programme(id)
+            .expect("ratios come from registry programmes");
         apply_limits(registry, programme, prior, &mut programme_lines);
         lines.extend(programme_lines);
     }
@@ -214,16 +259,30 @@ pub fn settle_period(registry: &Registry, period: Period, bases: &BTreeMap<LineK
 /// R7, R8: beneficiary caps, then provider caps, then the pool, each sharing what is left in
 /// proportion to what the stage before left, by largest remainder in line key order.
 /// `lines` are one programme's lines in key order.
-pub fn apply_limits(registry: &Registry, programme: &Programme, prior: &Prior, lines: &mut [StatementLine]) {
-    debug_assert!(lines.windows(2).all(|w| w[0].key < w[1].key), "lines arrive in key order");
+pub fn apply_limits(
+    registry: &Registry,
+    programme: &Programme,
+    prior: &Prior,
+    lines: &mut [StatementLine],
+) {
+    debug_assert!(
+        lines.windows(2).all(|w| w[0].key < w[1].key),
+        "lines arrive in key order"
+    );
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
-        groups.entry(line.key.beneficiary.as_str()).or_default().push(i);
+        groups
+            .entry(line.key.beneficiary.as_str())
+            .or_default()
+            .push(i);
     }
-    let beneficiary_groups: Vec<(String, Vec<usize>)> = groups.into_iter().map(|(b, v)| (b.to_owned(), v)).collect();
+    let beneficiary_groups: Vec<(String, Vec<usize>)> =
+        groups.into_iter().map(|(b, v)| (b.to_owned(), v)).collect();
     for (beneficiary, indices) in beneficiary_groups {
         if let Some(cap) = registry.beneficiary_cap(programme, &beneficiary) {
-            let left = cap.minus(prior.beneficiary(&programme.id, &beneficiary)).max(Fen::ZERO);
+            let left = cap
+                .minus(prior.beneficiary(&programme.id, &beneficiary))
+                .max(Fen::ZERO);
             limit(lines, &indices, left, CutBy::BeneficiaryCap);
         }
     }
@@ -233,7 +292,9 @@ pub fn apply_limits(registry: &Registry, programme: &Programme, prior: &Prior, l
             groups.entry(line.key.provider.clone()).or_default().push(i);
         }
         for (provider, indices) in groups {
-            let left = cap.minus(prior.provider(&programme.id, &provider)).max(Fen::ZERO);
+            let left = cap
+                .minus(prior.provider(&programme.id, &provider))
+                .max(Fen::ZERO);
             limit(lines, &indices, left, CutBy::ProviderCap);
         }
     }
@@ -264,8 +325,17 @@ fn limit(lines: &mut [StatementLine], indices: &[usize], left: Fen, stage: CutBy
 
 /// The statement file's header, shared by `suanli simulate` and run exports.
 pub const STATEMENT_HEADER: [&str; 11] = [
-    "programme", "period", "beneficiary", "provider", "category", "chip_origin", "registered_model", "base", "ratio",
-    "subsidy", "cut_by",
+    "programme",
+    "period",
+    "beneficiary",
+    "provider",
+    "category",
+    "chip_origin",
+    "registered_model",
+    "base",
+    "ratio",
+    "subsidy",
+    "cut_by",
 ];
 
 impl StatementLine {
@@ -278,12 +348,22 @@ impl StatementLine {
             self.key.beneficiary.clone(),
             self.key.provider.clone(),
             self.key.class.category.as_str().to_owned(),
-            self.key.class.chip_origin.map(|o| o.as_str().to_owned()).unwrap_or_default(),
-            self.key.class.registered_model.map(|r| r.to_string()).unwrap_or_default(),
+            self.key
+                .class
+                .chip_origin
+                .map(|o| o.as_str().to_owned())
+                .unwrap_or_default(),
+            self.key
+                .class
+                .registered_model
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
             self.base.to_string(),
             crate::money::format_ratio(self.ratio),
             self.subsidy.to_string(),
-            self.cut_by.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            self.cut_by
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
         ]
     }
 }

@@ -38,7 +38,10 @@ impl Period {
     /// The period holding an instant, in Asia/Shanghai time.
     pub fn of_instant(at: DateTime<FixedOffset>) -> Period {
         let local = at.with_timezone(&shanghai());
-        Period { year: local.year(), month: local.month() }
+        Period {
+            year: local.year(),
+            month: local.month(),
+        }
     }
 
     /// The first instant of the period.
@@ -52,15 +55,24 @@ impl Period {
 
     pub fn next(self) -> Period {
         if self.month == 12 {
-            Period { year: self.year + 1, month: 1 }
+            Period {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            Period { year: self.year, month: self.month + 1 }
+            Period {
+                year: self.year,
+                month: self.month + 1,
+            }
         }
     }
 
     /// Periods of the same fiscal year before this one, in order.
     pub fn earlier_in_year(self) -> impl Iterator<Item = Period> {
-        (1..self.month).map(move |month| Period { year: self.year, month })
+        (1..self.month).map(move |month| Period {
+            year: self.year,
+            month,
+        })
     }
 }
 
@@ -157,7 +169,11 @@ impl fmt::Display for Rejection {
 }
 
 fn reject(code: RejectCode, field: &'static str, message: String) -> Rejection {
-    Rejection { code, field, message }
+    Rejection {
+        code,
+        field,
+        message,
+    }
 }
 
 /// The text fields of a record as they arrive in a CSV row.
@@ -179,10 +195,18 @@ pub const ID_BYTES_MAX: usize = 128;
 fn id_field(field: &'static str, value: &str) -> Result<String, Rejection> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(reject(RejectCode::MissingField, field, format!("{field} is empty")));
+        return Err(reject(
+            RejectCode::MissingField,
+            field,
+            format!("{field} is empty"),
+        ));
     }
     if v.len() > ID_BYTES_MAX {
-        return Err(reject(RejectCode::InvalidField, field, format!("{field} is longer than {ID_BYTES_MAX} bytes")));
+        return Err(reject(
+            RejectCode::InvalidField,
+            field,
+            format!("{field} is longer than {ID_BYTES_MAX} bytes"),
+        ));
     }
     Ok(v.to_owned())
 }
@@ -190,10 +214,18 @@ fn id_field(field: &'static str, value: &str) -> Result<String, Rejection> {
 fn time_field(field: &'static str, value: &str) -> Result<DateTime<FixedOffset>, Rejection> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(reject(RejectCode::MissingField, field, format!("{field} is empty")));
+        return Err(reject(
+            RejectCode::MissingField,
+            field,
+            format!("{field} is empty"),
+        ));
     }
     DateTime::parse_from_rfc3339(v).map_err(|e| {
-        reject(RejectCode::InvalidField, field, format!("{field} {v:?} is not an RFC 3339 time with offset ({e})"))
+        reject(
+            RejectCode::InvalidField,
+            field,
+            format!("{field} {v:?} is not an RFC 3339 time with offset ({e})"),
+        )
     })
 }
 
@@ -207,23 +239,54 @@ pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
     let end = time_field("end", fields.end)?;
     let q = fields.quantity.trim();
     if q.is_empty() {
-        return Err(reject(RejectCode::MissingField, "quantity", "quantity is empty".into()));
+        return Err(reject(
+            RejectCode::MissingField,
+            "quantity",
+            "quantity is empty".into(),
+        ));
     }
     let quantity = parse_decimal(q).ok_or_else(|| {
-        reject(RejectCode::InvalidField, "quantity", format!("quantity {q:?} is not a decimal number"))
+        reject(
+            RejectCode::InvalidField,
+            "quantity",
+            format!("quantity {q:?} is not a decimal number"),
+        )
     })?;
     let a = fields.amount.trim();
     if a.is_empty() {
-        return Err(reject(RejectCode::MissingField, "amount", "amount is empty".into()));
+        return Err(reject(
+            RejectCode::MissingField,
+            "amount",
+            "amount is empty".into(),
+        ));
     }
     let amount = Fen::parse_cny(a).map_err(|e| match e {
-        MoneyError::Negative(_) => reject(RejectCode::NegativeAmount, "amount", format!("amount {a} is negative")),
-        MoneyError::TooPrecise(_) => {
-            reject(RejectCode::AmountPrecision, "amount", format!("amount {a} has more than 2 decimals"))
-        }
-        other => reject(RejectCode::InvalidField, "amount", format!("amount: {other}")),
+        MoneyError::Negative(_) => reject(
+            RejectCode::NegativeAmount,
+            "amount",
+            format!("amount {a} is negative"),
+        ),
+        MoneyError::TooPrecise(_) => reject(
+            RejectCode::AmountPrecision,
+            "amount",
+            format!("amount {a} has more than 2 decimals"),
+        ),
+        other => reject(
+            RejectCode::InvalidField,
+            "amount",
+            format!("amount: {other}"),
+        ),
     })?;
-    Ok(UsageRecord { provider, record_id, beneficiary, sku, start, end, quantity, amount })
+    Ok(UsageRecord {
+        provider,
+        record_id,
+        beneficiary,
+        sku,
+        start,
+        end,
+        quantity,
+        amount,
+    })
 }
 
 /// Nanoseconds in an hour, for the capacity check without division.
@@ -233,37 +296,70 @@ const HOUR_NANOS: i64 = 3_600_000_000_000;
 /// which comes from the SKU and never from the record.
 pub fn validate(registry: &Registry, record: &UsageRecord) -> Result<Class, Rejection> {
     if registry.provider(&record.provider).is_none() {
-        return Err(reject(RejectCode::UnknownProvider, "provider", format!("provider {:?} is not in the registry", record.provider)));
+        return Err(reject(
+            RejectCode::UnknownProvider,
+            "provider",
+            format!("provider {:?} is not in the registry", record.provider),
+        ));
     }
     if registry.beneficiary(&record.beneficiary).is_none() {
         return Err(reject(
             RejectCode::UnknownBeneficiary,
             "beneficiary",
-            format!("beneficiary {:?} is not in the registry", record.beneficiary),
+            format!(
+                "beneficiary {:?} is not in the registry",
+                record.beneficiary
+            ),
         ));
     }
     let Some(sku) = registry.sku(&record.sku) else {
-        return Err(reject(RejectCode::UnknownSku, "sku", format!("sku {:?} is not in the registry", record.sku)));
+        return Err(reject(
+            RejectCode::UnknownSku,
+            "sku",
+            format!("sku {:?} is not in the registry", record.sku),
+        ));
     };
     if sku.provider != record.provider {
         return Err(reject(
             RejectCode::SkuNotOfProvider,
             "sku",
-            format!("sku {:?} belongs to provider {:?}, not {:?}", sku.id, sku.provider, record.provider),
+            format!(
+                "sku {:?} belongs to provider {:?}, not {:?}",
+                sku.id, sku.provider, record.provider
+            ),
         ));
     }
     if record.end <= record.start {
-        return Err(reject(RejectCode::EndNotAfterStart, "end", format!("end {} is not after start {}", record.end.to_rfc3339(), record.start.to_rfc3339())));
+        return Err(reject(
+            RejectCode::EndNotAfterStart,
+            "end",
+            format!(
+                "end {} is not after start {}",
+                record.end.to_rfc3339(),
+                record.start.to_rfc3339()
+            ),
+        ));
     }
     if record.quantity.is_sign_negative() && !record.quantity.is_zero() {
-        return Err(reject(RejectCode::NegativeQuantity, "quantity", format!("quantity {} is negative", record.quantity)));
+        return Err(reject(
+            RejectCode::NegativeQuantity,
+            "quantity",
+            format!("quantity {} is negative", record.quantity),
+        ));
     }
     if record.amount.0 < 0 {
-        return Err(reject(RejectCode::NegativeAmount, "amount", format!("amount {} is negative", record.amount)));
+        return Err(reject(
+            RejectCode::NegativeAmount,
+            "amount",
+            format!("amount {} is negative", record.amount),
+        ));
     }
     if let Some(price) = sku.list_price {
         // R2: amount ≤ quantity × list_price + 0.01.
-        let limit = record.quantity.checked_mul(price).and_then(|l| l.checked_add(Decimal::new(1, 2)));
+        let limit = record
+            .quantity
+            .checked_mul(price)
+            .and_then(|l| l.checked_add(Decimal::new(1, 2)));
         if limit.is_none_or(|limit| record.amount.to_cny() > limit) {
             return Err(reject(
                 RejectCode::AboveListPrice,
@@ -277,7 +373,9 @@ pub fn validate(registry: &Registry, record: &UsageRecord) -> Result<Class, Reje
     }
     if let Some(capacity) = sku.capacity {
         // R3: quantity ≤ capacity × hours, compared as quantity × hour ≤ capacity × duration.
-        let nanos = (record.end - record.start).num_nanoseconds().unwrap_or(i64::MAX);
+        let nanos = (record.end - record.start)
+            .num_nanoseconds()
+            .unwrap_or(i64::MAX);
         let lhs = record.quantity.checked_mul(Decimal::from(HOUR_NANOS));
         let rhs = capacity.checked_mul(Decimal::from(nanos));
         let over = match (lhs, rhs) {

@@ -32,15 +32,28 @@ pub fn row(line: u64, fields: [&str; 8]) -> Row {
         quantity: fields[6],
         amount: fields[7],
     });
-    let end_period = chrono::DateTime::parse_from_rfc3339(fields[5]).ok().map(Period::of_instant);
-    Row { line, provider: fields[0].into(), record_id: fields[1].into(), end_period, parsed }
+    let end_period = chrono::DateTime::parse_from_rfc3339(fields[5])
+        .ok()
+        .map(Period::of_instant);
+    Row {
+        line,
+        provider: fields[0].into(),
+        record_id: fields[1].into(),
+        end_period,
+        parsed,
+    }
 }
 
 pub fn period(text: &str) -> Period {
     Period::parse(text).expect("valid period")
 }
 
-pub fn run(registry: &Registry, period_text: &str, rows: Vec<Row>, prior: &Prior) -> (Intake, Statement) {
+pub fn run(
+    registry: &Registry,
+    period_text: &str,
+    rows: Vec<Row>,
+    prior: &Prior,
+) -> (Intake, Statement) {
     let p = period(period_text);
     let decided = intake(registry, p, rows);
     let bases: BTreeMap<LineKey, Fen> = decided.bases();
@@ -50,7 +63,11 @@ pub fn run(registry: &Registry, period_text: &str, rows: Vec<Row>, prior: &Prior
 
 /// The statement as CSV text lines (without header), the form the CLI writes.
 pub fn csv_lines(statement: &Statement) -> Vec<String> {
-    statement.lines.iter().map(|l| l.csv_fields().join(",")).collect()
+    statement
+        .lines
+        .iter()
+        .map(|l| l.csv_fields().join(","))
+        .collect()
 }
 
 pub fn cny(text: &str) -> Fen {

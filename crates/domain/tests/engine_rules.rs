@@ -96,9 +96,17 @@ const E: &str = "2025-03-02T00:00:00+08:00";
 
 fn statement(rows: Vec<[&str; 8]>, prior: &Prior) -> Vec<String> {
     let registry = registry(SMALL);
-    let rows = rows.into_iter().enumerate().map(|(i, f)| row(i as u64 + 2, f)).collect();
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| row(i as u64 + 2, f))
+        .collect();
     let (decided, statement) = run(&registry, "2025-03", rows, prior);
-    assert!(decided.rejected.is_empty(), "no record is rejected: {:?}", decided.rejected);
+    assert!(
+        decided.rejected.is_empty(),
+        "no record is rejected: {:?}",
+        decided.rejected
+    );
     csv_lines(&statement)
 }
 
@@ -107,7 +115,10 @@ fn most_favourable_single_programme_when_no_stacking_rule_joins_them() {
     // Proves 从优、就高、不重复: e1 is eligible under both for data (tie 0.35) and gets one only;
     // the tie goes to the higher funder level (national).
     assert_eq!(
-        statement(vec![["p1", "d1", "e1", "p1-data", S, E, "1", "10.00"]], &Prior::default()),
+        statement(
+            vec![["p1", "d1", "e1", "p1-data", S, E, "1", "10.00"]],
+            &Prior::default()
+        ),
         ["nation,2025-03,e1,p1,data,,,10.00,0.35,3.50,"]
     );
 }
@@ -117,7 +128,10 @@ fn most_specific_rate_entry_wins_and_registered_flag_comes_from_the_sku() {
     // Proves rate lookup by specificity: registered model 0.10 (two keys) beats model 0.40 (one).
     assert_eq!(
         statement(
-            vec![["p2", "m1", "u1", "p2-model", S, E, "1", "100.00"], ["p2", "m2", "u1", "p2-model-unreg", S, E, "1", "100.00"]],
+            vec![
+                ["p2", "m1", "u1", "p2-model", S, E, "1", "100.00"],
+                ["p2", "m2", "u1", "p2-model-unreg", S, E, "1", "100.00"]
+            ],
             &Prior::default()
         ),
         [
@@ -152,7 +166,10 @@ fn beneficiary_cap_shares_by_largest_remainder_in_line_key_order() {
     prior.add("city", "e1", "", cny("0.01"));
     assert_eq!(
         statement(
-            vec![["p1", "g1", "e1", "p1-gpu", S, E, "10", "100.00"], ["p2", "g2", "e1", "p2-gpu", S, E, "10", "100.00"]],
+            vec![
+                ["p1", "g1", "e1", "p1-gpu", S, E, "10", "100.00"],
+                ["p2", "g2", "e1", "p2-gpu", S, E, "10", "100.00"]
+            ],
             &prior
         ),
         [
@@ -166,7 +183,10 @@ fn beneficiary_cap_shares_by_largest_remainder_in_line_key_order() {
 fn grant_cap_override_replaces_the_programme_cap() {
     // Proves R4: e2's grant raises its cap from 60.00 to 80.00.
     assert_eq!(
-        statement(vec![["p2", "g1", "e2", "p2-gpu", S, E, "10", "200.00"]], &Prior::default()),
+        statement(
+            vec![["p2", "g1", "e2", "p2-gpu", S, E, "10", "200.00"]],
+            &Prior::default()
+        ),
         ["city,2025-03,e2,p2,compute,other,,200.00,0.50,70.00,provider_cap"]
     );
 }
@@ -179,7 +199,13 @@ fn provider_cap_applies_after_beneficiary_caps_and_pool_after_both() {
     let mut prior = Prior::default();
     prior.add("city", "e3", "p1", cny("50.00"));
     assert_eq!(
-        statement(vec![["p2", "g1", "e1", "p2-gpu", S, E, "10", "200.00"], ["p2", "g2", "e2", "p2-gpu", S, E, "10", "200.00"]], &prior),
+        statement(
+            vec![
+                ["p2", "g1", "e1", "p2-gpu", S, E, "10", "200.00"],
+                ["p2", "g2", "e2", "p2-gpu", S, E, "10", "200.00"]
+            ],
+            &prior
+        ),
         [
             "city,2025-03,e1,p2,compute,other,,200.00,0.50,21.43,pool",
             "city,2025-03,e2,p2,compute,other,,200.00,0.50,28.57,pool",
@@ -193,7 +219,10 @@ fn exhausted_cap_leaves_zero_rows_that_still_appear() {
     let mut prior = Prior::default();
     prior.add("city", "e3", "p1", cny("60.00"));
     assert_eq!(
-        statement(vec![["p1", "g1", "e3", "p1-gpu", S, E, "1", "10.00"]], &prior),
+        statement(
+            vec![["p1", "g1", "e3", "p1-gpu", S, E, "1", "10.00"]],
+            &prior
+        ),
         ["city,2025-03,e3,p1,compute,domestic,,10.00,0.50,0.00,beneficiary_cap"]
     );
 }
@@ -203,20 +232,84 @@ fn period_is_the_asia_shanghai_month_of_the_end_time() {
     // Proves R6: 2025-03-31T15:59:59Z is March in Shanghai; 16:00:00Z is April 00:00 and out.
     let registry = registry(SMALL);
     let rows = vec![
-        row(2, ["p1", "in", "u1", "p1-data", "2025-03-31T00:00:00Z", "2025-03-31T15:59:59Z", "1", "1.00"]),
-        row(3, ["p1", "out", "u1", "p1-data", "2025-03-31T00:00:00Z", "2025-03-31T16:00:00Z", "1", "2.00"]),
-        row(4, ["p1", "out2", "u1", "p1-data", "2025-03-31T00:00:00+08:00", "2025-04-01T00:00:00+08:00", "1", "4.00"]),
-        row(5, ["p1", "bad-but-out", "nobody", "p1-data", S, "2025-02-28T23:00:00+08:00", "1", "-4.00"]),
+        row(
+            2,
+            [
+                "p1",
+                "in",
+                "u1",
+                "p1-data",
+                "2025-03-31T00:00:00Z",
+                "2025-03-31T15:59:59Z",
+                "1",
+                "1.00",
+            ],
+        ),
+        row(
+            3,
+            [
+                "p1",
+                "out",
+                "u1",
+                "p1-data",
+                "2025-03-31T00:00:00Z",
+                "2025-03-31T16:00:00Z",
+                "1",
+                "2.00",
+            ],
+        ),
+        row(
+            4,
+            [
+                "p1",
+                "out2",
+                "u1",
+                "p1-data",
+                "2025-03-31T00:00:00+08:00",
+                "2025-04-01T00:00:00+08:00",
+                "1",
+                "4.00",
+            ],
+        ),
+        row(
+            5,
+            [
+                "p1",
+                "bad-but-out",
+                "nobody",
+                "p1-data",
+                S,
+                "2025-02-28T23:00:00+08:00",
+                "1",
+                "-4.00",
+            ],
+        ),
     ];
     let (decided, statement) = run(&registry, "2025-03", rows, &Prior::default());
-    assert_eq!((decided.accepted.len(), decided.ignored, decided.rejected.len()), (1, 3, 0));
-    assert_eq!(csv_lines(&statement), ["nation,2025-03,u1,p1,data,,,1.00,0.35,0.35,"]);
+    assert_eq!(
+        (
+            decided.accepted.len(),
+            decided.ignored,
+            decided.rejected.len()
+        ),
+        (1, 3, 0)
+    );
+    assert_eq!(
+        csv_lines(&statement),
+        ["nation,2025-03,u1,p1,data,,,1.00,0.35,0.35,"]
+    );
 }
 
 #[test]
 fn no_grant_or_no_matching_rate_means_no_row() {
     // Proves eligibility needs a grant and a rate: e3 has no national grant and city has no model rate.
-    assert!(statement(vec![["p2", "m", "e3", "p2-model", S, E, "1", "10.00"]], &Prior::default()).is_empty());
+    assert!(
+        statement(
+            vec![["p2", "m", "e3", "p2-model", S, E, "1", "10.00"]],
+            &Prior::default()
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -225,43 +318,128 @@ fn every_rejection_reason_is_named() {
     // conflicting versions are all excluded whatever their order.
     let registry = registry(SMALL);
     let cases: Vec<([&str; 8], RejectCode)> = vec![
-        (["zz", "1", "e1", "p1-gpu", S, E, "1", "1.00"], RejectCode::UnknownProvider),
-        (["p1", "2", "zz", "p1-gpu", S, E, "1", "1.00"], RejectCode::UnknownBeneficiary),
-        (["p1", "3", "e1", "zz", S, E, "1", "1.00"], RejectCode::UnknownSku),
-        (["p1", "4", "e1", "p2-gpu", S, E, "1", "1.00"], RejectCode::SkuNotOfProvider),
-        (["p1", "5", "e1", "p1-gpu", E, E, "1", "1.00"], RejectCode::EndNotAfterStart),
-        (["p1", "6", "e1", "p1-gpu", S, E, "1", "-1.00"], RejectCode::NegativeAmount),
-        (["p1", "7", "e1", "p1-gpu", S, E, "1", "1.001"], RejectCode::AmountPrecision),
-        (["p1", "8", "e1", "p1-gpu", S, E, "1", "10.02"], RejectCode::AboveListPrice),
-        (["p1", "9", "e1", "p1-gpu", S, E, "192.01", "0.00"], RejectCode::OverCapacity),
-        (["p1", "10", "e1", "p1-gpu", S, E, "-1", "0.00"], RejectCode::NegativeQuantity),
-        (["p1", "11", "e1", "p1-gpu", "yesterday", E, "1", "1.00"], RejectCode::InvalidField),
-        (["p1", "12", "e1", "p1-gpu", S, E, "", "1.00"], RejectCode::MissingField),
+        (
+            ["zz", "1", "e1", "p1-gpu", S, E, "1", "1.00"],
+            RejectCode::UnknownProvider,
+        ),
+        (
+            ["p1", "2", "zz", "p1-gpu", S, E, "1", "1.00"],
+            RejectCode::UnknownBeneficiary,
+        ),
+        (
+            ["p1", "3", "e1", "zz", S, E, "1", "1.00"],
+            RejectCode::UnknownSku,
+        ),
+        (
+            ["p1", "4", "e1", "p2-gpu", S, E, "1", "1.00"],
+            RejectCode::SkuNotOfProvider,
+        ),
+        (
+            ["p1", "5", "e1", "p1-gpu", E, E, "1", "1.00"],
+            RejectCode::EndNotAfterStart,
+        ),
+        (
+            ["p1", "6", "e1", "p1-gpu", S, E, "1", "-1.00"],
+            RejectCode::NegativeAmount,
+        ),
+        (
+            ["p1", "7", "e1", "p1-gpu", S, E, "1", "1.001"],
+            RejectCode::AmountPrecision,
+        ),
+        (
+            ["p1", "8", "e1", "p1-gpu", S, E, "1", "10.02"],
+            RejectCode::AboveListPrice,
+        ),
+        (
+            ["p1", "9", "e1", "p1-gpu", S, E, "192.01", "0.00"],
+            RejectCode::OverCapacity,
+        ),
+        (
+            ["p1", "10", "e1", "p1-gpu", S, E, "-1", "0.00"],
+            RejectCode::NegativeQuantity,
+        ),
+        (
+            ["p1", "11", "e1", "p1-gpu", "yesterday", E, "1", "1.00"],
+            RejectCode::InvalidField,
+        ),
+        (
+            ["p1", "12", "e1", "p1-gpu", S, E, "", "1.00"],
+            RejectCode::MissingField,
+        ),
     ];
     for (fields, code) in &cases {
-        let (decided, _) = run(&registry, "2025-03", vec![row(2, *fields)], &Prior::default());
-        assert_eq!(decided.rejected.len(), 1, "record {} is rejected", fields[1]);
-        assert_eq!(decided.rejected[0].rejection.code, *code, "record {}: {}", fields[1], decided.rejected[0].rejection);
+        let (decided, _) = run(
+            &registry,
+            "2025-03",
+            vec![row(2, *fields)],
+            &Prior::default(),
+        );
+        assert_eq!(
+            decided.rejected.len(),
+            1,
+            "record {} is rejected",
+            fields[1]
+        );
+        assert_eq!(
+            decided.rejected[0].rejection.code, *code,
+            "record {}: {}",
+            fields[1], decided.rejected[0].rejection
+        );
     }
     // At the limits: amount = quantity × list price + 0.01 and quantity = capacity × hours pass.
     let (decided, _) = run(
         &registry,
         "2025-03",
-        vec![row(2, ["p1", "edge", "e1", "p1-gpu", S, E, "192", "1920.01"])],
+        vec![row(
+            2,
+            ["p1", "edge", "e1", "p1-gpu", S, E, "192", "1920.01"],
+        )],
         &Prior::default(),
     );
-    assert!(decided.rejected.is_empty(), "limits are inclusive: {:?}", decided.rejected);
+    assert!(
+        decided.rejected.is_empty(),
+        "limits are inclusive: {:?}",
+        decided.rejected
+    );
 
     let dup = ["p1", "d", "u1", "p1-data", S, E, "1", "1.00"];
-    let dup_spelled_otherwise = ["p1", "d", "u1", "p1-data", "2025-02-28T16:00:00Z", E, "1.0", "1"];
+    let dup_spelled_otherwise = [
+        "p1",
+        "d",
+        "u1",
+        "p1-data",
+        "2025-02-28T16:00:00Z",
+        E,
+        "1.0",
+        "1",
+    ];
     let other = ["p1", "d", "u1", "p1-data", S, E, "1", "2.00"];
-    let (decided, st) = run(&registry, "2025-03", vec![row(2, dup), row(3, dup_spelled_otherwise)], &Prior::default());
+    let (decided, st) = run(
+        &registry,
+        "2025-03",
+        vec![row(2, dup), row(3, dup_spelled_otherwise)],
+        &Prior::default(),
+    );
     assert_eq!((decided.accepted.len(), decided.duplicates), (1, 1));
-    assert_eq!(csv_lines(&st), ["nation,2025-03,u1,p1,data,,,1.00,0.35,0.35,"]);
-    for rows in [vec![row(2, dup), row(3, other)], vec![row(2, other), row(3, dup)]] {
+    assert_eq!(
+        csv_lines(&st),
+        ["nation,2025-03,u1,p1,data,,,1.00,0.35,0.35,"]
+    );
+    for rows in [
+        vec![row(2, dup), row(3, other)],
+        vec![row(2, other), row(3, dup)],
+    ] {
         let (decided, st) = run(&registry, "2025-03", rows, &Prior::default());
-        assert!(decided.accepted.is_empty() && st.lines.is_empty(), "a conflict admits neither version");
-        assert!(decided.rejected.iter().all(|r| r.rejection.code == RejectCode::Conflict));
+        assert!(
+            decided.accepted.is_empty() && st.lines.is_empty(),
+            "a conflict admits neither version"
+        );
+        assert!(
+            decided
+                .rejected
+                .iter()
+                .all(|r| r.rejection.code == RejectCode::Conflict)
+        );
         assert_eq!(decided.rejected.len(), 2);
     }
 }

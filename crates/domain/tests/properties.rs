@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
-use suanli_domain::registry::{lookup_ratio};
+use suanli_domain::registry::lookup_ratio;
 use suanli_domain::settlement::{CutBy, Prior, StatementLine};
 
 const CLASSES: [(&str, &str, &str); 5] = [
@@ -22,10 +22,13 @@ const CLASSES: [(&str, &str, &str); 5] = [
     ("model", "registered_model = true", ""),
 ];
 
+/// Rates per class (None = no entry), pool, beneficiary cap, provider cap, in fen or percent.
+type ProgrammeSpec = (Vec<Option<u32>>, Option<u32>, Option<u32>, Option<u32>);
+
 #[derive(Debug, Clone)]
 struct Scenario {
     /// Per programme: rates per class (None = no entry), pool, beneficiary cap, provider cap.
-    programmes: Vec<(Vec<Option<u32>>, Option<u32>, Option<u32>, Option<u32>)>,
+    programmes: Vec<ProgrammeSpec>,
     /// Stacking between programme 0 (primary) and 1 with a ceiling bonus per class.
     stacking: Option<Vec<Option<u32>>>,
     /// Per beneficiary: which programmes it holds grants of, with optional cap override.
@@ -40,16 +43,39 @@ struct Scenario {
 fn scenario() -> impl Strategy<Value = Scenario> {
     let rate = proptest::option::weighted(0.7, 0u32..=100);
     let limit = proptest::option::weighted(0.5, 0u32..200_000);
-    let programme = (proptest::collection::vec(rate, 5), limit.clone(), limit.clone(), limit.clone());
+    let programme = (
+        proptest::collection::vec(rate, 5),
+        limit.clone(),
+        limit.clone(),
+        limit.clone(),
+    );
     (
         proptest::collection::vec(programme, 1..=3),
-        proptest::option::of(proptest::collection::vec(proptest::option::of(0u32..=60), 5)),
-        proptest::collection::vec(proptest::collection::vec(proptest::option::weighted(0.7, proptest::option::weighted(0.3, 0u32..100_000)), 3), 1..=4),
+        proptest::option::of(proptest::collection::vec(
+            proptest::option::of(0u32..=60),
+            5,
+        )),
+        proptest::collection::vec(
+            proptest::collection::vec(
+                proptest::option::weighted(0.7, proptest::option::weighted(0.3, 0u32..100_000)),
+                3,
+            ),
+            1..=4,
+        ),
         proptest::collection::vec((0usize..4, 0usize..2, 0usize..5, 0u32..500_000), 0..25),
         proptest::collection::vec((0usize..3, 0usize..4, 0usize..2, 0u32..100_000), 0..4),
         any::<u64>(),
     )
-        .prop_map(|(programmes, stacking, grants, records, prior, seed)| Scenario { programmes, stacking, grants, records, prior, seed })
+        .prop_map(
+            |(programmes, stacking, grants, records, prior, seed)| Scenario {
+                programmes,
+                stacking,
+                grants,
+                records,
+                prior,
+                seed,
+            },
+        )
 }
 
 fn pct(p: u32) -> String {
@@ -64,16 +90,33 @@ impl Scenario {
     fn toml(&self) -> String {
         let mut t = String::new();
         for (i, (rates, pool, cap, pcap)) in self.programmes.iter().enumerate() {
-            t += &format!("[[programme]]\nid = \"prog{i}\"\nfunder = \"{}\"\nyear = 2025\n", ["national", "municipal", "district"][i]);
+            t += &format!(
+                "[[programme]]\nid = \"prog{i}\"\nfunder = \"{}\"\nyear = 2025\n",
+                ["national", "municipal", "district"][i]
+            );
             t += "beneficiary_kinds = [\"enterprise\"]\npayee = \"provider\"\n";
-            if let Some(p) = pool { t += &format!("pool = \"{}\"\n", fen(*p)); }
-            if let Some(c) = cap { t += &format!("beneficiary_cap = \"{}\"\n", fen(*c)); }
-            if let Some(c) = pcap { t += &format!("provider_cap = \"{}\"\n", fen(*c)); }
+            if let Some(p) = pool {
+                t += &format!("pool = \"{}\"\n", fen(*p));
+            }
+            if let Some(c) = cap {
+                t += &format!("beneficiary_cap = \"{}\"\n", fen(*c));
+            }
+            if let Some(c) = pcap {
+                t += &format!("provider_cap = \"{}\"\n", fen(*c));
+            }
             t += "rates = [\n";
             for (class, rate) in CLASSES.iter().zip(rates) {
                 if let Some(r) = rate {
-                    let extra = if class.1.is_empty() { String::new() } else { format!(", {}", class.1) };
-                    t += &format!("  {{ category = \"{}\"{extra}, ratio = \"{}\" }},\n", class.0, pct(*r));
+                    let extra = if class.1.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", class.1)
+                    };
+                    t += &format!(
+                        "  {{ category = \"{}\"{extra}, ratio = \"{}\" }},\n",
+                        class.0,
+                        pct(*r)
+                    );
                 }
             }
             t += "]\n";
@@ -82,9 +125,17 @@ impl Scenario {
             t += "[[stacking]]\nprimary = \"prog0\"\ntop_up = \"prog1\"\nceilings = [\n";
             for ((class, b), primary) in CLASSES.iter().zip(bonus).zip(&self.programmes[0].0) {
                 if let Some(b) = b {
-                    let extra = if class.1.is_empty() { String::new() } else { format!(", {}", class.1) };
+                    let extra = if class.1.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", class.1)
+                    };
                     let ceiling = (primary.unwrap_or(0) + b).min(100);
-                    t += &format!("  {{ category = \"{}\"{extra}, ratio = \"{}\" }},\n", class.0, pct(ceiling));
+                    t += &format!(
+                        "  {{ category = \"{}\"{extra}, ratio = \"{}\" }},\n",
+                        class.0,
+                        pct(ceiling)
+                    );
                 }
             }
             t += "]\n";
@@ -92,8 +143,13 @@ impl Scenario {
         for p in 0..2 {
             t += &format!("[[provider]]\nid = \"pv{p}\"\n");
             for (c, class) in CLASSES.iter().enumerate() {
-                t += &format!("[[sku]]\nid = \"pv{p}-c{c}\"\nprovider = \"pv{p}\"\ncategory = \"{}\"\nunit = \"item\"\n", class.0);
-                if !class.1.is_empty() { t += &format!("{}\n", class.1); }
+                t += &format!(
+                    "[[sku]]\nid = \"pv{p}-c{c}\"\nprovider = \"pv{p}\"\ncategory = \"{}\"\nunit = \"item\"\n",
+                    class.0
+                );
+                if !class.1.is_empty() {
+                    t += &format!("{}\n", class.1);
+                }
             }
         }
         for (b, grants) in self.grants.iter().enumerate() {
@@ -101,7 +157,9 @@ impl Scenario {
             for (p, grant) in grants.iter().enumerate().take(self.programmes.len()) {
                 if let Some(cap) = grant {
                     t += &format!("[[grant]]\nbeneficiary = \"b{b}\"\nprogramme = \"prog{p}\"\n");
-                    if let Some(c) = cap { t += &format!("cap = \"{}\"\n", fen(*c)); }
+                    if let Some(c) = cap {
+                        t += &format!("cap = \"{}\"\n", fen(*c));
+                    }
                 }
             }
         }
@@ -131,7 +189,12 @@ impl Scenario {
         let mut prior = Prior::default();
         for &(p, b, pv, amount) in &self.prior {
             if p < self.programmes.len() {
-                prior.add(&format!("prog{p}"), &format!("b{}", b % self.grants.len()), &format!("pv{pv}"), Fen(i64::from(amount)));
+                prior.add(
+                    &format!("prog{p}"),
+                    &format!("b{}", b % self.grants.len()),
+                    &format!("pv{pv}"),
+                    Fen(i64::from(amount)),
+                );
             }
         }
         prior
@@ -142,7 +205,12 @@ fn settle(registry: &Registry, rows: &[[String; 8]], prior: &Prior) -> Vec<State
     let rows = rows
         .iter()
         .enumerate()
-        .map(|(i, f)| row(i as u64 + 2, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]]))
+        .map(|(i, f)| {
+            row(
+                i as u64 + 2,
+                [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]],
+            )
+        })
         .collect();
     let (decided, statement) = run(registry, "2025-03", rows, prior);
     assert!(decided.rejected.is_empty(), "{:?}", decided.rejected);
@@ -245,15 +313,27 @@ proptest! {
     }
 }
 
-fn run_rows(registry: &Registry, rows: &[[String; 8]], prior: &Prior) -> (Vec<String>, Vec<(String, String)>) {
+fn run_rows(
+    registry: &Registry,
+    rows: &[[String; 8]],
+    prior: &Prior,
+) -> (Vec<String>, Vec<(String, String)>) {
     let rows = rows
         .iter()
         .enumerate()
-        .map(|(i, f)| row(i as u64 + 2, [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]]))
+        .map(|(i, f)| {
+            row(
+                i as u64 + 2,
+                [&f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7]],
+            )
+        })
         .collect();
     let (decided, statement) = run(registry, "2025-03", rows, prior);
-    let mut rejected: Vec<(String, String)> =
-        decided.rejected.iter().map(|r| (r.record_id.clone(), r.rejection.code.as_str().to_owned())).collect();
+    let mut rejected: Vec<(String, String)> = decided
+        .rejected
+        .iter()
+        .map(|r| (r.record_id.clone(), r.rejection.code.as_str().to_owned()))
+        .collect();
     rejected.sort();
     (common::csv_lines(&statement), rejected)
 }

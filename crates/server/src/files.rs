@@ -8,32 +8,55 @@ use suanli_domain::Registry;
 use suanli_domain::intake::Row;
 use suanli_domain::money::Fen;
 use suanli_domain::settlement::Prior;
-use suanli_domain::usage::{Period, Rejection, RejectCode, UsageFields, parse_fields};
+use suanli_domain::usage::{Period, RejectCode, Rejection, UsageFields, parse_fields};
 
 /// Loads and validates a registry file; warnings (unknown keys) go to stderr.
 pub fn load_registry(path: &Path) -> anyhow::Result<(PathBuf, Registry)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read registry {}", path.display()))?;
-    let (registry, warnings) = Registry::from_toml(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read registry {}", path.display()))?;
+    let (registry, warnings) = Registry::from_toml(&path.display().to_string(), &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in warnings {
         eprintln!("warning: {}: {}: {}", path.display(), w.path, w.reason);
     }
     Ok((path.to_owned(), registry))
 }
 
-pub const USAGE_COLUMNS: [&str; 8] = ["provider", "record_id", "beneficiary", "sku", "start", "end", "quantity", "amount"];
+pub const USAGE_COLUMNS: [&str; 8] = [
+    "provider",
+    "record_id",
+    "beneficiary",
+    "sku",
+    "start",
+    "end",
+    "quantity",
+    "amount",
+];
 
 /// Column positions of a CSV header, by name; every column in `wanted` must be present.
-fn columns<const N: usize>(path: &Path, header: &csv::StringRecord, wanted: [&str; N]) -> anyhow::Result<[usize; N]> {
+fn columns<const N: usize>(
+    path: &Path,
+    header: &csv::StringRecord,
+    wanted: [&str; N],
+) -> anyhow::Result<[usize; N]> {
     let mut positions = [0usize; N];
     let mut missing = Vec::new();
     for (slot, name) in positions.iter_mut().zip(wanted) {
-        match header.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == name) {
+        match header
+            .iter()
+            .position(|h| h.trim().trim_start_matches('\u{feff}') == name)
+        {
             Some(p) => *slot = p,
             None => missing.push(name),
         }
     }
     if !missing.is_empty() {
-        bail!("{}: header lacks column(s) {}; expected {}", path.display(), missing.join(", "), wanted.join(","));
+        bail!(
+            "{}: header lacks column(s) {}; expected {}",
+            path.display(),
+            missing.join(", "),
+            wanted.join(",")
+        );
     }
     Ok(positions)
 }
@@ -49,7 +72,10 @@ fn reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
 /// becomes a rejected row; only an unreadable file or a bad header is an error.
 pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
     let mut rdr = reader(path)?;
-    let header = rdr.headers().with_context(|| format!("{}: cannot read header", path.display()))?.clone();
+    let header = rdr
+        .headers()
+        .with_context(|| format!("{}: cannot read header", path.display()))?
+        .clone();
     let cols = columns(path, &header, USAGE_COLUMNS)?;
     let mut rows = Vec::new();
     let mut raw = csv::ByteRecord::new();
@@ -64,14 +90,28 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
         let field = |i: usize| raw.get(cols[i]).map(String::from_utf8_lossy);
         let provider = field(0).unwrap_or_default().trim().to_owned();
         let record_id = field(1).unwrap_or_default().trim().to_owned();
-        let invalid = |message: String, field: &'static str| Rejection { code: RejectCode::InvalidField, field, message };
+        let invalid = |message: String, field: &'static str| Rejection {
+            code: RejectCode::InvalidField,
+            field,
+            message,
+        };
         if raw.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // a blank line is not a record
         }
         let parsed = if raw.len() < header.len() {
-            Err(invalid(format!("row has {} fields, header has {}", raw.len(), header.len()), "row"))
+            Err(invalid(
+                format!(
+                    "row has {} fields but the header has {}",
+                    raw.len(),
+                    header.len()
+                ),
+                "row",
+            ))
         } else if let Some(i) = (0..8).find(|&i| std::str::from_utf8(&raw[cols[i]]).is_err()) {
-            Err(invalid(format!("{} is not valid UTF-8", USAGE_COLUMNS[i]), USAGE_COLUMNS[i]))
+            Err(invalid(
+                format!("{} is not valid UTF-8", USAGE_COLUMNS[i]),
+                USAGE_COLUMNS[i],
+            ))
         } else {
             let text = |i: usize| std::str::from_utf8(&raw[cols[i]]).expect("checked above");
             parse_fields(UsageFields {
@@ -88,7 +128,13 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
         let end_period = field(5)
             .and_then(|e| chrono::DateTime::parse_from_rfc3339(e.trim()).ok())
             .map(Period::of_instant);
-        rows.push(Row { line, provider, record_id, end_period, parsed });
+        rows.push(Row {
+            line,
+            provider,
+            record_id,
+            end_period,
+            parsed,
+        });
     }
     Ok(rows)
 }
@@ -97,8 +143,15 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
 /// already paid, and guessing would pass a cap.
 pub fn read_prior(path: &Path, registry: &Registry) -> anyhow::Result<Prior> {
     let mut rdr = reader(path)?;
-    let header = rdr.headers().with_context(|| format!("{}: cannot read header", path.display()))?.clone();
-    let cols = columns(path, &header, ["programme", "beneficiary", "provider", "amount"])?;
+    let header = rdr
+        .headers()
+        .with_context(|| format!("{}: cannot read header", path.display()))?
+        .clone();
+    let cols = columns(
+        path,
+        &header,
+        ["programme", "beneficiary", "provider", "amount"],
+    )?;
     let mut prior = Prior::default();
     for record in rdr.records() {
         let record = record.with_context(|| format!("cannot read {}", path.display()))?;
@@ -118,7 +171,8 @@ pub fn read_prior(path: &Path, registry: &Registry) -> anyhow::Result<Prior> {
         if !provider.is_empty() && registry.provider(provider).is_none() {
             bail!("{}: unknown provider {provider:?}", at("provider"));
         }
-        let amount: Fen = Fen::parse_cny(amount).map_err(|e| anyhow::anyhow!("{}: {e}", at("amount")))?;
+        let amount: Fen =
+            Fen::parse_cny(amount).map_err(|e| anyhow::anyhow!("{}: {e}", at("amount")))?;
         prior.add(programme, beneficiary, provider, amount);
     }
     Ok(prior)

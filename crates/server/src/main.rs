@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "suanli", version, about = "Meters and settles compute vouchers (算力券)")]
+#[command(
+    name = "suanli",
+    version,
+    about = "Meters and settles compute vouchers (算力券)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

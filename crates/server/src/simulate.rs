@@ -11,7 +11,13 @@ use suanli_domain::usage::Period;
 
 use crate::files::{load_registry, read_prior, read_usage};
 
-pub fn run(registry_path: &Path, usage_path: &Path, period: &str, prior_path: Option<&Path>, out: &Path) -> anyhow::Result<()> {
+pub fn run(
+    registry_path: &Path,
+    usage_path: &Path,
+    period: &str,
+    prior_path: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
     let Some(period) = Period::parse(period) else {
         bail!("--period {period:?} is not YYYY-MM");
     };
@@ -24,15 +30,18 @@ pub fn run(registry_path: &Path, usage_path: &Path, period: &str, prior_path: Op
     let decided = intake(&registry, period, rows);
     let statement = settle_period(&registry, period, &decided.bases(), &prior);
 
-    let mut w = csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut w =
+        csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
     w.write_record(STATEMENT_HEADER)?;
     for line in &statement.lines {
         w.write_record(line.csv_fields())?;
     }
-    w.flush().with_context(|| format!("cannot write {}", out.display()))?;
+    w.flush()
+        .with_context(|| format!("cannot write {}", out.display()))?;
 
     let rejects_path = format!("{}.rejects.csv", out.display());
-    let mut r = csv::Writer::from_path(&rejects_path).with_context(|| format!("cannot write {rejects_path}"))?;
+    let mut r = csv::Writer::from_path(&rejects_path)
+        .with_context(|| format!("cannot write {rejects_path}"))?;
     r.write_record(["provider", "record_id", "line", "reason"])?;
     for rejected in &decided.rejected {
         r.write_record([
@@ -42,10 +51,15 @@ pub fn run(registry_path: &Path, usage_path: &Path, period: &str, prior_path: Op
             &rejected.rejection.to_string(),
         ])?;
     }
-    r.flush().with_context(|| format!("cannot write {rejects_path}"))?;
+    r.flush()
+        .with_context(|| format!("cannot write {rejects_path}"))?;
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "period {period} (Asia/Shanghai), registry sha256 {}", registry.content_hash)?;
+    writeln!(
+        stdout,
+        "period {period} (Asia/Shanghai), registry sha256 {}",
+        registry.content_hash
+    )?;
     writeln!(
         stdout,
         "records read {}, accepted {}, rejected {}, duplicates {}, outside period {}",
@@ -57,10 +71,18 @@ pub fn run(registry_path: &Path, usage_path: &Path, period: &str, prior_path: Op
     )?;
     let totals = statement.total_by_programme();
     for programme in registry.programmes_of_year(period.year) {
-        let total = totals.get(programme.id.as_str()).copied().unwrap_or_default();
+        let total = totals
+            .get(programme.id.as_str())
+            .copied()
+            .unwrap_or_default();
         writeln!(stdout, "subsidy {}: {} CNY", programme.id, total)?;
     }
-    writeln!(stdout, "statement: {} ({} lines)", out.display(), statement.lines.len())?;
+    writeln!(
+        stdout,
+        "statement: {} ({} lines)",
+        out.display(),
+        statement.lines.len()
+    )?;
     if !decided.rejected.is_empty() {
         writeln!(stdout, "rejects: {rejects_path}")?;
     }
