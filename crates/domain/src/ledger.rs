@@ -202,3 +202,128 @@ pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option
     }
     Some(Journal::new(entries).expect("posting journal balances by construction"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Category, ChipOrigin, Class, Registry};
+    use crate::settlement::LineKey;
+    use crate::usage::Period;
+
+    fn line(programme: &str, beneficiary: &str, provider: &str, subsidy: i64) -> StatementLine {
+        StatementLine {
+            programme: programme.into(),
+            period: Period {
+                year: 2025,
+                month: 3,
+            },
+            key: LineKey {
+                beneficiary: beneficiary.into(),
+                provider: provider.into(),
+                class: Class {
+                    category: Category::Compute,
+                    chip_origin: Some(ChipOrigin::Domestic),
+                    registered_model: None,
+                },
+            },
+            base: Fen(subsidy * 4),
+            ratio: rust_decimal::Decimal::new(25, 2),
+            demand: Fen(subsidy),
+            subsidy: Fen(subsidy),
+            cut_by: None,
+        }
+    }
+
+    #[test]
+    fn unbalanced_journals_cannot_be_built() {
+        // Proves a Journal value is balanced: construction refuses anything else.
+        let a = Account::Paid {
+            programme: "p".into(),
+            payee: "x".into(),
+        };
+        assert!(matches!(
+            Journal::new(vec![
+                Entry::signed(a.clone(), Fen(5)),
+                Entry::signed(a.clone(), Fen(-4))
+            ]),
+            Err(JournalError::Unbalanced { .. })
+        ));
+        assert!(matches!(Journal::new(vec![]), Err(JournalError::Empty)));
+        assert!(matches!(
+            Journal::new(vec![Entry {
+                account: a.clone(),
+                debit: Fen(1),
+                credit: Fen(1)
+            }]),
+            Err(JournalError::BadEntry(_))
+        ));
+        let j = Journal::new(vec![
+            Entry::signed(a.clone(), Fen(5)),
+            Entry::signed(a, Fen(-5)),
+        ])
+        .unwrap();
+        assert_eq!(j.reversal().entries()[0].credit, Fen(5));
+    }
+
+    #[test]
+    fn posting_splits_expense_by_funder_shares_and_credits_payees() {
+        // Proves R10: city/district shares by largest remainder, payables per payee provider,
+        // and claw-backs flipping sides.
+        let (registry, _) =
+            Registry::from_toml("hz", include_str!("../../../examples/hangzhou-2025.toml"))
+                .unwrap();
+        let municipal = registry.programme("hz-municipal-2025").unwrap();
+        let lines = [
+            line("hz-municipal-2025", "ent-a", "dc-a", 101),
+            line("hz-municipal-2025", "ent-b", "dc-b", 200),
+        ];
+        let journal = posting_journal(municipal, &lines).unwrap();
+        let text: Vec<String> = journal
+            .entries()
+            .iter()
+            .map(|e| format!("{} {} {}", e.account, e.debit, e.credit))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "expense:hz-municipal-2025:city 1.51 0.00",
+                "expense:hz-municipal-2025:district 1.50 0.00",
+                "payable:hz-municipal-2025:dc-a 0.00 1.01",
+                "payable:hz-municipal-2025:dc-b 0.00 2.00",
+            ]
+        );
+        let clawback =
+            posting_journal(municipal, &[line("hz-municipal-2025", "ent-a", "dc-a", -3)]).unwrap();
+        let text: Vec<String> = clawback
+            .entries()
+            .iter()
+            .map(|e| format!("{} {} {}", e.account, e.debit, e.credit))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "expense:hz-municipal-2025:city 0.00 0.02",
+                "expense:hz-municipal-2025:district 0.00 0.01",
+                "payable:hz-municipal-2025:dc-a 0.03 0.00",
+            ]
+        );
+        assert!(
+            posting_journal(municipal, &[line("hz-municipal-2025", "ent-a", "dc-a", 0)]).is_none()
+        );
+        // The national programme pays beneficiaries and has no funder split.
+        let national = registry.programme("national-intelligence-2025").unwrap();
+        let j = posting_journal(
+            national,
+            &[line("national-intelligence-2025", "ent-a", "dc-a", 7)],
+        )
+        .unwrap();
+        assert_eq!(
+            j.entries()[0].account.to_string(),
+            "expense:national-intelligence-2025"
+        );
+        assert_eq!(
+            j.entries()[1].account.to_string(),
+            "payable:national-intelligence-2025:ent-a"
+        );
+    }
+}
