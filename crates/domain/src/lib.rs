@@ -5,6 +5,7 @@ pub mod intake;
 pub mod ledger;
 pub mod money;
 pub mod registry;
+pub mod restatement;
 pub mod settlement;
 pub mod usage;
 
