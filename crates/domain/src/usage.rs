@@ -289,6 +289,35 @@ pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
     })
 }
 
+/// Builds a record from typed fields (as they arrive over gRPC): the same id, quantity and
+/// missing-time checks as [`parse_fields`], without going through text for times and money.
+#[allow(clippy::too_many_arguments, reason = "one argument per field of the record")]
+pub fn from_typed(
+    provider: &str,
+    record_id: &str,
+    beneficiary: &str,
+    sku: &str,
+    start: Option<DateTime<FixedOffset>>,
+    end: Option<DateTime<FixedOffset>>,
+    quantity: &str,
+    amount: Fen,
+) -> Result<UsageRecord, Rejection> {
+    let provider = id_field("provider", provider)?;
+    let record_id = id_field("record_id", record_id)?;
+    let beneficiary = id_field("beneficiary", beneficiary)?;
+    let sku = id_field("sku", sku)?;
+    let start = start.ok_or_else(|| reject(RejectCode::MissingField, "start", "start is missing or out of range".into()))?;
+    let end = end.ok_or_else(|| reject(RejectCode::MissingField, "end", "end is missing or out of range".into()))?;
+    let q = quantity.trim();
+    if q.is_empty() {
+        return Err(reject(RejectCode::MissingField, "quantity", "quantity is empty".into()));
+    }
+    let quantity = parse_decimal(q).ok_or_else(|| {
+        reject(RejectCode::InvalidField, "quantity", format!("quantity {q:?} is not a decimal number"))
+    })?;
+    Ok(UsageRecord { provider, record_id, beneficiary, sku, start, end, quantity, amount })
+}
+
 /// Nanoseconds in an hour, for the capacity check without division.
 const HOUR_NANOS: i64 = 3_600_000_000_000;
 

@@ -1,8 +1,10 @@
 //! The `suanli` binary: command-line entry points around the domain core.
 
+mod client;
 mod files;
 mod simulate;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +46,102 @@ enum Command {
         #[arg(long)]
         registry: PathBuf,
     },
+    /// Serves the gRPC metering and registry services.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_ADDR")]
+        addr: SocketAddr,
+        /// sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+        /// Serve Prometheus metrics over HTTP on this address.
+        #[arg(long, env = "SUANLI_METRICS_ADDR")]
+        metrics_addr: Option<SocketAddr>,
+        /// Log JSON lines instead of text (the filter comes from RUST_LOG, default info).
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Registry versions on a running server.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Usage records on a running server.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Creates a token, prints it once and stores only its sha256 (no server needed).
+    Create {
+        /// provider | beneficiary | finance | auditor | admin
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        beneficiary: Option<String>,
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct Remote {
+    /// The server, host:port or http://host:port.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_SERVER")]
+    server: String,
+    /// A bearer token from `suanli token create`.
+    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Loads a registry TOML as a new version (needs an admin or finance token).
+    Import {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Streams a usage CSV (the format of `simulate`) to the server in batches.
+    Import {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Where to write rejected and conflicting rows (default FILE.rejects.csv).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn main() -> ExitCode {
@@ -65,6 +163,23 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
+        Command::Serve { addr, database_url, metrics_addr, log_json } => {
+            init_tracing(log_json);
+            runtime().and_then(|rt| {
+                rt.block_on(suanli::serve::run(
+                    suanli::serve::ServeConfig { addr, database_url, metrics_addr },
+                    suanli::serve::shutdown_signal(),
+                ))
+            })
+        }
+        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, database_url } } => {
+            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref())
+        }
+        Command::Registry { command: RegistryCommand::Import { file, remote } } => {
+            runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.server, &remote.token, &file)))
+        }
+        Command::Usage { command: UsageCommand::Import { file, remote, batch_size, rejects } } => runtime()
+            .and_then(|rt| rt.block_on(client::usage_import(&remote.server, &remote.token, &file, batch_size, rejects))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,22 @@
+//! Compiles the protos with protox (no system protoc) and writes the descriptor set for
+//! server reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["suanli/v1/metering.proto", "suanli/v1/registry.proto"];
+    let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
+    for p in &paths {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    let fds = protox::compile(&paths, [&root]).expect("protos compile");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out.join("suanli_descriptor.bin"), fds.encode_to_vec())
+        .expect("write descriptor set");
+    tonic_prost_build::configure()
+        .compile_fds(fds)
+        .expect("generate code");
+}

@@ -1,0 +1,303 @@
+//! CLI clients of a running server: `suanli registry import` and `suanli usage import`, and
+//! `suanli token create`, which works directly against the database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use suanli_proto::v1 as pb;
+use suanli_proto::v1::metering_service_client::MeteringServiceClient;
+use suanli_proto::v1::registry_service_client::RegistryServiceClient;
+use suanli_store::Principal;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::files;
+
+pub fn token_create(
+    database_url: &str,
+    role: &str,
+    provider: Option<&str>,
+    beneficiary: Option<&str>,
+) -> anyhow::Result<()> {
+    let subject = match role {
+        "provider" => provider.context("--provider ID is required for role provider")?,
+        "beneficiary" => {
+            beneficiary.context("--beneficiary ID is required for role beneficiary")?
+        }
+        _ => {
+            if provider.is_some() || beneficiary.is_some() {
+                bail!("--provider and --beneficiary apply only to roles provider and beneficiary");
+            }
+            ""
+        }
+    };
+    let principal = Principal::from_parts(role, subject).with_context(|| {
+        format!("unknown role {role:?}: expected provider, beneficiary, finance, auditor or admin")
+    })?;
+    let token = suanli::auth::new_token();
+    let mut store =
+        suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
+    store.token_insert(
+        &suanli::auth::hash_token(&token),
+        &principal,
+        chrono::Utc::now(),
+    )?;
+    eprintln!(
+        "created a {role} token{}; it is shown once and only its hash is stored:",
+        if subject.is_empty() {
+            String::new()
+        } else {
+            format!(" for {subject}")
+        }
+    );
+    println!("{token}");
+    Ok(())
+}
+
+async fn channel(server: &str) -> anyhow::Result<Channel> {
+    let url = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    Endpoint::from_shared(url.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))
+}
+
+fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .context("token is not a valid header value")?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+pub async fn registry_import(server: &str, token: &str, file: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut client = RegistryServiceClient::new(channel(server).await?);
+    let request = pb::LoadRegistryRequest {
+        file_name: file.display().to_string(),
+        toml_text: text,
+    };
+    let response = client
+        .load_registry(authorize(request, token)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    for w in &response.warnings {
+        eprintln!("warning: {w}");
+    }
+    let current = response.current.context("server returned no version")?;
+    println!(
+        "registry version {} {} (sha256 {}): {} provider(s), {} SKU(s), {} beneficiary(ies), {} programme(s)",
+        current.version,
+        if response.created {
+            "loaded"
+        } else {
+            "unchanged"
+        },
+        current.content_hash,
+        current.providers,
+        current.skus,
+        current.beneficiaries,
+        current.programmes
+    );
+    Ok(())
+}
+
+fn to_timestamp(t: chrono::DateTime<chrono::FixedOffset>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// One line of the rejects file.
+struct Reject {
+    provider: String,
+    record_id: String,
+    line: u64,
+    reason: String,
+}
+
+pub async fn usage_import(
+    server: &str,
+    token: &str,
+    file: &Path,
+    batch_records: usize,
+    rejects_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if !(1..=suanli::grpc::BATCH_RECORDS_MAX).contains(&batch_records) {
+        bail!(
+            "--batch-size must be 1 to {}",
+            suanli::grpc::BATCH_RECORDS_MAX
+        );
+    }
+    let rows = files::read_usage(file)?;
+    let total = rows.len();
+    let mut rejects = Vec::new();
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Records that parse locally are sent; the server validates them against the registry.
+    let mut batches: Vec<(Vec<pb::UsageRecord>, Vec<(u64, String, String)>)> = Vec::new();
+    let mut current = (Vec::new(), Vec::new());
+    for row in rows {
+        match row.parsed {
+            Err(rejection) => {
+                *counts.entry("rejected").or_default() += 1;
+                rejects.push(Reject {
+                    provider: row.provider,
+                    record_id: row.record_id,
+                    line: row.line,
+                    reason: rejection.code.as_str().to_owned() + ": " + &rejection.message,
+                });
+            }
+            Ok(r) => {
+                current
+                    .1
+                    .push((row.line, r.provider.clone(), r.record_id.clone()));
+                current.0.push(pb::UsageRecord {
+                    provider: r.provider,
+                    record_id: r.record_id,
+                    beneficiary: r.beneficiary,
+                    sku: r.sku,
+                    start: Some(to_timestamp(r.start)),
+                    end: Some(to_timestamp(r.end)),
+                    quantity: r.quantity.to_string(),
+                    amount_fen: r.amount.0,
+                });
+                if current.0.len() == batch_records {
+                    batches.push(std::mem::take(&mut current));
+                }
+            }
+        }
+    }
+    if !current.0.is_empty() {
+        batches.push(current);
+    }
+    let started = Instant::now();
+    let mut client = MeteringServiceClient::new(channel(server).await?)
+        .max_decoding_message_size(suanli::serve::MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(suanli::serve::MESSAGE_BYTES_MAX);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::IngestRequest>(4);
+    let mut lines = Vec::with_capacity(batches.len());
+    let mut requests = Vec::with_capacity(batches.len());
+    for (i, (records, keys)) in batches.into_iter().enumerate() {
+        lines.push(keys);
+        requests.push(pb::IngestRequest {
+            batch_id: i.to_string(),
+            records,
+        });
+    }
+    let sender = tokio::spawn(async move {
+        for r in requests {
+            if tx.send(r).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acks = client
+        .ingest_stream(authorize(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            token,
+        )?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    let mut done = 0usize;
+    let batch_count = lines.len();
+    while let Some(ack) = acks
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+    {
+        let index: usize = ack
+            .batch_id
+            .parse()
+            .context("server echoed an unknown batch id")?;
+        let keys = lines
+            .get(index)
+            .context("server echoed an unknown batch id")?;
+        for &o in &ack.outcomes {
+            let label = match pb::Outcome::try_from(o) {
+                Ok(pb::Outcome::Accepted) => "accepted",
+                Ok(pb::Outcome::Duplicate) => "duplicate",
+                Ok(pb::Outcome::Conflict) => "conflict",
+                Ok(pb::Outcome::Rejected) => "rejected",
+                _ => "unknown",
+            };
+            *counts.entry(label).or_default() += 1;
+        }
+        for p in &ack.problems {
+            let outcome = pb::Outcome::try_from(p.outcome).unwrap_or(pb::Outcome::Unspecified);
+            if outcome == pb::Outcome::Duplicate {
+                continue;
+            }
+            let (line, provider, record_id) =
+                keys.get(p.index as usize).cloned().unwrap_or_default();
+            let reason = match outcome {
+                pb::Outcome::Conflict => "conflict".to_owned(),
+                _ => pb::RejectReason::try_from(p.reason).map_or("unspecified".to_owned(), |r| {
+                    r.as_str_name()
+                        .trim_start_matches("REJECT_REASON_")
+                        .to_ascii_lowercase()
+                }),
+            };
+            rejects.push(Reject {
+                provider,
+                record_id,
+                line,
+                reason: format!("{reason}: {}", p.message),
+            });
+        }
+        done += 1;
+        eprint!(
+            "\rbatches {done}/{batch_count}, records {}/{total}",
+            counts.values().sum::<u64>()
+        );
+    }
+    eprintln!();
+    sender.await?;
+    if done != batch_count {
+        bail!(
+            "the server acknowledged {done} of {batch_count} batches; resend the file (resending is safe)"
+        );
+    }
+    rejects.sort_by_key(|r| r.line);
+    let rejects_path = rejects_path.unwrap_or_else(|| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(".rejects.csv");
+        PathBuf::from(p)
+    });
+    let mut w = csv::Writer::from_path(&rejects_path)
+        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
+    w.write_record(["provider", "record_id", "line", "reason"])?;
+    for r in &rejects {
+        w.write_record([
+            r.provider.as_str(),
+            r.record_id.as_str(),
+            &r.line.to_string(),
+            r.reason.as_str(),
+        ])?;
+    }
+    w.flush()?;
+    let elapsed = started.elapsed();
+    let summary: Vec<String> = ["accepted", "duplicate", "conflict", "rejected"]
+        .iter()
+        .map(|k| format!("{k} {}", counts.get(k).copied().unwrap_or(0)))
+        .collect();
+    println!(
+        "{} record(s) in {:.1?}: {}; rejects in {}",
+        total,
+        elapsed,
+        summary.join(", "),
+        rejects_path.display()
+    );
+    Ok(())
+}

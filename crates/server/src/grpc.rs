@@ -1,0 +1,558 @@
+//! The gRPC services: metering (ingest, void, stats) and registry. Proto ↔ domain mapping and
+//! the gRPC status mapping live here; record validation is the domain's `validate`.
+
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use futures::{Stream, StreamExt};
+use suanli_domain::Registry;
+use suanli_domain::money::Fen;
+use suanli_domain::usage::{Period, RejectCode, Rejection, from_typed, validate};
+use suanli_proto::v1 as pb;
+use suanli_store::{Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, VoidResult};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::Authenticator;
+use crate::metrics::METRICS;
+use crate::writer::{Writer, WriterError};
+
+/// Most records in one batch (unary or one stream message).
+pub const BATCH_RECORDS_MAX: usize = 10_000;
+/// Batches of one stream being validated or committed at once; acknowledgements keep order.
+pub const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// Most characters of a void reason.
+pub const VOID_REASON_CHARS_MAX: usize = 1_000;
+/// Latest accepted time: year 2200, far inside the nanosecond range used at rest.
+const TIME_SECONDS_MAX: i64 = 7_258_118_400;
+
+/// The registry version records are validated against.
+pub struct CurrentRegistry {
+    pub version: u64,
+    pub content_hash: String,
+    pub loaded_at: String,
+    pub registry: Registry,
+}
+
+impl CurrentRegistry {
+    pub fn from_row(row: RegistryVersionRow) -> anyhow::Result<CurrentRegistry> {
+        let (registry, _) =
+            Registry::from_toml(&format!("registry version {}", row.version), &row.toml_text)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "stored registry version {} no longer loads: {e}",
+                        row.version
+                    )
+                })?;
+        Ok(CurrentRegistry {
+            version: row.version,
+            content_hash: row.content_hash,
+            loaded_at: row.loaded_at,
+            registry,
+        })
+    }
+
+    fn to_proto(&self) -> pb::RegistryVersion {
+        pb::RegistryVersion {
+            version: self.version,
+            content_hash: self.content_hash.clone(),
+            loaded_at: timestamp_of_text(&self.loaded_at),
+            providers: self.registry.providers.len() as u32,
+            skus: self.registry.skus.len() as u32,
+            beneficiaries: self.registry.beneficiaries.len() as u32,
+            programmes: self.registry.programmes.len() as u32,
+        }
+    }
+}
+
+fn timestamp_of_text(text: &str) -> Option<prost_types::Timestamp> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        })
+}
+
+/// State shared by the services.
+pub struct Shared {
+    pub writer: Writer,
+    pub auth: Authenticator,
+    pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
+}
+
+impl Shared {
+    fn current(&self) -> Option<Arc<CurrentRegistry>> {
+        self.registry.read().expect("registry lock").clone()
+    }
+}
+
+fn writer_status(e: WriterError) -> Status {
+    match e {
+        WriterError::Gone => Status::unavailable("the server is shutting down"),
+        WriterError::Store(msg) => Status::unavailable(format!(
+            "storage failed, nothing of this batch was stored; retry: {msg}"
+        )),
+    }
+}
+
+fn reason_of(code: RejectCode) -> pb::RejectReason {
+    use pb::RejectReason as R;
+    match code {
+        RejectCode::MissingField => R::MissingField,
+        RejectCode::InvalidField => R::InvalidField,
+        RejectCode::UnknownProvider => R::UnknownProvider,
+        RejectCode::UnknownBeneficiary => R::UnknownBeneficiary,
+        RejectCode::UnknownSku => R::UnknownSku,
+        RejectCode::SkuNotOfProvider => R::SkuNotOfProvider,
+        RejectCode::EndNotAfterStart => R::EndNotAfterStart,
+        RejectCode::NegativeAmount => R::NegativeAmount,
+        RejectCode::AmountPrecision => R::AmountPrecision,
+        RejectCode::NegativeQuantity => R::NegativeQuantity,
+        RejectCode::AboveListPrice => R::AboveListPrice,
+        RejectCode::OverCapacity => R::OverCapacity,
+        // A conflict is an outcome of its own, never a rejection reason on the wire.
+        RejectCode::Conflict => R::Unspecified,
+    }
+}
+
+fn time_of(t: Option<&prost_types::Timestamp>) -> Option<DateTime<FixedOffset>> {
+    let t = t?;
+    if !(0..=TIME_SECONDS_MAX).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
+        return None;
+    }
+    DateTime::<Utc>::from_timestamp(t.seconds, t.nanos as u32).map(|t| t.fixed_offset())
+}
+
+/// Maps one wire record to a candidate: typed parsing, provider isolation, then the domain's
+/// `validate` against the current registry version.
+fn prepare(
+    principal: &Principal,
+    current: &CurrentRegistry,
+    r: &pb::UsageRecord,
+) -> Result<Candidate, (pb::RejectReason, &'static str, String)> {
+    let record = from_typed(
+        &r.provider,
+        &r.record_id,
+        &r.beneficiary,
+        &r.sku,
+        time_of(r.start.as_ref()),
+        time_of(r.end.as_ref()),
+        &r.quantity,
+        Fen(r.amount_fen),
+    )
+    .map_err(rejection)?;
+    if let Principal::Provider(own) = principal
+        && *own != record.provider
+    {
+        return Err((
+            pb::RejectReason::ProviderMismatch,
+            "provider",
+            format!(
+                "record {:?} names provider {:?} but the token is provider {own:?}'s",
+                record.record_id, record.provider
+            ),
+        ));
+    }
+    let class = validate(&current.registry, &record).map_err(|rej| {
+        let (reason, field, message) = rejection(rej);
+        (
+            reason,
+            field,
+            format!("record {:?}: {message}", record.record_id),
+        )
+    })?;
+    let capacity = current.registry.sku(&record.sku).and_then(|s| s.capacity);
+    Ok(Candidate {
+        period: Period::of_instant(record.end),
+        class,
+        capacity,
+        registry_version: current.version,
+        record,
+    })
+}
+
+fn rejection(r: Rejection) -> (pb::RejectReason, &'static str, String) {
+    (reason_of(r.code), r.field, r.message)
+}
+
+fn may_ingest(principal: &Principal) -> Result<(), Status> {
+    match principal {
+        Principal::Provider(_) | Principal::Admin => Ok(()),
+        other => Err(Status::permission_denied(format!(
+            "role {} may not post usage records",
+            other.role()
+        ))),
+    }
+}
+
+impl Shared {
+    /// One batch: every record gets an outcome; only an oversized batch or a storage failure
+    /// fails the call.
+    pub async fn ingest_batch(
+        &self,
+        principal: &Principal,
+        request: pb::IngestRequest,
+    ) -> Result<pb::IngestResponse, Status> {
+        let started = Instant::now();
+        let n = request.records.len();
+        if n > BATCH_RECORDS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "batch {:?} has {n} records; at most {BATCH_RECORDS_MAX}",
+                request.batch_id
+            )));
+        }
+        let mut outcomes = vec![pb::Outcome::Unspecified as i32; n];
+        let mut problems = Vec::new();
+        let Some(current) = self.current() else {
+            for (i, o) in outcomes.iter_mut().enumerate() {
+                *o = pb::Outcome::Rejected as i32;
+                problems.push(pb::RecordProblem {
+                    index: i as u32,
+                    outcome: pb::Outcome::Rejected as i32,
+                    reason: pb::RejectReason::NoRegistry as i32,
+                    field: String::new(),
+                    message: "no registry has been loaded; load one with suanli registry import"
+                        .into(),
+                });
+            }
+            METRICS
+                .records
+                .with_label_values(&["rejected"])
+                .inc_by(n as u64);
+            return Ok(pb::IngestResponse {
+                batch_id: request.batch_id,
+                outcomes,
+                problems,
+                registry_version: 0,
+            });
+        };
+        let mut candidates = Vec::with_capacity(n);
+        let mut positions = Vec::with_capacity(n);
+        for (i, r) in request.records.iter().enumerate() {
+            match prepare(principal, &current, r) {
+                Ok(c) => {
+                    candidates.push(c);
+                    positions.push(i);
+                }
+                Err((reason, field, message)) => {
+                    outcomes[i] = pb::Outcome::Rejected as i32;
+                    problems.push(pb::RecordProblem {
+                        index: i as u32,
+                        outcome: pb::Outcome::Rejected as i32,
+                        reason: reason as i32,
+                        field: field.to_owned(),
+                        message,
+                    });
+                }
+            }
+        }
+        let keys: Vec<String> = candidates
+            .iter()
+            .map(|c| c.record.record_id.clone())
+            .collect();
+        let decisions = self
+            .writer
+            .ingest(candidates)
+            .await
+            .map_err(writer_status)?;
+        for ((decision, i), record_id) in decisions.into_iter().zip(positions).zip(keys) {
+            let (outcome, problem) = match decision {
+                Decision::Accepted => (pb::Outcome::Accepted, None),
+                Decision::Duplicate => (
+                    pb::Outcome::Duplicate,
+                    Some((
+                        pb::RejectReason::Unspecified,
+                        "record_id",
+                        format!("record {record_id:?} is already stored with the same content"),
+                    )),
+                ),
+                Decision::Conflict => (
+                    pb::Outcome::Conflict,
+                    Some((
+                        pb::RejectReason::Unspecified,
+                        "record_id",
+                        format!(
+                            "record {record_id:?} is already stored with different content; the stored record stands"
+                        ),
+                    )),
+                ),
+                Decision::OverCapacity(message) => (
+                    pb::Outcome::Rejected,
+                    Some((pb::RejectReason::OverCapacity, "quantity", message)),
+                ),
+            };
+            outcomes[i] = outcome as i32;
+            if let Some((reason, field, message)) = problem {
+                problems.push(pb::RecordProblem {
+                    index: i as u32,
+                    outcome: outcome as i32,
+                    reason: reason as i32,
+                    field: field.to_owned(),
+                    message,
+                });
+            }
+        }
+        problems.sort_by_key(|p| p.index);
+        count_outcomes(&outcomes);
+        METRICS
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(pb::IngestResponse {
+            batch_id: request.batch_id,
+            outcomes,
+            problems,
+            registry_version: current.version,
+        })
+    }
+}
+
+fn count_outcomes(outcomes: &[i32]) {
+    let mut counts = [0u64; 5];
+    for &o in outcomes {
+        counts[usize::try_from(o).unwrap_or(0).min(4)] += 1;
+    }
+    for (i, label) in [
+        (1, "accepted"),
+        (2, "duplicate"),
+        (3, "conflict"),
+        (4, "rejected"),
+    ] {
+        if counts[i] > 0 {
+            METRICS
+                .records
+                .with_label_values(&[label])
+                .inc_by(counts[i]);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct MeteringService {
+    pub shared: Arc<Shared>,
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::IngestResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::metering_service_server::MeteringService for MeteringService {
+    async fn ingest(
+        &self,
+        request: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        let principal = self.shared.auth.principal(request.extensions()).await?;
+        may_ingest(&principal)?;
+        self.shared
+            .ingest_batch(&principal, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type IngestStreamStream = AckStream;
+
+    async fn ingest_stream(
+        &self,
+        request: Request<Streaming<pb::IngestRequest>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let principal = Arc::new(self.shared.auth.principal(request.extensions()).await?);
+        may_ingest(&principal)?;
+        let shared = self.shared.clone();
+        let acks = request
+            .into_inner()
+            .map(move |message| {
+                let shared = shared.clone();
+                let principal = principal.clone();
+                async move {
+                    match message {
+                        Ok(batch) => shared.ingest_batch(&principal, batch).await,
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .buffered(STREAM_BATCHES_IN_FLIGHT_MAX);
+        Ok(Response::new(Box::pin(acks)))
+    }
+
+    async fn void_usage(
+        &self,
+        request: Request<pb::VoidUsageRequest>,
+    ) -> Result<Response<pb::VoidUsageResponse>, Status> {
+        let principal = self.shared.auth.principal(request.extensions()).await?;
+        let r = request.into_inner();
+        match &principal {
+            Principal::Admin => {}
+            Principal::Provider(own) if *own == r.provider => {}
+            Principal::Provider(own) => {
+                return Err(Status::permission_denied(format!(
+                    "provider {own:?} may not void records of provider {:?}",
+                    r.provider
+                )));
+            }
+            other => {
+                return Err(Status::permission_denied(format!(
+                    "role {} may not void usage records",
+                    other.role()
+                )));
+            }
+        }
+        if r.record_id.trim().is_empty() {
+            return Err(Status::invalid_argument("record_id is empty"));
+        }
+        if r.reason.trim().is_empty() || r.reason.chars().count() > VOID_REASON_CHARS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "reason must be 1 to {VOID_REASON_CHARS_MAX} characters"
+            )));
+        }
+        let (provider, record_id) = (r.provider.clone(), r.record_id.clone());
+        let result = self
+            .shared
+            .writer
+            .call(move |store| store.void(&r.provider, &r.record_id, r.reason.trim(), Utc::now()))
+            .await
+            .map_err(writer_status)?
+            .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
+        match result {
+            VoidResult::NotFound => Err(Status::not_found(format!(
+                "provider {provider:?} has no record {record_id:?}"
+            ))),
+            VoidResult::Voided { at } => Ok(Response::new(pb::VoidUsageResponse {
+                voided: true,
+                voided_at: timestamp_of_text(&at),
+            })),
+            VoidResult::AlreadyVoided { at } => Ok(Response::new(pb::VoidUsageResponse {
+                voided: false,
+                voided_at: timestamp_of_text(&at),
+            })),
+        }
+    }
+
+    async fn get_usage_stats(
+        &self,
+        request: Request<pb::GetUsageStatsRequest>,
+    ) -> Result<Response<pb::GetUsageStatsResponse>, Status> {
+        let principal = self.shared.auth.principal(request.extensions()).await?;
+        let wanted = request.into_inner().provider;
+        let provider = match &principal {
+            Principal::Admin | Principal::Finance | Principal::Auditor => {
+                (!wanted.is_empty()).then_some(wanted)
+            }
+            Principal::Provider(own) if wanted.is_empty() || wanted == *own => Some(own.clone()),
+            Principal::Provider(own) => {
+                return Err(Status::permission_denied(format!(
+                    "provider {own:?} may not read provider {wanted:?}'s totals"
+                )));
+            }
+            Principal::Beneficiary(_) => {
+                return Err(Status::permission_denied(
+                    "role beneficiary may not read usage totals",
+                ));
+            }
+        };
+        let stats = self
+            .shared
+            .writer
+            .call(move |store| store.stats(provider.as_deref()))
+            .await
+            .map_err(writer_status)?
+            .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
+        Ok(Response::new(pb::GetUsageStatsResponse {
+            records: stats.records,
+            voided_records: stats.voided_records,
+            amount_fen: stats.amount_fen,
+        }))
+    }
+}
+
+#[derive(Clone)]
+pub struct RegistryService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl pb::registry_service_server::RegistryService for RegistryService {
+    async fn load_registry(
+        &self,
+        request: Request<pb::LoadRegistryRequest>,
+    ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
+        let principal = self.shared.auth.principal(request.extensions()).await?;
+        if !matches!(principal, Principal::Admin | Principal::Finance) {
+            return Err(Status::permission_denied(format!(
+                "role {} may not load a registry",
+                principal.role()
+            )));
+        }
+        let r = request.into_inner();
+        let file = if r.file_name.is_empty() {
+            "registry".to_owned()
+        } else {
+            r.file_name.clone()
+        };
+        let (registry, warnings) = Registry::from_toml(&file, &r.toml_text)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let warnings: Vec<String> = warnings
+            .into_iter()
+            .map(|w| format!("{}: {}", w.path, w.reason))
+            .collect();
+        let names = RegistryNames::of(&registry);
+        let hash = registry.content_hash.clone();
+        let text = r.toml_text;
+        // Decided on the writer thread so concurrent loads get consecutive versions.
+        let (row, created) = self
+            .shared
+            .writer
+            .call(
+                move |store| -> suanli_store::Result<(RegistryVersionRow, bool)> {
+                    if let Some(current) = store.registry_current()?
+                        && current.content_hash == hash
+                    {
+                        return Ok((current, false));
+                    }
+                    let at = Utc::now();
+                    let version = store.registry_insert(&hash, &text, &names, at)?;
+                    Ok((
+                        RegistryVersionRow {
+                            version,
+                            content_hash: hash,
+                            toml_text: text,
+                            loaded_at: at.to_rfc3339(),
+                        },
+                        true,
+                    ))
+                },
+            )
+            .await
+            .map_err(writer_status)?
+            .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
+        let current = Arc::new(CurrentRegistry {
+            version: row.version,
+            content_hash: row.content_hash,
+            loaded_at: row.loaded_at,
+            registry,
+        });
+        {
+            let mut slot = self.shared.registry.write().expect("registry lock");
+            if slot.as_ref().is_none_or(|s| s.version <= current.version) {
+                *slot = Some(current.clone());
+            }
+        }
+        if created {
+            tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded");
+        }
+        Ok(Response::new(pb::LoadRegistryResponse {
+            current: Some(current.to_proto()),
+            created,
+            warnings,
+        }))
+    }
+
+    async fn get_registry(
+        &self,
+        request: Request<pb::GetRegistryRequest>,
+    ) -> Result<Response<pb::GetRegistryResponse>, Status> {
+        self.shared.auth.principal(request.extensions()).await?;
+        Ok(Response::new(pb::GetRegistryResponse {
+            current: self.shared.current().map(|c| c.to_proto()),
+        }))
+    }
+}

@@ -1,0 +1,171 @@
+//! `suanli serve`: opens the store, restores the current registry version and serves gRPC
+//! (metering, registry, grpc.health.v1, server reflection) until shut down. Shutdown stops
+//! accepting calls, lets in-flight batches commit and be acknowledged, then closes the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use suanli_proto::v1::metering_service_server::MeteringServiceServer;
+use suanli_proto::v1::registry_service_server::RegistryServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::auth::{Authenticator, interceptor};
+use crate::grpc::{CurrentRegistry, MeteringService, RegistryService, Shared};
+use crate::writer::Writer;
+
+/// Largest request message: a full batch of 10,000 records with long ids fits.
+pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A server started by [`start`]; [`Running::stop`] shuts it down gracefully.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await?
+    }
+
+    /// Waits until the server ends on its own (it does not, unless it fails).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Running { shutdown, task, .. } = self;
+        let result = task.await?;
+        drop(shutdown);
+        result
+    }
+}
+
+/// Binds, opens the store and starts serving; returns once the server listens.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let url = config.database_url.clone();
+    let (writer, writer_thread) =
+        tokio::task::spawn_blocking(move || Writer::spawn(&url)).await??;
+    let current = writer.call(|store| store.registry_current()).await??;
+    let current = match current {
+        Some(row) => Some(Arc::new(CurrentRegistry::from_row(row)?)),
+        None => None,
+    };
+    if let Some(c) = &current {
+        tracing::info!(version = c.version, hash = %c.content_hash, "registry version restored");
+    } else {
+        tracing::warn!(
+            "no registry loaded yet; records are rejected until one is (suanli registry import)"
+        );
+    }
+    let shared = Arc::new(Shared {
+        auth: Authenticator::new(writer.clone()),
+        writer,
+        registry: RwLock::new(current),
+    });
+
+    let listener = TcpListener::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    if let Some(metrics_addr) = config.metrics_addr {
+        let metrics_listener = tokio::spawn(crate::metrics::serve(metrics_addr));
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = metrics_listener.await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in ["suanli.v1.MeteringService", "suanli.v1.RegistryService", ""] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(suanli_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(suanli_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let metering = InterceptedService::new(
+        MeteringServiceServer::new(MeteringService {
+            shared: shared.clone(),
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        interceptor,
+    );
+    let registry = InterceptedService::new(
+        RegistryServiceServer::new(RegistryService { shared })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX),
+        interceptor,
+    );
+
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        tracing::info!(%addr, "suanli serving gRPC");
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(metering)
+            .add_service(registry)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = shutdown_rx.await;
+                tracing::info!("shutting down: finishing in-flight batches");
+            })
+            .await;
+        // The services (and their writer handles) are dropped now; the writer finishes what is
+        // queued and closes the store.
+        tokio::task::spawn_blocking(move || writer_thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
+        tracing::info!("store closed");
+        served.map_err(anyhow::Error::from)
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves until `signal` completes, then shuts down gracefully.
+pub async fn run(config: ServeConfig, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    signal.await;
+    running.stop().await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,373 @@
+//! What both backends share: interned names, the in-memory capacity index, accrual deltas, and
+//! the encoding of records into rows. The decisions themselves (duplicate by
+//! `UsageRecord::same_content`, capacity per clock hour) are made here once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use rust_decimal::Decimal;
+use suanli_domain::Fen;
+use suanli_domain::capacity::hour_shares;
+use suanli_domain::registry::Class;
+use suanli_domain::usage::UsageRecord;
+
+use crate::{AccrualRow, Candidate, Decision, StoreError, period_code};
+
+/// The index of a class in `Class::ALL`, as stored in `usage_records.class_code`.
+pub fn class_code(class: Class) -> i64 {
+    Class::ALL
+        .iter()
+        .position(|c| *c == class)
+        .map_or(-1, |i| i as i64)
+}
+
+pub fn class_of_code(code: i64) -> Option<Class> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| Class::ALL.get(i).copied())
+}
+
+pub(crate) fn to_ns(at: DateTime<FixedOffset>) -> i64 {
+    // The server accepts only times that fit (years 1678-2261); saturate defensively.
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_ns(ns: i64) -> DateTime<FixedOffset> {
+    Utc.timestamp_nanos(ns).fixed_offset()
+}
+
+pub(crate) fn period_text(code: i64) -> String {
+    format!("{:04}-{:02}", code / 100, code % 100)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Provider,
+    Beneficiary,
+    Sku,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Provider => "provider",
+            Kind::Beneficiary => "beneficiary",
+            Kind::Sku => "sku",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "provider" => Some(Kind::Provider),
+            "beneficiary" => Some(Kind::Beneficiary),
+            "sku" => Some(Kind::Sku),
+            _ => None,
+        }
+    }
+}
+
+/// Interned names, loaded at open and extended when a registry version is loaded.
+#[derive(Default)]
+pub(crate) struct Names {
+    /// One map per kind, indexed by `Kind as usize`, so lookups take a `&str`.
+    ids: [HashMap<String, i64>; 3],
+    names: HashMap<i64, String>,
+    pub(crate) next_id: i64,
+}
+
+impl Names {
+    pub(crate) fn insert(&mut self, kind: Kind, name: String, id: i64) {
+        self.names.insert(id, name.clone());
+        self.ids[kind as usize].insert(name, id);
+        self.next_id = self.next_id.max(id + 1);
+    }
+
+    pub(crate) fn id(&self, kind: Kind, name: &str) -> Option<i64> {
+        self.ids[kind as usize].get(name).copied()
+    }
+
+    pub(crate) fn name(&self, id: i64) -> Result<&str, StoreError> {
+        self.names
+            .get(&id)
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+    }
+
+    /// New `(kind, name, id)` triples for names not interned yet; the caller stores them and
+    /// then calls [`Names::insert`].
+    pub(crate) fn plan(&self, names: &crate::RegistryNames) -> Vec<(Kind, String, i64)> {
+        let mut next = self.next_id.max(1);
+        let mut out = Vec::new();
+        let lists = [
+            (Kind::Provider, &names.providers),
+            (Kind::Beneficiary, &names.beneficiaries),
+            (Kind::Sku, &names.skus),
+        ];
+        for (kind, list) in lists {
+            for name in list {
+                if !self.ids[kind as usize].contains_key(name)
+                    && !out.iter().any(|(k, n, _)| *k == kind && n == name)
+                {
+                    out.push((kind, name.clone(), next));
+                    next += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A candidate encoded as a row of `usage_records`.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub provider_id: i64,
+    pub record_id: String,
+    pub beneficiary_id: i64,
+    pub sku_id: i64,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub quantity: String,
+    pub amount_fen: i64,
+    pub period: i64,
+    pub class_code: i64,
+    pub registry_version: i64,
+}
+
+pub(crate) fn encode(names: &Names, c: &Candidate) -> Result<Row, StoreError> {
+    let id = |kind: Kind, name: &str| {
+        names.id(kind, name).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{} {name:?} is not interned; was its registry loaded?",
+                kind.as_str()
+            ))
+        })
+    };
+    Ok(Row {
+        provider_id: id(Kind::Provider, &c.record.provider)?,
+        record_id: c.record.record_id.clone(),
+        beneficiary_id: id(Kind::Beneficiary, &c.record.beneficiary)?,
+        sku_id: id(Kind::Sku, &c.record.sku)?,
+        start_ns: to_ns(c.record.start),
+        end_ns: to_ns(c.record.end),
+        quantity: c.record.quantity.normalize().to_string(),
+        amount_fen: c.record.amount.0,
+        period: period_code(c.period),
+        class_code: class_code(c.class),
+        registry_version: i64::try_from(c.registry_version).unwrap_or(i64::MAX),
+    })
+}
+
+/// Rebuilds the domain record of a stored row, to compare contents with `same_content`.
+pub(crate) fn decode(names: &Names, row: &Row) -> Result<UsageRecord, StoreError> {
+    Ok(UsageRecord {
+        provider: names.name(row.provider_id)?.to_owned(),
+        record_id: row.record_id.clone(),
+        beneficiary: names.name(row.beneficiary_id)?.to_owned(),
+        sku: names.name(row.sku_id)?.to_owned(),
+        start: from_ns(row.start_ns),
+        end: from_ns(row.end_ns),
+        quantity: row
+            .quantity
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("quantity {:?}", row.quantity)))?,
+        amount: Fen(row.amount_fen),
+    })
+}
+
+/// Duplicate or conflict of a stored record (UsageRecord::same_content decides).
+pub(crate) fn compare(stored: &UsageRecord, candidate: &UsageRecord) -> Decision {
+    if stored.same_content(candidate) {
+        Decision::Duplicate
+    } else {
+        Decision::Conflict
+    }
+}
+
+/// Accrual key: the settlement line key and period, as text.
+pub(crate) type AccrualKey = (String, String, String, String, String, String);
+
+pub(crate) fn accrual_key(
+    beneficiary: &str,
+    provider: &str,
+    class: Class,
+    period: &str,
+) -> AccrualKey {
+    (
+        beneficiary.to_owned(),
+        provider.to_owned(),
+        class.category.as_str().to_owned(),
+        class
+            .chip_origin
+            .map_or(String::new(), |o| o.as_str().to_owned()),
+        class
+            .registered_model
+            .map_or(String::new(), |r| r.to_string()),
+        period.to_owned(),
+    )
+}
+
+/// The capacity index and the changes of the open transaction.
+#[derive(Default)]
+pub(crate) struct Engine {
+    pub names: Names,
+    /// Committed used quantity per (sku id, clock hour).
+    pub capacity: HashMap<(i64, i64), Decimal>,
+}
+
+/// The effects of one transaction, applied to the database before commit and to the engine
+/// after it.
+#[derive(Default)]
+pub(crate) struct TxEffects {
+    pub capacity: HashMap<(i64, i64), Decimal>,
+    pub accruals: HashMap<AccrualKey, (i64, i64)>,
+}
+
+impl TxEffects {
+    fn used(&self, engine: &Engine, key: (i64, i64)) -> Decimal {
+        self.capacity
+            .get(&key)
+            .or_else(|| engine.capacity.get(&key))
+            .copied()
+            .unwrap_or(Decimal::ZERO)
+    }
+
+    /// R3 per clock hour: the record's shares if no hour it overlaps would pass the SKU's
+    /// capacity with them, else the rejection. Changes nothing; see [`TxEffects::admit`].
+    pub(crate) fn check(
+        &self,
+        engine: &Engine,
+        row: &Row,
+        c: &Candidate,
+    ) -> Result<Vec<(i64, Decimal)>, Decision> {
+        let Some(capacity) = c.capacity else {
+            return Ok(Vec::new());
+        };
+        let Some(shares) = hour_shares(&c.record) else {
+            return Err(Decision::OverCapacity(format!(
+                "record {:?} spans more than {} hours; capacity cannot be checked",
+                c.record.record_id,
+                suanli_domain::capacity::RECORD_HOURS_MAX
+            )));
+        };
+        for (hour, share) in &shares {
+            let used = self.used(engine, (row.sku_id, *hour));
+            if used + share > capacity {
+                let at = Utc
+                    .timestamp_opt(hour * 3600, 0)
+                    .single()
+                    .map_or(String::new(), |t| t.to_rfc3339());
+                return Err(Decision::OverCapacity(format!(
+                    "quantity {} of record {:?} would bring sku {:?} to {} in the hour from {at}, above its capacity {capacity}",
+                    c.record.quantity,
+                    c.record.record_id,
+                    c.record.sku,
+                    (used + share).normalize()
+                )));
+            }
+        }
+        Ok(shares)
+    }
+
+    /// Books an admitted new record: its capacity shares and its accrual.
+    pub(crate) fn admit(
+        &mut self,
+        engine: &Engine,
+        row: &Row,
+        c: &Candidate,
+        shares: Vec<(i64, Decimal)>,
+    ) -> Decision {
+        for (hour, share) in shares {
+            let used = self.used(engine, (row.sku_id, hour));
+            self.capacity.insert((row.sku_id, hour), used + share);
+        }
+        let key = accrual_key(
+            &c.record.beneficiary,
+            &c.record.provider,
+            c.class,
+            &period_text(row.period),
+        );
+        let entry = self.accruals.entry(key).or_insert((0, 0));
+        entry.0 += row.amount_fen;
+        entry.1 += 1;
+        Decision::Accepted
+    }
+
+    /// Releases a voided record's capacity and subtracts it from its accrual.
+    pub(crate) fn release(
+        &mut self,
+        engine: &Engine,
+        row: &Row,
+        record: &UsageRecord,
+        class: Class,
+    ) {
+        if let Some(shares) = hour_shares(record) {
+            for (hour, share) in shares {
+                let used = self.used(engine, (row.sku_id, hour));
+                self.capacity.insert((row.sku_id, hour), used - share);
+            }
+        }
+        let key = accrual_key(
+            &record.beneficiary,
+            &record.provider,
+            class,
+            &period_text(row.period),
+        );
+        let entry = self.accruals.entry(key).or_insert((0, 0));
+        entry.0 -= row.amount_fen;
+        entry.1 -= 1;
+    }
+
+    pub(crate) fn commit_into(self, engine: &mut Engine) {
+        engine.capacity.extend(self.capacity);
+    }
+}
+
+/// Sorted accrual rows from `(key, amount, count)` triples.
+pub(crate) fn accrual_rows(mut rows: Vec<AccrualRow>) -> Vec<AccrualRow> {
+    rows.sort();
+    rows
+}
+
+pub(crate) fn accrual_row(key: AccrualKey, amount_fen: i64, records: i64) -> AccrualRow {
+    AccrualRow {
+        beneficiary: key.0,
+        provider: key.1,
+        category: key.2,
+        chip_origin: key.3,
+        registered_model: key.4,
+        period: key.5,
+        amount_fen,
+        records,
+    }
+}
+
+/// Recounts accruals from decoded rows of records that are not void.
+pub(crate) fn recount(
+    names: &Names,
+    rows: impl Iterator<Item = (i64, i64, i64, i64, i64)>,
+) -> Result<Vec<AccrualRow>, StoreError> {
+    let mut totals: HashMap<AccrualKey, (i64, i64)> = HashMap::new();
+    for (beneficiary_id, provider_id, class_code, period, amount_fen) in rows {
+        let class = class_of_code(class_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("class_code {class_code}")))?;
+        let key = accrual_key(
+            names.name(beneficiary_id)?,
+            names.name(provider_id)?,
+            class,
+            &period_text(period),
+        );
+        let e = totals.entry(key).or_insert((0, 0));
+        e.0 += amount_fen;
+        e.1 += 1;
+    }
+    Ok(accrual_rows(
+        totals
+            .into_iter()
+            .map(|(k, (a, n))| accrual_row(k, a, n))
+            .collect(),
+    ))
+}
+
+pub(crate) fn now_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

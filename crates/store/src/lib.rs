@@ -1,0 +1,223 @@
+//! Suanli's persistence behind one trait, [`Store`], with a SQLite and a PostgreSQL backend.
+//! A store is driven by one writer (the server's group-commit thread); every method that
+//! changes data runs in one transaction, and `ingest` decides duplicate, conflict and capacity
+//! for a whole group of batches in that transaction.
+
+mod common;
+pub mod postgres;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use suanli_domain::registry::Class;
+use suanli_domain::usage::{Period, UsageRecord};
+
+pub use common::{class_code, class_of_code};
+
+/// Errors of the storage layer. Business outcomes (duplicate, conflict, over capacity) are
+/// [`Decision`]s, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("unsupported database url {0:?}: expected sqlite://PATH or postgres://…")]
+    Url(String),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A record that passed `suanli_domain::usage::validate`, with what validation derived.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub record: UsageRecord,
+    pub class: Class,
+    pub period: Period,
+    /// The SKU's capacity in units per hour, if it has one (R3).
+    pub capacity: Option<Decimal>,
+    pub registry_version: u64,
+}
+
+/// What the store decided about one candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Accepted,
+    Duplicate,
+    Conflict,
+    /// Storing it would pass the SKU's capacity in a clock hour; the message names the hour.
+    OverCapacity(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryVersionRow {
+    pub version: u64,
+    pub content_hash: String,
+    pub toml_text: String,
+    pub loaded_at: String,
+}
+
+/// Who a token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Principal {
+    Provider(String),
+    Beneficiary(String),
+    Finance,
+    Auditor,
+    Admin,
+}
+
+impl Principal {
+    pub fn role(&self) -> &'static str {
+        match self {
+            Principal::Provider(_) => "provider",
+            Principal::Beneficiary(_) => "beneficiary",
+            Principal::Finance => "finance",
+            Principal::Auditor => "auditor",
+            Principal::Admin => "admin",
+        }
+    }
+
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Provider(s) | Principal::Beneficiary(s) => s,
+            _ => "",
+        }
+    }
+
+    pub fn from_parts(role: &str, subject: &str) -> Option<Principal> {
+        match role {
+            "provider" if !subject.is_empty() => Some(Principal::Provider(subject.to_owned())),
+            "beneficiary" if !subject.is_empty() => {
+                Some(Principal::Beneficiary(subject.to_owned()))
+            }
+            "finance" => Some(Principal::Finance),
+            "auditor" => Some(Principal::Auditor),
+            "admin" => Some(Principal::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A running accrual total: the settlement line key (R6) and its period.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccrualRow {
+    pub beneficiary: String,
+    pub provider: String,
+    pub category: String,
+    pub chip_origin: String,
+    pub registered_model: String,
+    pub period: String,
+    pub amount_fen: i64,
+    pub records: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoidResult {
+    NotFound,
+    Voided { at: String },
+    AlreadyVoided { at: String },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub voided_records: u64,
+    pub amount_fen: i64,
+}
+
+/// A stored record, read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub record: UsageRecord,
+    pub class: Class,
+    pub registry_version: u64,
+    pub voided_at: Option<String>,
+    pub void_reason: Option<String>,
+}
+
+/// The storage trait. Methods take `&mut self`: one writer owns a store.
+pub trait Store: Send {
+    /// The newest registry version, if any was loaded.
+    fn registry_current(&mut self) -> Result<Option<RegistryVersionRow>>;
+    /// Stores a new registry version and interns the names it declares; returns its number.
+    fn registry_insert(
+        &mut self,
+        content_hash: &str,
+        toml_text: &str,
+        names: &RegistryNames,
+        at: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Decides and stores a group of candidates in one transaction, in order. A candidate
+    /// whose key appeared earlier in the group is a duplicate or conflict of that one.
+    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>>;
+    /// Marks a record void, subtracting it from accruals and capacity, in one transaction.
+    fn void(
+        &mut self,
+        provider: &str,
+        record_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<VoidResult>;
+    fn token_insert(
+        &mut self,
+        token_hash: &str,
+        principal: &Principal,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>>;
+    /// The running accrual totals, sorted by key.
+    fn accruals(&mut self) -> Result<Vec<AccrualRow>>;
+    /// The same totals recounted from the raw records (records that are not void), sorted.
+    fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
+    fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;
+    fn record(&mut self, provider: &str, record_id: &str) -> Result<Option<StoredRecord>>;
+}
+
+/// The ids a registry version declares, interned when it is loaded so ingest never has to.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryNames {
+    pub providers: Vec<String>,
+    pub beneficiaries: Vec<String>,
+    pub skus: Vec<String>,
+}
+
+impl RegistryNames {
+    pub fn of(registry: &suanli_domain::Registry) -> RegistryNames {
+        RegistryNames {
+            providers: registry.providers.iter().map(|p| p.id.clone()).collect(),
+            beneficiaries: registry
+                .beneficiaries
+                .iter()
+                .map(|b| b.id.clone())
+                .collect(),
+            skus: registry.skus.iter().map(|s| s.id.clone()).collect(),
+        }
+    }
+}
+
+/// The default database: a SQLite file under `./suanli-data/`, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./suanli-data/suanli.db";
+
+/// Opens a store by URL and runs its migrations.
+pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(sqlite::SqliteStore::open(path)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgStore::open(url)?))
+    } else {
+        Err(StoreError::Url(url.to_owned()))
+    }
+}
+
+/// The fiscal period as stored in usage rows: yyyymm.
+pub fn period_code(period: Period) -> i64 {
+    i64::from(period.year) * 100 + i64::from(period.month)
+}

@@ -1,0 +1,396 @@
+//! The PostgreSQL backend: the same decisions as SQLite, made per group of batches with one
+//! lookup of every key of the group and one multi-row insert (UNNEST of column arrays).
+//! Assumes one writer per database (one `suanli serve`), like the SQLite backend.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use postgres::{Client, NoTls};
+
+use crate::common::{self, Engine, Kind, Row, TxEffects, decode, encode, now_text};
+use crate::{
+    AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
+    Store, StoreError, StoredRecord, VoidResult,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_ingest.sql"),
+)];
+
+pub struct PgStore {
+    client: Client,
+    engine: Engine,
+}
+
+const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
+
+fn row_of(r: &postgres::Row) -> (Row, Option<String>, Option<String>) {
+    (
+        Row {
+            provider_id: r.get(0),
+            record_id: r.get(1),
+            beneficiary_id: r.get(2),
+            sku_id: r.get(3),
+            start_ns: r.get(4),
+            end_ns: r.get(5),
+            quantity: r.get(6),
+            amount_fen: r.get(7),
+            period: r.get(8),
+            class_code: r.get(9),
+            registry_version: r.get(10),
+        },
+        r.get(11),
+        r.get(12),
+    )
+}
+
+impl PgStore {
+    pub fn open(url: &str) -> Result<PgStore> {
+        let client = Client::connect(url, NoTls)?;
+        let mut store = PgStore {
+            client,
+            engine: Engine::default(),
+        };
+        store.migrate()?;
+        store.load_engine()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.client.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.client.transaction()?;
+            // Serializes concurrent starts against one database.
+            tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE", &[])?;
+            let applied = tx
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[version],
+                )?
+                .is_some();
+            if !applied {
+                tx.batch_execute(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now_text(Utc::now())],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn load_engine(&mut self) -> Result<()> {
+        let mut engine = Engine::default();
+        for r in self.client.query("SELECT id, kind, name FROM names", &[])? {
+            let kind: String = r.get(1);
+            let kind = Kind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
+            engine.names.insert(kind, r.get(2), r.get(0));
+        }
+        for r in self
+            .client
+            .query("SELECT sku_id, hour, used FROM capacity_hours", &[])?
+        {
+            let used: String = r.get(2);
+            let used = used
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
+            engine.capacity.insert((r.get(0), r.get(1)), used);
+        }
+        self.engine = engine;
+        Ok(())
+    }
+
+    fn select_one(
+        &mut self,
+        provider_id: i64,
+        record_id: &str,
+    ) -> Result<Option<(Row, Option<String>, Option<String>)>> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2"
+        );
+        Ok(self
+            .client
+            .query_opt(&sql, &[&provider_id, &record_id])?
+            .as_ref()
+            .map(row_of))
+    }
+}
+
+fn write_effects(tx: &mut postgres::Transaction<'_>, fx: &TxEffects) -> Result<()> {
+    if !fx.capacity.is_empty() {
+        let (mut skus, mut hours, mut used) = (Vec::new(), Vec::new(), Vec::new());
+        for ((sku, hour), u) in &fx.capacity {
+            skus.push(*sku);
+            hours.push(*hour);
+            used.push(u.normalize().to_string());
+        }
+        tx.execute(
+            "INSERT INTO capacity_hours (sku_id, hour, used) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) \
+             ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
+            &[&skus, &hours, &used],
+        )?;
+    }
+    if !fx.accruals.is_empty() {
+        let mut cols: [Vec<String>; 6] = Default::default();
+        let (mut amounts, mut counts) = (Vec::new(), Vec::new());
+        for (k, (a, n)) in &fx.accruals {
+            for (col, v) in cols.iter_mut().zip([&k.0, &k.1, &k.2, &k.3, &k.4, &k.5]) {
+                col.push(v.clone());
+            }
+            amounts.push(*a);
+            counts.push(*n);
+        }
+        tx.execute(
+            "INSERT INTO accruals AS a (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) \
+             ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
+             DO UPDATE SET amount_fen = a.amount_fen + excluded.amount_fen, records = a.records + excluded.records",
+            &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &amounts, &counts],
+        )?;
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn registry_current(&mut self) -> Result<Option<RegistryVersionRow>> {
+        let row = self.client.query_opt(
+            "SELECT version, content_hash, toml_text, loaded_at FROM registry_versions ORDER BY version DESC LIMIT 1",
+            &[],
+        )?;
+        Ok(row.map(|r| RegistryVersionRow {
+            version: r.get::<_, i64>(0) as u64,
+            content_hash: r.get(1),
+            toml_text: r.get(2),
+            loaded_at: r.get(3),
+        }))
+    }
+
+    fn registry_insert(
+        &mut self,
+        content_hash: &str,
+        toml_text: &str,
+        names: &RegistryNames,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let planned = self.engine.names.plan(names);
+        let mut tx = self.client.transaction()?;
+        tx.execute("LOCK TABLE registry_versions IN EXCLUSIVE MODE", &[])?;
+        let version: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions",
+                &[],
+            )?
+            .get(0);
+        tx.execute(
+            "INSERT INTO registry_versions (version, content_hash, toml_text, loaded_at) VALUES ($1, $2, $3, $4)",
+            &[&version, &content_hash, &toml_text, &now_text(at)],
+        )?;
+        for (kind, name, id) in &planned {
+            tx.execute(
+                "INSERT INTO names (id, kind, name) VALUES ($1, $2, $3)",
+                &[id, &kind.as_str(), name],
+            )?;
+        }
+        tx.commit()?;
+        for (kind, name, id) in planned {
+            self.engine.names.insert(kind, name, id);
+        }
+        Ok(version as u64)
+    }
+
+    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+        let rows: Vec<Row> = candidates
+            .iter()
+            .map(|c| encode(&self.engine.names, c))
+            .collect::<Result<_>>()?;
+        let mut tx = self.client.transaction()?;
+        let providers: Vec<i64> = rows.iter().map(|r| r.provider_id).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM usage_records u JOIN UNNEST($1::bigint[], $2::text[]) AS k(p, r) ON u.provider_id = k.p AND u.record_id = k.r"
+        );
+        let mut existing: HashMap<(i64, String), Row> = HashMap::new();
+        for r in tx.query(&sql, &[&providers, &ids])? {
+            let (row, _, _) = row_of(&r);
+            existing.insert((row.provider_id, row.record_id.clone()), row);
+        }
+        let mut fx = TxEffects::default();
+        let mut decisions = Vec::with_capacity(candidates.len());
+        // Records admitted earlier in this group, by key, pointing into `candidates`.
+        let mut admitted: HashMap<(i64, &str), usize> = HashMap::new();
+        let mut insert: Vec<usize> = Vec::new();
+        for (i, (c, row)) in candidates.iter().zip(&rows).enumerate() {
+            let decision = if let Some(&j) =
+                admitted.get(&(row.provider_id, row.record_id.as_str()))
+            {
+                common::compare(&candidates[j].record, &c.record)
+            } else if let Some(stored) = existing.get(&(row.provider_id, row.record_id.clone())) {
+                common::compare(&decode(&self.engine.names, stored)?, &c.record)
+            } else {
+                match fx.check(&self.engine, row, c) {
+                    Ok(shares) => {
+                        admitted.insert((row.provider_id, row.record_id.as_str()), i);
+                        insert.push(i);
+                        fx.admit(&self.engine, row, c, shares)
+                    }
+                    Err(over) => over,
+                }
+            };
+            decisions.push(decision);
+        }
+        if !insert.is_empty() {
+            let col_i64 =
+                |f: fn(&Row) -> i64| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<i64>>();
+            let col_text =
+                |f: fn(&Row) -> &str| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<&str>>();
+            tx.execute(
+                "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])",
+                &[
+                    &col_i64(|r| r.provider_id),
+                    &col_text(|r| &r.record_id),
+                    &col_i64(|r| r.beneficiary_id),
+                    &col_i64(|r| r.sku_id),
+                    &col_i64(|r| r.start_ns),
+                    &col_i64(|r| r.end_ns),
+                    &col_text(|r| &r.quantity),
+                    &col_i64(|r| r.amount_fen),
+                    &col_i64(|r| r.period),
+                    &col_i64(|r| r.class_code),
+                    &col_i64(|r| r.registry_version),
+                ],
+            )?;
+        }
+        write_effects(&mut tx, &fx)?;
+        tx.commit()?;
+        fx.commit_into(&mut self.engine);
+        Ok(decisions)
+    }
+
+    fn void(
+        &mut self,
+        provider: &str,
+        record_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<VoidResult> {
+        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+            return Ok(VoidResult::NotFound);
+        };
+        let mut tx = self.client.transaction()?;
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2 FOR UPDATE"
+        );
+        let Some(r) = tx.query_opt(&sql, &[&provider_id, &record_id])? else {
+            return Ok(VoidResult::NotFound);
+        };
+        let (row, voided_at, _) = row_of(&r);
+        if let Some(at) = voided_at {
+            return Ok(VoidResult::AlreadyVoided { at });
+        }
+        let at = now_text(at);
+        tx.execute(
+            "UPDATE usage_records SET voided_at = $3, void_reason = $4 WHERE provider_id = $1 AND record_id = $2",
+            &[&provider_id, &record_id, &at, &reason],
+        )?;
+        let record = decode(&self.engine.names, &row)?;
+        let class = common::class_of_code(row.class_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
+        let mut fx = TxEffects::default();
+        fx.release(&self.engine, &row, &record, class);
+        write_effects(&mut tx, &fx)?;
+        tx.commit()?;
+        fx.commit_into(&mut self.engine);
+        Ok(VoidResult::Voided { at })
+    }
+
+    fn token_insert(
+        &mut self,
+        token_hash: &str,
+        principal: &Principal,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.client.execute(
+            "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES ($1, $2, $3, $4)",
+            &[
+                &token_hash,
+                &principal.role(),
+                &principal.subject(),
+                &now_text(at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>> {
+        let row = self.client.query_opt(
+            "SELECT role, subject FROM tokens WHERE token_hash = $1",
+            &[&token_hash],
+        )?;
+        Ok(row.and_then(|r| Principal::from_parts(r.get(0), r.get(1))))
+    }
+
+    fn accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        let rows = self.client.query(
+            "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
+            &[],
+        )?;
+        Ok(common::accrual_rows(
+            rows.iter()
+                .map(|r| AccrualRow {
+                    beneficiary: r.get(0),
+                    provider: r.get(1),
+                    category: r.get(2),
+                    chip_origin: r.get(3),
+                    registered_model: r.get(4),
+                    period: r.get(5),
+                    amount_fen: r.get(6),
+                    records: r.get(7),
+                })
+                .collect(),
+        ))
+    }
+
+    fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        let rows = self.client.query(
+            "SELECT beneficiary_id, provider_id, class_code, period, amount_fen FROM usage_records WHERE voided_at IS NULL",
+            &[],
+        )?;
+        common::recount(
+            &self.engine.names,
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
+        )
+    }
+
+    fn stats(&mut self, provider: Option<&str>) -> Result<Stats> {
+        let sql = "SELECT COUNT(*)::bigint, COUNT(voided_at)::bigint, COALESCE(SUM(CASE WHEN voided_at IS NULL THEN amount_fen ELSE 0 END), 0)::bigint FROM usage_records";
+        let map = |r: postgres::Row| Stats {
+            records: r.get::<_, i64>(0) as u64,
+            voided_records: r.get::<_, i64>(1) as u64,
+            amount_fen: r.get(2),
+        };
+        Ok(match provider {
+            None => map(self.client.query_one(sql, &[])?),
+            Some(p) => match self.engine.names.id(Kind::Provider, p) {
+                None => Stats::default(),
+                Some(id) => map(self
+                    .client
+                    .query_one(&format!("{sql} WHERE provider_id = $1"), &[&id])?),
+            },
+        })
+    }
+
+    fn record(&mut self, provider: &str, record_id: &str) -> Result<Option<StoredRecord>> {
+        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+            return Ok(None);
+        };
+        let Some((row, voided_at, void_reason)) = self.select_one(provider_id, record_id)? else {
+            return Ok(None);
+        };
+        crate::sqlite::stored(&self.engine.names, &row, voided_at, void_reason).map(Some)
+    }
+}

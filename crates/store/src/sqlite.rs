@@ -1,0 +1,426 @@
+//! The SQLite backend (the default): one file, WAL with `synchronous=FULL` so a commit is on
+//! disk before `ACCEPTED` is sent. The usage table is a WITHOUT ROWID B-tree keyed
+//! (provider_id, record_id), so a record costs one B-tree insert and the insert itself detects
+//! an existing key.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::common::{self, Engine, Kind, Names, Row, TxEffects, decode, encode, now_text};
+use crate::{
+    AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
+    Store, StoreError, StoredRecord, VoidResult,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/sqlite/0001_ingest.sql"),
+)];
+
+pub struct SqliteStore {
+    conn: Connection,
+    engine: Engine,
+}
+
+const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
+
+type Fetched = (Row, Option<String>, Option<String>);
+
+fn fetch(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    provider_id: i64,
+    record_id: &str,
+) -> rusqlite::Result<Option<Fetched>> {
+    stmt.query_row(params![provider_id, record_id], |r| {
+        Ok((
+            Row {
+                provider_id,
+                record_id: record_id.to_owned(),
+                beneficiary_id: r.get(0)?,
+                sku_id: r.get(1)?,
+                start_ns: r.get(2)?,
+                end_ns: r.get(3)?,
+                quantity: r.get(4)?,
+                amount_fen: r.get(5)?,
+                period: r.get(6)?,
+                class_code: r.get(7)?,
+                registry_version: r.get(8)?,
+            },
+            r.get(9)?,
+            r.get(10)?,
+        ))
+    })
+    .optional()
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory on first start) and migrates.
+    pub fn open(path: &str) -> Result<SqliteStore> {
+        let path = Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        // Durable: WAL with synchronous=FULL fsyncs the WAL at every commit.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "busy_timeout", 10_000)?;
+        conn.pragma_update(None, "cache_size", -262_144)?; // 256 MiB of page cache
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = SqliteStore {
+            conn,
+            engine: Engine::default(),
+        };
+        store.migrate()?;
+        store.load_engine()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+        for (version, sql) in MIGRATIONS {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let applied: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )?;
+            if !applied {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, now_text(Utc::now())],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn load_engine(&mut self) -> Result<()> {
+        let mut engine = Engine::default();
+        let mut stmt = self.conn.prepare("SELECT id, kind, name FROM names")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, kind, name) = row?;
+            let kind = Kind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
+            engine.names.insert(kind, name, id);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sku_id, hour, used FROM capacity_hours")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (sku, hour, used) = row?;
+            let used = used
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
+            engine.capacity.insert((sku, hour), used);
+        }
+        drop(stmt);
+        self.engine = engine;
+        Ok(())
+    }
+}
+
+fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects) -> rusqlite::Result<()> {
+    let mut cap = tx.prepare_cached(
+        "INSERT INTO capacity_hours (sku_id, hour, used) VALUES (?1, ?2, ?3) ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
+    )?;
+    for ((sku, hour), used) in &fx.capacity {
+        cap.execute(params![sku, hour, used.normalize().to_string()])?;
+    }
+    let mut acc = tx.prepare_cached(
+        "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
+         DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records",
+    )?;
+    for (k, (amount, count)) in &fx.accruals {
+        acc.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, amount, count])?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn registry_current(&mut self) -> Result<Option<RegistryVersionRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version, content_hash, toml_text, loaded_at FROM registry_versions ORDER BY version DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(RegistryVersionRow {
+                        version: r.get::<_, i64>(0)? as u64,
+                        content_hash: r.get(1)?,
+                        toml_text: r.get(2)?,
+                        loaded_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn registry_insert(
+        &mut self,
+        content_hash: &str,
+        toml_text: &str,
+        names: &RegistryNames,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        let planned = self.engine.names.plan(names);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO registry_versions (version, content_hash, toml_text, loaded_at) VALUES (?1, ?2, ?3, ?4)",
+            params![version, content_hash, toml_text, now_text(at)],
+        )?;
+        for (kind, name, id) in &planned {
+            tx.execute(
+                "INSERT INTO names (id, kind, name) VALUES (?1, ?2, ?3)",
+                params![id, kind.as_str(), name],
+            )?;
+        }
+        tx.commit()?;
+        for (kind, name, id) in planned {
+            self.engine.names.insert(kind, name, id);
+        }
+        Ok(version as u64)
+    }
+
+    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut fx = TxEffects::default();
+        let mut decisions = Vec::with_capacity(candidates.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+            )?;
+            let mut select = tx.prepare_cached(SELECT_ROW)?;
+            for c in candidates {
+                let row = encode(&self.engine.names, c)?;
+                let existing =
+                    |select: &mut rusqlite::CachedStatement<'_>| -> Result<Option<Decision>> {
+                        match fetch(select, row.provider_id, &row.record_id)? {
+                            Some((stored, _, _)) => Ok(Some(common::compare(
+                                &decode(&self.engine.names, &stored)?,
+                                &c.record,
+                            ))),
+                            None => Ok(None),
+                        }
+                    };
+                let decision = match fx.check(&self.engine, &row, c) {
+                    Ok(shares) => {
+                        let inserted = insert.execute(params![
+                            row.provider_id,
+                            row.record_id,
+                            row.beneficiary_id,
+                            row.sku_id,
+                            row.start_ns,
+                            row.end_ns,
+                            row.quantity,
+                            row.amount_fen,
+                            row.period,
+                            row.class_code,
+                            row.registry_version
+                        ])?;
+                        if inserted == 1 {
+                            fx.admit(&self.engine, &row, c, shares)
+                        } else {
+                            existing(&mut select)?.ok_or_else(|| {
+                                StoreError::Corrupt("insert ignored but no row".into())
+                            })?
+                        }
+                    }
+                    // A resend of a stored record is a duplicate even when the hour is full.
+                    Err(over) => existing(&mut select)?.unwrap_or(over),
+                };
+                decisions.push(decision);
+            }
+        }
+        write_effects(&tx, &fx)?;
+        tx.commit()?;
+        fx.commit_into(&mut self.engine);
+        Ok(decisions)
+    }
+
+    fn void(
+        &mut self,
+        provider: &str,
+        record_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<VoidResult> {
+        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+            return Ok(VoidResult::NotFound);
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let fetched = {
+            let mut select = tx.prepare_cached(SELECT_ROW)?;
+            fetch(&mut select, provider_id, record_id)?
+        };
+        let Some((row, voided_at, _)) = fetched else {
+            return Ok(VoidResult::NotFound);
+        };
+        if let Some(at) = voided_at {
+            return Ok(VoidResult::AlreadyVoided { at });
+        }
+        let at = now_text(at);
+        tx.execute(
+            "UPDATE usage_records SET voided_at = ?3, void_reason = ?4 WHERE provider_id = ?1 AND record_id = ?2",
+            params![provider_id, record_id, at, reason],
+        )?;
+        let record = decode(&self.engine.names, &row)?;
+        let class = common::class_of_code(row.class_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
+        let mut fx = TxEffects::default();
+        fx.release(&self.engine, &row, &record, class);
+        write_effects(&tx, &fx)?;
+        tx.commit()?;
+        fx.commit_into(&mut self.engine);
+        Ok(VoidResult::Voided { at })
+    }
+
+    fn token_insert(
+        &mut self,
+        token_hash: &str,
+        principal: &Principal,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                token_hash,
+                principal.role(),
+                principal.subject(),
+                now_text(at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT role, subject FROM tokens WHERE token_hash = ?1",
+                [token_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(role, subject)| Principal::from_parts(&role, &subject)))
+    }
+
+    fn accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AccrualRow {
+                beneficiary: r.get(0)?,
+                provider: r.get(1)?,
+                category: r.get(2)?,
+                chip_origin: r.get(3)?,
+                registered_model: r.get(4)?,
+                period: r.get(5)?,
+                amount_fen: r.get(6)?,
+                records: r.get(7)?,
+            })
+        })?;
+        Ok(common::accrual_rows(rows.collect::<rusqlite::Result<_>>()?))
+    }
+
+    fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT beneficiary_id, provider_id, class_code, period, amount_fen FROM usage_records WHERE voided_at IS NULL",
+        )?;
+        let rows: Vec<(i64, i64, i64, i64, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        common::recount(&self.engine.names, rows.into_iter())
+    }
+
+    fn stats(&mut self, provider: Option<&str>) -> Result<Stats> {
+        let sql = "SELECT COUNT(*), COALESCE(SUM(voided_at IS NOT NULL), 0), COALESCE(SUM(CASE WHEN voided_at IS NULL THEN amount_fen ELSE 0 END), 0) FROM usage_records";
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Stats> {
+            Ok(Stats {
+                records: r.get::<_, i64>(0)? as u64,
+                voided_records: r.get::<_, i64>(1)? as u64,
+                amount_fen: r.get(2)?,
+            })
+        };
+        Ok(match provider {
+            None => self.conn.query_row(sql, [], map)?,
+            Some(p) => match self.engine.names.id(Kind::Provider, p) {
+                None => Stats::default(),
+                Some(id) => {
+                    self.conn
+                        .query_row(&format!("{sql} WHERE provider_id = ?1"), [id], map)?
+                }
+            },
+        })
+    }
+
+    fn record(&mut self, provider: &str, record_id: &str) -> Result<Option<StoredRecord>> {
+        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+            return Ok(None);
+        };
+        let mut select = self.conn.prepare_cached(SELECT_ROW)?;
+        let Some((row, voided_at, void_reason)) = fetch(&mut select, provider_id, record_id)?
+        else {
+            return Ok(None);
+        };
+        drop(select);
+        stored(&self.engine.names, &row, voided_at, void_reason).map(Some)
+    }
+}
+
+pub(crate) fn stored(
+    names: &Names,
+    row: &Row,
+    voided_at: Option<String>,
+    void_reason: Option<String>,
+) -> Result<StoredRecord> {
+    Ok(StoredRecord {
+        record: decode(names, row)?,
+        class: common::class_of_code(row.class_code)
+            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?,
+        registry_version: row.registry_version as u64,
+        voided_at,
+        void_reason,
+    })
+}

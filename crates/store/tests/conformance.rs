@@ -1,0 +1,582 @@
+//! The store conformance suite: every backend must make the same decisions. Each test runs on
+//! SQLite (a temp file) and on PostgreSQL (a uniquely named database, dropped afterwards; the
+//! PostgreSQL half skips when the server is unreachable unless SUANLI_REQUIRE_POSTGRES=1).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, Utc};
+use suanli_domain::Registry;
+use suanli_domain::money::Fen;
+use suanli_domain::usage::{Period, UsageRecord, validate};
+use suanli_store::{Candidate, Decision, Principal, RegistryNames, Store, VoidResult};
+
+const REGISTRY: &str = r#"
+[[programme]]
+id = "nat"
+name = "national"
+funder = "national"
+year = 2025
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.30" }, { category = "model", ratio = "0.30" } ]
+[[provider]]
+id = "dc-a"
+name = "A"
+[[provider]]
+id = "dc-b"
+name = "B"
+[[sku]]
+id = "a-gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+list_price = "20.00"
+capacity = "10"
+[[sku]]
+id = "b-tok"
+provider = "dc-b"
+category = "model"
+registered_model = true
+unit = "token_million"
+[[beneficiary]]
+id = "ent-a"
+name = "A"
+kind = "enterprise"
+[[beneficiary]]
+id = "ent-b"
+name = "B"
+kind = "enterprise"
+"#;
+
+struct Db {
+    url: String,
+    cleanup: Option<Box<dyn FnOnce()>>,
+    _dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(f) = self.cleanup.take() {
+            f();
+        }
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn sqlite_db() -> Db {
+    let dir = std::env::temp_dir().join(format!(
+        "suanli-store-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("sqlite://{}/suanli.db", dir.display());
+    let d = dir.clone();
+    Db {
+        url,
+        cleanup: Some(Box::new(move || drop(std::fs::remove_dir_all(d)))),
+        _dir: Some(dir),
+    }
+}
+
+fn pg_db() -> Option<Db> {
+    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(c) => c,
+        Err(e) if !required => {
+            eprintln!("skipping the PostgreSQL half: {e}");
+            return None;
+        }
+        Err(e) => {
+            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
+        }
+    };
+    let name = format!(
+        "suanli_store_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .expect("drop stale test database");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create test database");
+    let url = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => {
+            format!("{}/{name}", &base[..i])
+        }
+        _ => format!("{base}/{name}"),
+    };
+    Some(Db {
+        url,
+        cleanup: Some(Box::new(move || {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        })),
+        _dir: None,
+    })
+}
+
+fn registry() -> Registry {
+    Registry::from_toml("test", REGISTRY)
+        .expect("registry loads")
+        .0
+}
+
+fn open_loaded(url: &str, registry: &Registry) -> Box<dyn Store> {
+    let mut store = suanli_store::open(url).expect("store opens");
+    store
+        .registry_insert(
+            &registry.content_hash,
+            REGISTRY,
+            &RegistryNames::of(registry),
+            Utc::now(),
+        )
+        .expect("registry stored");
+    store
+}
+
+fn at(text: &str) -> DateTime<chrono::FixedOffset> {
+    DateTime::parse_from_rfc3339(text).expect("time")
+}
+
+fn record(
+    provider: &str,
+    id: &str,
+    beneficiary: &str,
+    sku: &str,
+    start: &str,
+    end: &str,
+    quantity: &str,
+    fen: i64,
+) -> UsageRecord {
+    UsageRecord {
+        provider: provider.into(),
+        record_id: id.into(),
+        beneficiary: beneficiary.into(),
+        sku: sku.into(),
+        start: at(start),
+        end: at(end),
+        quantity: quantity.parse().expect("decimal"),
+        amount: Fen(fen),
+    }
+}
+
+fn candidate(registry: &Registry, r: UsageRecord) -> Candidate {
+    let class = validate(registry, &r).unwrap_or_else(|e| panic!("{} is valid: {e}", r.record_id));
+    let capacity = registry.sku(&r.sku).and_then(|s| s.capacity);
+    Candidate {
+        period: Period::of_instant(r.end),
+        class,
+        capacity,
+        registry_version: 1,
+        record: r,
+    }
+}
+
+fn gpu(id: &str, start: &str, end: &str, quantity: &str, fen: i64) -> UsageRecord {
+    record("dc-a", id, "ent-a", "a-gpu", start, end, quantity, fen)
+}
+
+/// Runs `test` on SQLite and, when reachable, PostgreSQL.
+fn on_every_backend(test: fn(&str)) {
+    let db = sqlite_db();
+    test(&db.url);
+    if let Some(db) = pg_db() {
+        test(&db.url);
+    }
+}
+
+fn check_recount(store: &mut dyn Store) {
+    assert_eq!(
+        store.accruals().expect("accruals"),
+        store.recount_accruals().expect("recount"),
+        "running accruals equal a recount from raw records"
+    );
+}
+
+// A resend of stored records is all duplicates and leaves accruals unchanged.
+#[test]
+fn resend_is_duplicate_and_changes_nothing() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let batch = vec![
+            candidate(
+                &reg,
+                gpu(
+                    "r1",
+                    "2025-03-01T00:00:00+08:00",
+                    "2025-03-01T01:00:00+08:00",
+                    "2",
+                    4000,
+                ),
+            ),
+            candidate(
+                &reg,
+                record(
+                    "dc-b",
+                    "r1",
+                    "ent-b",
+                    "b-tok",
+                    "2025-03-01T00:00:00+08:00",
+                    "2025-03-02T00:00:00+08:00",
+                    "5.5",
+                    12345,
+                ),
+            ),
+        ];
+        assert_eq!(
+            store.ingest(&batch).unwrap(),
+            vec![Decision::Accepted, Decision::Accepted]
+        );
+        let accruals = store.accruals().unwrap();
+        assert_eq!(accruals.len(), 2);
+        // The same instants spelled in another offset are the same content.
+        let mut resend = batch.clone();
+        resend[0].record.start = at("2025-02-28T16:00:00Z");
+        assert_eq!(
+            store.ingest(&resend).unwrap(),
+            vec![Decision::Duplicate, Decision::Duplicate]
+        );
+        assert_eq!(store.accruals().unwrap(), accruals);
+        assert_eq!(store.stats(None).unwrap().records, 2);
+        check_recount(store.as_mut());
+    });
+}
+
+// Same id with different content is a conflict and the stored record stands, also within one group.
+#[test]
+fn conflict_keeps_the_stored_record() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let first = gpu(
+            "r1",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            2000,
+        );
+        let changed = gpu(
+            "r1",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            1999,
+        );
+        let other = gpu(
+            "r2",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            100,
+        );
+        let other_changed = gpu(
+            "r2",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            101,
+        );
+        let decisions = store
+            .ingest(&[
+                candidate(&reg, first.clone()),
+                candidate(&reg, changed.clone()),
+                candidate(&reg, other.clone()),
+                candidate(&reg, other.clone()),
+                candidate(&reg, other_changed),
+            ])
+            .unwrap();
+        assert_eq!(
+            decisions,
+            vec![
+                Decision::Accepted,
+                Decision::Conflict,
+                Decision::Accepted,
+                Decision::Duplicate,
+                Decision::Conflict
+            ]
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, changed)]).unwrap(),
+            vec![Decision::Conflict]
+        );
+        assert_eq!(
+            store.record("dc-a", "r1").unwrap().expect("stored").record,
+            first
+        );
+        assert_eq!(store.stats(Some("dc-a")).unwrap().amount_fen, 2100);
+        check_recount(store.as_mut());
+    });
+}
+
+// Capacity per SKU and clock hour: the record that would pass it is rejected, a duplicate of a
+// stored record is still a duplicate when the hour is full, and a void frees its share.
+#[test]
+fn capacity_per_clock_hour() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        // 8 GPUs for the hour 00:00-01:00, and a two-hour record of 4 per hour straddling it.
+        let a = gpu(
+            "a",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "8",
+            100,
+        );
+        let b = gpu(
+            "b",
+            "2025-03-01T00:30:00+08:00",
+            "2025-03-01T02:30:00+08:00",
+            "8",
+            100,
+        );
+        let c = gpu(
+            "c",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T00:30:00+08:00",
+            "1",
+            100,
+        );
+        let d = gpu(
+            "d",
+            "2025-03-01T01:00:00+08:00",
+            "2025-03-01T02:00:00+08:00",
+            "6",
+            100,
+        );
+        let decisions = store
+            .ingest(&[
+                candidate(&reg, a.clone()),
+                candidate(&reg, b.clone()),
+                candidate(&reg, c),
+                candidate(&reg, d.clone()),
+            ])
+            .unwrap();
+        // a fills 8 of 10; b would add 2 to hour 0 (ok: 10), 4 to hour 1, 2 to hour 2; c adds 1 to hour 0 (11 > 10).
+        assert_eq!(decisions[0], Decision::Accepted);
+        assert_eq!(decisions[1], Decision::Accepted);
+        assert!(
+            matches!(&decisions[2], Decision::OverCapacity(m) if m.contains("capacity 10")),
+            "{:?}",
+            decisions[2]
+        );
+        assert_eq!(decisions[3], Decision::Accepted, "hour 1 holds 4 + 6 = 10");
+        assert_eq!(
+            store.ingest(&[candidate(&reg, a.clone())]).unwrap(),
+            vec![Decision::Duplicate]
+        );
+        let e = gpu(
+            "e",
+            "2025-03-01T01:15:00+08:00",
+            "2025-03-01T01:30:00+08:00",
+            "0.1",
+            1,
+        );
+        assert!(matches!(
+            store.ingest(&[candidate(&reg, e.clone())]).unwrap()[0],
+            Decision::OverCapacity(_)
+        ));
+        assert!(matches!(
+            store.void("dc-a", "d", "wrong job", Utc::now()).unwrap(),
+            VoidResult::Voided { .. }
+        ));
+        assert_eq!(
+            store.ingest(&[candidate(&reg, e)]).unwrap(),
+            vec![Decision::Accepted],
+            "the void freed hour 1"
+        );
+        check_recount(store.as_mut());
+    });
+}
+
+// A void subtracts from accruals once; voiding again or an unknown record changes nothing.
+#[test]
+fn void_subtracts_once() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let r = gpu(
+            "r1",
+            "2025-03-31T23:00:00+08:00",
+            "2025-03-31T23:30:00Z",
+            "1",
+            2000,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, r.clone())]).unwrap(),
+            vec![Decision::Accepted]
+        );
+        let accruals = store.accruals().unwrap();
+        assert_eq!(accruals.len(), 1);
+        assert_eq!(
+            accruals[0].period, "2025-04",
+            "the period holds the end instant in Shanghai time: 2025-04-01T07:30+08:00"
+        );
+        assert!(matches!(
+            store
+                .void("dc-a", "r1", "duplicate billing", Utc::now())
+                .unwrap(),
+            VoidResult::Voided { .. }
+        ));
+        assert!(matches!(
+            store.void("dc-a", "r1", "again", Utc::now()).unwrap(),
+            VoidResult::AlreadyVoided { .. }
+        ));
+        assert_eq!(
+            store.void("dc-a", "nope", "x", Utc::now()).unwrap(),
+            VoidResult::NotFound
+        );
+        assert_eq!(
+            store.void("dc-x", "r1", "x", Utc::now()).unwrap(),
+            VoidResult::NotFound
+        );
+        assert!(store.accruals().unwrap().is_empty());
+        let stored = store.record("dc-a", "r1").unwrap().expect("kept");
+        assert_eq!(stored.void_reason.as_deref(), Some("duplicate billing"));
+        // A resend of a voided record is a duplicate: the stored (void) record stands.
+        assert_eq!(
+            store.ingest(&[candidate(&reg, r)]).unwrap(),
+            vec![Decision::Duplicate]
+        );
+        assert_eq!(
+            store.stats(None).unwrap(),
+            suanli_store::Stats {
+                records: 1,
+                voided_records: 1,
+                amount_fen: 0
+            }
+        );
+        check_recount(store.as_mut());
+    });
+}
+
+// Reopening a store keeps records, accruals, capacity, registry versions and tokens.
+#[test]
+fn reopen_keeps_everything() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let a = gpu(
+            "a",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "10",
+            100,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, a.clone())]).unwrap(),
+            vec![Decision::Accepted]
+        );
+        store
+            .token_insert("h1", &Principal::Provider("dc-a".into()), Utc::now())
+            .unwrap();
+        let accruals = store.accruals().unwrap();
+        drop(store);
+        let mut store = suanli_store::open(url).expect("reopens");
+        assert_eq!(
+            store.registry_current().unwrap().expect("version").version,
+            1
+        );
+        assert_eq!(store.accruals().unwrap(), accruals);
+        assert_eq!(
+            store.token_lookup("h1").unwrap(),
+            Some(Principal::Provider("dc-a".into()))
+        );
+        assert_eq!(store.token_lookup("h2").unwrap(), None);
+        assert_eq!(
+            store.ingest(&[candidate(&reg, a)]).unwrap(),
+            vec![Decision::Duplicate]
+        );
+        let more = gpu(
+            "b",
+            "2025-03-01T00:10:00+08:00",
+            "2025-03-01T00:20:00+08:00",
+            "0.01",
+            1,
+        );
+        assert!(
+            matches!(
+                store.ingest(&[candidate(&reg, more)]).unwrap()[0],
+                Decision::OverCapacity(_)
+            ),
+            "capacity survives a restart"
+        );
+        let v2 = store
+            .registry_insert("other-hash", REGISTRY, &RegistryNames::of(&reg), Utc::now())
+            .unwrap();
+        assert_eq!(v2, 2);
+    });
+}
+
+// Seeded random groups with repeats and voids: accruals always equal a recount, and every key is stored once.
+#[test]
+fn random_groups_keep_accruals_exact() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let mut seed: u64 = 0x5eed_2025;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut accepted = std::collections::HashSet::new();
+        for round in 0..20 {
+            let mut group = Vec::new();
+            for _ in 0..50 {
+                let id = format!("k{}", next() % 400);
+                let day = 1 + next() % 28;
+                let hour = next() % 24;
+                let start = format!(
+                    "2025-{:02}-{day:02}T{hour:02}:00:00+08:00",
+                    1 + (next() % 3)
+                );
+                let end = (at(&start) + chrono::Duration::minutes(30)).to_rfc3339();
+                let r = if next() % 2 == 0 {
+                    record("dc-a", &id, "ent-a", "a-gpu", &start, &end, "0.5", 10)
+                } else {
+                    record(
+                        "dc-b",
+                        &id,
+                        if next() % 2 == 0 { "ent-a" } else { "ent-b" },
+                        "b-tok",
+                        &start,
+                        &end,
+                        "3",
+                        17,
+                    )
+                };
+                group.push(candidate(&reg, r));
+            }
+            let decisions = store.ingest(&group).unwrap();
+            for (c, d) in group.iter().zip(&decisions) {
+                if *d == Decision::Accepted {
+                    assert!(
+                        accepted.insert((c.record.provider.clone(), c.record.record_id.clone())),
+                        "a key is accepted once"
+                    );
+                }
+            }
+            if round % 5 == 4 {
+                let _ = store
+                    .void(
+                        "dc-a",
+                        &format!("k{}", next() % 400),
+                        "seeded void",
+                        Utc::now(),
+                    )
+                    .unwrap();
+            }
+            check_recount(store.as_mut());
+        }
+        assert_eq!(store.stats(None).unwrap().records as usize, accepted.len());
+    });
+}

@@ -1,0 +1,330 @@
+//! A black-box load generator for `suanli serve`: builds a registry of P providers and B
+//! beneficiaries, loads it, drives N records through `IngestStream` over C streams in batches
+//! of S, prints records/s and batch-ack latency percentiles, and checks that the server holds
+//! exactly the acknowledged records. Depends on the proto crate only.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use suanli_proto::v1 as pb;
+use suanli_proto::v1::metering_service_client::MeteringServiceClient;
+use suanli_proto::v1::registry_service_client::RegistryServiceClient;
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Clone)]
+#[command(name = "loadtest", about = "Load generator for suanli serve")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_SERVER")]
+    server: String,
+    /// An admin token (loads the registry and posts for every provider).
+    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long, default_value_t = 8)]
+    providers: usize,
+    #[arg(long, default_value_t = 100)]
+    beneficiaries: usize,
+    /// Records to send in total.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Concurrent IngestStream calls, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Batches in flight per stream.
+    #[arg(long, default_value_t = 4)]
+    window: usize,
+    /// Pace sending to this many records/s in total (0: as fast as acknowledged).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Prefix of record ids; a fresh one per run unless given.
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+/// A small deterministic generator (SplitMix64), so a run is reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn registry_toml(providers: usize, beneficiaries: usize) -> String {
+    let mut t = String::from(
+        "[[programme]]\nid = \"load-national\"\nname = \"load\"\nfunder = \"national\"\nyear = 2025\n\
+         beneficiary_kinds = [\"enterprise\"]\npayee = \"beneficiary\"\nrates = [ { category = \"compute\", ratio = \"0.30\" } ]\n",
+    );
+    for p in 0..providers {
+        t += &format!(
+            "[[provider]]\nid = \"lp{p}\"\nname = \"lp{p}\"\n[[sku]]\nid = \"lp{p}-gpu\"\nprovider = \"lp{p}\"\ncategory = \"compute\"\nchip_origin = \"domestic\"\nunit = \"gpu_hour\"\nlist_price = \"20.00\"\ncapacity = \"100000000\"\n"
+        );
+    }
+    for b in 0..beneficiaries {
+        t += &format!(
+            "[[beneficiary]]\nid = \"lb{b}\"\nname = \"lb{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"lb{b}\"\nprogramme = \"load-national\"\n"
+        );
+    }
+    t
+}
+
+fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(r)
+}
+
+async fn connect(server: &str) -> anyhow::Result<Channel> {
+    let url = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    Ok(Endpoint::from_shared(url.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?)
+}
+
+const HOUR: i64 = 3600;
+/// 2025-01-01T00:00:00+08:00.
+const YEAR_START: i64 = 1_735_660_800;
+
+fn batch(
+    args: &Args,
+    run: &str,
+    stream: usize,
+    index: usize,
+    rng: &mut Rng,
+) -> (pb::IngestRequest, i64) {
+    let mut records = Vec::with_capacity(args.batch);
+    let mut amount = 0i64;
+    for k in 0..args.batch {
+        let p = (rng.next() % args.providers as u64) as usize;
+        let b = (rng.next() % args.beneficiaries as u64) as usize;
+        let start = YEAR_START + (rng.next() % 8000) as i64 * HOUR;
+        let fen = 100 + (rng.next() % 1900) as i64;
+        amount += fen;
+        records.push(pb::UsageRecord {
+            provider: format!("lp{p}"),
+            record_id: format!("{run}-{stream}-{index}-{k}"),
+            beneficiary: format!("lb{b}"),
+            sku: format!("lp{p}-gpu"),
+            start: Some(prost_types::Timestamp {
+                seconds: start,
+                nanos: 0,
+            }),
+            end: Some(prost_types::Timestamp {
+                seconds: start + HOUR,
+                nanos: 0,
+            }),
+            quantity: "1".into(),
+            amount_fen: fen,
+        });
+    }
+    (
+        pb::IngestRequest {
+            batch_id: index.to_string(),
+            records,
+        },
+        amount,
+    )
+}
+
+#[derive(Default)]
+struct StreamResult {
+    latencies: Vec<Duration>,
+    accepted: u64,
+    accepted_fen: i64,
+    other: u64,
+}
+
+async fn drive(
+    args: Args,
+    run: String,
+    stream: usize,
+    batches: usize,
+) -> anyhow::Result<StreamResult> {
+    let mut client = MeteringServiceClient::new(connect(&args.server).await?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    // Pre-build the batches so generation does not compete with the measured path.
+    let mut rng = Rng(0x5eed ^ (stream as u64) << 32);
+    let prepared: Vec<(pb::IngestRequest, i64)> = (0..batches)
+        .map(|i| batch(&args, &run, stream, i, &mut rng))
+        .collect();
+    let amounts: Vec<i64> = prepared.iter().map(|(_, a)| *a).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::IngestRequest>(args.window);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(args.window));
+    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<usize, Instant>::new()));
+    let sender = {
+        let permits = permits.clone();
+        let sent_at = sent_at.clone();
+        let per_stream_rate = args.rate / args.streams.max(1) as u64;
+        let batch_records = args.batch as u64;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            for (i, (request, _)) in prepared.into_iter().enumerate() {
+                if per_stream_rate > 0 {
+                    let due = started
+                        + Duration::from_micros(
+                            i as u64 * batch_records * 1_000_000 / per_stream_rate,
+                        );
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                permit.forget();
+                sent_at.lock().expect("lock").insert(i, Instant::now());
+                if tx.send(request).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut acks = client
+        .ingest_stream(authorize(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            &args.token,
+        )?)
+        .await?
+        .into_inner();
+    let mut result = StreamResult::default();
+    while let Some(ack) = acks.message().await? {
+        let index: usize = ack.batch_id.parse()?;
+        let sent = sent_at
+            .lock()
+            .expect("lock")
+            .remove(&index)
+            .context("ack for a batch never sent")?;
+        result.latencies.push(sent.elapsed());
+        permits.add_permits(1);
+        let accepted = ack
+            .outcomes
+            .iter()
+            .filter(|&&o| o == pb::Outcome::Accepted as i32)
+            .count() as u64;
+        if accepted == ack.outcomes.len() as u64 {
+            result.accepted_fen += amounts[index];
+        } else {
+            bail!(
+                "batch {index} of stream {stream}: {} of {} accepted; first problem: {:?}",
+                accepted,
+                ack.outcomes.len(),
+                ack.problems.first()
+            );
+        }
+        result.accepted += accepted;
+        result.other += ack.outcomes.len() as u64 - accepted;
+        if result.latencies.len() == batches {
+            break;
+        }
+    }
+    sender.await?;
+    if result.latencies.len() != batches {
+        bail!(
+            "stream {stream}: {} of {batches} batches acknowledged",
+            result.latencies.len()
+        );
+    }
+    Ok(result)
+}
+
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() * per_mille).div_ceil(1000)).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.streams == 0 || args.batch == 0 || args.providers == 0 || args.beneficiaries == 0 {
+        bail!("--streams, --batch, --providers and --beneficiaries must be positive");
+    }
+    let run = args.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "r{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        )
+    });
+    let channel = connect(&args.server).await?;
+    let mut registry = RegistryServiceClient::new(channel.clone());
+    let loaded = registry
+        .load_registry(authorize(
+            pb::LoadRegistryRequest {
+                file_name: "loadtest.toml".into(),
+                toml_text: registry_toml(args.providers, args.beneficiaries),
+            },
+            &args.token,
+        )?)
+        .await?
+        .into_inner();
+    let version = loaded.current.map_or(0, |c| c.version);
+    let mut metering = MeteringServiceClient::new(channel);
+    let before = metering
+        .get_usage_stats(authorize(pb::GetUsageStatsRequest::default(), &args.token)?)
+        .await?
+        .into_inner();
+    let batches_total = args.records.div_ceil(args.batch);
+    eprintln!(
+        "registry version {version}; sending {} records in {batches_total} batches of {} over {} streams (window {}), run {run}",
+        batches_total * args.batch,
+        args.batch,
+        args.streams,
+        args.window
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..args.streams {
+        let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
+        tasks.push(tokio::spawn(drive(args.clone(), run.clone(), s, n)));
+    }
+    let mut latencies = Vec::new();
+    let (mut accepted, mut accepted_fen, mut other) = (0u64, 0i64, 0u64);
+    for t in tasks {
+        let r = t.await??;
+        latencies.extend(r.latencies);
+        accepted += r.accepted;
+        accepted_fen += r.accepted_fen;
+        other += r.other;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let after = metering
+        .get_usage_stats(authorize(pb::GetUsageStatsRequest::default(), &args.token)?)
+        .await?
+        .into_inner();
+    let rate = u128::from(accepted) * 1_000_000 / elapsed.as_micros().max(1);
+    println!(
+        "{accepted} records accepted ({other} other) in {:.2?}: {rate} records/s; batch ack latency p50 {:.1?} p99 {:.1?} p99.9 {:.1?} max {:.1?}",
+        elapsed,
+        percentile(&latencies, 500),
+        percentile(&latencies, 990),
+        percentile(&latencies, 999),
+        latencies.last().copied().unwrap_or_default()
+    );
+    let stored = after.records - before.records;
+    let stored_fen = after.amount_fen - before.amount_fen;
+    if stored != accepted || stored_fen != accepted_fen {
+        bail!(
+            "server holds {stored} new records worth {stored_fen} fen; acknowledged {accepted} worth {accepted_fen} fen"
+        );
+    }
+    println!("check: server holds exactly the {stored} acknowledged records ({stored_fen} fen)");
+    Ok(())
+}
