@@ -7,7 +7,11 @@ use prost::Message;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["suanli/v1/metering.proto", "suanli/v1/registry.proto"];
+    let files = [
+        "suanli/v1/metering.proto",
+        "suanli/v1/registry.proto",
+        "suanli/v1/settlement.proto",
+    ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={}", p.display());

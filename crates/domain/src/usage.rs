@@ -291,7 +291,10 @@ pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
 
 /// Builds a record from typed fields (as they arrive over gRPC): the same id, quantity and
 /// missing-time checks as [`parse_fields`], without going through text for times and money.
-#[allow(clippy::too_many_arguments, reason = "one argument per field of the record")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per field of the record"
+)]
 pub fn from_typed(
     provider: &str,
     record_id: &str,
@@ -306,16 +309,45 @@ pub fn from_typed(
     let record_id = id_field("record_id", record_id)?;
     let beneficiary = id_field("beneficiary", beneficiary)?;
     let sku = id_field("sku", sku)?;
-    let start = start.ok_or_else(|| reject(RejectCode::MissingField, "start", "start is missing or out of range".into()))?;
-    let end = end.ok_or_else(|| reject(RejectCode::MissingField, "end", "end is missing or out of range".into()))?;
+    let start = start.ok_or_else(|| {
+        reject(
+            RejectCode::MissingField,
+            "start",
+            "start is missing or out of range".into(),
+        )
+    })?;
+    let end = end.ok_or_else(|| {
+        reject(
+            RejectCode::MissingField,
+            "end",
+            "end is missing or out of range".into(),
+        )
+    })?;
     let q = quantity.trim();
     if q.is_empty() {
-        return Err(reject(RejectCode::MissingField, "quantity", "quantity is empty".into()));
+        return Err(reject(
+            RejectCode::MissingField,
+            "quantity",
+            "quantity is empty".into(),
+        ));
     }
     let quantity = parse_decimal(q).ok_or_else(|| {
-        reject(RejectCode::InvalidField, "quantity", format!("quantity {q:?} is not a decimal number"))
+        reject(
+            RejectCode::InvalidField,
+            "quantity",
+            format!("quantity {q:?} is not a decimal number"),
+        )
     })?;
-    Ok(UsageRecord { provider, record_id, beneficiary, sku, start, end, quantity, amount })
+    Ok(UsageRecord {
+        provider,
+        record_id,
+        beneficiary,
+        sku,
+        start,
+        end,
+        quantity,
+        amount,
+    })
 }
 
 /// Nanoseconds in an hour, for the capacity check without division.

@@ -57,7 +57,7 @@ pub fn token_create(
     Ok(())
 }
 
-async fn channel(server: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(server: &str) -> anyhow::Result<Channel> {
     let url = if server.contains("://") {
         server.to_owned()
     } else {
@@ -69,7 +69,7 @@ async fn channel(server: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot connect to {url}"))
 }
 
-fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
+pub(crate) fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
     let mut request = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {token}")
         .parse()

@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod grpc;
+pub mod grpc_settle;
 pub mod metrics;
 pub mod serve;
+pub mod settle;
 pub mod writer;

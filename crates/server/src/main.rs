@@ -2,6 +2,7 @@
 
 mod client;
 mod files;
+mod settle_cli;
 mod simulate;
 
 use std::net::SocketAddr;
@@ -75,6 +76,90 @@ enum Command {
         #[command(subcommand)]
         command: UsageCommand,
     },
+    /// Settlement runs: create (preview) → approve (another finance user) → post.
+    Settle {
+        #[command(subcommand)]
+        command: SettleCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The double-entry ledger: payments, journal export, trial balance.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A beneficiary's voucher balance per programme (cap, paid, pending, remaining), or what a
+    /// payee is owed.
+    Balance {
+        #[arg(long, conflicts_with = "payee")]
+        beneficiary: Option<String>,
+        /// The fiscal year, with --beneficiary.
+        #[arg(long)]
+        year: Option<i32>,
+        #[arg(long)]
+        payee: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum SettleCommand {
+    /// Freezes the input set of a programme's period and computes the preview.
+    Create {
+        #[arg(long)]
+        programme: String,
+        /// YYYY-MM (Asia/Shanghai).
+        #[arg(long)]
+        period: String,
+    },
+    /// A run's summary and lines.
+    Show { run: u64 },
+    /// Writes a run's statement CSV (simulate's columns, then run_id and original_period).
+    Export {
+        run: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Approves a run; the approver must not be its creator.
+    Approve { run: u64 },
+    /// Posts an approved run's journal; posting twice changes nothing.
+    Post { run: u64 },
+    /// Cancels a run that is not posted.
+    Cancel { run: u64 },
+    /// Lists runs.
+    List {
+        #[arg(long)]
+        programme: Option<String>,
+    },
+    /// Recomputes a run from its frozen inputs and checks every line matches.
+    Rederive { run: u64 },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Moves an amount of a payee's payable to paid; idempotent by reference.
+    RecordPayment {
+        #[arg(long)]
+        payee: String,
+        /// CNY, at most 2 decimals.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reference: String,
+        /// Needed when the payee is owed by several programmes.
+        #[arg(long)]
+        programme: Option<String>,
+    },
+    /// Writes every journal entry to a CSV.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Debits and credits per account; fails if they do not balance.
+    TrialBalance,
 }
 
 #[derive(Subcommand)]
@@ -128,15 +213,31 @@ enum UsageCommand {
         #[arg(long)]
         rejects: Option<PathBuf>,
     },
+    /// Withdraws one of a provider's records; a posted one is clawed back in the next run.
+    Void {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        record_id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -178,6 +279,35 @@ fn main() -> ExitCode {
         Command::Registry { command: RegistryCommand::Import { file, remote } } => {
             runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.server, &remote.token, &file)))
         }
+        Command::Settle { command, remote } => {
+            use settle_cli::SettleAction as A;
+            let action = match command {
+                SettleCommand::Create { programme, period } => A::Create { programme, period },
+                SettleCommand::Show { run } => A::Show { run_id: run },
+                SettleCommand::Export { run, out } => A::Export { run_id: run, out },
+                SettleCommand::Approve { run } => A::Approve { run_id: run },
+                SettleCommand::Post { run } => A::Post { run_id: run },
+                SettleCommand::Cancel { run } => A::Cancel { run_id: run },
+                SettleCommand::List { programme } => A::List { programme },
+                SettleCommand::Rederive { run } => A::Rederive { run_id: run },
+            };
+            runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.server, &remote.token, action)))
+        }
+        Command::Ledger { command, remote } => {
+            use settle_cli::LedgerAction as A;
+            let action = match command {
+                LedgerCommand::RecordPayment { payee, amount, reference, programme } => {
+                    A::RecordPayment { payee, amount, reference, programme }
+                }
+                LedgerCommand::Export { out } => A::Export { out },
+                LedgerCommand::TrialBalance => A::TrialBalance,
+            };
+            runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.server, &remote.token, action)))
+        }
+        Command::Balance { beneficiary, year, payee, remote } => runtime()
+            .and_then(|rt| rt.block_on(settle_cli::balance(&remote.server, &remote.token, beneficiary, year, payee))),
+        Command::Usage { command: UsageCommand::Void { provider, record_id, reason, remote } } => runtime()
+            .and_then(|rt| rt.block_on(settle_cli::void(&remote.server, &remote.token, provider, record_id, reason))),
         Command::Usage { command: UsageCommand::Import { file, remote, batch_size, rejects } } => runtime()
             .and_then(|rt| rt.block_on(client::usage_import(&remote.server, &remote.token, &file, batch_size, rejects))),
     };

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_server::MeteringServiceServer;
 use suanli_proto::v1::registry_service_server::RegistryServiceServer;
 use tokio::net::TcpListener;
@@ -85,7 +86,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in ["suanli.v1.MeteringService", "suanli.v1.RegistryService", ""] {
+    for name in [
+        "suanli.v1.MeteringService",
+        "suanli.v1.RegistryService",
+        "suanli.v1.SettlementService",
+        "suanli.v1.LedgerService",
+        "suanli.v1.BalanceService",
+        "",
+    ] {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
@@ -106,6 +114,26 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .max_encoding_message_size(MESSAGE_BYTES_MAX),
         interceptor,
     );
+    let settlement = InterceptedService::new(
+        pb::settlement_service_server::SettlementServiceServer::new(
+            crate::grpc_settle::SettlementService {
+                shared: shared.clone(),
+            },
+        ),
+        interceptor,
+    );
+    let ledger = InterceptedService::new(
+        pb::ledger_service_server::LedgerServiceServer::new(crate::grpc_settle::LedgerService {
+            shared: shared.clone(),
+        }),
+        interceptor,
+    );
+    let balance = InterceptedService::new(
+        pb::balance_service_server::BalanceServiceServer::new(crate::grpc_settle::BalanceService {
+            shared: shared.clone(),
+        }),
+        interceptor,
+    );
     let registry = InterceptedService::new(
         RegistryServiceServer::new(RegistryService { shared })
             .max_decoding_message_size(MESSAGE_BYTES_MAX),
@@ -121,6 +149,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             .add_service(reflection_alpha)
             .add_service(metering)
             .add_service(registry)
+            .add_service(settlement)
+            .add_service(ledger)
+            .add_service(balance)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = shutdown_rx.await;
                 tracing::info!("shutting down: finishing in-flight batches");

@@ -4,7 +4,9 @@
 //! for a whole group of batches in that transaction.
 
 mod common;
+pub mod ledger;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};
@@ -179,6 +181,9 @@ pub trait Store: Send {
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
     fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;
     fn record(&mut self, provider: &str, record_id: &str) -> Result<Option<StoredRecord>>;
+    /// Runs `f` in one transaction, committed when it returns `Ok` (settlement and ledger
+    /// queries, written once for both backends in [`ledger`]).
+    fn transaction(&mut self, f: &mut dyn FnMut(&mut dyn sql::Sql) -> Result<()>) -> Result<()>;
 }
 
 /// The ids a registry version declares, interned when it is loaded so ingest never has to.

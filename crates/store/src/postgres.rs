@@ -13,10 +13,16 @@ use crate::{
     Store, StoreError, StoredRecord, VoidResult,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_ingest.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_ingest.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_settlement.sql"),
+    ),
+];
 
 pub struct PgStore {
     client: Client,
@@ -392,5 +398,15 @@ impl Store for PgStore {
             return Ok(None);
         };
         crate::sqlite::stored(&self.engine.names, &row, voided_at, void_reason).map(Some)
+    }
+
+    fn transaction(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn crate::sql::Sql) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        f(&mut tx)?;
+        tx.commit()?;
+        Ok(())
     }
 }

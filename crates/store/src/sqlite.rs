@@ -14,10 +14,16 @@ use crate::{
     Store, StoreError, StoredRecord, VoidResult,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/sqlite/0001_ingest.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/sqlite/0001_ingest.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/sqlite/0002_settlement.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -406,6 +412,18 @@ impl Store for SqliteStore {
         };
         drop(select);
         stored(&self.engine.names, &row, voided_at, void_reason).map(Some)
+    }
+
+    fn transaction(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn crate::sql::Sql) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        f(&mut tx)?;
+        tx.commit()?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,842 @@
+//! Settlement, ledger and balance use cases (POLICY.md R9-R12). Each function runs on the
+//! store's writer thread with `&mut dyn Store`: it reads, asks the domain to decide, and writes
+//! in one transaction. One writer per database serialises runs, so caps and pools stay exact.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::Utc;
+use rust_decimal::Decimal;
+use suanli_domain::Registry;
+use suanli_domain::ledger::{Account, Entry, Journal, payee_of, posting_journal};
+use suanli_domain::money::{Fen, format_ratio};
+use suanli_domain::registry::{Category, ChipOrigin, Class};
+use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_to_date, run_lines};
+use suanli_domain::settlement::{CutBy, LineKey, StatementLine};
+use suanli_domain::usage::Period;
+use suanli_store::ledger::{
+    self as rows, EntryRow, InputRow, LineKeyRow, NewRun, PostedBy, RunLineRow, RunRow,
+};
+use suanli_store::sql::Sql;
+use suanli_store::{Store, StoreError};
+
+/// Why a settlement or ledger request was refused. Mapped to gRPC status in `grpc_settle`.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, SettleError>;
+
+/// A run with its lines.
+#[derive(Clone, Debug)]
+pub struct RunView {
+    pub run: RunRow,
+    pub lines: Vec<RunLineRow>,
+    pub unchanged: bool,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs `f` in one store transaction, carrying a use-case error out of it.
+fn in_tx<T>(store: &mut dyn Store, mut f: impl FnMut(&mut dyn Sql) -> Result<T>) -> Result<T> {
+    let mut out: Option<Result<T>> = None;
+    let outcome = store.transaction(&mut |tx| match f(tx) {
+        Ok(v) => {
+            out = Some(Ok(v));
+            Ok(())
+        }
+        Err(SettleError::Store(e)) => Err(e),
+        Err(e) => {
+            out = Some(Err(e));
+            // Roll back: a refused request changes nothing.
+            Err(StoreError::Corrupt("rolled back".into()))
+        }
+    });
+    match (outcome, out) {
+        (_, Some(Err(e))) => Err(e),
+        (Ok(()), Some(Ok(v))) => Ok(v),
+        (Err(e), _) => Err(SettleError::Store(e)),
+        (Ok(()), None) => unreachable!("a committed transaction produced a value"),
+    }
+}
+
+fn parse_registry(version: i64, text: &str) -> Result<Registry> {
+    Registry::from_toml(&format!("registry version {version}"), text)
+        .map(|(r, _)| r)
+        .map_err(|e| {
+            SettleError::FailedPrecondition(format!(
+                "stored registry version {version} no longer loads: {e}"
+            ))
+        })
+}
+
+fn load_registry(tx: &mut dyn Sql, version: i64, cache: &mut HashMap<i64, Registry>) -> Result<()> {
+    if !cache.contains_key(&version) {
+        let text = rows::registry_text(tx, version)?.ok_or_else(|| {
+            SettleError::NotFound(format!("registry version {version} is not stored"))
+        })?;
+        cache.insert(version, parse_registry(version, &text)?);
+    }
+    Ok(())
+}
+
+fn class_of(category: &str, chip_origin: &str, registered_model: &str) -> Option<Class> {
+    Some(Class {
+        category: Category::parse(category)?,
+        chip_origin: if chip_origin.is_empty() {
+            None
+        } else {
+            Some(ChipOrigin::parse(chip_origin)?)
+        },
+        registered_model: match registered_model {
+            "" => None,
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => return None,
+        },
+    })
+}
+
+fn key_of_row(k: &LineKeyRow) -> Result<LineKey> {
+    let class = class_of(&k.category, &k.chip_origin, &k.registered_model)
+        .ok_or_else(|| SettleError::Store(StoreError::Corrupt(format!("bad line class {k:?}"))))?;
+    Ok(LineKey {
+        beneficiary: k.beneficiary.clone(),
+        provider: k.provider.clone(),
+        class,
+    })
+}
+
+pub fn row_of_key(k: &LineKey) -> LineKeyRow {
+    LineKeyRow {
+        beneficiary: k.beneficiary.clone(),
+        provider: k.provider.clone(),
+        category: k.class.category.as_str().to_owned(),
+        chip_origin: k
+            .class
+            .chip_origin
+            .map(|o| o.as_str().to_owned())
+            .unwrap_or_default(),
+        registered_model: k
+            .class
+            .registered_model
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn period_of(text: &str) -> Result<Period> {
+    Period::parse(text)
+        .ok_or_else(|| SettleError::InvalidArgument(format!("period {text:?} is not YYYY-MM")))
+}
+
+/// The accruals of a fiscal year up to `last`, as line bases per period: the frozen input set.
+fn bases_to(
+    store: &mut dyn Store,
+    year: i32,
+    last: Period,
+) -> Result<BTreeMap<Period, BTreeMap<LineKey, Fen>>> {
+    let mut bases: BTreeMap<Period, BTreeMap<LineKey, Fen>> = BTreeMap::new();
+    for a in store.accruals()? {
+        let Some(period) = Period::parse(&a.period) else {
+            continue;
+        };
+        if period.year != year || period > last || a.amount_fen == 0 && a.records == 0 {
+            continue;
+        }
+        let key = key_of_row(&LineKeyRow {
+            beneficiary: a.beneficiary,
+            provider: a.provider,
+            category: a.category,
+            chip_origin: a.chip_origin,
+            registered_model: a.registered_model,
+        })?;
+        let base = bases.entry(period).or_default().entry(key).or_default();
+        *base = base.plus(Fen(a.amount_fen));
+    }
+    Ok(bases)
+}
+
+/// Entitlements of every period of the year up to `last`, each with its registry version.
+fn entitlements(
+    versions: &BTreeMap<Period, i64>,
+    registries: &HashMap<i64, Registry>,
+    bases: &BTreeMap<Period, BTreeMap<LineKey, Fen>>,
+    last: Period,
+) -> Vec<suanli_domain::settlement::Statement> {
+    let empty = BTreeMap::new();
+    let periods: Vec<Period> = (1..=last.month)
+        .map(|month| Period {
+            year: last.year,
+            month,
+        })
+        .collect();
+    let inputs: Vec<PeriodInput> = periods
+        .iter()
+        .map(|p| PeriodInput {
+            period: *p,
+            registry: &registries[&versions[p]],
+            bases: bases.get(p).unwrap_or(&empty),
+        })
+        .collect();
+    entitlements_to_date(&inputs)
+}
+
+/// R9: each period keeps the registry version its first run used; periods without a run yet
+/// use `current`.
+fn period_versions(tx: &mut dyn Sql, last: Period, current: i64) -> Result<BTreeMap<Period, i64>> {
+    let firsts: BTreeMap<String, i64> =
+        rows::first_run_versions(tx, &format!("{:04}-", last.year))?
+            .into_iter()
+            .collect();
+    Ok((1..=last.month)
+        .map(|month| {
+            let p = Period {
+                year: last.year,
+                month,
+            };
+            (p, firsts.get(&p.to_string()).copied().unwrap_or(current))
+        })
+        .collect())
+}
+
+fn posted_map(tx: &mut dyn Sql, programme: &str) -> Result<BTreeMap<(Period, LineKey), Fen>> {
+    let mut posted = BTreeMap::new();
+    for (period, key, amount) in rows::posted_lines(tx, programme)? {
+        posted.insert((period_of(&period)?, key_of_row(&key)?), Fen(amount));
+    }
+    Ok(posted)
+}
+
+fn line_row(programme: &suanli_domain::registry::Programme, l: &RunLine) -> RunLineRow {
+    RunLineRow {
+        original_period: l.line.period.to_string(),
+        key: row_of_key(&l.line.key),
+        base_fen: l.line.base.0,
+        ratio: format_ratio(l.line.ratio),
+        entitlement_fen: l.line.subsidy.0,
+        posted_before_fen: l.posted_before.0,
+        amount_fen: l.amount.0,
+        cut_by: l
+            .line
+            .cut_by
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        payee: payee_of(programme, &l.line).to_owned(),
+    }
+}
+
+/// What a run of `programme` for `period` would post now, with the inputs it froze.
+struct Computed {
+    version: i64,
+    content_hash: String,
+    versions: BTreeMap<Period, i64>,
+    bases: BTreeMap<Period, BTreeMap<LineKey, Fen>>,
+    lines: Vec<RunLineRow>,
+}
+
+fn compute(
+    tx: &mut dyn Sql,
+    programme_id: &str,
+    period: Period,
+    versions: BTreeMap<Period, i64>,
+    bases: BTreeMap<Period, BTreeMap<LineKey, Fen>>,
+    own_version: i64,
+) -> Result<Computed> {
+    let mut registries = HashMap::new();
+    for v in versions.values().chain([&own_version]) {
+        load_registry(tx, *v, &mut registries)?;
+    }
+    let registry = &registries[&own_version];
+    let programme = registry.programme(programme_id).ok_or_else(|| {
+        SettleError::NotFound(format!(
+            "programme {programme_id:?} is not in registry version {own_version}"
+        ))
+    })?;
+    let statements = entitlements(&versions, &registries, &bases, period);
+    let posted = posted_map(tx, programme_id)?;
+    let lines = run_lines(programme_id, period, &statements, &posted)
+        .iter()
+        .map(|l| line_row(programme, l))
+        .collect();
+    Ok(Computed {
+        version: own_version,
+        content_hash: registry.content_hash.clone(),
+        versions,
+        bases,
+        lines,
+    })
+}
+
+/// `settle create`: freezes the input set and computes the preview.
+pub fn create_run(
+    store: &mut dyn Store,
+    programme: &str,
+    period_text: &str,
+    actor: &str,
+) -> Result<RunView> {
+    let period = period_of(period_text)?;
+    let current = store.registry_current()?.ok_or_else(|| {
+        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
+    })?;
+    let current_version = current.version as i64;
+    let registry = parse_registry(current_version, &current.toml_text)?;
+    let p = registry.programme(programme).ok_or_else(|| {
+        SettleError::NotFound(format!(
+            "programme {programme:?} is not in the current registry"
+        ))
+    })?;
+    if p.year != period.year {
+        return Err(SettleError::InvalidArgument(format!(
+            "period {period} is not in programme {programme:?}'s fiscal year {}",
+            p.year
+        )));
+    }
+    let bases = bases_to(store, period.year, period)?;
+    in_tx(store, |tx| {
+        if let Some(open) = rows::pending_run(tx, programme, &period.to_string())? {
+            return Err(SettleError::AlreadyExists(format!(
+                "run {} is already {} for {programme} {period}; one open run per programme and period",
+                open.run_id, open.status
+            )));
+        }
+        for earlier in period.earlier_in_year() {
+            if let Some(open) = rows::pending_run(tx, programme, &earlier.to_string())? {
+                return Err(SettleError::FailedPrecondition(format!(
+                    "run {} for the earlier period {earlier} is {}; post or cancel it first (periods are posted in order)",
+                    open.run_id, open.status
+                )));
+            }
+        }
+        if let Some(latest) = rows::latest_posted_period(tx, programme)?
+            && latest.as_str() > period.to_string().as_str()
+        {
+            return Err(SettleError::FailedPrecondition(format!(
+                "{programme} is posted up to {latest}; a run for {period} would go back (late records of {period} are adjusted in the next run)"
+            )));
+        }
+        let versions = period_versions(tx, period, current_version)?;
+        let own_version = versions[&period];
+        let computed = compute(tx, programme, period, versions, bases.clone(), own_version)?;
+        let basis = rows::posted_basis(tx, programme)?;
+        let new = NewRun {
+            programme: programme.to_owned(),
+            period: period.to_string(),
+            registry_version: computed.version,
+            content_hash: computed.content_hash.clone(),
+            posted_basis: basis,
+            created_by: actor.to_owned(),
+            created_at: now(),
+            periods: computed
+                .versions
+                .iter()
+                .map(|(p, v)| (p.to_string(), *v))
+                .collect(),
+            inputs: computed
+                .bases
+                .iter()
+                .flat_map(|(p, lines)| {
+                    lines.iter().map(move |(k, b)| InputRow {
+                        period: p.to_string(),
+                        key: row_of_key(k),
+                        base_fen: b.0,
+                    })
+                })
+                .collect(),
+            lines: computed.lines.clone(),
+        };
+        let run_id = rows::insert_run(tx, &new)?;
+        let run = rows::run(tx, run_id)?.expect("the run just inserted");
+        Ok(RunView {
+            run,
+            lines: computed.lines,
+            unchanged: false,
+        })
+    })
+}
+
+pub fn show_run(store: &mut dyn Store, run_id: i64) -> Result<RunView> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        let lines = rows::run_lines(tx, run_id)?;
+        Ok(RunView {
+            run,
+            lines,
+            unchanged: false,
+        })
+    })
+}
+
+pub fn list_runs(store: &mut dyn Store, programme: Option<&str>) -> Result<Vec<RunRow>> {
+    in_tx(store, |tx| Ok(rows::runs(tx, programme)?))
+}
+
+/// Four eyes: the approver must be a finance principal other than the creator.
+pub fn approve_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        if run.status == "approved" && run.approved_by.as_deref() == Some(actor) {
+            let lines = rows::run_lines(tx, run_id)?;
+            return Ok(RunView {
+                run,
+                lines,
+                unchanged: true,
+            });
+        }
+        if run.status != "open" {
+            return Err(SettleError::FailedPrecondition(format!(
+                "run {run_id} is {}, only an open run can be approved",
+                run.status
+            )));
+        }
+        if run.created_by == actor {
+            return Err(SettleError::PermissionDenied(format!(
+                "run {run_id} was created by {actor}; another finance user must approve it (four eyes)"
+            )));
+        }
+        rows::transition(tx, run_id, "open", "approved", Some(actor), &now())?;
+        let run = rows::run(tx, run_id)?.expect("run exists");
+        Ok(RunView {
+            run,
+            lines: rows::run_lines(tx, run_id)?,
+            unchanged: false,
+        })
+    })
+}
+
+pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        if run.status == "cancelled" {
+            return Ok(RunView {
+                lines: rows::run_lines(tx, run_id)?,
+                run,
+                unchanged: true,
+            });
+        }
+        if run.status == "posted" {
+            return Err(SettleError::FailedPrecondition(format!(
+                "run {run_id} is posted; a posted run cannot be cancelled"
+            )));
+        }
+        rows::transition(tx, run_id, &run.status, "cancelled", Some(actor), &now())?;
+        let run = rows::run(tx, run_id)?.expect("run exists");
+        Ok(RunView {
+            run,
+            lines: rows::run_lines(tx, run_id)?,
+            unchanged: false,
+        })
+    })
+}
+
+/// Writes the run's balanced journal and marks it posted, atomically. A posted run is returned
+/// unchanged (idempotent).
+pub fn post_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        let lines = rows::run_lines(tx, run_id)?;
+        if run.status == "posted" {
+            return Ok(RunView {
+                run,
+                lines,
+                unchanged: true,
+            });
+        }
+        if run.status != "approved" {
+            return Err(SettleError::FailedPrecondition(format!(
+                "run {run_id} is {}; only an approved run can be posted",
+                run.status
+            )));
+        }
+        let period = period_of(&run.period)?;
+        for earlier in period.earlier_in_year() {
+            if let Some(open) = rows::pending_run(tx, &run.programme, &earlier.to_string())? {
+                return Err(SettleError::FailedPrecondition(format!(
+                    "run {} for the earlier period {earlier} is {}; periods are posted in order",
+                    open.run_id, open.status
+                )));
+            }
+        }
+        if rows::posted_basis(tx, &run.programme)? != run.posted_basis {
+            return Err(SettleError::FailedPrecondition(format!(
+                "run {run_id} was computed before another run of {} was posted; cancel it and create a new run",
+                run.programme
+            )));
+        }
+        let mut registries = HashMap::new();
+        load_registry(tx, run.registry_version, &mut registries)?;
+        let programme = registries[&run.registry_version]
+            .programme(&run.programme)
+            .ok_or_else(|| {
+                SettleError::NotFound(format!(
+                    "programme {:?} is not in registry version {}",
+                    run.programme, run.registry_version
+                ))
+            })?
+            .clone();
+        let statement_lines: Vec<StatementLine> = lines
+            .iter()
+            .map(|l| {
+                Ok(StatementLine {
+                    programme: run.programme.clone(),
+                    period: period_of(&l.original_period)?,
+                    key: key_of_row(&l.key)?,
+                    base: Fen(l.base_fen),
+                    ratio: l.ratio.parse::<Decimal>().unwrap_or_default(),
+                    demand: Fen(l.entitlement_fen),
+                    subsidy: Fen(l.amount_fen),
+                    cut_by: CutBy::parse(&l.cut_by),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let at = now();
+        let journal_id = match posting_journal(&programme, &statement_lines) {
+            Some(journal) => {
+                let entries = entry_rows(&journal);
+                Some(rows::insert_journal(
+                    tx,
+                    "run",
+                    &format!("run:{run_id}"),
+                    &format!("settlement run {run_id}: {} {}", run.programme, run.period),
+                    actor,
+                    &at,
+                    &entries,
+                )?)
+            }
+            None => None,
+        };
+        if !rows::mark_posted(tx, run_id, journal_id, &at)? {
+            return Err(SettleError::FailedPrecondition(format!(
+                "run {run_id} changed while posting"
+            )));
+        }
+        let run = rows::run(tx, run_id)?.expect("run exists");
+        Ok(RunView {
+            run,
+            lines,
+            unchanged: false,
+        })
+    })
+}
+
+fn entry_rows(journal: &Journal) -> Vec<EntryRow> {
+    journal
+        .entries()
+        .iter()
+        .map(|e| EntryRow {
+            account: e.account.to_string(),
+            debit_fen: e.debit.0,
+            credit_fen: e.credit.0,
+        })
+        .collect()
+}
+
+/// Recomputes a run from its frozen inputs, registry versions and the posted runs before it,
+/// and compares line by line (R11).
+pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Option<String>)> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        let period = period_of(&run.period)?;
+        let stored = rows::run_lines(tx, run_id)?;
+        let mut versions = BTreeMap::new();
+        for (p, v) in rows::run_periods(tx, run_id)? {
+            versions.insert(period_of(&p)?, v);
+        }
+        let mut bases: BTreeMap<Period, BTreeMap<LineKey, Fen>> = BTreeMap::new();
+        for input in rows::run_inputs(tx, run_id)? {
+            bases
+                .entry(period_of(&input.period)?)
+                .or_default()
+                .insert(key_of_row(&input.key)?, Fen(input.base_fen));
+        }
+        // What was posted before this run: its stored basis of posted runs.
+        let basis: BTreeSet<i64> = run
+            .posted_basis
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let mut posted: BTreeMap<(Period, LineKey), Fen> = BTreeMap::new();
+        for id in &basis {
+            for l in rows::run_lines(tx, *id)? {
+                let e = posted
+                    .entry((period_of(&l.original_period)?, key_of_row(&l.key)?))
+                    .or_default();
+                *e = e.plus(Fen(l.amount_fen));
+            }
+        }
+        let mut registries = HashMap::new();
+        for v in versions.values().chain([&run.registry_version]) {
+            load_registry(tx, *v, &mut registries)?;
+        }
+        let programme = registries[&run.registry_version]
+            .programme(&run.programme)
+            .ok_or_else(|| {
+                SettleError::NotFound(format!(
+                    "programme {:?} is gone from registry version {}",
+                    run.programme, run.registry_version
+                ))
+            })?
+            .clone();
+        let statements = entitlements(&versions, &registries, &bases, period);
+        let recomputed: Vec<RunLineRow> = run_lines(&run.programme, period, &statements, &posted)
+            .iter()
+            .map(|l| line_row(&programme, l))
+            .collect();
+        let difference = if recomputed == stored {
+            None
+        } else if recomputed.len() != stored.len() {
+            Some(format!(
+                "{} lines recomputed, {} stored",
+                recomputed.len(),
+                stored.len()
+            ))
+        } else {
+            recomputed
+                .iter()
+                .zip(&stored)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("recomputed {a:?}, stored {b:?}"))
+        };
+        Ok((run, difference))
+    })
+}
+
+/// One programme-year of a beneficiary's balance (R12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Balance {
+    pub programme: String,
+    pub year: i32,
+    pub cap: Option<Fen>,
+    pub paid: Fen,
+    pub pending: Fen,
+    pub remaining: Fen,
+}
+
+/// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
+/// accruals under the current policy, less what is posted) and remaining.
+pub fn balance(store: &mut dyn Store, beneficiary: &str, year: i32) -> Result<Vec<Balance>> {
+    let current = store
+        .registry_current()?
+        .ok_or_else(|| SettleError::FailedPrecondition("no registry is loaded".into()))?;
+    let current_version = current.version as i64;
+    let registry = parse_registry(current_version, &current.toml_text)?;
+    if registry.beneficiary(beneficiary).is_none() {
+        return Err(SettleError::NotFound(format!(
+            "beneficiary {beneficiary:?} is not in the current registry"
+        )));
+    }
+    let last = Period { year, month: 12 };
+    let bases = bases_to(store, year, last)?;
+    in_tx(store, |tx| {
+        let paid: BTreeMap<String, i64> =
+            rows::posted_totals(tx, PostedBy::Beneficiary, beneficiary)?
+                .into_iter()
+                .collect();
+        let versions = period_versions(tx, last, current_version)?;
+        let mut registries = HashMap::new();
+        for v in versions.values() {
+            load_registry(tx, *v, &mut registries)?;
+        }
+        let statements = entitlements(&versions, &registries, &bases, last);
+        let mut out = Vec::new();
+        for grant in registry
+            .grants
+            .iter()
+            .filter(|g| g.beneficiary == beneficiary)
+        {
+            let Some(p) = registry
+                .programme(&grant.programme)
+                .filter(|p| p.year == year)
+            else {
+                continue;
+            };
+            let entitled: Fen = statements
+                .iter()
+                .flat_map(|s| &s.lines)
+                .filter(|l| l.programme == p.id && l.key.beneficiary == beneficiary)
+                .map(|l| l.subsidy)
+                .sum();
+            let paid = Fen(paid.get(&p.id).copied().unwrap_or(0));
+            let pending = entitled.minus(paid).max(Fen::ZERO);
+            let cap = registry.beneficiary_cap(p, beneficiary);
+            let remaining = cap.map_or(Fen::ZERO, |c| c.minus(paid).minus(pending).max(Fen::ZERO));
+            out.push(Balance {
+                programme: p.id.clone(),
+                year,
+                cap,
+                paid,
+                pending,
+                remaining,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// A payee's position per programme, derived from the journal's payable and paid accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayeePosition {
+    pub programme: String,
+    pub posted: Fen,
+    pub paid: Fen,
+    pub outstanding: Fen,
+}
+
+pub fn payee(store: &mut dyn Store, payee: &str) -> Result<Vec<PayeePosition>> {
+    in_tx(store, |tx| payee_positions(tx, payee))
+}
+
+fn payee_positions(tx: &mut dyn Sql, payee: &str) -> Result<Vec<PayeePosition>> {
+    let mut by_programme: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for journal in rows::journals(tx, None)? {
+        for e in &journal.entries {
+            let Some((kind, rest)) = e.account.split_once(':') else {
+                continue;
+            };
+            let Some((programme, who)) = rest.rsplit_once(':') else {
+                continue;
+            };
+            if who != payee {
+                continue;
+            }
+            let slot = by_programme.entry(programme.to_owned()).or_default();
+            match (kind, journal.kind.as_str()) {
+                ("payable", "run") => slot.0 += e.credit_fen - e.debit_fen,
+                ("paid", _) => slot.1 += e.credit_fen - e.debit_fen,
+                _ => {}
+            }
+        }
+    }
+    Ok(by_programme
+        .into_iter()
+        .map(|(programme, (posted, paid))| PayeePosition {
+            programme,
+            posted: Fen(posted),
+            paid: Fen(paid),
+            outstanding: Fen(posted - paid),
+        })
+        .collect())
+}
+
+/// `ledger record-payment`: moves `amount` of a payee's payable to paid. Idempotent by
+/// reference: the same reference with the same content is a duplicate; with other content, an
+/// error.
+pub fn record_payment(
+    store: &mut dyn Store,
+    programme: Option<&str>,
+    payee: &str,
+    amount: Fen,
+    reference: &str,
+    actor: &str,
+) -> Result<(i64, bool, Fen)> {
+    if amount.0 <= 0 {
+        return Err(SettleError::InvalidArgument(format!(
+            "amount {amount} must be positive"
+        )));
+    }
+    if reference.trim().is_empty() {
+        return Err(SettleError::InvalidArgument(
+            "reference is empty; it makes a payment idempotent".into(),
+        ));
+    }
+    in_tx(store, |tx| {
+        let positions = payee_positions(tx, payee)?;
+        let programme = match programme {
+            Some(p) if !p.is_empty() => p.to_owned(),
+            _ => {
+                let owed: Vec<&PayeePosition> =
+                    positions.iter().filter(|p| p.outstanding.0 > 0).collect();
+                match owed.as_slice() {
+                    [one] => one.programme.clone(),
+                    [] => {
+                        return Err(SettleError::FailedPrecondition(format!(
+                            "nothing is owed to payee {payee:?}"
+                        )));
+                    }
+                    _ => {
+                        return Err(SettleError::InvalidArgument(format!(
+                            "payee {payee:?} is owed by several programmes; name one with --programme"
+                        )));
+                    }
+                }
+            }
+        };
+        let journal = Journal::new(vec![
+            Entry::signed(
+                Account::Payable {
+                    programme: programme.clone(),
+                    payee: payee.to_owned(),
+                },
+                amount,
+            ),
+            Entry::signed(
+                Account::Paid {
+                    programme: programme.clone(),
+                    payee: payee.to_owned(),
+                },
+                Fen(-amount.0),
+            ),
+        ])
+        .expect("a two-sided payment balances");
+        let entries = entry_rows(&journal);
+        if let Some(existing) = rows::journal_by_reference(tx, "payment", reference)? {
+            if existing.entries == entries {
+                let outstanding = positions
+                    .iter()
+                    .find(|p| p.programme == programme)
+                    .map_or(Fen::ZERO, |p| p.outstanding);
+                return Ok((existing.journal_id, true, outstanding));
+            }
+            return Err(SettleError::AlreadyExists(format!(
+                "payment reference {reference:?} was already used for a different payment (journal {})",
+                existing.journal_id
+            )));
+        }
+        let outstanding = positions
+            .iter()
+            .find(|p| p.programme == programme)
+            .map_or(Fen::ZERO, |p| p.outstanding);
+        if amount > outstanding {
+            return Err(SettleError::FailedPrecondition(format!(
+                "payment {amount} to {payee} exceeds the {outstanding} owed by {programme}"
+            )));
+        }
+        let id = rows::insert_journal(
+            tx,
+            "payment",
+            reference,
+            &format!("payment to {payee} by {programme}"),
+            actor,
+            &now(),
+            &entries,
+        )?;
+        Ok((id, false, outstanding.minus(amount)))
+    })
+}
+
+pub fn journals(store: &mut dyn Store) -> Result<Vec<rows::JournalRow>> {
+    in_tx(store, |tx| Ok(rows::journals(tx, None)?))
+}
+
+pub fn trial_balance(store: &mut dyn Store) -> Result<Vec<(String, i64, i64)>> {
+    in_tx(store, |tx| Ok(rows::account_totals(tx)?))
+}

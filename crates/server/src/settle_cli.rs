@@ -1,0 +1,462 @@
+//! CLI clients for settlement runs, the ledger and balances (`suanli settle|ledger|balance`).
+//! Thin: each command makes one gRPC call and prints or writes what comes back.
+
+use std::path::Path;
+
+use anyhow::Context;
+use suanli_domain::money::Fen;
+use suanli_domain::settlement::STATEMENT_HEADER;
+use suanli_proto::v1 as pb;
+use suanli_proto::v1::balance_service_client::BalanceServiceClient;
+use suanli_proto::v1::ledger_service_client::LedgerServiceClient;
+use suanli_proto::v1::settlement_service_client::SettlementServiceClient;
+
+use crate::client::{authorize, channel};
+
+fn grpc_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", s.code(), s.message())
+}
+
+fn status_name(code: i32) -> &'static str {
+    match pb::RunStatus::try_from(code).unwrap_or(pb::RunStatus::Unspecified) {
+        pb::RunStatus::Open => "open",
+        pb::RunStatus::Approved => "approved",
+        pb::RunStatus::Posted => "posted",
+        pb::RunStatus::Cancelled => "cancelled",
+        pb::RunStatus::Unspecified => "unknown",
+    }
+}
+
+fn print_run(run: &pb::Run) {
+    println!(
+        "run {} {} {} {}: {} line(s), {} adjustment(s), total {} CNY; registry v{} sha256 {}",
+        run.run_id,
+        run.programme,
+        run.period,
+        status_name(run.status),
+        run.lines,
+        run.adjustment_lines,
+        Fen(run.total_fen),
+        run.registry_version,
+        run.content_hash
+    );
+    println!("  created by {} at {}", run.created_by, run.created_at);
+    if !run.approved_by.is_empty() {
+        println!("  approved by {} at {}", run.approved_by, run.approved_at);
+    }
+    if !run.posted_at.is_empty() {
+        println!("  posted at {} (journal {})", run.posted_at, run.journal_id);
+    }
+    if !run.cancelled_at.is_empty() {
+        println!("  cancelled at {}", run.cancelled_at);
+    }
+}
+
+pub enum SettleAction {
+    Create {
+        programme: String,
+        period: String,
+    },
+    Show {
+        run_id: u64,
+    },
+    Export {
+        run_id: u64,
+        out: std::path::PathBuf,
+    },
+    Approve {
+        run_id: u64,
+    },
+    Post {
+        run_id: u64,
+    },
+    Cancel {
+        run_id: u64,
+    },
+    List {
+        programme: Option<String>,
+    },
+    Rederive {
+        run_id: u64,
+    },
+}
+
+pub async fn settle(server: &str, token: &str, action: SettleAction) -> anyhow::Result<()> {
+    let mut client = SettlementServiceClient::new(channel(server).await?);
+    let response = match action {
+        SettleAction::Create { programme, period } => {
+            client
+                .create_run(authorize(
+                    pb::CreateRunRequest { programme, period },
+                    token,
+                )?)
+                .await
+        }
+        SettleAction::Show { run_id } => {
+            client
+                .get_run(authorize(pb::GetRunRequest { run_id }, token)?)
+                .await
+        }
+        SettleAction::Export { run_id, out } => {
+            let response = client
+                .get_run(authorize(pb::GetRunRequest { run_id }, token)?)
+                .await
+                .map_err(grpc_error)?;
+            return export(&response.into_inner(), &out);
+        }
+        SettleAction::Approve { run_id } => {
+            client
+                .approve_run(authorize(pb::RunActionRequest { run_id }, token)?)
+                .await
+        }
+        SettleAction::Post { run_id } => {
+            client
+                .post_run(authorize(pb::RunActionRequest { run_id }, token)?)
+                .await
+        }
+        SettleAction::Cancel { run_id } => {
+            client
+                .cancel_run(authorize(pb::RunActionRequest { run_id }, token)?)
+                .await
+        }
+        SettleAction::List { programme } => {
+            let runs = client
+                .list_runs(authorize(
+                    pb::ListRunsRequest {
+                        programme: programme.unwrap_or_default(),
+                    },
+                    token,
+                )?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner()
+                .runs;
+            for run in &runs {
+                print_run(run);
+            }
+            if runs.is_empty() {
+                println!("no settlement runs");
+            }
+            return Ok(());
+        }
+        SettleAction::Rederive { run_id } => {
+            let r = client
+                .rederive_run(authorize(pb::RunActionRequest { run_id }, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            if r.matches {
+                println!("run {run_id}: re-derived from its frozen inputs; every line matches");
+                return Ok(());
+            }
+            anyhow::bail!(
+                "run {run_id} does not match its re-derivation: {}",
+                r.difference
+            );
+        }
+    };
+    let response = response.map_err(grpc_error)?.into_inner();
+    let run = response.run.context("server returned no run")?;
+    if response.unchanged {
+        println!(
+            "unchanged: run {} was already {}",
+            run.run_id,
+            status_name(run.status)
+        );
+    }
+    print_run(&run);
+    for line in &response.lines {
+        let adjustment = if line.original_period != run.period {
+            format!(" (adjusts {})", line.original_period)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {} {} {}{}{} base {} ratio {} → {}{}{}",
+            line.beneficiary,
+            line.provider,
+            line.category,
+            if line.chip_origin.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", line.chip_origin)
+            },
+            if line.registered_model.is_empty() {
+                String::new()
+            } else {
+                format!("/registered={}", line.registered_model)
+            },
+            Fen(line.base_fen),
+            line.ratio,
+            Fen(line.amount_fen),
+            if line.cut_by.is_empty() {
+                String::new()
+            } else {
+                format!(" cut by {}", line.cut_by)
+            },
+            adjustment
+        );
+    }
+    Ok(())
+}
+
+/// The statement of a run: the columns of `suanli simulate`, then `run_id` and
+/// `original_period` (set on adjustment lines only). `subsidy` is what the run posts.
+fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
+    let run = response.run.as_ref().context("server returned no run")?;
+    let mut w =
+        csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut header: Vec<&str> = STATEMENT_HEADER.to_vec();
+    header.extend(["run_id", "original_period"]);
+    w.write_record(&header)?;
+    for l in &response.lines {
+        let adjustment = l.original_period != run.period;
+        w.write_record([
+            run.programme.clone(),
+            run.period.clone(),
+            l.beneficiary.clone(),
+            l.provider.clone(),
+            l.category.clone(),
+            l.chip_origin.clone(),
+            l.registered_model.clone(),
+            Fen(l.base_fen).to_string(),
+            l.ratio.clone(),
+            Fen(l.amount_fen).to_string(),
+            l.cut_by.clone(),
+            run.run_id.to_string(),
+            if adjustment {
+                l.original_period.clone()
+            } else {
+                String::new()
+            },
+        ])?;
+    }
+    w.flush()?;
+    println!(
+        "run {}: {} line(s) written to {}",
+        run.run_id,
+        response.lines.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+pub enum LedgerAction {
+    RecordPayment {
+        payee: String,
+        amount: String,
+        reference: String,
+        programme: Option<String>,
+    },
+    Export {
+        out: std::path::PathBuf,
+    },
+    TrialBalance,
+}
+
+pub async fn ledger(server: &str, token: &str, action: LedgerAction) -> anyhow::Result<()> {
+    let mut client = LedgerServiceClient::new(channel(server).await?);
+    match action {
+        LedgerAction::RecordPayment {
+            payee,
+            amount,
+            reference,
+            programme,
+        } => {
+            let amount = Fen::parse_cny(&amount).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+            let r = client
+                .record_payment(authorize(
+                    pb::RecordPaymentRequest {
+                        payee: payee.clone(),
+                        amount_fen: amount.0,
+                        reference,
+                        programme: programme.unwrap_or_default(),
+                    },
+                    token,
+                )?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            println!(
+                "{} {amount} CNY to {payee} (journal {}); still owed {} CNY",
+                if r.duplicate {
+                    "already recorded: payment of"
+                } else {
+                    "recorded payment of"
+                },
+                r.journal_id,
+                Fen(r.outstanding_fen)
+            );
+        }
+        LedgerAction::Export { out } => {
+            let journals = client
+                .list_journals(authorize(pb::ListJournalsRequest::default(), token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner()
+                .journals;
+            let mut w = csv::Writer::from_path(&out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            w.write_record([
+                "journal_id",
+                "kind",
+                "reference",
+                "created_at",
+                "created_by",
+                "memo",
+                "account",
+                "debit",
+                "credit",
+            ])?;
+            let mut entries = 0;
+            for j in &journals {
+                for e in &j.entries {
+                    entries += 1;
+                    w.write_record([
+                        j.journal_id.to_string(),
+                        j.kind.clone(),
+                        j.reference.clone(),
+                        j.created_at.clone(),
+                        j.created_by.clone(),
+                        j.memo.clone(),
+                        e.account.clone(),
+                        Fen(e.debit_fen).to_string(),
+                        Fen(e.credit_fen).to_string(),
+                    ])?;
+                }
+            }
+            w.flush()?;
+            println!(
+                "{} journal(s), {entries} entries written to {}",
+                journals.len(),
+                out.display()
+            );
+        }
+        LedgerAction::TrialBalance => {
+            let t = client
+                .trial_balance(authorize(pb::TrialBalanceRequest {}, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            println!(
+                "{:<60} {:>18} {:>18} {:>18}",
+                "account", "debit", "credit", "balance"
+            );
+            for a in &t.accounts {
+                println!(
+                    "{:<60} {:>18} {:>18} {:>18}",
+                    a.account,
+                    Fen(a.debit_fen),
+                    Fen(a.credit_fen),
+                    Fen(a.balance_fen)
+                );
+            }
+            println!(
+                "{:<60} {:>18} {:>18}",
+                "total",
+                Fen(t.total_debit_fen),
+                Fen(t.total_credit_fen)
+            );
+            if !t.balanced {
+                anyhow::bail!("the trial balance does not balance");
+            }
+            println!("balanced");
+        }
+    }
+    Ok(())
+}
+
+pub async fn balance(
+    server: &str,
+    token: &str,
+    beneficiary: Option<String>,
+    year: Option<i32>,
+    payee: Option<String>,
+) -> anyhow::Result<()> {
+    let mut client = BalanceServiceClient::new(channel(server).await?);
+    if let Some(payee) = payee {
+        let r = client
+            .get_payee(authorize(pb::GetPayeeRequest { payee }, token)?)
+            .await
+            .map_err(grpc_error)?
+            .into_inner();
+        println!("payee {}", r.payee);
+        for p in &r.programmes {
+            println!(
+                "  {}: posted {} CNY, paid {} CNY, outstanding {} CNY",
+                p.programme,
+                Fen(p.posted_fen),
+                Fen(p.paid_fen),
+                Fen(p.outstanding_fen)
+            );
+        }
+        return Ok(());
+    }
+    let beneficiary = beneficiary.context("give --beneficiary ID (with --year) or --payee ID")?;
+    let year = year.context("--year is required with --beneficiary")?;
+    let r = client
+        .get_balance(authorize(
+            pb::GetBalanceRequest { beneficiary, year },
+            token,
+        )?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    println!("beneficiary {} in {year}", r.beneficiary);
+    for p in &r.programmes {
+        let cap = if p.capped {
+            format!("{} CNY", Fen(p.cap_fen))
+        } else {
+            "none".into()
+        };
+        let remaining = if p.capped {
+            format!("{} CNY", Fen(p.remaining_fen))
+        } else {
+            "unlimited".into()
+        };
+        println!(
+            "  {}: cap {cap}, paid {} CNY, pending {} CNY, remaining {remaining}",
+            p.programme,
+            Fen(p.paid_fen),
+            Fen(p.pending_fen)
+        );
+    }
+    if r.programmes.is_empty() {
+        println!("  no grants in {year}");
+    }
+    Ok(())
+}
+
+/// `usage void`: withdraws a record (idempotent).
+pub async fn void(
+    server: &str,
+    token: &str,
+    provider: String,
+    record_id: String,
+    reason: String,
+) -> anyhow::Result<()> {
+    let mut client = suanli_proto::v1::metering_service_client::MeteringServiceClient::new(
+        channel(server).await?,
+    );
+    let r = client
+        .void_usage(authorize(
+            pb::VoidUsageRequest {
+                provider: provider.clone(),
+                record_id: record_id.clone(),
+                reason,
+            },
+            token,
+        )?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    println!(
+        "record {record_id} of {provider} {}",
+        if r.voided {
+            "voided"
+        } else {
+            "was already void"
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! Settlement end to end through the real binary on both backends: registry import → usage
+//! import → settle create/approve/post → balance, late records and voids across months, the
+//! ledger, and a preview equal to `suanli simulate` on the same data (POLICY.md §4, R9-R12).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_suanli"));
+    c.current_dir(root());
+    c
+}
+
+/// A database for one test: a temp SQLite file or a fresh PostgreSQL database, dropped after.
+struct Db {
+    url: String,
+    dir: PathBuf,
+    drop_pg: Option<(postgres::Client, String)>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some((mut admin, name)) = self.drop_pg.take() {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "suanli-settle-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sqlite_db() -> Option<Db> {
+    let dir = temp_dir();
+    Some(Db {
+        url: format!("sqlite://{}/suanli.db", dir.display()),
+        dir,
+        drop_pg: None,
+    })
+}
+
+fn pg_db() -> Option<Db> {
+    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(c) => c,
+        Err(e) if !required => {
+            eprintln!("skipping the PostgreSQL run: {e}");
+            return None;
+        }
+        Err(e) => {
+            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
+        }
+    };
+    let name = format!(
+        "suanli_settle_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(Db {
+        url: format!("{prefix}/{name}"),
+        dir: temp_dir(),
+        drop_pg: Some((admin, name)),
+    })
+}
+
+/// A running `suanli serve` child process, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    db: Db,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(db: Db) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        // Migrate before serving so tokens can be created against the schema.
+        let child = bin()
+            .args(["serve", "--addr", &addr, "--database-url", &db.url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "server listens within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, addr, db }
+    }
+
+    fn token(&self, args: &[&str]) -> String {
+        let o = bin()
+            .args(["token", "create", "--database-url", &self.db.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace()
+            .find(|w| w.starts_with("sl_"))
+            .expect("a token is printed")
+            .to_owned()
+    }
+
+    fn run(&self, token: &str, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .env("SUANLI_SERVER", &self.addr)
+            .env("SUANLI_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    fn ok(&self, token: &str, args: &[&str]) -> String {
+        let o = self.run(token, args);
+        assert!(
+            o.status.success(),
+            "{args:?} succeeds: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs a CLI command that must fail; returns its stderr.
+    fn fails(&self, token: &str, args: &[&str]) -> String {
+        let o = self.run(token, args);
+        assert!(!o.status.success(), "{args:?} fails");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.db.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
+
+fn run_id(stdout: &str) -> String {
+    stdout.split_whitespace().nth(1).expect("run id").to_owned()
+}
+
+/// The statement rows of one programme from a CSV text, without the header.
+fn rows_of(csv: &str, programme: &str) -> Vec<String> {
+    csv.lines()
+        .skip(1)
+        .filter(|l| l.starts_with(&format!("{programme},")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn worked_example_end_to_end(db: Db) {
+    let s = Server::start(db);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let auditor = s.token(&["--role", "auditor"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let dc_b = s.token(&["--role", "provider", "--provider", "dc-b"]);
+    let ent_d = s.token(&["--role", "beneficiary", "--beneficiary", "ent-d"]);
+    s.ok(
+        &admin,
+        &[
+            "registry",
+            "import",
+            "--file",
+            "examples/worked/registry.toml",
+        ],
+    );
+
+    // January: ent-d receives 7,900,000.00 of the municipal voucher (0.30 × 26,333,333.33).
+    let jan = s.file("jan.csv", &format!("{HEADER}dc-a,j1,ent-d,a-dom,2025-01-01T00:00:00+08:00,2025-01-11T00:00:00+08:00,1316667,26333333.33\n"));
+    s.ok(&dc_a, &["usage", "import", "--file", &jan]);
+    let out = s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "hz-municipal-2025",
+            "--period",
+            "2025-01",
+        ],
+    );
+    let jan_run = run_id(&out);
+    assert!(
+        out.contains("ent-d dc-a compute/domestic base 26333333.33 ratio 0.30 → 7900000.00"),
+        "{out}"
+    );
+    let err = s.fails(&f1, &["settle", "approve", &jan_run]);
+    assert!(
+        err.contains("four eyes"),
+        "the creator cannot approve: {err}"
+    );
+    let err = s.fails(&dc_a, &["settle", "approve", &jan_run]);
+    assert!(
+        err.contains("permission"),
+        "a provider cannot approve: {err}"
+    );
+    s.ok(&f2, &["settle", "approve", &jan_run]);
+    assert!(s.ok(&f1, &["settle", "post", &jan_run]).contains("posted"));
+    assert!(
+        s.ok(&f1, &["settle", "post", &jan_run])
+            .contains("unchanged"),
+        "posting twice changes nothing"
+    );
+
+    // March: POLICY.md §4 through the service.
+    let usage = std::fs::read_to_string(root().join("examples/worked/usage.csv")).unwrap();
+    for (provider, token) in [("dc-a", &dc_a), ("dc-b", &dc_b)] {
+        let mine: String = usage
+            .lines()
+            .filter(|l| l.starts_with(&format!("{provider},")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let f = s.file(&format!("march-{provider}.csv"), &format!("{HEADER}{mine}"));
+        s.ok(token, &["usage", "import", "--file", &f]);
+    }
+    let expected = std::fs::read_to_string(root().join("examples/worked/statement.csv")).unwrap();
+    // The preview equals `suanli simulate` on the same registry, usage and prior payments.
+    let sim_out = s.db.dir.join("sim.csv");
+    let o = bin()
+        .args([
+            "simulate",
+            "--registry",
+            "examples/worked/registry.toml",
+            "--usage",
+            "examples/worked/usage.csv",
+        ])
+        .args([
+            "--prior",
+            "examples/worked/prior.csv",
+            "--period",
+            "2025-03",
+            "--out",
+            sim_out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let simulated = std::fs::read_to_string(&sim_out).unwrap();
+    assert_eq!(simulated, expected);
+    let mut runs = Vec::new();
+    for programme in ["hz-municipal-2025", "national-intelligence-2025"] {
+        let id = run_id(&s.ok(
+            &f1,
+            &[
+                "settle",
+                "create",
+                "--programme",
+                programme,
+                "--period",
+                "2025-03",
+            ],
+        ));
+        let err = s.fails(
+            &f1,
+            &[
+                "settle",
+                "create",
+                "--programme",
+                programme,
+                "--period",
+                "2025-03",
+            ],
+        );
+        assert!(
+            err.contains("one open run per programme and period"),
+            "{err}"
+        );
+        let export = s.db.dir.join(format!("run-{id}.csv"));
+        s.ok(
+            &auditor,
+            &["settle", "export", &id, "--out", export.to_str().unwrap()],
+        );
+        let exported = std::fs::read_to_string(&export).unwrap();
+        assert!(exported.starts_with(
+            "programme,period,beneficiary,provider,category,chip_origin,registered_model,base,ratio,subsidy,cut_by,run_id,original_period\n"
+        ));
+        let trimmed: Vec<String> = rows_of(&exported, programme)
+            .iter()
+            .map(|r| {
+                r.strip_suffix(&format!(",{id},"))
+                    .expect("own-period lines end with run_id and an empty original_period")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            trimmed,
+            rows_of(&simulated, programme),
+            "{programme}: preview = simulate"
+        );
+        s.ok(&f2, &["settle", "approve", &id]);
+        s.ok(&f1, &["settle", "post", &id]);
+        runs.push(id);
+    }
+    let balance = s.ok(
+        &ent_d,
+        &["balance", "--beneficiary", "ent-d", "--year", "2025"],
+    );
+    assert!(
+        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
+        "{balance}"
+    );
+    let err = s.fails(
+        &ent_d,
+        &["balance", "--beneficiary", "ent-a", "--year", "2025"],
+    );
+    assert!(
+        err.contains("cannot read"),
+        "a beneficiary sees only its own balance: {err}"
+    );
+
+    // April: dc-b voids ent-b's paid March record and reports a late March record for ent-c.
+    s.ok(
+        &dc_b,
+        &[
+            "usage",
+            "void",
+            "--provider",
+            "dc-b",
+            "--record-id",
+            "r2",
+            "--reason",
+            "billed in error",
+        ],
+    );
+    let late = s.file("late.csv", &format!("{HEADER}dc-b,r9,ent-c,b-oth,2025-03-20T00:00:00+08:00,2025-03-21T00:00:00+08:00,100,2000.00\n"));
+    s.ok(&dc_b, &["usage", "import", "--file", &late]);
+    let pending = s.ok(
+        &auditor,
+        &["balance", "--beneficiary", "ent-c", "--year", "2025"],
+    );
+    assert!(
+        pending.contains(
+            "hz-municipal-2025: cap 8000000.00 CNY, paid 150000.00 CNY, pending 300.00 CNY"
+        ),
+        "{pending}"
+    );
+    let april = run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "hz-municipal-2025",
+            "--period",
+            "2025-04",
+        ],
+    ));
+    let export = s.db.dir.join("april.csv");
+    s.ok(
+        &f1,
+        &[
+            "settle",
+            "export",
+            &april,
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(
+        exported.lines().skip(1).collect::<Vec<_>>(),
+        [
+            format!(
+                "hz-municipal-2025,2025-04,ent-b,dc-b,compute,other,,0.00,0.00,-200000.00,,{april},2025-03"
+            ),
+            format!(
+                "hz-municipal-2025,2025-04,ent-c,dc-b,compute,other,,1002000.00,0.15,300.00,,{april},2025-03"
+            ),
+        ],
+        "adjustment lines: a claw-back and a late record, both naming March"
+    );
+    s.ok(&f2, &["settle", "approve", &april]);
+    s.ok(&f2, &["settle", "cancel", &april]);
+    let err = s.fails(&f1, &["settle", "post", &april]);
+    assert!(err.contains("cancelled"), "{err}");
+    let april = run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "hz-municipal-2025",
+            "--period",
+            "2025-04",
+        ],
+    ));
+    s.ok(&f2, &["settle", "approve", &april]);
+    s.ok(&f2, &["settle", "post", &april]);
+    assert!(
+        s.ok(&auditor, &["settle", "rederive", &april])
+            .contains("every line matches")
+    );
+    assert!(
+        s.ok(&auditor, &["settle", "rederive", &runs[0]])
+            .contains("every line matches")
+    );
+
+    // The ledger: dc-b was owed 350,000.00 for March, less 200,000.00 clawed back, plus 300.00.
+    let owed = s.ok(&auditor, &["balance", "--payee", "dc-b"]);
+    assert!(
+        owed.contains(
+            "hz-municipal-2025: posted 150300.00 CNY, paid 0.00 CNY, outstanding 150300.00 CNY"
+        ),
+        "{owed}"
+    );
+    let paid = s.ok(
+        &f1,
+        &[
+            "ledger",
+            "record-payment",
+            "--payee",
+            "dc-b",
+            "--amount",
+            "150000.00",
+            "--reference",
+            "HZ-PAY-1",
+        ],
+    );
+    assert!(paid.contains("still owed 300.00"), "{paid}");
+    assert!(
+        s.ok(
+            &f1,
+            &[
+                "ledger",
+                "record-payment",
+                "--payee",
+                "dc-b",
+                "--amount",
+                "150000.00",
+                "--reference",
+                "HZ-PAY-1"
+            ]
+        )
+        .contains("already recorded")
+    );
+    let err = s.fails(
+        &f1,
+        &[
+            "ledger",
+            "record-payment",
+            "--payee",
+            "dc-b",
+            "--amount",
+            "500.00",
+            "--reference",
+            "HZ-PAY-2",
+        ],
+    );
+    assert!(err.contains("exceeds"), "{err}");
+    let trial = s.ok(&auditor, &["ledger", "trial-balance"]);
+    assert!(trial.contains("balanced"), "{trial}");
+    let journal = s.db.dir.join("journal.csv");
+    s.ok(
+        &auditor,
+        &["ledger", "export", "--out", journal.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let (mut debit, mut credit) = (0i64, 0i64);
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.rsplitn(3, ',').collect();
+        let cents = |t: &str| -> i64 { t.replace('.', "").parse().unwrap() };
+        credit += cents(f[0]);
+        debit += cents(f[1]);
+    }
+    assert_eq!(debit, credit, "the exported journal balances");
+    // Ledger balances equal the sum of posted statements: municipal expense = January
+    // 7,900,000.00 + March 600,000.00 + April (−200,000.00 + 300.00), split half and half.
+    for funder in ["city", "district"] {
+        let line = trial
+            .lines()
+            .find(|l| l.starts_with(&format!("expense:hz-municipal-2025:{funder} ")))
+            .expect("expense line");
+        assert!(line.trim_end().ends_with(" 4150150.00"), "{line}");
+    }
+    let national = trial
+        .lines()
+        .find(|l| l.starts_with("expense:national-intelligence-2025 "))
+        .expect("national expense");
+    assert!(national.trim_end().ends_with(" 550000.00"), "{national}");
+}
+
+#[test]
+fn worked_example_end_to_end_on_sqlite() {
+    worked_example_end_to_end(sqlite_db().unwrap());
+}
+
+#[test]
+fn worked_example_end_to_end_on_postgres() {
+    if let Some(db) = pg_db() {
+        worked_example_end_to_end(db);
+    }
+}

@@ -1,0 +1,492 @@
+//! Settlement runs and the journal in storage, written once for both backends over [`Sql`].
+//! The decisions (what a run posts, whether a journal balances) are the domain's; these
+//! functions only read and write rows inside the caller's transaction.
+
+use crate::sql::{Sql, Value};
+use crate::{Result, StoreError};
+
+/// A settlement line key in its text form (as in the accruals table).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LineKeyRow {
+    pub beneficiary: String,
+    pub provider: String,
+    pub category: String,
+    pub chip_origin: String,
+    pub registered_model: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRow {
+    pub run_id: i64,
+    pub programme: String,
+    pub period: String,
+    pub status: String,
+    pub registry_version: i64,
+    pub content_hash: String,
+    pub posted_basis: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<String>,
+    pub posted_at: Option<String>,
+    pub cancelled_at: Option<String>,
+    pub journal_id: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunLineRow {
+    pub original_period: String,
+    pub key: LineKeyRow,
+    pub base_fen: i64,
+    pub ratio: String,
+    pub entitlement_fen: i64,
+    pub posted_before_fen: i64,
+    pub amount_fen: i64,
+    pub cut_by: String,
+    pub payee: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputRow {
+    pub period: String,
+    pub key: LineKeyRow,
+    pub base_fen: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub programme: String,
+    pub period: String,
+    pub registry_version: i64,
+    pub content_hash: String,
+    pub posted_basis: String,
+    pub created_by: String,
+    pub created_at: String,
+    /// The registry version used for each period of the year to date.
+    pub periods: Vec<(String, i64)>,
+    pub inputs: Vec<InputRow>,
+    pub lines: Vec<RunLineRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRow {
+    pub account: String,
+    pub debit_fen: i64,
+    pub credit_fen: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalRow {
+    pub journal_id: i64,
+    pub kind: String,
+    pub reference: String,
+    pub memo: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub entries: Vec<EntryRow>,
+}
+
+const RUN_COLUMNS: &str = "run_id, programme, period, status, registry_version, content_hash, posted_basis, created_by, created_at, approved_by, approved_at, posted_at, cancelled_at, journal_id";
+
+fn run_of(r: &[Value]) -> Result<RunRow> {
+    Ok(RunRow {
+        run_id: r[0].int()?,
+        programme: r[1].text()?,
+        period: r[2].text()?,
+        status: r[3].text()?,
+        registry_version: r[4].int()?,
+        content_hash: r[5].text()?,
+        posted_basis: r[6].text()?,
+        created_by: r[7].text()?,
+        created_at: r[8].text()?,
+        approved_by: r[9].opt_text()?,
+        approved_at: r[10].opt_text()?,
+        posted_at: r[11].opt_text()?,
+        cancelled_at: r[12].opt_text()?,
+        journal_id: r[13].opt_int()?,
+    })
+}
+
+fn key_of(r: &[Value]) -> Result<LineKeyRow> {
+    Ok(LineKeyRow {
+        beneficiary: r[0].text()?,
+        provider: r[1].text()?,
+        category: r[2].text()?,
+        chip_origin: r[3].text()?,
+        registered_model: r[4].text()?,
+    })
+}
+
+fn key_values(key: &LineKeyRow) -> [Value; 5] {
+    [
+        key.beneficiary.as_str().into(),
+        key.provider.as_str().into(),
+        key.category.as_str().into(),
+        key.chip_origin.as_str().into(),
+        key.registered_model.as_str().into(),
+    ]
+}
+
+/// The open or approved (not yet posted) run of a programme and period.
+pub fn pending_run(tx: &mut dyn Sql, programme: &str, period: &str) -> Result<Option<RunRow>> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM settlement_runs WHERE programme = $1 AND period = $2 AND status IN ('open', 'approved')"
+    );
+    tx.query(&sql, &[programme.into(), period.into()])?
+        .first()
+        .map(|r| run_of(r))
+        .transpose()
+}
+
+pub fn insert_run(tx: &mut dyn Sql, run: &NewRun) -> Result<i64> {
+    let rows = tx.query(
+        "INSERT INTO settlement_runs (programme, period, status, registry_version, content_hash, posted_basis, created_by, created_at) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7) RETURNING run_id",
+        &[
+            run.programme.as_str().into(),
+            run.period.as_str().into(),
+            run.registry_version.into(),
+            run.content_hash.as_str().into(),
+            run.posted_basis.as_str().into(),
+            run.created_by.as_str().into(),
+            run.created_at.as_str().into(),
+        ],
+    )?;
+    let run_id = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("insert returned no run id".into()))?[0]
+        .int()?;
+    for (period, version) in &run.periods {
+        tx.exec(
+            "INSERT INTO run_periods (run_id, period, registry_version) VALUES ($1, $2, $3)",
+            &[run_id.into(), period.as_str().into(), (*version).into()],
+        )?;
+    }
+    for input in &run.inputs {
+        let mut params = vec![run_id.into(), input.period.as_str().into()];
+        params.extend(key_values(&input.key));
+        params.push(input.base_fen.into());
+        tx.exec(
+            "INSERT INTO run_inputs (run_id, period, beneficiary, provider, category, chip_origin, registered_model, base_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &params,
+        )?;
+    }
+    for (seq, line) in run.lines.iter().enumerate() {
+        let mut params = vec![
+            run_id.into(),
+            (seq as i64).into(),
+            line.original_period.as_str().into(),
+        ];
+        params.extend(key_values(&line.key));
+        params.extend([
+            line.base_fen.into(),
+            line.ratio.as_str().into(),
+            line.entitlement_fen.into(),
+            line.posted_before_fen.into(),
+            line.amount_fen.into(),
+            line.cut_by.as_str().into(),
+            line.payee.as_str().into(),
+        ]);
+        tx.exec(
+            "INSERT INTO run_lines (run_id, seq, original_period, beneficiary, provider, category, chip_origin, registered_model, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &params,
+        )?;
+    }
+    Ok(run_id)
+}
+
+pub fn run(tx: &mut dyn Sql, run_id: i64) -> Result<Option<RunRow>> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM settlement_runs WHERE run_id = $1");
+    tx.query(&sql, &[run_id.into()])?
+        .first()
+        .map(|r| run_of(r))
+        .transpose()
+}
+
+pub fn runs(tx: &mut dyn Sql, programme: Option<&str>) -> Result<Vec<RunRow>> {
+    let rows = match programme {
+        Some(p) => tx.query(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM settlement_runs WHERE programme = $1 ORDER BY run_id"
+            ),
+            &[p.into()],
+        )?,
+        None => tx.query(
+            &format!("SELECT {RUN_COLUMNS} FROM settlement_runs ORDER BY run_id"),
+            &[],
+        )?,
+    };
+    rows.iter().map(|r| run_of(r)).collect()
+}
+
+pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 ORDER BY seq",
+        &[run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunLineRow {
+                key: key_of(r)?,
+                original_period: r[5].text()?,
+                base_fen: r[6].int()?,
+                ratio: r[7].text()?,
+                entitlement_fen: r[8].int()?,
+                posted_before_fen: r[9].int()?,
+                amount_fen: r[10].int()?,
+                cut_by: r[11].text()?,
+                payee: r[12].text()?,
+            })
+        })
+        .collect()
+}
+
+pub fn run_inputs(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<InputRow>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, period, base_fen FROM run_inputs WHERE run_id = $1 ORDER BY period, beneficiary, provider, category, chip_origin, registered_model",
+        &[run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(InputRow {
+                key: key_of(r)?,
+                period: r[5].text()?,
+                base_fen: r[6].int()?,
+            })
+        })
+        .collect()
+}
+
+pub fn run_periods(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<(String, i64)>> {
+    let rows = tx.query(
+        "SELECT period, registry_version FROM run_periods WHERE run_id = $1 ORDER BY period",
+        &[run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?)))
+        .collect()
+}
+
+/// Moves a run from one status to another; false when it was not in `from`.
+pub fn transition(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    from: &str,
+    to: &str,
+    actor: Option<&str>,
+    at: &str,
+) -> Result<bool> {
+    let sql = match to {
+        "approved" => {
+            "UPDATE settlement_runs SET status = $1, approved_by = $2, approved_at = $3 WHERE run_id = $4 AND status = $5"
+        }
+        "cancelled" => {
+            "UPDATE settlement_runs SET status = $1, approved_by = COALESCE(approved_by, $2), cancelled_at = $3 WHERE run_id = $4 AND status = $5"
+        }
+        other => return Err(StoreError::Corrupt(format!("no transition to {other}"))),
+    };
+    let changed = tx.exec(
+        sql,
+        &[
+            to.into(),
+            actor.map(str::to_owned).into(),
+            at.into(),
+            run_id.into(),
+            from.into(),
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+pub fn mark_posted(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    journal_id: Option<i64>,
+    at: &str,
+) -> Result<bool> {
+    let changed = tx.exec(
+        "UPDATE settlement_runs SET status = 'posted', journal_id = $1, posted_at = $2 WHERE run_id = $3 AND status = 'approved'",
+        &[journal_id.into(), at.into(), run_id.into()],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Σ posted per (original period, line) of a programme: what R9 subtracts.
+pub fn posted_lines(tx: &mut dyn Sql, programme: &str) -> Result<Vec<(String, LineKeyRow, i64)>> {
+    let rows = tx.query(
+        "SELECT l.beneficiary, l.provider, l.category, l.chip_origin, l.registered_model, l.original_period, CAST(SUM(l.amount_fen) AS BIGINT) \
+         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+         WHERE r.programme = $1 AND r.status = 'posted' \
+         GROUP BY l.beneficiary, l.provider, l.category, l.chip_origin, l.registered_model, l.original_period",
+        &[programme.into()],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[5].text()?, key_of(r)?, r[6].int()?)))
+        .collect()
+}
+
+/// Σ posted per (programme, beneficiary) or per (programme, payee): balances for R12.
+pub fn posted_totals(tx: &mut dyn Sql, column: PostedBy, who: &str) -> Result<Vec<(String, i64)>> {
+    let sql = match column {
+        PostedBy::Beneficiary => {
+            "SELECT r.programme, CAST(SUM(l.amount_fen) AS BIGINT) FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id WHERE r.status = 'posted' AND l.beneficiary = $1 GROUP BY r.programme ORDER BY r.programme"
+        }
+        PostedBy::Payee => {
+            "SELECT r.programme, CAST(SUM(l.amount_fen) AS BIGINT) FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id WHERE r.status = 'posted' AND l.payee = $1 GROUP BY r.programme ORDER BY r.programme"
+        }
+    };
+    let rows = tx.query(sql, &[who.into()])?;
+    rows.iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?)))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostedBy {
+    Beneficiary,
+    Payee,
+}
+
+/// For each period of a year (`YYYY-` prefix), the registry version of its first run that was
+/// not cancelled (R9).
+pub fn first_run_versions(tx: &mut dyn Sql, year_prefix: &str) -> Result<Vec<(String, i64)>> {
+    let rows = tx.query(
+        "SELECT p.period, p.registry_version FROM run_periods p \
+         WHERE p.run_id = (SELECT MIN(q.run_id) FROM run_periods q JOIN settlement_runs r ON r.run_id = q.run_id \
+                           WHERE q.period = p.period AND r.status <> 'cancelled') \
+           AND p.period LIKE $1 ORDER BY p.period",
+        &[format!("{year_prefix}%").into()],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?)))
+        .collect()
+}
+
+/// The ids of a programme's posted runs, comma-separated: a run computed on one basis may only
+/// be posted while the basis is unchanged (otherwise its "posted before" figures are stale).
+pub fn posted_basis(tx: &mut dyn Sql, programme: &str) -> Result<String> {
+    let rows = tx.query("SELECT run_id FROM settlement_runs WHERE programme = $1 AND status = 'posted' ORDER BY run_id", &[programme.into()])?;
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r[0].int().map(|i| i.to_string()))
+        .collect::<Result<_>>()?;
+    Ok(ids.join(","))
+}
+
+/// The latest period of a programme with a posted run.
+pub fn latest_posted_period(tx: &mut dyn Sql, programme: &str) -> Result<Option<String>> {
+    let rows = tx.query(
+        "SELECT MAX(period) FROM settlement_runs WHERE programme = $1 AND status = 'posted'",
+        &[programme.into()],
+    )?;
+    rows.first().map_or(Ok(None), |r| r[0].opt_text())
+}
+
+/// Appends a journal; the caller has checked that it balances (the domain's `Journal`).
+pub fn insert_journal(
+    tx: &mut dyn Sql,
+    kind: &str,
+    reference: &str,
+    memo: &str,
+    by: &str,
+    at: &str,
+    entries: &[EntryRow],
+) -> Result<i64> {
+    let rows = tx.query(
+        "INSERT INTO journals (kind, reference, memo, created_by, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING journal_id",
+        &[kind.into(), reference.into(), memo.into(), by.into(), at.into()],
+    )?;
+    let journal_id = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("insert returned no journal id".into()))?[0]
+        .int()?;
+    for (seq, e) in entries.iter().enumerate() {
+        tx.exec(
+            "INSERT INTO journal_entries (journal_id, seq, account, debit_fen, credit_fen) VALUES ($1, $2, $3, $4, $5)",
+            &[journal_id.into(), (seq as i64).into(), e.account.as_str().into(), e.debit_fen.into(), e.credit_fen.into()],
+        )?;
+    }
+    Ok(journal_id)
+}
+
+pub fn journal_by_reference(
+    tx: &mut dyn Sql,
+    kind: &str,
+    reference: &str,
+) -> Result<Option<JournalRow>> {
+    let rows = tx.query(
+        "SELECT journal_id FROM journals WHERE kind = $1 AND reference = $2",
+        &[kind.into(), reference.into()],
+    )?;
+    match rows.first() {
+        Some(r) => Ok(journals(tx, Some(r[0].int()?))?.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
+/// Journals with their entries, in order; one journal when `only` is given.
+pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> {
+    let (head_sql, entry_sql, params): (&str, &str, Vec<Value>) = match only {
+        Some(id) => (
+            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals WHERE journal_id = $1 ORDER BY journal_id",
+            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 ORDER BY journal_id, seq",
+            vec![id.into()],
+        ),
+        None => (
+            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals ORDER BY journal_id",
+            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries ORDER BY journal_id, seq",
+            vec![],
+        ),
+    };
+    let mut out: Vec<JournalRow> = tx
+        .query(head_sql, &params)?
+        .iter()
+        .map(|r| {
+            Ok(JournalRow {
+                journal_id: r[0].int()?,
+                kind: r[1].text()?,
+                reference: r[2].text()?,
+                memo: r[3].text()?,
+                created_by: r[4].text()?,
+                created_at: r[5].text()?,
+                entries: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut index = 0;
+    for r in tx.query(entry_sql, &params)? {
+        let id = r[0].int()?;
+        while index < out.len() && out[index].journal_id < id {
+            index += 1;
+        }
+        let journal = out
+            .get_mut(index)
+            .filter(|j| j.journal_id == id)
+            .ok_or_else(|| StoreError::Corrupt(format!("entry of unknown journal {id}")))?;
+        journal.entries.push(EntryRow {
+            account: r[1].text()?,
+            debit_fen: r[2].int()?,
+            credit_fen: r[3].int()?,
+        });
+    }
+    Ok(out)
+}
+
+/// Σ debits and Σ credits per account, by account name: the trial balance.
+pub fn account_totals(tx: &mut dyn Sql) -> Result<Vec<(String, i64, i64)>> {
+    let rows = tx.query(
+        "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) FROM journal_entries GROUP BY account ORDER BY account",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
+        .collect()
+}
+
+/// The TOML text of a registry version.
+pub fn registry_text(tx: &mut dyn Sql, version: i64) -> Result<Option<String>> {
+    let rows = tx.query(
+        "SELECT toml_text FROM registry_versions WHERE version = $1",
+        &[version.into()],
+    )?;
+    rows.first().map(|r| r[0].text()).transpose()
+}

@@ -1,0 +1,183 @@
+//! A small dynamic SQL surface shared by both backends, so the settlement and ledger queries
+//! (`ledger.rs`) are written once. Placeholders are `$1, $2, …` in order of appearance: PostgreSQL
+//! reads them natively and SQLite binds them positionally in that order.
+
+use crate::{Result, StoreError};
+
+/// A value bound to or read from a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+    /// NULL in an integer column.
+    NullInt,
+    /// NULL in a text column.
+    NullText,
+}
+
+impl Value {
+    pub fn int(&self) -> Result<i64> {
+        match self {
+            Value::Int(i) => Ok(*i),
+            other => Err(StoreError::Corrupt(format!(
+                "expected an integer, found {other:?}"
+            ))),
+        }
+    }
+
+    pub fn text(&self) -> Result<String> {
+        match self {
+            Value::Text(t) => Ok(t.clone()),
+            other => Err(StoreError::Corrupt(format!(
+                "expected text, found {other:?}"
+            ))),
+        }
+    }
+
+    pub fn opt_text(&self) -> Result<Option<String>> {
+        match self {
+            Value::NullText | Value::NullInt => Ok(None),
+            other => other.text().map(Some),
+        }
+    }
+
+    pub fn opt_int(&self) -> Result<Option<i64>> {
+        match self {
+            Value::NullText | Value::NullInt => Ok(None),
+            other => other.int().map(Some),
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Int(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::Text(v)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
+        v.map_or(Value::NullText, Value::Text)
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        v.map_or(Value::NullInt, Value::Int)
+    }
+}
+
+/// One open transaction of either backend.
+pub trait Sql {
+    /// Runs a statement; returns the number of rows changed.
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    /// Runs a query; every row as values in column order.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>>;
+}
+
+impl Sql for rusqlite::Transaction<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let mut stmt = self.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let mut stmt = self.prepare_cached(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(sqlite_value)))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => Value::NullText,
+                    rusqlite::types::ValueRef::Integer(v) => Value::Int(v),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        Value::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "unexpected sqlite value {other:?}"
+                        )));
+                    }
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+fn sqlite_value(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Int(i) => rusqlite::types::Value::Integer(*i),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        Value::NullInt | Value::NullText => rusqlite::types::Value::Null,
+    }
+}
+
+impl Sql for postgres::Transaction<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let bound = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            bound.iter().map(|b| b.as_ref()).collect();
+        Ok(self.execute(sql, &refs)?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        let bound = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            bound.iter().map(|b| b.as_ref()).collect();
+        let rows = postgres::GenericClient::query(self, sql, &refs)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (i, column) in row.columns().iter().enumerate() {
+                use postgres::types::Type;
+                let ty = column.type_();
+                values.push(if *ty == Type::INT8 {
+                    row.get::<_, Option<i64>>(i)
+                        .map_or(Value::NullInt, Value::Int)
+                } else if *ty == Type::INT4 {
+                    row.get::<_, Option<i32>>(i)
+                        .map_or(Value::NullInt, |v| Value::Int(i64::from(v)))
+                } else if *ty == Type::TEXT || *ty == Type::VARCHAR {
+                    row.get::<_, Option<String>>(i)
+                        .map_or(Value::NullText, Value::Text)
+                } else {
+                    return Err(StoreError::Corrupt(format!(
+                        "unexpected postgres column type {ty}"
+                    )));
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+fn pg_params(params: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                Value::Int(i) => Box::new(*i),
+                Value::Text(t) => Box::new(t.clone()),
+                Value::NullInt => Box::new(Option::<i64>::None),
+                Value::NullText => Box::new(Option::<String>::None),
+            }
+        })
+        .collect()
+}
