@@ -25,7 +25,10 @@ pub struct PgStore {
 
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
 
-fn row_of(r: &postgres::Row) -> (Row, Option<String>, Option<String>) {
+/// A stored row with its `voided_at` and `void_reason`.
+type Fetched = (Row, Option<String>, Option<String>);
+
+fn row_of(r: &postgres::Row) -> Fetched {
     (
         Row {
             provider_id: r.get(0),
@@ -103,11 +106,7 @@ impl PgStore {
         Ok(())
     }
 
-    fn select_one(
-        &mut self,
-        provider_id: i64,
-        record_id: &str,
-    ) -> Result<Option<(Row, Option<String>, Option<String>)>> {
+    fn select_one(&mut self, provider_id: i64, record_id: &str) -> Result<Option<Fetched>> {
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2"
         );
