@@ -112,7 +112,7 @@ fn batch(
     for k in 0..args.batch {
         let p = (rng.next() % args.providers as u64) as usize;
         let b = (rng.next() % args.beneficiaries as u64) as usize;
-        let start = YEAR_START + (rng.next() % 8000) as i64 * HOUR;
+        let start = YEAR_START + (rng.next() % 720) as i64 * HOUR;
         let fen = 100 + (rng.next() % 1900) as i64;
         amount += fen;
         records.push(pb::UsageRecord {

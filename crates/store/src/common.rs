@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use rust_decimal::Decimal;
 use suanli_domain::Fen;
-use suanli_domain::capacity::hour_shares;
+use suanli_domain::capacity::hour_shares_between;
 use suanli_domain::registry::Class;
 use suanli_domain::usage::UsageRecord;
 
@@ -183,6 +183,42 @@ pub(crate) fn compare(stored: &UsageRecord, candidate: &UsageRecord) -> Decision
     }
 }
 
+/// FxHash (rustc's hasher): the maps below are keyed by small integers from this process, so a
+/// DoS-resistant hasher buys nothing and SipHash showed up in profiles.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// Accrual key in ids: (beneficiary id, provider id, class code, period yyyymm).
+pub(crate) type AccrualIds = (i64, i64, i64, i64);
+
 /// Accrual key: the settlement line key and period, as text.
 pub(crate) type AccrualKey = (String, String, String, String, String, String);
 
@@ -206,20 +242,51 @@ pub(crate) fn accrual_key(
     )
 }
 
-/// The capacity index and the changes of the open transaction.
+pub(crate) fn accrual_key_of(names: &Names, ids: AccrualIds) -> Result<AccrualKey, StoreError> {
+    let class =
+        class_of_code(ids.2).ok_or_else(|| StoreError::Corrupt(format!("class_code {}", ids.2)))?;
+    Ok(accrual_key(
+        names.name(ids.0)?,
+        names.name(ids.1)?,
+        class,
+        &period_text(ids.3),
+    ))
+}
+
+/// The in-memory capacity index: used quantity per (sku id, clock hour) of the records that
+/// are not void. It is derived data, rebuilt from `usage_records` at open, so it costs no
+/// write per record.
 #[derive(Default)]
 pub(crate) struct Engine {
     pub names: Names,
-    /// Committed used quantity per (sku id, clock hour).
-    pub capacity: HashMap<(i64, i64), Decimal>,
+    pub capacity: FxMap<(i64, i64), Decimal>,
+}
+
+impl Engine {
+    /// Adds a stored record's shares while rebuilding the index.
+    pub(crate) fn rebuild_add(
+        &mut self,
+        sku_id: i64,
+        start_ns: i64,
+        end_ns: i64,
+        quantity: &str,
+    ) -> Result<(), StoreError> {
+        let quantity: Decimal = quantity
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
+        for (hour, share) in hour_shares_between(start_ns, end_ns, quantity).unwrap_or_default() {
+            *self.capacity.entry((sku_id, hour)).or_default() += share;
+        }
+        Ok(())
+    }
 }
 
 /// The effects of one transaction, applied to the database before commit and to the engine
 /// after it.
 #[derive(Default)]
 pub(crate) struct TxEffects {
-    pub capacity: HashMap<(i64, i64), Decimal>,
-    pub accruals: HashMap<AccrualKey, (i64, i64)>,
+    pub capacity: FxMap<(i64, i64), Decimal>,
+    pub accruals: FxMap<AccrualIds, (i64, i64)>,
 }
 
 impl TxEffects {
@@ -239,15 +306,18 @@ impl TxEffects {
         row: &Row,
         c: &Candidate,
     ) -> Result<Vec<(i64, Decimal)>, Decision> {
-        let Some(capacity) = c.capacity else {
-            return Ok(Vec::new());
+        let Some(shares) = hour_shares_between(row.start_ns, row.end_ns, c.record.quantity) else {
+            return match c.capacity {
+                None => Ok(Vec::new()),
+                Some(_) => Err(Decision::OverCapacity(format!(
+                    "record {:?} spans more than {} hours; capacity cannot be checked",
+                    c.record.record_id,
+                    suanli_domain::capacity::RECORD_HOURS_MAX
+                ))),
+            };
         };
-        let Some(shares) = hour_shares(&c.record) else {
-            return Err(Decision::OverCapacity(format!(
-                "record {:?} spans more than {} hours; capacity cannot be checked",
-                c.record.record_id,
-                suanli_domain::capacity::RECORD_HOURS_MAX
-            )));
+        let Some(capacity) = c.capacity else {
+            return Ok(shares);
         };
         for (hour, share) in &shares {
             let used = self.used(engine, (row.sku_id, *hour));
@@ -273,48 +343,56 @@ impl TxEffects {
         &mut self,
         engine: &Engine,
         row: &Row,
-        c: &Candidate,
         shares: Vec<(i64, Decimal)>,
     ) -> Decision {
         for (hour, share) in shares {
             let used = self.used(engine, (row.sku_id, hour));
             self.capacity.insert((row.sku_id, hour), used + share);
         }
-        let key = accrual_key(
-            &c.record.beneficiary,
-            &c.record.provider,
-            c.class,
-            &period_text(row.period),
-        );
-        let entry = self.accruals.entry(key).or_insert((0, 0));
+        let entry = self
+            .accruals
+            .entry((
+                row.beneficiary_id,
+                row.provider_id,
+                row.class_code,
+                row.period,
+            ))
+            .or_insert((0, 0));
         entry.0 += row.amount_fen;
         entry.1 += 1;
         Decision::Accepted
     }
 
     /// Releases a voided record's capacity and subtracts it from its accrual.
-    pub(crate) fn release(
-        &mut self,
-        engine: &Engine,
-        row: &Row,
-        record: &UsageRecord,
-        class: Class,
-    ) {
-        if let Some(shares) = hour_shares(record) {
-            for (hour, share) in shares {
-                let used = self.used(engine, (row.sku_id, hour));
-                self.capacity.insert((row.sku_id, hour), used - share);
-            }
+    pub(crate) fn release(&mut self, engine: &Engine, row: &Row, quantity: Decimal) {
+        for (hour, share) in
+            hour_shares_between(row.start_ns, row.end_ns, quantity).unwrap_or_default()
+        {
+            let used = self.used(engine, (row.sku_id, hour));
+            self.capacity.insert((row.sku_id, hour), used - share);
         }
-        let key = accrual_key(
-            &record.beneficiary,
-            &record.provider,
-            class,
-            &period_text(row.period),
-        );
-        let entry = self.accruals.entry(key).or_insert((0, 0));
+        let entry = self
+            .accruals
+            .entry((
+                row.beneficiary_id,
+                row.provider_id,
+                row.class_code,
+                row.period,
+            ))
+            .or_insert((0, 0));
         entry.0 -= row.amount_fen;
         entry.1 -= 1;
+    }
+
+    /// Accrual deltas with their keys as text, for the accruals table.
+    pub(crate) fn accrual_deltas(
+        &self,
+        names: &Names,
+    ) -> Result<Vec<(AccrualKey, i64, i64)>, StoreError> {
+        self.accruals
+            .iter()
+            .map(|(ids, (a, n))| Ok((accrual_key_of(names, *ids)?, *a, *n)))
+            .collect()
     }
 
     pub(crate) fn commit_into(self, engine: &mut Engine) {

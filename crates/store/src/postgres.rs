@@ -92,15 +92,12 @@ impl PgStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
             engine.names.insert(kind, r.get(2), r.get(0));
         }
-        for r in self
-            .client
-            .query("SELECT sku_id, hour, used FROM capacity_hours", &[])?
-        {
-            let used: String = r.get(2);
-            let used = used
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
-            engine.capacity.insert((r.get(0), r.get(1)), used);
+        for r in self.client.query(
+            "SELECT sku_id, start_ns, end_ns, quantity FROM usage_records WHERE voided_at IS NULL",
+            &[],
+        )? {
+            let quantity: String = r.get(3);
+            engine.rebuild_add(r.get(0), r.get(1), r.get(2), &quantity)?;
         }
         self.engine = engine;
         Ok(())
@@ -118,29 +115,21 @@ impl PgStore {
     }
 }
 
-fn write_effects(tx: &mut postgres::Transaction<'_>, fx: &TxEffects) -> Result<()> {
-    if !fx.capacity.is_empty() {
-        let (mut skus, mut hours, mut used) = (Vec::new(), Vec::new(), Vec::new());
-        for ((sku, hour), u) in &fx.capacity {
-            skus.push(*sku);
-            hours.push(*hour);
-            used.push(u.normalize().to_string());
-        }
-        tx.execute(
-            "INSERT INTO capacity_hours (sku_id, hour, used) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) \
-             ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
-            &[&skus, &hours, &used],
-        )?;
-    }
-    if !fx.accruals.is_empty() {
+fn write_effects(
+    tx: &mut postgres::Transaction<'_>,
+    fx: &TxEffects,
+    names: &common::Names,
+) -> Result<()> {
+    let deltas = fx.accrual_deltas(names)?;
+    if !deltas.is_empty() {
         let mut cols: [Vec<String>; 6] = Default::default();
         let (mut amounts, mut counts) = (Vec::new(), Vec::new());
-        for (k, (a, n)) in &fx.accruals {
-            for (col, v) in cols.iter_mut().zip([&k.0, &k.1, &k.2, &k.3, &k.4, &k.5]) {
-                col.push(v.clone());
+        for (k, a, n) in deltas {
+            for (col, v) in cols.iter_mut().zip([k.0, k.1, k.2, k.3, k.4, k.5]) {
+                col.push(v);
             }
-            amounts.push(*a);
-            counts.push(*n);
+            amounts.push(a);
+            counts.push(n);
         }
         tx.execute(
             "INSERT INTO accruals AS a (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
@@ -233,7 +222,7 @@ impl Store for PgStore {
                     Ok(shares) => {
                         admitted.insert((row.provider_id, row.record_id.as_str()), i);
                         insert.push(i);
-                        fx.admit(&self.engine, row, c, shares)
+                        fx.admit(&self.engine, row, shares)
                     }
                     Err(over) => over,
                 }
@@ -263,7 +252,7 @@ impl Store for PgStore {
                 ],
             )?;
         }
-        write_effects(&mut tx, &fx)?;
+        write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(decisions)
@@ -296,11 +285,9 @@ impl Store for PgStore {
             &[&provider_id, &record_id, &at, &reason],
         )?;
         let record = decode(&self.engine.names, &row)?;
-        let class = common::class_of_code(row.class_code)
-            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
         let mut fx = TxEffects::default();
-        fx.release(&self.engine, &row, &record, class);
-        write_effects(&mut tx, &fx)?;
+        fx.release(&self.engine, &row, record.quantity);
+        write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })

@@ -121,43 +121,29 @@ impl SqliteStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
             engine.names.insert(kind, name, id);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT sku_id, hour, used FROM capacity_hours")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (sku, hour, used) = row?;
-            let used = used
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
-            engine.capacity.insert((sku, hour), used);
+        let mut stmt = self.conn.prepare(
+            "SELECT sku_id, start_ns, end_ns, quantity FROM usage_records WHERE voided_at IS NULL",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let quantity: String = r.get(3)?;
+            engine.rebuild_add(r.get(0)?, r.get(1)?, r.get(2)?, &quantity)?;
         }
+        drop(rows);
         drop(stmt);
         self.engine = engine;
         Ok(())
     }
 }
 
-fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects) -> rusqlite::Result<()> {
-    let mut cap = tx.prepare_cached(
-        "INSERT INTO capacity_hours (sku_id, hour, used) VALUES (?1, ?2, ?3) ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
-    )?;
-    for ((sku, hour), used) in &fx.capacity {
-        cap.execute(params![sku, hour, used.normalize().to_string()])?;
-    }
+fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects, names: &Names) -> Result<()> {
     let mut acc = tx.prepare_cached(
         "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
          DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records",
     )?;
-    for (k, (amount, count)) in &fx.accruals {
+    for (k, amount, count) in fx.accrual_deltas(names)? {
         acc.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, amount, count])?;
     }
     Ok(())
@@ -255,7 +241,7 @@ impl Store for SqliteStore {
                             row.registry_version
                         ])?;
                         if inserted == 1 {
-                            fx.admit(&self.engine, &row, c, shares)
+                            fx.admit(&self.engine, &row, shares)
                         } else {
                             existing(&mut select)?.ok_or_else(|| {
                                 StoreError::Corrupt("insert ignored but no row".into())
@@ -268,7 +254,7 @@ impl Store for SqliteStore {
                 decisions.push(decision);
             }
         }
-        write_effects(&tx, &fx)?;
+        write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(decisions)
@@ -303,11 +289,9 @@ impl Store for SqliteStore {
             params![provider_id, record_id, at, reason],
         )?;
         let record = decode(&self.engine.names, &row)?;
-        let class = common::class_of_code(row.class_code)
-            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
         let mut fx = TxEffects::default();
-        fx.release(&self.engine, &row, &record, class);
-        write_effects(&tx, &fx)?;
+        fx.release(&self.engine, &row, record.quantity);
+        write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
