@@ -449,3 +449,55 @@ pub(crate) fn recount(
 pub(crate) fn now_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
+
+/// Stored rows found for the keys of a group, by (provider id, record id).
+pub(crate) type Existing = FxMap<(i64, String), Row>;
+
+/// What a group decided: one decision per candidate, the indexes of the rows to insert (new
+/// records, in order), and the effects to write in the same transaction.
+pub(crate) struct Decided {
+    pub decisions: Vec<Decision>,
+    pub insert: Vec<usize>,
+    pub effects: TxEffects,
+}
+
+/// Decides a group in order, given the stored rows of its keys: a key stored before, or
+/// admitted earlier in the group, makes a duplicate or conflict (`same_content`); a new record
+/// is admitted unless it would pass its SKU's capacity in some clock hour.
+pub(crate) fn decide(
+    engine: &Engine,
+    candidates: &[Candidate],
+    rows: &[Row],
+    existing: &Existing,
+) -> Result<Decided, StoreError> {
+    let mut fx = TxEffects::default();
+    let mut decisions = Vec::with_capacity(candidates.len());
+    let mut admitted: FxMap<(i64, &str), usize> = FxMap::default();
+    let mut insert = Vec::with_capacity(candidates.len());
+    for (i, (c, row)) in candidates.iter().zip(rows).enumerate() {
+        let key = (row.provider_id, row.record_id.as_str());
+        let decision = if let Some(&j) = admitted.get(&key) {
+            compare(&candidates[j].record, &c.record)
+        } else if let Some(stored) = (!existing.is_empty())
+            .then(|| existing.get(&(row.provider_id, row.record_id.clone())))
+            .flatten()
+        {
+            compare(&decode(&engine.names, stored)?, &c.record)
+        } else {
+            match fx.check(engine, row, c) {
+                Ok(shares) => {
+                    admitted.insert(key, i);
+                    insert.push(i);
+                    fx.admit(engine, row, shares)
+                }
+                Err(over) => over,
+            }
+        };
+        decisions.push(decision);
+    }
+    Ok(Decided {
+        decisions,
+        insert,
+        effects: fx,
+    })
+}

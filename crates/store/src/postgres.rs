@@ -2,8 +2,6 @@
 //! lookup of every key of the group and one multi-row insert (UNNEST of column arrays).
 //! Assumes one writer per database (one `suanli serve`), like the SQLite backend.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use postgres::{Client, NoTls};
 
@@ -200,35 +198,16 @@ impl Store for PgStore {
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u JOIN UNNEST($1::bigint[], $2::text[]) AS k(p, r) ON u.provider_id = k.p AND u.record_id = k.r"
         );
-        let mut existing: HashMap<(i64, String), Row> = HashMap::new();
+        let mut existing = common::Existing::default();
         for r in tx.query(&sql, &[&providers, &ids])? {
             let (row, _, _) = row_of(&r);
             existing.insert((row.provider_id, row.record_id.clone()), row);
         }
-        let mut fx = TxEffects::default();
-        let mut decisions = Vec::with_capacity(candidates.len());
-        // Records admitted earlier in this group, by key, pointing into `candidates`.
-        let mut admitted: HashMap<(i64, &str), usize> = HashMap::new();
-        let mut insert: Vec<usize> = Vec::new();
-        for (i, (c, row)) in candidates.iter().zip(&rows).enumerate() {
-            let decision = if let Some(&j) =
-                admitted.get(&(row.provider_id, row.record_id.as_str()))
-            {
-                common::compare(&candidates[j].record, &c.record)
-            } else if let Some(stored) = existing.get(&(row.provider_id, row.record_id.clone())) {
-                common::compare(&decode(&self.engine.names, stored)?, &c.record)
-            } else {
-                match fx.check(&self.engine, row, c) {
-                    Ok(shares) => {
-                        admitted.insert((row.provider_id, row.record_id.as_str()), i);
-                        insert.push(i);
-                        fx.admit(&self.engine, row, shares)
-                    }
-                    Err(over) => over,
-                }
-            };
-            decisions.push(decision);
-        }
+        let common::Decided {
+            decisions,
+            insert,
+            effects: fx,
+        } = common::decide(&self.engine, candidates, &rows, &existing)?;
         if !insert.is_empty() {
             let col_i64 =
                 |f: fn(&Row) -> i64| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<i64>>();

@@ -26,6 +26,37 @@ pub struct SqliteStore {
 
 const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
 
+/// Keys per lookup statement and rows per insert statement: big statements amortize SQLite's
+/// per-statement cost (11 parameters a row stays far below SQLite's 32,766).
+const LOOKUP_KEYS_MAX: usize = 500;
+const INSERT_ROWS_MAX: usize = 500;
+
+fn lookup_sql(keys: usize) -> String {
+    let mut sql = String::from(
+        "SELECT u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version \
+         FROM usage_records u WHERE (u.provider_id, u.record_id) IN (VALUES ",
+    );
+    for k in 0..keys {
+        sql += if k == 0 { "(?,?)" } else { ",(?,?)" };
+    }
+    sql.push(')');
+    sql
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) VALUES ",
+    );
+    for k in 0..rows {
+        sql += if k == 0 {
+            "(?,?,?,?,?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?,?,?,?,?)"
+        };
+    }
+    sql
+}
+
 type Fetched = (Row, Option<String>, Option<String>);
 
 fn fetch(
@@ -202,57 +233,65 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+        let rows: Vec<Row> = candidates
+            .iter()
+            .map(|c| encode(&self.engine.names, c))
+            .collect::<Result<_>>()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut fx = TxEffects::default();
-        let mut decisions = Vec::with_capacity(candidates.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
-            )?;
-            let mut select = tx.prepare_cached(SELECT_ROW)?;
-            for c in candidates {
-                let row = encode(&self.engine.names, c)?;
-                let existing =
-                    |select: &mut rusqlite::CachedStatement<'_>| -> Result<Option<Decision>> {
-                        match fetch(select, row.provider_id, &row.record_id)? {
-                            Some((stored, _, _)) => Ok(Some(common::compare(
-                                &decode(&self.engine.names, &stored)?,
-                                &c.record,
-                            ))),
-                            None => Ok(None),
-                        }
-                    };
-                let decision = match fx.check(&self.engine, &row, c) {
-                    Ok(shares) => {
-                        let inserted = insert.execute(params![
-                            row.provider_id,
-                            row.record_id,
-                            row.beneficiary_id,
-                            row.sku_id,
-                            row.start_ns,
-                            row.end_ns,
-                            row.quantity,
-                            row.amount_fen,
-                            row.period,
-                            row.class_code,
-                            row.registry_version
-                        ])?;
-                        if inserted == 1 {
-                            fx.admit(&self.engine, &row, shares)
-                        } else {
-                            existing(&mut select)?.ok_or_else(|| {
-                                StoreError::Corrupt("insert ignored but no row".into())
-                            })?
-                        }
-                    }
-                    // A resend of a stored record is a duplicate even when the hour is full.
-                    Err(over) => existing(&mut select)?.unwrap_or(over),
-                };
-                decisions.push(decision);
+        // One lookup of every key of the group, in multi-row statements; usually finds nothing.
+        let mut existing = common::Existing::default();
+        for chunk in rows.chunks(LOOKUP_KEYS_MAX) {
+            let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
+            for row in chunk {
+                params.push(&row.provider_id);
+                params.push(&row.record_id);
             }
+            let mut found = stmt.query(params.as_slice())?;
+            while let Some(r) = found.next()? {
+                let row = Row {
+                    provider_id: r.get(0)?,
+                    record_id: r.get(1)?,
+                    beneficiary_id: r.get(2)?,
+                    sku_id: r.get(3)?,
+                    start_ns: r.get(4)?,
+                    end_ns: r.get(5)?,
+                    quantity: r.get(6)?,
+                    amount_fen: r.get(7)?,
+                    period: r.get(8)?,
+                    class_code: r.get(9)?,
+                    registry_version: r.get(10)?,
+                };
+                existing.insert((row.provider_id, row.record_id.clone()), row);
+            }
+        }
+        let common::Decided {
+            decisions,
+            insert,
+            effects: fx,
+        } = common::decide(&self.engine, candidates, &rows, &existing)?;
+        for chunk in insert.chunks(INSERT_ROWS_MAX) {
+            let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 11);
+            for &i in chunk {
+                let r = &rows[i];
+                params.extend_from_slice(&[
+                    &r.provider_id,
+                    &r.record_id,
+                    &r.beneficiary_id,
+                    &r.sku_id,
+                    &r.start_ns,
+                    &r.end_ns,
+                    &r.quantity,
+                    &r.amount_fen,
+                    &r.period,
+                    &r.class_code,
+                    &r.registry_version,
+                ]);
+            }
+            stmt.execute(params.as_slice())?;
         }
         write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
