@@ -253,24 +253,45 @@ pub(crate) fn accrual_key_of(names: &Names, ids: AccrualIds) -> Result<AccrualKe
     ))
 }
 
-/// The in-memory capacity index: used quantity per (sku id, clock hour) of the records that
-/// are not void. It is derived data, rebuilt from `usage_records` at open, so it costs no
-/// write per record.
+/// Derived in-memory indexes, rebuilt from `usage_records` at open so they cost no write per
+/// record: the capacity index (used quantity per (sku id, clock hour) of the records that are
+/// not void) and a set of 64-bit hashes of every stored key, so a group looks up only the keys
+/// that may be stored already (a hash collision only costs a lookup).
 #[derive(Default)]
 pub(crate) struct Engine {
     pub names: Names,
     pub capacity: FxMap<(i64, i64), Decimal>,
+    pub key_hashes: std::collections::HashSet<u64, std::hash::BuildHasherDefault<FxHasher>>,
+}
+
+/// A 64-bit hash of a record key (FNV-1a over the id, mixed with the provider id).
+pub(crate) fn key_hash(provider_id: i64, record_id: &str) -> u64 {
+    let mut h: u64 =
+        0xcbf2_9ce4_8422_2325 ^ (provider_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in record_id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
 }
 
 impl Engine {
-    /// Adds a stored record's shares while rebuilding the index.
+    /// Adds a stored record while rebuilding the indexes; void records keep only their key.
+    #[allow(clippy::too_many_arguments, reason = "the columns of one stored row")]
     pub(crate) fn rebuild_add(
         &mut self,
+        provider_id: i64,
+        record_id: &str,
+        voided: bool,
         sku_id: i64,
         start_ns: i64,
         end_ns: i64,
         quantity: &str,
     ) -> Result<(), StoreError> {
+        self.key_hashes.insert(key_hash(provider_id, record_id));
+        if voided {
+            return Ok(());
+        }
         let quantity: Decimal = quantity
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
@@ -448,6 +469,26 @@ pub(crate) fn recount(
 
 pub(crate) fn now_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The rows of a group whose key may be stored already (its hash is known).
+pub(crate) fn maybe_stored<'r>(engine: &Engine, rows: &'r [Row]) -> Vec<&'r Row> {
+    rows.iter()
+        .filter(|r| {
+            engine
+                .key_hashes
+                .contains(&key_hash(r.provider_id, &r.record_id))
+        })
+        .collect()
+}
+
+/// Records the keys of inserted rows after commit.
+pub(crate) fn remember_keys(engine: &mut Engine, rows: &[Row], inserted: &[usize]) {
+    for &i in inserted {
+        engine
+            .key_hashes
+            .insert(key_hash(rows[i].provider_id, &rows[i].record_id));
+    }
 }
 
 /// Stored rows found for the keys of a group, by (provider id, record id).

@@ -91,11 +91,12 @@ impl PgStore {
             engine.names.insert(kind, r.get(2), r.get(0));
         }
         for r in self.client.query(
-            "SELECT sku_id, start_ns, end_ns, quantity FROM usage_records WHERE voided_at IS NULL",
+            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
             &[],
         )? {
-            let quantity: String = r.get(3);
-            engine.rebuild_add(r.get(0), r.get(1), r.get(2), &quantity)?;
+            let record_id: String = r.get(1);
+            let quantity: String = r.get(6);
+            engine.rebuild_add(r.get(0), &record_id, r.get(2), r.get(3), r.get(4), r.get(5), &quantity)?;
         }
         self.engine = engine;
         Ok(())
@@ -193,13 +194,19 @@ impl Store for PgStore {
             .map(|c| encode(&self.engine.names, c))
             .collect::<Result<_>>()?;
         let mut tx = self.client.transaction()?;
-        let providers: Vec<i64> = rows.iter().map(|r| r.provider_id).collect();
-        let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+        let maybe = common::maybe_stored(&self.engine, &rows);
+        let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
+        let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_str()).collect();
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u JOIN UNNEST($1::bigint[], $2::text[]) AS k(p, r) ON u.provider_id = k.p AND u.record_id = k.r"
         );
         let mut existing = common::Existing::default();
-        for r in tx.query(&sql, &[&providers, &ids])? {
+        let found = if maybe.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(&sql, &[&providers, &ids])?
+        };
+        for r in found {
             let (row, _, _) = row_of(&r);
             existing.insert((row.provider_id, row.record_id.clone()), row);
         }
@@ -234,6 +241,7 @@ impl Store for PgStore {
         write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
+        common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
     }
 

@@ -153,12 +153,21 @@ impl SqliteStore {
             engine.names.insert(kind, name, id);
         }
         let mut stmt = self.conn.prepare(
-            "SELECT sku_id, start_ns, end_ns, quantity FROM usage_records WHERE voided_at IS NULL",
+            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let quantity: String = r.get(3)?;
-            engine.rebuild_add(r.get(0)?, r.get(1)?, r.get(2)?, &quantity)?;
+            let record_id: String = r.get(1)?;
+            let quantity: String = r.get(6)?;
+            engine.rebuild_add(
+                r.get(0)?,
+                &record_id,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                &quantity,
+            )?;
         }
         drop(rows);
         drop(stmt);
@@ -242,13 +251,14 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // One lookup of every key of the group, in multi-row statements; usually finds nothing.
         let mut existing = common::Existing::default();
-        for chunk in rows.chunks(LOOKUP_KEYS_MAX) {
+        for chunk in common::maybe_stored(&self.engine, &rows).chunks(LOOKUP_KEYS_MAX) {
             let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
             for row in chunk {
                 params.push(&row.provider_id);
                 params.push(&row.record_id);
             }
+
             let mut found = stmt.query(params.as_slice())?;
             while let Some(r) = found.next()? {
                 let row = Row {
@@ -296,6 +306,7 @@ impl Store for SqliteStore {
         write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
+        common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
     }
 
