@@ -90,10 +90,10 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
     } else {
         format!("http://{server}")
     };
-    Ok(Endpoint::from_shared(url.clone())?
+    Endpoint::from_shared(url.clone())?
         .connect()
         .await
-        .with_context(|| format!("cannot connect to {url}"))?)
+        .with_context(|| format!("cannot connect to {url}"))
 }
 
 const HOUR: i64 = 3600;
@@ -112,7 +112,7 @@ fn batch(
     for k in 0..args.batch {
         let p = (rng.next() % args.providers as u64) as usize;
         let b = (rng.next() % args.beneficiaries as u64) as usize;
-        let start = YEAR_START + (rng.next() % 8000) as i64 * HOUR;
+        let start = YEAR_START + (rng.next() % 720) as i64 * HOUR;
         let fen = 100 + (rng.next() % 1900) as i64;
         amount += fen;
         records.push(pb::UsageRecord {
@@ -175,12 +175,11 @@ async fn drive(
         tokio::spawn(async move {
             let started = Instant::now();
             for (i, (request, _)) in prepared.into_iter().enumerate() {
-                if per_stream_rate > 0 {
-                    let due = started
-                        + Duration::from_micros(
-                            i as u64 * batch_records * 1_000_000 / per_stream_rate,
-                        );
-                    tokio::time::sleep_until(due.into()).await;
+                if let Some(offset) =
+                    (i as u64 * batch_records * 1_000_000).checked_div(per_stream_rate)
+                {
+                    tokio::time::sleep_until((started + Duration::from_micros(offset)).into())
+                        .await;
                 }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;

@@ -1,5 +1,6 @@
--- Ingest schema: registry versions, interned names, usage records, running accruals,
--- capacity per SKU and clock hour, API tokens. Append-only: never edit a merged migration.
+-- Ingest schema: registry versions, interned names, usage records, running accruals, API
+-- tokens. Capacity per SKU and clock hour is derived from usage_records at start, in memory.
+-- Append-only: never edit a merged migration.
 
 CREATE TABLE registry_versions (
     version      BIGINT PRIMARY KEY,
@@ -43,13 +44,6 @@ CREATE TABLE accruals (
     amount_fen       BIGINT NOT NULL,
     records          BIGINT NOT NULL,
     PRIMARY KEY (beneficiary, provider, category, chip_origin, registered_model, period)
-);
-
-CREATE TABLE capacity_hours (
-    sku_id BIGINT NOT NULL,
-    hour   BIGINT NOT NULL,
-    used   TEXT   NOT NULL,
-    PRIMARY KEY (sku_id, hour)
 );
 
 CREATE TABLE tokens (

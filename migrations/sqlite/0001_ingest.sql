@@ -1,5 +1,6 @@
--- Ingest schema: registry versions, interned names, usage records, running accruals,
--- capacity per SKU and clock hour, API tokens. Append-only: never edit a merged migration.
+-- Ingest schema: registry versions, interned names, usage records, running accruals, API
+-- tokens. Capacity per SKU and clock hour is derived from usage_records at start, in memory.
+-- Append-only: never edit a merged migration.
 
 CREATE TABLE registry_versions (
     version      INTEGER PRIMARY KEY,
@@ -49,15 +50,6 @@ CREATE TABLE accruals (
     amount_fen       INTEGER NOT NULL,
     records          INTEGER NOT NULL,
     PRIMARY KEY (beneficiary, provider, category, chip_origin, registered_model, period)
-) WITHOUT ROWID;
-
--- Sum of the shares of all records that are not void, per SKU and clock hour (hours since the
--- Unix epoch), as an exact decimal string.
-CREATE TABLE capacity_hours (
-    sku_id INTEGER NOT NULL,
-    hour   INTEGER NOT NULL,
-    used   TEXT    NOT NULL,
-    PRIMARY KEY (sku_id, hour)
 ) WITHOUT ROWID;
 
 -- Only the sha256 of a token is stored.

@@ -27,8 +27,19 @@ pub fn hour_of(at: DateTime<FixedOffset>) -> i64 {
 /// `(hour, share)` for every clock hour the record overlaps, in order. `None` when the record
 /// is not after its start or spans more than [`RECORD_HOURS_MAX`] hours.
 pub fn hour_shares(record: &UsageRecord) -> Option<Vec<(i64, Decimal)>> {
-    let start_ns = record.start.timestamp_nanos_opt()?;
-    let end_ns = record.end.timestamp_nanos_opt()?;
+    hour_shares_between(
+        record.start.timestamp_nanos_opt()?,
+        record.end.timestamp_nanos_opt()?,
+        record.quantity,
+    )
+}
+
+/// [`hour_shares`] of a quantity between two instants given as Unix nanoseconds.
+pub fn hour_shares_between(
+    start_ns: i64,
+    end_ns: i64,
+    quantity: Decimal,
+) -> Option<Vec<(i64, Decimal)>> {
     if end_ns <= start_ns {
         return None;
     }
@@ -44,13 +55,13 @@ pub fn hour_shares(record: &UsageRecord) -> Option<Vec<(i64, Decimal)>> {
     for hour in first..=last {
         let hour_i64 = i64::try_from(hour).ok()?;
         if hour == last {
-            shares.push((hour_i64, record.quantity - given));
+            shares.push((hour_i64, quantity - given));
             break;
         }
         let from = i128::from(start_ns).max(hour * hour_ns);
         let to = i128::from(end_ns).min((hour + 1) * hour_ns);
         let overlap = Decimal::from(i64::try_from(to - from).ok()?);
-        let share = (record.quantity.checked_mul(overlap)? / duration)
+        let share = (quantity.checked_mul(overlap)? / duration)
             .round_dp_with_strategy(SHARE_DECIMALS, RoundingStrategy::MidpointAwayFromZero);
         given += share;
         shares.push((hour_i64, share));

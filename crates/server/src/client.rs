@@ -119,12 +119,16 @@ fn to_timestamp(t: chrono::DateTime<chrono::FixedOffset>) -> prost_types::Timest
     }
 }
 
+/// The line, provider and record id of a sent row, to name it in the rejects file.
+type RowKey = (u64, String, String);
+
 /// One line of the rejects file.
 struct Reject {
     provider: String,
     record_id: String,
     line: u64,
     reason: String,
+    message: String,
 }
 
 pub async fn usage_import(
@@ -145,7 +149,7 @@ pub async fn usage_import(
     let mut rejects = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     // Records that parse locally are sent; the server validates them against the registry.
-    let mut batches: Vec<(Vec<pb::UsageRecord>, Vec<(u64, String, String)>)> = Vec::new();
+    let mut batches: Vec<(Vec<pb::UsageRecord>, Vec<RowKey>)> = Vec::new();
     let mut current = (Vec::new(), Vec::new());
     for row in rows {
         match row.parsed {
@@ -155,7 +159,8 @@ pub async fn usage_import(
                     provider: row.provider,
                     record_id: row.record_id,
                     line: row.line,
-                    reason: rejection.code.as_str().to_owned() + ": " + &rejection.message,
+                    reason: rejection.code.as_str().to_owned(),
+                    message: rejection.message,
                 });
             }
             Ok(r) => {
@@ -253,7 +258,8 @@ pub async fn usage_import(
                 provider,
                 record_id,
                 line,
-                reason: format!("{reason}: {}", p.message),
+                reason,
+                message: p.message.clone(),
             });
         }
         done += 1;
@@ -277,13 +283,14 @@ pub async fn usage_import(
     });
     let mut w = csv::Writer::from_path(&rejects_path)
         .with_context(|| format!("cannot write {}", rejects_path.display()))?;
-    w.write_record(["provider", "record_id", "line", "reason"])?;
+    w.write_record(["provider", "record_id", "line", "reason", "message"])?;
     for r in &rejects {
         w.write_record([
             r.provider.as_str(),
             r.record_id.as_str(),
             &r.line.to_string(),
             r.reason.as_str(),
+            r.message.as_str(),
         ])?;
     }
     w.flush()?;

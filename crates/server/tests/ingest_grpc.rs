@@ -216,6 +216,10 @@ fn ts(text: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per field of a record"
+)]
 fn rec(
     provider: &str,
     id: &str,
@@ -686,11 +690,15 @@ fn concurrent_streams_with_retries(db: Db) {
         let day = 1 + k % 28;
         let start = format!("2025-05-{day:02}T{:02}:00:00+08:00", k % 24);
         let end = format!("2025-05-{day:02}T{:02}:59:00+08:00", k % 24);
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             rec(
                 "dc-a",
                 &format!("k{k}"),
-                if k % 4 == 0 { "ent-a" } else { "ent-b" },
+                if k.is_multiple_of(4) {
+                    "ent-a"
+                } else {
+                    "ent-b"
+                },
                 "a-mod",
                 &start,
                 &end,

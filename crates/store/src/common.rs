@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use rust_decimal::Decimal;
 use suanli_domain::Fen;
-use suanli_domain::capacity::hour_shares;
+use suanli_domain::capacity::hour_shares_between;
 use suanli_domain::registry::Class;
 use suanli_domain::usage::UsageRecord;
 
@@ -183,6 +183,42 @@ pub(crate) fn compare(stored: &UsageRecord, candidate: &UsageRecord) -> Decision
     }
 }
 
+/// FxHash (rustc's hasher): the maps below are keyed by small integers from this process, so a
+/// DoS-resistant hasher buys nothing and SipHash showed up in profiles.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// Accrual key in ids: (beneficiary id, provider id, class code, period yyyymm).
+pub(crate) type AccrualIds = (i64, i64, i64, i64);
+
 /// Accrual key: the settlement line key and period, as text.
 pub(crate) type AccrualKey = (String, String, String, String, String, String);
 
@@ -206,20 +242,72 @@ pub(crate) fn accrual_key(
     )
 }
 
-/// The capacity index and the changes of the open transaction.
+pub(crate) fn accrual_key_of(names: &Names, ids: AccrualIds) -> Result<AccrualKey, StoreError> {
+    let class =
+        class_of_code(ids.2).ok_or_else(|| StoreError::Corrupt(format!("class_code {}", ids.2)))?;
+    Ok(accrual_key(
+        names.name(ids.0)?,
+        names.name(ids.1)?,
+        class,
+        &period_text(ids.3),
+    ))
+}
+
+/// Derived in-memory indexes, rebuilt from `usage_records` at open so they cost no write per
+/// record: the capacity index (used quantity per (sku id, clock hour) of the records that are
+/// not void) and a set of 64-bit hashes of every stored key, so a group looks up only the keys
+/// that may be stored already (a hash collision only costs a lookup).
 #[derive(Default)]
 pub(crate) struct Engine {
     pub names: Names,
-    /// Committed used quantity per (sku id, clock hour).
-    pub capacity: HashMap<(i64, i64), Decimal>,
+    pub capacity: FxMap<(i64, i64), Decimal>,
+    pub key_hashes: std::collections::HashSet<u64, std::hash::BuildHasherDefault<FxHasher>>,
+}
+
+/// A 64-bit hash of a record key (FNV-1a over the id, mixed with the provider id).
+pub(crate) fn key_hash(provider_id: i64, record_id: &str) -> u64 {
+    let mut h: u64 =
+        0xcbf2_9ce4_8422_2325 ^ (provider_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in record_id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+impl Engine {
+    /// Adds a stored record while rebuilding the indexes; void records keep only their key.
+    #[allow(clippy::too_many_arguments, reason = "the columns of one stored row")]
+    pub(crate) fn rebuild_add(
+        &mut self,
+        provider_id: i64,
+        record_id: &str,
+        voided: bool,
+        sku_id: i64,
+        start_ns: i64,
+        end_ns: i64,
+        quantity: &str,
+    ) -> Result<(), StoreError> {
+        self.key_hashes.insert(key_hash(provider_id, record_id));
+        if voided {
+            return Ok(());
+        }
+        let quantity: Decimal = quantity
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
+        for (hour, share) in hour_shares_between(start_ns, end_ns, quantity).unwrap_or_default() {
+            *self.capacity.entry((sku_id, hour)).or_default() += share;
+        }
+        Ok(())
+    }
 }
 
 /// The effects of one transaction, applied to the database before commit and to the engine
 /// after it.
 #[derive(Default)]
 pub(crate) struct TxEffects {
-    pub capacity: HashMap<(i64, i64), Decimal>,
-    pub accruals: HashMap<AccrualKey, (i64, i64)>,
+    pub capacity: FxMap<(i64, i64), Decimal>,
+    pub accruals: FxMap<AccrualIds, (i64, i64)>,
 }
 
 impl TxEffects {
@@ -239,15 +327,18 @@ impl TxEffects {
         row: &Row,
         c: &Candidate,
     ) -> Result<Vec<(i64, Decimal)>, Decision> {
-        let Some(capacity) = c.capacity else {
-            return Ok(Vec::new());
+        let Some(shares) = hour_shares_between(row.start_ns, row.end_ns, c.record.quantity) else {
+            return match c.capacity {
+                None => Ok(Vec::new()),
+                Some(_) => Err(Decision::OverCapacity(format!(
+                    "record {:?} spans more than {} hours; capacity cannot be checked",
+                    c.record.record_id,
+                    suanli_domain::capacity::RECORD_HOURS_MAX
+                ))),
+            };
         };
-        let Some(shares) = hour_shares(&c.record) else {
-            return Err(Decision::OverCapacity(format!(
-                "record {:?} spans more than {} hours; capacity cannot be checked",
-                c.record.record_id,
-                suanli_domain::capacity::RECORD_HOURS_MAX
-            )));
+        let Some(capacity) = c.capacity else {
+            return Ok(shares);
         };
         for (hour, share) in &shares {
             let used = self.used(engine, (row.sku_id, *hour));
@@ -273,48 +364,56 @@ impl TxEffects {
         &mut self,
         engine: &Engine,
         row: &Row,
-        c: &Candidate,
         shares: Vec<(i64, Decimal)>,
     ) -> Decision {
         for (hour, share) in shares {
             let used = self.used(engine, (row.sku_id, hour));
             self.capacity.insert((row.sku_id, hour), used + share);
         }
-        let key = accrual_key(
-            &c.record.beneficiary,
-            &c.record.provider,
-            c.class,
-            &period_text(row.period),
-        );
-        let entry = self.accruals.entry(key).or_insert((0, 0));
+        let entry = self
+            .accruals
+            .entry((
+                row.beneficiary_id,
+                row.provider_id,
+                row.class_code,
+                row.period,
+            ))
+            .or_insert((0, 0));
         entry.0 += row.amount_fen;
         entry.1 += 1;
         Decision::Accepted
     }
 
     /// Releases a voided record's capacity and subtracts it from its accrual.
-    pub(crate) fn release(
-        &mut self,
-        engine: &Engine,
-        row: &Row,
-        record: &UsageRecord,
-        class: Class,
-    ) {
-        if let Some(shares) = hour_shares(record) {
-            for (hour, share) in shares {
-                let used = self.used(engine, (row.sku_id, hour));
-                self.capacity.insert((row.sku_id, hour), used - share);
-            }
+    pub(crate) fn release(&mut self, engine: &Engine, row: &Row, quantity: Decimal) {
+        for (hour, share) in
+            hour_shares_between(row.start_ns, row.end_ns, quantity).unwrap_or_default()
+        {
+            let used = self.used(engine, (row.sku_id, hour));
+            self.capacity.insert((row.sku_id, hour), used - share);
         }
-        let key = accrual_key(
-            &record.beneficiary,
-            &record.provider,
-            class,
-            &period_text(row.period),
-        );
-        let entry = self.accruals.entry(key).or_insert((0, 0));
+        let entry = self
+            .accruals
+            .entry((
+                row.beneficiary_id,
+                row.provider_id,
+                row.class_code,
+                row.period,
+            ))
+            .or_insert((0, 0));
         entry.0 -= row.amount_fen;
         entry.1 -= 1;
+    }
+
+    /// Accrual deltas with their keys as text, for the accruals table.
+    pub(crate) fn accrual_deltas(
+        &self,
+        names: &Names,
+    ) -> Result<Vec<(AccrualKey, i64, i64)>, StoreError> {
+        self.accruals
+            .iter()
+            .map(|(ids, (a, n))| Ok((accrual_key_of(names, *ids)?, *a, *n)))
+            .collect()
     }
 
     pub(crate) fn commit_into(self, engine: &mut Engine) {
@@ -370,4 +469,76 @@ pub(crate) fn recount(
 
 pub(crate) fn now_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The rows of a group whose key may be stored already (its hash is known).
+pub(crate) fn maybe_stored<'r>(engine: &Engine, rows: &'r [Row]) -> Vec<&'r Row> {
+    rows.iter()
+        .filter(|r| {
+            engine
+                .key_hashes
+                .contains(&key_hash(r.provider_id, &r.record_id))
+        })
+        .collect()
+}
+
+/// Records the keys of inserted rows after commit.
+pub(crate) fn remember_keys(engine: &mut Engine, rows: &[Row], inserted: &[usize]) {
+    for &i in inserted {
+        engine
+            .key_hashes
+            .insert(key_hash(rows[i].provider_id, &rows[i].record_id));
+    }
+}
+
+/// Stored rows found for the keys of a group, by (provider id, record id).
+pub(crate) type Existing = FxMap<(i64, String), Row>;
+
+/// What a group decided: one decision per candidate, the indexes of the rows to insert (new
+/// records, in order), and the effects to write in the same transaction.
+pub(crate) struct Decided {
+    pub decisions: Vec<Decision>,
+    pub insert: Vec<usize>,
+    pub effects: TxEffects,
+}
+
+/// Decides a group in order, given the stored rows of its keys: a key stored before, or
+/// admitted earlier in the group, makes a duplicate or conflict (`same_content`); a new record
+/// is admitted unless it would pass its SKU's capacity in some clock hour.
+pub(crate) fn decide(
+    engine: &Engine,
+    candidates: &[Candidate],
+    rows: &[Row],
+    existing: &Existing,
+) -> Result<Decided, StoreError> {
+    let mut fx = TxEffects::default();
+    let mut decisions = Vec::with_capacity(candidates.len());
+    let mut admitted: FxMap<(i64, &str), usize> = FxMap::default();
+    let mut insert = Vec::with_capacity(candidates.len());
+    for (i, (c, row)) in candidates.iter().zip(rows).enumerate() {
+        let key = (row.provider_id, row.record_id.as_str());
+        let decision = if let Some(&j) = admitted.get(&key) {
+            compare(&candidates[j].record, &c.record)
+        } else if let Some(stored) = (!existing.is_empty())
+            .then(|| existing.get(&(row.provider_id, row.record_id.clone())))
+            .flatten()
+        {
+            compare(&decode(&engine.names, stored)?, &c.record)
+        } else {
+            match fx.check(engine, row, c) {
+                Ok(shares) => {
+                    admitted.insert(key, i);
+                    insert.push(i);
+                    fx.admit(engine, row, shares)
+                }
+                Err(over) => over,
+            }
+        };
+        decisions.push(decision);
+    }
+    Ok(Decided {
+        decisions,
+        insert,
+        effects: fx,
+    })
 }

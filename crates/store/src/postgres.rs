@@ -2,8 +2,6 @@
 //! lookup of every key of the group and one multi-row insert (UNNEST of column arrays).
 //! Assumes one writer per database (one `suanli serve`), like the SQLite backend.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use postgres::{Client, NoTls};
 
@@ -31,7 +29,10 @@ pub struct PgStore {
 
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
 
-fn row_of(r: &postgres::Row) -> (Row, Option<String>, Option<String>) {
+/// A stored row with its `voided_at` and `void_reason`.
+type Fetched = (Row, Option<String>, Option<String>);
+
+fn row_of(r: &postgres::Row) -> Fetched {
     (
         Row {
             provider_id: r.get(0),
@@ -95,25 +96,19 @@ impl PgStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
             engine.names.insert(kind, r.get(2), r.get(0));
         }
-        for r in self
-            .client
-            .query("SELECT sku_id, hour, used FROM capacity_hours", &[])?
-        {
-            let used: String = r.get(2);
-            let used = used
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
-            engine.capacity.insert((r.get(0), r.get(1)), used);
+        for r in self.client.query(
+            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
+            &[],
+        )? {
+            let record_id: String = r.get(1);
+            let quantity: String = r.get(6);
+            engine.rebuild_add(r.get(0), &record_id, r.get(2), r.get(3), r.get(4), r.get(5), &quantity)?;
         }
         self.engine = engine;
         Ok(())
     }
 
-    fn select_one(
-        &mut self,
-        provider_id: i64,
-        record_id: &str,
-    ) -> Result<Option<(Row, Option<String>, Option<String>)>> {
+    fn select_one(&mut self, provider_id: i64, record_id: &str) -> Result<Option<Fetched>> {
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2"
         );
@@ -125,29 +120,21 @@ impl PgStore {
     }
 }
 
-fn write_effects(tx: &mut postgres::Transaction<'_>, fx: &TxEffects) -> Result<()> {
-    if !fx.capacity.is_empty() {
-        let (mut skus, mut hours, mut used) = (Vec::new(), Vec::new(), Vec::new());
-        for ((sku, hour), u) in &fx.capacity {
-            skus.push(*sku);
-            hours.push(*hour);
-            used.push(u.normalize().to_string());
-        }
-        tx.execute(
-            "INSERT INTO capacity_hours (sku_id, hour, used) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) \
-             ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
-            &[&skus, &hours, &used],
-        )?;
-    }
-    if !fx.accruals.is_empty() {
+fn write_effects(
+    tx: &mut postgres::Transaction<'_>,
+    fx: &TxEffects,
+    names: &common::Names,
+) -> Result<()> {
+    let deltas = fx.accrual_deltas(names)?;
+    if !deltas.is_empty() {
         let mut cols: [Vec<String>; 6] = Default::default();
         let (mut amounts, mut counts) = (Vec::new(), Vec::new());
-        for (k, (a, n)) in &fx.accruals {
-            for (col, v) in cols.iter_mut().zip([&k.0, &k.1, &k.2, &k.3, &k.4, &k.5]) {
-                col.push(v.clone());
+        for (k, a, n) in deltas {
+            for (col, v) in cols.iter_mut().zip([k.0, k.1, k.2, k.3, k.4, k.5]) {
+                col.push(v);
             }
-            amounts.push(*a);
-            counts.push(*n);
+            amounts.push(a);
+            counts.push(n);
         }
         tx.execute(
             "INSERT INTO accruals AS a (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
@@ -213,40 +200,27 @@ impl Store for PgStore {
             .map(|c| encode(&self.engine.names, c))
             .collect::<Result<_>>()?;
         let mut tx = self.client.transaction()?;
-        let providers: Vec<i64> = rows.iter().map(|r| r.provider_id).collect();
-        let ids: Vec<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+        let maybe = common::maybe_stored(&self.engine, &rows);
+        let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
+        let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_str()).collect();
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u JOIN UNNEST($1::bigint[], $2::text[]) AS k(p, r) ON u.provider_id = k.p AND u.record_id = k.r"
         );
-        let mut existing: HashMap<(i64, String), Row> = HashMap::new();
-        for r in tx.query(&sql, &[&providers, &ids])? {
+        let mut existing = common::Existing::default();
+        let found = if maybe.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(&sql, &[&providers, &ids])?
+        };
+        for r in found {
             let (row, _, _) = row_of(&r);
             existing.insert((row.provider_id, row.record_id.clone()), row);
         }
-        let mut fx = TxEffects::default();
-        let mut decisions = Vec::with_capacity(candidates.len());
-        // Records admitted earlier in this group, by key, pointing into `candidates`.
-        let mut admitted: HashMap<(i64, &str), usize> = HashMap::new();
-        let mut insert: Vec<usize> = Vec::new();
-        for (i, (c, row)) in candidates.iter().zip(&rows).enumerate() {
-            let decision = if let Some(&j) =
-                admitted.get(&(row.provider_id, row.record_id.as_str()))
-            {
-                common::compare(&candidates[j].record, &c.record)
-            } else if let Some(stored) = existing.get(&(row.provider_id, row.record_id.clone())) {
-                common::compare(&decode(&self.engine.names, stored)?, &c.record)
-            } else {
-                match fx.check(&self.engine, row, c) {
-                    Ok(shares) => {
-                        admitted.insert((row.provider_id, row.record_id.as_str()), i);
-                        insert.push(i);
-                        fx.admit(&self.engine, row, c, shares)
-                    }
-                    Err(over) => over,
-                }
-            };
-            decisions.push(decision);
-        }
+        let common::Decided {
+            decisions,
+            insert,
+            effects: fx,
+        } = common::decide(&self.engine, candidates, &rows, &existing)?;
         if !insert.is_empty() {
             let col_i64 =
                 |f: fn(&Row) -> i64| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<i64>>();
@@ -270,9 +244,10 @@ impl Store for PgStore {
                 ],
             )?;
         }
-        write_effects(&mut tx, &fx)?;
+        write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
+        common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
     }
 
@@ -303,11 +278,9 @@ impl Store for PgStore {
             &[&provider_id, &record_id, &at, &reason],
         )?;
         let record = decode(&self.engine.names, &row)?;
-        let class = common::class_of_code(row.class_code)
-            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
         let mut fx = TxEffects::default();
-        fx.release(&self.engine, &row, &record, class);
-        write_effects(&mut tx, &fx)?;
+        fx.release(&self.engine, &row, record.quantity);
+        write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })

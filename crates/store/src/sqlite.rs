@@ -32,6 +32,37 @@ pub struct SqliteStore {
 
 const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
 
+/// Keys per lookup statement and rows per insert statement: big statements amortize SQLite's
+/// per-statement cost (11 parameters a row stays far below SQLite's 32,766).
+const LOOKUP_KEYS_MAX: usize = 500;
+const INSERT_ROWS_MAX: usize = 500;
+
+fn lookup_sql(keys: usize) -> String {
+    let mut sql = String::from(
+        "SELECT u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version \
+         FROM usage_records u WHERE (u.provider_id, u.record_id) IN (VALUES ",
+    );
+    for k in 0..keys {
+        sql += if k == 0 { "(?,?)" } else { ",(?,?)" };
+    }
+    sql.push(')');
+    sql
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) VALUES ",
+    );
+    for k in 0..rows {
+        sql += if k == 0 {
+            "(?,?,?,?,?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?,?,?,?,?)"
+        };
+    }
+    sql
+}
+
 type Fetched = (Row, Option<String>, Option<String>);
 
 fn fetch(
@@ -127,43 +158,38 @@ impl SqliteStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
             engine.names.insert(kind, name, id);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT sku_id, hour, used FROM capacity_hours")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (sku, hour, used) = row?;
-            let used = used
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("capacity used {used:?}")))?;
-            engine.capacity.insert((sku, hour), used);
+        let mut stmt = self.conn.prepare(
+            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let record_id: String = r.get(1)?;
+            let quantity: String = r.get(6)?;
+            engine.rebuild_add(
+                r.get(0)?,
+                &record_id,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                &quantity,
+            )?;
         }
+        drop(rows);
         drop(stmt);
         self.engine = engine;
         Ok(())
     }
 }
 
-fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects) -> rusqlite::Result<()> {
-    let mut cap = tx.prepare_cached(
-        "INSERT INTO capacity_hours (sku_id, hour, used) VALUES (?1, ?2, ?3) ON CONFLICT (sku_id, hour) DO UPDATE SET used = excluded.used",
-    )?;
-    for ((sku, hour), used) in &fx.capacity {
-        cap.execute(params![sku, hour, used.normalize().to_string()])?;
-    }
+fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects, names: &Names) -> Result<()> {
     let mut acc = tx.prepare_cached(
         "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
          DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records",
     )?;
-    for (k, (amount, count)) in &fx.accruals {
+    for (k, amount, count) in fx.accrual_deltas(names)? {
         acc.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, amount, count])?;
     }
     Ok(())
@@ -222,61 +248,71 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+        let rows: Vec<Row> = candidates
+            .iter()
+            .map(|c| encode(&self.engine.names, c))
+            .collect::<Result<_>>()?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut fx = TxEffects::default();
-        let mut decisions = Vec::with_capacity(candidates.len());
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
-            )?;
-            let mut select = tx.prepare_cached(SELECT_ROW)?;
-            for c in candidates {
-                let row = encode(&self.engine.names, c)?;
-                let existing =
-                    |select: &mut rusqlite::CachedStatement<'_>| -> Result<Option<Decision>> {
-                        match fetch(select, row.provider_id, &row.record_id)? {
-                            Some((stored, _, _)) => Ok(Some(common::compare(
-                                &decode(&self.engine.names, &stored)?,
-                                &c.record,
-                            ))),
-                            None => Ok(None),
-                        }
-                    };
-                let decision = match fx.check(&self.engine, &row, c) {
-                    Ok(shares) => {
-                        let inserted = insert.execute(params![
-                            row.provider_id,
-                            row.record_id,
-                            row.beneficiary_id,
-                            row.sku_id,
-                            row.start_ns,
-                            row.end_ns,
-                            row.quantity,
-                            row.amount_fen,
-                            row.period,
-                            row.class_code,
-                            row.registry_version
-                        ])?;
-                        if inserted == 1 {
-                            fx.admit(&self.engine, &row, c, shares)
-                        } else {
-                            existing(&mut select)?.ok_or_else(|| {
-                                StoreError::Corrupt("insert ignored but no row".into())
-                            })?
-                        }
-                    }
-                    // A resend of a stored record is a duplicate even when the hour is full.
-                    Err(over) => existing(&mut select)?.unwrap_or(over),
+        // One lookup of every key of the group, in multi-row statements; usually finds nothing.
+        let mut existing = common::Existing::default();
+        for chunk in common::maybe_stored(&self.engine, &rows).chunks(LOOKUP_KEYS_MAX) {
+            let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
+            for row in chunk {
+                params.push(&row.provider_id);
+                params.push(&row.record_id);
+            }
+
+            let mut found = stmt.query(params.as_slice())?;
+            while let Some(r) = found.next()? {
+                let row = Row {
+                    provider_id: r.get(0)?,
+                    record_id: r.get(1)?,
+                    beneficiary_id: r.get(2)?,
+                    sku_id: r.get(3)?,
+                    start_ns: r.get(4)?,
+                    end_ns: r.get(5)?,
+                    quantity: r.get(6)?,
+                    amount_fen: r.get(7)?,
+                    period: r.get(8)?,
+                    class_code: r.get(9)?,
+                    registry_version: r.get(10)?,
                 };
-                decisions.push(decision);
+                existing.insert((row.provider_id, row.record_id.clone()), row);
             }
         }
-        write_effects(&tx, &fx)?;
+        let common::Decided {
+            decisions,
+            insert,
+            effects: fx,
+        } = common::decide(&self.engine, candidates, &rows, &existing)?;
+        for chunk in insert.chunks(INSERT_ROWS_MAX) {
+            let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 11);
+            for &i in chunk {
+                let r = &rows[i];
+                params.extend_from_slice(&[
+                    &r.provider_id,
+                    &r.record_id,
+                    &r.beneficiary_id,
+                    &r.sku_id,
+                    &r.start_ns,
+                    &r.end_ns,
+                    &r.quantity,
+                    &r.amount_fen,
+                    &r.period,
+                    &r.class_code,
+                    &r.registry_version,
+                ]);
+            }
+            stmt.execute(params.as_slice())?;
+        }
+        write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
+        common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
     }
 
@@ -309,11 +345,9 @@ impl Store for SqliteStore {
             params![provider_id, record_id, at, reason],
         )?;
         let record = decode(&self.engine.names, &row)?;
-        let class = common::class_of_code(row.class_code)
-            .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", row.class_code)))?;
         let mut fx = TxEffects::default();
-        fx.release(&self.engine, &row, &record, class);
-        write_effects(&tx, &fx)?;
+        fx.release(&self.engine, &row, record.quantity);
+        write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })

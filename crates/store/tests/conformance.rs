@@ -144,6 +144,10 @@ fn at(text: &str) -> DateTime<chrono::FixedOffset> {
     DateTime::parse_from_rfc3339(text).expect("time")
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per field of a record"
+)]
 fn record(
     provider: &str,
     id: &str,
@@ -540,13 +544,17 @@ fn random_groups_keep_accruals_exact() {
                     1 + (next() % 3)
                 );
                 let end = (at(&start) + chrono::Duration::minutes(30)).to_rfc3339();
-                let r = if next() % 2 == 0 {
+                let r = if next().is_multiple_of(2) {
                     record("dc-a", &id, "ent-a", "a-gpu", &start, &end, "0.5", 10)
                 } else {
                     record(
                         "dc-b",
                         &id,
-                        if next() % 2 == 0 { "ent-a" } else { "ent-b" },
+                        if next().is_multiple_of(2) {
+                            "ent-a"
+                        } else {
+                            "ent-b"
+                        },
                         "b-tok",
                         &start,
                         &end,
