@@ -65,6 +65,10 @@ CREATE TABLE run_lines (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 
+-- Balances read a beneficiary's or payee's posted lines.
+CREATE INDEX run_lines_beneficiary ON run_lines (beneficiary);
+CREATE INDEX run_lines_payee ON run_lines (payee);
+
 -- Journals are never edited or deleted; corrections are reversals (R10).
 CREATE TABLE journals (
     journal_id INTEGER PRIMARY KEY,

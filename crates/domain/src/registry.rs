@@ -892,10 +892,15 @@ impl Registry {
 
         let mut grants = Vec::new();
         let mut grant_index = HashMap::new();
+        // Maps, not scans: a city registry can hold 100,000 beneficiaries and their grants.
+        let beneficiary_by_id: HashMap<&str, &Beneficiary> =
+            beneficiaries.iter().map(|b| (b.id.as_str(), b)).collect();
+        let programme_by_id: HashMap<&str, &Programme> =
+            programmes.iter().map(|p| (p.id.as_str(), p)).collect();
         for (i, g) in raw.grant.iter().enumerate() {
             let path = format!("grant[{i}]");
-            let beneficiary = beneficiaries.iter().find(|b| b.id == g.beneficiary);
-            let programme = programmes.iter().find(|p| p.id == g.programme);
+            let beneficiary = beneficiary_by_id.get(g.beneficiary.as_str()).copied();
+            let programme = programme_by_id.get(g.programme.as_str()).copied();
             if !beneficiary_index.contains_key(&g.beneficiary) {
                 c.fail(
                     format!("{path}.beneficiary"),

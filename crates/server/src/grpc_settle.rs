@@ -343,6 +343,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
 
 pub struct BalanceService {
     pub shared: Arc<Shared>,
+    pub pending: Arc<std::sync::Mutex<settle::PendingCache>>,
 }
 
 #[tonic::async_trait]
@@ -365,7 +366,12 @@ impl pb::balance_service_server::BalanceService for BalanceService {
         }
         let year = r.year;
         let who = beneficiary.clone();
-        let rows = on_store(&self.shared, move |s| settle::balance(s, &who, year)).await?;
+        let cache = self.pending.clone();
+        let rows = on_store(&self.shared, move |s| {
+            let mut cache = cache.lock().expect("pending cache lock");
+            settle::balance(s, &mut cache, &who, year)
+        })
+        .await?;
         Ok(Response::new(pb::GetBalanceResponse {
             beneficiary,
             programmes: rows

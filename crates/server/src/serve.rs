@@ -131,6 +131,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let balance = InterceptedService::new(
         pb::balance_service_server::BalanceServiceServer::new(crate::grpc_settle::BalanceService {
             shared: shared.clone(),
+            pending: Default::default(),
         }),
         interceptor,
     );

@@ -3,6 +3,7 @@
 //! in one transaction. One writer per database serialises runs, so caps and pools stay exact.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -83,14 +84,52 @@ fn parse_registry(version: i64, text: &str) -> Result<Registry> {
         })
 }
 
-fn load_registry(tx: &mut dyn Sql, version: i64, cache: &mut HashMap<i64, Registry>) -> Result<()> {
+/// Parsed registries by content hash. A version's text never changes, and parsing a city's
+/// registry (100,000 beneficiaries) takes longer than a whole run's arithmetic.
+static REGISTRIES: LazyLock<Mutex<HashMap<String, Arc<Registry>>>> = LazyLock::new(Mutex::default);
+const REGISTRIES_CACHED_MAX: usize = 16;
+
+fn registry_of(tx: &mut dyn Sql, version: i64) -> Result<Arc<Registry>> {
+    let hash = rows::registry_hash(tx, version)?.ok_or_else(|| {
+        SettleError::NotFound(format!("registry version {version} is not stored"))
+    })?;
+    if let Some(r) = REGISTRIES.lock().expect("registry cache lock").get(&hash) {
+        return Ok(r.clone());
+    }
+    let text = rows::registry_text(tx, version)?.ok_or_else(|| {
+        SettleError::NotFound(format!("registry version {version} is not stored"))
+    })?;
+    let registry = Arc::new(parse_registry(version, &text)?);
+    let mut cache = REGISTRIES.lock().expect("registry cache lock");
+    if cache.len() >= REGISTRIES_CACHED_MAX {
+        cache.clear();
+    }
+    cache.insert(hash, registry.clone());
+    Ok(registry)
+}
+
+fn load_registry(
+    tx: &mut dyn Sql,
+    version: i64,
+    cache: &mut HashMap<i64, Arc<Registry>>,
+) -> Result<()> {
     if !cache.contains_key(&version) {
-        let text = rows::registry_text(tx, version)?.ok_or_else(|| {
-            SettleError::NotFound(format!("registry version {version} is not stored"))
-        })?;
-        cache.insert(version, parse_registry(version, &text)?);
+        cache.insert(version, registry_of(tx, version)?);
     }
     Ok(())
+}
+
+/// The current registry version and its parsed registry.
+fn current_registry(store: &mut dyn Store) -> Result<(i64, Arc<Registry>)> {
+    let version = in_tx(store, |tx| {
+        let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
+        Ok(rows.first().and_then(|r| r[0].opt_int().ok().flatten()))
+    })?
+    .ok_or_else(|| {
+        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
+    })?;
+    let registry = in_tx(store, |tx| registry_of(tx, version))?;
+    Ok((version, registry))
 }
 
 fn class_of(category: &str, chip_origin: &str, registered_model: &str) -> Option<Class> {
@@ -173,7 +212,7 @@ fn bases_to(
 /// Entitlements of every period of the year up to `last`, each with its registry version.
 fn entitlements(
     versions: &BTreeMap<Period, i64>,
-    registries: &HashMap<i64, Registry>,
+    registries: &HashMap<i64, Arc<Registry>>,
     bases: &BTreeMap<Period, BTreeMap<LineKey, Fen>>,
     last: Period,
 ) -> Vec<suanli_domain::settlement::Statement> {
@@ -631,65 +670,119 @@ pub struct Balance {
     pub remaining: Fen,
 }
 
-/// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
-/// accruals under the current policy, less what is posted) and remaining.
-pub fn balance(store: &mut dyn Store, beneficiary: &str, year: i32) -> Result<Vec<Balance>> {
-    let current = store
-        .registry_current()?
-        .ok_or_else(|| SettleError::FailedPrecondition("no registry is loaded".into()))?;
-    let current_version = current.version as i64;
-    let registry = parse_registry(current_version, &current.toml_text)?;
-    if registry.beneficiary(beneficiary).is_none() {
-        return Err(SettleError::NotFound(format!(
-            "beneficiary {beneficiary:?} is not in the current registry"
-        )));
+/// The year-to-date entitlement per (programme, beneficiary), cached per fiscal year and
+/// recomputed only when accruals, the registry or the runs changed: a balance look-up then
+/// costs two indexed queries, not a year's settlement arithmetic.
+#[derive(Default)]
+pub struct PendingCache {
+    years: HashMap<i32, (PendingKey, Arc<HashMap<(String, String), Fen>>)>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct PendingKey {
+    accrual_changes: u64,
+    registry_version: i64,
+    runs: i64,
+}
+
+fn year_entitlements(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+    year: i32,
+    current_version: i64,
+) -> Result<Arc<HashMap<(String, String), Fen>>> {
+    let accrual_changes = suanli_store::accrual_changes();
+    let runs = in_tx(store, |tx| {
+        let rows = tx.query("SELECT COUNT(*), MAX(run_id) FROM settlement_runs", &[])?;
+        let count = rows.first().map_or(Ok(0), |r| r[0].int())?;
+        let max = rows
+            .first()
+            .map_or(Ok(None), |r| r[1].opt_int())?
+            .unwrap_or(0);
+        Ok(count * 1_000_000_007 + max)
+    })?;
+    let key = PendingKey {
+        accrual_changes,
+        registry_version: current_version,
+        runs,
+    };
+    if let Some((k, v)) = cache.years.get(&year)
+        && *k == key
+    {
+        return Ok(v.clone());
     }
     let last = Period { year, month: 12 };
     let bases = bases_to(store, year, last)?;
-    in_tx(store, |tx| {
-        let paid: BTreeMap<String, i64> =
-            rows::posted_totals(tx, PostedBy::Beneficiary, beneficiary)?
-                .into_iter()
-                .collect();
+    let totals = in_tx(store, |tx| {
         let versions = period_versions(tx, last, current_version)?;
         let mut registries = HashMap::new();
         for v in versions.values() {
             load_registry(tx, *v, &mut registries)?;
         }
-        let statements = entitlements(&versions, &registries, &bases, last);
-        let mut out = Vec::new();
-        for grant in registry
-            .grants
-            .iter()
-            .filter(|g| g.beneficiary == beneficiary)
-        {
-            let Some(p) = registry
-                .programme(&grant.programme)
-                .filter(|p| p.year == year)
-            else {
-                continue;
-            };
-            let entitled: Fen = statements
-                .iter()
-                .flat_map(|s| &s.lines)
-                .filter(|l| l.programme == p.id && l.key.beneficiary == beneficiary)
-                .map(|l| l.subsidy)
-                .sum();
-            let paid = Fen(paid.get(&p.id).copied().unwrap_or(0));
-            let pending = entitled.minus(paid).max(Fen::ZERO);
-            let cap = registry.beneficiary_cap(p, beneficiary);
-            let remaining = cap.map_or(Fen::ZERO, |c| c.minus(paid).minus(pending).max(Fen::ZERO));
-            out.push(Balance {
-                programme: p.id.clone(),
-                year,
-                cap,
-                paid,
-                pending,
-                remaining,
-            });
+        let mut totals: HashMap<(String, String), Fen> = HashMap::new();
+        for statement in entitlements(&versions, &registries, &bases, last) {
+            for l in statement.lines {
+                let t = totals.entry((l.programme, l.key.beneficiary)).or_default();
+                *t = t.plus(l.subsidy);
+            }
         }
-        Ok(out)
-    })
+        Ok(totals)
+    })?;
+    let totals = Arc::new(totals);
+    cache.years.insert(year, (key, totals.clone()));
+    Ok(totals)
+}
+
+/// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
+/// accruals under the current policy, less what is posted) and remaining.
+pub fn balance(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+    beneficiary: &str,
+    year: i32,
+) -> Result<Vec<Balance>> {
+    let (current_version, registry) = current_registry(store)?;
+    if registry.beneficiary(beneficiary).is_none() {
+        return Err(SettleError::NotFound(format!(
+            "beneficiary {beneficiary:?} is not in the current registry"
+        )));
+    }
+    let entitled = year_entitlements(store, cache, year, current_version)?;
+    let paid: BTreeMap<String, i64> = in_tx(store, |tx| {
+        Ok(rows::posted_totals(tx, PostedBy::Beneficiary, beneficiary)?)
+    })?
+    .into_iter()
+    .collect();
+    let mut out = Vec::new();
+    for grant in registry
+        .grants
+        .iter()
+        .filter(|g| g.beneficiary == beneficiary)
+    {
+        let Some(p) = registry
+            .programme(&grant.programme)
+            .filter(|p| p.year == year)
+        else {
+            continue;
+        };
+        let entitled = entitled
+            .get(&(p.id.clone(), beneficiary.to_owned()))
+            .copied()
+            .unwrap_or_default();
+        let paid = Fen(paid.get(&p.id).copied().unwrap_or(0));
+        let pending = entitled.minus(paid).max(Fen::ZERO);
+        let cap = registry.beneficiary_cap(p, beneficiary);
+        let remaining = cap.map_or(Fen::ZERO, |c| c.minus(paid).minus(pending).max(Fen::ZERO));
+        out.push(Balance {
+            programme: p.id.clone(),
+            year,
+            cap,
+            paid,
+            pending,
+            remaining,
+        });
+    }
+    Ok(out)
 }
 
 /// A payee's position per programme, derived from the journal's payable and paid accounts.

@@ -127,6 +127,30 @@ fn key_values(key: &LineKeyRow) -> [Value; 5] {
     ]
 }
 
+/// Rows per multi-row INSERT: one statement per chunk instead of one per row (a run of 100,000
+/// beneficiaries has 300,000 lines), within SQLite's and PostgreSQL's parameter limits.
+const INSERT_ROWS_MAX: usize = 1000;
+
+/// Inserts rows with multi-row `INSERT … VALUES ($1, …), (…)` statements.
+fn insert_rows(tx: &mut dyn Sql, table_and_columns: &str, rows: &[Vec<Value>]) -> Result<()> {
+    for chunk in rows.chunks(INSERT_ROWS_MAX) {
+        let width = chunk[0].len();
+        let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+        let mut n = 0;
+        for (i, _) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                n += 1;
+                sql.push_str(&format!("{}${n}", if c == 0 { "" } else { ", " }));
+            }
+            sql.push(')');
+        }
+        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        tx.exec(&sql, &params)?;
+    }
+    Ok(())
+}
+
 /// The open or approved (not yet posted) run of a programme and period.
 pub fn pending_run(tx: &mut dyn Sql, programme: &str, period: &str) -> Result<Option<RunRow>> {
     let sql = format!(
@@ -161,36 +185,49 @@ pub fn insert_run(tx: &mut dyn Sql, run: &NewRun) -> Result<i64> {
             &[run_id.into(), period.as_str().into(), (*version).into()],
         )?;
     }
-    for input in &run.inputs {
-        let mut params = vec![run_id.into(), input.period.as_str().into()];
-        params.extend(key_values(&input.key));
-        params.push(input.base_fen.into());
-        tx.exec(
-            "INSERT INTO run_inputs (run_id, period, beneficiary, provider, category, chip_origin, registered_model, base_fen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &params,
-        )?;
-    }
-    for (seq, line) in run.lines.iter().enumerate() {
-        let mut params = vec![
-            run_id.into(),
-            (seq as i64).into(),
-            line.original_period.as_str().into(),
-        ];
-        params.extend(key_values(&line.key));
-        params.extend([
-            line.base_fen.into(),
-            line.ratio.as_str().into(),
-            line.entitlement_fen.into(),
-            line.posted_before_fen.into(),
-            line.amount_fen.into(),
-            line.cut_by.as_str().into(),
-            line.payee.as_str().into(),
-        ]);
-        tx.exec(
-            "INSERT INTO run_lines (run_id, seq, original_period, beneficiary, provider, category, chip_origin, registered_model, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            &params,
-        )?;
-    }
+    let inputs: Vec<Vec<Value>> = run
+        .inputs
+        .iter()
+        .map(|input| {
+            let mut row = vec![run_id.into(), input.period.as_str().into()];
+            row.extend(key_values(&input.key));
+            row.push(input.base_fen.into());
+            row
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "run_inputs (run_id, period, beneficiary, provider, category, chip_origin, registered_model, base_fen)",
+        &inputs,
+    )?;
+    let lines: Vec<Vec<Value>> = run
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(seq, line)| {
+            let mut row = vec![
+                run_id.into(),
+                (seq as i64).into(),
+                line.original_period.as_str().into(),
+            ];
+            row.extend(key_values(&line.key));
+            row.extend([
+                line.base_fen.into(),
+                line.ratio.as_str().into(),
+                line.entitlement_fen.into(),
+                line.posted_before_fen.into(),
+                line.amount_fen.into(),
+                line.cut_by.as_str().into(),
+                line.payee.as_str().into(),
+            ]);
+            row
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "run_lines (run_id, seq, original_period, beneficiary, provider, category, chip_origin, registered_model, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee)",
+        &lines,
+    )?;
     Ok(run_id)
 }
 
@@ -480,6 +517,15 @@ pub fn account_totals(tx: &mut dyn Sql) -> Result<Vec<(String, i64, i64)>> {
     rows.iter()
         .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
         .collect()
+}
+
+/// The content hash of a registry version.
+pub fn registry_hash(tx: &mut dyn Sql, version: i64) -> Result<Option<String>> {
+    let rows = tx.query(
+        "SELECT content_hash FROM registry_versions WHERE version = $1",
+        &[version.into()],
+    )?;
+    rows.first().map(|r| r[0].text()).transpose()
 }
 
 /// The TOML text of a registry version.

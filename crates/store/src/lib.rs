@@ -208,6 +208,20 @@ impl RegistryNames {
     }
 }
 
+/// Counts committed changes to accruals (ingest groups and voids) in this process, so readers
+/// can cache what they derive from accruals and recompute only after a change.
+static ACCRUAL_CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn note_accrual_change() {
+    ACCRUAL_CHANGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// How many accrual changes this process has committed (any store); a cache of something derived
+/// from accruals is current while this number is unchanged.
+pub fn accrual_changes() -> u64 {
+    ACCRUAL_CHANGES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// The default database: a SQLite file under `./suanli-data/`, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./suanli-data/suanli.db";
 

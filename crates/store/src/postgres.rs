@@ -246,6 +246,7 @@ impl Store for PgStore {
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
+        crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
@@ -282,6 +283,7 @@ impl Store for PgStore {
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
+        crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
     }

@@ -311,6 +311,7 @@ impl Store for SqliteStore {
         }
         write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
+        crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         common::remember_keys(&mut self.engine, &rows, &insert);
         Ok(decisions)
@@ -349,6 +350,7 @@ impl Store for SqliteStore {
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&tx, &fx, &self.engine.names)?;
         tx.commit()?;
+        crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
     }

@@ -1,0 +1,109 @@
+//! Settlement-day benchmark (issue 4): create and post a run for N beneficiaries × 3 providers ×
+//! one month from accruals on PostgreSQL, then time balance look-ups.
+//! `cargo bench -p suanli --bench settle` (N from SUANLI_BENCH_BENEFICIARIES, default 100,000;
+//! database from SUANLI_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use suanli::settle;
+use suanli_store::RegistryNames;
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::var("SUANLI_BENCH_BENEFICIARIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls)?;
+    let name = format!("suanli_bench_settle_{}", std::process::id());
+    admin.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+    ))?;
+    let url = format!(
+        "{}/{name}",
+        base.rsplit_once('/').expect("url names a database").0
+    );
+    let result = run(&url, n);
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    result
+}
+
+fn run(url: &str, n: usize) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "[[programme]]\nid = \"city\"\nfunder = \"municipal\"\nyear = 2025\npool = \"1000000000.00\"\nbeneficiary_cap = \"8000000.00\"\n\
+         beneficiary_kinds = [\"enterprise\"]\npayee = \"provider\"\nfunding = [ { funder = \"city\", share = \"0.5\" }, { funder = \"district\", share = \"0.5\" } ]\n\
+         rates = [ { category = \"compute\", chip_origin = \"domestic\", ratio = \"0.30\" } ]\n",
+    );
+    for p in 1..=3 {
+        writeln!(
+            text,
+            "[[provider]]\nid = \"p{p}\"\n[[sku]]\nid = \"s{p}\"\nprovider = \"p{p}\"\ncategory = \"compute\"\nchip_origin = \"domestic\"\nunit = \"gpu_hour\""
+        )?;
+    }
+    for b in 1..=n {
+        writeln!(
+            text,
+            "[[beneficiary]]\nid = \"b{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"b{b}\"\nprogramme = \"city\""
+        )?;
+    }
+    let started = Instant::now();
+    let (registry, _) = suanli_domain::Registry::from_toml("bench.toml", &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "registry of {n} beneficiaries parsed in {:.2?}",
+        started.elapsed()
+    );
+    let mut store = suanli_store::open(url)?;
+    store.registry_insert(
+        &registry.content_hash,
+        &text,
+        &RegistryNames::of(&registry),
+        chrono::Utc::now(),
+    )?;
+    // Accruals as ingest leaves them: one row per (beneficiary, provider, class, month).
+    let mut pg = postgres::Client::connect(url, postgres::NoTls)?;
+    pg.batch_execute(&format!(
+        "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
+         SELECT 'b' || i, 'p' || j, 'compute', 'domestic', '', '2025-03', 100000 + i * 7 + j, 1 \
+         FROM generate_series(1, {n}) i, generate_series(1, 3) j"
+    ))?;
+
+    let started = Instant::now();
+    let run = settle::create_run(&mut *store, "city", "2025-03", "finance:bench-a")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let created = started.elapsed();
+    settle::approve_run(&mut *store, run.run.run_id, "finance:bench-b")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let posting = Instant::now();
+    settle::post_run(&mut *store, run.run.run_id, "finance:bench-b")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let posted = posting.elapsed();
+    println!(
+        "run of {} lines: create (preview) {created:.2?}, post {posted:.2?}, create + post {:.2?}",
+        run.lines.len(),
+        created + posted
+    );
+
+    let mut cache = settle::PendingCache::default();
+    let mut lookups = Vec::new();
+    let mut state: u64 = 42;
+    for _ in 0..200 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let b = format!("b{}", (state >> 33) as usize % n + 1);
+        let t = Instant::now();
+        settle::balance(&mut *store, &mut cache, &b, 2025).map_err(|e| anyhow::anyhow!("{e}"))?;
+        lookups.push(t.elapsed());
+    }
+    lookups.sort();
+    println!(
+        "balance look-ups: p50 {:.2?}, p99 {:.2?} ({} samples)",
+        lookups[lookups.len() / 2],
+        lookups[lookups.len() * 99 / 100],
+        lookups.len()
+    );
+    Ok(())
+}
