@@ -113,8 +113,8 @@ fn load_registry(
     version: i64,
     cache: &mut HashMap<i64, Arc<Registry>>,
 ) -> Result<()> {
-    if !cache.contains_key(&version) {
-        cache.insert(version, registry_of(tx, version)?);
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(version) {
+        slot.insert(registry_of(tx, version)?);
     }
     Ok(())
 }
@@ -675,8 +675,11 @@ pub struct Balance {
 /// costs two indexed queries, not a year's settlement arithmetic.
 #[derive(Default)]
 pub struct PendingCache {
-    years: HashMap<i32, (PendingKey, Arc<HashMap<(String, String), Fen>>)>,
+    years: HashMap<i32, (PendingKey, Entitled)>,
 }
+
+/// Entitlement to date per (programme, beneficiary).
+type Entitled = Arc<HashMap<(String, String), Fen>>;
 
 #[derive(Clone, PartialEq, Eq)]
 struct PendingKey {
@@ -690,7 +693,7 @@ fn year_entitlements(
     cache: &mut PendingCache,
     year: i32,
     current_version: i64,
-) -> Result<Arc<HashMap<(String, String), Fen>>> {
+) -> Result<Entitled> {
     let accrual_changes = suanli_store::accrual_changes();
     let runs = in_tx(store, |tx| {
         let rows = tx.query("SELECT COUNT(*), MAX(run_id) FROM settlement_runs", &[])?;
