@@ -538,3 +538,132 @@ fn worked_example_end_to_end_on_postgres() {
         worked_example_end_to_end(db);
     }
 }
+
+const POOLED: &str = r#"
+[[programme]]
+id = "pooled-2025"
+funder = "district"
+year = 2025
+pool = "1000.00"
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.50" } ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+[[beneficiary]]
+id = "e1"
+kind = "enterprise"
+[[beneficiary]]
+id = "e2"
+kind = "enterprise"
+[[beneficiary]]
+id = "e3"
+kind = "enterprise"
+[[grant]]
+beneficiary = "e1"
+programme = "pooled-2025"
+[[grant]]
+beneficiary = "e2"
+programme = "pooled-2025"
+[[grant]]
+beneficiary = "e3"
+programme = "pooled-2025"
+"#;
+
+fn pool_exhausted_across_beneficiaries(db: Db) {
+    let s = Server::start(db);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let registry = s.file("pooled.toml", POOLED);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let may = s.file("may.csv", &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\ndc-a,m2,e2,gpu,{t},1,900.00\ndc-a,m3,e3,gpu,{t},1,1000.01\n"));
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    let id = run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-05",
+        ],
+    ));
+    let export = s.db.dir.join("may-run.csv");
+    s.ok(
+        &f1,
+        &["settle", "export", &id, "--out", export.to_str().unwrap()],
+    );
+    // Demand 300.00 + 450.00 + 500.01 (half-up of 500.005) = 1250.01 over a pool of 1000.00:
+    // shared pro rata by largest remainder, summing to the pool exactly.
+    assert_eq!(
+        std::fs::read_to_string(&export)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        [
+            format!("pooled-2025,2025-05,e1,dc-a,compute,domestic,,600.00,0.50,240.00,pool,{id},"),
+            format!("pooled-2025,2025-05,e2,dc-a,compute,domestic,,900.00,0.50,360.00,pool,{id},"),
+            format!("pooled-2025,2025-05,e3,dc-a,compute,domestic,,1000.01,0.50,400.00,pool,{id},"),
+        ]
+    );
+    s.ok(&f2, &["settle", "approve", &id]);
+    s.ok(&f2, &["settle", "post", &id]);
+    // June: the pool is spent; new usage earns nothing and the balance shows it.
+    let june = s.file(
+        "june.csv",
+        &format!(
+            "{HEADER}dc-a,j1,e1,gpu,2025-06-01T00:00:00+08:00,2025-06-02T00:00:00+08:00,1,100.00\n"
+        ),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &june]);
+    let out = s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-06",
+        ],
+    );
+    assert!(
+        out.contains("e1 dc-a compute/domestic base 100.00 ratio 0.50 → 0.00 cut by pool"),
+        "{out}"
+    );
+    let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
+    assert!(
+        balance.contains("pooled-2025: cap none, paid 240.00 CNY, pending 0.00 CNY"),
+        "{balance}"
+    );
+    let trial = s.ok(&f1, &["ledger", "trial-balance"]);
+    assert!(
+        trial.contains("expense:pooled-2025")
+            && trial.contains(" 1000.00")
+            && trial.contains("balanced"),
+        "{trial}"
+    );
+}
+
+#[test]
+fn pool_exhausted_across_beneficiaries_on_sqlite() {
+    pool_exhausted_across_beneficiaries(sqlite_db().unwrap());
+}
+
+#[test]
+fn pool_exhausted_across_beneficiaries_on_postgres() {
+    if let Some(db) = pg_db() {
+        pool_exhausted_across_beneficiaries(db);
+    }
+}
