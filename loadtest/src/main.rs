@@ -151,18 +151,13 @@ struct StreamResult {
 
 async fn drive(
     args: Args,
-    run: String,
     stream: usize,
-    batches: usize,
+    prepared: Vec<(pb::IngestRequest, i64)>,
 ) -> anyhow::Result<StreamResult> {
+    let batches = prepared.len();
     let mut client = MeteringServiceClient::new(connect(&args.server).await?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    // Pre-build the batches so generation does not compete with the measured path.
-    let mut rng = Rng(0x5eed ^ (stream as u64) << 32);
-    let prepared: Vec<(pb::IngestRequest, i64)> = (0..batches)
-        .map(|i| batch(&args, &run, stream, i, &mut rng))
-        .collect();
     let amounts: Vec<i64> = prepared.iter().map(|(_, a)| *a).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::IngestRequest>(args.window);
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(args.window));
@@ -287,11 +282,21 @@ async fn main() -> anyhow::Result<()> {
         args.streams,
         args.window
     );
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+    // Batches are built before the clock starts, so generation is not measured.
+    let mut prepared = Vec::new();
     for s in 0..args.streams {
         let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
-        tasks.push(tokio::spawn(drive(args.clone(), run.clone(), s, n)));
+        let mut rng = Rng(0x5eed ^ ((s as u64) << 32));
+        prepared.push(
+            (0..n)
+                .map(|i| batch(&args, &run, s, i, &mut rng))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (s, batches) in prepared.into_iter().enumerate() {
+        tasks.push(tokio::spawn(drive(args.clone(), s, batches)));
     }
     let mut latencies = Vec::new();
     let (mut accepted, mut accepted_fen, mut other) = (0u64, 0i64, 0u64);

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend: the same decisions as SQLite, made per group of batches with one
-//! lookup of every key of the group and one multi-row insert (UNNEST of column arrays).
+//! lookup of the keys that may be stored and one binary COPY of the new rows.
 //! Assumes one writer per database (one `suanli serve`), like the SQLite backend.
 
 use chrono::{DateTime, Utc};
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use postgres::{Client, NoTls};
 
 use crate::common::{self, Engine, Kind, Row, TxEffects, decode, encode, now_text};
@@ -222,27 +224,41 @@ impl Store for PgStore {
             effects: fx,
         } = common::decide(&self.engine, candidates, &rows, &existing)?;
         if !insert.is_empty() {
-            let col_i64 =
-                |f: fn(&Row) -> i64| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<i64>>();
-            let col_text =
-                |f: fn(&Row) -> &str| insert.iter().map(|&i| f(&rows[i])).collect::<Vec<&str>>();
-            tx.execute(
-                "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])",
-                &[
-                    &col_i64(|r| r.provider_id),
-                    &col_text(|r| &r.record_id),
-                    &col_i64(|r| r.beneficiary_id),
-                    &col_i64(|r| r.sku_id),
-                    &col_i64(|r| r.start_ns),
-                    &col_i64(|r| r.end_ns),
-                    &col_text(|r| &r.quantity),
-                    &col_i64(|r| r.amount_fen),
-                    &col_i64(|r| r.period),
-                    &col_i64(|r| r.class_code),
-                    &col_i64(|r| r.registry_version),
-                ],
+            // Binary COPY straight into the table: the keys are known to be new (one writer).
+            let sink = tx.copy_in(
+                "COPY usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) FROM STDIN (FORMAT binary)",
             )?;
+            let types = [
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+            ];
+            let mut writer = BinaryCopyInWriter::new(sink, &types);
+            for &i in &insert {
+                let r = &rows[i];
+                writer.write(&[
+                    &r.provider_id,
+                    &r.record_id,
+                    &r.beneficiary_id,
+                    &r.sku_id,
+                    &r.start_ns,
+                    &r.end_ns,
+                    &r.quantity,
+                    &r.amount_fen,
+                    &r.period,
+                    &r.class_code,
+                    &r.registry_version,
+                ])?;
+            }
+            writer.finish()?;
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
         tx.commit()?;
