@@ -14,20 +14,9 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls)?;
-    let name = format!("suanli_bench_settle_{}", std::process::id());
-    admin.batch_execute(&format!(
-        "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-    ))?;
-    let url = format!(
-        "{}/{name}",
-        base.rsplit_once('/').expect("url names a database").0
-    );
-    let result = run(&url, n);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
-    result
+    let db = suanli_testkit::postgres("bench_settle")
+        .ok_or_else(|| anyhow::anyhow!("the benchmark needs PostgreSQL"))?;
+    run(&db.url, n)
 }
 
 fn run(url: &str, n: usize) -> anyhow::Result<()> {

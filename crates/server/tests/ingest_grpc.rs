@@ -3,7 +3,6 @@
 //! unreachable unless SUANLI_REQUIRE_POSTGRES=1).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use suanli::serve::{Running, ServeConfig};
 use suanli_proto::v1 as pb;
@@ -59,8 +58,6 @@ name = "B"
 kind = "enterprise"
 "#;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A fresh database and the tokens created in it before the server starts.
 struct Db {
     url: String,
@@ -105,52 +102,13 @@ fn with_tokens(url: String, cleanup: Box<dyn FnOnce()>) -> Db {
 }
 
 fn sqlite_db() -> Option<Db> {
-    let dir = std::env::temp_dir().join(format!(
-        "suanli-grpc-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let url = format!("sqlite://{}/suanli.db", dir.display());
-    Some(with_tokens(
-        url,
-        Box::new(move || drop(std::fs::remove_dir_all(dir))),
-    ))
+    let db = suanli_testkit::sqlite("grpc");
+    Some(with_tokens(db.url.clone(), Box::new(move || drop(db))))
 }
 
 fn pg_db() -> Option<Db> {
-    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
-        Ok(c) => c,
-        Err(e) if !required => {
-            eprintln!("skipping the PostgreSQL run: {e}");
-            return None;
-        }
-        Err(e) => {
-            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
-        }
-    };
-    let name = format!(
-        "suanli_grpc_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .expect("drop stale test database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-    let url = format!("{prefix}/{name}");
-    Some(with_tokens(
-        url,
-        Box::new(move || {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }),
-    ))
+    let db = suanli_testkit::postgres("grpc")?;
+    Some(with_tokens(db.url.clone(), Box::new(move || drop(db))))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -5,10 +5,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -20,73 +17,14 @@ fn bin() -> Command {
     c
 }
 
-/// A database for one test: a temp SQLite file or a fresh PostgreSQL database, dropped after.
-struct Db {
-    url: String,
-    dir: PathBuf,
-    drop_pg: Option<(postgres::Client, String)>,
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some((mut admin, name)) = self.drop_pg.take() {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "suanli-settle-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use suanli_testkit::TestDb as Db;
 
 fn sqlite_db() -> Option<Db> {
-    let dir = temp_dir();
-    Some(Db {
-        url: format!("sqlite://{}/suanli.db", dir.display()),
-        dir,
-        drop_pg: None,
-    })
+    Some(suanli_testkit::sqlite("settle"))
 }
 
 fn pg_db() -> Option<Db> {
-    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
-        Ok(c) => c,
-        Err(e) if !required => {
-            eprintln!("skipping the PostgreSQL run: {e}");
-            return None;
-        }
-        Err(e) => {
-            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
-        }
-    };
-    let name = format!(
-        "suanli_settle_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    Some(Db {
-        url: format!("{prefix}/{name}"),
-        dir: temp_dir(),
-        drop_pg: Some((admin, name)),
-    })
+    suanli_testkit::postgres("settle")
 }
 
 /// A running `suanli serve` child process, killed on drop.

@@ -2,8 +2,6 @@
 //! SQLite (a temp file) and on PostgreSQL (a uniquely named database, dropped afterwards; the
 //! PostgreSQL half skips when the server is unreachable unless SUANLI_REQUIRE_POSTGRES=1).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use chrono::{DateTime, Utc};
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
@@ -63,62 +61,21 @@ impl Drop for Db {
     }
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 fn sqlite_db() -> Db {
-    let dir = std::env::temp_dir().join(format!(
-        "suanli-store-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let url = format!("sqlite://{}/suanli.db", dir.display());
-    let d = dir.clone();
-    Db {
-        url,
-        cleanup: Some(Box::new(move || drop(std::fs::remove_dir_all(d)))),
-        _dir: Some(dir),
-    }
+    wrap(suanli_testkit::sqlite("store"))
 }
 
 fn pg_db() -> Option<Db> {
-    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
-        Ok(c) => c,
-        Err(e) if !required => {
-            eprintln!("skipping the PostgreSQL half: {e}");
-            return None;
-        }
-        Err(e) => {
-            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
-        }
-    };
-    let name = format!(
-        "suanli_store_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .expect("drop stale test database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let url = match base.rfind('/') {
-        Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => {
-            format!("{}/{name}", &base[..i])
-        }
-        _ => format!("{base}/{name}"),
-    };
-    Some(Db {
-        url,
-        cleanup: Some(Box::new(move || {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        })),
+    suanli_testkit::postgres("store").map(wrap)
+}
+
+/// Keeps the test database alive as long as the `Db` and drops it with it.
+fn wrap(db: suanli_testkit::TestDb) -> Db {
+    Db {
+        url: db.url.clone(),
+        cleanup: Some(Box::new(move || drop(db))),
         _dir: None,
-    })
+    }
 }
 
 fn registry() -> Registry {
