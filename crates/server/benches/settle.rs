@@ -10,6 +10,11 @@ use suanli::settle;
 use suanli_store::RegistryNames;
 
 fn main() -> anyhow::Result<()> {
+    // The run's phases are logged with their elapsed time.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .init();
     let n: usize = std::env::var("SUANLI_BENCH_BENEFICIARIES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -344,7 +344,9 @@ pub fn create_run(
             p.year
         )));
     }
+    let started = std::time::Instant::now();
     let bases = bases_to(store, period.year, period)?;
+    tracing::info!(programme, %period, lines = bases.values().map(BTreeMap::len).sum::<usize>(), elapsed_ms = started.elapsed().as_millis() as u64, "run inputs read from accruals");
     in_tx(store, |tx| {
         if let Some(open) = rows::pending_run(tx, programme, &period.to_string())? {
             return Err(SettleError::AlreadyExists(format!(
@@ -370,6 +372,7 @@ pub fn create_run(
         let versions = period_versions(tx, period, current_version)?;
         let own_version = versions[&period];
         let computed = compute(tx, programme, period, versions, bases.clone(), own_version)?;
+        tracing::info!(programme, %period, lines = computed.lines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "run computed");
         let basis = rows::posted_basis(tx, programme)?;
         let new = NewRun {
             programme: programme.to_owned(),
@@ -398,6 +401,7 @@ pub fn create_run(
             lines: computed.lines.clone(),
         };
         let run_id = rows::insert_run(tx, &new)?;
+        tracing::info!(programme, %period, run_id, elapsed_ms = started.elapsed().as_millis() as u64, "run stored");
         let run = rows::run(tx, run_id)?.expect("the run just inserted");
         Ok(RunView {
             run,
@@ -757,17 +761,10 @@ pub fn balance(
     .into_iter()
     .collect();
     let mut out = Vec::new();
-    for grant in registry
-        .grants
-        .iter()
-        .filter(|g| g.beneficiary == beneficiary)
+    for p in registry
+        .programmes_of_year(year)
+        .filter(|p| registry.grant(beneficiary, &p.id).is_some())
     {
-        let Some(p) = registry
-            .programme(&grant.programme)
-            .filter(|p| p.year == year)
-        else {
-            continue;
-        };
         let entitled = entitled
             .get(&(p.id.clone(), beneficiary.to_owned()))
             .copied()

@@ -127,30 +127,6 @@ fn key_values(key: &LineKeyRow) -> [Value; 5] {
     ]
 }
 
-/// Rows per multi-row INSERT: one statement per chunk instead of one per row (a run of 100,000
-/// beneficiaries has 300,000 lines), within SQLite's and PostgreSQL's parameter limits.
-const INSERT_ROWS_MAX: usize = 1000;
-
-/// Inserts rows with multi-row `INSERT … VALUES ($1, …), (…)` statements.
-fn insert_rows(tx: &mut dyn Sql, table_and_columns: &str, rows: &[Vec<Value>]) -> Result<()> {
-    for chunk in rows.chunks(INSERT_ROWS_MAX) {
-        let width = chunk[0].len();
-        let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
-        let mut n = 0;
-        for (i, _) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for c in 0..width {
-                n += 1;
-                sql.push_str(&format!("{}${n}", if c == 0 { "" } else { ", " }));
-            }
-            sql.push(')');
-        }
-        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        tx.exec(&sql, &params)?;
-    }
-    Ok(())
-}
-
 /// The open or approved (not yet posted) run of a programme and period.
 pub fn pending_run(tx: &mut dyn Sql, programme: &str, period: &str) -> Result<Option<RunRow>> {
     let sql = format!(
@@ -195,9 +171,18 @@ pub fn insert_run(tx: &mut dyn Sql, run: &NewRun) -> Result<i64> {
             row
         })
         .collect();
-    insert_rows(
-        tx,
-        "run_inputs (run_id, period, beneficiary, provider, category, chip_origin, registered_model, base_fen)",
+    tx.insert_rows(
+        "run_inputs",
+        &[
+            "run_id",
+            "period",
+            "beneficiary",
+            "provider",
+            "category",
+            "chip_origin",
+            "registered_model",
+            "base_fen",
+        ],
         &inputs,
     )?;
     let lines: Vec<Vec<Value>> = run
@@ -223,9 +208,25 @@ pub fn insert_run(tx: &mut dyn Sql, run: &NewRun) -> Result<i64> {
             row
         })
         .collect();
-    insert_rows(
-        tx,
-        "run_lines (run_id, seq, original_period, beneficiary, provider, category, chip_origin, registered_model, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee)",
+    tx.insert_rows(
+        "run_lines",
+        &[
+            "run_id",
+            "seq",
+            "original_period",
+            "beneficiary",
+            "provider",
+            "category",
+            "chip_origin",
+            "registered_model",
+            "base_fen",
+            "ratio",
+            "entitlement_fen",
+            "posted_before_fen",
+            "amount_fen",
+            "cut_by",
+            "payee",
+        ],
         &lines,
     )?;
     Ok(run_id)

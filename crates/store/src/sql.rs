@@ -79,12 +79,36 @@ impl From<Option<i64>> for Value {
     }
 }
 
+/// Rows per multi-row INSERT: one statement per chunk instead of one per row (a run of 100,000
+/// beneficiaries has 300,000 lines), within SQLite's and PostgreSQL's parameter limits.
+const INSERT_ROWS_MAX: usize = 1000;
+
 /// One open transaction of either backend.
 pub trait Sql {
     /// Runs a statement; returns the number of rows changed.
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
     /// Runs a query; every row as values in column order.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>>;
+
+    /// Inserts many rows (integer or text columns, no NULLs): multi-row `INSERT … VALUES`
+    /// statements here; PostgreSQL overrides it with a binary COPY.
+    fn insert_rows(&mut self, table: &str, columns: &[&str], rows: &[Vec<Value>]) -> Result<()> {
+        for chunk in rows.chunks(INSERT_ROWS_MAX) {
+            let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+            let mut n = 0;
+            for (i, row) in chunk.iter().enumerate() {
+                sql.push_str(if i == 0 { "(" } else { ", (" });
+                for c in 0..row.len() {
+                    n += 1;
+                    sql.push_str(&format!("{}${n}", if c == 0 { "" } else { ", " }));
+                }
+                sql.push(')');
+            }
+            let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            self.exec(&sql, &params)?;
+        }
+        Ok(())
+    }
 }
 
 impl Sql for rusqlite::Transaction<'_> {
@@ -129,6 +153,36 @@ fn sqlite_value(v: &Value) -> rusqlite::types::Value {
 }
 
 impl Sql for postgres::Transaction<'_> {
+    fn insert_rows(&mut self, table: &str, columns: &[&str], rows: &[Vec<Value>]) -> Result<()> {
+        use postgres::types::Type;
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let types: Vec<Type> = first
+            .iter()
+            .map(|v| {
+                if matches!(v, Value::Int(_)) {
+                    Type::INT8
+                } else {
+                    Type::TEXT
+                }
+            })
+            .collect();
+        let sink = self.copy_in(&format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            columns.join(", ")
+        ))?;
+        let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        for row in rows {
+            let bound = pg_params(row);
+            let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                bound.iter().map(|b| b.as_ref()).collect();
+            writer.write(&refs)?;
+        }
+        writer.finish()?;
+        Ok(())
+    }
+
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let bound = pg_params(params);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
