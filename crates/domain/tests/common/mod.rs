@@ -17,7 +17,7 @@ pub fn registry(text: &str) -> Registry {
 }
 
 pub fn worked_registry() -> Registry {
-    registry(include_str!("../../../examples/worked/registry.toml"))
+    registry(include_str!("../../../../examples/worked/registry.toml"))
 }
 
 /// A usage row from its text fields, as a CSV line would give it.
