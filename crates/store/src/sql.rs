@@ -85,7 +85,18 @@ pub trait Sql {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
     /// Runs a query; every row as values in column order.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>>;
+    /// Serialises settlement writes across connections until this transaction ends. SQLite
+    /// needs nothing (one writer holds the database lock for the whole write transaction);
+    /// PostgreSQL takes a transaction-scoped advisory lock.
+    fn lock_settlement(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// The advisory-lock key of settlement writes: one lock for every programme, since caps and
+/// stacking can tie programmes together (see deploy/SCALING.md).
+pub const SETTLEMENT_LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('suanli.settlement', 0))";
 
 impl Sql for rusqlite::Transaction<'_> {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
@@ -129,6 +140,11 @@ fn sqlite_value(v: &Value) -> rusqlite::types::Value {
 }
 
 impl Sql for postgres::Transaction<'_> {
+    fn lock_settlement(&mut self) -> Result<()> {
+        self.execute(SETTLEMENT_LOCK_SQL, &[])?;
+        Ok(())
+    }
+
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let bound = pg_params(params);
         let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
