@@ -1,15 +1,19 @@
-//! Bearer-token authentication. The interceptor hashes the token of every request (only
-//! sha256 hashes are stored); services resolve the hash to a [`Principal`] through a cache that
-//! falls back to the store, so tokens created by `suanli token create` while the server runs
-//! work at once.
+//! Authentication: bearer tokens, and client certificates over TLS. The interceptor hashes the
+//! token of every request (only sha256 hashes are stored) or, without a token, takes the
+//! provider id from the verified client certificate's subject CN; then it applies the
+//! per-credential rate limit. Services resolve the credential to a [`Principal`] through a cache
+//! that falls back to the store, so tokens created by `suanli token create` while the server
+//! runs work at once.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use suanli_store::Principal;
 use tonic::{Request, Status};
 
+use crate::limits::{LIMIT_RATE, RateLimiter, count};
 use crate::writer::Writer;
 
 /// The sha256 hex of the bearer token, put in the request's extensions by [`interceptor`].
@@ -26,30 +30,78 @@ pub fn new_token() -> String {
     format!("sl_{}", hex::encode(bytes))
 }
 
-/// Rejects requests without a bearer token and records the token's hash.
-#[allow(
-    clippy::result_large_err,
-    reason = "tonic's interceptor signature returns Status"
-)]
-pub fn interceptor(mut request: Request<()>) -> Result<Request<()>, Status> {
-    let value = request.metadata().get("authorization").ok_or_else(|| {
-        Status::unauthenticated("missing authorization header: expected \"Bearer <token>\"")
-    })?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            Status::unauthenticated("malformed authorization header: expected \"Bearer <token>\"")
-        })?;
-    let hash = hash_token(token);
-    request.extensions_mut().insert(TokenHash(hash));
-    Ok(request)
+/// The provider id a verified client certificate stands for, put in the request's extensions
+/// by [`Interceptor`] when the request has no bearer token.
+#[derive(Clone, Debug)]
+pub struct CertProvider(pub String);
+
+/// The subject Common Name of a DER certificate: the provider id of a client certificate.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
+/// Rejects requests without a credential (a bearer token, or a client certificate verified by
+/// the configured client CA), records the credential, and applies the per-credential rate limit.
+#[derive(Clone)]
+pub struct Interceptor {
+    limiter: Arc<RateLimiter>,
+}
+
+impl Interceptor {
+    pub fn new(limiter: Arc<RateLimiter>) -> Interceptor {
+        Interceptor { limiter }
+    }
+}
+
+impl tonic::service::Interceptor for Interceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let key = match request.metadata().get("authorization") {
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "malformed authorization header: expected \"Bearer <token>\"",
+                        )
+                    })?;
+                let hash = hash_token(token);
+                request.extensions_mut().insert(TokenHash(hash.clone()));
+                hash
+            }
+            None => {
+                // Present only when TLS verified the chain against the client CA.
+                let provider = request
+                    .peer_certs()
+                    .and_then(|certs| certs.first().and_then(|c| common_name(c)))
+                    .filter(|cn| !cn.trim().is_empty())
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "missing authorization header: expected \"Bearer <token>\" or a client certificate",
+                        )
+                    })?;
+                request
+                    .extensions_mut()
+                    .insert(CertProvider(provider.clone()));
+                format!("cert:{provider}")
+            }
+        };
+        if !self.limiter.admit(&key, Instant::now()) {
+            count(LIMIT_RATE);
+            return Err(Status::resource_exhausted(
+                "rate limit: too many calls with this credential; retry with backoff",
+            ));
+        }
+        Ok(request)
+    }
 }
 
 /// Resolves token hashes to principals.
@@ -67,6 +119,11 @@ impl Authenticator {
     }
 
     pub async fn principal(&self, extensions: &tonic::Extensions) -> Result<Principal, Status> {
+        if extensions.get::<TokenHash>().is_none()
+            && let Some(CertProvider(provider)) = extensions.get::<CertProvider>()
+        {
+            return Ok(Principal::Provider(provider.clone()));
+        }
         let hash = extensions
             .get::<TokenHash>()
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?

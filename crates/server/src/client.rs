@@ -12,7 +12,7 @@ use suanli_proto::v1::registry_service_client::RegistryServiceClient;
 use suanli_store::Principal;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::files;
 
@@ -57,20 +57,56 @@ pub fn token_create(
     Ok(())
 }
 
-pub(crate) async fn channel(server: &str) -> anyhow::Result<Channel> {
-    let url = if server.contains("://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
+/// Where and how the CLI reaches a server.
+pub struct Target {
+    pub server: String,
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// Connects to the server; TLS when the URL is https:// or a CA or client certificate is given.
+pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
+    let tls_wanted = target.ca_cert.is_some() || target.client_cert.is_some();
+    let url = match target.server.split_once("://") {
+        Some(("http", _)) if tls_wanted => bail!(
+            "--ca-cert and --client-cert need TLS: use https://{}",
+            target.server.trim_start_matches("http://")
+        ),
+        Some(_) => target.server.clone(),
+        None if tls_wanted => format!("https://{}", target.server),
+        None => format!("http://{}", target.server),
     };
-    Endpoint::from_shared(url.clone())?
+    let mut endpoint = Endpoint::from_shared(url.clone())?;
+    if url.starts_with("https://") {
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        tls = match &target.ca_cert {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read("--ca-cert", ca)?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&target.client_cert, &target.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read("--client-cert", cert)?,
+                read("--client-key", key)?,
+            ));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("cannot connect to {url}"))
 }
 
+/// Adds the bearer token; an empty token sends none (a client certificate may authenticate).
 pub(crate) fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>> {
     let mut request = Request::new(message);
+    if token.is_empty() {
+        return Ok(request);
+    }
     let value: MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .context("token is not a valid header value")?;
@@ -78,7 +114,7 @@ pub(crate) fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>
     Ok(request)
 }
 
-pub async fn registry_import(server: &str, token: &str, file: &Path) -> anyhow::Result<()> {
+pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut client = RegistryServiceClient::new(channel(server).await?);
@@ -132,16 +168,16 @@ struct Reject {
 }
 
 pub async fn usage_import(
-    server: &str,
+    server: &Target,
     token: &str,
     file: &Path,
     batch_records: usize,
     rejects_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    if !(1..=suanli::grpc::BATCH_RECORDS_MAX).contains(&batch_records) {
+    let ceiling = suanli::config::BATCH_RECORDS_BOUNDS.1 as usize;
+    if !(1..=ceiling).contains(&batch_records) {
         bail!(
-            "--batch-size must be 1 to {}",
-            suanli::grpc::BATCH_RECORDS_MAX
+            "--batch-size must be 1 to {ceiling} (and at most the server's limits.batch_records_max)"
         );
     }
     let rows = files::read_usage(file)?;

@@ -18,7 +18,8 @@ use crate::auth::Authenticator;
 use crate::metrics::METRICS;
 use crate::writer::{Writer, WriterError};
 
-/// Most records in one batch (unary or one stream message).
+/// The default and the CLI's ceiling of records in one batch (unary or one stream message); the
+/// server's limit is `limits.batch_records_max`.
 pub const BATCH_RECORDS_MAX: usize = 10_000;
 /// Batches of one stream being validated or committed at once; acknowledgements keep order.
 pub const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub writer: Writer,
     pub auth: Authenticator,
     pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
+    /// `limits.batch_records_max`.
+    pub batch_records_max: usize,
 }
 
 impl Shared {
@@ -197,10 +200,11 @@ impl Shared {
     ) -> Result<pb::IngestResponse, Status> {
         let started = Instant::now();
         let n = request.records.len();
-        if n > BATCH_RECORDS_MAX {
+        if n > self.batch_records_max {
+            crate::limits::count(crate::limits::LIMIT_BATCH_RECORDS);
             return Err(Status::invalid_argument(format!(
-                "batch {:?} has {n} records; at most {BATCH_RECORDS_MAX}",
-                request.batch_id
+                "batch {:?} has {n} records; at most {}",
+                request.batch_id, self.batch_records_max
             )));
         }
         let mut outcomes = vec![pb::Outcome::Unspecified as i32; n];
@@ -366,7 +370,7 @@ impl pb::metering_service_server::MeteringService for MeteringService {
                 async move {
                     match message {
                         Ok(batch) => shared.ingest_batch(&principal, batch).await,
-                        Err(status) => Err(status),
+                        Err(status) => Err(crate::limits::map_too_large(status)),
                     }
                 }
             })
@@ -538,6 +542,7 @@ impl pb::registry_service_server::RegistryService for RegistryService {
         }
         if created {
             tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded");
+            crate::grpc_settle::refresh_programme_gauges(&self.shared).await;
         }
         Ok(Response::new(pb::LoadRegistryResponse {
             current: Some(current.to_proto()),

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::TokenHash;
 use crate::grpc::Shared;
+use crate::metrics::METRICS;
 use crate::settle::{self, RunView, SettleError};
 
 fn status_of(e: SettleError) -> Status {
@@ -125,6 +126,77 @@ fn line_proto(l: &RunLineRow) -> pb::RunLine {
     }
 }
 
+/// Counts a run action that changed the run; a posted run also counts its lines by what cut them
+/// and refreshes its programme's posted total.
+fn observe(action: &str, view: &RunView) {
+    if view.unchanged {
+        return;
+    }
+    METRICS.settlement_runs.with_label_values(&[action]).inc();
+    if action == "posted" {
+        for l in &view.lines {
+            let cut_by = if l.cut_by.is_empty() {
+                "none"
+            } else {
+                l.cut_by.as_str()
+            };
+            METRICS
+                .settlement_lines
+                .with_label_values(&[view.run.programme.as_str(), cut_by])
+                .inc();
+        }
+    }
+}
+
+/// Sets the pool and posted-total gauges of every programme of the current registry; the posted
+/// total is read from the store (the sum of its posted runs' lines).
+pub async fn refresh_programme_gauges(shared: &Shared) {
+    let Some(current) = shared.registry.read().expect("registry lock").clone() else {
+        return;
+    };
+    for p in &current.registry.programmes {
+        METRICS
+            .programme_pool_fen
+            .with_label_values(&[p.id.as_str()])
+            .set(p.pool.map_or(0, |f| f.0));
+    }
+    let ids: Vec<String> = current
+        .registry
+        .programmes
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    let totals = shared
+        .writer
+        .call(move |s| -> Result<Vec<(String, i64)>, SettleError> {
+            let mut totals = Vec::new();
+            for id in ids {
+                let mut total = 0i64;
+                for run in settle::list_runs(s, Some(id.as_str()))? {
+                    if run.status == "posted" {
+                        let view = settle::show_run(s, run.run_id)?;
+                        total = total.saturating_add(view.lines.iter().map(|l| l.amount_fen).sum());
+                    }
+                }
+                totals.push((id, total));
+            }
+            Ok(totals)
+        })
+        .await;
+    match totals {
+        Ok(Ok(totals)) => {
+            for (id, total) in totals {
+                METRICS
+                    .programme_posted_fen
+                    .with_label_values(&[id.as_str()])
+                    .set(total);
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot compute programme totals for metrics"),
+        Err(e) => tracing::warn!(error = %e, "cannot compute programme totals for metrics"),
+    }
+}
+
 fn run_response(view: RunView) -> Response<pb::RunResponse> {
     Response::new(pb::RunResponse {
         run: Some(run_proto(&view.run, Some(&view.lines))),
@@ -160,6 +232,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
             settle::create_run(s, r.programme.trim(), r.period.trim(), &c.actor)
         })
         .await
+        .inspect(|v| observe("created", v))
         .map(run_response)
     }
 
@@ -201,6 +274,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let id = run_id(request.into_inner().run_id)?;
         on_store(&self.shared, move |s| settle::approve_run(s, id, &c.actor))
             .await
+            .inspect(|v| observe("approved", v))
             .map(run_response)
     }
 
@@ -211,9 +285,12 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "posting a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
-        on_store(&self.shared, move |s| settle::post_run(s, id, &c.actor))
-            .await
-            .map(run_response)
+        let view = on_store(&self.shared, move |s| settle::post_run(s, id, &c.actor)).await?;
+        observe("posted", &view);
+        if !view.unchanged {
+            refresh_programme_gauges(&self.shared).await;
+        }
+        Ok(run_response(view))
     }
 
     async fn cancel_run(
@@ -225,6 +302,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let id = run_id(request.into_inner().run_id)?;
         on_store(&self.shared, move |s| settle::cancel_run(s, id, &c.actor))
             .await
+            .inspect(|v| observe("cancelled", v))
             .map(run_response)
     }
 

@@ -3,8 +3,10 @@
 //! [`serve::start`].
 
 pub mod auth;
+pub mod config;
 pub mod grpc;
 pub mod grpc_settle;
+pub mod limits;
 pub mod metrics;
 pub mod serve;
 pub mod settle;

@@ -5,7 +5,6 @@ mod files;
 mod settle_cli;
 mod simulate;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,19 +46,36 @@ enum Command {
         #[arg(long)]
         registry: PathBuf,
     },
-    /// Serves the gRPC metering and registry services.
+    /// Serves the gRPC services. Every setting comes from flag > env SUANLI_… > --config file >
+    /// default; deploy/suanli.toml lists and explains every key.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_ADDR")]
-        addr: SocketAddr,
-        /// sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
-        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
-        database_url: String,
-        /// Serve Prometheus metrics over HTTP on this address.
-        #[arg(long, env = "SUANLI_METRICS_ADDR")]
-        metrics_addr: Option<SocketAddr>,
-        /// Log JSON lines instead of text (the filter comes from RUST_LOG, default info).
+        /// A TOML configuration file (see deploy/suanli.toml).
+        #[arg(long, env = "SUANLI_CONFIG")]
+        config: Option<PathBuf>,
+        /// server.addr: the gRPC listen address (default 127.0.0.1:50051).
+        #[arg(long)]
+        addr: Option<String>,
+        /// database.url: sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// server.metrics_addr: serve Prometheus metrics over HTTP on this address.
+        #[arg(long)]
+        metrics_addr: Option<String>,
+        /// server.health_addr: a plain-text listener serving only grpc.health.v1 (for probes).
+        #[arg(long)]
+        health_addr: Option<String>,
+        /// server.log_json: log JSON lines instead of text (the filter comes from RUST_LOG).
         #[arg(long)]
         log_json: bool,
+        /// tls.cert_path: the server certificate chain (PEM).
+        #[arg(long)]
+        tls_cert: Option<String>,
+        /// tls.key_path: the server private key (PEM).
+        #[arg(long)]
+        tls_key: Option<String>,
+        /// tls.client_ca_path: the CA (PEM) of provider client certificates (CN = provider id).
+        #[arg(long)]
+        tls_client_ca: Option<String>,
     },
     /// API tokens.
     Token {
@@ -180,12 +196,34 @@ enum TokenCommand {
 
 #[derive(clap::Args)]
 struct Remote {
-    /// The server, host:port or http://host:port.
+    /// The server: host:port, http://host:port, or https://host:port for TLS.
     #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_SERVER")]
     server: String,
-    /// A bearer token from `suanli token create`.
-    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true)]
+    /// A bearer token from `suanli token create` (may be left out with a provider's client
+    /// certificate).
+    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true, default_value = "")]
     token: String,
+    /// The CA certificate (PEM) that signed the server's certificate; implies TLS. Without it,
+    /// https:// servers are checked against the system's roots.
+    #[arg(long, env = "SUANLI_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) for mutual TLS; its CN is the provider id.
+    #[arg(long, env = "SUANLI_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "SUANLI_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl Remote {
+    fn target(&self) -> client::Target {
+        client::Target {
+            server: self.server.clone(),
+            ca_cert: self.ca_cert.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -245,6 +283,18 @@ fn init_tracing(json: bool) {
     }
 }
 
+fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> anyhow::Result<()> {
+    let (config, sources) = suanli::config::load(file, flags)?;
+    init_tracing(config.log_json);
+    for (key, source) in sources
+        .iter()
+        .filter(|(_, s)| *s != suanli::config::Source::Default)
+    {
+        tracing::info!(key = *key, source = %source, "configuration");
+    }
+    runtime()?.block_on(suanli::serve::run(config, suanli::serve::shutdown_signal()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -264,20 +314,29 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { addr, database_url, metrics_addr, log_json } => {
-            init_tracing(log_json);
-            runtime().and_then(|rt| {
-                rt.block_on(suanli::serve::run(
-                    suanli::serve::ServeConfig { addr, database_url, metrics_addr },
-                    suanli::serve::shutdown_signal(),
-                ))
-            })
+        Command::Serve { config, addr, database_url, metrics_addr, health_addr, log_json, tls_cert, tls_key, tls_client_ca } => {
+            let mut flags: Vec<(&'static str, String)> = Vec::new();
+            for (flag, value) in [
+                ("--addr", addr),
+                ("--database-url", database_url),
+                ("--metrics-addr", metrics_addr),
+                ("--health-addr", health_addr),
+                ("--tls-cert", tls_cert),
+                ("--tls-key", tls_key),
+                ("--tls-client-ca", tls_client_ca),
+                ("--log-json", log_json.then(|| "true".to_owned())),
+            ] {
+                if let Some(v) = value {
+                    flags.push((flag, v));
+                }
+            }
+            serve(config.as_deref(), &flags)
         }
         Command::Token { command: TokenCommand::Create { role, provider, beneficiary, database_url } } => {
             client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref())
         }
         Command::Registry { command: RegistryCommand::Import { file, remote } } => {
-            runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.server, &remote.token, &file)))
+            runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), &remote.token, &file)))
         }
         Command::Settle { command, remote } => {
             use settle_cli::SettleAction as A;
@@ -291,7 +350,7 @@ fn main() -> ExitCode {
                 SettleCommand::List { programme } => A::List { programme },
                 SettleCommand::Rederive { run } => A::Rederive { run_id: run },
             };
-            runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.server, &remote.token, action)))
+            runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.target(), &remote.token, action)))
         }
         Command::Ledger { command, remote } => {
             use settle_cli::LedgerAction as A;
@@ -302,14 +361,14 @@ fn main() -> ExitCode {
                 LedgerCommand::Export { out } => A::Export { out },
                 LedgerCommand::TrialBalance => A::TrialBalance,
             };
-            runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.server, &remote.token, action)))
+            runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.target(), &remote.token, action)))
         }
         Command::Balance { beneficiary, year, payee, remote } => runtime()
-            .and_then(|rt| rt.block_on(settle_cli::balance(&remote.server, &remote.token, beneficiary, year, payee))),
+            .and_then(|rt| rt.block_on(settle_cli::balance(&remote.target(), &remote.token, beneficiary, year, payee))),
         Command::Usage { command: UsageCommand::Void { provider, record_id, reason, remote } } => runtime()
-            .and_then(|rt| rt.block_on(settle_cli::void(&remote.server, &remote.token, provider, record_id, reason))),
+            .and_then(|rt| rt.block_on(settle_cli::void(&remote.target(), &remote.token, provider, record_id, reason))),
         Command::Usage { command: UsageCommand::Import { file, remote, batch_size, rejects } } => runtime()
-            .and_then(|rt| rt.block_on(client::usage_import(&remote.server, &remote.token, &file, batch_size, rejects))),
+            .and_then(|rt| rt.block_on(client::usage_import(&remote.target(), &remote.token, &file, batch_size, rejects))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

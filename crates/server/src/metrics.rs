@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -21,6 +22,17 @@ pub struct Metrics {
     pub group_records: Histogram,
     /// Jobs waiting for the writer.
     pub writer_queue_jobs: IntGauge,
+    /// Calls refused by a limit: message_bytes, batch_records, rate, concurrency, deadline.
+    pub limited: IntCounterVec,
+    /// Settlement run actions that changed a run: created, approved, posted, cancelled.
+    pub settlement_runs: IntCounterVec,
+    /// Lines of posted runs by programme and what cut them (none, beneficiary_cap, provider_cap,
+    /// pool): how often caps and pools bind.
+    pub settlement_lines: IntCounterVec,
+    /// A programme's annual pool in fen (0: no pool), from the current registry version.
+    pub programme_pool_fen: IntGaugeVec,
+    /// Fen posted so far by a programme's runs (all periods), recomputed at start and on post.
+    pub programme_posted_fen: IntGaugeVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -63,12 +75,67 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "jobs waiting for the store writer",
     )
     .expect("metric");
+    let limited = IntCounterVec::new(
+        Opts::new(
+            "suanli_limited_requests_total",
+            "calls refused by a limit, by limit",
+        ),
+        &["limit"],
+    )
+    .expect("metric");
+    let settlement_runs = IntCounterVec::new(
+        Opts::new(
+            "suanli_settlement_runs_total",
+            "settlement run actions that changed a run",
+        ),
+        &["action"],
+    )
+    .expect("metric");
+    let settlement_lines = IntCounterVec::new(
+        Opts::new(
+            "suanli_settlement_lines_total",
+            "lines of posted settlement runs by programme and binding limit",
+        ),
+        &["programme", "cut_by"],
+    )
+    .expect("metric");
+    let programme_pool_fen = IntGaugeVec::new(
+        Opts::new(
+            "suanli_programme_pool_fen",
+            "a programme's annual pool in fen (0: none)",
+        ),
+        &["programme"],
+    )
+    .expect("metric");
+    let programme_posted_fen = IntGaugeVec::new(
+        Opts::new(
+            "suanli_programme_posted_fen",
+            "fen posted by a programme's settlement runs",
+        ),
+        &["programme"],
+    )
+    .expect("metric");
+    for limit in [
+        crate::limits::LIMIT_MESSAGE_BYTES,
+        crate::limits::LIMIT_BATCH_RECORDS,
+        crate::limits::LIMIT_RATE,
+        crate::limits::LIMIT_CONCURRENCY,
+        crate::limits::LIMIT_DEADLINE,
+    ] {
+        // Present at zero from the start, so dashboards and alerts see the series.
+        limited.with_label_values(&[limit]);
+    }
     for c in [
         Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(batch_seconds.clone()),
         Box::new(commit_seconds.clone()),
         Box::new(group_records.clone()),
         Box::new(writer_queue_jobs.clone()),
+        Box::new(limited.clone()),
+        Box::new(settlement_runs.clone()),
+        Box::new(settlement_lines.clone()),
+        Box::new(programme_pool_fen.clone()),
+        Box::new(programme_posted_fen.clone()),
     ] {
         registry.register(c).expect("unique metric");
     }
@@ -79,6 +146,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         commit_seconds,
         group_records,
         writer_queue_jobs,
+        limited,
+        settlement_runs,
+        settlement_lines,
+        programme_pool_fen,
+        programme_posted_fen,
     }
 });
 

@@ -1,6 +1,7 @@
 //! `suanli serve`: opens the store, restores the current registry version and serves gRPC
-//! (metering, registry, grpc.health.v1, server reflection) until shut down. Shutdown stops
-//! accepting calls, lets in-flight batches commit and be acknowledged, then closes the store.
+//! (metering, registry, settlement, ledger, balance, grpc.health.v1, server reflection), over
+//! TLS when configured, behind the limits layer, until shut down. Shutdown stops accepting
+//! calls, lets in-flight batches commit and be acknowledged, then closes the store.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,18 +16,48 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::auth::{Authenticator, interceptor};
+use anyhow::Context;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::auth::{Authenticator, Interceptor};
+use crate::config::TlsConfig;
 use crate::grpc::{CurrentRegistry, MeteringService, RegistryService, Shared};
+use crate::limits::{LimitLayer, RateLimiter};
 use crate::writer::Writer;
 
-/// Largest request message: a full batch of 10,000 records with long ids fits.
+/// The default largest message, and what the CLI clients accept: a full batch of 10,000 records
+/// with long ids fits. The server's limit is `limits.message_bytes_max`.
 pub const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub addr: SocketAddr,
-    pub database_url: String,
-    pub metrics_addr: Option<SocketAddr>,
+/// The services reported by grpc.health.v1; "" is the server as a whole.
+const HEALTH_SERVICES: [&str; 6] = [
+    "suanli.v1.MeteringService",
+    "suanli.v1.RegistryService",
+    "suanli.v1.SettlementService",
+    "suanli.v1.LedgerService",
+    "suanli.v1.BalanceService",
+    "",
+];
+
+/// The resolved configuration (see `config.rs`).
+pub use crate::config::Config as ServeConfig;
+
+/// Reads the PEM files named by the configuration; a failure names the key.
+fn tls_config(tls: &TlsConfig) -> anyhow::Result<ServerTlsConfig> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))
+    };
+    let identity = Identity::from_pem(
+        read("tls.cert_path", &tls.cert_path)?,
+        read("tls.key_path", &tls.key_path)?,
+    );
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca_path {
+        config = config
+            .client_ca_root(Certificate::from_pem(read("tls.client_ca_path", ca)?))
+            .client_auth_optional(!tls.client_cert_required);
+    }
+    Ok(config)
 }
 
 /// A server started by [`start`]; [`Running::stop`] shuts it down gracefully.
@@ -72,7 +103,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         auth: Authenticator::new(writer.clone()),
         writer,
         registry: RwLock::new(current),
+        batch_records_max: config.limits.batch_records_max,
     });
+    crate::grpc_settle::refresh_programme_gauges(&shared).await;
+    let limits = &config.limits;
+    let interceptor = Interceptor::new(Arc::new(RateLimiter::new(
+        limits.token_requests_per_minute,
+        limits.token_request_burst,
+    )));
+    let message_bytes_max = limits.message_bytes_max;
 
     let listener = TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
@@ -86,17 +125,28 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    for name in [
-        "suanli.v1.MeteringService",
-        "suanli.v1.RegistryService",
-        "suanli.v1.SettlementService",
-        "suanli.v1.LedgerService",
-        "suanli.v1.BalanceService",
-        "",
-    ] {
+    for name in HEALTH_SERVICES {
         health_reporter
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
+    }
+    if let Some(health_addr) = config.health_addr {
+        // Plain text on purpose: the kubelet's gRPC probe cannot speak TLS. It serves nothing
+        // but the health status.
+        let listener = TcpListener::bind(health_addr)
+            .await
+            .with_context(|| format!("server.health_addr: cannot bind {health_addr}"))?;
+        let health = health_service.clone();
+        tracing::info!(%health_addr, "health listening");
+        tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+            {
+                tracing::error!(error = %e, "health endpoint failed");
+            }
+        });
     }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(suanli_proto::FILE_DESCRIPTOR_SET)
@@ -110,51 +160,73 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         MeteringServiceServer::new(MeteringService {
             shared: shared.clone(),
         })
-        .max_decoding_message_size(MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(MESSAGE_BYTES_MAX),
-        interceptor,
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max),
+        interceptor.clone(),
     );
     let settlement = InterceptedService::new(
         pb::settlement_service_server::SettlementServiceServer::new(
             crate::grpc_settle::SettlementService {
                 shared: shared.clone(),
             },
-        ),
-        interceptor,
+        )
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max),
+        interceptor.clone(),
     );
     let ledger = InterceptedService::new(
         pb::ledger_service_server::LedgerServiceServer::new(crate::grpc_settle::LedgerService {
             shared: shared.clone(),
-        }),
-        interceptor,
+        })
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max),
+        interceptor.clone(),
     );
     let balance = InterceptedService::new(
         pb::balance_service_server::BalanceServiceServer::new(crate::grpc_settle::BalanceService {
             shared: shared.clone(),
             pending: Default::default(),
-        }),
-        interceptor,
+        })
+        .max_decoding_message_size(message_bytes_max)
+        .max_encoding_message_size(message_bytes_max),
+        interceptor.clone(),
     );
     let registry = InterceptedService::new(
         RegistryServiceServer::new(RegistryService { shared })
-            .max_decoding_message_size(MESSAGE_BYTES_MAX),
+            .max_decoding_message_size(message_bytes_max),
         interceptor,
     );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let router = builder
+        .layer(LimitLayer::new(
+            limits.concurrent_requests_max,
+            std::time::Duration::from_millis(limits.request_deadline_ms),
+        ))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(metering)
+        .add_service(registry)
+        .add_service(settlement)
+        .add_service(ledger)
+        .add_service(balance);
+    let tls = config.tls.is_some();
 
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        tracing::info!(%addr, "suanli serving gRPC");
-        let served = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(metering)
-            .add_service(registry)
-            .add_service(settlement)
-            .add_service(ledger)
-            .add_service(balance)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        tracing::info!(%addr, tls, "suanli serving gRPC");
+        let served = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = shutdown_rx.await;
+                // Readiness probes see NOT_SERVING while in-flight batches finish.
+                for name in HEALTH_SERVICES {
+                    health_reporter
+                        .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                        .await;
+                }
                 tracing::info!("shutting down: finishing in-flight batches");
             })
             .await;

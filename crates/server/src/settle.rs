@@ -1,6 +1,8 @@
 //! Settlement, ledger and balance use cases (POLICY.md R9-R12). Each function runs on the
 //! store's writer thread with `&mut dyn Store`: it reads, asks the domain to decide, and writes
-//! in one transaction. One writer per database serialises runs, so caps and pools stay exact.
+//! in one transaction. One writer per database serialises runs, so caps and pools stay exact;
+//! settlement writes also take a database lock first ([`settlement_tx`]), so that stays true
+//! on PostgreSQL should a second connection ever write settlement data.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -52,6 +54,19 @@ fn now() -> String {
 }
 
 /// Runs `f` in one store transaction, carrying a use-case error out of it.
+/// A settlement write (create, approve, cancel, post, payment): the transaction first takes the
+/// settlement lock (an advisory lock on PostgreSQL), so the check of what is posted and the
+/// write that relies on it are atomic across connections.
+fn settlement_tx<T>(
+    store: &mut dyn Store,
+    mut f: impl FnMut(&mut dyn Sql) -> Result<T>,
+) -> Result<T> {
+    in_tx(store, |tx| {
+        tx.lock_settlement()?;
+        f(tx)
+    })
+}
+
 fn in_tx<T>(store: &mut dyn Store, mut f: impl FnMut(&mut dyn Sql) -> Result<T>) -> Result<T> {
     let mut out: Option<Result<T>> = None;
     let outcome = store.transaction(&mut |tx| match f(tx) {
@@ -347,7 +362,7 @@ pub fn create_run(
     let started = std::time::Instant::now();
     let bases = bases_to(store, period.year, period)?;
     tracing::info!(programme, %period, lines = bases.values().map(BTreeMap::len).sum::<usize>(), elapsed_ms = started.elapsed().as_millis() as u64, "run inputs read from accruals");
-    in_tx(store, |tx| {
+    settlement_tx(store, |tx| {
         if let Some(open) = rows::pending_run(tx, programme, &period.to_string())? {
             return Err(SettleError::AlreadyExists(format!(
                 "run {} is already {} for {programme} {period}; one open run per programme and period",
@@ -430,7 +445,7 @@ pub fn list_runs(store: &mut dyn Store, programme: Option<&str>) -> Result<Vec<R
 
 /// Four eyes: the approver must be a finance principal other than the creator.
 pub fn approve_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
-    in_tx(store, |tx| {
+    settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
         if run.status == "approved" && run.approved_by.as_deref() == Some(actor) {
@@ -463,7 +478,7 @@ pub fn approve_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<Ru
 }
 
 pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
-    in_tx(store, |tx| {
+    settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
         if run.status == "cancelled" {
@@ -491,7 +506,7 @@ pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<Run
 /// Writes the run's balanced journal and marks it posted, atomically. A posted run is returned
 /// unchanged (idempotent).
 pub fn post_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
-    in_tx(store, |tx| {
+    settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
         let lines = rows::run_lines(tx, run_id)?;
@@ -851,7 +866,7 @@ pub fn record_payment(
             "reference is empty; it makes a payment idempotent".into(),
         ));
     }
-    in_tx(store, |tx| {
+    settlement_tx(store, |tx| {
         let positions = payee_positions(tx, payee)?;
         let programme = match programme {
             Some(p) if !p.is_empty() => p.to_owned(),

@@ -11,7 +11,7 @@ use suanli_proto::v1::balance_service_client::BalanceServiceClient;
 use suanli_proto::v1::ledger_service_client::LedgerServiceClient;
 use suanli_proto::v1::settlement_service_client::SettlementServiceClient;
 
-use crate::client::{authorize, channel};
+use crate::client::{Target, authorize, channel};
 
 fn grpc_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", s.code(), s.message())
@@ -81,7 +81,7 @@ pub enum SettleAction {
     },
 }
 
-pub async fn settle(server: &str, token: &str, action: SettleAction) -> anyhow::Result<()> {
+pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyhow::Result<()> {
     let mut client = SettlementServiceClient::new(channel(server).await?);
     let response = match action {
         SettleAction::Create { programme, period } => {
@@ -254,7 +254,7 @@ pub enum LedgerAction {
     TrialBalance,
 }
 
-pub async fn ledger(server: &str, token: &str, action: LedgerAction) -> anyhow::Result<()> {
+pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyhow::Result<()> {
     let mut client = LedgerServiceClient::new(channel(server).await?);
     match action {
         LedgerAction::RecordPayment {
@@ -367,7 +367,7 @@ pub async fn ledger(server: &str, token: &str, action: LedgerAction) -> anyhow::
 }
 
 pub async fn balance(
-    server: &str,
+    server: &Target,
     token: &str,
     beneficiary: Option<String>,
     year: Option<i32>,
@@ -429,7 +429,7 @@ pub async fn balance(
 
 /// `usage void`: withdraws a record (idempotent).
 pub async fn void(
-    server: &str,
+    server: &Target,
     token: &str,
     provider: String,
     record_id: String,

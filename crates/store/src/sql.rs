@@ -109,7 +109,19 @@ pub trait Sql {
         }
         Ok(())
     }
+
+    /// Serialises settlement writes across connections until this transaction ends. SQLite
+    /// needs nothing (one writer holds the database lock for the whole write transaction);
+    /// PostgreSQL takes a transaction-scoped advisory lock.
+    fn lock_settlement(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// The advisory-lock key of settlement writes: one lock for every programme, since caps and
+/// stacking can tie programmes together (see deploy/SCALING.md).
+pub const SETTLEMENT_LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('suanli.settlement', 0))";
 
 impl Sql for rusqlite::Transaction<'_> {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
@@ -180,6 +192,11 @@ impl Sql for postgres::Transaction<'_> {
             writer.write(&refs)?;
         }
         writer.finish()?;
+        Ok(())
+    }
+
+    fn lock_settlement(&mut self) -> Result<()> {
+        self.execute(SETTLEMENT_LOCK_SQL, &[])?;
         Ok(())
     }
 

@@ -1,0 +1,795 @@
+//! The configuration of `suanli serve`: one table of keys, each settable in the TOML file, by an
+//! environment variable and (the common ones) by a flag; precedence flag > env > file > default.
+//! Every value is resolved to text first, remembering where it came from, then parsed and
+//! checked, so an invalid value is reported with its key, its source and the reason.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where a value came from, for error messages and `--print-config`-style logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "the default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// An invalid configuration: the key, where its value came from, and why it is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {key} (from {origin}): {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub origin: Source,
+    pub reason: String,
+}
+
+/// One configuration key: its dotted name in the file, its environment variable, its flag.
+pub struct Key {
+    pub name: &'static str,
+    pub env: &'static str,
+    pub flag: Option<&'static str>,
+    /// The default as text; empty means unset.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every key `suanli serve` reads. The environment variable is `SUANLI_` and the dotted name in
+/// upper case with `.` → `_`, except that the `server.` section is left out (`SUANLI_ADDR`).
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "server.addr",
+        env: "SUANLI_ADDR",
+        flag: Some("--addr"),
+        default: "127.0.0.1:50051",
+        help: "gRPC listen address",
+    },
+    Key {
+        name: "server.metrics_addr",
+        env: "SUANLI_METRICS_ADDR",
+        flag: Some("--metrics-addr"),
+        default: "",
+        help: "Prometheus metrics HTTP address; unset serves no metrics",
+    },
+    Key {
+        name: "server.health_addr",
+        env: "SUANLI_HEALTH_ADDR",
+        flag: Some("--health-addr"),
+        default: "",
+        help: "plain-text grpc.health.v1 only (for probes that cannot speak TLS); unset: none",
+    },
+    Key {
+        name: "server.log_json",
+        env: "SUANLI_LOG_JSON",
+        flag: Some("--log-json"),
+        default: "false",
+        help: "log JSON lines instead of text",
+    },
+    Key {
+        name: "database.url",
+        env: "SUANLI_DATABASE_URL",
+        flag: Some("--database-url"),
+        default: suanli_store::DEFAULT_DATABASE_URL,
+        help: "sqlite://PATH or postgres://USER@HOST/DB",
+    },
+    Key {
+        name: "tls.cert_path",
+        env: "SUANLI_TLS_CERT_PATH",
+        flag: Some("--tls-cert"),
+        default: "",
+        help: "server certificate chain (PEM); set with tls.key_path to serve TLS",
+    },
+    Key {
+        name: "tls.key_path",
+        env: "SUANLI_TLS_KEY_PATH",
+        flag: Some("--tls-key"),
+        default: "",
+        help: "server private key (PEM)",
+    },
+    Key {
+        name: "tls.client_ca_path",
+        env: "SUANLI_TLS_CLIENT_CA_PATH",
+        flag: Some("--tls-client-ca"),
+        default: "",
+        help: "CA (PEM) whose client certificates authenticate providers by their CN",
+    },
+    Key {
+        name: "tls.client_cert_required",
+        env: "SUANLI_TLS_CLIENT_CERT_REQUIRED",
+        flag: None,
+        default: "false",
+        help: "refuse TLS handshakes without a client certificate",
+    },
+    Key {
+        name: "limits.message_bytes_max",
+        env: "SUANLI_LIMITS_MESSAGE_BYTES_MAX",
+        flag: None,
+        default: "16777216",
+        help: "largest gRPC message, bytes",
+    },
+    Key {
+        name: "limits.batch_records_max",
+        env: "SUANLI_LIMITS_BATCH_RECORDS_MAX",
+        flag: None,
+        default: "10000",
+        help: "most usage records in one batch",
+    },
+    Key {
+        name: "limits.token_requests_per_minute",
+        env: "SUANLI_LIMITS_TOKEN_REQUESTS_PER_MINUTE",
+        flag: None,
+        default: "6000",
+        help: "sustained calls per credential per minute; 0 turns the rate limit off",
+    },
+    Key {
+        name: "limits.token_request_burst",
+        env: "SUANLI_LIMITS_TOKEN_REQUEST_BURST",
+        flag: None,
+        default: "200",
+        help: "calls a credential may make at once above the sustained rate",
+    },
+    Key {
+        name: "limits.concurrent_requests_max",
+        env: "SUANLI_LIMITS_CONCURRENT_REQUESTS_MAX",
+        flag: None,
+        default: "256",
+        help: "calls (and open streams) served at once; more are refused",
+    },
+    Key {
+        name: "limits.request_deadline_ms",
+        env: "SUANLI_LIMITS_REQUEST_DEADLINE_MS",
+        flag: None,
+        default: "30000",
+        help: "longest a unary call may take (a shorter grpc-timeout from the client wins)",
+    },
+];
+
+/// Hard bounds on the limits, so a typo cannot disable a protection or exhaust memory.
+pub const MESSAGE_BYTES_BOUNDS: (u64, u64) = (64 * 1024, 256 * 1024 * 1024);
+pub const BATCH_RECORDS_BOUNDS: (u64, u64) = (1, 100_000);
+pub const TOKEN_REQUESTS_PER_MINUTE_BOUNDS: (u64, u64) = (0, 60_000_000);
+pub const TOKEN_REQUEST_BURST_BOUNDS: (u64, u64) = (1, 1_000_000);
+pub const CONCURRENT_REQUESTS_BOUNDS: (u64, u64) = (1, 100_000);
+pub const REQUEST_DEADLINE_MS_BOUNDS: (u64, u64) = (1, 3_600_000);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub client_ca_path: Option<PathBuf>,
+    pub client_cert_required: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub message_bytes_max: usize,
+    pub batch_records_max: usize,
+    /// 0: no rate limit.
+    pub token_requests_per_minute: u64,
+    pub token_request_burst: u64,
+    pub concurrent_requests_max: usize,
+    pub request_deadline_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            message_bytes_max: 16 * 1024 * 1024,
+            batch_records_max: 10_000,
+            token_requests_per_minute: 6_000,
+            token_request_burst: 200,
+            concurrent_requests_max: 256,
+            request_deadline_ms: 30_000,
+        }
+    }
+}
+
+/// The resolved configuration of `suanli serve`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub metrics_addr: Option<SocketAddr>,
+    pub health_addr: Option<SocketAddr>,
+    pub log_json: bool,
+    pub tls: Option<TlsConfig>,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            addr: "127.0.0.1:50051".parse().expect("valid default address"),
+            database_url: suanli_store::DEFAULT_DATABASE_URL.to_owned(),
+            metrics_addr: None,
+            health_addr: None,
+            log_json: false,
+            tls: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where each key's value came from, in key order.
+pub type Sources = Vec<(&'static str, Source)>;
+
+/// The inputs of [`resolve`]: the file (path and text), a lookup of environment variables, and
+/// the flags given (by flag name, e.g. `--addr`).
+pub struct Inputs<'a> {
+    pub file: Option<(&'a Path, &'a str)>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub flags: &'a [(&'static str, String)],
+}
+
+/// Reads the file (if any) and the process environment, then resolves.
+pub fn load(
+    file: Option<&Path>,
+    flags: &[(&'static str, String)],
+) -> Result<(Config, Sources), ConfigError> {
+    let text = match file {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: "--config".into(),
+            origin: Source::Flag("--config"),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?),
+        None => None,
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    resolve(&Inputs {
+        file: file.zip(text.as_deref()),
+        env: &env,
+        flags,
+    })
+}
+
+fn key(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .expect("every key read is declared in KEYS")
+}
+
+/// Flattens the file's tables into dotted keys; unknown keys and wrong shapes are errors, since
+/// a misspelt limit would otherwise be silently ignored.
+fn file_values(path: &Path, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let source = Source::File(path.to_owned());
+    let err = |key: &str, reason: String| ConfigError {
+        key: key.to_owned(),
+        origin: source.clone(),
+        reason,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err("(file)", format!("not valid TOML: {e}")))?;
+    let mut values = BTreeMap::new();
+    for (section, value) in table {
+        let toml::Value::Table(inner) = value else {
+            return Err(err(
+                &section,
+                "expected a table such as [server], [database], [tls] or [limits]".into(),
+            ));
+        };
+        for (name, value) in inner {
+            let dotted = format!("{section}.{name}");
+            if !KEYS.iter().any(|k| k.name == dotted) {
+                return Err(err(&dotted, "unknown key".into()));
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(err(
+                        &dotted,
+                        format!(
+                            "expected a string, integer or boolean, got a {}",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            };
+            values.insert(dotted, text);
+        }
+    }
+    Ok(values)
+}
+
+/// Applies precedence flag > env > file > default and checks every value.
+pub fn resolve(inputs: &Inputs<'_>) -> Result<(Config, Sources), ConfigError> {
+    let file = match inputs.file {
+        Some((path, text)) => Some((path, file_values(path, text)?)),
+        None => None,
+    };
+    let mut raw: BTreeMap<&'static str, (String, Source)> = BTreeMap::new();
+    for k in KEYS {
+        let flag = k.flag.and_then(|f| {
+            inputs
+                .flags
+                .iter()
+                .rev()
+                .find(|(name, _)| *name == f)
+                .map(|(_, v)| (v.clone(), Source::Flag(f)))
+        });
+        let env = || (inputs.env)(k.env).map(|v| (v, Source::Env(k.env)));
+        let from_file = || {
+            file.as_ref().and_then(|(path, values)| {
+                values
+                    .get(k.name)
+                    .map(|v| (v.clone(), Source::File(path.to_path_buf())))
+            })
+        };
+        let value = flag
+            .or_else(env)
+            .or_else(from_file)
+            .unwrap_or_else(|| (k.default.to_owned(), Source::Default));
+        raw.insert(k.name, value);
+    }
+    let sources = raw.iter().map(|(k, (_, s))| (*k, s.clone())).collect();
+    Ok((Parser { raw }.config()?, sources))
+}
+
+struct Parser {
+    raw: BTreeMap<&'static str, (String, Source)>,
+}
+
+impl Parser {
+    fn get(&self, name: &str) -> (&str, &Source) {
+        let (v, s) = &self.raw[key(name).name];
+        (v.trim(), s)
+    }
+
+    fn fail(&self, name: &str, reason: String) -> ConfigError {
+        ConfigError {
+            key: name.to_owned(),
+            origin: self.get(name).1.clone(),
+            reason,
+        }
+    }
+
+    fn addr(&self, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        let (v, _) = self.get(name);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse().map(Some).map_err(|_| {
+            self.fail(
+                name,
+                format!("{v:?} is not a socket address such as 0.0.0.0:50051"),
+            )
+        })
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.get(name).0 {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            v => Err(self.fail(name, format!("{v:?} is not true or false"))),
+        }
+    }
+
+    fn number(&self, name: &str, (min, max): (u64, u64)) -> Result<u64, ConfigError> {
+        let (v, _) = self.get(name);
+        let n: u64 = v
+            .replace('_', "")
+            .parse()
+            .map_err(|_| self.fail(name, format!("{v:?} is not a whole number")))?;
+        if !(min..=max).contains(&n) {
+            return Err(self.fail(name, format!("must be {min} to {max}, got {n}")));
+        }
+        Ok(n)
+    }
+
+    fn path(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let (v, _) = self.get(name);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let path = PathBuf::from(v);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(path)),
+            Ok(_) => Err(self.fail(name, format!("{v} is not a file"))),
+            Err(e) => Err(self.fail(name, format!("cannot read {v}: {e}"))),
+        }
+    }
+
+    fn config(&self) -> Result<Config, ConfigError> {
+        let addr = self
+            .addr("server.addr")?
+            .ok_or_else(|| self.fail("server.addr", "must be set".into()))?;
+        let metrics_addr = self.addr("server.metrics_addr")?;
+        if metrics_addr == Some(addr) {
+            return Err(self.fail("server.metrics_addr", format!("{addr} is also server.addr")));
+        }
+        let health_addr = self.addr("server.health_addr")?;
+        if let Some(h) = health_addr
+            && (h == addr || Some(h) == metrics_addr)
+        {
+            return Err(self.fail(
+                "server.health_addr",
+                format!("{h} is also server.addr or server.metrics_addr"),
+            ));
+        }
+        let database_url = self.get("database.url").0.to_owned();
+        if !(database_url.starts_with("sqlite://")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(self.fail(
+                "database.url",
+                "must start with sqlite://, postgres:// or postgresql://".into(),
+            ));
+        }
+        let cert = self.path("tls.cert_path")?;
+        let key = self.path("tls.key_path")?;
+        let client_ca = self.path("tls.client_ca_path")?;
+        let client_cert_required = self.bool("tls.client_cert_required")?;
+        let tls = match (cert, key) {
+            (Some(cert_path), Some(key_path)) => Some(TlsConfig {
+                cert_path,
+                key_path,
+                client_ca_path: client_ca,
+                client_cert_required,
+            }),
+            (Some(_), None) => {
+                return Err(self.fail("tls.key_path", "must be set with tls.cert_path".into()));
+            }
+            (None, Some(_)) => {
+                return Err(self.fail("tls.cert_path", "must be set with tls.key_path".into()));
+            }
+            (None, None) => {
+                if client_ca.is_some() {
+                    return Err(self.fail(
+                        "tls.client_ca_path",
+                        "client certificates need TLS: set tls.cert_path and tls.key_path".into(),
+                    ));
+                }
+                None
+            }
+        };
+        if client_cert_required && tls.as_ref().is_none_or(|t| t.client_ca_path.is_none()) {
+            return Err(self.fail(
+                "tls.client_cert_required",
+                "needs tls.client_ca_path to verify client certificates against".into(),
+            ));
+        }
+        let limits = Limits {
+            message_bytes_max: self.number("limits.message_bytes_max", MESSAGE_BYTES_BOUNDS)?
+                as usize,
+            batch_records_max: self.number("limits.batch_records_max", BATCH_RECORDS_BOUNDS)?
+                as usize,
+            token_requests_per_minute: self.number(
+                "limits.token_requests_per_minute",
+                TOKEN_REQUESTS_PER_MINUTE_BOUNDS,
+            )?,
+            token_request_burst: self
+                .number("limits.token_request_burst", TOKEN_REQUEST_BURST_BOUNDS)?,
+            concurrent_requests_max: self
+                .number("limits.concurrent_requests_max", CONCURRENT_REQUESTS_BOUNDS)?
+                as usize,
+            request_deadline_ms: self
+                .number("limits.request_deadline_ms", REQUEST_DEADLINE_MS_BOUNDS)?,
+        };
+        Ok(Config {
+            addr,
+            database_url,
+            metrics_addr,
+            health_addr,
+            log_json: self.bool("server.log_json")?,
+            tls,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[(&'static str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let flags: Vec<(&'static str, String)> =
+            flags.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        resolve(&Inputs {
+            file: file.map(|t| (Path::new("suanli.toml"), t)),
+            env: &lookup,
+            flags: &flags,
+        })
+        .map(|(c, _)| c)
+    }
+
+    // Nothing given yields the documented defaults, equal to `Config::default()`.
+    #[test]
+    fn defaults() {
+        assert_eq!(run(None, &[], &[]).unwrap(), Config::default());
+    }
+
+    // A flag beats the environment, which beats the file, which beats the default, key by key.
+    #[test]
+    fn precedence_flag_env_file_default() {
+        let file = "[server]\naddr = \"10.0.0.1:1\"\nmetrics_addr = \"10.0.0.1:2\"\n\
+                    [database]\nurl = \"postgres://file/db\"\n[limits]\nbatch_records_max = 5\n";
+        let env = [
+            ("SUANLI_ADDR", "10.0.0.2:1"),
+            ("SUANLI_METRICS_ADDR", "10.0.0.2:2"),
+        ];
+        let flags = [("--addr", "10.0.0.3:1")];
+        let c = run(Some(file), &env, &flags).unwrap();
+        assert_eq!(c.addr.to_string(), "10.0.0.3:1", "flag over env and file");
+        assert_eq!(
+            c.metrics_addr.unwrap().to_string(),
+            "10.0.0.2:2",
+            "env over file"
+        );
+        assert_eq!(c.database_url, "postgres://file/db", "file over default");
+        assert_eq!(c.limits.batch_records_max, 5, "file over default");
+        assert_eq!(
+            c.limits.concurrent_requests_max,
+            Limits::default().concurrent_requests_max,
+            "default when unset"
+        );
+        let (_, sources) = resolve(&Inputs {
+            file: Some((Path::new("suanli.toml"), file)),
+            env: &|n: &str| (n == "SUANLI_LIMITS_BATCH_RECORDS_MAX").then(|| "7".to_owned()),
+            flags: &[],
+        })
+        .unwrap();
+        let source = |k: &str| sources.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(
+            source("limits.batch_records_max"),
+            Source::Env("SUANLI_LIMITS_BATCH_RECORDS_MAX")
+        );
+        assert_eq!(
+            source("server.addr"),
+            Source::File(PathBuf::from("suanli.toml"))
+        );
+        assert_eq!(source("limits.request_deadline_ms"), Source::Default);
+    }
+
+    // Every key's environment variable follows the naming rule, so the table and the docs agree.
+    #[test]
+    fn env_names_follow_the_rule() {
+        for k in KEYS {
+            let dotted = k.name.strip_prefix("server.").unwrap_or(k.name);
+            let expected = format!("SUANLI_{}", dotted.replace('.', "_").to_uppercase());
+            assert_eq!(k.env, expected, "{}", k.name);
+        }
+    }
+
+    /// Asserts the configuration fails on `key` with a reason containing `reason`.
+    fn check_invalid(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[(&'static str, &str)],
+        key: &str,
+        reason: &str,
+    ) {
+        let e = run(file, env, flags).expect_err("invalid configuration is refused");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains(reason), "{e}");
+        assert!(
+            e.to_string().contains(key),
+            "the message names the key: {e}"
+        );
+    }
+
+    // Each invalid value is refused naming its key, its source and the reason.
+    #[test]
+    fn each_invalid_key_is_named() {
+        let dir = std::env::temp_dir().join(format!("suanli-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("x.pem");
+        std::fs::write(&pem, "not checked here").unwrap();
+        let pem = pem.to_str().unwrap();
+        let missing = dir.join("missing.pem");
+        let missing = missing.to_str().unwrap();
+
+        check_invalid(
+            None,
+            &[],
+            &[("--addr", "nowhere")],
+            "server.addr",
+            "socket address",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_METRICS_ADDR", "9090")],
+            &[],
+            "server.metrics_addr",
+            "socket address",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_METRICS_ADDR", "127.0.0.1:50051")],
+            &[],
+            "server.metrics_addr",
+            "also server.addr",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_HEALTH_ADDR", "127.0.0.1:50051")],
+            &[],
+            "server.health_addr",
+            "also server.addr",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_HEALTH_ADDR", "health")],
+            &[],
+            "server.health_addr",
+            "socket address",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_LOG_JSON", "yes")],
+            &[],
+            "server.log_json",
+            "true or false",
+        );
+        check_invalid(
+            None,
+            &[],
+            &[("--database-url", "mysql://x")],
+            "database.url",
+            "must start with",
+        );
+        check_invalid(
+            None,
+            &[],
+            &[("--tls-cert", missing)],
+            "tls.cert_path",
+            "cannot read",
+        );
+        check_invalid(
+            None,
+            &[],
+            &[("--tls-cert", pem)],
+            "tls.key_path",
+            "must be set",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_TLS_KEY_PATH", pem)],
+            &[],
+            "tls.cert_path",
+            "must be set",
+        );
+        check_invalid(
+            None,
+            &[],
+            &[("--tls-key", &*dir.to_string_lossy())],
+            "tls.key_path",
+            "not a file",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_TLS_CLIENT_CA_PATH", pem)],
+            &[],
+            "tls.client_ca_path",
+            "need TLS",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_TLS_CLIENT_CERT_REQUIRED", "true")],
+            &[("--tls-cert", pem), ("--tls-key", pem)],
+            "tls.client_cert_required",
+            "needs tls.client_ca_path",
+        );
+        check_invalid(
+            Some("[tls]\nclient_cert_required = \"maybe\"\n"),
+            &[],
+            &[],
+            "tls.client_cert_required",
+            "true or false",
+        );
+        for (key, env, bad, reason) in [
+            (
+                "limits.message_bytes_max",
+                "SUANLI_LIMITS_MESSAGE_BYTES_MAX",
+                "1024",
+                "must be 65536",
+            ),
+            (
+                "limits.batch_records_max",
+                "SUANLI_LIMITS_BATCH_RECORDS_MAX",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.batch_records_max",
+                "SUANLI_LIMITS_BATCH_RECORDS_MAX",
+                "ten",
+                "whole number",
+            ),
+            (
+                "limits.token_requests_per_minute",
+                "SUANLI_LIMITS_TOKEN_REQUESTS_PER_MINUTE",
+                "-1",
+                "whole number",
+            ),
+            (
+                "limits.token_request_burst",
+                "SUANLI_LIMITS_TOKEN_REQUEST_BURST",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.concurrent_requests_max",
+                "SUANLI_LIMITS_CONCURRENT_REQUESTS_MAX",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.request_deadline_ms",
+                "SUANLI_LIMITS_REQUEST_DEADLINE_MS",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.request_deadline_ms",
+                "SUANLI_LIMITS_REQUEST_DEADLINE_MS",
+                "3600001",
+                "must be 1 to",
+            ),
+        ] {
+            check_invalid(None, &[(env, bad)], &[], key, reason);
+        }
+        check_invalid(
+            Some("[limits]\nbatch_size = 5\n"),
+            &[],
+            &[],
+            "limits.batch_size",
+            "unknown key",
+        );
+        check_invalid(Some("addr = \"x\"\n"), &[], &[], "addr", "expected a table");
+        check_invalid(
+            Some("[limits]\nbatch_records_max = 1.5\n"),
+            &[],
+            &[],
+            "limits.batch_records_max",
+            "got a float",
+        );
+        check_invalid(Some("[server\n"), &[], &[], "(file)", "not valid TOML");
+        let e = run(Some("[limits]\nbatch_records_max = 0\n"), &[], &[]).unwrap_err();
+        assert_eq!(e.origin, Source::File(PathBuf::from("suanli.toml")), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // The shipped example file is complete (every key, nothing unknown) and valid as it stands.
+    #[test]
+    fn the_deploy_example_is_complete_and_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/suanli.toml");
+        let text = std::fs::read_to_string(&path).expect("deploy/suanli.toml exists");
+        let values = file_values(&path, &text).expect("every key in the example is known");
+        // TLS paths point at files that exist only on a server, so they are commented out;
+        // every other key is set explicitly.
+        for k in KEYS.iter().filter(|k| !k.name.starts_with("tls.")) {
+            assert!(values.contains_key(k.name), "the example sets {}", k.name);
+            assert!(
+                text.contains(k.env),
+                "the example mentions {} for {}",
+                k.env,
+                k.name
+            );
+        }
+        run(Some(&text), &[], &[]).expect("the example is valid");
+    }
+}

@@ -1,0 +1,433 @@
+//! Limits that protect the service: a per-credential token bucket (used by the authentication
+//! interceptor), and a tower layer around every gRPC service for the concurrency limit, the
+//! request deadline and the status of an oversized message. Each refusal is counted in
+//! `suanli_limited_requests_total{limit}`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::metrics::METRICS;
+
+/// The label values of `suanli_limited_requests_total`.
+pub const LIMIT_MESSAGE_BYTES: &str = "message_bytes";
+pub const LIMIT_BATCH_RECORDS: &str = "batch_records";
+pub const LIMIT_RATE: &str = "rate";
+pub const LIMIT_CONCURRENCY: &str = "concurrency";
+pub const LIMIT_DEADLINE: &str = "deadline";
+
+pub fn count(limit: &str) {
+    METRICS.limited.with_label_values(&[limit]).inc();
+}
+
+/// Most credentials tracked at once; beyond it, buckets that have refilled are forgotten (a
+/// full bucket is the same as no bucket), so unknown tokens cannot grow the map without bound.
+const BUCKETS_MAX: usize = 100_000;
+/// One token in the bucket's fixed-point unit: per-minute rates refill in whole micro-tokens
+/// per microsecond step without floats.
+const UNIT: u128 = 1_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    /// Tokens × UNIT.
+    level: u128,
+    at: Instant,
+}
+
+/// Token buckets keyed by credential: `burst` tokens, refilled at `per_minute` a minute.
+pub struct RateLimiter {
+    per_minute: u64,
+    burst: u64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `per_minute == 0` admits everything.
+    pub fn new(per_minute: u64, burst: u64) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            burst: burst.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, b: Bucket, now: Instant) -> u128 {
+        let elapsed_us = now.saturating_duration_since(b.at).as_micros();
+        // per_minute tokens per 60e6 µs = per_minute / 60 micro-tokens per µs.
+        let added = elapsed_us.saturating_mul(u128::from(self.per_minute)) / 60;
+        b.level
+            .saturating_add(added)
+            .min(u128::from(self.burst) * UNIT)
+    }
+
+    /// Takes one token for `key` at `now`; false when the bucket is empty.
+    pub fn admit(&self, key: &str, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
+            let full = u128::from(self.burst) * UNIT;
+            buckets.retain(|_, b| self.refilled(*b, now) < full);
+        }
+        let full = Bucket {
+            level: u128::from(self.burst) * UNIT,
+            at: now,
+        };
+        let bucket = buckets.entry(key.to_owned()).or_insert(full);
+        let level = self.refilled(*bucket, now);
+        if level < UNIT {
+            *bucket = Bucket { level, at: now };
+            return false;
+        }
+        *bucket = Bucket {
+            level: level - UNIT,
+            at: now,
+        };
+        true
+    }
+}
+
+/// Health checks and reflection are never refused: a busy server must not be restarted by its
+/// liveness probe.
+fn exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+/// The client's `grpc-timeout` header (gRPC over HTTP/2: an integer and a unit H M S m u n).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Whether a status is tonic's refusal of an oversized message (it uses OUT_OF_RANGE; gRPC
+/// specifies RESOURCE_EXHAUSTED for a message above the configured limit).
+pub fn message_too_large(status: &Status) -> bool {
+    status.code() == tonic::Code::OutOfRange && status.message().contains("length too large")
+}
+
+/// Maps tonic's oversized-message status to RESOURCE_EXHAUSTED and counts it.
+pub fn map_too_large(status: Status) -> Status {
+    if message_too_large(&status) {
+        count(LIMIT_MESSAGE_BYTES);
+        Status::resource_exhausted(format!("message too large: {}", status.message()))
+    } else {
+        status
+    }
+}
+
+/// The same for a trailers-only HTTP response (a unary call refused before its handler ran).
+fn rewrite_too_large(response: http::Response<Body>) -> http::Response<Body> {
+    let headers = response.headers();
+    if headers.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("11") {
+        return response;
+    }
+    match Status::from_header_map(headers) {
+        Some(status) if message_too_large(&status) => map_too_large(status).into_http(),
+        _ => response,
+    }
+}
+
+/// The layer added to the server builder.
+#[derive(Clone)]
+pub struct LimitLayer {
+    permits: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl LimitLayer {
+    pub fn new(concurrent_requests_max: usize, deadline: Duration) -> LimitLayer {
+        LimitLayer {
+            permits: Arc::new(Semaphore::new(concurrent_requests_max)),
+            deadline,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for LimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Limited<S> {
+        Limited {
+            inner,
+            permits: self.permits.clone(),
+            deadline: self.deadline,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Limited<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+/// A response body that keeps its call's concurrency permit until the body ends, so an open
+/// stream counts against the limit for as long as it is open.
+struct Permitted {
+    inner: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = <Body as http_body::Body>::Data;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Limited<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone is not ready; call the instance that was polled ready and keep the clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if exempt(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            count(LIMIT_CONCURRENCY);
+            let status = Status::resource_exhausted(
+                "too many calls in progress on this server; retry with backoff",
+            );
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
+        let deadline = grpc_timeout(request.headers())
+            .map_or(self.deadline, |client| client.min(self.deadline));
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, inner.call(request)).await {
+                Err(_) => {
+                    count(LIMIT_DEADLINE);
+                    Ok(Status::deadline_exceeded(format!(
+                        "the call did not finish within {} ms",
+                        deadline.as_millis()
+                    ))
+                    .into_http())
+                }
+                Ok(Ok(response)) => Ok(rewrite_too_large(response).map(|body| {
+                    Body::new(Permitted {
+                        inner: body,
+                        _permit: permit,
+                    })
+                })),
+                Ok(Err(e)) => Err(e),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use tower::{Layer, Service};
+
+    // A bucket admits its burst at once, refuses the next call, and refills at the configured rate.
+    #[test]
+    fn token_bucket_burst_and_refill() {
+        let limiter = RateLimiter::new(60, 2);
+        let t0 = Instant::now();
+        assert!(limiter.admit("a", t0));
+        assert!(limiter.admit("a", t0));
+        assert!(!limiter.admit("a", t0), "the burst is spent");
+        assert!(limiter.admit("b", t0), "buckets are per credential");
+        assert!(
+            !limiter.admit("a", t0 + Duration::from_millis(999)),
+            "60/min refills one token a second"
+        );
+        assert!(limiter.admit("a", t0 + Duration::from_millis(1000)));
+        assert!(!limiter.admit("a", t0 + Duration::from_millis(1000)));
+        assert!(limiter.admit("a", t0 + Duration::from_secs(3600)));
+        assert!(limiter.admit("a", t0 + Duration::from_secs(3600)));
+        assert!(
+            !limiter.admit("a", t0 + Duration::from_secs(3600)),
+            "refill stops at the burst"
+        );
+        let off = RateLimiter::new(0, 1);
+        assert!((0..1000).all(|_| off.admit("a", t0)), "0 turns it off");
+    }
+
+    // grpc-timeout headers parse in every unit, and nonsense is ignored.
+    #[test]
+    fn grpc_timeout_units() {
+        let parse = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&h)
+        };
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse("x"), None);
+        assert_eq!(parse("S"), None);
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        http::Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn status_of(response: &http::Response<Body>) -> tonic::Code {
+        Status::from_header_map(response.headers()).map_or(tonic::Code::Ok, |s| s.code())
+    }
+
+    /// A service whose calls never finish, like a handler stuck behind a busy writer; `/Fast`
+    /// answers at once with an empty body, `/Open` with a body that stays open (a stream).
+    #[derive(Clone)]
+    struct Stuck;
+
+    /// A response body that never ends.
+    struct Open;
+
+    type Bytes = <Body as http_body::Body>::Data;
+
+    impl http_body::Body for Open {
+        type Data = Bytes;
+        type Error = Status;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+            Poll::Pending
+        }
+    }
+
+    impl Service<http::Request<()>> for Stuck {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Result<http::Response<Body>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, r: http::Request<()>) -> Self::Future {
+            let path = r.uri().path().to_owned();
+            Box::pin(async move {
+                if path.ends_with("/Fast") {
+                    Ok(http::Response::new(Body::empty()))
+                } else if path.ends_with("/Open") {
+                    Ok(http::Response::new(Body::new(Open)))
+                } else if path.ends_with("/TooLarge") {
+                    Ok(Status::out_of_range(
+                        "Error, decoded message length too large: found 9 bytes, the limit is: 8 bytes",
+                    )
+                    .into_http())
+                } else {
+                    std::future::pending().await
+                }
+            })
+        }
+    }
+
+    // A call that outlives the deadline gets DEADLINE_EXCEEDED; a client's shorter grpc-timeout wins.
+    #[tokio::test(start_paused = true)]
+    async fn deadline_exceeded() {
+        let mut svc = LimitLayer::new(4, Duration::from_secs(30)).layer(Stuck);
+        let before = METRICS.limited.with_label_values(&[LIMIT_DEADLINE]).get();
+        let response = svc.call(request("/suanli.v1.X/Slow")).await.unwrap();
+        assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
+        let mut r = request("/suanli.v1.X/Slow");
+        r.headers_mut()
+            .insert("grpc-timeout", "5m".parse().unwrap());
+        let response = svc.call(r).await.unwrap();
+        assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
+        let message = Status::from_header_map(response.headers()).unwrap();
+        assert!(message.message().contains("within 5 ms"), "{message:?}");
+        assert!(METRICS.limited.with_label_values(&[LIMIT_DEADLINE]).get() >= before + 2);
+    }
+
+    // Calls beyond the concurrency limit get RESOURCE_EXHAUSTED at once while an open stream holds
+    // the only slot; health checks are exempt; the slot returns when the stream's body is dropped.
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_limit() {
+        let mut svc = LimitLayer::new(1, Duration::from_secs(3600)).layer(Stuck);
+        let held = svc.call(request("/suanli.v1.X/Open")).await.unwrap();
+        assert_eq!(status_of(&held), tonic::Code::Ok);
+        let before = METRICS
+            .limited
+            .with_label_values(&[LIMIT_CONCURRENCY])
+            .get();
+        let refused = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
+        assert_eq!(status_of(&refused), tonic::Code::ResourceExhausted);
+        assert!(
+            METRICS
+                .limited
+                .with_label_values(&[LIMIT_CONCURRENCY])
+                .get()
+                > before
+        );
+        let health = svc
+            .call(request("/grpc.health.v1.Health/Fast"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&health), tonic::Code::Ok, "health is exempt");
+        drop(held);
+        let again = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
+        assert_eq!(status_of(&again), tonic::Code::Ok, "the permit came back");
+    }
+
+    // tonic's OUT_OF_RANGE for an oversized message becomes RESOURCE_EXHAUSTED and is counted.
+    #[tokio::test]
+    async fn oversized_message_status() {
+        let mut svc = LimitLayer::new(4, Duration::from_secs(30)).layer(Stuck);
+        let before = METRICS
+            .limited
+            .with_label_values(&[LIMIT_MESSAGE_BYTES])
+            .get();
+        let response = svc.call(request("/suanli.v1.X/TooLarge")).await.unwrap();
+        assert_eq!(status_of(&response), tonic::Code::ResourceExhausted);
+        assert!(
+            METRICS
+                .limited
+                .with_label_values(&[LIMIT_MESSAGE_BYTES])
+                .get()
+                > before
+        );
+    }
+}
