@@ -4,10 +4,13 @@
 # Usage: deploy/validate-k8s.sh [KUBERNETES_VERSION]   (default: the tool's own default)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# Pinned, so a new release's schemas cannot turn CI red without a change here.
+pinned="1.37.0"
 venv="${CARGO_TARGET_DIR:-$root/target}/kubernetes-validate-venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+if [ "$("$venv/bin/kubernetes-validate" --version 2>/dev/null || true)" != "$pinned" ]; then
+    rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate>=1.31'
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$pinned"
 fi
 version_args=()
 if [ $# -ge 1 ]; then

@@ -773,6 +773,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    // The suanli.toml inside the Kubernetes ConfigMap uses only known keys with valid values
+    // (its TLS paths exist only in the pod, so they are checked for shape, not presence).
+    #[test]
+    fn the_k8s_configmap_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/configmap.yaml");
+        let yaml = std::fs::read_to_string(&path).expect("deploy/k8s/configmap.yaml exists");
+        let (_, block) = yaml
+            .split_once("suanli.toml: |\n")
+            .expect("the ConfigMap embeds suanli.toml");
+        let text: String = block
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let values = file_values(&path, &text).expect("only known keys");
+        assert!(values.contains_key("server.health_addr"), "probes need it");
+        let without_tls: String = text
+            .lines()
+            .filter(|l| !l.contains("_path"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        run(Some(&without_tls), &[], &[]).expect("the ConfigMap's values are valid");
+    }
+
     // The shipped example file is complete (every key, nothing unknown) and valid as it stands.
     #[test]
     fn the_deploy_example_is_complete_and_valid() {

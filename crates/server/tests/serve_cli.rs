@@ -202,3 +202,45 @@ fn serve_and_import_with_the_real_binary() {
     assert!(exit.success(), "graceful shutdown exits 0: {exit}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Invalid configuration stops `suanli serve` at start with the key, its origin and the reason,
+// from the environment, the file and a flag alike; a flag beats the invalid env value.
+#[test]
+fn invalid_configuration_fails_at_start_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("suanli-config-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("suanli.toml");
+    write(&file, "[limits]\nconcurrent_requests_max = 0\n");
+    let serve = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_suanli"));
+        c.arg("serve").args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("suanli runs")
+    };
+    for (env, args, expected) in [
+        (
+            vec![("SUANLI_LIMITS_REQUEST_DEADLINE_MS", "0")],
+            vec![],
+            "limits.request_deadline_ms (from env SUANLI_LIMITS_REQUEST_DEADLINE_MS): must be 1 to",
+        ),
+        (
+            vec![],
+            vec!["--config", file.to_str().unwrap()],
+            "limits.concurrent_requests_max (from file",
+        ),
+        (
+            vec![("SUANLI_ADDR", "127.0.0.1:50051")],
+            vec!["--addr", "not-an-address"],
+            "server.addr (from flag --addr)",
+        ),
+    ] {
+        let out = serve(&env, &args);
+        assert!(!out.status.success(), "{args:?} {env:?} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

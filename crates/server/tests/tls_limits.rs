@@ -212,9 +212,18 @@ fn batch(records: Vec<pb::UsageRecord>) -> pb::IngestRequest {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn tls_config(f: &Fixture, pki: &Pki) -> ServeConfig {
     ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
+        health_addr: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         database_url: f.url.clone(),
         tls: Some(TlsConfig {
             cert_path: write(&f.dir, "server.crt", &pki.server.cert),
@@ -228,13 +237,15 @@ fn tls_config(f: &Fixture, pki: &Pki) -> ServeConfig {
 
 // Over TLS a bearer token works; a client certificate with CN dc-a acts as provider dc-a (its
 // own records accepted, another provider's refused); a certificate from another CA and a
-// plain-text connection are refused.
+// plain-text connection are refused; the plain-text health listener answers SERVING.
 #[test]
 fn tls_with_tokens_and_client_certificates() {
     let f = fixture();
     let pki = Pki::new();
     runtime().block_on(async {
-        let running = start(tls_config(&f, &pki)).await;
+        let config = tls_config(&f, &pki);
+        let running_health = config.health_addr;
+        let running = start(config).await;
 
         let mut registry = RegistryServiceClient::new(tls_channel(&running, &pki, None).await);
         let loaded = registry
@@ -334,6 +345,33 @@ fn tls_with_tokens_and_client_certificates() {
                 .expect_err("plain text is refused by a TLS server");
             assert_ne!(err.code(), Code::Ok);
         }
+        // The probe listener: plain text, grpc.health.v1 only.
+        let health_addr = running_health.expect("a health address");
+        let channel = Endpoint::from_shared(format!("http://{health_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("the health listener is plain text");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        for service in ["", "suanli.v1.MeteringService"] {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            );
+        }
+        let err = RegistryServiceClient::new(channel)
+            .get_registry(bearer(pb::GetRegistryRequest {}, &f.admin))
+            .await
+            .expect_err("the health listener serves nothing else");
+        assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
         running.stop().await.expect("stops");
     });
 }
