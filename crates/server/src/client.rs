@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use suanli::audit::Actor;
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
@@ -22,7 +23,7 @@ pub fn token_create(
     provider: Option<&str>,
     beneficiary: Option<&str>,
 ) -> anyhow::Result<()> {
-    let subject = match role {
+    let subject_id = match role {
         "provider" => provider.context("--provider ID is required for role provider")?,
         "beneficiary" => {
             beneficiary.context("--beneficiary ID is required for role beneficiary")?
@@ -34,23 +35,25 @@ pub fn token_create(
             ""
         }
     };
-    let principal = Principal::from_parts(role, subject).with_context(|| {
+    let principal = Principal::from_parts(role, subject_id).with_context(|| {
         format!("unknown role {role:?}: expected provider, beneficiary, finance, auditor or admin")
     })?;
     let token = suanli::auth::new_token();
     let mut store =
         suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
-    store.token_insert(
-        &suanli::auth::hash_token(&token),
-        &principal,
-        chrono::Utc::now(),
-    )?;
+    let hash = suanli::auth::hash_token(&token);
+    store.token_insert(&hash, &principal, chrono::Utc::now())?;
+    // Audited right after, in a transaction of its own.
+    let subject = format!("token:{}", &hash[..12]);
+    store.transaction(&mut |tx| {
+        Actor::operator().record(tx, "token.create", &subject, &[&hash, role, subject_id])
+    })?;
     eprintln!(
         "created a {role} token{}; it is shown once and only its hash is stored:",
-        if subject.is_empty() {
+        if subject_id.is_empty() {
             String::new()
         } else {
-            format!(" for {subject}")
+            format!(" for {subject_id}")
         }
     );
     println!("{token}");

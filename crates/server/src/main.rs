@@ -1,5 +1,6 @@
 //! The `suanli` binary: command-line entry points around the domain core.
 
+mod audit_cli;
 mod client;
 mod files;
 mod settle_cli;
@@ -65,6 +66,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The tamper-evident audit log (no server needed).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Registry versions on a running server.
     Registry {
@@ -178,6 +184,24 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recomputes the hash chain; exits non-zero and names the first broken seq on tamper.
+    Verify {
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Writes every entry to a file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: audit_cli::Format,
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
 #[derive(clap::Args)]
 struct Remote {
     /// The server, host:port or http://host:port.
@@ -275,6 +299,10 @@ fn main() -> ExitCode {
         }
         Command::Token { command: TokenCommand::Create { role, provider, beneficiary, database_url } } => {
             client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref())
+        }
+        Command::Audit { command: AuditCommand::Verify { database_url } } => audit_cli::verify(&database_url),
+        Command::Audit { command: AuditCommand::Export { out, format, database_url } } => {
+            audit_cli::export(&database_url, &out, format)
         }
         Command::Registry { command: RegistryCommand::Import { file, remote } } => {
             runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.server, &remote.token, &file)))

@@ -3,6 +3,7 @@
 //! changes data runs in one transaction, and `ingest` decides duplicate, conflict and capacity
 //! for a whole group of batches in that transaction.
 
+pub mod audit;
 mod common;
 pub mod ledger;
 pub mod postgres;

@@ -22,6 +22,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_settlement.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_audit.sql"),
+    ),
 ];
 
 pub struct PgStore {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_settlement.sql"),
     ),
+    (3, include_str!("../../../migrations/sqlite/0003_audit.sql")),
 ];
 
 pub struct SqliteStore {
