@@ -61,6 +61,10 @@ enum Command {
         /// Log JSON lines instead of text (the filter comes from RUST_LOG, default info).
         #[arg(long)]
         log_json: bool,
+        /// Seconds a cached token is trusted before it is read again: a revoked token is
+        /// refused at most this long after `suanli token revoke`.
+        #[arg(long, default_value_t = suanli::auth::TOKEN_RECHECK_SECS_DEFAULT, env = "SUANLI_TOKEN_RECHECK_SECS")]
+        token_recheck_secs: u64,
     },
     /// API tokens.
     Token {
@@ -179,6 +183,21 @@ enum TokenCommand {
         provider: Option<String>,
         #[arg(long)]
         beneficiary: Option<String>,
+        /// The token stops working this many days from now (1 to 3650); without it, never.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Revokes a token (no server needed); a running server refuses it within
+    /// --token-recheck-secs.
+    Revoke {
+        /// At least 8 hex digits of the token's sha256, matching exactly one token.
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        hash_prefix: Option<String>,
+        /// The token itself.
+        #[arg(long)]
+        token: Option<String>,
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
@@ -288,17 +307,20 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { addr, database_url, metrics_addr, log_json } => {
+        Command::Serve { addr, database_url, metrics_addr, log_json, token_recheck_secs } => {
             init_tracing(log_json);
             runtime().and_then(|rt| {
                 rt.block_on(suanli::serve::run(
-                    suanli::serve::ServeConfig { addr, database_url, metrics_addr },
+                    suanli::serve::ServeConfig { addr, database_url, metrics_addr, token_recheck_secs },
                     suanli::serve::shutdown_signal(),
                 ))
             })
         }
-        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, database_url } } => {
-            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref())
+        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, expires_in_days, database_url } } => {
+            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref(), expires_in_days)
+        }
+        Command::Token { command: TokenCommand::Revoke { hash_prefix, token, database_url } } => {
+            client::token_revoke(&database_url, hash_prefix.as_deref(), token.as_deref())
         }
         Command::Audit { command: AuditCommand::Verify { database_url } } => audit_cli::verify(&database_url),
         Command::Audit { command: AuditCommand::Export { out, format, database_url } } => {

@@ -27,6 +27,9 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     pub database_url: String,
     pub metrics_addr: Option<SocketAddr>,
+    /// How long a cached token is trusted before it is read again (revocation takes effect
+    /// within this time).
+    pub token_recheck_secs: u64,
 }
 
 /// A server started by [`start`]; [`Running::stop`] shuts it down gracefully.
@@ -69,7 +72,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         );
     }
     let shared = Arc::new(Shared {
-        auth: Authenticator::new(writer.clone()),
+        auth: Authenticator::new(
+            writer.clone(),
+            std::time::Duration::from_secs(config.token_recheck_secs),
+        ),
         writer,
         registry: RwLock::new(current),
     });

@@ -1,6 +1,7 @@
 //! The audit log end to end through the real binary on both backends: real actions append a
 //! hash chain that `suanli audit verify` accepts; an edited or deleted row in the database is
-//! detected and named by its seq; `suanli audit export` writes CSV and JSON.
+//! detected and named by its seq; `suanli audit export` writes CSV and JSON. Revoked and
+//! expired tokens are refused with UNAUTHENTICATED and change nothing.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -105,6 +106,10 @@ impl Drop for Server {
 
 impl Server {
     fn start(db: Db) -> Server {
+        Server::start_with(db, &[])
+    }
+
+    fn start_with(db: Db, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -114,6 +119,7 @@ impl Server {
         // Migrate before serving so tokens can be created against the schema.
         let child = bin()
             .args(["serve", "--addr", &addr, "--database-url", &db.url])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -389,5 +395,120 @@ fn chain_detects_edits_and_deletions_on_sqlite() {
 fn chain_detects_edits_and_deletions_on_postgres() {
     if let Some(db) = pg_db() {
         chain_detects_edits_and_deletions(db);
+    }
+}
+
+/// sha256 hex of a token, as the server stores it.
+fn hash_of(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn revoked_and_expired_tokens_are_refused(db: Db) {
+    // Every request re-reads its token, so a revocation applies to the very next request.
+    let s = Server::start_with(db, &["--token-recheck-secs", "0"]);
+    let admin = s.token(&["--role", "admin"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let lasting = s.token(&[
+        "--role",
+        "provider",
+        "--provider",
+        "dc-a",
+        "--expires-in-days",
+        "30",
+    ]);
+    let registry = s.file("registry.toml", REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let first = s.file(
+        "first.csv",
+        &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\n"),
+    );
+    let second = s.file(
+        "second.csv",
+        &format!("{HEADER}dc-a,m2,e1,gpu,{t},1,900.00\n"),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &first]);
+    s.ok(&lasting, &["usage", "import", "--file", &first]);
+
+    let prefix = &hash_of(&dc_a)[..10];
+    let o = bin()
+        .args([
+            "token",
+            "revoke",
+            "--hash-prefix",
+            prefix,
+            "--database-url",
+            &s.db.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("revoked the provider dc-a token"));
+    let o = s.run(&dc_a, &["usage", "import", "--file", &second]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a revoked token is refused");
+    assert!(
+        err.contains("valid authentication credentials"),
+        "UNAUTHENTICATED: {err}"
+    );
+    assert!(err.contains("token revoked"), "{err}");
+
+    // Expire the other provider token by moving its expiry into the past.
+    tamper(
+        &s.db,
+        &format!(
+            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00.000Z' WHERE token_hash = '{}'",
+            hash_of(&lasting)
+        ),
+    );
+    let o = s.run(&lasting, &["usage", "import", "--file", &second]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "an expired token is refused");
+    assert!(err.contains("token expired"), "{err}");
+
+    // State unchanged: record m2 was never stored.
+    let o = s.run(
+        &admin,
+        &[
+            "usage",
+            "void",
+            "--provider",
+            "dc-a",
+            "--record-id",
+            "m2",
+            "--reason",
+            "check",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no record"), "{err}");
+    // The revocation is in the audit log, and the log verifies.
+    let json_path = s.db.dir.join("audit.json");
+    let o = audit(
+        &s.db,
+        &[
+            "export",
+            "--out",
+            json_path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&json_path).unwrap();
+    assert!(text.contains("\"token.revoke\""), "{text}");
+    verify_passes(&s.db);
+}
+
+#[test]
+fn revoked_and_expired_tokens_are_refused_on_sqlite() {
+    revoked_and_expired_tokens_are_refused(sqlite_db().unwrap());
+}
+
+#[test]
+fn revoked_and_expired_tokens_are_refused_on_postgres() {
+    if let Some(db) = pg_db() {
+        revoked_and_expired_tokens_are_refused(db);
     }
 }

@@ -166,6 +166,7 @@ async fn start(url: &str) -> Running {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: url.to_owned(),
         metrics_addr: None,
+        token_recheck_secs: suanli::auth::TOKEN_RECHECK_SECS_DEFAULT,
     })
     .await
     .expect("server starts")

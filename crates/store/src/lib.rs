@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod tokens;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;

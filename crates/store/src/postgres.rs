@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_audit.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_token_lifetime.sql"),
+    ),
 ];
 
 pub struct PgStore {

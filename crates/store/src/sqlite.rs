@@ -24,6 +24,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_settlement.sql"),
     ),
     (3, include_str!("../../../migrations/sqlite/0003_audit.sql")),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_token_lifetime.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
