@@ -176,6 +176,8 @@ pub trait Store: Send {
         principal: &Principal,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// The principal only, ignoring expiry and revocation: authentication must use
+    /// [`tokens::lookup`], which returns both.
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>>;
     /// The running accrual totals, sorted by key.
     fn accruals(&mut self) -> Result<Vec<AccrualRow>>;
