@@ -1,6 +1,7 @@
 //! Suanli's domain core: money, the registry, usage validation, the subsidy engine and the
 //! ledger model. Pure Rust: no I/O, no async, no database or RPC types (ARCHITECTURE.md).
 
+pub mod audit;
 pub mod capacity;
 pub mod intake;
 pub mod ledger;

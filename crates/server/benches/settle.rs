@@ -64,14 +64,24 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
          FROM generate_series(1, {n}) i, generate_series(1, 3) j"
     ))?;
 
+    let bench_actor = |actor: &str| suanli::audit::Actor {
+        actor: actor.to_owned(),
+        role: "finance".to_owned(),
+        request_id: suanli::audit::new_request_id(),
+    };
     let started = Instant::now();
-    let run = settle::create_run(&mut *store, "city", "2025-03", "finance:bench-a")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = settle::create_run(
+        &mut *store,
+        "city",
+        "2025-03",
+        &bench_actor("finance:bench-a"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let created = started.elapsed();
-    settle::approve_run(&mut *store, run.run.run_id, "finance:bench-b")
+    settle::approve_run(&mut *store, run.run.run_id, &bench_actor("finance:bench-b"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let posting = Instant::now();
-    settle::post_run(&mut *store, run.run.run_id, "finance:bench-b")
+    settle::post_run(&mut *store, run.run.run_id, &bench_actor("finance:bench-b"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let posted = posting.elapsed();
     println!(

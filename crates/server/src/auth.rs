@@ -3,14 +3,18 @@
 //! provider id from the verified client certificate's subject CN; then it applies the
 //! per-credential rate limit. Services resolve the credential to a [`Principal`] through a cache
 //! that falls back to the store, so tokens created by `suanli token create` while the server
-//! runs work at once.
+//! runs work at once. A cached principal carries its token's expiry and is re-read from the
+//! store after [`TOKEN_RECHECK_SECS_DEFAULT`] s, so a revoked token is refused within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 use suanli_store::Principal;
+use suanli_store::tokens;
 use tonic::{Request, Status};
 
 use crate::limits::{LIMIT_RATE, RateLimiter, count};
@@ -104,17 +108,36 @@ impl tonic::service::Interceptor for Interceptor {
     }
 }
 
-/// Resolves token hashes to principals.
+/// How long a cached principal is trusted before its token is read again by default: a token
+/// revoked with `suanli token revoke` (which writes the database directly) is refused at most
+/// this long after. Expiry needs no re-read: the cache entry carries it.
+pub const TOKEN_RECHECK_SECS_DEFAULT: u64 = 30;
+
+/// A principal resolved from the store, and when that was.
+struct Cached {
+    principal: Principal,
+    expires_at: Option<DateTime<Utc>>,
+    checked_at: Instant,
+}
+
+/// Resolves token hashes to principals; refuses unknown, revoked and expired tokens.
 pub struct Authenticator {
     writer: Writer,
-    cache: RwLock<HashMap<String, Principal>>,
+    cache: RwLock<HashMap<String, Cached>>,
+    recheck: Duration,
+}
+
+fn expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|e| e <= now)
 }
 
 impl Authenticator {
-    pub fn new(writer: Writer) -> Authenticator {
+    /// `recheck`: how long a cached principal is trusted before its token is read again.
+    pub fn new(writer: Writer, recheck: Duration) -> Authenticator {
         Authenticator {
             writer,
             cache: RwLock::new(HashMap::new()),
+            recheck,
         }
     }
 
@@ -129,21 +152,54 @@ impl Authenticator {
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?
             .0
             .clone();
-        if let Some(p) = self.cache.read().expect("auth cache lock").get(&hash) {
-            return Ok(p.clone());
+        if let Some(c) = self.cache.read().expect("auth cache lock").get(&hash) {
+            if expired(c.expires_at, Utc::now()) {
+                return Err(Status::unauthenticated("token expired"));
+            }
+            if c.checked_at.elapsed() < self.recheck {
+                return Ok(c.principal.clone());
+            }
         }
         let lookup = hash.clone();
         let found = self
             .writer
-            .call(move |store| store.token_lookup(&lookup))
+            .call(move |store| {
+                let mut row = None;
+                store.transaction(&mut |tx| {
+                    row = tokens::lookup(tx, &lookup)?;
+                    Ok(())
+                })?;
+                Ok::<_, suanli_store::StoreError>(row)
+            })
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .map_err(|e| Status::internal(format!("token lookup: {e}")))?;
-        let principal = found.ok_or_else(|| Status::unauthenticated("unknown token"))?;
-        self.cache
-            .write()
-            .expect("auth cache lock")
-            .insert(hash, principal.clone());
-        Ok(principal)
+        let refused = |message: &'static str| {
+            self.cache.write().expect("auth cache lock").remove(&hash);
+            Err(Status::unauthenticated(message))
+        };
+        let Some(row) = found else {
+            return refused("unknown token");
+        };
+        if row.revoked_at.is_some() {
+            return refused("token revoked");
+        }
+        let expires_at = match row.expires_at.as_deref().map(DateTime::parse_from_rfc3339) {
+            None => None,
+            Some(Ok(t)) => Some(t.with_timezone(&Utc)),
+            Some(Err(_)) => return refused("token has an unreadable expiry"),
+        };
+        if expired(expires_at, Utc::now()) {
+            return refused("token expired");
+        }
+        self.cache.write().expect("auth cache lock").insert(
+            hash,
+            Cached {
+                principal: row.principal.clone(),
+                expires_at,
+                checked_at: Instant::now(),
+            },
+        );
+        Ok(row.principal)
     }
 }

@@ -6,23 +6,33 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use suanli::audit::Actor;
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
 use suanli_store::Principal;
+use suanli_store::tokens::{self, TokenRow};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::files;
 
+/// Longest token lifetime `--expires-in-days` accepts: ten years.
+pub const TOKEN_DAYS_MAX: u32 = 3650;
+
+fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn token_create(
     database_url: &str,
     role: &str,
     provider: Option<&str>,
     beneficiary: Option<&str>,
+    expires_in_days: Option<u32>,
 ) -> anyhow::Result<()> {
-    let subject = match role {
+    let subject_id = match role {
         "provider" => provider.context("--provider ID is required for role provider")?,
         "beneficiary" => {
             beneficiary.context("--beneficiary ID is required for role beneficiary")?
@@ -34,26 +44,119 @@ pub fn token_create(
             ""
         }
     };
-    let principal = Principal::from_parts(role, subject).with_context(|| {
+    let principal = Principal::from_parts(role, subject_id).with_context(|| {
         format!("unknown role {role:?}: expected provider, beneficiary, finance, auditor or admin")
     })?;
+    if let Some(days) = expires_in_days
+        && !(1..=TOKEN_DAYS_MAX).contains(&days)
+    {
+        bail!("--expires-in-days must be 1 to {TOKEN_DAYS_MAX}");
+    }
     let token = suanli::auth::new_token();
     let mut store =
         suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
-    store.token_insert(
-        &suanli::auth::hash_token(&token),
-        &principal,
-        chrono::Utc::now(),
-    )?;
+    let now = chrono::Utc::now();
+    let row = TokenRow {
+        token_hash: suanli::auth::hash_token(&token),
+        principal,
+        created_at: time_text(now),
+        expires_at: expires_in_days.map(|d| time_text(now + chrono::Duration::days(d.into()))),
+        revoked_at: None,
+    };
+    let who = Actor::operator();
+    let subject = format!("token:{}", &row.token_hash[..12]);
+    let expires_at = row.expires_at.clone().unwrap_or_default();
+    // The token and its audit entry commit together.
+    store.transaction(&mut |tx| {
+        tokens::insert(tx, &row)?;
+        who.record(
+            tx,
+            "token.create",
+            &subject,
+            &[&row.token_hash, role, subject_id, &expires_at],
+        )
+    })?;
     eprintln!(
-        "created a {role} token{}; it is shown once and only its hash is stored:",
-        if subject.is_empty() {
+        "created a {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
+        if subject_id.is_empty() {
             String::new()
         } else {
-            format!(" for {subject}")
-        }
+            format!(" for {subject_id}")
+        },
+        row.expires_at
+            .as_deref()
+            .map_or_else(String::new, |e| format!(", expiring at {e}")),
+        &row.token_hash[..12]
     );
     println!("{token}");
+    Ok(())
+}
+
+/// Fewest hex digits `--hash-prefix` accepts, so a typo cannot match by accident.
+pub const HASH_PREFIX_DIGITS_MIN: usize = 8;
+
+pub fn token_revoke(
+    database_url: &str,
+    hash_prefix: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    let prefix = match (hash_prefix, token) {
+        (Some(p), None) => {
+            let p = p.trim().to_ascii_lowercase();
+            if p.len() < HASH_PREFIX_DIGITS_MIN || !p.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!(
+                    "--hash-prefix must be at least {HASH_PREFIX_DIGITS_MIN} hex digits of the token's sha256"
+                );
+            }
+            p
+        }
+        (None, Some(t)) => suanli::auth::hash_token(t.trim()),
+        _ => bail!("give either --hash-prefix or --token"),
+    };
+    let mut store =
+        suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
+    let who = Actor::operator();
+    let at = time_text(chrono::Utc::now());
+    let mut outcome: Option<(Vec<TokenRow>, bool)> = None;
+    // The revocation and its audit entry commit together.
+    store.transaction(&mut |tx| {
+        let found = tokens::by_prefix(tx, &prefix)?;
+        let mut revoked = false;
+        if let [one] = found.as_slice() {
+            revoked = tokens::revoke(tx, &one.token_hash, &at)?;
+            if revoked {
+                let subject = format!("token:{}", &one.token_hash[..12]);
+                who.record(tx, "token.revoke", &subject, &[&one.token_hash, &at])?;
+            }
+        }
+        outcome = Some((found, revoked));
+        Ok(())
+    })?;
+    let (found, revoked) = outcome.expect("the transaction ran");
+    let one = match found.as_slice() {
+        [] => bail!("no token's hash starts with {prefix}"),
+        [one] => one,
+        many => bail!(
+            "{} tokens' hashes start with {prefix}; give more digits",
+            many.len()
+        ),
+    };
+    let who = match one.principal.subject() {
+        "" => one.principal.role().to_owned(),
+        s => format!("{} {s}", one.principal.role()),
+    };
+    if revoked {
+        println!(
+            "revoked the {who} token {}…; a running server refuses it within its --token-recheck-secs",
+            &one.token_hash[..12]
+        );
+    } else {
+        println!(
+            "the {who} token {}… was already revoked at {}",
+            &one.token_hash[..12],
+            one.revoked_at.as_deref().unwrap_or("?")
+        );
+    }
     Ok(())
 }
 

@@ -154,6 +154,13 @@ pub const KEYS: &[Key] = &[
         default: "30000",
         help: "longest a unary call may take (a shorter grpc-timeout from the client wins)",
     },
+    Key {
+        name: "limits.token_recheck_secs",
+        env: "SUANLI_LIMITS_TOKEN_RECHECK_SECS",
+        flag: Some("--token-recheck-secs"),
+        default: "30",
+        help: "seconds a cached token is trusted before it is read again (a revoked token is refused within this time)",
+    },
 ];
 
 /// Hard bounds on the limits, so a typo cannot disable a protection or exhaust memory.
@@ -163,6 +170,7 @@ pub const TOKEN_REQUESTS_PER_MINUTE_BOUNDS: (u64, u64) = (0, 60_000_000);
 pub const TOKEN_REQUEST_BURST_BOUNDS: (u64, u64) = (1, 1_000_000);
 pub const CONCURRENT_REQUESTS_BOUNDS: (u64, u64) = (1, 100_000);
 pub const REQUEST_DEADLINE_MS_BOUNDS: (u64, u64) = (1, 3_600_000);
+pub const TOKEN_RECHECK_SECS_BOUNDS: (u64, u64) = (0, 3_600);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
@@ -181,6 +189,8 @@ pub struct Limits {
     pub token_request_burst: u64,
     pub concurrent_requests_max: usize,
     pub request_deadline_ms: u64,
+    /// Seconds a cached token is trusted before it is read again.
+    pub token_recheck_secs: u64,
 }
 
 impl Default for Limits {
@@ -192,6 +202,7 @@ impl Default for Limits {
             token_request_burst: 200,
             concurrent_requests_max: 256,
             request_deadline_ms: 30_000,
+            token_recheck_secs: 30,
         }
     }
 }
@@ -479,6 +490,8 @@ impl Parser {
                 as usize,
             request_deadline_ms: self
                 .number("limits.request_deadline_ms", REQUEST_DEADLINE_MS_BOUNDS)?,
+            token_recheck_secs: self
+                .number("limits.token_recheck_secs", TOKEN_RECHECK_SECS_BOUNDS)?,
         };
         Ok(Config {
             addr,

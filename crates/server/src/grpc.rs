@@ -14,6 +14,7 @@ use suanli_proto::v1 as pb;
 use suanli_store::{Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, VoidResult};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::audit::Actor;
 use crate::auth::Authenticator;
 use crate::metrics::METRICS;
 use crate::writer::{Writer, WriterError};
@@ -383,6 +384,7 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         request: Request<pb::VoidUsageRequest>,
     ) -> Result<Response<pb::VoidUsageResponse>, Status> {
         let principal = self.shared.auth.principal(request.extensions()).await?;
+        let who = Actor::of_request(&principal, request.extensions(), request.metadata());
         let r = request.into_inner();
         match &principal {
             Principal::Admin => {}
@@ -412,7 +414,17 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         let result = self
             .shared
             .writer
-            .call(move |store| store.void(&r.provider, &r.record_id, r.reason.trim(), Utc::now()))
+            .call(move |store| {
+                let result = store.void(&r.provider, &r.record_id, r.reason.trim(), Utc::now())?;
+                // Audited right after, in a transaction of its own (the void is the store's).
+                if let VoidResult::Voided { at } = &result {
+                    let subject = format!("record:{}/{}", r.provider, r.record_id);
+                    let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
+                    store
+                        .transaction(&mut |tx| who.record(tx, "record.void", &subject, &changed))?;
+                }
+                Ok::<_, suanli_store::StoreError>(result)
+            })
             .await
             .map_err(writer_status)?
             .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
@@ -480,6 +492,7 @@ impl pb::registry_service_server::RegistryService for RegistryService {
         request: Request<pb::LoadRegistryRequest>,
     ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
         let principal = self.shared.auth.principal(request.extensions()).await?;
+        let who = Actor::of_request(&principal, request.extensions(), request.metadata());
         if !matches!(principal, Principal::Admin | Principal::Finance) {
             return Err(Status::permission_denied(format!(
                 "role {} may not load a registry",
@@ -514,6 +527,12 @@ impl pb::registry_service_server::RegistryService for RegistryService {
                     }
                     let at = Utc::now();
                     let version = store.registry_insert(&hash, &text, &names, at)?;
+                    // Audited right after, in a transaction of its own.
+                    let subject = format!("registry:v{version}");
+                    let changed = [version.to_string(), hash.clone()];
+                    store.transaction(&mut |tx| {
+                        who.record(tx, "registry.load", &subject, &[&changed[0], &changed[1]])
+                    })?;
                     Ok((
                         RegistryVersionRow {
                             version,

@@ -9,7 +9,7 @@ use suanli_store::Principal;
 use suanli_store::ledger::{RunLineRow, RunRow};
 use tonic::{Request, Response, Status};
 
-use crate::auth::TokenHash;
+use crate::audit::Actor;
 use crate::grpc::Shared;
 use crate::metrics::METRICS;
 use crate::settle::{self, RunView, SettleError};
@@ -25,24 +25,16 @@ fn status_of(e: SettleError) -> Status {
     }
 }
 
-/// Who is calling: the principal and a stable actor id for the audit fields (role and the
-/// first 12 hex digits of the token hash, so two finance users are told apart).
+/// Who is calling: the principal and the audit actor (role and subject, or role and the first
+/// 12 hex digits of the token hash, so two finance users are told apart).
 struct Caller {
     principal: Principal,
-    actor: String,
+    actor: Actor,
 }
 
 async fn caller<T>(shared: &Shared, request: &Request<T>) -> Result<Caller, Status> {
     let principal = shared.auth.principal(request.extensions()).await?;
-    let hash = request
-        .extensions()
-        .get::<TokenHash>()
-        .map(|h| h.0.clone())
-        .unwrap_or_default();
-    let actor = match principal.subject() {
-        "" => format!("{}:{}", principal.role(), &hash[..hash.len().min(12)]),
-        subject => format!("{}:{subject}", principal.role()),
-    };
+    let actor = Actor::of_request(&principal, request.extensions(), request.metadata());
     Ok(Caller { principal, actor })
 }
 

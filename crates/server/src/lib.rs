@@ -2,6 +2,7 @@
 //! metrics. The binary (`main.rs`) adds the CLI; tests start the server in-process through
 //! [`serve::start`].
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod grpc;

@@ -1,5 +1,6 @@
 //! The `suanli` binary: command-line entry points around the domain core.
 
+mod audit_cli;
 mod client;
 mod files;
 mod settle_cli;
@@ -76,11 +77,19 @@ enum Command {
         /// tls.client_ca_path: the CA (PEM) of provider client certificates (CN = provider id).
         #[arg(long)]
         tls_client_ca: Option<String>,
+        /// limits.token_recheck_secs: seconds a cached token is trusted before it is read again.
+        #[arg(long)]
+        token_recheck_secs: Option<String>,
     },
     /// API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The tamper-evident audit log (no server needed).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Registry versions on a running server.
     Registry {
@@ -189,6 +198,39 @@ enum TokenCommand {
         provider: Option<String>,
         #[arg(long)]
         beneficiary: Option<String>,
+        /// The token stops working this many days from now (1 to 3650); without it, never.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Revokes a token (no server needed); a running server refuses it within
+    /// --token-recheck-secs.
+    Revoke {
+        /// At least 8 hex digits of the token's sha256, matching exactly one token.
+        #[arg(long, conflicts_with = "token", required_unless_present = "token")]
+        hash_prefix: Option<String>,
+        /// The token itself.
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recomputes the hash chain; exits non-zero and names the first broken seq on tamper.
+    Verify {
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Writes every entry to a file.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: audit_cli::Format,
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
@@ -314,7 +356,7 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { config, addr, database_url, metrics_addr, health_addr, log_json, tls_cert, tls_key, tls_client_ca } => {
+        Command::Serve { config, addr, database_url, metrics_addr, health_addr, log_json, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
             let mut flags: Vec<(&'static str, String)> = Vec::new();
             for (flag, value) in [
                 ("--addr", addr),
@@ -324,6 +366,7 @@ fn main() -> ExitCode {
                 ("--tls-cert", tls_cert),
                 ("--tls-key", tls_key),
                 ("--tls-client-ca", tls_client_ca),
+                ("--token-recheck-secs", token_recheck_secs),
                 ("--log-json", log_json.then(|| "true".to_owned())),
             ] {
                 if let Some(v) = value {
@@ -332,8 +375,15 @@ fn main() -> ExitCode {
             }
             serve(config.as_deref(), &flags)
         }
-        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, database_url } } => {
-            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref())
+        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, expires_in_days, database_url } } => {
+            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref(), expires_in_days)
+        }
+        Command::Token { command: TokenCommand::Revoke { hash_prefix, token, database_url } } => {
+            client::token_revoke(&database_url, hash_prefix.as_deref(), token.as_deref())
+        }
+        Command::Audit { command: AuditCommand::Verify { database_url } } => audit_cli::verify(&database_url),
+        Command::Audit { command: AuditCommand::Export { out, format, database_url } } => {
+            audit_cli::export(&database_url, &out, format)
         }
         Command::Registry { command: RegistryCommand::Import { file, remote } } => {
             runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), &remote.token, &file)))

@@ -100,7 +100,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         );
     }
     let shared = Arc::new(Shared {
-        auth: Authenticator::new(writer.clone()),
+        auth: Authenticator::new(
+            writer.clone(),
+            std::time::Duration::from_secs(config.limits.token_recheck_secs),
+        ),
         writer,
         registry: RwLock::new(current),
         batch_records_max: config.limits.batch_records_max,

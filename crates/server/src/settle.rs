@@ -22,6 +22,8 @@ use suanli_store::ledger::{
 use suanli_store::sql::Sql;
 use suanli_store::{Store, StoreError};
 
+use crate::audit::Actor;
+
 /// Why a settlement or ledger request was refused. Mapped to gRPC status in `grpc_settle`.
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
@@ -340,7 +342,7 @@ pub fn create_run(
     store: &mut dyn Store,
     programme: &str,
     period_text: &str,
-    actor: &str,
+    who: &Actor,
 ) -> Result<RunView> {
     let period = period_of(period_text)?;
     let current = store.registry_current()?.ok_or_else(|| {
@@ -395,7 +397,7 @@ pub fn create_run(
             registry_version: computed.version,
             content_hash: computed.content_hash.clone(),
             posted_basis: basis,
-            created_by: actor.to_owned(),
+            created_by: who.actor.clone(),
             created_at: now(),
             periods: computed
                 .versions
@@ -418,6 +420,7 @@ pub fn create_run(
         let run_id = rows::insert_run(tx, &new)?;
         tracing::info!(programme, %period, run_id, elapsed_ms = started.elapsed().as_millis() as u64, "run stored");
         let run = rows::run(tx, run_id)?.expect("the run just inserted");
+        audit_run(tx, who, "run.create", &run, &computed.lines)?;
         Ok(RunView {
             run,
             lines: computed.lines,
@@ -444,7 +447,8 @@ pub fn list_runs(store: &mut dyn Store, programme: Option<&str>) -> Result<Vec<R
 }
 
 /// Four eyes: the approver must be a finance principal other than the creator.
-pub fn approve_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+pub fn approve_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunView> {
+    let actor = who.actor.as_str();
     settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
@@ -469,15 +473,18 @@ pub fn approve_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<Ru
         }
         rows::transition(tx, run_id, "open", "approved", Some(actor), &now())?;
         let run = rows::run(tx, run_id)?.expect("run exists");
+        let lines = rows::run_lines(tx, run_id)?;
+        audit_run(tx, who, "run.approve", &run, &lines)?;
         Ok(RunView {
             run,
-            lines: rows::run_lines(tx, run_id)?,
+            lines,
             unchanged: false,
         })
     })
 }
 
-pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+pub fn cancel_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunView> {
+    let actor = who.actor.as_str();
     settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
@@ -495,9 +502,11 @@ pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<Run
         }
         rows::transition(tx, run_id, &run.status, "cancelled", Some(actor), &now())?;
         let run = rows::run(tx, run_id)?.expect("run exists");
+        let lines = rows::run_lines(tx, run_id)?;
+        audit_run(tx, who, "run.cancel", &run, &lines)?;
         Ok(RunView {
             run,
-            lines: rows::run_lines(tx, run_id)?,
+            lines,
             unchanged: false,
         })
     })
@@ -505,7 +514,8 @@ pub fn cancel_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<Run
 
 /// Writes the run's balanced journal and marks it posted, atomically. A posted run is returned
 /// unchanged (idempotent).
-pub fn post_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunView> {
+pub fn post_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunView> {
+    let actor = who.actor.as_str();
     settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
@@ -586,12 +596,39 @@ pub fn post_run(store: &mut dyn Store, run_id: i64, actor: &str) -> Result<RunVi
             )));
         }
         let run = rows::run(tx, run_id)?.expect("run exists");
+        audit_run(tx, who, "run.post", &run, &lines)?;
         Ok(RunView {
             run,
             lines,
             unchanged: false,
         })
     })
+}
+
+/// Appends a run's audit entry; the digest covers the run's state and totals after the action.
+fn audit_run(
+    tx: &mut dyn Sql,
+    who: &Actor,
+    action: &str,
+    run: &RunRow,
+    lines: &[RunLineRow],
+) -> Result<()> {
+    let total_fen: i64 = lines.iter().map(|l| l.amount_fen).sum();
+    let parts = [
+        run.run_id.to_string(),
+        run.programme.clone(),
+        run.period.clone(),
+        run.status.clone(),
+        run.registry_version.to_string(),
+        run.content_hash.clone(),
+        run.posted_basis.clone(),
+        lines.len().to_string(),
+        total_fen.to_string(),
+        run.journal_id.map_or_else(String::new, |j| j.to_string()),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    who.record(tx, action, &format!("run:{}", run.run_id), &parts)?;
+    Ok(())
 }
 
 fn entry_rows(journal: &Journal) -> Vec<EntryRow> {
@@ -854,7 +891,7 @@ pub fn record_payment(
     payee: &str,
     amount: Fen,
     reference: &str,
-    actor: &str,
+    who: &Actor,
 ) -> Result<(i64, bool, Fen)> {
     if amount.0 <= 0 {
         return Err(SettleError::InvalidArgument(format!(
@@ -933,9 +970,21 @@ pub fn record_payment(
             "payment",
             reference,
             &format!("payment to {payee} by {programme}"),
-            actor,
+            &who.actor,
             &now(),
             &entries,
+        )?;
+        who.record(
+            tx,
+            "payment",
+            &format!("journal:{id}"),
+            &[
+                &id.to_string(),
+                reference,
+                &programme,
+                payee,
+                &amount.0.to_string(),
+            ],
         )?;
         Ok((id, false, outstanding.minus(amount)))
     })

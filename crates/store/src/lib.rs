@@ -3,11 +3,13 @@
 //! changes data runs in one transaction, and `ingest` decides duplicate, conflict and capacity
 //! for a whole group of batches in that transaction.
 
+pub mod audit;
 mod common;
 pub mod ledger;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod tokens;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -174,6 +176,8 @@ pub trait Store: Send {
         principal: &Principal,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// The principal only, ignoring expiry and revocation: authentication must use
+    /// [`tokens::lookup`], which returns both.
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>>;
     /// The running accrual totals, sorted by key.
     fn accruals(&mut self) -> Result<Vec<AccrualRow>>;

@@ -22,6 +22,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_settlement.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_audit.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_token_lifetime.sql"),
+    ),
 ];
 
 pub struct PgStore {

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_settlement.sql"),
     ),
+    (3, include_str!("../../../migrations/sqlite/0003_audit.sql")),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_token_lifetime.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

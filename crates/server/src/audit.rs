@@ -1,0 +1,95 @@
+//! Who did what, for the audit log: the [`Actor`] of a request (the same actor string the
+//! settlement fields carry), request ids, and appending an entry inside a store transaction.
+//! Chaining is the domain's (`suanli_domain::audit`), the rows the store's.
+
+use chrono::Utc;
+use suanli_domain::audit::{NewEntry, digest};
+use suanli_store::Principal;
+use suanli_store::sql::Sql;
+
+use crate::auth::TokenHash;
+
+/// Longest `x-request-id` kept as sent; a longer or non-ASCII one is replaced by a new id.
+pub const REQUEST_ID_CHARS_MAX: usize = 128;
+
+/// Who acts and under which request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// Role and subject, or role and the first 12 hex digits of the token hash (so two finance
+    /// users are told apart); `operator:<user>` for commands run on the database directly.
+    pub actor: String,
+    pub role: String,
+    pub request_id: String,
+}
+
+impl Actor {
+    /// The actor of a gRPC request made with `principal`'s token.
+    pub fn of_request(
+        principal: &Principal,
+        extensions: &tonic::Extensions,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Actor {
+        let hash = extensions
+            .get::<TokenHash>()
+            .map(|h| h.0.clone())
+            .unwrap_or_default();
+        let actor = match principal.subject() {
+            "" => format!("{}:{}", principal.role(), &hash[..hash.len().min(12)]),
+            subject => format!("{}:{subject}", principal.role()),
+        };
+        let request_id = metadata
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
+            .map_or_else(new_request_id, str::to_owned);
+        Actor {
+            actor,
+            role: principal.role().to_owned(),
+            request_id,
+        }
+    }
+
+    /// A command run directly on the database (`suanli token …`): whoever holds the database
+    /// credentials, named by the operating-system user.
+    pub fn operator() -> Actor {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Actor {
+            actor: format!("operator:{user}"),
+            role: "operator".to_owned(),
+            request_id: new_request_id(),
+        }
+    }
+
+    /// Appends an entry for `action` on `subject`; `changed` lists what changed (hashed into
+    /// the entry's digest). Runs inside the caller's transaction.
+    pub fn record(
+        &self,
+        tx: &mut dyn Sql,
+        action: &str,
+        subject: &str,
+        changed: &[&str],
+    ) -> suanli_store::Result<()> {
+        suanli_store::audit::append(
+            tx,
+            NewEntry {
+                actor: self.actor.clone(),
+                role: self.role.clone(),
+                action: action.to_owned(),
+                subject: subject.to_owned(),
+                at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                request_id: self.request_id.clone(),
+                digest: digest(changed),
+            },
+        )
+        .map(|_| ())
+    }
+}
+
+/// A new request id: `req_` and 16 random bytes in hex.
+pub fn new_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("req_{}", hex::encode(bytes))
+}

@@ -1,0 +1,514 @@
+//! The audit log end to end through the real binary on both backends: real actions append a
+//! hash chain that `suanli audit verify` accepts; an edited or deleted row in the database is
+//! detected and named by its seq; `suanli audit export` writes CSV and JSON. Revoked and
+//! expired tokens are refused with UNAUTHENTICATED and change nothing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_suanli"));
+    c.current_dir(root());
+    c
+}
+
+/// A database for one test: a temp SQLite file or a fresh PostgreSQL database, dropped after.
+struct Db {
+    url: String,
+    dir: PathBuf,
+    drop_pg: Option<(postgres::Client, String)>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some((mut admin, name)) = self.drop_pg.take() {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "suanli-audit-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sqlite_db() -> Option<Db> {
+    let dir = temp_dir();
+    Some(Db {
+        url: format!("sqlite://{}/suanli.db", dir.display()),
+        dir,
+        drop_pg: None,
+    })
+}
+
+fn pg_db() -> Option<Db> {
+    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    let mut admin = match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(c) => c,
+        Err(e) if !required => {
+            eprintln!("skipping the PostgreSQL run: {e}");
+            return None;
+        }
+        Err(e) => {
+            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
+        }
+    };
+    let name = format!(
+        "suanli_audit_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(Db {
+        url: format!("{prefix}/{name}"),
+        dir: temp_dir(),
+        drop_pg: Some((admin, name)),
+    })
+}
+
+/// A running `suanli serve` child process, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    db: Db,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(db: Db) -> Server {
+        Server::start_with(db, &[])
+    }
+
+    fn start_with(db: Db, extra: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        // Migrate before serving so tokens can be created against the schema.
+        let child = bin()
+            .args(["serve", "--addr", &addr, "--database-url", &db.url])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "server listens within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, addr, db }
+    }
+
+    fn token(&self, args: &[&str]) -> String {
+        let o = bin()
+            .args(["token", "create", "--database-url", &self.db.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace()
+            .find(|w| w.starts_with("sl_"))
+            .expect("a token is printed")
+            .to_owned()
+    }
+
+    fn run(&self, token: &str, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .env("SUANLI_SERVER", &self.addr)
+            .env("SUANLI_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    fn ok(&self, token: &str, args: &[&str]) -> String {
+        let o = self.run(token, args);
+        assert!(
+            o.status.success(),
+            "{args:?} succeeds: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.db.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
+
+const REGISTRY: &str = r#"
+[[programme]]
+id = "pooled-2025"
+funder = "district"
+year = 2025
+pool = "1000.00"
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.50" } ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+[[beneficiary]]
+id = "e1"
+kind = "enterprise"
+[[grant]]
+beneficiary = "e1"
+programme = "pooled-2025"
+"#;
+
+fn run_id(stdout: &str) -> String {
+    stdout.split_whitespace().nth(1).expect("run id").to_owned()
+}
+
+/// Runs `suanli audit …` on the database directly (no server).
+fn audit(db: &Db, args: &[&str]) -> Output {
+    bin()
+        .arg("audit")
+        .args(args)
+        .args(["--database-url", &db.url])
+        .output()
+        .unwrap()
+}
+
+fn verify_fails_at(db: &Db, seq: i64) {
+    let o = audit(db, &["verify"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "verify fails on tamper: {err}");
+    assert!(
+        err.contains(&format!("broken at seq {seq}:")),
+        "verify names seq {seq}: {err}"
+    );
+}
+
+fn verify_passes(db: &Db) -> String {
+    let o = audit(db, &["verify"]);
+    assert!(
+        o.status.success(),
+        "verify passes: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs one SQL statement against the test database, as an intruder with database access would.
+fn tamper(db: &Db, sql: &str) {
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql} changes one row");
+    } else {
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        assert_eq!(
+            client.execute(sql, &[]).unwrap(),
+            1,
+            "{sql} changes one row"
+        );
+    }
+}
+
+fn chain_detects_edits_and_deletions(db: Db) {
+    let s = Server::start(db);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let registry = s.file("registry.toml", REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let may = s.file(
+        "may.csv",
+        &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\ndc-a,m2,e1,gpu,{t},1,900.00\n"),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    s.ok(
+        &dc_a,
+        &[
+            "usage",
+            "void",
+            "--provider",
+            "dc-a",
+            "--record-id",
+            "m2",
+            "--reason",
+            "billed twice",
+        ],
+    );
+    let create = ["settle", "create", "--programme", "pooled-2025", "--period"];
+    let may_run = run_id(&s.ok(&f1, &[&create[..], &["2025-05"]].concat()));
+    s.ok(&f2, &["settle", "approve", &may_run]);
+    s.ok(&f2, &["settle", "post", &may_run]);
+    s.ok(
+        &f1,
+        &[
+            "ledger",
+            "record-payment",
+            "--payee",
+            "e1",
+            "--amount",
+            "100.00",
+            "--reference",
+            "PAY-1",
+        ],
+    );
+    let june_run = run_id(&s.ok(&f1, &[&create[..], &["2025-06"]].concat()));
+    s.ok(&f1, &["settle", "cancel", &june_run]);
+    let db = &s.db;
+
+    let out = verify_passes(db);
+    assert!(out.contains("intact: 12 entries"), "{out}");
+    let json_path = db.dir.join("audit.json");
+    let o = audit(
+        db,
+        &[
+            "export",
+            "--out",
+            json_path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let entries: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "token.create",
+            "token.create",
+            "token.create",
+            "token.create",
+            "registry.load",
+            "record.void",
+            "run.create",
+            "run.approve",
+            "run.post",
+            "payment",
+            "run.create",
+            "run.cancel",
+        ]
+    );
+    let void = &entries[5];
+    assert_eq!(void["actor"], "provider:dc-a");
+    assert_eq!(void["subject"], "record:dc-a/m2");
+    assert!(void["request_id"].as_str().unwrap().starts_with("req_"));
+    let approve = &entries[7];
+    assert_eq!(approve["role"], "finance");
+    assert!(approve["actor"].as_str().unwrap().starts_with("finance:"));
+    let csv_path = db.dir.join("audit.csv");
+    let o = audit(db, &["export", "--out", csv_path.to_str().unwrap()]);
+    assert!(o.status.success());
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(
+        csv.starts_with("seq,previous_hash,actor,role,action,subject,at,request_id,digest,hash\n")
+    );
+    assert_eq!(csv.lines().count(), 13, "a header and 12 entries");
+
+    // An edited field breaks that entry's hash.
+    tamper(
+        db,
+        "UPDATE audit_log SET actor = 'finance:someone-else' WHERE seq = 8",
+    );
+    verify_fails_at(db, 8);
+    let original = approve["actor"].as_str().unwrap();
+    tamper(
+        db,
+        &format!("UPDATE audit_log SET actor = '{original}' WHERE seq = 8"),
+    );
+    verify_passes(db);
+    // An edited hash no longer matches its entry's fields.
+    tamper(
+        db,
+        "UPDATE audit_log SET hash = 'f' || substr(hash, 2) WHERE seq = 6",
+    );
+    verify_fails_at(db, 6);
+    let hash = entries[5]["hash"].as_str().unwrap();
+    tamper(
+        db,
+        &format!("UPDATE audit_log SET hash = '{hash}' WHERE seq = 6"),
+    );
+    verify_passes(db);
+    // A deleted entry is named by its seq.
+    tamper(db, "DELETE FROM audit_log WHERE seq = 3");
+    verify_fails_at(db, 3);
+}
+
+#[test]
+fn chain_detects_edits_and_deletions_on_sqlite() {
+    chain_detects_edits_and_deletions(sqlite_db().unwrap());
+}
+
+#[test]
+fn chain_detects_edits_and_deletions_on_postgres() {
+    if let Some(db) = pg_db() {
+        chain_detects_edits_and_deletions(db);
+    }
+}
+
+/// sha256 hex of a token, as the server stores it.
+fn hash_of(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn revoked_and_expired_tokens_are_refused(db: Db) {
+    // Every request re-reads its token, so a revocation applies to the very next request.
+    let s = Server::start_with(db, &["--token-recheck-secs", "0"]);
+    let admin = s.token(&["--role", "admin"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let lasting = s.token(&[
+        "--role",
+        "provider",
+        "--provider",
+        "dc-a",
+        "--expires-in-days",
+        "30",
+    ]);
+    let registry = s.file("registry.toml", REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let first = s.file(
+        "first.csv",
+        &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\n"),
+    );
+    let second = s.file(
+        "second.csv",
+        &format!("{HEADER}dc-a,m2,e1,gpu,{t},1,900.00\n"),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &first]);
+    s.ok(&lasting, &["usage", "import", "--file", &first]);
+
+    let prefix = &hash_of(&dc_a)[..10];
+    let o = bin()
+        .args([
+            "token",
+            "revoke",
+            "--hash-prefix",
+            prefix,
+            "--database-url",
+            &s.db.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("revoked the provider dc-a token"));
+    let o = s.run(&dc_a, &["usage", "import", "--file", &second]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a revoked token is refused");
+    assert!(
+        err.contains("valid authentication credentials"),
+        "UNAUTHENTICATED: {err}"
+    );
+    assert!(err.contains("token revoked"), "{err}");
+
+    // Expire the other provider token by moving its expiry into the past.
+    tamper(
+        &s.db,
+        &format!(
+            "UPDATE tokens SET expires_at = '2000-01-01T00:00:00.000Z' WHERE token_hash = '{}'",
+            hash_of(&lasting)
+        ),
+    );
+    let o = s.run(&lasting, &["usage", "import", "--file", &second]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "an expired token is refused");
+    assert!(err.contains("token expired"), "{err}");
+
+    // State unchanged: record m2 was never stored.
+    let o = s.run(
+        &admin,
+        &[
+            "usage",
+            "void",
+            "--provider",
+            "dc-a",
+            "--record-id",
+            "m2",
+            "--reason",
+            "check",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no record"), "{err}");
+    // The revocation is in the audit log, and the log verifies.
+    let json_path = s.db.dir.join("audit.json");
+    let o = audit(
+        &s.db,
+        &[
+            "export",
+            "--out",
+            json_path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&json_path).unwrap();
+    assert!(text.contains("\"token.revoke\""), "{text}");
+    verify_passes(&s.db);
+}
+
+#[test]
+fn revoked_and_expired_tokens_are_refused_on_sqlite() {
+    revoked_and_expired_tokens_are_refused(sqlite_db().unwrap());
+}
+
+#[test]
+fn revoked_and_expired_tokens_are_refused_on_postgres() {
+    if let Some(db) = pg_db() {
+        revoked_and_expired_tokens_are_refused(db);
+    }
+}
