@@ -1,0 +1,146 @@
+//! Support for the tests that drive the real `suanli` binary against PostgreSQL: scratch
+//! databases, a server child process, tokens. Each test binary uses part of it.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_suanli"));
+    c.current_dir(root())
+        .env_remove("SUANLI_TOKEN")
+        .env_remove("SUANLI_SERVER")
+        .env_remove("SUANLI_CONFIG");
+    c
+}
+
+/// The PostgreSQL test server: its base URL and an admin connection, or None to skip.
+pub fn postgres() -> Option<(String, postgres::Client)> {
+    let base = std::env::var("SUANLI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let required = std::env::var("SUANLI_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    match postgres::Client::connect(&base, postgres::NoTls) {
+        Ok(c) => Some((base, c)),
+        Err(e) if !required => {
+            eprintln!("skipping the PostgreSQL test: {e}");
+            None
+        }
+        Err(e) => {
+            panic!("PostgreSQL required (SUANLI_REQUIRE_POSTGRES=1) but unreachable at {base}: {e}")
+        }
+    }
+}
+
+/// Databases created by the test, dropped on drop, with a temp directory.
+pub struct Scratch {
+    pub admin: postgres::Client,
+    pub base: String,
+    pub names: Vec<String>,
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn database(&mut self, suffix: &str) -> String {
+        let name = format!("suanli_it_{}_{suffix}", std::process::id());
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        self.admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        self.names.push(name.clone());
+        let (prefix, _) = self.base.rsplit_once('/').unwrap();
+        format!("{prefix}/{name}")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = self
+                .admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `suanli serve` child process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn start(url: &str) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = bin()
+            .args(["serve", "--addr", &addr, "--database-url", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "suanli serve exited early"
+            );
+            assert!(Instant::now() < deadline, "server listens within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, addr }
+    }
+
+    pub fn run(&self, token: &str, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .env("SUANLI_SERVER", &self.addr)
+            .env("SUANLI_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, token: &str, args: &[&str]) -> String {
+        let o = self.run(token, args);
+        assert!(
+            o.status.success(),
+            "{args:?} succeeds: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+pub fn token(url: &str, args: &[&str]) -> String {
+    let o = bin()
+        .args(["token", "create", "--database-url", url])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
