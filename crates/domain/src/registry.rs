@@ -2,7 +2,7 @@
 //! from one TOML file (the shape of `examples/hangzhou-2025.toml`) and validated as a whole.
 //! Every error names the file, the key path and the reason (POLICY.md R3, R4, R5).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use rust_decimal::Decimal;
@@ -1093,11 +1093,6 @@ impl Registry {
         self.grant(beneficiary, &programme.id)
             .and_then(|g| g.cap)
             .or(programme.beneficiary_cap)
-    }
-
-    /// Ids sorted, for reports.
-    pub fn programme_ids(&self) -> BTreeMap<&str, &Programme> {
-        self.programmes.iter().map(|p| (p.id.as_str(), p)).collect()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone};
+use chrono::{DateTime, Datelike, FixedOffset};
 use rust_decimal::Decimal;
 
 use crate::money::{Fen, MoneyError, parse_decimal};
@@ -41,29 +41,6 @@ impl Period {
         Period {
             year: local.year(),
             month: local.month(),
-        }
-    }
-
-    /// The first instant of the period.
-    pub fn start(self) -> DateTime<FixedOffset> {
-        let date = NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid month");
-        shanghai()
-            .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
-            .single()
-            .expect("fixed offset is unambiguous")
-    }
-
-    pub fn next(self) -> Period {
-        if self.month == 12 {
-            Period {
-                year: self.year + 1,
-                month: 1,
-            }
-        } else {
-            Period {
-                year: self.year,
-                month: self.month + 1,
-            }
         }
     }
 

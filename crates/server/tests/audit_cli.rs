@@ -7,32 +7,7 @@ mod support;
 
 use std::process::Output;
 use support::bin;
-use support::cli::{Db, HEADER, Server, pg_db, run_id, sqlite_db};
-
-const REGISTRY: &str = r#"
-[[programme]]
-id = "pooled-2025"
-funder = "district"
-year = 2025
-pool = "1000.00"
-beneficiary_kinds = ["enterprise"]
-payee = "beneficiary"
-rates = [ { category = "compute", ratio = "0.50" } ]
-[[provider]]
-id = "dc-a"
-[[sku]]
-id = "gpu"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-[[beneficiary]]
-id = "e1"
-kind = "enterprise"
-[[grant]]
-beneficiary = "e1"
-programme = "pooled-2025"
-"#;
+use support::cli::{Db, HEADER, POOLED_REGISTRY, Server, pg_db, run_id, sqlite_db};
 
 /// Runs `suanli audit …` on the database directly (no server).
 fn audit(db: &Db, args: &[&str]) -> Output {
@@ -85,7 +60,7 @@ fn chain_detects_edits_and_deletions(db: Db) {
     let f1 = s.token(&["--role", "finance"]);
     let f2 = s.token(&["--role", "finance"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
-    let registry = s.file("registry.toml", REGISTRY);
+    let registry = s.file("registry.toml", POOLED_REGISTRY);
     s.ok(&admin, &["registry", "import", "--file", &registry]);
     let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
     let may = s.file(
@@ -242,7 +217,7 @@ fn revoked_and_expired_tokens_are_refused(db: Db) {
         "--expires-in-days",
         "30",
     ]);
-    let registry = s.file("registry.toml", REGISTRY);
+    let registry = s.file("registry.toml", POOLED_REGISTRY);
     s.ok(&admin, &["registry", "import", "--file", &registry]);
     let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
     let first = s.file(

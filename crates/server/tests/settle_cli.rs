@@ -5,7 +5,7 @@
 mod support;
 
 use suanli_testkit::TestDb as Db;
-use support::cli::{HEADER, Server, pg_db, run_id, sqlite_db};
+use support::cli::{HEADER, POOLED_REGISTRY, Server, pg_db, run_id, sqlite_db};
 use support::{bin, root};
 
 /// The statement rows of one programme from a CSV text, without the header.
@@ -362,50 +362,13 @@ fn worked_example_end_to_end_on_postgres() {
     }
 }
 
-const POOLED: &str = r#"
-[[programme]]
-id = "pooled-2025"
-funder = "district"
-year = 2025
-pool = "1000.00"
-beneficiary_kinds = ["enterprise"]
-payee = "beneficiary"
-rates = [ { category = "compute", ratio = "0.50" } ]
-[[provider]]
-id = "dc-a"
-[[sku]]
-id = "gpu"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-[[beneficiary]]
-id = "e1"
-kind = "enterprise"
-[[beneficiary]]
-id = "e2"
-kind = "enterprise"
-[[beneficiary]]
-id = "e3"
-kind = "enterprise"
-[[grant]]
-beneficiary = "e1"
-programme = "pooled-2025"
-[[grant]]
-beneficiary = "e2"
-programme = "pooled-2025"
-[[grant]]
-beneficiary = "e3"
-programme = "pooled-2025"
-"#;
-
 fn pool_exhausted_across_beneficiaries(db: Db) {
     let s = Server::start(db);
     let admin = s.token(&["--role", "admin"]);
     let f1 = s.token(&["--role", "finance"]);
     let f2 = s.token(&["--role", "finance"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
-    let registry = s.file("pooled.toml", POOLED);
+    let registry = s.file("pooled.toml", POOLED_REGISTRY);
     s.ok(&admin, &["registry", "import", "--file", &registry]);
     let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
     let may = s.file("may.csv", &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\ndc-a,m2,e2,gpu,{t},1,900.00\ndc-a,m3,e3,gpu,{t},1,1000.01\n"));

@@ -11,6 +11,44 @@ use super::bin;
 
 pub const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
 
+/// One district programme with a pool of 1,000.00 CNY, one provider and three beneficiaries.
+pub const POOLED_REGISTRY: &str = r#"
+[[programme]]
+id = "pooled-2025"
+funder = "district"
+year = 2025
+pool = "1000.00"
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.50" } ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+[[beneficiary]]
+id = "e1"
+kind = "enterprise"
+[[beneficiary]]
+id = "e2"
+kind = "enterprise"
+[[beneficiary]]
+id = "e3"
+kind = "enterprise"
+[[grant]]
+beneficiary = "e1"
+programme = "pooled-2025"
+[[grant]]
+beneficiary = "e2"
+programme = "pooled-2025"
+[[grant]]
+beneficiary = "e3"
+programme = "pooled-2025"
+"#;
+
 pub fn sqlite_db() -> Option<Db> {
     Some(suanli_testkit::sqlite("cli"))
 }
