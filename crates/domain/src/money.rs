@@ -2,7 +2,6 @@
 //! rule of POLICY.md R1 (half-up, 四舍五入), plus largest-remainder sharing.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -120,7 +119,8 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
     {
         return None;
     }
-    Decimal::from_str(t).ok()
+    // Exact: a number with more digits than a Decimal holds is refused, never rounded.
+    Decimal::from_str_exact(t).ok()
 }
 
 /// Formats a ratio as a plain decimal with at least 2 decimals ("0.15", "0.2" → "0.20", "0.125").
@@ -188,6 +188,18 @@ pub fn apportion(weights: &[i128], amount: i128) -> Vec<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        // Proves a quantity with more digits than a Decimal holds is refused, not rounded to 0.
+        assert_eq!(parse_decimal("0.5"), Some(Decimal::new(5, 1)));
+        assert_eq!(
+            parse_decimal(&format!("0.{}1", "0".repeat(27))),
+            Some(Decimal::new(1, 28))
+        );
+        assert_eq!(parse_decimal(&format!("0.{}1", "0".repeat(29))), None);
+        assert_eq!(parse_decimal("79228162514264337593543950336"), None);
+    }
 
     #[test]
     fn parses_and_rejects_money() {

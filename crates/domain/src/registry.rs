@@ -1096,10 +1096,36 @@ impl Registry {
     }
 }
 
-/// "line L, column C" of a byte offset, for TOML syntax errors.
+/// "line L, column C" of a byte offset, for TOML syntax and type errors, followed by the key
+/// path when the line is a `key = value` line (`line 5, column 8 (programme[0].year)`): a type
+/// error from the TOML reader names only the position.
 fn locate(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or("");
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}")
+    let at = format!("line {line}, column {column}");
+    let Some(key) = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with(['[', '#', '{']))
+    else {
+        return at;
+    };
+    // The table the line belongs to: the last header above it; `[[name]]` counts its items.
+    let mut table = String::new();
+    let mut items: HashMap<&str, usize> = HashMap::new();
+    for header in before.lines().map(str::trim) {
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.strip_suffix("]]")) {
+            let name = name.trim();
+            let n = items.entry(name).or_insert(0);
+            table = format!("{name}[{n}].");
+            *n += 1;
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            table = format!("{}.", name.trim());
+        }
+    }
+    format!("{at} ({table}{key})")
 }

@@ -195,6 +195,14 @@ fn syntax_errors_name_the_position() {
 }
 
 #[test]
+fn type_errors_name_the_key_path() {
+    // Proves a value of the wrong type names the key, not only the position.
+    let errs = errors(&BASE.replacen("year = 2025", r#"year = "2025""#, 1));
+    assert!(errs[0].contains("(programme[0].year)"), "{errs:?}");
+    assert!(errs[0].starts_with("line "), "{errs:?}");
+}
+
+#[test]
 fn unknown_keys_are_warnings() {
     // Proves a misspelt key is reported (a typo could hide a cap) without refusing the file.
     let text = BASE.replace(

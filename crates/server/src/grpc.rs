@@ -87,8 +87,17 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn current(&self) -> Option<Arc<CurrentRegistry>> {
+    pub(crate) fn current(&self) -> Option<Arc<CurrentRegistry>> {
         self.registry.read().expect("registry lock").clone()
+    }
+
+    /// Makes `current` the version records are validated against, unless a newer one is
+    /// already installed (loads through this server and through others race).
+    pub(crate) fn install_registry(&self, current: Arc<CurrentRegistry>) {
+        let mut slot = self.registry.write().expect("registry lock");
+        if slot.as_ref().is_none_or(|s| s.version <= current.version) {
+            *slot = Some(current);
+        }
     }
 }
 
@@ -136,13 +145,29 @@ fn prepare(
     current: &CurrentRegistry,
     r: &pb::UsageRecord,
 ) -> Result<Candidate, (pb::RejectReason, &'static str, String)> {
+    // A time that is given but out of range is invalid, not missing.
+    let time = |t: Option<&prost_types::Timestamp>, field: &'static str| {
+        match t {
+        None => Ok(None),
+        Some(ts) => time_of(Some(ts)).map(Some).ok_or_else(|| {
+            (
+                pb::RejectReason::InvalidField,
+                field,
+                format!(
+                    "record {:?}: {field} ({} s, {} ns since 1970) is outside the accepted range 1970-01-01 to 2200-01-01 UTC",
+                    r.record_id, ts.seconds, ts.nanos
+                ),
+            )
+        }),
+    }
+    };
     let record = from_typed(
         &r.provider,
         &r.record_id,
         &r.beneficiary,
         &r.sku,
-        time_of(r.start.as_ref()),
-        time_of(r.end.as_ref()),
+        time(r.start.as_ref(), "start")?,
+        time(r.end.as_ref(), "end")?,
         &r.quantity,
         Fen(r.amount_fen),
     )
@@ -553,12 +578,7 @@ impl pb::registry_service_server::RegistryService for RegistryService {
             loaded_at: row.loaded_at,
             registry,
         });
-        {
-            let mut slot = self.shared.registry.write().expect("registry lock");
-            if slot.as_ref().is_none_or(|s| s.version <= current.version) {
-                *slot = Some(current.clone());
-            }
-        }
+        self.shared.install_registry(current.clone());
         if created {
             tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded");
             crate::grpc_settle::refresh_programme_gauges(&self.shared).await;

@@ -39,6 +39,11 @@ const HEALTH_SERVICES: [&str; 6] = [
     "",
 ];
 
+/// How often a server on PostgreSQL catches up with the other servers on the same database:
+/// a registry version they loaded (records are validated against it from then on) and the
+/// stored keys and capacity they changed (ingest also catches up before every transaction).
+pub const REPLICA_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The resolved configuration (see `config.rs`).
 pub use crate::config::Config as ServeConfig;
 
@@ -84,6 +89,7 @@ impl Running {
 
 /// Binds, opens the store and starts serving; returns once the server listens.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let serve_lock = sqlite_serve_lock(&config.database_url)?;
     let url = config.database_url.clone();
     let (writer, writer_thread) =
         tokio::task::spawn_blocking(move || Writer::spawn(&url)).await??;
@@ -109,6 +115,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
     });
     crate::grpc_settle::refresh_programme_gauges(&shared).await;
+    if !config.database_url.starts_with("sqlite://") {
+        tokio::spawn(follow_other_servers(
+            Arc::downgrade(&shared),
+            REPLICA_SYNC_INTERVAL,
+        ));
+    }
     let limits = &config.limits;
     let interceptor = Interceptor::new(Arc::new(RateLimiter::new(
         limits.token_requests_per_minute,
@@ -238,6 +250,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         tokio::task::spawn_blocking(move || writer_thread.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
+        drop(serve_lock);
         tracing::info!("store closed");
         served.map_err(anyhow::Error::from)
     });
@@ -246,6 +259,99 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         shutdown,
         task,
     })
+}
+
+/// A SQLite database is served by one `suanli serve` at a time: the writer's in-memory indexes
+/// (stored keys, capacity used) are trusted without asking the database. An exclusive lock on
+/// `<database>.serve-lock`, held until the store is closed, makes a second server on the same
+/// file fail at start instead of double-counting. (CLI commands that open the file directly,
+/// such as `token create`, do not touch those indexes and need no lock.)
+fn sqlite_serve_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return Ok(None);
+    };
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.serve-lock");
+    if let Some(dir) = std::path::Path::new(&lock_path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("database.url: cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("database.url: cannot open the lock file {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "database.url: {path} is already served by another suanli serve (it holds {lock_path}); \
+             a SQLite database has one server — use PostgreSQL for several"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("database.url: cannot lock {lock_path}"))
+        }
+    }
+}
+
+/// Every `every`, catches the store up with the other servers on the database and installs a
+/// registry version one of them loaded. Ends when the server's services are gone.
+async fn follow_other_servers(
+    shared: std::sync::Weak<crate::grpc::Shared>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let have = shared.current().map_or(0, |c| c.version);
+        let newer = shared
+            .writer
+            .call(
+                move |store| -> suanli_store::Result<Option<suanli_store::RegistryVersionRow>> {
+                    store.sync()?;
+                    let mut newest = 0;
+                    store.transaction(&mut |tx| {
+                        let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
+                        newest = rows
+                            .first()
+                            .map_or(Ok(None), |r| r[0].opt_int())?
+                            .unwrap_or(0);
+                        Ok(())
+                    })?;
+                    if u64::try_from(newest).unwrap_or(0) > have {
+                        store.registry_current()
+                    } else {
+                        Ok(None)
+                    }
+                },
+            )
+            .await;
+        match newer {
+            Ok(Ok(Some(row))) => match CurrentRegistry::from_row(row) {
+                Ok(current) => {
+                    tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
+                    shared.install_registry(Arc::new(current));
+                    crate::grpc_settle::refresh_programme_gauges(&shared).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the registry version another server loaded")
+                }
+            },
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "catching up with the other servers failed; retrying")
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Serves until `signal` completes, then shuts down gracefully.

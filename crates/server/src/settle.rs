@@ -750,7 +750,7 @@ fn year_entitlements(
     year: i32,
     current_version: i64,
 ) -> Result<Entitled> {
-    let accrual_changes = suanli_store::accrual_changes();
+    let accrual_changes = store.accrual_generation()?;
     let runs = in_tx(store, |tx| {
         let rows = tx.query("SELECT COUNT(*), MAX(run_id) FROM settlement_runs", &[])?;
         let count = rows.first().map_or(Ok(0), |r| r[0].int())?;

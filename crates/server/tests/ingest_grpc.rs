@@ -79,6 +79,7 @@ fn with_tokens(url: String, cleanup: Box<dyn FnOnce()>) -> Db {
     for (name, principal) in [
         ("admin", Principal::Admin),
         ("finance", Principal::Finance),
+        ("finance2", Principal::Finance),
         ("auditor", Principal::Auditor),
         ("dc-a", Principal::Provider("dc-a".into())),
         ("dc-b", Principal::Provider("dc-b".into())),
@@ -155,11 +156,19 @@ async fn metering(
 }
 
 async fn load_registry(running: &Running, token: &str) -> pb::LoadRegistryResponse {
+    load_registry_text(running, token, REGISTRY).await
+}
+
+async fn load_registry_text(
+    running: &Running,
+    token: &str,
+    text: &str,
+) -> pb::LoadRegistryResponse {
     let mut client = RegistryServiceClient::with_interceptor(channel(running).await, bearer(token));
     client
         .load_registry(pb::LoadRegistryRequest {
             file_name: "test.toml".into(),
-            toml_text: REGISTRY.into(),
+            toml_text: text.into(),
         })
         .await
         .expect("registry loads")
@@ -831,4 +840,289 @@ fn restart_keeps_everything(db: Db) {
         running.stop().await.unwrap();
     });
     assert_eq!(assert_accruals_recount(&db.url), accruals);
+}
+
+/// Two `suanli serve` on one PostgreSQL database, both ingesting and settling at the same time
+/// (deploy/SCALING.md): every record is stored once whichever server took it, an hour's
+/// capacity holds across the servers, a run is created once and posted once, the journal
+/// balances and the audit chain is unbroken.
+#[test]
+fn two_servers_on_one_postgres_database() {
+    let Some(db) = pg_db() else { return };
+    const HOURS: usize = 40;
+    // Records both servers receive, with the same content: stored once, DUPLICATE on the other.
+    let shared_record = |h: usize, j: usize| {
+        let (day, hour) = (1 + h / 24, h % 24);
+        rec(
+            "dc-a",
+            &format!("s{h}-{j}"),
+            "ent-a",
+            "a-gpu",
+            &format!("2025-03-{day:02}T{hour:02}:00:00+08:00"),
+            &format!("2025-03-{day:02}T{hour:02}:59:00+08:00"),
+            "3",
+            300 + j as i64,
+        )
+    };
+    // One record per server and hour, of 5 GPU-hours each: with the 6 of the shared records,
+    // only one of the two fits under the capacity of 10.
+    let own_record = |server: &str, h: usize| {
+        let (day, hour) = (1 + h / 24, h % 24);
+        rec(
+            "dc-a",
+            &format!("{server}{h}"),
+            "ent-a",
+            "a-gpu",
+            &format!("2025-03-{day:02}T{hour:02}:00:00+08:00"),
+            &format!("2025-03-{day:02}T{hour:02}:59:00+08:00"),
+            "4",
+            400,
+        )
+    };
+    // Records without capacity, different on each server, for volume.
+    let tokens_record = |server: &str, i: usize| {
+        rec(
+            "dc-b",
+            &format!("{server}-t{i}"),
+            "ent-b",
+            "b-tok",
+            "2025-03-10T10:00:00+08:00",
+            "2025-03-10T10:01:00+08:00",
+            "1",
+            (i % 97) as i64 + 1,
+        )
+    };
+    runtime().block_on(async {
+        let a = start(&db.url).await;
+        let b = start(&db.url).await;
+        // Both enterprises hold a grant, so the run has lines to post.
+        let granted = format!(
+            "{REGISTRY}[[grant]]\nbeneficiary = \"ent-a\"\nprogramme = \"nat\"\n[[grant]]\nbeneficiary = \"ent-b\"\nprogramme = \"nat\"\n"
+        );
+        load_registry_text(&a, &db.tokens["admin"], &granted).await;
+        // B installs the version A loaded within its sync interval.
+        let mut registry_b =
+            RegistryServiceClient::with_interceptor(channel(&b).await, bearer(&db.tokens["auditor"]));
+        let mut waited = 0;
+        while registry_b
+            .get_registry(pb::GetRegistryRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .current
+            .is_none()
+        {
+            assert!(waited < 100, "server B never saw the registry A loaded");
+            waited += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        let mut tasks = Vec::new();
+        for (name, running) in [("a", &a), ("b", &b)] {
+            let mut gpu_client = metering(running, &db.tokens["dc-a"]).await;
+            let mut tok_client = metering(running, &db.tokens["dc-b"]).await;
+            let server = name.to_owned();
+            tasks.push(tokio::spawn(async move {
+                let mut seen: Vec<(String, pb::Outcome)> = Vec::new();
+                for h in 0..HOURS {
+                    // Server A walks the hours forwards, B backwards, so they meet in the middle.
+                    let h = if server == "a" { h } else { HOURS - 1 - h };
+                    let records = vec![
+                        shared_record(h, 0),
+                        own_record(&server, h),
+                        shared_record(h, 1),
+                    ];
+                    let r = gpu_client
+                        .ingest(pb::IngestRequest {
+                            batch_id: format!("{server}-g{h}"),
+                            records: records.clone(),
+                        })
+                        .await
+                        .expect("ingest")
+                        .into_inner();
+                    for (rec, o) in records.iter().zip(outcomes(&r)) {
+                        seen.push((rec.record_id.clone(), o));
+                    }
+                    let records: Vec<_> = (0..50).map(|i| tokens_record(&server, h * 50 + i)).collect();
+                    let r = tok_client
+                        .ingest(pb::IngestRequest {
+                            batch_id: format!("{server}-t{h}"),
+                            records: records.clone(),
+                        })
+                        .await
+                        .expect("ingest")
+                        .into_inner();
+                    for (rec, o) in records.iter().zip(outcomes(&r)) {
+                        seen.push((rec.record_id.clone(), o));
+                    }
+                }
+                seen
+            }));
+        }
+        let mut accepted: HashMap<String, usize> = HashMap::new();
+        let mut answered: HashMap<String, Vec<pb::Outcome>> = HashMap::new();
+        for t in tasks {
+            for (id, o) in t.await.unwrap() {
+                if o == pb::Outcome::Accepted {
+                    *accepted.entry(id.clone()).or_default() += 1;
+                }
+                answered.entry(id).or_default().push(o);
+            }
+        }
+        assert!(
+            accepted.values().all(|&n| n == 1),
+            "no record is accepted by both servers"
+        );
+        for h in 0..HOURS {
+            for j in 0..2 {
+                let id = format!("s{h}-{j}");
+                let o = &answered[&id];
+                assert_eq!(o.len(), 2, "{id} was sent to both servers");
+                assert!(
+                    o.contains(&pb::Outcome::Accepted),
+                    "{id} fits in its hour and is accepted by one server: {o:?}"
+                );
+                assert!(
+                    o.contains(&pb::Outcome::Duplicate),
+                    "the other server answers DUPLICATE for {id}: {o:?}"
+                );
+            }
+            let own = [format!("a{h}"), format!("b{h}")];
+            let taken = own.iter().filter(|id| accepted.contains_key(*id)).count();
+            assert!(
+                taken <= 1,
+                "hour {h}: both servers accepted 4 GPU-hours on top of 6 (capacity 10)"
+            );
+        }
+        for server in ["a", "b"] {
+            for i in 0..HOURS * 50 {
+                assert_eq!(
+                    answered[&format!("{server}-t{i}")],
+                    vec![pb::Outcome::Accepted]
+                );
+            }
+        }
+
+        // Both servers count the same stored records: exactly the accepted ones.
+        for running in [&a, &b] {
+            let mut m = metering(running, &db.tokens["admin"]).await;
+            let stats = m
+                .get_usage_stats(pb::GetUsageStatsRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(stats.records as usize, accepted.len());
+        }
+
+        // Settlement on both servers at once: one run is created, one posting happens.
+        let settle = |running: &Running, token: &str| {
+            let endpoint = format!("http://{}", running.addr);
+            let token = token.to_owned();
+            async move {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                pb::settlement_service_client::SettlementServiceClient::with_interceptor(
+                    channel,
+                    bearer(&token),
+                )
+            }
+        };
+        let mut fin_a = settle(&a, &db.tokens["finance"]).await;
+        let mut fin_a2 = settle(&a, &db.tokens["finance"]).await;
+        let mut fin_b = settle(&b, &db.tokens["finance2"]).await;
+        let mut fin_b2 = settle(&b, &db.tokens["finance2"]).await;
+        let create = |period: &str| pb::CreateRunRequest {
+            programme: "nat".into(),
+            period: period.into(),
+        };
+        let (ra, rb) = tokio::join!(fin_a.create_run(create("2025-03")), fin_b.create_run(create("2025-03")));
+        let created: Vec<_> = [ra, rb].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(created.len(), 1, "one open run per programme and period across servers");
+        let run = created[0].get_ref().run.clone().expect("run");
+        let approve = pb::RunActionRequest { run_id: run.run_id };
+        // Four eyes across servers: whichever finance user created it, the other approves.
+        assert!(!run.created_by.is_empty(), "the run names its creator");
+        let approved = match fin_b.approve_run(approve).await {
+            Ok(r) => r,
+            Err(_) => fin_a.approve_run(approve).await.expect("the other finance user approves"),
+        };
+        assert!(!approved.get_ref().run.as_ref().unwrap().approved_by.is_empty());
+        let (pa, pb_) = tokio::join!(fin_a2.post_run(approve), fin_b2.post_run(approve));
+        let posts: Vec<_> = [pa, pb_].into_iter().map(|r| r.expect("posting is idempotent").into_inner()).collect();
+        assert_eq!(
+            posts.iter().filter(|p| !p.unchanged).count(),
+            1,
+            "exactly one of the two posts writes the journal"
+        );
+
+        // The ledger, read through either server: one journal for the run, balanced, and its
+        // total is what the accepted records entitle (30% of their fen, per line).
+        let mut ledger = pb::ledger_service_client::LedgerServiceClient::with_interceptor(
+            channel(&b).await,
+            bearer(&db.tokens["auditor"]),
+        );
+        let journals = ledger
+            .list_journals(pb::ListJournalsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .journals;
+        assert_eq!(journals.len(), 1, "one journal, whichever server posted");
+        assert!(posts[0].run.as_ref().unwrap().total_fen > 0);
+        let trial = ledger
+            .trial_balance(pb::TrialBalanceRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(trial.balanced);
+        let posted = posts.iter().find(|p| !p.unchanged).unwrap().run.clone().unwrap();
+        assert_eq!(trial.total_debit_fen, posted.total_fen);
+        a.stop().await.unwrap();
+        b.stop().await.unwrap();
+    });
+    // After both stopped: accruals equal a recount, and hold exactly the accepted records.
+    let accruals = assert_accruals_recount(&db.url);
+    let records: i64 = accruals.iter().map(|r| r.records).sum();
+    assert_eq!(records, {
+        let mut store = suanli_store::open(&db.url).unwrap();
+        store.stats(None).unwrap().records as i64
+    });
+    let mut store = suanli_store::open(&db.url).unwrap();
+    let mut entries = Vec::new();
+    store
+        .transaction(&mut |tx| {
+            entries = suanli_store::audit::entries(tx)?;
+            Ok(())
+        })
+        .unwrap();
+    suanli_domain::audit::verify(&entries).expect("the audit chain is unbroken");
+}
+
+/// A SQLite file is served by one server: a second one on the same file fails at start, with
+/// the reason, and the file can be served again once the first has stopped.
+#[test]
+fn a_sqlite_database_has_one_server() {
+    let db = sqlite_db().expect("sqlite");
+    runtime().block_on(async {
+        let first = start(&db.url).await;
+        let second = suanli::serve::start(ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            ..ServeConfig::default()
+        })
+        .await;
+        let error = second
+            .err()
+            .expect("a second server is refused")
+            .to_string();
+        assert!(
+            error.contains("already served by another suanli serve"),
+            "{error}"
+        );
+        first.stop().await.unwrap();
+        start(&db.url).await.stop().await.unwrap();
+    });
 }

@@ -25,10 +25,12 @@ fn entry_of(r: &[Value]) -> Result<Entry> {
     })
 }
 
-/// Chains `new` after the newest entry and inserts it. Two concurrent appenders (a server and
-/// `suanli token create` on PostgreSQL) would pick the same seq; the primary key makes the
-/// second fail rather than fork the chain.
+/// Chains `new` after the newest entry and inserts it. Concurrent appenders (servers on one
+/// PostgreSQL database, `suanli token create`) wait for each other on the audit lock; the
+/// primary key on seq would still refuse a second entry with the same seq rather than fork the
+/// chain.
 pub fn append(tx: &mut dyn Sql, new: NewEntry) -> Result<Entry> {
+    tx.lock_audit()?;
     let last = tx
         .query(
             &format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1"),

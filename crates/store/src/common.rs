@@ -421,6 +421,76 @@ impl TxEffects {
     }
 }
 
+/// What a transaction changed in the capacity index: `(sku id, hour) → quantity delta`, from
+/// its effects (absolute values) against the index before it. Logged for other replicas.
+pub(crate) fn capacity_deltas(engine: &Engine, fx: &TxEffects) -> Vec<((i64, i64), Decimal)> {
+    let mut out: Vec<((i64, i64), Decimal)> = fx
+        .capacity
+        .iter()
+        .map(|(k, used)| {
+            (
+                *k,
+                *used - engine.capacity.get(k).copied().unwrap_or(Decimal::ZERO),
+            )
+        })
+        .filter(|(_, d)| !d.is_zero())
+        .collect();
+    out.sort_by_key(|(k, _)| *k);
+    out
+}
+
+/// The `ingest_log.keys` bytes: the key hashes of the inserted rows, 8 bytes LE each.
+pub(crate) fn encode_key_hashes(rows: &[Row], inserted: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inserted.len() * 8);
+    for &i in inserted {
+        out.extend_from_slice(&key_hash(rows[i].provider_id, &rows[i].record_id).to_le_bytes());
+    }
+    out
+}
+
+/// The `ingest_log.capacity` bytes: (sku id, hour, delta) as 8 + 8 + 16 bytes.
+pub(crate) fn encode_capacity(deltas: &[((i64, i64), Decimal)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(deltas.len() * 32);
+    for ((sku, hour), delta) in deltas {
+        out.extend_from_slice(&sku.to_le_bytes());
+        out.extend_from_slice(&hour.to_le_bytes());
+        out.extend_from_slice(&delta.serialize());
+    }
+    out
+}
+
+impl Engine {
+    /// Applies another replica's logged transaction (see [`encode_key_hashes`] and
+    /// [`encode_capacity`]) to the indexes.
+    pub(crate) fn apply_logged(&mut self, keys: &[u8], capacity: &[u8]) -> Result<(), StoreError> {
+        if !keys.len().is_multiple_of(8) || !capacity.len().is_multiple_of(32) {
+            return Err(StoreError::Corrupt(format!(
+                "ingest_log entry of {} key bytes and {} capacity bytes",
+                keys.len(),
+                capacity.len()
+            )));
+        }
+        for k in keys.chunks_exact(8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(k);
+            self.key_hashes.insert(u64::from_le_bytes(b));
+        }
+        for c in capacity.chunks_exact(32) {
+            let mut sku = [0u8; 8];
+            let mut hour = [0u8; 8];
+            let mut delta = [0u8; 16];
+            sku.copy_from_slice(&c[..8]);
+            hour.copy_from_slice(&c[8..16]);
+            delta.copy_from_slice(&c[16..]);
+            *self
+                .capacity
+                .entry((i64::from_le_bytes(sku), i64::from_le_bytes(hour)))
+                .or_default() += Decimal::deserialize(delta);
+        }
+        Ok(())
+    }
+}
+
 /// Sorted accrual rows from `(key, amount, count)` triples.
 pub(crate) fn accrual_rows(mut rows: Vec<AccrualRow>) -> Vec<AccrualRow> {
     rows.sort();
@@ -541,4 +611,61 @@ pub(crate) fn decide(
         insert,
         effects: fx,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(provider_id: i64, record_id: &str) -> Row {
+        Row {
+            provider_id,
+            record_id: record_id.into(),
+            beneficiary_id: 0,
+            sku_id: 0,
+            start_ns: 0,
+            end_ns: 0,
+            quantity: "1".into(),
+            amount_fen: 0,
+            period: 202503,
+            class_code: 0,
+            registry_version: 1,
+        }
+    }
+
+    /// What one replica logs, another applies: the same key hashes and capacity used.
+    #[test]
+    fn logged_changes_apply_on_another_replica() {
+        let mut before = Engine::default();
+        before.capacity.insert((7, 100), Decimal::new(25, 1));
+        let mut fx = TxEffects::default();
+        fx.capacity.insert((7, 100), Decimal::new(40, 1));
+        fx.capacity.insert((9, -3), Decimal::new(-15, 2));
+        fx.capacity.insert((9, 4), Decimal::ZERO);
+        let deltas = capacity_deltas(&before, &fx);
+        assert_eq!(
+            deltas,
+            vec![
+                ((7, 100), Decimal::new(15, 1)),
+                ((9, -3), Decimal::new(-15, 2))
+            ],
+            "unchanged hours are not logged"
+        );
+        let rows = [row(1, "a"), row(2, "b"), row(1, "c")];
+        let keys = encode_key_hashes(&rows, &[0, 2]);
+        let mut other = Engine::default();
+        other.capacity.insert((7, 100), Decimal::new(25, 1));
+        other
+            .apply_logged(&keys, &encode_capacity(&deltas))
+            .expect("applies");
+        assert_eq!(other.capacity[&(7, 100)], Decimal::new(40, 1));
+        assert_eq!(other.capacity[&(9, -3)], Decimal::new(-15, 2));
+        assert!(other.key_hashes.contains(&key_hash(1, "a")));
+        assert!(other.key_hashes.contains(&key_hash(1, "c")));
+        assert!(!other.key_hashes.contains(&key_hash(2, "b")));
+        assert!(matches!(
+            other.apply_logged(&keys[..7], &[]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

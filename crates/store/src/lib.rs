@@ -188,6 +188,18 @@ pub trait Store: Send {
     /// Runs `f` in one transaction, committed when it returns `Ok` (settlement and ledger
     /// queries, written once for both backends in [`ledger`]).
     fn transaction(&mut self, f: &mut dyn FnMut(&mut dyn sql::Sql) -> Result<()>) -> Result<()>;
+
+    /// Catches up with what other servers on the same database changed (PostgreSQL replicas:
+    /// interned names, stored keys, capacity used). A SQLite database has one server.
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A number that changes whenever accruals change, by any server on the database; a cache
+    /// of something derived from accruals is current while it is unchanged.
+    fn accrual_generation(&mut self) -> Result<u64> {
+        Ok(accrual_changes())
+    }
 }
 
 /// The ids a registry version declares, interned when it is loaded so ingest never has to.

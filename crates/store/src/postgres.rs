@@ -1,11 +1,16 @@
 //! The PostgreSQL backend: the same decisions as SQLite, made per group of batches with one
 //! lookup of the keys that may be stored and one binary COPY of the new rows.
-//! Assumes one writer per database (one `suanli serve`), like the SQLite backend.
+//!
+//! Several `suanli serve` replicas may share one database. Every ingest and void transaction
+//! takes the `suanli.ingest` advisory lock, first applies what other replicas logged in
+//! `ingest_log` since this one last looked (stored keys, capacity used), and logs its own
+//! changes; so each replica decides duplicates and capacity against the whole database, and
+//! ingest transactions are serialised across replicas (each is a group commit of many batches).
 
 use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 
 use crate::common::{self, Engine, Kind, Row, TxEffects, decode, encode, now_text};
 use crate::{
@@ -30,11 +35,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_token_lifetime.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_ingest_log.sql"),
+    ),
 ];
+
+/// Serialises ingest and void transactions across replicas until the transaction ends.
+const INGEST_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended('suanli.ingest', 0))";
+
+/// Log entries older than this are pruned; a replica this far behind rebuilds its indexes.
+const LOG_KEEP: &str = "1 hour";
 
 pub struct PgStore {
     client: Client,
     engine: Engine,
+    /// This process's name in `ingest_log.writer` (for operators; decisions do not use it).
+    writer: String,
+    /// The newest `ingest_log` entry reflected in `engine`.
+    log_seq: i64,
 }
 
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
@@ -68,6 +87,8 @@ impl PgStore {
         let mut store = PgStore {
             client,
             engine: Engine::default(),
+            writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
+            log_seq: 0,
         };
         store.migrate()?;
         store.load_engine()?;
@@ -98,24 +119,28 @@ impl PgStore {
         Ok(())
     }
 
+    /// Builds the indexes from one consistent snapshot of the records and the log.
     fn load_engine(&mut self) -> Result<()> {
-        let mut engine = Engine::default();
-        for r in self.client.query("SELECT id, kind, name FROM names", &[])? {
-            let kind: String = r.get(1);
-            let kind = Kind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
-            engine.names.insert(kind, r.get(2), r.get(0));
-        }
-        for r in self.client.query(
-            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
-            &[],
-        )? {
-            let record_id: String = r.get(1);
-            let quantity: String = r.get(6);
-            engine.rebuild_add(r.get(0), &record_id, r.get(2), r.get(3), r.get(4), r.get(5), &quantity)?;
-        }
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let (engine, seq) = rebuild(&mut tx)?;
+        tx.commit()?;
         self.engine = engine;
+        self.log_seq = seq;
         Ok(())
+    }
+
+    /// The id of a name, reading names interned by other replicas on a miss.
+    fn name_id(&mut self, kind: Kind, name: &str) -> Result<Option<i64>> {
+        if let Some(id) = self.engine.names.id(kind, name) {
+            return Ok(Some(id));
+        }
+        refresh_names(&mut self.client, &mut self.engine)?;
+        Ok(self.engine.names.id(kind, name))
     }
 
     fn select_one(&mut self, provider_id: i64, record_id: &str) -> Result<Option<Fetched>> {
@@ -128,6 +153,85 @@ impl PgStore {
             .as_ref()
             .map(row_of))
     }
+}
+
+/// Names interned by other replicas since this one last read them (ids only grow).
+fn refresh_names(client: &mut impl GenericClient, engine: &mut Engine) -> Result<()> {
+    let next = engine.names.next_id;
+    for r in client.query("SELECT id, kind, name FROM names WHERE id >= $1", &[&next])? {
+        let kind: String = r.get(1);
+        let kind =
+            Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
+        engine.names.insert(kind, r.get(2), r.get(0));
+    }
+    Ok(())
+}
+
+/// The indexes and the log position, rebuilt from the records. The caller makes the reads
+/// consistent: a repeatable-read snapshot, or the ingest lock held.
+fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
+    let mut engine = Engine::default();
+    let seq: i64 = client
+        .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
+        .get(0);
+    refresh_names(client, &mut engine)?;
+    for r in client.query(
+        "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
+        &[],
+    )? {
+        let record_id: String = r.get(1);
+        let quantity: String = r.get(6);
+        engine.rebuild_add(r.get(0), &record_id, r.get(2), r.get(3), r.get(4), r.get(5), &quantity)?;
+    }
+    Ok((engine, seq))
+}
+
+/// Applies the log entries other replicas committed after `log_seq`. Committed entries are a
+/// contiguous run of seqs (each is assigned under the ingest lock, held until commit), so a gap
+/// means entries were pruned before this replica read them: it rebuilds instead.
+fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut i64) -> Result<()> {
+    let rows = client.query(
+        "SELECT seq, keys, capacity FROM ingest_log WHERE seq > $1 ORDER BY seq",
+        &[&*log_seq],
+    )?;
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    refresh_names(client, engine)?;
+    if first.get::<_, i64>(0) != *log_seq + 1 {
+        let (rebuilt, seq) = rebuild(client)?;
+        *engine = rebuilt;
+        *log_seq = seq;
+        return Ok(());
+    }
+    for r in &rows {
+        engine.apply_logged(r.get(1), r.get(2))?;
+        *log_seq = r.get(0);
+    }
+    Ok(())
+}
+
+/// Appends this transaction's index changes to the log, after catching up (lock held).
+fn log_changes(
+    tx: &mut postgres::Transaction<'_>,
+    writer: &str,
+    seq: i64,
+    keys: &[u8],
+    capacity: &[u8],
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO ingest_log (seq, writer, keys, capacity) VALUES ($1, $2, $3, $4)",
+        &[&seq, &writer, &keys, &capacity],
+    )?;
+    if seq % 1024 == 0 {
+        tx.execute(
+            &format!(
+                "DELETE FROM ingest_log WHERE seq < $1 AND at < now() - interval '{LOG_KEEP}'"
+            ),
+            &[&seq],
+        )?;
+    }
+    Ok(())
 }
 
 fn write_effects(
@@ -178,9 +282,12 @@ impl Store for PgStore {
         names: &RegistryNames,
         at: DateTime<Utc>,
     ) -> Result<u64> {
-        let planned = self.engine.names.plan(names);
         let mut tx = self.client.transaction()?;
+        // Serialises loads across replicas; names are interned only here, so after reading
+        // the names others interned, the ids planned are free.
         tx.execute("LOCK TABLE registry_versions IN EXCLUSIVE MODE", &[])?;
+        refresh_names(&mut tx, &mut self.engine)?;
+        let planned = self.engine.names.plan(names);
         let version: i64 = tx
             .query_one(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM registry_versions",
@@ -205,11 +312,23 @@ impl Store for PgStore {
     }
 
     fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
-        let rows: Vec<Row> = candidates
-            .iter()
-            .map(|c| encode(&self.engine.names, c))
-            .collect::<Result<_>>()?;
+        let encode_all = |engine: &Engine| -> Result<Vec<Row>> {
+            candidates
+                .iter()
+                .map(|c| encode(&engine.names, c))
+                .collect()
+        };
+        let rows = match encode_all(&self.engine) {
+            Ok(rows) => rows,
+            Err(_) => {
+                // A registry version loaded by another replica interned new names.
+                refresh_names(&mut self.client, &mut self.engine)?;
+                encode_all(&self.engine)?
+            }
+        };
         let mut tx = self.client.transaction()?;
+        tx.execute(INGEST_LOCK_SQL, &[])?;
+        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
         let maybe = common::maybe_stored(&self.engine, &rows);
         let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
         let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_str()).collect();
@@ -269,7 +388,21 @@ impl Store for PgStore {
             writer.finish()?;
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
+        let seq = self.log_seq + 1;
+        if !insert.is_empty() {
+            let capacity = common::capacity_deltas(&self.engine, &fx);
+            log_changes(
+                &mut tx,
+                &self.writer,
+                seq,
+                &common::encode_key_hashes(&rows, &insert),
+                &common::encode_capacity(&capacity),
+            )?;
+        }
         tx.commit()?;
+        if !insert.is_empty() {
+            self.log_seq = seq;
+        }
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         common::remember_keys(&mut self.engine, &rows, &insert);
@@ -283,10 +416,12 @@ impl Store for PgStore {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<VoidResult> {
-        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+        let Some(provider_id) = self.name_id(Kind::Provider, provider)? else {
             return Ok(VoidResult::NotFound);
         };
         let mut tx = self.client.transaction()?;
+        tx.execute(INGEST_LOCK_SQL, &[])?;
+        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2 FOR UPDATE"
         );
@@ -306,7 +441,18 @@ impl Store for PgStore {
         let mut fx = TxEffects::default();
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&mut tx, &fx, &self.engine.names)?;
+        // Logged even without a capacity change: the log's seq is the accrual generation.
+        let seq = self.log_seq + 1;
+        let capacity = common::capacity_deltas(&self.engine, &fx);
+        log_changes(
+            &mut tx,
+            &self.writer,
+            seq,
+            &[],
+            &common::encode_capacity(&capacity),
+        )?;
         tx.commit()?;
+        self.log_seq = seq;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
@@ -360,6 +506,7 @@ impl Store for PgStore {
     }
 
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        refresh_names(&mut self.client, &mut self.engine)?;
         let rows = self.client.query(
             "SELECT beneficiary_id, provider_id, class_code, period, amount_fen FROM usage_records WHERE voided_at IS NULL",
             &[],
@@ -380,7 +527,7 @@ impl Store for PgStore {
         };
         Ok(match provider {
             None => map(self.client.query_one(sql, &[])?),
-            Some(p) => match self.engine.names.id(Kind::Provider, p) {
+            Some(p) => match self.name_id(Kind::Provider, p)? {
                 None => Stats::default(),
                 Some(id) => map(self
                     .client
@@ -390,7 +537,7 @@ impl Store for PgStore {
     }
 
     fn record(&mut self, provider: &str, record_id: &str) -> Result<Option<StoredRecord>> {
-        let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
+        let Some(provider_id) = self.name_id(Kind::Provider, provider)? else {
             return Ok(None);
         };
         let Some((row, voided_at, void_reason)) = self.select_one(provider_id, record_id)? else {
@@ -407,5 +554,27 @@ impl Store for PgStore {
         f(&mut tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        // One snapshot, so that a rebuild (after a gap) reads records and log consistently.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        refresh_names(&mut tx, &mut self.engine)?;
+        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn accrual_generation(&mut self) -> Result<u64> {
+        let seq: i64 = self
+            .client
+            .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
+            .get(0);
+        Ok(seq as u64)
     }
 }

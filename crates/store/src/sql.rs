@@ -116,12 +116,23 @@ pub trait Sql {
     fn lock_settlement(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Serialises audit-log appends across connections until this transaction ends, so two
+    /// servers on one database chain after each other instead of colliding on the next seq.
+    /// Taken last by every transaction that takes another lock (no lock-order cycle).
+    fn lock_audit(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The advisory-lock key of settlement writes: one lock for every programme, since caps and
 /// stacking can tie programmes together (see deploy/SCALING.md).
 pub const SETTLEMENT_LOCK_SQL: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended('suanli.settlement', 0))";
+
+/// The advisory-lock key of audit-log appends.
+pub const AUDIT_LOCK_SQL: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('suanli.audit', 0))";
 
 impl Sql for rusqlite::Transaction<'_> {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
@@ -197,6 +208,11 @@ impl Sql for postgres::Transaction<'_> {
 
     fn lock_settlement(&mut self) -> Result<()> {
         self.execute(SETTLEMENT_LOCK_SQL, &[])?;
+        Ok(())
+    }
+
+    fn lock_audit(&mut self) -> Result<()> {
+        self.execute(AUDIT_LOCK_SQL, &[])?;
         Ok(())
     }
 
