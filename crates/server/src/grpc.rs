@@ -440,15 +440,18 @@ impl pb::metering_service_server::MeteringService for MeteringService {
             .shared
             .writer
             .call(move |store| {
-                let result = store.void(&r.provider, &r.record_id, r.reason.trim(), Utc::now())?;
-                // Audited right after, in a transaction of its own (the void is the store's).
-                if let VoidResult::Voided { at } = &result {
-                    let subject = format!("record:{}/{}", r.provider, r.record_id);
-                    let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
-                    store
-                        .transaction(&mut |tx| who.record(tx, "record.void", &subject, &changed))?;
-                }
-                Ok::<_, suanli_store::StoreError>(result)
+                // Audited in the void's own transaction.
+                let subject = format!("record:{}/{}", r.provider, r.record_id);
+                store.void_audited(
+                    &r.provider,
+                    &r.record_id,
+                    r.reason.trim(),
+                    Utc::now(),
+                    &mut |tx, at| {
+                        let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
+                        who.record(tx, "record.void", &subject, &changed)
+                    },
+                )
             })
             .await
             .map_err(writer_status)?
@@ -551,13 +554,22 @@ impl pb::registry_service_server::RegistryService for RegistryService {
                         return Ok((current, false));
                     }
                     let at = Utc::now();
-                    let version = store.registry_insert(&hash, &text, &names, at)?;
-                    // Audited right after, in a transaction of its own.
-                    let subject = format!("registry:v{version}");
-                    let changed = [version.to_string(), hash.clone()];
-                    store.transaction(&mut |tx| {
-                        who.record(tx, "registry.load", &subject, &[&changed[0], &changed[1]])
-                    })?;
+                    // Audited in the transaction that stores the version.
+                    let version = store.registry_insert_audited(
+                        &hash,
+                        &text,
+                        &names,
+                        at,
+                        &mut |tx, version| {
+                            let subject = format!("registry:v{version}");
+                            who.record(
+                                tx,
+                                "registry.load",
+                                &subject,
+                                &[&version.to_string(), &hash],
+                            )
+                        },
+                    )?;
                     Ok((
                         RegistryVersionRow {
                             version,

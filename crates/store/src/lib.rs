@@ -152,24 +152,49 @@ pub trait Store: Send {
     /// The newest registry version, if any was loaded.
     fn registry_current(&mut self) -> Result<Option<RegistryVersionRow>>;
     /// Stores a new registry version and interns the names it declares; returns its number.
+    /// `audit` runs in the same transaction with the new version number, so the version and
+    /// its audit entry are committed together or not at all.
+    fn registry_insert_audited(
+        &mut self,
+        content_hash: &str,
+        toml_text: &str,
+        names: &RegistryNames,
+        at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn sql::Sql, u64) -> Result<()>,
+    ) -> Result<u64>;
+    /// [`Store::registry_insert_audited`] without an audit entry (tests, benchmarks).
     fn registry_insert(
         &mut self,
         content_hash: &str,
         toml_text: &str,
         names: &RegistryNames,
         at: DateTime<Utc>,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        self.registry_insert_audited(content_hash, toml_text, names, at, &mut |_, _| Ok(()))
+    }
     /// Decides and stores a group of candidates in one transaction, in order. A candidate
     /// whose key appeared earlier in the group is a duplicate or conflict of that one.
     fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>>;
-    /// Marks a record void, subtracting it from accruals and capacity, in one transaction.
+    /// Marks a record void, subtracting it from accruals and capacity, in one transaction;
+    /// `audit` runs in it with the void's time when the record is voided now.
+    fn void_audited(
+        &mut self,
+        provider: &str,
+        record_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn sql::Sql, &str) -> Result<()>,
+    ) -> Result<VoidResult>;
+    /// [`Store::void_audited`] without an audit entry (tests).
     fn void(
         &mut self,
         provider: &str,
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
-    ) -> Result<VoidResult>;
+    ) -> Result<VoidResult> {
+        self.void_audited(provider, record_id, reason, at, &mut |_, _| Ok(()))
+    }
     fn token_insert(
         &mut self,
         token_hash: &str,

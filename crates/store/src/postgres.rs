@@ -275,12 +275,13 @@ impl Store for PgStore {
         }))
     }
 
-    fn registry_insert(
+    fn registry_insert_audited(
         &mut self,
         content_hash: &str,
         toml_text: &str,
         names: &RegistryNames,
         at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, u64) -> Result<()>,
     ) -> Result<u64> {
         let mut tx = self.client.transaction()?;
         // Serialises loads across replicas; names are interned only here, so after reading
@@ -304,6 +305,7 @@ impl Store for PgStore {
                 &[id, &kind.as_str(), name],
             )?;
         }
+        audit(&mut tx, version as u64)?;
         tx.commit()?;
         for (kind, name, id) in planned {
             self.engine.names.insert(kind, name, id);
@@ -409,12 +411,13 @@ impl Store for PgStore {
         Ok(decisions)
     }
 
-    fn void(
+    fn void_audited(
         &mut self,
         provider: &str,
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
         let Some(provider_id) = self.name_id(Kind::Provider, provider)? else {
             return Ok(VoidResult::NotFound);
@@ -451,6 +454,7 @@ impl Store for PgStore {
             &[],
             &common::encode_capacity(&capacity),
         )?;
+        audit(&mut tx, &at)?;
         tx.commit()?;
         self.log_seq = seq;
         crate::note_accrual_change();

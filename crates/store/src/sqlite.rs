@@ -221,15 +221,16 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
-    fn registry_insert(
+    fn registry_insert_audited(
         &mut self,
         content_hash: &str,
         toml_text: &str,
         names: &RegistryNames,
         at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, u64) -> Result<()>,
     ) -> Result<u64> {
         let planned = self.engine.names.plan(names);
-        let tx = self
+        let mut tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row(
@@ -247,6 +248,7 @@ impl Store for SqliteStore {
                 params![id, kind.as_str(), name],
             )?;
         }
+        audit(&mut tx, version as u64)?;
         tx.commit()?;
         for (kind, name, id) in planned {
             self.engine.names.insert(kind, name, id);
@@ -332,17 +334,18 @@ impl Store for SqliteStore {
         Ok(decisions)
     }
 
-    fn void(
+    fn void_audited(
         &mut self,
         provider: &str,
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
+        audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
         let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
             return Ok(VoidResult::NotFound);
         };
-        let tx = self
+        let mut tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let fetched = {
@@ -364,6 +367,7 @@ impl Store for SqliteStore {
         let mut fx = TxEffects::default();
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&tx, &fx, &self.engine.names)?;
+        audit(&mut tx, &at)?;
         tx.commit()?;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
