@@ -138,15 +138,18 @@ fn load_registry(
 
 /// The current registry version and its parsed registry.
 fn current_registry(store: &mut dyn Store) -> Result<(i64, Arc<Registry>)> {
-    let version = in_tx(store, |tx| {
+    in_tx(store, |tx| {
         let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
-        Ok(rows.first().and_then(|r| r[0].opt_int().ok().flatten()))
-    })?
-    .ok_or_else(|| {
-        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
-    })?;
-    let registry = in_tx(store, |tx| registry_of(tx, version))?;
-    Ok((version, registry))
+        let version = rows
+            .first()
+            .and_then(|r| r[0].opt_int().ok().flatten())
+            .ok_or_else(|| {
+                SettleError::FailedPrecondition(
+                    "no registry is loaded (suanli registry import)".into(),
+                )
+            })?;
+        Ok((version, registry_of(tx, version)?))
+    })
 }
 
 fn class_of(category: &str, chip_origin: &str, registered_model: &str) -> Option<Class> {
