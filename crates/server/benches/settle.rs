@@ -49,6 +49,9 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
         "registry of {n} beneficiaries parsed in {:.2?}",
         started.elapsed()
     );
+    // As `suanli serve` does when it loads or restores a version: settlement reuses the parse.
+    let registry = std::sync::Arc::new(registry);
+    settle::remember_registry(&registry.content_hash, registry.clone());
     let mut store = suanli_store::open(url)?;
     store.registry_insert(
         &registry.content_hash,

@@ -34,7 +34,8 @@ pub struct CurrentRegistry {
     pub version: u64,
     pub content_hash: String,
     pub loaded_at: String,
-    pub registry: Registry,
+    /// Shared with settlement's cache of parsed registries.
+    pub registry: Arc<Registry>,
 }
 
 impl CurrentRegistry {
@@ -47,6 +48,8 @@ impl CurrentRegistry {
                         row.version
                     )
                 })?;
+        let registry = Arc::new(registry);
+        crate::settle::remember_registry(&row.content_hash, registry.clone());
         Ok(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,
@@ -584,6 +587,8 @@ impl pb::registry_service_server::RegistryService for RegistryService {
             .await
             .map_err(writer_status)?
             .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
+        let registry = Arc::new(registry);
+        crate::settle::remember_registry(&row.content_hash, registry.clone());
         let current = Arc::new(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,

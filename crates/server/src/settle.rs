@@ -117,12 +117,18 @@ fn registry_of(tx: &mut dyn Sql, version: i64) -> Result<Arc<Registry>> {
         SettleError::NotFound(format!("registry version {version} is not stored"))
     })?;
     let registry = Arc::new(parse_registry(version, &text)?);
+    remember_registry(&hash, registry.clone());
+    Ok(registry)
+}
+
+/// Shares a registry parsed elsewhere (the server parses each version it loads or restores)
+/// with settlement, so a run does not parse the same text again.
+pub fn remember_registry(content_hash: &str, registry: Arc<Registry>) {
     let mut cache = REGISTRIES.lock().expect("registry cache lock");
     if cache.len() >= REGISTRIES_CACHED_MAX {
         cache.clear();
     }
-    cache.insert(hash, registry.clone());
-    Ok(registry)
+    cache.insert(content_hash.to_owned(), registry);
 }
 
 fn load_registry(
@@ -348,11 +354,8 @@ pub fn create_run(
     who: &Actor,
 ) -> Result<RunView> {
     let period = period_of(period_text)?;
-    let current = store.registry_current()?.ok_or_else(|| {
-        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
-    })?;
-    let current_version = current.version as i64;
-    let registry = parse_registry(current_version, &current.toml_text)?;
+    // Parsed once per version (cached by content hash), not per run.
+    let (current_version, registry) = current_registry(store)?;
     let p = registry.programme(programme).ok_or_else(|| {
         SettleError::NotFound(format!(
             "programme {programme:?} is not in the current registry"
