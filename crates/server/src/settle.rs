@@ -19,7 +19,7 @@ use suanli_domain::usage::Period;
 use suanli_store::ledger::{
     self as rows, EntryRow, InputRow, LineKeyRow, NewRun, PostedBy, RunLineRow, RunRow,
 };
-use suanli_store::sql::Sql;
+use suanli_store::sql::{Sql, Value};
 use suanli_store::{Store, StoreError};
 
 use crate::audit::Actor;
@@ -857,24 +857,45 @@ pub fn payee(store: &mut dyn Store, payee: &str) -> Result<Vec<PayeePosition>> {
 }
 
 fn payee_positions(tx: &mut dyn Sql, payee: &str) -> Result<Vec<PayeePosition>> {
+    // The payee's own accounts only (`payable:P:payee`, `paid:P:payee` for every programme P
+    // that has runs), found by the account index, never a scan of the whole journal.
+    let mut accounts: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for r in tx.query(
+        "SELECT DISTINCT programme FROM settlement_runs ORDER BY programme",
+        &[],
+    )? {
+        let programme = r[0].text()?;
+        accounts.insert(
+            format!("payable:{programme}:{payee}"),
+            (programme.clone(), true),
+        );
+        accounts.insert(format!("paid:{programme}:{payee}"), (programme, false));
+    }
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=accounts.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT e.account, j.kind, CAST(SUM(e.credit_fen) AS BIGINT), CAST(SUM(e.debit_fen) AS BIGINT) \
+         FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
+         WHERE e.account IN ({}) GROUP BY e.account, j.kind",
+        placeholders.join(", ")
+    );
+    let params: Vec<Value> = accounts.keys().map(|a| a.as_str().into()).collect();
     let mut by_programme: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for journal in rows::journals(tx, None)? {
-        for e in &journal.entries {
-            let Some((kind, rest)) = e.account.split_once(':') else {
-                continue;
-            };
-            let Some((programme, who)) = rest.rsplit_once(':') else {
-                continue;
-            };
-            if who != payee {
-                continue;
-            }
-            let slot = by_programme.entry(programme.to_owned()).or_default();
-            match (kind, journal.kind.as_str()) {
-                ("payable", "run") => slot.0 += e.credit_fen - e.debit_fen,
-                ("paid", _) => slot.1 += e.credit_fen - e.debit_fen,
-                _ => {}
-            }
+    for r in tx.query(&sql, &params)? {
+        let account = r[0].text()?;
+        let kind = r[1].text()?;
+        let net = r[2].int()? - r[3].int()?;
+        let Some((programme, payable)) = accounts.get(&account) else {
+            continue;
+        };
+        let slot = by_programme.entry(programme.clone()).or_default();
+        // A payable grows by run journals (payments move it to paid); paid by payments.
+        match (payable, kind.as_str()) {
+            (true, "run") => slot.0 += net,
+            (false, _) => slot.1 += net,
+            _ => {}
         }
     }
     Ok(by_programme

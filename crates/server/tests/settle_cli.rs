@@ -288,6 +288,13 @@ fn worked_example_end_to_end(db: Db) {
         ],
     );
     assert!(paid.contains("still owed 300.00"), "{paid}");
+    let owed = s.ok(&auditor, &["balance", "--payee", "dc-b"]);
+    assert!(
+        owed.contains(
+            "hz-municipal-2025: posted 150300.00 CNY, paid 150000.00 CNY, outstanding 300.00 CNY"
+        ),
+        "{owed}"
+    );
     assert!(
         s.ok(
             &f1,
