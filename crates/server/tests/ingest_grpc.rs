@@ -123,6 +123,7 @@ async fn start(url: &str) -> Running {
     suanli::serve::start(ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: url.to_owned(),
+        http_addr: None,
         ..ServeConfig::default()
     })
     .await

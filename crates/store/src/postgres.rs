@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_token_lifetime.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_ingest_stats.sql"),
+    ),
 ];
 
 pub struct PgStore {
@@ -204,7 +208,12 @@ impl Store for PgStore {
         Ok(version as u64)
     }
 
-    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+    fn ingest_noting(
+        &mut self,
+        candidates: &[Candidate],
+        rejected: &[crate::ingest_stats::Rejected],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Decision>> {
         let rows: Vec<Row> = candidates
             .iter()
             .map(|c| encode(&self.engine.names, c))
@@ -269,6 +278,7 @@ impl Store for PgStore {
             writer.finish()?;
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
+        crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);

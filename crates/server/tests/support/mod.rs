@@ -96,6 +96,7 @@ impl Server {
         let addr = format!("127.0.0.1:{port}");
         let mut child = bin()
             .args(["serve", "--addr", &addr, "--database-url", url])
+            .args(["--http-addr", "off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
