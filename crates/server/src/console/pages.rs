@@ -908,10 +908,22 @@ pub async fn record_payment(
     let (who, reference2) = (payee.clone(), reference.clone());
     let (journal_id, duplicate, outstanding) = console
         .store(move |s| {
+            if let Some(p) = &programme
+                && !settle::payee(s, &who)?
+                    .iter()
+                    .any(|pos| pos.programme == *p)
+            {
+                return Err(settle::SettleError::InvalidArgument(format!(
+                    "programme {p:?} owes payee {who:?} nothing"
+                )));
+            }
             settle::record_payment(s, programme.as_deref(), &who, amount, &reference2, &actor)
         })
         .await?
         .map_err(|e| match e {
+            settle::SettleError::InvalidArgument(m) if m.contains("owes payee") => {
+                ConsoleError::Field(FieldError::new("programme", m), StatusCode::CONFLICT)
+            }
             settle::SettleError::AlreadyExists(m) => {
                 ConsoleError::Field(FieldError::new("reference", m), StatusCode::CONFLICT)
             }
