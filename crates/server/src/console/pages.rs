@@ -286,18 +286,25 @@ pub async fn enterprise(
 }
 
 fn balance_card(ctx: &Ctx, b: &Balance) -> String {
+    // Without a cap there is nothing to fill: the figures say it all.
     let bar = match b.cap {
-        Some(cap) => progress(
-            cap,
-            &[
-                (b.paid, "paid", tr(ctx, "paid").to_owned()),
-                (b.pending, "pending", tr(ctx, "pending").to_owned()),
-            ],
-        ),
-        None => format!("<p class=\"muted\">{}</p>", tr(ctx, "no_cap")),
+        Some(cap) => {
+            progress(
+                cap,
+                &[
+                    (b.paid, "paid", tr(ctx, "paid").to_owned()),
+                    (b.pending, "pending", tr(ctx, "pending").to_owned()),
+                ],
+            ) + &legend(&[
+                ("paid", tr(ctx, "paid")),
+                ("pending", tr(ctx, "pending")),
+                ("left", tr(ctx, "remaining")),
+            ])
+        }
+        None => String::new(),
     };
     format!(
-        "<section class=\"card balance\" data-programme=\"{p}\"><h2>{p} <small>{y}</small></h2><dl class=\"figures\"><div><dt>{l_cap}</dt><dd>{cap}</dd></div><div><dt>{l_paid}</dt><dd class=\"paid-text\">{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_rem}</dt><dd class=\"remaining\">{rem}</dd></div></dl>{bar}{legend}</section>",
+        "<section class=\"card balance\" data-programme=\"{p}\"><h2>{p} <small>{y}</small></h2><dl class=\"figures\"><div><dt>{l_cap}</dt><dd>{cap}</dd></div><div><dt>{l_paid}</dt><dd class=\"paid-text\">{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_rem}</dt><dd class=\"remaining\">{rem}</dd></div></dl>{bar}</section>",
         p = esc(&b.programme),
         y = b.year,
         l_cap = tr(ctx, "cap"),
@@ -314,11 +321,6 @@ fn balance_card(ctx: &Ctx, b: &Balance) -> String {
         } else {
             "—".to_owned()
         },
-        legend = legend(&[
-            ("paid", tr(ctx, "paid")),
-            ("pending", tr(ctx, "pending")),
-            ("left", tr(ctx, "remaining")),
-        ]),
     )
 }
 
@@ -373,34 +375,29 @@ pub async fn provider(
         tr(ctx, "provider.title"),
         esc(&provider)
     );
-    // Payables.
+    // Payables: one block of figures per programme (stacks on phones).
     let _ = write!(
         main,
-        "<section class=\"card\"><h2>{}</h2><div class=\"scroll\"><table id=\"payables\"><thead><tr><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th></tr></thead><tbody>",
-        tr(ctx, "provider.payables"),
-        tr(ctx, "programme"),
-        tr(ctx, "posted"),
-        tr(ctx, "paid"),
-        tr(ctx, "outstanding")
+        "<section class=\"card\" id=\"payables\"><h2>{}</h2>",
+        tr(ctx, "provider.payables")
     );
     if positions.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"4\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
+        let _ = write!(main, "<p class=\"muted\">{}</p>", tr(ctx, "none"));
     }
     for pos in &positions {
         let _ = write!(
             main,
-            "<tr><td>{}</td>{}{}{}</tr>",
+            "<h3>{}</h3><dl class=\"figures\"><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div></dl>",
             esc(&pos.programme),
-            money_cell(pos.posted),
-            money_cell(pos.paid),
-            money_cell(pos.outstanding)
+            tr(ctx, "posted"),
+            esc(&cny(pos.posted)),
+            tr(ctx, "paid"),
+            esc(&cny(pos.paid)),
+            tr(ctx, "outstanding"),
+            esc(&cny(pos.outstanding)),
         );
     }
-    main.push_str("</tbody></table></div></section>");
+    main.push_str("</section>");
     // Records per day by outcome.
     const OUTCOMES: [&str; 4] = ["accepted", "duplicate", "conflict", "rejected"];
     let mut by_day: BTreeMap<String, [i64; 4]> = BTreeMap::new();
@@ -415,8 +412,9 @@ pub async fn provider(
                 .format("%Y-%m-%d")
                 .to_string();
             let counts = by_day.get(&day).copied().unwrap_or_default();
+            // The day of the month: the table below gives the full dates.
             Column {
-                label: day[5..].to_owned(),
+                label: day[8..].to_owned(),
                 segments: OUTCOMES
                     .iter()
                     .zip(counts)
@@ -460,44 +458,32 @@ pub async fn provider(
         main.push_str("</tr>");
     }
     main.push_str("</tbody></table></div></section>");
-    // Rejects by reason.
+    // Rejects by reason, each with its examples (a list, so it reads on phones too).
     let _ = write!(
         main,
-        "<section class=\"card\"><h2>{}</h2><div class=\"scroll\"><table id=\"rejects\"><thead><tr><th>{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        tr(ctx, "provider.rejects"),
-        tr(ctx, "reason"),
-        tr(ctx, "records"),
-        tr(ctx, "last_at"),
-        tr(ctx, "examples")
+        "<section class=\"card\" id=\"rejects\"><h2>{}</h2>",
+        tr(ctx, "provider.rejects")
     );
     if reasons.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"4\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
+        let _ = write!(main, "<p class=\"muted\">{}</p>", tr(ctx, "none"));
     }
     for r in &reasons {
-        let mut examples = String::from("<ul class=\"examples\">");
-        for (id, message) in &r.examples {
-            let _ = write!(
-                examples,
-                "<li><code>{}</code> {}</li>",
-                esc(id),
-                esc(message)
-            );
-        }
-        examples.push_str("</ul>");
         let _ = write!(
             main,
-            "<tr><td><code>{}</code><br><small>{}</small></td><td class=\"num\">{}</td><td>{}</td><td>{examples}</td></tr>",
+            "<div class=\"reason\"><div class=\"reason-head\"><code>{}</code> <span>{}</span> <b>{} {}</b> <small class=\"muted\">{} {}</small></div><ul class=\"examples\">",
             esc(&r.reason),
             esc(t(ctx.lang, &format!("reject.{}", r.reason))),
             r.records,
+            tr(ctx, "records"),
+            tr(ctx, "last_at"),
             esc(&shanghai_time(&r.last_at))
         );
+        for (id, message) in &r.examples {
+            let _ = write!(main, "<li><code>{}</code> {}</li>", esc(id), esc(message));
+        }
+        main.push_str("</ul></div>");
     }
-    main.push_str("</tbody></table></div></section>");
+    main.push_str("</section>");
     let _ = write!(
         main,
         "<section class=\"card\"><h2>{}</h2><p>{}</p><p><a class=\"button\" href=\"/provider/statement.csv{extra}\" download>{}</a></p></section>",
@@ -616,14 +602,20 @@ pub async fn finance(
 
 fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
     let bar = match o.pool {
-        Some(pool) => progress(
-            pool,
-            &[
-                (o.paid, "paid", tr(ctx, "paid").to_owned()),
-                (o.pending, "pending", tr(ctx, "pending").to_owned()),
-            ],
-        ),
-        None => format!("<p class=\"muted\">{}</p>", tr(ctx, "no_pool")),
+        Some(pool) => {
+            progress(
+                pool,
+                &[
+                    (o.paid, "paid", tr(ctx, "paid").to_owned()),
+                    (o.pending, "pending", tr(ctx, "pending").to_owned()),
+                ],
+            ) + &legend(&[
+                ("paid", tr(ctx, "paid")),
+                ("pending", tr(ctx, "pending")),
+                ("left", tr(ctx, "left")),
+            ])
+        }
+        None => String::new(),
     };
     let cols: Vec<Column> = (0..12)
         .map(|m| Column {
@@ -636,7 +628,7 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
         })
         .collect();
     format!(
-        "<section class=\"card pool\" data-programme=\"{p}\"><h2>{p} <small>{name}</small></h2><dl class=\"figures\"><div><dt>{l_pool}</dt><dd>{pool}</dd></div><div><dt>{l_paid}</dt><dd>{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_left}</dt><dd>{left}</dd></div></dl>{bar}{legend}<p class=\"caps\">{l_caps}: <b class=\"near-cap\">{near}</b> {l_near} · <b class=\"at-cap\">{at}</b> {l_at} · {capped} {l_capped}</p><h3>{l_monthly}</h3>{chart}</section>",
+        "<section class=\"card pool\" data-programme=\"{p}\"><h2>{p} <small>{name}</small></h2><dl class=\"figures\"><div><dt>{l_pool}</dt><dd>{pool}</dd></div><div><dt>{l_paid}</dt><dd>{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_left}</dt><dd>{left}</dd></div></dl>{bar}<p class=\"caps\">{l_caps}: <b class=\"near-cap\">{near}</b> {l_near} · <b class=\"at-cap\">{at}</b> {l_at} · {capped} {l_capped}</p><h3>{l_monthly}</h3>{chart}</section>",
         p = esc(&o.programme),
         name = esc(&o.name),
         l_pool = tr(ctx, "pool"),
@@ -653,11 +645,6 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
         } else {
             "—".to_owned()
         },
-        legend = legend(&[
-            ("paid", tr(ctx, "paid")),
-            ("pending", tr(ctx, "pending")),
-            ("left", tr(ctx, "left")),
-        ]),
         l_caps = tr(ctx, "finance.caps"),
         near = o.near_cap,
         l_near = tr(ctx, "finance.near_cap"),
@@ -672,16 +659,16 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
 
 fn lines_table(ctx: &Ctx, run: &RunRow, lines: &[RunLineRow]) -> String {
     let mut html = format!(
-        "<div class=\"scroll\"><table id=\"lines\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        "<div class=\"scroll\"><table id=\"lines\"><thead><tr><th>{}</th><th>{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         tr(ctx, "period"),
         tr(ctx, "beneficiary"),
+        tr(ctx, "amount"),
         tr(ctx, "provider"),
         tr(ctx, "class"),
         tr(ctx, "base"),
         tr(ctx, "ratio"),
         tr(ctx, "entitlement"),
         tr(ctx, "posted_before"),
-        tr(ctx, "amount"),
         tr(ctx, "cut_by"),
         tr(ctx, "payee"),
     );
@@ -714,16 +701,16 @@ fn lines_table(ctx: &Ctx, run: &RunRow, lines: &[RunLineRow]) -> String {
         };
         let _ = write!(
             html,
-            "<tr><td>{}{adjustment}</td><td>{}</td><td>{}</td><td>{}</td>{}<td class=\"num\">{}</td>{}{}{}<td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{adjustment}</td><td>{}</td>{}<td>{}</td><td>{}</td>{}<td class=\"num\">{}</td>{}{}<td>{}</td><td>{}</td></tr>",
             esc(&l.original_period),
             esc(&l.key.beneficiary),
+            money_cell(Fen(l.amount_fen)),
             esc(&l.key.provider),
             esc(&class),
             money_cell(Fen(l.base_fen)),
             esc(&l.ratio),
             money_cell(Fen(l.entitlement_fen)),
             money_cell(Fen(l.posted_before_fen)),
-            money_cell(Fen(l.amount_fen)),
             esc(&l.cut_by),
             esc(&l.payee),
         );
@@ -793,7 +780,7 @@ pub async fn run_page(
         String::new()
     };
     let main = format!(
-        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{l_run} {id} <small>{prog} {period}</small> {badge}</h1>{rederive_result}<dl class=\"figures\"><div><dt>{l_total}</dt><dd id=\"run-total\">{total}</dd></div><div><dt>{l_lines}</dt><dd>{n}</dd></div><div><dt>{l_created}</dt><dd>{created_by}<br><small>{created_at}</small></dd></div><div><dt>{l_approved}</dt><dd>{approved_by}<br><small>{approved_at}</small></dd></div><div><dt>{l_posted}</dt><dd>{posted_at}</dd></div><div><dt>{l_registry}</dt><dd>v{version} <small><code>{hash}</code></small></dd></div></dl>{note}<div class=\"actions\">{actions}</div></section><section class=\"card\"><h2>{l_preview}</h2>{lines}</section>",
+        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{l_run} {id} <small>{prog} {period}</small> {badge}</h1>{rederive_result}<dl class=\"figures\"><div><dt>{l_total}</dt><dd id=\"run-total\">{total}</dd></div><div><dt>{l_lines}</dt><dd>{n}</dd></div><div><dt>{l_created}</dt><dd class=\"person\">{created_by}<small>{created_at}</small></dd></div><div><dt>{l_approved}</dt><dd class=\"person\">{approved_by}<small>{approved_at}</small></dd></div><div><dt>{l_posted}</dt><dd class=\"person\">{posted_at}</dd></div><div><dt>{l_registry}</dt><dd>v{version} <small><code>{hash}</code></small></dd></div></dl>{note}<div class=\"actions\">{actions}</div></section><section class=\"card\"><h2>{l_preview}</h2>{lines}</section>",
         back = tr(ctx, "nav.finance"),
         l_run = tr(ctx, "run"),
         id = run.run_id,
