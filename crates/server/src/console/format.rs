@@ -59,6 +59,19 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// Percent-encodes a query value (everything but unreserved ASCII).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `part / whole` in tenths of a percent, clamped to 0..=1000, by integer arithmetic.
 pub fn per_mille(part: Fen, whole: Fen) -> i64 {
     if whole.0 <= 0 || part.0 <= 0 {
@@ -120,6 +133,12 @@ mod tests {
         assert_eq!(per_mille(Fen(5), Fen(0)), 0);
         assert_eq!(per_mille(Fen(i64::MAX), Fen(i64::MAX)), 1000);
         assert_eq!(percent(905), "90.5%");
+    }
+
+    #[test]
+    fn url_encode_keeps_only_unreserved() {
+        assert_eq!(url_encode("ent-a_1.x~"), "ent-a_1.x~");
+        assert_eq!(url_encode("a&b=c d/企"), "a%26b%3Dc%20d%2F%E4%BC%81");
     }
 
     #[test]

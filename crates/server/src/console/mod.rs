@@ -218,7 +218,7 @@ impl Console {
 
     /// The context of a request: language, and the signed-in principal if the session is
     /// alive and its token still valid (a revoked or expired token ends the session).
-    async fn context(&self, method: &Method, headers: &HeaderMap, path: &str, query: &Form) -> Ctx {
+    async fn context(&self, headers: &HeaderMap, path: &str, query: &Form) -> Ctx {
         let asked = query.optional("lang").and_then(Lang::parse);
         let lang = asked
             .or_else(|| {
@@ -272,7 +272,6 @@ impl Console {
             }
             Err(_) => self.sign_out(&id),
         }
-        let _ = method;
         ctx
     }
 
@@ -389,9 +388,7 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
     let query = Form::parse(parts.uri.query().unwrap_or("").as_bytes()).unwrap_or_default();
-    let ctx = console
-        .context(&method, &parts.headers, &path, &query)
-        .await;
+    let ctx = console.context(&parts.headers, &path, &query).await;
     if path == "/assets/console.css" {
         let mut r = CSS.into_response();
         r.headers_mut().insert(
@@ -633,9 +630,10 @@ async fn route(
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("GET" | "POST", _) => Err(ConsoleError::NotFound(format!("no page {path}"))),
-        _ => Err(ConsoleError::NotFound(format!(
-            "method {method} is not served"
-        ))),
+        _ => Err(ConsoleError::Field(
+            FieldError::new("method", format!("{method} is not served; use GET or POST")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        )),
     }
 }
 

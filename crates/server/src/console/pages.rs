@@ -14,7 +14,7 @@ use suanli_store::ingest_stats;
 use suanli_store::ledger::{RunLineRow, RunRow};
 
 use super::charts::{Column, Segment, Unit, columns, legend, progress};
-use super::format::{cny, esc, shanghai, shanghai_day, shanghai_time};
+use super::format::{cny, esc, shanghai, shanghai_day, shanghai_time, url_encode};
 use super::i18n::{Lang, t};
 use super::{
     Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -89,7 +89,7 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
         _ => tr(ctx, "error.invalid"),
     };
     let main = format!(
-        "<section class=\"card\"><h1>{title} <small>HTTP {code}</small></h1><p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p><p><a href=\"javascript:history.back()\" hidden></a><a href=\"/\">{home}</a></p></section>",
+        "<section class=\"card\"><h1>{title} <small>HTTP {code}</small></h1><p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p><p><a href=\"/\">{home}</a></p></section>",
         code = status.as_u16(),
         f = esc(field),
         m = esc(message),
@@ -228,7 +228,7 @@ pub async fn enterprise(
     let extra = if matches!(ctx.principal(), Principal::Beneficiary(_)) {
         String::new()
     } else {
-        format!("&beneficiary={}", esc(&beneficiary))
+        format!("&beneficiary={}", url_encode(&beneficiary))
     };
     let mut main = format!(
         "<h1>{} <small>{}</small></h1>{}",
@@ -368,7 +368,7 @@ pub async fn provider(
     let extra = if matches!(ctx.principal(), Principal::Provider(_)) {
         String::new()
     } else {
-        format!("?provider={}", esc(&provider))
+        format!("?provider={}", url_encode(&provider))
     };
     let mut main = format!(
         "<h1>{} <small>{}</small></h1>",
