@@ -223,6 +223,15 @@ fn console_enforces_roles_and_shows_the_ledger() {
     assert!(audit.body.contains("payable:hz-municipal-2025:dc-a"));
     let filtered = auditor.get("/audit?run=1&account=expense");
     assert!(filtered.body.contains("run:1"));
+    assert!(
+        filtered
+            .body
+            .contains("href=\"?run=1&amp;account=expense&lang=en\""),
+        "the language switch keeps the filters"
+    );
+    let other = auditor.get("/enterprise?beneficiary=ent-b&year=2025");
+    assert_eq!(other.status, 200, "an auditor reads any enterprise");
+    assert!(other.body.contains("¥200,000.00"));
     let rederived = auditor.post("/audit/runs/1/rederive", "");
     assert_eq!(rederived.status, 200, "{}", rederived.body);
     assert!(rederived.body.contains("data-matches=\"true\""));

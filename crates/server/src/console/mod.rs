@@ -70,6 +70,8 @@ pub struct Ctx {
     pub csrf: String,
     pub session_id: Option<String>,
     pub path: String,
+    /// The query string without `lang`, so the language switch keeps the page's filters.
+    pub query_without_lang: String,
 }
 
 impl Ctx {
@@ -218,7 +220,7 @@ impl Console {
 
     /// The context of a request: language, and the signed-in principal if the session is
     /// alive and its token still valid (a revoked or expired token ends the session).
-    async fn context(&self, headers: &HeaderMap, path: &str, query: &Form) -> Ctx {
+    async fn context(&self, headers: &HeaderMap, path: &str, raw_query: &str, query: &Form) -> Ctx {
         let asked = query.optional("lang").and_then(Lang::parse);
         let lang = asked
             .or_else(|| {
@@ -235,6 +237,11 @@ impl Console {
             csrf: String::new(),
             session_id: None,
             path: path.to_owned(),
+            query_without_lang: raw_query
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("lang="))
+                .collect::<Vec<_>>()
+                .join("&"),
         };
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
             return ctx;
@@ -387,8 +394,11 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
     let (parts, body) = request.into_parts();
     let method = parts.method.clone();
     let path = parts.uri.path().to_owned();
-    let query = Form::parse(parts.uri.query().unwrap_or("").as_bytes()).unwrap_or_default();
-    let ctx = console.context(&parts.headers, &path, &query).await;
+    let raw_query = parts.uri.query().unwrap_or("");
+    let query = Form::parse(raw_query.as_bytes()).unwrap_or_default();
+    let ctx = console
+        .context(&parts.headers, &path, raw_query, &query)
+        .await;
     if path == "/assets/console.css" {
         let mut r = CSS.into_response();
         r.headers_mut().insert(

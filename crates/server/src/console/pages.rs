@@ -66,9 +66,15 @@ fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
         ),
         None => String::new(),
     };
+    // The switch keeps the page's own query (a chosen beneficiary, journal filters).
+    let keep = if ctx.query_without_lang.is_empty() {
+        String::new()
+    } else {
+        format!("{}&", esc(&ctx.query_without_lang))
+    };
     let other = match lang {
-        Lang::Zh => "<a href=\"?lang=en\" lang=\"en\">English</a>",
-        Lang::En => "<a href=\"?lang=zh\" lang=\"zh-CN\">中文</a>",
+        Lang::Zh => format!("<a href=\"?{keep}lang=en\" lang=\"en\">English</a>"),
+        Lang::En => format!("<a href=\"?{keep}lang=zh\" lang=\"zh-CN\">中文</a>"),
     };
     format!(
         "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · {app}</title><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><header><a class=\"brand\" href=\"/\">{app}</a>{nav}<div class=\"tools\">{who}{other}</div></header><main>{main}</main><footer>{footer}</footer></body></html>",
