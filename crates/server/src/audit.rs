@@ -33,16 +33,27 @@ impl Actor {
             .get::<TokenHash>()
             .map(|h| h.0.clone())
             .unwrap_or_default();
-        let actor = match principal.subject() {
-            "" => format!("{}:{}", principal.role(), &hash[..hash.len().min(12)]),
-            subject => format!("{}:{subject}", principal.role()),
-        };
         let request_id = metadata
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
             .map_or_else(new_request_id, str::to_owned);
+        Actor::of_token(principal, &hash, request_id)
+    }
+
+    /// The actor of `principal` acting with the token of sha256 `token_hash` (hex): the gRPC
+    /// services and the web console name the same user the same way, so four eyes holds across
+    /// both.
+    pub fn of_token(principal: &Principal, token_hash: &str, request_id: String) -> Actor {
+        let actor = match principal.subject() {
+            "" => format!(
+                "{}:{}",
+                principal.role(),
+                &token_hash[..token_hash.len().min(12)]
+            ),
+            subject => format!("{}:{subject}", principal.role()),
+        };
         Actor {
             actor,
             role: principal.role().to_owned(),

@@ -71,6 +71,13 @@ pub const KEYS: &[Key] = &[
         help: "plain-text grpc.health.v1 only (for probes that cannot speak TLS); unset: none",
     },
     Key {
+        name: "server.http_addr",
+        env: "SUANLI_HTTP_ADDR",
+        flag: Some("--http-addr"),
+        default: "127.0.0.1:8080",
+        help: "the web console's HTTP address; \"off\" (or empty) serves no console",
+    },
+    Key {
         name: "server.log_json",
         env: "SUANLI_LOG_JSON",
         flag: Some("--log-json"),
@@ -214,6 +221,8 @@ pub struct Config {
     pub database_url: String,
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
+    /// The web console (`console/`); `None` when `server.http_addr` is "off" or empty.
+    pub http_addr: Option<SocketAddr>,
     pub log_json: bool,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
@@ -226,6 +235,7 @@ impl Default for Config {
             database_url: suanli_store::DEFAULT_DATABASE_URL.to_owned(),
             metrics_addr: None,
             health_addr: None,
+            http_addr: Some("127.0.0.1:8080".parse().expect("valid default address")),
             log_json: false,
             tls: None,
             limits: Limits::default(),
@@ -431,6 +441,18 @@ impl Parser {
                 format!("{h} is also server.addr or server.metrics_addr"),
             ));
         }
+        let http_addr = match self.get("server.http_addr").0 {
+            "off" => None,
+            _ => self.addr("server.http_addr")?,
+        };
+        if let Some(h) = http_addr
+            && (h == addr || Some(h) == metrics_addr || Some(h) == health_addr)
+        {
+            return Err(self.fail(
+                "server.http_addr",
+                format!("{h} is also server.addr, server.metrics_addr or server.health_addr"),
+            ));
+        }
         let database_url = self.get("database.url").0.to_owned();
         if !(database_url.starts_with("sqlite://")
             || database_url.starts_with("postgres://")
@@ -498,6 +520,7 @@ impl Parser {
             database_url,
             metrics_addr,
             health_addr,
+            http_addr,
             log_json: self.bool("server.log_json")?,
             tls,
             limits,
@@ -828,5 +851,33 @@ mod tests {
             );
         }
         run(Some(&text), &[], &[]).expect("the example is valid");
+    }
+
+    // The console listens on 127.0.0.1:8080 by default, moves with the flag, and "off" or an
+    // empty value turns it off; a clash with another listener names the key.
+    #[test]
+    fn http_addr_default_flag_and_off() {
+        assert_eq!(
+            run(None, &[], &[]).unwrap().http_addr.unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        let c = run(None, &[], &[("--http-addr", "127.0.0.1:0")]).unwrap();
+        assert_eq!(c.http_addr.unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(
+            run(None, &[("SUANLI_HTTP_ADDR", "off")], &[])
+                .unwrap()
+                .http_addr,
+            None
+        );
+        assert_eq!(
+            run(Some("[server]\nhttp_addr = \"\"\n"), &[], &[])
+                .unwrap()
+                .http_addr,
+            None
+        );
+        let e = run(None, &[], &[("--http-addr", "127.0.0.1:50051")]).unwrap_err();
+        assert_eq!(e.key, "server.http_addr");
+        let e = run(None, &[], &[("--http-addr", "nonsense")]).unwrap_err();
+        assert_eq!(e.key, "server.http_addr");
     }
 }

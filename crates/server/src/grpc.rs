@@ -11,6 +11,7 @@ use suanli_domain::Registry;
 use suanli_domain::money::Fen;
 use suanli_domain::usage::{Period, RejectCode, Rejection, from_typed, validate};
 use suanli_proto::v1 as pb;
+use suanli_store::ingest_stats::Rejected;
 use suanli_store::{Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, VoidResult};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -205,6 +206,34 @@ fn prepare(
     })
 }
 
+/// A stable code of a reject reason for the ingest statistics: `unknown_sku`, ….
+pub fn reason_code(reason: pb::RejectReason) -> String {
+    reason
+        .as_str_name()
+        .trim_start_matches("REJECT_REASON_")
+        .to_ascii_lowercase()
+}
+
+/// A record refused by validation, as counted in the ingest statistics: under the provider
+/// token's id (a provider's console shows its own rejects), else under the record's provider.
+fn rejected_of(
+    principal: &Principal,
+    r: &pb::UsageRecord,
+    reason: pb::RejectReason,
+    message: &str,
+) -> Rejected {
+    let provider = match principal {
+        Principal::Provider(own) => own.clone(),
+        _ => r.provider.clone(),
+    };
+    Rejected {
+        provider,
+        record_id: r.record_id.clone(),
+        reason: reason_code(reason),
+        message: message.to_owned(),
+    }
+}
+
 fn rejection(r: Rejection) -> (pb::RejectReason, &'static str, String) {
     (reason_of(r.code), r.field, r.message)
 }
@@ -263,6 +292,7 @@ impl Shared {
         };
         let mut candidates = Vec::with_capacity(n);
         let mut positions = Vec::with_capacity(n);
+        let mut rejected = Vec::new();
         for (i, r) in request.records.iter().enumerate() {
             match prepare(principal, &current, r) {
                 Ok(c) => {
@@ -270,6 +300,7 @@ impl Shared {
                     positions.push(i);
                 }
                 Err((reason, field, message)) => {
+                    rejected.push(rejected_of(principal, r, reason, &message));
                     outcomes[i] = pb::Outcome::Rejected as i32;
                     problems.push(pb::RecordProblem {
                         index: i as u32,
@@ -287,7 +318,7 @@ impl Shared {
             .collect();
         let decisions = self
             .writer
-            .ingest(candidates)
+            .ingest(candidates, rejected)
             .await
             .map_err(writer_status)?;
         for ((decision, i), record_id) in decisions.into_iter().zip(positions).zip(keys) {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod grpc;
 pub mod grpc_settle;
 pub mod limits;

@@ -65,6 +65,9 @@ enum Command {
         /// server.health_addr: a plain-text listener serving only grpc.health.v1 (for probes).
         #[arg(long)]
         health_addr: Option<String>,
+        /// server.http_addr: the web console's HTTP address (default 127.0.0.1:8080; "off": none).
+        #[arg(long)]
+        http_addr: Option<String>,
         /// server.log_json: log JSON lines instead of text (the filter comes from RUST_LOG).
         #[arg(long)]
         log_json: bool,
@@ -356,13 +359,14 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { config, addr, database_url, metrics_addr, health_addr, log_json, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
+        Command::Serve { config, addr, database_url, metrics_addr, health_addr, http_addr, log_json, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
             let mut flags: Vec<(&'static str, String)> = Vec::new();
             for (flag, value) in [
                 ("--addr", addr),
                 ("--database-url", database_url),
                 ("--metrics-addr", metrics_addr),
                 ("--health-addr", health_addr),
+                ("--http-addr", http_addr),
                 ("--tls-cert", tls_cert),
                 ("--tls-key", tls_key),
                 ("--tls-client-ca", tls_client_ca),

@@ -1,6 +1,7 @@
 //! `suanli serve`: opens the store, restores the current registry version and serves gRPC
 //! (metering, registry, settlement, ledger, balance, grpc.health.v1, server reflection), over
-//! TLS when configured, behind the limits layer, until shut down. Shutdown stops accepting
+//! TLS when configured, behind the limits layer, and the web console over HTTP
+//! (`server.http_addr`), until shut down. Shutdown stops accepting
 //! calls, lets in-flight batches commit and be acknowledged, then closes the store.
 
 use std::future::Future;
@@ -68,6 +69,8 @@ fn tls_config(tls: &TlsConfig) -> anyhow::Result<ServerTlsConfig> {
 /// A server started by [`start`]; [`Running::stop`] shuts it down gracefully.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The console's bound address, when `server.http_addr` is set.
+    pub http_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -206,6 +209,29 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .max_encoding_message_size(message_bytes_max),
         interceptor.clone(),
     );
+    // The web console: bound now so a taken port fails the start, served until shutdown.
+    let (console_stop, console_stop_rx) = oneshot::channel::<()>();
+    let console = match config.http_addr {
+        Some(http_addr) => {
+            let listener = TcpListener::bind(http_addr)
+                .await
+                .with_context(|| format!("server.http_addr: cannot bind {http_addr}"))?;
+            let http_addr = listener.local_addr()?;
+            tracing::info!(%http_addr, "console listening");
+            let shared = shared.clone();
+            Some((
+                http_addr,
+                tokio::spawn(async move {
+                    crate::console::serve(listener, shared, async move {
+                        let _ = console_stop_rx.await;
+                    })
+                    .await
+                }),
+            ))
+        }
+        None => None,
+    };
+    let http_addr = console.as_ref().map(|(a, _)| *a);
     let registry = InterceptedService::new(
         RegistryServiceServer::new(RegistryService { shared })
             .max_decoding_message_size(message_bytes_max),
@@ -243,8 +269,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                         .await;
                 }
                 tracing::info!("shutting down: finishing in-flight batches");
+                let _ = console_stop.send(());
             })
             .await;
+        // The console holds writer handles too: wait for it before closing the store.
+        if let Some((_, console)) = console {
+            match console.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "console failed"),
+                Err(e) => tracing::error!(error = %e, "console task failed"),
+            }
+        }
         // The services (and their writer handles) are dropped now; the writer finishes what is
         // queued and closes the store.
         tokio::task::spawn_blocking(move || writer_thread.join())
@@ -256,6 +291,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     });
     Ok(Running {
         addr,
+        http_addr,
         shutdown,
         task,
     })

@@ -1024,3 +1024,220 @@ pub fn journals(store: &mut dyn Store) -> Result<Vec<rows::JournalRow>> {
 pub fn trial_balance(store: &mut dyn Store) -> Result<Vec<(String, i64, i64)>> {
     in_tx(store, |tx| Ok(rows::account_totals(tx)?))
 }
+
+/// The columns of a run's statement export: `suanli simulate`'s statement columns, then
+/// `run_id` and `original_period` (set on adjustment lines only). Shared by `settle export`
+/// and the web console's statement downloads.
+pub const RUN_STATEMENT_HEADER: [&str; 13] = [
+    "programme",
+    "period",
+    "beneficiary",
+    "provider",
+    "category",
+    "chip_origin",
+    "registered_model",
+    "base",
+    "ratio",
+    "subsidy",
+    "cut_by",
+    "run_id",
+    "original_period",
+];
+
+/// One line of a run as a statement record in [`RUN_STATEMENT_HEADER`] order; `subsidy` is
+/// what the run posts.
+pub fn run_statement_record(run: &RunRow, l: &RunLineRow) -> [String; 13] {
+    debug_assert_eq!(
+        RUN_STATEMENT_HEADER[..11],
+        suanli_domain::settlement::STATEMENT_HEADER
+    );
+    [
+        run.programme.clone(),
+        run.period.clone(),
+        l.key.beneficiary.clone(),
+        l.key.provider.clone(),
+        l.key.category.clone(),
+        l.key.chip_origin.clone(),
+        l.key.registered_model.clone(),
+        Fen(l.base_fen).to_string(),
+        l.ratio.clone(),
+        Fen(l.amount_fen).to_string(),
+        l.cut_by.clone(),
+        run.run_id.to_string(),
+        if l.original_period != run.period {
+            l.original_period.clone()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+/// The posted runs' lines that `keep` selects, as statement records, in run then line order:
+/// a beneficiary's or a provider's statement.
+pub fn posted_statement(
+    store: &mut dyn Store,
+    year: Option<i32>,
+    keep: impl Fn(&RunLineRow) -> bool,
+) -> Result<Vec<[String; 13]>> {
+    in_tx(store, |tx| {
+        let mut out = Vec::new();
+        for run in rows::runs(tx, None)? {
+            if run.status != "posted"
+                || year.is_some_and(|y| !run.period.starts_with(&format!("{y:04}-")))
+            {
+                continue;
+            }
+            for l in rows::run_lines(tx, run.run_id)? {
+                if keep(&l) {
+                    out.push(run_statement_record(&run, &l));
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Subsidy posted to a beneficiary per month (the month each line is for, its original period)
+/// of `year`, per programme: index 0 is January.
+pub fn monthly_posted(
+    store: &mut dyn Store,
+    beneficiary: &str,
+    year: i32,
+) -> Result<BTreeMap<String, [Fen; 12]>> {
+    in_tx(store, |tx| {
+        let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
+        for run in rows::runs(tx, None)? {
+            if run.status != "posted" {
+                continue;
+            }
+            for l in rows::run_lines(tx, run.run_id)? {
+                if l.key.beneficiary != beneficiary {
+                    continue;
+                }
+                let Some(p) = Period::parse(&l.original_period).filter(|p| p.year == year) else {
+                    continue;
+                };
+                let slot = &mut out.entry(run.programme.clone()).or_insert([Fen::ZERO; 12])
+                    [(p.month.saturating_sub(1) as usize).min(11)];
+                *slot = slot.plus(Fen(l.amount_fen));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Share of a cap at or above which a beneficiary is "near" it, in per mille (90%).
+pub const NEAR_CAP_PER_MILLE: i64 = 900;
+
+/// A programme-year's pool and its beneficiaries' positions against their caps (R8, R12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgrammeOverview {
+    pub programme: String,
+    pub name: String,
+    pub year: i32,
+    pub pool: Option<Fen>,
+    /// Posted by runs of this programme.
+    pub paid: Fen,
+    /// Entitlement to date under the current policy, less what is posted (floored per
+    /// beneficiary at zero), as in the balance (R12).
+    pub pending: Fen,
+    /// pool − paid − pending, floored at zero; zero without a pool.
+    pub left: Fen,
+    /// Posted per month of the year (the month each line is for); index 0 is January.
+    pub monthly_paid: [Fen; 12],
+    /// Granted beneficiaries with a cap.
+    pub capped: usize,
+    /// Paid + pending at or above [`NEAR_CAP_PER_MILLE`] of the cap, but below it.
+    pub near_cap: usize,
+    /// Paid + pending at or above the cap.
+    pub at_cap: usize,
+}
+
+/// Every programme of `year` in the current registry, with its pool and cap positions.
+pub fn programme_overview(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+    year: i32,
+) -> Result<Vec<ProgrammeOverview>> {
+    let (current_version, registry) = current_registry(store)?;
+    let entitled = year_entitlements(store, cache, year, current_version)?;
+    let mut out = Vec::new();
+    for p in registry.programmes_of_year(year) {
+        let posted = in_tx(store, |tx| Ok(rows::posted_lines(tx, &p.id)?))?;
+        let mut paid_by: HashMap<String, Fen> = HashMap::new();
+        let mut monthly_paid = [Fen::ZERO; 12];
+        for (period, key, amount) in &posted {
+            let slot = paid_by.entry(key.beneficiary.clone()).or_default();
+            *slot = slot.plus(Fen(*amount));
+            if let Some(period) = Period::parse(period).filter(|q| q.year == year) {
+                let m = &mut monthly_paid[(period.month.saturating_sub(1) as usize).min(11)];
+                *m = m.plus(Fen(*amount));
+            }
+        }
+        let paid: Fen = paid_by.values().copied().sum();
+        let mut pending = Fen::ZERO;
+        for ((programme, beneficiary), e) in entitled.iter() {
+            if *programme == p.id {
+                let own = paid_by.get(beneficiary).copied().unwrap_or_default();
+                pending = pending.plus(e.minus(own).max(Fen::ZERO));
+            }
+        }
+        let (mut capped, mut near_cap, mut at_cap) = (0, 0, 0);
+        for g in registry.grants.iter().filter(|g| g.programme == p.id) {
+            let Some(cap) = registry.beneficiary_cap(p, &g.beneficiary) else {
+                continue;
+            };
+            capped += 1;
+            let own_paid = paid_by.get(&g.beneficiary).copied().unwrap_or_default();
+            let own_entitled = entitled
+                .get(&(p.id.clone(), g.beneficiary.clone()))
+                .copied()
+                .unwrap_or_default();
+            let used = own_paid.max(own_entitled);
+            if used >= cap {
+                at_cap += 1;
+            } else if i128::from(used.0) * 1000
+                >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
+            {
+                near_cap += 1;
+            }
+        }
+        let left = p.pool.map_or(Fen::ZERO, |pool| {
+            pool.minus(paid).minus(pending).max(Fen::ZERO)
+        });
+        out.push(ProgrammeOverview {
+            programme: p.id.clone(),
+            name: p.name.clone(),
+            year,
+            pool: p.pool,
+            paid,
+            pending,
+            left,
+            monthly_paid,
+            capped,
+            near_cap,
+            at_cap,
+        });
+    }
+    Ok(out)
+}
+
+/// The fiscal years of the current registry's programmes, newest first.
+pub fn registry_years(store: &mut dyn Store) -> Result<Vec<i32>> {
+    let (_, registry) = current_registry(store)?;
+    let years: BTreeSet<i32> = registry.programmes.iter().map(|p| p.year).collect();
+    Ok(years.into_iter().rev().collect())
+}
+
+/// The ids of the current registry's beneficiaries and providers (for pickers and checks).
+pub fn registry_parties(store: &mut dyn Store) -> Result<(Vec<String>, Vec<String>)> {
+    let (_, registry) = current_registry(store)?;
+    Ok((
+        registry
+            .beneficiaries
+            .iter()
+            .map(|b| b.id.clone())
+            .collect(),
+        registry.providers.iter().map(|p| p.id.clone()).collect(),
+    ))
+}

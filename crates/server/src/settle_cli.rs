@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use anyhow::Context;
+use suanli::settle::{RUN_STATEMENT_HEADER, run_statement_record};
 use suanli_domain::money::Fen;
-use suanli_domain::settlement::STATEMENT_HEADER;
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::balance_service_client::BalanceServiceClient;
 use suanli_proto::v1::ledger_service_client::LedgerServiceClient;
 use suanli_proto::v1::settlement_service_client::SettlementServiceClient;
+use suanli_store::ledger::{LineKeyRow, RunLineRow, RunRow};
 
 use crate::client::{Target, authorize, channel};
 
@@ -206,30 +207,32 @@ fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
     let mut w =
         csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
-    let mut header: Vec<&str> = STATEMENT_HEADER.to_vec();
-    header.extend(["run_id", "original_period"]);
-    w.write_record(&header)?;
+    w.write_record(RUN_STATEMENT_HEADER)?;
+    let row = RunRow {
+        run_id: run.run_id as i64,
+        programme: run.programme.clone(),
+        period: run.period.clone(),
+        ..RunRow::default()
+    };
     for l in &response.lines {
-        let adjustment = l.original_period != run.period;
-        w.write_record([
-            run.programme.clone(),
-            run.period.clone(),
-            l.beneficiary.clone(),
-            l.provider.clone(),
-            l.category.clone(),
-            l.chip_origin.clone(),
-            l.registered_model.clone(),
-            Fen(l.base_fen).to_string(),
-            l.ratio.clone(),
-            Fen(l.amount_fen).to_string(),
-            l.cut_by.clone(),
-            run.run_id.to_string(),
-            if adjustment {
-                l.original_period.clone()
-            } else {
-                String::new()
+        let line = RunLineRow {
+            original_period: l.original_period.clone(),
+            key: LineKeyRow {
+                beneficiary: l.beneficiary.clone(),
+                provider: l.provider.clone(),
+                category: l.category.clone(),
+                chip_origin: l.chip_origin.clone(),
+                registered_model: l.registered_model.clone(),
             },
-        ])?;
+            base_fen: l.base_fen,
+            ratio: l.ratio.clone(),
+            entitlement_fen: l.entitlement_fen,
+            posted_before_fen: l.posted_before_fen,
+            amount_fen: l.amount_fen,
+            cut_by: l.cut_by.clone(),
+            payee: l.payee.clone(),
+        };
+        w.write_record(run_statement_record(&row, &line))?;
     }
     w.flush()?;
     println!(

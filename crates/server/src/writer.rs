@@ -5,6 +5,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use suanli_store::ingest_stats::Rejected;
 use suanli_store::{Candidate, Decision, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +21,8 @@ type Call = Box<dyn FnOnce(&mut dyn Store) + Send>;
 enum Job {
     Ingest {
         candidates: Vec<Candidate>,
+        /// Records of the same batches refused before the store, counted in its statistics.
+        rejected: Vec<Rejected>,
         reply: oneshot::Sender<Result<Vec<Decision>, String>>,
     },
     Call(Call),
@@ -71,15 +74,24 @@ impl Writer {
         }
     }
 
-    /// Decides and stores candidates; returns after the commit.
-    pub async fn ingest(&self, candidates: Vec<Candidate>) -> Result<Vec<Decision>, WriterError> {
-        if candidates.is_empty() {
+    /// Decides and stores candidates, and counts them and the `rejected` records in the ingest
+    /// statistics; returns after the commit.
+    pub async fn ingest(
+        &self,
+        candidates: Vec<Candidate>,
+        rejected: Vec<Rejected>,
+    ) -> Result<Vec<Decision>, WriterError> {
+        if candidates.is_empty() && rejected.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
         METRICS.writer_queue_jobs.inc();
         self.jobs
-            .send(Job::Ingest { candidates, reply })
+            .send(Job::Ingest {
+                candidates,
+                rejected,
+                reply,
+            })
             .await
             .map_err(|_| WriterError::Gone)?;
         rx.await
@@ -115,7 +127,11 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
         METRICS.writer_queue_jobs.dec();
         match job {
             Job::Call(f) => f(store),
-            Job::Ingest { candidates, reply } => {
+            Job::Ingest {
+                candidates,
+                mut rejected,
+                reply,
+            } => {
                 let mut group = vec![(candidates.len(), reply)];
                 let mut all = candidates;
                 // Group commit: take every ingest job already waiting, up to the limit.
@@ -123,11 +139,13 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
                     match rx.try_recv() {
                         Ok(Job::Ingest {
                             mut candidates,
+                            rejected: mut more_rejected,
                             reply,
                         }) => {
                             METRICS.writer_queue_jobs.dec();
                             group.push((candidates.len(), reply));
                             all.append(&mut candidates);
+                            rejected.append(&mut more_rejected);
                         }
                         Ok(other) => {
                             // Keep queue order: run it right after this group; counted above when taken.
@@ -139,7 +157,7 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
                     }
                 }
                 let started = Instant::now();
-                let result = store.ingest(&all);
+                let result = store.ingest_noting(&all, &rejected, chrono::Utc::now());
                 METRICS
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());

@@ -124,6 +124,7 @@ async fn start(url: &str) -> Running {
     suanli::serve::start(ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: url.to_owned(),
+        http_addr: None,
         ..ServeConfig::default()
     })
     .await
@@ -1111,6 +1112,7 @@ fn a_sqlite_database_has_one_server() {
         let second = suanli::serve::start(ServeConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: db.url.clone(),
+            http_addr: None,
             ..ServeConfig::default()
         })
         .await;

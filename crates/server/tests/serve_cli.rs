@@ -89,6 +89,8 @@ fn serve_and_import_with_the_real_binary() {
             &url,
             "--metrics-addr",
             &metrics_addr,
+            "--http-addr",
+            "off",
             "--log-json",
         ])
         .stdout(Stdio::null())

@@ -225,6 +225,7 @@ fn tls_config(f: &Fixture, pki: &Pki) -> ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         health_addr: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         database_url: f.url.clone(),
+        http_addr: None,
         tls: Some(TlsConfig {
             cert_path: write(&f.dir, "server.crt", &pki.server.cert),
             key_path: write(&f.dir, "server.key", &pki.server.key),
@@ -448,6 +449,7 @@ fn limits_return_their_status_and_are_counted() {
         let running = start(ServeConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: f.url.clone(),
+            http_addr: None,
             limits: Limits {
                 batch_records_max: 2,
                 message_bytes_max: 64 * 1024,

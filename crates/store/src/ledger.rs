@@ -15,7 +15,7 @@ pub struct LineKeyRow {
     pub registered_model: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunRow {
     pub run_id: i64,
     pub programme: String,

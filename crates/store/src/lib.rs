@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod common;
+pub mod ingest_stats;
 pub mod ledger;
 pub mod postgres;
 pub mod sql;
@@ -174,7 +175,18 @@ pub trait Store: Send {
     }
     /// Decides and stores a group of candidates in one transaction, in order. A candidate
     /// whose key appeared earlier in the group is a duplicate or conflict of that one.
-    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>>;
+    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+        self.ingest_noting(candidates, &[], Utc::now())
+    }
+    /// [`Store::ingest`], also counting the group's outcomes and the records `rejected` before
+    /// they reached the store into the ingest statistics ([`ingest_stats`]), in the same
+    /// transaction; `at` dates the counts (its Asia/Shanghai day).
+    fn ingest_noting(
+        &mut self,
+        candidates: &[Candidate],
+        rejected: &[ingest_stats::Rejected],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Decision>>;
     /// Marks a record void, subtracting it from accruals and capacity, in one transaction;
     /// `audit` runs in it with the void's time when the record is voided now.
     fn void_audited(

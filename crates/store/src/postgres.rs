@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0004_token_lifetime.sql"),
     ),
     (
+        5,
+        include_str!("../../../migrations/postgres/0005_ingest_stats.sql"),
+    ),
+    (
         6,
         include_str!("../../../migrations/postgres/0006_ingest_log.sql"),
     ),
@@ -313,7 +317,12 @@ impl Store for PgStore {
         Ok(version as u64)
     }
 
-    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+    fn ingest_noting(
+        &mut self,
+        candidates: &[Candidate],
+        rejected: &[crate::ingest_stats::Rejected],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Decision>> {
         let encode_all = |engine: &Engine| -> Result<Vec<Row>> {
             candidates
                 .iter()
@@ -401,6 +410,7 @@ impl Store for PgStore {
                 &common::encode_capacity(&capacity),
             )?;
         }
+        crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
         if !insert.is_empty() {
             self.log_seq = seq;

@@ -28,6 +28,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/sqlite/0004_token_lifetime.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_ingest_stats.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -256,7 +260,12 @@ impl Store for SqliteStore {
         Ok(version as u64)
     }
 
-    fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
+    fn ingest_noting(
+        &mut self,
+        candidates: &[Candidate],
+        rejected: &[crate::ingest_stats::Rejected],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Decision>> {
         let rows: Vec<Row> = candidates
             .iter()
             .map(|c| encode(&self.engine.names, c))
@@ -327,6 +336,8 @@ impl Store for SqliteStore {
             stmt.raw_execute()?;
         }
         write_effects(&tx, &fx, &self.engine.names)?;
+        let mut tx = tx;
+        crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);

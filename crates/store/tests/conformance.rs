@@ -545,3 +545,90 @@ fn random_groups_keep_accruals_exact() {
         assert_eq!(store.stats(None).unwrap().records as usize, accepted.len());
     });
 }
+
+// Ingest statistics count every outcome of a committed group per (provider, Shanghai day,
+// outcome) — including records rejected before the store — and keep at most
+// EXAMPLES_PER_REASON_MAX examples per (provider, reason), on every backend.
+#[test]
+fn ingest_statistics_count_outcomes_and_cap_examples() {
+    use suanli_store::ingest_stats::{self, EXAMPLES_PER_REASON_MAX, Rejected};
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let one = candidate(
+            &reg,
+            gpu(
+                "r1",
+                "2025-03-01T00:00:00+08:00",
+                "2025-03-01T01:00:00+08:00",
+                "2",
+                4000,
+            ),
+        );
+        let over = candidate(
+            &reg,
+            gpu(
+                "r2",
+                "2025-03-01T00:00:00+08:00",
+                "2025-03-01T01:00:00+08:00",
+                "9",
+                100,
+            ),
+        );
+        let rejected: Vec<Rejected> = (0..EXAMPLES_PER_REASON_MAX + 2)
+            .map(|i| Rejected {
+                provider: "dc-a".into(),
+                record_id: format!("bad-{i}"),
+                reason: "unknown_sku".into(),
+                message: format!("sku of bad-{i} is unknown"),
+            })
+            .collect();
+        // 23:30 UTC is the next day in Shanghai.
+        let at = DateTime::parse_from_rfc3339("2025-03-01T23:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let decisions = store
+            .ingest_noting(&[one.clone(), over], &rejected, at)
+            .unwrap();
+        assert_eq!(decisions[0], Decision::Accepted);
+        assert!(matches!(decisions[1], Decision::OverCapacity(_)));
+        let decisions = store.ingest_noting(&[one], &rejected[..1], at).unwrap();
+        assert_eq!(decisions, vec![Decision::Duplicate]);
+        let mut daily = Vec::new();
+        let mut reasons = Vec::new();
+        store
+            .transaction(&mut |tx| {
+                daily = ingest_stats::daily(tx, "dc-a", "2025-03-01")?;
+                reasons = ingest_stats::reasons(tx, "dc-a")?;
+                Ok(())
+            })
+            .unwrap();
+        let daily: Vec<(String, String, i64)> = daily
+            .into_iter()
+            .map(|d| (d.day, d.outcome, d.records))
+            .collect();
+        let n = i64::try_from(rejected.len()).unwrap();
+        assert_eq!(
+            daily,
+            vec![
+                ("2025-03-02".to_owned(), "accepted".to_owned(), 1),
+                ("2025-03-02".to_owned(), "duplicate".to_owned(), 1),
+                ("2025-03-02".to_owned(), "rejected".to_owned(), n + 1 + 1),
+            ]
+        );
+        assert_eq!(reasons.len(), 2);
+        let unknown = reasons.iter().find(|r| r.reason == "unknown_sku").unwrap();
+        assert_eq!(unknown.records, n + 1);
+        assert_eq!(
+            unknown.examples.len(),
+            usize::try_from(EXAMPLES_PER_REASON_MAX).unwrap(),
+            "examples are capped"
+        );
+        let over = reasons
+            .iter()
+            .find(|r| r.reason == "over_capacity")
+            .unwrap();
+        assert_eq!((over.records, over.examples[0].0.as_str()), (1, "r2"));
+        assert_eq!(ingest_stats::shanghai_day(at), "2025-03-02");
+    });
+}

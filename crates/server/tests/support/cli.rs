@@ -90,6 +90,12 @@ impl Server {
         // Migrate before serving so tokens can be created against the schema.
         let child = bin()
             .args(["serve", "--addr", &addr, "--database-url", &db.url])
+            // No console unless a test asks for one: 8080 would collide between tests.
+            .args(if extra.contains(&"--http-addr") {
+                &[][..]
+            } else {
+                &["--http-addr", "off"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

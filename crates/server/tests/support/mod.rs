@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cli;
+pub mod console;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -96,6 +97,7 @@ impl Server {
         let addr = format!("127.0.0.1:{port}");
         let mut child = bin()
             .args(["serve", "--addr", &addr, "--database-url", url])
+            .args(["--http-addr", "off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,0 +1,730 @@
+//! The web console: server-rendered HTML over HTTP (axum) for enterprises, providers, city
+//! finance and auditors, served by `suanli serve` next to gRPC (`server.http_addr`). Sign-in
+//! takes an API token, checked by the same [`Authenticator`](crate::auth::Authenticator) on
+//! every request (so revocation and expiry apply as in the API); the session is a random id in
+//! an HttpOnly, SameSite=Strict cookie, mapped here to the token's hash. Every state-changing
+//! form is a POST carrying the session's CSRF token. Roles are the gRPC services' rules; the
+//! use cases are `settle.rs`'s. No JavaScript is needed; no Node at build or run time.
+
+mod charts;
+mod form;
+mod format;
+mod i18n;
+mod pages;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use suanli_store::Principal;
+use tokio::net::TcpListener;
+
+use crate::audit::{Actor, new_request_id};
+use crate::auth::{TokenHash, hash_token};
+use crate::grpc::Shared;
+use crate::settle::{self, SettleError};
+use crate::writer::WriterError;
+
+pub use form::{FIELD_CHARS_MAX, FORM_BYTES_MAX, FieldError, Form};
+pub use format::cny;
+pub use i18n::Lang;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "suanli_session";
+/// The language cookie's name (`zh` or `en`).
+pub const LANG_COOKIE: &str = "suanli_lang";
+/// Most sessions kept at once; the least recently used one is dropped beyond it.
+pub const SESSIONS_MAX: usize = 10_000;
+/// A session ends after this long without a request, and in any case after the maximum age.
+pub const SESSION_IDLE_SECS: u64 = 8 * 3600;
+pub const SESSION_AGE_SECS_MAX: u64 = 24 * 3600;
+/// Longest API token accepted by the sign-in form, in characters.
+pub const TOKEN_CHARS_MAX: usize = 200;
+
+/// One signed-in browser.
+struct Session {
+    token_hash: String,
+    csrf: String,
+    created_at: Instant,
+    seen_at: Instant,
+}
+
+/// The console's state: the server's shared services and the sessions.
+pub struct Console {
+    shared: Arc<Shared>,
+    sessions: Mutex<HashMap<String, Session>>,
+    pending: Mutex<settle::PendingCache>,
+}
+
+/// Who is asking, in which language.
+pub struct Ctx {
+    pub lang: Lang,
+    /// Set when `?lang=` asked to switch: the response sets the cookie.
+    pub set_lang: bool,
+    pub principal: Option<Principal>,
+    pub actor: Option<Actor>,
+    pub csrf: String,
+    pub session_id: Option<String>,
+    pub path: String,
+    /// The query string without `lang`, so the language switch keeps the page's filters.
+    pub query_without_lang: String,
+}
+
+impl Ctx {
+    fn principal(&self) -> &Principal {
+        self.principal.as_ref().expect("a signed-in page")
+    }
+}
+
+/// Why a console request was refused: each becomes an HTTP status and a readable page.
+#[derive(Debug)]
+pub enum ConsoleError {
+    /// No valid session: pages redirect to the sign-in form; posts get 401.
+    SignIn(String),
+    Forbidden(String),
+    Field(FieldError, StatusCode),
+    NotFound(String),
+    Unavailable(String),
+}
+
+impl ConsoleError {
+    fn field(field: &str, message: impl Into<String>) -> ConsoleError {
+        ConsoleError::Field(FieldError::new(field, message), StatusCode::BAD_REQUEST)
+    }
+}
+
+impl From<FieldError> for ConsoleError {
+    fn from(e: FieldError) -> ConsoleError {
+        ConsoleError::Field(e, StatusCode::BAD_REQUEST)
+    }
+}
+
+impl From<WriterError> for ConsoleError {
+    fn from(e: WriterError) -> ConsoleError {
+        ConsoleError::Unavailable(e.to_string())
+    }
+}
+
+/// A use-case error as a console error naming `field` where the request's input was at fault.
+fn settle_error(e: SettleError, field: &str) -> ConsoleError {
+    match e {
+        SettleError::NotFound(m) => {
+            ConsoleError::Field(FieldError::new(field, m), StatusCode::NOT_FOUND)
+        }
+        SettleError::InvalidArgument(m) => ConsoleError::field(field, m),
+        SettleError::FailedPrecondition(m) | SettleError::AlreadyExists(m) => {
+            ConsoleError::Field(FieldError::new(field, m), StatusCode::CONFLICT)
+        }
+        SettleError::PermissionDenied(m) => ConsoleError::Forbidden(m),
+        SettleError::Store(e) => ConsoleError::Unavailable(format!("store: {e}")),
+    }
+}
+
+const FINANCE: &[&str] = &["finance"];
+const READERS: &[&str] = &["finance", "auditor", "admin"];
+
+/// The role rule of the gRPC services: one of `allowed`, else 403 naming what was refused.
+fn require(p: &Principal, allowed: &[&str], what: &str) -> Result<(), ConsoleError> {
+    if allowed.contains(&p.role()) {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden(format!(
+            "{what} needs one of the roles {}; you are signed in as {}",
+            allowed.join(", "),
+            p.role()
+        )))
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Constant-time equality of two short secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+impl Console {
+    pub fn new(shared: Arc<Shared>) -> Console {
+        Console {
+            shared,
+            sessions: Mutex::new(HashMap::new()),
+            pending: Mutex::new(settle::PendingCache::default()),
+        }
+    }
+
+    /// Resolves a token hash to its principal with the API's authenticator (revocation and
+    /// expiry included).
+    async fn principal_of(&self, token_hash: &str) -> Result<Principal, String> {
+        let mut extensions = tonic::Extensions::new();
+        extensions.insert(TokenHash(token_hash.to_owned()));
+        self.shared
+            .auth
+            .principal(&extensions)
+            .await
+            .map_err(|s| s.message().to_owned())
+    }
+
+    /// Creates a session for a valid token; returns its id.
+    async fn sign_in(&self, token: &str) -> Result<String, String> {
+        let hash = hash_token(token);
+        self.principal_of(&hash).await?;
+        let id = random_hex();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|_, s| alive(s, now));
+        if sessions.len() >= SESSIONS_MAX
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.seen_at)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            id.clone(),
+            Session {
+                token_hash: hash,
+                csrf: random_hex(),
+                created_at: now,
+                seen_at: now,
+            },
+        );
+        Ok(id)
+    }
+
+    fn sign_out(&self, id: &str) {
+        self.sessions.lock().expect("sessions lock").remove(id);
+    }
+
+    /// The context of a request: language, and the signed-in principal if the session is
+    /// alive and its token still valid (a revoked or expired token ends the session).
+    async fn context(&self, headers: &HeaderMap, path: &str, raw_query: &str, query: &Form) -> Ctx {
+        let asked = query.optional("lang").and_then(Lang::parse);
+        let lang = asked
+            .or_else(|| {
+                cookie(headers, LANG_COOKIE)
+                    .as_deref()
+                    .and_then(Lang::parse)
+            })
+            .unwrap_or(Lang::Zh);
+        let mut ctx = Ctx {
+            lang,
+            set_lang: asked.is_some(),
+            principal: None,
+            actor: None,
+            csrf: String::new(),
+            session_id: None,
+            path: path.to_owned(),
+            query_without_lang: raw_query
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("lang="))
+                .collect::<Vec<_>>()
+                .join("&"),
+        };
+        let Some(id) = cookie(headers, SESSION_COOKIE) else {
+            return ctx;
+        };
+        let now = Instant::now();
+        let found = {
+            let mut sessions = self.sessions.lock().expect("sessions lock");
+            match sessions.get_mut(&id) {
+                Some(s) if alive(s, now) => {
+                    s.seen_at = now;
+                    Some((s.token_hash.clone(), s.csrf.clone()))
+                }
+                Some(_) => {
+                    sessions.remove(&id);
+                    None
+                }
+                None => None,
+            }
+        };
+        let Some((hash, csrf)) = found else {
+            return ctx;
+        };
+        match self.principal_of(&hash).await {
+            Ok(principal) => {
+                let request_id = headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.len() <= crate::audit::REQUEST_ID_CHARS_MAX)
+                    .map_or_else(new_request_id, str::to_owned);
+                ctx.actor = Some(Actor::of_token(&principal, &hash, request_id));
+                ctx.principal = Some(principal);
+                ctx.csrf = csrf;
+                ctx.session_id = Some(id);
+            }
+            Err(_) => self.sign_out(&id),
+        }
+        ctx
+    }
+
+    async fn store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn suanli_store::Store) -> R + Send + 'static,
+    ) -> Result<R, ConsoleError> {
+        Ok(self.shared.writer.call(f).await?)
+    }
+}
+
+fn alive(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.seen_at) < Duration::from_secs(SESSION_IDLE_SECS)
+        && now.duration_since(s.created_at) < Duration::from_secs(SESSION_AGE_SECS_MAX)
+}
+
+/// An HTML response with the console's security headers (and the language cookie if switched).
+fn html(ctx: &Ctx, status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    security_headers(h);
+    if ctx.set_lang {
+        set_lang_cookie(h, ctx.lang);
+    }
+    r
+}
+
+fn security_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+fn set_lang_cookie(h: &mut HeaderMap, lang: Lang) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Strict",
+        lang.code()
+    )) {
+        h.append(header::SET_COOKIE, v);
+    }
+}
+
+fn redirect(ctx: &Ctx, to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    security_headers(r.headers_mut());
+    if ctx.set_lang {
+        set_lang_cookie(r.headers_mut(), ctx.lang);
+    }
+    r
+}
+
+fn error_response(ctx: &Ctx, method: &Method, e: ConsoleError) -> Response {
+    match e {
+        ConsoleError::SignIn(message) if *method == Method::GET => {
+            let _ = message;
+            redirect(ctx, "/signin")
+        }
+        ConsoleError::SignIn(message) => html(
+            ctx,
+            StatusCode::UNAUTHORIZED,
+            pages::error_page(ctx, StatusCode::UNAUTHORIZED, "session", &message),
+        ),
+        ConsoleError::Forbidden(message) => html(
+            ctx,
+            StatusCode::FORBIDDEN,
+            pages::error_page(ctx, StatusCode::FORBIDDEN, "role", &message),
+        ),
+        ConsoleError::Field(f, status) => html(
+            ctx,
+            status,
+            pages::error_page(ctx, status, &f.field, &f.message),
+        ),
+        ConsoleError::NotFound(message) => html(
+            ctx,
+            StatusCode::NOT_FOUND,
+            pages::error_page(ctx, StatusCode::NOT_FOUND, "path", &message),
+        ),
+        ConsoleError::Unavailable(message) => {
+            tracing::error!(error = %message, "console request failed");
+            html(
+                ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::error_page(ctx, StatusCode::SERVICE_UNAVAILABLE, "server", &message),
+            )
+        }
+    }
+}
+
+/// The stylesheet, embedded in the binary.
+const CSS: &str = include_str!("assets/console.css");
+
+async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or("");
+    let query = Form::parse(raw_query.as_bytes()).unwrap_or_default();
+    let ctx = console
+        .context(&parts.headers, &path, raw_query, &query)
+        .await;
+    if path == "/assets/console.css" {
+        let mut r = CSS.into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        );
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=3600"),
+        );
+        return r;
+    }
+    let body = if method == Method::POST {
+        match axum::body::to_bytes(body, FORM_BYTES_MAX).await {
+            Ok(b) => b,
+            Err(_) => {
+                return error_response(
+                    &ctx,
+                    &method,
+                    ConsoleError::Field(
+                        FieldError::new(
+                            "form",
+                            format!("body is larger than {FORM_BYTES_MAX} bytes"),
+                        ),
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                    ),
+                );
+            }
+        }
+    } else {
+        Default::default()
+    };
+    match route(&console, &ctx, &method, &path, &query, &body).await {
+        Ok(r) => r,
+        Err(e) => error_response(&ctx, &method, e),
+    }
+}
+
+/// Parses a POST body and checks the session and its CSRF token.
+fn posted(ctx: &Ctx, body: &[u8]) -> Result<Form, ConsoleError> {
+    if ctx.principal.is_none() {
+        return Err(ConsoleError::SignIn(
+            "not signed in, or the session ended; sign in again".into(),
+        ));
+    }
+    let form = Form::parse(body)?;
+    match form.optional("csrf") {
+        Some(t) if same_secret(t, &ctx.csrf) => Ok(form),
+        Some(_) => Err(ConsoleError::Forbidden(
+            "csrf: the form's token does not match this session; reload the page".into(),
+        )),
+        None => Err(ConsoleError::Forbidden(
+            "csrf: the form carries no token; reload the page".into(),
+        )),
+    }
+}
+
+fn signed_in(ctx: &Ctx) -> Result<&Principal, ConsoleError> {
+    ctx.principal
+        .as_ref()
+        .ok_or_else(|| ConsoleError::SignIn("not signed in".into()))
+}
+
+fn run_id_of(text: &str) -> Result<i64, ConsoleError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ConsoleError::field("run", format!("{text:?} is not a run number")))
+}
+
+async fn route(
+    console: &Arc<Console>,
+    ctx: &Ctx,
+    method: &Method,
+    path: &str,
+    query: &Form,
+    body: &[u8],
+) -> Result<Response, ConsoleError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", [""]) => {
+            let p = signed_in(ctx)?;
+            Ok(redirect(ctx, home_of(p)))
+        }
+        ("GET", ["signin"]) => Ok(html(ctx, StatusCode::OK, pages::signin_page(ctx, None))),
+        ("POST", ["signin"]) => {
+            let form = Form::parse(body)?;
+            let token = form.required("token")?;
+            if token.chars().count() > TOKEN_CHARS_MAX {
+                return Err(ConsoleError::field(
+                    "token",
+                    format!("is longer than {TOKEN_CHARS_MAX} characters"),
+                ));
+            }
+            match console.sign_in(token).await {
+                Ok(id) => {
+                    let mut r = redirect(ctx, "/");
+                    if let Ok(v) = HeaderValue::from_str(&format!(
+                        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"
+                    )) {
+                        r.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                    Ok(r)
+                }
+                Err(reason) => Ok(html(
+                    ctx,
+                    StatusCode::UNAUTHORIZED,
+                    pages::signin_page(ctx, Some(&reason)),
+                )),
+            }
+        }
+        ("POST", ["signout"]) => {
+            posted(ctx, body)?;
+            if let Some(id) = &ctx.session_id {
+                console.sign_out(id);
+            }
+            let mut r = redirect(ctx, "/signin");
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                HeaderValue::from_static(
+                    "suanli_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
+                ),
+            );
+            Ok(r)
+        }
+        ("GET", ["enterprise"]) => {
+            let p = signed_in(ctx)?;
+            let beneficiary = match (p, query.optional("beneficiary")) {
+                (Principal::Beneficiary(own), None) => Some(own.clone()),
+                (_, Some(b)) => Some(b.to_owned()),
+                (_, None) => None,
+            };
+            if let Some(b) = &beneficiary {
+                may_read_beneficiary(p, b)?;
+            } else {
+                require(p, READERS, "choosing a beneficiary")?;
+            }
+            let body = pages::enterprise(console, ctx, beneficiary, query).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET", ["enterprise", "statement.csv"]) => {
+            let p = signed_in(ctx)?;
+            let b = match (p, query.optional("beneficiary")) {
+                (Principal::Beneficiary(own), None) => own.clone(),
+                (_, Some(b)) => b.to_owned(),
+                (_, None) => return Err(ConsoleError::field("beneficiary", "is missing")),
+            };
+            may_read_beneficiary(p, &b)?;
+            let year = pages::year_of(query)?;
+            let who = b.clone();
+            let rows = console
+                .store(move |s| settle::posted_statement(s, year, |l| l.key.beneficiary == who))
+                .await?
+                .map_err(|e| settle_error(e, "beneficiary"))?;
+            Ok(csv_response(&format!("statement-{b}.csv"), &rows))
+        }
+        ("GET", ["provider"]) => {
+            let p = signed_in(ctx)?;
+            let provider = match (p, query.optional("provider")) {
+                (Principal::Provider(own), None) => Some(own.clone()),
+                (_, Some(x)) => Some(x.to_owned()),
+                (_, None) => None,
+            };
+            if let Some(x) = &provider {
+                may_read_provider(p, x)?;
+            } else {
+                require(p, READERS, "choosing a provider")?;
+            }
+            let body = pages::provider(console, ctx, provider).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET", ["provider", "statement.csv"]) => {
+            let p = signed_in(ctx)?;
+            let x = match (p, query.optional("provider")) {
+                (Principal::Provider(own), None) => own.clone(),
+                (_, Some(x)) => x.to_owned(),
+                (_, None) => return Err(ConsoleError::field("provider", "is missing")),
+            };
+            may_read_provider(p, &x)?;
+            let year = pages::year_of(query)?;
+            let who = x.clone();
+            let rows = console
+                .store(move |s| {
+                    settle::posted_statement(s, year, |l| l.key.provider == who || l.payee == who)
+                })
+                .await?
+                .map_err(|e| settle_error(e, "provider"))?;
+            Ok(csv_response(&format!("statement-{x}.csv"), &rows))
+        }
+        ("GET", ["finance"]) => {
+            let p = signed_in(ctx)?;
+            require(p, READERS, "the finance pages")?;
+            let body = pages::finance(console, ctx, query).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET", ["finance", "runs", id]) => {
+            let p = signed_in(ctx)?;
+            require(p, READERS, "reading a settlement run")?;
+            let id = run_id_of(id)?;
+            let body = pages::run_page(console, ctx, id, None).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["finance", "runs"]) => {
+            let form = posted(ctx, body)?;
+            require(ctx.principal(), FINANCE, "creating a settlement run")?;
+            let id = pages::create_run(console, ctx, &form).await?;
+            Ok(redirect(ctx, &format!("/finance/runs/{id}")))
+        }
+        ("POST", ["finance", "runs", id, action]) => {
+            posted(ctx, body)?;
+            let what = match *action {
+                "approve" => "approving a settlement run",
+                "post" => "posting a settlement run",
+                "cancel" => "cancelling a settlement run",
+                _ => return Err(ConsoleError::NotFound(format!("no action {action:?}"))),
+            };
+            require(ctx.principal(), FINANCE, what)?;
+            let id = run_id_of(id)?;
+            pages::run_action(console, ctx, id, action).await?;
+            Ok(redirect(ctx, &format!("/finance/runs/{id}")))
+        }
+        ("POST", ["finance", "payments"]) => {
+            let form = posted(ctx, body)?;
+            require(ctx.principal(), FINANCE, "recording a payment")?;
+            let body = pages::record_payment(console, ctx, &form).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET", ["audit"]) => {
+            let p = signed_in(ctx)?;
+            require(p, READERS, "the journal and the trial balance")?;
+            let body = pages::audit(console, ctx, query).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["audit", "runs", id, "rederive"]) => {
+            posted(ctx, body)?;
+            require(ctx.principal(), READERS, "re-deriving a settlement run")?;
+            let id = run_id_of(id)?;
+            let body = pages::rederive(console, ctx, id).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET" | "POST", _) => Err(ConsoleError::NotFound(format!("no page {path}"))),
+        _ => Err(ConsoleError::Field(
+            FieldError::new("method", format!("{method} is not served; use GET or POST")),
+            StatusCode::METHOD_NOT_ALLOWED,
+        )),
+    }
+}
+
+/// Where a role lands after sign-in.
+fn home_of(p: &Principal) -> &'static str {
+    match p {
+        Principal::Beneficiary(_) => "/enterprise",
+        Principal::Provider(_) => "/provider",
+        Principal::Finance | Principal::Admin => "/finance",
+        Principal::Auditor => "/audit",
+    }
+}
+
+/// BalanceService::get_balance's rule: a beneficiary reads only its own; readers any.
+fn may_read_beneficiary(p: &Principal, beneficiary: &str) -> Result<(), ConsoleError> {
+    match p {
+        Principal::Beneficiary(own) if own == beneficiary => Ok(()),
+        Principal::Beneficiary(own) => Err(ConsoleError::Forbidden(format!(
+            "beneficiary {own:?} cannot read {beneficiary:?}'s balance"
+        ))),
+        _ => require(p, READERS, "reading another party's balance"),
+    }
+}
+
+/// BalanceService::get_payee's rule: a provider reads only its own; readers any.
+fn may_read_provider(p: &Principal, provider: &str) -> Result<(), ConsoleError> {
+    match p {
+        Principal::Provider(own) if own == provider => Ok(()),
+        Principal::Provider(own) => Err(ConsoleError::Forbidden(format!(
+            "provider {own:?} cannot read what {provider:?} is owed"
+        ))),
+        _ => require(p, READERS, "reading another party's payables"),
+    }
+}
+
+fn csv_response(file: &str, rows: &[[String; 13]]) -> Response {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut ok = w.write_record(settle::RUN_STATEMENT_HEADER).is_ok();
+    for r in rows {
+        ok &= w.write_record(r).is_ok();
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    if !ok {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "statement could not be written",
+        )
+            .into_response();
+    }
+    let mut r = Response::new(Body::from(bytes));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    let safe: String = file
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    security_headers(h);
+    r
+}
+
+/// Serves the console on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let console = Arc::new(Console::new(shared));
+    let app = axum::Router::new().fallback(dispatch).with_state(console);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

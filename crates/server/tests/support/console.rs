@@ -1,0 +1,260 @@
+//! The web console's test fixture: a `suanli serve` child with the console on a free port, the
+//! worked example's registry and usage imported through the real CLI, a token per role, and a
+//! minimal HTTP/1.1 client over `std::net::TcpStream` (cookies handled by hand).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use super::cli::{Server, sqlite_db};
+use super::root;
+
+/// Rows of dc-a that the server must reject (unknown SKU, SKU of another provider), so the
+/// provider view has rejects to show.
+const DC_A_BAD_ROWS: &str = "dc-a,bad-1,ent-a,no-such-sku,2025-03-01T00:00:00+08:00,2025-03-01T01:00:00+08:00,1,10.00\n\
+dc-a,bad-2,ent-a,b-oth,2025-03-01T00:00:00+08:00,2025-03-01T01:00:00+08:00,1,10.00\n";
+
+pub struct Tokens {
+    pub admin: String,
+    pub finance_1: String,
+    pub finance_2: String,
+    pub auditor: String,
+    pub ent_a: String,
+    pub ent_b: String,
+    pub dc_a: String,
+    pub dc_b: String,
+}
+
+pub struct Fixture {
+    pub server: Server,
+    /// The console's address, host:port.
+    pub http: String,
+    pub tokens: Tokens,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server with the console (tokens re-checked on every request, so a revocation
+/// shows at once) and imports the worked example: registry by admin, usage by dc-a (with two
+/// rejected rows, imported twice so duplicates are counted) and dc-b.
+pub fn start() -> Fixture {
+    let http = format!("127.0.0.1:{}", free_port());
+    let db = sqlite_db().expect("a SQLite database");
+    let server = Server::start_with(db, &["--http-addr", &http, "--token-recheck-secs", "0"]);
+    let tokens = Tokens {
+        admin: server.token(&["--role", "admin"]),
+        finance_1: server.token(&["--role", "finance"]),
+        finance_2: server.token(&["--role", "finance"]),
+        auditor: server.token(&["--role", "auditor"]),
+        ent_a: server.token(&["--role", "beneficiary", "--beneficiary", "ent-a"]),
+        ent_b: server.token(&["--role", "beneficiary", "--beneficiary", "ent-b"]),
+        dc_a: server.token(&["--role", "provider", "--provider", "dc-a"]),
+        dc_b: server.token(&["--role", "provider", "--provider", "dc-b"]),
+    };
+    let registry = root().join("examples/worked/registry.toml");
+    server.ok(
+        &tokens.admin,
+        &["registry", "import", "--file", registry.to_str().unwrap()],
+    );
+    let usage = std::fs::read_to_string(root().join("examples/worked/usage.csv")).unwrap();
+    let mut lines = usage.lines();
+    let header = format!("{}\n", lines.next().unwrap());
+    for (provider, token) in [("dc-a", &tokens.dc_a), ("dc-b", &tokens.dc_b)] {
+        let mut csv = header.clone();
+        for l in usage
+            .lines()
+            .filter(|l| l.starts_with(&format!("{provider},")))
+        {
+            csv.push_str(l);
+            csv.push('\n');
+        }
+        if provider == "dc-a" {
+            csv.push_str(DC_A_BAD_ROWS);
+        }
+        let file = server.file(&format!("{provider}.csv"), &csv);
+        for _ in 0..if provider == "dc-a" { 2 } else { 1 } {
+            server.ok(token, &["usage", "import", "--file", &file]);
+        }
+    }
+    Fixture {
+        server,
+        http,
+        tokens,
+    }
+}
+
+/// An HTTP response, its body as text.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a cookie set by this response.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next())
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// The hidden CSRF field of the page.
+    pub fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("the page has a CSRF field: {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    /// The `data-field` of the page's error, e.g. `amount`.
+    pub fn error_field(&self) -> Option<String> {
+        let at = self.body.find("data-field=\"")?;
+        let rest = &self.body[at + "data-field=\"".len()..];
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[end + 2..end + 2 + size]);
+        body = &body[end + 2 + size + 2..];
+    }
+}
+
+/// One request on a fresh connection; `cookies` is the Cookie header's value.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    body: Option<&[u8]>,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("console listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !cookies.is_empty() {
+        head += &format!("Cookie: {cookies}\r\n");
+    }
+    if let Some(b) = body {
+        head += &format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            b.len()
+        );
+    }
+    head += "\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    if let Some(b) = body {
+        stream.write_all(b).unwrap();
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A signed-in browser: its cookies.
+pub struct Browser {
+    pub addr: String,
+    pub cookies: String,
+    pub csrf: String,
+}
+
+impl Browser {
+    /// Signs in with `token`; panics unless the console accepts it.
+    pub fn sign_in(addr: &str, token: &str) -> Browser {
+        let r = request(
+            addr,
+            "POST",
+            "/signin",
+            "",
+            Some(format!("token={token}").as_bytes()),
+        );
+        assert_eq!(r.status, 303, "sign-in accepted: {}", r.body);
+        let session = r.set_cookie("suanli_session").expect("a session cookie");
+        let mut b = Browser {
+            addr: addr.to_owned(),
+            cookies: format!("suanli_session={session}"),
+            csrf: String::new(),
+        };
+        // Every page carries the session's CSRF token in its sign-out form.
+        b.csrf = b.get("/signin").csrf();
+        b
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(&self.addr, "GET", path, &self.cookies, None)
+    }
+
+    /// Posts `fields` (already URL-encoded pairs) with the session's CSRF token.
+    pub fn post(&self, path: &str, fields: &str) -> Response {
+        let body = if fields.is_empty() {
+            format!("csrf={}", self.csrf)
+        } else {
+            format!("csrf={}&{fields}", self.csrf)
+        };
+        self.post_raw(path, body.as_bytes())
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Response {
+        request(&self.addr, "POST", path, &self.cookies, Some(body))
+    }
+}

@@ -1,0 +1,213 @@
+// End-to-end test of the Suanli web console in headless Chromium (Debian's package, driven by
+// playwright-core; no browser is downloaded). The issue's scenario: finance A signs in and
+// creates a settlement run; finance B approves and posts it; the enterprise sees its balance
+// change; the provider gets HTTP 403 on the finance pages. Every view is saved as a full-page
+// screenshot at 1280 px and 390 px, and no page may be wider than the screen.
+//
+// Usage: node console.mjs --url http://127.0.0.1:8080 --out DIR
+// Tokens come from the environment: SUANLI_E2E_FINANCE_1, SUANLI_E2E_FINANCE_2,
+// SUANLI_E2E_ENTERPRISE (beneficiary ent-a), SUANLI_E2E_PROVIDER (provider dc-a),
+// SUANLI_E2E_AUDITOR. CHROMIUM overrides the browser path (default /usr/bin/chromium).
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && process.argv[i + 1]) return process.argv[i + 1];
+  if (fallback !== undefined) return fallback;
+  throw new Error(`missing --${name}`);
+}
+
+function env(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`missing environment variable ${name}`);
+  return v;
+}
+
+const url = arg('url').replace(/\/$/, '');
+const out = arg('out', process.env.SUANLI_SCREENSHOTS || 'screenshots');
+mkdirSync(out, { recursive: true });
+const tokens = {
+  finance1: env('SUANLI_E2E_FINANCE_1'),
+  finance2: env('SUANLI_E2E_FINANCE_2'),
+  enterprise: env('SUANLI_E2E_ENTERPRISE'),
+  provider: env('SUANLI_E2E_PROVIDER'),
+  auditor: env('SUANLI_E2E_AUDITOR'),
+};
+const WIDTHS = [
+  { width: 1280, height: 800 },
+  { width: 390, height: 844 },
+];
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+  console.log(`ok - ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  // Playwright starts the browser with a fresh temporary user-data directory of its own.
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+/// A signed-in browser context (its own cookies) and its page.
+async function signIn(token, expectPath) {
+  const context = await browser.newContext({ viewport: WIDTHS[0], locale: 'zh-CN' });
+  const page = await context.newPage();
+  await page.goto(`${url}/signin`);
+  await page.fill('#token', token);
+  await Promise.all([page.waitForURL(`**${expectPath}*`), page.click('button[type=submit]')]);
+  check(new URL(page.url()).pathname === expectPath, `signed in, landed on ${expectPath}`);
+  return { context, page };
+}
+
+/// Saves the page at both widths (full page) and checks nothing is wider than the screen.
+async function shoot(page, name) {
+  for (const size of WIDTHS) {
+    await page.setViewportSize(size);
+    await page.waitForTimeout(50);
+    const overflow = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    check(overflow <= 0, `${name} at ${size.width}px fits the screen (overflow ${overflow}px)`);
+    await page.screenshot({ path: join(out, `${name}-${size.width}.png`), fullPage: true });
+  }
+  await page.setViewportSize(WIDTHS[0]);
+}
+
+async function text(page, selector) {
+  return (await page.textContent(selector))?.trim();
+}
+
+let failed = false;
+try {
+  // The sign-in page, Chinese by default.
+  {
+    const context = await browser.newContext({ viewport: WIDTHS[0] });
+    const page = await context.newPage();
+    await page.goto(`${url}/finance`);
+    check(new URL(page.url()).pathname === '/signin', 'not signed in: redirected to sign-in');
+    check((await page.getAttribute('html', 'lang')) === 'zh-CN', 'Chinese by default');
+    await shoot(page, 'signin');
+    await context.close();
+  }
+
+  // The enterprise before the run: nothing received yet.
+  const enterprise = await signIn(tokens.enterprise, '/enterprise');
+  const before = await text(enterprise.page, '#received-total');
+  check(before === '¥0.00', `enterprise received ${before} before the run`);
+  await shoot(enterprise.page, 'enterprise-before');
+
+  // Finance A creates the run; the preview's lines are shown before approval.
+  const financeA = await signIn(tokens.finance1, '/finance');
+  await shoot(financeA.page, 'finance');
+  await financeA.page.selectOption('#programme', 'hz-municipal-2025');
+  await financeA.page.fill('#period', '2025-03');
+  await Promise.all([
+    financeA.page.waitForURL('**/finance/runs/*'),
+    financeA.page.click('#create-run button[type=submit]'),
+  ]);
+  const runPath = new URL(financeA.page.url()).pathname;
+  check(/^\/finance\/runs\/\d+$/.test(runPath), `run created at ${runPath}`);
+  check(
+    (await financeA.page.getAttribute('h1 .status', 'data-status')) === 'open',
+    'the new run is open',
+  );
+  check((await financeA.page.locator('#lines tbody tr').count()) >= 1, 'preview lines shown');
+  await shoot(financeA.page, 'run-preview');
+  check((await financeA.page.locator('#approve').count()) === 1, 'approve button offered');
+  await Promise.all([financeA.page.waitForURL('**/approve'), financeA.page.click('#approve')]);
+  check(
+    (await financeA.page.locator('#error').count()) === 1 &&
+      (await financeA.page.textContent('#error')).includes('four eyes'),
+    'finance A cannot approve its own run (four eyes)',
+  );
+  await shoot(financeA.page, 'four-eyes-refused');
+
+  // Finance B approves and posts.
+  const financeB = await signIn(tokens.finance2, '/finance');
+  await financeB.page.goto(`${url}${runPath}`);
+  await Promise.all([financeB.page.waitForURL(`**${runPath}`), financeB.page.click('#approve')]);
+  check(
+    (await financeB.page.getAttribute('h1 .status', 'data-status')) === 'approved',
+    'finance B approved the run',
+  );
+  await Promise.all([financeB.page.waitForURL(`**${runPath}`), financeB.page.click('#post')]);
+  check(
+    (await financeB.page.getAttribute('h1 .status', 'data-status')) === 'posted',
+    'finance B posted the run',
+  );
+  await shoot(financeB.page, 'run-posted');
+
+  // Finance B records a payment to the provider.
+  await financeB.page.goto(`${url}/finance`);
+  await financeB.page.fill('#payee', 'dc-a');
+  await financeB.page.fill('#amount', '1000.00');
+  await financeB.page.fill('#reference', 'BANK-0001');
+  await Promise.all([
+    financeB.page.waitForURL('**/finance/payments'),
+    financeB.page.click('#payment button[type=submit]'),
+  ]);
+  check((await financeB.page.locator('#payment-result').count()) === 1, 'payment recorded');
+  await shoot(financeB.page, 'payment');
+  await financeB.page.goto(`${url}/finance`);
+  await shoot(financeB.page, 'finance-after');
+
+  // The enterprise sees its balance change.
+  await enterprise.page.reload();
+  const after = await text(enterprise.page, '#received-total');
+  check(after === '¥150,000.00', `enterprise received ${after} after the run`);
+  await shoot(enterprise.page, 'enterprise');
+  await Promise.all([
+    enterprise.page.waitForURL('**/enterprise?lang=en'),
+    enterprise.page.click('a[lang=en]'),
+  ]);
+  check((await enterprise.page.getAttribute('html', 'lang')) === 'en', 'English selected');
+  await shoot(enterprise.page, 'enterprise-en');
+
+  // The provider: its own view, and 403 on the finance pages.
+  const provider = await signIn(tokens.provider, '/provider');
+  await shoot(provider.page, 'provider');
+  for (const path of ['/finance', runPath, '/audit']) {
+    const response = await provider.page.goto(`${url}${path}`);
+    check(response.status() === 403, `provider gets HTTP 403 on ${path}`);
+  }
+  await provider.page.goto(`${url}/finance`);
+  await shoot(provider.page, 'provider-403');
+
+  // The auditor: journal, trial balance, and re-derive of the posted run.
+  const auditor = await signIn(tokens.auditor, '/audit');
+  check(
+    (await auditor.page.getAttribute('#balanced', 'data-balanced')) === 'true',
+    'the trial balance balances',
+  );
+  await shoot(auditor.page, 'audit');
+  await Promise.all([
+    auditor.page.waitForURL('**/rederive'),
+    auditor.page.click('#posted-runs button[type=submit]'),
+  ]);
+  check(
+    (await auditor.page.getAttribute('#rederive-result', 'data-matches')) === 'true',
+    're-derive matches byte for byte',
+  );
+  await shoot(auditor.page, 'rederive');
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+} finally {
+  await browser.close();
+}
+console.log(`screenshots in ${out}`);
+process.exit(failed ? 1 : 0);
