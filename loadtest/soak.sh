@@ -5,7 +5,8 @@
 # a 1,000,000-record run on a fresh database, and the soak runs at half of it.
 #
 # Usage: loadtest/soak.sh [sqlite|postgres] [RATE] [DURATION]   (defaults: sqlite, measured, 600)
-# Writes soak-<backend>.csv (SOAK_OUT to change) and prints a summary.
+# Writes soak-<backend>.csv (SOAK_OUT to change) and prints a summary. SOAK_BIN=DIR uses the
+# suanli and loadtest binaries in DIR instead of building them (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"
@@ -16,8 +17,12 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 pg_base="${SUANLI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 port="${SOAK_PORT:-50097}"
 
-cargo build --release -p suanli -p loadtest
-bin="$target/release"
+if [[ -n "${SOAK_BIN:-}" ]]; then
+  bin="$SOAK_BIN"
+else
+  cargo build --release -p suanli -p loadtest
+  bin="$target/release"
+fi
 work="$(mktemp -d /tmp/suanli-soak.XXXXXX)"
 server_pid=""
 cleanup() {
