@@ -28,6 +28,11 @@ server_pid=""
 cleanup() {
   if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   rm -rf "$work"
+  if [[ "$backend" == postgres ]]; then
+    for db in suanli_soak_max suanli_soak_soak; do
+      psql "$pg_base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+  fi
 }
 trap cleanup EXIT
 
@@ -36,7 +41,7 @@ fresh_db() {
   case "$backend" in
     sqlite) echo "sqlite://$work/$1/suanli.db" ;;
     postgres)
-      psql "$pg_base" -qc "DROP DATABASE IF EXISTS suanli_soak_$1 WITH (FORCE)" >/dev/null
+      psql "$pg_base" -qc "DROP DATABASE IF EXISTS suanli_soak_$1 WITH (FORCE)" >/dev/null 2>&1
       psql "$pg_base" -qc "CREATE DATABASE suanli_soak_$1" >/dev/null
       echo "${pg_base%/*}/suanli_soak_$1" ;;
     *) echo "backend must be sqlite or postgres" >&2; exit 2 ;;
@@ -60,7 +65,8 @@ stop() { kill "$server_pid"; wait "$server_pid" || true; server_pid=""; }
 echo "uptime before: $(uptime)"
 if [[ -z "$rate" ]]; then
   serve "$(fresh_db max)"
-  line=$("$bin/loadtest" --server "127.0.0.1:$port" --token "$token" --records 1000000 | tee /dev/stderr | grep 'records/s')
+  line=$("$bin/loadtest" --server "127.0.0.1:$port" --token "$token" --records 1000000 | grep 'records/s')
+  echo "$line"
   stop
   max=$(sed -E 's/.*: ([0-9]+) records\/s.*/\1/' <<<"$line")
   rate=$((max / 2))
