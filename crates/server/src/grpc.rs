@@ -415,15 +415,18 @@ impl pb::metering_service_server::MeteringService for MeteringService {
             .shared
             .writer
             .call(move |store| {
-                let result = store.void(&r.provider, &r.record_id, r.reason.trim(), Utc::now())?;
-                // Audited right after, in a transaction of its own (the void is the store's).
-                if let VoidResult::Voided { at } = &result {
-                    let subject = format!("record:{}/{}", r.provider, r.record_id);
-                    let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
-                    store
-                        .transaction(&mut |tx| who.record(tx, "record.void", &subject, &changed))?;
-                }
-                Ok::<_, suanli_store::StoreError>(result)
+                // Audited in the void's own transaction: a crash cannot leave a void unaudited.
+                let subject = format!("record:{}/{}", r.provider, r.record_id);
+                store.void_with(
+                    &r.provider,
+                    &r.record_id,
+                    r.reason.trim(),
+                    Utc::now(),
+                    &mut |tx, at| {
+                        let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
+                        who.record(tx, "record.void", &subject, &changed)
+                    },
+                )
             })
             .await
             .map_err(writer_status)?

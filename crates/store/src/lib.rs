@@ -169,6 +169,19 @@ pub trait Store: Send {
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
+    ) -> Result<VoidResult> {
+        self.void_with(provider, record_id, reason, at, &mut |_, _| Ok(()))
+    }
+    /// [`Store::void`], running `within` in the same transaction once the record is marked void
+    /// (with the void's time as stored), so what it writes — the audit entry — commits with the
+    /// void or not at all. An error from `within` rolls the void back.
+    fn void_with(
+        &mut self,
+        provider: &str,
+        record_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+        within: &mut dyn FnMut(&mut dyn sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult>;
     fn token_insert(
         &mut self,

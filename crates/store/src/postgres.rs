@@ -276,12 +276,13 @@ impl Store for PgStore {
         Ok(decisions)
     }
 
-    fn void(
+    fn void_with(
         &mut self,
         provider: &str,
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
+        within: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
         let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
             return Ok(VoidResult::NotFound);
@@ -306,6 +307,7 @@ impl Store for PgStore {
         let mut fx = TxEffects::default();
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&mut tx, &fx, &self.engine.names)?;
+        within(&mut tx, &at)?;
         tx.commit()?;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);

@@ -332,17 +332,18 @@ impl Store for SqliteStore {
         Ok(decisions)
     }
 
-    fn void(
+    fn void_with(
         &mut self,
         provider: &str,
         record_id: &str,
         reason: &str,
         at: DateTime<Utc>,
+        within: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
         let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
             return Ok(VoidResult::NotFound);
         };
-        let tx = self
+        let mut tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let fetched = {
@@ -364,6 +365,7 @@ impl Store for SqliteStore {
         let mut fx = TxEffects::default();
         fx.release(&self.engine, &row, record.quantity);
         write_effects(&tx, &fx, &self.engine.names)?;
+        within(&mut tx, &at)?;
         tx.commit()?;
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
