@@ -2,6 +2,11 @@
 //! beneficiaries, loads it, drives N records through `IngestStream` over C streams in batches
 //! of S, prints records/s and batch-ack latency percentiles, and checks that the server holds
 //! exactly the acknowledged records. Depends on the proto crate only.
+//!
+//! Soak mode (`--duration SECS`): batches are generated while sending, paced by `--rate`, until
+//! the duration has passed; every `--sample-secs` the server's RSS (`/proc/PID/status` of
+//! `--server-pid`) and the interval's batch-ack latency percentiles are written to
+//! `--samples-csv`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,6 +49,18 @@ struct Args {
     /// Prefix of record ids; a fresh one per run unless given.
     #[arg(long)]
     run_id: Option<String>,
+    /// Soak: send for this many seconds (generating batches as they go) instead of `--records`.
+    #[arg(long, default_value_t = 0)]
+    duration: u64,
+    /// Soak: seconds between samples of RSS and latency.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// Soak: the `suanli serve` process whose RSS is sampled.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Soak: where the samples go (CSV).
+    #[arg(long, default_value = "soak.csv")]
+    samples_csv: std::path::PathBuf,
 }
 
 /// A small deterministic generator (SplitMix64), so a run is reproducible from its seed.
@@ -149,29 +166,66 @@ struct StreamResult {
     other: u64,
 }
 
+/// The batches one stream sends: prepared before the clock starts, or generated while sending
+/// until a deadline (soak).
+enum Batches {
+    Prepared(Vec<(pb::IngestRequest, i64)>),
+    Until {
+        deadline: Instant,
+        run: String,
+        rng: Rng,
+    },
+}
+
+impl Batches {
+    fn next(
+        &mut self,
+        args: &Args,
+        stream: usize,
+        index: usize,
+    ) -> Option<(pb::IngestRequest, i64)> {
+        match self {
+            Batches::Prepared(v) => {
+                // Each batch is taken once, in order: moved out, an empty default left behind.
+                v.get_mut(index).map(std::mem::take)
+            }
+            Batches::Until { deadline, run, rng } => {
+                (Instant::now() < *deadline).then(|| batch(args, run, stream, index, rng))
+            }
+        }
+    }
+}
+
+/// Latencies of the current sampling interval (soak), shared by all streams.
+type Interval = std::sync::Arc<std::sync::Mutex<Vec<Duration>>>;
+
 async fn drive(
     args: Args,
     stream: usize,
-    prepared: Vec<(pb::IngestRequest, i64)>,
+    mut batches: Batches,
+    interval: Interval,
 ) -> anyhow::Result<StreamResult> {
-    let batches = prepared.len();
     let mut client = MeteringServiceClient::new(connect(&args.server).await?)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let amounts: Vec<i64> = prepared.iter().map(|(_, a)| *a).collect();
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::IngestRequest>(args.window);
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(args.window));
-    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<usize, Instant>::new()));
+    // Batch index → (sent at, its amount): at most `window` entries.
+    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(
+        HashMap::<usize, (Instant, i64)>::new(),
+    ));
     let sender = {
         let permits = permits.clone();
         let sent_at = sent_at.clone();
         let per_stream_rate = args.rate / args.streams.max(1) as u64;
         let batch_records = args.batch as u64;
+        let args = args.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            for (i, (request, _)) in prepared.into_iter().enumerate() {
+            let mut sent = 0usize;
+            while let Some((request, amount)) = batches.next(&args, stream, sent) {
                 if let Some(offset) =
-                    (i as u64 * batch_records * 1_000_000).checked_div(per_stream_rate)
+                    (sent as u64 * batch_records * 1_000_000).checked_div(per_stream_rate)
                 {
                     tokio::time::sleep_until((started + Duration::from_micros(offset)).into())
                         .await;
@@ -180,11 +234,17 @@ async fn drive(
                     break;
                 };
                 permit.forget();
-                sent_at.lock().expect("lock").insert(i, Instant::now());
+                sent_at
+                    .lock()
+                    .expect("lock")
+                    .insert(sent, (Instant::now(), amount));
                 if tx.send(request).await.is_err() {
                     break;
                 }
+                sent += 1;
             }
+            // Dropping `tx` ends the request stream; the server then ends the acknowledgements.
+            sent
         })
     };
     let mut acks = client
@@ -197,12 +257,16 @@ async fn drive(
     let mut result = StreamResult::default();
     while let Some(ack) = acks.message().await? {
         let index: usize = ack.batch_id.parse()?;
-        let sent = sent_at
+        let (sent, amount) = sent_at
             .lock()
             .expect("lock")
             .remove(&index)
             .context("ack for a batch never sent")?;
-        result.latencies.push(sent.elapsed());
+        let latency = sent.elapsed();
+        result.latencies.push(latency);
+        if args.duration > 0 {
+            interval.lock().expect("lock").push(latency);
+        }
         permits.add_permits(1);
         let accepted = ack
             .outcomes
@@ -210,7 +274,7 @@ async fn drive(
             .filter(|&&o| o == pb::Outcome::Accepted as i32)
             .count() as u64;
         if accepted == ack.outcomes.len() as u64 {
-            result.accepted_fen += amounts[index];
+            result.accepted_fen += amount;
         } else {
             bail!(
                 "batch {index} of stream {stream}: {} of {} accepted; first problem: {:?}",
@@ -221,11 +285,8 @@ async fn drive(
         }
         result.accepted += accepted;
         result.other += ack.outcomes.len() as u64 - accepted;
-        if result.latencies.len() == batches {
-            break;
-        }
     }
-    sender.await?;
+    let batches = sender.await?;
     if result.latencies.len() != batches {
         bail!(
             "stream {stream}: {} of {batches} batches acknowledged",
@@ -233,6 +294,59 @@ async fn drive(
         );
     }
     Ok(result)
+}
+
+/// Milliseconds with one decimal, without floating point.
+fn millis(d: Duration) -> String {
+    let us = d.as_micros();
+    format!("{}.{}", us / 1000, us % 1000 / 100)
+}
+
+/// Resident set size of a process in KiB (`VmRSS` in `/proc/PID/status`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Soak sampling: every `sample_secs`, one CSV row with the server's RSS and the interval's
+/// acknowledged batches and latency percentiles; also echoed to stderr.
+async fn sample(
+    args: Args,
+    mut out: std::fs::File,
+    interval: Interval,
+    started: Instant,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let header = "elapsed_s,rss_kib,batches,records_per_s,p50_ms,p99_ms,max_ms";
+    writeln!(out, "{header}")?;
+    eprintln!("{header}");
+    let mut tick = tokio::time::interval(Duration::from_secs(args.sample_secs.max(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut latencies = std::mem::take(&mut *interval.lock().expect("lock"));
+        latencies.sort();
+        let row = format!(
+            "{},{},{},{},{},{},{}",
+            started.elapsed().as_secs(),
+            args.server_pid.and_then(rss_kib).unwrap_or(0),
+            latencies.len(),
+            latencies.len() as u64 * args.batch as u64 / args.sample_secs.max(1),
+            millis(percentile(&latencies, 500)),
+            millis(percentile(&latencies, 990)),
+            millis(latencies.last().copied().unwrap_or_default()),
+        );
+        writeln!(out, "{row}")?;
+        out.flush()?;
+        eprintln!("{row}");
+    }
 }
 
 fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
@@ -274,29 +388,58 @@ async fn main() -> anyhow::Result<()> {
         .get_usage_stats(authorize(pb::GetUsageStatsRequest::default(), &args.token)?)
         .await?
         .into_inner();
-    let batches_total = args.records.div_ceil(args.batch);
-    eprintln!(
-        "registry version {version}; sending {} records in {batches_total} batches of {} over {} streams (window {}), run {run}",
-        batches_total * args.batch,
-        args.batch,
-        args.streams,
-        args.window
-    );
-    // Batches are built before the clock starts, so generation is not measured.
-    let mut prepared = Vec::new();
-    for s in 0..args.streams {
-        let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
-        let mut rng = Rng(0x5eed ^ ((s as u64) << 32));
-        prepared.push(
-            (0..n)
-                .map(|i| batch(&args, &run, s, i, &mut rng))
-                .collect::<Vec<_>>(),
+    let mut streams = Vec::new();
+    if args.duration > 0 {
+        eprintln!(
+            "registry version {version}; sending for {} s at {} records/s in batches of {} over {} streams (window {}), run {run}",
+            args.duration, args.rate, args.batch, args.streams, args.window
         );
+        let deadline = Instant::now() + Duration::from_secs(args.duration);
+        for s in 0..args.streams {
+            streams.push(Batches::Until {
+                deadline,
+                run: run.clone(),
+                rng: Rng(0x5eed ^ ((s as u64) << 32)),
+            });
+        }
+    } else {
+        let batches_total = args.records.div_ceil(args.batch);
+        eprintln!(
+            "registry version {version}; sending {} records in {batches_total} batches of {} over {} streams (window {}), run {run}",
+            batches_total * args.batch,
+            args.batch,
+            args.streams,
+            args.window
+        );
+        // Batches are built before the clock starts, so generation is not measured.
+        for s in 0..args.streams {
+            let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
+            let mut rng = Rng(0x5eed ^ ((s as u64) << 32));
+            streams.push(Batches::Prepared(
+                (0..n).map(|i| batch(&args, &run, s, i, &mut rng)).collect(),
+            ));
+        }
     }
+    let interval = Interval::default();
+    let samples = if args.duration > 0 {
+        Some(
+            std::fs::File::create(&args.samples_csv)
+                .with_context(|| format!("cannot create {}", args.samples_csv.display()))?,
+        )
+    } else {
+        None
+    };
     let started = Instant::now();
+    let sampler =
+        samples.map(|out| tokio::spawn(sample(args.clone(), out, interval.clone(), started)));
     let mut tasks = Vec::new();
-    for (s, batches) in prepared.into_iter().enumerate() {
-        tasks.push(tokio::spawn(drive(args.clone(), s, batches)));
+    for (s, batches) in streams.into_iter().enumerate() {
+        tasks.push(tokio::spawn(drive(
+            args.clone(),
+            s,
+            batches,
+            interval.clone(),
+        )));
     }
     let mut latencies = Vec::new();
     let (mut accepted, mut accepted_fen, mut other) = (0u64, 0i64, 0u64);
@@ -308,6 +451,14 @@ async fn main() -> anyhow::Result<()> {
         other += r.other;
     }
     let elapsed = started.elapsed();
+    if let Some(sampler) = sampler {
+        // The sampler runs until aborted; finished early means it failed (e.g. a write error).
+        if sampler.is_finished() {
+            sampler.await??;
+        } else {
+            sampler.abort();
+        }
+    }
     latencies.sort();
     let after = metering
         .get_usage_stats(authorize(pb::GetUsageStatsRequest::default(), &args.token)?)

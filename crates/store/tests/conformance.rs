@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
 use suanli_domain::usage::{Period, UsageRecord, validate};
-use suanli_store::{Candidate, Decision, Principal, RegistryNames, Store, VoidResult};
+use suanli_store::{Candidate, Decision, Principal, RegistryNames, Store, StoreError, VoidResult};
 
 const REGISTRY: &str = r#"
 [[programme]]
@@ -630,5 +630,64 @@ fn ingest_statistics_count_outcomes_and_cap_examples() {
             .unwrap();
         assert_eq!((over.records, over.examples[0].0.as_str()), (1, "r2"));
         assert_eq!(ingest_stats::shanghai_day(at), "2025-03-02");
+    });
+}
+
+// A void and what its hook writes (the server's audit entry) commit together: an error from the
+// hook leaves the record live, its accrual whole and the hook's row unwritten (the crash
+// harness found voids without their audit entry when the audit had a transaction of its own).
+#[test]
+fn void_commits_with_its_hook_or_not_at_all() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let r = gpu(
+            "r1",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            1500,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, r)]).unwrap(),
+            vec![Decision::Accepted]
+        );
+        let accruals = store.accruals().unwrap();
+        let hook = "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES ('hook', 'auditor', '', 'x')";
+        let failed = store.void_audited("dc-a", "r1", "wrong", Utc::now(), &mut |tx, _| {
+            tx.exec(hook, &[])?;
+            Err(StoreError::Corrupt("the hook fails".into()))
+        });
+        assert!(failed.is_err(), "the hook's error is the void's");
+        assert_eq!(
+            store.record("dc-a", "r1").unwrap().unwrap().voided_at,
+            None,
+            "the void is rolled back"
+        );
+        assert_eq!(store.accruals().unwrap(), accruals, "accruals are whole");
+        assert_eq!(
+            store.token_lookup("hook").unwrap(),
+            None,
+            "the hook's row is rolled back"
+        );
+
+        let mut hook_at = String::new();
+        let done = store
+            .void_audited("dc-a", "r1", "wrong", Utc::now(), &mut |tx, at| {
+                hook_at = at.to_owned();
+                tx.exec(hook, &[]).map(|_| ())
+            })
+            .unwrap();
+        assert_eq!(done, VoidResult::Voided { at: hook_at });
+        assert_eq!(
+            store.token_lookup("hook").unwrap(),
+            Some(Principal::Auditor),
+            "the hook's row commits with the void"
+        );
+        assert!(
+            store.accruals().unwrap().is_empty(),
+            "the accrual is subtracted"
+        );
+        check_recount(&mut *store);
     });
 }
