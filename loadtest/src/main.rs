@@ -8,6 +8,8 @@
 //! `--server-pid`) and the interval's batch-ack latency percentiles are written to
 //! `--samples-csv`.
 
+mod baseline;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,11 @@ struct Args {
     /// Soak: where the samples go (CSV).
     #[arg(long, default_value = "soak.csv")]
     samples_csv: std::path::PathBuf,
+    /// After the run, bulk-load the same rows into an unindexed table of a scratch database
+    /// (`sqlite://PATH` or `postgres://…`, the server's backend) and print Suanli's throughput
+    /// as a share of that (see `baseline.rs`).
+    #[arg(long)]
+    baseline: Option<String>,
 }
 
 /// A small deterministic generator (SplitMix64), so a run is reproducible from its seed.
@@ -481,5 +488,23 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("check: server holds exactly the {stored} acknowledged records ({stored_fen} fen)");
+    if let Some(url) = args.baseline.clone() {
+        if args.duration > 0 {
+            bail!("--baseline measures a --records run, not a soak");
+        }
+        // The same rows again: the generator is deterministic per stream.
+        let batches_total = args.records.div_ceil(args.batch);
+        let mut all = Vec::with_capacity(batches_total);
+        for s in 0..args.streams {
+            let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
+            let mut rng = Rng(0x5eed ^ ((s as u64) << 32));
+            all.extend((0..n).map(|i| batch(&args, &run, s, i, &mut rng).0));
+        }
+        let base = tokio::task::spawn_blocking(move || baseline::run(&url, &all)).await??;
+        println!(
+            "baseline: bulk load of the same rows into an unindexed table, one transaction per batch: {base} records/s; suanli {rate} records/s = {}% of the baseline",
+            rate * 100 / base.max(1)
+        );
+    }
     Ok(())
 }
