@@ -13,8 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use suanli_proto::v1 as pb;
 
-const COLUMNS: &str =
-    "provider TEXT, record_id TEXT, beneficiary TEXT, sku TEXT, start_s BIGINT, end_s BIGINT, quantity TEXT, amount_fen BIGINT";
+const COLUMNS: &str = "provider TEXT, record_id TEXT, beneficiary TEXT, sku TEXT, start_s BIGINT, end_s BIGINT, quantity TEXT, amount_fen BIGINT";
 
 /// Stores every record of `batches` into a fresh unindexed table at `url`; returns records/s.
 pub fn run(url: &str, batches: &[pb::IngestRequest]) -> anyhow::Result<u128> {

@@ -17,7 +17,7 @@ use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_to_date, run
 use suanli_domain::settlement::{CutBy, LineKey, StatementLine};
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{
-    self as rows, EntryRow, InputRow, LineKeyRow, NewRun, PostedBy, RunLineRow, RunRow,
+    self as rows, EntryRow, InputRow, LineKeyRow, NewRun, RunLineRow, RunRow,
 };
 use suanli_store::sql::{Sql, Value};
 use suanli_store::{Store, StoreError};
@@ -732,22 +732,102 @@ pub struct Balance {
     pub remaining: Fen,
 }
 
-/// The year-to-date entitlement per (programme, beneficiary), cached per fiscal year and
-/// recomputed only when accruals, the registry or the runs changed: a balance look-up then
-/// costs two indexed queries, not a year's settlement arithmetic.
+/// What balance look-ups derive from the database, cached and recomputed only when what they
+/// derive from changed: the year-to-date entitlement per (programme, beneficiary) per fiscal
+/// year (accruals, registry, runs), what posted runs paid per beneficiary (runs), and the
+/// current registry (its version). A look-up then costs one query of the state's version
+/// numbers and, on PostgreSQL, one of the accrual generation — not a year's settlement
+/// arithmetic.
 #[derive(Default)]
 pub struct PendingCache {
     years: HashMap<i32, (PendingKey, Entitled)>,
+    registry: Option<(i64, Arc<Registry>)>,
+    paid: Option<(RunsKey, Paid)>,
 }
 
 /// Entitlement to date per (programme, beneficiary).
 type Entitled = Arc<HashMap<(String, String), Fen>>;
 
+/// Posted per beneficiary, per programme.
+type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
+
+/// Changes whenever a run is created, posted or cancelled (approval changes no amount).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RunsKey {
+    runs: i64,
+    last_run: i64,
+    posted: i64,
+    cancelled: i64,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 struct PendingKey {
     accrual_changes: u64,
     registry_version: i64,
-    runs: i64,
+    runs: RunsKey,
+}
+
+/// The current registry version and the runs' key, in one query.
+fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
+    let rows = tx.query(
+        "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at) FROM settlement_runs",
+        &[],
+    )?;
+    let r = rows
+        .first()
+        .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
+    Ok((
+        r[0].opt_int()?,
+        RunsKey {
+            runs: r[1].int()?,
+            last_run: r[2].opt_int()?.unwrap_or(0),
+            posted: r[3].int()?,
+            cancelled: r[4].int()?,
+        },
+    ))
+}
+
+/// The current registry version, its registry (cached) and the runs' key.
+fn cached_state(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+) -> Result<(i64, Arc<Registry>, RunsKey)> {
+    let (version, runs) = in_tx(store, state_key)?;
+    let version = version.ok_or_else(|| {
+        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
+    })?;
+    let registry = match &cache.registry {
+        Some((v, r)) if *v == version => r.clone(),
+        _ => {
+            let r = in_tx(store, |tx| registry_of(tx, version))?;
+            cache.registry = Some((version, r.clone()));
+            r
+        }
+    };
+    Ok((version, registry, runs))
+}
+
+/// What posted runs paid each beneficiary, per programme; recomputed when the runs changed.
+fn paid_by_beneficiary(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+    runs: RunsKey,
+) -> Result<Paid> {
+    if let Some((k, v)) = &cache.paid
+        && *k == runs
+    {
+        return Ok(v.clone());
+    }
+    let rows = in_tx(store, |tx| Ok(rows::posted_totals_by_beneficiary(tx)?))?;
+    let mut paid: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
+    for (beneficiary, programme, amount) in rows {
+        paid.entry(beneficiary)
+            .or_default()
+            .insert(programme, amount);
+    }
+    let paid = Arc::new(paid);
+    cache.paid = Some((runs, paid.clone()));
+    Ok(paid)
 }
 
 fn year_entitlements(
@@ -755,17 +835,9 @@ fn year_entitlements(
     cache: &mut PendingCache,
     year: i32,
     current_version: i64,
+    runs: RunsKey,
 ) -> Result<Entitled> {
     let accrual_changes = store.accrual_generation()?;
-    let runs = in_tx(store, |tx| {
-        let rows = tx.query("SELECT COUNT(*), MAX(run_id) FROM settlement_runs", &[])?;
-        let count = rows.first().map_or(Ok(0), |r| r[0].int())?;
-        let max = rows
-            .first()
-            .map_or(Ok(None), |r| r[1].opt_int())?
-            .unwrap_or(0);
-        Ok(count * 1_000_000_007 + max)
-    })?;
     let key = PendingKey {
         accrual_changes,
         registry_version: current_version,
@@ -806,18 +878,16 @@ pub fn balance(
     beneficiary: &str,
     year: i32,
 ) -> Result<Vec<Balance>> {
-    let (current_version, registry) = current_registry(store)?;
+    let (current_version, registry, runs) = cached_state(store, cache)?;
     if registry.beneficiary(beneficiary).is_none() {
         return Err(SettleError::NotFound(format!(
             "beneficiary {beneficiary:?} is not in the current registry"
         )));
     }
-    let entitled = year_entitlements(store, cache, year, current_version)?;
-    let paid: BTreeMap<String, i64> = in_tx(store, |tx| {
-        Ok(rows::posted_totals(tx, PostedBy::Beneficiary, beneficiary)?)
-    })?
-    .into_iter()
-    .collect();
+    let entitled = year_entitlements(store, cache, year, current_version, runs)?;
+    let paid_all = paid_by_beneficiary(store, cache, runs)?;
+    let no_payments = BTreeMap::new();
+    let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
     let mut out = Vec::new();
     for p in registry
         .programmes_of_year(year)
@@ -1159,8 +1229,8 @@ pub fn programme_overview(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
-    let (current_version, registry) = current_registry(store)?;
-    let entitled = year_entitlements(store, cache, year, current_version)?;
+    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let entitled = year_entitlements(store, cache, year, current_version, runs)?;
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
         let posted = in_tx(store, |tx| Ok(rows::posted_lines(tx, &p.id)?))?;
