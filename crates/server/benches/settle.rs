@@ -94,9 +94,14 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
     );
 
     let mut cache = settle::PendingCache::default();
+    // The first look-up after the state changed fills the cache (the year's entitlement and
+    // every beneficiary's posted total); it is reported on its own.
+    let first = Instant::now();
+    settle::balance(&mut *store, &mut cache, "b1", 2025).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("first balance look-up (fills the cache): {:.2?}", first.elapsed());
     let mut lookups = Vec::new();
     let mut state: u64 = 42;
-    for _ in 0..200 {
+    for _ in 0..2_000 {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -107,9 +112,10 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
     }
     lookups.sort();
     println!(
-        "balance look-ups: p50 {:.2?}, p99 {:.2?} ({} samples)",
+        "balance look-ups: p50 {:.2?}, p99 {:.2?}, p99.9 {:.2?} ({} samples)",
         lookups[lookups.len() / 2],
         lookups[lookups.len() * 99 / 100],
+        lookups[lookups.len() * 999 / 1000],
         lookups.len()
     );
     Ok(())

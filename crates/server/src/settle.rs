@@ -767,15 +767,20 @@ struct PendingKey {
     runs: RunsKey,
 }
 
-/// The current registry version and the runs' key, in one query.
-fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
+/// The current registry version, the runs' key and the accrual generation, in one query.
+fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey, u64)> {
+    let generation = tx.accrual_generation_sql().unwrap_or("0");
     let rows = tx.query(
-        "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at) FROM settlement_runs",
+        &format!("SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at), {generation} FROM settlement_runs"),
         &[],
     )?;
     let r = rows
         .first()
         .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
+    let generation = match tx.accrual_generation_sql() {
+        Some(_) => r[5].int()? as u64,
+        None => suanli_store::accrual_changes(),
+    };
     Ok((
         r[0].opt_int()?,
         RunsKey {
@@ -784,15 +789,17 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
             posted: r[3].int()?,
             cancelled: r[4].int()?,
         },
+        generation,
     ))
 }
 
-/// The current registry version, its registry (cached) and the runs' key.
+/// The current registry version, its registry (cached), the runs' key and the accrual
+/// generation.
 fn cached_state(
     store: &mut dyn Store,
     cache: &mut PendingCache,
-) -> Result<(i64, Arc<Registry>, RunsKey)> {
-    let (version, runs) = in_tx(store, state_key)?;
+) -> Result<(i64, Arc<Registry>, RunsKey, u64)> {
+    let (version, runs, generation) = in_tx(store, state_key)?;
     let version = version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
@@ -804,7 +811,7 @@ fn cached_state(
             r
         }
     };
-    Ok((version, registry, runs))
+    Ok((version, registry, runs, generation))
 }
 
 /// What posted runs paid each beneficiary, per programme; recomputed when the runs changed.
@@ -836,8 +843,8 @@ fn year_entitlements(
     year: i32,
     current_version: i64,
     runs: RunsKey,
+    accrual_changes: u64,
 ) -> Result<Entitled> {
-    let accrual_changes = store.accrual_generation()?;
     let key = PendingKey {
         accrual_changes,
         registry_version: current_version,
@@ -878,13 +885,13 @@ pub fn balance(
     beneficiary: &str,
     year: i32,
 ) -> Result<Vec<Balance>> {
-    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let (current_version, registry, runs, generation) = cached_state(store, cache)?;
     if registry.beneficiary(beneficiary).is_none() {
         return Err(SettleError::NotFound(format!(
             "beneficiary {beneficiary:?} is not in the current registry"
         )));
     }
-    let entitled = year_entitlements(store, cache, year, current_version, runs)?;
+    let entitled = year_entitlements(store, cache, year, current_version, runs, generation)?;
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
     let no_payments = BTreeMap::new();
     let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
@@ -1229,8 +1236,8 @@ pub fn programme_overview(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
-    let (current_version, registry, runs) = cached_state(store, cache)?;
-    let entitled = year_entitlements(store, cache, year, current_version, runs)?;
+    let (current_version, registry, runs, generation) = cached_state(store, cache)?;
+    let entitled = year_entitlements(store, cache, year, current_version, runs, generation)?;
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
         let posted = in_tx(store, |tx| Ok(rows::posted_lines(tx, &p.id)?))?;

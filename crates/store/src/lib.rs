@@ -231,12 +231,6 @@ pub trait Store: Send {
     fn sync(&mut self) -> Result<()> {
         Ok(())
     }
-
-    /// A number that changes whenever accruals change, by any server on the database; a cache
-    /// of something derived from accruals is current while it is unchanged.
-    fn accrual_generation(&mut self) -> Result<u64> {
-        Ok(accrual_changes())
-    }
 }
 
 /// The ids a registry version declares, interned when it is loaded so ingest never has to.

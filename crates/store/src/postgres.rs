@@ -583,12 +583,4 @@ impl Store for PgStore {
         tx.commit()?;
         Ok(())
     }
-
-    fn accrual_generation(&mut self) -> Result<u64> {
-        let seq: i64 = self
-            .client
-            .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
-            .get(0);
-        Ok(seq as u64)
-    }
 }

@@ -123,6 +123,14 @@ pub trait Sql {
     fn lock_audit(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// A SQL expression for a number that changes whenever accruals change, by any server on
+    /// the database (PostgreSQL: the newest `ingest_log` seq), so readers can cache what they
+    /// derive from accruals; `None` where one server owns the database (SQLite), whose
+    /// process-wide [`crate::accrual_changes`] counter says the same.
+    fn accrual_generation_sql(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The advisory-lock key of settlement writes: one lock for every programme, since caps and
@@ -214,6 +222,10 @@ impl Sql for postgres::Transaction<'_> {
     fn lock_audit(&mut self) -> Result<()> {
         self.execute(AUDIT_LOCK_SQL, &[])?;
         Ok(())
+    }
+
+    fn accrual_generation_sql(&self) -> Option<&'static str> {
+        Some("(SELECT COALESCE(MAX(seq), 0) FROM ingest_log)")
     }
 
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
