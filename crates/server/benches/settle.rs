@@ -98,7 +98,10 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
     // every beneficiary's posted total); it is reported on its own.
     let first = Instant::now();
     settle::balance(&mut *store, &mut cache, "b1", 2025).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("first balance look-up (fills the cache): {:.2?}", first.elapsed());
+    println!(
+        "first balance look-up (fills the cache): {:.2?}",
+        first.elapsed()
+    );
     let mut lookups = Vec::new();
     let mut state: u64 = 42;
     for _ in 0..2_000 {
