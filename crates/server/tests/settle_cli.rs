@@ -460,3 +460,50 @@ fn pool_exhausted_across_beneficiaries_on_postgres() {
         pool_exhausted_across_beneficiaries(db);
     }
 }
+
+/// A balance served from the server's cache follows a cancelled run: while May's run is open,
+/// May keeps the registry version that run froze (ratio 0.50); once it is cancelled, May uses
+/// the current version (0.40), though no accrual, run count or registry version changed.
+#[test]
+fn balance_follows_a_cancelled_run() {
+    let s = Server::start(sqlite_db().unwrap());
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let v1 = s.file("v1.toml", POOLED_REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &v1]);
+    let may = s.file(
+        "may.csv",
+        &format!(
+            "{HEADER}dc-a,m1,e1,gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,100.00\n"
+        ),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    let pending = |expected: &str| {
+        let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
+        assert!(
+            balance.contains(&format!("paid 0.00 CNY, pending {expected} CNY")),
+            "pending {expected}: {balance}"
+        );
+    };
+    pending("50.00");
+    let id = run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-05",
+        ],
+    ));
+    let v2 = s.file(
+        "v2.toml",
+        &POOLED_REGISTRY.replace(r#"ratio = "0.50""#, r#"ratio = "0.40""#),
+    );
+    s.ok(&admin, &["registry", "import", "--file", &v2]);
+    pending("50.00");
+    s.ok(&f1, &["settle", "cancel", &id]);
+    pending("40.00");
+}
