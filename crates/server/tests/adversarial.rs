@@ -472,7 +472,7 @@ fn grpc_ingest_catalogue() {
         ),
     ];
     runtime().block_on(async {
-        let channel = channel(&s.server.addr).await;
+        let channel = channel(s.server.addr()).await;
         for (name, who, records, expect) in cases {
             let before = snapshot(&url);
             let token = match who {

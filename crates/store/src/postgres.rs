@@ -400,13 +400,16 @@ impl Store for PgStore {
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
         let seq = self.log_seq + 1;
+        // The inserted keys' hashes, computed once: logged for the other replicas, then
+        // remembered here the way a replica applies them.
+        let keys = common::encode_key_hashes(&rows, &insert);
         if !insert.is_empty() {
             let capacity = common::capacity_deltas(&self.engine, &fx);
             log_changes(
                 &mut tx,
                 &self.writer,
                 seq,
-                &common::encode_key_hashes(&rows, &insert),
+                &keys,
                 &common::encode_capacity(&capacity),
             )?;
         }
@@ -417,7 +420,7 @@ impl Store for PgStore {
         }
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
-        common::remember_keys(&mut self.engine, &rows, &insert);
+        self.engine.apply_logged(&keys, &[])?;
         Ok(decisions)
     }
 

@@ -1,9 +1,7 @@
 //! A `suanli serve` child process on a fresh database, driven by the real CLI: the harness of
 //! the settlement and audit end-to-end tests.
 
-use std::net::TcpListener;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 pub use suanli_testkit::TestDb as Db;
 
@@ -62,17 +60,11 @@ pub fn run_id(stdout: &str) -> String {
     stdout.split_whitespace().nth(1).expect("run id").to_owned()
 }
 
+/// A server child process (`super::Server`) on its own database.
 pub struct Server {
-    pub child: Child,
-    pub addr: String,
+    /// Declared first: the process is killed before the database is dropped.
+    pub process: super::Server,
     pub db: Db,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -81,32 +73,14 @@ impl Server {
     }
 
     pub fn start_with(db: Db, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        // Migrate before serving so tokens can be created against the schema.
-        let child = bin()
-            .args(["serve", "--addr", &addr, "--database-url", &db.url])
-            // No console unless a test asks for one: 8080 would collide between tests.
-            .args(if extra.contains(&"--http-addr") {
-                &[][..]
-            } else {
-                &["--http-addr", "off"][..]
-            })
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "server listens within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
+        Server {
+            process: super::Server::start_with(&db.url, extra),
+            db,
         }
-        Server { child, addr, db }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.process.addr
     }
 
     pub fn token(&self, args: &[&str]) -> String {
@@ -128,24 +102,12 @@ impl Server {
     }
 
     pub fn run(&self, token: &str, args: &[&str]) -> Output {
-        bin()
-            .args(args)
-            .env("SUANLI_SERVER", &self.addr)
-            .env("SUANLI_TOKEN", token)
-            .output()
-            .unwrap()
+        self.process.run(token, args)
     }
 
     /// Runs a CLI command that must succeed; returns its stdout.
     pub fn ok(&self, token: &str, args: &[&str]) -> String {
-        let o = self.run(token, args);
-        assert!(
-            o.status.success(),
-            "{args:?} succeeds: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        self.process.ok(token, args)
     }
 
     /// Runs a CLI command that must fail; returns its stderr.

@@ -89,6 +89,12 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(url: &str) -> Server {
+        Server::start_with(url, &[])
+    }
+
+    /// `extra` flags follow the defaults. No console unless `extra` asks for one: 8080 would
+    /// collide between tests running in parallel.
+    pub fn start_with(url: &str, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -97,7 +103,12 @@ impl Server {
         let addr = format!("127.0.0.1:{port}");
         let mut child = bin()
             .args(["serve", "--addr", &addr, "--database-url", url])
-            .args(["--http-addr", "off"])
+            .args(if extra.contains(&"--http-addr") {
+                &[][..]
+            } else {
+                &["--http-addr", "off"][..]
+            })
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
