@@ -40,6 +40,32 @@ pub fn hour_shares_between(
     end_ns: i64,
     quantity: Decimal,
 ) -> Option<Vec<(i64, Decimal)>> {
+    let mut shares = Vec::new();
+    hour_shares_into(start_ns, end_ns, quantity, &mut shares).then_some(shares)
+}
+
+/// [`hour_shares_between`] into a buffer the caller reuses (cleared first), so the ingest path
+/// allocates nothing per record; `false` where that gives `None`.
+pub fn hour_shares_into(
+    start_ns: i64,
+    end_ns: i64,
+    quantity: Decimal,
+    shares: &mut Vec<(i64, Decimal)>,
+) -> bool {
+    shares.clear();
+    let filled = fill_hour_shares(start_ns, end_ns, quantity, shares).is_some();
+    if !filled {
+        shares.clear();
+    }
+    filled
+}
+
+fn fill_hour_shares(
+    start_ns: i64,
+    end_ns: i64,
+    quantity: Decimal,
+    shares: &mut Vec<(i64, Decimal)>,
+) -> Option<()> {
     if end_ns <= start_ns {
         return None;
     }
@@ -49,8 +75,13 @@ pub fn hour_shares_between(
     if last - first + 1 > i128::from(RECORD_HOURS_MAX) {
         return None;
     }
+    if first == last {
+        // The common case: the whole quantity in one hour, no division.
+        shares.push((i64::try_from(first).ok()?, quantity));
+        return Some(());
+    }
     let duration = Decimal::from(end_ns - start_ns);
-    let mut shares = Vec::with_capacity(usize::try_from(last - first + 1).ok()?);
+    shares.reserve(usize::try_from(last - first + 1).ok()?);
     let mut given = Decimal::ZERO;
     for hour in first..=last {
         let hour_i64 = i64::try_from(hour).ok()?;
@@ -66,7 +97,7 @@ pub fn hour_shares_between(
         given += share;
         shares.push((hour_i64, share));
     }
-    Some(shares)
+    Some(())
 }
 
 #[cfg(test)]
@@ -137,5 +168,31 @@ mod tests {
         assert!(
             hour_shares(&record("2024-01-01T00:00:00Z", "2025-03-01T00:00:00Z", "1")).is_none()
         );
+    }
+
+    // The buffer form gives what the allocating form gives, whatever the buffer held before.
+    #[test]
+    fn shares_into_a_reused_buffer_match() {
+        let mut buf = vec![(7, Decimal::ONE); 5];
+        let ns = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap()
+        };
+        let spans = [
+            ("2025-03-01T00:30:00Z", "2025-03-01T01:30:00Z"),
+            ("2025-03-01T00:00:00Z", "2025-03-01T03:00:00Z"),
+            ("2025-03-01T05:10:00Z", "2025-03-01T05:20:00Z"),
+            ("2025-03-01T05:10:00Z", "2025-03-01T05:10:00Z"),
+            ("2024-01-01T00:00:00Z", "2025-03-01T00:00:00Z"),
+        ];
+        for (start, end) in spans {
+            let q: Decimal = "10".parse().unwrap();
+            let fresh = hour_shares_between(ns(start), ns(end), q);
+            let filled = hour_shares_into(ns(start), ns(end), q, &mut buf);
+            assert_eq!(filled, fresh.is_some(), "{start}..{end}");
+            assert_eq!(buf, fresh.unwrap_or_default(), "{start}..{end}");
+        }
     }
 }

@@ -312,16 +312,18 @@ impl Shared {
                 }
             }
         }
-        let keys: Vec<String> = candidates
-            .iter()
-            .map(|c| c.record.record_id.clone())
-            .collect();
-        let decisions = self
+        let ingested = self
             .writer
             .ingest(candidates, rejected)
             .await
             .map_err(writer_status)?;
-        for ((decision, i), record_id) in decisions.into_iter().zip(positions).zip(keys) {
+        for ((decision, i), candidate) in ingested
+            .decisions
+            .into_iter()
+            .zip(positions)
+            .zip(&ingested.candidates)
+        {
+            let record_id = &candidate.record.record_id;
             let (outcome, problem) = match decision {
                 Decision::Accepted => (pb::Outcome::Accepted, None),
                 Decision::Duplicate => (

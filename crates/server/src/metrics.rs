@@ -16,10 +16,14 @@ pub struct Metrics {
     pub records: IntCounterVec,
     /// From receiving a batch to having its acknowledgement ready.
     pub batch_seconds: Histogram,
-    /// One group-commit transaction: decisions, inserts and the durable commit.
+    /// One group-commit transaction: decisions, inserts and the commit (durable at once on
+    /// PostgreSQL; flushed beside the writer on SQLite, see `flush_seconds`).
     pub commit_seconds: Histogram,
     /// Records per group-commit transaction.
     pub group_records: Histogram,
+    /// One flush of SQLite's write-ahead log to disk, beside the writer (several group commits
+    /// at a time); their batches are acknowledged after it.
+    pub flush_seconds: Histogram,
     /// Jobs waiting for the writer.
     pub writer_queue_jobs: IntGauge,
     /// Calls refused by a limit: message_bytes, batch_records, rate, concurrency, deadline.
@@ -58,6 +62,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         HistogramOpts::new(
             "suanli_store_commit_seconds",
             "group-commit transaction latency",
+        )
+        .buckets(buckets()),
+    )
+    .expect("metric");
+    let flush_seconds = Histogram::with_opts(
+        HistogramOpts::new(
+            "suanli_store_flush_seconds",
+            "write-ahead log flush (fsync) latency, SQLite",
         )
         .buckets(buckets()),
     )
@@ -130,6 +142,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(batch_seconds.clone()),
         Box::new(commit_seconds.clone()),
         Box::new(group_records.clone()),
+        Box::new(flush_seconds.clone()),
         Box::new(writer_queue_jobs.clone()),
         Box::new(limited.clone()),
         Box::new(settlement_runs.clone()),
@@ -145,6 +158,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         batch_seconds,
         commit_seconds,
         group_records,
+        flush_seconds,
         writer_queue_jobs,
         limited,
         settlement_runs,

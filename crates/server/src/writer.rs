@@ -1,12 +1,22 @@
 //! The store writer: one thread owns the store, and merges ingest batches from all streams into
-//! one transaction (group commit). A batch is acknowledged only after its transaction commits.
+//! one transaction (group commit). A batch is acknowledged only after its transaction commits
+//! and is on disk.
+//!
+//! On SQLite the writer does not wait for the disk: it commits a group without an fsync and
+//! hands its replies to a flush thread ([`Syncer`]), which fsyncs the write-ahead log (once for
+//! every group committed meanwhile) and only then acknowledges them, while the writer is already
+//! deciding and writing the next group. Other writes commit with their own fsync; any reply
+//! issued while a flush is pending waits for it, so nothing the writer answers is ahead of the
+//! disk.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use suanli_store::ingest_stats::Rejected;
-use suanli_store::{Candidate, Decision, Store};
+use suanli_store::{Candidate, Decision, Store, WalSync};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::METRICS;
@@ -16,16 +26,25 @@ pub const GROUP_RECORDS_MAX: usize = 50_000;
 /// Most jobs waiting for the writer; senders wait beyond it (backpressure).
 pub const QUEUE_JOBS_MAX: usize = 256;
 
-type Call = Box<dyn FnOnce(&mut dyn Store) + Send>;
+/// Sends a reply, given whether everything committed before it is on disk (else the error).
+type Deliver = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Call = Box<dyn FnOnce(&mut dyn Store) -> Deliver + Send>;
 
 enum Job {
     Ingest {
         candidates: Vec<Candidate>,
         /// Records of the same batches refused before the store, counted in its statistics.
         rejected: Vec<Rejected>,
-        reply: oneshot::Sender<Result<Vec<Decision>, String>>,
+        reply: oneshot::Sender<Result<Ingested, String>>,
     },
     Call(Call),
+}
+
+/// The decisions for a batch's candidates, in order, with the candidates handed back: the
+/// caller names records in its reply from them, and frees them off the writer thread.
+pub struct Ingested {
+    pub decisions: Vec<Decision>,
+    pub candidates: Vec<Candidate>,
 }
 
 /// A handle to the writer thread; cheap to clone. The thread ends when every handle is dropped,
@@ -53,16 +72,24 @@ impl Writer {
             .name("suanli-writer".into())
             .spawn(move || {
                 let mut store = match suanli_store::open(&url) {
-                    Ok(store) => {
-                        let _ = opened_tx.send(Ok(()));
-                        store
-                    }
+                    Ok(store) => store,
                     Err(e) => {
                         let _ = opened_tx.send(Err(e.to_string()));
                         return;
                     }
                 };
-                run(store.as_mut(), &mut rx);
+                let syncer = match store.defer_ingest_sync().map(Syncer::spawn).transpose() {
+                    Ok(syncer) => syncer,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(format!("cannot start the flush thread: {e}")));
+                        return;
+                    }
+                };
+                let _ = opened_tx.send(Ok(()));
+                run(store.as_mut(), &mut rx, syncer.as_ref());
+                if let Some(syncer) = syncer {
+                    syncer.finish();
+                }
             })?;
         match opened_rx.recv() {
             Ok(Ok(())) => Ok((Writer { jobs }, thread)),
@@ -80,9 +107,12 @@ impl Writer {
         &self,
         candidates: Vec<Candidate>,
         rejected: Vec<Rejected>,
-    ) -> Result<Vec<Decision>, WriterError> {
+    ) -> Result<Ingested, WriterError> {
         if candidates.is_empty() && rejected.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ingested {
+                decisions: Vec::new(),
+                candidates,
+            });
         }
         let (reply, rx) = oneshot::channel();
         METRICS.writer_queue_jobs.inc();
@@ -107,14 +137,118 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         METRICS.writer_queue_jobs.inc();
         let job = Job::Call(Box::new(move |store| {
-            let _ = reply.send(f(store));
+            let result = f(store);
+            Box::new(move |flushed: Result<(), &str>| {
+                // Not flushed: the writer has failed; the caller sees it gone.
+                if flushed.is_ok() {
+                    let _ = reply.send(result);
+                }
+            })
         }));
         self.jobs.send(job).await.map_err(|_| WriterError::Gone)?;
         rx.await.map_err(|_| WriterError::Gone)
     }
 }
 
-fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
+/// The flush thread of a store with deferred ingest sync (SQLite).
+struct Syncer {
+    queue: std_mpsc::Sender<Deliver>,
+    /// Replies queued and not yet delivered.
+    pending: Arc<AtomicUsize>,
+    /// The first flush failure. After it nothing is acknowledged again: a later fsync can
+    /// succeed without the lost pages having reached the disk.
+    failed: Arc<Mutex<Option<String>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    fn spawn(mut wal: WalSync) -> std::io::Result<Syncer> {
+        let (queue, rx) = std_mpsc::channel::<Deliver>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let thread = {
+            let (pending, failed) = (pending.clone(), failed.clone());
+            std::thread::Builder::new()
+                .name("suanli-flush".into())
+                .spawn(move || {
+                    while let Ok(first) = rx.recv() {
+                        let mut replies = vec![first];
+                        replies.extend(rx.try_iter());
+                        let known = failed.lock().map(|f| f.clone()).unwrap_or_default();
+                        let result = match known {
+                            Some(e) => Err(e),
+                            None => {
+                                let started = Instant::now();
+                                let result = wal.sync().map_err(|e| {
+                                    format!(
+                                        "flushing {} to disk failed: {e}; nothing more is acknowledged until the server restarts",
+                                        wal.path().display()
+                                    )
+                                });
+                                METRICS
+                                    .flush_seconds
+                                    .observe(started.elapsed().as_secs_f64());
+                                if let Err(e) = &result {
+                                    tracing::error!(error = %e, "write-ahead log flush failed");
+                                    if let Ok(mut f) = failed.lock() {
+                                        *f = Some(e.clone());
+                                    }
+                                }
+                                result
+                            }
+                        };
+                        let n = replies.len();
+                        for deliver in replies {
+                            deliver(result.as_ref().map(|_| ()).map_err(String::as_str));
+                        }
+                        pending.fetch_sub(n, Ordering::Release);
+                    }
+                })?
+        };
+        Ok(Syncer {
+            queue,
+            pending,
+            failed,
+            thread,
+        })
+    }
+
+    /// Delivers `deliver` once everything committed so far is on disk.
+    fn after_flush(&self, deliver: Deliver) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(std_mpsc::SendError(deliver)) = self.queue.send(deliver) {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            deliver(Err("the flush thread has stopped"));
+        }
+    }
+
+    /// Whether every reply handed over has been delivered (so everything committed is on disk).
+    fn idle(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().map(|f| f.clone()).unwrap_or_else(|_| {
+            Some("the flush thread panicked; nothing more is acknowledged".into())
+        })
+    }
+
+    /// Flushes and delivers what is queued, then stops.
+    fn finish(self) {
+        drop(self.queue);
+        let _ = self.thread.join();
+    }
+}
+
+/// Delivers at once when nothing is waiting for a flush, else after the flush.
+fn deliver(syncer: Option<&Syncer>, deliver: Deliver) {
+    match syncer {
+        Some(s) if !s.idle() => s.after_flush(deliver),
+        _ => deliver(Ok(())),
+    }
+}
+
+fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>, syncer: Option<&Syncer>) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -125,26 +259,38 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
             },
         };
         METRICS.writer_queue_jobs.dec();
+        let failure = syncer.and_then(Syncer::failure);
         match job {
-            Job::Call(f) => f(store),
+            Job::Call(f) => {
+                if failure.is_some() {
+                    // Dropped unrun: its caller sees the writer gone.
+                    continue;
+                }
+                let reply = f(store);
+                deliver(syncer, reply);
+            }
+            Job::Ingest { reply, .. } if failure.is_some() => {
+                let _ = reply.send(Err(failure.unwrap_or_default()));
+            }
             Job::Ingest {
                 candidates,
                 mut rejected,
                 reply,
             } => {
-                let mut group = vec![(candidates.len(), reply)];
-                let mut all = candidates;
-                // Group commit: take every ingest job already waiting, up to the limit.
-                while all.len() < GROUP_RECORDS_MAX {
+                let mut records = candidates.len();
+                let mut group = vec![(candidates, reply)];
+                // Group commit: take every ingest job already waiting, up to the limit. The
+                // batches stay where they are; the store gets references to their candidates.
+                while records < GROUP_RECORDS_MAX {
                     match rx.try_recv() {
                         Ok(Job::Ingest {
-                            mut candidates,
+                            candidates,
                             rejected: mut more_rejected,
                             reply,
                         }) => {
                             METRICS.writer_queue_jobs.dec();
-                            group.push((candidates.len(), reply));
-                            all.append(&mut candidates);
+                            records += candidates.len();
+                            group.push((candidates, reply));
                             rejected.append(&mut more_rejected);
                         }
                         Ok(other) => {
@@ -157,20 +303,43 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
                     }
                 }
                 let started = Instant::now();
+                let all: Vec<&Candidate> = group.iter().flat_map(|(c, _)| c).collect();
                 let result = store.ingest_noting(&all, &rejected, chrono::Utc::now());
+                drop(all);
                 METRICS
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
-                METRICS.group_records.observe(all.len() as f64);
+                METRICS.group_records.observe(records as f64);
                 match result {
                     Ok(decisions) => {
                         let mut decisions = decisions.into_iter();
-                        for (n, reply) in group {
-                            let _ = reply.send(Ok(decisions.by_ref().take(n).collect()));
+                        let replies: Vec<_> = group
+                            .into_iter()
+                            .map(|(candidates, reply)| {
+                                let decisions: Vec<Decision> =
+                                    decisions.by_ref().take(candidates.len()).collect();
+                                (reply, decisions, candidates)
+                            })
+                            .collect();
+                        let send: Deliver = Box::new(move |flushed| {
+                            for (reply, decisions, candidates) in replies {
+                                let _ = reply.send(match flushed {
+                                    Ok(()) => Ok(Ingested {
+                                        decisions,
+                                        candidates,
+                                    }),
+                                    Err(e) => Err(e.to_owned()),
+                                });
+                            }
+                        });
+                        match syncer {
+                            // Committed without waiting for the disk: acknowledged after the flush.
+                            Some(s) => s.after_flush(send),
+                            None => send(Ok(())),
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, records = all.len(), "group commit failed; nothing of it was stored");
+                        tracing::error!(error = %e, records, "group commit failed; nothing of it was stored");
                         for (_, reply) in group {
                             let _ = reply.send(Err(e.to_string()));
                         }
@@ -178,5 +347,59 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder() -> (Deliver, std_mpsc::Receiver<Result<(), String>>) {
+        let (tx, rx) = std_mpsc::channel();
+        let deliver: Deliver = Box::new(move |flushed: Result<(), &str>| {
+            let _ = tx.send(flushed.map_err(str::to_owned));
+        });
+        (deliver, rx)
+    }
+
+    // A reply handed to the flush thread is delivered after a successful flush, and the thread
+    // is idle again afterwards.
+    #[test]
+    fn replies_follow_a_flush() {
+        let dir = suanli_testkit::scratch_dir("flush-ok");
+        let wal = dir.join("db-wal");
+        std::fs::write(&wal, b"frames").expect("write");
+        let syncer = Syncer::spawn(WalSync::new(wal, dir)).expect("spawn");
+        let (deliver, rx) = recorder();
+        syncer.after_flush(deliver);
+        assert_eq!(rx.recv().expect("delivered"), Ok(()));
+        syncer.finish();
+    }
+
+    // A failed flush fails the replies waiting for it, and every later one, even once the disk
+    // would flush again: a later fsync can succeed without the lost pages having been written.
+    #[test]
+    fn a_failed_flush_acknowledges_nothing_after_it() {
+        let dir = suanli_testkit::scratch_dir("flush-fail");
+        let wal = dir.join("db-wal");
+        let syncer = Syncer::spawn(WalSync::new(wal.clone(), dir)).expect("spawn");
+        let (deliver, rx) = recorder();
+        syncer.after_flush(deliver);
+        let first = rx.recv().expect("delivered");
+        assert!(
+            first
+                .as_ref()
+                .is_err_and(|e| e.contains("flushing") && e.contains("db-wal")),
+            "{first:?}"
+        );
+        while !syncer.idle() {
+            std::thread::yield_now();
+        }
+        assert!(syncer.failure().is_some());
+        std::fs::write(&wal, b"frames").expect("write");
+        let (deliver, rx) = recorder();
+        syncer.after_flush(deliver);
+        assert!(rx.recv().expect("delivered").is_err(), "still refused");
+        syncer.finish();
     }
 }

@@ -2,12 +2,13 @@
 //! the encoding of records into rows. The decisions themselves (duplicate by
 //! `UsageRecord::same_content`, capacity per clock hour) are made here once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use rust_decimal::Decimal;
 use suanli_domain::Fen;
-use suanli_domain::capacity::hour_shares_between;
+use suanli_domain::capacity::{hour_shares_between, hour_shares_into};
 use suanli_domain::registry::Class;
 use suanli_domain::usage::UsageRecord;
 
@@ -69,8 +70,9 @@ impl Kind {
 /// Interned names, loaded at open and extended when a registry version is loaded.
 #[derive(Default)]
 pub(crate) struct Names {
-    /// One map per kind, indexed by `Kind as usize`, so lookups take a `&str`.
-    ids: [HashMap<String, i64>; 3],
+    /// One map per kind, indexed by `Kind as usize`, so lookups take a `&str`. FxHash: the
+    /// names come from registries an administrator loads, and SipHash showed in profiles.
+    ids: [FxMap<String, i64>; 3],
     names: HashMap<i64, String>,
     pub(crate) next_id: i64,
 }
@@ -117,23 +119,24 @@ impl Names {
     }
 }
 
-/// A candidate encoded as a row of `usage_records`.
+/// A row of `usage_records`: a candidate's (borrowing its record id) or a stored one's (owning
+/// it). The quantity is kept as the number and written as its normalized text.
 #[derive(Clone, Debug)]
-pub(crate) struct Row {
+pub(crate) struct Row<'a> {
     pub provider_id: i64,
-    pub record_id: String,
+    pub record_id: Cow<'a, str>,
     pub beneficiary_id: i64,
     pub sku_id: i64,
     pub start_ns: i64,
     pub end_ns: i64,
-    pub quantity: String,
+    pub quantity: Decimal,
     pub amount_fen: i64,
     pub period: i64,
     pub class_code: i64,
     pub registry_version: i64,
 }
 
-pub(crate) fn encode(names: &Names, c: &Candidate) -> Result<Row, StoreError> {
+pub(crate) fn encode<'c>(names: &Names, c: &'c Candidate) -> Result<Row<'c>, StoreError> {
     let id = |kind: Kind, name: &str| {
         names.id(kind, name).ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -144,12 +147,12 @@ pub(crate) fn encode(names: &Names, c: &Candidate) -> Result<Row, StoreError> {
     };
     Ok(Row {
         provider_id: id(Kind::Provider, &c.record.provider)?,
-        record_id: c.record.record_id.clone(),
+        record_id: Cow::Borrowed(&c.record.record_id),
         beneficiary_id: id(Kind::Beneficiary, &c.record.beneficiary)?,
         sku_id: id(Kind::Sku, &c.record.sku)?,
         start_ns: to_ns(c.record.start),
         end_ns: to_ns(c.record.end),
-        quantity: c.record.quantity.normalize().to_string(),
+        quantity: c.record.quantity.normalize(),
         amount_fen: c.record.amount.0,
         period: period_code(c.period),
         class_code: class_code(c.class),
@@ -157,19 +160,30 @@ pub(crate) fn encode(names: &Names, c: &Candidate) -> Result<Row, StoreError> {
     })
 }
 
+/// A stored quantity's text as a number.
+pub(crate) fn parse_quantity(text: &str) -> Result<Decimal, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("quantity {text:?}")))
+}
+
+/// The stored text of a quantity, written into `buf` (reused across rows: no allocation each).
+pub(crate) fn quantity_text(quantity: Decimal, buf: &mut String) -> &str {
+    use std::fmt::Write;
+    buf.clear();
+    let _ = write!(buf, "{quantity}");
+    buf.as_str()
+}
+
 /// Rebuilds the domain record of a stored row, to compare contents with `same_content`.
-pub(crate) fn decode(names: &Names, row: &Row) -> Result<UsageRecord, StoreError> {
+pub(crate) fn decode(names: &Names, row: &Row<'_>) -> Result<UsageRecord, StoreError> {
     Ok(UsageRecord {
         provider: names.name(row.provider_id)?.to_owned(),
-        record_id: row.record_id.clone(),
+        record_id: row.record_id.clone().into_owned(),
         beneficiary: names.name(row.beneficiary_id)?.to_owned(),
         sku: names.name(row.sku_id)?.to_owned(),
         start: from_ns(row.start_ns),
         end: from_ns(row.end_ns),
-        quantity: row
-            .quantity
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("quantity {:?}", row.quantity)))?,
+        quantity: row.quantity,
         amount: Fen(row.amount_fen),
     })
 }
@@ -312,6 +326,21 @@ impl KeyFilter {
         }
     }
 
+    /// Whether the key may be stored, as answered before this call, and adds it: one probe
+    /// of its block for both.
+    pub(crate) fn check_and_insert(&mut self, hash: u64) -> bool {
+        let (block, bits) = Self::probes(hash);
+        let block = &mut self.blocks[block];
+        let mut present = true;
+        for bit in bits {
+            let (word, mask) = (bit / 64, 1 << (bit % 64));
+            present &= block[word] & mask != 0;
+            block[word] |= mask;
+        }
+        present
+    }
+
+    #[cfg(test)]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
         let (block, mut bits) = Self::probes(hash);
         let block = &self.blocks[block];
@@ -374,17 +403,19 @@ impl TxEffects {
             .unwrap_or(Decimal::ZERO)
     }
 
-    /// R3 per clock hour: the record's shares if no hour it overlaps would pass the SKU's
-    /// capacity with them, else the rejection. Changes nothing; see [`TxEffects::admit`].
+    /// R3 per clock hour: fills `shares` with the record's shares and returns `Ok` if no hour
+    /// it overlaps would pass the SKU's capacity with them, else the rejection. Changes
+    /// nothing; see [`TxEffects::admit`].
     pub(crate) fn check(
         &self,
         engine: &Engine,
-        row: &Row,
+        row: &Row<'_>,
         c: &Candidate,
-    ) -> Result<Vec<(i64, Decimal)>, Decision> {
-        let Some(shares) = hour_shares_between(row.start_ns, row.end_ns, c.record.quantity) else {
+        shares: &mut Vec<(i64, Decimal)>,
+    ) -> Result<(), Decision> {
+        if !hour_shares_into(row.start_ns, row.end_ns, c.record.quantity, shares) {
             return match c.capacity {
-                None => Ok(Vec::new()),
+                None => Ok(()),
                 Some(_) => Err(Decision::OverCapacity(format!(
                     "record {:?} spans more than {} hours; capacity cannot be checked",
                     c.record.record_id,
@@ -393,9 +424,9 @@ impl TxEffects {
             };
         };
         let Some(capacity) = c.capacity else {
-            return Ok(shares);
+            return Ok(());
         };
-        for (hour, share) in &shares {
+        for (hour, share) in shares.iter() {
             let used = self.used(engine, (row.sku_id, *hour));
             if used + share > capacity {
                 let at = Utc
@@ -411,17 +442,17 @@ impl TxEffects {
                 )));
             }
         }
-        Ok(shares)
+        Ok(())
     }
 
     /// Books an admitted new record: its capacity shares and its accrual.
     pub(crate) fn admit(
         &mut self,
         engine: &Engine,
-        row: &Row,
-        shares: Vec<(i64, Decimal)>,
+        row: &Row<'_>,
+        shares: &[(i64, Decimal)],
     ) -> Decision {
-        for (hour, share) in shares {
+        for &(hour, share) in shares {
             let used = self.used(engine, (row.sku_id, hour));
             self.capacity.insert((row.sku_id, hour), used + share);
         }
@@ -440,7 +471,7 @@ impl TxEffects {
     }
 
     /// Releases a voided record's capacity and subtracts it from its accrual.
-    pub(crate) fn release(&mut self, engine: &Engine, row: &Row, quantity: Decimal) {
+    pub(crate) fn release(&mut self, engine: &Engine, row: &Row<'_>, quantity: Decimal) {
         for (hour, share) in
             hour_shares_between(row.start_ns, row.end_ns, quantity).unwrap_or_default()
         {
@@ -495,7 +526,7 @@ pub(crate) fn capacity_deltas(engine: &Engine, fx: &TxEffects) -> Vec<((i64, i64
 }
 
 /// The `ingest_log.keys` bytes: the key hashes of the inserted rows, 8 bytes LE each.
-pub(crate) fn encode_key_hashes(rows: &[Row], inserted: &[usize]) -> Vec<u8> {
+pub(crate) fn encode_key_hashes(rows: &[Row<'_>], inserted: &[usize]) -> Vec<u8> {
     let mut out = Vec::with_capacity(inserted.len() * 8);
     for &i in inserted {
         out.extend_from_slice(&key_hash(rows[i].provider_id, &rows[i].record_id).to_le_bytes());
@@ -596,28 +627,27 @@ pub(crate) fn now_text(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The rows of a group whose key may be stored already (its hash is known).
-pub(crate) fn maybe_stored<'r>(engine: &Engine, rows: &'r [Row]) -> Vec<&'r Row> {
+/// The rows of a group whose key may be stored already (its hash is known), adding every key
+/// of the group to the filter in the same probe. Adding them before the commit is safe: a key
+/// that ends up not stored (rejected, a conflict, a failed transaction) only turns into a false
+/// "maybe", which costs a lookup and never a wrong decision; and a key repeated within the group
+/// is decided against its first occurrence.
+pub(crate) fn maybe_stored<'r, 'a>(engine: &mut Engine, rows: &'r [Row<'a>]) -> Vec<&'r Row<'a>> {
+    // Two passes: hashing first, so the probes that follow are independent of each other and
+    // the CPU overlaps their cache misses instead of waiting out each key's hash.
+    let hashes: Vec<u64> = rows
+        .iter()
+        .map(|r| key_hash(r.provider_id, &r.record_id))
+        .collect();
     rows.iter()
-        .filter(|r| {
-            engine
-                .key_hashes
-                .may_contain(key_hash(r.provider_id, &r.record_id))
-        })
+        .zip(hashes)
+        .filter(|(_, hash)| engine.key_hashes.check_and_insert(*hash))
+        .map(|(row, _)| row)
         .collect()
 }
 
-/// Records the keys of inserted rows after commit.
-pub(crate) fn remember_keys(engine: &mut Engine, rows: &[Row], inserted: &[usize]) {
-    for &i in inserted {
-        engine
-            .key_hashes
-            .insert(key_hash(rows[i].provider_id, &rows[i].record_id));
-    }
-}
-
 /// Stored rows found for the keys of a group, by (provider id, record id).
-pub(crate) type Existing = FxMap<(i64, String), Row>;
+pub(crate) type Existing = FxMap<(i64, String), Row<'static>>;
 
 /// What a group decided: one decision per candidate, the indexes of the rows to insert (new
 /// records, in order), and the effects to write in the same transaction.
@@ -632,29 +662,31 @@ pub(crate) struct Decided {
 /// is admitted unless it would pass its SKU's capacity in some clock hour.
 pub(crate) fn decide(
     engine: &Engine,
-    candidates: &[Candidate],
-    rows: &[Row],
+    candidates: &[&Candidate],
+    rows: &[Row<'_>],
     existing: &Existing,
 ) -> Result<Decided, StoreError> {
     let mut fx = TxEffects::default();
     let mut decisions = Vec::with_capacity(candidates.len());
-    let mut admitted: FxMap<(i64, &str), usize> = FxMap::default();
+    let mut admitted: FxMap<(i64, &str), usize> =
+        FxMap::with_capacity_and_hasher(candidates.len(), Default::default());
     let mut insert = Vec::with_capacity(candidates.len());
+    let mut shares = Vec::new();
     for (i, (c, row)) in candidates.iter().zip(rows).enumerate() {
-        let key = (row.provider_id, row.record_id.as_str());
+        let key = (row.provider_id, row.record_id.as_ref());
         let decision = if let Some(&j) = admitted.get(&key) {
             compare(&candidates[j].record, &c.record)
         } else if let Some(stored) = (!existing.is_empty())
-            .then(|| existing.get(&(row.provider_id, row.record_id.clone())))
+            .then(|| existing.get(&(row.provider_id, row.record_id.clone().into_owned())))
             .flatten()
         {
             compare(&decode(&engine.names, stored)?, &c.record)
         } else {
-            match fx.check(engine, row, c) {
-                Ok(shares) => {
+            match fx.check(engine, row, c, &mut shares) {
+                Ok(()) => {
                     admitted.insert(key, i);
                     insert.push(i);
-                    fx.admit(engine, row, shares)
+                    fx.admit(engine, row, &shares)
                 }
                 Err(over) => over,
             }
@@ -672,7 +704,7 @@ pub(crate) fn decide(
 mod tests {
     use super::*;
 
-    fn row(provider_id: i64, record_id: &str) -> Row {
+    fn row(provider_id: i64, record_id: &str) -> Row<'_> {
         Row {
             provider_id,
             record_id: record_id.into(),
@@ -680,7 +712,7 @@ mod tests {
             sku_id: 0,
             start_ns: 0,
             end_ns: 0,
-            quantity: "1".into(),
+            quantity: Decimal::ONE,
             amount_fen: 0,
             period: 202503,
             class_code: 0,
@@ -742,5 +774,30 @@ mod tests {
             .count();
         // 200,000 keys in 2^20 blocks: the expected rate is far below one in a million.
         assert!(false_maybes <= 5, "{false_maybes} new keys answered maybe");
+    }
+
+    // check_and_insert answers what may_contain answered before it, then holds the key.
+    #[test]
+    fn check_and_insert_answers_before_adding() {
+        let mut filter = KeyFilter::default();
+        let mut engine = Engine::default();
+        let rows = [row(1, "a"), row(2, "b"), row(1, "a")];
+        let maybe = maybe_stored(&mut engine, &rows);
+        assert_eq!(
+            maybe.len(),
+            1,
+            "only the repeat of a key in the group is a maybe"
+        );
+        assert_eq!(maybe[0].record_id, "a");
+        for (p, id) in [(1, "a"), (2, "b")] {
+            assert!(engine.key_hashes.may_contain(key_hash(p, id)));
+        }
+        for i in 0..10_000 {
+            let h = key_hash(3, &format!("k{i}"));
+            let before = filter.may_contain(h);
+            assert_eq!(filter.check_and_insert(h), before);
+            assert!(filter.may_contain(h));
+            assert!(filter.check_and_insert(h), "a key added is then present");
+        }
     }
 }

@@ -45,7 +45,7 @@ type Examples = Vec<(String, String)>;
 /// Counts a committed group: one outcome per candidate, plus the records rejected before it.
 pub(crate) fn write(
     tx: &mut dyn Sql,
-    candidates: &[Candidate],
+    candidates: &[&Candidate],
     decisions: &[Decision],
     rejected: &[Rejected],
     at: DateTime<Utc>,

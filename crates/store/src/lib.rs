@@ -176,17 +176,27 @@ pub trait Store: Send {
     /// Decides and stores a group of candidates in one transaction, in order. A candidate
     /// whose key appeared earlier in the group is a duplicate or conflict of that one.
     fn ingest(&mut self, candidates: &[Candidate]) -> Result<Vec<Decision>> {
-        self.ingest_noting(candidates, &[], Utc::now())
+        let candidates: Vec<&Candidate> = candidates.iter().collect();
+        self.ingest_noting(&candidates, &[], Utc::now())
     }
     /// [`Store::ingest`], also counting the group's outcomes and the records `rejected` before
     /// they reached the store into the ingest statistics ([`ingest_stats`]), in the same
-    /// transaction; `at` dates the counts (its Asia/Shanghai day).
+    /// transaction; `at` dates the counts (its Asia/Shanghai day). The candidates are
+    /// references so a group of several batches needs no copy of them.
     fn ingest_noting(
         &mut self,
-        candidates: &[Candidate],
+        candidates: &[&Candidate],
         rejected: &[ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>>;
+    /// Asks the store to commit ingest groups without waiting for the disk, and returns what
+    /// makes those commits durable ([`WalSync::sync`]), to be run on another thread before the
+    /// groups are acknowledged, while the next group is being written. `None` (the default, and
+    /// PostgreSQL): every commit is durable when it returns. Every other write still waits for
+    /// the disk at its own commit, which also flushes the ingest groups committed before it.
+    fn defer_ingest_sync(&mut self) -> Option<WalSync> {
+        None
+    }
     /// Marks a record void, subtracting it from accruals and capacity, in one transaction;
     /// `audit` runs in it with the void's time when the record is voided now.
     fn void_audited(
@@ -273,6 +283,43 @@ pub fn accrual_changes() -> u64 {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./suanli-data/suanli.db";
 
 /// Opens a store by URL and runs its migrations.
+/// Flushes a SQLite database's write-ahead log to disk: every transaction committed before
+/// [`WalSync::sync`] is called is durable when it returns. Runs on any thread, beside the
+/// connection that keeps writing (the log is appended to, never rewritten in place while a
+/// commit is unflushed: a checkpoint flushes the log first).
+#[derive(Debug)]
+pub struct WalSync {
+    wal: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    dir_synced: bool,
+}
+
+impl WalSync {
+    /// The log file `wal`, whose directory entry is in `dir`.
+    pub fn new(wal: std::path::PathBuf, dir: std::path::PathBuf) -> WalSync {
+        WalSync {
+            wal,
+            dir,
+            dir_synced: false,
+        }
+    }
+
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        // Opened each time: the file SQLite has now, whatever it did with the one before.
+        std::fs::File::open(&self.wal)?.sync_data()?;
+        if !self.dir_synced {
+            // Once: the log file's own directory entry.
+            std::fs::File::open(&self.dir)?.sync_all()?;
+            self.dir_synced = true;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.wal
+    }
+}
+
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Box::new(sqlite::SqliteStore::open(path)?))

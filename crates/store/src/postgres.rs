@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
+use std::borrow::Cow;
 
 use crate::common::{self, Engine, Kind, Row, TxEffects, decode, encode, now_text};
 use crate::{
@@ -63,18 +64,19 @@ pub struct PgStore {
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
 
 /// A stored row with its `voided_at` and `void_reason`.
-type Fetched = (Row, Option<String>, Option<String>);
+type Fetched = (Row<'static>, Option<String>, Option<String>);
 
-fn row_of(r: &postgres::Row) -> Fetched {
-    (
+fn row_of(r: &postgres::Row) -> Result<Fetched> {
+    let quantity: &str = r.get(6);
+    Ok((
         Row {
             provider_id: r.get(0),
-            record_id: r.get(1),
+            record_id: Cow::Owned(r.get(1)),
             beneficiary_id: r.get(2),
             sku_id: r.get(3),
             start_ns: r.get(4),
             end_ns: r.get(5),
-            quantity: r.get(6),
+            quantity: common::parse_quantity(quantity)?,
             amount_fen: r.get(7),
             period: r.get(8),
             class_code: r.get(9),
@@ -82,7 +84,7 @@ fn row_of(r: &postgres::Row) -> Fetched {
         },
         r.get(11),
         r.get(12),
-    )
+    ))
 }
 
 impl PgStore {
@@ -151,11 +153,11 @@ impl PgStore {
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2"
         );
-        Ok(self
-            .client
+        self.client
             .query_opt(&sql, &[&provider_id, &record_id])?
             .as_ref()
-            .map(row_of))
+            .map(row_of)
+            .transpose()
     }
 }
 
@@ -319,11 +321,11 @@ impl Store for PgStore {
 
     fn ingest_noting(
         &mut self,
-        candidates: &[Candidate],
+        candidates: &[&Candidate],
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
-        let encode_all = |engine: &Engine| -> Result<Vec<Row>> {
+        let encode_all = |engine: &Engine| -> Result<Vec<Row<'_>>> {
             candidates
                 .iter()
                 .map(|c| encode(&engine.names, c))
@@ -340,9 +342,9 @@ impl Store for PgStore {
         let mut tx = self.client.transaction()?;
         tx.execute(INGEST_LOCK_SQL, &[])?;
         catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
-        let maybe = common::maybe_stored(&self.engine, &rows);
+        let maybe = common::maybe_stored(&mut self.engine, &rows);
         let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
-        let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_str()).collect();
+        let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_ref()).collect();
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u JOIN UNNEST($1::bigint[], $2::text[]) AS k(p, r) ON u.provider_id = k.p AND u.record_id = k.r"
         );
@@ -353,8 +355,8 @@ impl Store for PgStore {
             tx.query(&sql, &[&providers, &ids])?
         };
         for r in found {
-            let (row, _, _) = row_of(&r);
-            existing.insert((row.provider_id, row.record_id.clone()), row);
+            let (row, _, _) = row_of(&r)?;
+            existing.insert((row.provider_id, row.record_id.to_string()), row);
         }
         let common::Decided {
             decisions,
@@ -380,16 +382,18 @@ impl Store for PgStore {
                 Type::INT8,
             ];
             let mut writer = BinaryCopyInWriter::new(sink, &types);
+            let mut quantity = String::new();
             for &i in &insert {
                 let r = &rows[i];
+                let record_id: &str = &r.record_id;
                 writer.write(&[
                     &r.provider_id,
-                    &r.record_id,
+                    &record_id,
                     &r.beneficiary_id,
                     &r.sku_id,
                     &r.start_ns,
                     &r.end_ns,
-                    &r.quantity,
+                    &common::quantity_text(r.quantity, &mut quantity),
                     &r.amount_fen,
                     &r.period,
                     &r.class_code,
@@ -400,8 +404,8 @@ impl Store for PgStore {
         }
         write_effects(&mut tx, &fx, &self.engine.names)?;
         let seq = self.log_seq + 1;
-        // The inserted keys' hashes, computed once: logged for the other replicas, then
-        // remembered here the way a replica applies them.
+        // The inserted keys' hashes, logged for the other replicas (this one's filter has
+        // every key of the group since `maybe_stored`).
         let keys = common::encode_key_hashes(&rows, &insert);
         if !insert.is_empty() {
             let capacity = common::capacity_deltas(&self.engine, &fx);
@@ -420,7 +424,6 @@ impl Store for PgStore {
         }
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
-        self.engine.apply_logged(&keys, &[])?;
         Ok(decisions)
     }
 
@@ -444,7 +447,7 @@ impl Store for PgStore {
         let Some(r) = tx.query_opt(&sql, &[&provider_id, &record_id])? else {
             return Ok(VoidResult::NotFound);
         };
-        let (row, voided_at, _) = row_of(&r);
+        let (row, voided_at, _) = row_of(&r)?;
         if let Some(at) = voided_at {
             return Ok(VoidResult::AlreadyVoided { at });
         }

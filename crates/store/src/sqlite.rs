@@ -1,8 +1,10 @@
 //! The SQLite backend (the default): one file, WAL with `synchronous=FULL` so a commit is on
-//! disk before `ACCEPTED` is sent. The usage table is a WITHOUT ROWID B-tree keyed
+//! disk when it returns; ingest groups may instead commit without the fsync and be flushed by
+//! another thread before `ACCEPTED` is sent ([`Store::defer_ingest_sync`]). The usage table is a WITHOUT ROWID B-tree keyed
 //! (provider_id, record_id), so a record costs one B-tree insert and the insert itself detects
 //! an existing key.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -37,6 +39,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     conn: Connection,
     engine: Engine,
+    /// The database file, for [`Store::defer_ingest_sync`].
+    path: std::path::PathBuf,
+    /// Ingest groups commit with `synchronous=NORMAL` (no fsync at commit) and are flushed by
+    /// a [`WalSync`] before they are acknowledged; every other commit stays `FULL`.
+    defer_ingest_sync: bool,
 }
 
 const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
@@ -72,7 +79,15 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-type Fetched = (Row, Option<String>, Option<String>);
+type Fetched = (Row<'static>, Option<String>, Option<String>);
+
+/// A stored quantity's text as a number, as a column conversion.
+fn quantity_at(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<rust_decimal::Decimal> {
+    let text: String = r.get(column)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
 
 fn fetch(
     stmt: &mut rusqlite::CachedStatement<'_>,
@@ -83,12 +98,12 @@ fn fetch(
         Ok((
             Row {
                 provider_id,
-                record_id: record_id.to_owned(),
+                record_id: Cow::Owned(record_id.to_owned()),
                 beneficiary_id: r.get(0)?,
                 sku_id: r.get(1)?,
                 start_ns: r.get(2)?,
                 end_ns: r.get(3)?,
-                quantity: r.get(4)?,
+                quantity: quantity_at(r, 4)?,
                 amount_fen: r.get(5)?,
                 period: r.get(6)?,
                 class_code: r.get(7)?,
@@ -124,6 +139,8 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             engine: Engine::default(),
+            path: path.to_path_buf(),
+            defer_ingest_sync: false,
         };
         store.migrate()?;
         store.load_engine()?;
@@ -190,6 +207,98 @@ impl SqliteStore {
         drop(stmt);
         self.engine = engine;
         Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// One group in one transaction, committed with the connection's `synchronous` setting.
+    fn ingest_group(
+        &mut self,
+        candidates: &[&Candidate],
+        rejected: &[crate::ingest_stats::Rejected],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Decision>> {
+        let rows: Vec<Row<'_>> = candidates
+            .iter()
+            .map(|c| encode(&self.engine.names, c))
+            .collect::<Result<_>>()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // One lookup of every key of the group, in multi-row statements; usually finds nothing.
+        let mut existing = common::Existing::default();
+        for chunk in common::maybe_stored(&mut self.engine, &rows).chunks(LOOKUP_KEYS_MAX) {
+            let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
+            for row in chunk {
+                params.push(&row.provider_id);
+                params.push(&row.record_id as &dyn rusqlite::ToSql);
+            }
+
+            let mut found = stmt.query(params.as_slice())?;
+            while let Some(r) = found.next()? {
+                let row = Row {
+                    provider_id: r.get(0)?,
+                    record_id: Cow::Owned(r.get(1)?),
+                    beneficiary_id: r.get(2)?,
+                    sku_id: r.get(3)?,
+                    start_ns: r.get(4)?,
+                    end_ns: r.get(5)?,
+                    quantity: quantity_at(r, 6)?,
+                    amount_fen: r.get(7)?,
+                    period: r.get(8)?,
+                    class_code: r.get(9)?,
+                    registry_version: r.get(10)?,
+                };
+                existing.insert((row.provider_id, row.record_id.to_string()), row);
+            }
+        }
+        let common::Decided {
+            decisions,
+            insert,
+            effects: fx,
+        } = common::decide(&self.engine, candidates, &rows, &existing)?;
+        let mut quantity = String::new();
+        for chunk in insert.chunks(INSERT_ROWS_MAX) {
+            let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
+            // Raw binding: no per-parameter trait objects; the statement has exactly these slots.
+            let mut slot = 1;
+            for &i in chunk {
+                let r = &rows[i];
+                stmt.raw_bind_parameter(slot, r.provider_id)?;
+                stmt.raw_bind_parameter(slot + 1, r.record_id.as_ref())?;
+                for (offset, value) in [
+                    (2, r.beneficiary_id),
+                    (3, r.sku_id),
+                    (4, r.start_ns),
+                    (5, r.end_ns),
+                ] {
+                    stmt.raw_bind_parameter(slot + offset, value)?;
+                }
+                // SQLite copies bound text (SQLITE_TRANSIENT), so one buffer serves every row.
+                stmt.raw_bind_parameter(
+                    slot + 6,
+                    common::quantity_text(r.quantity, &mut quantity),
+                )?;
+                for (offset, value) in [
+                    (7, r.amount_fen),
+                    (8, r.period),
+                    (9, r.class_code),
+                    (10, r.registry_version),
+                ] {
+                    stmt.raw_bind_parameter(slot + offset, value)?;
+                }
+                slot += 11;
+            }
+            stmt.raw_execute()?;
+        }
+        write_effects(&tx, &fx, &self.engine.names)?;
+        let mut tx = tx;
+        crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
+        tx.commit()?;
+        crate::note_accrual_change();
+        fx.commit_into(&mut self.engine);
+        Ok(decisions)
     }
 }
 
@@ -260,89 +369,39 @@ impl Store for SqliteStore {
         Ok(version as u64)
     }
 
+    fn defer_ingest_sync(&mut self) -> Option<crate::WalSync> {
+        let mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .ok()?;
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = std::path::PathBuf::from(wal);
+        if !mode.eq_ignore_ascii_case("wal") || !wal.is_file() {
+            return None;
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        self.defer_ingest_sync = true;
+        Some(crate::WalSync::new(wal, dir))
+    }
+
     fn ingest_noting(
         &mut self,
-        candidates: &[Candidate],
+        candidates: &[&Candidate],
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
-        let rows: Vec<Row> = candidates
-            .iter()
-            .map(|c| encode(&self.engine.names, c))
-            .collect::<Result<_>>()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        // One lookup of every key of the group, in multi-row statements; usually finds nothing.
-        let mut existing = common::Existing::default();
-        for chunk in common::maybe_stored(&self.engine, &rows).chunks(LOOKUP_KEYS_MAX) {
-            let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
-            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
-            for row in chunk {
-                params.push(&row.provider_id);
-                params.push(&row.record_id);
-            }
-
-            let mut found = stmt.query(params.as_slice())?;
-            while let Some(r) = found.next()? {
-                let row = Row {
-                    provider_id: r.get(0)?,
-                    record_id: r.get(1)?,
-                    beneficiary_id: r.get(2)?,
-                    sku_id: r.get(3)?,
-                    start_ns: r.get(4)?,
-                    end_ns: r.get(5)?,
-                    quantity: r.get(6)?,
-                    amount_fen: r.get(7)?,
-                    period: r.get(8)?,
-                    class_code: r.get(9)?,
-                    registry_version: r.get(10)?,
-                };
-                existing.insert((row.provider_id, row.record_id.clone()), row);
-            }
+        if !self.defer_ingest_sync {
+            return self.ingest_group(candidates, rejected, at);
         }
-        let common::Decided {
-            decisions,
-            insert,
-            effects: fx,
-        } = common::decide(&self.engine, candidates, &rows, &existing)?;
-        for chunk in insert.chunks(INSERT_ROWS_MAX) {
-            let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
-            // Raw binding: no per-parameter trait objects; the statement has exactly these slots.
-            let mut slot = 1;
-            for &i in chunk {
-                let r = &rows[i];
-                stmt.raw_bind_parameter(slot, r.provider_id)?;
-                stmt.raw_bind_parameter(slot + 1, r.record_id.as_str())?;
-                for (offset, value) in [
-                    (2, r.beneficiary_id),
-                    (3, r.sku_id),
-                    (4, r.start_ns),
-                    (5, r.end_ns),
-                ] {
-                    stmt.raw_bind_parameter(slot + offset, value)?;
-                }
-                stmt.raw_bind_parameter(slot + 6, r.quantity.as_str())?;
-                for (offset, value) in [
-                    (7, r.amount_fen),
-                    (8, r.period),
-                    (9, r.class_code),
-                    (10, r.registry_version),
-                ] {
-                    stmt.raw_bind_parameter(slot + offset, value)?;
-                }
-                slot += 11;
-            }
-            stmt.raw_execute()?;
-        }
-        write_effects(&tx, &fx, &self.engine.names)?;
-        let mut tx = tx;
-        crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
-        tx.commit()?;
-        crate::note_accrual_change();
-        fx.commit_into(&mut self.engine);
-        common::remember_keys(&mut self.engine, &rows, &insert);
-        Ok(decisions)
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = self.ingest_group(candidates, rejected, at);
+        // Back to FULL for every other write, even if the group failed.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        result
     }
 
     fn void_audited(

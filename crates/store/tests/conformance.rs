@@ -587,12 +587,10 @@ fn ingest_statistics_count_outcomes_and_cap_examples() {
         let at = DateTime::parse_from_rfc3339("2025-03-01T23:30:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let decisions = store
-            .ingest_noting(&[one.clone(), over], &rejected, at)
-            .unwrap();
+        let decisions = store.ingest_noting(&[&one, &over], &rejected, at).unwrap();
         assert_eq!(decisions[0], Decision::Accepted);
         assert!(matches!(decisions[1], Decision::OverCapacity(_)));
-        let decisions = store.ingest_noting(&[one], &rejected[..1], at).unwrap();
+        let decisions = store.ingest_noting(&[&one], &rejected[..1], at).unwrap();
         assert_eq!(decisions, vec![Decision::Duplicate]);
         let mut daily = Vec::new();
         let mut reasons = Vec::new();
