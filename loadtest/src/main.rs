@@ -42,8 +42,9 @@ struct Args {
     /// Records per batch.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Batches in flight per stream.
-    #[arg(long, default_value_t = 4)]
+    /// Batches in flight per stream. 8: a server that flushes one group to disk while it writes
+    /// the next needs two groups' worth of batches in flight to stay busy.
+    #[arg(long, default_value_t = 8)]
     window: usize,
     /// Pace sending to this many records/s in total (0: as fast as acknowledged).
     #[arg(long, default_value_t = 0)]

@@ -7,7 +7,8 @@
 //! every group committed meanwhile) and only then acknowledges them, while the writer is already
 //! deciding and writing the next group. Other writes commit with their own fsync; any reply
 //! issued while a flush is pending waits for it, so nothing the writer answers is ahead of the
-//! disk.
+//! disk. A checkpoint thread copies the log into the database beside the writer, so the
+//! writer's own checkpoints find little left to copy.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -159,10 +160,39 @@ struct Syncer {
     /// succeed without the lost pages having reached the disk.
     failed: Arc<Mutex<Option<String>>>,
     thread: JoinHandle<()>,
+    /// Checkpoints the database beside the writer; stops when `stop` is dropped.
+    checkpoints: Option<(std_mpsc::Sender<()>, JoinHandle<()>)>,
 }
+
+/// How often the checkpoint thread copies the log into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Syncer {
     fn spawn(mut wal: WalSync) -> std::io::Result<Syncer> {
+        let checkpoints = match wal.checkpointer() {
+            Ok(None) => None,
+            Ok(Some(mut checkpointer)) => {
+                let (stop, stopped) = std_mpsc::channel::<()>();
+                let thread = std::thread::Builder::new()
+                    .name("suanli-checkpoint".into())
+                    .spawn(move || {
+                        loop {
+                            let last = !matches!(
+                                stopped.recv_timeout(CHECKPOINT_INTERVAL),
+                                Err(std_mpsc::RecvTimeoutError::Timeout)
+                            );
+                            if let Err(e) = checkpointer.checkpoint() {
+                                tracing::warn!(error = %e, "checkpoint failed; the writer's own checkpoints go on");
+                            }
+                            if last {
+                                return;
+                            }
+                        }
+                    })?;
+                Some((stop, thread))
+            }
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        };
         let (queue, rx) = std_mpsc::channel::<Deliver>();
         let pending = Arc::new(AtomicUsize::new(0));
         let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -210,6 +240,7 @@ impl Syncer {
             pending,
             failed,
             thread,
+            checkpoints,
         })
     }
 
@@ -237,6 +268,10 @@ impl Syncer {
     fn finish(self) {
         drop(self.queue);
         let _ = self.thread.join();
+        if let Some((stop, thread)) = self.checkpoints {
+            drop(stop);
+            let _ = thread.join();
+        }
     }
 }
 

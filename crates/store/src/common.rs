@@ -136,20 +136,64 @@ pub(crate) struct Row<'a> {
     pub registry_version: i64,
 }
 
-pub(crate) fn encode<'c>(names: &Names, c: &'c Candidate) -> Result<Row<'c>, StoreError> {
-    let id = |kind: Kind, name: &str| {
-        names.id(kind, name).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{} {name:?} is not interned; was its registry loaded?",
-                kind.as_str()
-            ))
-        })
-    };
+/// Encodes a group. A batch comes from one provider and usually a few SKUs, so the last
+/// provider and SKU looked up are remembered.
+pub(crate) fn encode_group<'c>(
+    names: &Names,
+    candidates: &[&'c Candidate],
+) -> Result<Vec<Row<'c>>, StoreError> {
+    let mut last_provider: Option<(&str, i64)> = None;
+    let mut last_sku: Option<(&str, i64)> = None;
+    let mut rows = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        let provider = remembered(
+            names,
+            Kind::Provider,
+            &c.record.provider,
+            &mut last_provider,
+        )?;
+        let sku = remembered(names, Kind::Sku, &c.record.sku, &mut last_sku)?;
+        rows.push(encode_with(names, c, provider, sku)?);
+    }
+    Ok(rows)
+}
+
+fn remembered<'n>(
+    names: &Names,
+    kind: Kind,
+    name: &'n str,
+    last: &mut Option<(&'n str, i64)>,
+) -> Result<i64, StoreError> {
+    if let Some((n, id)) = *last
+        && n == name
+    {
+        return Ok(id);
+    }
+    let id = interned(names, kind, name)?;
+    *last = Some((name, id));
+    Ok(id)
+}
+
+fn interned(names: &Names, kind: Kind, name: &str) -> Result<i64, StoreError> {
+    names.id(kind, name).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{} {name:?} is not interned; was its registry loaded?",
+            kind.as_str()
+        ))
+    })
+}
+
+fn encode_with<'c>(
+    names: &Names,
+    c: &'c Candidate,
+    provider_id: i64,
+    sku_id: i64,
+) -> Result<Row<'c>, StoreError> {
     Ok(Row {
-        provider_id: id(Kind::Provider, &c.record.provider)?,
+        provider_id,
         record_id: Cow::Borrowed(&c.record.record_id),
-        beneficiary_id: id(Kind::Beneficiary, &c.record.beneficiary)?,
-        sku_id: id(Kind::Sku, &c.record.sku)?,
+        beneficiary_id: interned(names, Kind::Beneficiary, &c.record.beneficiary)?,
+        sku_id,
         start_ns: to_ns(c.record.start),
         end_ns: to_ns(c.record.end),
         quantity: c.record.quantity.normalize(),
@@ -660,21 +704,30 @@ pub(crate) struct Decided {
 /// Decides a group in order, given the stored rows of its keys: a key stored before, or
 /// admitted earlier in the group, makes a duplicate or conflict (`same_content`); a new record
 /// is admitted unless it would pass its SKU's capacity in some clock hour.
+///
+/// `all_new`: the stored-key filter answered "new" for every key of the group
+/// ([`maybe_stored`] found none), so no key is stored or repeated in the group and the
+/// repeats need not be tracked.
 pub(crate) fn decide(
     engine: &Engine,
     candidates: &[&Candidate],
     rows: &[Row<'_>],
     existing: &Existing,
+    all_new: bool,
 ) -> Result<Decided, StoreError> {
     let mut fx = TxEffects::default();
     let mut decisions = Vec::with_capacity(candidates.len());
-    let mut admitted: FxMap<(i64, &str), usize> =
-        FxMap::with_capacity_and_hasher(candidates.len(), Default::default());
+    let mut admitted: FxMap<(i64, &str), usize> = if all_new {
+        FxMap::default()
+    } else {
+        FxMap::with_capacity_and_hasher(candidates.len(), Default::default())
+    };
     let mut insert = Vec::with_capacity(candidates.len());
     let mut shares = Vec::new();
     for (i, (c, row)) in candidates.iter().zip(rows).enumerate() {
         let key = (row.provider_id, row.record_id.as_ref());
-        let decision = if let Some(&j) = admitted.get(&key) {
+        let repeat = if all_new { None } else { admitted.get(&key) };
+        let decision = if let Some(&j) = repeat {
             compare(&candidates[j].record, &c.record)
         } else if let Some(stored) = (!existing.is_empty())
             .then(|| existing.get(&(row.provider_id, row.record_id.clone().into_owned())))
@@ -684,7 +737,9 @@ pub(crate) fn decide(
         } else {
             match fx.check(engine, row, c, &mut shares) {
                 Ok(()) => {
-                    admitted.insert(key, i);
+                    if !all_new {
+                        admitted.insert(key, i);
+                    }
                     insert.push(i);
                     fx.admit(engine, row, &shares)
                 }

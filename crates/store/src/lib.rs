@@ -282,7 +282,6 @@ pub fn accrual_changes() -> u64 {
 /// The default database: a SQLite file under `./suanli-data/`, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./suanli-data/suanli.db";
 
-/// Opens a store by URL and runs its migrations.
 /// Flushes a SQLite database's write-ahead log to disk: every transaction committed before
 /// [`WalSync::sync`] is called is durable when it returns. Runs on any thread, beside the
 /// connection that keeps writing (the log is appended to, never rewritten in place while a
@@ -292,6 +291,8 @@ pub struct WalSync {
     wal: std::path::PathBuf,
     dir: std::path::PathBuf,
     dir_synced: bool,
+    /// The database, for [`WalSync::checkpointer`]; `None`: no checkpoints from here.
+    db: Option<std::path::PathBuf>,
 }
 
 impl WalSync {
@@ -301,7 +302,26 @@ impl WalSync {
             wal,
             dir,
             dir_synced: false,
+            db: None,
         }
+    }
+
+    pub(crate) fn with_checkpoints(mut self, db: std::path::PathBuf) -> WalSync {
+        self.db = Some(db);
+        self
+    }
+
+    /// A connection that copies the log into the database ([`Checkpointer::checkpoint`]) on
+    /// a thread of its own, so the writer does not stop for it; `None` if this log's writer
+    /// checkpoints by itself.
+    pub fn checkpointer(&self) -> Result<Option<Checkpointer>> {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        let conn = rusqlite::Connection::open(db)?;
+        conn.pragma_update(None, "busy_timeout", 10_000)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Some(Checkpointer { conn }))
     }
 
     pub fn sync(&mut self) -> std::io::Result<()> {
@@ -320,6 +340,29 @@ impl WalSync {
     }
 }
 
+/// Checkpoints a SQLite database beside its writer (see [`WalSync::checkpointer`]).
+pub struct Checkpointer {
+    conn: rusqlite::Connection,
+}
+
+impl Checkpointer {
+    /// Copies every frame of the log that no reader needs into the database and flushes it
+    /// (a PASSIVE checkpoint: it never waits for the writer). The writer starts the log over
+    /// once a checkpoint has copied all of it. Returns the frames in the log and those copied.
+    ///
+    /// While the writer keeps appending, a passive checkpoint does not reach the end of the
+    /// log, so the writer's own checkpoint (`wal_autocheckpoint`) still lets it start the log
+    /// over; it then finds most frames copied already and waits only for the rest.
+    pub fn checkpoint(&mut self) -> Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?)
+    }
+}
+
+/// Opens a store by URL and runs its migrations.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Box::new(sqlite::SqliteStore::open(path)?))

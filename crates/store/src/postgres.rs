@@ -13,7 +13,7 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 use std::borrow::Cow;
 
-use crate::common::{self, Engine, Kind, Row, TxEffects, decode, encode, now_text};
+use crate::common::{self, Engine, Kind, Row, TxEffects, decode, now_text};
 use crate::{
     AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
     Store, StoreError, StoredRecord, VoidResult,
@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         6,
         include_str!("../../../migrations/postgres/0006_ingest_log.sql"),
+    ),
+    (
+        7,
+        include_str!("../../../migrations/postgres/0007_ingest_collation.sql"),
     ),
 ];
 
@@ -325,12 +329,7 @@ impl Store for PgStore {
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
-        let encode_all = |engine: &Engine| -> Result<Vec<Row<'_>>> {
-            candidates
-                .iter()
-                .map(|c| encode(&engine.names, c))
-                .collect()
-        };
+        let encode_all = |engine: &Engine| common::encode_group(&engine.names, candidates);
         let rows = match encode_all(&self.engine) {
             Ok(rows) => rows,
             Err(_) => {
@@ -362,7 +361,7 @@ impl Store for PgStore {
             decisions,
             insert,
             effects: fx,
-        } = common::decide(&self.engine, candidates, &rows, &existing)?;
+        } = common::decide(&self.engine, candidates, &rows, &existing, maybe.is_empty())?;
         if !insert.is_empty() {
             // Binary COPY straight into the table: the keys are known to be new (one writer).
             let sink = tx.copy_in(

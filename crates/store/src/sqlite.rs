@@ -10,7 +10,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::common::{self, Engine, Kind, Names, Row, TxEffects, decode, encode, now_text};
+use crate::common::{self, Engine, Kind, Names, Row, TxEffects, decode, now_text};
 use crate::{
     AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
     Store, StoreError, StoredRecord, VoidResult,
@@ -218,16 +218,14 @@ impl SqliteStore {
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
-        let rows: Vec<Row<'_>> = candidates
-            .iter()
-            .map(|c| encode(&self.engine.names, c))
-            .collect::<Result<_>>()?;
+        let rows = common::encode_group(&self.engine.names, candidates)?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // One lookup of every key of the group, in multi-row statements; usually finds nothing.
         let mut existing = common::Existing::default();
-        for chunk in common::maybe_stored(&mut self.engine, &rows).chunks(LOOKUP_KEYS_MAX) {
+        let maybe = common::maybe_stored(&mut self.engine, &rows);
+        for chunk in maybe.chunks(LOOKUP_KEYS_MAX) {
             let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
             for row in chunk {
@@ -257,7 +255,7 @@ impl SqliteStore {
             decisions,
             insert,
             effects: fx,
-        } = common::decide(&self.engine, candidates, &rows, &existing)?;
+        } = common::decide(&self.engine, candidates, &rows, &existing, maybe.is_empty())?;
         let mut quantity = String::new();
         for chunk in insert.chunks(INSERT_ROWS_MAX) {
             let mut stmt = tx.prepare_cached(&insert_sql(chunk.len()))?;
@@ -385,7 +383,7 @@ impl Store for SqliteStore {
             _ => std::path::PathBuf::from("."),
         };
         self.defer_ingest_sync = true;
-        Some(crate::WalSync::new(wal, dir))
+        Some(crate::WalSync::new(wal, dir).with_checkpoints(self.path.clone()))
     }
 
     fn ingest_noting(
