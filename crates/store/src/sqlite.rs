@@ -300,15 +300,51 @@ impl SqliteStore {
     }
 }
 
+/// Rows per accrual upsert statement: powers of two up to this, so a group's upserts use at
+/// most eight distinct statements and they stay in the statement cache.
+const ACCRUAL_ROWS_MAX: usize = 128;
+
+fn accrual_upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) VALUES ",
+    );
+    for k in 0..rows {
+        sql += if k == 0 {
+            "(?,?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?,?)"
+        };
+    }
+    sql += " ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
+            DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records";
+    sql
+}
+
+/// The accrual deltas of a transaction, as multi-row upserts (one statement per up to
+/// [`ACCRUAL_ROWS_MAX`] line keys instead of one per key: a group of a few thousand records
+/// touches hundreds of keys).
 fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects, names: &Names) -> Result<()> {
-    let mut acc = tx.prepare_cached(
-        "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
-         DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records",
-    )?;
-    for (k, amount, count) in fx.accrual_deltas(names)? {
-        acc.execute(params![k.0, k.1, k.2, k.3, k.4, k.5, amount, count])?;
+    let deltas = fx.accrual_deltas(names)?;
+    let mut rest = deltas.as_slice();
+    while !rest.is_empty() {
+        let n = if rest.len() >= ACCRUAL_ROWS_MAX {
+            ACCRUAL_ROWS_MAX
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut stmt = tx.prepare_cached(&accrual_upsert_sql(n))?;
+        let mut slot = 1;
+        for (k, amount, count) in chunk {
+            for (offset, text) in [&k.0, &k.1, &k.2, &k.3, &k.4, &k.5].into_iter().enumerate() {
+                stmt.raw_bind_parameter(slot + offset, text.as_str())?;
+            }
+            stmt.raw_bind_parameter(slot + 6, *amount)?;
+            stmt.raw_bind_parameter(slot + 7, *count)?;
+            slot += 8;
+        }
+        stmt.raw_execute()?;
     }
     Ok(())
 }
@@ -564,4 +600,42 @@ pub(crate) fn stored(
         voided_at,
         void_reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Accrual upserts split into power-of-two statements add every key's delta exactly once,
+    // for key counts around and above the statement size.
+    #[test]
+    fn chunked_accrual_upserts_add_every_key_once() {
+        for keys in [1usize, 127, 128, 129, 300] {
+            let dir = suanli_testkit::scratch_dir(&format!("accrual-chunks-{keys}"));
+            let path = dir.join("s.db");
+            let mut store = SqliteStore::open(path.to_str().expect("utf-8 path")).expect("open");
+            let mut names = Names::default();
+            names.insert(Kind::Provider, "dc".into(), 10_000);
+            let mut fx = TxEffects::default();
+            for i in 0..keys as i64 {
+                names.insert(Kind::Beneficiary, format!("ent-{i:03}"), i + 1);
+                fx.accruals.insert((i + 1, 10_000, 0, 202503), (i + 1, 1));
+            }
+            for _ in 0..2 {
+                let tx = store.conn.transaction().expect("tx");
+                write_effects(&tx, &fx, &names).expect("upserts");
+                tx.commit().expect("commit");
+            }
+            let rows = store.accruals().expect("accruals");
+            assert_eq!(rows.len(), keys, "{keys} keys");
+            for row in rows {
+                let i: i64 = row.beneficiary["ent-".len()..].parse().expect("index");
+                assert_eq!((row.amount_fen, row.records), (2 * (i + 1), 2), "{row:?}");
+                assert_eq!(
+                    (row.provider.as_str(), row.period.as_str()),
+                    ("dc", "2025-03")
+                );
+            }
+        }
+    }
 }
