@@ -408,6 +408,12 @@ mod tests {
         let (deliver, rx) = recorder();
         syncer.after_flush(deliver);
         assert_eq!(rx.recv().expect("delivered"), Ok(()));
+        let waited = Instant::now();
+        while !syncer.idle() && waited.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        assert!(syncer.idle(), "nothing pending once delivered");
+        assert_eq!(syncer.failure(), None);
         syncer.finish();
     }
 
