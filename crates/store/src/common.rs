@@ -569,11 +569,12 @@ pub(crate) fn capacity_deltas(engine: &Engine, fx: &TxEffects) -> Vec<((i64, i64
     out
 }
 
-/// The `ingest_log.keys` bytes: the key hashes of the inserted rows, 8 bytes LE each.
-pub(crate) fn encode_key_hashes(rows: &[Row<'_>], inserted: &[usize]) -> Vec<u8> {
+/// The `ingest_log.keys` bytes: the key hashes ([`key_hashes`]) of the inserted rows, 8 bytes
+/// LE each.
+pub(crate) fn encode_key_hashes(hashes: &[u64], inserted: &[usize]) -> Vec<u8> {
     let mut out = Vec::with_capacity(inserted.len() * 8);
     for &i in inserted {
-        out.extend_from_slice(&key_hash(rows[i].provider_id, &rows[i].record_id).to_le_bytes());
+        out.extend_from_slice(&hashes[i].to_le_bytes());
     }
     out
 }
@@ -676,17 +677,27 @@ pub(crate) fn now_text(at: DateTime<Utc>) -> String {
 /// that ends up not stored (rejected, a conflict, a failed transaction) only turns into a false
 /// "maybe", which costs a lookup and never a wrong decision; and a key repeated within the group
 /// is decided against its first occurrence.
-pub(crate) fn maybe_stored<'r, 'a>(engine: &mut Engine, rows: &'r [Row<'a>]) -> Vec<&'r Row<'a>> {
-    // Two passes: hashing first, so the probes that follow are independent of each other and
-    // the CPU overlaps their cache misses instead of waiting out each key's hash.
-    let hashes: Vec<u64> = rows
-        .iter()
-        .map(|r| key_hash(r.provider_id, &r.record_id))
-        .collect();
+///
+/// `hashes` are the rows' [`key_hashes`], computed in a pass of their own so the probes that
+/// follow are independent of each other and the CPU overlaps their cache misses instead of
+/// waiting out each key's hash.
+pub(crate) fn maybe_stored<'r, 'a>(
+    engine: &mut Engine,
+    rows: &'r [Row<'a>],
+    hashes: &[u64],
+) -> Vec<&'r Row<'a>> {
     rows.iter()
         .zip(hashes)
-        .filter(|(_, hash)| engine.key_hashes.check_and_insert(*hash))
+        .filter(|(_, hash)| engine.key_hashes.check_and_insert(**hash))
         .map(|(row, _)| row)
+        .collect()
+}
+
+/// The key hash of every row, in order (computed once per group: the filter and, on
+/// PostgreSQL, the ingest log use them).
+pub(crate) fn key_hashes(rows: &[Row<'_>]) -> Vec<u64> {
+    rows.iter()
+        .map(|r| key_hash(r.provider_id, &r.record_id))
         .collect()
 }
 
@@ -794,7 +805,7 @@ mod tests {
             "unchanged hours are not logged"
         );
         let rows = [row(1, "a"), row(2, "b"), row(1, "c")];
-        let keys = encode_key_hashes(&rows, &[0, 2]);
+        let keys = encode_key_hashes(&key_hashes(&rows), &[0, 2]);
         let mut other = Engine::default();
         other.capacity.insert((7, 100), Decimal::new(25, 1));
         other
@@ -837,7 +848,7 @@ mod tests {
         let mut filter = KeyFilter::default();
         let mut engine = Engine::default();
         let rows = [row(1, "a"), row(2, "b"), row(1, "a")];
-        let maybe = maybe_stored(&mut engine, &rows);
+        let maybe = maybe_stored(&mut engine, &rows, &key_hashes(&rows));
         assert_eq!(
             maybe.len(),
             1,

@@ -341,7 +341,8 @@ impl Store for PgStore {
         let mut tx = self.client.transaction()?;
         tx.execute(INGEST_LOCK_SQL, &[])?;
         catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
-        let maybe = common::maybe_stored(&mut self.engine, &rows);
+        let hashes = common::key_hashes(&rows);
+        let maybe = common::maybe_stored(&mut self.engine, &rows, &hashes);
         let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
         let ids: Vec<&str> = maybe.iter().map(|r| r.record_id.as_ref()).collect();
         let sql = format!(
@@ -405,7 +406,7 @@ impl Store for PgStore {
         let seq = self.log_seq + 1;
         // The inserted keys' hashes, logged for the other replicas (this one's filter has
         // every key of the group since `maybe_stored`).
-        let keys = common::encode_key_hashes(&rows, &insert);
+        let keys = common::encode_key_hashes(&hashes, &insert);
         if !insert.is_empty() {
             let capacity = common::capacity_deltas(&self.engine, &fx);
             log_changes(

@@ -224,7 +224,7 @@ impl SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // One lookup of every key of the group, in multi-row statements; usually finds nothing.
         let mut existing = common::Existing::default();
-        let maybe = common::maybe_stored(&mut self.engine, &rows);
+        let maybe = common::maybe_stored(&mut self.engine, &rows, &common::key_hashes(&rows));
         for chunk in maybe.chunks(LOOKUP_KEYS_MAX) {
             let mut stmt = tx.prepare_cached(&lookup_sql(chunk.len()))?;
             let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 2);
