@@ -44,7 +44,15 @@ pub struct SqliteStore {
     /// Ingest groups commit with `synchronous=NORMAL` (no fsync at commit) and are flushed by
     /// a [`WalSync`] before they are acknowledged; every other commit stays `FULL`.
     defer_ingest_sync: bool,
+    /// The page cache is at its full size ([`SqliteStore::fit_cache`]).
+    cache_full: bool,
 }
+
+/// Page cache while the database is smaller than SQLite's pending-byte offset, and after.
+const CACHE_SMALL_KIB: i64 = 16_384;
+const CACHE_FULL_KIB: i64 = 262_144;
+/// SQLite's pending-byte offset (1 GiB).
+const PENDING_BYTE: i64 = 0x4000_0000;
 
 const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
 
@@ -131,7 +139,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 10_000)?;
-        conn.pragma_update(None, "cache_size", -262_144)?; // 256 MiB of page cache
+        conn.pragma_update(None, "cache_size", -CACHE_SMALL_KIB)?; // see `fit_cache`
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // Checkpoint the WAL every ~40 MiB instead of every 4 MiB: fewer, larger checkpoints.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
@@ -141,8 +149,10 @@ impl SqliteStore {
             engine: Engine::default(),
             path: path.to_path_buf(),
             defer_ingest_sync: false,
+            cache_full: false,
         };
         store.migrate()?;
+        store.fit_cache(PENDING_BYTE)?;
         store.load_engine()?;
         Ok(store)
     }
@@ -211,6 +221,30 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Sizes the page cache: 16 MiB while the database is smaller than 1 GiB, 256 MiB from
+    /// then on. While it is smaller, every commit walks the whole page cache: SQLite's b-tree
+    /// balancing parks a page at the pending-byte page number (past the end of such a
+    /// database), and the commit truncates the cache back to the database's size, which scans
+    /// every cached page when that number is far past it. With 256 MiB the scan was 9 % of the
+    /// writer's time at half rate (BENCHMARKS.md); past 1 GiB the truncation finds nothing to
+    /// do and a large cache keeps the b-tree's inner pages.
+    fn fit_cache(&mut self, full_from_bytes: i64) -> Result<()> {
+        if self.cache_full {
+            return Ok(());
+        }
+        let bytes: i64 = self.conn.query_row(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            [],
+            |r| r.get(0),
+        )?;
+        if bytes >= full_from_bytes {
+            self.conn
+                .pragma_update(None, "cache_size", -CACHE_FULL_KIB)?;
+            self.cache_full = true;
+        }
+        Ok(())
+    }
+
     /// One group in one transaction, committed with the connection's `synchronous` setting.
     fn ingest_group(
         &mut self,
@@ -218,6 +252,7 @@ impl SqliteStore {
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
+        self.fit_cache(PENDING_BYTE)?;
         let rows = common::encode_group(&self.engine.names, candidates)?;
         let tx = self
             .conn
@@ -605,6 +640,44 @@ pub(crate) fn stored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache_kib(store: &SqliteStore) -> i64 {
+        -store
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))
+            .expect("cache_size")
+    }
+
+    // A fresh database gets the small page cache, and the full one once it reaches the size
+    // given (in production SQLite's pending-byte offset, 1 GiB); the cache does not shrink back.
+    #[test]
+    fn the_page_cache_grows_once_the_database_passes_the_threshold() {
+        let dir = suanli_testkit::scratch_dir("page-cache");
+        let path = dir.join("s.db");
+        let mut store = SqliteStore::open(path.to_str().expect("utf-8 path")).expect("open");
+        assert_eq!(cache_kib(&store), CACHE_SMALL_KIB);
+        let bytes: i64 = store
+            .conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )
+            .expect("size");
+        store.fit_cache(bytes + 1).expect("fit");
+        assert_eq!(cache_kib(&store), CACHE_SMALL_KIB, "one byte short");
+        store.fit_cache(bytes).expect("fit");
+        assert_eq!(cache_kib(&store), CACHE_FULL_KIB);
+        store.fit_cache(PENDING_BYTE).expect("fit");
+        assert_eq!(cache_kib(&store), CACHE_FULL_KIB, "never shrinks back");
+        drop(store);
+        let store = SqliteStore::open(path.to_str().expect("utf-8 path")).expect("reopen");
+        assert_eq!(
+            cache_kib(&store),
+            CACHE_SMALL_KIB,
+            "a small file reopens small"
+        );
+    }
 
     // Accrual upserts split into power-of-two statements add every key's delta exactly once,
     // for key counts around and above the statement size.
