@@ -64,6 +64,11 @@ struct Args {
     /// Soak: where the samples go (CSV).
     #[arg(long, default_value = "soak.csv")]
     samples_csv: std::path::PathBuf,
+    /// After a `--records` run, run a soak at half the rate it measured, for this many seconds
+    /// (samples to `--samples-csv`), and print its latency: "p99 at half of the maximum rate"
+    /// measured in one command, so both halves see the same machine.
+    #[arg(long, default_value_t = 0)]
+    half_rate_secs: u64,
     /// After the run, bulk-load the same rows into an unindexed table of a scratch database
     /// (`sqlite://PATH` or `postgres://…`, the server's backend) and print Suanli's throughput
     /// as a share of that (see `baseline.rs`).
@@ -364,34 +369,15 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     sorted[((sorted.len() * per_mille).div_ceil(1000)).clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.streams == 0 || args.batch == 0 || args.providers == 0 || args.beneficiaries == 0 {
-        bail!("--streams, --batch, --providers and --beneficiaries must be positive");
-    }
-    let run = args.run_id.clone().unwrap_or_else(|| {
-        format!(
-            "r{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        )
-    });
-    let channel = connect(&args.server).await?;
-    let mut registry = RegistryServiceClient::new(channel.clone());
-    let loaded = registry
-        .load_registry(authorize(
-            pb::LoadRegistryRequest {
-                file_name: "loadtest.toml".into(),
-                toml_text: registry_toml(args.providers, args.beneficiaries),
-            },
-            &args.token,
-        )?)
-        .await?
-        .into_inner();
-    let version = loaded.current.map_or(0, |c| c.version);
-    let mut metering = MeteringServiceClient::new(channel);
+/// Sends one run's records (`--records`, or a soak for `--duration`), prints records/s and the
+/// latency percentiles, checks the server holds exactly what was acknowledged, and returns the
+/// records/s.
+async fn measure(
+    args: &Args,
+    run: &str,
+    version: u64,
+    metering: &mut MeteringServiceClient<Channel>,
+) -> anyhow::Result<u128> {
     let before = metering
         .get_usage_stats(authorize(pb::GetUsageStatsRequest::default(), &args.token)?)
         .await?
@@ -406,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
         for s in 0..args.streams {
             streams.push(Batches::Until {
                 deadline,
-                run: run.clone(),
+                run: run.to_owned(),
                 rng: Rng(0x5eed ^ ((s as u64) << 32)),
             });
         }
@@ -424,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
             let n = batches_total / args.streams + usize::from(s < batches_total % args.streams);
             let mut rng = Rng(0x5eed ^ ((s as u64) << 32));
             streams.push(Batches::Prepared(
-                (0..n).map(|i| batch(&args, &run, s, i, &mut rng)).collect(),
+                (0..n).map(|i| batch(args, run, s, i, &mut rng)).collect(),
             ));
         }
     }
@@ -489,10 +475,51 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("check: server holds exactly the {stored} acknowledged records ({stored_fen} fen)");
+    Ok(rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.streams == 0 || args.batch == 0 || args.providers == 0 || args.beneficiaries == 0 {
+        bail!("--streams, --batch, --providers and --beneficiaries must be positive");
+    }
+    if args.duration > 0 && (args.half_rate_secs > 0 || args.baseline.is_some()) {
+        bail!("--half-rate-secs and --baseline follow a --records run, not a soak (--duration)");
+    }
+    let run = args.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "r{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        )
+    });
+    let channel = connect(&args.server).await?;
+    let mut registry = RegistryServiceClient::new(channel.clone());
+    let loaded = registry
+        .load_registry(authorize(
+            pb::LoadRegistryRequest {
+                file_name: "loadtest.toml".into(),
+                toml_text: registry_toml(args.providers, args.beneficiaries),
+            },
+            &args.token,
+        )?)
+        .await?
+        .into_inner();
+    let version = loaded.current.map_or(0, |c| c.version);
+    let mut metering = MeteringServiceClient::new(channel);
+    let rate = measure(&args, &run, version, &mut metering).await?;
+    if args.half_rate_secs > 0 {
+        let half = Args {
+            duration: args.half_rate_secs,
+            rate: u64::try_from(rate / 2).unwrap_or(u64::MAX).max(1),
+            ..args.clone()
+        };
+        println!("half rate: {} records/s for {} s", half.rate, half.duration);
+        measure(&half, &format!("{run}h"), version, &mut metering).await?;
+    }
     if let Some(url) = args.baseline.clone() {
-        if args.duration > 0 {
-            bail!("--baseline measures a --records run, not a soak");
-        }
         // The same rows again: the generator is deterministic per stream.
         let batches_total = args.records.div_ceil(args.batch);
         let mut all = Vec::with_capacity(batches_total);
