@@ -232,11 +232,12 @@ impl SqliteStore {
         if self.cache_full {
             return Ok(());
         }
-        let bytes: i64 = self.conn.query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            [],
-            |r| r.get(0),
-        )?;
+        let bytes: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            )?
+            .query_row([], |r| r.get(0))?;
         if bytes >= full_from_bytes {
             self.conn
                 .pragma_update(None, "cache_size", -CACHE_FULL_KIB)?;
