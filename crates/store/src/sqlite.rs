@@ -53,6 +53,8 @@ const CACHE_SMALL_KIB: i64 = 16_384;
 const CACHE_FULL_KIB: i64 = 262_144;
 /// SQLite's pending-byte offset (1 GiB).
 const PENDING_BYTE: i64 = 0x4000_0000;
+/// The database's size in bytes.
+const SIZE_SQL: &str = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
 
 const SELECT_ROW: &str = "SELECT beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version, voided_at, void_reason FROM usage_records WHERE provider_id = ?1 AND record_id = ?2";
 
@@ -66,9 +68,7 @@ fn lookup_sql(keys: usize) -> String {
         "SELECT u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version \
          FROM usage_records u WHERE (u.provider_id, u.record_id) IN (VALUES ",
     );
-    for k in 0..keys {
-        sql += if k == 0 { "(?,?)" } else { ",(?,?)" };
-    }
+    push_value_rows(&mut sql, keys, 2);
     sql.push(')');
     sql
 }
@@ -77,14 +77,19 @@ fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) VALUES ",
     );
-    for k in 0..rows {
-        sql += if k == 0 {
-            "(?,?,?,?,?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?,?,?,?,?)"
-        };
-    }
+    push_value_rows(&mut sql, rows, 11);
     sql
+}
+
+/// Appends `rows` comma-separated tuples of `columns` parameters: `(?,?),(?,?)`.
+fn push_value_rows(sql: &mut String, rows: usize, columns: usize) {
+    let tuple = format!("({})", vec!["?"; columns].join(","));
+    for k in 0..rows {
+        if k > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&tuple);
+    }
 }
 
 type Fetched = (Row<'static>, Option<String>, Option<String>);
@@ -234,9 +239,7 @@ impl SqliteStore {
         }
         let bytes: i64 = self
             .conn
-            .prepare_cached(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            )?
+            .prepare_cached(SIZE_SQL)?
             .query_row([], |r| r.get(0))?;
         if bytes >= full_from_bytes {
             self.conn
@@ -344,13 +347,7 @@ fn accrual_upsert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO accruals (beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records) VALUES ",
     );
-    for k in 0..rows {
-        sql += if k == 0 {
-            "(?,?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?,?)"
-        };
-    }
+    push_value_rows(&mut sql, rows, 8);
     sql += " ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
             DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records";
     sql
@@ -659,11 +656,7 @@ mod tests {
         assert_eq!(cache_kib(&store), CACHE_SMALL_KIB);
         let bytes: i64 = store
             .conn
-            .query_row(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                [],
-                |r| r.get(0),
-            )
+            .query_row(SIZE_SQL, [], |r| r.get(0))
             .expect("size");
         store.fit_cache(bytes + 1).expect("fit");
         assert_eq!(cache_kib(&store), CACHE_SMALL_KIB, "one byte short");
@@ -678,6 +671,16 @@ mod tests {
             CACHE_SMALL_KIB,
             "a small file reopens small"
         );
+    }
+
+    #[test]
+    fn value_rows_have_the_shape_asked_for() {
+        let mut sql = String::new();
+        push_value_rows(&mut sql, 3, 2);
+        assert_eq!(sql, "(?,?),(?,?),(?,?)");
+        let mut one = String::new();
+        push_value_rows(&mut one, 1, 11);
+        assert_eq!(one, "(?,?,?,?,?,?,?,?,?,?,?)");
     }
 
     // Accrual upserts split into power-of-two statements add every key's delta exactly once,
