@@ -642,24 +642,24 @@ fn verify(url: &str, seen: &Seen, voids: &Voids) {
         );
         recount.insert(key, (int(&r[4]), int(&r[5])));
     }
-    let accruals: BTreeMap<LineKey, (i64, i64)> = db
-        .rows(
-            "SELECT beneficiary, provider, category, chip_origin, registered_model, period, \
-                    CAST(amount_fen AS TEXT), CAST(records AS TEXT) FROM accruals \
-             WHERE amount_fen <> 0 OR records <> 0",
-        )
+    // What readers see (the table plus the deltas not folded into it yet), through the store
+    // that balances and settlements read with.
+    let accruals: BTreeMap<LineKey, (i64, i64)> = suanli_store::open(url)
+        .expect("the store opens")
+        .accruals()
+        .expect("accruals")
         .into_iter()
-        .map(|r| {
+        .map(|a| {
             (
                 (
-                    r[0].clone(),
-                    r[1].clone(),
-                    r[2].clone(),
-                    r[3].clone(),
-                    r[4].clone(),
-                    r[5].clone(),
+                    a.beneficiary,
+                    a.provider,
+                    a.category,
+                    a.chip_origin,
+                    a.registered_model,
+                    a.period,
                 ),
-                (int(&r[6]), int(&r[7])),
+                (a.amount_fen, a.records),
             )
         })
         .collect();

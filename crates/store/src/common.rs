@@ -540,14 +540,143 @@ impl TxEffects {
         &self,
         names: &Names,
     ) -> Result<Vec<(AccrualKey, i64, i64)>, StoreError> {
-        self.accruals
-            .iter()
-            .map(|(ids, (a, n))| Ok((accrual_key_of(names, *ids)?, *a, *n)))
-            .collect()
+        keyed_deltas(names, &self.accruals)
     }
 
     pub(crate) fn commit_into(self, engine: &mut Engine) {
         engine.capacity.extend(self.capacity);
+    }
+}
+
+/// Accrual deltas by interned ids, with their keys as text.
+pub(crate) fn keyed_deltas(
+    names: &Names,
+    deltas: &FxMap<AccrualIds, (i64, i64)>,
+) -> Result<Vec<(AccrualKey, i64, i64)>, StoreError> {
+    deltas
+        .iter()
+        .map(|(ids, (a, n))| Ok((accrual_key_of(names, *ids)?, *a, *n)))
+        .collect()
+}
+
+/// Pending accrual deltas.
+///
+/// An ingest group does not update the `accruals` rows it touches (hundreds of keys per group,
+/// each an upsert: 15 % of the SQLite writer's time at half rate, 23 % of PostgreSQL's time
+/// per group). It appends one `accrual_pending` row holding its deltas by interned ids
+/// ([`encode_accrual_deltas`]), in the same transaction as its records, and every
+/// [`FOLD_GROUPS`] groups or [`FOLD_EVERY`] an ingest transaction folds all pending rows into
+/// `accruals` and deletes them. Readers ([`crate::Store::accruals`]) add the pending rows to
+/// the table in one snapshot, so what they see is exactly what a recount of the records
+/// gives, and a crash loses nothing: pending rows are as durable as the records they came with.
+pub(crate) const FOLD_GROUPS: u32 = 128;
+pub(crate) const FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Bytes per pending delta: beneficiary id, provider id, class code, period, amount, records,
+/// each an i64, little-endian.
+const DELTA_BYTES: usize = 48;
+
+/// The `accrual_pending.deltas` bytes of a transaction's accrual deltas.
+pub(crate) fn encode_accrual_deltas(deltas: &FxMap<AccrualIds, (i64, i64)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(deltas.len() * DELTA_BYTES);
+    for (&(b, p, c, period), &(amount, records)) in deltas {
+        for v in [b, p, c, period, amount, records] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Adds the deltas of one `accrual_pending.deltas` value into `into`.
+pub(crate) fn add_accrual_deltas(
+    bytes: &[u8],
+    into: &mut FxMap<AccrualIds, (i64, i64)>,
+) -> Result<(), StoreError> {
+    if bytes.len() % DELTA_BYTES != 0 {
+        return Err(StoreError::Corrupt(format!(
+            "accrual_pending.deltas of {} bytes is not a multiple of {DELTA_BYTES}",
+            bytes.len()
+        )));
+    }
+    for d in bytes.chunks_exact(DELTA_BYTES) {
+        let v = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d[i * 8..i * 8 + 8]);
+            i64::from_le_bytes(b)
+        };
+        let e = into.entry((v(0), v(1), v(2), v(3))).or_insert((0, 0));
+        e.0 += v(4);
+        e.1 += v(5);
+    }
+    Ok(())
+}
+
+/// The accrual rows a reader sees: the table's rows plus the pending deltas, without the rows
+/// that net to nothing, sorted.
+pub(crate) fn with_pending(
+    names: &Names,
+    table: Vec<AccrualRow>,
+    pending: &FxMap<AccrualIds, (i64, i64)>,
+) -> Result<Vec<AccrualRow>, StoreError> {
+    if pending.is_empty() {
+        return Ok(accrual_rows(table));
+    }
+    let mut totals: HashMap<AccrualKey, (i64, i64)> = table
+        .into_iter()
+        .map(|r| {
+            (
+                (
+                    r.beneficiary,
+                    r.provider,
+                    r.category,
+                    r.chip_origin,
+                    r.registered_model,
+                    r.period,
+                ),
+                (r.amount_fen, r.records),
+            )
+        })
+        .collect();
+    for (key, amount, records) in keyed_deltas(names, pending)? {
+        let e = totals.entry(key).or_insert((0, 0));
+        e.0 += amount;
+        e.1 += records;
+    }
+    Ok(accrual_rows(
+        totals
+            .into_iter()
+            .filter(|(_, (a, n))| *a != 0 || *n != 0)
+            .map(|(k, (a, n))| accrual_row(k, a, n))
+            .collect(),
+    ))
+}
+
+/// When the writer folds the pending deltas: after [`FOLD_GROUPS`] groups or [`FOLD_EVERY`].
+/// Only a schedule; which rows are pending is always read from the table, so another process
+/// that folds or a restart cannot make it wrong.
+pub(crate) struct FoldClock {
+    groups: u32,
+    since: std::time::Instant,
+}
+
+impl Default for FoldClock {
+    fn default() -> FoldClock {
+        FoldClock {
+            groups: 0,
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
+impl FoldClock {
+    /// Counts a group that appended pending deltas; true when this transaction should fold.
+    pub(crate) fn fold_now(&mut self) -> bool {
+        self.groups += 1;
+        self.groups >= FOLD_GROUPS || self.since.elapsed() >= FOLD_EVERY
+    }
+
+    pub(crate) fn folded(&mut self) {
+        *self = FoldClock::default();
     }
 }
 
@@ -769,6 +898,61 @@ pub(crate) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_deltas_round_trip_add_up_and_merge_with_the_table() {
+        let mut names = Names::default();
+        names.insert(Kind::Beneficiary, "ent-a".into(), 1);
+        names.insert(Kind::Provider, "dc-a".into(), 2);
+        let class = class_of_code(0).expect("class code 0");
+        let mut group: FxMap<AccrualIds, (i64, i64)> = FxMap::default();
+        group.insert((1, 2, 0, 202503), (-1_234_567_890_123, -3));
+        group.insert((1, 2, 0, 202504), (500, 1));
+        let bytes = encode_accrual_deltas(&group);
+        assert_eq!(bytes.len(), 2 * DELTA_BYTES);
+        let mut sum = FxMap::default();
+        add_accrual_deltas(&bytes, &mut sum).unwrap();
+        add_accrual_deltas(&bytes, &mut sum).unwrap();
+        assert_eq!(sum[&(1, 2, 0, 202503)], (-2_469_135_780_246, -6));
+        assert_eq!(sum[&(1, 2, 0, 202504)], (1000, 2));
+        let err = add_accrual_deltas(&bytes[..47], &mut sum).unwrap_err();
+        assert!(err.to_string().contains("47 bytes"), "{err}");
+
+        // The table holds March at +2,469,135,780,246 / 6: with the pending sum it nets to
+        // nothing and disappears; April exists only as pending.
+        let march = accrual_key("ent-a", "dc-a", class, "2025-03");
+        let table = vec![accrual_row(march, 2_469_135_780_246, 6)];
+        let seen = with_pending(&names, table, &sum).unwrap();
+        assert_eq!(
+            seen,
+            vec![accrual_row(
+                accrual_key("ent-a", "dc-a", class, "2025-04"),
+                1000,
+                2
+            )]
+        );
+        // An id with no name is corruption, not a silently dropped total.
+        sum.insert((9, 2, 0, 202503), (1, 1));
+        assert!(with_pending(&names, Vec::new(), &sum).is_err());
+    }
+
+    #[test]
+    fn the_fold_clock_folds_after_fold_groups_groups_or_fold_every() {
+        let mut clock = FoldClock::default();
+        let folds: Vec<bool> = (0..FOLD_GROUPS).map(|_| clock.fold_now()).collect();
+        assert_eq!(folds.iter().filter(|f| **f).count(), 1, "{folds:?}");
+        assert!(folds[folds.len() - 1]);
+        clock.folded();
+        assert_eq!(clock.groups, 0);
+        let mut idle = FoldClock {
+            groups: 0,
+            since: std::time::Instant::now() - FOLD_EVERY,
+        };
+        assert!(
+            idle.fold_now(),
+            "the first group after a quiet second folds"
+        );
+    }
 
     fn row(provider_id: i64, record_id: &str) -> Row<'_> {
         Row {

@@ -13,7 +13,7 @@ use postgres::types::Type;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 use std::borrow::Cow;
 
-use crate::common::{self, Engine, Kind, Row, TxEffects, decode, now_text};
+use crate::common::{self, Engine, FxMap, Kind, Row, TxEffects, decode, now_text};
 use crate::{
     AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
     Store, StoreError, StoredRecord, VoidResult,
@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/postgres/0007_ingest_collation.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_accrual_pending.sql"),
+    ),
 ];
 
 /// Serialises ingest and void transactions across replicas until the transaction ends.
@@ -63,6 +67,8 @@ pub struct PgStore {
     writer: String,
     /// The newest `ingest_log` entry reflected in `engine`.
     log_seq: i64,
+    /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]).
+    fold: common::FoldClock,
 }
 
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
@@ -99,6 +105,7 @@ impl PgStore {
             engine: Engine::default(),
             writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
             log_seq: 0,
+            fold: common::FoldClock::default(),
         };
         store.migrate()?;
         store.load_engine()?;
@@ -244,12 +251,29 @@ fn log_changes(
     Ok(())
 }
 
+/// Folds every pending accrual delta into `accruals` and deletes the pending rows
+/// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
+/// meanwhile.
+fn fold_pending(tx: &mut postgres::Transaction<'_>, names: &common::Names) -> Result<()> {
+    let mut pending = FxMap::default();
+    for r in tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])? {
+        common::add_accrual_deltas(r.get(0), &mut pending)?;
+    }
+    upsert_accruals(tx, common::keyed_deltas(names, &pending)?)
+}
+
 fn write_effects(
     tx: &mut postgres::Transaction<'_>,
     fx: &TxEffects,
     names: &common::Names,
 ) -> Result<()> {
-    let deltas = fx.accrual_deltas(names)?;
+    upsert_accruals(tx, fx.accrual_deltas(names)?)
+}
+
+fn upsert_accruals(
+    tx: &mut postgres::Transaction<'_>,
+    deltas: Vec<(common::AccrualKey, i64, i64)>,
+) -> Result<()> {
     if !deltas.is_empty() {
         let mut cols: [Vec<String>; 6] = Default::default();
         let (mut amounts, mut counts) = (Vec::new(), Vec::new());
@@ -402,7 +426,16 @@ impl Store for PgStore {
             }
             writer.finish()?;
         }
-        write_effects(&mut tx, &fx, &self.engine.names)?;
+        if !fx.accruals.is_empty() {
+            tx.execute(
+                "INSERT INTO accrual_pending (deltas) VALUES ($1)",
+                &[&common::encode_accrual_deltas(&fx.accruals)],
+            )?;
+            if self.fold.fold_now() {
+                fold_pending(&mut tx, &self.engine.names)?;
+                self.fold.folded();
+            }
+        }
         let seq = self.log_seq + 1;
         // The inserted keys' hashes, logged for the other replicas (this one's filter has
         // every key of the group since `maybe_stored`).
@@ -505,11 +538,27 @@ impl Store for PgStore {
     }
 
     fn accruals(&mut self) -> Result<Vec<AccrualRow>> {
-        let rows = self.client.query(
+        // The table and the pending deltas from one snapshot.
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let mut pending = FxMap::default();
+        for r in tx.query("SELECT deltas FROM accrual_pending", &[])? {
+            common::add_accrual_deltas(r.get(0), &mut pending)?;
+        }
+        let rows = tx.query(
             "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
             &[],
         )?;
-        Ok(common::accrual_rows(
+        if !pending.is_empty() {
+            refresh_names(&mut tx, &mut self.engine)?;
+        }
+        tx.commit()?;
+        common::with_pending(
+            &self.engine.names,
             rows.iter()
                 .map(|r| AccrualRow {
                     beneficiary: r.get(0),
@@ -522,7 +571,8 @@ impl Store for PgStore {
                     records: r.get(7),
                 })
                 .collect(),
-        ))
+            &pending,
+        )
     }
 
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {

@@ -10,7 +10,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::common::{self, Engine, Kind, Names, Row, TxEffects, decode, now_text};
+use crate::common::{
+    self, AccrualKey, Engine, FxMap, Kind, Names, Row, TxEffects, decode, now_text,
+};
 use crate::{
     AccrualRow, Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, Result, Stats,
     Store, StoreError, StoredRecord, VoidResult,
@@ -34,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_ingest_stats.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_accrual_pending.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -46,6 +52,8 @@ pub struct SqliteStore {
     defer_ingest_sync: bool,
     /// The page cache is at its full size ([`SqliteStore::fit_cache`]).
     cache_full: bool,
+    /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]).
+    fold: common::FoldClock,
 }
 
 /// Page cache while the database is smaller than SQLite's pending-byte offset, and after.
@@ -129,6 +137,25 @@ fn fetch(
     .optional()
 }
 
+/// Adds the names with ids from `names.next_id` on.
+fn read_names(conn: &Connection, names: &mut Names) -> Result<()> {
+    let mut stmt = conn.prepare_cached("SELECT id, kind, name FROM names WHERE id >= ?1")?;
+    let rows = stmt.query_map([names.next_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, kind, name) = row?;
+        let kind =
+            Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
+        names.insert(kind, name, id);
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating the file and its directory on first start) and migrates.
     pub fn open(path: &str) -> Result<SqliteStore> {
@@ -155,6 +182,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             defer_ingest_sync: false,
             cache_full: false,
+            fold: common::FoldClock::default(),
         };
         store.migrate()?;
         store.fit_cache(PENDING_BYTE)?;
@@ -185,22 +213,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Reads the names interned since this store last read them (by another process, say;
+    /// ids only grow).
+    fn refresh_names(&mut self) -> Result<()> {
+        read_names(&self.conn, &mut self.engine.names)
+    }
+
     fn load_engine(&mut self) -> Result<()> {
         let mut engine = Engine::default();
-        let mut stmt = self.conn.prepare("SELECT id, kind, name FROM names")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, kind, name) = row?;
-            let kind = Kind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
-            engine.names.insert(kind, name, id);
-        }
+        read_names(&self.conn, &mut engine.names)?;
         let mut stmt = self.conn.prepare(
             "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
         )?;
@@ -329,7 +350,14 @@ impl SqliteStore {
             }
             stmt.raw_execute()?;
         }
-        write_effects(&tx, &fx, &self.engine.names)?;
+        if !fx.accruals.is_empty() {
+            tx.prepare_cached("INSERT INTO accrual_pending (deltas) VALUES (?1)")?
+                .execute([common::encode_accrual_deltas(&fx.accruals)])?;
+            if self.fold.fold_now() {
+                fold_pending(&tx, &self.engine.names)?;
+                self.fold.folded();
+            }
+        }
         let mut tx = tx;
         crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
@@ -353,12 +381,58 @@ fn accrual_upsert_sql(rows: usize) -> String {
     sql
 }
 
+/// The `accruals` table's rows.
+fn accrual_table(conn: &Connection) -> Result<Vec<AccrualRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(AccrualRow {
+            beneficiary: r.get(0)?,
+            provider: r.get(1)?,
+            category: r.get(2)?,
+            chip_origin: r.get(3)?,
+            registered_model: r.get(4)?,
+            period: r.get(5)?,
+            amount_fen: r.get(6)?,
+            records: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Folds every pending accrual delta into `accruals` and deletes the pending rows
+/// ([`common::FOLD_GROUPS`]).
+fn fold_pending(tx: &rusqlite::Transaction<'_>, names: &Names) -> Result<()> {
+    let pending = read_pending(tx)?;
+    upsert_accruals(tx, &common::keyed_deltas(names, &pending)?)?;
+    tx.execute("DELETE FROM accrual_pending", [])?;
+    Ok(())
+}
+
+/// The sum of the pending accrual deltas.
+fn read_pending(conn: &Connection) -> Result<FxMap<common::AccrualIds, (i64, i64)>> {
+    let mut pending = FxMap::default();
+    let mut stmt = conn.prepare_cached("SELECT deltas FROM accrual_pending")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let deltas: Vec<u8> = r.get(0)?;
+        common::add_accrual_deltas(&deltas, &mut pending)?;
+    }
+    Ok(pending)
+}
+
 /// The accrual deltas of a transaction, as multi-row upserts (one statement per up to
-/// [`ACCRUAL_ROWS_MAX`] line keys instead of one per key: a group of a few thousand records
-/// touches hundreds of keys).
+/// [`ACCRUAL_ROWS_MAX`] line keys instead of one per key: a fold touches hundreds of keys).
 fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects, names: &Names) -> Result<()> {
-    let deltas = fx.accrual_deltas(names)?;
-    let mut rest = deltas.as_slice();
+    upsert_accruals(tx, &fx.accrual_deltas(names)?)
+}
+
+fn upsert_accruals(
+    tx: &rusqlite::Transaction<'_>,
+    deltas: &[(AccrualKey, i64, i64)],
+) -> Result<()> {
+    let mut rest = deltas;
     while !rest.is_empty() {
         let n = if rest.len() >= ACCRUAL_ROWS_MAX {
             ACCRUAL_ROWS_MAX
@@ -542,25 +616,20 @@ impl Store for SqliteStore {
     }
 
     fn accruals(&mut self) -> Result<Vec<AccrualRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AccrualRow {
-                beneficiary: r.get(0)?,
-                provider: r.get(1)?,
-                category: r.get(2)?,
-                chip_origin: r.get(3)?,
-                registered_model: r.get(4)?,
-                period: r.get(5)?,
-                amount_fen: r.get(6)?,
-                records: r.get(7)?,
-            })
-        })?;
-        Ok(common::accrual_rows(rows.collect::<rusqlite::Result<_>>()?))
+        // The table and the pending deltas from one snapshot (a read transaction).
+        let tx = self.conn.transaction()?;
+        let pending = read_pending(&tx)?;
+        let table = accrual_table(&tx)?;
+        tx.commit()?;
+        if !pending.is_empty() {
+            // Names another process interned after this one opened.
+            self.refresh_names()?;
+        }
+        common::with_pending(&self.engine.names, table, &pending)
     }
 
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
+        self.refresh_names()?;
         let mut stmt = self.conn.prepare(
             "SELECT beneficiary_id, provider_id, class_code, period, amount_fen FROM usage_records WHERE voided_at IS NULL",
         )?;

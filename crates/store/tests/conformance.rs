@@ -689,3 +689,72 @@ fn void_commits_with_its_hook_or_not_at_all() {
         check_recount(&mut *store);
     });
 }
+
+/// Rows of `accrual_pending`: ingest groups whose accrual deltas are not folded in yet.
+fn pending_rows(store: &mut dyn Store) -> i64 {
+    let mut n = -1;
+    store
+        .transaction(&mut |sql| {
+            n = sql.query("SELECT COUNT(*) FROM accrual_pending", &[])?[0][0].int()?;
+            Ok(())
+        })
+        .expect("count");
+    n
+}
+
+// An ingest group appends its accrual deltas as one pending row; every 128 groups (or second)
+// ingest folds the pending rows into the totals. Readers, in this process or another, see the
+// table plus what is pending: always exactly the recount, before, at and after a fold, with a
+// void in between.
+#[test]
+fn pending_accrual_deltas_fold_and_readers_always_see_the_recount() {
+    on_every_backend(|url| {
+        // Opened before the registry interned any name: it must read names it never saw.
+        let mut other = suanli_store::open(url).expect("store opens");
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let mut folded = false;
+        for i in 0..300 {
+            let day = 1 + i % 28;
+            let month = 1 + (i / 28) % 12;
+            let (beneficiary, fen) = if i % 3 == 0 {
+                ("ent-a", 100)
+            } else {
+                ("ent-b", 7)
+            };
+            let r = record(
+                "dc-b",
+                &format!("p{i}"),
+                beneficiary,
+                "b-tok",
+                &format!("2025-{month:02}-{day:02}T00:00:00+08:00"),
+                &format!("2025-{month:02}-{day:02}T01:00:00+08:00"),
+                "1",
+                fen + i as i64,
+            );
+            assert_eq!(
+                store.ingest(&[candidate(&reg, r)]).unwrap(),
+                vec![Decision::Accepted]
+            );
+            if i == 150 {
+                let voided = store.void("dc-b", "p10", "withdrawn", Utc::now()).unwrap();
+                assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
+            }
+            let pending = pending_rows(store.as_mut());
+            assert!(pending <= 128, "group {i}: {pending} pending rows");
+            folded |= pending < i64::from(i + 1);
+            if [0, 1, 126, 127, 128, 129, 150, 299].contains(&i) {
+                check_recount(store.as_mut());
+                assert_eq!(
+                    other.accruals().unwrap(),
+                    store.accruals().unwrap(),
+                    "group {i}: another store reads the same totals"
+                );
+            }
+        }
+        assert!(folded, "pending deltas were folded");
+        assert!(pending_rows(store.as_mut()) > 0, "some deltas are pending");
+        let total: i64 = store.accruals().unwrap().iter().map(|a| a.records).sum();
+        assert_eq!(total, 299, "300 records, one void");
+    });
+}
