@@ -15,6 +15,9 @@ use crate::{Candidate, Decision, Result};
 pub const EXAMPLES_PER_REASON_MAX: i64 = 5;
 /// Longest example message and record id kept, in characters.
 pub const EXAMPLE_CHARS_MAX: usize = 300;
+/// Counts per `ingest_daily` upsert statement (4 parameters each, far below both backends'
+/// limits).
+const DAILY_ROWS_MAX: usize = 256;
 /// Longest provider name counted (a rejected record may name anything).
 pub const PROVIDER_CHARS_MAX: usize = 200;
 
@@ -95,12 +98,30 @@ pub(crate) fn write(
     for p in &rejected_clipped {
         *daily.entry((p.as_str(), "rejected")).or_default() += 1;
     }
-    for ((provider, outcome), n) in daily {
-        tx.exec(
-            "INSERT INTO ingest_daily (provider, day, outcome, records) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (provider, day, outcome) DO UPDATE SET records = ingest_daily.records + excluded.records",
-            &[provider.into(), day.as_str().into(), outcome.into(), n.into()],
-        )?;
+    // One multi-row upsert per up to DAILY_ROWS_MAX counts (a group usually has one per
+    // provider) instead of one statement each: on PostgreSQL every statement is a round trip.
+    let daily: Vec<_> = daily.into_iter().collect();
+    for chunk in daily.chunks(DAILY_ROWS_MAX) {
+        let mut sql =
+            String::from("INSERT INTO ingest_daily (provider, day, outcome, records) VALUES ");
+        let mut params = Vec::with_capacity(chunk.len() * 4);
+        for (i, ((provider, outcome), n)) in chunk.iter().enumerate() {
+            let k = i * 4;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", k + 1, k + 2, k + 3, k + 4));
+            params.extend([
+                (*provider).into(),
+                day.as_str().into(),
+                (*outcome).into(),
+                (*n).into(),
+            ]);
+        }
+        sql.push_str(
+            " ON CONFLICT (provider, day, outcome) DO UPDATE SET records = ingest_daily.records + excluded.records",
+        );
+        tx.exec(&sql, &params)?;
     }
     for ((provider, reason), (n, examples)) in reasons {
         tx.exec(

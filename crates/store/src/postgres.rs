@@ -69,6 +69,27 @@ pub struct PgStore {
     log_seq: i64,
     /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]).
     fold: common::FoldClock,
+    prepared: Prepared,
+}
+
+/// The ingest path's statements, prepared once per connection: an unprepared statement costs
+/// a round trip of its own (parse and describe) every time it runs, and a group runs several.
+#[derive(Default)]
+struct Prepared(std::collections::HashMap<&'static str, postgres::Statement>);
+
+impl Prepared {
+    fn get(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+    ) -> Result<postgres::Statement> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql, statement.clone());
+        Ok(statement)
+    }
 }
 
 const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.period, u.class_code, u.registry_version, u.voided_at, u.void_reason";
@@ -106,6 +127,7 @@ impl PgStore {
             writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
             log_seq: 0,
             fold: common::FoldClock::default(),
+            prepared: Prepared::default(),
         };
         store.migrate()?;
         store.load_engine()?;
@@ -206,11 +228,17 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
 /// Applies the log entries other replicas committed after `log_seq`. Committed entries are a
 /// contiguous run of seqs (each is assigned under the ingest lock, held until commit), so a gap
 /// means entries were pruned before this replica read them: it rebuilds instead.
-fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut i64) -> Result<()> {
-    let rows = client.query(
+fn catch_up(
+    client: &mut impl GenericClient,
+    prepared: &mut Prepared,
+    engine: &mut Engine,
+    log_seq: &mut i64,
+) -> Result<()> {
+    let select = prepared.get(
+        client,
         "SELECT seq, keys, capacity FROM ingest_log WHERE seq > $1 ORDER BY seq",
-        &[&*log_seq],
     )?;
+    let rows = client.query(&select, &[&*log_seq])?;
     let Some(first) = rows.first() else {
         return Ok(());
     };
@@ -231,15 +259,17 @@ fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut 
 /// Appends this transaction's index changes to the log, after catching up (lock held).
 fn log_changes(
     tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
     writer: &str,
     seq: i64,
     keys: &[u8],
     capacity: &[u8],
 ) -> Result<()> {
-    tx.execute(
+    let insert = prepared.get(
+        tx,
         "INSERT INTO ingest_log (seq, writer, keys, capacity) VALUES ($1, $2, $3, $4)",
-        &[&seq, &writer, &keys, &capacity],
     )?;
+    tx.execute(&insert, &[&seq, &writer, &keys, &capacity])?;
     if seq % 1024 == 0 {
         tx.execute(
             &format!(
@@ -363,8 +393,14 @@ impl Store for PgStore {
             }
         };
         let mut tx = self.client.transaction()?;
-        tx.execute(INGEST_LOCK_SQL, &[])?;
-        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
+        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
+        tx.execute(&lock, &[])?;
+        catch_up(
+            &mut tx,
+            &mut self.prepared,
+            &mut self.engine,
+            &mut self.log_seq,
+        )?;
         let hashes = common::key_hashes(&rows);
         let maybe = common::maybe_stored(&mut self.engine, &rows, &hashes);
         let providers: Vec<i64> = maybe.iter().map(|r| r.provider_id).collect();
@@ -389,9 +425,11 @@ impl Store for PgStore {
         } = common::decide(&self.engine, candidates, &rows, &existing, maybe.is_empty())?;
         if !insert.is_empty() {
             // Binary COPY straight into the table: the keys are known to be new (one writer).
-            let sink = tx.copy_in(
+            let copy = self.prepared.get(
+                &mut tx,
                 "COPY usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) FROM STDIN (FORMAT binary)",
             )?;
+            let sink = tx.copy_in(&copy)?;
             let types = [
                 Type::INT8,
                 Type::TEXT,
@@ -427,10 +465,10 @@ impl Store for PgStore {
             writer.finish()?;
         }
         if !fx.accruals.is_empty() {
-            tx.execute(
-                "INSERT INTO accrual_pending (deltas) VALUES ($1)",
-                &[&common::encode_accrual_deltas(&fx.accruals)],
-            )?;
+            let insert = self
+                .prepared
+                .get(&mut tx, "INSERT INTO accrual_pending (deltas) VALUES ($1)")?;
+            tx.execute(&insert, &[&common::encode_accrual_deltas(&fx.accruals)])?;
             if self.fold.fold_now() {
                 fold_pending(&mut tx, &self.engine.names)?;
                 self.fold.folded();
@@ -444,6 +482,7 @@ impl Store for PgStore {
             let capacity = common::capacity_deltas(&self.engine, &fx);
             log_changes(
                 &mut tx,
+                &mut self.prepared,
                 &self.writer,
                 seq,
                 &keys,
@@ -472,8 +511,14 @@ impl Store for PgStore {
             return Ok(VoidResult::NotFound);
         };
         let mut tx = self.client.transaction()?;
-        tx.execute(INGEST_LOCK_SQL, &[])?;
-        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
+        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
+        tx.execute(&lock, &[])?;
+        catch_up(
+            &mut tx,
+            &mut self.prepared,
+            &mut self.engine,
+            &mut self.log_seq,
+        )?;
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = $2 FOR UPDATE"
         );
@@ -498,6 +543,7 @@ impl Store for PgStore {
         let capacity = common::capacity_deltas(&self.engine, &fx);
         log_changes(
             &mut tx,
+            &mut self.prepared,
             &self.writer,
             seq,
             &[],
@@ -635,7 +681,12 @@ impl Store for PgStore {
             .read_only(true)
             .start()?;
         refresh_names(&mut tx, &mut self.engine)?;
-        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
+        catch_up(
+            &mut tx,
+            &mut self.prepared,
+            &mut self.engine,
+            &mut self.log_seq,
+        )?;
         tx.commit()?;
         Ok(())
     }

@@ -758,3 +758,38 @@ fn pending_accrual_deltas_fold_and_readers_always_see_the_recount() {
         assert_eq!(total, 299, "300 records, one void");
     });
 }
+
+// A group's daily counts go out as multi-row upserts of at most 256 rows: a group naming 300
+// providers (rejected records may name any) is counted for each of them, twice over.
+#[test]
+fn ingest_statistics_count_a_group_with_hundreds_of_providers() {
+    use suanli_store::ingest_stats::{self, Rejected};
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let rejected: Vec<Rejected> = (0..300)
+            .map(|i| Rejected {
+                provider: format!("p-{i}"),
+                record_id: format!("bad-{i}"),
+                reason: "unknown_provider".into(),
+                message: format!("provider of bad-{i} is unknown"),
+            })
+            .collect();
+        let at = Utc::now();
+        for _ in 0..2 {
+            store.ingest_noting(&[], &rejected, at).unwrap();
+        }
+        for provider in ["p-0", "p-255", "p-256", "p-299"] {
+            let mut daily = Vec::new();
+            store
+                .transaction(&mut |tx| {
+                    daily = ingest_stats::daily(tx, provider, "2000-01-01")?;
+                    Ok(())
+                })
+                .unwrap();
+            let daily: Vec<(String, i64)> =
+                daily.into_iter().map(|d| (d.outcome, d.records)).collect();
+            assert_eq!(daily, vec![("rejected".to_owned(), 2)], "{provider}");
+        }
+    });
+}
