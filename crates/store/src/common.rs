@@ -592,7 +592,7 @@ pub(crate) fn add_accrual_deltas(
     bytes: &[u8],
     into: &mut FxMap<AccrualIds, (i64, i64)>,
 ) -> Result<(), StoreError> {
-    if bytes.len() % DELTA_BYTES != 0 {
+    if !bytes.len().is_multiple_of(DELTA_BYTES) {
         return Err(StoreError::Corrupt(format!(
             "accrual_pending.deltas of {} bytes is not a multiple of {DELTA_BYTES}",
             bytes.len()

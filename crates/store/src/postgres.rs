@@ -284,12 +284,14 @@ fn log_changes(
 /// Folds every pending accrual delta into `accruals` and deletes the pending rows
 /// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
 /// meanwhile.
-fn fold_pending(tx: &mut postgres::Transaction<'_>, names: &common::Names) -> Result<()> {
+fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<()> {
     let mut pending = FxMap::default();
     for r in tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])? {
         common::add_accrual_deltas(r.get(0), &mut pending)?;
     }
-    upsert_accruals(tx, common::keyed_deltas(names, &pending)?)
+    // Other replicas' rows may name what they interned after this one last read the names.
+    refresh_names(tx, engine)?;
+    upsert_accruals(tx, common::keyed_deltas(&engine.names, &pending)?)
 }
 
 fn write_effects(
@@ -470,7 +472,7 @@ impl Store for PgStore {
                 .get(&mut tx, "INSERT INTO accrual_pending (deltas) VALUES ($1)")?;
             tx.execute(&insert, &[&common::encode_accrual_deltas(&fx.accruals)])?;
             if self.fold.fold_now() {
-                fold_pending(&mut tx, &self.engine.names)?;
+                fold_pending(&mut tx, &mut self.engine)?;
                 self.fold.folded();
             }
         }
