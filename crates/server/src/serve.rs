@@ -118,6 +118,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
     });
     crate::grpc_settle::refresh_programme_gauges(&shared).await;
+    tokio::spawn(fold_quiet_accruals(
+        Arc::downgrade(&shared),
+        ACCRUAL_FOLD_INTERVAL,
+    ));
     if !config.database_url.starts_with("sqlite://") {
         tokio::spawn(follow_other_servers(
             Arc::downgrade(&shared),
@@ -330,6 +334,35 @@ fn sqlite_serve_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("database.url: cannot lock {lock_path}"))
+        }
+    }
+}
+
+/// How often the server asks the store to fold pending accrual deltas that ingest has not
+/// folded for a second (`Store::fold_accruals`): after ingest goes quiet, the `accruals` table
+/// alone is current again within about two seconds.
+pub const ACCRUAL_FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Every `every`, folds the pending accrual deltas of a server gone quiet. Ends when the
+/// server's services are gone.
+async fn fold_quiet_accruals(
+    shared: std::sync::Weak<crate::grpc::Shared>,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match shared.writer.call(|store| store.fold_accruals()).await {
+            Ok(Ok(true)) => tracing::debug!("pending accrual deltas folded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "folding pending accrual deltas failed; readers still add them")
+            }
+            Err(_) => return,
         }
     }
 }

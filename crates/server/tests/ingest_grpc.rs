@@ -259,8 +259,59 @@ on_both_backends!(
     every_rejection_reason,
     provider_isolation,
     concurrent_streams_with_retries,
-    restart_keeps_everything
+    restart_keeps_everything,
+    a_quiet_server_folds_pending_accruals
 );
+
+// Ingest appends each group's accrual deltas as a pending row; once ingest goes quiet the
+// server folds them (every second), so the `accruals` table alone is current again.
+fn a_quiet_server_folds_pending_accruals(db: Db) {
+    fn pending(url: &str) -> i64 {
+        let mut store = suanli_store::open(url).expect("opens beside the server");
+        let mut n = -1;
+        store
+            .transaction(&mut |tx| {
+                n = tx.query("SELECT COUNT(*) FROM accrual_pending", &[])?[0][0].int()?;
+                Ok(())
+            })
+            .expect("count");
+        n
+    }
+    runtime().block_on(async {
+        let running = start(&db.url).await;
+        load_registry(&running, &db.tokens["admin"]).await;
+        let mut client = metering(&running, &db.tokens["dc-a"]).await;
+        let batch = pb::IngestRequest {
+            batch_id: "b1".into(),
+            records: vec![gpu("r1", "2", 4000), gpu("r2", "3", 6000)],
+        };
+        let reply = client.ingest(batch).await.unwrap().into_inner();
+        assert_eq!(outcomes(&reply), vec![pb::Outcome::Accepted; 2]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // The PostgreSQL client is synchronous: off the runtime's threads.
+        let url = db.url.clone();
+        let unfolded = move || {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || pending(&url))
+        };
+        while unfolded().await.expect("counted") != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pending accrual deltas still unfolded after 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        running.stop().await.unwrap();
+    });
+    let accruals = assert_accruals_recount(&db.url);
+    assert_eq!(
+        accruals
+            .iter()
+            .map(|a| (a.amount_fen, a.records))
+            .collect::<Vec<_>>(),
+        vec![(10_000, 2)]
+    );
+}
 
 // Resending a batch gives all DUPLICATE and leaves the accrual totals unchanged.
 fn idempotent_resend(db: Db) {

@@ -678,6 +678,11 @@ impl FoldClock {
     pub(crate) fn folded(&mut self) {
         *self = FoldClock::default();
     }
+
+    /// Nothing was folded for [`FOLD_EVERY`].
+    pub(crate) fn quiet(&self) -> bool {
+        self.since.elapsed() >= FOLD_EVERY
+    }
 }
 
 /// What a transaction changed in the capacity index: `(sku id, hour) → quantity delta`, from

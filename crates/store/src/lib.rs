@@ -226,8 +226,13 @@ pub trait Store: Send {
     /// The principal only, ignoring expiry and revocation: authentication must use
     /// [`tokens::lookup`], which returns both.
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>>;
-    /// The running accrual totals, sorted by key.
+    /// The running accrual totals, sorted by key: the `accruals` table plus the deltas still
+    /// pending (see `common::FOLD_GROUPS`), read in one snapshot.
     fn accruals(&mut self) -> Result<Vec<AccrualRow>>;
+    /// Folds the pending accrual deltas into the `accruals` table if none were folded for
+    /// `common::FOLD_EVERY` (ingest folds as it goes; this is for a server gone quiet, so the
+    /// table alone is current again). Returns whether it folded.
+    fn fold_accruals(&mut self) -> Result<bool>;
     /// The same totals recounted from the raw records (records that are not void), sorted.
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
     fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;

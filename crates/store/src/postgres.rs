@@ -284,14 +284,17 @@ fn log_changes(
 /// Folds every pending accrual delta into `accruals` and deletes the pending rows
 /// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
 /// meanwhile.
-fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<()> {
+/// Returns whether there was anything to fold.
+fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<bool> {
+    let rows = tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])?;
     let mut pending = FxMap::default();
-    for r in tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])? {
+    for r in &rows {
         common::add_accrual_deltas(r.get(0), &mut pending)?;
     }
     // Other replicas' rows may name what they interned after this one last read the names.
     refresh_names(tx, engine)?;
-    upsert_accruals(tx, common::keyed_deltas(&engine.names, &pending)?)
+    upsert_accruals(tx, common::keyed_deltas(&engine.names, &pending)?)?;
+    Ok(!rows.is_empty())
 }
 
 fn write_effects(
@@ -621,6 +624,19 @@ impl Store for PgStore {
                 .collect(),
             &pending,
         )
+    }
+
+    fn fold_accruals(&mut self) -> Result<bool> {
+        if !self.fold.quiet() {
+            return Ok(false);
+        }
+        let mut tx = self.client.transaction()?;
+        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
+        tx.execute(&lock, &[])?;
+        let folded = fold_pending(&mut tx, &mut self.engine)?;
+        tx.commit()?;
+        self.fold.folded();
+        Ok(folded)
     }
 
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {

@@ -628,6 +628,25 @@ impl Store for SqliteStore {
         common::with_pending(&self.engine.names, table, &pending)
     }
 
+    fn fold_accruals(&mut self) -> Result<bool> {
+        if !self.fold.quiet() {
+            return Ok(false);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let pending: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM accrual_pending)", [], |r| {
+                r.get(0)
+            })?;
+        if pending {
+            fold_pending(&tx, &self.engine.names)?;
+        }
+        tx.commit()?;
+        self.fold.folded();
+        Ok(pending)
+    }
+
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
         self.refresh_names()?;
         let mut stmt = self.conn.prepare(

@@ -793,3 +793,47 @@ fn ingest_statistics_count_a_group_with_hundreds_of_providers() {
         }
     });
 }
+
+// A server gone quiet folds what is pending (the server calls `fold_accruals` every second):
+// not within a second of the last fold, then all of it, after which the table alone equals the
+// recount.
+#[test]
+fn a_quiet_store_folds_its_pending_deltas() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        for i in 0..3 {
+            let r = gpu(
+                &format!("q{i}"),
+                &format!("2025-03-0{}T00:00:00+08:00", i + 1),
+                &format!("2025-03-0{}T01:00:00+08:00", i + 1),
+                "1",
+                1000 + i,
+            );
+            store.ingest(&[candidate(&reg, r)]).unwrap();
+        }
+        assert!(!store.fold_accruals().unwrap(), "not quiet yet");
+        assert_eq!(pending_rows(store.as_mut()), 3);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(store.fold_accruals().unwrap(), "quiet for a second: folds");
+        assert_eq!(pending_rows(store.as_mut()), 0);
+        check_recount(store.as_mut());
+        let mut table = Vec::new();
+        store
+            .transaction(&mut |tx| {
+                table = tx.query(
+                    "SELECT amount_fen, records FROM accruals WHERE beneficiary = 'ent-a'",
+                    &[],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(
+            (table[0][0].int().unwrap(), table[0][1].int().unwrap()),
+            (3003, 3)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(!store.fold_accruals().unwrap(), "nothing pending");
+    });
+}
