@@ -283,8 +283,7 @@ fn log_changes(
 
 /// Folds every pending accrual delta into `accruals` and deletes the pending rows
 /// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
-/// meanwhile.
-/// Returns whether there was anything to fold.
+/// meanwhile. Returns whether there was anything to fold.
 fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<bool> {
     let rows = tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])?;
     let mut pending = FxMap::default();
