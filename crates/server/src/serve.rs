@@ -43,6 +43,9 @@ const HEALTH_SERVICES: [&str; 6] = [
 /// How often a server on PostgreSQL catches up with the other servers on the same database:
 /// a registry version they loaded (records are validated against it from then on) and the
 /// stored keys and capacity they changed (ingest also catches up before every transaction).
+/// Also how often any server folds pending accrual deltas that ingest has not folded for a
+/// second (`Store::fold_accruals`): after ingest goes quiet, the `accruals` table alone is
+/// current again within about two seconds.
 pub const REPLICA_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The resolved configuration (see `config.rs`).
@@ -118,16 +121,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
     });
     crate::grpc_settle::refresh_programme_gauges(&shared).await;
-    tokio::spawn(fold_quiet_accruals(
+    tokio::spawn(housekeeping(
         Arc::downgrade(&shared),
-        ACCRUAL_FOLD_INTERVAL,
+        REPLICA_SYNC_INTERVAL,
+        !config.database_url.starts_with("sqlite://"),
     ));
-    if !config.database_url.starts_with("sqlite://") {
-        tokio::spawn(follow_other_servers(
-            Arc::downgrade(&shared),
-            REPLICA_SYNC_INTERVAL,
-        ));
-    }
     let limits = &config.limits;
     let interceptor = Interceptor::new(Arc::new(RateLimiter::new(
         limits.token_requests_per_minute,
@@ -338,16 +336,13 @@ fn sqlite_serve_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// How often the server asks the store to fold pending accrual deltas that ingest has not
-/// folded for a second (`Store::fold_accruals`): after ingest goes quiet, the `accruals` table
-/// alone is current again within about two seconds.
-pub const ACCRUAL_FOLD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Every `every`, folds the pending accrual deltas of a server gone quiet. Ends when the
-/// server's services are gone.
-async fn fold_quiet_accruals(
+/// Every `every` while the server's services exist (held weakly, so a stopped server is not
+/// kept alive): folds the pending accrual deltas of a quiet server and, if `follow_others`
+/// (PostgreSQL), follows the other servers on the database. Ends when the writer is gone.
+async fn housekeeping(
     shared: std::sync::Weak<crate::grpc::Shared>,
     every: std::time::Duration,
+    follow_others: bool,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -356,71 +351,74 @@ async fn fold_quiet_accruals(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        match shared.writer.call(|store| store.fold_accruals()).await {
-            Ok(Ok(true)) => tracing::debug!("pending accrual deltas folded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "folding pending accrual deltas failed; readers still add them")
-            }
-            Err(_) => return,
+        if fold_quiet_accruals(&shared).await.is_err()
+            || follow_others && follow_other_servers(&shared).await.is_err()
+        {
+            return;
         }
     }
 }
 
-/// Every `every`, catches the store up with the other servers on the database and installs a
-/// registry version one of them loaded. Ends when the server's services are gone.
-async fn follow_other_servers(
-    shared: std::sync::Weak<crate::grpc::Shared>,
-    every: std::time::Duration,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let have = shared.current().map_or(0, |c| c.version);
-        let newer = shared
-            .writer
-            .call(
-                move |store| -> suanli_store::Result<Option<suanli_store::RegistryVersionRow>> {
-                    store.sync()?;
-                    let mut newest = 0;
-                    store.transaction(&mut |tx| {
-                        let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
-                        newest = rows
-                            .first()
-                            .map_or(Ok(None), |r| r[0].opt_int())?
-                            .unwrap_or(0);
-                        Ok(())
-                    })?;
-                    if u64::try_from(newest).unwrap_or(0) > have {
-                        store.registry_current()
-                    } else {
-                        Ok(None)
-                    }
-                },
-            )
-            .await;
-        match newer {
-            Ok(Ok(Some(row))) => match CurrentRegistry::from_row(row) {
-                Ok(current) => {
-                    tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
-                    shared.install_registry(Arc::new(current));
-                    crate::grpc_settle::refresh_programme_gauges(&shared).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the registry version another server loaded")
+/// Folds the pending accrual deltas if ingest has not for a second. `Err`: the writer is gone.
+async fn fold_quiet_accruals(shared: &crate::grpc::Shared) -> Result<(), WriterGone> {
+    match shared.writer.call(|store| store.fold_accruals()).await {
+        Ok(Ok(true)) => tracing::debug!("pending accrual deltas folded"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "folding pending accrual deltas failed; readers still add them")
+        }
+        Err(_) => return Err(WriterGone),
+    }
+    Ok(())
+}
+
+/// The store's writer thread has stopped.
+struct WriterGone;
+
+/// Catches the store up with the other servers on the database and installs a registry
+/// version one of them loaded. `Err`: the writer is gone.
+async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), WriterGone> {
+    let have = shared.current().map_or(0, |c| c.version);
+    let newer = shared
+        .writer
+        .call(
+            move |store| -> suanli_store::Result<Option<suanli_store::RegistryVersionRow>> {
+                store.sync()?;
+                let mut newest = 0;
+                store.transaction(&mut |tx| {
+                    let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
+                    newest = rows
+                        .first()
+                        .map_or(Ok(None), |r| r[0].opt_int())?
+                        .unwrap_or(0);
+                    Ok(())
+                })?;
+                if u64::try_from(newest).unwrap_or(0) > have {
+                    store.registry_current()
+                } else {
+                    Ok(None)
                 }
             },
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "catching up with the other servers failed; retrying")
+        )
+        .await;
+    match newer {
+        Ok(Ok(Some(row))) => match CurrentRegistry::from_row(row) {
+            Ok(current) => {
+                tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
+                shared.install_registry(Arc::new(current));
+                crate::grpc_settle::refresh_programme_gauges(shared).await;
             }
-            Err(_) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the registry version another server loaded")
+            }
+        },
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "catching up with the other servers failed; retrying")
         }
+        Err(_) => return Err(WriterGone),
     }
+    Ok(())
 }
 
 /// Serves until `signal` completes, then shuts down gracefully.

@@ -256,6 +256,24 @@ fn catch_up(
     Ok(())
 }
 
+/// Takes the ingest lock, held until the transaction ends.
+fn lock_ingest(tx: &mut postgres::Transaction<'_>, prepared: &mut Prepared) -> Result<()> {
+    let lock = prepared.get(tx, INGEST_LOCK_SQL)?;
+    tx.execute(&lock, &[])?;
+    Ok(())
+}
+
+/// Takes the ingest lock and applies what other replicas logged before it was taken.
+fn lock_and_catch_up(
+    tx: &mut postgres::Transaction<'_>,
+    prepared: &mut Prepared,
+    engine: &mut Engine,
+    log_seq: &mut i64,
+) -> Result<()> {
+    lock_ingest(tx, prepared)?;
+    catch_up(tx, prepared, engine, log_seq)
+}
+
 /// Appends this transaction's index changes to the log, after catching up (lock held).
 fn log_changes(
     tx: &mut postgres::Transaction<'_>,
@@ -397,9 +415,7 @@ impl Store for PgStore {
             }
         };
         let mut tx = self.client.transaction()?;
-        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
-        tx.execute(&lock, &[])?;
-        catch_up(
+        lock_and_catch_up(
             &mut tx,
             &mut self.prepared,
             &mut self.engine,
@@ -515,9 +531,7 @@ impl Store for PgStore {
             return Ok(VoidResult::NotFound);
         };
         let mut tx = self.client.transaction()?;
-        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
-        tx.execute(&lock, &[])?;
-        catch_up(
+        lock_and_catch_up(
             &mut tx,
             &mut self.prepared,
             &mut self.engine,
@@ -630,8 +644,7 @@ impl Store for PgStore {
             return Ok(false);
         }
         let mut tx = self.client.transaction()?;
-        let lock = self.prepared.get(&mut tx, INGEST_LOCK_SQL)?;
-        tx.execute(&lock, &[])?;
+        lock_ingest(&mut tx, &mut self.prepared)?;
         let folded = fold_pending(&mut tx, &mut self.engine)?;
         tx.commit()?;
         self.fold.folded();
