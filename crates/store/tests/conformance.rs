@@ -837,3 +837,38 @@ fn a_quiet_store_folds_its_pending_deltas() {
         assert!(!store.fold_accruals().unwrap(), "nothing pending");
     });
 }
+
+// A PostgreSQL store's connection pushes its backend's writes to the disk as it goes
+// (`backend_flush_after`), unless the server or the URL already set a value; without it the
+// kernel wrote ingest's pages back in 30-s bursts that stalled commits (BENCHMARKS.md).
+#[test]
+fn a_postgres_store_flushes_its_backend_writes_as_it_goes() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    let setting = |url: &str| {
+        let mut store = suanli_store::open(url).expect("store opens");
+        let mut value = String::new();
+        store
+            .transaction(&mut |tx| {
+                value =
+                    tx.query("SELECT current_setting('backend_flush_after')", &[])?[0][0].text()?;
+                Ok(())
+            })
+            .unwrap();
+        value
+    };
+    let default: String = postgres::Client::connect(&db.url, postgres::NoTls)
+        .expect("connects")
+        .query_one("SHOW backend_flush_after", &[])
+        .expect("shows")
+        .get(0);
+    let expected = if default == "0" { "1MB" } else { &default };
+    assert_eq!(setting(&db.url), expected);
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let chosen = format!(
+        "{}{separator}options=-c%20backend_flush_after%3D256kB",
+        db.url
+    );
+    assert_eq!(setting(&chosen), "256kB", "an operator's value is kept");
+}
