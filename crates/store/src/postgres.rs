@@ -315,14 +315,20 @@ fn log_changes(
 /// meanwhile. Returns whether there was anything to fold.
 fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<bool> {
     let rows = tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])?;
-    let mut pending = FxMap::default();
-    for r in &rows {
-        common::add_accrual_deltas(r.get(0), &mut pending)?;
-    }
+    let pending = sum_pending(&rows)?;
     // Other replicas' rows may name what they interned after this one last read the names.
     refresh_names(tx, engine)?;
     upsert_accruals(tx, common::keyed_deltas(&engine.names, &pending)?)?;
     Ok(!rows.is_empty())
+}
+
+/// The sum of the pending accrual deltas in `rows` (one `deltas` column).
+fn sum_pending(rows: &[postgres::Row]) -> Result<FxMap<common::AccrualIds, (i64, i64)>> {
+    let mut pending = FxMap::default();
+    for r in rows {
+        common::add_accrual_deltas(r.get(0), &mut pending)?;
+    }
+    Ok(pending)
 }
 
 fn write_effects(
@@ -620,10 +626,7 @@ impl Store for PgStore {
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let mut pending = FxMap::default();
-        for r in tx.query("SELECT deltas FROM accrual_pending", &[])? {
-            common::add_accrual_deltas(r.get(0), &mut pending)?;
-        }
+        let pending = sum_pending(&tx.query("SELECT deltas FROM accrual_pending", &[])?)?;
         let rows = tx.query(
             "SELECT beneficiary, provider, category, chip_origin, registered_model, period, amount_fen, records FROM accruals WHERE records <> 0 OR amount_fen <> 0",
             &[],
@@ -652,6 +655,16 @@ impl Store for PgStore {
 
     fn fold_accruals(&mut self) -> Result<bool> {
         if !self.fold.quiet() {
+            return Ok(false);
+        }
+        // Checked before taking the ingest lock, which other replicas' ingest waits for: an
+        // idle server must not take it every second for nothing.
+        let pending: bool = self
+            .client
+            .query_one("SELECT EXISTS (SELECT 1 FROM accrual_pending)", &[])?
+            .get(0);
+        if !pending {
+            self.fold.folded();
             return Ok(false);
         }
         let mut tx = self.client.transaction()?;
