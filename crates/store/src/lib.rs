@@ -36,6 +36,10 @@ pub enum StoreError {
     },
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// Sending COPY data to PostgreSQL failed (the connection's error, as `std::io::Write`
+    /// reports it).
+    #[error("postgres: sending COPY data: {0}")]
+    CopySend(std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

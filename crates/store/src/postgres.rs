@@ -8,10 +8,9 @@
 //! ingest transactions are serialised across replicas (each is a group commit of many batches).
 
 use chrono::{DateTime, Utc};
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::Type;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 use std::borrow::Cow;
+use std::io::Write;
 
 use crate::common::{self, Engine, FxMap, Kind, Row, TxEffects, decode, now_text};
 use crate::{
@@ -106,6 +105,41 @@ const ROW_COLUMNS: &str = "u.provider_id, u.record_id, u.beneficiary_id, u.sku_i
 
 /// A stored row with its `voided_at` and `void_reason`.
 type Fetched = (Row<'static>, Option<String>, Option<String>);
+
+/// The signature, flags and header extension length that open a binary COPY stream.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// Bytes of COPY data encoded before they are handed to the connection, so the backend
+/// starts on the first rows while the writer encodes the rest.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Appends one `usage_records` row in PostgreSQL's binary COPY format (the 11 columns of the
+/// ingest COPY, in its order). Encoded by hand: `BinaryCopyInWriter` costs about 1.6 µs a row
+/// (a runtime round trip and a dynamic `ToSql` call per field), this about a tenth of it.
+fn copy_row(buf: &mut Vec<u8>, r: &Row<'_>, quantity: &mut String) {
+    fn int8(buf: &mut Vec<u8>, v: i64) {
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn text(buf: &mut Vec<u8>, v: &str) {
+        // Record ids are at most a few hundred bytes (validated); a batch is at most 64 MiB.
+        let len = i32::try_from(v.len()).expect("a text field longer than 2 GiB");
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
+    buf.extend_from_slice(&11i16.to_be_bytes());
+    int8(buf, r.provider_id);
+    text(buf, &r.record_id);
+    int8(buf, r.beneficiary_id);
+    int8(buf, r.sku_id);
+    int8(buf, r.start_ns);
+    int8(buf, r.end_ns);
+    text(buf, common::quantity_text(r.quantity, quantity));
+    int8(buf, r.amount_fen);
+    int8(buf, r.period);
+    int8(buf, r.class_code);
+    int8(buf, r.registry_version);
+}
 
 fn row_of(r: &postgres::Row) -> Result<Fetched> {
     let quantity: &str = r.get(6);
@@ -466,40 +500,20 @@ impl Store for PgStore {
                 &mut tx,
                 "COPY usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) FROM STDIN (FORMAT binary)",
             )?;
-            let sink = tx.copy_in(&copy)?;
-            let types = [
-                Type::INT8,
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-            ];
-            let mut writer = BinaryCopyInWriter::new(sink, &types);
+            let mut sink = tx.copy_in(&copy)?;
+            let mut buf = Vec::with_capacity(COPY_CHUNK + 512);
+            buf.extend_from_slice(COPY_HEADER);
             let mut quantity = String::new();
             for &i in &insert {
-                let r = &rows[i];
-                let record_id: &str = &r.record_id;
-                writer.write(&[
-                    &r.provider_id,
-                    &record_id,
-                    &r.beneficiary_id,
-                    &r.sku_id,
-                    &r.start_ns,
-                    &r.end_ns,
-                    &common::quantity_text(r.quantity, &mut quantity),
-                    &r.amount_fen,
-                    &r.period,
-                    &r.class_code,
-                    &r.registry_version,
-                ])?;
+                copy_row(&mut buf, &rows[i], &mut quantity);
+                if buf.len() >= COPY_CHUNK {
+                    sink.write_all(&buf).map_err(StoreError::CopySend)?;
+                    buf.clear();
+                }
             }
-            writer.finish()?;
+            buf.extend_from_slice(&(-1i16).to_be_bytes());
+            sink.write_all(&buf).map_err(StoreError::CopySend)?;
+            sink.finish()?;
         }
         if !fx.accruals.is_empty() {
             let insert = self
