@@ -6,7 +6,8 @@
 //! Soak mode (`--duration SECS`): batches are generated while sending, paced by `--rate`, until
 //! the duration has passed; every `--sample-secs` the server's RSS (`/proc/PID/status` of
 //! `--server-pid`) and the interval's batch-ack latency percentiles are written to
-//! `--samples-csv`.
+//! `--samples-csv`. Paced streams are spread evenly over the interval between two batches of a
+//! stream unless `--lockstep` (all streams at the same instants: bursts).
 
 mod baseline;
 
@@ -49,6 +50,12 @@ struct Args {
     /// Pace sending to this many records/s in total (0: as fast as acknowledged).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// With `--rate`: every stream sends at the same instants, so the server gets bursts of
+    /// `--streams` batches at once (a worst case). By default the streams' schedules are
+    /// spread evenly over the interval between two batches of a stream, as independent
+    /// providers' would be.
+    #[arg(long)]
+    lockstep: bool,
     /// Prefix of record ids; a fresh one per run unless given.
     #[arg(long)]
     run_id: Option<String>,
@@ -236,9 +243,16 @@ async fn drive(
         tokio::spawn(async move {
             let started = Instant::now();
             let mut sent = 0usize;
+            // This stream's place in the interval between two of its batches, in batches
+            // of the whole run (a stream sends every `streams` of them).
+            let phase = if args.lockstep {
+                0
+            } else {
+                batch_records * 1_000_000 * stream as u64 / args.streams.max(1) as u64
+            };
             while let Some((request, amount)) = batches.next(&args, stream, sent) {
                 if let Some(offset) =
-                    (sent as u64 * batch_records * 1_000_000).checked_div(per_stream_rate)
+                    (sent as u64 * batch_records * 1_000_000 + phase).checked_div(per_stream_rate)
                 {
                     tokio::time::sleep_until((started + Duration::from_micros(offset)).into())
                         .await;
