@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/postgres/0008_accrual_pending.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_accrual_pending_lz4.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes
