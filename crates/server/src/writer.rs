@@ -79,6 +79,10 @@ impl Writer {
                         return;
                     }
                 };
+                // PostgreSQL: pending accrual deltas are folded beside ingest, not in it.
+                if let Err(e) = store.fold_in_background() {
+                    tracing::warn!(error = %e, "cannot fold accruals in the background; ingest folds them");
+                }
                 let syncer = match store.defer_ingest_sync().map(Syncer::spawn).transpose() {
                     Ok(syncer) => syncer,
                     Err(e) => {

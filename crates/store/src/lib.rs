@@ -40,6 +40,8 @@ pub enum StoreError {
     /// reports it).
     #[error("postgres: sending COPY data: {0}")]
     CopySend(std::io::Error),
+    #[error("folding pending accrual deltas in the background: {0}")]
+    BackgroundFold(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -237,6 +239,13 @@ pub trait Store: Send {
     /// `common::FOLD_EVERY` (ingest folds as it goes; this is for a server gone quiet, so the
     /// table alone is current again). Returns whether it folded.
     fn fold_accruals(&mut self) -> Result<bool>;
+    /// From now on a thread of this store folds the pending accrual deltas every
+    /// `common::FOLD_EVERY` on a connection of its own, and ingest transactions no longer fold
+    /// (PostgreSQL; `fold_accruals` then reports the thread's last failure, if any). Returns
+    /// whether it does: SQLite has one writing connection, so its ingest keeps folding.
+    fn fold_in_background(&mut self) -> Result<bool> {
+        Ok(false)
+    }
     /// The same totals recounted from the raw records (records that are not void), sorted.
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
     fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;

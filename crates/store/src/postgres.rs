@@ -80,9 +80,109 @@ pub struct PgStore {
     writer: String,
     /// The newest `ingest_log` entry reflected in `engine`.
     log_seq: i64,
-    /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]).
+    /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]), unless
+    /// `background_fold` does.
     fold: common::FoldClock,
+    background_fold: Option<BackgroundFold>,
+    /// To open the background fold's connection.
+    url: String,
     prepared: Prepared,
+}
+
+/// Opens a connection as every connection of this store is opened.
+fn connect(url: &str) -> Result<Client> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute(BACKEND_FLUSH_SQL)?;
+    Ok(client)
+}
+
+/// Serialises the folds of pending accrual deltas across replicas and threads (not ingest:
+/// a fold deletes only pending rows that were committed when it began).
+const FOLD_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended('suanli.fold', 0))";
+
+/// A thread that folds the pending accrual deltas every [`common::FOLD_EVERY`] on a
+/// connection of its own, beside ingest ([`Store::fold_in_background`]). Folding inside an
+/// ingest transaction held every batch of that group 14 ms longer once a second, which was
+/// most of PostgreSQL's p99 at a steady rate (BENCHMARKS.md, stop 13). Stops (after the fold
+/// in progress, if any) when dropped.
+struct BackgroundFold {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The last failure not yet reported ([`Store::fold_accruals`] reports it).
+    failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl BackgroundFold {
+    fn spawn(url: &str) -> Result<BackgroundFold> {
+        let mut client = connect(url)?;
+        let url = url.to_owned();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let failure = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let failed = failure.clone();
+        let thread = std::thread::Builder::new()
+            .name("suanli-fold".into())
+            .spawn(move || {
+                let mut names = common::Names::default();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(common::FOLD_EVERY)
+                {
+                    if client.is_closed() {
+                        match connect(&url) {
+                            Ok(c) => client = c,
+                            Err(e) => {
+                                note_failure(&failed, format!("reconnecting: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                    if let Err(e) = fold_detached(&mut client, &mut names) {
+                        note_failure(&failed, e.to_string());
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: "the accrual fold thread".into(),
+                source,
+            })?;
+        Ok(BackgroundFold {
+            stop: Some(stop),
+            thread: Some(thread),
+            failure,
+        })
+    }
+
+    fn take_failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+}
+
+fn note_failure(failure: &std::sync::Mutex<Option<String>>, e: String) {
+    if let Ok(mut f) = failure.lock() {
+        *f = Some(e);
+    }
+}
+
+impl Drop for BackgroundFold {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One background fold: nothing to do is one cheap query.
+fn fold_detached(client: &mut Client, names: &mut common::Names) -> Result<bool> {
+    let pending: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM accrual_pending)", &[])?
+        .get(0);
+    if !pending {
+        return Ok(false);
+    }
+    let mut tx = client.transaction()?;
+    let folded = fold_pending(&mut tx, names)?;
+    tx.commit()?;
+    Ok(folded)
 }
 
 /// The ingest path's statements, prepared once per connection: an unprepared statement costs
@@ -168,14 +268,14 @@ fn row_of(r: &postgres::Row) -> Result<Fetched> {
 
 impl PgStore {
     pub fn open(url: &str) -> Result<PgStore> {
-        let mut client = Client::connect(url, NoTls)?;
-        client.batch_execute(BACKEND_FLUSH_SQL)?;
         let mut store = PgStore {
-            client,
+            client: connect(url)?,
+            url: url.to_owned(),
             engine: Engine::default(),
             writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
             log_seq: 0,
             fold: common::FoldClock::default(),
+            background_fold: None,
             prepared: Prepared::default(),
         };
         store.migrate()?;
@@ -227,7 +327,7 @@ impl PgStore {
         if let Some(id) = self.engine.names.id(kind, name) {
             return Ok(Some(id));
         }
-        refresh_names(&mut self.client, &mut self.engine)?;
+        refresh_names(&mut self.client, &mut self.engine.names)?;
         Ok(self.engine.names.id(kind, name))
     }
 
@@ -244,13 +344,13 @@ impl PgStore {
 }
 
 /// Names interned by other replicas since this one last read them (ids only grow).
-fn refresh_names(client: &mut impl GenericClient, engine: &mut Engine) -> Result<()> {
-    let next = engine.names.next_id;
+fn refresh_names(client: &mut impl GenericClient, names: &mut common::Names) -> Result<()> {
+    let next = names.next_id;
     for r in client.query("SELECT id, kind, name FROM names WHERE id >= $1", &[&next])? {
         let kind: String = r.get(1);
         let kind =
             Kind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("name kind {kind:?}")))?;
-        engine.names.insert(kind, r.get(2), r.get(0));
+        names.insert(kind, r.get(2), r.get(0));
     }
     Ok(())
 }
@@ -262,7 +362,7 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
     let seq: i64 = client
         .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
         .get(0);
-    refresh_names(client, &mut engine)?;
+    refresh_names(client, &mut engine.names)?;
     for r in client.query(
         "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
         &[],
@@ -291,7 +391,7 @@ fn catch_up(
     let Some(first) = rows.first() else {
         return Ok(());
     };
-    refresh_names(client, engine)?;
+    refresh_names(client, &mut engine.names)?;
     if first.get::<_, i64>(0) != *log_seq + 1 {
         let (rebuilt, seq) = rebuild(client)?;
         *engine = rebuilt;
@@ -351,12 +451,16 @@ fn log_changes(
 /// Folds every pending accrual delta into `accruals` and deletes the pending rows
 /// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
 /// meanwhile. Returns whether there was anything to fold.
-fn fold_pending(tx: &mut postgres::Transaction<'_>, engine: &mut Engine) -> Result<bool> {
+fn fold_pending(tx: &mut postgres::Transaction<'_>, names: &mut common::Names) -> Result<bool> {
+    tx.execute(FOLD_LOCK_SQL, &[])?;
     let rows = tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])?;
     let pending = sum_pending(&rows)?;
     // Other replicas' rows may name what they interned after this one last read the names.
-    refresh_names(tx, engine)?;
-    upsert_accruals(tx, common::keyed_deltas(&engine.names, &pending)?)?;
+    refresh_names(tx, names)?;
+    let mut deltas = common::keyed_deltas(names, &pending)?;
+    // One order for every folder, so two that touch the same keys wait, not deadlock.
+    deltas.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    upsert_accruals(tx, deltas)?;
     Ok(!rows.is_empty())
 }
 
@@ -428,7 +532,7 @@ impl Store for PgStore {
         // Serialises loads across replicas; names are interned only here, so after reading
         // the names others interned, the ids planned are free.
         tx.execute("LOCK TABLE registry_versions IN EXCLUSIVE MODE", &[])?;
-        refresh_names(&mut tx, &mut self.engine)?;
+        refresh_names(&mut tx, &mut self.engine.names)?;
         let planned = self.engine.names.plan(names);
         let version: i64 = tx
             .query_one(
@@ -465,7 +569,7 @@ impl Store for PgStore {
             Ok(rows) => rows,
             Err(_) => {
                 // A registry version loaded by another replica interned new names.
-                refresh_names(&mut self.client, &mut self.engine)?;
+                refresh_names(&mut self.client, &mut self.engine.names)?;
                 encode_all(&self.engine)?
             }
         };
@@ -524,8 +628,8 @@ impl Store for PgStore {
                 .prepared
                 .get(&mut tx, "INSERT INTO accrual_pending (deltas) VALUES ($1)")?;
             tx.execute(&insert, &[&common::encode_accrual_deltas(&fx.accruals)])?;
-            if self.fold.fold_now() {
-                fold_pending(&mut tx, &mut self.engine)?;
+            if self.background_fold.is_none() && self.fold.fold_now() {
+                fold_pending(&mut tx, &mut self.engine.names)?;
                 self.fold.folded();
             }
         }
@@ -650,7 +754,7 @@ impl Store for PgStore {
             &[],
         )?;
         if !pending.is_empty() {
-            refresh_names(&mut tx, &mut self.engine)?;
+            refresh_names(&mut tx, &mut self.engine.names)?;
         }
         tx.commit()?;
         common::with_pending(
@@ -671,7 +775,20 @@ impl Store for PgStore {
         )
     }
 
+    fn fold_in_background(&mut self) -> Result<bool> {
+        if self.background_fold.is_none() {
+            self.background_fold = Some(BackgroundFold::spawn(&self.url)?);
+        }
+        Ok(true)
+    }
+
     fn fold_accruals(&mut self) -> Result<bool> {
+        if let Some(background) = &self.background_fold {
+            return match background.take_failure() {
+                None => Ok(false),
+                Some(e) => Err(StoreError::BackgroundFold(e)),
+            };
+        }
         if !self.fold.quiet() {
             return Ok(false);
         }
@@ -687,14 +804,14 @@ impl Store for PgStore {
         }
         let mut tx = self.client.transaction()?;
         lock_ingest(&mut tx, &mut self.prepared)?;
-        let folded = fold_pending(&mut tx, &mut self.engine)?;
+        let folded = fold_pending(&mut tx, &mut self.engine.names)?;
         tx.commit()?;
         self.fold.folded();
         Ok(folded)
     }
 
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>> {
-        refresh_names(&mut self.client, &mut self.engine)?;
+        refresh_names(&mut self.client, &mut self.engine.names)?;
         let rows = self.client.query(
             "SELECT beneficiary_id, provider_id, class_code, period, amount_fen FROM usage_records WHERE voided_at IS NULL",
             &[],
@@ -752,7 +869,7 @@ impl Store for PgStore {
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        refresh_names(&mut tx, &mut self.engine)?;
+        refresh_names(&mut tx, &mut self.engine.names)?;
         catch_up(
             &mut tx,
             &mut self.prepared,
