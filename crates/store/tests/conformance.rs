@@ -872,3 +872,88 @@ fn a_postgres_store_flushes_its_backend_writes_as_it_goes() {
     );
     assert_eq!(setting(&chosen), "256kB", "an operator's value is kept");
 }
+
+// A server's PostgreSQL store folds the pending deltas on a thread of its own, beside ingest:
+// the thread empties `accrual_pending` within seconds, with a void and readers in another
+// store in between, and readers see the recount throughout. SQLite keeps folding in ingest
+// (one writing connection).
+#[test]
+fn a_postgres_store_folds_in_the_background_beside_ingest() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let background = store.fold_in_background().unwrap();
+        assert_eq!(background, url.starts_with("postgres"), "{url}");
+        if !background {
+            return;
+        }
+        // Concurrent readers and a void while the thread folds.
+        let mut reader = suanli_store::open(url).expect("store opens");
+        let ingest = |store: &mut Box<dyn suanli_store::Store>, i: usize| {
+            let day = 1 + i % 28;
+            let r = record(
+                "dc-b",
+                &format!("bg{i}"),
+                if i % 2 == 0 { "ent-a" } else { "ent-b" },
+                "b-tok",
+                &format!("2025-05-{day:02}T00:00:00+08:00"),
+                &format!("2025-05-{day:02}T01:00:00+08:00"),
+                "1",
+                10 + i as i64,
+            );
+            assert_eq!(
+                store.ingest(&[candidate(&reg, r)]).unwrap(),
+                vec![Decision::Accepted]
+            );
+        };
+        for i in 0..200 {
+            ingest(&mut store, i);
+            if i == 100 {
+                let voided = store.void("dc-b", "bg7", "withdrawn", Utc::now()).unwrap();
+                assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
+            }
+            if i % 40 == 0 {
+                assert_eq!(
+                    reader.accruals().unwrap(),
+                    store.recount_accruals().unwrap()
+                );
+            }
+        }
+        assert!(
+            !store.fold_accruals().unwrap(),
+            "the thread folds, not this"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pending_rows(store.as_mut()) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background fold emptied accrual_pending within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        check_recount(store.as_mut());
+        let total: i64 = store.accruals().unwrap().iter().map(|a| a.records).sum();
+        assert_eq!(total, 199, "200 records, one void");
+        // What the thread folded is in the table itself.
+        let mut table = 0;
+        store
+            .transaction(&mut |tx| {
+                table = tx.query("SELECT SUM(records)::bigint FROM accruals", &[])?[0][0].int()?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(table, 199);
+        // Ingest after the thread has folded is folded too; dropping the store stops it.
+        ingest(&mut store, 200);
+        drop(store);
+        assert_eq!(
+            reader
+                .accruals()
+                .unwrap()
+                .iter()
+                .map(|a| a.records)
+                .sum::<i64>(),
+            200
+        );
+    });
+}
