@@ -566,7 +566,8 @@ pub(crate) fn keyed_deltas(
 /// per group). It appends one `accrual_pending` row holding its deltas by interned ids
 /// ([`encode_accrual_deltas`]), in the same transaction as its records, and every
 /// [`FOLD_GROUPS`] groups or [`FOLD_EVERY`] an ingest transaction folds all pending rows into
-/// `accruals` and deletes them. Readers ([`crate::Store::accruals`]) add the pending rows to
+/// `accruals` and deletes them (SQLite; a server's PostgreSQL store folds every [`FOLD_EVERY`]
+/// on a thread beside ingest instead, `Store::fold_in_background`). Readers ([`crate::Store::accruals`]) add the pending rows to
 /// the table in one snapshot, so what they see is exactly what a recount of the records
 /// gives, and a crash loses nothing: pending rows are as durable as the records they came with.
 pub(crate) const FOLD_GROUPS: u32 = 128;
