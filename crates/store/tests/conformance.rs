@@ -894,7 +894,11 @@ fn a_postgres_store_folds_in_the_background_beside_ingest() {
             let r = record(
                 "dc-b",
                 &format!("bg{i}"),
-                if i % 2 == 0 { "ent-a" } else { "ent-b" },
+                if i.is_multiple_of(2) {
+                    "ent-a"
+                } else {
+                    "ent-b"
+                },
                 "b-tok",
                 &format!("2025-05-{day:02}T00:00:00+08:00"),
                 &format!("2025-05-{day:02}T01:00:00+08:00"),
@@ -912,7 +916,7 @@ fn a_postgres_store_folds_in_the_background_beside_ingest() {
                 let voided = store.void("dc-b", "bg7", "withdrawn", Utc::now()).unwrap();
                 assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
             }
-            if i % 40 == 0 {
+            if i.is_multiple_of(40) {
                 assert_eq!(
                     reader.accruals().unwrap(),
                     store.recount_accruals().unwrap()
