@@ -448,9 +448,10 @@ fn log_changes(
     Ok(())
 }
 
-/// Folds every pending accrual delta into `accruals` and deletes the pending rows
-/// ([`common::FOLD_GROUPS`]). The caller holds the ingest lock, so no other writer appends
-/// meanwhile. Returns whether there was anything to fold.
+/// Folds the pending accrual deltas into `accruals` and deletes their rows
+/// ([`common::FOLD_GROUPS`]), holding the fold lock: the rows committed when the `DELETE`
+/// began; rows that ingest commits meanwhile wait for the next fold. Returns whether there
+/// was anything to fold.
 fn fold_pending(tx: &mut postgres::Transaction<'_>, names: &mut common::Names) -> Result<bool> {
     tx.execute(FOLD_LOCK_SQL, &[])?;
     let rows = tx.query("DELETE FROM accrual_pending RETURNING deltas", &[])?;
