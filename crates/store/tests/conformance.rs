@@ -873,6 +873,33 @@ fn a_postgres_store_flushes_its_backend_writes_as_it_goes() {
     assert_eq!(setting(&chosen), "256kB", "an operator's value is kept");
 }
 
+// Pending accrual deltas (tens of KB a group) are stored with lz4, whose insert costs a tenth
+// of the default pglz's, or uncompressed on a server built without lz4 (migration 0009).
+#[test]
+fn postgres_stores_pending_deltas_with_lz4() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    let mut store = suanli_store::open(&db.url).expect("store opens");
+    let mut how = Vec::new();
+    store
+        .transaction(&mut |tx| {
+            how = tx.query(
+                "SELECT attcompression::text, attstorage::text FROM pg_attribute WHERE attrelid = 'accrual_pending'::regclass AND attname = 'deltas'",
+                &[],
+            )?[0]
+                .iter()
+                .map(|v| v.text())
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        how == ["l", "x"] || how == ["", "e"],
+        "accrual_pending.deltas is stored as {how:?}"
+    );
+}
+
 // A server's PostgreSQL store folds the pending deltas on a thread of its own, beside ingest:
 // the thread empties `accrual_pending` within seconds, with a void and readers in another
 // store in between, and readers see the recount throughout. SQLite keeps folding in ingest
