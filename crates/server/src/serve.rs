@@ -42,9 +42,10 @@ const HEALTH_SERVICES: [&str; 6] = [
 /// How often a server on PostgreSQL catches up with the other servers on the same database:
 /// a registry version they loaded (records are validated against it from then on) and the
 /// stored keys and capacity they changed (ingest also catches up before every transaction).
-/// Also how often any server folds pending accrual deltas that ingest has not folded for a
-/// second (`Store::fold_accruals`): after ingest goes quiet, the `accruals` table alone is
-/// current again within about two seconds.
+/// Also how often a SQLite server folds pending accrual deltas that ingest has not folded for a
+/// second (`Store::fold_accruals`; on PostgreSQL the store's fold thread folds every second and
+/// this reports its failures): after ingest goes quiet, the `accruals` table alone is current
+/// again within about two seconds.
 pub const REPLICA_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The resolved configuration (see `config.rs`).
@@ -336,7 +337,8 @@ fn sqlite_serve_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
 }
 
 /// Every `every` while the server's services exist (held weakly, so a stopped server is not
-/// kept alive): folds the pending accrual deltas of a quiet server and, if `follow_others`
+/// kept alive): folds the pending accrual deltas of a quiet server (SQLite; on PostgreSQL it
+/// reports the store's fold thread's failures) and, if `follow_others`
 /// (PostgreSQL), follows the other servers on the database. Ends when the writer is gone.
 async fn housekeeping(
     shared: std::sync::Weak<crate::grpc::Shared>,

@@ -264,7 +264,8 @@ on_both_backends!(
 );
 
 // Ingest appends each group's accrual deltas as a pending row; once ingest goes quiet the
-// server folds them (every second), so the `accruals` table alone is current again.
+// server folds them (every second: on SQLite the housekeeping task, on PostgreSQL the store's
+// fold thread), so the `accruals` table alone is current again.
 fn a_quiet_server_folds_pending_accruals(db: Db) {
     fn pending(url: &str) -> i64 {
         let mut store = suanli_store::open(url).expect("opens beside the server");

@@ -237,7 +237,9 @@ pub trait Store: Send {
     fn accruals(&mut self) -> Result<Vec<AccrualRow>>;
     /// Folds the pending accrual deltas into the `accruals` table if none were folded for
     /// `common::FOLD_EVERY` (ingest folds as it goes; this is for a server gone quiet, so the
-    /// table alone is current again). Returns whether it folded.
+    /// table alone is current again). Returns whether it folded. After
+    /// [`Store::fold_in_background`] it folds nothing and returns the fold thread's last
+    /// failure, if any.
     fn fold_accruals(&mut self) -> Result<bool>;
     /// From now on a thread of this store folds the pending accrual deltas every
     /// `common::FOLD_EVERY` on a connection of its own, and ingest transactions no longer fold
