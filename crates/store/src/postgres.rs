@@ -187,6 +187,8 @@ fn fold_detached(client: &mut Client, names: &mut common::Names) -> Result<bool>
 
 /// The ingest path's statements, prepared once per connection: an unprepared statement costs
 /// a round trip of its own (parse and describe) every time it runs, and a group runs several.
+/// Only statements whose best plan cannot change as tables grow belong here (inserts, COPY,
+/// the lock); see [`catch_up`] for one that did.
 #[derive(Default)]
 struct Prepared(std::collections::HashMap<&'static str, postgres::Statement>);
 
@@ -377,17 +379,26 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
 /// Applies the log entries other replicas committed after `log_seq`. Committed entries are a
 /// contiguous run of seqs (each is assigned under the ingest lock, held until commit), so a gap
 /// means entries were pruned before this replica read them: it rebuilds instead.
-fn catch_up(
-    client: &mut impl GenericClient,
-    prepared: &mut Prepared,
-    engine: &mut Engine,
-    log_seq: &mut i64,
-) -> Result<()> {
-    let select = prepared.get(
-        client,
-        "SELECT seq, keys, capacity FROM ingest_log WHERE seq > $1 ORDER BY seq",
+///
+/// The read must go by the log's key, whose end is all it wants, however long the log (an
+/// hour of groups) and whatever PostgreSQL's statistics of it (none until the table is first
+/// analyzed). Two things see to that:
+/// - both ends of the range are given (the upper one is the log's `MAX(seq)`, read from the
+///   key's end): with no statistics PostgreSQL takes a one-sided range for a third of the
+///   table, and a sequential scan for the cheapest way to read it, but a two-sided range for
+///   a small slice, read by the key;
+/// - the query is planned at every call (`query_typed`, still one round trip), not prepared
+///   once: a prepared statement keeps the plan made when the log held a few rows (a
+///   sequential scan) until the table is analyzed.
+///
+/// With the one-sided range prepared once, every group's catch-up read the whole log, and
+/// each group cost more than the last (BENCHMARKS.md, stop 14).
+fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut i64) -> Result<()> {
+    let rows = client.query_typed(
+        "SELECT seq, keys, capacity FROM ingest_log \
+         WHERE seq > $1 AND seq <= (SELECT MAX(seq) FROM ingest_log) ORDER BY seq",
+        &[(&*log_seq, postgres::types::Type::INT8)],
     )?;
-    let rows = client.query(&select, &[&*log_seq])?;
     let Some(first) = rows.first() else {
         return Ok(());
     };
@@ -420,7 +431,7 @@ fn lock_and_catch_up(
     log_seq: &mut i64,
 ) -> Result<()> {
     lock_ingest(tx, prepared)?;
-    catch_up(tx, prepared, engine, log_seq)
+    catch_up(tx, engine, log_seq)
 }
 
 /// Appends this transaction's index changes to the log, after catching up (lock held).
@@ -871,12 +882,7 @@ impl Store for PgStore {
             .read_only(true)
             .start()?;
         refresh_names(&mut tx, &mut self.engine.names)?;
-        catch_up(
-            &mut tx,
-            &mut self.prepared,
-            &mut self.engine,
-            &mut self.log_seq,
-        )?;
+        catch_up(&mut tx, &mut self.engine, &mut self.log_seq)?;
         tx.commit()?;
         Ok(())
     }

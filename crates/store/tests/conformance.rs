@@ -900,6 +900,76 @@ fn postgres_stores_pending_deltas_with_lz4() {
     );
 }
 
+// Every ingest group first reads what other replicas appended to `ingest_log` since it last
+// looked. That read goes by the log's key however long the log has grown (it keeps an hour of
+// groups): a plan cached while the log was a few rows, a sequential scan, had every group read
+// the whole log, so that each group cost more than the last (BENCHMARKS.md, stop 14).
+#[test]
+fn postgres_catch_up_reads_only_the_new_end_of_a_long_log() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    let reg = registry();
+    let mut store = open_loaded(&db.url, &reg);
+    let mut group = |n: usize| {
+        let r = record(
+            "dc-b",
+            &format!("g{n}"),
+            "ent-b",
+            "b-tok",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-02T00:00:00+08:00",
+            "1",
+            100,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, r)]).unwrap(),
+            vec![Decision::Accepted]
+        );
+    };
+    // Enough groups, while the log is short, for PostgreSQL to settle on a plan for a statement
+    // prepared once (it does after five executions).
+    for n in 0..10 {
+        group(n);
+    }
+    // An hour of other replicas' groups, already applied: older than every seq this store
+    // will ask for.
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).expect("connects");
+    admin
+        .execute(
+            "INSERT INTO ingest_log (seq, writer, keys, capacity) \
+             SELECT -g, 'another replica', ''::bytea, ''::bytea FROM generate_series(1, 100000) g",
+            &[],
+        )
+        .expect("long log");
+    for n in 10..40 {
+        group(n);
+    }
+    // The store's backend reports its table statistics when idle, within a second or so: wait
+    // until they count the 40 groups' reads of the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (scans, rows_scanned) = loop {
+        let row = admin
+            .query_one(
+                "SELECT COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0), COALESCE(seq_tup_read, 0) \
+                 FROM pg_stat_user_tables WHERE relname = 'ingest_log'",
+                &[],
+            )
+            .expect("statistics");
+        let (scans, rows): (i64, i64) = (row.get(0), row.get(1));
+        if scans >= 40 || std::time::Instant::now() > deadline {
+            break (scans, rows);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(scans >= 40, "the statistics count {scans} reads of the log");
+    assert!(
+        rows_scanned < 100_000,
+        "30 groups read {rows_scanned} log rows sequentially; the log's key would read none"
+    );
+    assert_eq!(store.stats(None).unwrap().records, 40);
+}
+
 // A server's PostgreSQL store folds the pending deltas on a thread of its own, beside ingest:
 // the thread empties `accrual_pending` within seconds, with a void and readers in another
 // store in between, and readers see the recount throughout. SQLite keeps folding in ingest
