@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use suanli::settle;
+use suanli_server::settle;
 use suanli_store::RegistryNames;
 
 fn main() -> anyhow::Result<()> {
@@ -67,10 +67,10 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
          FROM generate_series(1, {n}) i, generate_series(1, 3) j"
     ))?;
 
-    let bench_actor = |actor: &str| suanli::audit::Actor {
+    let bench_actor = |actor: &str| suanli_server::audit::Actor {
         actor: actor.to_owned(),
         role: "finance".to_owned(),
-        request_id: suanli::audit::new_request_id(),
+        request_id: suanli_server::audit::new_request_id(),
     };
     let started = Instant::now();
     let run = settle::create_run(

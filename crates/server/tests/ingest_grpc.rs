@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use suanli::serve::{Running, ServeConfig};
+use suanli_server::serve::{Running, ServeConfig};
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
@@ -85,10 +85,10 @@ fn with_tokens(url: String, cleanup: Box<dyn FnOnce()>) -> Db {
         ("dc-b", Principal::Provider("dc-b".into())),
         ("ent-a", Principal::Beneficiary("ent-a".into())),
     ] {
-        let token = suanli::auth::new_token();
+        let token = suanli_server::auth::new_token();
         store
             .token_insert(
-                &suanli::auth::hash_token(&token),
+                &suanli_server::auth::hash_token(&token),
                 &principal,
                 chrono::Utc::now(),
             )
@@ -121,7 +121,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn start(url: &str) -> Running {
-    suanli::serve::start(ServeConfig {
+    suanli_server::serve::start(ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: url.to_owned(),
         http_addr: None,
@@ -1161,7 +1161,7 @@ fn a_sqlite_database_has_one_server() {
     let db = sqlite_db().expect("sqlite");
     runtime().block_on(async {
         let first = start(&db.url).await;
-        let second = suanli::serve::start(ServeConfig {
+        let second = suanli_server::serve::start(ServeConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: db.url.clone(),
             http_addr: None,

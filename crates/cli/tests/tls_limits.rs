@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use suanli::config::{Limits, TlsConfig};
-use suanli::metrics::METRICS;
-use suanli::serve::{Running, ServeConfig};
+use suanli_server::config::{Limits, TlsConfig};
+use suanli_server::metrics::METRICS;
+use suanli_server::serve::{Running, ServeConfig};
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
@@ -69,10 +69,10 @@ fn fixture() -> Fixture {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}/suanli.db", dir.display());
     let mut store = suanli_store::open(&url).expect("store opens");
-    let admin = suanli::auth::new_token();
+    let admin = suanli_server::auth::new_token();
     store
         .token_insert(
-            &suanli::auth::hash_token(&admin),
+            &suanli_server::auth::hash_token(&admin),
             &Principal::Admin,
             chrono::Utc::now(),
         )
@@ -151,7 +151,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn start(config: ServeConfig) -> Running {
-    suanli::serve::start(config).await.expect("server starts")
+    suanli_server::serve::start(config).await.expect("server starts")
 }
 
 fn bearer<T>(message: T, token: &str) -> Request<T> {

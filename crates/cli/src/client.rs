@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use suanli::audit::Actor;
+use suanli_server::audit::Actor;
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
@@ -52,12 +52,12 @@ pub fn token_create(
     {
         bail!("--expires-in-days must be 1 to {TOKEN_DAYS_MAX}");
     }
-    let token = suanli::auth::new_token();
+    let token = suanli_server::auth::new_token();
     let mut store =
         suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
     let now = chrono::Utc::now();
     let row = TokenRow {
-        token_hash: suanli::auth::hash_token(&token),
+        token_hash: suanli_server::auth::hash_token(&token),
         principal,
         created_at: time_text(now),
         expires_at: expires_in_days.map(|d| time_text(now + chrono::Duration::days(d.into()))),
@@ -110,7 +110,7 @@ pub fn token_revoke(
             }
             p
         }
-        (None, Some(t)) => suanli::auth::hash_token(t.trim()),
+        (None, Some(t)) => suanli_server::auth::hash_token(t.trim()),
         _ => bail!("give either --hash-prefix or --token"),
     };
     let mut store =
@@ -277,7 +277,7 @@ pub async fn usage_import(
     batch_records: usize,
     rejects_path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let ceiling = suanli::config::BATCH_RECORDS_BOUNDS.1 as usize;
+    let ceiling = suanli_server::config::BATCH_RECORDS_BOUNDS.1 as usize;
     if !(1..=ceiling).contains(&batch_records) {
         bail!(
             "--batch-size must be 1 to {ceiling} (and at most the server's limits.batch_records_max)"
@@ -327,8 +327,8 @@ pub async fn usage_import(
     }
     let started = Instant::now();
     let mut client = MeteringServiceClient::new(channel(server).await?)
-        .max_decoding_message_size(suanli::serve::MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(suanli::serve::MESSAGE_BYTES_MAX);
+        .max_decoding_message_size(suanli_server::serve::MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(suanli_server::serve::MESSAGE_BYTES_MAX);
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::IngestRequest>(4);
     let mut lines = Vec::with_capacity(batches.len());
     let mut requests = Vec::with_capacity(batches.len());

@@ -329,15 +329,15 @@ fn init_tracing(json: bool) {
 }
 
 fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> anyhow::Result<()> {
-    let (config, sources) = suanli::config::load(file, flags)?;
+    let (config, sources) = suanli_server::config::load(file, flags)?;
     init_tracing(config.log_json);
     for (key, source) in sources
         .iter()
-        .filter(|(_, s)| *s != suanli::config::Source::Default)
+        .filter(|(_, s)| *s != suanli_server::config::Source::Default)
     {
         tracing::info!(key = *key, source = %source, "configuration");
     }
-    runtime()?.block_on(suanli::serve::run(config, suanli::serve::shutdown_signal()))
+    runtime()?.block_on(suanli_server::serve::run(config, suanli_server::serve::shutdown_signal()))
 }
 
 fn main() -> ExitCode {

@@ -572,7 +572,7 @@ fn adversarial_console_forms_change_nothing() {
         );
     }
     // A body above the limit is refused as a whole.
-    let huge = vec![b'a'; suanli::console::FORM_BYTES_MAX + 10];
+    let huge = vec![b'a'; suanli_server::console::FORM_BYTES_MAX + 10];
     let r = f1.post_raw("/finance/payments", &huge);
     assert_eq!(r.status, 413);
     assert_eq!(r.error_field().as_deref(), Some("form"));
