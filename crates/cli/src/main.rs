@@ -337,7 +337,10 @@ fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> an
     {
         tracing::info!(key = *key, source = %source, "configuration");
     }
-    runtime()?.block_on(suanli_server::serve::run(config, suanli_server::serve::shutdown_signal()))
+    runtime()?.block_on(suanli_server::serve::run(
+        config,
+        suanli_server::serve::shutdown_signal(),
+    ))
 }
 
 fn main() -> ExitCode {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use suanli_server::settle::{RUN_STATEMENT_HEADER, run_statement_record};
+use suanli_app::settlement::{RUN_STATEMENT_HEADER, run_statement_record};
 use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::balance_service_client::BalanceServiceClient;

@@ -71,12 +71,12 @@ fn concurrent_posts_from_two_connections_post_once() {
             std::thread::spawn(move || {
                 let mut store = suanli_store::open(&url).expect("store opens");
                 barrier.wait();
-                let actor = suanli_server::audit::Actor {
+                let actor = suanli_app::audit::Actor {
                     actor: "finance:test".into(),
                     role: "finance".into(),
-                    request_id: suanli_server::audit::new_request_id(),
+                    request_id: suanli_app::audit::new_request_id(),
                 };
-                suanli_server::settle::post_run(store.as_mut(), run, &actor)
+                suanli_app::settlement::post_run(store.as_mut(), run, &actor)
                     .map(|v| v.unchanged)
                     .map_err(|e| e.to_string())
             })

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use suanli_server::config::{Limits, TlsConfig};
-use suanli_server::metrics::METRICS;
-use suanli_server::serve::{Running, ServeConfig};
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
+use suanli_server::config::{Limits, TlsConfig};
+use suanli_server::metrics::LIMITED;
+use suanli_server::serve::{Running, ServeConfig};
 use suanli_store::Principal;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
@@ -151,7 +151,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn start(config: ServeConfig) -> Running {
-    suanli_server::serve::start(config).await.expect("server starts")
+    suanli_server::serve::start(config)
+        .await
+        .expect("server starts")
 }
 
 fn bearer<T>(message: T, token: &str) -> Request<T> {
@@ -436,7 +438,7 @@ fn cli_over_tls() {
 }
 
 fn limited(limit: &str) -> u64 {
-    METRICS.limited.with_label_values(&[limit]).get()
+    LIMITED.with_label_values(&[limit]).get()
 }
 
 // A batch above limits.batch_records_max gets INVALID_ARGUMENT, a message above

@@ -17,8 +17,10 @@ use suanli_store::Principal;
 use suanli_store::tokens;
 use tonic::{Request, Status};
 
-use crate::limits::{LIMIT_RATE, RateLimiter, count};
-use crate::writer::Writer;
+use crate::limits::{RateLimiter, count};
+use crate::metrics::LIMIT_RATE;
+use suanli_app::audit::{Actor, REQUEST_ID_CHARS_MAX, new_request_id};
+use suanli_app::ingest::Writer;
 
 /// The sha256 hex of the bearer token, put in the request's extensions by [`interceptor`].
 #[derive(Clone, Debug)]
@@ -202,4 +204,24 @@ impl Authenticator {
         );
         Ok(row.principal)
     }
+}
+
+/// The actor of a gRPC request made with `principal`'s token: the request's `x-request-id` when
+/// it is short ASCII, a new one otherwise.
+pub fn actor_of_request(
+    principal: &Principal,
+    extensions: &tonic::Extensions,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Actor {
+    let hash = extensions
+        .get::<TokenHash>()
+        .map(|h| h.0.clone())
+        .unwrap_or_default();
+    let request_id = metadata
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
+        .map_or_else(new_request_id, str::to_owned);
+    Actor::of_token(principal, &hash, request_id)
 }

@@ -15,10 +15,9 @@ use suanli_store::ingest_stats::Rejected;
 use suanli_store::{Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, VoidResult};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::audit::Actor;
 use crate::auth::Authenticator;
-use crate::metrics::METRICS;
-use crate::writer::{Writer, WriterError};
+use suanli_app::ingest::{Writer, WriterError};
+use suanli_app::metrics::METRICS;
 
 /// The default and the CLI's ceiling of records in one batch (unary or one stream message); the
 /// server's limit is `limits.batch_records_max`.
@@ -50,7 +49,7 @@ impl CurrentRegistry {
                     )
                 })?;
         let registry = Arc::new(registry);
-        crate::settle::remember_registry(&row.content_hash, registry.clone());
+        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
         Ok(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,
@@ -259,7 +258,7 @@ impl Shared {
         let started = Instant::now();
         let n = request.records.len();
         if n > self.batch_records_max {
-            crate::limits::count(crate::limits::LIMIT_BATCH_RECORDS);
+            crate::limits::count(crate::metrics::LIMIT_BATCH_RECORDS);
             return Err(Status::invalid_argument(format!(
                 "batch {:?} has {n} records; at most {}",
                 request.batch_id, self.batch_records_max
@@ -445,7 +444,8 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         request: Request<pb::VoidUsageRequest>,
     ) -> Result<Response<pb::VoidUsageResponse>, Status> {
         let principal = self.shared.auth.principal(request.extensions()).await?;
-        let who = Actor::of_request(&principal, request.extensions(), request.metadata());
+        let who =
+            crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
         let r = request.into_inner();
         match &principal {
             Principal::Admin => {}
@@ -556,7 +556,8 @@ impl pb::registry_service_server::RegistryService for RegistryService {
         request: Request<pb::LoadRegistryRequest>,
     ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
         let principal = self.shared.auth.principal(request.extensions()).await?;
-        let who = Actor::of_request(&principal, request.extensions(), request.metadata());
+        let who =
+            crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
         if !matches!(principal, Principal::Admin | Principal::Finance) {
             return Err(Status::permission_denied(format!(
                 "role {} may not load a registry",
@@ -621,7 +622,7 @@ impl pb::registry_service_server::RegistryService for RegistryService {
             .map_err(writer_status)?
             .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
         let registry = Arc::new(registry);
-        crate::settle::remember_registry(&row.content_hash, registry.clone());
+        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
         let current = Arc::new(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,

@@ -9,10 +9,10 @@ use suanli_store::Principal;
 use suanli_store::ledger::{RunLineRow, RunRow};
 use tonic::{Request, Response, Status};
 
-use crate::audit::Actor;
 use crate::grpc::Shared;
-use crate::metrics::METRICS;
-use crate::settle::{self, RunView, SettleError};
+use suanli_app::audit::Actor;
+use suanli_app::metrics::METRICS;
+use suanli_app::settlement::{self as settle, RunView, SettleError};
 
 fn status_of(e: SettleError) -> Status {
     match e {
@@ -34,7 +34,7 @@ struct Caller {
 
 async fn caller<T>(shared: &Shared, request: &Request<T>) -> Result<Caller, Status> {
     let principal = shared.auth.principal(request.extensions()).await?;
-    let actor = Actor::of_request(&principal, request.extensions(), request.metadata());
+    let actor = crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
     Ok(Caller { principal, actor })
 }
 

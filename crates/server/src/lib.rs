@@ -2,7 +2,6 @@
 //! metrics. The binary (`main.rs`) adds the CLI; tests start the server in-process through
 //! [`serve::start`].
 
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod console;
@@ -11,5 +10,3 @@ pub mod grpc_settle;
 pub mod limits;
 pub mod metrics;
 pub mod serve;
-pub mod settle;
-pub mod writer;

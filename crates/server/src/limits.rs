@@ -14,17 +14,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::metrics::METRICS;
-
-/// The label values of `suanli_limited_requests_total`.
-pub const LIMIT_MESSAGE_BYTES: &str = "message_bytes";
-pub const LIMIT_BATCH_RECORDS: &str = "batch_records";
-pub const LIMIT_RATE: &str = "rate";
-pub const LIMIT_CONCURRENCY: &str = "concurrency";
-pub const LIMIT_DEADLINE: &str = "deadline";
+use crate::metrics::{LIMIT_CONCURRENCY, LIMIT_DEADLINE, LIMIT_MESSAGE_BYTES, LIMITED};
 
 pub fn count(limit: &str) {
-    METRICS.limited.with_label_values(&[limit]).inc();
+    LIMITED.with_label_values(&[limit]).inc();
 }
 
 /// Most credentials tracked at once; beyond it, buckets that have refilled are forgotten (a
@@ -369,7 +362,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadline_exceeded() {
         let mut svc = LimitLayer::new(4, Duration::from_secs(30)).layer(Stuck);
-        let before = METRICS.limited.with_label_values(&[LIMIT_DEADLINE]).get();
+        let before = LIMITED.with_label_values(&[LIMIT_DEADLINE]).get();
         let response = svc.call(request("/suanli.v1.X/Slow")).await.unwrap();
         assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
         let mut r = request("/suanli.v1.X/Slow");
@@ -379,7 +372,7 @@ mod tests {
         assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
         let message = Status::from_header_map(response.headers()).unwrap();
         assert!(message.message().contains("within 5 ms"), "{message:?}");
-        assert!(METRICS.limited.with_label_values(&[LIMIT_DEADLINE]).get() >= before + 2);
+        assert!(LIMITED.with_label_values(&[LIMIT_DEADLINE]).get() >= before + 2);
     }
 
     // Calls beyond the concurrency limit get RESOURCE_EXHAUSTED at once while an open stream holds
@@ -389,19 +382,10 @@ mod tests {
         let mut svc = LimitLayer::new(1, Duration::from_secs(3600)).layer(Stuck);
         let held = svc.call(request("/suanli.v1.X/Open")).await.unwrap();
         assert_eq!(status_of(&held), tonic::Code::Ok);
-        let before = METRICS
-            .limited
-            .with_label_values(&[LIMIT_CONCURRENCY])
-            .get();
+        let before = LIMITED.with_label_values(&[LIMIT_CONCURRENCY]).get();
         let refused = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
         assert_eq!(status_of(&refused), tonic::Code::ResourceExhausted);
-        assert!(
-            METRICS
-                .limited
-                .with_label_values(&[LIMIT_CONCURRENCY])
-                .get()
-                > before
-        );
+        assert!(LIMITED.with_label_values(&[LIMIT_CONCURRENCY]).get() > before);
         let health = svc
             .call(request("/grpc.health.v1.Health/Fast"))
             .await
@@ -416,18 +400,9 @@ mod tests {
     #[tokio::test]
     async fn oversized_message_status() {
         let mut svc = LimitLayer::new(4, Duration::from_secs(30)).layer(Stuck);
-        let before = METRICS
-            .limited
-            .with_label_values(&[LIMIT_MESSAGE_BYTES])
-            .get();
+        let before = LIMITED.with_label_values(&[LIMIT_MESSAGE_BYTES]).get();
         let response = svc.call(request("/suanli.v1.X/TooLarge")).await.unwrap();
         assert_eq!(status_of(&response), tonic::Code::ResourceExhausted);
-        assert!(
-            METRICS
-                .limited
-                .with_label_values(&[LIMIT_MESSAGE_BYTES])
-                .get()
-                > before
-        );
+        assert!(LIMITED.with_label_values(&[LIMIT_MESSAGE_BYTES]).get() > before);
     }
 }

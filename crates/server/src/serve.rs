@@ -23,7 +23,7 @@ use crate::auth::{Authenticator, Interceptor};
 use crate::config::TlsConfig;
 use crate::grpc::{CurrentRegistry, MeteringService, RegistryService, Shared};
 use crate::limits::{LimitLayer, RateLimiter};
-use crate::writer::Writer;
+use suanli_app::ingest::Writer;
 
 /// The default largest message, and what the CLI clients accept: a full batch of 10,000 records
 /// with long ids fits. The server's limit is `limits.message_bytes_max`.

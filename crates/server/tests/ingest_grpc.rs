@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use suanli_server::serve::{Running, ServeConfig};
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
+use suanli_server::serve::{Running, ServeConfig};
 use suanli_store::Principal;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

@@ -23,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 use suanli_store::Principal;
 use tokio::net::TcpListener;
 
-use crate::audit::{Actor, new_request_id};
 use crate::auth::{TokenHash, hash_token};
 use crate::grpc::Shared;
-use crate::settle::{self, SettleError};
-use crate::writer::WriterError;
+use suanli_app::audit::{Actor, new_request_id};
+use suanli_app::ingest::WriterError;
+use suanli_app::settlement::{self as settle, SettleError};
 
 pub use form::{FIELD_CHARS_MAX, FORM_BYTES_MAX, FieldError, Form};
 pub use format::cny;
@@ -270,7 +270,7 @@ impl Console {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .map(str::trim)
-                    .filter(|v| !v.is_empty() && v.len() <= crate::audit::REQUEST_ID_CHARS_MAX)
+                    .filter(|v| !v.is_empty() && v.len() <= suanli_app::audit::REQUEST_ID_CHARS_MAX)
                     .map_or_else(new_request_id, str::to_owned);
                 ctx.actor = Some(Actor::of_token(&principal, &hash, request_id));
                 ctx.principal = Some(principal);

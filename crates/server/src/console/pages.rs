@@ -19,7 +19,7 @@ use super::i18n::{Lang, t};
 use super::{
     Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
 };
-use crate::settle::{self, Balance, ProgrammeOverview};
+use suanli_app::settlement::{self as settle, Balance, ProgrammeOverview};
 
 /// Most journals listed on one audit page (newest first); filters narrow the rest.
 pub const JOURNALS_SHOWN_MAX: usize = 500;

@@ -1,12 +1,12 @@
 //! Settlement-day benchmark (issue 4): create and post a run for N beneficiaries × 3 providers ×
 //! one month from accruals on PostgreSQL, then time balance look-ups.
-//! `cargo bench -p suanli --bench settle` (N from SUANLI_BENCH_BENEFICIARIES, default 100,000;
+//! `cargo bench -p suanli-app --bench settle` (N from SUANLI_BENCH_BENEFICIARIES, default 100,000;
 //! database from SUANLI_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).
 
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use suanli_server::settle;
+use suanli_app::settlement as settle;
 use suanli_store::RegistryNames;
 
 fn main() -> anyhow::Result<()> {
@@ -67,10 +67,10 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
          FROM generate_series(1, {n}) i, generate_series(1, 3) j"
     ))?;
 
-    let bench_actor = |actor: &str| suanli_server::audit::Actor {
+    let bench_actor = |actor: &str| suanli_app::audit::Actor {
         actor: actor.to_owned(),
         role: "finance".to_owned(),
-        request_id: suanli_server::audit::new_request_id(),
+        request_id: suanli_app::audit::new_request_id(),
     };
     let started = Instant::now();
     let run = settle::create_run(

@@ -7,8 +7,6 @@ use suanli_domain::audit::{NewEntry, digest};
 use suanli_store::Principal;
 use suanli_store::sql::Sql;
 
-use crate::auth::TokenHash;
-
 /// Longest `x-request-id` kept as sent; a longer or non-ASCII one is replaced by a new id.
 pub const REQUEST_ID_CHARS_MAX: usize = 128;
 
@@ -23,25 +21,6 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The actor of a gRPC request made with `principal`'s token.
-    pub fn of_request(
-        principal: &Principal,
-        extensions: &tonic::Extensions,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Actor {
-        let hash = extensions
-            .get::<TokenHash>()
-            .map(|h| h.0.clone())
-            .unwrap_or_default();
-        let request_id = metadata
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
-            .map_or_else(new_request_id, str::to_owned);
-        Actor::of_token(principal, &hash, request_id)
-    }
-
     /// The actor of `principal` acting with the token of sha256 `token_hash` (hex): the gRPC
     /// services and the web console name the same user the same way, so four eyes holds across
     /// both.
