@@ -6,7 +6,6 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod grpc;
-pub mod grpc_settle;
 pub mod limits;
 pub mod metrics;
 pub mod serve;

@@ -120,7 +120,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         registry: RwLock::new(current),
         batch_records_max: config.limits.batch_records_max,
     });
-    crate::grpc_settle::refresh_programme_gauges(&shared).await;
+    crate::grpc::refresh_programme_gauges(&shared).await;
     tokio::spawn(housekeeping(
         Arc::downgrade(&shared),
         REPLICA_SYNC_INTERVAL,
@@ -186,7 +186,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     );
     let settlement = InterceptedService::new(
         pb::settlement_service_server::SettlementServiceServer::new(
-            crate::grpc_settle::SettlementService {
+            crate::grpc::SettlementService {
                 shared: shared.clone(),
             },
         )
@@ -195,7 +195,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         interceptor.clone(),
     );
     let ledger = InterceptedService::new(
-        pb::ledger_service_server::LedgerServiceServer::new(crate::grpc_settle::LedgerService {
+        pb::ledger_service_server::LedgerServiceServer::new(crate::grpc::LedgerService {
             shared: shared.clone(),
         })
         .max_decoding_message_size(message_bytes_max)
@@ -203,7 +203,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         interceptor.clone(),
     );
     let balance = InterceptedService::new(
-        pb::balance_service_server::BalanceServiceServer::new(crate::grpc_settle::BalanceService {
+        pb::balance_service_server::BalanceServiceServer::new(crate::grpc::BalanceService {
             shared: shared.clone(),
             pending: Default::default(),
         })
@@ -407,7 +407,7 @@ async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), W
             Ok(current) => {
                 tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
                 shared.install_registry(Arc::new(current));
-                crate::grpc_settle::refresh_programme_gauges(shared).await;
+                crate::grpc::refresh_programme_gauges(shared).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot install the registry version another server loaded")

@@ -875,7 +875,7 @@ pub async fn run_action(
         .await?
         .map_err(|e| settle_error(e, "run"))?;
     if posted && !view.unchanged {
-        crate::grpc_settle::refresh_programme_gauges(&console.shared).await;
+        crate::grpc::refresh_programme_gauges(&console.shared).await;
     }
     Ok(())
 }

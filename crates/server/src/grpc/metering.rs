@@ -1,23 +1,21 @@
-//! The gRPC services: metering (ingest, void, stats) and registry. Proto ↔ domain mapping and
-//! the gRPC status mapping live here; record validation is the domain's `validate`.
+//! The metering service: ingest (unary and streamed), void, usage statistics. Proto ↔ domain
+//! mapping of usage records lives here; record validation is the domain's `validate`.
 
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use futures::{Stream, StreamExt};
-use suanli_domain::Registry;
+use suanli_app::metrics::METRICS;
 use suanli_domain::money::Fen;
 use suanli_domain::usage::{Period, RejectCode, Rejection, from_typed, validate};
 use suanli_proto::v1 as pb;
 use suanli_store::ingest_stats::Rejected;
-use suanli_store::{Candidate, Decision, Principal, RegistryNames, RegistryVersionRow, VoidResult};
+use suanli_store::{Candidate, Decision, Principal, VoidResult};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Authenticator;
-use suanli_app::ingest::{Writer, WriterError};
-use suanli_app::metrics::METRICS;
+use super::{CurrentRegistry, Shared, timestamp_of_text, writer_status};
 
 /// The default and the CLI's ceiling of records in one batch (unary or one stream message); the
 /// server's limit is `limits.batch_records_max`.
@@ -28,90 +26,6 @@ pub const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
 pub const VOID_REASON_CHARS_MAX: usize = 1_000;
 /// Latest accepted time: year 2200, far inside the nanosecond range used at rest.
 const TIME_SECONDS_MAX: i64 = 7_258_118_400;
-
-/// The registry version records are validated against.
-pub struct CurrentRegistry {
-    pub version: u64,
-    pub content_hash: String,
-    pub loaded_at: String,
-    /// Shared with settlement's cache of parsed registries.
-    pub registry: Arc<Registry>,
-}
-
-impl CurrentRegistry {
-    pub fn from_row(row: RegistryVersionRow) -> anyhow::Result<CurrentRegistry> {
-        let (registry, _) =
-            Registry::from_toml(&format!("registry version {}", row.version), &row.toml_text)
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "stored registry version {} no longer loads: {e}",
-                        row.version
-                    )
-                })?;
-        let registry = Arc::new(registry);
-        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
-        Ok(CurrentRegistry {
-            version: row.version,
-            content_hash: row.content_hash,
-            loaded_at: row.loaded_at,
-            registry,
-        })
-    }
-
-    fn to_proto(&self) -> pb::RegistryVersion {
-        pb::RegistryVersion {
-            version: self.version,
-            content_hash: self.content_hash.clone(),
-            loaded_at: timestamp_of_text(&self.loaded_at),
-            providers: self.registry.providers.len() as u32,
-            skus: self.registry.skus.len() as u32,
-            beneficiaries: self.registry.beneficiaries.len() as u32,
-            programmes: self.registry.programmes.len() as u32,
-        }
-    }
-}
-
-fn timestamp_of_text(text: &str) -> Option<prost_types::Timestamp> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| prost_types::Timestamp {
-            seconds: t.timestamp(),
-            nanos: t.timestamp_subsec_nanos() as i32,
-        })
-}
-
-/// State shared by the services.
-pub struct Shared {
-    pub writer: Writer,
-    pub auth: Authenticator,
-    pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
-    /// `limits.batch_records_max`.
-    pub batch_records_max: usize,
-}
-
-impl Shared {
-    pub(crate) fn current(&self) -> Option<Arc<CurrentRegistry>> {
-        self.registry.read().expect("registry lock").clone()
-    }
-
-    /// Makes `current` the version records are validated against, unless a newer one is
-    /// already installed (loads through this server and through others race).
-    pub(crate) fn install_registry(&self, current: Arc<CurrentRegistry>) {
-        let mut slot = self.registry.write().expect("registry lock");
-        if slot.as_ref().is_none_or(|s| s.version <= current.version) {
-            *slot = Some(current);
-        }
-    }
-}
-
-fn writer_status(e: WriterError) -> Status {
-    match e {
-        WriterError::Gone => Status::unavailable("the server is shutting down"),
-        WriterError::Store(msg) => Status::unavailable(format!(
-            "storage failed, nothing of this batch was stored; retry: {msg}"
-        )),
-    }
-}
 
 fn reason_of(code: RejectCode) -> pb::RejectReason {
     use pb::RejectReason as R;
@@ -540,114 +454,6 @@ impl pb::metering_service_server::MeteringService for MeteringService {
             records: stats.records,
             voided_records: stats.voided_records,
             amount_fen: stats.amount_fen,
-        }))
-    }
-}
-
-#[derive(Clone)]
-pub struct RegistryService {
-    pub shared: Arc<Shared>,
-}
-
-#[tonic::async_trait]
-impl pb::registry_service_server::RegistryService for RegistryService {
-    async fn load_registry(
-        &self,
-        request: Request<pb::LoadRegistryRequest>,
-    ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
-        let principal = self.shared.auth.principal(request.extensions()).await?;
-        let who =
-            crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
-        if !matches!(principal, Principal::Admin | Principal::Finance) {
-            return Err(Status::permission_denied(format!(
-                "role {} may not load a registry",
-                principal.role()
-            )));
-        }
-        let r = request.into_inner();
-        let file = if r.file_name.is_empty() {
-            "registry".to_owned()
-        } else {
-            r.file_name.clone()
-        };
-        let (registry, warnings) = Registry::from_toml(&file, &r.toml_text)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let warnings: Vec<String> = warnings
-            .into_iter()
-            .map(|w| format!("{}: {}", w.path, w.reason))
-            .collect();
-        let names = RegistryNames::of(&registry);
-        let hash = registry.content_hash.clone();
-        let text = r.toml_text;
-        // Decided on the writer thread so concurrent loads get consecutive versions.
-        let (row, created) = self
-            .shared
-            .writer
-            .call(
-                move |store| -> suanli_store::Result<(RegistryVersionRow, bool)> {
-                    if let Some(current) = store.registry_current()?
-                        && current.content_hash == hash
-                    {
-                        return Ok((current, false));
-                    }
-                    let at = Utc::now();
-                    // Audited in the transaction that stores the version.
-                    let version = store.registry_insert_audited(
-                        &hash,
-                        &text,
-                        &names,
-                        at,
-                        &mut |tx, version| {
-                            let subject = format!("registry:v{version}");
-                            who.record(
-                                tx,
-                                "registry.load",
-                                &subject,
-                                &[&version.to_string(), &hash],
-                            )
-                        },
-                    )?;
-                    Ok((
-                        RegistryVersionRow {
-                            version,
-                            content_hash: hash,
-                            toml_text: text,
-                            loaded_at: at.to_rfc3339(),
-                        },
-                        true,
-                    ))
-                },
-            )
-            .await
-            .map_err(writer_status)?
-            .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
-        let registry = Arc::new(registry);
-        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
-        let current = Arc::new(CurrentRegistry {
-            version: row.version,
-            content_hash: row.content_hash,
-            loaded_at: row.loaded_at,
-            registry,
-        });
-        self.shared.install_registry(current.clone());
-        if created {
-            tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded");
-            crate::grpc_settle::refresh_programme_gauges(&self.shared).await;
-        }
-        Ok(Response::new(pb::LoadRegistryResponse {
-            current: Some(current.to_proto()),
-            created,
-            warnings,
-        }))
-    }
-
-    async fn get_registry(
-        &self,
-        request: Request<pb::GetRegistryRequest>,
-    ) -> Result<Response<pb::GetRegistryResponse>, Status> {
-        self.shared.auth.principal(request.extensions()).await?;
-        Ok(Response::new(pb::GetRegistryResponse {
-            current: self.shared.current().map(|c| c.to_proto()),
         }))
     }
 }

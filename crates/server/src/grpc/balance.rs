@@ -1,0 +1,90 @@
+//! The balance service: an enterprise's balances and a payee's position.
+
+use std::sync::Arc;
+
+use suanli_app::settlement as settle;
+use suanli_proto::v1 as pb;
+use suanli_store::Principal;
+use tonic::{Request, Response, Status};
+
+use super::{READERS, Shared, caller, on_store, require};
+
+pub struct BalanceService {
+    pub shared: Arc<Shared>,
+    pub pending: Arc<std::sync::Mutex<settle::PendingCache>>,
+}
+
+#[tonic::async_trait]
+impl pb::balance_service_server::BalanceService for BalanceService {
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::GetBalanceResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        let r = request.into_inner();
+        let beneficiary = r.beneficiary.trim().to_owned();
+        match &c.principal {
+            Principal::Beneficiary(own) if *own == beneficiary => {}
+            Principal::Beneficiary(own) => {
+                return Err(Status::permission_denied(format!(
+                    "beneficiary token of {own:?} cannot read {beneficiary:?}'s balance"
+                )));
+            }
+            _ => require(&c, READERS, "reading another party's balance")?,
+        }
+        let year = r.year;
+        let who = beneficiary.clone();
+        let cache = self.pending.clone();
+        let rows = on_store(&self.shared, move |s| {
+            let mut cache = cache.lock().expect("pending cache lock");
+            settle::balance(s, &mut cache, &who, year)
+        })
+        .await?;
+        Ok(Response::new(pb::GetBalanceResponse {
+            beneficiary,
+            programmes: rows
+                .into_iter()
+                .map(|b| pb::ProgrammeBalance {
+                    programme: b.programme,
+                    year: b.year,
+                    capped: b.cap.is_some(),
+                    cap_fen: b.cap.map_or(0, |c| c.0),
+                    paid_fen: b.paid.0,
+                    pending_fen: b.pending.0,
+                    remaining_fen: b.remaining.0,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_payee(
+        &self,
+        request: Request<pb::GetPayeeRequest>,
+    ) -> Result<Response<pb::GetPayeeResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        let payee = request.into_inner().payee.trim().to_owned();
+        match &c.principal {
+            Principal::Provider(own) | Principal::Beneficiary(own) if *own == payee => {}
+            Principal::Provider(own) | Principal::Beneficiary(own) => {
+                return Err(Status::permission_denied(format!(
+                    "token of {own:?} cannot read what {payee:?} is owed"
+                )));
+            }
+            _ => require(&c, READERS, "reading another party's payables")?,
+        }
+        let who = payee.clone();
+        let rows = on_store(&self.shared, move |s| settle::payee(s, &who)).await?;
+        Ok(Response::new(pb::GetPayeeResponse {
+            payee,
+            programmes: rows
+                .into_iter()
+                .map(|p| pb::PayeeBalance {
+                    programme: p.programme,
+                    posted_fen: p.posted.0,
+                    paid_fen: p.paid.0,
+                    outstanding_fen: p.outstanding.0,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,106 @@
+//! The ledger service: record payments, list journals, the trial balance.
+
+use std::sync::Arc;
+
+use suanli_app::settlement as settle;
+use suanli_domain::money::Fen;
+use suanli_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::{FINANCE, READERS, Shared, caller, on_store, require};
+
+pub struct LedgerService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl pb::ledger_service_server::LedgerService for LedgerService {
+    async fn record_payment(
+        &self,
+        request: Request<pb::RecordPaymentRequest>,
+    ) -> Result<Response<pb::RecordPaymentResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, FINANCE, "recording a payment")?;
+        let r = request.into_inner();
+        let (journal_id, duplicate, outstanding) = on_store(&self.shared, move |s| {
+            let programme = Some(r.programme.trim()).filter(|p| !p.is_empty());
+            settle::record_payment(
+                s,
+                programme,
+                r.payee.trim(),
+                Fen(r.amount_fen),
+                r.reference.trim(),
+                &c.actor,
+            )
+        })
+        .await?;
+        Ok(Response::new(pb::RecordPaymentResponse {
+            journal_id: journal_id as u64,
+            duplicate,
+            outstanding_fen: outstanding.0,
+        }))
+    }
+
+    async fn list_journals(
+        &self,
+        request: Request<pb::ListJournalsRequest>,
+    ) -> Result<Response<pb::ListJournalsResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading the journal")?;
+        let r = request.into_inner();
+        let all = on_store(&self.shared, settle::journals).await?;
+        let journals = all
+            .into_iter()
+            .filter(|j| r.kind.is_empty() || j.kind == r.kind)
+            .filter(|j| {
+                r.account_prefix.is_empty()
+                    || j.entries
+                        .iter()
+                        .any(|e| e.account.starts_with(&r.account_prefix))
+            })
+            .map(|j| pb::Journal {
+                journal_id: j.journal_id as u64,
+                kind: j.kind,
+                reference: j.reference,
+                memo: j.memo,
+                created_by: j.created_by,
+                created_at: j.created_at,
+                entries: j
+                    .entries
+                    .into_iter()
+                    .map(|e| pb::JournalEntry {
+                        account: e.account,
+                        debit_fen: e.debit_fen,
+                        credit_fen: e.credit_fen,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListJournalsResponse { journals }))
+    }
+
+    async fn trial_balance(
+        &self,
+        request: Request<pb::TrialBalanceRequest>,
+    ) -> Result<Response<pb::TrialBalanceResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading the trial balance")?;
+        let totals = on_store(&self.shared, settle::trial_balance).await?;
+        let total_debit_fen = totals.iter().map(|t| t.1).sum();
+        let total_credit_fen = totals.iter().map(|t| t.2).sum();
+        Ok(Response::new(pb::TrialBalanceResponse {
+            accounts: totals
+                .into_iter()
+                .map(|(account, debit_fen, credit_fen)| pb::AccountBalance {
+                    account,
+                    debit_fen,
+                    credit_fen,
+                    balance_fen: debit_fen - credit_fen,
+                })
+                .collect(),
+            total_debit_fen,
+            total_credit_fen,
+            balanced: total_debit_fen == total_credit_fen,
+        }))
+    }
+}

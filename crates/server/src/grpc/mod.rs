@@ -1,0 +1,201 @@
+//! The gRPC services, one module each: metering (ingest, void, stats), registry, settlement,
+//! ledger and balance. Each module maps proto ↔ use case beside its service; this module holds
+//! what they share: the state, the caller and its role check, and the mapping of use-case errors
+//! to gRPC statuses.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::DateTime;
+use suanli_app::audit::Actor;
+use suanli_app::ingest::{Writer, WriterError};
+use suanli_app::metrics::METRICS;
+use suanli_app::settlement::{self as settle, SettleError};
+use suanli_domain::Registry;
+use suanli_store::{Principal, RegistryVersionRow};
+use tonic::{Request, Status};
+
+use crate::auth::Authenticator;
+
+pub mod balance;
+pub mod ledger;
+pub mod metering;
+pub mod registry;
+pub mod settlement;
+
+pub use balance::BalanceService;
+pub use ledger::LedgerService;
+pub use metering::MeteringService;
+pub use registry::RegistryService;
+pub use settlement::SettlementService;
+
+/// The registry version records are validated against.
+pub struct CurrentRegistry {
+    pub version: u64,
+    pub content_hash: String,
+    pub loaded_at: String,
+    /// Shared with settlement's cache of parsed registries.
+    pub registry: Arc<Registry>,
+}
+
+impl CurrentRegistry {
+    pub fn from_row(row: RegistryVersionRow) -> anyhow::Result<CurrentRegistry> {
+        let (registry, _) =
+            Registry::from_toml(&format!("registry version {}", row.version), &row.toml_text)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "stored registry version {} no longer loads: {e}",
+                        row.version
+                    )
+                })?;
+        let registry = Arc::new(registry);
+        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
+        Ok(CurrentRegistry {
+            version: row.version,
+            content_hash: row.content_hash,
+            loaded_at: row.loaded_at,
+            registry,
+        })
+    }
+}
+
+pub(crate) fn timestamp_of_text(text: &str) -> Option<prost_types::Timestamp> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        })
+}
+
+/// State shared by the services.
+pub struct Shared {
+    pub writer: Writer,
+    pub auth: Authenticator,
+    pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
+    /// `limits.batch_records_max`.
+    pub batch_records_max: usize,
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Option<Arc<CurrentRegistry>> {
+        self.registry.read().expect("registry lock").clone()
+    }
+
+    /// Makes `current` the version records are validated against, unless a newer one is
+    /// already installed (loads through this server and through others race).
+    pub(crate) fn install_registry(&self, current: Arc<CurrentRegistry>) {
+        let mut slot = self.registry.write().expect("registry lock");
+        if slot.as_ref().is_none_or(|s| s.version <= current.version) {
+            *slot = Some(current);
+        }
+    }
+}
+
+pub(crate) fn writer_status(e: WriterError) -> Status {
+    match e {
+        WriterError::Gone => Status::unavailable("the server is shutting down"),
+        WriterError::Store(msg) => Status::unavailable(format!(
+            "storage failed, nothing of this batch was stored; retry: {msg}"
+        )),
+    }
+}
+
+pub(crate) fn status_of(e: SettleError) -> Status {
+    match e {
+        SettleError::NotFound(m) => Status::not_found(m),
+        SettleError::InvalidArgument(m) => Status::invalid_argument(m),
+        SettleError::FailedPrecondition(m) => Status::failed_precondition(m),
+        SettleError::PermissionDenied(m) => Status::permission_denied(m),
+        SettleError::AlreadyExists(m) => Status::already_exists(m),
+        SettleError::Store(e) => Status::internal(format!("store: {e}")),
+    }
+}
+
+/// Who is calling: the principal and the audit actor (role and subject, or role and the first
+/// 12 hex digits of the token hash, so two finance users are told apart).
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) actor: Actor,
+}
+
+pub(crate) async fn caller<T>(shared: &Shared, request: &Request<T>) -> Result<Caller, Status> {
+    let principal = shared.auth.principal(request.extensions()).await?;
+    let actor = crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
+    Ok(Caller { principal, actor })
+}
+
+pub(crate) fn require(caller: &Caller, allowed: &[&str], what: &str) -> Result<(), Status> {
+    if allowed.contains(&caller.principal.role()) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{what} needs one of the roles {}; this token is {}",
+            allowed.join(", "),
+            caller.principal.role()
+        )))
+    }
+}
+
+pub(crate) const FINANCE: &[&str] = &["finance"];
+pub(crate) const READERS: &[&str] = &["finance", "auditor", "admin"];
+
+pub(crate) async fn on_store<R: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&mut dyn suanli_store::Store) -> Result<R, SettleError> + Send + 'static,
+) -> Result<R, Status> {
+    shared
+        .writer
+        .call(f)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .map_err(status_of)
+}
+
+/// Sets the pool and posted-total gauges of every programme of the current registry; the posted
+/// total is read from the store (the sum of its posted runs' lines).
+pub async fn refresh_programme_gauges(shared: &Shared) {
+    let Some(current) = shared.registry.read().expect("registry lock").clone() else {
+        return;
+    };
+    for p in &current.registry.programmes {
+        METRICS
+            .programme_pool_fen
+            .with_label_values(&[p.id.as_str()])
+            .set(p.pool.map_or(0, |f| f.0));
+    }
+    let ids: Vec<String> = current
+        .registry
+        .programmes
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    let totals = shared
+        .writer
+        .call(move |s| -> Result<Vec<(String, i64)>, SettleError> {
+            let mut totals = Vec::new();
+            for id in ids {
+                let mut total = 0i64;
+                for run in settle::list_runs(s, Some(id.as_str()))? {
+                    if run.status == "posted" {
+                        let view = settle::show_run(s, run.run_id)?;
+                        total = total.saturating_add(view.lines.iter().map(|l| l.amount_fen).sum());
+                    }
+                }
+                totals.push((id, total));
+            }
+            Ok(totals)
+        })
+        .await;
+    match totals {
+        Ok(Ok(totals)) => {
+            for (id, total) in totals {
+                METRICS
+                    .programme_posted_fen
+                    .with_label_values(&[id.as_str()])
+                    .set(total);
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot compute programme totals for metrics"),
+        Err(e) => tracing::warn!(error = %e, "cannot compute programme totals for metrics"),
+    }
+}
