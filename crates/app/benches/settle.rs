@@ -51,7 +51,7 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
     );
     // As `suanli serve` does when it loads or restores a version: settlement reuses the parse.
     let registry = std::sync::Arc::new(registry);
-    settle::remember_registry(&registry.content_hash, registry.clone());
+    suanli_app::registry::remember_registry(&registry.content_hash, registry.clone());
     let mut store = suanli_store::open(url)?;
     store.registry_insert(
         &registry.content_hash,
@@ -93,11 +93,12 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
         created + posted
     );
 
-    let mut cache = settle::PendingCache::default();
+    let mut cache = suanli_app::balances::PendingCache::default();
     // The first look-up after the state changed fills the cache (the year's entitlement and
     // every beneficiary's posted total); it is reported on its own.
     let first = Instant::now();
-    settle::balance(&mut *store, &mut cache, "b1", 2025).map_err(|e| anyhow::anyhow!("{e}"))?;
+    suanli_app::balances::balance(&mut *store, &mut cache, "b1", 2025)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "first balance look-up (fills the cache): {:.2?}",
         first.elapsed()
@@ -110,7 +111,8 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
             .wrapping_add(1442695040888963407);
         let b = format!("b{}", (state >> 33) as usize % n + 1);
         let t = Instant::now();
-        settle::balance(&mut *store, &mut cache, &b, 2025).map_err(|e| anyhow::anyhow!("{e}"))?;
+        suanli_app::balances::balance(&mut *store, &mut cache, &b, 2025)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         lookups.push(t.elapsed());
     }
     lookups.sort();

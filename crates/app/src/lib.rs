@@ -7,7 +7,12 @@
 //! axum, clap or the protobuf crates (`tests/purity.rs` checks its dependency list). The server
 //! maps its requests onto these functions.
 
+pub mod access;
 pub mod audit;
+pub mod balances;
 pub mod ingest;
+pub mod ledger;
 pub mod metrics;
+pub mod registry;
 pub mod settlement;
+pub mod usage;

@@ -1,4 +1,7 @@
-//! The `suanli` binary: command-line entry points around the domain core.
+//! The `suanli` binary: argument parsing and the client commands. `serve` hands over to
+//! `suanli_server`; the offline commands (`simulate`, `check`) call `suanli_domain` directly;
+//! the others are gRPC clients of a running server, or work on the database directly (`token`,
+//! `audit`). Nothing below this crate depends on it.
 
 mod audit_cli;
 mod client;

@@ -1,4 +1,4 @@
-//! Backup and restore on PostgreSQL through the real binary: the worked example (POLICY.md §4)
+//! Backup and restore on PostgreSQL through the real binary: the worked example (the worked example of docs/rules.md)
 //! is imported, settled and posted, the database is dumped with `pg_dump` and restored into a
 //! new database with `pg_restore`, and a server on the copy reports the same trial balance, the
 //! same runs and the same stored records (a resend is all duplicates). Skipped when PostgreSQL

@@ -1,6 +1,6 @@
 //! Settlement end to end through the real binary on both backends: registry import → usage
 //! import → settle create/approve/post → balance, late records and voids across months, the
-//! ledger, and a preview equal to `suanli simulate` on the same data (POLICY.md §4, R9-R12).
+//! ledger, and a preview equal to `suanli simulate` on the same data (the worked example of docs/rules.md, R9-R12).
 
 mod support;
 
@@ -73,7 +73,7 @@ fn worked_example_end_to_end(db: Db) {
         "posting twice changes nothing"
     );
 
-    // March: POLICY.md §4 through the service.
+    // March: the worked example of docs/rules.md through the service.
     let usage = std::fs::read_to_string(root().join("examples/worked/usage.csv")).unwrap();
     for (provider, token) in [("dc-a", &dc_a), ("dc-b", &dc_b)] {
         let mine: String = usage

@@ -28,7 +28,7 @@ fn text(path: &Path) -> String {
 
 #[test]
 fn worked_example_matches_the_shipped_statement_byte_for_byte() {
-    // Proves POLICY.md §4 end to end through the CLI, and the summary's counts and totals.
+    // Proves the worked example of docs/rules.md end to end through the CLI, and the summary's counts and totals.
     let out = temp_dir("worked").join("statement.csv");
     let o = simulate(&[
         "--registry",

@@ -1,5 +1,5 @@
 //! Money: integer fen (0.01 CNY) with checked arithmetic, exact parsing and the one rounding
-//! rule of POLICY.md R1 (half-up, 四舍五入), plus largest-remainder sharing.
+//! rule of docs/rules.md R1 (half-up, 四舍五入), plus largest-remainder sharing.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! The registry: programmes, stacking rules, providers, SKUs, beneficiaries and grants, loaded
 //! from one TOML file (the shape of `examples/hangzhou-2025.toml`) and validated as a whole.
-//! Every error names the file, the key path and the reason (POLICY.md R3, R4, R5).
+//! Every error names the file, the key path and the reason (docs/rules.md R3, R4, R5).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Year-to-date restatement (POLICY.md R9): a programme's entitlement for every period of its
+//! Year-to-date restatement (docs/rules.md R9): a programme's entitlement for every period of its
 //! fiscal year, recomputed from the corrected record set, and what a run must post so that,
 //! after it, posted = entitlement for every (period, line).
 

@@ -1,4 +1,4 @@
-//! The subsidy engine: from line bases to statement lines for one period (POLICY.md R4-R8).
+//! The subsidy engine: from line bases to statement lines for one period (docs/rules.md R4-R8).
 //! Pure and deterministic (R11): the same registry, bases and prior payments give the same
 //! statement, whatever order the inputs came in.
 
@@ -144,7 +144,7 @@ impl Statement {
 /// for the class form a package: the primary pays its own ratio and the top-up pays
 /// min(own ratio, ceiling − primary ratio). Every other eligible programme is a package alone.
 /// The beneficiary gets the single package with the highest combined ratio (从优、就高、不重复).
-/// Ties (our choice, POLICY.md is silent): a stacked package before a single programme, then the
+/// Ties (our choice, the rules are silent): a stacked package before a single programme, then the
 /// higher funder level (national before provincial, municipal, district, since higher-level
 /// money costs the city nothing), then the lower programme id.
 pub fn effective_ratios<'r>(

@@ -1,4 +1,4 @@
-//! The engine's rules one at a time (POLICY.md R2-R8): each test states the rule it holds.
+//! The engine's rules one at a time (docs/rules.md R2-R8): each test states the rule it holds.
 
 mod common;
 

@@ -124,7 +124,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn voiding_a_record_of_a_capped_month_claws_nothing_back() {
-    // Proves POLICY.md R9's example: cap 100, March posted 100 on a gross of 150; a March
+    // Proves docs/rules.md R9's example: cap 100, March posted 100 on a gross of 150; a March
     // record worth 50 of gross voided in May leaves March's entitlement at 100.
     let mut books = Books::new();
     books.set_base("2025-03", "300.00");

@@ -1,4 +1,4 @@
-//! POLICY.md §4: every worked example as a test, one beneficiary at a time and all together.
+//! the worked example of docs/rules.md: every worked example as a test, one beneficiary at a time and all together.
 
 mod common;
 

@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 use suanli_store::Principal;
-use suanli_store::tokens;
 use tonic::{Request, Status};
 
 use crate::limits::{RateLimiter, count};
@@ -165,14 +164,7 @@ impl Authenticator {
         let lookup = hash.clone();
         let found = self
             .writer
-            .call(move |store| {
-                let mut row = None;
-                store.transaction(&mut |tx| {
-                    row = tokens::lookup(tx, &lookup)?;
-                    Ok(())
-                })?;
-                Ok::<_, suanli_store::StoreError>(row)
-            })
+            .call(move |store| suanli_app::access::token(store, &lookup))
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .map_err(|e| Status::internal(format!("token lookup: {e}")))?;

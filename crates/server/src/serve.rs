@@ -382,25 +382,7 @@ async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), W
     let have = shared.current().map_or(0, |c| c.version);
     let newer = shared
         .writer
-        .call(
-            move |store| -> suanli_store::Result<Option<suanli_store::RegistryVersionRow>> {
-                store.sync()?;
-                let mut newest = 0;
-                store.transaction(&mut |tx| {
-                    let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
-                    newest = rows
-                        .first()
-                        .map_or(Ok(None), |r| r[0].opt_int())?
-                        .unwrap_or(0);
-                    Ok(())
-                })?;
-                if u64::try_from(newest).unwrap_or(0) > have {
-                    store.registry_current()
-                } else {
-                    Ok(None)
-                }
-            },
-        )
+        .call(move |store| suanli_app::registry::newer_than(store, have))
         .await;
     match newer {
         Ok(Ok(Some(row))) => match CurrentRegistry::from_row(row) {

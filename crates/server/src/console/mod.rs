@@ -57,7 +57,7 @@ struct Session {
 pub struct Console {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Session>>,
-    pending: Mutex<settle::PendingCache>,
+    pending: Mutex<suanli_app::balances::PendingCache>,
 }
 
 /// Who is asking, in which language.
@@ -170,7 +170,7 @@ impl Console {
         Console {
             shared,
             sessions: Mutex::new(HashMap::new()),
-            pending: Mutex::new(settle::PendingCache::default()),
+            pending: Mutex::new(suanli_app::balances::PendingCache::default()),
         }
     }
 

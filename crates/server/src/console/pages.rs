@@ -19,7 +19,8 @@ use super::i18n::{Lang, t};
 use super::{
     Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
 };
-use suanli_app::settlement::{self as settle, Balance, ProgrammeOverview};
+use suanli_app::balances::{Balance, ProgrammeOverview};
+use suanli_app::settlement::{self as settle};
 
 /// Most journals listed on one audit page (newest first); filters narrow the rest.
 pub const JOURNALS_SHOWN_MAX: usize = 500;
@@ -138,7 +139,7 @@ pub fn year_of(query: &Form) -> Result<Option<i32>, ConsoleError> {
 /// The years of the registry's programmes (newest first) and the one chosen.
 async fn years(console: &Console, query: &Form) -> Result<(Vec<i32>, i32), ConsoleError> {
     let years = console
-        .store(settle::registry_years)
+        .store(suanli_app::registry::registry_years)
         .await?
         .map_err(|e| settle_error(e, "registry"))?;
     let year = match year_of(query)? {
@@ -209,7 +210,7 @@ pub async fn enterprise(
 ) -> Result<String, ConsoleError> {
     let Some(beneficiary) = beneficiary else {
         let (ids, _) = console
-            .store(settle::registry_parties)
+            .store(suanli_app::registry::registry_parties)
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
         let main = format!(
@@ -225,8 +226,8 @@ pub async fn enterprise(
     let (balances, monthly) = console
         .store(move |s| {
             let mut cache = console2.pending.lock().expect("pending cache lock");
-            let balances = settle::balance(s, &mut cache, &b, year)?;
-            let monthly = settle::monthly_posted(s, &b, year)?;
+            let balances = suanli_app::balances::balance(s, &mut cache, &b, year)?;
+            let monthly = suanli_app::balances::monthly_posted(s, &b, year)?;
             Ok::<_, settle::SettleError>((balances, monthly))
         })
         .await?
@@ -339,7 +340,7 @@ pub async fn provider(
 ) -> Result<String, ConsoleError> {
     let Some(provider) = provider else {
         let (_, ids) = console
-            .store(settle::registry_parties)
+            .store(suanli_app::registry::registry_parties)
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
         let main = format!(
@@ -366,7 +367,7 @@ pub async fn provider(
             })
             .map_err(settle::SettleError::Store)?;
             let (daily, reasons) = stats.expect("read in the transaction");
-            let positions = settle::payee(s, &p)?;
+            let positions = suanli_app::ledger::payee(s, &p)?;
             Ok::<_, settle::SettleError>((daily, reasons, positions))
         })
         .await?
@@ -519,7 +520,7 @@ pub async fn finance(
     let (overview, runs) = console
         .store(move |s| {
             let mut cache = console2.pending.lock().expect("pending cache lock");
-            let overview = settle::programme_overview(s, &mut cache, year)?;
+            let overview = suanli_app::balances::programme_overview(s, &mut cache, year)?;
             let mut runs = Vec::new();
             for r in settle::list_runs(s, None)? {
                 let view = settle::show_run(s, r.run_id)?;
@@ -902,7 +903,7 @@ pub async fn record_payment(
     let (journal_id, duplicate, outstanding) = console
         .store(move |s| {
             if let Some(p) = &programme
-                && !settle::payee(s, &who)?
+                && !suanli_app::ledger::payee(s, &who)?
                     .iter()
                     .any(|pos| pos.programme == *p)
             {
@@ -910,7 +911,14 @@ pub async fn record_payment(
                     "programme {p:?} owes payee {who:?} nothing"
                 )));
             }
-            settle::record_payment(s, programme.as_deref(), &who, amount, &reference2, &actor)
+            suanli_app::ledger::record_payment(
+                s,
+                programme.as_deref(),
+                &who,
+                amount,
+                &reference2,
+                &actor,
+            )
         })
         .await?
         .map_err(|e| match e {
@@ -980,8 +988,8 @@ pub async fn audit(
     let (journals, totals, runs) = console
         .store(|s| {
             Ok::<_, settle::SettleError>((
-                settle::journals(s)?,
-                settle::trial_balance(s)?,
+                suanli_app::ledger::journals(s)?,
+                suanli_app::ledger::trial_balance(s)?,
                 settle::list_runs(s, None)?,
             ))
         })

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use suanli_app::settlement as settle;
 use suanli_proto::v1 as pb;
 use suanli_store::Principal;
 use tonic::{Request, Response, Status};
@@ -11,7 +10,7 @@ use super::{READERS, Shared, caller, on_store, require};
 
 pub struct BalanceService {
     pub shared: Arc<Shared>,
-    pub pending: Arc<std::sync::Mutex<settle::PendingCache>>,
+    pub pending: Arc<std::sync::Mutex<suanli_app::balances::PendingCache>>,
 }
 
 #[tonic::async_trait]
@@ -37,7 +36,7 @@ impl pb::balance_service_server::BalanceService for BalanceService {
         let cache = self.pending.clone();
         let rows = on_store(&self.shared, move |s| {
             let mut cache = cache.lock().expect("pending cache lock");
-            settle::balance(s, &mut cache, &who, year)
+            suanli_app::balances::balance(s, &mut cache, &who, year)
         })
         .await?;
         Ok(Response::new(pb::GetBalanceResponse {
@@ -73,7 +72,7 @@ impl pb::balance_service_server::BalanceService for BalanceService {
             _ => require(&c, READERS, "reading another party's payables")?,
         }
         let who = payee.clone();
-        let rows = on_store(&self.shared, move |s| settle::payee(s, &who)).await?;
+        let rows = on_store(&self.shared, move |s| suanli_app::ledger::payee(s, &who)).await?;
         Ok(Response::new(pb::GetPayeeResponse {
             payee,
             programmes: rows

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use suanli_app::settlement as settle;
 use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -24,7 +23,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let r = request.into_inner();
         let (journal_id, duplicate, outstanding) = on_store(&self.shared, move |s| {
             let programme = Some(r.programme.trim()).filter(|p| !p.is_empty());
-            settle::record_payment(
+            suanli_app::ledger::record_payment(
                 s,
                 programme,
                 r.payee.trim(),
@@ -48,7 +47,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the journal")?;
         let r = request.into_inner();
-        let all = on_store(&self.shared, settle::journals).await?;
+        let all = on_store(&self.shared, suanli_app::ledger::journals).await?;
         let journals = all
             .into_iter()
             .filter(|j| r.kind.is_empty() || j.kind == r.kind)
@@ -85,7 +84,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     ) -> Result<Response<pb::TrialBalanceResponse>, Status> {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the trial balance")?;
-        let totals = on_store(&self.shared, settle::trial_balance).await?;
+        let totals = on_store(&self.shared, suanli_app::ledger::trial_balance).await?;
         let total_debit_fen = totals.iter().map(|t| t.1).sum();
         let total_credit_fen = totals.iter().map(|t| t.2).sum();
         Ok(Response::new(pb::TrialBalanceResponse {

@@ -390,18 +390,7 @@ impl pb::metering_service_server::MeteringService for MeteringService {
             .shared
             .writer
             .call(move |store| {
-                // Audited in the void's own transaction.
-                let subject = format!("record:{}/{}", r.provider, r.record_id);
-                store.void_audited(
-                    &r.provider,
-                    &r.record_id,
-                    r.reason.trim(),
-                    Utc::now(),
-                    &mut |tx, at| {
-                        let changed = [r.provider.as_str(), &r.record_id, r.reason.trim(), at];
-                        who.record(tx, "record.void", &subject, &changed)
-                    },
-                )
+                suanli_app::usage::void(store, &r.provider, &r.record_id, r.reason.trim(), &who)
             })
             .await
             .map_err(writer_status)?
@@ -446,7 +435,7 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         let stats = self
             .shared
             .writer
-            .call(move |store| store.stats(provider.as_deref()))
+            .call(move |store| suanli_app::usage::stats(store, provider.as_deref()))
             .await
             .map_err(writer_status)?
             .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;

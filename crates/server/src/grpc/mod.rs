@@ -9,7 +9,7 @@ use chrono::DateTime;
 use suanli_app::audit::Actor;
 use suanli_app::ingest::{Writer, WriterError};
 use suanli_app::metrics::METRICS;
-use suanli_app::settlement::{self as settle, SettleError};
+use suanli_app::settlement::SettleError;
 use suanli_domain::Registry;
 use suanli_store::{Principal, RegistryVersionRow};
 use tonic::{Request, Status};
@@ -48,7 +48,7 @@ impl CurrentRegistry {
                     )
                 })?;
         let registry = Arc::new(registry);
-        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
+        suanli_app::registry::remember_registry(&row.content_hash, registry.clone());
         Ok(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,
@@ -171,20 +171,7 @@ pub async fn refresh_programme_gauges(shared: &Shared) {
         .collect();
     let totals = shared
         .writer
-        .call(move |s| -> Result<Vec<(String, i64)>, SettleError> {
-            let mut totals = Vec::new();
-            for id in ids {
-                let mut total = 0i64;
-                for run in settle::list_runs(s, Some(id.as_str()))? {
-                    if run.status == "posted" {
-                        let view = settle::show_run(s, run.run_id)?;
-                        total = total.saturating_add(view.lines.iter().map(|l| l.amount_fen).sum());
-                    }
-                }
-                totals.push((id, total));
-            }
-            Ok(totals)
-        })
+        .call(move |s| suanli_app::balances::posted_totals(s, &ids))
         .await;
     match totals {
         Ok(Ok(totals)) => {

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use suanli_domain::Registry;
 use suanli_proto::v1 as pb;
-use suanli_store::{Principal, RegistryNames, RegistryVersionRow};
+use suanli_store::Principal;
 use tonic::{Request, Response, Status};
 
 use super::{CurrentRegistry, Shared, timestamp_of_text, writer_status};
@@ -57,53 +56,19 @@ impl pb::registry_service_server::RegistryService for RegistryService {
             .into_iter()
             .map(|w| format!("{}: {}", w.path, w.reason))
             .collect();
-        let names = RegistryNames::of(&registry);
-        let hash = registry.content_hash.clone();
         let text = r.toml_text;
         // Decided on the writer thread so concurrent loads get consecutive versions.
-        let (row, created) = self
-            .shared
-            .writer
-            .call(
-                move |store| -> suanli_store::Result<(RegistryVersionRow, bool)> {
-                    if let Some(current) = store.registry_current()?
-                        && current.content_hash == hash
-                    {
-                        return Ok((current, false));
-                    }
-                    let at = Utc::now();
-                    // Audited in the transaction that stores the version.
-                    let version = store.registry_insert_audited(
-                        &hash,
-                        &text,
-                        &names,
-                        at,
-                        &mut |tx, version| {
-                            let subject = format!("registry:v{version}");
-                            who.record(
-                                tx,
-                                "registry.load",
-                                &subject,
-                                &[&version.to_string(), &hash],
-                            )
-                        },
-                    )?;
-                    Ok((
-                        RegistryVersionRow {
-                            version,
-                            content_hash: hash,
-                            toml_text: text,
-                            loaded_at: at.to_rfc3339(),
-                        },
-                        true,
-                    ))
-                },
-            )
-            .await
-            .map_err(writer_status)?
-            .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?;
         let registry = Arc::new(registry);
-        suanli_app::settlement::remember_registry(&row.content_hash, registry.clone());
+        let (row, created) = {
+            let registry = registry.clone();
+            self.shared
+                .writer
+                .call(move |store| suanli_app::registry::load(store, &registry, text, &who))
+                .await
+                .map_err(writer_status)?
+                .map_err(|e| Status::unavailable(format!("storage failed: {e}")))?
+        };
+        suanli_app::registry::remember_registry(&row.content_hash, registry.clone());
         let current = Arc::new(CurrentRegistry {
             version: row.version,
             content_hash: row.content_hash,
