@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash safety, longer runs (issue 7): the harness of crates/server/tests/crash_safety.rs (the
+# Crash safety, longer runs: the harness of crates/cli/tests/crash_safety.rs (the
 # same code CI runs with 22 kills and seed 7) with more kills and a fresh seed, printed so a
 # failure reproduces with SUANLI_CRASH_SEED=<seed>.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak (issue 7): the release `suanli serve` and `loadtest` for DURATION seconds at RATE
+# Soak: the release `suanli serve` and `loadtest` for DURATION seconds at RATE
 # records/s, sampling the server's RSS (/proc/PID/status VmRSS) and the batch-ack latency
 # p50/p99 of every 10-s interval into a CSV. Without RATE, the maximum is measured first with
 # a 1,000,000-record run on a fresh database, and the soak runs at half of it.

@@ -160,3 +160,8 @@ pub fn newer_than(
         Ok(None)
     }
 }
+
+/// The current registry version's row, if any version is stored.
+pub fn current_row(store: &mut dyn Store) -> suanli_store::Result<Option<RegistryVersionRow>> {
+    store.registry_current()
+}

@@ -26,3 +26,9 @@ pub fn void(
 pub fn stats(store: &mut dyn Store, provider: Option<&str>) -> suanli_store::Result<Stats> {
     store.stats(provider)
 }
+
+/// Folds the pending accrual deltas into the accrual totals (a quiet server's housekeeping);
+/// `true` when there was something to fold.
+pub fn fold_accruals(store: &mut dyn Store) -> suanli_store::Result<bool> {
+    store.fold_accruals()
+}

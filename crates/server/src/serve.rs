@@ -99,7 +99,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let url = config.database_url.clone();
     let (writer, writer_thread) =
         tokio::task::spawn_blocking(move || Writer::spawn(&url)).await??;
-    let current = writer.call(|store| store.registry_current()).await??;
+    let current = writer.call(suanli_app::registry::current_row).await??;
     let current = match current {
         Some(row) => Some(Arc::new(CurrentRegistry::from_row(row)?)),
         None => None,
@@ -362,7 +362,7 @@ async fn housekeeping(
 
 /// Folds the pending accrual deltas if ingest has not for a second. `Err`: the writer is gone.
 async fn fold_quiet_accruals(shared: &crate::grpc::Shared) -> Result<(), WriterGone> {
-    match shared.writer.call(|store| store.fold_accruals()).await {
+    match shared.writer.call(suanli_app::usage::fold_accruals).await {
         Ok(Ok(true)) => tracing::debug!("pending accrual deltas folded"),
         Ok(Ok(false)) => {}
         Ok(Err(e)) => {
