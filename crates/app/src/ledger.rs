@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use suanli_domain::ledger::{Account, Entry, Journal};
 use suanli_domain::money::Fen;
-use suanli_store::Store;
 use suanli_store::ledger::{self as rows};
 use suanli_store::sql::{Sql, Value};
+use suanli_store::{Store, StoreError};
 
 use crate::audit::Actor;
 use crate::settlement::{Result, SettleError, entry_rows, in_tx, now, settlement_tx};
@@ -170,18 +170,17 @@ pub fn record_payment(
             &now(),
             &entries,
         )?;
-        who.record(
-            tx,
-            "payment",
-            &format!("journal:{id}"),
-            &[
-                &id.to_string(),
-                reference,
-                &programme,
-                payee,
-                &amount.0.to_string(),
-            ],
-        )?;
+        // The payment's digest covers its journal as stored, read back in this transaction
+        // (crate::seal), so an edit of the payment is found by `audit verify`.
+        let journal = rows::journals(tx, Some(id))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                SettleError::Store(StoreError::Corrupt(format!("journal {id} was not stored")))
+            })?;
+        let parts = crate::seal::payment_parts(&journal);
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        who.record(tx, "payment", &format!("journal:{id}"), &parts)?;
         Ok((id, false, outstanding.minus(amount)))
     })
 }

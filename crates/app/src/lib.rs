@@ -14,5 +14,6 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod registry;
+pub mod seal;
 pub mod settlement;
 pub mod usage;

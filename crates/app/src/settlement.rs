@@ -566,19 +566,17 @@ fn audit_run(
     run: &RunRow,
     lines: &[RunLineRow],
 ) -> Result<()> {
-    let total_fen: i64 = lines.iter().map(|l| l.amount_fen).sum();
-    let parts = [
-        run.run_id.to_string(),
-        run.programme.clone(),
-        run.period.clone(),
-        run.status.clone(),
-        run.registry_version.to_string(),
-        run.content_hash.clone(),
-        run.posted_basis.clone(),
-        lines.len().to_string(),
-        total_fen.to_string(),
-        run.journal_id.map_or_else(String::new, |j| j.to_string()),
-    ];
+    let parts = if action == "run.post" {
+        // The post's digest covers the lines and the journal as stored, read back in this
+        // transaction (crate::seal), so an edit of posted money is found by `audit verify`.
+        let journal = match run.journal_id {
+            Some(id) => rows::journals(tx, Some(id))?.into_iter().next(),
+            None => None,
+        };
+        crate::seal::posted_run_parts(run, lines, journal.as_ref())
+    } else {
+        crate::seal::run_parts(run, lines)
+    };
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     who.record(tx, action, &format!("run:{}", run.run_id), &parts)?;
     Ok(())

@@ -23,17 +23,53 @@ fn read(database_url: &str) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// Checks the chain, then that posted money matches what its audit entries committed
+/// (`suanli_app::seal`): both read in one transaction, so they judge the same state.
 pub fn verify(database_url: &str) -> anyhow::Result<()> {
-    let entries = read(database_url)?;
-    match audit::verify(&entries) {
-        Ok(v) => {
+    let mut store =
+        suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
+    let mut outcome = None;
+    store.transaction(&mut |tx| {
+        let entries = suanli_store::audit::entries(tx)?;
+        let chain = audit::verify(&entries);
+        let sealed = chain
+            .is_ok()
+            .then(|| suanli_app::seal::verify(tx, &entries));
+        outcome = Some((chain, sealed));
+        Ok(())
+    })?;
+    let (chain, sealed) = outcome.expect("the read transaction ran");
+    let chain = match chain {
+        Ok(v) => v,
+        Err(broken) => bail!("audit log broken at seq {}: {broken}", broken.seq()),
+    };
+    match sealed.expect("checked after an intact chain") {
+        Ok(s) => {
             println!(
                 "audit log intact: {} entries, head hash {}",
-                v.entries, v.head_hash
+                chain.entries, chain.head_hash
+            );
+            println!(
+                "posted money matches its audit entries: {} posted run(s), {} payment(s){}",
+                s.runs,
+                s.payments,
+                if s.unsealed > 0 {
+                    format!(
+                        "; {} older entr(ies) cover totals only, not every row",
+                        s.unsealed
+                    )
+                } else {
+                    String::new()
+                }
             );
             Ok(())
         }
-        Err(broken) => bail!("audit log broken at seq {}: {broken}", broken.seq()),
+        Err(broken) => match broken.seq() {
+            Some(seq) => {
+                bail!("posted money was changed after it was audited, at seq {seq}: {broken}")
+            }
+            None => bail!("posted money is not accounted for by the audit log: {broken}"),
+        },
     }
 }
 

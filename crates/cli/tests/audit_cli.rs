@@ -199,6 +199,149 @@ fn chain_detects_edits_and_deletions_on_postgres() {
     }
 }
 
+/// Runs `suanli audit verify` and returns its stderr, asserting that it failed.
+fn verify_fails(db: &Db) -> String {
+    let o = audit(db, &["verify"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success(),
+        "verify fails on an edit of posted money: {err}"
+    );
+    err
+}
+
+fn posted_money_edits_are_found(db: Db) {
+    let s = Server::start(db);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let registry = s.file("registry.toml", POOLED_REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let may = s.file("may.csv", &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\n"));
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    let run = run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-05",
+        ],
+    ));
+    s.ok(&f2, &["settle", "approve", &run]);
+    s.ok(&f2, &["settle", "post", &run]);
+    let pay = [
+        "ledger",
+        "record-payment",
+        "--payee",
+        "e1",
+        "--amount",
+        "100.00",
+        "--reference",
+        "PAY-1",
+    ];
+    s.ok(&f1, &pay);
+    let db = &s.db;
+    // seq: 4 tokens, registry.load, run.create, run.approve, run.post (8), payment (9).
+    let out = verify_passes(db);
+    assert!(
+        out.contains("posted money matches its audit entries: 1 posted run(s), 1 payment(s)"),
+        "{out}"
+    );
+
+    // A balanced edit of the run's journal: the trial balance still balances, verify does not.
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = debit_fen + 50000 WHERE journal_id = 1 AND account LIKE 'expense:%'",
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET credit_fen = credit_fen + 50000 WHERE journal_id = 1 AND account LIKE 'payable:%'",
+    );
+    let balance = s.ok(&f1, &["ledger", "trial-balance"]);
+    assert!(
+        balance.contains("balanced"),
+        "the forgery balances: {balance}"
+    );
+    let err = verify_fails(db);
+    assert!(
+        err.contains("at seq 8") && err.contains("run:") && err.contains("journal 1"),
+        "verify names the post and its journal: {err}"
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = debit_fen - 50000 WHERE journal_id = 1 AND account LIKE 'expense:%'",
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET credit_fen = credit_fen - 50000 WHERE journal_id = 1 AND account LIKE 'payable:%'",
+    );
+    verify_passes(db);
+
+    // A posted run line.
+    tamper(
+        db,
+        "UPDATE run_lines SET amount_fen = amount_fen + 1 WHERE seq = 0 OR seq = 1",
+    );
+    assert!(verify_fails(db).contains("at seq 8"));
+    tamper(
+        db,
+        "UPDATE run_lines SET amount_fen = amount_fen - 1 WHERE seq = 0 OR seq = 1",
+    );
+    verify_passes(db);
+
+    // A payment, both sides at once.
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = 90000 WHERE journal_id = 2 AND debit_fen > 0",
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET credit_fen = 90000 WHERE journal_id = 2 AND credit_fen > 0",
+    );
+    let err = verify_fails(db);
+    assert!(
+        err.contains("at seq 9") && err.contains("payment journal 2"),
+        "verify names the payment: {err}"
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = 10000 WHERE journal_id = 2 AND debit_fen > 0",
+    );
+    tamper(
+        db,
+        "UPDATE journal_entries SET credit_fen = 10000 WHERE journal_id = 2 AND credit_fen > 0",
+    );
+    verify_passes(db);
+
+    // A journal no audit entry accounts for.
+    tamper(
+        db,
+        "INSERT INTO journals (journal_id, kind, reference, memo, created_by, created_at) VALUES (3, 'payment', 'FORGED', 'payment to e1 by pooled-2025', 'finance:x', '2025-06-01T00:00:00.000Z')",
+    );
+    let err = verify_fails(db);
+    assert!(
+        err.contains("journal 3") && err.contains("no audit entry"),
+        "verify names the unaccounted journal: {err}"
+    );
+}
+
+#[test]
+fn posted_money_edits_are_found_on_sqlite() {
+    posted_money_edits_are_found(sqlite_db().unwrap());
+}
+
+#[test]
+fn posted_money_edits_are_found_on_postgres() {
+    if let Some(db) = pg_db() {
+        posted_money_edits_are_found(db);
+    }
+}
+
 /// sha256 hex of a token, as the server stores it.
 fn hash_of(token: &str) -> String {
     use sha2::Digest;
