@@ -512,21 +512,7 @@ pub fn post_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunVi
                 ))
             })?
             .clone();
-        let statement_lines: Vec<StatementLine> = lines
-            .iter()
-            .map(|l| {
-                Ok(StatementLine {
-                    programme: run.programme.clone(),
-                    period: period_of(&l.original_period)?,
-                    key: key_of_row(&l.key)?,
-                    base: Fen(l.base_fen),
-                    ratio: l.ratio.parse::<Decimal>().unwrap_or_default(),
-                    demand: Fen(l.entitlement_fen),
-                    subsidy: Fen(l.amount_fen),
-                    cut_by: CutBy::parse(&l.cut_by),
-                })
-            })
-            .collect::<Result<_>>()?;
+        let statement_lines = statement_lines_of(&run, &lines)?;
         let at = now();
         let journal_id = match posting_journal(&programme, &statement_lines) {
             Some(journal) => {
@@ -596,6 +582,25 @@ pub(crate) fn entry_rows(journal: &Journal) -> Vec<EntryRow> {
 
 /// Recomputes a run from its frozen inputs, registry versions and the posted runs before it,
 /// and compares line by line (R11).
+/// A run's stored lines as the engine's statement lines, from which its journal is built.
+fn statement_lines_of(run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<StatementLine>> {
+    lines
+        .iter()
+        .map(|l| {
+            Ok(StatementLine {
+                programme: run.programme.clone(),
+                period: period_of(&l.original_period)?,
+                key: key_of_row(&l.key)?,
+                base: Fen(l.base_fen),
+                ratio: l.ratio.parse::<Decimal>().unwrap_or_default(),
+                demand: Fen(l.entitlement_fen),
+                subsidy: Fen(l.amount_fen),
+                cut_by: CutBy::parse(&l.cut_by),
+            })
+        })
+        .collect()
+}
+
 pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Option<String>)> {
     in_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
@@ -648,7 +653,24 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
             .map(|l| line_row(&programme, l))
             .collect();
         let difference = if recomputed == stored {
-            None
+            // The lines match; a posted run's journal must be the one they imply.
+            let implied = posting_journal(&programme, &statement_lines_of(&run, &recomputed)?)
+                .map(|j| entry_rows(&j))
+                .unwrap_or_default();
+            let posted = match run.journal_id {
+                Some(id) => rows::journals(tx, Some(id))?
+                    .into_iter()
+                    .next()
+                    .map(|j| j.entries)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            (run.status == "posted" && implied != posted).then(|| {
+                format!(
+                    "the lines match, but journal {} holds {posted:?} where the lines imply {implied:?}",
+                    run.journal_id.map_or_else(|| "(none)".to_owned(), |j| j.to_string())
+                )
+            })
         } else if recomputed.len() != stored.len() {
             Some(format!(
                 "{} lines recomputed, {} stored",

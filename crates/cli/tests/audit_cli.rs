@@ -281,6 +281,7 @@ fn posted_money_edits_are_found(db: Db) {
         "UPDATE journal_entries SET credit_fen = credit_fen - 50000 WHERE journal_id = 1 AND account LIKE 'payable:%'",
     );
     verify_passes(db);
+    s.ok(&f1, &["settle", "rederive", &run]);
 
     // A posted run line.
     tamper(
