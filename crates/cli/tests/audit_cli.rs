@@ -289,6 +289,13 @@ fn posted_money_edits_are_found(db: Db) {
         "UPDATE run_lines SET amount_fen = amount_fen + 1 WHERE seq = 0 OR seq = 1",
     );
     assert!(verify_fails(db).contains("at seq 8"));
+    let rederived = s.fails(&f1, &["settle", "rederive", &run]);
+    assert!(
+        rederived.contains("does not match its re-derivation: recomputed")
+            && rederived.contains("amount_fen: 30000")
+            && rederived.contains("amount_fen: 30001"),
+        "rederive names the recomputed and the stored line: {rederived}"
+    );
     tamper(
         db,
         "UPDATE run_lines SET amount_fen = amount_fen - 1 WHERE seq = 0 OR seq = 1",
@@ -316,6 +323,19 @@ fn posted_money_edits_are_found(db: Db) {
     tamper(
         db,
         "UPDATE journal_entries SET credit_fen = 10000 WHERE journal_id = 2 AND credit_fen > 0",
+    );
+    verify_passes(db);
+
+    // One side of a journal: the trial balance no longer balances, and says so.
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = debit_fen + 1 WHERE journal_id = 1 AND account LIKE 'expense:%'",
+    );
+    let err = s.fails(&f1, &["ledger", "trial-balance"]);
+    assert!(err.contains("does not balance"), "{err}");
+    tamper(
+        db,
+        "UPDATE journal_entries SET debit_fen = debit_fen - 1 WHERE journal_id = 1 AND account LIKE 'expense:%'",
     );
     verify_passes(db);
 

@@ -441,12 +441,19 @@ fn pool_exhausted_across_beneficiaries(db: Db) {
         "{balance}"
     );
     let trial = s.ok(&f1, &["ledger", "trial-balance"]);
-    assert!(
-        trial.contains("expense:pooled-2025")
-            && trial.contains(" 1000.00")
-            && trial.contains("balanced"),
+    // The programme's expense is exactly its pool: debit 1000.00, credit 0.00, balance 1000.00.
+    let expense: Vec<&str> = trial
+        .lines()
+        .find(|l| l.starts_with("expense:pooled-2025 "))
+        .expect("the programme's expense account")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        expense,
+        ["expense:pooled-2025", "1000.00", "0.00", "1000.00"],
         "{trial}"
     );
+    assert!(trial.contains("balanced"), "{trial}");
 }
 
 #[test]
@@ -506,4 +513,120 @@ fn balance_follows_a_cancelled_run() {
     pending("50.00");
     s.ok(&f1, &["settle", "cancel", &id]);
     pending("40.00");
+}
+
+fn claw_back_after_the_payee_was_paid_in_full(db: Db) {
+    // Proves R9's receivable: a May record voided after May was posted and paid in full is
+    // clawed back in June, and the payee then owes the programme (a negative outstanding
+    // balance), which a payment cannot "settle" and the ledger still balances.
+    let s = Server::start(db);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let registry = s.file("pooled.toml", POOLED_REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
+    let may = s.file(
+        "may.csv",
+        &format!("{HEADER}dc-a,m1,e1,gpu,{t},1,600.00\ndc-a,m2,e1,gpu,{t},1,100.00\n"),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    let create = |period: &str| {
+        run_id(&s.ok(
+            &f1,
+            &[
+                "settle",
+                "create",
+                "--programme",
+                "pooled-2025",
+                "--period",
+                period,
+            ],
+        ))
+    };
+    let may_run = create("2025-05");
+    s.ok(&f2, &["settle", "approve", &may_run]);
+    s.ok(&f2, &["settle", "post", &may_run]);
+    let paid = s.ok(
+        &f1,
+        &[
+            "ledger",
+            "record-payment",
+            "--payee",
+            "e1",
+            "--amount",
+            "350.00",
+            "--reference",
+            "MAY-1",
+        ],
+    );
+    assert!(paid.contains("still owed 0.00"), "{paid}");
+    s.ok(
+        &dc_a,
+        &[
+            "usage",
+            "void",
+            "--provider",
+            "dc-a",
+            "--record-id",
+            "m1",
+            "--reason",
+            "billed in error",
+        ],
+    );
+    let june_run = create("2025-06");
+    let shown = s.ok(&f1, &["settle", "show", &june_run]);
+    assert!(
+        shown.contains("-300.00"),
+        "June claws back May's 300.00: {shown}"
+    );
+    s.ok(&f2, &["settle", "approve", &june_run]);
+    s.ok(&f2, &["settle", "post", &june_run]);
+    let owed = s.ok(&f1, &["balance", "--payee", "e1"]);
+    assert!(
+        owed.contains("pooled-2025: posted 50.00 CNY, paid 350.00 CNY, outstanding -300.00 CNY"),
+        "the payee owes the claw-back: {owed}"
+    );
+    let err = s.fails(
+        &f1,
+        &[
+            "ledger",
+            "record-payment",
+            "--payee",
+            "e1",
+            "--amount",
+            "1.00",
+            "--reference",
+            "JUN-1",
+        ],
+    );
+    assert!(err.contains("nothing is owed"), "{err}");
+    let trial = s.ok(&f1, &["ledger", "trial-balance"]);
+    let payable = trial
+        .lines()
+        .find(|l| l.starts_with("payable:pooled-2025:e1 "))
+        .expect("the payee's payable");
+    // Debits (a claw-back 300.00, payments 350.00) exceed credits (posted 350.00) by 300.00.
+    assert!(
+        payable.contains("650.00") && payable.contains("350.00"),
+        "{payable}"
+    );
+    assert!(trial.contains("balanced"), "{trial}");
+    assert!(
+        s.ok(&f1, &["settle", "rederive", &june_run])
+            .contains("every line matches")
+    );
+}
+
+#[test]
+fn claw_back_after_the_payee_was_paid_in_full_on_sqlite() {
+    claw_back_after_the_payee_was_paid_in_full(sqlite_db().unwrap());
+}
+
+#[test]
+fn claw_back_after_the_payee_was_paid_in_full_on_postgres() {
+    if let Some(db) = pg_db() {
+        claw_back_after_the_payee_was_paid_in_full(db);
+    }
 }

@@ -552,10 +552,47 @@ mod tests {
         .map(|(c, _)| c)
     }
 
-    // Nothing given yields the documented defaults, equal to `Config::default()`.
+    // Nothing given yields `Config::default()`, and that is what the key table says.
     #[test]
     fn defaults() {
-        assert_eq!(run(None, &[], &[]).unwrap(), Config::default());
+        let config = run(None, &[], &[]).unwrap();
+        assert_eq!(config, Config::default());
+        // Pinned literally, so a changed default is a deliberate edit here and in the docs.
+        assert_eq!(config.addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.database_url, "sqlite://./suanli-data/suanli.db");
+        assert_eq!(config.http_addr.unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!((config.metrics_addr, config.health_addr), (None, None));
+        assert!(!config.log_json && config.tls.is_none());
+        let l = &config.limits;
+        assert_eq!(l.message_bytes_max, 16_777_216);
+        assert_eq!(l.batch_records_max, 10_000);
+        assert_eq!(l.token_requests_per_minute, 6_000);
+        assert_eq!(l.token_request_burst, 200);
+        assert_eq!(l.concurrent_requests_max, 256);
+        assert_eq!(l.token_recheck_secs, 30);
+        assert_eq!(l.request_deadline_ms, 30_000);
+    }
+
+    // Every key is documented in docs/configuration.md with the same variable, flag and default.
+    #[test]
+    fn the_key_table_matches_the_documentation() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/configuration.md exists");
+        for k in KEYS {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", k.name)))
+                .unwrap_or_else(|| panic!("docs/configuration.md has a row for {}", k.name));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(cells[2], format!("`{}`", k.env), "{row}");
+            let flag = k.flag.map_or_else(|| "—".to_owned(), |f| format!("`{f}`"));
+            assert_eq!(cells[3], flag, "{row}");
+            if k.default.is_empty() {
+                assert!(cells[4].starts_with("unset"), "{row}");
+            } else {
+                assert_eq!(cells[4], format!("`{}`", k.default), "{row}");
+            }
+        }
     }
 
     // A flag beats the environment, which beats the file, which beats the default, key by key.
