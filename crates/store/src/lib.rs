@@ -42,6 +42,9 @@ pub enum StoreError {
     CopySend(std::io::Error),
     #[error("folding pending accrual deltas in the background: {0}")]
     BackgroundFold(String),
+    /// The database would acknowledge commits it has not made durable.
+    #[error("{0}")]
+    NotDurable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

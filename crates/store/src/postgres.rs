@@ -89,11 +89,40 @@ pub struct PgStore {
     prepared: Prepared,
 }
 
+/// Set to `1` to run on a PostgreSQL server (or connection) that does not flush commits
+/// (`synchronous_commit = off` or `fsync = off`), where an acknowledged record can be lost in a
+/// power cut. For throwaway test and benchmark databases only.
+pub const ALLOW_UNSYNCED_COMMIT_ENV: &str = "SUANLI_ALLOW_UNSYNCED_COMMIT";
+
 /// Opens a connection as every connection of this store is opened.
 fn connect(url: &str) -> Result<Client> {
     let mut client = Client::connect(url, NoTls)?;
     client.batch_execute(BACKEND_FLUSH_SQL)?;
+    check_durable(&mut client)?;
     Ok(client)
+}
+
+/// Refuses a connection whose commits are not on disk when they return: a batch is
+/// acknowledged right after its commit, so `synchronous_commit = off` (or `fsync = off`) would
+/// acknowledge records a power cut can lose. An operator may opt out for throwaway databases
+/// with [`ALLOW_UNSYNCED_COMMIT_ENV`].
+fn check_durable(client: &mut Client) -> Result<()> {
+    let setting = |client: &mut Client, name: &str| -> Result<String> {
+        Ok(client
+            .query_one("SELECT current_setting($1)", &[&name])?
+            .get::<_, String>(0))
+    };
+    let synchronous_commit = setting(client, "synchronous_commit")?;
+    let fsync = setting(client, "fsync")?;
+    let unsynced = synchronous_commit == "off" || fsync == "off";
+    if unsynced && std::env::var(ALLOW_UNSYNCED_COMMIT_ENV).as_deref() != Ok("1") {
+        return Err(StoreError::NotDurable(format!(
+            "PostgreSQL has synchronous_commit = {synchronous_commit} and fsync = {fsync}: \
+             commits would be acknowledged before they are on disk; set both on, or set \
+             {ALLOW_UNSYNCED_COMMIT_ENV}=1 for a throwaway database"
+        )));
+    }
+    Ok(())
 }
 
 /// Serialises the folds of pending accrual deltas across replicas and threads (not ingest:

@@ -1059,3 +1059,23 @@ fn a_postgres_store_folds_in_the_background_beside_ingest() {
         );
     });
 }
+
+// A batch is acknowledged right after its commit, so a PostgreSQL connection whose commits
+// return before they are on disk (here `synchronous_commit = off` set in the URL's options) is
+// refused at open, naming the setting and the opt-out.
+#[test]
+fn postgres_refuses_commits_that_are_not_flushed() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    // Make the tables first, as a server would have, so only the durability check can refuse.
+    drop(suanli_store::open(&db.url).expect("store opens with the server's defaults"));
+    let unsynced = format!("{}?options=-c%20synchronous_commit%3Doff", db.url);
+    let err = suanli_store::open(&unsynced).err().expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("synchronous_commit = off")
+            && message.contains(suanli_store::postgres::ALLOW_UNSYNCED_COMMIT_ENV),
+        "{message}"
+    );
+}
