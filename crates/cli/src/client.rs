@@ -160,6 +160,9 @@ pub fn token_revoke(
     Ok(())
 }
 
+/// The server a client command reaches without `--server` or `SUANLI_SERVER`.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:50051";
+
 /// Where and how the CLI reaches a server.
 pub struct Target {
     pub server: String,
