@@ -76,8 +76,13 @@ pub fn token_create(
             &[&row.token_hash, role, subject_id, &expires_at],
         )
     })?;
+    let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     eprintln!(
-        "created a {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
+        "created {article} {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
         if subject_id.is_empty() {
             String::new()
         } else {
@@ -171,6 +176,45 @@ pub struct Target {
     pub client_key: Option<PathBuf>,
 }
 
+/// A gRPC status as a person reads it: a short word for the code, then the server's message,
+/// without tonic's generic sentence for the code ("The caller does not have permission to
+/// execute the specified operation").
+pub(crate) fn grpc_error(status: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let word = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "error",
+        Code::InvalidArgument => "invalid",
+        Code::DeadlineExceeded => "timed out",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "limit reached",
+        Code::FailedPrecondition => "refused",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not supported by this server",
+        Code::Internal => "server error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    };
+    match status.message().trim() {
+        "" => anyhow::anyhow!("{word}"),
+        message => anyhow::anyhow!("{word}: {message}"),
+    }
+}
+
+/// The innermost cause of an error, e.g. "Connection refused (os error 111)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 /// Connects to the server; TLS when the URL is https:// or a CA or client certificate is given.
 pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
     let tls_wanted = target.ca_cert.is_some() || target.client_cert.is_some();
@@ -183,7 +227,13 @@ pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
         None if tls_wanted => format!("https://{}", target.server),
         None => format!("http://{}", target.server),
     };
-    let mut endpoint = Endpoint::from_shared(url.clone())?;
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "--server {:?} is not a server address ({}); give host:port, http://host:port or https://host:port",
+            target.server,
+            root_cause(&e)
+        )
+    })?;
     if url.starts_with("https://") {
         let read = |flag: &str, path: &Path| {
             std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
@@ -201,10 +251,13 @@ pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
         }
         endpoint = endpoint.tls_config(tls)?;
     }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))
+    endpoint.connect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the server at {url} ({}); is `suanli serve` running there? \
+             Point --server or SUANLI_SERVER at it",
+            root_cause(&e)
+        )
+    })
 }
 
 /// Adds the bearer token; an empty token sends none (a client certificate may authenticate).
@@ -231,7 +284,7 @@ pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyho
     let response = client
         .load_registry(authorize(request, token)?)
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(grpc_error)?
         .into_inner();
     for w in &response.warnings {
         eprintln!("warning: {w}");
@@ -279,6 +332,7 @@ pub async fn usage_import(
     file: &Path,
     batch_records: usize,
     rejects_path: Option<PathBuf>,
+    encoding: Option<files::Encoding>,
 ) -> anyhow::Result<()> {
     let ceiling = suanli_server::config::BATCH_RECORDS_BOUNDS.1 as usize;
     if !(1..=ceiling).contains(&batch_records) {
@@ -286,7 +340,7 @@ pub async fn usage_import(
             "--batch-size must be 1 to {ceiling} (and at most the server's limits.batch_records_max)"
         );
     }
-    let rows = files::read_usage(file)?;
+    let rows = files::read_usage(file, encoding)?;
     let total = rows.len();
     let mut rejects = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -355,14 +409,14 @@ pub async fn usage_import(
             token,
         )?)
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(grpc_error)?
         .into_inner();
     let mut done = 0usize;
     let batch_count = lines.len();
     while let Some(ack) = acks
         .message()
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(grpc_error)?
     {
         let index: usize = ack
             .batch_id

@@ -41,6 +41,10 @@ enum Command {
         /// Where to write the statement CSV; rejects go to OUT.rejects.csv.
         #[arg(long)]
         out: PathBuf,
+        /// The encoding of --usage and --prior; without it UTF-8 (with or without BOM), else
+        /// GB18030 when the bytes are not UTF-8.
+        #[arg(long, value_enum)]
+        encoding: Option<files::Encoding>,
     },
     /// Checks a registry file and prints what it declares.
     Check {
@@ -385,6 +389,10 @@ enum UsageCommand {
         /// Where to write rejected and conflicting rows (default FILE.rejects.csv).
         #[arg(long)]
         rejects: Option<PathBuf>,
+        /// The file's encoding; without it UTF-8 (with or without BOM), else GB18030 when the
+        /// bytes are not UTF-8.
+        #[arg(long, value_enum)]
+        encoding: Option<files::Encoding>,
     },
     /// Withdraws one of a provider's records; a posted one is clawed back in the next run.
     Void {
@@ -409,8 +417,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: not in a log file, a pipe or a journal.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -437,8 +449,8 @@ fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> an
 fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_remote_flags(std::env::args_os().collect()));
     let result = match cli.command {
-        Command::Simulate { registry, usage, period, prior, out } => {
-            simulate::run(&registry, &usage, &period, prior.as_deref(), &out)
+        Command::Simulate { registry, usage, period, prior, out, encoding } => {
+            simulate::run(&registry, &usage, &period, prior.as_deref(), &out, encoding)
         }
         Command::Check { registry } => files::load_registry(&registry).map(|registry| {
             println!(
@@ -521,8 +533,8 @@ fn main() -> ExitCode {
         Command::Usage { command: UsageCommand::Void { provider, record_id, reason }, remote } => remote.token().and_then(|token| {
             runtime().and_then(|rt| rt.block_on(settle_cli::void(&remote.target(), token, provider, record_id, reason)))
         }),
-        Command::Usage { command: UsageCommand::Import { file, batch_size, rejects }, remote } => remote.token().and_then(|token| {
-            runtime().and_then(|rt| rt.block_on(client::usage_import(&remote.target(), token, &file, batch_size, rejects)))
+        Command::Usage { command: UsageCommand::Import { file, batch_size, rejects, encoding }, remote } => remote.token().and_then(|token| {
+            runtime().and_then(|rt| rt.block_on(client::usage_import(&remote.target(), token, &file, batch_size, rejects, encoding)))
         }),
     };
     match result {

@@ -736,18 +736,15 @@ fn csv_import_catalogue() {
     bytes.extend_from_slice(b"dc-a,bad\xff\xfe,ent-a,a-gpu,2025-03-02T00:00:00+08:00,2025-03-02T01:00:00+08:00,1,1.00\n");
     let path = s.server.db.dir.join("utf8.csv");
     std::fs::write(&path, bytes).unwrap();
-    let out = s.server.ok(
+    // Bytes valid neither as UTF-8 nor as GB18030 (0xFF starts no sequence): the whole file is
+    // refused before anything is sent, naming the line.
+    let err = s.server.fails(
         &s.tokens["dc-a"],
         &["usage", "import", "--file", path.to_str().unwrap()],
     );
     assert!(
-        out.contains("accepted 0, duplicate 0, conflict 0, rejected 1"),
-        "{out}"
-    );
-    let text = std::fs::read_to_string(s.server.db.dir.join("utf8.csv.rejects.csv")).unwrap();
-    assert!(
-        text.contains("invalid_field") && text.contains("record_id is not valid UTF-8"),
-        "{text}"
+        err.contains("utf8.csv: line 2: not valid GB18030 nor UTF-8"),
+        "{err}"
     );
     assert_eq!(snapshot(&url), before, "invalid UTF-8: state unchanged");
 
