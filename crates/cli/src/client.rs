@@ -326,6 +326,41 @@ struct Reject {
     message: String,
 }
 
+/// What `usage import` did with a file's records, for its exit code.
+pub struct ImportOutcome {
+    pub rejected: u64,
+    pub conflicts: u64,
+}
+
+/// `usage import` exits 3 when a row was rejected.
+pub const EXIT_REJECTED: u8 = 3;
+/// `usage import` exits 4 when a row conflicted with a stored record (even if others were
+/// rejected too: a conflict needs someone to look at what is stored, not just a fixed row).
+pub const EXIT_CONFLICT: u8 = 4;
+
+impl ImportOutcome {
+    pub fn exit_code(&self) -> u8 {
+        if self.conflicts > 0 {
+            EXIT_CONFLICT
+        } else if self.rejected > 0 {
+            EXIT_REJECTED
+        } else {
+            0
+        }
+    }
+}
+
+/// The rejects file of `usage import` by default: in the current directory, named after the
+/// input file (`march.csv` → `march.csv.rejects.csv`), so a read-only or shared input
+/// directory is never written to.
+fn default_rejects_path(file: &Path) -> PathBuf {
+    let mut name = file
+        .file_name()
+        .map_or_else(|| "usage".into(), ToOwned::to_owned);
+    name.push(".rejects.csv");
+    PathBuf::from(name)
+}
+
 pub async fn usage_import(
     server: &Target,
     token: &str,
@@ -333,7 +368,7 @@ pub async fn usage_import(
     batch_records: usize,
     rejects_path: Option<PathBuf>,
     encoding: Option<files::Encoding>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ImportOutcome> {
     let ceiling = suanli_server::config::BATCH_RECORDS_BOUNDS.1 as usize;
     if !(1..=ceiling).contains(&batch_records) {
         bail!(
@@ -472,35 +507,49 @@ pub async fn usage_import(
         );
     }
     rejects.sort_by_key(|r| r.line);
-    let rejects_path = rejects_path.unwrap_or_else(|| {
-        let mut p = file.as_os_str().to_owned();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    });
-    let mut w = csv::Writer::from_path(&rejects_path)
-        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
-    w.write_record(["provider", "record_id", "line", "reason", "message"])?;
-    for r in &rejects {
-        w.write_record([
-            r.provider.as_str(),
-            r.record_id.as_str(),
-            &r.line.to_string(),
-            r.reason.as_str(),
-            r.message.as_str(),
-        ])?;
-    }
-    w.flush()?;
+    // A rejects file only when there are rejects, so its presence means work to do.
+    let written = if rejects.is_empty() {
+        None
+    } else {
+        let path = rejects_path.unwrap_or_else(|| default_rejects_path(file));
+        write_rejects(&path, &rejects)?;
+        Some(path)
+    };
     let elapsed = started.elapsed();
     let summary: Vec<String> = ["accepted", "duplicate", "conflict", "rejected"]
         .iter()
         .map(|k| format!("{k} {}", counts.get(k).copied().unwrap_or(0)))
         .collect();
     println!(
-        "{} record(s) in {:.1?}: {}; rejects in {}",
+        "{} record(s) in {:.1?}: {}{}",
         total,
         elapsed,
         summary.join(", "),
-        rejects_path.display()
+        written
+            .as_ref()
+            .map_or_else(String::new, |p| format!("; rejects in {}", p.display()))
     );
+    Ok(ImportOutcome {
+        rejected: counts.get("rejected").copied().unwrap_or(0),
+        conflicts: counts.get("conflict").copied().unwrap_or(0),
+    })
+}
+
+fn write_rejects(path: &Path, rejects: &[Reject]) -> anyhow::Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    let mut w = csv::Writer::from_path(path).with_context(context)?;
+    w.write_record(["provider", "record_id", "line", "reason", "message"])
+        .with_context(context)?;
+    for r in rejects {
+        w.write_record([
+            r.provider.as_str(),
+            r.record_id.as_str(),
+            &r.line.to_string(),
+            r.reason.as_str(),
+            r.message.as_str(),
+        ])
+        .with_context(context)?;
+    }
+    w.flush().with_context(context)?;
     Ok(())
 }

@@ -386,7 +386,9 @@ enum UsageCommand {
         /// Records per batch sent to the server (at most the server's limits.batch_records_max).
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
-        /// Where to write rejected and conflicting rows (default FILE.rejects.csv).
+        /// Where to write rejected and conflicting rows, if any (default: NAME.rejects.csv in
+        /// the current directory, NAME being the file's name). Exit 3: a row was rejected;
+        /// 4: a row conflicted with a stored record.
         #[arg(long)]
         rejects: Option<PathBuf>,
         /// The file's encoding; without it UTF-8 (with or without BOM), else GB18030 when the
@@ -448,6 +450,8 @@ fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> an
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(hoist_remote_flags(std::env::args_os().collect()));
+    // A command that succeeds with an outcome to report (rows rejected) sets its own code.
+    let mut exit = ExitCode::SUCCESS;
     let result = match cli.command {
         Command::Simulate { registry, usage, period, prior, out, encoding } => {
             simulate::run(&registry, &usage, &period, prior.as_deref(), &out, encoding)
@@ -534,11 +538,14 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(settle_cli::void(&remote.target(), token, provider, record_id, reason)))
         }),
         Command::Usage { command: UsageCommand::Import { file, batch_size, rejects, encoding }, remote } => remote.token().and_then(|token| {
-            runtime().and_then(|rt| rt.block_on(client::usage_import(&remote.target(), token, &file, batch_size, rejects, encoding)))
+            let outcome = runtime()
+                .and_then(|rt| rt.block_on(client::usage_import(&remote.target(), token, &file, batch_size, rejects, encoding)))?;
+            exit = ExitCode::from(outcome.exit_code());
+            Ok(())
         }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -704,7 +704,7 @@ fn csv_import_catalogue() {
         let before = snapshot(&url);
         let file = s.server.file("case.csv", &format!("{HEADER}{row}\n"));
         let rejects = s.server.db.dir.join("case.rejects.csv");
-        let out = s.server.ok(
+        let o = s.server.run(
             &s.tokens["dc-a"],
             &[
                 "usage",
@@ -715,6 +715,9 @@ fn csv_import_catalogue() {
                 rejects.to_str().unwrap(),
             ],
         );
+        let want = if reason == "conflict" { 4 } else { 3 };
+        assert_eq!(o.status.code(), Some(want), "{name}: the exit code");
+        let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("accepted 0"), "{name}: {out}");
         let text = std::fs::read_to_string(&rejects).unwrap();
         let line = text
@@ -755,9 +758,13 @@ fn csv_import_catalogue() {
             "{HEADER}dc-a,d1,ent-a,a-gpu,{hour},1,1.00\ndc-a,d1,ent-a,a-gpu,{hour},1,1.00\ndc-a,d1,ent-a,a-gpu,{hour},1,2.00\n"
         ),
     );
-    let out = s
-        .server
-        .ok(&s.tokens["dc-a"], &["usage", "import", "--file", &file]);
+    let rejects = s.server.db.dir.join("dups.rejects.csv");
+    let o = s.server.run(
+        &s.tokens["dc-a"],
+        &["usage", "import", "--file", &file, "--rejects", rejects.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(4), "a conflict exits 4");
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("accepted 1, duplicate 1, conflict 1, rejected 0"),
         "{out}"
