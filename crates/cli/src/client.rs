@@ -448,11 +448,7 @@ pub async fn usage_import(
         .into_inner();
     let mut done = 0usize;
     let batch_count = lines.len();
-    while let Some(ack) = acks
-        .message()
-        .await
-        .map_err(grpc_error)?
-    {
+    while let Some(ack) = acks.message().await.map_err(grpc_error)? {
         let index: usize = ack
             .batch_id
             .parse()

@@ -300,15 +300,31 @@ struct Remote {
     #[arg(long, global = true, env = "SUANLI_CA_CERT")]
     ca_cert: Option<PathBuf>,
     /// A client certificate (PEM) for mutual TLS; its CN is the provider id.
-    #[arg(long, global = true, env = "SUANLI_CLIENT_CERT", requires = "client_key")]
+    #[arg(
+        long,
+        global = true,
+        env = "SUANLI_CLIENT_CERT",
+        requires = "client_key"
+    )]
     client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, global = true, env = "SUANLI_CLIENT_KEY", requires = "client_cert")]
+    #[arg(
+        long,
+        global = true,
+        env = "SUANLI_CLIENT_KEY",
+        requires = "client_cert"
+    )]
     client_key: Option<PathBuf>,
 }
 
 /// The long names of [`Remote`]'s flags, for moving them from before the command.
-const REMOTE_FLAGS: [&str; 5] = ["--server", "--token", "--ca-cert", "--client-cert", "--client-key"];
+const REMOTE_FLAGS: [&str; 5] = [
+    "--server",
+    "--token",
+    "--ca-cert",
+    "--client-cert",
+    "--client-key",
+];
 
 /// The commands that take [`Remote`].
 const CLIENT_COMMANDS: [&str; 5] = ["registry", "usage", "settle", "ledger", "balance"];
@@ -585,7 +601,10 @@ mod tests {
                 if matches!(id, "help" | "version") {
                     continue;
                 }
-                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
                     lacking.push(format!("{path}: {id}"));
                 }
             }
@@ -615,7 +634,10 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 14, "the leaf client commands were walked: {checked}");
+        assert!(
+            checked >= 14,
+            "the leaf client commands were walked: {checked}"
+        );
     }
 
     // `serve --help` says the web console is served too.
@@ -661,7 +683,10 @@ mod tests {
             _ => panic!("usage import"),
         }
         // Before an offline command the flags are not moved, and clap refuses them.
-        let args = "suanli --token T simulate".split(' ').map(Into::into).collect();
+        let args = "suanli --token T simulate"
+            .split(' ')
+            .map(Into::into)
+            .collect();
         assert!(Cli::try_parse_from(hoist_remote_flags(args)).is_err());
     }
 
@@ -674,7 +699,10 @@ mod tests {
         };
         if std::env::var_os("SUANLI_TOKEN").is_none() {
             let err = remote.token().unwrap_err().to_string();
-            assert!(err.contains("--token") && err.contains("SUANLI_TOKEN"), "{err}");
+            assert!(
+                err.contains("--token") && err.contains("SUANLI_TOKEN"),
+                "{err}"
+            );
         }
     }
 }

@@ -761,7 +761,14 @@ fn csv_import_catalogue() {
     let rejects = s.server.db.dir.join("dups.rejects.csv");
     let o = s.server.run(
         &s.tokens["dc-a"],
-        &["usage", "import", "--file", &file, "--rejects", rejects.to_str().unwrap()],
+        &[
+            "usage",
+            "import",
+            "--file",
+            &file,
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
     );
     assert_eq!(o.status.code(), Some(4), "a conflict exits 4");
     let out = String::from_utf8_lossy(&o.stdout);

@@ -27,11 +27,31 @@ fn connection_flags_work_in_any_position() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{:?}", text(&o));
-    let create = ["create", "--programme", "pooled-2025", "--period", "2025-03"];
+    let create = [
+        "create",
+        "--programme",
+        "pooled-2025",
+        "--period",
+        "2025-03",
+    ];
     let forms: [Vec<&str>; 3] = [
-        [&["settle"][..], &create, &["--token", &f1, "--server", s.addr()]].concat(),
-        [&["settle", "--token", &f1][..], &create, &["--server", s.addr()]].concat(),
-        [&["--token", &f1, "--server", s.addr(), "settle"][..], &create].concat(),
+        [
+            &["settle"][..],
+            &create,
+            &["--token", &f1, "--server", s.addr()],
+        ]
+        .concat(),
+        [
+            &["settle", "--token", &f1][..],
+            &create,
+            &["--server", s.addr()],
+        ]
+        .concat(),
+        [
+            &["--token", &f1, "--server", s.addr(), "settle"][..],
+            &create,
+        ]
+        .concat(),
     ];
     for (i, args) in forms.iter().enumerate() {
         let o = bin().args(args).output().unwrap();
@@ -41,7 +61,15 @@ fn connection_flags_work_in_any_position() {
         assert!(out.starts_with(&format!("run {run} ")), "{args:?}: {out}");
         // One open run per programme and period: cancel it before the next form.
         let o = bin()
-            .args(["settle", "cancel", &run, "--token", &f1, "--server", s.addr()])
+            .args([
+                "settle",
+                "cancel",
+                &run,
+                "--token",
+                &f1,
+                "--server",
+                s.addr(),
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "cancel {run}: {:?}", text(&o));
@@ -91,7 +119,10 @@ fn connection_and_token_problems_say_what_to_do() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains(&format!("http://127.0.0.1:{port}")), "{err}");
-    assert!(err.contains("--server") && err.contains("SUANLI_SERVER"), "{err}");
+    assert!(
+        err.contains("--server") && err.contains("SUANLI_SERVER"),
+        "{err}"
+    );
     assert!(err.to_lowercase().contains("refused"), "the cause: {err}");
 
     let o = bin()
@@ -100,7 +131,10 @@ fn connection_and_token_problems_say_what_to_do() {
         .output()
         .unwrap();
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("--server \"not a [server\""), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--server \"not a [server\""),
+        "{err}"
+    );
 
     for args in [
         &["settle", "list"][..],
@@ -135,7 +169,10 @@ fn plain_text_into_pipes() {
             .unwrap();
         let (out, err) = text(&o);
         assert!(o.status.success(), "{err}");
-        assert!(err.starts_with(&format!("created {article} {role} token")), "{err}");
+        assert!(
+            err.starts_with(&format!("created {article} {role} token")),
+            "{err}"
+        );
         assert!(out.starts_with("sl_"), "{out}");
     }
     let s = Server::start(db);
@@ -146,7 +183,13 @@ fn plain_text_into_pipes() {
         .unwrap()
         .port();
     let mut child = bin()
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--http-addr", "off"])
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--http-addr",
+            "off",
+        ])
         .args(["--database-url", &format!("{}-log", s.db.url)])
         .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
@@ -171,7 +214,10 @@ fn plain_text_into_pipes() {
     let o = child.wait_with_output().unwrap();
     let (out, err) = text(&o);
     assert!(err.contains("INFO"), "the log was captured: {err}");
-    assert!(!format!("{out}{err}").contains('\u{1b}'), "no escape codes: {err}");
+    assert!(
+        !format!("{out}{err}").contains('\u{1b}'),
+        "no escape codes: {err}"
+    );
     // clap's usage errors, piped.
     let o = bin().args(["settle", "nope"]).output().unwrap();
     let (_, err) = text(&o);

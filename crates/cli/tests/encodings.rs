@@ -38,7 +38,10 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         let read = |f: &str| std::fs::read_to_string(root().join("examples/worked").join(f));
         let registry = chinese(&read("registry.toml").unwrap());
-        assert!(registry.contains("杭州甲科技有限公司"), "the registry ids are Chinese");
+        assert!(
+            registry.contains("杭州甲科技有限公司"),
+            "the registry ids are Chinese"
+        );
         std::fs::write(dir.join("registry.toml"), registry).unwrap();
         Fixture {
             usage: chinese(&read("usage.csv").unwrap()),
@@ -58,7 +61,13 @@ impl Fixture {
     fn simulate(&self, usage: &str, prior: &str, out: &str, extra: &[&str]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_suanli"))
             .current_dir(&self.dir)
-            .args(["simulate", "--registry", "registry.toml", "--period", "2025-03"])
+            .args([
+                "simulate",
+                "--registry",
+                "registry.toml",
+                "--period",
+                "2025-03",
+            ])
             .args(["--usage", usage, "--prior", prior, "--out", out])
             .args(extra)
             .output()
@@ -76,7 +85,11 @@ impl Fixture {
         self.write("prior-utf8.csv", self.prior.as_bytes());
         let o = self.simulate("usage-utf8.csv", "prior-utf8.csv", "utf8.csv", &[]);
         assert!(o.status.success(), "{}", stderr(&o));
-        assert!(!stderr(&o).contains("GB18030"), "UTF-8 is not announced: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("GB18030"),
+            "UTF-8 is not announced: {}",
+            stderr(&o)
+        );
         let statement = self.read("utf8.csv");
         let sorted = |t: &str| {
             let mut lines: Vec<String> = t.lines().map(str::to_owned).collect();
@@ -116,7 +129,10 @@ fn gbk_files_give_the_same_statement_as_their_utf8_twins() {
     let twin = f.twin();
 
     let usage = gbk(&f.usage);
-    assert!(std::str::from_utf8(&usage).is_err(), "the GBK bytes are not UTF-8");
+    assert!(
+        std::str::from_utf8(&usage).is_err(),
+        "the GBK bytes are not UTF-8"
+    );
     f.write("usage-gbk.csv", &usage);
     f.write("prior-gbk.csv", &gbk(&f.prior));
     let o = f.simulate("usage-gbk.csv", "prior-gbk.csv", "gbk.csv", &[]);
@@ -132,7 +148,12 @@ fn gbk_files_give_the_same_statement_as_their_utf8_twins() {
 
     for forced in ["gbk", "gb18030"] {
         let out = format!("{forced}-forced.csv");
-        let o = f.simulate("usage-gbk.csv", "prior-gbk.csv", &out, &["--encoding", forced]);
+        let o = f.simulate(
+            "usage-gbk.csv",
+            "prior-gbk.csv",
+            &out,
+            &["--encoding", forced],
+        );
         assert!(o.status.success(), "--encoding {forced}: {}", stderr(&o));
         assert_eq!(f.read(&out), twin, "--encoding {forced}");
     }
@@ -150,7 +171,10 @@ fn bom_crlf_and_a_trailing_empty_line_are_accepted() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(f.read("statement.csv"), twin);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("records read 5, accepted 5, rejected 0"), "{stdout}");
+    assert!(
+        stdout.contains("records read 5, accepted 5, rejected 0"),
+        "{stdout}"
+    );
 
     // The same in GBK, with CRLF (as Excel writes it).
     f.write("usage-gbk.csv", &gbk(&crlf(&f.usage)[3..]));
@@ -166,7 +190,12 @@ fn a_file_not_in_its_encoding_is_refused_whole() {
     let f = Fixture::new("bad");
     f.write("prior.csv", f.prior.as_bytes());
     f.write("usage-gbk.csv", &gbk(&f.usage));
-    let o = f.simulate("usage-gbk.csv", "prior.csv", "forced.csv", &["--encoding", "utf-8"]);
+    let o = f.simulate(
+        "usage-gbk.csv",
+        "prior.csv",
+        "forced.csv",
+        &["--encoding", "utf-8"],
+    );
     assert!(!o.status.success(), "forced UTF-8 on GBK bytes is refused");
     let err = stderr(&o);
     // Line 1 is the ASCII header; line 2 the first record with a Chinese id.
@@ -175,7 +204,10 @@ fn a_file_not_in_its_encoding_is_refused_whole() {
         "names the file, line and encoding: {err}"
     );
     assert!(!f.dir.join("forced.csv").exists(), "no statement written");
-    assert!(!f.dir.join("forced.csv.rejects.csv").exists(), "no rejects written");
+    assert!(
+        !f.dir.join("forced.csv.rejects.csv").exists(),
+        "no rejects written"
+    );
 
     // 0xFF starts no sequence in GB18030: bytes in neither encoding, on line 4.
     let mut bytes = gbk(&f.usage);
@@ -199,8 +231,18 @@ fn a_file_not_in_its_encoding_is_refused_whole() {
 
     // A bad prior file stops the run the same way.
     f.write("usage.csv", f.usage.as_bytes());
-    f.write("prior-bad.csv", b"programme,beneficiary,provider,amount\n\xFF\n");
+    f.write(
+        "prior-bad.csv",
+        b"programme,beneficiary,provider,amount\n\xFF\n",
+    );
     let o = f.simulate("usage.csv", "prior-bad.csv", "prior.out.csv", &[]);
-    assert!(stderr(&o).contains("prior-bad.csv: line 2: not valid GB18030"), "{}", stderr(&o));
-    assert!(!f.dir.join("prior.out.csv").exists(), "no statement written");
+    assert!(
+        stderr(&o).contains("prior-bad.csv: line 2: not valid GB18030"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !f.dir.join("prior.out.csv").exists(),
+        "no statement written"
+    );
 }

@@ -165,7 +165,10 @@ fn readme_commands_run() {
             let got = std::fs::read_to_string(dir.join("statement.csv")).unwrap();
             let want =
                 std::fs::read_to_string(root().join("examples/worked/statement.csv")).unwrap();
-            assert_eq!(got, want, "the offline statement equals the worked example's");
+            assert_eq!(
+                got, want,
+                "the offline statement equals the worked example's"
+            );
             checked.push("simulate");
         }
         if block.text.contains("suanli balance --beneficiary ent-a") {

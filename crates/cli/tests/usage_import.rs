@@ -54,7 +54,10 @@ fn exit_codes_and_the_rejects_file() {
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     let rejects = std::fs::read_to_string(cwd.join("early.csv.rejects.csv")).unwrap();
     assert!(rejects.contains("dc-a,r0,2,no_registry,"), "{rejects}");
-    assert!(!input.join("early.csv.rejects.csv").exists(), "nothing beside the input");
+    assert!(
+        !input.join("early.csv.rejects.csv").exists(),
+        "nothing beside the input"
+    );
 
     let registry = s.file("registry.toml", POOLED_REGISTRY);
     s.ok(&admin, &["registry", "import", "--file", &registry]);
@@ -65,7 +68,10 @@ fn exit_codes_and_the_rejects_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("accepted 1, duplicate 0, conflict 0, rejected 0"));
     assert!(!stdout(&o).contains("rejects"), "{}", stdout(&o));
-    assert!(!cwd.join("good.csv.rejects.csv").exists(), "no rejects, no file");
+    assert!(
+        !cwd.join("good.csv.rejects.csv").exists(),
+        "no rejects, no file"
+    );
     // Sent again: duplicates only, still 0.
     let o = import(&s, &cwd, &dc_a, &["--file", &good]);
     assert_eq!(o.status.code(), Some(0), "duplicates are not a failure");
@@ -77,7 +83,12 @@ fn exit_codes_and_the_rejects_file() {
         &format!("dc-b,r2,e1,gpu,{HOUR},1,1.00\ndc-a,r3,e1,nope,{HOUR},1,1.00\n"),
     );
     let chosen = s.db.dir.join("chosen.csv");
-    let o = import(&s, &cwd, &dc_a, &["--file", &bad, "--rejects", chosen.to_str().unwrap()]);
+    let o = import(
+        &s,
+        &cwd,
+        &dc_a,
+        &["--file", &bad, "--rejects", chosen.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     assert!(
         stdout(&o).contains(&format!("rejects in {}", chosen.display())),
@@ -87,9 +98,15 @@ fn exit_codes_and_the_rejects_file() {
     let text = std::fs::read_to_string(&chosen).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "provider,record_id,line,reason,message");
-    assert!(lines[1].starts_with("dc-b,r2,2,provider_mismatch,"), "{text}");
+    assert!(
+        lines[1].starts_with("dc-b,r2,2,provider_mismatch,"),
+        "{text}"
+    );
     assert!(lines[2].starts_with("dc-a,r3,3,unknown_sku,"), "{text}");
-    assert!(!cwd.join("bad.csv.rejects.csv").exists(), "only where --rejects says");
+    assert!(
+        !cwd.join("bad.csv.rejects.csv").exists(),
+        "only where --rejects says"
+    );
 
     // A conflict exits 4, also when another row is rejected in the same file.
     let conflict = write("conflict.csv", &format!("dc-a,r1,e1,gpu,{HOUR},1,2.00\n"));
@@ -123,12 +140,21 @@ fn a_gbk_file_imports_like_its_utf8_twin() {
     let (gbk, _, _) = encoding_rs::GBK.encode(&text);
     std::fs::write(cwd.join("gbk.csv"), &gbk).unwrap();
     let o = import(&s, &cwd, &dc_a, &["--file", "gbk.csv"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("read gbk.csv as GB18030"));
     assert!(stdout(&o).contains("accepted 1"), "{}", stdout(&o));
     // The UTF-8 twin is the same record: a duplicate, not a conflict.
     std::fs::write(cwd.join("utf8.csv"), &text).unwrap();
     let o = import(&s, &cwd, &dc_a, &["--file", "utf8.csv"]);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("accepted 0, duplicate 1, conflict 0"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("accepted 0, duplicate 1, conflict 0"),
+        "{}",
+        stdout(&o)
+    );
 }
