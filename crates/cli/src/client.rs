@@ -76,8 +76,13 @@ pub fn token_create(
             &[&row.token_hash, role, subject_id, &expires_at],
         )
     })?;
+    let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     eprintln!(
-        "created a {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
+        "created {article} {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
         if subject_id.is_empty() {
             String::new()
         } else {
@@ -160,12 +165,54 @@ pub fn token_revoke(
     Ok(())
 }
 
+/// The server a client command reaches without `--server` or `SUANLI_SERVER`.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:50051";
+
 /// Where and how the CLI reaches a server.
 pub struct Target {
     pub server: String,
     pub ca_cert: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+}
+
+/// A gRPC status as a person reads it: a short word for the code, then the server's message,
+/// without tonic's generic sentence for the code ("The caller does not have permission to
+/// execute the specified operation").
+pub(crate) fn grpc_error(status: tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let word = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "error",
+        Code::InvalidArgument => "invalid",
+        Code::DeadlineExceeded => "timed out",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "limit reached",
+        Code::FailedPrecondition => "refused",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not supported by this server",
+        Code::Internal => "server error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    };
+    match status.message().trim() {
+        "" => anyhow::anyhow!("{word}"),
+        message => anyhow::anyhow!("{word}: {message}"),
+    }
+}
+
+/// The innermost cause of an error, e.g. "Connection refused (os error 111)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Connects to the server; TLS when the URL is https:// or a CA or client certificate is given.
@@ -180,7 +227,13 @@ pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
         None if tls_wanted => format!("https://{}", target.server),
         None => format!("http://{}", target.server),
     };
-    let mut endpoint = Endpoint::from_shared(url.clone())?;
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "--server {:?} is not a server address ({}); give host:port, http://host:port or https://host:port",
+            target.server,
+            root_cause(&e)
+        )
+    })?;
     if url.starts_with("https://") {
         let read = |flag: &str, path: &Path| {
             std::fs::read(path).with_context(|| format!("{flag}: cannot read {}", path.display()))
@@ -198,10 +251,13 @@ pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
         }
         endpoint = endpoint.tls_config(tls)?;
     }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {url}"))
+    endpoint.connect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to the server at {url} ({}); is `suanli serve` running there? \
+             Point --server or SUANLI_SERVER at it",
+            root_cause(&e)
+        )
+    })
 }
 
 /// Adds the bearer token; an empty token sends none (a client certificate may authenticate).
@@ -228,7 +284,7 @@ pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyho
     let response = client
         .load_registry(authorize(request, token)?)
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(grpc_error)?
         .into_inner();
     for w in &response.warnings {
         eprintln!("warning: {w}");
@@ -270,20 +326,56 @@ struct Reject {
     message: String,
 }
 
+/// What `usage import` did with a file's records, for its exit code.
+pub struct ImportOutcome {
+    pub rejected: u64,
+    pub conflicts: u64,
+}
+
+/// `usage import` exits 3 when a row was rejected.
+pub const EXIT_REJECTED: u8 = 3;
+/// `usage import` exits 4 when a row conflicted with a stored record (even if others were
+/// rejected too: a conflict needs someone to look at what is stored, not just a fixed row).
+pub const EXIT_CONFLICT: u8 = 4;
+
+impl ImportOutcome {
+    pub fn exit_code(&self) -> u8 {
+        if self.conflicts > 0 {
+            EXIT_CONFLICT
+        } else if self.rejected > 0 {
+            EXIT_REJECTED
+        } else {
+            0
+        }
+    }
+}
+
+/// The rejects file of `usage import` by default: in the current directory, named after the
+/// input file (`march.csv` → `march.csv.rejects.csv`), so a read-only or shared input
+/// directory is never written to.
+fn default_rejects_path(file: &Path) -> PathBuf {
+    let mut name = file
+        .file_name()
+        .map_or_else(|| "usage".into(), ToOwned::to_owned);
+    name.push(".rejects.csv");
+    PathBuf::from(name)
+}
+
 pub async fn usage_import(
     server: &Target,
     token: &str,
     file: &Path,
     batch_records: usize,
     rejects_path: Option<PathBuf>,
-) -> anyhow::Result<()> {
+    encoding: Option<files::Encoding>,
+) -> anyhow::Result<ImportOutcome> {
     let ceiling = suanli_server::config::BATCH_RECORDS_BOUNDS.1 as usize;
     if !(1..=ceiling).contains(&batch_records) {
         bail!(
             "--batch-size must be 1 to {ceiling} (and at most the server's limits.batch_records_max)"
         );
     }
-    let rows = files::read_usage(file)?;
+    let rows = files::read_usage(file, encoding)?;
     let total = rows.len();
     let mut rejects = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -352,15 +444,11 @@ pub async fn usage_import(
             token,
         )?)
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(grpc_error)?
         .into_inner();
     let mut done = 0usize;
     let batch_count = lines.len();
-    while let Some(ack) = acks
-        .message()
-        .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
-    {
+    while let Some(ack) = acks.message().await.map_err(grpc_error)? {
         let index: usize = ack
             .batch_id
             .parse()
@@ -415,35 +503,49 @@ pub async fn usage_import(
         );
     }
     rejects.sort_by_key(|r| r.line);
-    let rejects_path = rejects_path.unwrap_or_else(|| {
-        let mut p = file.as_os_str().to_owned();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    });
-    let mut w = csv::Writer::from_path(&rejects_path)
-        .with_context(|| format!("cannot write {}", rejects_path.display()))?;
-    w.write_record(["provider", "record_id", "line", "reason", "message"])?;
-    for r in &rejects {
-        w.write_record([
-            r.provider.as_str(),
-            r.record_id.as_str(),
-            &r.line.to_string(),
-            r.reason.as_str(),
-            r.message.as_str(),
-        ])?;
-    }
-    w.flush()?;
+    // A rejects file only when there are rejects, so its presence means work to do.
+    let written = if rejects.is_empty() {
+        None
+    } else {
+        let path = rejects_path.unwrap_or_else(|| default_rejects_path(file));
+        write_rejects(&path, &rejects)?;
+        Some(path)
+    };
     let elapsed = started.elapsed();
     let summary: Vec<String> = ["accepted", "duplicate", "conflict", "rejected"]
         .iter()
         .map(|k| format!("{k} {}", counts.get(k).copied().unwrap_or(0)))
         .collect();
     println!(
-        "{} record(s) in {:.1?}: {}; rejects in {}",
+        "{} record(s) in {:.1?}: {}{}",
         total,
         elapsed,
         summary.join(", "),
-        rejects_path.display()
+        written
+            .as_ref()
+            .map_or_else(String::new, |p| format!("; rejects in {}", p.display()))
     );
+    Ok(ImportOutcome {
+        rejected: counts.get("rejected").copied().unwrap_or(0),
+        conflicts: counts.get("conflict").copied().unwrap_or(0),
+    })
+}
+
+fn write_rejects(path: &Path, rejects: &[Reject]) -> anyhow::Result<()> {
+    let context = || format!("cannot write {}", path.display());
+    let mut w = csv::Writer::from_path(path).with_context(context)?;
+    w.write_record(["provider", "record_id", "line", "reason", "message"])
+        .with_context(context)?;
+    for r in rejects {
+        w.write_record([
+            r.provider.as_str(),
+            r.record_id.as_str(),
+            &r.line.to_string(),
+            r.reason.as_str(),
+            r.message.as_str(),
+        ])
+        .with_context(context)?;
+    }
+    w.flush().with_context(context)?;
     Ok(())
 }

@@ -61,17 +61,87 @@ fn columns<const N: usize>(
     Ok(positions)
 }
 
-fn reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
-    csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))
+/// The text encodings a CSV may come in. Excel on Chinese Windows saves "CSV" as GBK (code
+/// page 936); GB18030 is its superset, and GBK text decodes the same with either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "gbk")]
+    Gbk,
+    #[value(name = "gb18030")]
+    Gb18030,
 }
 
-/// Reads a usage CSV into rows for intake. A row that is not valid UTF-8 or has too few fields
-/// becomes a rejected row; only an unreadable file or a bad header is an error.
-pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
-    let mut rdr = reader(path)?;
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::Gbk => "GBK",
+            Encoding::Gb18030 => "GB18030",
+        }
+    }
+
+    /// One line decoded, or None when its bytes are not valid in this encoding.
+    fn decode_line(self, bytes: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+        let encoding = match self {
+            Encoding::Utf8 => return std::str::from_utf8(bytes).ok().map(Into::into),
+            Encoding::Gbk => encoding_rs::GBK,
+            Encoding::Gb18030 => encoding_rs::GB18030,
+        };
+        encoding.decode_without_bom_handling_and_without_replacement(bytes)
+    }
+}
+
+/// Reads a CSV file as text: UTF-8 (a byte order mark is dropped) unless `forced` names
+/// another encoding; without `forced`, bytes that are not UTF-8 are read as GB18030, said on
+/// stderr. A file that is not valid in the encoding is refused whole, naming the first bad
+/// line, so no statement or import is made from half a file.
+pub fn read_text(path: &Path, forced: Option<Encoding>) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let encoding = match forced {
+        Some(e) => e,
+        None if std::str::from_utf8(body).is_ok() => Encoding::Utf8,
+        None => Encoding::Gb18030,
+    };
+    // A line break (0x0A) never occurs inside a UTF-8, GBK or GB18030 sequence, so the text
+    // can be decoded line by line and the first bad line named.
+    let mut text = String::with_capacity(body.len());
+    for (i, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        match encoding.decode_line(line) {
+            Some(decoded) => text.push_str(&decoded),
+            None => bail!(
+                "{}: line {}: not valid {}{}; the file was not read (save it as UTF-8, or give --encoding)",
+                path.display(),
+                i + 1,
+                encoding.name(),
+                if forced.is_some() {
+                    " (as --encoding asks)"
+                } else {
+                    " nor UTF-8"
+                }
+            ),
+        }
+    }
+    if forced.is_none() && encoding != Encoding::Utf8 {
+        eprintln!("read {} as {}", path.display(), encoding.name());
+    }
+    Ok(text)
+}
+
+fn reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes())
+}
+
+/// Reads a usage CSV into rows for intake. A row with too few fields becomes a rejected row;
+/// an unreadable file, one not valid in its encoding ([`read_text`]) or a bad header is an
+/// error.
+pub fn read_usage(path: &Path, encoding: Option<Encoding>) -> anyhow::Result<Vec<Row>> {
+    let text = read_text(path, encoding)?;
+    let mut rdr = reader(&text);
     let header = rdr
         .headers()
         .with_context(|| format!("{}: cannot read header", path.display()))?
@@ -141,8 +211,13 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
 
 /// Reads prior payments. Unlike usage, a bad prior row is an error: the file states money
 /// already paid, and guessing would pass a cap.
-pub fn read_prior(path: &Path, registry: &Registry) -> anyhow::Result<Prior> {
-    let mut rdr = reader(path)?;
+pub fn read_prior(
+    path: &Path,
+    registry: &Registry,
+    encoding: Option<Encoding>,
+) -> anyhow::Result<Prior> {
+    let text = read_text(path, encoding)?;
+    let mut rdr = reader(&text);
     let header = rdr
         .headers()
         .with_context(|| format!("{}: cannot read header", path.display()))?

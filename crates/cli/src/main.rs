@@ -44,14 +44,21 @@ enum Command {
         /// Where to write the statement CSV; rejects go to OUT.rejects.csv.
         #[arg(long)]
         out: PathBuf,
+        /// The encoding of --usage and --prior; without it UTF-8 (with or without BOM), else
+        /// GB18030 when the bytes are not UTF-8.
+        #[arg(long, value_enum)]
+        encoding: Option<files::Encoding>,
     },
     /// Checks a registry file and prints what it declares.
     Check {
+        /// The registry TOML to validate.
         #[arg(long)]
         registry: PathBuf,
     },
-    /// Serves the gRPC services. Every setting comes from flag > env SUANLI_… > --config file >
-    /// default; deploy/suanli.toml lists and explains every key.
+    /// Serves the gRPC services and the web console (http://127.0.0.1:8080/ by default).
+    ///
+    /// Every setting comes from flag > env SUANLI_… > --config file > default;
+    /// deploy/suanli.toml lists and explains every key.
     Serve {
         /// A TOML configuration file (see deploy/suanli.toml).
         #[arg(long, env = "SUANLI_CONFIG")]
@@ -101,11 +108,15 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Usage records on a running server.
     Usage {
         #[command(subcommand)]
         command: UsageCommand,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Settlement runs: create (preview) → approve (another finance user) → post.
     Settle {
@@ -124,11 +135,13 @@ enum Command {
     /// A beneficiary's voucher balance per programme (cap, paid, pending, remaining), or what a
     /// payee is owed.
     Balance {
+        /// The beneficiary (enterprise) whose voucher balance to show.
         #[arg(long, conflicts_with = "payee")]
         beneficiary: Option<String>,
         /// The fiscal year, with --beneficiary.
         #[arg(long)]
         year: Option<i32>,
+        /// A payee (beneficiary or provider): what it is owed and was paid.
         #[arg(long)]
         payee: Option<String>,
         #[command(flatten)]
@@ -140,6 +153,7 @@ enum Command {
 enum SettleCommand {
     /// Freezes the input set of a programme's period and computes the preview.
     Create {
+        /// The programme id, as in the registry.
         #[arg(long)]
         programme: String,
         /// YYYY-MM (Asia/Shanghai).
@@ -147,37 +161,57 @@ enum SettleCommand {
         period: String,
     },
     /// A run's summary and lines.
-    Show { run: u64 },
+    Show {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+    },
     /// Writes a run's statement CSV (simulate's columns, then run_id and original_period).
     Export {
+        /// The run id, as printed by `settle create` and `settle list`.
         run: u64,
+        /// Where to write the statement CSV.
         #[arg(long)]
         out: PathBuf,
     },
     /// Approves a run; the approver must not be its creator.
-    Approve { run: u64 },
+    Approve {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+    },
     /// Posts an approved run's journal; posting twice changes nothing.
-    Post { run: u64 },
+    Post {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+    },
     /// Cancels a run that is not posted.
-    Cancel { run: u64 },
+    Cancel {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+    },
     /// Lists runs.
     List {
+        /// Only the runs of this programme.
         #[arg(long)]
         programme: Option<String>,
     },
     /// Recomputes a run from its frozen inputs and checks every line matches.
-    Rederive { run: u64 },
+    Rederive {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+    },
 }
 
 #[derive(Subcommand)]
 enum LedgerCommand {
     /// Moves an amount of a payee's payable to paid; idempotent by reference.
     RecordPayment {
+        /// The payee (beneficiary or provider) that was paid.
         #[arg(long)]
         payee: String,
         /// CNY, at most 2 decimals.
         #[arg(long)]
         amount: String,
+        /// The bank or treasury reference; a payment is recorded once per reference.
         #[arg(long)]
         reference: String,
         /// Needed when the payee is owed by several programmes.
@@ -186,6 +220,7 @@ enum LedgerCommand {
     },
     /// Writes every journal entry to a CSV.
     Export {
+        /// Where to write the journal CSV.
         #[arg(long)]
         out: PathBuf,
     },
@@ -200,13 +235,16 @@ enum TokenCommand {
         /// provider | beneficiary | finance | auditor | admin
         #[arg(long)]
         role: String,
+        /// The provider id, with --role provider.
         #[arg(long)]
         provider: Option<String>,
+        /// The beneficiary id, with --role beneficiary.
         #[arg(long)]
         beneficiary: Option<String>,
         /// The token stops working this many days from now (1 to 3650); without it, never.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
@@ -219,6 +257,7 @@ enum TokenCommand {
         /// The token itself.
         #[arg(long)]
         token: Option<String>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
@@ -228,40 +267,70 @@ enum TokenCommand {
 enum AuditCommand {
     /// Recomputes the hash chain; exits non-zero and names the first broken seq on tamper.
     Verify {
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
     /// Writes every entry to a file.
     Export {
+        /// Where to write the entries.
         #[arg(long)]
         out: PathBuf,
+        /// The file format.
         #[arg(long, value_enum, default_value = "csv")]
         format: audit_cli::Format,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
 }
 
+/// How a client command reaches the server. Every flag is global, so it may stand before or
+/// after the subcommand (`suanli settle create … --token T` and `suanli settle --token T
+/// create …`); `main` also moves it from before the command (`suanli --token T settle …`).
 #[derive(clap::Args)]
+#[command(next_help_heading = "Connection")]
 struct Remote {
     /// The server: host:port, http://host:port, or https://host:port for TLS.
-    #[arg(long, default_value = "127.0.0.1:50051", env = "SUANLI_SERVER")]
+    #[arg(long, global = true, default_value = client::DEFAULT_SERVER, env = "SUANLI_SERVER")]
     server: String,
     /// A bearer token from `suanli token create` (may be left out with a provider's client
     /// certificate).
-    #[arg(long, env = "SUANLI_TOKEN", hide_env_values = true, default_value = "")]
-    token: String,
+    #[arg(long, global = true, env = "SUANLI_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The CA certificate (PEM) that signed the server's certificate; implies TLS. Without it,
     /// https:// servers are checked against the system's roots.
-    #[arg(long, env = "SUANLI_CA_CERT")]
+    #[arg(long, global = true, env = "SUANLI_CA_CERT")]
     ca_cert: Option<PathBuf>,
     /// A client certificate (PEM) for mutual TLS; its CN is the provider id.
-    #[arg(long, env = "SUANLI_CLIENT_CERT", requires = "client_key")]
+    #[arg(
+        long,
+        global = true,
+        env = "SUANLI_CLIENT_CERT",
+        requires = "client_key"
+    )]
     client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, env = "SUANLI_CLIENT_KEY", requires = "client_cert")]
+    #[arg(
+        long,
+        global = true,
+        env = "SUANLI_CLIENT_KEY",
+        requires = "client_cert"
+    )]
     client_key: Option<PathBuf>,
 }
+
+/// The long names of [`Remote`]'s flags, for moving them from before the command.
+const REMOTE_FLAGS: [&str; 5] = [
+    "--server",
+    "--token",
+    "--ca-cert",
+    "--client-cert",
+    "--client-key",
+];
+
+/// The commands that take [`Remote`].
+const CLIENT_COMMANDS: [&str; 5] = ["registry", "usage", "settle", "ledger", "balance"];
 
 impl Remote {
     fn target(&self) -> client::Target {
@@ -272,16 +341,57 @@ impl Remote {
             client_key: self.client_key.clone(),
         }
     }
+
+    /// The bearer token; without one (and without a client certificate) the command stops
+    /// before it connects, saying how to give one.
+    fn token(&self) -> anyhow::Result<&str> {
+        match (&self.token, &self.client_cert) {
+            (Some(t), _) if !t.trim().is_empty() => Ok(t.trim()),
+            (_, Some(_)) => Ok(""),
+            _ => anyhow::bail!(
+                "no token: pass --token TOKEN or set SUANLI_TOKEN (`suanli token create` makes one)"
+            ),
+        }
+    }
+}
+
+/// Moves connection flags written before a client command to just after it, so
+/// `suanli --token T settle create …` parses like `suanli settle --token T create …`. Anything
+/// else is left for clap to judge.
+fn hoist_remote_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut leading = Vec::new();
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        let name = arg.split_once('=').map_or(arg, |(n, _)| n);
+        if !REMOTE_FLAGS.contains(&name) {
+            break;
+        }
+        let takes_next = !arg.contains('=');
+        let width = if takes_next { 2 } else { 1 };
+        if i + width > args.len() {
+            return args;
+        }
+        leading.extend(args[i..i + width].iter().cloned());
+        i += width;
+    }
+    match args.get(i).and_then(|a| a.to_str()) {
+        Some(command) if !leading.is_empty() && CLIENT_COMMANDS.contains(&command) => {
+            let mut out = vec![args[0].clone(), args[i].clone()];
+            out.extend(leading);
+            out.extend(args[i + 1..].iter().cloned());
+            out
+        }
+        _ => args,
+    }
 }
 
 #[derive(Subcommand)]
 enum RegistryCommand {
     /// Loads a registry TOML as a new version (needs an admin or finance token).
     Import {
+        /// The registry TOML to load.
         #[arg(long)]
         file: PathBuf,
-        #[command(flatten)]
-        remote: Remote,
     },
 }
 
@@ -289,26 +399,33 @@ enum RegistryCommand {
 enum UsageCommand {
     /// Streams a usage CSV (the format of `simulate`) to the server in batches.
     Import {
+        /// The usage CSV: provider,record_id,beneficiary,sku,start,end,quantity,amount.
         #[arg(long)]
         file: PathBuf,
-        #[command(flatten)]
-        remote: Remote,
+        /// Records per batch sent to the server (at most the server's limits.batch_records_max).
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
-        /// Where to write rejected and conflicting rows (default FILE.rejects.csv).
+        /// Where to write rejected and conflicting rows, if any (default: NAME.rejects.csv in
+        /// the current directory, NAME being the file's name). Exit 3: a row was rejected;
+        /// 4: a row conflicted with a stored record.
         #[arg(long)]
         rejects: Option<PathBuf>,
+        /// The file's encoding; without it UTF-8 (with or without BOM), else GB18030 when the
+        /// bytes are not UTF-8.
+        #[arg(long, value_enum)]
+        encoding: Option<files::Encoding>,
     },
     /// Withdraws one of a provider's records; a posted one is clawed back in the next run.
     Void {
+        /// The provider that reported the record.
         #[arg(long)]
         provider: String,
+        /// The record's id, as the provider reported it.
         #[arg(long)]
         record_id: String,
+        /// Why the record is withdrawn (kept in the audit log).
         #[arg(long)]
         reason: String,
-        #[command(flatten)]
-        remote: Remote,
     },
 }
 
@@ -321,8 +438,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: not in a log file, a pipe or a journal.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -347,10 +468,12 @@ fn serve(file: Option<&std::path::Path>, flags: &[(&'static str, String)]) -> an
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_remote_flags(std::env::args_os().collect()));
+    // A command that succeeds with an outcome to report (rows rejected) sets its own code.
+    let mut exit = ExitCode::SUCCESS;
     let result = match cli.command {
-        Command::Simulate { registry, usage, period, prior, out } => {
-            simulate::run(&registry, &usage, &period, prior.as_deref(), &out)
+        Command::Simulate { registry, usage, period, prior, out, encoding } => {
+            simulate::run(&registry, &usage, &period, prior.as_deref(), &out, encoding)
         }
         Command::Check { registry } => files::load_registry(&registry).map(|registry| {
             println!(
@@ -395,9 +518,9 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Export { out, format, database_url } } => {
             audit_cli::export(&database_url, &out, format)
         }
-        Command::Registry { command: RegistryCommand::Import { file, remote } } => {
-            runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), &remote.token, &file)))
-        }
+        Command::Registry { command: RegistryCommand::Import { file }, remote } => remote.token().and_then(|token| {
+            runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), token, &file)))
+        }),
         Command::Settle { command, remote } => {
             use settle_cli::SettleAction as A;
             let action = match command {
@@ -410,7 +533,9 @@ fn main() -> ExitCode {
                 SettleCommand::List { programme } => A::List { programme },
                 SettleCommand::Rederive { run } => A::Rederive { run_id: run },
             };
-            runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.target(), &remote.token, action)))
+            remote.token().and_then(|token| {
+                runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.target(), token, action)))
+            })
         }
         Command::Ledger { command, remote } => {
             use settle_cli::LedgerAction as A;
@@ -421,20 +546,166 @@ fn main() -> ExitCode {
                 LedgerCommand::Export { out } => A::Export { out },
                 LedgerCommand::TrialBalance => A::TrialBalance,
             };
-            runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.target(), &remote.token, action)))
+            remote.token().and_then(|token| {
+                runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.target(), token, action)))
+            })
         }
-        Command::Balance { beneficiary, year, payee, remote } => runtime()
-            .and_then(|rt| rt.block_on(settle_cli::balance(&remote.target(), &remote.token, beneficiary, year, payee))),
-        Command::Usage { command: UsageCommand::Void { provider, record_id, reason, remote } } => runtime()
-            .and_then(|rt| rt.block_on(settle_cli::void(&remote.target(), &remote.token, provider, record_id, reason))),
-        Command::Usage { command: UsageCommand::Import { file, remote, batch_size, rejects } } => runtime()
-            .and_then(|rt| rt.block_on(client::usage_import(&remote.target(), &remote.token, &file, batch_size, rejects))),
+        Command::Balance { beneficiary, year, payee, remote } => remote.token().and_then(|token| {
+            runtime().and_then(|rt| rt.block_on(settle_cli::balance(&remote.target(), token, beneficiary, year, payee)))
+        }),
+        Command::Usage { command: UsageCommand::Void { provider, record_id, reason }, remote } => remote.token().and_then(|token| {
+            runtime().and_then(|rt| rt.block_on(settle_cli::void(&remote.target(), token, provider, record_id, reason)))
+        }),
+        Command::Usage { command: UsageCommand::Import { file, batch_size, rejects, encoding }, remote } => remote.token().and_then(|token| {
+            let outcome = runtime()
+                .and_then(|rt| rt.block_on(client::usage_import(&remote.target(), token, &file, batch_size, rejects, encoding)))?;
+            exit = ExitCode::from(outcome.exit_code());
+            Ok(())
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command below `command`, with its path (`suanli settle create`).
+    fn walk(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+            let sub_path = format!("{path} {}", sub.get_name());
+            out.push((sub_path.clone(), sub.clone()));
+            walk(sub, &sub_path, out);
+        }
+    }
+
+    fn commands() -> Vec<(String, clap::Command)> {
+        let mut root = Cli::command();
+        root.build();
+        let mut out = vec![("suanli".to_owned(), root.clone())];
+        walk(&root, "suanli", &mut out);
+        out
+    }
+
+    // Every argument of every command says what it is for in its help.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        let mut lacking = Vec::new();
+        for (path, command) in commands() {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    lacking.push(format!("{path}: {id}"));
+                }
+            }
+        }
+        assert!(lacking.is_empty(), "arguments without help: {lacking:#?}");
+    }
+
+    // Every client command lists the connection flags in its own help, so they may follow the
+    // subcommand; the offline commands do not.
+    #[test]
+    fn every_client_command_lists_the_connection_flags() {
+        let mut checked = 0;
+        for (path, mut command) in commands() {
+            let words: Vec<&str> = path.split(' ').collect();
+            let help = command.render_long_help().to_string();
+            let client = words.get(1).is_some_and(|w| CLIENT_COMMANDS.contains(w));
+            for flag in REMOTE_FLAGS {
+                let flag = &format!("{flag} <");
+                if client {
+                    assert!(help.contains(flag), "{path} --help lists {flag}:\n{help}");
+                } else if words.len() > 1 && words[1] != "token" {
+                    assert!(!help.contains(flag), "{path} --help has no {flag}:\n{help}");
+                }
+            }
+            if client && command.get_subcommands().next().is_none() {
+                assert!(help.contains("SUANLI_TOKEN") && help.contains("SUANLI_SERVER"));
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 14,
+            "the leaf client commands were walked: {checked}"
+        );
+    }
+
+    // `serve --help` says the web console is served too.
+    #[test]
+    fn serve_help_mentions_the_web_console() {
+        let mut root = Cli::command();
+        let help = root
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("web console"), "{help}");
+        assert!(help.contains("--http-addr"), "{help}");
+    }
+
+    fn parse(line: &str) -> Cli {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        Cli::try_parse_from(hoist_remote_flags(args)).expect(line)
+    }
+
+    fn settle_remote(cli: Cli) -> (String, Option<String>) {
+        match cli.command {
+            Command::Settle { remote, .. } => (remote.server, remote.token),
+            _ => panic!("a settle command"),
+        }
+    }
+
+    // The connection flags parse in every position: after the subcommand, between, and before
+    // the command (moved there by `hoist_remote_flags`).
+    #[test]
+    fn connection_flags_parse_in_any_position() {
+        let want = ("h:1".to_owned(), Some("T".to_owned()));
+        for line in [
+            "suanli settle create --programme p --period 2025-03 --token T --server h:1",
+            "suanli settle --token T create --programme p --server=h:1 --period 2025-03",
+            "suanli --token T --server h:1 settle create --programme p --period 2025-03",
+            "suanli --token=T settle --server h:1 create --programme p --period 2025-03",
+        ] {
+            assert_eq!(settle_remote(parse(line)), want, "{line}");
+        }
+        match parse("suanli usage import --file f.csv --token T").command {
+            Command::Usage { remote, .. } => assert_eq!(remote.token.as_deref(), Some("T")),
+            _ => panic!("usage import"),
+        }
+        // Before an offline command the flags are not moved, and clap refuses them.
+        let args = "suanli --token T simulate"
+            .split(' ')
+            .map(Into::into)
+            .collect();
+        assert!(Cli::try_parse_from(hoist_remote_flags(args)).is_err());
+    }
+
+    // Without a token or a client certificate a client command says how to give one.
+    #[test]
+    fn a_missing_token_says_how_to_give_one() {
+        let cli = parse("suanli settle list");
+        let Command::Settle { remote, .. } = cli.command else {
+            panic!("settle")
+        };
+        if std::env::var_os("SUANLI_TOKEN").is_none() {
+            let err = remote.token().unwrap_err().to_string();
+            assert!(
+                err.contains("--token") && err.contains("SUANLI_TOKEN"),
+                "{err}"
+            );
         }
     }
 }

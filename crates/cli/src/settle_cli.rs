@@ -12,11 +12,7 @@ use suanli_proto::v1::ledger_service_client::LedgerServiceClient;
 use suanli_proto::v1::settlement_service_client::SettlementServiceClient;
 use suanli_store::ledger::{LineKeyRow, RunLineRow, RunRow};
 
-use crate::client::{Target, authorize, channel};
-
-fn grpc_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", s.code(), s.message())
-}
+use crate::client::{Target, authorize, channel, grpc_error};
 
 fn status_name(code: i32) -> &'static str {
     match pb::RunStatus::try_from(code).unwrap_or(pb::RunStatus::Unspecified) {

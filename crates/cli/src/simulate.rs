@@ -9,7 +9,7 @@ use suanli_domain::intake::intake;
 use suanli_domain::settlement::{Prior, STATEMENT_HEADER, settle_period};
 use suanli_domain::usage::Period;
 
-use crate::files::{load_registry, read_prior, read_usage};
+use crate::files::{Encoding, load_registry, read_prior, read_usage};
 
 pub fn run(
     registry_path: &Path,
@@ -17,16 +17,17 @@ pub fn run(
     period: &str,
     prior_path: Option<&Path>,
     out: &Path,
+    encoding: Option<Encoding>,
 ) -> anyhow::Result<()> {
     let Some(period) = Period::parse(period) else {
         bail!("--period {period:?} is not YYYY-MM");
     };
     let (_, registry) = load_registry(registry_path)?;
     let prior = match prior_path {
-        Some(p) => read_prior(p, &registry)?,
+        Some(p) => read_prior(p, &registry, encoding)?,
         None => Prior::default(),
     };
-    let rows = read_usage(usage_path)?;
+    let rows = read_usage(usage_path, encoding)?;
     let decided = intake(&registry, period, rows);
     let statement = settle_period(&registry, period, &decided.bases(), &prior);
 

@@ -704,7 +704,7 @@ fn csv_import_catalogue() {
         let before = snapshot(&url);
         let file = s.server.file("case.csv", &format!("{HEADER}{row}\n"));
         let rejects = s.server.db.dir.join("case.rejects.csv");
-        let out = s.server.ok(
+        let o = s.server.run(
             &s.tokens["dc-a"],
             &[
                 "usage",
@@ -715,6 +715,9 @@ fn csv_import_catalogue() {
                 rejects.to_str().unwrap(),
             ],
         );
+        let want = if reason == "conflict" { 4 } else { 3 };
+        assert_eq!(o.status.code(), Some(want), "{name}: the exit code");
+        let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("accepted 0"), "{name}: {out}");
         let text = std::fs::read_to_string(&rejects).unwrap();
         let line = text
@@ -736,18 +739,15 @@ fn csv_import_catalogue() {
     bytes.extend_from_slice(b"dc-a,bad\xff\xfe,ent-a,a-gpu,2025-03-02T00:00:00+08:00,2025-03-02T01:00:00+08:00,1,1.00\n");
     let path = s.server.db.dir.join("utf8.csv");
     std::fs::write(&path, bytes).unwrap();
-    let out = s.server.ok(
+    // Bytes valid neither as UTF-8 nor as GB18030 (0xFF starts no sequence): the whole file is
+    // refused before anything is sent, naming the line.
+    let err = s.server.fails(
         &s.tokens["dc-a"],
         &["usage", "import", "--file", path.to_str().unwrap()],
     );
     assert!(
-        out.contains("accepted 0, duplicate 0, conflict 0, rejected 1"),
-        "{out}"
-    );
-    let text = std::fs::read_to_string(s.server.db.dir.join("utf8.csv.rejects.csv")).unwrap();
-    assert!(
-        text.contains("invalid_field") && text.contains("record_id is not valid UTF-8"),
-        "{text}"
+        err.contains("utf8.csv: line 2: not valid GB18030 nor UTF-8"),
+        "{err}"
     );
     assert_eq!(snapshot(&url), before, "invalid UTF-8: state unchanged");
 
@@ -758,9 +758,20 @@ fn csv_import_catalogue() {
             "{HEADER}dc-a,d1,ent-a,a-gpu,{hour},1,1.00\ndc-a,d1,ent-a,a-gpu,{hour},1,1.00\ndc-a,d1,ent-a,a-gpu,{hour},1,2.00\n"
         ),
     );
-    let out = s
-        .server
-        .ok(&s.tokens["dc-a"], &["usage", "import", "--file", &file]);
+    let rejects = s.server.db.dir.join("dups.rejects.csv");
+    let o = s.server.run(
+        &s.tokens["dc-a"],
+        &[
+            "usage",
+            "import",
+            "--file",
+            &file,
+            "--rejects",
+            rejects.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(4), "a conflict exits 4");
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("accepted 1, duplicate 1, conflict 1, rejected 0"),
         "{out}"

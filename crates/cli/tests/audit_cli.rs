@@ -414,7 +414,7 @@ fn revoked_and_expired_tokens_are_refused(db: Db) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a revoked token is refused");
     assert!(
-        err.contains("valid authentication credentials"),
+        err.contains("error: unauthenticated: "),
         "UNAUTHENTICATED: {err}"
     );
     assert!(err.contains("token revoked"), "{err}");

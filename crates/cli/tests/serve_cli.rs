@@ -139,11 +139,13 @@ fn serve_and_import_with_the_real_binary() {
             ])
             .env("SUANLI_SERVER", &addr)
             .env("SUANLI_TOKEN", token)
+            .current_dir(&dir)
             .output()
             .expect("import runs");
-        assert!(
-            out.status.success(),
-            "{}",
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "rows were rejected: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()

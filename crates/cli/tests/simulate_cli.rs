@@ -246,12 +246,12 @@ fn unreadable_inputs_and_bad_arguments_fail() {
 
 #[test]
 fn malformed_rows_are_rejected_not_fatal() {
-    // Proves a short row and a non-UTF-8 field are rejected with their line, and the rest settles.
+    // Proves a short row is rejected with its line and the rest settles; bytes in no encoding
+    // (0xFF is neither UTF-8 nor GB18030) refuse the whole file instead (tests/encodings.rs).
     let dir = temp_dir("malformed");
     let usage = dir.join("u.csv");
     let mut bytes = b"provider,record_id,beneficiary,sku,start,end,quantity,amount\n".to_vec();
     bytes.extend_from_slice(b"dc-a,short,ent-a\n");
-    bytes.extend_from_slice(b"dc-a,bad-utf8,ent-\xff,a-dom,2025-03-01T00:00:00+08:00,2025-03-11T00:00:00+08:00,1,1.00\n");
     bytes.extend_from_slice(
         b"dc-b,ok,ent-b,b-oth,2025-03-01T00:00:00+08:00,2025-03-11T00:00:00+08:00,1,10.00\n",
     );
@@ -276,8 +276,28 @@ fn malformed_rows_are_rejected_not_fatal() {
         rejects.contains("dc-a,short,2,invalid_field: row has 3 fields but the header has 8"),
         "{rejects}"
     );
-    assert!(
-        rejects.contains("dc-a,bad-utf8,3,invalid_field: beneficiary is not valid UTF-8"),
-        "{rejects}"
+
+    let mut bytes = std::fs::read(&usage).unwrap();
+    bytes.extend_from_slice(
+        b"dc-a,bad,ent-\xff,a-dom,2025-03-01T00:00:00+08:00,2025-03-11T00:00:00+08:00,1,1.00\n",
     );
+    std::fs::write(&usage, bytes).unwrap();
+    let refused = dir.join("refused.csv");
+    let o = simulate(&[
+        "--registry",
+        "examples/worked/registry.toml",
+        "--usage",
+        usage.to_str().unwrap(),
+        "--period",
+        "2025-03",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "refused whole");
+    assert!(
+        stderr.contains("u.csv: line 4: not valid GB18030 nor UTF-8"),
+        "{stderr}"
+    );
+    assert!(!refused.exists(), "no statement written");
 }

@@ -78,8 +78,20 @@ pub fn start() -> Fixture {
             csv.push_str(DC_A_BAD_ROWS);
         }
         let file = server.file(&format!("{provider}.csv"), &csv);
+        let rejects = format!("{file}.rejects.csv");
         for _ in 0..if provider == "dc-a" { 2 } else { 1 } {
-            server.ok(token, &["usage", "import", "--file", &file]);
+            let o = server.run(
+                token,
+                &["usage", "import", "--file", &file, "--rejects", &rejects],
+            );
+            // dc-a's file carries bad rows on purpose: `usage import` exits 3 for rejects.
+            let want = if provider == "dc-a" { 3 } else { 0 };
+            assert_eq!(
+                o.status.code(),
+                Some(want),
+                "{provider} import: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
     }
     Fixture {
