@@ -1,4 +1,4 @@
-//! Crash safety (issue 7): `suanli serve` is killed with SIGKILL at seeded random moments
+//! Crash safety: `suanli serve` is killed with SIGKILL at seeded random moments
 //! while a client streams usage batches with retries, two finance users settle with the CLI
 //! and voids records with the CLI; then, with the server stopped, the database itself must show
 //! every acknowledged record stored exactly once (void exactly when its void was answered),
@@ -90,6 +90,88 @@ beneficiary = "e3"
 programme = "crash-2025"
 "#;
 
+/// The same parties under a programme whose limits bind: a beneficiary cap of 20,000.00 (e3's
+/// grant lifts it), and an annual pool of 150,000.00 that e3's demand exhausts. Usage spans
+/// January and February, so February's runs restate January (late records, voids) and the
+/// pool's largest-remainder shares move across months.
+const CAPPED_REGISTRY: &str = r#"
+[[programme]]
+id = "crash-2025"
+funder = "municipal"
+year = 2025
+beneficiary_cap = "20000.00"
+pool = "150000.00"
+beneficiary_kinds = ["enterprise"]
+payee = "provider"
+funding = [ { funder = "city", share = "0.6" }, { funder = "district", share = "0.4" } ]
+rates = [
+  { category = "compute", chip_origin = "domestic", ratio = "0.30" },
+  { category = "compute", chip_origin = "other", ratio = "0.20" },
+]
+[[provider]]
+id = "dc-a"
+[[provider]]
+id = "dc-b"
+[[sku]]
+id = "a-dom"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+[[sku]]
+id = "b-oth"
+provider = "dc-b"
+category = "compute"
+chip_origin = "other"
+unit = "gpu_hour"
+[[beneficiary]]
+id = "e0"
+kind = "enterprise"
+[[beneficiary]]
+id = "e1"
+kind = "enterprise"
+[[beneficiary]]
+id = "e2"
+kind = "enterprise"
+[[beneficiary]]
+id = "e3"
+kind = "enterprise"
+[[grant]]
+beneficiary = "e0"
+programme = "crash-2025"
+[[grant]]
+beneficiary = "e1"
+programme = "crash-2025"
+[[grant]]
+beneficiary = "e2"
+programme = "crash-2025"
+[[grant]]
+beneficiary = "e3"
+programme = "crash-2025"
+cap = "100000000.00"
+"#;
+
+/// What a crash run settles: the registry, how many days of usage from 1 January (30: January
+/// only; 59: January and February), and whether caps and the pool bind.
+#[derive(Clone, Copy)]
+struct Scenario {
+    registry: &'static str,
+    days: u64,
+    capped: bool,
+}
+
+const PLAIN: Scenario = Scenario {
+    registry: REGISTRY,
+    days: 30,
+    capped: false,
+};
+
+const CAPPED: Scenario = Scenario {
+    registry: CAPPED_REGISTRY,
+    days: 59,
+    capped: true,
+};
+
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Clone)]
 struct Rng(u64);
@@ -119,7 +201,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// The records of batch `index`: a pure function of the seed and the index, so a retry sends
 /// exactly the same content.
-fn batch(seed: u64, index: u64) -> Vec<pb::UsageRecord> {
+fn batch(seed: u64, index: u64, days: u64) -> Vec<pb::UsageRecord> {
     let mut rng = Rng(seed ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93));
     (0..BATCH_RECORDS)
         .map(|k| {
@@ -128,7 +210,7 @@ fn batch(seed: u64, index: u64) -> Vec<pb::UsageRecord> {
             } else {
                 ("dc-b", "b-oth")
             };
-            let start = JANUARY_START + rng.below(24 * 30) as i64 * 3600;
+            let start = JANUARY_START + rng.below(24 * days) as i64 * 3600;
             pb::UsageRecord {
                 provider: provider.into(),
                 record_id: format!("s{seed}-b{index}-r{k}"),
@@ -266,15 +348,28 @@ struct Seen {
 /// acknowledgement (the server was killed, or not up yet) goes back to the queue and is sent
 /// again, identical, until acknowledged. New batches stop when `stop` is set; the client
 /// returns once every batch it started is acknowledged.
+/// What the client sends: batches of `seed` over `days` days from 1 January, at most
+/// `batches_max` of them.
+#[derive(Clone, Copy)]
+struct Load {
+    seed: u64,
+    days: u64,
+    batches_max: u64,
+}
+
 fn run_client(
     addr: String,
     token: String,
-    seed: u64,
-    batches_max: u64,
+    load: Load,
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Seen>>,
     sent: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
+    let Load {
+        seed,
+        days,
+        batches_max,
+    } = load;
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -319,7 +414,7 @@ fn run_client(
                             }
                         };
                         in_flight.fetch_add(1, Ordering::SeqCst);
-                        let records = batch(seed, index);
+                        let records = batch(seed, index, days);
                         let mut request = tonic::Request::new(pb::IngestRequest {
                             batch_id: index.to_string(),
                             records: records.clone(),
@@ -395,6 +490,9 @@ fn run_client(
 struct Finance {
     f1: String,
     f2: String,
+    /// Settle January, then February once a January run is posted (and February again after
+    /// that, restating both months); otherwise January only.
+    two_months: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -406,7 +504,8 @@ enum Step {
 }
 
 impl Finance {
-    fn pending(&self, addr: &str) -> Option<Option<(String, String)>> {
+    /// The programme's runs as (id, period, status), or None if the server did not answer.
+    fn runs(&self, addr: &str) -> Option<Vec<(String, String, String)>> {
         let o = cli(
             addr,
             &self.f1,
@@ -421,40 +520,69 @@ impl Finance {
                 .lines()
                 .filter_map(|l| {
                     let w: Vec<&str> = l.split_whitespace().collect();
-                    (w.len() > 4 && w[0] == "run")
-                        .then(|| (w[1].to_owned(), w[4].trim_end_matches(':').to_owned()))
+                    (w.len() > 4 && w[0] == "run").then(|| {
+                        (
+                            w[1].to_owned(),
+                            w[3].to_owned(),
+                            w[4].trim_end_matches(':').to_owned(),
+                        )
+                    })
                 })
-                .find(|(_, status)| status == "open" || status == "approved"),
+                .collect(),
+        )
+    }
+
+    fn pending(&self, addr: &str) -> Option<Option<(String, String)>> {
+        Some(
+            self.runs(addr)?
+                .into_iter()
+                .find(|(_, _, status)| status == "open" || status == "approved")
+                .map(|(id, _, status)| (id, status)),
         )
     }
 
     fn step(&self, addr: &str) -> Step {
-        let (token, args, step): (&str, Vec<String>, Step) = match self.pending(addr) {
-            None => return Step::Failed,
-            Some(Some((id, status))) if status == "open" => (
+        let Some(runs) = self.runs(addr) else {
+            return Step::Failed;
+        };
+        let pending = runs
+            .iter()
+            .find(|(_, _, status)| status == "open" || status == "approved");
+        let (token, args, step): (&str, Vec<String>, Step) = match pending {
+            Some((id, _, status)) if status == "open" => (
                 &self.f2,
-                vec!["settle".into(), "approve".into(), id],
+                vec!["settle".into(), "approve".into(), id.clone()],
                 Step::Approved,
             ),
-            Some(Some((id, _))) => (
+            Some((id, _, _)) => (
                 &self.f1,
-                vec!["settle".into(), "post".into(), id],
+                vec!["settle".into(), "post".into(), id.clone()],
                 Step::Posted,
             ),
-            Some(None) => (
-                &self.f1,
-                [
-                    "settle",
-                    "create",
-                    "--programme",
-                    PROGRAMME,
-                    "--period",
-                    PERIOD,
-                ]
-                .map(String::from)
-                .to_vec(),
-                Step::Created,
-            ),
+            None => {
+                let january_posted = runs
+                    .iter()
+                    .any(|(_, period, status)| period == PERIOD && status == "posted");
+                let period = if self.two_months && january_posted {
+                    "2025-02"
+                } else {
+                    PERIOD
+                };
+                (
+                    &self.f1,
+                    [
+                        "settle",
+                        "create",
+                        "--programme",
+                        PROGRAMME,
+                        "--period",
+                        period,
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    Step::Created,
+                )
+            }
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if cli(addr, token, &args).status.success() {
@@ -572,7 +700,7 @@ type LineKey = (String, String, String, String, String, String);
 /// raw records; (c) no half-created or half-posted run; (d) every journal balances and so does
 /// the trial balance; (e) after the final run, what the runs posted per line equals the
 /// entitlement of the stored records.
-fn verify(url: &str, seen: &Seen, voids: &Voids) {
+fn verify(url: &str, seen: &Seen, voids: &Voids, scenario: Scenario) {
     let mut db = Direct::open(url);
 
     // (a) Every acknowledged record exactly once, nothing else.
@@ -760,32 +888,36 @@ fn verify(url: &str, seen: &Seen, voids: &Voids) {
     );
     assert_eq!(totals[0][0], totals[0][1], "the trial balance sums to zero");
 
-    // (e) Posted = entitlement: per line, Σ posted over all runs = round_half_up(base × ratio).
-    let mut posted: BTreeMap<(String, String, String), i64> = BTreeMap::new();
-    for r in db.rows(
-        "SELECT l.beneficiary, l.provider, l.chip_origin, CAST(SUM(l.amount_fen) AS TEXT) \
-         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
-         WHERE r.status = 'posted' GROUP BY l.beneficiary, l.provider, l.chip_origin",
-    ) {
-        if int(&r[3]) != 0 {
-            posted.insert((r[0].clone(), r[1].clone(), r[2].clone()), int(&r[3]));
+    // (e) Posted = entitlement.
+    if scenario.capped {
+        posted_equals_restated_entitlement(&mut db, &recount);
+    } else {
+        let mut posted: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        for r in db.rows(
+            "SELECT l.beneficiary, l.provider, l.chip_origin, CAST(SUM(l.amount_fen) AS TEXT) \
+             FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+             WHERE r.status = 'posted' GROUP BY l.beneficiary, l.provider, l.chip_origin",
+        ) {
+            if int(&r[3]) != 0 {
+                posted.insert((r[0].clone(), r[1].clone(), r[2].clone()), int(&r[3]));
+            }
         }
+        let entitled: BTreeMap<(String, String, String), i64> = recount
+            .iter()
+            .map(|((b, p, _, chip, _, _), (base, _))| {
+                let tenths = if chip == "domestic" { 3 } else { 2 };
+                // 四舍五入 of base × 0.3 or × 0.2 in fen, base > 0.
+                (
+                    (b.clone(), p.clone(), chip.clone()),
+                    (base * tenths + 5) / 10,
+                )
+            })
+            .collect();
+        assert_eq!(
+            posted, entitled,
+            "posted subsidy = entitlement of the stored records"
+        );
     }
-    let entitled: BTreeMap<(String, String, String), i64> = recount
-        .iter()
-        .map(|((b, p, _, chip, _, _), (base, _))| {
-            let tenths = if chip == "domestic" { 3 } else { 2 };
-            // 四舍五入 of base × 0.3 or × 0.2 in fen, base > 0.
-            (
-                (b.clone(), p.clone(), chip.clone()),
-                (base * tenths + 5) / 10,
-            )
-        })
-        .collect();
-    assert_eq!(
-        posted, entitled,
-        "posted subsidy = entitlement of the stored records"
-    );
 
     // (f) Every answered void has its audit entry: they commit in one transaction. (Before they
     // did, a kill between the void and its audit left a void unaudited; seed 2400224422 with 100
@@ -812,7 +944,120 @@ fn verify(url: &str, seen: &Seen, voids: &Voids) {
     );
 }
 
-fn crash_run(db: &TestDb, backend: &str) {
+/// With caps and a pool, for every (period, line) Σ posted over all runs equals the year-to-date
+/// entitlement computed afresh from the stored records (R9), which meets the caps and the pool
+/// exactly where they bind (R7, R8) — so kills between runs, late records and voids left no
+/// money behind on any line, including lines whose records were all voided.
+fn posted_equals_restated_entitlement(db: &mut Direct, recount: &BTreeMap<LineKey, (i64, i64)>) {
+    use suanli_domain::money::Fen;
+    use suanli_domain::registry::{Category, ChipOrigin, Class};
+    use suanli_domain::restatement::{PeriodInput, entitlements_to_date};
+    use suanli_domain::settlement::{CutBy, LineKey as Key};
+    use suanli_domain::usage::Period;
+
+    let (registry, _) =
+        suanli_domain::Registry::from_toml("capped", CAPPED_REGISTRY).expect("valid registry");
+    let months = [
+        Period::parse("2025-01").unwrap(),
+        Period::parse("2025-02").unwrap(),
+    ];
+    let mut bases: BTreeMap<Period, BTreeMap<Key, Fen>> = BTreeMap::new();
+    for ((b, p, _, chip, _, period), (base, _)) in recount {
+        let key = Key {
+            beneficiary: b.clone(),
+            provider: p.clone(),
+            class: Class {
+                category: Category::Compute,
+                chip_origin: Some(if chip == "domestic" {
+                    ChipOrigin::Domestic
+                } else {
+                    ChipOrigin::Other
+                }),
+                registered_model: None,
+            },
+        };
+        let period = Period::parse(period).expect("a stored period");
+        bases.entry(period).or_default().insert(key, Fen(*base));
+    }
+    let empty = BTreeMap::new();
+    let inputs: Vec<PeriodInput<'_>> = months
+        .iter()
+        .map(|m| PeriodInput {
+            period: *m,
+            registry: &registry,
+            bases: bases.get(m).unwrap_or(&empty),
+        })
+        .collect();
+    let statements = entitlements_to_date(&inputs);
+    let mut entitled: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
+    let mut cut = BTreeSet::new();
+    for line in statements.iter().flat_map(|s| &s.lines) {
+        if let Some(c) = line.cut_by {
+            cut.insert(c);
+        }
+        if line.subsidy.0 != 0 {
+            let chip = if line.key.class.chip_origin == Some(ChipOrigin::Domestic) {
+                "domestic"
+            } else {
+                "other"
+            };
+            entitled.insert(
+                (
+                    line.period.to_string(),
+                    line.key.beneficiary.clone(),
+                    line.key.provider.clone(),
+                    chip.to_owned(),
+                ),
+                line.subsidy.0,
+            );
+        }
+    }
+    // The scenario reaches its limits: the pool binds, and e0's demand alone passes its cap
+    // (a line's cut_by names only the last stage, and the pool comes after the caps).
+    assert!(
+        cut.contains(&CutBy::Pool),
+        "the pool binds (cut by {cut:?})"
+    );
+    let e0_demand: i64 = statements
+        .iter()
+        .flat_map(|s| &s.lines)
+        .filter(|l| l.key.beneficiary == "e0")
+        .map(|l| l.demand.0)
+        .sum();
+    assert!(
+        e0_demand > 2_000_000,
+        "e0's demand {e0_demand} fen passes its cap"
+    );
+    let mut posted: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
+    for r in db.rows(
+        "SELECT l.original_period, l.beneficiary, l.provider, l.chip_origin, CAST(SUM(l.amount_fen) AS TEXT) \
+         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+         WHERE r.status = 'posted' GROUP BY l.original_period, l.beneficiary, l.provider, l.chip_origin",
+    ) {
+        if int(&r[4]) != 0 {
+            posted.insert((r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone()), int(&r[4]));
+        }
+    }
+    assert_eq!(
+        posted, entitled,
+        "per (period, line), posted = the entitlement restated from the stored records"
+    );
+    let total: i64 = posted.values().sum();
+    assert_eq!(total, 15_000_000, "the pool of 150,000.00 is paid exactly");
+    for b in ["e0", "e1", "e2"] {
+        let paid: i64 = posted
+            .iter()
+            .filter(|((_, beneficiary, _, _), _)| beneficiary == b)
+            .map(|(_, fen)| fen)
+            .sum();
+        assert!(
+            paid <= 2_000_000,
+            "{b} is paid {paid} fen, within its cap of 20,000.00"
+        );
+    }
+}
+
+fn crash_run(db: &TestDb, backend: &str, scenario: Scenario) {
     let seed = env_u64("SUANLI_CRASH_SEED", 7);
     let kills = env_u64("SUANLI_CRASH_KILLS", 22);
     let batches_max = env_u64("SUANLI_CRASH_BATCHES_MAX", 10_000);
@@ -823,10 +1068,11 @@ fn crash_run(db: &TestDb, backend: &str) {
     let finance = Finance {
         f1: token(&db.url, &["--role", "finance"]),
         f2: token(&db.url, &["--role", "finance"]),
+        two_months: scenario.capped,
     };
     let mut server = Serve::start(&db.url);
     let registry = db.dir.join("registry.toml");
-    std::fs::write(&registry, REGISTRY).unwrap();
+    std::fs::write(&registry, scenario.registry).unwrap();
     let o = cli(
         &server.addr,
         &admin,
@@ -841,8 +1087,11 @@ fn crash_run(db: &TestDb, backend: &str) {
     let client = run_client(
         server.addr.clone(),
         admin.clone(),
-        seed,
-        batches_max,
+        Load {
+            seed,
+            days: scenario.days,
+            batches_max,
+        },
         stop.clone(),
         seen.clone(),
         sent.clone(),
@@ -861,7 +1110,11 @@ fn crash_run(db: &TestDb, backend: &str) {
         );
         let mut rng = Rng(seed ^ 0x005e_771e);
         std::thread::spawn(move || {
-            let finance = Finance { f1, f2 };
+            let finance = Finance {
+                f1,
+                f2,
+                two_months: scenario.capped,
+            };
             let mut voids = Voids::default();
             while settling.load(Ordering::SeqCst) {
                 let step = finance.step(&addr);
@@ -913,6 +1166,21 @@ fn crash_run(db: &TestDb, backend: &str) {
     for expected in [Step::Created, Step::Approved, Step::Posted] {
         assert_eq!(finance.step(&server.addr), expected);
     }
+    // With two months, end with a February run: it restates January too.
+    let february_last = |finance: &Finance| {
+        finance.runs(&server.addr).is_some_and(|runs| {
+            runs.iter()
+                .rev()
+                .find(|(_, _, status)| status == "posted")
+                .is_some_and(|(_, period, _)| period == "2025-02")
+        })
+    };
+    if scenario.capped && !february_last(&finance) {
+        for expected in [Step::Created, Step::Approved, Step::Posted] {
+            assert_eq!(finance.step(&server.addr), expected);
+        }
+        assert!(february_last(&finance), "the last run is February's");
+    }
     // The final stop is a kill as well: nothing may depend on a clean shutdown.
     server.kill();
 
@@ -940,14 +1208,14 @@ fn crash_run(db: &TestDb, backend: &str) {
         "client-side violations: {:?}",
         &seen.violations[..seen.violations.len().min(5)]
     );
-    verify(&db.url, &seen, &voids);
+    verify(&db.url, &seen, &voids, scenario);
 }
 
 // SQLite (WAL, synchronous=FULL): ≥ 20 SIGKILLs under ingest and settlement lose nothing
 // acknowledged, store nothing twice, and leave accruals, runs and journals consistent.
 #[test]
 fn sigkill_under_load_on_sqlite() {
-    crash_run(&suanli_testkit::sqlite("crash"), "sqlite");
+    crash_run(&suanli_testkit::sqlite("crash"), "sqlite", PLAIN);
 }
 
 // The same on PostgreSQL; fails instead of skipping under SUANLI_REQUIRE_POSTGRES=1.
@@ -956,5 +1224,20 @@ fn sigkill_under_load_on_postgres() {
     let Some(db) = suanli_testkit::postgres("crash") else {
         return;
     };
-    crash_run(&db, "postgres");
+    crash_run(&db, "postgres", PLAIN);
+}
+
+// With a binding cap and pool over two months, settled while late records and voids arrive:
+// after the kills, posted = the restated entitlement for every (period, line).
+#[test]
+fn sigkill_with_binding_limits_over_two_months_on_sqlite() {
+    crash_run(&suanli_testkit::sqlite("crash_capped"), "sqlite", CAPPED);
+}
+
+#[test]
+fn sigkill_with_binding_limits_over_two_months_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("crash_capped") else {
+        return;
+    };
+    crash_run(&db, "postgres", CAPPED);
 }
