@@ -1,6 +1,7 @@
 //! Limits that protect the service: a per-credential token bucket (used by the authentication
 //! interceptor), and a tower layer around every gRPC service for the concurrency limit, the
-//! request deadline and the status of an oversized message. Each refusal is counted in
+//! per-credential limits on open streams and calls in flight, the request deadline and the
+//! status of an oversized message. Each refusal is counted in
 //! `suanli_limited_requests_total{limit}`.
 
 use std::collections::HashMap;
@@ -14,7 +15,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::metrics::{LIMIT_CONCURRENCY, LIMIT_DEADLINE, LIMIT_MESSAGE_BYTES, LIMITED};
+use crate::auth::Credential;
+use crate::metrics::{
+    LIMIT_CONCURRENCY, LIMIT_CREDENTIAL_CALLS, LIMIT_CREDENTIAL_STREAMS, LIMIT_DEADLINE,
+    LIMIT_MESSAGE_BYTES, LIMITED,
+};
 
 pub fn count(limit: &str) {
     LIMITED.with_label_values(&[limit]).inc();
@@ -88,6 +93,110 @@ impl RateLimiter {
     }
 }
 
+/// The gRPC methods whose calls are streams: they count against `limits.credential_streams_max`
+/// for as long as they are open, every other call against `limits.credential_calls_max`.
+/// A unit test checks the list against the streaming methods of the proto files.
+pub const STREAMING_METHODS: &[&str] = &["/suanli.v1.MeteringService/IngestStream"];
+
+/// What one credential has open.
+#[derive(Debug, Default)]
+struct Open {
+    streams: usize,
+    calls: usize,
+}
+
+/// Open streams and unary calls in flight per credential, so that one credential cannot take
+/// every slot of the server-wide concurrency limit. The map holds only credentials with
+/// something open (an entry goes when its last slot is returned), so it is bounded by the
+/// calls in progress.
+pub struct CredentialSlots {
+    streams_max: usize,
+    calls_max: usize,
+    open: Arc<Mutex<HashMap<String, Open>>>,
+}
+
+/// A stream or call counted against its credential until dropped.
+pub struct Slot {
+    open: Arc<Mutex<HashMap<String, Open>>>,
+    key: String,
+    stream: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("credential slots lock");
+        if let Some(o) = open.get_mut(&self.key) {
+            if self.stream {
+                o.streams -= 1;
+            } else {
+                o.calls -= 1;
+            }
+            if o.streams == 0 && o.calls == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl CredentialSlots {
+    pub fn new(streams_max: usize, calls_max: usize) -> CredentialSlots {
+        CredentialSlots {
+            streams_max,
+            calls_max,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Takes a stream slot (`stream`) or a call slot for the credential `key`; refused with
+    /// RESOURCE_EXHAUSTED naming the limit and its value when the credential has them all.
+    pub fn take(&self, key: &str, stream: bool) -> Result<Slot, Status> {
+        let mut open = self.open.lock().expect("credential slots lock");
+        let o = open.entry(key.to_owned()).or_default();
+        let (used, max, setting, what, label) = if stream {
+            let used = &mut o.streams;
+            (used, self.streams_max, "limits.credential_streams_max", "streams open", LIMIT_CREDENTIAL_STREAMS)
+        } else {
+            let used = &mut o.calls;
+            (used, self.calls_max, "limits.credential_calls_max", "calls in flight", LIMIT_CREDENTIAL_CALLS)
+        };
+        if *used >= max {
+            // The entry existed: a refusal needs something open.
+            drop(open);
+            count(label);
+            return Err(Status::resource_exhausted(format!(
+                "credential limit: this credential already has {max} {what} \
+                 ({setting} = {max}); end one or retry with backoff"
+            )));
+        }
+        *used += 1;
+        Ok(Slot {
+            open: self.open.clone(),
+            key: key.to_owned(),
+            stream,
+        })
+    }
+}
+
+/// The credential key of an HTTP request, identified as the interceptor does (a bearer token's
+/// hash, or a verified client certificate's CN); `None` when it has none, and the interceptor
+/// then refuses it.
+fn credential_key<B>(request: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs);
+    Credential::identify(
+        request
+            .headers()
+            .get("authorization")
+            .map(http::HeaderValue::as_bytes),
+        certs.as_deref().map(Vec::as_slice),
+    )
+    .ok()
+    .map(|c| c.key())
+}
+
 /// Health checks and reflection are never refused: a busy server must not be restarted by its
 /// liveness probe.
 fn exempt(path: &str) -> bool {
@@ -142,14 +251,29 @@ fn rewrite_too_large(response: http::Response<Body>) -> http::Response<Body> {
 #[derive(Clone)]
 pub struct LimitLayer {
     permits: Arc<Semaphore>,
+    slots: Arc<CredentialSlots>,
     deadline: Duration,
 }
 
 impl LimitLayer {
+    /// Without [`LimitLayer::per_credential`], a credential may take every slot.
     pub fn new(concurrent_requests_max: usize, deadline: Duration) -> LimitLayer {
         LimitLayer {
             permits: Arc::new(Semaphore::new(concurrent_requests_max)),
+            slots: Arc::new(CredentialSlots::new(
+                concurrent_requests_max,
+                concurrent_requests_max,
+            )),
             deadline,
+        }
+    }
+
+    /// Limits each credential to `streams_max` open streams and `calls_max` unary calls in
+    /// flight.
+    pub fn per_credential(self, streams_max: usize, calls_max: usize) -> LimitLayer {
+        LimitLayer {
+            slots: Arc::new(CredentialSlots::new(streams_max, calls_max)),
+            ..self
         }
     }
 }
@@ -161,6 +285,7 @@ impl<S> tower::Layer<S> for LimitLayer {
         Limited {
             inner,
             permits: self.permits.clone(),
+            slots: self.slots.clone(),
             deadline: self.deadline,
         }
     }
@@ -170,14 +295,16 @@ impl<S> tower::Layer<S> for LimitLayer {
 pub struct Limited<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    slots: Arc<CredentialSlots>,
     deadline: Duration,
 }
 
-/// A response body that keeps its call's concurrency permit until the body ends, so an open
-/// stream counts against the limit for as long as it is open.
+/// A response body that keeps its call's concurrency permit and its credential's slot until the
+/// body ends, so an open stream counts against the limits for as long as it is open.
 struct Permitted {
     inner: Body,
     _permit: OwnedSemaphorePermit,
+    _slot: Option<Slot>,
 }
 
 impl http_body::Body for Permitted {
@@ -221,9 +348,19 @@ where
         // The clone is not ready; call the instance that was polled ready and keep the clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if exempt(request.uri().path()) {
+        let path = request.uri().path();
+        if exempt(path) {
             return Box::pin(inner.call(request));
         }
+        // The credential's own limit is checked first, so a credential over it is told so
+        // (and counted) rather than seeing the server-wide refusal its calls cause.
+        let slot = match credential_key(&request) {
+            Some(key) => match self.slots.take(&key, STREAMING_METHODS.contains(&path)) {
+                Ok(slot) => Some(slot),
+                Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+            },
+            None => None,
+        };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             count(LIMIT_CONCURRENCY);
             let status = Status::resource_exhausted(
@@ -247,6 +384,7 @@ where
                     Body::new(Permitted {
                         inner: body,
                         _permit: permit,
+                        _slot: slot,
                     })
                 })),
                 Ok(Err(e)) => Err(e),
