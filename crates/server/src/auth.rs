@@ -4,7 +4,9 @@
 //! per-credential rate limit. Services resolve the credential to a [`Principal`] through a cache
 //! that falls back to the store, so tokens created by `suanli token create` while the server
 //! runs work at once. A cached principal carries its token's expiry and is re-read from the
-//! store after [`TOKEN_RECHECK_SECS_DEFAULT`] s, so a revoked token is refused within that time.
+//! store after [`TOKEN_RECHECK_SECS_DEFAULT`] s, so a revoked token is refused within that time;
+//! the metering service asks again for every batch of an open stream, so this holds for
+//! streams as for unary calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -252,4 +254,34 @@ pub fn actor_of_request(
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
         .map_or_else(new_request_id, str::to_owned);
     Actor::of_token(principal, &hash, request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A bearer token is identified by its hash (either capitalisation of the scheme), a missing
+    // or malformed header without a certificate is UNAUTHENTICATED, and the limits' keys of a
+    // token and a certificate cannot collide.
+    #[test]
+    fn credentials_are_identified() {
+        let hash = hash_token("sl_abc");
+        for header in ["Bearer sl_abc", "bearer  sl_abc "] {
+            assert_eq!(
+                Credential::identify(Some(header.as_bytes()), None).unwrap(),
+                Credential::Token(hash.clone()),
+                "{header:?}"
+            );
+        }
+        for bad in [&b"Basic x"[..], b"Bearer ", b"Bearer sl_\xff", b"Bearer a\nb"] {
+            let e = Credential::identify(Some(bad), None).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad:?}");
+            assert!(e.message().contains("malformed"), "{e:?}");
+        }
+        let e = Credential::identify(None, None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().contains("missing"), "{e:?}");
+        assert_eq!(Credential::Token(hash.clone()).key(), hash);
+        assert_eq!(Credential::Certificate("dc-a".into()).key(), "cert:dc-a");
+    }
 }

@@ -450,7 +450,8 @@ mod tests {
     }
 
     /// A service whose calls never finish, like a handler stuck behind a busy writer; `/Fast`
-    /// answers at once with an empty body, `/Open` with a body that stays open (a stream).
+    /// answers at once with an empty body, `/Open` and `/IngestStream` with a body that stays
+    /// open (a stream).
     #[derive(Clone)]
     struct Stuck;
 
@@ -482,7 +483,7 @@ mod tests {
             Box::pin(async move {
                 if path.ends_with("/Fast") {
                     Ok(http::Response::new(Body::empty()))
-                } else if path.ends_with("/Open") {
+                } else if path.ends_with("/Open") || path.ends_with("/IngestStream") {
                     Ok(http::Response::new(Body::new(Open)))
                 } else if path.ends_with("/TooLarge") {
                     Ok(Status::out_of_range(
@@ -542,5 +543,130 @@ mod tests {
         let response = svc.call(request("/suanli.v1.X/TooLarge")).await.unwrap();
         assert_eq!(status_of(&response), tonic::Code::ResourceExhausted);
         assert!(LIMITED.with_label_values(&[LIMIT_MESSAGE_BYTES]).get() > before);
+    }
+
+    fn with_token(path: &str, token: &str) -> http::Request<()> {
+        http::Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    fn refusal(response: &http::Response<Body>) -> Status {
+        Status::from_header_map(response.headers()).expect("a refusal status")
+    }
+
+    // One credential gets at most its streams and its calls; the next of each is refused with
+    // RESOURCE_EXHAUSTED naming the setting and its value and counted, while another credential
+    // (a token or a call without one, left to the interceptor) is still served; an ended stream
+    // returns its slot.
+    #[tokio::test(start_paused = true)]
+    async fn per_credential_streams_and_calls() {
+        const STREAM: &str = "/suanli.v1.MeteringService/IngestStream";
+        let mut svc = LimitLayer::new(100, Duration::from_secs(3600))
+            .per_credential(2, 3)
+            .layer(Stuck);
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let open = svc.call(with_token(STREAM, "flood")).await.unwrap();
+            assert_eq!(status_of(&open), tonic::Code::Ok);
+            streams.push(open);
+        }
+        let before = LIMITED.with_label_values(&[LIMIT_CREDENTIAL_STREAMS]).get();
+        let refused = refusal(&svc.call(with_token(STREAM, "flood")).await.unwrap());
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("limits.credential_streams_max = 2"),
+            "{refused:?}"
+        );
+        assert!(LIMITED.with_label_values(&[LIMIT_CREDENTIAL_STREAMS]).get() > before);
+
+        // Unary calls have slots of their own: the stream flood leaves them free. The calls
+        // below never finish; their futures hold the slots while they exist.
+        let stuck: Vec<_> = (0..3)
+            .map(|_| svc.call(with_token("/suanli.v1.X/Slow", "flood")))
+            .collect();
+        let before = LIMITED.with_label_values(&[LIMIT_CREDENTIAL_CALLS]).get();
+        let refused = refusal(
+            &svc.call(with_token("/suanli.v1.X/Fast", "flood"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused.message().contains("limits.credential_calls_max = 3"),
+            "{refused:?}"
+        );
+        assert!(LIMITED.with_label_values(&[LIMIT_CREDENTIAL_CALLS]).get() > before);
+
+        let other = svc
+            .call(with_token("/suanli.v1.X/Fast", "other"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&other), tonic::Code::Ok, "another credential is served");
+        let other = svc.call(with_token(STREAM, "other")).await.unwrap();
+        assert_eq!(status_of(&other), tonic::Code::Ok);
+        let anonymous = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
+        assert_eq!(status_of(&anonymous), tonic::Code::Ok);
+
+        drop(stuck);
+        let again = svc
+            .call(with_token("/suanli.v1.X/Fast", "flood"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&again), tonic::Code::Ok, "call slots came back");
+        streams.pop();
+        let again = svc.call(with_token(STREAM, "flood")).await.unwrap();
+        assert_eq!(status_of(&again), tonic::Code::Ok, "a stream slot came back");
+    }
+
+    // Slots are per credential key, return on drop, and leave no entry behind once a
+    // credential has nothing open.
+    #[test]
+    fn credential_slots_return_and_forget() {
+        let slots = CredentialSlots::new(1, 1);
+        let a_stream = slots.take("a", true).expect("first stream");
+        assert!(slots.take("a", true).is_err(), "one stream each");
+        let a_call = slots.take("a", false).expect("calls are counted apart");
+        assert!(slots.take("a", false).is_err());
+        let b = slots.take("b", true).expect("per credential");
+        drop(a_stream);
+        assert!(slots.take("a", true).is_ok(), "returned on drop");
+        drop((a_call, b));
+        assert!(
+            slots.open.lock().unwrap().is_empty(),
+            "nothing open, nothing kept"
+        );
+    }
+
+    // The list of streaming methods is exactly the proto files' client- or server-streaming
+    // methods, so a new stream cannot slip past limits.credential_streams_max.
+    #[test]
+    fn streaming_methods_match_the_protos() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(suanli_proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut streaming = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    if method.client_streaming() || method.server_streaming() {
+                        streaming.push(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        streaming.sort();
+        let mut listed: Vec<String> = STREAMING_METHODS.iter().map(|m| (*m).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, streaming);
     }
 }
