@@ -51,7 +51,11 @@ kind = "enterprise"
 "#;
 
 /// Stores a token for `principal`, expiring at `expires_at` if given; returns the token.
-fn token(url: &str, principal: Principal, expires_at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+fn token(
+    url: &str,
+    principal: Principal,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
     let token = suanli_server::auth::new_token();
     let row = TokenRow {
         token_hash: suanli_server::auth::hash_token(&token),
@@ -162,7 +166,10 @@ async fn open_stream(channel: Channel, token: &str) -> Result<OpenStream, Status
 impl OpenStream {
     /// Sends one batch and returns what the server answers next: an acknowledgement, an error,
     /// or the end of the stream (`Ok(None)`).
-    async fn exchange(&mut self, batch: pb::IngestRequest) -> Result<Option<pb::IngestResponse>, Status> {
+    async fn exchange(
+        &mut self,
+        batch: pb::IngestRequest,
+    ) -> Result<Option<pb::IngestResponse>, Status> {
         // A send fails only when the server has already ended the stream; its status follows.
         let _ = self.send.send(batch).await;
         tokio::time::timeout(Duration::from_secs(10), self.acks.message())
@@ -209,7 +216,14 @@ fn revoked_and_expired_tokens_end_their_streams(db: TestDb) {
         assert_eq!(ack.outcomes, vec![pb::Outcome::Accepted as i32]);
 
         let revoked = support::bin()
-            .args(["token", "revoke", "--database-url", &db.url, "--token", &dc_a])
+            .args([
+                "token",
+                "revoke",
+                "--database-url",
+                &db.url,
+                "--token",
+                &dc_a,
+            ])
             .output()
             .unwrap();
         assert!(
@@ -225,10 +239,7 @@ fn revoked_and_expired_tokens_end_their_streams(db: TestDb) {
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
         assert!(refused.message().contains("revoked"), "{refused:?}");
         let after = stream.exchange(batch("dc-a", "after-end")).await;
-        assert!(
-            matches!(after, Ok(None)),
-            "the stream has ended: {after:?}"
-        );
+        assert!(matches!(after, Ok(None)), "the stream has ended: {after:?}");
         assert_eq!(
             stored_records(&running, &admin).await,
             1,
@@ -237,7 +248,11 @@ fn revoked_and_expired_tokens_end_their_streams(db: TestDb) {
 
         // Expiry is carried by the cached principal: no recheck is needed to refuse it.
         let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(1_500);
-        let short = token(&db.url, Principal::Provider("dc-a".into()), Some(expires_at));
+        let short = token(
+            &db.url,
+            Principal::Provider("dc-a".into()),
+            Some(expires_at),
+        );
         let mut stream = open_stream(channel(&running).await, &short)
             .await
             .expect("the stream opens before the token expires");
@@ -247,7 +262,9 @@ fn revoked_and_expired_tokens_end_their_streams(db: TestDb) {
             .expect("acknowledged")
             .expect("an acknowledgement");
         assert_eq!(ack.outcomes, vec![pb::Outcome::Accepted as i32]);
-        let wait = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let wait = (expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
         tokio::time::sleep(wait + Duration::from_millis(200)).await;
         let refused = stream
             .exchange(batch("dc-a", "after-expiry"))
@@ -350,7 +367,10 @@ fn one_token_cannot_take_every_slot(db: TestDb) {
                 .expect("an acknowledgement");
             assert_eq!(ack.outcomes, vec![pb::Outcome::Accepted as i32]);
         }
-        assert_eq!(stored_records(&running, &admin).await, 20 + STREAMS_MAX as u64);
+        assert_eq!(
+            stored_records(&running, &admin).await,
+            20 + STREAMS_MAX as u64
+        );
         drop(open);
         running.stop().await.expect("stops");
     });

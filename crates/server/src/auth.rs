@@ -273,7 +273,12 @@ mod tests {
                 "{header:?}"
             );
         }
-        for bad in [&b"Basic x"[..], b"Bearer ", b"Bearer sl_\xff", b"Bearer a\nb"] {
+        for bad in [
+            &b"Basic x"[..],
+            b"Bearer ",
+            b"Bearer sl_\xff",
+            b"Bearer a\nb",
+        ] {
             let e = Credential::identify(Some(bad), None).unwrap_err();
             assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad:?}");
             assert!(e.message().contains("malformed"), "{e:?}");

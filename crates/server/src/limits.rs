@@ -154,10 +154,22 @@ impl CredentialSlots {
         let o = open.entry(key.to_owned()).or_default();
         let (used, max, setting, what, label) = if stream {
             let used = &mut o.streams;
-            (used, self.streams_max, "limits.credential_streams_max", "streams open", LIMIT_CREDENTIAL_STREAMS)
+            (
+                used,
+                self.streams_max,
+                "limits.credential_streams_max",
+                "streams open",
+                LIMIT_CREDENTIAL_STREAMS,
+            )
         } else {
             let used = &mut o.calls;
-            (used, self.calls_max, "limits.credential_calls_max", "calls in flight", LIMIT_CREDENTIAL_CALLS)
+            (
+                used,
+                self.calls_max,
+                "limits.credential_calls_max",
+                "calls in flight",
+                LIMIT_CREDENTIAL_CALLS,
+            )
         };
         if *used >= max {
             // The entry existed: a refusal needs something open.
@@ -575,7 +587,11 @@ mod tests {
         }
         let before = LIMITED.with_label_values(&[LIMIT_CREDENTIAL_STREAMS]).get();
         let refused = refusal(&svc.call(with_token(STREAM, "flood")).await.unwrap());
-        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
         assert!(
             refused
                 .message()
@@ -595,9 +611,15 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
         assert!(
-            refused.message().contains("limits.credential_calls_max = 3"),
+            refused
+                .message()
+                .contains("limits.credential_calls_max = 3"),
             "{refused:?}"
         );
         assert!(LIMITED.with_label_values(&[LIMIT_CREDENTIAL_CALLS]).get() > before);
@@ -606,7 +628,11 @@ mod tests {
             .call(with_token("/suanli.v1.X/Fast", "other"))
             .await
             .unwrap();
-        assert_eq!(status_of(&other), tonic::Code::Ok, "another credential is served");
+        assert_eq!(
+            status_of(&other),
+            tonic::Code::Ok,
+            "another credential is served"
+        );
         let other = svc.call(with_token(STREAM, "other")).await.unwrap();
         assert_eq!(status_of(&other), tonic::Code::Ok);
         let anonymous = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
@@ -620,7 +646,11 @@ mod tests {
         assert_eq!(status_of(&again), tonic::Code::Ok, "call slots came back");
         streams.pop();
         let again = svc.call(with_token(STREAM, "flood")).await.unwrap();
-        assert_eq!(status_of(&again), tonic::Code::Ok, "a stream slot came back");
+        assert_eq!(
+            status_of(&again),
+            tonic::Code::Ok,
+            "a stream slot came back"
+        );
     }
 
     // Slots are per credential key, return on drop, and leave no entry behind once a
