@@ -475,3 +475,119 @@ fn idle_streams_are_ended_postgres() {
         idle_streams_are_ended(db);
     }
 }
+
+/// A CA, a server certificate for localhost and a client certificate with CN `dc-a`, as PEM
+/// files in `dir`; returns the paths of the server certificate, its key and the CA (the client
+/// files are `client.crt` and `client.key`).
+fn pki(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, &ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "dc-a");
+    let client = client.signed_by(&client_key, &issuer).unwrap();
+    write("client.crt", &client.pem());
+    write("client.key", &client_key.serialize_pem());
+    [
+        write("server.crt", &server.pem()),
+        write("server.key", &server_key.serialize_pem()),
+        write("ca.crt", &ca_pem),
+    ]
+}
+
+// A client certificate is a credential of its own: the streams opened with it count under its
+// CN, the one beyond limits.credential_streams_max is refused, and a bearer token of the same
+// provider still opens one. SQLite only: the limit is in the transport, before the store.
+#[test]
+fn a_client_certificate_has_its_own_stream_limit() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let db = suanli_testkit::sqlite("hostile");
+    let [cert_path, key_path, ca_path] = pki(&db.dir);
+    let dc_a_token = token(&db.url, Principal::Provider("dc-a".into()), None);
+    runtime().block_on(async {
+        let running = suanli_server::serve::start(ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            http_addr: None,
+            tls: Some(suanli_server::config::TlsConfig {
+                cert_path,
+                key_path,
+                client_ca_path: Some(ca_path.clone()),
+                client_cert_required: false,
+            }),
+            limits: Limits {
+                credential_streams_max: 2,
+                ..Limits::default()
+            },
+            ..ServeConfig::default()
+        })
+        .await
+        .expect("server starts");
+        let read = |name: &str| std::fs::read_to_string(db.dir.join(name)).unwrap();
+        let tls = |client: bool| {
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read("ca.crt")))
+                .domain_name("localhost");
+            if client {
+                tls = tls.identity(Identity::from_pem(read("client.crt"), read("client.key")));
+            }
+            tls
+        };
+        let connect = |client: bool| {
+            let tls = tls(client);
+            let addr = running.addr;
+            async move {
+                Endpoint::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+                    .unwrap()
+                    .tls_config(tls)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .expect("TLS connects")
+            }
+        };
+        let with_cert = connect(true).await;
+        let open = |channel: Channel| async move {
+            let (send, receive) = mpsc::channel::<pb::IngestRequest>(1);
+            let opened = MeteringServiceClient::new(channel)
+                .ingest_stream(ReceiverStream::new(receive))
+                .await
+                .map(|r| r.into_inner());
+            (send, opened)
+        };
+        let first = open(with_cert.clone()).await;
+        let second = open(with_cert.clone()).await;
+        assert!(first.1.is_ok() && second.1.is_ok(), "two streams open");
+        let (_, third) = open(with_cert.clone()).await;
+        let refused = third.expect_err("a third stream with the certificate is refused");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("limits.credential_streams_max = 2"),
+            "{refused:?}"
+        );
+        let by_token = open_stream(connect(false).await, &dc_a_token).await;
+        assert!(
+            by_token.is_ok(),
+            "the provider's token is another credential: {by_token:?}"
+        );
+        drop((first, second, by_token));
+        running.stop().await.expect("stops");
+    });
+}
