@@ -172,7 +172,10 @@ impl CredentialSlots {
             )
         };
         if *used >= max {
-            // The entry existed: a refusal needs something open.
+            // Only a limit of 0 refuses a credential with nothing open; keep no entry for it.
+            if o.streams == 0 && o.calls == 0 {
+                open.remove(key);
+            }
             drop(open);
             count(label);
             return Err(Status::resource_exhausted(format!(
@@ -657,6 +660,12 @@ mod tests {
     // credential has nothing open.
     #[test]
     fn credential_slots_return_and_forget() {
+        let none = CredentialSlots::new(0, 0);
+        assert!(none.take("a", true).is_err() && none.take("a", false).is_err());
+        assert!(
+            none.open.lock().unwrap().is_empty(),
+            "a refusal keeps nothing"
+        );
         let slots = CredentialSlots::new(1, 1);
         let a_stream = slots.take("a", true).expect("first stream");
         assert!(slots.take("a", true).is_err(), "one stream each");
