@@ -4,7 +4,9 @@
 //! per-credential rate limit. Services resolve the credential to a [`Principal`] through a cache
 //! that falls back to the store, so tokens created by `suanli token create` while the server
 //! runs work at once. A cached principal carries its token's expiry and is re-read from the
-//! store after [`TOKEN_RECHECK_SECS_DEFAULT`] s, so a revoked token is refused within that time.
+//! store after [`TOKEN_RECHECK_SECS_DEFAULT`] s, so a revoked token is refused within that time;
+//! the metering service asks again for every batch of an open stream, so this holds for
+//! streams as for unary calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -47,6 +49,62 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_owned)
 }
 
+/// The credential a call presents: the sha256 hex of its bearer token, or the subject CN of
+/// the client certificate TLS verified (when the call has no token). The rate limit and the
+/// per-credential limits on calls and streams (`limits.rs`) count under [`Credential::key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Token(String),
+    Certificate(String),
+}
+
+impl Credential {
+    /// Identifies the credential from the `authorization` header (its raw bytes) and the peer
+    /// certificates TLS verified against the client CA; a token, when given, wins.
+    pub fn identify(
+        authorization: Option<&[u8]>,
+        peer_certs: Option<&[tonic::transport::CertificateDer<'_>]>,
+    ) -> Result<Credential, Status> {
+        match authorization {
+            Some(value) => {
+                // Visible ASCII only, as an HTTP header's `to_str` accepts.
+                let token = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)))
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "malformed authorization header: expected \"Bearer <token>\"",
+                        )
+                    })?;
+                Ok(Credential::Token(hash_token(token)))
+            }
+            None => peer_certs
+                .and_then(|certs| certs.first().and_then(|c| common_name(c)))
+                .filter(|cn| !cn.trim().is_empty())
+                .map(Credential::Certificate)
+                .ok_or_else(|| {
+                    Status::unauthenticated(
+                        "missing authorization header: expected \"Bearer <token>\" or a client certificate",
+                    )
+                }),
+        }
+    }
+
+    /// The key limits count under; a certificate's is prefixed so that it cannot equal a hash.
+    pub fn key(&self) -> String {
+        match self {
+            Credential::Token(hash) => hash.clone(),
+            Credential::Certificate(provider) => format!("cert:{provider}"),
+        }
+    }
+}
+
 /// Rejects requests without a credential (a bearer token, or a client certificate verified by
 /// the configured client CA), records the credential, and applies the per-credential rate limit.
 #[derive(Clone)]
@@ -62,43 +120,23 @@ impl Interceptor {
 
 impl tonic::service::Interceptor for Interceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let key = match request.metadata().get("authorization") {
-            Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    })
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| {
-                        Status::unauthenticated(
-                            "malformed authorization header: expected \"Bearer <token>\"",
-                        )
-                    })?;
-                let hash = hash_token(token);
-                request.extensions_mut().insert(TokenHash(hash.clone()));
-                hash
+        let certs = request.peer_certs();
+        let credential = Credential::identify(
+            request
+                .metadata()
+                .get("authorization")
+                .map(|v| v.as_bytes()),
+            certs.as_deref().map(Vec::as_slice),
+        )?;
+        let key = credential.key();
+        match credential {
+            Credential::Token(hash) => {
+                request.extensions_mut().insert(TokenHash(hash));
             }
-            None => {
-                // Present only when TLS verified the chain against the client CA.
-                let provider = request
-                    .peer_certs()
-                    .and_then(|certs| certs.first().and_then(|c| common_name(c)))
-                    .filter(|cn| !cn.trim().is_empty())
-                    .ok_or_else(|| {
-                        Status::unauthenticated(
-                            "missing authorization header: expected \"Bearer <token>\" or a client certificate",
-                        )
-                    })?;
-                request
-                    .extensions_mut()
-                    .insert(CertProvider(provider.clone()));
-                format!("cert:{provider}")
+            Credential::Certificate(provider) => {
+                request.extensions_mut().insert(CertProvider(provider));
             }
-        };
+        }
         if !self.limiter.admit(&key, Instant::now()) {
             count(LIMIT_RATE);
             return Err(Status::resource_exhausted(
@@ -216,4 +254,39 @@ pub fn actor_of_request(
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
         .map_or_else(new_request_id, str::to_owned);
     Actor::of_token(principal, &hash, request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A bearer token is identified by its hash (either capitalisation of the scheme), a missing
+    // or malformed header without a certificate is UNAUTHENTICATED, and the limits' keys of a
+    // token and a certificate cannot collide.
+    #[test]
+    fn credentials_are_identified() {
+        let hash = hash_token("sl_abc");
+        for header in ["Bearer sl_abc", "bearer  sl_abc "] {
+            assert_eq!(
+                Credential::identify(Some(header.as_bytes()), None).unwrap(),
+                Credential::Token(hash.clone()),
+                "{header:?}"
+            );
+        }
+        for bad in [
+            &b"Basic x"[..],
+            b"Bearer ",
+            b"Bearer sl_\xff",
+            b"Bearer a\nb",
+        ] {
+            let e = Credential::identify(Some(bad), None).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{bad:?}");
+            assert!(e.message().contains("malformed"), "{e:?}");
+        }
+        let e = Credential::identify(None, None).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().contains("missing"), "{e:?}");
+        assert_eq!(Credential::Token(hash.clone()).key(), hash);
+        assert_eq!(Credential::Certificate("dc-a".into()).key(), "cert:dc-a");
+    }
 }

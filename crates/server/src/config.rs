@@ -168,6 +168,27 @@ pub const KEYS: &[Key] = &[
         default: "30",
         help: "seconds a cached token is trusted before it is read again (a revoked token is refused within this time)",
     },
+    Key {
+        name: "limits.credential_streams_max",
+        env: "SUANLI_LIMITS_CREDENTIAL_STREAMS_MAX",
+        flag: None,
+        default: "16",
+        help: "streams one credential (token or client certificate) may have open at once",
+    },
+    Key {
+        name: "limits.credential_calls_max",
+        env: "SUANLI_LIMITS_CREDENTIAL_CALLS_MAX",
+        flag: None,
+        default: "32",
+        help: "unary calls one credential may have in flight at once (its streams not counted)",
+    },
+    Key {
+        name: "limits.stream_idle_secs",
+        env: "SUANLI_LIMITS_STREAM_IDLE_SECS",
+        flag: None,
+        default: "120",
+        help: "seconds a stream may wait for its client's next message before the server ends it",
+    },
 ];
 
 /// Hard bounds on the limits, so a typo cannot disable a protection or exhaust memory.
@@ -178,6 +199,9 @@ pub const TOKEN_REQUEST_BURST_BOUNDS: (u64, u64) = (1, 1_000_000);
 pub const CONCURRENT_REQUESTS_BOUNDS: (u64, u64) = (1, 100_000);
 pub const REQUEST_DEADLINE_MS_BOUNDS: (u64, u64) = (1, 3_600_000);
 pub const TOKEN_RECHECK_SECS_BOUNDS: (u64, u64) = (0, 3_600);
+pub const CREDENTIAL_STREAMS_BOUNDS: (u64, u64) = (1, 100_000);
+pub const CREDENTIAL_CALLS_BOUNDS: (u64, u64) = (1, 100_000);
+pub const STREAM_IDLE_SECS_BOUNDS: (u64, u64) = (1, 86_400);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
@@ -198,6 +222,12 @@ pub struct Limits {
     pub request_deadline_ms: u64,
     /// Seconds a cached token is trusted before it is read again.
     pub token_recheck_secs: u64,
+    /// Streams one credential may have open at once.
+    pub credential_streams_max: usize,
+    /// Unary calls one credential may have in flight at once.
+    pub credential_calls_max: usize,
+    /// Seconds a stream may wait for its client's next message.
+    pub stream_idle_secs: u64,
 }
 
 impl Default for Limits {
@@ -210,6 +240,9 @@ impl Default for Limits {
             concurrent_requests_max: 256,
             request_deadline_ms: 30_000,
             token_recheck_secs: 30,
+            credential_streams_max: 16,
+            credential_calls_max: 32,
+            stream_idle_secs: 120,
         }
     }
 }
@@ -514,6 +547,13 @@ impl Parser {
                 .number("limits.request_deadline_ms", REQUEST_DEADLINE_MS_BOUNDS)?,
             token_recheck_secs: self
                 .number("limits.token_recheck_secs", TOKEN_RECHECK_SECS_BOUNDS)?,
+            credential_streams_max: self
+                .number("limits.credential_streams_max", CREDENTIAL_STREAMS_BOUNDS)?
+                as usize,
+            credential_calls_max: self
+                .number("limits.credential_calls_max", CREDENTIAL_CALLS_BOUNDS)?
+                as usize,
+            stream_idle_secs: self.number("limits.stream_idle_secs", STREAM_IDLE_SECS_BOUNDS)?,
         };
         Ok(Config {
             addr,
@@ -820,6 +860,24 @@ mod tests {
                 "limits.request_deadline_ms",
                 "SUANLI_LIMITS_REQUEST_DEADLINE_MS",
                 "3600001",
+                "must be 1 to",
+            ),
+            (
+                "limits.credential_streams_max",
+                "SUANLI_LIMITS_CREDENTIAL_STREAMS_MAX",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.credential_calls_max",
+                "SUANLI_LIMITS_CREDENTIAL_CALLS_MAX",
+                "0",
+                "must be 1 to",
+            ),
+            (
+                "limits.stream_idle_secs",
+                "SUANLI_LIMITS_STREAM_IDLE_SECS",
+                "0",
                 "must be 1 to",
             ),
         ] {

@@ -1,6 +1,7 @@
 //! Limits that protect the service: a per-credential token bucket (used by the authentication
 //! interceptor), and a tower layer around every gRPC service for the concurrency limit, the
-//! request deadline and the status of an oversized message. Each refusal is counted in
+//! per-credential limits on open streams and calls in flight, the request deadline and the
+//! status of an oversized message. Each refusal is counted in
 //! `suanli_limited_requests_total{limit}`.
 
 use std::collections::HashMap;
@@ -14,7 +15,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::metrics::{LIMIT_CONCURRENCY, LIMIT_DEADLINE, LIMIT_MESSAGE_BYTES, LIMITED};
+use crate::auth::Credential;
+use crate::metrics::{
+    LIMIT_CONCURRENCY, LIMIT_CREDENTIAL_CALLS, LIMIT_CREDENTIAL_STREAMS, LIMIT_DEADLINE,
+    LIMIT_MESSAGE_BYTES, LIMITED,
+};
 
 pub fn count(limit: &str) {
     LIMITED.with_label_values(&[limit]).inc();
@@ -88,6 +93,125 @@ impl RateLimiter {
     }
 }
 
+/// The gRPC methods whose calls are streams: they count against `limits.credential_streams_max`
+/// for as long as they are open, every other call against `limits.credential_calls_max`.
+/// A unit test checks the list against the streaming methods of the proto files.
+pub const STREAMING_METHODS: &[&str] = &["/suanli.v1.MeteringService/IngestStream"];
+
+/// What one credential has open.
+#[derive(Debug, Default)]
+struct Open {
+    streams: usize,
+    calls: usize,
+}
+
+/// Open streams and unary calls in flight per credential, so that one credential cannot take
+/// every slot of the server-wide concurrency limit. The map holds only credentials with
+/// something open (an entry goes when its last slot is returned), so it is bounded by the
+/// calls in progress.
+pub struct CredentialSlots {
+    streams_max: usize,
+    calls_max: usize,
+    open: Arc<Mutex<HashMap<String, Open>>>,
+}
+
+/// A stream or call counted against its credential until dropped.
+pub struct Slot {
+    open: Arc<Mutex<HashMap<String, Open>>>,
+    key: String,
+    stream: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("credential slots lock");
+        if let Some(o) = open.get_mut(&self.key) {
+            if self.stream {
+                o.streams -= 1;
+            } else {
+                o.calls -= 1;
+            }
+            if o.streams == 0 && o.calls == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl CredentialSlots {
+    pub fn new(streams_max: usize, calls_max: usize) -> CredentialSlots {
+        CredentialSlots {
+            streams_max,
+            calls_max,
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Takes a stream slot (`stream`) or a call slot for the credential `key`; refused with
+    /// RESOURCE_EXHAUSTED naming the limit and its value when the credential has them all.
+    pub fn take(&self, key: &str, stream: bool) -> Result<Slot, Status> {
+        let mut open = self.open.lock().expect("credential slots lock");
+        let o = open.entry(key.to_owned()).or_default();
+        let (used, max, setting, what, label) = if stream {
+            let used = &mut o.streams;
+            (
+                used,
+                self.streams_max,
+                "limits.credential_streams_max",
+                "streams open",
+                LIMIT_CREDENTIAL_STREAMS,
+            )
+        } else {
+            let used = &mut o.calls;
+            (
+                used,
+                self.calls_max,
+                "limits.credential_calls_max",
+                "calls in flight",
+                LIMIT_CREDENTIAL_CALLS,
+            )
+        };
+        if *used >= max {
+            // Only a limit of 0 refuses a credential with nothing open; keep no entry for it.
+            if o.streams == 0 && o.calls == 0 {
+                open.remove(key);
+            }
+            drop(open);
+            count(label);
+            return Err(Status::resource_exhausted(format!(
+                "credential limit: this credential already has {max} {what} \
+                 ({setting} = {max}); end one or retry with backoff"
+            )));
+        }
+        *used += 1;
+        Ok(Slot {
+            open: self.open.clone(),
+            key: key.to_owned(),
+            stream,
+        })
+    }
+}
+
+/// The credential key of an HTTP request, identified as the interceptor does (a bearer token's
+/// hash, or a verified client certificate's CN); `None` when it has none, and the interceptor
+/// then refuses it.
+fn credential_key<B>(request: &http::Request<B>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs);
+    Credential::identify(
+        request
+            .headers()
+            .get("authorization")
+            .map(http::HeaderValue::as_bytes),
+        certs.as_deref().map(Vec::as_slice),
+    )
+    .ok()
+    .map(|c| c.key())
+}
+
 /// Health checks and reflection are never refused: a busy server must not be restarted by its
 /// liveness probe.
 fn exempt(path: &str) -> bool {
@@ -142,14 +266,29 @@ fn rewrite_too_large(response: http::Response<Body>) -> http::Response<Body> {
 #[derive(Clone)]
 pub struct LimitLayer {
     permits: Arc<Semaphore>,
+    slots: Arc<CredentialSlots>,
     deadline: Duration,
 }
 
 impl LimitLayer {
+    /// Without [`LimitLayer::per_credential`], a credential may take every slot.
     pub fn new(concurrent_requests_max: usize, deadline: Duration) -> LimitLayer {
         LimitLayer {
             permits: Arc::new(Semaphore::new(concurrent_requests_max)),
+            slots: Arc::new(CredentialSlots::new(
+                concurrent_requests_max,
+                concurrent_requests_max,
+            )),
             deadline,
+        }
+    }
+
+    /// Limits each credential to `streams_max` open streams and `calls_max` unary calls in
+    /// flight.
+    pub fn per_credential(self, streams_max: usize, calls_max: usize) -> LimitLayer {
+        LimitLayer {
+            slots: Arc::new(CredentialSlots::new(streams_max, calls_max)),
+            ..self
         }
     }
 }
@@ -161,6 +300,7 @@ impl<S> tower::Layer<S> for LimitLayer {
         Limited {
             inner,
             permits: self.permits.clone(),
+            slots: self.slots.clone(),
             deadline: self.deadline,
         }
     }
@@ -170,14 +310,16 @@ impl<S> tower::Layer<S> for LimitLayer {
 pub struct Limited<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    slots: Arc<CredentialSlots>,
     deadline: Duration,
 }
 
-/// A response body that keeps its call's concurrency permit until the body ends, so an open
-/// stream counts against the limit for as long as it is open.
+/// A response body that keeps its call's concurrency permit and its credential's slot until the
+/// body ends, so an open stream counts against the limits for as long as it is open.
 struct Permitted {
     inner: Body,
     _permit: OwnedSemaphorePermit,
+    _slot: Option<Slot>,
 }
 
 impl http_body::Body for Permitted {
@@ -221,9 +363,19 @@ where
         // The clone is not ready; call the instance that was polled ready and keep the clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if exempt(request.uri().path()) {
+        let path = request.uri().path();
+        if exempt(path) {
             return Box::pin(inner.call(request));
         }
+        // The credential's own limit is checked first, so a credential over it is told so
+        // (and counted) rather than seeing the server-wide refusal its calls cause.
+        let slot = match credential_key(&request) {
+            Some(key) => match self.slots.take(&key, STREAMING_METHODS.contains(&path)) {
+                Ok(slot) => Some(slot),
+                Err(status) => return Box::pin(std::future::ready(Ok(status.into_http()))),
+            },
+            None => None,
+        };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             count(LIMIT_CONCURRENCY);
             let status = Status::resource_exhausted(
@@ -247,6 +399,7 @@ where
                     Body::new(Permitted {
                         inner: body,
                         _permit: permit,
+                        _slot: slot,
                     })
                 })),
                 Ok(Err(e)) => Err(e),
@@ -312,7 +465,8 @@ mod tests {
     }
 
     /// A service whose calls never finish, like a handler stuck behind a busy writer; `/Fast`
-    /// answers at once with an empty body, `/Open` with a body that stays open (a stream).
+    /// answers at once with an empty body, `/Open` and `/IngestStream` with a body that stays
+    /// open (a stream).
     #[derive(Clone)]
     struct Stuck;
 
@@ -344,7 +498,7 @@ mod tests {
             Box::pin(async move {
                 if path.ends_with("/Fast") {
                     Ok(http::Response::new(Body::empty()))
-                } else if path.ends_with("/Open") {
+                } else if path.ends_with("/Open") || path.ends_with("/IngestStream") {
                     Ok(http::Response::new(Body::new(Open)))
                 } else if path.ends_with("/TooLarge") {
                     Ok(Status::out_of_range(
@@ -404,5 +558,154 @@ mod tests {
         let response = svc.call(request("/suanli.v1.X/TooLarge")).await.unwrap();
         assert_eq!(status_of(&response), tonic::Code::ResourceExhausted);
         assert!(LIMITED.with_label_values(&[LIMIT_MESSAGE_BYTES]).get() > before);
+    }
+
+    fn with_token(path: &str, token: &str) -> http::Request<()> {
+        http::Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+    }
+
+    fn refusal(response: &http::Response<Body>) -> Status {
+        Status::from_header_map(response.headers()).expect("a refusal status")
+    }
+
+    // One credential gets at most its streams and its calls; the next of each is refused with
+    // RESOURCE_EXHAUSTED naming the setting and its value and counted, while another credential
+    // (a token or a call without one, left to the interceptor) is still served; an ended stream
+    // returns its slot.
+    #[tokio::test(start_paused = true)]
+    async fn per_credential_streams_and_calls() {
+        const STREAM: &str = "/suanli.v1.MeteringService/IngestStream";
+        let mut svc = LimitLayer::new(100, Duration::from_secs(3600))
+            .per_credential(2, 3)
+            .layer(Stuck);
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let open = svc.call(with_token(STREAM, "flood")).await.unwrap();
+            assert_eq!(status_of(&open), tonic::Code::Ok);
+            streams.push(open);
+        }
+        let before = LIMITED.with_label_values(&[LIMIT_CREDENTIAL_STREAMS]).get();
+        let refused = refusal(&svc.call(with_token(STREAM, "flood")).await.unwrap());
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .message()
+                .contains("limits.credential_streams_max = 2"),
+            "{refused:?}"
+        );
+        assert!(LIMITED.with_label_values(&[LIMIT_CREDENTIAL_STREAMS]).get() > before);
+
+        // Unary calls have slots of their own: the stream flood leaves them free. The calls
+        // below never finish; their futures hold the slots while they exist.
+        let stuck: Vec<_> = (0..3)
+            .map(|_| svc.call(with_token("/suanli.v1.X/Slow", "flood")))
+            .collect();
+        let before = LIMITED.with_label_values(&[LIMIT_CREDENTIAL_CALLS]).get();
+        let refused = refusal(
+            &svc.call(with_token("/suanli.v1.X/Fast", "flood"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "{refused:?}"
+        );
+        assert!(
+            refused
+                .message()
+                .contains("limits.credential_calls_max = 3"),
+            "{refused:?}"
+        );
+        assert!(LIMITED.with_label_values(&[LIMIT_CREDENTIAL_CALLS]).get() > before);
+
+        let other = svc
+            .call(with_token("/suanli.v1.X/Fast", "other"))
+            .await
+            .unwrap();
+        assert_eq!(
+            status_of(&other),
+            tonic::Code::Ok,
+            "another credential is served"
+        );
+        let other = svc.call(with_token(STREAM, "other")).await.unwrap();
+        assert_eq!(status_of(&other), tonic::Code::Ok);
+        let anonymous = svc.call(request("/suanli.v1.X/Fast")).await.unwrap();
+        assert_eq!(status_of(&anonymous), tonic::Code::Ok);
+
+        drop(stuck);
+        let again = svc
+            .call(with_token("/suanli.v1.X/Fast", "flood"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&again), tonic::Code::Ok, "call slots came back");
+        streams.pop();
+        let again = svc.call(with_token(STREAM, "flood")).await.unwrap();
+        assert_eq!(
+            status_of(&again),
+            tonic::Code::Ok,
+            "a stream slot came back"
+        );
+    }
+
+    // Slots are per credential key, return on drop, and leave no entry behind once a
+    // credential has nothing open.
+    #[test]
+    fn credential_slots_return_and_forget() {
+        let none = CredentialSlots::new(0, 0);
+        assert!(none.take("a", true).is_err() && none.take("a", false).is_err());
+        assert!(
+            none.open.lock().unwrap().is_empty(),
+            "a refusal keeps nothing"
+        );
+        let slots = CredentialSlots::new(1, 1);
+        let a_stream = slots.take("a", true).expect("first stream");
+        assert!(slots.take("a", true).is_err(), "one stream each");
+        let a_call = slots.take("a", false).expect("calls are counted apart");
+        assert!(slots.take("a", false).is_err());
+        let b = slots.take("b", true).expect("per credential");
+        drop(a_stream);
+        assert!(slots.take("a", true).is_ok(), "returned on drop");
+        drop((a_call, b));
+        assert!(
+            slots.open.lock().unwrap().is_empty(),
+            "nothing open, nothing kept"
+        );
+    }
+
+    // The list of streaming methods is exactly the proto files' client- or server-streaming
+    // methods, so a new stream cannot slip past limits.credential_streams_max.
+    #[test]
+    fn streaming_methods_match_the_protos() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(suanli_proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut streaming = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    if method.client_streaming() || method.server_streaming() {
+                        streaming.push(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        streaming.sort();
+        let mut listed: Vec<String> = STREAMING_METHODS.iter().map(|m| (*m).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, streaming);
     }
 }

@@ -16,8 +16,13 @@ pub const LIMIT_BATCH_RECORDS: &str = "batch_records";
 pub const LIMIT_RATE: &str = "rate";
 pub const LIMIT_CONCURRENCY: &str = "concurrency";
 pub const LIMIT_DEADLINE: &str = "deadline";
+pub const LIMIT_CREDENTIAL_STREAMS: &str = "credential_streams";
+pub const LIMIT_CREDENTIAL_CALLS: &str = "credential_calls";
+pub const LIMIT_STREAM_IDLE: &str = "stream_idle";
 
-/// Calls refused by a limit: message_bytes, batch_records, rate, concurrency, deadline.
+/// Calls refused by a limit: message_bytes, batch_records, rate, concurrency, deadline,
+/// credential_streams, credential_calls, and streams ended by the server when idle
+/// (stream_idle).
 pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let limited = IntCounterVec::new(
         Opts::new(
@@ -33,6 +38,9 @@ pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         LIMIT_RATE,
         LIMIT_CONCURRENCY,
         LIMIT_DEADLINE,
+        LIMIT_CREDENTIAL_STREAMS,
+        LIMIT_CREDENTIAL_CALLS,
+        LIMIT_STREAM_IDLE,
     ] {
         // Present at zero from the start, so dashboards and alerts see the series.
         limited.with_label_values(&[limit]);

@@ -119,6 +119,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         writer,
         registry: RwLock::new(current),
         batch_records_max: config.limits.batch_records_max,
+        stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
     tokio::spawn(housekeeping(
@@ -244,10 +245,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         builder = builder.tls_config(tls_config(tls)?)?;
     }
     let router = builder
-        .layer(LimitLayer::new(
-            limits.concurrent_requests_max,
-            std::time::Duration::from_millis(limits.request_deadline_ms),
-        ))
+        .layer(
+            LimitLayer::new(
+                limits.concurrent_requests_max,
+                std::time::Duration::from_millis(limits.request_deadline_ms),
+            )
+            .per_credential(limits.credential_streams_max, limits.credential_calls_max),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -1,11 +1,14 @@
 //! The metering service: ingest (unary and streamed), void, usage statistics. Proto ↔ domain
 //! mapping of usage records lives here; record validation is the domain's `validate`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
+use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
 use suanli_app::metrics::METRICS;
 use suanli_domain::money::Fen;
@@ -307,6 +310,110 @@ fn count_outcomes(outcomes: &[i32]) {
     }
 }
 
+type BatchFuture = Pin<Box<dyn Future<Output = Result<pb::IngestResponse, Status>> + Send>>;
+
+/// The acknowledgements of one `IngestStream`. Each batch is authorised again with the same rule
+/// as a unary call (the cached principal is re-read after `limits.token_recheck_secs`), so a
+/// token revoked or expired after the stream opened stops ingesting within that time. Up to
+/// [`STREAM_BATCHES_IN_FLIGHT_MAX`] batches are validated or committed at once and acknowledged
+/// in order. The stream ends after its first error (UNAUTHENTICATED for a refused token), and
+/// with DEADLINE_EXCEEDED when its client sends nothing for `limits.stream_idle_secs` while no
+/// batch of it is in progress, which returns its concurrency and per-credential slots.
+struct Acks {
+    shared: Arc<Shared>,
+    /// The stream's request extensions: the credential each batch is authorised with.
+    extensions: tonic::Extensions,
+    /// The client's batches; `None` once its side has ended or the stream has failed.
+    batches: Option<Streaming<pb::IngestRequest>>,
+    in_flight: FuturesOrdered<BatchFuture>,
+    idle_for: Duration,
+    /// Fires `idle_for` after the last message or acknowledgement; polled only while nothing is
+    /// in flight, so a batch waiting on a busy writer never counts as idleness.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
+}
+
+impl Acks {
+    fn batch(&self, batch: pb::IngestRequest) -> BatchFuture {
+        let shared = self.shared.clone();
+        let extensions = self.extensions.clone();
+        Box::pin(async move {
+            let principal = shared.auth.principal(&extensions).await?;
+            may_ingest(&principal)?;
+            shared.ingest_batch(&principal, batch).await
+        })
+    }
+
+    fn not_idle(&mut self) {
+        let until = tokio::time::Instant::now() + self.idle_for;
+        self.idle.as_mut().reset(until);
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.batches = None;
+        self.in_flight = FuturesOrdered::new();
+    }
+}
+
+impl Stream for Acks {
+    type Item = Result<pb::IngestResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        while this.in_flight.len() < STREAM_BATCHES_IN_FLIGHT_MAX {
+            let Some(batches) = this.batches.as_mut() else {
+                break;
+            };
+            match batches.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(batch))) => {
+                    let future = this.batch(batch);
+                    this.in_flight.push_back(future);
+                    this.not_idle();
+                }
+                Poll::Ready(Some(Err(status))) => {
+                    // Acknowledged after the batches before it, then the stream ends.
+                    let status = crate::limits::map_too_large(status);
+                    this.in_flight
+                        .push_back(Box::pin(std::future::ready(Err(status))));
+                    this.batches = None;
+                }
+                Poll::Ready(None) => this.batches = None,
+                Poll::Pending => break,
+            }
+        }
+        match this.in_flight.poll_next_unpin(cx) {
+            Poll::Ready(Some(ack)) => {
+                if ack.is_err() {
+                    this.end();
+                } else {
+                    this.not_idle();
+                }
+                return Poll::Ready(Some(ack));
+            }
+            Poll::Ready(None) if this.batches.is_none() => {
+                this.end();
+                return Poll::Ready(None);
+            }
+            Poll::Ready(None) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        // Nothing in flight: waiting on the client.
+        if this.idle.as_mut().poll(cx).is_ready() {
+            this.end();
+            crate::limits::count(crate::metrics::LIMIT_STREAM_IDLE);
+            return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                "stream idle: no message for {} s (limits.stream_idle_secs); the server ended it",
+                this.idle_for.as_secs()
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
 #[derive(Clone)]
 pub struct MeteringService {
     pub shared: Arc<Shared>,
@@ -334,23 +441,19 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         &self,
         request: Request<Streaming<pb::IngestRequest>>,
     ) -> Result<Response<AckStream>, Status> {
-        let principal = Arc::new(self.shared.auth.principal(request.extensions()).await?);
+        let principal = self.shared.auth.principal(request.extensions()).await?;
         may_ingest(&principal)?;
-        let shared = self.shared.clone();
-        let acks = request
-            .into_inner()
-            .map(move |message| {
-                let shared = shared.clone();
-                let principal = principal.clone();
-                async move {
-                    match message {
-                        Ok(batch) => shared.ingest_batch(&principal, batch).await,
-                        Err(status) => Err(crate::limits::map_too_large(status)),
-                    }
-                }
-            })
-            .buffered(STREAM_BATCHES_IN_FLIGHT_MAX);
-        Ok(Response::new(Box::pin(acks)))
+        let extensions = request.extensions().clone();
+        let idle = self.shared.stream_idle;
+        Ok(Response::new(Box::pin(Acks {
+            shared: self.shared.clone(),
+            extensions,
+            batches: Some(request.into_inner()),
+            in_flight: FuturesOrdered::new(),
+            idle_for: idle,
+            idle: Box::pin(tokio::time::sleep(idle)),
+            ended: false,
+        })))
     }
 
     async fn void_usage(

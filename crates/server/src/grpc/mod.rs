@@ -74,6 +74,8 @@ pub struct Shared {
     pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
     /// `limits.batch_records_max`.
     pub batch_records_max: usize,
+    /// `limits.stream_idle_secs`: how long a stream may wait for its client's next message.
+    pub stream_idle: std::time::Duration,
 }
 
 impl Shared {
