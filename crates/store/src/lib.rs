@@ -42,6 +42,10 @@ pub enum StoreError {
     CopySend(std::io::Error),
     #[error("folding pending accrual deltas in the background: {0}")]
     BackgroundFold(String),
+    /// A sum of stored amounts or counts that does not fit the 64 bits it is stored in; names
+    /// what overflowed.
+    #[error("overflow: {0}")]
+    Overflow(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -42,6 +42,8 @@ fn reason_of(code: RejectCode) -> pb::RejectReason {
         RejectCode::NegativeQuantity => R::NegativeQuantity,
         RejectCode::AboveListPrice => R::AboveListPrice,
         RejectCode::OverCapacity => R::OverCapacity,
+        RejectCode::AmountOutOfRange => R::AmountOutOfRange,
+        RejectCode::QuantityOutOfRange => R::QuantityOutOfRange,
         // A conflict is an outcome of its own, never a rejection reason on the wire.
         RejectCode::Conflict => R::Unspecified,
     }
@@ -101,14 +103,7 @@ fn prepare(
             ),
         ));
     }
-    let class = validate(&current.registry, &record).map_err(|rej| {
-        let (reason, field, message) = rejection(rej);
-        (
-            reason,
-            field,
-            format!("record {:?}: {message}", record.record_id),
-        )
-    })?;
+    let class = validate(&current.registry, &record).map_err(rejection)?;
     let capacity = current.registry.sku(&record.sku).and_then(|s| s.capacity);
     Ok(Candidate {
         period: Period::of_instant(record.end),
