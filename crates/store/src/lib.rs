@@ -42,6 +42,9 @@ pub enum StoreError {
     CopySend(std::io::Error),
     #[error("folding pending accrual deltas in the background: {0}")]
     BackgroundFold(String),
+    /// The background fold thread has ended; pending deltas are no longer folded.
+    #[error("the accrual fold thread has stopped: {0}")]
+    FoldStopped(String),
     /// A sum of stored amounts or counts that does not fit the 64 bits it is stored in; names
     /// what overflowed.
     #[error("overflow: {0}")]

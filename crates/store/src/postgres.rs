@@ -135,8 +135,17 @@ impl BackgroundFold {
                             }
                         }
                     }
-                    if let Err(e) = fold_detached(&mut client, &mut names) {
-                        note_failure(&failed, e.to_string());
+                    let fold = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        fold_detached(&mut client, &mut names)
+                    }));
+                    match fold {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => note_failure(&failed, e.to_string()),
+                        Err(_) => {
+                            // Ends the thread; `Store::fold_accruals` reports it as stopped.
+                            note_failure(&failed, "the fold panicked".into());
+                            return;
+                        }
                     }
                 }
             })
@@ -821,9 +830,13 @@ impl Store for PgStore {
 
     fn fold_accruals(&mut self) -> Result<bool> {
         if let Some(background) = &self.background_fold {
-            return match background.take_failure() {
-                None => Ok(false),
-                Some(e) => Err(StoreError::BackgroundFold(e)),
+            let stopped = background.thread.as_ref().is_none_or(|t| t.is_finished());
+            return match (background.take_failure(), stopped) {
+                (e, true) => Err(StoreError::FoldStopped(
+                    e.unwrap_or_else(|| "without an error".into()),
+                )),
+                (None, false) => Ok(false),
+                (Some(e), false) => Err(StoreError::BackgroundFold(e)),
             };
         }
         if !self.fold.quiet() {
