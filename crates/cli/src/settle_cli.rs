@@ -52,7 +52,10 @@ fn print_run(run: &pb::Run) {
         if run.cancelled_by.is_empty() {
             println!("  cancelled at {}", run.cancelled_at);
         } else {
-            println!("  cancelled by {} at {}", run.cancelled_by, run.cancelled_at);
+            println!(
+                "  cancelled by {} at {}",
+                run.cancelled_by, run.cancelled_at
+            );
         }
     }
 }

@@ -1254,7 +1254,12 @@ fn accruals_of(url: &str) -> Result<Vec<suanli_store::AccrualRow>, String> {
 }
 
 /// Ingests `records` with `token` and returns the outcomes with their problems.
-fn ingest(addr: &str, token: &str, batch_id: &str, records: Vec<pb::UsageRecord>) -> Result<pb::IngestResponse, tonic::Status> {
+fn ingest(
+    addr: &str,
+    token: &str,
+    batch_id: &str,
+    records: Vec<pb::UsageRecord>,
+) -> Result<pb::IngestResponse, tonic::Status> {
     runtime().block_on(async {
         let mut client = MeteringServiceClient::new(channel(addr).await);
         let mut request = tonic::Request::new(pb::IngestRequest {
@@ -1264,7 +1269,10 @@ fn ingest(addr: &str, token: &str, batch_id: &str, records: Vec<pb::UsageRecord>
         request
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        client.ingest(request).await.map(tonic::Response::into_inner)
+        client
+            .ingest(request)
+            .await
+            .map(tonic::Response::into_inner)
     })
 }
 
@@ -1311,7 +1319,11 @@ fn hostile_amounts_and_bytes_on_both_backends() {
         .unwrap_or_else(|s| panic!("{}: {s:?}", url));
         let rejected = pb::Outcome::Rejected as i32;
         let accepted = pb::Outcome::Accepted as i32;
-        assert_eq!(r.outcomes, vec![rejected, accepted, rejected, accepted], "{url}: {r:?}");
+        assert_eq!(
+            r.outcomes,
+            vec![rejected, accepted, rejected, accepted],
+            "{url}: {r:?}"
+        );
         let reasons: Vec<(R, &str)> = r
             .problems
             .iter()
@@ -1319,23 +1331,45 @@ fn hostile_amounts_and_bytes_on_both_backends() {
             .collect();
         assert_eq!(
             reasons,
-            vec![(R::AmountOutOfRange, "amount"), (R::InvalidField, "record_id")],
+            vec![
+                (R::AmountOutOfRange, "amount"),
+                (R::InvalidField, "record_id")
+            ],
             "{url}: {:?}",
             r.problems
         );
-        assert!(r.problems[0].message.contains("\"max\""), "{:?}", r.problems[0]);
+        assert!(
+            r.problems[0].message.contains("\"max\""),
+            "{:?}",
+            r.problems[0]
+        );
         // The same as two batches: the second still answers (the writer and the fold live).
-        let r = ingest(server.addr(), &dc_b, "second", vec![unpriced("max-2", i64::MAX)]).unwrap();
+        let r = ingest(
+            server.addr(),
+            &dc_b,
+            "second",
+            vec![unpriced("max-2", i64::MAX)],
+        )
+        .unwrap();
         assert_eq!(r.outcomes, vec![rejected], "{url}");
         std::thread::sleep(Duration::from_millis(1_500));
         let r = ingest(server.addr(), &dc_b, "third", vec![unpriced("after", 7)]).unwrap();
         assert_eq!(r.outcomes, vec![accepted], "{url}");
-        let total: i64 = accruals_of(&url).expect("accruals").iter().map(|a| a.amount_fen).sum();
+        let total: i64 = accruals_of(&url)
+            .expect("accruals")
+            .iter()
+            .map(|a| a.amount_fen)
+            .sum();
         assert_eq!(total, suanli_domain::usage::AMOUNT_FEN_MAX + 1 + 7, "{url}");
 
         // A batch id beyond its limit fails the call as invalid, naming the field.
-        let status = ingest(server.addr(), &dc_b, &"b".repeat(129), vec![unpriced("long-batch", 1)])
-            .expect_err("an overlong batch id fails the call");
+        let status = ingest(
+            server.addr(),
+            &dc_b,
+            &"b".repeat(129),
+            vec![unpriced("long-batch", 1)],
+        )
+        .expect_err("an overlong batch id fails the call");
         assert_eq!(status.code(), Code::InvalidArgument, "{url}: {status:?}");
         assert!(status.message().contains("batch_id"), "{status:?}");
 
@@ -1375,8 +1409,13 @@ fn hostile_amounts_and_bytes_on_both_backends() {
         server.process = support::Server::start(&url);
         // It comes up and answers, and keeps answering after its fold ran.
         std::thread::sleep(Duration::from_millis(2_500));
-        let r = ingest(server.addr(), &dc_b, "after-restart", vec![unpriced("restarted", 3)])
-            .unwrap_or_else(|s| panic!("{url}: the restarted server answers: {s:?}"));
+        let r = ingest(
+            server.addr(),
+            &dc_b,
+            "after-restart",
+            vec![unpriced("restarted", 3)],
+        )
+        .unwrap_or_else(|s| panic!("{url}: the restarted server answers: {s:?}"));
         assert_eq!(r.outcomes, vec![accepted], "{url}");
         let err = accruals_of(&url).expect_err("a total beyond 64 bits is an error");
         assert!(

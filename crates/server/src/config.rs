@@ -391,11 +391,12 @@ impl Parser {
         for (key, path, want) in files {
             let bytes = std::fs::read(path)
                 .map_err(|e| self.fail(key, format!("cannot read {}: {e}", path.display())))?;
-            let blocks: Vec<x509_parser::pem::Pem> = x509_parser::pem::Pem::iter_from_buffer(&bytes)
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    self.fail(key, format!("{} is not a PEM file: {e}", path.display()))
-                })?;
+            let blocks: Vec<x509_parser::pem::Pem> =
+                x509_parser::pem::Pem::iter_from_buffer(&bytes)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        self.fail(key, format!("{} is not a PEM file: {e}", path.display()))
+                    })?;
             let found = blocks.iter().any(|b| match want {
                 "certificate" => {
                     b.label == "CERTIFICATE"
@@ -404,10 +405,7 @@ impl Parser {
                 _ => b.label.ends_with("PRIVATE KEY") && !b.contents.is_empty(),
             });
             if !found {
-                return Err(self.fail(
-                    key,
-                    format!("{} holds no PEM {want}", path.display()),
-                ));
+                return Err(self.fail(key, format!("{} holds no PEM {want}", path.display())));
             }
         }
         Ok(())

@@ -147,9 +147,12 @@ fn rewrite_malformed(response: http::Response<Body>) -> http::Response<Body> {
         return response;
     }
     match Status::from_header_map(headers) {
-        Some(status) if status.message().starts_with("failed to decode Protobuf message") => {
-            Status::invalid_argument(format!("malformed request: {}", status.message()))
-                .into_http()
+        Some(status)
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            Status::invalid_argument(format!("malformed request: {}", status.message())).into_http()
         }
         _ => response,
     }
@@ -260,12 +263,14 @@ where
                     ))
                     .into_http())
                 }
-                Ok(Ok(response)) => Ok(rewrite_malformed(rewrite_too_large(response)).map(|body| {
-                    Body::new(Permitted {
-                        inner: body,
-                        _permit: permit,
-                    })
-                })),
+                Ok(Ok(response)) => {
+                    Ok(rewrite_malformed(rewrite_too_large(response)).map(|body| {
+                        Body::new(Permitted {
+                            inner: body,
+                            _permit: permit,
+                        })
+                    }))
+                }
                 Ok(Err(e)) => Err(e),
             }
         })

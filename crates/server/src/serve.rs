@@ -535,15 +535,20 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_writer_turns_health_not_serving_and_ends_the_server_with_an_error() {
         let db = suanli_testkit::sqlite("writer-stop");
+        // The probes' listener: it keeps answering while the gRPC listener drains and closes.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let running: Running = start(ServeConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: db.url.clone(),
             http_addr: None,
+            health_addr: Some(addr),
             ..ServeConfig::default()
         })
         .await
         .expect("server starts");
-        let addr = running.addr;
         let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
         assert_eq!(health(addr).await.expect("health answers"), serving);
         let writer = running.shared.upgrade().expect("shared").writer.clone();
@@ -551,7 +556,7 @@ mod tests {
             .call(|_store| -> () { panic!("injected: the writer stops") })
             .await;
         drop(writer);
-        // NOT_SERVING (or no answer at all once the server is gone) within the grace period.
+        // NOT_SERVING within a few seconds.
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
@@ -563,8 +568,7 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let not_serving =
-            tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+        let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
         assert!(
             seen.last() == Some(&Ok(not_serving)),
             "health after the writer stopped: {seen:?}"

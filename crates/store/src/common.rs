@@ -659,9 +659,7 @@ pub(crate) fn with_pending(
         })
         .collect();
     for (ids, (amount, records)) in pending {
-        let e = totals
-            .entry(accrual_key_of(names, *ids)?)
-            .or_insert((0, 0));
+        let e = totals.entry(accrual_key_of(names, *ids)?).or_insert((0, 0));
         e.0 += amount;
         e.1 += records;
     }
@@ -834,7 +832,11 @@ pub(crate) fn recount(
 
 /// A total summed exactly in `i128`, as the `i64` fen it is stored and sent as; a total that
 /// does not fit is an error naming its accrual, never a wrapped or saturated amount.
-pub(crate) fn fitting(key: &AccrualKey, amount: i128, records: i128) -> Result<(i64, i64), StoreError> {
+pub(crate) fn fitting(
+    key: &AccrualKey,
+    amount: i128,
+    records: i128,
+) -> Result<(i64, i64), StoreError> {
     match (i64::try_from(amount), i64::try_from(records)) {
         (Ok(a), Ok(n)) => Ok((a, n)),
         _ => Err(StoreError::Overflow(format!(

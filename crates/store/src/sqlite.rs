@@ -479,7 +479,12 @@ fn accrual_overflow(e: rusqlite::Error, chunk: &[(AccrualKey, i64, i64)]) -> Sto
     }
     let keys: Vec<String> = chunk
         .iter()
-        .map(|(k, a, _)| format!("beneficiary {:?}, provider {:?}, period {} (+{a} fen)", k.0, k.1, k.5))
+        .map(|(k, a, _)| {
+            format!(
+                "beneficiary {:?}, provider {:?}, period {} (+{a} fen)",
+                k.0, k.1, k.5
+            )
+        })
         .collect();
     StoreError::Overflow(format!(
         "an accrual total passes a 64-bit amount when adding one of: {}",

@@ -1088,7 +1088,10 @@ fn accrual_sums_beyond_64_bits_are_errors_that_name_the_accrual() {
         let reg = registry();
         let mut store = open_loaded(url, &reg);
         let err = store
-            .ingest(&[unvalidated(&reg, "max", i64::MAX), unvalidated(&reg, "one", 1)])
+            .ingest(&[
+                unvalidated(&reg, "max", i64::MAX),
+                unvalidated(&reg, "one", 1),
+            ])
             .expect_err("one group's delta beyond 64 bits");
         assert!(
             matches!(err, StoreError::Overflow(_)) && err.to_string().contains("\"ent-a\""),
@@ -1105,10 +1108,16 @@ fn accrual_sums_beyond_64_bits_are_errors_that_name_the_accrual() {
             matches!(err, StoreError::Overflow(_)) && err.to_string().contains("2025-03"),
             "{err}"
         );
-        assert!(store.recount_accruals().is_err(), "the recount names it too");
+        assert!(
+            store.recount_accruals().is_err(),
+            "the recount names it too"
+        );
         // After a quiet second the writer folds: the fold fails, ingest goes on.
         std::thread::sleep(std::time::Duration::from_millis(1_100));
-        assert!(store.fold_accruals().is_err(), "the fold reports the overflow");
+        assert!(
+            store.fold_accruals().is_err(),
+            "the fold reports the overflow"
+        );
         let r = record(
             "dc-b",
             "ok",
@@ -1163,6 +1172,8 @@ fn an_audit_row_that_is_not_text_is_named_by_its_seq() {
         err = suanli_store::audit::entries(tx).err();
         Ok(())
     });
-    let err = err.expect("a row that is not text fails the read").to_string();
+    let err = err
+        .expect("a row that is not text fails the read")
+        .to_string();
     assert!(err.contains("seq = 2") && err.contains("actor"), "{err}");
 }
