@@ -101,7 +101,7 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
         let parsed = if raw.len() < header.len() {
             Err(invalid(
                 format!(
-                    "record {record_id:?}: row has {} fields but the header has {}",
+                    "row has {} fields but the header has {}",
                     raw.len(),
                     header.len()
                 ),
@@ -109,10 +109,7 @@ pub fn read_usage(path: &Path) -> anyhow::Result<Vec<Row>> {
             ))
         } else if let Some(i) = (0..8).find(|&i| std::str::from_utf8(&raw[cols[i]]).is_err()) {
             Err(invalid(
-                format!(
-                    "record {record_id:?}: {} is not valid UTF-8",
-                    USAGE_COLUMNS[i]
-                ),
+                format!("{} is not valid UTF-8", USAGE_COLUMNS[i]),
                 USAGE_COLUMNS[i],
             ))
         } else {
