@@ -53,6 +53,28 @@ pub struct Ingested {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Completes when the writer thread has ended, for whatever reason (a panic, a failed flush,
+/// or every handle dropped). Holds no handle, so waiting on it never keeps the writer alive.
+#[derive(Clone)]
+pub struct WriterStopped(tokio::sync::watch::Receiver<bool>);
+
+impl WriterStopped {
+    pub async fn wait(mut self) {
+        // An error means the sender is gone, which also means the thread has ended.
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Marks the writer stopped when the thread ends, including by unwinding from a panic.
+struct StopGuard(tokio::sync::watch::Sender<bool>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +90,12 @@ impl Writer {
     pub fn spawn(database_url: &str) -> anyhow::Result<(Writer, JoinHandle<()>)> {
         let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE_JOBS_MAX);
         let (opened_tx, opened_rx) = std_mpsc::channel();
+        let (stop_tx, stopped) = tokio::sync::watch::channel(false);
         let url = database_url.to_owned();
         let thread = std::thread::Builder::new()
             .name("suanli-writer".into())
             .spawn(move || {
+                let _guard = StopGuard(stop_tx);
                 let mut store = match suanli_store::open(&url) {
                     Ok(store) => store,
                     Err(e) => {
@@ -97,7 +121,7 @@ impl Writer {
                 }
             })?;
         match opened_rx.recv() {
-            Ok(Ok(())) => Ok((Writer { jobs }, thread)),
+            Ok(Ok(())) => Ok((Writer { jobs, stopped }, thread)),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 anyhow::bail!("cannot open database {database_url}: {e}")
@@ -132,6 +156,11 @@ impl Writer {
         rx.await
             .map_err(|_| WriterError::Gone)?
             .map_err(WriterError::Store)
+    }
+
+    /// A signal that completes when the writer thread ends.
+    pub fn stop_signal(&self) -> WriterStopped {
+        WriterStopped(self.stopped.clone())
     }
 
     /// Runs `f` on the writer thread, between transactions.
@@ -298,18 +327,17 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>, syncer: Option<&Sync
             },
         };
         METRICS.writer_queue_jobs.dec();
-        let failure = syncer.and_then(Syncer::failure);
+        if let Some(failure) = syncer.and_then(Syncer::failure) {
+            // Nothing can be acknowledged again (see `Syncer::failed`): the writer stops, its
+            // callers see it gone, and the server reports itself unhealthy and exits so that
+            // a restart recovers from the log.
+            tracing::error!(error = %failure, "the store writer stops");
+            return;
+        }
         match job {
             Job::Call(f) => {
-                if failure.is_some() {
-                    // Dropped unrun: its caller sees the writer gone.
-                    continue;
-                }
                 let reply = f(store);
                 deliver(syncer, reply);
-            }
-            Job::Ingest { reply, .. } if failure.is_some() => {
-                let _ = reply.send(Err(failure.unwrap_or_default()));
             }
             Job::Ingest {
                 candidates,

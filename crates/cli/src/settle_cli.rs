@@ -45,7 +45,14 @@ fn print_run(run: &pb::Run) {
         println!("  posted at {} (journal {})", run.posted_at, run.journal_id);
     }
     if !run.cancelled_at.is_empty() {
-        println!("  cancelled at {}", run.cancelled_at);
+        if run.cancelled_by.is_empty() {
+            println!("  cancelled at {}", run.cancelled_at);
+        } else {
+            println!(
+                "  cancelled by {} at {}",
+                run.cancelled_by, run.cancelled_at
+            );
+        }
     }
 }
 

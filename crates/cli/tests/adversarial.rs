@@ -289,7 +289,31 @@ fn grpc_ingest_catalogue() {
             "huge amount",
             "dc-a",
             with(&|r| r.amount_fen = i64::MAX),
-            Expect::Rejected(R::AboveListPrice, "amount"),
+            Expect::Rejected(R::AmountOutOfRange, "amount"),
+        ),
+        (
+            "amount one fen above the bound",
+            "dc-a",
+            with(&|r| r.amount_fen = suanli_domain::usage::AMOUNT_FEN_MAX + 1),
+            Expect::Rejected(R::AmountOutOfRange, "amount"),
+        ),
+        (
+            "quantity above the bound",
+            "dc-a",
+            with(&|r| r.quantity = "1000000000000.01".into()),
+            Expect::Rejected(R::QuantityOutOfRange, "quantity"),
+        ),
+        (
+            "record id with a NUL byte",
+            "dc-a",
+            with(&|r| r.record_id = "nul\0id".into()),
+            Expect::Rejected(R::InvalidField, "record_id"),
+        ),
+        (
+            "beneficiary with a line feed",
+            "dc-a",
+            with(&|r| r.beneficiary = "ent-a\nent-b".into()),
+            Expect::Rejected(R::InvalidField, "beneficiary"),
         ),
         (
             "huge quantity",
@@ -511,6 +535,11 @@ fn grpc_ingest_catalogue() {
                         p.message
                     );
                     assert!(p.message.len() < 2_000, "{name}: the message is bounded");
+                    assert!(
+                        p.message.contains("record ") && p.message.contains(p.field.as_str()),
+                        "{name}: the message names the record and the field: {}",
+                        p.message
+                    );
                 }
                 (Expect::Outcome(outcome), Ok(r)) => {
                     assert_eq!(r.into_inner().outcomes, vec![*outcome as i32], "{name}");
@@ -546,10 +575,8 @@ fn grpc_ingest_catalogue() {
             )
             .await
             .expect_err("invalid UTF-8 fails the call");
-        assert!(
-            matches!(status.code(), Code::Internal | Code::InvalidArgument),
-            "{status:?}"
-        );
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("UTF-8"), "{status:?}");
         assert_eq!(snapshot(&url), before, "invalid UTF-8: state unchanged");
     });
 }
@@ -1228,5 +1255,183 @@ fn cli_arguments_catalogue() {
             "{name}: the error names {needle:?}: {err}"
         );
         assert_eq!(snapshot(&url), before, "{name}: state unchanged");
+    }
+}
+
+/// The store's view of an accrual read: the rows, or the error that names what overflowed.
+fn accruals_of(url: &str) -> Result<Vec<suanli_store::AccrualRow>, String> {
+    let mut store = suanli_store::open(url).expect("store opens");
+    store.accruals().map_err(|e| e.to_string())
+}
+
+/// Ingests `records` with `token` and returns the outcomes with their problems.
+fn ingest(
+    addr: &str,
+    token: &str,
+    batch_id: &str,
+    records: Vec<pb::UsageRecord>,
+) -> Result<pb::IngestResponse, tonic::Status> {
+    runtime().block_on(async {
+        let mut client = MeteringServiceClient::new(channel(addr).await);
+        let mut request = tonic::Request::new(pb::IngestRequest {
+            batch_id: batch_id.into(),
+            records,
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        client
+            .ingest(request)
+            .await
+            .map(tonic::Response::into_inner)
+    })
+}
+
+/// A record of dc-b's SKU without a list price, so only the amount's bound limits it.
+fn unpriced(id: &str, amount_fen: i64) -> pb::UsageRecord {
+    pb::UsageRecord {
+        provider: "dc-b".into(),
+        sku: "b-tok".into(),
+        amount_fen,
+        ..good(id)
+    }
+}
+
+// Proves, on both backends, that amounts that would overflow a monthly total are rejected
+// alone with their own reason while the valid records beside them are stored; that ids with
+// a NUL byte are rejected alone (PostgreSQL text cannot hold NUL) instead of failing their
+// batch; that an overlong batch id fails the call as invalid; and that a server restarted on
+// rows an older version accepted with huge amounts comes up and answers, naming the overflow
+// to readers instead of panicking.
+#[test]
+fn hostile_amounts_and_bytes_on_both_backends() {
+    for db in [sqlite_db(), support::cli::pg_db()].into_iter().flatten() {
+        let mut server = Server::start(db);
+        let admin = server.token(&["--role", "admin"]);
+        let dc_b = server.token(&["--role", "provider", "--provider", "dc-b"]);
+        let file = server.file("registry.toml", REGISTRY);
+        server.ok(&admin, &["registry", "import", "--file", &file]);
+        let url = server.db.url.clone();
+        use pb::RejectReason as R;
+
+        // One batch: i64::MAX and 1 fen for one beneficiary and month, a NUL in an id, and
+        // two good records.
+        let r = ingest(
+            server.addr(),
+            &dc_b,
+            "overflow-in-one-batch",
+            vec![
+                unpriced("max", i64::MAX),
+                unpriced("one", 1),
+                unpriced("nul\0", 5),
+                unpriced("bound", suanli_domain::usage::AMOUNT_FEN_MAX),
+            ],
+        )
+        .unwrap_or_else(|s| panic!("{}: {s:?}", url));
+        let rejected = pb::Outcome::Rejected as i32;
+        let accepted = pb::Outcome::Accepted as i32;
+        assert_eq!(
+            r.outcomes,
+            vec![rejected, accepted, rejected, accepted],
+            "{url}: {r:?}"
+        );
+        let reasons: Vec<(R, &str)> = r
+            .problems
+            .iter()
+            .map(|p| (R::try_from(p.reason).unwrap(), p.field.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (R::AmountOutOfRange, "amount"),
+                (R::InvalidField, "record_id")
+            ],
+            "{url}: {:?}",
+            r.problems
+        );
+        assert!(
+            r.problems[0].message.contains("\"max\""),
+            "{:?}",
+            r.problems[0]
+        );
+        // The same as two batches: the second still answers (the writer and the fold live).
+        let r = ingest(
+            server.addr(),
+            &dc_b,
+            "second",
+            vec![unpriced("max-2", i64::MAX)],
+        )
+        .unwrap();
+        assert_eq!(r.outcomes, vec![rejected], "{url}");
+        std::thread::sleep(Duration::from_millis(1_500));
+        let r = ingest(server.addr(), &dc_b, "third", vec![unpriced("after", 7)]).unwrap();
+        assert_eq!(r.outcomes, vec![accepted], "{url}");
+        let total: i64 = accruals_of(&url)
+            .expect("accruals")
+            .iter()
+            .map(|a| a.amount_fen)
+            .sum();
+        assert_eq!(total, suanli_domain::usage::AMOUNT_FEN_MAX + 1 + 7, "{url}");
+
+        // A batch id beyond its limit fails the call as invalid, naming the field.
+        let status = ingest(
+            server.addr(),
+            &dc_b,
+            &"b".repeat(129),
+            vec![unpriced("long-batch", 1)],
+        )
+        .expect_err("an overlong batch id fails the call");
+        assert_eq!(status.code(), Code::InvalidArgument, "{url}: {status:?}");
+        assert!(status.message().contains("batch_id"), "{status:?}");
+
+        // Rows an older version could have accepted: two records of i64::MAX and 1 fen of one
+        // accrual, and their pending deltas, written by SQL behind the server's back.
+        drop(server.process);
+        let mut store = suanli_store::open(&url).expect("store opens");
+        let postgres = url.starts_with("postgres");
+        store
+            .transaction(&mut |tx| {
+                let seed = &tx.query(
+                    "SELECT provider_id, beneficiary_id, class_code, period FROM usage_records WHERE record_id = 'after'",
+                    &[],
+                )?[0];
+                let ids: Vec<i64> = seed.iter().map(|v| v.int()).collect::<Result<_, _>>()?;
+                for (id, amount) in [("old-max", i64::MAX), ("old-one", 1)] {
+                    tx.query(
+                        &format!(
+                            "INSERT INTO usage_records (provider_id, record_id, beneficiary_id, sku_id, start_ns, end_ns, quantity, amount_fen, period, class_code, registry_version) \
+                             SELECT provider_id, '{id}', beneficiary_id, sku_id, start_ns, end_ns, quantity, {amount}, period, class_code, registry_version FROM usage_records WHERE record_id = 'after'"
+                        ),
+                        &[],
+                    )?;
+                    let mut hex = String::new();
+                    for v in [ids[1], ids[0], ids[2], ids[3], amount, 1] {
+                        for b in v.to_le_bytes() {
+                            hex.push_str(&format!("{b:02x}"));
+                        }
+                    }
+                    let value = if postgres { format!("decode('{hex}', 'hex')") } else { format!("X'{hex}'") };
+                    tx.query(&format!("INSERT INTO accrual_pending (deltas) VALUES ({value})"), &[])?;
+                }
+                Ok(())
+            })
+            .expect("older rows written");
+        drop(store);
+        server.process = support::Server::start(&url);
+        // It comes up and answers, and keeps answering after its fold ran.
+        std::thread::sleep(Duration::from_millis(2_500));
+        let r = ingest(
+            server.addr(),
+            &dc_b,
+            "after-restart",
+            vec![unpriced("restarted", 3)],
+        )
+        .unwrap_or_else(|s| panic!("{url}: the restarted server answers: {s:?}"));
+        assert_eq!(r.outcomes, vec![accepted], "{url}");
+        let err = accruals_of(&url).expect_err("a total beyond 64 bits is an error");
+        assert!(
+            err.contains("overflow") && err.contains("\"ent-a\""),
+            "{url}: the error names the accrual: {err}"
+        );
     }
 }

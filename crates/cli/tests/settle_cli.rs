@@ -513,6 +513,12 @@ fn balance_follows_a_cancelled_run() {
     pending("50.00");
     s.ok(&f1, &["settle", "cancel", &id]);
     pending("40.00");
+    // The canceller is recorded as such, never as an approver without an approval time.
+    let shown = s.ok(&f1, &["settle", "show", &id]);
+    assert!(
+        shown.contains("cancelled by finance") && !shown.contains("approved by"),
+        "{shown}"
+    );
 }
 
 fn claw_back_after_the_payee_was_paid_in_full(db: Db) {

@@ -117,6 +117,8 @@ pub enum RejectCode {
     AboveListPrice,
     OverCapacity,
     Conflict,
+    AmountOutOfRange,
+    QuantityOutOfRange,
 }
 
 impl RejectCode {
@@ -135,6 +137,8 @@ impl RejectCode {
             RejectCode::AboveListPrice => "above_list_price",
             RejectCode::OverCapacity => "over_capacity",
             RejectCode::Conflict => "conflict",
+            RejectCode::AmountOutOfRange => "amount_out_of_range",
+            RejectCode::QuantityOutOfRange => "quantity_out_of_range",
         }
     }
 }
@@ -169,6 +173,37 @@ pub struct UsageFields<'a> {
 /// Upper bound on id lengths: ids are keys, not documents.
 pub const ID_BYTES_MAX: usize = 128;
 
+/// Upper bound on one record's amount: 10^13 fen, 100 billion CNY. No single bill for compute
+/// comes near it (a year of ten thousand accelerators at 100 CNY an hour is under 10^12 fen),
+/// and it keeps every sum of amounts far from `i64::MAX` (about 9.2 × 10^18 fen): a beneficiary
+/// would need over 900,000 records at this bound in one month before a monthly total overflows.
+pub const AMOUNT_FEN_MAX: i64 = 10_000_000_000_000;
+
+/// Upper bound on one record's quantity, in the SKU's unit: 10^12 (a million accelerators for a
+/// million hours, or a trillion of the smallest token units). Capacity and accrual sums add
+/// quantities as 96-bit decimals, so the bound keeps them exact for any realistic number of
+/// records.
+pub fn quantity_max() -> Decimal {
+    Decimal::from(1_000_000_000_000_i64)
+}
+
+/// The record id as it may appear in a message: at most [`ID_BYTES_MAX`] characters, so a
+/// hostile id cannot make a rejection message long. `{:?}` escapes control characters.
+fn shown_id(record_id: &str) -> String {
+    let id = record_id.trim();
+    match id.char_indices().nth(ID_BYTES_MAX) {
+        Some((end, _)) => format!("{:?}…", &id[..end]),
+        None => format!("{id:?}"),
+    }
+}
+
+/// Prefixes a rejection's message with the record it is about, so every message names both
+/// the record and the field.
+fn of_record(record_id: &str, mut rejection: Rejection) -> Rejection {
+    rejection.message = format!("record {}: {}", shown_id(record_id), rejection.message);
+    rejection
+}
+
 fn id_field(field: &'static str, value: &str) -> Result<String, Rejection> {
     let v = value.trim();
     if v.is_empty() {
@@ -183,6 +218,18 @@ fn id_field(field: &'static str, value: &str) -> Result<String, Rejection> {
             RejectCode::InvalidField,
             field,
             format!("{field} is longer than {ID_BYTES_MAX} bytes"),
+        ));
+    }
+    // NUL cannot be stored in PostgreSQL text, and no control character belongs in a key that
+    // people read in statements and logs; both backends refuse it the same way here.
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return Err(reject(
+            RejectCode::InvalidField,
+            field,
+            format!(
+                "{field} contains the control character U+{:04X}",
+                u32::from(c)
+            ),
         ));
     }
     Ok(v.to_owned())
@@ -206,8 +253,13 @@ fn time_field(field: &'static str, value: &str) -> Result<DateTime<FixedOffset>,
     })
 }
 
-/// Parses the text fields of one record: syntax only, no registry.
+/// Parses the text fields of one record: syntax only, no registry. Every rejection's message
+/// names the record.
 pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
+    parse_fields_of(fields).map_err(|r| of_record(fields.record_id, r))
+}
+
+fn parse_fields_of(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
     let provider = id_field("provider", fields.provider)?;
     let record_id = id_field("record_id", fields.record_id)?;
     let beneficiary = id_field("beneficiary", fields.beneficiary)?;
@@ -268,11 +320,39 @@ pub fn parse_fields(fields: UsageFields<'_>) -> Result<UsageRecord, Rejection> {
 
 /// Builds a record from typed fields (as they arrive over gRPC): the same id, quantity and
 /// missing-time checks as [`parse_fields`], without going through text for times and money.
+/// Every rejection's message names the record.
 #[allow(
     clippy::too_many_arguments,
     reason = "one argument per field of the record"
 )]
 pub fn from_typed(
+    provider: &str,
+    record_id: &str,
+    beneficiary: &str,
+    sku: &str,
+    start: Option<DateTime<FixedOffset>>,
+    end: Option<DateTime<FixedOffset>>,
+    quantity: &str,
+    amount: Fen,
+) -> Result<UsageRecord, Rejection> {
+    from_typed_of(
+        provider,
+        record_id,
+        beneficiary,
+        sku,
+        start,
+        end,
+        quantity,
+        amount,
+    )
+    .map_err(|r| of_record(record_id, r))
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per field of the record"
+)]
+fn from_typed_of(
     provider: &str,
     record_id: &str,
     beneficiary: &str,
@@ -330,9 +410,14 @@ pub fn from_typed(
 /// Nanoseconds in an hour, for the capacity check without division.
 const HOUR_NANOS: i64 = 3_600_000_000_000;
 
-/// Validates a parsed record against the registry (R2, R3) and returns its classification,
-/// which comes from the SKU and never from the record.
+/// Validates a parsed record against the registry (R2, R3) and the bounds of amounts and
+/// quantities, and returns its classification, which comes from the SKU and never from the
+/// record. Every rejection's message names the record.
 pub fn validate(registry: &Registry, record: &UsageRecord) -> Result<Class, Rejection> {
+    validate_of(registry, record).map_err(|r| of_record(&record.record_id, r))
+}
+
+fn validate_of(registry: &Registry, record: &UsageRecord) -> Result<Class, Rejection> {
     if registry.provider(&record.provider).is_none() {
         return Err(reject(
             RejectCode::UnknownProvider,
@@ -390,6 +475,28 @@ pub fn validate(registry: &Registry, record: &UsageRecord) -> Result<Class, Reje
             RejectCode::NegativeAmount,
             "amount",
             format!("amount {} is negative", record.amount),
+        ));
+    }
+    if record.amount.0 > AMOUNT_FEN_MAX {
+        return Err(reject(
+            RejectCode::AmountOutOfRange,
+            "amount",
+            format!(
+                "amount {} is above the largest amount of one record, {}",
+                record.amount,
+                Fen(AMOUNT_FEN_MAX)
+            ),
+        ));
+    }
+    if record.quantity > quantity_max() {
+        return Err(reject(
+            RejectCode::QuantityOutOfRange,
+            "quantity",
+            format!(
+                "quantity {} is above the largest quantity of one record, {}",
+                record.quantity,
+                quantity_max()
+            ),
         ));
     }
     if let Some(price) = sku.list_price {

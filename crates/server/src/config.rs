@@ -411,6 +411,39 @@ impl Parser {
         }
     }
 
+    /// The TLS files hold what their keys say, checked at start: otherwise a garbage file is
+    /// found only at the first handshake ("peer sent no certificates"), after migrations ran.
+    fn check_tls_files(&self, tls: &TlsConfig) -> Result<(), ConfigError> {
+        let mut files = vec![
+            ("tls.cert_path", &tls.cert_path, "certificate"),
+            ("tls.key_path", &tls.key_path, "private key"),
+        ];
+        if let Some(ca) = &tls.client_ca_path {
+            files.push(("tls.client_ca_path", ca, "certificate"));
+        }
+        for (key, path, want) in files {
+            let bytes = std::fs::read(path)
+                .map_err(|e| self.fail(key, format!("cannot read {}: {e}", path.display())))?;
+            let blocks: Vec<x509_parser::pem::Pem> =
+                x509_parser::pem::Pem::iter_from_buffer(&bytes)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        self.fail(key, format!("{} is not a PEM file: {e}", path.display()))
+                    })?;
+            let found = blocks.iter().any(|b| match want {
+                "certificate" => {
+                    b.label == "CERTIFICATE"
+                        && x509_parser::parse_x509_certificate(&b.contents).is_ok()
+                }
+                _ => b.label.ends_with("PRIVATE KEY") && !b.contents.is_empty(),
+            });
+            if !found {
+                return Err(self.fail(key, format!("{} holds no PEM {want}", path.display())));
+            }
+        }
+        Ok(())
+    }
+
     fn addr(&self, name: &str) -> Result<Option<SocketAddr>, ConfigError> {
         let (v, _) = self.get(name);
         if v.is_empty() {
@@ -528,6 +561,9 @@ impl Parser {
                 "tls.client_cert_required",
                 "needs tls.client_ca_path to verify client certificates against".into(),
             ));
+        }
+        if let Some(tls) = &tls {
+            self.check_tls_files(tls)?;
         }
         let limits = Limits {
             message_bytes_max: self.number("limits.message_bytes_max", MESSAGE_BYTES_BOUNDS)?
@@ -805,6 +841,14 @@ mod tests {
             &[("--tls-cert", pem), ("--tls-key", pem)],
             "tls.client_cert_required",
             "needs tls.client_ca_path",
+        );
+        // Files that exist but hold no certificate or key are named at start, by their key.
+        check_invalid(
+            None,
+            &[],
+            &[("--tls-cert", pem), ("--tls-key", pem)],
+            "tls.cert_path",
+            "holds no PEM certificate",
         );
         check_invalid(
             Some("[tls]\nclient_cert_required = \"maybe\"\n"),

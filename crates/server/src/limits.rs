@@ -262,6 +262,26 @@ fn rewrite_too_large(response: http::Response<Body>) -> http::Response<Body> {
     }
 }
 
+/// A unary request that prost could not decode (invalid UTF-8 in a string field, a truncated
+/// field) is the client's fault, but tonic answers it INTERNAL before any handler runs: mapped
+/// to INVALID_ARGUMENT here, keeping prost's message, which names the message and the field.
+fn rewrite_malformed(response: http::Response<Body>) -> http::Response<Body> {
+    let headers = response.headers();
+    if headers.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("13") {
+        return response;
+    }
+    match Status::from_header_map(headers) {
+        Some(status)
+            if status
+                .message()
+                .starts_with("failed to decode Protobuf message") =>
+        {
+            Status::invalid_argument(format!("malformed request: {}", status.message())).into_http()
+        }
+        _ => response,
+    }
+}
+
 /// The layer added to the server builder.
 #[derive(Clone)]
 pub struct LimitLayer {
@@ -395,13 +415,15 @@ where
                     ))
                     .into_http())
                 }
-                Ok(Ok(response)) => Ok(rewrite_too_large(response).map(|body| {
-                    Body::new(Permitted {
-                        inner: body,
-                        _permit: permit,
-                        _slot: slot,
-                    })
-                })),
+                Ok(Ok(response)) => {
+                    Ok(rewrite_malformed(rewrite_too_large(response)).map(|body| {
+                        Body::new(Permitted {
+                            inner: body,
+                            _permit: permit,
+                            _slot: slot,
+                        })
+                    }))
+                }
                 Ok(Err(e)) => Err(e),
             }
         })

@@ -76,6 +76,10 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The services' state, held weakly (a strong handle would keep the writer alive), so a
+    /// test can stop the writer from inside.
+    #[cfg(test)]
+    shared: std::sync::Weak<crate::grpc::Shared>,
 }
 
 impl Running {
@@ -99,6 +103,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let url = config.database_url.clone();
     let (writer, writer_thread) =
         tokio::task::spawn_blocking(move || Writer::spawn(&url)).await??;
+    let writer_stopped = writer.stop_signal();
+    // Set by housekeeping when the store can no longer keep its totals (the fold has stopped).
+    let (fold_stopped_tx, fold_stopped) = oneshot::channel::<String>();
     let current = writer.call(suanli_app::registry::current_row).await??;
     let current = match current {
         Some(row) => Some(Arc::new(CurrentRegistry::from_row(row)?)),
@@ -122,10 +129,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
+    #[cfg(test)]
+    let test_shared = Arc::downgrade(&shared);
     tokio::spawn(housekeeping(
         Arc::downgrade(&shared),
         REPLICA_SYNC_INTERVAL,
         !config.database_url.starts_with("sqlite://"),
+        fold_stopped_tx,
     ));
     let limits = &config.limits;
     let interceptor = Interceptor::new(Arc::new(RateLimiter::new(
@@ -265,19 +275,41 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         tracing::info!(%addr, tls, "suanli serving gRPC");
-        let served = router
-            .serve_with_incoming_shutdown(no_delay(listener), async move {
-                let _ = shutdown_rx.await;
-                // Readiness probes see NOT_SERVING while in-flight batches finish.
-                for name in HEALTH_SERVICES {
-                    health_reporter
-                        .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                        .await;
+        let (fatal_tx, mut fatal) = oneshot::channel::<String>();
+        let serving = router.serve_with_incoming_shutdown(no_delay(listener), async move {
+            let stopped = tokio::select! {
+                _ = shutdown_rx => None,
+                () = writer_stopped.wait() => Some("the store writer has stopped".to_owned()),
+                Ok(e) = fold_stopped => Some(e),
+            };
+            // Readiness probes see NOT_SERVING while in-flight batches finish.
+            for name in HEALTH_SERVICES {
+                health_reporter
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            match stopped {
+                Some(reason) => {
+                    tracing::error!(reason = %reason, "shutting down: the store cannot go on");
+                    let _ = fatal_tx.send(reason);
                 }
-                tracing::info!("shutting down: finishing in-flight batches");
-                let _ = console_stop.send(());
-            })
-            .await;
+                None => tracing::info!("shutting down: finishing in-flight batches"),
+            }
+            let _ = console_stop.send(());
+        });
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => served,
+            Ok(reason) = &mut fatal => {
+                // Open streams would hold a graceful shutdown forever, and nothing they send
+                // can be stored: give in-flight calls a moment, then exit for a restart.
+                let _ = tokio::time::timeout(FATAL_GRACE, &mut serving).await;
+                anyhow::bail!("{reason}; exiting so that the server is restarted");
+            }
+        };
+        if let Ok(reason) = fatal.try_recv() {
+            anyhow::bail!("{reason}; exiting so that the server is restarted");
+        }
         // The console holds writer handles too: wait for it before closing the store.
         if let Some((_, console)) = console {
             match console.await {
@@ -300,6 +332,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         http_addr,
         shutdown,
         task,
+        #[cfg(test)]
+        shared: test_shared,
     })
 }
 
@@ -348,6 +382,7 @@ async fn housekeeping(
     shared: std::sync::Weak<crate::grpc::Shared>,
     every: std::time::Duration,
     follow_others: bool,
+    fold_stopped: oneshot::Sender<String>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -356,23 +391,38 @@ async fn housekeeping(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if fold_quiet_accruals(&shared).await.is_err()
-            || follow_others && follow_other_servers(&shared).await.is_err()
-        {
+        match fold_quiet_accruals(&shared).await {
+            Ok(()) => {}
+            Err(Housekeeping::WriterGone) => return,
+            Err(Housekeeping::FoldStopped(e)) => {
+                let _ = fold_stopped.send(e);
+                return;
+            }
+        }
+        if follow_others && follow_other_servers(&shared).await.is_err() {
             return;
         }
     }
 }
 
-/// Folds the pending accrual deltas if ingest has not for a second. `Err`: the writer is gone.
-async fn fold_quiet_accruals(shared: &crate::grpc::Shared) -> Result<(), WriterGone> {
+/// Why housekeeping ends.
+enum Housekeeping {
+    WriterGone,
+    FoldStopped(String),
+}
+
+/// Folds the pending accrual deltas if ingest has not for a second.
+async fn fold_quiet_accruals(shared: &crate::grpc::Shared) -> Result<(), Housekeeping> {
     match shared.writer.call(suanli_app::usage::fold_accruals).await {
         Ok(Ok(true)) => tracing::debug!("pending accrual deltas folded"),
         Ok(Ok(false)) => {}
+        Ok(Err(e @ suanli_store::StoreError::FoldStopped(_))) => {
+            return Err(Housekeeping::FoldStopped(e.to_string()));
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "folding pending accrual deltas failed; readers still add them")
         }
-        Err(_) => return Err(WriterGone),
+        Err(_) => return Err(Housekeeping::WriterGone),
     }
     Ok(())
 }
@@ -408,11 +458,26 @@ async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), W
     Ok(())
 }
 
-/// Serves until `signal` completes, then shuts down gracefully.
+/// How long a server whose store stopped waits for in-flight calls before it exits.
+const FATAL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves until `signal` completes, then shuts down gracefully; or until the server fails on
+/// its own (its store writer or fold stopped), which is an error, so the process exits
+/// non-zero and an orchestrator restarts it.
 pub async fn run(config: ServeConfig, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let running = start(config).await?;
-    signal.await;
-    running.stop().await
+    let Running {
+        shutdown, mut task, ..
+    } = start(config).await?;
+    tokio::select! {
+        () = signal => {
+            let _ = shutdown.send(());
+            task.await?
+        }
+        result = &mut task => {
+            drop(shutdown);
+            result?
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -449,6 +514,78 @@ fn no_delay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
 #[cfg(test)]
 mod tests {
     use tokio_stream::StreamExt;
+
+    use super::{Running, ServeConfig, start};
+
+    /// Health as the server's gRPC health service answers it for the server as a whole.
+    async fn health(addr: std::net::SocketAddr) -> Result<i32, tonic::Status> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    }
+
+    // Proves a server whose store writer stops (here: a call that panics on the writer thread)
+    // reports NOT_SERVING and then ends with an error, so `suanli serve` exits non-zero and an
+    // orchestrator restarts it, instead of answering UNAVAILABLE forever while healthy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_writer_turns_health_not_serving_and_ends_the_server_with_an_error() {
+        let db = suanli_testkit::sqlite("writer-stop");
+        // The probes' listener: it keeps answering while the gRPC listener drains and closes.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let running: Running = start(ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            http_addr: None,
+            health_addr: Some(addr),
+            ..ServeConfig::default()
+        })
+        .await
+        .expect("server starts");
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(health(addr).await.expect("health answers"), serving);
+        let writer = running.shared.upgrade().expect("shared").writer.clone();
+        let _ = writer
+            .call(|_store| -> () { panic!("injected: the writer stops") })
+            .await;
+        drop(writer);
+        // NOT_SERVING within a few seconds.
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = health(addr).await;
+            let done = status.as_ref().map_or(true, |s| *s != serving);
+            seen.push(status.map_err(|e| e.code()));
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+        assert!(
+            seen.last() == Some(&Ok(not_serving)),
+            "health after the writer stopped: {seen:?}"
+        );
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(15), running.wait())
+            .await
+            .expect("the server ends on its own");
+        let err = ended.expect_err("a server whose writer stopped ends with an error");
+        assert!(
+            format!("{err:#}").contains("writer"),
+            "the error names the writer: {err:#}"
+        );
+    }
 
     #[tokio::test]
     async fn accepted_grpc_connections_have_nagle_off() {

@@ -424,7 +424,10 @@ impl Engine {
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
         for (hour, share) in hour_shares_between(start_ns, end_ns, quantity).unwrap_or_default() {
-            *self.capacity.entry((sku_id, hour)).or_default() += share;
+            // Saturating, as in `TxEffects::admit`: rows an older version accepted may hold
+            // quantities whose sum passes the largest decimal, and opening must not panic on them.
+            let used = self.capacity.entry((sku_id, hour)).or_default();
+            *used = used.saturating_add(share);
         }
         Ok(())
     }
@@ -435,8 +438,13 @@ impl Engine {
 #[derive(Default)]
 pub(crate) struct TxEffects {
     pub capacity: FxMap<(i64, i64), Decimal>,
-    pub accruals: FxMap<AccrualIds, (i64, i64)>,
+    pub accruals: Sums,
 }
+
+/// Accrual amounts and record counts by interned key, summed in `i128` so no sum of stored
+/// `i64` values can overflow; they are narrowed back, with an error naming the accrual, only
+/// where they are written or read out ([`fitting`]).
+pub(crate) type Sums = FxMap<AccrualIds, (i128, i128)>;
 
 impl TxEffects {
     fn used(&self, engine: &Engine, key: (i64, i64)) -> Decimal {
@@ -472,7 +480,8 @@ impl TxEffects {
         };
         for (hour, share) in shares.iter() {
             let used = self.used(engine, (row.sku_id, *hour));
-            if used + share > capacity {
+            // Saturating: a sum beyond the largest decimal is over any capacity.
+            if used.saturating_add(*share) > capacity {
                 let at = Utc
                     .timestamp_opt(hour * 3600, 0)
                     .single()
@@ -482,7 +491,7 @@ impl TxEffects {
                     c.record.quantity,
                     c.record.record_id,
                     c.record.sku,
-                    (used + share).normalize()
+                    used.saturating_add(*share).normalize()
                 )));
             }
         }
@@ -498,7 +507,10 @@ impl TxEffects {
     ) -> Decision {
         for &(hour, share) in shares {
             let used = self.used(engine, (row.sku_id, hour));
-            self.capacity.insert((row.sku_id, hour), used + share);
+            // The capacity index only decides R3; saturating keeps it conservative (an hour
+            // that reached the largest decimal refuses more) and never panics.
+            self.capacity
+                .insert((row.sku_id, hour), used.saturating_add(share));
         }
         let entry = self
             .accruals
@@ -509,7 +521,7 @@ impl TxEffects {
                 row.period,
             ))
             .or_insert((0, 0));
-        entry.0 += row.amount_fen;
+        entry.0 += i128::from(row.amount_fen);
         entry.1 += 1;
         Decision::Accepted
     }
@@ -520,7 +532,8 @@ impl TxEffects {
             hour_shares_between(row.start_ns, row.end_ns, quantity).unwrap_or_default()
         {
             let used = self.used(engine, (row.sku_id, hour));
-            self.capacity.insert((row.sku_id, hour), used - share);
+            self.capacity
+                .insert((row.sku_id, hour), used.saturating_sub(share));
         }
         let entry = self
             .accruals
@@ -531,7 +544,7 @@ impl TxEffects {
                 row.period,
             ))
             .or_insert((0, 0));
-        entry.0 -= row.amount_fen;
+        entry.0 -= i128::from(row.amount_fen);
         entry.1 -= 1;
     }
 
@@ -551,11 +564,15 @@ impl TxEffects {
 /// Accrual deltas by interned ids, with their keys as text.
 pub(crate) fn keyed_deltas(
     names: &Names,
-    deltas: &FxMap<AccrualIds, (i64, i64)>,
+    deltas: &Sums,
 ) -> Result<Vec<(AccrualKey, i64, i64)>, StoreError> {
     deltas
         .iter()
-        .map(|(ids, (a, n))| Ok((accrual_key_of(names, *ids)?, *a, *n)))
+        .map(|(ids, (a, n))| {
+            let key = accrual_key_of(names, *ids)?;
+            let (a, n) = fitting(&key, *a, *n)?;
+            Ok((key, a, n))
+        })
         .collect()
 }
 
@@ -577,22 +594,25 @@ pub(crate) const FOLD_EVERY: std::time::Duration = std::time::Duration::from_sec
 /// each an i64, little-endian.
 const DELTA_BYTES: usize = 48;
 
-/// The `accrual_pending.deltas` bytes of a transaction's accrual deltas.
-pub(crate) fn encode_accrual_deltas(deltas: &FxMap<AccrualIds, (i64, i64)>) -> Vec<u8> {
+/// The `accrual_pending.deltas` bytes of a transaction's accrual deltas. A group's delta that
+/// does not fit 64 bits (unreachable for validated records: see `AMOUNT_FEN_MAX`) fails the
+/// group with an error naming the accrual.
+pub(crate) fn encode_accrual_deltas(names: &Names, deltas: &Sums) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(deltas.len() * DELTA_BYTES);
     for (&(b, p, c, period), &(amount, records)) in deltas {
+        let (amount, records) = match (i64::try_from(amount), i64::try_from(records)) {
+            (Ok(a), Ok(n)) => (a, n),
+            _ => fitting(&accrual_key_of(names, (b, p, c, period))?, amount, records)?,
+        };
         for v in [b, p, c, period, amount, records] {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
-    out
+    Ok(out)
 }
 
 /// Adds the deltas of one `accrual_pending.deltas` value into `into`.
-pub(crate) fn add_accrual_deltas(
-    bytes: &[u8],
-    into: &mut FxMap<AccrualIds, (i64, i64)>,
-) -> Result<(), StoreError> {
+pub(crate) fn add_accrual_deltas(bytes: &[u8], into: &mut Sums) -> Result<(), StoreError> {
     if !bytes.len().is_multiple_of(DELTA_BYTES) {
         return Err(StoreError::Corrupt(format!(
             "accrual_pending.deltas of {} bytes is not a multiple of {DELTA_BYTES}",
@@ -606,8 +626,8 @@ pub(crate) fn add_accrual_deltas(
             i64::from_le_bytes(b)
         };
         let e = into.entry((v(0), v(1), v(2), v(3))).or_insert((0, 0));
-        e.0 += v(4);
-        e.1 += v(5);
+        e.0 += i128::from(v(4));
+        e.1 += i128::from(v(5));
     }
     Ok(())
 }
@@ -617,12 +637,12 @@ pub(crate) fn add_accrual_deltas(
 pub(crate) fn with_pending(
     names: &Names,
     table: Vec<AccrualRow>,
-    pending: &FxMap<AccrualIds, (i64, i64)>,
+    pending: &Sums,
 ) -> Result<Vec<AccrualRow>, StoreError> {
     if pending.is_empty() {
         return Ok(accrual_rows(table));
     }
-    let mut totals: HashMap<AccrualKey, (i64, i64)> = table
+    let mut totals: HashMap<AccrualKey, (i128, i128)> = table
         .into_iter()
         .map(|r| {
             (
@@ -634,12 +654,12 @@ pub(crate) fn with_pending(
                     r.registered_model,
                     r.period,
                 ),
-                (r.amount_fen, r.records),
+                (i128::from(r.amount_fen), i128::from(r.records)),
             )
         })
         .collect();
-    for (key, amount, records) in keyed_deltas(names, pending)? {
-        let e = totals.entry(key).or_insert((0, 0));
+    for (ids, (amount, records)) in pending {
+        let e = totals.entry(accrual_key_of(names, *ids)?).or_insert((0, 0));
         e.0 += amount;
         e.1 += records;
     }
@@ -647,8 +667,11 @@ pub(crate) fn with_pending(
         totals
             .into_iter()
             .filter(|(_, (a, n))| *a != 0 || *n != 0)
-            .map(|(k, (a, n))| accrual_row(k, a, n))
-            .collect(),
+            .map(|(k, (a, n))| {
+                let (a, n) = fitting(&k, a, n)?;
+                Ok(accrual_row(k, a, n))
+            })
+            .collect::<Result<_, StoreError>>()?,
     ))
 }
 
@@ -695,7 +718,7 @@ pub(crate) fn capacity_deltas(engine: &Engine, fx: &TxEffects) -> Vec<((i64, i64
         .map(|(k, used)| {
             (
                 *k,
-                *used - engine.capacity.get(k).copied().unwrap_or(Decimal::ZERO),
+                used.saturating_sub(engine.capacity.get(k).copied().unwrap_or(Decimal::ZERO)),
             )
         })
         .filter(|(_, d)| !d.is_zero())
@@ -748,10 +771,11 @@ impl Engine {
             sku.copy_from_slice(&c[..8]);
             hour.copy_from_slice(&c[8..16]);
             delta.copy_from_slice(&c[16..]);
-            *self
+            let used = self
                 .capacity
                 .entry((i64::from_le_bytes(sku), i64::from_le_bytes(hour)))
-                .or_default() += Decimal::deserialize(delta);
+                .or_default();
+            *used = used.saturating_add(Decimal::deserialize(delta));
         }
         Ok(())
     }
@@ -781,7 +805,7 @@ pub(crate) fn recount(
     names: &Names,
     rows: impl Iterator<Item = (i64, i64, i64, i64, i64)>,
 ) -> Result<Vec<AccrualRow>, StoreError> {
-    let mut totals: HashMap<AccrualKey, (i64, i64)> = HashMap::new();
+    let mut totals: HashMap<AccrualKey, (i128, i128)> = HashMap::new();
     for (beneficiary_id, provider_id, class_code, period, amount_fen) in rows {
         let class = class_of_code(class_code)
             .ok_or_else(|| StoreError::Corrupt(format!("class_code {class_code}")))?;
@@ -792,15 +816,34 @@ pub(crate) fn recount(
             &period_text(period),
         );
         let e = totals.entry(key).or_insert((0, 0));
-        e.0 += amount_fen;
+        e.0 += i128::from(amount_fen);
         e.1 += 1;
     }
     Ok(accrual_rows(
         totals
             .into_iter()
-            .map(|(k, (a, n))| accrual_row(k, a, n))
-            .collect(),
+            .map(|(k, (a, n))| {
+                let (a, n) = fitting(&k, a, n)?;
+                Ok(accrual_row(k, a, n))
+            })
+            .collect::<Result<_, StoreError>>()?,
     ))
+}
+
+/// A total summed exactly in `i128`, as the `i64` fen it is stored and sent as; a total that
+/// does not fit is an error naming its accrual, never a wrapped or saturated amount.
+pub(crate) fn fitting(
+    key: &AccrualKey,
+    amount: i128,
+    records: i128,
+) -> Result<(i64, i64), StoreError> {
+    match (i64::try_from(amount), i64::try_from(records)) {
+        (Ok(a), Ok(n)) => Ok((a, n)),
+        _ => Err(StoreError::Overflow(format!(
+            "the accrual of beneficiary {:?}, provider {:?}, category {:?}, period {} sums to {amount} fen over {records} records, beyond a 64-bit amount",
+            key.0, key.1, key.2, key.5
+        ))),
+    }
 }
 
 pub(crate) fn now_text(at: DateTime<Utc>) -> String {
@@ -911,10 +954,10 @@ mod tests {
         names.insert(Kind::Beneficiary, "ent-a".into(), 1);
         names.insert(Kind::Provider, "dc-a".into(), 2);
         let class = class_of_code(0).expect("class code 0");
-        let mut group: FxMap<AccrualIds, (i64, i64)> = FxMap::default();
+        let mut group: Sums = FxMap::default();
         group.insert((1, 2, 0, 202503), (-1_234_567_890_123, -3));
         group.insert((1, 2, 0, 202504), (500, 1));
-        let bytes = encode_accrual_deltas(&group);
+        let bytes = encode_accrual_deltas(&names, &group).unwrap();
         assert_eq!(bytes.len(), 2 * DELTA_BYTES);
         let mut sum = FxMap::default();
         add_accrual_deltas(&bytes, &mut sum).unwrap();

@@ -38,8 +38,20 @@ pub fn shanghai_day(at: DateTime<Utc>) -> String {
     at.with_timezone(&offset).format("%Y-%m-%d").to_string()
 }
 
+/// At most `max` characters of `text`, with control characters escaped (`\u{0}`): a rejected
+/// record's id or provider may hold a NUL, which PostgreSQL text cannot store, and the
+/// statistics must be written the same on both backends.
 fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    text.chars()
+        .take(max)
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Example rejects: (record id, message).

@@ -31,6 +31,7 @@ pub struct RunRow {
     pub posted_at: Option<String>,
     pub cancelled_at: Option<String>,
     pub journal_id: Option<i64>,
+    pub cancelled_by: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub struct JournalRow {
     pub entries: Vec<EntryRow>,
 }
 
-const RUN_COLUMNS: &str = "run_id, programme, period, status, registry_version, content_hash, posted_basis, created_by, created_at, approved_by, approved_at, posted_at, cancelled_at, journal_id";
+const RUN_COLUMNS: &str = "run_id, programme, period, status, registry_version, content_hash, posted_basis, created_by, created_at, approved_by, approved_at, posted_at, cancelled_at, journal_id, cancelled_by";
 
 fn run_of(r: &[Value]) -> Result<RunRow> {
     Ok(RunRow {
@@ -104,6 +105,7 @@ fn run_of(r: &[Value]) -> Result<RunRow> {
         posted_at: r[11].opt_text()?,
         cancelled_at: r[12].opt_text()?,
         journal_id: r[13].opt_int()?,
+        cancelled_by: r[14].opt_text()?,
     })
 }
 
@@ -318,7 +320,7 @@ pub fn transition(
             "UPDATE settlement_runs SET status = $1, approved_by = $2, approved_at = $3 WHERE run_id = $4 AND status = $5"
         }
         "cancelled" => {
-            "UPDATE settlement_runs SET status = $1, approved_by = COALESCE(approved_by, $2), cancelled_at = $3 WHERE run_id = $4 AND status = $5"
+            "UPDATE settlement_runs SET status = $1, cancelled_by = $2, cancelled_at = $3 WHERE run_id = $4 AND status = $5"
         }
         other => return Err(StoreError::Corrupt(format!("no transition to {other}"))),
     };

@@ -45,6 +45,13 @@ pub enum StoreError {
     /// The database would acknowledge commits it has not made durable.
     #[error("{0}")]
     NotDurable(String),
+    /// The background fold thread has ended; pending deltas are no longer folded.
+    #[error("the accrual fold thread has stopped: {0}")]
+    FoldStopped(String),
+    /// A sum of stored amounts or counts that does not fit the 64 bits it is stored in; names
+    /// what overflowed.
+    #[error("overflow: {0}")]
+    Overflow(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

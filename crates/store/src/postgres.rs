@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/postgres/0009_accrual_pending_lz4.sql"),
     ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_cancelled_by.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes
@@ -164,8 +168,17 @@ impl BackgroundFold {
                             }
                         }
                     }
-                    if let Err(e) = fold_detached(&mut client, &mut names) {
-                        note_failure(&failed, e.to_string());
+                    let fold = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        fold_detached(&mut client, &mut names)
+                    }));
+                    match fold {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => note_failure(&failed, e.to_string()),
+                        Err(_) => {
+                            // Ends the thread; `Store::fold_accruals` reports it as stopped.
+                            note_failure(&failed, "the fold panicked".into());
+                            return;
+                        }
                     }
                 }
             })
@@ -506,7 +519,7 @@ fn fold_pending(tx: &mut postgres::Transaction<'_>, names: &mut common::Names) -
 }
 
 /// The sum of the pending accrual deltas in `rows` (one `deltas` column).
-fn sum_pending(rows: &[postgres::Row]) -> Result<FxMap<common::AccrualIds, (i64, i64)>> {
+fn sum_pending(rows: &[postgres::Row]) -> Result<common::Sums> {
     let mut pending = FxMap::default();
     for r in rows {
         common::add_accrual_deltas(r.get(0), &mut pending)?;
@@ -542,7 +555,25 @@ fn upsert_accruals(
              ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
              DO UPDATE SET amount_fen = a.amount_fen + excluded.amount_fen, records = a.records + excluded.records",
             &[&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &amounts, &counts],
-        )?;
+        )
+        .map_err(|e| {
+            // A total beyond 64 bits: name the accruals this upsert added to.
+            if e.code() != Some(&postgres::error::SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
+                return StoreError::from(e);
+            }
+            let keys: Vec<String> = (0..amounts.len())
+                .map(|i| {
+                    format!(
+                        "beneficiary {:?}, provider {:?}, period {} (+{} fen)",
+                        cols[0][i], cols[1][i], cols[5][i], amounts[i]
+                    )
+                })
+                .collect();
+            StoreError::Overflow(format!(
+                "an accrual total passes a 64-bit amount when adding one of: {}",
+                keys.join("; ")
+            ))
+        })?;
     }
     Ok(())
 }
@@ -668,10 +699,17 @@ impl Store for PgStore {
             let insert = self
                 .prepared
                 .get(&mut tx, "INSERT INTO accrual_pending (deltas) VALUES ($1)")?;
-            tx.execute(&insert, &[&common::encode_accrual_deltas(&fx.accruals)])?;
+            let deltas = common::encode_accrual_deltas(&self.engine.names, &fx.accruals)?;
+            tx.execute(&insert, &[&deltas])?;
+            // In a savepoint: a fold that fails (a total beyond 64 bits from rows an older
+            // version accepted) leaves the pending rows for readers, who report the overflow,
+            // and must not fail the valid records of this group.
             if self.background_fold.is_none() && self.fold.fold_now() {
-                fold_pending(&mut tx, &mut self.engine.names)?;
-                self.fold.folded();
+                let mut fold = tx.transaction()?;
+                if fold_pending(&mut fold, &mut self.engine.names).is_ok() {
+                    fold.commit()?;
+                    self.fold.folded();
+                }
             }
         }
         let seq = self.log_seq + 1;
@@ -825,9 +863,13 @@ impl Store for PgStore {
 
     fn fold_accruals(&mut self) -> Result<bool> {
         if let Some(background) = &self.background_fold {
-            return match background.take_failure() {
-                None => Ok(false),
-                Some(e) => Err(StoreError::BackgroundFold(e)),
+            let stopped = background.thread.as_ref().is_none_or(|t| t.is_finished());
+            return match (background.take_failure(), stopped) {
+                (e, true) => Err(StoreError::FoldStopped(
+                    e.unwrap_or_else(|| "without an error".into()),
+                )),
+                (None, false) => Ok(false),
+                (Some(e), false) => Err(StoreError::BackgroundFold(e)),
             };
         }
         if !self.fold.quiet() {

@@ -163,8 +163,25 @@ impl Sql for rusqlite::Transaction<'_> {
                         Value::Text(String::from_utf8_lossy(t).into_owned())
                     }
                     other => {
+                        // Named by the row's first column (every query here selects its key
+                        // first: the audit log's seq, a run's id), so the bad row can be found.
+                        let key = match row.get_ref(0)? {
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                format!("{:?}", String::from_utf8_lossy(t))
+                            }
+                            _ => "?".to_owned(),
+                        };
+                        let found = match other {
+                            rusqlite::types::ValueRef::Blob(b) => {
+                                format!("{} bytes that are not text", b.len())
+                            }
+                            v => format!("{:?}", v.data_type()),
+                        };
                         return Err(StoreError::Corrupt(format!(
-                            "unexpected sqlite value {other:?}"
+                            "column {} of the row where {} = {key} holds {found}",
+                            stmt_column(&rows, i),
+                            stmt_column(&rows, 0)
                         )));
                     }
                 });
@@ -173,6 +190,14 @@ impl Sql for rusqlite::Transaction<'_> {
         }
         Ok(out)
     }
+}
+
+/// The name of a result column.
+fn stmt_column(rows: &rusqlite::Rows<'_>, i: usize) -> String {
+    rows.as_ref()
+        .and_then(|stmt| stmt.column_name(i).ok())
+        .unwrap_or("?")
+        .to_owned()
 }
 
 fn sqlite_value(v: &Value) -> rusqlite::types::Value {

@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_accrual_pending.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_cancelled_by.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
@@ -350,15 +354,20 @@ impl SqliteStore {
             }
             stmt.raw_execute()?;
         }
+        let mut tx = tx;
         if !fx.accruals.is_empty() {
             tx.prepare_cached("INSERT INTO accrual_pending (deltas) VALUES (?1)")?
-                .execute([common::encode_accrual_deltas(&fx.accruals)])?;
-            if self.fold.fold_now() {
-                fold_pending(&tx, &self.engine.names)?;
+                .execute([common::encode_accrual_deltas(
+                    &self.engine.names,
+                    &fx.accruals,
+                )?])?;
+            // A fold that fails (a total beyond 64 bits from rows an older version accepted)
+            // leaves the pending rows for readers to add up, and must not fail the group: the
+            // records beside it are valid, and ingest goes on. Readers report the overflow.
+            if self.fold.fold_now() && fold_pending(&mut tx, &self.engine.names).is_ok() {
                 self.fold.folded();
             }
         }
-        let mut tx = tx;
         crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
         crate::note_accrual_change();
@@ -377,7 +386,8 @@ fn accrual_upsert_sql(rows: usize) -> String {
     );
     push_value_rows(&mut sql, rows, 8);
     sql += " ON CONFLICT (beneficiary, provider, category, chip_origin, registered_model, period) \
-            DO UPDATE SET amount_fen = amount_fen + excluded.amount_fen, records = records + excluded.records";
+            DO UPDATE SET amount_fen = CASE WHEN typeof(amount_fen + excluded.amount_fen) = 'integer' THEN amount_fen + excluded.amount_fen END, \
+            records = CASE WHEN typeof(records + excluded.records) = 'integer' THEN records + excluded.records END";
     sql
 }
 
@@ -402,16 +412,19 @@ fn accrual_table(conn: &Connection) -> Result<Vec<AccrualRow>> {
 }
 
 /// Folds every pending accrual delta into `accruals` and deletes the pending rows
-/// ([`common::FOLD_GROUPS`]).
-fn fold_pending(tx: &rusqlite::Transaction<'_>, names: &Names) -> Result<()> {
-    let pending = read_pending(tx)?;
-    upsert_accruals(tx, &common::keyed_deltas(names, &pending)?)?;
-    tx.execute("DELETE FROM accrual_pending", [])?;
+/// ([`common::FOLD_GROUPS`]), in a savepoint: a fold that fails changes nothing, so the
+/// transaction around it can still commit.
+fn fold_pending(tx: &mut rusqlite::Transaction<'_>, names: &Names) -> Result<()> {
+    let fold = tx.savepoint()?;
+    let pending = read_pending(&fold)?;
+    upsert_accruals(&fold, &common::keyed_deltas(names, &pending)?)?;
+    fold.execute("DELETE FROM accrual_pending", [])?;
+    fold.commit()?;
     Ok(())
 }
 
 /// The sum of the pending accrual deltas.
-fn read_pending(conn: &Connection) -> Result<FxMap<common::AccrualIds, (i64, i64)>> {
+fn read_pending(conn: &Connection) -> Result<common::Sums> {
     let mut pending = FxMap::default();
     let mut stmt = conn.prepare_cached("SELECT deltas FROM accrual_pending")?;
     let mut rows = stmt.query([])?;
@@ -424,14 +437,11 @@ fn read_pending(conn: &Connection) -> Result<FxMap<common::AccrualIds, (i64, i64
 
 /// The accrual deltas of a transaction, as multi-row upserts (one statement per up to
 /// [`ACCRUAL_ROWS_MAX`] line keys instead of one per key: a fold touches hundreds of keys).
-fn write_effects(tx: &rusqlite::Transaction<'_>, fx: &TxEffects, names: &Names) -> Result<()> {
+fn write_effects(tx: &Connection, fx: &TxEffects, names: &Names) -> Result<()> {
     upsert_accruals(tx, &fx.accrual_deltas(names)?)
 }
 
-fn upsert_accruals(
-    tx: &rusqlite::Transaction<'_>,
-    deltas: &[(AccrualKey, i64, i64)],
-) -> Result<()> {
+fn upsert_accruals(tx: &Connection, deltas: &[(AccrualKey, i64, i64)]) -> Result<()> {
     let mut rest = deltas;
     while !rest.is_empty() {
         let n = if rest.len() >= ACCRUAL_ROWS_MAX {
@@ -451,9 +461,35 @@ fn upsert_accruals(
             stmt.raw_bind_parameter(slot + 7, *count)?;
             slot += 8;
         }
-        stmt.raw_execute()?;
+        stmt.raw_execute().map_err(|e| accrual_overflow(e, chunk))?;
     }
     Ok(())
+}
+
+/// SQLite turns an integer sum that overflows into a float; the upsert makes it NULL instead,
+/// which the NOT NULL column refuses. That failure is an overflow of one of the chunk's
+/// accruals, named here.
+fn accrual_overflow(e: rusqlite::Error, chunk: &[(AccrualKey, i64, i64)]) -> StoreError {
+    let not_null = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+    );
+    if !not_null {
+        return e.into();
+    }
+    let keys: Vec<String> = chunk
+        .iter()
+        .map(|(k, a, _)| {
+            format!(
+                "beneficiary {:?}, provider {:?}, period {} (+{a} fen)",
+                k.0, k.1, k.5
+            )
+        })
+        .collect();
+    StoreError::Overflow(format!(
+        "an accrual total passes a 64-bit amount when adding one of: {}",
+        keys.join("; ")
+    ))
 }
 
 impl Store for SqliteStore {
@@ -639,8 +675,9 @@ impl Store for SqliteStore {
             tx.query_row("SELECT EXISTS (SELECT 1 FROM accrual_pending)", [], |r| {
                 r.get(0)
             })?;
+        let mut tx = tx;
         if pending {
-            fold_pending(&tx, &self.engine.names)?;
+            fold_pending(&mut tx, &self.engine.names)?;
         }
         tx.commit()?;
         self.fold.folded();
@@ -784,7 +821,8 @@ mod tests {
             let mut fx = TxEffects::default();
             for i in 0..keys as i64 {
                 names.insert(Kind::Beneficiary, format!("ent-{i:03}"), i + 1);
-                fx.accruals.insert((i + 1, 10_000, 0, 202503), (i + 1, 1));
+                fx.accruals
+                    .insert((i + 1, 10_000, 0, 202503), (i128::from(i + 1), 1));
             }
             for _ in 0..2 {
                 let tx = store.conn.transaction().expect("tx");

@@ -1079,3 +1079,121 @@ fn postgres_refuses_commits_that_are_not_flushed() {
         "{message}"
     );
 }
+
+/// A candidate that skipped validation, as an older version (with no bound on amounts) could
+/// have stored it.
+fn unvalidated(reg: &Registry, id: &str, fen: i64) -> Candidate {
+    let r = record(
+        "dc-b",
+        id,
+        "ent-a",
+        "b-tok",
+        "2025-03-01T00:00:00+08:00",
+        "2025-03-01T01:00:00+08:00",
+        "1",
+        0,
+    );
+    let mut c = candidate(reg, r);
+    c.record.amount = Fen(fen);
+    c
+}
+
+// Amounts whose sum passes 64 bits never panic the store: one group holding i64::MAX and 1 fen
+// of one accrual fails with an error naming it; as two groups they are stored (as an older
+// version could have), and then readers name the overflow, the fold fails without failing
+// ingest, the store reopens, and a void brings the totals back within range.
+#[test]
+fn accrual_sums_beyond_64_bits_are_errors_that_name_the_accrual() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let err = store
+            .ingest(&[
+                unvalidated(&reg, "max", i64::MAX),
+                unvalidated(&reg, "one", 1),
+            ])
+            .expect_err("one group's delta beyond 64 bits");
+        assert!(
+            matches!(err, StoreError::Overflow(_)) && err.to_string().contains("\"ent-a\""),
+            "{err}"
+        );
+        for (id, fen) in [("max", i64::MAX), ("one", 1)] {
+            assert_eq!(
+                store.ingest(&[unvalidated(&reg, id, fen)]).expect(id),
+                vec![Decision::Accepted]
+            );
+        }
+        let err = store.accruals().expect_err("the total passes 64 bits");
+        assert!(
+            matches!(err, StoreError::Overflow(_)) && err.to_string().contains("2025-03"),
+            "{err}"
+        );
+        assert!(
+            store.recount_accruals().is_err(),
+            "the recount names it too"
+        );
+        // After a quiet second the writer folds: the fold fails, ingest goes on.
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert!(
+            store.fold_accruals().is_err(),
+            "the fold reports the overflow"
+        );
+        let r = record(
+            "dc-b",
+            "ok",
+            "ent-b",
+            "b-tok",
+            "2025-03-02T00:00:00+08:00",
+            "2025-03-02T01:00:00+08:00",
+            "1",
+            5,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, r)]).expect("ingest goes on"),
+            vec![Decision::Accepted]
+        );
+        drop(store);
+        let mut store = suanli_store::open(url).expect("the store reopens on such rows");
+        let voided = store.void("dc-b", "max", "withdrawn", Utc::now()).unwrap();
+        assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
+        check_recount(store.as_mut());
+        let total: i64 = store.accruals().unwrap().iter().map(|a| a.amount_fen).sum();
+        assert_eq!(total, 1 + 5);
+    });
+}
+
+// A row of the audit log that holds bytes that are not text is named by its seq.
+#[test]
+fn an_audit_row_that_is_not_text_is_named_by_its_seq() {
+    let db = sqlite_db();
+    let mut store = suanli_store::open(&db.url).expect("store opens");
+    store
+        .transaction(&mut |tx| {
+            for i in 0..2 {
+                suanli_store::audit::append(
+                    tx,
+                    suanli_domain::audit::NewEntry {
+                        actor: format!("admin:{i}"),
+                        role: "admin".into(),
+                        action: "token.create".into(),
+                        subject: "token:x".into(),
+                        at: "2025-03-01T00:00:00Z".into(),
+                        request_id: String::new(),
+                        digest: String::new(),
+                    },
+                )?;
+            }
+            tx.exec("UPDATE audit_log SET actor = X'ff00' WHERE seq = 2", &[])?;
+            Ok(())
+        })
+        .expect("entries written");
+    let mut err = None;
+    let _ = store.transaction(&mut |tx| {
+        err = suanli_store::audit::entries(tx).err();
+        Ok(())
+    });
+    let err = err
+        .expect("a row that is not text fails the read")
+        .to_string();
+    assert!(err.contains("seq = 2") && err.contains("actor"), "{err}");
+}

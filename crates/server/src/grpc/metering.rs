@@ -27,6 +27,8 @@ pub const BATCH_RECORDS_MAX: usize = 10_000;
 pub const STREAM_BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// Most characters of a void reason.
 pub const VOID_REASON_CHARS_MAX: usize = 1_000;
+/// Most bytes of a batch id: an id the client chooses to match replies, echoed back.
+pub const BATCH_ID_BYTES_MAX: usize = 128;
 /// Latest accepted time: year 2200, far inside the nanosecond range used at rest.
 const TIME_SECONDS_MAX: i64 = 7_258_118_400;
 
@@ -45,6 +47,8 @@ fn reason_of(code: RejectCode) -> pb::RejectReason {
         RejectCode::NegativeQuantity => R::NegativeQuantity,
         RejectCode::AboveListPrice => R::AboveListPrice,
         RejectCode::OverCapacity => R::OverCapacity,
+        RejectCode::AmountOutOfRange => R::AmountOutOfRange,
+        RejectCode::QuantityOutOfRange => R::QuantityOutOfRange,
         // A conflict is an outcome of its own, never a rejection reason on the wire.
         RejectCode::Conflict => R::Unspecified,
     }
@@ -104,14 +108,7 @@ fn prepare(
             ),
         ));
     }
-    let class = validate(&current.registry, &record).map_err(|rej| {
-        let (reason, field, message) = rejection(rej);
-        (
-            reason,
-            field,
-            format!("record {:?}: {message}", record.record_id),
-        )
-    })?;
+    let class = validate(&current.registry, &record).map_err(rejection)?;
     let capacity = current.registry.sku(&record.sku).and_then(|s| s.capacity);
     Ok(Candidate {
         period: Period::of_instant(record.end),
@@ -173,6 +170,12 @@ impl Shared {
         request: pb::IngestRequest,
     ) -> Result<pb::IngestResponse, Status> {
         let started = Instant::now();
+        if request.batch_id.len() > BATCH_ID_BYTES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "batch_id of {} bytes is longer than {BATCH_ID_BYTES_MAX} bytes",
+                request.batch_id.len()
+            )));
+        }
         let n = request.records.len();
         if n > self.batch_records_max {
             crate::limits::count(crate::metrics::LIMIT_BATCH_RECORDS);
@@ -191,8 +194,10 @@ impl Shared {
                     outcome: pb::Outcome::Rejected as i32,
                     reason: pb::RejectReason::NoRegistry as i32,
                     field: String::new(),
-                    message: "no registry has been loaded; load one with suanli registry import"
-                        .into(),
+                    message: format!(
+                        "record {:?}: no registry has been loaded; load one with suanli registry import",
+                        request.records[i].record_id.chars().take(128).collect::<String>()
+                    ),
                 });
             }
             METRICS

@@ -34,6 +34,7 @@ pub fn run_proto(run: &RunRow, lines: Option<&[RunLineRow]>) -> pb::Run {
         approved_at: run.approved_at.clone().unwrap_or_default(),
         posted_at: run.posted_at.clone().unwrap_or_default(),
         cancelled_at: run.cancelled_at.clone().unwrap_or_default(),
+        cancelled_by: run.cancelled_by.clone().unwrap_or_default(),
         journal_id: run.journal_id.unwrap_or(0) as u64,
         total_fen: lines.map_or(0, |ls| ls.iter().map(|l| l.amount_fen).sum()),
         lines: lines.map_or(0, |ls| ls.len() as u32),
