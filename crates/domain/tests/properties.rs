@@ -50,40 +50,64 @@ fn case() -> impl Strategy<Value = Case> {
         ),
         any::<bool>(),
         any::<u64>(),
+        proptest::bool::weighted(0.3),
     )
-        .prop_map(|(world, raws, prior, repeat_first, seed)| {
-            // March's first and last instants and the ones next to them, and mid-March.
-            let anchors = [month_start(3), month_start(4), month_start(3) + 15 * 86_400];
-            let records = raws
-                .iter()
-                .enumerate()
-                .map(|(i, r)| r.build(&world, format!("r{i}"), &anchors))
-                .collect();
-            let prior = prior
-                .into_iter()
-                .filter(|(p, ..)| *p < world.programmes.len())
-                .map(|(p, b, pv, fen)| (p, b % world.grants.len(), pv, fen))
-                .collect();
-            Case {
-                world,
-                records,
-                prior,
-                repeat_first,
-                seed,
-            }
-        })
+        .prop_map(
+            |(mut world, raws, prior, repeat_first, seed, equal_amounts)| {
+                if equal_amounts {
+                    // One rate per programme for every class, so equal bases give equal subsidies.
+                    for p in &mut world.programmes {
+                        p.default_rate = Some(p.default_rate.unwrap_or(300).max(1));
+                        p.category_rates = [None; 3];
+                        p.class_rates = [None; 5];
+                    }
+                }
+                // March's first and last instants and the ones next to them, and mid-March.
+                let anchors = [month_start(3), month_start(4), month_start(3) + 15 * 86_400];
+                let mut records: Vec<RecordSpec> = raws
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| r.build(&world, format!("r{i}"), &anchors))
+                    .collect();
+                // Equal amounts make equal line subsidies, whose equal remainders leave the fen a
+                // binding limit cannot split to the tie rule (the earlier line in key order).
+                if equal_amounts {
+                    for r in &mut records {
+                        if r.sku.is_none_or(|s| world.skus[s].list_price.is_none()) {
+                            r.amount = 10_001;
+                        }
+                    }
+                }
+                let prior = prior
+                    .into_iter()
+                    .filter(|(p, ..)| *p < world.programmes.len())
+                    .map(|(p, b, pv, fen)| (p, b % world.grants.len(), pv, fen))
+                    .collect();
+                Case {
+                    world,
+                    records,
+                    prior,
+                    repeat_first,
+                    seed,
+                }
+            },
+        )
 }
 
 impl Case {
     fn registry(&self) -> Registry {
         match Registry::from_toml("p.toml", &self.world.toml()) {
             Ok((r, _)) => r,
-            Err(e) => panic!("the generated registry should load: {e}\n{}", self.world.toml()),
+            Err(e) => panic!(
+                "the generated registry should load: {e}\n{}",
+                self.world.toml()
+            ),
         }
     }
 
     fn rows(&self) -> Vec<[String; 8]> {
-        let mut rows: Vec<[String; 8]> = self.records.iter().map(|r| self.world.fields(r)).collect();
+        let mut rows: Vec<[String; 8]> =
+            self.records.iter().map(|r| self.world.fields(r)).collect();
         if let (true, Some(first)) = (self.repeat_first, rows.first().cloned()) {
             rows.push(first);
         }

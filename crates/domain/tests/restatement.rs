@@ -213,7 +213,9 @@ mod properties {
 
     /// The month a live record counts in and its line, where it is accepted.
     fn line_of(world: &World, r: &RecordSpec) -> Option<((i32, u32), Key)> {
-        model::validate(world, r).ok().map(|k| (model::period_of(r.end), k))
+        model::validate(world, r)
+            .ok()
+            .map(|k| (model::period_of(r.end), k))
     }
 
     fn apply(world: &World, live: &mut Vec<RecordSpec>, next_id: &mut usize, event: &Event) {
@@ -239,12 +241,12 @@ mod properties {
     }
 
     proptest! {
-        #![proptest_config(proptest_config(150))]
+        #![proptest_config(proptest_config(300))]
 
         #[test]
         fn runs_keep_posted_equal_to_entitlement(
             world in world(),
-            runs in proptest::collection::vec(proptest::collection::vec(event(), 0..8), MONTHS as usize),
+            runs in proptest::collection::vec(proptest::collection::vec(event(), 2..14), MONTHS as usize),
         ) {
             let registry = super::registry(&world.toml());
             let mut live: Vec<RecordSpec> = Vec::new();

@@ -65,7 +65,8 @@ pub fn validate(world: &World, r: &RecordSpec) -> Result<Key, Vec<&'static str>>
         }
         // R3: quantity ≤ capacity × hours; capacity in tenths per hour, quantity in thousandths.
         if let Some(capacity) = sku.capacity
-            && i128::from(r.quantity_milli) * 36 > i128::from(capacity) * i128::from(r.end - r.start)
+            && i128::from(r.quantity_milli) * 36
+                > i128::from(capacity) * i128::from(r.end - r.start)
         {
             codes.push("over_capacity");
         }
@@ -109,8 +110,8 @@ pub fn package(world: &World, beneficiary: usize, class: usize) -> Vec<(usize, u
             joined[rule.top_up] = true;
         }
     }
-    for p in 0..world.programmes.len() {
-        if let (Some(r), false) = (eligible(p), joined[p]) {
+    for (p, joined) in joined.iter().enumerate() {
+        if let (Some(r), false) = (eligible(p), *joined) {
             packages.push(vec![(p, r)]);
         }
     }
@@ -149,7 +150,10 @@ impl Paid {
     /// A payment of `programme`; `provider` `None` counts against the beneficiary cap and the
     /// pool only.
     pub fn add(&mut self, programme: usize, beneficiary: usize, provider: Option<usize>, fen: i64) {
-        *self.beneficiary.entry((programme, beneficiary)).or_default() += fen;
+        *self
+            .beneficiary
+            .entry((programme, beneficiary))
+            .or_default() += fen;
         if let Some(p) = provider {
             *self.provider.entry((programme, p)).or_default() += fen;
         }
@@ -192,10 +196,7 @@ fn limit(lines: &mut [Line], indices: &[usize], left: i64, stage: &'static str) 
     if weights.iter().sum::<i64>() <= left {
         return;
     }
-    for (&i, share) in indices
-        .iter()
-        .zip(largest_remainder(&weights, left.max(0)))
-    {
+    for (&i, share) in indices.iter().zip(largest_remainder(&weights, left.max(0))) {
         if share < lines[i].subsidy {
             lines[i].subsidy = share;
             lines[i].cut_by = Some(stage);

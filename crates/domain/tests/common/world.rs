@@ -251,8 +251,7 @@ impl World {
                 .to_rfc3339()
         };
         [
-            r.provider
-                .map_or("pv-unknown".into(), World::provider_id),
+            r.provider.map_or("pv-unknown".into(), World::provider_id),
             r.id.clone(),
             r.beneficiary
                 .map_or("b-unknown".into(), World::beneficiary_id),
@@ -268,8 +267,9 @@ impl World {
 fn rate() -> impl Strategy<Value = Option<u32>> {
     // Round ratios make ties between packages likely; odd ones exercise half-up rounding.
     let value = prop_oneof![
-        prop::sample::select(vec![0u32, 100, 150, 200, 250, 300, 450, 500, 1000]),
-        0u32..=1000,
+        3 => prop::sample::select(vec![0u32, 150, 300, 450, 1000]),
+        1 => prop::sample::select(vec![100, 200, 250, 333, 500]),
+        2 => 0u32..=1000,
     ];
     proptest::option::weighted(0.5, value)
 }
@@ -289,7 +289,15 @@ fn programme() -> impl Strategy<Value = ProgrammeSpec> {
         limit(200_000),
     )
         .prop_map(
-            |(funder, default_rate, category_rates, mut class_rates, pool, beneficiary_cap, provider_cap)| {
+            |(
+                funder,
+                default_rate,
+                category_rates,
+                mut class_rates,
+                pool,
+                beneficiary_cap,
+                provider_cap,
+            )| {
                 class_rates[2] = None;
                 ProgrammeSpec {
                     funder,
@@ -323,12 +331,19 @@ fn sku() -> impl Strategy<Value = SkuSpec> {
 /// the most favourable package is never decided by anything but the documented ties), eight
 /// SKUs and up to five beneficiaries.
 pub fn world() -> impl Strategy<Value = World> {
+    // Bonuses of 0.15 and 0.30 over round rates make a pair's total tie with a single programme.
+    let one_bonus = || {
+        proptest::option::weighted(
+            0.7,
+            prop_oneof![prop::sample::select(vec![0u32, 150, 300]), 0u32..=600],
+        )
+    };
     let bonus = [
-        proptest::option::weighted(0.7, 0u32..=600),
-        proptest::option::weighted(0.7, 0u32..=600),
-        proptest::option::weighted(0.7, 0u32..=600),
-        proptest::option::weighted(0.7, 0u32..=600),
-        proptest::option::weighted(0.7, 0u32..=600),
+        one_bonus(),
+        one_bonus(),
+        one_bonus(),
+        one_bonus(),
+        one_bonus(),
     ];
     let grant = proptest::option::weighted(0.7, proptest::option::weighted(0.3, 0i64..100_000));
     (
@@ -342,9 +357,9 @@ pub fn world() -> impl Strategy<Value = World> {
             let mut stacking: Vec<StackingSpec> = Vec::new();
             for (primary, top_up, bonus) in rules {
                 let (primary, top_up) = (primary % n, top_up % n);
-                let taken = stacking.iter().any(|s| {
-                    s.primary == primary || (s.primary == top_up && s.top_up == primary)
-                });
+                let taken = stacking
+                    .iter()
+                    .any(|s| s.primary == primary || (s.primary == top_up && s.top_up == primary));
                 if primary != top_up && !taken {
                     stacking.push(StackingSpec {
                         primary,
@@ -395,7 +410,7 @@ pub fn record_raw() -> impl Strategy<Value = RecordRaw> {
         ],
         prop_oneof![1 => Just(0i64), 3 => 1i64..7_200, 3 => (1i64..48).prop_map(|h| h * 3600)],
         prop::sample::select(vec![8, 8, 8, 0, 9, -5]),
-        (0u8..5, 0i64..20_000, 0u8..5, 0i64..200_000),
+        (0u8..5, 0i64..20_000, 0u8..7, 0i64..200_000),
     )
         .prop_map(
             |(
@@ -464,10 +479,14 @@ impl RecordRaw {
                     1 => most + 1,
                     2 => self.amount % (most + 1),
                     3 => 0,
-                    _ => self.amount,
+                    4 => self.amount,
+                    _ => most.min([10_000, 33_333][usize::from(self.amount_mode - 5)]),
                 }
             }
             None if self.amount_mode == 3 => 0,
+            // Equal bases on several lines give equal remainders when a limit shares them, so
+            // the largest-remainder tie rule decides fen.
+            None if self.amount_mode >= 5 => [10_000, 33_333][usize::from(self.amount_mode - 5)],
             None => self.amount,
         };
         RecordSpec {
