@@ -1,7 +1,13 @@
 //! Shared helpers for the domain's integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod model;
+pub mod world;
+
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 
 use suanli_domain::Registry;
 use suanli_domain::intake::{Intake, Row, intake};
@@ -72,4 +78,38 @@ pub fn csv_lines(statement: &Statement) -> Vec<String> {
 
 pub fn cny(text: &str) -> Fen {
     Fen::parse_cny(text).expect("valid money")
+}
+
+/// The seed of this test process's property tests: `SUANLI_PROPTEST_SEED` when set (CI runs a
+/// fixed one and a fresh one), else a random one. Printed so a failure reproduces from it.
+pub fn proptest_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| match std::env::var("SUANLI_PROPTEST_SEED") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("SUANLI_PROPTEST_SEED={text:?} is not a u64")),
+        Err(_) => {
+            use std::hash::BuildHasher;
+            // The standard library's hasher keys are random per process: a fresh seed without
+            // a random-number crate.
+            std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+        }
+    })
+}
+
+/// A proptest configuration of `cases` cases on the ChaCha generator seeded by
+/// [`proptest_seed`], which it prints (cargo shows it with a failing test's output).
+pub fn proptest_config(cases: u32) -> Config {
+    let seed = proptest_seed();
+    eprintln!("proptest seed {seed}: rerun with SUANLI_PROPTEST_SEED={seed}");
+    Config {
+        cases,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(seed),
+        // Integration tests have no lib.rs for proptest's regression files; the printed seed
+        // is what reproduces a failure.
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
