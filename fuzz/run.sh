@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs each fuzz target (usage_fields: the CSV usage parser; registry_toml: the registry
-# loader; validate: record validation) for a bounded time and exits non-zero if any of them
+# loader; validate: record validation; settlement: the engine and the year-to-date restatement
+# over generated registries and changing usage) for a bounded time and exits non-zero if any of them
 # finds a crash. Installs cargo-fuzz from crates.io when it is missing. Works on the stable
 # toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags (sanitizer coverage, ASan).
 #
-# Usage: fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60, all three targets)
+# Usage: fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60, all four targets)
 # A crash is saved under fuzz/artifacts/<target>/; reproduce it with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run <target> fuzz/artifacts/<target>/<file>
 # and turn it into a regression test in crates/domain/tests/robustness.rs.
@@ -13,7 +14,7 @@ cd "$(dirname "$0")"
 seconds="${1:-${FUZZ_SECONDS:-60}}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(usage_fields registry_toml validate)
+[[ ${#targets[@]} -eq 0 ]] && targets=(usage_fields registry_toml validate settlement)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
