@@ -169,6 +169,12 @@ pub trait Store: Send {
         at: DateTime<Utc>,
         audit: &mut dyn FnMut(&mut dyn sql::Sql, u64) -> Result<()>,
     ) -> Result<u64>;
+    /// Interns the names of `names` not interned yet, in a transaction of its own, without
+    /// storing a version; returns how many it interned. A load interns a large registry's names
+    /// in slices before it stores the version, so the writer never holds ingest up for the
+    /// whole list at once. Names interned by a load that then fails are harmless: no record can
+    /// use them until a version declaring them is stored.
+    fn registry_intern(&mut self, names: &RegistryNames) -> Result<usize>;
     /// [`Store::registry_insert_audited`] without an audit entry (tests, benchmarks).
     fn registry_insert(
         &mut self,
@@ -272,6 +278,34 @@ pub struct RegistryNames {
 }
 
 impl RegistryNames {
+    /// How many names are listed.
+    pub fn len(&self) -> usize {
+        self.providers.len() + self.beneficiaries.len() + self.skus.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names in slices of at most `size` names each (kinds kept apart), in order.
+    pub fn slices(&self, size: usize) -> Vec<RegistryNames> {
+        let size = size.max(1);
+        let mut out = Vec::new();
+        let lists: [(&Vec<String>, fn(&mut RegistryNames) -> &mut Vec<String>); 3] = [
+            (&self.providers, |n| &mut n.providers),
+            (&self.skus, |n| &mut n.skus),
+            (&self.beneficiaries, |n| &mut n.beneficiaries),
+        ];
+        for (list, field) in lists {
+            for chunk in list.chunks(size) {
+                let mut slice = RegistryNames::default();
+                field(&mut slice).extend_from_slice(chunk);
+                out.push(slice);
+            }
+        }
+        out
+    }
+
     pub fn of(registry: &suanli_domain::Registry) -> RegistryNames {
         RegistryNames {
             providers: registry.providers.iter().map(|p| p.id.clone()).collect(),
