@@ -283,6 +283,14 @@ enum RegistryCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Adds or replaces beneficiaries and grants of the current version: FILE holds only
+    /// [[beneficiary]] and [[grant]] tables; the result is stored as a new version.
+    Patch {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Subcommand)]
@@ -397,6 +405,9 @@ fn main() -> ExitCode {
         }
         Command::Registry { command: RegistryCommand::Import { file, remote } } => {
             runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), &remote.token, &file)))
+        }
+        Command::Registry { command: RegistryCommand::Patch { file, remote } } => {
+            runtime().and_then(|rt| rt.block_on(client::registry_patch(&remote.target(), &remote.token, &file)))
         }
         Command::Settle { command, remote } => {
             use settle_cli::SettleAction as A;

@@ -35,6 +35,8 @@ pub struct CurrentRegistry {
     pub loaded_at: String,
     /// Shared with settlement's cache of parsed registries.
     pub registry: Arc<Registry>,
+    /// The version's text: a patch is merged onto it.
+    pub toml_text: Arc<str>,
 }
 
 impl CurrentRegistry {
@@ -54,6 +56,7 @@ impl CurrentRegistry {
             content_hash: row.content_hash,
             loaded_at: row.loaded_at,
             registry,
+            toml_text: row.toml_text.into(),
         })
     }
 }
@@ -74,6 +77,8 @@ pub struct Shared {
     pub registry: RwLock<Option<Arc<CurrentRegistry>>>,
     /// `limits.batch_records_max`.
     pub batch_records_max: usize,
+    /// `limits.registry_bytes_max`.
+    pub registry_bytes_max: usize,
 }
 
 impl Shared {
