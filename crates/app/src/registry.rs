@@ -122,7 +122,9 @@ pub struct Loaded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("registry version {current} was stored after version {base}, which the patch was merged onto; send the patch again")]
+    #[error(
+        "registry version {current} was stored after version {base}, which the patch was merged onto; send the patch again"
+    )]
     BaseChanged { base: u64, current: u64 },
     #[error(transparent)]
     Store(#[from] suanli_store::StoreError),

@@ -72,7 +72,11 @@ ceilings = [ { category = "compute", ratio = "0.45" }, { category = "model", rat
         .unwrap();
     }
     for b in 0..n {
-        let cap = if b % 10 == 0 { "cap = \"20000000.00\"\n" } else { "" };
+        let cap = if b % 10 == 0 {
+            "cap = \"20000000.00\"\n"
+        } else {
+            ""
+        };
         writeln!(
             t,
             "\n[[grant]]\nbeneficiary = \"b{b}\"\nprogramme = \"city-2025\"\n{cap}\n[[grant]]\nbeneficiary = \"b{b}\"\nprogramme = \"national-2025\""
@@ -165,7 +169,9 @@ fn larger_than_the_message_limit_and_patched(db: Db) {
     );
     let out = s.ok(&finance, &["registry", "patch", "--file", &patch]);
     assert!(
-        out.contains("patch onto version 1: beneficiaries 1 added, 1 changed; grants 1 added, 0 changed"),
+        out.contains(
+            "patch onto version 1: beneficiaries 1 added, 1 changed; grants 1 added, 0 changed"
+        ),
         "{out}"
     );
     assert!(
@@ -189,7 +195,10 @@ fn larger_than_the_message_limit_and_patched(db: Db) {
     assert!(err.contains("nobody"), "{err}");
     let provider_patch = s.file("provider.toml", "[[provider]]\nid = \"p9\"\n");
     let err = s.fails(&admin, &["registry", "patch", "--file", &provider_patch]);
-    assert!(err.contains("provider") && err.contains("only [[beneficiary]] and [[grant]]"), "{err}");
+    assert!(
+        err.contains("provider") && err.contains("only [[beneficiary]] and [[grant]]"),
+        "{err}"
+    );
     assert_eq!(stored_head(&s.db.url).unwrap().0, 2);
 
     // The patch is audited as registry.patch of the version it made.
@@ -218,6 +227,13 @@ fn a_registry_larger_than_the_message_limit_loads_and_a_patch_adds_a_beneficiary
     }
 }
 
+/// The registry with beneficiary ids of its own (`k3b17`), so each load interns new names, as a
+/// city's registry with new beneficiaries does.
+fn fresh_names(text: String, k: u32) -> String {
+    text.replace("id = \"b", &format!("id = \"k{k}b"))
+        .replace("beneficiary = \"b", &format!("beneficiary = \"k{k}b"))
+}
+
 fn deadline_cut_loads_are_installed_or_absent(db: Db) {
     let s = Server::start(db);
     let admin = s.token(&["--role", "admin"]);
@@ -225,7 +241,7 @@ fn deadline_cut_loads_are_installed_or_absent(db: Db) {
         let mut client = RegistryServiceClient::new(channel(s.addr()).await);
         // An uncut load's duration, to spread the deadlines below over it.
         let started = Instant::now();
-        let text = city_registry(20_000, "-0");
+        let text = fresh_names(city_registry(20_000, ""), 0);
         client
             .load_registry(bearer(
                 pb::LoadRegistryRequest {
@@ -239,7 +255,7 @@ fn deadline_cut_loads_are_installed_or_absent(db: Db) {
         let whole = started.elapsed();
         let mut cut = 0;
         for k in 1..=6u32 {
-            let text = city_registry(20_000, &format!("-{k}"));
+            let text = fresh_names(city_registry(20_000, ""), k);
             let mut request = bearer(
                 pb::LoadRegistryRequest {
                     file_name: format!("t{k}.toml"),
@@ -284,7 +300,10 @@ fn deadline_cut_loads_are_installed_or_absent(db: Db) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        assert!(cut > 0, "some load was cut by its deadline (whole load {whole:?})");
+        assert!(
+            cut > 0,
+            "some load was cut by its deadline (whole load {whole:?})"
+        );
     });
 }
 

@@ -119,7 +119,11 @@ fn identity(section: &str, table: &Table) -> Result<String, (&'static str, Strin
     if section == "beneficiary" {
         text("id")
     } else {
-        Ok(format!("{}\u{0}{}", text("beneficiary")?, text("programme")?))
+        Ok(format!(
+            "{}\u{0}{}",
+            text("beneficiary")?,
+            text("programme")?
+        ))
     }
 }
 

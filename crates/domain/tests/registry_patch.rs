@@ -64,10 +64,21 @@ programme = "city-2025"
         }
     );
     assert!(text.starts_with("# The city's registry.\n"), "{text}");
-    assert!(text.contains("# Beneficiaries.\n[[beneficiary]]\nid = \"ent-a\""), "{text}");
+    assert!(
+        text.contains("# Beneficiaries.\n[[beneficiary]]\nid = \"ent-a\""),
+        "{text}"
+    );
     let (registry, _) = Registry::from_toml("merged", &text).expect("the merged text is valid");
-    let ids: Vec<&str> = registry.beneficiaries.iter().map(|b| b.id.as_str()).collect();
-    assert_eq!(ids, ["ent-a", "ent-b", "ent-c"], "order kept, new at the end");
+    let ids: Vec<&str> = registry
+        .beneficiaries
+        .iter()
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["ent-a", "ent-b", "ent-c"],
+        "order kept, new at the end"
+    );
     let b = registry.beneficiary("ent-b").unwrap();
     assert_eq!(b.name, "B renamed");
     assert_eq!(b.district.as_deref(), Some("xihu"));
@@ -78,14 +89,22 @@ programme = "city-2025"
     );
     assert!(registry.grant("ent-c", "city-2025").is_some());
     // The new beneficiary is written among the beneficiaries, before the grants.
-    assert!(text.find("\"ent-c\"\nkind").unwrap() < text.find("[[grant]]").unwrap(), "{text}");
+    assert!(
+        text.find("\"ent-c\"\nkind").unwrap() < text.find("[[grant]]").unwrap(),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_patch_refuses_other_sections_duplicates_and_missing_ids() {
     let err = merge("p.toml", BASE, "[[provider]]\nid = \"dc-b\"\n").unwrap_err();
     assert_eq!(err.errors[0].path, "provider", "{err}");
-    assert!(err.errors[0].reason.contains("only [[beneficiary]] and [[grant]]"), "{err}");
+    assert!(
+        err.errors[0]
+            .reason
+            .contains("only [[beneficiary]] and [[grant]]"),
+        "{err}"
+    );
 
     let twice = "[[beneficiary]]\nid = \"x\"\nkind = \"enterprise\"\n[[beneficiary]]\nid = \"x\"\nkind = \"university\"\n";
     let err = merge("p.toml", BASE, twice).unwrap_err();
@@ -97,14 +116,24 @@ fn a_patch_refuses_other_sections_duplicates_and_missing_ids() {
     assert_eq!(err.errors[0].reason, "missing");
 
     let err = merge("p.toml", BASE, "# nothing\n").unwrap_err();
-    assert!(err.to_string().contains("no [[beneficiary]] or [[grant]]"), "{err}");
+    assert!(
+        err.to_string().contains("no [[beneficiary]] or [[grant]]"),
+        "{err}"
+    );
 
     let err = merge("p.toml", BASE, "[[beneficiary]\nid = 1").unwrap_err();
     assert_eq!(err.errors[0].path, "line 1", "{err}");
 
-    let err = merge("p.toml", BASE, "beneficiary = [ { id = \"y\", kind = \"enterprise\" } ]\n")
-        .unwrap_err();
-    assert!(err.errors[0].reason.contains("[[beneficiary]] table"), "{err}");
+    let err = merge(
+        "p.toml",
+        BASE,
+        "beneficiary = [ { id = \"y\", kind = \"enterprise\" } ]\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.errors[0].reason.contains("[[beneficiary]] table"),
+        "{err}"
+    );
 }
 
 #[test]

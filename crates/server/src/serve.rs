@@ -388,20 +388,22 @@ async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), W
     match newer {
         // Parsed on a blocking thread: a city's registry takes a second, which would stall
         // the calls this runtime thread serves.
-        Ok(Ok(Some(row))) => match tokio::task::spawn_blocking(move || CurrentRegistry::from_row(row))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|parsed| parsed)
-        {
-            Ok(current) => {
-                tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
-                shared.install_registry(Arc::new(current));
-                crate::grpc::refresh_programme_gauges(shared).await;
+        Ok(Ok(Some(row))) => {
+            match tokio::task::spawn_blocking(move || CurrentRegistry::from_row(row))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|parsed| parsed)
+            {
+                Ok(current) => {
+                    tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
+                    shared.install_registry(Arc::new(current));
+                    crate::grpc::refresh_programme_gauges(shared).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the registry version another server loaded")
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install the registry version another server loaded")
-            }
-        },
+        }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "catching up with the other servers failed; retrying")

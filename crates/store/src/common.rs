@@ -109,8 +109,10 @@ impl Names {
             // A name listed twice is planned once. A set, not a search of `out`: a city's
             // registry declares hundreds of thousands of names, and this runs on the writer
             // thread, where a search per name made a load quadratic and held up ingest.
-            let mut planned: std::collections::HashSet<&str, std::hash::BuildHasherDefault<FxHasher>> =
-                std::collections::HashSet::default();
+            let mut planned: std::collections::HashSet<
+                &str,
+                std::hash::BuildHasherDefault<FxHasher>,
+            > = std::collections::HashSet::default();
             for name in list {
                 if !self.ids[kind as usize].contains_key(name) && planned.insert(name) {
                     out.push((kind, name.clone(), next));

@@ -1097,7 +1097,11 @@ fn names_interned_in_slices_before_the_version_serve_ingest() {
         );
         drop(store);
         let mut store = suanli_store::open(url).expect("reopens");
-        assert_eq!(store.registry_intern(&names).unwrap(), 0, "known after reopening");
+        assert_eq!(
+            store.registry_intern(&names).unwrap(),
+            0,
+            "known after reopening"
+        );
         check_recount(store.as_mut());
     });
 }

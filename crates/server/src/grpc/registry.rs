@@ -241,7 +241,8 @@ impl pb::registry_service_server::RegistryService for RegistryService {
         request: Request<Streaming<pb::RegistryChunk>>,
     ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
         let who = loader(&self.shared, &request, "load").await?;
-        let (file, text) = receive(&mut request.into_inner(), self.shared.registry_bytes_max).await?;
+        let (file, text) =
+            receive(&mut request.into_inner(), self.shared.registry_bytes_max).await?;
         load_whole(self.shared.clone(), file, text, who).await
     }
 
