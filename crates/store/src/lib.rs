@@ -291,17 +291,23 @@ impl RegistryNames {
     pub fn slices(&self, size: usize) -> Vec<RegistryNames> {
         let size = size.max(1);
         let mut out = Vec::new();
-        let lists: [(&Vec<String>, fn(&mut RegistryNames) -> &mut Vec<String>); 3] = [
-            (&self.providers, |n| &mut n.providers),
-            (&self.skus, |n| &mut n.skus),
-            (&self.beneficiaries, |n| &mut n.beneficiaries),
-        ];
-        for (list, field) in lists {
-            for chunk in list.chunks(size) {
-                let mut slice = RegistryNames::default();
-                field(&mut slice).extend_from_slice(chunk);
-                out.push(slice);
-            }
+        for chunk in self.providers.chunks(size) {
+            out.push(RegistryNames {
+                providers: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
+        }
+        for chunk in self.skus.chunks(size) {
+            out.push(RegistryNames {
+                skus: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
+        }
+        for chunk in self.beneficiaries.chunks(size) {
+            out.push(RegistryNames {
+                beneficiaries: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
         }
         out
     }
