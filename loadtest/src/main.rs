@@ -10,6 +10,7 @@
 //! stream unless `--lockstep` (all streams at the same instants: bursts).
 
 mod baseline;
+mod registry_load;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -81,6 +82,17 @@ struct Args {
     /// as a share of that (see `baseline.rs`).
     #[arg(long)]
     baseline: Option<String>,
+    /// Instead of ingest: load a registry of this many beneficiaries with every optional field
+    /// (after the small one) while Ingest calls of 100 records go on, and print both timings.
+    #[arg(long, default_value_t = 0)]
+    registry_load: usize,
+    /// With `--registry-load`: milliseconds between two Ingest calls of the probe.
+    #[arg(long, default_value_t = 100)]
+    probe_ms: u64,
+    /// With `--registry-load`: also write the generated registry to this file (for timing
+    /// `suanli registry import` on it).
+    #[arg(long)]
+    registry_file: Option<std::path::PathBuf>,
 }
 
 /// A small deterministic generator (SplitMix64), so a run is reproducible from its seed.
@@ -522,6 +534,18 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .into_inner();
     let version = loaded.current.map_or(0, |c| c.version);
+    if args.registry_load > 0 {
+        return registry_load::run(
+            channel,
+            &args.token,
+            args.providers,
+            args.registry_load,
+            args.probe_ms,
+            args.registry_file.as_deref(),
+            &run,
+        )
+        .await;
+    }
     let mut metering = MeteringServiceClient::new(channel);
     let rate = measure(&args, &run, version, &mut metering).await?;
     if args.half_rate_secs > 0 {

@@ -101,41 +101,151 @@ pub fn registry_parties(store: &mut dyn Store) -> Result<(Vec<String>, Vec<Strin
     ))
 }
 
-/// Stores a parsed registry as a new version, audited in the same transaction, unless it is the
-/// current version already (then `false` and the current row). Run on the writer thread, so
+/// What a load is: a whole registry, or a patch merged onto the version `base_version`.
+pub enum LoadKind {
+    Whole,
+    Patch {
+        base_version: u64,
+        summary: suanli_domain::registry_patch::PatchSummary,
+    },
+}
+
+/// A version stored (or found current already) by [`load`]; the text is the caller's.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub version: u64,
+    pub content_hash: String,
+    pub loaded_at: String,
+    /// False when the text is the current version's already.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "registry version {current} was stored after version {base}, which the patch was merged onto; send the patch again"
+    )]
+    BaseChanged { base: u64, current: u64 },
+    #[error(transparent)]
+    Store(#[from] suanli_store::StoreError),
+}
+
+/// Names per interning transaction: a slice takes the writer tens of milliseconds, so ingest
+/// waits at most that long behind a load of any size.
+pub const INTERN_SLICE_NAMES: usize = 20_000;
+
+/// Interns one slice of a registry's names before its version is stored (see
+/// [`Store::registry_intern`]). Run on the writer thread, one slice per call.
+pub fn intern(store: &mut dyn Store, names: &RegistryNames) -> suanli_store::Result<usize> {
+    store.registry_intern(names)
+}
+
+/// The current version's number, hash and load time, without its text (a city's registry text
+/// is tens of megabytes, and this runs on the writer thread).
+fn current_head(store: &mut dyn Store) -> suanli_store::Result<Option<(u64, String, String)>> {
+    let mut head = None;
+    store.transaction(&mut |tx| {
+        let rows = tx.query(
+            "SELECT version, content_hash, loaded_at FROM registry_versions ORDER BY version DESC LIMIT 1",
+            &[],
+        )?;
+        head = match rows.first() {
+            Some(r) => Some((
+                u64::try_from(r[0].int()?).unwrap_or(0),
+                r[1].text()?,
+                r[2].text()?,
+            )),
+            None => None,
+        };
+        Ok(())
+    })?;
+    Ok(head)
+}
+
+/// Stores a parsed registry (its `names` listed off the writer thread, ideally interned
+/// already by [`intern`]) as a new version, audited in the same transaction as
+/// `registry.load` or `registry.patch`, unless it is the current version already. A patch is
+/// stored only if no other version was stored after its base. Run on the writer thread, so
 /// concurrent loads get consecutive versions.
 pub fn load(
     store: &mut dyn Store,
     registry: &Registry,
-    text: String,
+    names: &RegistryNames,
+    text: &str,
+    kind: &LoadKind,
     who: &Actor,
-) -> suanli_store::Result<(RegistryVersionRow, bool)> {
+) -> std::result::Result<Loaded, LoadError> {
     let hash = registry.content_hash.clone();
-    if let Some(current) = store.registry_current()?
-        && current.content_hash == hash
+    let head = current_head(store)?;
+    if let Some((version, current_hash, loaded_at)) = &head
+        && *current_hash == hash
     {
-        return Ok((current, false));
-    }
-    let names = RegistryNames::of(registry);
-    let at = Utc::now();
-    let version = store.registry_insert_audited(&hash, &text, &names, at, &mut |tx, version| {
-        let subject = format!("registry:v{version}");
-        who.record(
-            tx,
-            "registry.load",
-            &subject,
-            &[&version.to_string(), &hash],
-        )
-    })?;
-    Ok((
-        RegistryVersionRow {
-            version,
+        return Ok(Loaded {
+            version: *version,
             content_hash: hash,
-            toml_text: text,
-            loaded_at: at.to_rfc3339(),
-        },
-        true,
-    ))
+            loaded_at: loaded_at.clone(),
+            created: false,
+        });
+    }
+    let at = Utc::now();
+    let mut changed_base = None;
+    let stored = store.registry_insert_audited(&hash, text, names, at, &mut |tx, version| {
+        let subject = format!("registry:v{version}");
+        match kind {
+            LoadKind::Whole => who.record(
+                tx,
+                "registry.load",
+                &subject,
+                &[&version.to_string(), &hash],
+            ),
+            LoadKind::Patch {
+                base_version,
+                summary,
+            } => {
+                // Checked under the store's registry lock, so a version another server stored
+                // after the base (and this server has not installed yet) is not lost.
+                if version != base_version + 1 {
+                    changed_base = Some(version - 1);
+                    return Err(suanli_store::StoreError::Corrupt(
+                        "registry patch base changed".into(),
+                    ));
+                }
+                who.record(
+                    tx,
+                    "registry.patch",
+                    &subject,
+                    &[
+                        &version.to_string(),
+                        &hash,
+                        &format!("base v{base_version}"),
+                        &format!(
+                            "beneficiaries +{} ~{}, grants +{} ~{}",
+                            summary.beneficiaries_added,
+                            summary.beneficiaries_changed,
+                            summary.grants_added,
+                            summary.grants_changed
+                        ),
+                    ],
+                )
+            }
+        }
+    });
+    let version = match (stored, changed_base, kind) {
+        (Ok(version), _, _) => version,
+        (Err(_), Some(current), LoadKind::Patch { base_version, .. }) => {
+            return Err(LoadError::BaseChanged {
+                base: *base_version,
+                current,
+            });
+        }
+        (Err(e), _, _) => return Err(e.into()),
+    };
+    Ok(Loaded {
+        version,
+        content_hash: hash,
+        loaded_at: at.to_rfc3339(),
+        created: true,
+    })
 }
 
 /// Catches the store up with what other servers on the same database wrote, and returns the

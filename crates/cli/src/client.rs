@@ -273,16 +273,68 @@ pub(crate) fn authorize<T>(message: T, token: &str) -> anyhow::Result<Request<T>
     Ok(request)
 }
 
+/// Bytes of registry text per message: under the smallest message limit a server accepts
+/// (64 KiB), so a registry of any size loads whatever the server's `limits.message_bytes_max`.
+const REGISTRY_CHUNK_BYTES: usize = 60 * 1024;
+
+/// The chunks of a registry text, the first carrying its file name and total size.
+fn registry_chunks(file: &Path, text: Vec<u8>) -> Vec<pb::RegistryChunk> {
+    let total_bytes = text.len() as u64;
+    let mut chunks: Vec<pb::RegistryChunk> = text
+        .chunks(REGISTRY_CHUNK_BYTES)
+        .map(|c| pb::RegistryChunk {
+            text: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::RegistryChunk::default());
+    }
+    chunks[0].file_name = file.display().to_string();
+    chunks[0].total_bytes = total_bytes;
+    chunks
+}
+
+fn version_line(current: &pb::RegistryVersion, created: bool) -> String {
+    format!(
+        "registry version {} {} (sha256 {}): {} provider(s), {} SKU(s), {} beneficiary(ies), {} programme(s)",
+        current.version,
+        if created { "loaded" } else { "unchanged" },
+        current.content_hash,
+        current.providers,
+        current.skus,
+        current.beneficiaries,
+        current.programmes
+    )
+}
+
+/// Streams a registry file to the server in chunks (`LoadRegistryStream`), so its size is bound
+/// by the server's `limits.registry_bytes_max`, not by the message size limit.
 pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut client = RegistryServiceClient::new(channel(server).await?);
-    let request = pb::LoadRegistryRequest {
-        file_name: file.display().to_string(),
-        toml_text: text,
-    };
+    let chunks = tokio_stream::iter(registry_chunks(file, text));
     let response = client
-        .load_registry(authorize(request, token)?)
+        .load_registry_stream(authorize(chunks, token)?)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    for w in &response.warnings {
+        eprintln!("warning: {w}");
+    }
+    let current = response.current.context("server returned no version")?;
+    println!("{}", version_line(&current, response.created));
+    Ok(())
+}
+
+/// Sends a fragment of `[[beneficiary]]` and `[[grant]]` tables (`PatchRegistry`); the server
+/// merges it onto the current version and stores the result as a new version.
+pub async fn registry_patch(server: &Target, token: &str, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut client = RegistryServiceClient::new(channel(server).await?);
+    let chunks = tokio_stream::iter(registry_chunks(file, text));
+    let response = client
+        .patch_registry(authorize(chunks, token)?)
         .await
         .map_err(grpc_error)?
         .into_inner();
@@ -291,19 +343,14 @@ pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyho
     }
     let current = response.current.context("server returned no version")?;
     println!(
-        "registry version {} {} (sha256 {}): {} provider(s), {} SKU(s), {} beneficiary(ies), {} programme(s)",
-        current.version,
-        if response.created {
-            "loaded"
-        } else {
-            "unchanged"
-        },
-        current.content_hash,
-        current.providers,
-        current.skus,
-        current.beneficiaries,
-        current.programmes
+        "patch onto version {}: beneficiaries {} added, {} changed; grants {} added, {} changed",
+        response.base_version,
+        response.beneficiaries_added,
+        response.beneficiaries_changed,
+        response.grants_added,
+        response.grants_changed
     );
+    println!("{}", version_line(&current, response.created));
     Ok(())
 }
 

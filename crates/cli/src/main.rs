@@ -393,6 +393,13 @@ enum RegistryCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Adds or replaces beneficiaries and grants of the current version: FILE holds only
+    /// [[beneficiary]] and [[grant]] tables; the result is stored as a new version.
+    Patch {
+        /// The TOML fragment: [[beneficiary]] and [[grant]] tables only.
+        #[arg(long)]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -520,6 +527,9 @@ fn main() -> ExitCode {
         }
         Command::Registry { command: RegistryCommand::Import { file }, remote } => remote.token().and_then(|token| {
             runtime().and_then(|rt| rt.block_on(client::registry_import(&remote.target(), token, &file)))
+        }),
+        Command::Registry { command: RegistryCommand::Patch { file }, remote } => remote.token().and_then(|token| {
+            runtime().and_then(|rt| rt.block_on(client::registry_patch(&remote.target(), token, &file)))
         }),
         Command::Settle { command, remote } => {
             use settle_cli::SettleAction as A;

@@ -7,6 +7,7 @@ pub mod intake;
 pub mod ledger;
 pub mod money;
 pub mod registry;
+pub mod registry_patch;
 pub mod restatement;
 pub mod settlement;
 pub mod usage;

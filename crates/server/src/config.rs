@@ -127,6 +127,13 @@ pub const KEYS: &[Key] = &[
         help: "largest gRPC message, bytes",
     },
     Key {
+        name: "limits.registry_bytes_max",
+        env: "SUANLI_LIMITS_REGISTRY_BYTES_MAX",
+        flag: None,
+        default: "268435456",
+        help: "largest registry text a streamed load or patch may send, bytes",
+    },
+    Key {
         name: "limits.batch_records_max",
         env: "SUANLI_LIMITS_BATCH_RECORDS_MAX",
         flag: None,
@@ -193,6 +200,8 @@ pub const KEYS: &[Key] = &[
 
 /// Hard bounds on the limits, so a typo cannot disable a protection or exhaust memory.
 pub const MESSAGE_BYTES_BOUNDS: (u64, u64) = (64 * 1024, 256 * 1024 * 1024);
+/// Up to 1 GiB: PostgreSQL stores a text of at most that.
+pub const REGISTRY_BYTES_BOUNDS: (u64, u64) = (64 * 1024, 1024 * 1024 * 1024);
 pub const BATCH_RECORDS_BOUNDS: (u64, u64) = (1, 100_000);
 pub const TOKEN_REQUESTS_PER_MINUTE_BOUNDS: (u64, u64) = (0, 60_000_000);
 pub const TOKEN_REQUEST_BURST_BOUNDS: (u64, u64) = (1, 1_000_000);
@@ -214,6 +223,9 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub message_bytes_max: usize,
+    /// The largest registry text a streamed load or patch may send (every chunk is also under
+    /// `message_bytes_max`).
+    pub registry_bytes_max: usize,
     pub batch_records_max: usize,
     /// 0: no rate limit.
     pub token_requests_per_minute: u64,
@@ -234,6 +246,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             message_bytes_max: 16 * 1024 * 1024,
+            registry_bytes_max: 256 * 1024 * 1024,
             batch_records_max: 10_000,
             token_requests_per_minute: 6_000,
             token_request_burst: 200,
@@ -568,6 +581,8 @@ impl Parser {
         let limits = Limits {
             message_bytes_max: self.number("limits.message_bytes_max", MESSAGE_BYTES_BOUNDS)?
                 as usize,
+            registry_bytes_max: self.number("limits.registry_bytes_max", REGISTRY_BYTES_BOUNDS)?
+                as usize,
             batch_records_max: self.number("limits.batch_records_max", BATCH_RECORDS_BOUNDS)?
                 as usize,
             token_requests_per_minute: self.number(
@@ -863,6 +878,12 @@ mod tests {
                 "SUANLI_LIMITS_MESSAGE_BYTES_MAX",
                 "1024",
                 "must be 65536",
+            ),
+            (
+                "limits.registry_bytes_max",
+                "SUANLI_LIMITS_REGISTRY_BYTES_MAX",
+                "2147483648",
+                "must be 65536 to 1073741824",
             ),
             (
                 "limits.batch_records_max",

@@ -96,7 +96,11 @@ impl RateLimiter {
 /// The gRPC methods whose calls are streams: they count against `limits.credential_streams_max`
 /// for as long as they are open, every other call against `limits.credential_calls_max`.
 /// A unit test checks the list against the streaming methods of the proto files.
-pub const STREAMING_METHODS: &[&str] = &["/suanli.v1.MeteringService/IngestStream"];
+pub const STREAMING_METHODS: &[&str] = &[
+    "/suanli.v1.MeteringService/IngestStream",
+    "/suanli.v1.RegistryService/LoadRegistryStream",
+    "/suanli.v1.RegistryService/PatchRegistry",
+];
 
 /// What one credential has open.
 #[derive(Debug, Default)]

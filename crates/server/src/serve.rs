@@ -127,6 +127,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         registry: RwLock::new(current),
         batch_records_max: config.limits.batch_records_max,
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
+        registry_bytes_max: config.limits.registry_bytes_max,
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
     #[cfg(test)]
@@ -439,16 +440,24 @@ async fn follow_other_servers(shared: &Arc<crate::grpc::Shared>) -> Result<(), W
         .call(move |store| suanli_app::registry::newer_than(store, have))
         .await;
     match newer {
-        Ok(Ok(Some(row))) => match CurrentRegistry::from_row(row) {
-            Ok(current) => {
-                tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
-                shared.install_registry(Arc::new(current));
-                crate::grpc::refresh_programme_gauges(shared).await;
+        // Parsed on a blocking thread: a city's registry takes a second, which would stall
+        // the calls this runtime thread serves.
+        Ok(Ok(Some(row))) => {
+            match tokio::task::spawn_blocking(move || CurrentRegistry::from_row(row))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|parsed| parsed)
+            {
+                Ok(current) => {
+                    tracing::info!(version = current.version, hash = %current.content_hash, "registry version loaded by another server installed");
+                    shared.install_registry(Arc::new(current));
+                    crate::grpc::refresh_programme_gauges(shared).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the registry version another server loaded")
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install the registry version another server loaded")
-            }
-        },
+        }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "catching up with the other servers failed; retrying")

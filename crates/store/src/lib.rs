@@ -179,6 +179,12 @@ pub trait Store: Send {
         at: DateTime<Utc>,
         audit: &mut dyn FnMut(&mut dyn sql::Sql, u64) -> Result<()>,
     ) -> Result<u64>;
+    /// Interns the names of `names` not interned yet, in a transaction of its own, without
+    /// storing a version; returns how many it interned. A load interns a large registry's names
+    /// in slices before it stores the version, so the writer never holds ingest up for the
+    /// whole list at once. Names interned by a load that then fails are harmless: no record can
+    /// use them until a version declaring them is stored.
+    fn registry_intern(&mut self, names: &RegistryNames) -> Result<usize>;
     /// [`Store::registry_insert_audited`] without an audit entry (tests, benchmarks).
     fn registry_insert(
         &mut self,
@@ -282,6 +288,40 @@ pub struct RegistryNames {
 }
 
 impl RegistryNames {
+    /// How many names are listed.
+    pub fn len(&self) -> usize {
+        self.providers.len() + self.beneficiaries.len() + self.skus.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The names in slices of at most `size` names each (kinds kept apart), in order.
+    pub fn slices(&self, size: usize) -> Vec<RegistryNames> {
+        let size = size.max(1);
+        let mut out = Vec::new();
+        for chunk in self.providers.chunks(size) {
+            out.push(RegistryNames {
+                providers: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
+        }
+        for chunk in self.skus.chunks(size) {
+            out.push(RegistryNames {
+                skus: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
+        }
+        for chunk in self.beneficiaries.chunks(size) {
+            out.push(RegistryNames {
+                beneficiaries: chunk.to_vec(),
+                ..RegistryNames::default()
+            });
+        }
+        out
+    }
+
     pub fn of(registry: &suanli_domain::Registry) -> RegistryNames {
         RegistryNames {
             providers: registry.providers.iter().map(|p| p.id.clone()).collect(),

@@ -1197,3 +1197,49 @@ fn an_audit_row_that_is_not_text_is_named_by_its_seq() {
         .to_string();
     assert!(err.contains("seq = 2") && err.contains("actor"), "{err}");
 }
+
+// A registry's names interned in slices before its version is stored (as a large load does)
+// are interned once: the version interns nothing more, records for them are stored, and a
+// reopened store (or another replica) knows them.
+#[test]
+fn names_interned_in_slices_before_the_version_serve_ingest() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = suanli_store::open(url).expect("store opens");
+        let mut names = RegistryNames::of(&reg);
+        // A city's worth of names beside the registry's own, one of them listed twice.
+        names
+            .beneficiaries
+            .extend((0..20_000).map(|i| format!("city-{i}")));
+        names.beneficiaries.push("city-7".into());
+        let mut interned = 0;
+        for slice in names.slices(3_000) {
+            interned += store.registry_intern(&slice).expect("slice interned");
+        }
+        assert_eq!(interned, 2 + 2 + 2 + 20_000, "each name once");
+        assert_eq!(store.registry_intern(&names).unwrap(), 0, "nothing left");
+        let version = store
+            .registry_insert(&reg.content_hash, REGISTRY, &names, Utc::now())
+            .unwrap();
+        assert_eq!(version, 1);
+        let a = gpu(
+            "a",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            100,
+        );
+        assert_eq!(
+            store.ingest(&[candidate(&reg, a)]).unwrap(),
+            vec![Decision::Accepted]
+        );
+        drop(store);
+        let mut store = suanli_store::open(url).expect("reopens");
+        assert_eq!(
+            store.registry_intern(&names).unwrap(),
+            0,
+            "known after reopening"
+        );
+        check_recount(store.as_mut());
+    });
+}

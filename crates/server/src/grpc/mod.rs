@@ -35,6 +35,8 @@ pub struct CurrentRegistry {
     pub loaded_at: String,
     /// Shared with settlement's cache of parsed registries.
     pub registry: Arc<Registry>,
+    /// The version's text: a patch is merged onto it.
+    pub toml_text: Arc<str>,
 }
 
 impl CurrentRegistry {
@@ -54,6 +56,7 @@ impl CurrentRegistry {
             content_hash: row.content_hash,
             loaded_at: row.loaded_at,
             registry,
+            toml_text: row.toml_text.into(),
         })
     }
 }
@@ -76,6 +79,8 @@ pub struct Shared {
     pub batch_records_max: usize,
     /// `limits.stream_idle_secs`: how long a stream may wait for its client's next message.
     pub stream_idle: std::time::Duration,
+    /// `limits.registry_bytes_max`.
+    pub registry_bytes_max: usize,
 }
 
 impl Shared {
