@@ -13,6 +13,7 @@ pub mod balances;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
+pub mod opening;
 pub mod registry;
 pub mod seal;
 pub mod settlement;

@@ -15,8 +15,8 @@ use suanli_domain::Registry;
 use suanli_domain::ledger::{Journal, payee_of, posting_journal};
 use suanli_domain::money::{Fen, format_ratio};
 use suanli_domain::registry::{Category, ChipOrigin, Class};
-use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_to_date, run_lines};
-use suanli_domain::settlement::{CutBy, LineKey, StatementLine};
+use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_after_opening, run_lines};
+use suanli_domain::settlement::{CutBy, LineKey, Prior, StatementLine};
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{
     self as rows, EntryRow, InputRow, LineKeyRow, NewRun, RunLineRow, RunRow,
@@ -175,12 +175,14 @@ pub(crate) fn bases_to(
     Ok(bases)
 }
 
-/// Entitlements of every period of the year up to `last`, each with its registry version.
+/// Entitlements of every period of the year up to `last`, each with its registry version,
+/// counting the confirmed opening balances (`opening`) as paid before the year's first period.
 pub(crate) fn entitlements(
     versions: &BTreeMap<Period, i64>,
     registries: &HashMap<i64, Arc<Registry>>,
     bases: &BTreeMap<Period, BTreeMap<LineKey, Fen>>,
     last: Period,
+    opening: &Prior,
 ) -> Vec<suanli_domain::settlement::Statement> {
     let empty = BTreeMap::new();
     let periods: Vec<Period> = (1..=last.month)
@@ -197,7 +199,7 @@ pub(crate) fn entitlements(
             bases: bases.get(p).unwrap_or(&empty),
         })
         .collect();
-    entitlements_to_date(&inputs)
+    entitlements_after_opening(&inputs, opening.clone())
 }
 
 /// R9: each period keeps the registry version its first run used; periods without a run yet
@@ -278,7 +280,8 @@ fn compute(
             "programme {programme_id:?} is not in registry version {own_version}"
         ))
     })?;
-    let statements = entitlements(&versions, &registries, &bases, period);
+    let opening = crate::opening::opening_prior(tx, None)?;
+    let statements = entitlements(&versions, &registries, &bases, period, &opening);
     let posted = posted_map(tx, programme_id)?;
     let lines = run_lines(programme_id, period, &statements, &posted)
         .iter()
@@ -343,6 +346,13 @@ pub fn create_run(
         let own_version = versions[&period];
         let computed = compute(tx, programme, period, versions, bases.clone(), own_version)?;
         tracing::info!(programme, %period, lines = computed.lines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "run computed");
+        // A run without lines would post nothing, yet as an open run it would block the
+        // later months until someone cancelled it.
+        if computed.lines.is_empty() {
+            return Err(SettleError::FailedPrecondition(format!(
+                "nothing to settle for {programme} in {period}: no usage and no adjustments"
+            )));
+        }
         let basis = rows::posted_basis(tx, programme)?;
         let new = NewRun {
             programme: programme.to_owned(),
@@ -647,7 +657,10 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
                 ))
             })?
             .clone();
-        let statements = entitlements(&versions, &registries, &bases, period);
+        // Opening balances are confirmed before a programme's first run; those confirmed
+        // before this run was created are the ones it counted.
+        let opening = crate::opening::opening_prior(tx, Some(&run.created_at))?;
+        let statements = entitlements(&versions, &registries, &bases, period, &opening);
         let recomputed: Vec<RunLineRow> = run_lines(&run.programme, period, &statements, &posted)
             .iter()
             .map(|l| line_row(&programme, l))

@@ -55,6 +55,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../../migrations/postgres/0009_accrual_pending_lz4.sql"),
     ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_opening.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

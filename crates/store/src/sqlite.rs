@@ -40,6 +40,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../../migrations/sqlite/0006_accrual_pending.sql"),
     ),
+    (
+        7,
+        include_str!("../../../migrations/sqlite/0007_opening.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
