@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod opening;
+pub mod reasons;
 pub mod registry;
 pub mod seal;
 pub mod settlement;

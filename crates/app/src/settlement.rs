@@ -701,11 +701,16 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
     })
 }
 
+/// How many columns a run's statement export has.
+pub const RUN_STATEMENT_COLUMNS: usize = 17;
+
 /// The columns of a run's statement export: `suanli simulate`'s statement columns, then
-/// `run_id` and `original_period` (set on adjustment lines only). Shared by `settle export`
-/// and the web console's statement downloads.
-pub const RUN_STATEMENT_HEADER: [&str; 13] = {
-    let mut header = [""; 13];
+/// `run_id` and `original_period` (set on adjustment lines only), then what reconciles a line
+/// without the database: its `entitlement`, what was `settled_before`, the `change` this run
+/// posts (entitlement − settled before, equal to `subsidy`) and a plain-language `reason` on
+/// adjustment and cut lines. Shared by `settle export` and the web console's downloads.
+pub const RUN_STATEMENT_HEADER: [&str; RUN_STATEMENT_COLUMNS] = {
+    let mut header = [""; RUN_STATEMENT_COLUMNS];
     let mut i = 0;
     while i < suanli_domain::settlement::STATEMENT_HEADER.len() {
         header[i] = suanli_domain::settlement::STATEMENT_HEADER[i];
@@ -713,12 +718,20 @@ pub const RUN_STATEMENT_HEADER: [&str; 13] = {
     }
     header[11] = "run_id";
     header[12] = "original_period";
+    header[13] = "entitlement";
+    header[14] = "settled_before";
+    header[15] = "change";
+    header[16] = "reason";
     header
 };
 
 /// One line of a run as a statement record in [`RUN_STATEMENT_HEADER`] order; `subsidy` is
-/// what the run posts.
-pub fn run_statement_record(run: &RunRow, l: &RunLineRow) -> [String; 13] {
+/// what the run posts, `reason` the line's explanation ([`crate::reasons`]).
+pub fn run_statement_record(
+    run: &RunRow,
+    l: &RunLineRow,
+    reason: &str,
+) -> [String; RUN_STATEMENT_COLUMNS] {
     [
         run.programme.clone(),
         run.period.clone(),
@@ -737,6 +750,10 @@ pub fn run_statement_record(run: &RunRow, l: &RunLineRow) -> [String; 13] {
         } else {
             String::new()
         },
+        Fen(l.entitlement_fen).to_string(),
+        Fen(l.posted_before_fen).to_string(),
+        Fen(l.amount_fen).to_string(),
+        reason.to_owned(),
     ]
 }
 
@@ -746,7 +763,7 @@ pub fn posted_statement(
     store: &mut dyn Store,
     year: Option<i32>,
     keep: impl Fn(&RunLineRow) -> bool,
-) -> Result<Vec<[String; 13]>> {
+) -> Result<Vec<[String; RUN_STATEMENT_COLUMNS]>> {
     in_tx(store, |tx| {
         let mut out = Vec::new();
         for run in rows::runs(tx, None)? {
@@ -755,10 +772,16 @@ pub fn posted_statement(
             {
                 continue;
             }
-            for l in rows::run_lines(tx, run.run_id)? {
-                if keep(&l) {
-                    out.push(run_statement_record(&run, &l));
-                }
+            let lines: Vec<RunLineRow> = rows::run_lines(tx, run.run_id)?
+                .into_iter()
+                .filter(|l| keep(l))
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let reasons = crate::reasons::run_reasons(tx, &run, &lines)?;
+            for (l, reason) in lines.iter().zip(&reasons) {
+                out.push(run_statement_record(&run, l, reason));
             }
         }
         Ok(out)

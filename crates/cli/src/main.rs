@@ -165,7 +165,8 @@ enum SettleCommand {
         /// The run id, as printed by `settle create` and `settle list`.
         run: u64,
     },
-    /// Writes a run's statement CSV (simulate's columns, then run_id and original_period).
+    /// Writes a run's statement CSV (simulate's columns, then run_id, original_period,
+    /// entitlement, settled_before, change and reason).
     Export {
         /// The run id, as printed by `settle create` and `settle list`.
         run: u64,

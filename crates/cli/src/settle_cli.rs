@@ -209,8 +209,9 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
     Ok(())
 }
 
-/// The statement of a run: the columns of `suanli simulate`, then `run_id` and
-/// `original_period` (set on adjustment lines only). `subsidy` is what the run posts.
+/// The statement of a run: the columns of `suanli simulate`, then `run_id`, `original_period`
+/// (set on adjustment lines only), `entitlement`, `settled_before`, `change` and `reason`
+/// (see `RUN_STATEMENT_HEADER`). `subsidy` is what the run posts.
 fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
     let mut w =
@@ -240,7 +241,7 @@ fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
             cut_by: l.cut_by.clone(),
             payee: l.payee.clone(),
         };
-        w.write_record(run_statement_record(&row, &line))?;
+        w.write_record(run_statement_record(&row, &line, &l.reason))?;
     }
     w.flush()?;
     println!(

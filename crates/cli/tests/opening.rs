@@ -17,7 +17,10 @@ fn import_id(stdout: &str) -> String {
         .lines()
         .find(|l| l.starts_with("opening import "))
         .unwrap_or_else(|| panic!("an import line: {stdout}"));
-    line.split_whitespace().nth(2).expect("import id").to_owned()
+    line.split_whitespace()
+        .nth(2)
+        .expect("import id")
+        .to_owned()
 }
 
 /// The first eleven columns (simulate's statement columns) of one programme's rows.
@@ -36,7 +39,11 @@ fn tamper(db: &Db, sql: &str) {
         assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql} changes one row");
     } else {
         let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
-        assert_eq!(client.execute(sql, &[]).unwrap(), 1, "{sql} changes one row");
+        assert_eq!(
+            client.execute(sql, &[]).unwrap(),
+            1,
+            "{sql} changes one row"
+        );
     }
 }
 
@@ -57,39 +64,68 @@ fn worked_example_with_opening_balances(db: Db) {
     let dc_b = s.token(&["--role", "provider", "--provider", "dc-b"]);
     s.ok(
         &admin,
-        &["registry", "import", "--file", "examples/worked/registry.toml"],
+        &[
+            "registry",
+            "import",
+            "--file",
+            "examples/worked/registry.toml",
+        ],
     );
 
     // ent-d's 7,900,000.00 paid before Suanli, the worked example's prior payments file.
     let prior = root().join("examples/worked/prior.csv");
     let prior = prior.to_str().unwrap();
-    let import = ["ledger", "import-opening", "--programme", "hz-municipal-2025", "--file", prior];
+    let import = [
+        "ledger",
+        "import-opening",
+        "--programme",
+        "hz-municipal-2025",
+        "--file",
+        prior,
+    ];
     let out = s.ok(&f1, &import);
     let id = import_id(&out);
     assert!(
         out.contains("hz-municipal-2025 pending: 1 row(s), total 7900000.00 CNY"),
         "{out}"
     );
-    assert!(out.contains("ent-d dc-a paid to dc-a: 7900000.00 CNY"), "{out}");
+    assert!(
+        out.contains("ent-d dc-a paid to dc-a: 7900000.00 CNY"),
+        "{out}"
+    );
     let again = s.ok(&f1, &import);
     assert!(
-        again.contains(&format!("unchanged: the same opening balances are already import {id} (pending)")),
+        again.contains(&format!(
+            "unchanged: the same opening balances are already import {id} (pending)"
+        )),
         "importing the same file twice changes nothing: {again}"
     );
     let err = s.fails(&f1, &["ledger", "confirm-opening", &id]);
-    assert!(err.contains("four eyes"), "the importer cannot confirm: {err}");
+    assert!(
+        err.contains("four eyes"),
+        "the importer cannot confirm: {err}"
+    );
     let err = s.fails(&auditor, &["ledger", "confirm-opening", &id]);
-    assert!(err.contains("permission"), "an auditor cannot confirm: {err}");
+    assert!(
+        err.contains("permission"),
+        "an auditor cannot confirm: {err}"
+    );
     let confirmed = s.ok(&f2, &["ledger", "confirm-opening", &id]);
     assert!(confirmed.contains("confirmed"), "{confirmed}");
-    assert!(confirmed.contains("+08:00"), "times in Asia/Shanghai: {confirmed}");
+    assert!(
+        confirmed.contains("+08:00"),
+        "times in Asia/Shanghai: {confirmed}"
+    );
     assert!(
         s.ok(&f2, &["ledger", "confirm-opening", &id])
             .contains("unchanged"),
         "confirming twice changes nothing"
     );
     // Before any usage, the balance already counts what was paid.
-    let balance = s.ok(&auditor, &["balance", "--beneficiary", "ent-d", "--year", "2025"]);
+    let balance = s.ok(
+        &auditor,
+        &["balance", "--beneficiary", "ent-d", "--year", "2025"],
+    );
     assert!(
         balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 7900000.00 CNY, pending 0.00 CNY, remaining 100000.00 CNY"),
         "{balance}"
@@ -117,13 +153,27 @@ fn worked_example_with_opening_balances(db: Db) {
     let simulated = std::fs::read_to_string(&sim_out).unwrap();
     let run = run_id(&s.ok(
         &f1,
-        &["settle", "create", "--programme", "hz-municipal-2025", "--period", "2025-03"],
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "hz-municipal-2025",
+            "--period",
+            "2025-03",
+        ],
     ));
     let export = s.db.dir.join("march.csv");
-    s.ok(&auditor, &["settle", "export", &run, "--out", export.to_str().unwrap()]);
+    s.ok(
+        &auditor,
+        &["settle", "export", &run, "--out", export.to_str().unwrap()],
+    );
     let exported = std::fs::read_to_string(&export).unwrap();
     let rows = statement_rows(&exported, "hz-municipal-2025");
-    assert_eq!(rows, statement_rows(&simulated, "hz-municipal-2025"), "run = simulate --prior");
+    assert_eq!(
+        rows,
+        statement_rows(&simulated, "hz-municipal-2025"),
+        "run = simulate --prior"
+    );
     assert!(
         rows.contains(
             &"hz-municipal-2025,2025-03,ent-d,dc-a,compute,domestic,,1000000.00,0.30,100000.00,beneficiary_cap"
@@ -131,11 +181,23 @@ fn worked_example_with_opening_balances(db: Db) {
         ),
         "the opening balance leaves 100,000.00 of ent-d's cap: {rows:?}"
     );
+    assert!(
+        exported.contains(&format!(
+            ",{run},,100000.00,0.00,100000.00,\"cut by the beneficiary cap of 8,000,000.00\"\n"
+        )),
+        "the export says which cap cut the line: {exported}"
+    );
     s.ok(&f2, &["settle", "approve", &run]);
     s.ok(&f2, &["settle", "post", &run]);
-    assert!(s.ok(&auditor, &["settle", "rederive", &run]).contains("every line matches"));
+    assert!(
+        s.ok(&auditor, &["settle", "rederive", &run])
+            .contains("every line matches")
+    );
 
-    let balance = s.ok(&auditor, &["balance", "--beneficiary", "ent-d", "--year", "2025"]);
+    let balance = s.ok(
+        &auditor,
+        &["balance", "--beneficiary", "ent-d", "--year", "2025"],
+    );
     assert!(
         balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
         "{balance}"
@@ -156,11 +218,19 @@ fn worked_example_with_opening_balances(db: Db) {
         .collect();
     assert_eq!(
         paid,
-        ["paid:hz-municipal-2025:dc-a", "0.00", "7900000.00", "-7900000.00"],
+        [
+            "paid:hz-municipal-2025:dc-a",
+            "0.00",
+            "7900000.00",
+            "-7900000.00"
+        ],
         "{trial}"
     );
     let journal = s.db.dir.join("journal.csv");
-    s.ok(&auditor, &["ledger", "export", "--out", journal.to_str().unwrap()]);
+    s.ok(
+        &auditor,
+        &["ledger", "export", "--out", journal.to_str().unwrap()],
+    );
     let journal = std::fs::read_to_string(&journal).unwrap();
     assert!(
         journal.contains(&format!(",opening,opening:{id},")),
@@ -175,10 +245,19 @@ fn worked_example_with_opening_balances(db: Db) {
     );
     let err = s.fails(
         &f1,
-        &["ledger", "import-opening", "--programme", "hz-municipal-2025", "--file", &changed],
+        &[
+            "ledger",
+            "import-opening",
+            "--programme",
+            "hz-municipal-2025",
+            "--file",
+            &changed,
+        ],
     );
     assert!(
-        err.contains(&format!("run {run} (hz-municipal-2025 2025-03) is already posted")),
+        err.contains(&format!(
+            "run {run} (hz-municipal-2025 2025-03) is already posted"
+        )),
         "{err}"
     );
 
@@ -226,14 +305,22 @@ fn opening_counts_against_the_pool(db: Db) {
 
     let err = s.fails(
         &f1,
-        &["settle", "create", "--programme", "pooled-2025", "--period", "2025-04"],
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-04",
+        ],
     );
     assert!(
         err.contains("nothing to settle for pooled-2025 in 2025-04: no usage and no adjustments"),
         "{err}"
     );
     assert!(
-        s.ok(&f1, &["settle", "list"]).contains("no settlement runs"),
+        s.ok(&f1, &["settle", "list"])
+            .contains("no settlement runs"),
         "a refused empty run leaves nothing behind"
     );
 
@@ -243,16 +330,33 @@ fn opening_counts_against_the_pool(db: Db) {
     );
     let err = s.fails(
         &f1,
-        &["ledger", "import-opening", "--programme", "pooled-2025", "--file", &bad],
+        &[
+            "ledger",
+            "import-opening",
+            "--programme",
+            "pooled-2025",
+            "--file",
+            &bad,
+        ],
     );
-    assert!(err.contains("line 3: beneficiary: unknown beneficiary \"nobody\""), "{err}");
+    assert!(
+        err.contains("line 3: beneficiary: unknown beneficiary \"nobody\""),
+        "{err}"
+    );
     let other = s.file(
         "other.csv",
         "programme,beneficiary,provider,amount\nhz-municipal-2025,e1,,900.00\n",
     );
     let err = s.fails(
         &f1,
-        &["ledger", "import-opening", "--programme", "pooled-2025", "--file", &other],
+        &[
+            "ledger",
+            "import-opening",
+            "--programme",
+            "pooled-2025",
+            "--file",
+            &other,
+        ],
     );
     assert!(err.contains("line 2: programme"), "{err}");
 
@@ -263,14 +367,28 @@ fn opening_counts_against_the_pool(db: Db) {
     );
     let id = import_id(&s.ok(
         &f1,
-        &["ledger", "import-opening", "--programme", "pooled-2025", "--file", &opening],
+        &[
+            "ledger",
+            "import-opening",
+            "--programme",
+            "pooled-2025",
+            "--file",
+            &opening,
+        ],
     ));
     let t = "2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00";
     let may = s.file("may.csv", &format!("{HEADER}dc-a,m1,e2,gpu,{t},1,600.00\n"));
     s.ok(&dc_a, &["usage", "import", "--file", &may]);
     let open = run_id(&s.ok(
         &f1,
-        &["settle", "create", "--programme", "pooled-2025", "--period", "2025-05"],
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-05",
+        ],
     ));
     let err = s.fails(&f2, &["ledger", "confirm-opening", &id]);
     assert!(
@@ -280,13 +398,22 @@ fn opening_counts_against_the_pool(db: Db) {
     s.ok(&f1, &["settle", "cancel", &open]);
     let shown = s.ok(&f1, &["settle", "show", &open]);
     assert!(
-        shown.lines().any(|l| l.starts_with("  cancelled at 2") && l.ends_with("+08:00")),
+        shown
+            .lines()
+            .any(|l| l.starts_with("  cancelled at 2") && l.ends_with("+08:00")),
         "run times in Asia/Shanghai: {shown}"
     );
     s.ok(&f2, &["ledger", "confirm-opening", &id]);
     let out = s.ok(
         &f1,
-        &["settle", "create", "--programme", "pooled-2025", "--period", "2025-05"],
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-05",
+        ],
     );
     assert!(
         out.contains("e2 dc-a compute/domestic base 600.00 ratio 0.50 → 100.00 cut by pool"),
