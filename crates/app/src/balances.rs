@@ -45,13 +45,15 @@ type Entitled = Arc<HashMap<(String, String), Fen>>;
 /// Posted per beneficiary, per programme.
 type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
 
-/// Changes whenever a run is created, posted or cancelled (approval changes no amount).
+/// Changes whenever a run is created, posted or cancelled (approval changes no amount), or
+/// opening balances are confirmed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct RunsKey {
     runs: i64,
     last_run: i64,
     posted: i64,
     cancelled: i64,
+    openings: i64,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -71,6 +73,7 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey, u64)> {
     let r = rows
         .first()
         .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
+    let openings = crate::opening::confirmed_count(tx)?;
     let generation = match tx.accrual_generation_sql() {
         Some(_) => r[5].int()? as u64,
         None => suanli_store::accrual_changes(),
@@ -82,6 +85,7 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey, u64)> {
             last_run: r[2].opt_int()?.unwrap_or(0),
             posted: r[3].int()?,
             cancelled: r[4].int()?,
+            openings,
         },
         generation,
     ))
@@ -108,7 +112,8 @@ fn cached_state(
     Ok((version, registry, runs, generation))
 }
 
-/// What posted runs paid each beneficiary, per programme; recomputed when the runs changed.
+/// What posted runs and confirmed opening balances paid each beneficiary, per programme;
+/// recomputed when the runs or the opening balances changed.
 fn paid_by_beneficiary(
     store: &mut dyn Store,
     cache: &mut PendingCache,
@@ -119,12 +124,26 @@ fn paid_by_beneficiary(
     {
         return Ok(v.clone());
     }
-    let rows = in_tx(store, |tx| Ok(rows::posted_totals_by_beneficiary(tx)?))?;
+    let (rows, opening) = in_tx(store, |tx| {
+        Ok((
+            rows::posted_totals_by_beneficiary(tx)?,
+            crate::opening::opening_paid(tx)?,
+        ))
+    })?;
     let mut paid: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
     for (beneficiary, programme, amount) in rows {
-        paid.entry(beneficiary)
+        *paid
+            .entry(beneficiary)
             .or_default()
-            .insert(programme, amount);
+            .entry(programme)
+            .or_default() += amount;
+    }
+    for ((beneficiary, programme), amount) in opening {
+        *paid
+            .entry(beneficiary)
+            .or_default()
+            .entry(programme)
+            .or_default() += amount.0;
     }
     let paid = Arc::new(paid);
     cache.paid = Some((runs, paid.clone()));
@@ -153,16 +172,23 @@ fn year_entitlements(
     let bases = bases_to(store, year, last)?;
     let totals = in_tx(store, |tx| {
         let versions = period_versions(tx, last, current_version)?;
+        let opening = crate::opening::opening_prior(tx, None)?;
         let mut registries = HashMap::new();
         for v in versions.values() {
             load_registry(tx, *v, &mut registries)?;
         }
         let mut totals: HashMap<(String, String), Fen> = HashMap::new();
-        for statement in entitlements(&versions, &registries, &bases, last) {
+        for statement in entitlements(&versions, &registries, &bases, last, &opening) {
             for l in statement.lines {
                 let t = totals.entry((l.programme, l.key.beneficiary)).or_default();
                 *t = t.plus(l.subsidy);
             }
+        }
+        // Opening balances are paid and entitled alike, so that entitled − paid stays what
+        // runs have yet to post.
+        for ((beneficiary, programme), amount) in crate::opening::opening_paid(tx)? {
+            let t = totals.entry((programme, beneficiary)).or_default();
+            *t = t.plus(amount);
         }
         Ok(totals)
     })?;
@@ -253,7 +279,7 @@ pub struct ProgrammeOverview {
     pub name: String,
     pub year: i32,
     pub pool: Option<Fen>,
-    /// Posted by runs of this programme.
+    /// Posted by runs of this programme, with its confirmed opening balances.
     pub paid: Fen,
     /// Entitlement to date under the current policy, less what is posted (floored per
     /// beneficiary at zero), as in the balance (R12).
@@ -280,8 +306,19 @@ pub fn programme_overview(
     let entitled = year_entitlements(store, cache, year, current_version, runs, generation)?;
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
-        let posted = in_tx(store, |tx| Ok(rows::posted_lines(tx, &p.id)?))?;
+        let (posted, opening) = in_tx(store, |tx| {
+            Ok((
+                rows::posted_lines(tx, &p.id)?,
+                crate::opening::opening_paid(tx)?,
+            ))
+        })?;
         let mut paid_by: HashMap<String, Fen> = HashMap::new();
+        for ((beneficiary, programme), amount) in opening {
+            if programme == p.id {
+                let slot = paid_by.entry(beneficiary).or_default();
+                *slot = slot.plus(amount);
+            }
+        }
         let mut monthly_paid = [Fen::ZERO; 12];
         for (period, key, amount) in &posted {
             let slot = paid_by.entry(key.beneficiary.clone()).or_default();

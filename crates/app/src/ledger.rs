@@ -27,10 +27,10 @@ pub fn payee(store: &mut dyn Store, payee: &str) -> Result<Vec<PayeePosition>> {
 
 fn payee_positions(tx: &mut dyn Sql, payee: &str) -> Result<Vec<PayeePosition>> {
     // The payee's own accounts only (`payable:P:payee`, `paid:P:payee` for every programme P
-    // that has runs), found by the account index, never a scan of the whole journal.
+    // that has runs or opening balances), found by the account index, never a scan of the whole journal.
     let mut accounts: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for r in tx.query(
-        "SELECT DISTINCT programme FROM settlement_runs ORDER BY programme",
+        "SELECT programme FROM settlement_runs UNION SELECT programme FROM opening_imports WHERE status = 'confirmed' ORDER BY programme",
         &[],
     )? {
         let programme = r[0].text()?;
@@ -61,8 +61,13 @@ fn payee_positions(tx: &mut dyn Sql, payee: &str) -> Result<Vec<PayeePosition>> 
         };
         let slot = by_programme.entry(programme.clone()).or_default();
         // A payable grows by run journals (payments move it to paid); paid by payments.
+        // Opening balances were due and paid before Suanli: they count as posted and paid.
         match (payable, kind.as_str()) {
             (true, "run") => slot.0 += net,
+            (false, "opening") => {
+                slot.0 += net;
+                slot.1 += net;
+            }
             (false, _) => slot.1 += net,
             _ => {}
         }

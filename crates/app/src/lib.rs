@@ -13,6 +13,8 @@ pub mod balances;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;
+pub mod opening;
+pub mod reasons;
 pub mod registry;
 pub mod seal;
 pub mod settlement;

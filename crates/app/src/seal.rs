@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use suanli_domain::audit::{Entry, digest};
 use suanli_store::ledger::{self as rows, JournalRow, RunLineRow, RunRow};
+use suanli_store::opening::{self as openings, OpeningImportRow, OpeningLineRow};
 use suanli_store::sql::Sql;
 
 /// Marks the parts of a digest that cover the rows, after the fields an unsealed entry had.
@@ -111,6 +112,45 @@ pub(crate) fn payment_parts(journal: &JournalRow) -> Vec<String> {
     ]
 }
 
+/// The parts of an opening import's audit digest: its fields and the digest of every row; on
+/// confirmation (`journal` given) also who confirmed it, when, and the digest of its journal
+/// (none: every amount was zero).
+pub(crate) fn opening_parts(
+    import: &OpeningImportRow,
+    lines: &[OpeningLineRow],
+    journal: Option<Option<&JournalRow>>,
+) -> Vec<String> {
+    let mut rows_parts: Vec<String> = Vec::with_capacity(lines.len() * 4);
+    for l in lines {
+        rows_parts.extend([
+            l.beneficiary.clone(),
+            l.provider.clone(),
+            l.payee.clone(),
+            l.amount_fen.to_string(),
+        ]);
+    }
+    let total: i128 = lines.iter().map(|l| i128::from(l.amount_fen)).sum();
+    let mut parts = vec![
+        import.import_id.to_string(),
+        import.programme.clone(),
+        import.content_hash.clone(),
+        import.created_by.clone(),
+        lines.len().to_string(),
+        total.to_string(),
+        digest_of(&rows_parts),
+    ];
+    if let Some(journal) = journal {
+        parts.extend([
+            SEALED.to_owned(),
+            import.status.clone(),
+            import.confirmed_by.clone().unwrap_or_default(),
+            import.confirmed_at.clone().unwrap_or_default(),
+            journal_digest(journal),
+        ]);
+    }
+    parts
+}
+
 /// What an unsealed payment entry committed: id, reference, programme, payee, amount — read
 /// back from the journal's memo ("payment to PAYEE by PROGRAMME") and its payable entry.
 fn unsealed_payment_parts(journal: &JournalRow) -> Option<Vec<String>> {
@@ -145,6 +185,8 @@ pub struct Sealed {
     pub payments: usize,
     /// Entries written before digests covered the rows, matching what they committed then.
     pub unsealed: usize,
+    /// Confirmed opening balances whose rows and journal match their audit entry.
+    pub openings: usize,
 }
 
 /// Where posted money and its audit entries disagree.
@@ -171,8 +213,9 @@ impl SealBroken {
     }
 }
 
-/// Recomputes the digest of every `run.post` and `payment` entry of `entries` from the rows in
-/// the database, and checks that every posted run and every journal is accounted for by one.
+/// Recomputes the digest of every `run.post`, `payment` and `opening.confirm` entry of `entries` from the rows in
+/// the database, and checks that every posted run, confirmed opening import and journal is accounted for by
+/// one.
 /// Runs inside the caller's (read) transaction.
 pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken> {
     let store = |e: suanli_store::StoreError| SealBroken::Unaccounted(format!("store: {e}"));
@@ -184,6 +227,7 @@ pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken>
     let mut sealed = Sealed::default();
     let mut covered_journals = BTreeSet::new();
     let mut covered_runs = BTreeSet::new();
+    let mut covered_openings = BTreeSet::new();
     for e in entries {
         let differs = |what: String| SealBroken::Differs {
             seq: e.seq,
@@ -244,7 +288,40 @@ pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken>
                 }
                 covered_journals.insert(id);
             }
+            "opening.confirm" => {
+                let id: i64 = e
+                    .subject
+                    .strip_prefix("opening:")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| differs("the subject names no opening import".into()))?;
+                let import = openings::import(tx, id)
+                    .map_err(store)?
+                    .ok_or_else(|| differs(format!("opening import {id} is missing")))?;
+                let lines = openings::lines(tx, id).map_err(store)?;
+                let journal = match import.journal_id {
+                    Some(j) => Some(journals.get(&j).ok_or_else(|| {
+                        differs(format!("opening import {id}'s journal {j} is missing"))
+                    })?),
+                    None => None,
+                };
+                if digest_of(&opening_parts(&import, &lines, Some(journal))) != e.digest {
+                    return Err(differs(format!(
+                        "opening import {id}'s rows or its journal differ from what was confirmed"
+                    )));
+                }
+                sealed.openings += 1;
+                covered_openings.insert(id);
+                covered_journals.extend(import.journal_id);
+            }
             _ => {}
+        }
+    }
+    for import in openings::imports(tx).map_err(store)? {
+        if import.status == "confirmed" && !covered_openings.contains(&import.import_id) {
+            return Err(SealBroken::Unaccounted(format!(
+                "opening import {} is confirmed but no audit entry records its confirmation",
+                import.import_id
+            )));
         }
     }
     for run in rows::runs(tx, None).map_err(store)? {

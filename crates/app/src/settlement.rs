@@ -15,8 +15,8 @@ use suanli_domain::Registry;
 use suanli_domain::ledger::{Journal, payee_of, posting_journal};
 use suanli_domain::money::{Fen, format_ratio};
 use suanli_domain::registry::{Category, ChipOrigin, Class};
-use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_to_date, run_lines};
-use suanli_domain::settlement::{CutBy, LineKey, StatementLine};
+use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_after_opening, run_lines};
+use suanli_domain::settlement::{CutBy, LineKey, Prior, StatementLine};
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{
     self as rows, EntryRow, InputRow, LineKeyRow, NewRun, RunLineRow, RunRow,
@@ -175,12 +175,14 @@ pub(crate) fn bases_to(
     Ok(bases)
 }
 
-/// Entitlements of every period of the year up to `last`, each with its registry version.
+/// Entitlements of every period of the year up to `last`, each with its registry version,
+/// counting the confirmed opening balances (`opening`) as paid before the year's first period.
 pub(crate) fn entitlements(
     versions: &BTreeMap<Period, i64>,
     registries: &HashMap<i64, Arc<Registry>>,
     bases: &BTreeMap<Period, BTreeMap<LineKey, Fen>>,
     last: Period,
+    opening: &Prior,
 ) -> Vec<suanli_domain::settlement::Statement> {
     let empty = BTreeMap::new();
     let periods: Vec<Period> = (1..=last.month)
@@ -197,7 +199,7 @@ pub(crate) fn entitlements(
             bases: bases.get(p).unwrap_or(&empty),
         })
         .collect();
-    entitlements_to_date(&inputs)
+    entitlements_after_opening(&inputs, opening.clone())
 }
 
 /// R9: each period keeps the registry version its first run used; periods without a run yet
@@ -278,7 +280,8 @@ fn compute(
             "programme {programme_id:?} is not in registry version {own_version}"
         ))
     })?;
-    let statements = entitlements(&versions, &registries, &bases, period);
+    let opening = crate::opening::opening_prior(tx, None)?;
+    let statements = entitlements(&versions, &registries, &bases, period, &opening);
     let posted = posted_map(tx, programme_id)?;
     let lines = run_lines(programme_id, period, &statements, &posted)
         .iter()
@@ -343,6 +346,13 @@ pub fn create_run(
         let own_version = versions[&period];
         let computed = compute(tx, programme, period, versions, bases.clone(), own_version)?;
         tracing::info!(programme, %period, lines = computed.lines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "run computed");
+        // A run without lines would post nothing, yet as an open run it would block the
+        // later months until someone cancelled it.
+        if computed.lines.is_empty() {
+            return Err(SettleError::FailedPrecondition(format!(
+                "nothing to settle for {programme} in {period}: no usage and no adjustments"
+            )));
+        }
         let basis = rows::posted_basis(tx, programme)?;
         let new = NewRun {
             programme: programme.to_owned(),
@@ -647,7 +657,10 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
                 ))
             })?
             .clone();
-        let statements = entitlements(&versions, &registries, &bases, period);
+        // Opening balances are confirmed before a programme's first run; those confirmed
+        // before this run was created are the ones it counted.
+        let opening = crate::opening::opening_prior(tx, Some(&run.created_at))?;
+        let statements = entitlements(&versions, &registries, &bases, period, &opening);
         let recomputed: Vec<RunLineRow> = run_lines(&run.programme, period, &statements, &posted)
             .iter()
             .map(|l| line_row(&programme, l))
@@ -688,11 +701,16 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
     })
 }
 
+/// How many columns a run's statement export has.
+pub const RUN_STATEMENT_COLUMNS: usize = 17;
+
 /// The columns of a run's statement export: `suanli simulate`'s statement columns, then
-/// `run_id` and `original_period` (set on adjustment lines only). Shared by `settle export`
-/// and the web console's statement downloads.
-pub const RUN_STATEMENT_HEADER: [&str; 13] = {
-    let mut header = [""; 13];
+/// `run_id` and `original_period` (set on adjustment lines only), then what reconciles a line
+/// without the database: its `entitlement`, what was `settled_before`, the `change` this run
+/// posts (entitlement − settled before, equal to `subsidy`) and a plain-language `reason` on
+/// adjustment and cut lines. Shared by `settle export` and the web console's downloads.
+pub const RUN_STATEMENT_HEADER: [&str; RUN_STATEMENT_COLUMNS] = {
+    let mut header = [""; RUN_STATEMENT_COLUMNS];
     let mut i = 0;
     while i < suanli_domain::settlement::STATEMENT_HEADER.len() {
         header[i] = suanli_domain::settlement::STATEMENT_HEADER[i];
@@ -700,12 +718,20 @@ pub const RUN_STATEMENT_HEADER: [&str; 13] = {
     }
     header[11] = "run_id";
     header[12] = "original_period";
+    header[13] = "entitlement";
+    header[14] = "settled_before";
+    header[15] = "change";
+    header[16] = "reason";
     header
 };
 
 /// One line of a run as a statement record in [`RUN_STATEMENT_HEADER`] order; `subsidy` is
-/// what the run posts.
-pub fn run_statement_record(run: &RunRow, l: &RunLineRow) -> [String; 13] {
+/// what the run posts, `reason` the line's explanation ([`crate::reasons`]).
+pub fn run_statement_record(
+    run: &RunRow,
+    l: &RunLineRow,
+    reason: &str,
+) -> [String; RUN_STATEMENT_COLUMNS] {
     [
         run.programme.clone(),
         run.period.clone(),
@@ -724,6 +750,10 @@ pub fn run_statement_record(run: &RunRow, l: &RunLineRow) -> [String; 13] {
         } else {
             String::new()
         },
+        Fen(l.entitlement_fen).to_string(),
+        Fen(l.posted_before_fen).to_string(),
+        Fen(l.amount_fen).to_string(),
+        reason.to_owned(),
     ]
 }
 
@@ -733,7 +763,7 @@ pub fn posted_statement(
     store: &mut dyn Store,
     year: Option<i32>,
     keep: impl Fn(&RunLineRow) -> bool,
-) -> Result<Vec<[String; 13]>> {
+) -> Result<Vec<[String; RUN_STATEMENT_COLUMNS]>> {
     in_tx(store, |tx| {
         let mut out = Vec::new();
         for run in rows::runs(tx, None)? {
@@ -742,10 +772,16 @@ pub fn posted_statement(
             {
                 continue;
             }
-            for l in rows::run_lines(tx, run.run_id)? {
-                if keep(&l) {
-                    out.push(run_statement_record(&run, &l));
-                }
+            let lines: Vec<RunLineRow> = rows::run_lines(tx, run.run_id)?
+                .into_iter()
+                .filter(|l| keep(l))
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let reasons = crate::reasons::run_reasons(tx, &run, &lines)?;
+            for (l, reason) in lines.iter().zip(&reasons) {
+                out.push(run_statement_record(&run, l, reason));
             }
         }
         Ok(out)

@@ -50,9 +50,14 @@ pub fn verify(database_url: &str) -> anyhow::Result<()> {
                 chain.entries, chain.head_hash
             );
             println!(
-                "posted money matches its audit entries: {} posted run(s), {} payment(s){}",
+                "posted money matches its audit entries: {} posted run(s), {} payment(s){}{}",
                 s.runs,
                 s.payments,
+                if s.openings > 0 {
+                    format!(", {} opening balance import(s)", s.openings)
+                } else {
+                    String::new()
+                },
                 if s.unsealed > 0 {
                     format!(
                         "; {} older entr(ies) cover totals only, not every row",

@@ -1,4 +1,5 @@
-//! Reading the files users hand to the CLI: the registry TOML, usage CSV and prior-payments CSV.
+//! Reading the files users hand to the CLI: the registry TOML, usage CSV, and prior-payments
+//! CSV (for `simulate --prior` and, as opening balances, `ledger import-opening`).
 //! Parsing and validation are the domain's; this module only reads and names file positions.
 
 use std::path::{Path, PathBuf};
@@ -251,4 +252,56 @@ pub fn read_prior(
         prior.add(programme, beneficiary, provider, amount);
     }
     Ok(prior)
+}
+
+/// One row of an opening-balance file: its line, beneficiary, provider (possibly empty) and
+/// amount.
+pub type OpeningRow = (u64, String, String, Fen);
+
+/// Reads opening balances for `programme`: the prior-payments columns of `simulate --prior`.
+/// The server checks the parties against its registry; here a bad amount, or a row of another
+/// programme, refuses the whole file, naming the line, since the file states money paid.
+pub fn read_opening(
+    path: &Path,
+    programme: &str,
+    encoding: Option<Encoding>,
+) -> anyhow::Result<Vec<OpeningRow>> {
+    let text = read_text(path, encoding)?;
+    let mut rdr = reader(&text);
+    let header = rdr
+        .headers()
+        .with_context(|| format!("{}: cannot read header", path.display()))?
+        .clone();
+    let cols = columns(
+        path,
+        &header,
+        ["programme", "beneficiary", "provider", "amount"],
+    )?;
+    let mut rows = Vec::new();
+    for record in rdr.records() {
+        let record = record.with_context(|| format!("cannot read {}", path.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        let get = |i: usize| record.get(cols[i]).unwrap_or("").trim();
+        let at = |field: &str| format!("{}: line {line}: {field}", path.display());
+        if get(0) != programme {
+            bail!(
+                "{}: {:?} is not --programme {programme:?}; an opening file holds one programme",
+                at("programme"),
+                get(0)
+            );
+        }
+        if get(1).is_empty() {
+            bail!("{}: empty", at("beneficiary"));
+        }
+        let amount =
+            Fen::parse_cny(get(3)).map_err(|e| anyhow::anyhow!("{}: {e}", at("amount")))?;
+        rows.push((line, get(1).to_owned(), get(2).to_owned(), amount));
+    }
+    if rows.is_empty() {
+        bail!("{}: no rows below the header", path.display());
+    }
+    Ok(rows)
 }

@@ -125,7 +125,7 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// The double-entry ledger: payments, journal export, trial balance.
+    /// The double-entry ledger: payments, journal export, trial balance, opening balances.
     Ledger {
         #[command(subcommand)]
         command: LedgerCommand,
@@ -165,7 +165,8 @@ enum SettleCommand {
         /// The run id, as printed by `settle create` and `settle list`.
         run: u64,
     },
-    /// Writes a run's statement CSV (simulate's columns, then run_id and original_period).
+    /// Writes a run's statement CSV (simulate's columns, then run_id, original_period,
+    /// entitlement, settled_before, change and reason).
     Export {
         /// The run id, as printed by `settle create` and `settle list`.
         run: u64,
@@ -226,6 +227,31 @@ enum LedgerCommand {
     },
     /// Debits and credits per account; fails if they do not balance.
     TrialBalance,
+    /// Imports what a programme paid before it used Suanli (opening balances), for a second
+    /// finance user to confirm; runs then count it against caps and pools.
+    ImportOpening {
+        /// The programme id, as in the registry; every row of the file must name it.
+        #[arg(long)]
+        programme: String,
+        /// CSV with the columns programme,beneficiary,provider,amount (as simulate --prior).
+        #[arg(long)]
+        file: PathBuf,
+        /// The file's encoding; without it UTF-8 (with or without BOM), else GB18030 when the
+        /// bytes are not UTF-8.
+        #[arg(long, value_enum)]
+        encoding: Option<files::Encoding>,
+    },
+    /// Confirms an opening-balance import; the confirmer must not be its importer.
+    ConfirmOpening {
+        /// The import id, as printed by `ledger import-opening`.
+        import: u64,
+    },
+    /// Lists opening-balance imports and their rows.
+    Openings {
+        /// Only the imports of this programme.
+        #[arg(long)]
+        programme: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -555,6 +581,9 @@ fn main() -> ExitCode {
                 }
                 LedgerCommand::Export { out } => A::Export { out },
                 LedgerCommand::TrialBalance => A::TrialBalance,
+                LedgerCommand::ImportOpening { programme, file, encoding } => A::ImportOpening { programme, file, encoding },
+                LedgerCommand::ConfirmOpening { import } => A::ConfirmOpening { import_id: import },
+                LedgerCommand::Openings { programme } => A::Openings { programme },
             };
             remote.token().and_then(|token| {
                 runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.target(), token, action)))

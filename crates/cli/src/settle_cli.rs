@@ -37,20 +37,33 @@ fn print_run(run: &pb::Run) {
         run.registry_version,
         run.content_hash
     );
-    println!("  created by {} at {}", run.created_by, run.created_at);
+    println!(
+        "  created by {} at {}",
+        run.created_by,
+        shanghai(&run.created_at)
+    );
     if !run.approved_by.is_empty() {
-        println!("  approved by {} at {}", run.approved_by, run.approved_at);
+        println!(
+            "  approved by {} at {}",
+            run.approved_by,
+            shanghai(&run.approved_at)
+        );
     }
     if !run.posted_at.is_empty() {
-        println!("  posted at {} (journal {})", run.posted_at, run.journal_id);
+        println!(
+            "  posted at {} (journal {})",
+            shanghai(&run.posted_at),
+            run.journal_id
+        );
     }
     if !run.cancelled_at.is_empty() {
         if run.cancelled_by.is_empty() {
-            println!("  cancelled at {}", run.cancelled_at);
+            println!("  cancelled at {}", shanghai(&run.cancelled_at));
         } else {
             println!(
                 "  cancelled by {} at {}",
-                run.cancelled_by, run.cancelled_at
+                run.cancelled_by,
+                shanghai(&run.cancelled_at)
             );
         }
     }
@@ -204,8 +217,9 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
     Ok(())
 }
 
-/// The statement of a run: the columns of `suanli simulate`, then `run_id` and
-/// `original_period` (set on adjustment lines only). `subsidy` is what the run posts.
+/// The statement of a run: the columns of `suanli simulate`, then `run_id`, `original_period`
+/// (set on adjustment lines only), `entitlement`, `settled_before`, `change` and `reason`
+/// (see `RUN_STATEMENT_HEADER`). `subsidy` is what the run posts.
 fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
     let mut w =
@@ -235,7 +249,7 @@ fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
             cut_by: l.cut_by.clone(),
             payee: l.payee.clone(),
         };
-        w.write_record(run_statement_record(&row, &line))?;
+        w.write_record(run_statement_record(&row, &line, &l.reason))?;
     }
     w.flush()?;
     println!(
@@ -258,6 +272,71 @@ pub enum LedgerAction {
         out: std::path::PathBuf,
     },
     TrialBalance,
+    ImportOpening {
+        programme: String,
+        file: std::path::PathBuf,
+        encoding: Option<crate::files::Encoding>,
+    },
+    ConfirmOpening {
+        import_id: u64,
+    },
+    Openings {
+        programme: Option<String>,
+    },
+}
+
+fn print_opening(i: &pb::OpeningImport) {
+    println!(
+        "opening import {} {} {}: {} row(s), total {} CNY; content sha256 {}",
+        i.import_id,
+        i.programme,
+        i.status,
+        i.lines.len(),
+        Fen(i.total_fen),
+        i.content_hash
+    );
+    println!(
+        "  imported by {} at {}",
+        i.created_by,
+        shanghai(&i.created_at)
+    );
+    if !i.confirmed_by.is_empty() {
+        println!(
+            "  confirmed by {} at {}{}",
+            i.confirmed_by,
+            shanghai(&i.confirmed_at),
+            if i.journal_id == 0 {
+                String::new()
+            } else {
+                format!(" (journal {})", i.journal_id)
+            }
+        );
+    }
+    for l in &i.lines {
+        println!(
+            "  {} {} paid to {}: {} CNY",
+            l.beneficiary,
+            if l.provider.is_empty() {
+                "(provider unknown)"
+            } else {
+                &l.provider
+            },
+            l.payee,
+            Fen(l.amount_fen)
+        );
+    }
+}
+
+/// A time the server sent (RFC 3339, UTC) as people in the programme read it: Asia/Shanghai,
+/// with its +08:00 offset. Text that is not a time is shown as it came.
+pub fn shanghai(text: &str) -> String {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t
+            .with_timezone(&offset)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        Err(_) => text.to_owned(),
+    }
 }
 
 pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyhow::Result<()> {
@@ -337,6 +416,80 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 journals.len(),
                 out.display()
             );
+        }
+        LedgerAction::ImportOpening {
+            programme,
+            file,
+            encoding,
+        } => {
+            let rows = crate::files::read_opening(&file, &programme, encoding)?
+                .into_iter()
+                .map(|(line, beneficiary, provider, amount)| pb::OpeningRow {
+                    beneficiary,
+                    provider,
+                    amount_fen: amount.0,
+                    line,
+                })
+                .collect();
+            let r = client
+                .import_opening(authorize(
+                    pb::ImportOpeningRequest { programme, rows },
+                    token,
+                )?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            let import = r.import.context("server returned no import")?;
+            if r.unchanged {
+                println!(
+                    "unchanged: the same opening balances are already import {} ({})",
+                    import.import_id, import.status
+                );
+            }
+            if r.superseded != 0 {
+                println!("replaces pending opening import {}", r.superseded);
+            }
+            print_opening(&import);
+            if import.status == "pending" {
+                println!(
+                    "another finance user confirms it: suanli ledger confirm-opening {}",
+                    import.import_id
+                );
+            }
+        }
+        LedgerAction::ConfirmOpening { import_id } => {
+            let r = client
+                .confirm_opening(authorize(pb::ConfirmOpeningRequest { import_id }, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            let import = r.import.context("server returned no import")?;
+            if r.unchanged {
+                println!(
+                    "unchanged: opening import {} was already confirmed",
+                    import.import_id
+                );
+            }
+            print_opening(&import);
+        }
+        LedgerAction::Openings { programme } => {
+            let imports = client
+                .list_openings(authorize(
+                    pb::ListOpeningsRequest {
+                        programme: programme.unwrap_or_default(),
+                    },
+                    token,
+                )?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner()
+                .imports;
+            for i in &imports {
+                print_opening(i);
+            }
+            if imports.is_empty() {
+                println!("no opening balances");
+            }
         }
         LedgerAction::TrialBalance => {
             let t = client

@@ -98,6 +98,14 @@ fn chain_detects_edits_and_deletions(db: Db) {
             "PAY-1",
         ],
     );
+    // June has a record, so its run has a line (a month with nothing to settle is refused).
+    let june = s.file(
+        "june.csv",
+        &format!(
+            "{HEADER}dc-a,j1,e1,gpu,2025-06-01T00:00:00+08:00,2025-06-02T00:00:00+08:00,1,10.00\n"
+        ),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &june]);
     let june_run = run_id(&s.ok(&f1, &[&create[..], &["2025-06"]].concat()));
     s.ok(&f1, &["settle", "cancel", &june_run]);
     let db = &s.db;

@@ -4,7 +4,7 @@
 mod support;
 
 use support::bin;
-use support::cli::{POOLED_REGISTRY, Server, sqlite_db};
+use support::cli::{HEADER, POOLED_REGISTRY, Server, sqlite_db};
 
 fn text(o: &std::process::Output) -> (String, String) {
     (
@@ -27,6 +27,15 @@ fn connection_flags_work_in_any_position() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{:?}", text(&o));
+    // A March record, so that March has something to settle.
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let march = s.file(
+        "march.csv",
+        &format!(
+            "{HEADER}dc-a,m1,e1,gpu,2025-03-01T00:00:00+08:00,2025-03-02T00:00:00+08:00,1,10.00\n"
+        ),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &march]);
     let create = [
         "create",
         "--programme",

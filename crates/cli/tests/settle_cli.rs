@@ -143,14 +143,18 @@ fn worked_example_end_to_end(db: Db) {
         );
         let exported = std::fs::read_to_string(&export).unwrap();
         assert!(exported.starts_with(
-            "programme,period,beneficiary,provider,category,chip_origin,registered_model,base,ratio,subsidy,cut_by,run_id,original_period\n"
+            "programme,period,beneficiary,provider,category,chip_origin,registered_model,base,ratio,subsidy,cut_by,run_id,original_period,entitlement,settled_before,change,reason\n"
         ));
+        // Own-period lines: simulate's columns, run_id, an empty original_period, then
+        // entitlement, settled_before (nothing yet) and the change, equal to the subsidy.
         let trimmed: Vec<String> = rows_of(&exported, programme)
             .iter()
             .map(|r| {
-                r.strip_suffix(&format!(",{id},"))
-                    .expect("own-period lines end with run_id and an empty original_period")
-                    .to_owned()
+                let fields: Vec<&str> = r.split(',').collect();
+                assert_eq!(fields[11..13], [id.as_str(), ""], "{r}");
+                assert_eq!(fields[14], "0.00", "{r}");
+                assert_eq!((fields[13], fields[15]), (fields[9], fields[9]), "{r}");
+                fields[..11].join(",")
             })
             .collect();
         assert_eq!(
@@ -232,10 +236,10 @@ fn worked_example_end_to_end(db: Db) {
         exported.lines().skip(1).collect::<Vec<_>>(),
         [
             format!(
-                "hz-municipal-2025,2025-04,ent-b,dc-b,compute,other,,0.00,0.00,-200000.00,,{april},2025-03"
+                "hz-municipal-2025,2025-04,ent-b,dc-b,compute,other,,0.00,0.00,-200000.00,,{april},2025-03,0.00,200000.00,-200000.00,\"claw-back: the 2025-03 entitlement fell from 200,000.00 to 0.00 after voids or late records\""
             ),
             format!(
-                "hz-municipal-2025,2025-04,ent-c,dc-b,compute,other,,1002000.00,0.15,300.00,,{april},2025-03"
+                "hz-municipal-2025,2025-04,ent-c,dc-b,compute,other,,1002000.00,0.15,300.00,,{april},2025-03,150300.00,150000.00,300.00,\"late records: the 2025-03 entitlement rose from 150,000.00 to 150,300.00\""
             ),
         ],
         "adjustment lines: a claw-back and a late record, both naming March"
@@ -405,9 +409,15 @@ fn pool_exhausted_across_beneficiaries(db: Db) {
             .skip(1)
             .collect::<Vec<_>>(),
         [
-            format!("pooled-2025,2025-05,e1,dc-a,compute,domestic,,600.00,0.50,240.00,pool,{id},"),
-            format!("pooled-2025,2025-05,e2,dc-a,compute,domestic,,900.00,0.50,360.00,pool,{id},"),
-            format!("pooled-2025,2025-05,e3,dc-a,compute,domestic,,1000.01,0.50,400.00,pool,{id},"),
+            format!(
+                "pooled-2025,2025-05,e1,dc-a,compute,domestic,,600.00,0.50,240.00,pool,{id},,240.00,0.00,240.00,\"cut by the pool of 1,000.00\""
+            ),
+            format!(
+                "pooled-2025,2025-05,e2,dc-a,compute,domestic,,900.00,0.50,360.00,pool,{id},,360.00,0.00,360.00,\"cut by the pool of 1,000.00\""
+            ),
+            format!(
+                "pooled-2025,2025-05,e3,dc-a,compute,domestic,,1000.01,0.50,400.00,pool,{id},,400.00,0.00,400.00,\"cut by the pool of 1,000.00\""
+            ),
         ]
     );
     s.ok(&f2, &["settle", "approve", &id]);

@@ -138,17 +138,35 @@ pub fn posting_journal(programme: &Programme, lines: &[StatementLine]) -> Option
     for line in lines.iter().filter(|l| l.programme == programme.id) {
         *by_payee.entry(payee_of(programme, line)).or_default() += line.subsidy.0;
     }
+    expense_against(programme, &by_payee, |payee| Account::Payable {
+        programme: programme.id.clone(),
+        payee: payee.to_owned(),
+    })
+}
+
+/// Opening balances: what a programme paid each payee before it used Suanli. The money has
+/// left the treasury already, so the journal debits the programme-year's expense (split by
+/// funder shares as a run's would be) and credits each payee's paid account directly: no
+/// payable was ever outstanding in Suanli. Returns `None` when every amount is zero.
+pub fn opening_journal(programme: &Programme, paid: &BTreeMap<&str, i64>) -> Option<Journal> {
+    expense_against(programme, paid, |payee| Account::Paid {
+        programme: programme.id.clone(),
+        payee: payee.to_owned(),
+    })
+}
+
+/// The programme-year's expense (split by funder shares, largest remainder) against one
+/// account per payee (`credit` names it). Negative amounts flip sides.
+fn expense_against(
+    programme: &Programme,
+    by_payee: &BTreeMap<&str, i64>,
+    credit: impl Fn(&str) -> Account,
+) -> Option<Journal> {
     let total: i64 = by_payee.values().sum();
     let mut entries = Vec::new();
-    for (payee, amount) in &by_payee {
+    for (payee, amount) in by_payee {
         if *amount != 0 {
-            entries.push(Entry::signed(
-                Account::Payable {
-                    programme: programme.id.clone(),
-                    payee: (*payee).to_owned(),
-                },
-                Fen(-amount),
-            ));
+            entries.push(Entry::signed(credit(payee), Fen(-amount)));
         }
     }
     if entries.is_empty() {
@@ -325,5 +343,31 @@ mod tests {
             j.entries()[1].account.to_string(),
             "payable:national-intelligence-2025:ent-a"
         );
+    }
+
+    #[test]
+    fn opening_balances_debit_expense_and_credit_paid() {
+        // Proves the opening journal: money paid before Suanli is expense (split by funder
+        // shares like a run's) against each payee's paid account, never a payable.
+        let (registry, _) =
+            Registry::from_toml("hz", include_str!("../../../examples/hangzhou-2025.toml"))
+                .unwrap();
+        let municipal = registry.programme("hz-municipal-2025").unwrap();
+        let paid = BTreeMap::from([("dc-a", 101), ("dc-b", 0)]);
+        let journal = opening_journal(municipal, &paid).unwrap();
+        let text: Vec<String> = journal
+            .entries()
+            .iter()
+            .map(|e| format!("{} {} {}", e.account, e.debit, e.credit))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "expense:hz-municipal-2025:city 0.51 0.00",
+                "expense:hz-municipal-2025:district 0.50 0.00",
+                "paid:hz-municipal-2025:dc-a 0.00 1.01",
+            ]
+        );
+        assert!(opening_journal(municipal, &BTreeMap::from([("dc-a", 0)])).is_none());
     }
 }

@@ -22,11 +22,18 @@ pub struct PeriodInput<'a> {
 /// entitlements of the earlier periods (so computed) as prior payments. `inputs` are the
 /// periods of one fiscal year from its first month, in order.
 pub fn entitlements_to_date(inputs: &[PeriodInput<'_>]) -> Vec<Statement> {
+    entitlements_after_opening(inputs, Prior::default())
+}
+
+/// [`entitlements_to_date`] for a year whose programmes paid `opening` before their first run
+/// (opening balances): those payments count against caps, provider caps and pools from the
+/// first period on, exactly as `simulate --prior` counts prior payments.
+pub fn entitlements_after_opening(inputs: &[PeriodInput<'_>], opening: Prior) -> Vec<Statement> {
     assert!(
         inputs.windows(2).all(|w| w[0].period < w[1].period),
         "periods in order"
     );
-    let mut prior = Prior::default();
+    let mut prior = opening;
     let mut statements = Vec::with_capacity(inputs.len());
     for input in inputs {
         let statement = settle_period(input.registry, input.period, input.bases, &prior);

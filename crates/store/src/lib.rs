@@ -7,6 +7,7 @@ pub mod audit;
 mod common;
 pub mod ingest_stats;
 pub mod ledger;
+pub mod opening;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

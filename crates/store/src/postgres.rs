@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../../migrations/postgres/0010_cancelled_by.sql"),
     ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_opening.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_cancelled_by.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_opening.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -679,7 +679,7 @@ fn may_read_provider(p: &Principal, provider: &str) -> Result<(), ConsoleError> 
     }
 }
 
-fn csv_response(file: &str, rows: &[[String; 13]]) -> Response {
+fn csv_response(file: &str, rows: &[[String; settle::RUN_STATEMENT_COLUMNS]]) -> Response {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut ok = w.write_record(settle::RUN_STATEMENT_HEADER).is_ok();
     for r in rows {

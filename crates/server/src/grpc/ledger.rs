@@ -1,7 +1,8 @@
-//! The ledger service: record payments, list journals, the trial balance.
+//! The ledger service: record payments, list journals, the trial balance, opening balances.
 
 use std::sync::Arc;
 
+use suanli_app::opening::{OpeningRow, OpeningView};
 use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -101,5 +102,97 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             total_credit_fen,
             balanced: total_debit_fen == total_credit_fen,
         }))
+    }
+
+    async fn import_opening(
+        &self,
+        request: Request<pb::ImportOpeningRequest>,
+    ) -> Result<Response<pb::OpeningResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, FINANCE, "importing opening balances")?;
+        let r = request.into_inner();
+        let rows: Vec<OpeningRow> = r
+            .rows
+            .into_iter()
+            .map(|row| OpeningRow {
+                beneficiary: row.beneficiary.trim().to_owned(),
+                provider: row.provider.trim().to_owned(),
+                amount: Fen(row.amount_fen),
+                line: row.line,
+            })
+            .collect();
+        let view = on_store(&self.shared, move |s| {
+            suanli_app::opening::import_opening(s, r.programme.trim(), &rows, &c.actor)
+        })
+        .await?;
+        Ok(Response::new(opening_response(view)))
+    }
+
+    async fn confirm_opening(
+        &self,
+        request: Request<pb::ConfirmOpeningRequest>,
+    ) -> Result<Response<pb::OpeningResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, FINANCE, "confirming opening balances")?;
+        let import_id = request.into_inner().import_id as i64;
+        let view = on_store(&self.shared, move |s| {
+            suanli_app::opening::confirm_opening(s, import_id, &c.actor)
+        })
+        .await?;
+        Ok(Response::new(opening_response(view)))
+    }
+
+    async fn list_openings(
+        &self,
+        request: Request<pb::ListOpeningsRequest>,
+    ) -> Result<Response<pb::ListOpeningsResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading opening balances")?;
+        let programme = request.into_inner().programme;
+        let views = on_store(&self.shared, move |s| {
+            let programme = Some(programme.trim()).filter(|p| !p.is_empty());
+            suanli_app::opening::list_openings(s, programme)
+        })
+        .await?;
+        Ok(Response::new(pb::ListOpeningsResponse {
+            imports: views.into_iter().map(opening_import).collect(),
+        }))
+    }
+}
+
+fn opening_import(view: OpeningView) -> pb::OpeningImport {
+    let total_fen = view.total().0;
+    let i = view.import;
+    pb::OpeningImport {
+        import_id: i.import_id as u64,
+        programme: i.programme,
+        status: i.status,
+        content_hash: i.content_hash,
+        created_by: i.created_by,
+        created_at: i.created_at,
+        confirmed_by: i.confirmed_by.unwrap_or_default(),
+        confirmed_at: i.confirmed_at.unwrap_or_default(),
+        journal_id: i.journal_id.unwrap_or(0) as u64,
+        total_fen,
+        lines: view
+            .lines
+            .into_iter()
+            .map(|l| pb::OpeningLine {
+                beneficiary: l.beneficiary,
+                provider: l.provider,
+                payee: l.payee,
+                amount_fen: l.amount_fen,
+            })
+            .collect(),
+    }
+}
+
+fn opening_response(view: OpeningView) -> pb::OpeningResponse {
+    let unchanged = view.unchanged;
+    let superseded = view.superseded.unwrap_or(0) as u64;
+    pb::OpeningResponse {
+        import: Some(opening_import(view)),
+        unchanged,
+        superseded,
     }
 }

@@ -61,6 +61,7 @@ fn line_proto(l: &RunLineRow) -> pb::RunLine {
         amount_fen: l.amount_fen,
         cut_by: l.cut_by.clone(),
         payee: l.payee.clone(),
+        reason: String::new(),
     }
 }
 
@@ -132,9 +133,17 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
-        on_store(&self.shared, move |s| settle::show_run(s, id))
-            .await
-            .map(run_response)
+        let (view, reasons) = on_store(&self.shared, move |s| {
+            let view = settle::show_run(s, id)?;
+            let reasons = suanli_app::reasons::reasons_of_run(s, &view.run, &view.lines)?;
+            Ok((view, reasons))
+        })
+        .await?;
+        let mut response = run_response(view);
+        for (line, reason) in response.get_mut().lines.iter_mut().zip(reasons) {
+            line.reason = reason;
+        }
+        Ok(response)
     }
 
     async fn list_runs(
