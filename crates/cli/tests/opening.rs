@@ -400,7 +400,7 @@ fn opening_counts_against_the_pool(db: Db) {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("  cancelled at 2") && l.ends_with("+08:00")),
+            .any(|l| l.starts_with("  cancelled by finance:") && l.ends_with("+08:00")),
         "run times in Asia/Shanghai: {shown}"
     );
     s.ok(&f2, &["ledger", "confirm-opening", &id]);
