@@ -93,6 +93,20 @@ impl RateLimiter {
     }
 }
 
+/// Registry loads: a city's registry (hundreds of megabytes at most, `limits.registry_bytes_max`)
+/// is received, parsed and stored within one call, which can take longer than the deadline of
+/// an ordinary call on a busy server. They get [`REGISTRY_LOAD_DEADLINE`] unless
+/// `limits.request_deadline_ms` is longer; a shorter client `grpc-timeout` still wins, and a
+/// load cut after its text arrived still commits and is installed.
+pub const REGISTRY_LOAD_METHODS: &[&str] = &[
+    "/suanli.v1.RegistryService/LoadRegistry",
+    "/suanli.v1.RegistryService/LoadRegistryStream",
+    "/suanli.v1.RegistryService/PatchRegistry",
+];
+
+/// The server's deadline of a registry load: 10 minutes.
+pub const REGISTRY_LOAD_DEADLINE: Duration = Duration::from_secs(600);
+
 /// The gRPC methods whose calls are streams: they count against `limits.credential_streams_max`
 /// for as long as they are open, every other call against `limits.credential_calls_max`.
 /// A unit test checks the list against the streaming methods of the proto files.
@@ -407,8 +421,13 @@ where
             );
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
+        let server_deadline = if REGISTRY_LOAD_METHODS.contains(&path) {
+            self.deadline.max(REGISTRY_LOAD_DEADLINE)
+        } else {
+            self.deadline
+        };
         let deadline = grpc_timeout(request.headers())
-            .map_or(self.deadline, |client| client.min(self.deadline));
+            .map_or(server_deadline, |client| client.min(server_deadline));
         Box::pin(async move {
             match tokio::time::timeout(deadline, inner.call(request)).await {
                 Err(_) => {
@@ -553,6 +572,32 @@ mod tests {
         let message = Status::from_header_map(response.headers()).unwrap();
         assert!(message.message().contains("within 5 ms"), "{message:?}");
         assert!(LIMITED.with_label_values(&[LIMIT_DEADLINE]).get() >= before + 2);
+    }
+
+    // A registry load gets 10 minutes, not the ordinary 30 s: a large city's registry takes
+    // longer than an ordinary call on a busy server (the client's shorter grpc-timeout still wins).
+    #[tokio::test(start_paused = true)]
+    async fn registry_loads_get_their_own_deadline() {
+        let mut svc = LimitLayer::new(4, Duration::from_secs(30)).layer(Stuck);
+        let started = tokio::time::Instant::now();
+        let response = svc
+            .call(request("/suanli.v1.RegistryService/LoadRegistryStream"))
+            .await
+            .unwrap();
+        assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), REGISTRY_LOAD_DEADLINE);
+        let message = Status::from_header_map(response.headers()).unwrap();
+        assert!(
+            message.message().contains("within 600000 ms"),
+            "{message:?}"
+        );
+        let mut r = request("/suanli.v1.RegistryService/PatchRegistry");
+        r.headers_mut()
+            .insert("grpc-timeout", "2S".parse().unwrap());
+        let started = tokio::time::Instant::now();
+        let response = svc.call(r).await.unwrap();
+        assert_eq!(status_of(&response), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     // Calls beyond the concurrency limit get RESOURCE_EXHAUSTED at once while an open stream holds
