@@ -578,6 +578,45 @@ fn grpc_ingest_catalogue() {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().contains("UTF-8"), "{status:?}");
         assert_eq!(snapshot(&url), before, "invalid UTF-8: state unchanged");
+
+        // The same message on an IngestStream: the stream ends with INVALID_ARGUMENT too.
+        grpc.ready().await.unwrap();
+        let raw = RawIngestRequest {
+            batch_id: b"raw-stream".to_vec(),
+            records: vec![RawRecord {
+                provider: b"dc-a".to_vec(),
+                record_id: vec![b'r', 0xff, 0xfe],
+                beneficiary: b"ent-a".to_vec(),
+                sku: b"a-gpu".to_vec(),
+            }],
+        };
+        let mut request = tonic::Request::new(tokio_stream::iter(vec![raw]));
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", s.tokens["dc-a"]).parse().unwrap(),
+        );
+        let codec = tonic_prost::ProstCodec::<RawIngestRequest, pb::IngestResponse>::default();
+        let outcome = grpc
+            .streaming(
+                request,
+                http::uri::PathAndQuery::from_static("/suanli.v1.MeteringService/IngestStream"),
+                codec,
+            )
+            .await;
+        let status = match outcome {
+            Err(status) => status,
+            Ok(response) => response
+                .into_inner()
+                .message()
+                .await
+                .expect_err("invalid UTF-8 fails the stream"),
+        };
+        assert_eq!(status.code(), Code::InvalidArgument, "stream: {status:?}");
+        assert_eq!(
+            snapshot(&url),
+            before,
+            "invalid UTF-8 on a stream: state unchanged"
+        );
     });
 }
 
@@ -1434,4 +1473,85 @@ fn hostile_amounts_and_bytes_on_both_backends() {
             "{url}: the error names the accrual: {err}"
         );
     }
+}
+
+// Every text field of a request is bounded: an id or reference over 128 bytes, or holding a
+// control character, is INVALID_ARGUMENT naming the field, and changes nothing.
+#[test]
+fn request_text_fields_are_bounded() {
+    use suanli_proto::v1::balance_service_client::BalanceServiceClient;
+    use suanli_proto::v1::ledger_service_client::LedgerServiceClient;
+    use suanli_proto::v1::settlement_service_client::SettlementServiceClient;
+
+    let s = setup();
+    let before = snapshot(&s.server.db.url);
+    let long = "x".repeat(129);
+    let bell = "ent-a\u{7}".to_owned();
+    let authorized = |token: &str| {
+        let token = token.to_owned();
+        move |mut r: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            Ok(r)
+        }
+    };
+    runtime().block_on(async {
+        let ch = channel(&s.server.addr()).await;
+        let finance = authorized(&s.tokens["finance"]);
+        let mut ledger = LedgerServiceClient::with_interceptor(ch.clone(), finance.clone());
+        let err = ledger
+            .record_payment(pb::RecordPaymentRequest {
+                payee: "ent-a".into(),
+                amount_fen: 100,
+                reference: long.clone(),
+                programme: String::new(),
+            })
+            .await
+            .expect_err("a 129-byte reference is refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message()
+                .contains("reference is 129 bytes; at most 128"),
+            "{err:?}"
+        );
+        let mut settlement = SettlementServiceClient::with_interceptor(ch.clone(), finance.clone());
+        let err = settlement
+            .create_run(pb::CreateRunRequest {
+                programme: "hz\u{0}".into(),
+                period: "2025-03".into(),
+            })
+            .await
+            .expect_err("a NUL in the programme is refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message()
+                .contains("programme holds a control character"),
+            "{err:?}"
+        );
+        let mut balance = BalanceServiceClient::with_interceptor(ch.clone(), finance);
+        let err = balance
+            .get_balance(pb::GetBalanceRequest {
+                beneficiary: bell.clone(),
+                year: 2025,
+            })
+            .await
+            .expect_err("a control character in the beneficiary is refused");
+        assert!(
+            err.message()
+                .contains("beneficiary holds a control character"),
+            "{err:?}"
+        );
+        let mut metering =
+            MeteringServiceClient::with_interceptor(ch, authorized(&s.tokens["dc-a"]));
+        let err = metering
+            .void_usage(pb::VoidUsageRequest {
+                provider: "dc-a".into(),
+                record_id: long.clone(),
+                reason: "too long an id".into(),
+            })
+            .await
+            .expect_err("a 129-byte record id is refused");
+        assert!(err.message().contains("record_id is 129 bytes"), "{err:?}");
+    });
+    assert_eq!(snapshot(&s.server.db.url), before, "nothing changed");
 }

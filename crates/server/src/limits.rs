@@ -264,6 +264,20 @@ pub fn map_too_large(status: Status) -> Status {
         count(LIMIT_MESSAGE_BYTES);
         Status::resource_exhausted(format!("message too large: {}", status.message()))
     } else {
+        map_malformed(status)
+    }
+}
+
+/// A message prost could not decode (invalid UTF-8 in a string field, a truncated field) is the
+/// client's fault: INVALID_ARGUMENT, not tonic's INTERNAL.
+fn map_malformed(status: Status) -> Status {
+    if status.code() == tonic::Code::Internal
+        && status
+            .message()
+            .starts_with("failed to decode Protobuf message")
+    {
+        Status::invalid_argument(format!("malformed request: {}", status.message()))
+    } else {
         status
     }
 }
@@ -289,12 +303,13 @@ fn rewrite_malformed(response: http::Response<Body>) -> http::Response<Body> {
         return response;
     }
     match Status::from_header_map(headers) {
-        Some(status)
-            if status
-                .message()
-                .starts_with("failed to decode Protobuf message") =>
-        {
-            Status::invalid_argument(format!("malformed request: {}", status.message())).into_http()
+        Some(status) if status.code() == tonic::Code::Internal => {
+            let mapped = map_malformed(status);
+            if mapped.code() == tonic::Code::InvalidArgument {
+                mapped.into_http()
+            } else {
+                response
+            }
         }
         _ => response,
     }

@@ -21,6 +21,7 @@ impl pb::balance_service_server::BalanceService for BalanceService {
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let c = caller(&self.shared, &request).await?;
         let r = request.into_inner();
+        super::bounded("beneficiary", &r.beneficiary, super::ID_BYTES_MAX)?;
         let beneficiary = r.beneficiary.trim().to_owned();
         match &c.principal {
             Principal::Beneficiary(own) if *own == beneficiary => {}
@@ -61,7 +62,9 @@ impl pb::balance_service_server::BalanceService for BalanceService {
         request: Request<pb::GetPayeeRequest>,
     ) -> Result<Response<pb::GetPayeeResponse>, Status> {
         let c = caller(&self.shared, &request).await?;
-        let payee = request.into_inner().payee.trim().to_owned();
+        let payee = request.into_inner().payee;
+        super::bounded("payee", &payee, super::ID_BYTES_MAX)?;
+        let payee = payee.trim().to_owned();
         match &c.principal {
             Principal::Provider(own) | Principal::Beneficiary(own) if *own == payee => {}
             Principal::Provider(own) | Principal::Beneficiary(own) => {

@@ -22,6 +22,13 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "recording a payment")?;
         let r = request.into_inner();
+        for (field, value) in [
+            ("payee", &r.payee),
+            ("reference", &r.reference),
+            ("programme", &r.programme),
+        ] {
+            super::bounded(field, value, super::ID_BYTES_MAX)?;
+        }
         let (journal_id, duplicate, outstanding) = on_store(&self.shared, move |s| {
             let programme = Some(r.programme.trim()).filter(|p| !p.is_empty());
             suanli_app::ledger::record_payment(
@@ -48,6 +55,8 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the journal")?;
         let r = request.into_inner();
+        super::bounded("kind", &r.kind, super::ID_BYTES_MAX)?;
+        super::bounded("account_prefix", &r.account_prefix, super::ID_BYTES_MAX)?;
         let all = on_store(&self.shared, suanli_app::ledger::journals).await?;
         let journals = all
             .into_iter()
@@ -111,6 +120,11 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "importing opening balances")?;
         let r = request.into_inner();
+        super::bounded("programme", &r.programme, super::ID_BYTES_MAX)?;
+        for row in &r.rows {
+            super::bounded("beneficiary", &row.beneficiary, super::ID_BYTES_MAX)?;
+            super::bounded("provider", &row.provider, super::ID_BYTES_MAX)?;
+        }
         let rows: Vec<OpeningRow> = r
             .rows
             .into_iter()
@@ -149,6 +163,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading opening balances")?;
         let programme = request.into_inner().programme;
+        super::bounded("programme", &programme, super::ID_BYTES_MAX)?;
         let views = on_store(&self.shared, move |s| {
             let programme = Some(programme.trim()).filter(|p| !p.is_empty());
             suanli_app::opening::list_openings(s, programme)

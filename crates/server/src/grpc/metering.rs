@@ -485,6 +485,8 @@ impl pb::metering_service_server::MeteringService for MeteringService {
                 )));
             }
         }
+        super::bounded("provider", &r.provider, super::ID_BYTES_MAX)?;
+        super::bounded("record_id", &r.record_id, super::ID_BYTES_MAX)?;
         if r.record_id.trim().is_empty() {
             return Err(Status::invalid_argument("record_id is empty"));
         }
@@ -524,6 +526,7 @@ impl pb::metering_service_server::MeteringService for MeteringService {
     ) -> Result<Response<pb::GetUsageStatsResponse>, Status> {
         let principal = self.shared.auth.principal(request.extensions()).await?;
         let wanted = request.into_inner().provider;
+        super::bounded("provider", &wanted, super::ID_BYTES_MAX)?;
         let provider = match &principal {
             Principal::Admin | Principal::Finance | Principal::Auditor => {
                 (!wanted.is_empty()).then_some(wanted)

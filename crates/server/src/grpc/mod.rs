@@ -193,3 +193,27 @@ pub async fn refresh_programme_gauges(shared: &Shared) {
         Err(e) => tracing::warn!(error = %e, "cannot compute programme totals for metrics"),
     }
 }
+
+/// Longest id or reference in a request (programme, period, beneficiary, provider, payee,
+/// payment reference, journal kind or account prefix), in bytes — the bound of a record's ids.
+pub const ID_BYTES_MAX: usize = 128;
+/// Longest file name a registry load may carry (it names the file in error messages).
+pub const FILE_NAME_BYTES_MAX: usize = 256;
+
+/// Refuses a request text field longer than `max` bytes or holding a control character, naming
+/// the field: such a value could only be a mistake or an attack, and every id the service
+/// stores is bounded the same way.
+pub(crate) fn bounded(field: &str, value: &str, max: usize) -> Result<(), Status> {
+    if value.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes; at most {max}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Status::invalid_argument(format!(
+            "{field} holds a control character"
+        )));
+    }
+    Ok(())
+}

@@ -74,6 +74,7 @@ async fn receive(
     while let Some(chunk) = stream.message().await? {
         if first {
             first = false;
+            super::bounded("file_name", &chunk.file_name, super::FILE_NAME_BYTES_MAX)?;
             file = chunk.file_name;
             announced = chunk.total_bytes;
             if announced > bytes_max as u64 {
@@ -228,6 +229,7 @@ impl pb::registry_service_server::RegistryService for RegistryService {
     ) -> Result<Response<pb::LoadRegistryResponse>, Status> {
         let who = loader(&self.shared, &request, "load").await?;
         let r = request.into_inner();
+        super::bounded("file_name", &r.file_name, super::FILE_NAME_BYTES_MAX)?;
         let file = if r.file_name.is_empty() {
             "registry".to_owned()
         } else {

@@ -115,6 +115,8 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "creating a settlement run")?;
         let r = request.into_inner();
+        super::bounded("programme", &r.programme, super::ID_BYTES_MAX)?;
+        super::bounded("period", &r.period, super::ID_BYTES_MAX)?;
         if r.programme.trim().is_empty() {
             return Err(Status::invalid_argument("programme is empty"));
         }
@@ -153,6 +155,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "listing settlement runs")?;
         let programme = request.into_inner().programme;
+        super::bounded("programme", &programme, super::ID_BYTES_MAX)?;
         let runs = on_store(&self.shared, move |s| {
             let runs = settle::list_runs(s, Some(programme.as_str()).filter(|p| !p.is_empty()))?;
             runs.into_iter()
