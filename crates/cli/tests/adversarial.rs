@@ -1496,7 +1496,7 @@ fn request_text_fields_are_bounded() {
         }
     };
     runtime().block_on(async {
-        let ch = channel(&s.server.addr()).await;
+        let ch = channel(s.server.addr()).await;
         let finance = authorized(&s.tokens["finance"]);
         let mut ledger = LedgerServiceClient::with_interceptor(ch.clone(), finance.clone());
         let err = ledger
