@@ -90,7 +90,10 @@ pub fn token_create(
         },
         row.expires_at
             .as_deref()
-            .map_or_else(String::new, |e| format!(", expiring at {e}")),
+            .map_or_else(String::new, |e| format!(
+                ", expiring at {}",
+                crate::settle_cli::shanghai(e)
+            )),
         &row.token_hash[..12]
     );
     println!("{token}");
@@ -159,7 +162,9 @@ pub fn token_revoke(
         println!(
             "the {who} token {}… was already revoked at {}",
             &one.token_hash[..12],
-            one.revoked_at.as_deref().unwrap_or("?")
+            one.revoked_at
+                .as_deref()
+                .map_or_else(|| "?".to_owned(), crate::settle_cli::shanghai)
         );
     }
     Ok(())

@@ -609,8 +609,14 @@ pub async fn void(
         .await
         .map_err(grpc_error)?
         .into_inner();
+    let at = r.voided_at.map_or_else(String::new, |t| {
+        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+            .map_or_else(String::new, |t| {
+                format!(" at {}", shanghai(&t.to_rfc3339()))
+            })
+    });
     println!(
-        "record {record_id} of {provider} {}",
+        "record {record_id} of {provider} {}{at}",
         if r.voided {
             "voided"
         } else {

@@ -233,3 +233,90 @@ fn plain_text_into_pipes() {
     assert!(!o.status.success() && err.contains("nope"), "{err}");
     assert!(!err.contains('\u{1b}'), "no escape codes: {err}");
 }
+
+// Times in messages are Asia/Shanghai (+08:00), as users write them: a token's expiry, when a
+// record was voided, when a token was already revoked.
+#[test]
+fn times_in_messages_are_shanghai_times() {
+    let s = Server::start(sqlite_db().expect("sqlite"));
+    let admin = s.token(&["--role", "admin"]);
+    let registry = s.file("registry.toml", POOLED_REGISTRY);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let shanghai =
+        |line: &str| line.contains("+08:00") && !line.contains('Z') && !line.contains("+00:00");
+    let o = bin()
+        .args([
+            "token",
+            "create",
+            "--role",
+            "auditor",
+            "--expires-in-days",
+            "3",
+        ])
+        .args(["--database-url", &s.db.url])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    let said = format!("{out}{err}");
+    let expiring = said
+        .lines()
+        .find(|l| l.contains("expiring at"))
+        .unwrap_or_else(|| panic!("the expiry is shown: {said}"));
+    assert!(shanghai(expiring), "{expiring}");
+    let token = out.trim().lines().last().unwrap().to_owned();
+    for _ in 0..2 {
+        bin()
+            .args([
+                "token",
+                "revoke",
+                "--token",
+                &token,
+                "--database-url",
+                &s.db.url,
+            ])
+            .output()
+            .unwrap();
+    }
+    let o = bin()
+        .args([
+            "token",
+            "revoke",
+            "--token",
+            &token,
+            "--database-url",
+            &s.db.url,
+        ])
+        .output()
+        .unwrap();
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("already revoked at") && shanghai(&out),
+        "{out}"
+    );
+
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let may = s.file(
+        "may.csv",
+        &format!(
+            "{HEADER}dc-a,m1,e1,gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,10.00\n"
+        ),
+    );
+    s.ok(&dc_a, &["usage", "import", "--file", &may]);
+    let void = [
+        "usage",
+        "void",
+        "--provider",
+        "dc-a",
+        "--record-id",
+        "m1",
+        "--reason",
+        "billed twice",
+    ];
+    let first = s.ok(&dc_a, &void);
+    assert!(first.contains("voided at") && shanghai(&first), "{first}");
+    let again = s.ok(&dc_a, &void);
+    assert!(
+        again.contains("was already void at") && shanghai(&again),
+        "{again}"
+    );
+}
