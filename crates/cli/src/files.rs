@@ -131,6 +131,60 @@ pub fn read_text(path: &Path, forced: Option<Encoding>) -> anyhow::Result<String
     Ok(text)
 }
 
+/// A usage file saved from Excel as a workbook (`.xlsx`, `.xlsm`, `.xls`, `.ods`), by its name.
+fn is_xlsx(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["xlsx", "xlsm", "xls", "ods"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The first sheet of a workbook as CSV text with the same header as a usage CSV, so it is
+/// read and validated exactly as one. Text cells are taken as they are. A number cell is
+/// written as the shortest decimal that gives back the value Excel stores (what Excel shows:
+/// 30 for 30.00, 0.1 for 0.10), then parsed and checked like any amount or quantity, so a
+/// number with more than 2 decimals is rejected, never rounded. A date cell has no time zone:
+/// it is read as Asia/Shanghai time (+08:00), the zone usage periods are counted in.
+fn xlsx_as_csv(path: &Path) -> anyhow::Result<String> {
+    use calamine::{Data, Reader, open_workbook_auto};
+    let mut workbook =
+        open_workbook_auto(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = workbook
+        .sheet_names()
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{}: the workbook has no sheet", path.display()))?;
+    let range = workbook
+        .worksheet_range(&name)
+        .with_context(|| format!("{}: cannot read sheet {name:?}", path.display()))?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for (i, row) in range.rows().enumerate() {
+        let mut fields = Vec::with_capacity(row.len());
+        for (j, cell) in row.iter().enumerate() {
+            fields.push(match cell {
+                Data::Empty => String::new(),
+                Data::String(text) | Data::DateTimeIso(text) | Data::DurationIso(text) => {
+                    text.clone()
+                }
+                Data::Int(n) => n.to_string(),
+                Data::Float(x) => x.to_string(),
+                Data::Bool(b) => b.to_string(),
+                Data::DateTime(t) => t.as_datetime().map_or_else(String::new, |t| {
+                    t.format("%Y-%m-%dT%H:%M:%S+08:00").to_string()
+                }),
+                Data::Error(e) => bail!(
+                    "{}: sheet {name:?}, row {}, column {}: the cell holds the error {e}",
+                    path.display(),
+                    i + 1,
+                    j + 1
+                ),
+            });
+        }
+        out.write_record(&fields)?;
+    }
+    eprintln!("read {} as a workbook (sheet {name:?})", path.display());
+    Ok(String::from_utf8(out.into_inner()?)?)
+}
+
 fn reader(text: &str) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .flexible(true)
@@ -141,7 +195,11 @@ fn reader(text: &str) -> csv::Reader<&[u8]> {
 /// an unreadable file, one not valid in its encoding ([`read_text`]) or a bad header is an
 /// error.
 pub fn read_usage(path: &Path, encoding: Option<Encoding>) -> anyhow::Result<Vec<Row>> {
-    let text = read_text(path, encoding)?;
+    let text = if is_xlsx(path) {
+        xlsx_as_csv(path)?
+    } else {
+        read_text(path, encoding)?
+    };
     let mut rdr = reader(&text);
     let header = rdr
         .headers()

@@ -246,3 +246,69 @@ fn a_file_not_in_its_encoding_is_refused_whole() {
         "no statement written"
     );
 }
+
+/// Writes the usage CSV text as the first sheet of a workbook the way Excel keeps what people
+/// type: ids and times as text, quantity and amount as numbers (`1000000.00` is the number
+/// 1000000), and the first record's start as a date cell without a time zone.
+fn workbook(path: &Path, csv_text: &str) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    for (r, line) in csv_text.lines().enumerate() {
+        for (c, field) in line.split(',').enumerate() {
+            let (row, col) = (r as u32, c as u16);
+            let number = r > 0 && c >= 6;
+            if number {
+                let value: f64 = field.parse().expect("a number");
+                sheet.write_number(row, col, value).unwrap();
+            } else if r == 1 && c == 4 {
+                // 2025-03-01T00:00:00+08:00 typed into Excel in Hangzhou: a bare local time.
+                let t = rust_xlsxwriter::ExcelDateTime::from_ymd(2025, 3, 1).unwrap();
+                sheet
+                    .write_datetime_with_format(row, col, &t, &date)
+                    .unwrap();
+            } else {
+                sheet.write_string(row, col, field).unwrap();
+            }
+        }
+    }
+    book.save(path).unwrap();
+}
+
+// A usage workbook (.xlsx, first sheet, the same header) with Chinese ids, number cells for
+// amounts and a date cell gives the same statement as its CSV twin; a number with more than two
+// decimals is rejected, not rounded.
+#[test]
+fn xlsx_usage_gives_the_same_statement_as_its_csv_twin() {
+    let f = Fixture::new("xlsx");
+    let twin = f.twin();
+    assert!(
+        f.usage
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(",2025-03-01T00:00:00+08:00,"),
+        "the first record starts at the date cell's time"
+    );
+    workbook(&f.dir.join("usage.xlsx"), &f.usage);
+    let o = f.simulate("usage.xlsx", "prior-utf8.csv", "xlsx.csv", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("as a workbook"), "{}", stderr(&o));
+    assert_eq!(
+        f.read("xlsx.csv"),
+        twin,
+        "the workbook settles like the CSV"
+    );
+
+    // 0.005 CNY cannot be paid: the record is rejected for its precision.
+    let header = f.usage.lines().next().unwrap();
+    let odd = format!(
+        "{header}\ndc-a,odd-1,{},a-dom,2025-03-05T00:00:00+08:00,2025-03-06T00:00:00+08:00,1,10.005\n",
+        NAMES[0].1
+    );
+    workbook(&f.dir.join("odd.xlsx"), &odd);
+    let o = f.simulate("odd.xlsx", "prior-utf8.csv", "odd.csv", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rejects = f.read("odd.csv.rejects.csv");
+    assert!(rejects.contains("amount_precision"), "{rejects}");
+}
