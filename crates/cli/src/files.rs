@@ -268,13 +268,31 @@ pub fn read_usage(path: &Path, encoding: Option<Encoding>) -> anyhow::Result<Vec
     Ok(rows)
 }
 
-/// Reads prior payments. Unlike usage, a bad prior row is an error: the file states money
-/// already paid, and guessing would pass a cap.
-pub fn read_prior(
-    path: &Path,
-    registry: &Registry,
-    encoding: Option<Encoding>,
-) -> anyhow::Result<Prior> {
+/// One row of a file of money already paid (prior payments, opening balances): its line and
+/// the programme, beneficiary, provider and amount columns, trimmed.
+struct PaidRow {
+    line: u64,
+    programme: String,
+    beneficiary: String,
+    provider: String,
+    amount: String,
+}
+
+impl PaidRow {
+    /// `path: line N: field`, to name where a problem is.
+    fn at(&self, path: &Path, field: &str) -> String {
+        format!("{}: line {}: {field}", path.display(), self.line)
+    }
+
+    fn amount(&self, path: &Path) -> anyhow::Result<Fen> {
+        Fen::parse_cny(&self.amount)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.at(path, "amount")))
+    }
+}
+
+/// Reads a file with the columns programme, beneficiary, provider, amount (in any order, more
+/// columns allowed), skipping blank lines.
+fn read_paid_rows(path: &Path, encoding: Option<Encoding>) -> anyhow::Result<Vec<PaidRow>> {
     let text = read_text(path, encoding)?;
     let mut rdr = reader(&text);
     let header = rdr
@@ -286,28 +304,53 @@ pub fn read_prior(
         &header,
         ["programme", "beneficiary", "provider", "amount"],
     )?;
-    let mut prior = Prior::default();
+    let mut rows = Vec::new();
     for record in rdr.records() {
         let record = record.with_context(|| format!("cannot read {}", path.display()))?;
-        let line = record.position().map_or(0, |p| p.line());
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        let get = |i: usize| record.get(cols[i]).unwrap_or("").trim();
-        let at = |field: &str| format!("{}: line {line}: {field}", path.display());
-        let (programme, beneficiary, provider, amount) = (get(0), get(1), get(2), get(3));
+        let get = |i: usize| record.get(cols[i]).unwrap_or("").trim().to_owned();
+        rows.push(PaidRow {
+            line: record.position().map_or(0, |p| p.line()),
+            programme: get(0),
+            beneficiary: get(1),
+            provider: get(2),
+            amount: get(3),
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads prior payments. Unlike usage, a bad prior row is an error: the file states money
+/// already paid, and guessing would pass a cap.
+pub fn read_prior(
+    path: &Path,
+    registry: &Registry,
+    encoding: Option<Encoding>,
+) -> anyhow::Result<Prior> {
+    let mut prior = Prior::default();
+    for row in read_paid_rows(path, encoding)? {
+        let (programme, beneficiary, provider) = (&row.programme, &row.beneficiary, &row.provider);
         if registry.programme(programme).is_none() {
-            bail!("{}: unknown programme {programme:?}", at("programme"));
+            bail!(
+                "{}: unknown programme {programme:?}",
+                row.at(path, "programme")
+            );
         }
         if registry.beneficiary(beneficiary).is_none() {
-            bail!("{}: unknown beneficiary {beneficiary:?}", at("beneficiary"));
+            bail!(
+                "{}: unknown beneficiary {beneficiary:?}",
+                row.at(path, "beneficiary")
+            );
         }
         if !provider.is_empty() && registry.provider(provider).is_none() {
-            bail!("{}: unknown provider {provider:?}", at("provider"));
+            bail!(
+                "{}: unknown provider {provider:?}",
+                row.at(path, "provider")
+            );
         }
-        let amount: Fen =
-            Fen::parse_cny(amount).map_err(|e| anyhow::anyhow!("{}: {e}", at("amount")))?;
-        prior.add(programme, beneficiary, provider, amount);
+        prior.add(programme, beneficiary, provider, row.amount(path)?);
     }
     Ok(prior)
 }
@@ -324,39 +367,20 @@ pub fn read_opening(
     programme: &str,
     encoding: Option<Encoding>,
 ) -> anyhow::Result<Vec<OpeningRow>> {
-    let text = read_text(path, encoding)?;
-    let mut rdr = reader(&text);
-    let header = rdr
-        .headers()
-        .with_context(|| format!("{}: cannot read header", path.display()))?
-        .clone();
-    let cols = columns(
-        path,
-        &header,
-        ["programme", "beneficiary", "provider", "amount"],
-    )?;
     let mut rows = Vec::new();
-    for record in rdr.records() {
-        let record = record.with_context(|| format!("cannot read {}", path.display()))?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        let get = |i: usize| record.get(cols[i]).unwrap_or("").trim();
-        let at = |field: &str| format!("{}: line {line}: {field}", path.display());
-        if get(0) != programme {
+    for row in read_paid_rows(path, encoding)? {
+        if row.programme != programme {
             bail!(
                 "{}: {:?} is not --programme {programme:?}; an opening file holds one programme",
-                at("programme"),
-                get(0)
+                row.at(path, "programme"),
+                row.programme
             );
         }
-        if get(1).is_empty() {
-            bail!("{}: empty", at("beneficiary"));
+        if row.beneficiary.is_empty() {
+            bail!("{}: empty", row.at(path, "beneficiary"));
         }
-        let amount =
-            Fen::parse_cny(get(3)).map_err(|e| anyhow::anyhow!("{}: {e}", at("amount")))?;
-        rows.push((line, get(1).to_owned(), get(2).to_owned(), amount));
+        let amount = row.amount(path)?;
+        rows.push((row.line, row.beneficiary, row.provider, amount));
     }
     if rows.is_empty() {
         bail!("{}: no rows below the header", path.display());
