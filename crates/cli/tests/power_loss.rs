@@ -239,6 +239,15 @@ impl Disk {
     }
 }
 
+impl Drop for Disk {
+    fn drop(&mut self) {
+        // Kept after a failure, for the server's log and the files as the cut left them.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -724,6 +733,43 @@ fn a_failed_flush_stops_the_server_and_loses_nothing_acknowledged_on_sqlite() {
     assert!(
         stderr.contains("flushing") && stderr.contains("suanli.db-wal"),
         "the log names the failed flush: {stderr}"
+    );
+    restart_after_stop(&mut run);
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = run.finish();
+    assert!(
+        seen.refused_after_fault > 0,
+        "batches sent after the failure were refused"
+    );
+}
+
+// A failed fsync of the write-ahead log by SQLite itself (a checkpoint, which syncs the log
+// before copying it, or a commit): the kernel may have dropped the pages that failed, and a
+// later sync that succeeds does not write them again, so the server must acknowledge nothing
+// more and stop with a non-zero exit; nothing acknowledged before is lost.
+#[test]
+fn a_failed_log_sync_by_sqlite_stops_the_server_on_sqlite() {
+    let Some(disk) = Disk::new("power-log-fsync-eio") else {
+        return;
+    };
+    let seed = env_u64("SUANLI_POWERCUT_SEED", 11);
+    let mut rng = Rng(seed ^ 0x5C);
+    let mut run = Run::start(disk, seed);
+    std::thread::sleep(Duration::from_millis(500 + rng.below(1_000)));
+    let status = inject(
+        &mut run,
+        "fsync EIO 1 -wal",
+        true,
+        Duration::ZERO,
+        Duration::from_secs(30),
+    )
+    .expect("the server stops within 30 s of a failed sync of its log");
+    assert!(!status.success(), "it exits non-zero: {status}");
+    let stderr = run.server.stderr();
+    assert!(
+        stderr.contains("a sync of the database failed")
+            && stderr.contains("nothing more is acknowledged"),
+        "the log says why the server stopped: {stderr}"
     );
     restart_after_stop(&mut run);
     std::thread::sleep(Duration::from_millis(500));
