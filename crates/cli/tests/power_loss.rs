@@ -618,7 +618,12 @@ fn verify(url: &str, seen: &Seen) {
         .unwrap();
     for row in stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
         })
         .unwrap()
     {
@@ -882,7 +887,8 @@ fn serve_refuses_a_postgres_database_whose_commits_are_not_flushed() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "serve refuses: {stderr}");
     assert!(
-        stderr.contains("synchronous_commit = off") && stderr.contains("SUANLI_ALLOW_UNSYNCED_COMMIT"),
+        stderr.contains("synchronous_commit = off")
+            && stderr.contains("SUANLI_ALLOW_UNSYNCED_COMMIT"),
         "the error names the setting and the opt-out: {stderr}"
     );
     let mut allowed = serve(true);
