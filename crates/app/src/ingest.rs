@@ -237,17 +237,26 @@ impl Syncer {
                     while let Ok(first) = rx.recv() {
                         let mut replies = vec![first];
                         replies.extend(rx.try_iter());
-                        let known = failed.lock().map(|f| f.clone()).unwrap_or_default();
+                        let known = failed
+                            .lock()
+                            .map(|f| f.clone())
+                            .unwrap_or_default()
+                            .or_else(store_sync_failure);
                         let result = match known {
                             Some(e) => Err(e),
                             None => {
                                 let started = Instant::now();
-                                let result = wal.sync().map_err(|e| {
-                                    format!(
-                                        "flushing {} to disk failed: {e}; nothing more is acknowledged until the server restarts",
-                                        wal.path().display()
-                                    )
-                                });
+                                let result = wal
+                                    .sync()
+                                    .map_err(|e| {
+                                        format!(
+                                            "flushing {} to disk failed: {e}; nothing more is acknowledged until the server restarts",
+                                            wal.path().display()
+                                        )
+                                    })
+                                    // A sync that failed elsewhere meanwhile may have lost pages
+                                    // this one did not write again.
+                                    .and_then(|()| store_sync_failure().map_or(Ok(()), Err));
                                 METRICS
                                     .flush_seconds
                                     .observe(started.elapsed().as_secs_f64());
@@ -292,9 +301,13 @@ impl Syncer {
     }
 
     fn failure(&self) -> Option<String> {
-        self.failed.lock().map(|f| f.clone()).unwrap_or_else(|_| {
-            Some("the flush thread panicked; nothing more is acknowledged".into())
-        })
+        self.failed
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|_| {
+                Some("the flush thread panicked; nothing more is acknowledged".into())
+            })
+            .or_else(store_sync_failure)
     }
 
     /// Flushes and delivers what is queued, then stops.
@@ -308,6 +321,14 @@ impl Syncer {
     }
 }
 
+/// A failed fsync SQLite reported (a commit, a checkpoint), as the flush thread's failure: the
+/// pages it lost may hold groups waiting for a flush, which a later flush would not write again.
+fn store_sync_failure() -> Option<String> {
+    suanli_store::sync_failure().map(|e| {
+        format!("a sync of the database failed: {e}; nothing more is acknowledged until the server restarts")
+    })
+}
+
 /// Delivers at once when nothing is waiting for a flush, else after the flush.
 fn deliver(syncer: Option<&Syncer>, deliver: Deliver) {
     match syncer {
@@ -319,6 +340,14 @@ fn deliver(syncer: Option<&Syncer>, deliver: Deliver) {
 fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>, syncer: Option<&Syncer>) {
     let mut next: Option<Job> = None;
     loop {
+        // Before waiting too, so a job whose commit failed its sync stops the writer at once.
+        if let Some(failure) = syncer.and_then(Syncer::failure) {
+            // Nothing can be acknowledged again (see `Syncer::failed`): the writer stops, its
+            // callers see it gone, and the server reports itself unhealthy and exits so that
+            // a restart recovers from the log.
+            tracing::error!(error = %failure, "the store writer stops");
+            return;
+        }
         let job = match next.take() {
             Some(job) => job,
             None => match rx.blocking_recv() {
@@ -328,9 +357,6 @@ fn run(store: &mut dyn Store, rx: &mut mpsc::Receiver<Job>, syncer: Option<&Sync
         };
         METRICS.writer_queue_jobs.dec();
         if let Some(failure) = syncer.and_then(Syncer::failure) {
-            // Nothing can be acknowledged again (see `Syncer::failed`): the writer stops, its
-            // callers see it gone, and the server reports itself unhealthy and exits so that
-            // a restart recovers from the log.
             tracing::error!(error = %failure, "the store writer stops");
             return;
         }

@@ -24,8 +24,9 @@ pub use common::{class_code, class_of_code};
 /// [`Decision`]s, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Built through `From`, which also notes a failed sync ([`sync_failure`]).
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(#[from] ::postgres::Error),
     #[error("unsupported database url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -432,6 +433,36 @@ impl Checkpointer {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        note_sync_failure(&e);
+        StoreError::Sqlite(e)
+    }
+}
+
+/// The first fsync of a database file that SQLite reported failed in this process.
+static SYNC_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn note_sync_failure(e: &rusqlite::Error) {
+    if let rusqlite::Error::SqliteFailure(failure, _) = e
+        && matches!(
+            failure.extended_code,
+            rusqlite::ffi::SQLITE_IOERR_FSYNC | rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC
+        )
+    {
+        let _ = SYNC_FAILURE.set(e.to_string());
+    }
+}
+
+/// Whether SQLite has reported a failed fsync in this process (by any connection: a commit, a
+/// checkpoint), and its error. After one, the kernel may have dropped the pages that failed
+/// while marking them written, so a later fsync that succeeds proves nothing about them:
+/// whoever acknowledges on the strength of a sync must stop acknowledging for good, and a
+/// restart recovers from what is on disk.
+pub fn sync_failure() -> Option<&'static str> {
+    SYNC_FAILURE.get().map(String::as_str)
+}
+
 /// Opens a store by URL and runs its migrations.
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -446,4 +477,23 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
 /// The fiscal period as stored in usage rows: yyyymm.
 pub fn period_code(period: Period) -> i64 {
     i64::from(period.year) * 100 + i64::from(period.month)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A failed fsync reported by SQLite is noted for the whole process as it becomes a
+    // StoreError; other I/O errors (a full disk, a failed write) are not.
+    #[test]
+    fn a_failed_sync_is_noted_once_it_becomes_a_store_error() {
+        let failure = |code| {
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("io".into()))
+        };
+        let _ = StoreError::from(failure(rusqlite::ffi::SQLITE_FULL));
+        let _ = StoreError::from(failure(rusqlite::ffi::SQLITE_IOERR_WRITE));
+        assert_eq!(sync_failure(), None);
+        let _ = StoreError::from(failure(rusqlite::ffi::SQLITE_IOERR_FSYNC));
+        assert!(sync_failure().is_some_and(|e| e.contains("io")));
+    }
 }
