@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use suanli_domain::Registry;
 use suanli_domain::money::{Fen, share_largest_remainder};
+use rust_decimal::Decimal;
+use suanli_domain::registry::Class;
 use suanli_domain::settlement::{LineKey, Prior, effective_ratios};
 use suanli_store::{AccrualChanges, AccrualMark, AccrualRow};
 
@@ -67,15 +69,22 @@ impl Accruals {
             let Some(period) = Period::parse(&a.period) else {
                 continue;
             };
-            let key = key_of(a.clone())?;
+            let (amount_fen, records) = (a.amount_fen, a.records);
+            let key = key_of(a)?;
             let months = self
                 .by_year
                 .entry(period.year)
                 .or_insert_with(|| vec![MonthAccruals::new(); 12]);
             let m = month_index(period);
             let total = months[m].entry(key.clone()).or_insert((0, 0));
-            total.0 = total.0.checked_add(a.amount_fen).ok_or_else(|| overflow(&a))?;
-            total.1 = total.1.checked_add(a.records).ok_or_else(|| overflow(&a))?;
+            total.0 = total
+                .0
+                .checked_add(amount_fen)
+                .ok_or_else(|| overflow(&key, period))?;
+            total.1 = total
+                .1
+                .checked_add(records)
+                .ok_or_else(|| overflow(&key, period))?;
             if *total == (0, 0) {
                 months[m].remove(&key);
             }
@@ -94,10 +103,10 @@ impl Accruals {
     }
 }
 
-fn overflow(a: &AccrualRow) -> crate::settlement::SettleError {
+fn overflow(key: &LineKey, period: Period) -> crate::settlement::SettleError {
     crate::settlement::SettleError::Store(suanli_store::StoreError::Overflow(format!(
-        "the accrual of beneficiary {:?}, provider {:?}, period {} passes 64 bits",
-        a.beneficiary, a.provider, a.period
+        "the accrual of beneficiary {:?}, provider {:?}, period {period} passes 64 bits",
+        key.beneficiary, key.provider
     )))
 }
 
@@ -163,7 +172,12 @@ pub(crate) struct MaintainedYear {
     /// How many opening imports were confirmed when built.
     pub(crate) openings: i64,
     opening: Arc<Prior>,
+    /// No opening balances: prior payments are the earlier months' alone.
+    opening_empty: bool,
     months: Vec<BTreeMap<String, ProgrammeMonth>>,
+    /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
+    /// line costs a look-up, not the package comparison.
+    ratios: HashMap<(i64, String, Class), Arc<[(String, Decimal)]>>,
     /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
     entitled: HashMap<(String, String), Fen>,
 }
@@ -178,11 +192,14 @@ impl MaintainedYear {
         registries: &HashMap<i64, Arc<Registry>>,
         accruals: &Accruals,
     ) -> MaintainedYear {
+        let opening_empty = *opening == Prior::default();
         let mut y = MaintainedYear {
             year,
             versions,
             openings,
             opening,
+            opening_empty,
+            ratios: HashMap::new(),
             months: (0..12).map(|_| BTreeMap::new()).collect(),
             entitled: HashMap::new(),
         };
@@ -237,7 +254,11 @@ impl MaintainedYear {
     }
 
     fn prior_beneficiary(&self, m: usize, programme: &str, beneficiary: &str) -> Fen {
-        let mut sum = self.opening.beneficiary(programme, beneficiary);
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.beneficiary(programme, beneficiary)
+        };
         for month in &self.months[..m] {
             if let Some(v) = month
                 .get(programme)
@@ -250,7 +271,11 @@ impl MaintainedYear {
     }
 
     fn prior_provider(&self, m: usize, programme: &str, provider: &str) -> Fen {
-        let mut sum = self.opening.provider(programme, provider);
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.provider(programme, provider)
+        };
         for month in &self.months[..m] {
             if let Some(v) = month
                 .get(programme)
@@ -263,7 +288,11 @@ impl MaintainedYear {
     }
 
     fn prior_programme(&self, m: usize, programme: &str) -> Fen {
-        let mut sum = self.opening.programme(programme);
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.programme(programme)
+        };
         for month in &self.months[..m] {
             if let Some(p) = month.get(programme) {
                 sum = sum.plus(p.total);
@@ -283,14 +312,24 @@ impl MaintainedYear {
         prior_changed: &HashMap<String, Changed>,
     ) -> HashMap<String, Changed> {
         let year = self.year;
+        let version = self.versions[m];
         // R4-R6: the demand of each changed line, per programme that pays on it.
         let mut beneficiaries_dirty: HashMap<String, HashSet<String>> = HashMap::new();
         for key in keys {
             let demands: Vec<(String, Fen)> = match bases.get(key) {
                 Some(&(amount, _)) => {
-                    effective_ratios(registry, year, &key.beneficiary, key.class)
-                        .into_iter()
-                        .map(|(p, r)| (p.id.clone(), Fen(amount).times_ratio_half_up(r)))
+                    let ratios = self
+                        .ratios
+                        .entry((version, key.beneficiary.clone(), key.class))
+                        .or_insert_with(|| {
+                            effective_ratios(registry, year, &key.beneficiary, key.class)
+                                .into_iter()
+                                .map(|(p, r)| (p.id.clone(), r))
+                                .collect()
+                        });
+                    ratios
+                        .iter()
+                        .map(|(p, r)| (p.clone(), Fen(amount).times_ratio_half_up(*r)))
                         .collect()
                 }
                 None => Vec::new(),
@@ -337,13 +376,18 @@ impl MaintainedYear {
             let mut beneficiaries = beneficiaries_dirty.remove(&id).unwrap_or_default();
             let none = Changed::default();
             let prior = prior_changed.get(&id).unwrap_or(&none);
-            beneficiaries.extend(
-                prior
-                    .beneficiaries
-                    .iter()
-                    .filter(|b| registry.beneficiary_cap(programme, b).is_some())
-                    .cloned(),
-            );
+            if let Some(pm) = self.months[m].get(&id) {
+                beneficiaries.extend(
+                    prior
+                        .beneficiaries
+                        .iter()
+                        .filter(|b| {
+                            lines_of(&pm.lines, b).next().is_some()
+                                && registry.beneficiary_cap(programme, b).is_some()
+                        })
+                        .cloned(),
+                );
+            }
             // Prior payments of the groups to recompute, read before the month is borrowed.
             let mut beneficiaries: Vec<(String, Option<Fen>)> = beneficiaries
                 .into_iter()
@@ -563,10 +607,20 @@ fn limit_programme(
         let old = line.subsidy;
         if old != v {
             line.subsidy = v;
-            let b = pm.by_beneficiary.entry(key.beneficiary.clone()).or_default();
-            *b = b.minus(old).plus(v);
-            let p = pm.by_provider.entry(key.provider.clone()).or_default();
-            *p = p.minus(old).plus(v);
+            match pm.by_beneficiary.get_mut(&key.beneficiary) {
+                Some(b) => *b = b.minus(old).plus(v),
+                None => {
+                    pm.by_beneficiary
+                        .insert(key.beneficiary.clone(), Fen::ZERO.minus(old).plus(v));
+                }
+            }
+            match pm.by_provider.get_mut(&key.provider) {
+                Some(p) => *p = p.minus(old).plus(v),
+                None => {
+                    pm.by_provider
+                        .insert(key.provider.clone(), Fen::ZERO.minus(old).plus(v));
+                }
+            }
             pm.total = pm.total.minus(old).plus(v);
             changed.push((key.clone(), old, v));
         }
@@ -583,11 +637,19 @@ fn limit_programme(
     };
     match pass {
         Some(left) => {
-            let keys: Vec<LineKey> = pm.lines.keys().cloned().collect();
+            // Every line of the programme: one pass over the cached amounts, cloning only the
+            // keys of lines whose subsidy changes.
             let amounts: Vec<Fen> = pm.lines.values().map(|l| l.after_provider).collect();
             let shares = limited(&amounts, left);
-            for (key, share) in keys.iter().zip(shares) {
-                set_subsidy(pm, key, share);
+            let moved: Vec<(LineKey, Fen)> = pm
+                .lines
+                .iter()
+                .zip(shares)
+                .filter(|((_, l), share)| l.subsidy != *share)
+                .map(|((k, _), share)| (k.clone(), share))
+                .collect();
+            for (key, share) in &moved {
+                set_subsidy(pm, key, *share);
             }
         }
         None if pm.pool_binding => {}
