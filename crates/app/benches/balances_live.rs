@@ -115,7 +115,11 @@ static RECORD_IDS: AtomicU64 = AtomicU64::new(0);
 /// A batch of records of random (beneficiary, provider) pairs in March or April 2025. The
 /// records are built as validation would leave them (the bench measures the writer and the
 /// look-ups, not validation).
-fn batch(n: usize, rng: &mut Lcg, pairs: Option<&mut dyn Iterator<Item = (usize, usize)>>) -> Vec<Candidate> {
+fn batch(
+    n: usize,
+    rng: &mut Lcg,
+    pairs: Option<&mut dyn Iterator<Item = (usize, usize)>>,
+) -> Vec<Candidate> {
     let class = Class {
         category: Category::Compute,
         chip_origin: Some(ChipOrigin::Domestic),
@@ -181,7 +185,12 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> String {
 
 /// Sends batches over `STREAMS` streams, paced to `rate` records/s (0: as fast as the writer
 /// takes them), until `stop`; returns the records acknowledged and the batch-ack latencies.
-async fn ingest(writer: &Writer, n: usize, rate: u64, stop: Arc<AtomicBool>) -> (u64, Vec<Duration>) {
+async fn ingest(
+    writer: &Writer,
+    n: usize,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<Duration>) {
     let mut tasks = Vec::new();
     for s in 0..STREAMS {
         let writer = writer.clone();
@@ -190,9 +199,8 @@ async fn ingest(writer: &Writer, n: usize, rate: u64, stop: Arc<AtomicBool>) -> 
             let mut rng = Lcg(s as u64 + 1);
             let mut acked = 0u64;
             let mut latencies = Vec::new();
-            let every = (rate > 0).then(|| {
-                Duration::from_nanos(1_000_000_000 * (BATCH * STREAMS) as u64 / rate)
-            });
+            let every = (rate > 0)
+                .then(|| Duration::from_nanos(1_000_000_000 * (BATCH * STREAMS) as u64 / rate));
             let started = tokio::time::Instant::now()
                 + every.map_or(Duration::ZERO, |e| e * s as u32 / STREAMS as u32);
             let mut k = 0u32;
@@ -319,7 +327,7 @@ async fn phase(
     rate: u64,
     secs: Duration,
     with_lookups: bool,
-) -> f64 {
+) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let ingest_task = {
@@ -343,9 +351,11 @@ async fn phase(
     stop.store(true, Ordering::Relaxed);
     let (acked, latencies) = ingest_task.await.expect("ingest");
     let elapsed = started.elapsed();
-    let per_second = acked as f64 / elapsed.as_secs_f64();
+    // Integer arithmetic, as everywhere in the project (no float near a measured count).
+    let per_second = u64::try_from(u128::from(acked) * 1_000_000 / elapsed.as_micros().max(1))
+        .unwrap_or(u64::MAX);
     println!(
-        "{name}: ingest {acked} records in {elapsed:.1?} = {per_second:.0} records/s; {}",
+        "{name}: ingest {acked} records in {elapsed:.1?} = {per_second} records/s; {}",
         summary("batch ack", latencies)
     );
     if let Some(t) = lookup_task {
@@ -357,7 +367,10 @@ async fn phase(
         // The time on the writer thread alone, without waiting behind ingest groups.
         println!(
             "{name}: {}",
-            summary("  of which on the writer", samples.iter().map(|s| s.1).collect())
+            summary(
+                "  of which on the writer",
+                samples.iter().map(|s| s.1).collect()
+            )
         );
     }
     if let Some(t) = console_task {
@@ -368,7 +381,10 @@ async fn phase(
     per_second
 }
 
-async fn timed_lookup(writer: &Writer, cache: &Arc<Mutex<PendingCache>>) -> anyhow::Result<Duration> {
+async fn timed_lookup(
+    writer: &Writer,
+    cache: &Arc<Mutex<PendingCache>>,
+) -> anyhow::Result<Duration> {
     let cache = cache.clone();
     let t = Instant::now();
     writer
@@ -396,20 +412,42 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         }
         writer.ingest(candidates, Vec::new()).await?;
     }
-    println!("{} lines seeded in {:.2?}", n * PROVIDERS, seeding.elapsed());
+    println!(
+        "{} lines seeded in {:.2?}",
+        n * PROVIDERS,
+        seeding.elapsed()
+    );
     let cache = Arc::new(Mutex::new(PendingCache::default()));
     println!(
         "first balance look-up (reads every accrual, builds the year): {:.2?}",
         timed_lookup(&writer, &cache).await?
     );
     let max = phase("maximum rate", &writer, &cache, n, 0, secs / 4, false).await;
-    let half = (max / 2.0) as u64;
+    let half = max / 2;
     println!("half rate: {half} records/s");
-    let without = phase("half rate, no look-ups", &writer, &cache, n, half, secs, false).await;
-    let with = phase("half rate with look-ups", &writer, &cache, n, half, secs, true).await;
+    let without = phase(
+        "half rate, no look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        false,
+    )
+    .await;
+    let with = phase(
+        "half rate with look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        true,
+    )
+    .await;
     println!(
-        "ingest with look-ups / without: {:.1} %",
-        100.0 * with / without
+        "ingest with look-ups / without: {} per mille",
+        with * 1000 / without.max(1)
     );
     // A pool that binds: every change moves every line of the programme.
     let reload = load_registry(&writer, registry_text(n, "100000.00")).await?;
@@ -418,7 +456,16 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         "first balance look-up after the load (rebuilds the year): {:.2?}",
         timed_lookup(&writer, &cache).await?
     );
-    phase("binding pool, half rate with look-ups", &writer, &cache, n, half, secs, true).await;
+    phase(
+        "binding pool, half rate with look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        true,
+    )
+    .await;
     drop(writer);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     Ok(())

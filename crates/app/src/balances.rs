@@ -55,11 +55,14 @@ type Opening = Arc<BTreeMap<(String, String), Fen>>;
 /// Posted per beneficiary, per programme.
 type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
 
+/// One programme's postings: per beneficiary (all periods), and per original period.
+type ProgrammePosted = (HashMap<String, Fen>, BTreeMap<Period, Fen>);
+
 /// Posted run lines summed, for the finance overview and the enterprise page.
 #[derive(Default)]
 struct Posted {
     /// Per programme: what runs posted per beneficiary (all periods), and per original period.
-    by_programme: HashMap<String, (HashMap<String, Fen>, BTreeMap<Period, Fen>)>,
+    by_programme: HashMap<String, ProgrammePosted>,
     /// Per beneficiary: per programme, per original period.
     by_beneficiary: HashMap<String, BTreeMap<String, BTreeMap<Period, Fen>>>,
 }
@@ -242,7 +245,9 @@ pub fn entitlements_to_date(
     let (y, opening) = maintained_year(store, cache, year, current_version, runs)?;
     let mut out = y.entitled_all().clone();
     for ((beneficiary, programme), amount) in opening.iter() {
-        let t = out.entry((programme.clone(), beneficiary.clone())).or_default();
+        let t = out
+            .entry((programme.clone(), beneficiary.clone()))
+            .or_default();
         *t = t.plus(*amount);
     }
     Ok(out)
@@ -465,13 +470,21 @@ pub fn programme_overview(
             if *programme == p.id {
                 seen.insert(beneficiary);
                 let own = paid_by.get(beneficiary).copied().unwrap_or_default();
-                pending = pending.plus(entitled_of(programme, beneficiary).minus(own).max(Fen::ZERO));
+                pending = pending.plus(
+                    entitled_of(programme, beneficiary)
+                        .minus(own)
+                        .max(Fen::ZERO),
+                );
             }
         }
         for (beneficiary, programme) in opening.keys() {
             if *programme == p.id && !seen.contains(beneficiary.as_str()) {
                 let own = paid_by.get(beneficiary).copied().unwrap_or_default();
-                pending = pending.plus(entitled_of(programme, beneficiary).minus(own).max(Fen::ZERO));
+                pending = pending.plus(
+                    entitled_of(programme, beneficiary)
+                        .minus(own)
+                        .max(Fen::ZERO),
+                );
             }
         }
         let (mut capped, mut near_cap, mut at_cap) = (0, 0, 0);

@@ -25,16 +25,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use rust_decimal::Decimal;
 use suanli_domain::Registry;
 use suanli_domain::money::{Fen, share_largest_remainder};
-use rust_decimal::Decimal;
 use suanli_domain::registry::Class;
 use suanli_domain::settlement::{LineKey, Prior, effective_ratios};
 use suanli_store::{AccrualChanges, AccrualMark, AccrualRow};
 
 use crate::settlement::{Result, key_of_row};
-use suanli_store::ledger::LineKeyRow;
 use suanli_domain::usage::Period;
+use suanli_store::ledger::LineKeyRow;
 
 /// One month's accrual totals per line key: (amount in fen, records).
 type MonthAccruals = HashMap<LineKey, (i64, i64)>;
@@ -120,6 +120,9 @@ fn key_of(a: AccrualRow) -> Result<LineKey> {
     })
 }
 
+/// The programmes paying on a line and their effective ratios.
+type Ratios = Arc<[(String, Decimal)]>;
+
 /// One line's amounts through the stages.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct Line {
@@ -177,7 +180,7 @@ pub(crate) struct MaintainedYear {
     months: Vec<BTreeMap<String, ProgrammeMonth>>,
     /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
     /// line costs a look-up, not the package comparison.
-    ratios: HashMap<(i64, String, Class), Arc<[(String, Decimal)]>>,
+    ratios: HashMap<(i64, String, Class), Ratios>,
     /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
     entitled: HashMap<(String, String), Fen>,
 }
@@ -242,7 +245,9 @@ impl MaintainedYear {
                 continue;
             }
             let registry = registries[&self.versions[m]].clone();
-            let bases = accruals.months(self.year).map_or(&empty, |months| &months[m]);
+            let bases = accruals
+                .months(self.year)
+                .map_or(&empty, |months| &months[m]);
             let out = self.update_month(m, &registry, bases, &keys, &prior_changed);
             for (programme, c) in out {
                 let slot = prior_changed.entry(programme).or_default();
@@ -392,10 +397,9 @@ impl MaintainedYear {
             let mut beneficiaries: Vec<(String, Option<Fen>)> = beneficiaries
                 .into_iter()
                 .map(|b| {
-                    let left = registry.beneficiary_cap(programme, &b).map(|cap| {
-                        cap.minus(self.prior_beneficiary(m, &id, &b))
-                            .max(Fen::ZERO)
-                    });
+                    let left = registry
+                        .beneficiary_cap(programme, &b)
+                        .map(|cap| cap.minus(self.prior_beneficiary(m, &id, &b)).max(Fen::ZERO));
                     (b, left)
                 })
                 .collect();
@@ -586,10 +590,8 @@ fn limit_programme(
                             .push((k.clone(), l.after_beneficiary));
                     }
                 }
-                let groups: Vec<(String, Vec<(LineKey, Fen)>)> = groups
-                    .into_iter()
-                    .map(|(p, g)| (p.to_owned(), g))
-                    .collect();
+                let groups: Vec<(String, Vec<(LineKey, Fen)>)> =
+                    groups.into_iter().map(|(p, g)| (p.to_owned(), g)).collect();
                 for (provider, group) in groups {
                     let amounts: Vec<Fen> = group.iter().map(|(_, a)| *a).collect();
                     let shares = limited(&amounts, passes[&provider]);

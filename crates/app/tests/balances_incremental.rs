@@ -70,7 +70,14 @@ fn limits() -> impl Strategy<Value = Limits> {
         prop_oneof![Just(15u32), Just(30), Just(33)],
     )
         .prop_map(
-            |(city_pool, city_beneficiary_cap, city_provider_cap, b2_cap, national_pool, city_rate)| {
+            |(
+                city_pool,
+                city_beneficiary_cap,
+                city_provider_cap,
+                b2_cap,
+                national_pool,
+                city_rate,
+            )| {
                 Limits {
                     city_pool,
                     city_beneficiary_cap,
@@ -243,8 +250,7 @@ impl World {
                 if *post {
                     settle::approve_run(&mut *self.store, run.run.run_id, &actor("b"))
                         .expect("approve");
-                    settle::post_run(&mut *self.store, run.run.run_id, &actor("b"))
-                        .expect("post");
+                    settle::post_run(&mut *self.store, run.run.run_id, &actor("b")).expect("post");
                 } else {
                     settle::cancel_run(&mut *self.store, run.run.run_id, &actor("a"))
                         .expect("cancel");
@@ -267,7 +273,9 @@ fn check_sequence(url: &str, first: &Limits, steps: &[Step]) -> Result<(), TestC
     let store = suanli_store::open(url).expect("store opens");
     let mut world = World {
         store,
-        registry: Registry::from_toml("empty.toml", "").expect("empty registry").0,
+        registry: Registry::from_toml("empty.toml", "")
+            .expect("empty registry")
+            .0,
         records: Vec::new(),
         next_id: 0,
     };

@@ -1326,10 +1326,17 @@ fn accrual_changes_since_a_mark_are_the_deltas_of_later_commits() {
             }
             if i % 5 == 0 {
                 let changes = store.accrual_changes_since(Some(mark)).expect("changes");
-                assert!(!changes.complete, "the store saw every change since the mark");
+                assert!(
+                    !changes.complete,
+                    "the store saw every change since the mark"
+                );
                 apply_accrual_deltas(&mut totals, changes.rows);
                 mark = changes.mark;
-                assert_eq!(as_rows(&totals), store.accruals().unwrap(), "after group {i}");
+                assert_eq!(
+                    as_rows(&totals),
+                    store.accruals().unwrap(),
+                    "after group {i}"
+                );
             }
         }
         let changes = store.accrual_changes_since(Some(mark)).expect("changes");
@@ -1337,8 +1344,12 @@ fn accrual_changes_since_a_mark_are_the_deltas_of_later_commits() {
         assert_eq!(as_rows(&totals), store.recount_accruals().unwrap());
         // Voiding everything nets every key to nothing.
         for i in 0..40u32 {
-            store.void("dc-a", &format!("g{i}"), "x", Utc::now()).unwrap();
-            store.void("dc-b", &format!("t{i}"), "x", Utc::now()).unwrap();
+            store
+                .void("dc-a", &format!("g{i}"), "x", Utc::now())
+                .unwrap();
+            store
+                .void("dc-b", &format!("t{i}"), "x", Utc::now())
+                .unwrap();
         }
         let changes = store.accrual_changes_since(Some(changes.mark)).unwrap();
         apply_accrual_deltas(&mut totals, changes.rows);
@@ -1373,7 +1384,10 @@ fn postgres_accrual_changes_read_everything_after_another_servers_commit() {
         )])
         .unwrap();
     let changes = store.accrual_changes_since(Some(mark)).unwrap();
-    assert!(changes.complete, "another server's commit forces a full read");
+    assert!(
+        changes.complete,
+        "another server's commit forces a full read"
+    );
     assert_eq!(changes.rows, store.accruals().unwrap());
     assert_eq!(changes.rows.len(), 1);
     let again = store.accrual_changes_since(Some(changes.mark)).unwrap();
