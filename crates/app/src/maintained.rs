@@ -437,12 +437,17 @@ impl MaintainedYear {
                 pool_left,
                 prior.total,
             );
+            // A binding pool moves every line: no key is copied for a pair already present.
+            let mut pair = (id.clone(), String::new());
             for (key, old, new) in &changed {
-                let e = self
-                    .entitled
-                    .entry((id.clone(), key.beneficiary.clone()))
-                    .or_default();
-                *e = e.minus(*old).plus(*new);
+                pair.1.clone_from(&key.beneficiary);
+                match self.entitled.get_mut(&pair) {
+                    Some(e) => *e = e.minus(*old).plus(*new),
+                    None => {
+                        self.entitled
+                            .insert(pair.clone(), Fen::ZERO.minus(*old).plus(*new));
+                    }
+                }
             }
             let c: &mut Changed = out.entry(id.clone()).or_default();
             for (key, _, _) in changed {
