@@ -147,6 +147,10 @@ impl Line {
 #[derive(Default)]
 struct ProgrammeMonth {
     lines: BTreeMap<LineKey, Line>,
+    /// Σ demand and Σ after the beneficiary cap per beneficiary: equal while its cap does not
+    /// bind, so a changed prior payment that leaves room for the demand changes nothing.
+    demand_by_beneficiary: HashMap<String, Fen>,
+    capped_by_beneficiary: HashMap<String, Fen>,
     /// Σ subsidy per beneficiary, per provider and in all: prior payments of later months.
     by_beneficiary: HashMap<String, Fen>,
     by_provider: HashMap<String, Fen>,
@@ -347,6 +351,11 @@ impl MaintainedYear {
                 // The line is gone (or this programme no longer pays on it): it goes through
                 // the stages at zero and is dropped once every amount is zero.
                 if let Some(line) = pm.lines.get_mut(key) {
+                    add(
+                        &mut pm.demand_by_beneficiary,
+                        &key.beneficiary,
+                        Fen::ZERO.minus(line.demand),
+                    );
                     line.demand = Fen::ZERO;
                     beneficiaries_dirty
                         .entry(id.clone())
@@ -356,7 +365,14 @@ impl MaintainedYear {
             }
             for (id, demand) in demands {
                 let pm = month.entry(id.clone()).or_default();
-                pm.lines.entry(key.clone()).or_default().demand = demand;
+                let line = pm.lines.entry(key.clone()).or_default();
+                let old = line.demand;
+                line.demand = demand;
+                add(
+                    &mut pm.demand_by_beneficiary,
+                    &key.beneficiary,
+                    demand.minus(old),
+                );
                 beneficiaries_dirty
                     .entry(id)
                     .or_default()
@@ -382,16 +398,24 @@ impl MaintainedYear {
             let none = Changed::default();
             let prior = prior_changed.get(&id).unwrap_or(&none);
             if let Some(pm) = self.months[m].get(&id) {
-                beneficiaries.extend(
-                    prior
-                        .beneficiaries
-                        .iter()
-                        .filter(|b| {
-                            lines_of(&pm.lines, b).next().is_some()
-                                && registry.beneficiary_cap(programme, b).is_some()
-                        })
-                        .cloned(),
-                );
+                for b in &prior.beneficiaries {
+                    if beneficiaries.contains(b) {
+                        continue;
+                    }
+                    let (Some(cap), Some(&wanted)) = (
+                        registry.beneficiary_cap(programme, b),
+                        pm.demand_by_beneficiary.get(b),
+                    ) else {
+                        continue;
+                    };
+                    let capped = pm.capped_by_beneficiary.get(b).copied().unwrap_or_default();
+                    let left = cap.minus(self.prior_beneficiary(m, &id, b)).max(Fen::ZERO);
+                    // Not binding before (every line kept its demand) nor now: nothing moves.
+                    if capped == wanted && wanted <= left {
+                        continue;
+                    }
+                    beneficiaries.insert(b.clone());
+                }
             }
             // Prior payments of the groups to recompute, read before the month is borrowed.
             let mut beneficiaries: Vec<(String, Option<Fen>)> = beneficiaries
@@ -469,6 +493,16 @@ impl MaintainedYear {
     }
 }
 
+/// Adds `delta` to `key`'s sum, copying the key only the first time.
+fn add(sums: &mut HashMap<String, Fen>, key: &str, delta: Fen) {
+    match sums.get_mut(key) {
+        Some(v) => *v = v.plus(delta),
+        None => {
+            sums.insert(key.to_owned(), delta);
+        }
+    }
+}
+
 /// The lines of one beneficiary, in key order (a contiguous range: the key sorts by
 /// beneficiary first, and no provider id is empty).
 fn lines_of<'a>(
@@ -536,6 +570,11 @@ fn limit_programme(
             if line.after_beneficiary != share {
                 let slot = pm.provider_in.entry(key.provider.clone()).or_default();
                 *slot = slot.minus(line.after_beneficiary).plus(share);
+                add(
+                    &mut pm.capped_by_beneficiary,
+                    &key.beneficiary,
+                    share.minus(line.after_beneficiary),
+                );
                 line.after_beneficiary = share;
                 stage_a.push(key);
             }
