@@ -2,7 +2,7 @@
 //! per programme-year, what was posted month by month, and each programme's totals for the
 //! finance overview. Look-ups are cached and recomputed only when what they derive from changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use suanli_domain::Registry;
@@ -12,6 +12,9 @@ use suanli_store::ledger::{self as rows};
 use suanli_store::sql::Sql;
 use suanli_store::{Store, StoreError};
 
+use suanli_domain::settlement::{LineKey, Prior};
+
+use crate::maintained::{Accruals, MaintainedYear};
 use crate::registry::{load_registry, registry_of};
 use crate::settlement::{Result, SettleError, bases_to, entitlements, in_tx, period_versions};
 
@@ -26,24 +29,43 @@ pub struct Balance {
     pub remaining: Fen,
 }
 
-/// What balance look-ups derive from the database, cached and recomputed only when what they
-/// derive from changed: the year-to-date entitlement per (programme, beneficiary) per fiscal
-/// year (accruals, registry, runs), what posted runs paid per beneficiary (runs), and the
-/// current registry (its version). A look-up then costs one query of the state's version
-/// numbers and, on PostgreSQL, one of the accrual generation — not a year's settlement
-/// arithmetic.
+/// What balance look-ups derive from the database, kept current by what changed since the
+/// last look-up: the accrual totals and each fiscal year's entitlement to date, maintained
+/// change by change ([`crate::maintained`]); what posted runs and opening balances paid
+/// (recomputed when runs or openings changed); the registries in use. A look-up runs on the
+/// writer thread, so it sees every commit acknowledged before it.
 #[derive(Default)]
 pub struct PendingCache {
-    years: HashMap<i32, (PendingKey, Entitled)>,
     registry: Option<(i64, Arc<Registry>)>,
     paid: Option<(RunsKey, Paid)>,
+    accruals: Accruals,
+    years: HashMap<i32, MaintainedYear>,
+    /// Keys changed since each maintained year last caught up, per month index.
+    dirty: HashMap<i32, Vec<HashSet<LineKey>>>,
+    registries: HashMap<i64, Arc<Registry>>,
+    /// Each year's registry version per month, for (current version, runs).
+    versions: HashMap<i32, ((i64, RunsKey), Vec<i64>)>,
+    opening: Option<(i64, Arc<Prior>, Opening)>,
+    posted: Option<(RunsKey, Arc<Posted>)>,
 }
 
-/// Entitlement to date per (programme, beneficiary).
-type Entitled = Arc<HashMap<(String, String), Fen>>;
+/// Confirmed opening balances per (beneficiary, programme).
+type Opening = Arc<BTreeMap<(String, String), Fen>>;
 
 /// Posted per beneficiary, per programme.
 type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
+
+/// One programme's postings: per beneficiary (all periods), and per original period.
+type ProgrammePosted = (HashMap<String, Fen>, BTreeMap<Period, Fen>);
+
+/// Posted run lines summed, for the finance overview and the enterprise page.
+#[derive(Default)]
+struct Posted {
+    /// Per programme: what runs posted per beneficiary (all periods), and per original period.
+    by_programme: HashMap<String, ProgrammePosted>,
+    /// Per beneficiary: per programme, per original period.
+    by_beneficiary: HashMap<String, BTreeMap<String, BTreeMap<Period, Fen>>>,
+}
 
 /// Changes whenever a run is created, posted or cancelled (approval changes no amount), or
 /// opening balances are confirmed.
@@ -56,28 +78,16 @@ struct RunsKey {
     openings: i64,
 }
 
-#[derive(Clone, PartialEq, Eq)]
-struct PendingKey {
-    accrual_changes: u64,
-    registry_version: i64,
-    runs: RunsKey,
-}
-
-/// The current registry version, the runs' key and the accrual generation, in one query.
-fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey, u64)> {
-    let generation = tx.accrual_generation_sql().unwrap_or("0");
+/// The current registry version and the runs' key, in one query.
+fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
     let rows = tx.query(
-        &format!("SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at), {generation} FROM settlement_runs"),
+        "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at) FROM settlement_runs",
         &[],
     )?;
     let r = rows
         .first()
         .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
     let openings = crate::opening::confirmed_count(tx)?;
-    let generation = match tx.accrual_generation_sql() {
-        Some(_) => r[5].int()? as u64,
-        None => suanli_store::accrual_changes(),
-    };
     Ok((
         r[0].opt_int()?,
         RunsKey {
@@ -87,17 +97,15 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey, u64)> {
             cancelled: r[4].int()?,
             openings,
         },
-        generation,
     ))
 }
 
-/// The current registry version, its registry (cached), the runs' key and the accrual
-/// generation.
+/// The current registry version, its registry (cached) and the runs' key.
 fn cached_state(
     store: &mut dyn Store,
     cache: &mut PendingCache,
-) -> Result<(i64, Arc<Registry>, RunsKey, u64)> {
-    let (version, runs, generation) = in_tx(store, state_key)?;
+) -> Result<(i64, Arc<Registry>, RunsKey)> {
+    let (version, runs) = in_tx(store, state_key)?;
     let version = version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
@@ -109,7 +117,7 @@ fn cached_state(
             r
         }
     };
-    Ok((version, registry, runs, generation))
+    Ok((version, registry, runs))
 }
 
 /// What posted runs and confirmed opening balances paid each beneficiary, per programme;
@@ -150,27 +158,113 @@ fn paid_by_beneficiary(
     Ok(paid)
 }
 
-fn year_entitlements(
+/// The year's maintained entitlements, caught up with every change since the last look-up,
+/// and the confirmed opening balances.
+fn maintained_year<'c>(
     store: &mut dyn Store,
-    cache: &mut PendingCache,
+    cache: &'c mut PendingCache,
     year: i32,
     current_version: i64,
     runs: RunsKey,
-    accrual_changes: u64,
-) -> Result<Entitled> {
-    let key = PendingKey {
-        accrual_changes,
-        registry_version: current_version,
-        runs,
-    };
-    if let Some((k, v)) = cache.years.get(&year)
-        && *k == key
-    {
-        return Ok(v.clone());
+) -> Result<(&'c MaintainedYear, Opening)> {
+    let changes = store.accrual_changes_since(cache.accruals.mark)?;
+    if cache.accruals.apply(changes, &mut cache.dirty)? {
+        cache.years.clear();
+        cache.dirty.clear();
     }
+    let key = (current_version, runs);
+    let versions = match cache.versions.get(&year) {
+        Some((k, v)) if *k == key => v.clone(),
+        _ => {
+            let registries = &mut cache.registries;
+            let versions = in_tx(store, |tx| {
+                let versions = period_versions(tx, Period { year, month: 12 }, current_version)?;
+                for v in versions.values() {
+                    load_registry(tx, *v, registries)?;
+                }
+                Ok(versions.into_values().collect::<Vec<i64>>())
+            })?;
+            cache.versions.insert(year, (key, versions.clone()));
+            let used: HashSet<i64> = cache
+                .versions
+                .values()
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
+            cache.registries.retain(|v, _| used.contains(v));
+            versions
+        }
+    };
+    let (prior, opening) = match &cache.opening {
+        Some((n, prior, paid)) if *n == runs.openings => (prior.clone(), paid.clone()),
+        _ => {
+            let (prior, paid) = in_tx(store, |tx| {
+                Ok((
+                    crate::opening::opening_prior(tx, None)?,
+                    crate::opening::opening_paid(tx)?,
+                ))
+            })?;
+            let (prior, paid) = (Arc::new(prior), Arc::new(paid));
+            cache.opening = Some((runs.openings, prior.clone(), paid.clone()));
+            (prior, paid)
+        }
+    };
+    let rebuild = cache
+        .years
+        .get(&year)
+        .is_none_or(|y| y.versions != versions || y.openings != runs.openings);
+    if rebuild {
+        cache.dirty.insert(year, vec![HashSet::new(); 12]);
+        let y = MaintainedYear::build(
+            year,
+            versions,
+            runs.openings,
+            prior,
+            &cache.registries,
+            &cache.accruals,
+        );
+        cache.years.insert(year, y);
+    } else {
+        let dirty = cache
+            .dirty
+            .insert(year, vec![HashSet::new(); 12])
+            .unwrap_or_else(|| vec![HashSet::new(); 12]);
+        let y = cache.years.get_mut(&year).expect("checked above");
+        y.catch_up(&cache.registries, &cache.accruals, dirty);
+    }
+    Ok((&cache.years[&year], opening))
+}
+
+/// Entitlement to date per (programme, beneficiary) of `year`, opening balances included, as
+/// balances use it: the maintained figures.
+pub fn entitlements_to_date(
+    store: &mut dyn Store,
+    cache: &mut PendingCache,
+    year: i32,
+) -> Result<HashMap<(String, String), Fen>> {
+    let (current_version, _, runs) = cached_state(store, cache)?;
+    let (y, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let mut out = y.entitled_all().clone();
+    for ((beneficiary, programme), amount) in opening.iter() {
+        let t = out
+            .entry((programme.clone(), beneficiary.clone()))
+            .or_default();
+        *t = t.plus(*amount);
+    }
+    Ok(out)
+}
+
+/// [`entitlements_to_date`] recomputed from every accrual of the year with
+/// `domain::restatement`: what the maintained figures must equal to the fen.
+pub fn entitlements_recomputed(
+    store: &mut dyn Store,
+    year: i32,
+) -> Result<HashMap<(String, String), Fen>> {
+    let current_version = in_tx(store, state_key)?.0.ok_or_else(|| {
+        SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
+    })?;
     let last = Period { year, month: 12 };
     let bases = bases_to(store, year, last)?;
-    let totals = in_tx(store, |tx| {
+    in_tx(store, |tx| {
         let versions = period_versions(tx, last, current_version)?;
         let opening = crate::opening::opening_prior(tx, None)?;
         let mut registries = HashMap::new();
@@ -191,10 +285,51 @@ fn year_entitlements(
             *t = t.plus(amount);
         }
         Ok(totals)
+    })
+}
+
+/// Posted run lines summed per programme and per beneficiary, recomputed when runs changed.
+fn posted(store: &mut dyn Store, cache: &mut PendingCache, runs: RunsKey) -> Result<Arc<Posted>> {
+    if let Some((k, v)) = &cache.posted
+        && *k == runs
+    {
+        return Ok(v.clone());
+    }
+    let posted = in_tx(store, |tx| {
+        let mut programmes: Vec<String> = rows::runs(tx, None)?
+            .into_iter()
+            .filter(|r| r.status == "posted")
+            .map(|r| r.programme)
+            .collect();
+        programmes.sort();
+        programmes.dedup();
+        let mut out = Posted::default();
+        for programme in programmes {
+            let (paid_by, by_period) = out.by_programme.entry(programme.clone()).or_default();
+            for (period, key, amount) in rows::posted_lines(tx, &programme)? {
+                let slot = paid_by.entry(key.beneficiary.clone()).or_default();
+                *slot = slot.plus(Fen(amount));
+                let Some(period) = Period::parse(&period) else {
+                    continue;
+                };
+                let slot = by_period.entry(period).or_default();
+                *slot = slot.plus(Fen(amount));
+                let slot = out
+                    .by_beneficiary
+                    .entry(key.beneficiary)
+                    .or_default()
+                    .entry(programme.clone())
+                    .or_default()
+                    .entry(period)
+                    .or_default();
+                *slot = slot.plus(Fen(amount));
+            }
+        }
+        Ok(out)
     })?;
-    let totals = Arc::new(totals);
-    cache.years.insert(year, (key, totals.clone()));
-    Ok(totals)
+    let posted = Arc::new(posted);
+    cache.posted = Some((runs, posted.clone()));
+    Ok(posted)
 }
 
 /// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
@@ -205,14 +340,14 @@ pub fn balance(
     beneficiary: &str,
     year: i32,
 ) -> Result<Vec<Balance>> {
-    let (current_version, registry, runs, generation) = cached_state(store, cache)?;
+    let (current_version, registry, runs) = cached_state(store, cache)?;
     if registry.beneficiary(beneficiary).is_none() {
         return Err(SettleError::NotFound(format!(
             "beneficiary {beneficiary:?} is not in the current registry"
         )));
     }
-    let entitled = year_entitlements(store, cache, year, current_version, runs, generation)?;
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
+    let (entitled, opening) = maintained_year(store, cache, year, current_version, runs)?;
     let no_payments = BTreeMap::new();
     let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
     let mut out = Vec::new();
@@ -220,10 +355,11 @@ pub fn balance(
         .programmes_of_year(year)
         .filter(|p| registry.grant(beneficiary, &p.id).is_some())
     {
-        let entitled = entitled
-            .get(&(p.id.clone(), beneficiary.to_owned()))
+        let opening = opening
+            .get(&(beneficiary.to_owned(), p.id.clone()))
             .copied()
             .unwrap_or_default();
+        let entitled = entitled.entitled(&p.id, beneficiary).plus(opening);
         let paid = Fen(paid.get(&p.id).copied().unwrap_or(0));
         let pending = entitled.minus(paid).max(Fen::ZERO);
         let cap = registry.beneficiary_cap(p, beneficiary);
@@ -241,32 +377,25 @@ pub fn balance(
 }
 
 /// Subsidy posted to a beneficiary per month (the month each line is for, its original period)
-/// of `year`, per programme: index 0 is January.
+/// of `year`, per programme: index 0 is January. Read from the posted totals cached until runs
+/// change.
 pub fn monthly_posted(
     store: &mut dyn Store,
+    cache: &mut PendingCache,
     beneficiary: &str,
     year: i32,
 ) -> Result<BTreeMap<String, [Fen; 12]>> {
-    in_tx(store, |tx| {
-        let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
-        for run in rows::runs(tx, None)? {
-            if run.status != "posted" {
-                continue;
-            }
-            for l in rows::run_lines(tx, run.run_id)? {
-                if l.key.beneficiary != beneficiary {
-                    continue;
-                }
-                let Some(p) = Period::parse(&l.original_period).filter(|p| p.year == year) else {
-                    continue;
-                };
-                let slot = &mut out.entry(run.programme.clone()).or_insert([Fen::ZERO; 12])
-                    [(p.month.saturating_sub(1) as usize).min(11)];
-                *slot = slot.plus(Fen(l.amount_fen));
-            }
+    let (runs,) = (in_tx(store, state_key)?.1,);
+    let posted = posted(store, cache, runs)?;
+    let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
+    for (programme, periods) in posted.by_beneficiary.get(beneficiary).into_iter().flatten() {
+        for (period, amount) in periods.iter().filter(|(p, _)| p.year == year) {
+            let slot = &mut out.entry(programme.clone()).or_insert([Fen::ZERO; 12])
+                [(period.month.saturating_sub(1) as usize).min(11)];
+            *slot = slot.plus(*amount);
         }
-        Ok(out)
-    })
+    }
+    Ok(out)
 }
 
 /// Share of a cap at or above which a beneficiary is "near" it, in per mille (90%).
@@ -302,38 +431,60 @@ pub fn programme_overview(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
-    let (current_version, registry, runs, generation) = cached_state(store, cache)?;
-    let entitled = year_entitlements(store, cache, year, current_version, runs, generation)?;
+    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let posted = posted(store, cache, runs)?;
+    let (maintained, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    // Entitlement per (programme, beneficiary), opening balances included.
+    let entitled_of = |programme: &str, beneficiary: &str| {
+        maintained.entitled(programme, beneficiary).plus(
+            opening
+                .get(&(beneficiary.to_owned(), programme.to_owned()))
+                .copied()
+                .unwrap_or_default(),
+        )
+    };
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
-        let (posted, opening) = in_tx(store, |tx| {
-            Ok((
-                rows::posted_lines(tx, &p.id)?,
-                crate::opening::opening_paid(tx)?,
-            ))
-        })?;
         let mut paid_by: HashMap<String, Fen> = HashMap::new();
-        for ((beneficiary, programme), amount) in opening {
-            if programme == p.id {
-                let slot = paid_by.entry(beneficiary).or_default();
-                *slot = slot.plus(amount);
+        for ((beneficiary, programme), amount) in opening.iter() {
+            if *programme == p.id {
+                let slot = paid_by.entry(beneficiary.clone()).or_default();
+                *slot = slot.plus(*amount);
             }
         }
         let mut monthly_paid = [Fen::ZERO; 12];
-        for (period, key, amount) in &posted {
-            let slot = paid_by.entry(key.beneficiary.clone()).or_default();
-            *slot = slot.plus(Fen(*amount));
-            if let Some(period) = Period::parse(period).filter(|q| q.year == year) {
+        if let Some((by_beneficiary, by_period)) = posted.by_programme.get(&p.id) {
+            for (beneficiary, amount) in by_beneficiary {
+                let slot = paid_by.entry(beneficiary.clone()).or_default();
+                *slot = slot.plus(*amount);
+            }
+            for (period, amount) in by_period.iter().filter(|(q, _)| q.year == year) {
                 let m = &mut monthly_paid[(period.month.saturating_sub(1) as usize).min(11)];
-                *m = m.plus(Fen(*amount));
+                *m = m.plus(*amount);
             }
         }
         let paid: Fen = paid_by.values().copied().sum();
         let mut pending = Fen::ZERO;
-        for ((programme, beneficiary), e) in entitled.iter() {
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (programme, beneficiary) in maintained.entitled_all().keys() {
             if *programme == p.id {
+                seen.insert(beneficiary);
                 let own = paid_by.get(beneficiary).copied().unwrap_or_default();
-                pending = pending.plus(e.minus(own).max(Fen::ZERO));
+                pending = pending.plus(
+                    entitled_of(programme, beneficiary)
+                        .minus(own)
+                        .max(Fen::ZERO),
+                );
+            }
+        }
+        for (beneficiary, programme) in opening.keys() {
+            if *programme == p.id && !seen.contains(beneficiary.as_str()) {
+                let own = paid_by.get(beneficiary).copied().unwrap_or_default();
+                pending = pending.plus(
+                    entitled_of(programme, beneficiary)
+                        .minus(own)
+                        .max(Fen::ZERO),
+                );
             }
         }
         let (mut capped, mut near_cap, mut at_cap) = (0, 0, 0);
@@ -343,10 +494,7 @@ pub fn programme_overview(
             };
             capped += 1;
             let own_paid = paid_by.get(&g.beneficiary).copied().unwrap_or_default();
-            let own_entitled = entitled
-                .get(&(p.id.clone(), g.beneficiary.clone()))
-                .copied()
-                .unwrap_or_default();
+            let own_entitled = entitled_of(&p.id, &g.beneficiary);
             let used = own_paid.max(own_entitled);
             if used >= cap {
                 at_cap += 1;

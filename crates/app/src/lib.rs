@@ -12,6 +12,7 @@ pub mod audit;
 pub mod balances;
 pub mod ingest;
 pub mod ledger;
+mod maintained;
 pub mod metrics;
 pub mod opening;
 pub mod reasons;

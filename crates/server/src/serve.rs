@@ -128,6 +128,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
         registry_bytes_max: config.limits.registry_bytes_max,
+        balances: Default::default(),
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
     #[cfg(test)]
@@ -217,7 +218,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let balance = InterceptedService::new(
         pb::balance_service_server::BalanceServiceServer::new(crate::grpc::BalanceService {
             shared: shared.clone(),
-            pending: Default::default(),
+            pending: shared.balances.clone(),
         })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max),

@@ -1138,3 +1138,127 @@ mod tests {
         }
     }
 }
+
+/// The accrual deltas of a store's own commits (ingest groups and voids), kept from the first
+/// time a reader asks for them ([`crate::Store::accrual_changes_since`]), so a reader that
+/// maintains figures derived from accruals can apply what changed since it last looked instead
+/// of reading every accrual again. Bounded: past [`ACCRUAL_LOG_ROWS_MAX`] delta rows the oldest
+/// entries are dropped, and a reader whose mark precedes them reads everything once more.
+pub(crate) struct AccrualLog {
+    /// Tells this store's marks from another store's in the same process.
+    store: u64,
+    tracking: bool,
+    /// The sequence number of `entries[0]`.
+    first: u64,
+    entries: std::collections::VecDeque<AccrualLogEntry>,
+    rows: usize,
+}
+
+struct AccrualLogEntry {
+    /// The `ingest_log` seq the commit wrote (PostgreSQL); 0 on SQLite.
+    external: i64,
+    deltas: Sums,
+}
+
+/// Delta rows kept at most (about 100 bytes each).
+pub(crate) const ACCRUAL_LOG_ROWS_MAX: usize = 1 << 20;
+
+static NEXT_STORE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Default for AccrualLog {
+    fn default() -> AccrualLog {
+        AccrualLog {
+            store: NEXT_STORE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tracking: false,
+            first: 0,
+            entries: std::collections::VecDeque::new(),
+            rows: 0,
+        }
+    }
+}
+
+impl AccrualLog {
+    /// Notes a committed change to accruals; `external` is the `ingest_log` seq the commit
+    /// wrote (PostgreSQL) or 0. Nothing is kept until a reader asked once.
+    pub(crate) fn note(&mut self, external: i64, deltas: &Sums) {
+        if !self.tracking {
+            return;
+        }
+        self.rows += deltas.len();
+        self.entries.push_back(AccrualLogEntry {
+            external,
+            deltas: deltas.clone(),
+        });
+        while self.rows > ACCRUAL_LOG_ROWS_MAX {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.rows -= old.deltas.len();
+            self.first += 1;
+        }
+    }
+
+    /// The mark of the state after every noted change, starting to keep changes from now on;
+    /// `external` is the newest `ingest_log` seq read before the state was (PostgreSQL) or 0.
+    pub(crate) fn mark(&mut self, external: i64) -> crate::AccrualMark {
+        self.tracking = true;
+        crate::AccrualMark {
+            store: self.store,
+            seq: self.first + self.entries.len() as u64,
+            external,
+        }
+    }
+
+    /// The changes since `since` summed per accrual, with the mark after them; `None` when
+    /// they are not all here: another store's mark, entries dropped, or (`current` is the
+    /// newest `ingest_log` seq, PostgreSQL) another server's commits in between.
+    pub(crate) fn since(
+        &mut self,
+        names: &Names,
+        since: crate::AccrualMark,
+        current: Option<i64>,
+    ) -> Result<Option<(crate::AccrualMark, Vec<AccrualRow>)>, StoreError> {
+        let end = self.first + self.entries.len() as u64;
+        if !self.tracking || since.store != self.store || since.seq < self.first || since.seq > end
+        {
+            return Ok(None);
+        }
+        let skip = (since.seq - self.first) as usize;
+        let mut sums = Sums::default();
+        let mut external = since.external;
+        for e in self.entries.iter().skip(skip) {
+            for (ids, (a, n)) in &e.deltas {
+                let s = sums.entry(*ids).or_insert((0, 0));
+                s.0 += a;
+                s.1 += n;
+            }
+            external = external.max(e.external);
+        }
+        if let Some(current) = current {
+            // Every `ingest_log` entry after the mark must be one of this store's own: another
+            // server's commit changed accruals this log never saw.
+            let own = (end - since.seq) as i64;
+            if current - since.external != own {
+                return Ok(None);
+            }
+            external = current;
+        }
+        let mut rows = Vec::with_capacity(sums.len());
+        for (ids, (a, n)) in sums {
+            if a == 0 && n == 0 {
+                continue;
+            }
+            let key = accrual_key_of(names, ids)?;
+            let (a, n) = fitting(&key, a, n)?;
+            rows.push(accrual_row(key, a, n));
+        }
+        Ok(Some((
+            crate::AccrualMark {
+                store: self.store,
+                seq: end,
+                external,
+            },
+            accrual_rows(rows),
+        )))
+    }
+}

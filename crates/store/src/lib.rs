@@ -142,6 +142,25 @@ pub struct AccrualRow {
     pub records: i64,
 }
 
+/// Where a reader of [`Store::accrual_changes_since`] stands: the changes it has seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccrualMark {
+    pub(crate) store: u64,
+    pub(crate) seq: u64,
+    pub(crate) external: i64,
+}
+
+/// What [`Store::accrual_changes_since`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccrualChanges {
+    pub mark: AccrualMark,
+    /// `true`: `rows` are every total (the mark given was not usable); `false`: `rows` are
+    /// the deltas since the mark given, per accrual key (keys whose deltas net to nothing
+    /// left out).
+    pub complete: bool,
+    pub rows: Vec<AccrualRow>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VoidResult {
     NotFound,
@@ -266,6 +285,12 @@ pub trait Store: Send {
     fn fold_in_background(&mut self) -> Result<bool> {
         Ok(false)
     }
+    /// What changed in the running accrual totals since `since` (a mark an earlier call
+    /// returned): the deltas per accrual key, summed, if this store saw every change since
+    /// then; otherwise, and without a mark, every total ([`Store::accruals`]). The returned
+    /// mark covers every change committed before the call. A reader that keeps figures derived
+    /// from accruals applies the deltas instead of reading every total again.
+    fn accrual_changes_since(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges>;
     /// The same totals recounted from the raw records (records that are not void), sorted.
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
     fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;

@@ -94,6 +94,8 @@ pub struct PgStore {
     background_fold: Option<BackgroundFold>,
     /// To open the background fold's connection.
     url: String,
+    /// The accrual deltas of this store's commits, for [`Store::accrual_changes_since`].
+    accrual_log: common::AccrualLog,
     prepared: Prepared,
 }
 
@@ -319,6 +321,7 @@ impl PgStore {
         let mut store = PgStore {
             client: connect(url)?,
             url: url.to_owned(),
+            accrual_log: common::AccrualLog::default(),
             engine: Engine::default(),
             writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
             log_seq: 0,
@@ -764,6 +767,7 @@ impl Store for PgStore {
         tx.commit()?;
         if !insert.is_empty() {
             self.log_seq = seq;
+            self.accrual_log.note(seq, &fx.accruals);
         }
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
@@ -821,6 +825,7 @@ impl Store for PgStore {
         audit(&mut tx, &at)?;
         tx.commit()?;
         self.log_seq = seq;
+        self.accrual_log.note(seq, &fx.accruals);
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
@@ -885,6 +890,35 @@ impl Store for PgStore {
                 .collect(),
             &pending,
         )
+    }
+
+    fn accrual_changes_since(
+        &mut self,
+        since: Option<crate::AccrualMark>,
+    ) -> Result<crate::AccrualChanges> {
+        // Read before the totals: a commit of another server in between only makes the next
+        // call read everything again, never miss a change.
+        let current: i64 = self
+            .client
+            .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
+            .get(0);
+        if let Some(since) = since
+            && let Some((mark, rows)) =
+                self.accrual_log
+                    .since(&self.engine.names, since, Some(current))?
+        {
+            return Ok(crate::AccrualChanges {
+                mark,
+                complete: false,
+                rows,
+            });
+        }
+        let mark = self.accrual_log.mark(current);
+        Ok(crate::AccrualChanges {
+            mark,
+            complete: true,
+            rows: self.accruals()?,
+        })
     }
 
     fn fold_in_background(&mut self) -> Result<bool> {

@@ -62,6 +62,8 @@ pub struct SqliteStore {
     cache_full: bool,
     /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]).
     fold: common::FoldClock,
+    /// The accrual deltas of this store's commits, for [`Store::accrual_changes_since`].
+    accrual_log: common::AccrualLog,
 }
 
 /// Page cache while the database is smaller than SQLite's pending-byte offset, and after.
@@ -201,6 +203,7 @@ impl SqliteStore {
             defer_ingest_sync: false,
             cache_full: false,
             fold: common::FoldClock::default(),
+            accrual_log: common::AccrualLog::default(),
         };
         store.migrate()?;
         store.fit_cache(PENDING_BYTE)?;
@@ -385,6 +388,9 @@ impl SqliteStore {
         crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
         tx.commit()?;
         crate::note_accrual_change();
+        if !fx.accruals.is_empty() {
+            self.accrual_log.note(0, &fx.accruals);
+        }
         fx.commit_into(&mut self.engine);
         Ok(decisions)
     }
@@ -643,6 +649,7 @@ impl Store for SqliteStore {
         audit(&mut tx, &at)?;
         tx.commit()?;
         crate::note_accrual_change();
+        self.accrual_log.note(0, &fx.accruals);
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
     }
@@ -688,6 +695,27 @@ impl Store for SqliteStore {
             self.refresh_names()?;
         }
         common::with_pending(&self.engine.names, table, &pending)
+    }
+
+    fn accrual_changes_since(
+        &mut self,
+        since: Option<crate::AccrualMark>,
+    ) -> Result<crate::AccrualChanges> {
+        if let Some(since) = since
+            && let Some((mark, rows)) = self.accrual_log.since(&self.engine.names, since, None)?
+        {
+            return Ok(crate::AccrualChanges {
+                mark,
+                complete: false,
+                rows,
+            });
+        }
+        let mark = self.accrual_log.mark(0);
+        Ok(crate::AccrualChanges {
+            mark,
+            complete: true,
+            rows: self.accruals()?,
+        })
     }
 
     fn fold_accruals(&mut self) -> Result<bool> {

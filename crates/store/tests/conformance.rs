@@ -1243,3 +1243,153 @@ fn names_interned_in_slices_before_the_version_serve_ingest() {
         check_recount(store.as_mut());
     });
 }
+
+/// Adds delta rows into totals keyed like [`AccrualRow`] without its amounts.
+fn apply_accrual_deltas(
+    totals: &mut std::collections::BTreeMap<suanli_store::AccrualRow, (i64, i64)>,
+    rows: Vec<suanli_store::AccrualRow>,
+) {
+    for r in rows {
+        let key = suanli_store::AccrualRow {
+            amount_fen: 0,
+            records: 0,
+            ..r.clone()
+        };
+        let t = totals.entry(key.clone()).or_insert((0, 0));
+        t.0 += r.amount_fen;
+        t.1 += r.records;
+        if *t == (0, 0) {
+            totals.remove(&key);
+        }
+    }
+}
+
+fn as_rows(
+    totals: &std::collections::BTreeMap<suanli_store::AccrualRow, (i64, i64)>,
+) -> Vec<suanli_store::AccrualRow> {
+    totals
+        .iter()
+        .map(|(k, (a, n))| suanli_store::AccrualRow {
+            amount_fen: *a,
+            records: *n,
+            ..k.clone()
+        })
+        .collect()
+}
+
+// A reader that applies the accrual deltas since its mark keeps exactly the totals, through
+// ingest groups, folds and voids; a mark of another store gets every total again.
+#[test]
+fn accrual_changes_since_a_mark_are_the_deltas_of_later_commits() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let first = store.accrual_changes_since(None).expect("changes");
+        assert!(first.complete, "without a mark every total is read");
+        assert!(first.rows.is_empty());
+        let mut totals = std::collections::BTreeMap::new();
+        let mut mark = first.mark;
+        let none = store.accrual_changes_since(Some(mark)).expect("changes");
+        assert!(!none.complete && none.rows.is_empty(), "nothing changed");
+        for i in 0..40u32 {
+            let day = i % 28 + 1;
+            let batch = vec![
+                candidate(
+                    &reg,
+                    gpu(
+                        &format!("g{i}"),
+                        &format!("2025-03-{day:02}T00:00:00+08:00"),
+                        &format!("2025-03-{day:02}T00:30:00+08:00"),
+                        "1",
+                        1000 + i64::from(i),
+                    ),
+                ),
+                candidate(
+                    &reg,
+                    record(
+                        "dc-b",
+                        &format!("t{i}"),
+                        if i % 2 == 0 { "ent-a" } else { "ent-b" },
+                        "b-tok",
+                        "2025-04-01T00:00:00+08:00",
+                        "2025-04-02T00:00:00+08:00",
+                        "1",
+                        77 + i64::from(i),
+                    ),
+                ),
+            ];
+            store.ingest(&batch).expect("ingest");
+            if i % 7 == 3 {
+                store
+                    .void("dc-a", &format!("g{i}"), "wrong", Utc::now())
+                    .expect("void");
+            }
+            if i % 5 == 0 {
+                let changes = store.accrual_changes_since(Some(mark)).expect("changes");
+                assert!(
+                    !changes.complete,
+                    "the store saw every change since the mark"
+                );
+                apply_accrual_deltas(&mut totals, changes.rows);
+                mark = changes.mark;
+                assert_eq!(
+                    as_rows(&totals),
+                    store.accruals().unwrap(),
+                    "after group {i}"
+                );
+            }
+        }
+        let changes = store.accrual_changes_since(Some(mark)).expect("changes");
+        apply_accrual_deltas(&mut totals, changes.rows);
+        assert_eq!(as_rows(&totals), store.recount_accruals().unwrap());
+        // Voiding everything nets every key to nothing.
+        for i in 0..40u32 {
+            store
+                .void("dc-a", &format!("g{i}"), "x", Utc::now())
+                .unwrap();
+            store
+                .void("dc-b", &format!("t{i}"), "x", Utc::now())
+                .unwrap();
+        }
+        let changes = store.accrual_changes_since(Some(changes.mark)).unwrap();
+        apply_accrual_deltas(&mut totals, changes.rows);
+        assert!(totals.is_empty(), "all voided: {totals:?}");
+        // Another store's mark is not this store's history.
+        let mut other = suanli_store::open(url).expect("second store");
+        let foreign = other.accrual_changes_since(None).unwrap().mark;
+        let changes = store.accrual_changes_since(Some(foreign)).unwrap();
+        assert!(changes.complete, "a foreign mark reads every total");
+    });
+}
+
+// On PostgreSQL a commit of another server on the same database is not in this store's log:
+// the next call reads every total instead of missing it.
+#[test]
+fn postgres_accrual_changes_read_everything_after_another_servers_commit() {
+    let Some(db) = pg_db() else { return };
+    let reg = registry();
+    let mut store = open_loaded(&db.url, &reg);
+    let mut other = suanli_store::open(&db.url).expect("second server");
+    let mark = store.accrual_changes_since(None).unwrap().mark;
+    other
+        .ingest(&[candidate(
+            &reg,
+            gpu(
+                "x1",
+                "2025-03-01T00:00:00+08:00",
+                "2025-03-01T00:30:00+08:00",
+                "1",
+                500,
+            ),
+        )])
+        .unwrap();
+    let changes = store.accrual_changes_since(Some(mark)).unwrap();
+    assert!(
+        changes.complete,
+        "another server's commit forces a full read"
+    );
+    assert_eq!(changes.rows, store.accruals().unwrap());
+    assert_eq!(changes.rows.len(), 1);
+    let again = store.accrual_changes_since(Some(changes.mark)).unwrap();
+    assert!(!again.complete && again.rows.is_empty());
+}

@@ -57,7 +57,8 @@ struct Session {
 pub struct Console {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Session>>,
-    pending: Mutex<suanli_app::balances::PendingCache>,
+    /// The server's maintained balance figures (`Shared::balances`).
+    pending: Arc<Mutex<suanli_app::balances::PendingCache>>,
 }
 
 /// Who is asking, in which language.
@@ -168,9 +169,9 @@ fn random_hex() -> String {
 impl Console {
     pub fn new(shared: Arc<Shared>) -> Console {
         Console {
+            pending: shared.balances.clone(),
             shared,
             sessions: Mutex::new(HashMap::new()),
-            pending: Mutex::new(suanli_app::balances::PendingCache::default()),
         }
     }
 

@@ -227,7 +227,7 @@ pub async fn enterprise(
         .store(move |s| {
             let mut cache = console2.pending.lock().expect("pending cache lock");
             let balances = suanli_app::balances::balance(s, &mut cache, &b, year)?;
-            let monthly = suanli_app::balances::monthly_posted(s, &b, year)?;
+            let monthly = suanli_app::balances::monthly_posted(s, &mut cache, &b, year)?;
             Ok::<_, settle::SettleError>((balances, monthly))
         })
         .await?

@@ -81,6 +81,9 @@ pub struct Shared {
     pub stream_idle: std::time::Duration,
     /// `limits.registry_bytes_max`.
     pub registry_bytes_max: usize,
+    /// The maintained balance figures, shared by the balance service and the console so
+    /// both catch up from the same point.
+    pub balances: Arc<std::sync::Mutex<suanli_app::balances::PendingCache>>,
 }
 
 impl Shared {

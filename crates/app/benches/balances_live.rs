@@ -1,0 +1,472 @@
+//! Balances while usage streams in: N beneficiaries × 3 providers, ingest through the server's
+//! writer (group commit) at half the maximum rate measured first, and 200 balance look-ups a
+//! second from 8 clients on the writer thread as the gRPC balance service makes them, for a
+//! set time; then the same ingest without look-ups, for comparison; the console's enterprise
+//! page and finance overview once a second beside them; and the same again under a pool that
+//! binds (every line of the programme moves at each change). On SQLite and PostgreSQL.
+//!
+//! `cargo bench -p suanli-app --bench balances_live`, with
+//! `SUANLI_BENCH_BENEFICIARIES` (default 100,000), `SUANLI_BENCH_SECS` (each measured phase,
+//! default 60), `SUANLI_BENCH_BACKENDS` (default `sqlite,postgres`) and PostgreSQL from
+//! `SUANLI_TEST_POSTGRES_URL` (default postgres://postgres@127.0.0.1:5432/test).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use suanli_app::balances::PendingCache;
+use suanli_app::ingest::Writer;
+use suanli_domain::money::Fen;
+use suanli_domain::registry::{Category, ChipOrigin, Class};
+use suanli_domain::usage::{Period, UsageRecord};
+use suanli_store::{Candidate, RegistryNames};
+
+const PROVIDERS: usize = 3;
+const BATCH: usize = 1_000;
+const STREAMS: usize = 4;
+const LOOKUP_CLIENTS: usize = 8;
+const LOOKUPS_PER_SECOND: u64 = 200;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = env("SUANLI_BENCH_BENEFICIARIES", 100_000) as usize;
+    let secs = env("SUANLI_BENCH_SECS", 60);
+    let backends =
+        std::env::var("SUANLI_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for backend in backends.split(',') {
+        let db = match backend {
+            "sqlite" => suanli_testkit::sqlite("bench_balances"),
+            "postgres" => suanli_testkit::postgres("bench_balances")
+                .ok_or_else(|| anyhow::anyhow!("the PostgreSQL run needs PostgreSQL"))?,
+            other => anyhow::bail!("SUANLI_BENCH_BACKENDS: unknown backend {other:?}"),
+        };
+        println!("== {backend}: {n} beneficiaries × {PROVIDERS} providers, {secs} s per phase");
+        runtime.block_on(run(&db.url, n, Duration::from_secs(secs)))?;
+    }
+    Ok(())
+}
+
+/// The bench registry: one municipal programme with a pool and a beneficiary cap.
+fn registry_text(n: usize, pool: &str) -> String {
+    let mut text = format!(
+        "[[programme]]\nid = \"city\"\nfunder = \"municipal\"\nyear = 2025\npool = \"{pool}\"\nbeneficiary_cap = \"8000000.00\"\n\
+         beneficiary_kinds = [\"enterprise\"]\npayee = \"provider\"\nrates = [ {{ category = \"compute\", chip_origin = \"domestic\", ratio = \"0.30\" }} ]\n"
+    );
+    for p in 1..=PROVIDERS {
+        let _ = writeln!(
+            text,
+            "[[provider]]\nid = \"p{p}\"\n[[sku]]\nid = \"s{p}\"\nprovider = \"p{p}\"\ncategory = \"compute\"\nchip_origin = \"domestic\"\nunit = \"gpu_hour\""
+        );
+    }
+    for b in 1..=n {
+        let _ = writeln!(
+            text,
+            "[[beneficiary]]\nid = \"b{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"b{b}\"\nprogramme = \"city\""
+        );
+    }
+    text
+}
+
+async fn load_registry(writer: &Writer, text: String) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let (registry, _) = suanli_domain::Registry::from_toml("bench.toml", &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = Arc::new(registry);
+    // As `suanli serve` does when it loads a version: settlement and balances reuse the parse.
+    suanli_app::registry::remember_registry(&registry.content_hash, registry.clone());
+    writer
+        .call(move |s| {
+            s.registry_insert(
+                &registry.content_hash,
+                &text,
+                &RegistryNames::of(&registry),
+                chrono::Utc::now(),
+            )
+        })
+        .await??;
+    Ok(started.elapsed())
+}
+
+/// A small deterministic generator (no float, no shared state).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % below
+    }
+}
+
+static RECORD_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A batch of records of random (beneficiary, provider) pairs in March or April 2025. The
+/// records are built as validation would leave them (the bench measures the writer and the
+/// look-ups, not validation).
+fn batch(
+    n: usize,
+    rng: &mut Lcg,
+    pairs: Option<&mut dyn Iterator<Item = (usize, usize)>>,
+) -> Vec<Candidate> {
+    let class = Class {
+        category: Category::Compute,
+        chip_origin: Some(ChipOrigin::Domestic),
+        registered_model: None,
+    };
+    let mut pairs = pairs;
+    let mut out = Vec::with_capacity(BATCH);
+    for _ in 0..BATCH {
+        let (b, p) = match pairs.as_mut() {
+            Some(it) => match it.next() {
+                Some(pair) => pair,
+                None => break,
+            },
+            None => (rng.next(n) + 1, rng.next(PROVIDERS) + 1),
+        };
+        let id = RECORD_IDS.fetch_add(1, Ordering::Relaxed);
+        let month = 3 + (id % 2) as u32;
+        let start = chrono::DateTime::parse_from_rfc3339(&format!(
+            "2025-{month:02}-{:02}T{:02}:00:00+08:00",
+            id % 28 + 1,
+            id % 24
+        ))
+        .expect("time");
+        let record = UsageRecord {
+            provider: format!("p{p}"),
+            record_id: format!("r{id}"),
+            beneficiary: format!("b{b}"),
+            sku: format!("s{p}"),
+            start,
+            end: start + chrono::Duration::minutes(30),
+            quantity: rust_decimal::Decimal::ONE,
+            amount: Fen(10_000 + rng.next(90_000) as i64),
+        };
+        out.push(Candidate {
+            period: Period::of_instant(record.end),
+            class,
+            capacity: None,
+            registry_version: 1,
+            record,
+        });
+    }
+    out
+}
+
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[(sorted.len() * per_mille / 1000).min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    format!(
+        "{name}: p50 {:.2?}, p99 {:.2?}, p99.9 {:.2?}, max {:.2?} ({} samples)",
+        percentile(&samples, 500),
+        percentile(&samples, 990),
+        percentile(&samples, 999),
+        samples.last().copied().unwrap_or_default(),
+        samples.len()
+    )
+}
+
+/// Sends batches over `STREAMS` streams, paced to `rate` records/s (0: as fast as the writer
+/// takes them), until `stop`; returns the records acknowledged and the batch-ack latencies.
+async fn ingest(
+    writer: &Writer,
+    n: usize,
+    rate: u64,
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<Duration>) {
+    let mut tasks = Vec::new();
+    for s in 0..STREAMS {
+        let writer = writer.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(s as u64 + 1);
+            let mut acked = 0u64;
+            let mut latencies = Vec::new();
+            let every = (rate > 0)
+                .then(|| Duration::from_nanos(1_000_000_000 * (BATCH * STREAMS) as u64 / rate));
+            let started = tokio::time::Instant::now()
+                + every.map_or(Duration::ZERO, |e| e * s as u32 / STREAMS as u32);
+            let mut k = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(every) = every {
+                    tokio::time::sleep_until(started + every * k).await;
+                    k += 1;
+                }
+                let candidates = batch(n, &mut rng, None);
+                let t = Instant::now();
+                let done = writer.ingest(candidates, Vec::new()).await.expect("ingest");
+                latencies.push(t.elapsed());
+                acked += done.decisions.len() as u64;
+            }
+            (acked, latencies)
+        }));
+    }
+    let mut acked = 0;
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (a, l) = t.await.expect("ingest task");
+        acked += a;
+        latencies.extend(l);
+    }
+    (acked, latencies)
+}
+
+/// Balance look-ups from `LOOKUP_CLIENTS` clients at `LOOKUPS_PER_SECOND` in all, as the gRPC
+/// balance service makes them (on the writer thread, one shared cache), until `stop`.
+async fn lookups(
+    writer: &Writer,
+    cache: Arc<Mutex<PendingCache>>,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<(Duration, Duration)> {
+    let mut tasks = Vec::new();
+    for c in 0..LOOKUP_CLIENTS {
+        let writer = writer.clone();
+        let cache = cache.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let every =
+                Duration::from_nanos(1_000_000_000 * LOOKUP_CLIENTS as u64 / LOOKUPS_PER_SECOND);
+            let start = tokio::time::Instant::now() + every * c as u32 / LOOKUP_CLIENTS as u32;
+            let mut rng = Lcg(1000 + c as u64);
+            let mut out = Vec::new();
+            let mut k = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until(start + every * k).await;
+                k += 1;
+                let b = format!("b{}", rng.next(n) + 1);
+                let cache = cache.clone();
+                let t = Instant::now();
+                let (result, service) = writer
+                    .call(move |s| {
+                        let t = Instant::now();
+                        let mut cache = cache.lock().expect("cache lock");
+                        let result = suanli_app::balances::balance(s, &mut cache, &b, 2025);
+                        (result, t.elapsed())
+                    })
+                    .await
+                    .expect("writer");
+                result.expect("balance");
+                out.push((t.elapsed(), service));
+            }
+            out
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await.expect("look-up task"));
+    }
+    out
+}
+
+/// The console's pages once a second each, on the same cache: the enterprise page (balance
+/// and postings by month) and the finance overview.
+async fn console(
+    writer: &Writer,
+    cache: Arc<Mutex<PendingCache>>,
+    n: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut enterprise = Vec::new();
+    let mut overview = Vec::new();
+    let mut rng = Lcg(77);
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let b = format!("b{}", rng.next(n) + 1);
+        let c = cache.clone();
+        let t = Instant::now();
+        writer
+            .call(move |s| {
+                let mut cache = c.lock().expect("cache lock");
+                suanli_app::balances::balance(s, &mut cache, &b, 2025)?;
+                suanli_app::balances::monthly_posted(s, &mut cache, &b, 2025)
+            })
+            .await
+            .expect("writer")
+            .expect("enterprise page");
+        enterprise.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = cache.clone();
+        let t = Instant::now();
+        writer
+            .call(move |s| {
+                let mut cache = c.lock().expect("cache lock");
+                suanli_app::balances::programme_overview(s, &mut cache, 2025)
+            })
+            .await
+            .expect("writer")
+            .expect("overview");
+        overview.push(t.elapsed());
+    }
+    (enterprise, overview)
+}
+
+/// Ingest at `rate` for `secs`, with or without look-ups and console pages beside it.
+async fn phase(
+    name: &str,
+    writer: &Writer,
+    cache: &Arc<Mutex<PendingCache>>,
+    n: usize,
+    rate: u64,
+    secs: Duration,
+    with_lookups: bool,
+) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let ingest_task = {
+        let writer = writer.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { ingest(&writer, n, rate, stop).await })
+    };
+    let lookup_task = with_lookups.then(|| {
+        let writer = writer.clone();
+        let stop = stop.clone();
+        let cache = cache.clone();
+        tokio::spawn(async move { lookups(&writer, cache, n, stop).await })
+    });
+    let console_task = with_lookups.then(|| {
+        let writer = writer.clone();
+        let stop = stop.clone();
+        let cache = cache.clone();
+        tokio::spawn(async move { console(&writer, cache, n, stop).await })
+    });
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, latencies) = ingest_task.await.expect("ingest");
+    let elapsed = started.elapsed();
+    // Integer arithmetic, as everywhere in the project (no float near a measured count).
+    let per_second = u64::try_from(u128::from(acked) * 1_000_000 / elapsed.as_micros().max(1))
+        .unwrap_or(u64::MAX);
+    println!(
+        "{name}: ingest {acked} records in {elapsed:.1?} = {per_second} records/s; {}",
+        summary("batch ack", latencies)
+    );
+    if let Some(t) = lookup_task {
+        let samples = t.await.expect("look-ups");
+        println!(
+            "{name}: {}",
+            summary("balance look-up", samples.iter().map(|s| s.0).collect())
+        );
+        // The time on the writer thread alone, without waiting behind ingest groups.
+        println!(
+            "{name}: {}",
+            summary(
+                "  of which on the writer",
+                samples.iter().map(|s| s.1).collect()
+            )
+        );
+    }
+    if let Some(t) = console_task {
+        let (enterprise, overview) = t.await.expect("console");
+        println!("{name}: {}", summary("console enterprise page", enterprise));
+        println!("{name}: {}", summary("console finance overview", overview));
+    }
+    per_second
+}
+
+async fn timed_lookup(
+    writer: &Writer,
+    cache: &Arc<Mutex<PendingCache>>,
+) -> anyhow::Result<Duration> {
+    let cache = cache.clone();
+    let t = Instant::now();
+    writer
+        .call(move |s| {
+            let mut cache = cache.lock().expect("cache lock");
+            suanli_app::balances::balance(s, &mut cache, "b1", 2025)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(t.elapsed())
+}
+
+async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
+    let (writer, thread) = Writer::spawn(url)?;
+    let parsed = load_registry(&writer, registry_text(n, "1000000000.00")).await?;
+    println!("registry loaded in {parsed:.2?}");
+    // One record per line first, so every (beneficiary, provider) has a line in March.
+    let seeding = Instant::now();
+    let mut pairs = (1..=n).flat_map(|b| (1..=PROVIDERS).map(move |p| (b, p)));
+    let mut rng = Lcg(9);
+    loop {
+        let candidates = batch(n, &mut rng, Some(&mut pairs));
+        if candidates.is_empty() {
+            break;
+        }
+        writer.ingest(candidates, Vec::new()).await?;
+    }
+    println!(
+        "{} lines seeded in {:.2?}",
+        n * PROVIDERS,
+        seeding.elapsed()
+    );
+    let cache = Arc::new(Mutex::new(PendingCache::default()));
+    println!(
+        "first balance look-up (reads every accrual, builds the year): {:.2?}",
+        timed_lookup(&writer, &cache).await?
+    );
+    let max = phase("maximum rate", &writer, &cache, n, 0, secs / 4, false).await;
+    let half = max / 2;
+    println!("half rate: {half} records/s");
+    let without = phase(
+        "half rate, no look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        false,
+    )
+    .await;
+    let with = phase(
+        "half rate with look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        true,
+    )
+    .await;
+    println!(
+        "ingest with look-ups / without: {} per mille",
+        with * 1000 / without.max(1)
+    );
+    // A pool that binds: every change moves every line of the programme.
+    let reload = load_registry(&writer, registry_text(n, "100000.00")).await?;
+    println!("registry with a binding pool loaded in {reload:.2?}");
+    println!(
+        "first balance look-up after the load (rebuilds the year): {:.2?}",
+        timed_lookup(&writer, &cache).await?
+    );
+    phase(
+        "binding pool, half rate with look-ups",
+        &writer,
+        &cache,
+        n,
+        half,
+        secs,
+        true,
+    )
+    .await;
+    drop(writer);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    Ok(())
+}

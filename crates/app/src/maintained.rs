@@ -1,0 +1,710 @@
+//! Year-to-date entitlements kept current change by change (docs/rules.md R6-R9), so that a
+//! balance look-up while usage streams in costs what changed since the last one, not a year's
+//! settlement. [`MaintainedYear`] holds, per month and programme, every line's demand and its
+//! amount after each stage (beneficiary caps, provider caps, pool), with the sums the stages
+//! and the next months' prior payments need; a change of accruals recomputes only the groups it
+//! can move, month after month. `crates/app/tests/balances_incremental.rs` checks it to the fen
+//! against the full recomputation (`domain::restatement`) after random sequences of changes.
+//!
+//! What a change recomputes, in each month from the first it touches:
+//! - the demand (R6) of the changed lines only;
+//! - the beneficiary-cap stage (R7) of the beneficiaries whose lines changed, and of those
+//!   whose prior payments (earlier months) changed where they have a cap;
+//! - the provider-cap stage of the providers whose amounts after beneficiary caps changed, or
+//!   whose prior changed: while the provider's cap does not bind (before and after) only the
+//!   changed lines are copied through; when it binds, one largest-remainder pass over that
+//!   provider's lines;
+//! - the pool (R8) the same way over the programme's lines: a pool that binds moves every line
+//!   of the programme, so it costs one pass of integer arithmetic over the cached amounts;
+//! - the next months see the beneficiaries, providers and programme totals whose final amounts
+//!   changed as changed prior payments (R9: a month's entitlement is prior for the next).
+//!
+//! A new registry version for a month, or newly confirmed opening balances, rebuild the year
+//! from the maintained accruals (every line is changed then).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use suanli_domain::Registry;
+use suanli_domain::money::{Fen, share_largest_remainder};
+use suanli_domain::registry::Class;
+use suanli_domain::settlement::{LineKey, Prior, effective_ratios};
+use suanli_store::{AccrualChanges, AccrualMark, AccrualRow};
+
+use crate::settlement::{Result, key_of_row};
+use suanli_domain::usage::Period;
+use suanli_store::ledger::LineKeyRow;
+
+/// One month's accrual totals per line key: (amount in fen, records).
+type MonthAccruals = HashMap<LineKey, (i64, i64)>;
+
+/// The running accrual totals as settlement reads them (`settlement::bases_to`), kept by
+/// applying [`suanli_store::Store::accrual_changes_since`], with the keys changed since each
+/// maintained year last caught up.
+#[derive(Default)]
+pub(crate) struct Accruals {
+    pub(crate) mark: Option<AccrualMark>,
+    by_year: HashMap<i32, Vec<MonthAccruals>>,
+}
+
+/// Month index (0 = January) of a period.
+fn month_index(period: Period) -> usize {
+    (period.month.clamp(1, 12) - 1) as usize
+}
+
+impl Accruals {
+    /// Applies what the store returned. Returns `true` when it was every total (the
+    /// maintained years must be rebuilt); otherwise the changed keys are added to `dirty`
+    /// per year and month.
+    pub(crate) fn apply(
+        &mut self,
+        changes: AccrualChanges,
+        dirty: &mut HashMap<i32, Vec<HashSet<LineKey>>>,
+    ) -> Result<bool> {
+        if changes.complete {
+            self.by_year.clear();
+        }
+        for a in changes.rows {
+            let Some(period) = Period::parse(&a.period) else {
+                continue;
+            };
+            let (amount_fen, records) = (a.amount_fen, a.records);
+            let key = key_of(a)?;
+            let months = self
+                .by_year
+                .entry(period.year)
+                .or_insert_with(|| vec![MonthAccruals::new(); 12]);
+            let m = month_index(period);
+            let total = months[m].entry(key.clone()).or_insert((0, 0));
+            total.0 = total
+                .0
+                .checked_add(amount_fen)
+                .ok_or_else(|| overflow(&key, period))?;
+            total.1 = total
+                .1
+                .checked_add(records)
+                .ok_or_else(|| overflow(&key, period))?;
+            if *total == (0, 0) {
+                months[m].remove(&key);
+            }
+            if !changes.complete
+                && let Some(d) = dirty.get_mut(&period.year)
+            {
+                d[m].insert(key);
+            }
+        }
+        self.mark = Some(changes.mark);
+        Ok(changes.complete)
+    }
+
+    fn months(&self, year: i32) -> Option<&Vec<MonthAccruals>> {
+        self.by_year.get(&year)
+    }
+}
+
+fn overflow(key: &LineKey, period: Period) -> crate::settlement::SettleError {
+    crate::settlement::SettleError::Store(suanli_store::StoreError::Overflow(format!(
+        "the accrual of beneficiary {:?}, provider {:?}, period {period} passes 64 bits",
+        key.beneficiary, key.provider
+    )))
+}
+
+fn key_of(a: AccrualRow) -> Result<LineKey> {
+    key_of_row(&LineKeyRow {
+        beneficiary: a.beneficiary,
+        provider: a.provider,
+        category: a.category,
+        chip_origin: a.chip_origin,
+        registered_model: a.registered_model,
+    })
+}
+
+/// The programmes paying on a line and their effective ratios.
+type Ratios = Arc<[(String, Decimal)]>;
+
+/// One line's amounts through the stages.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Line {
+    /// round_half_up(base × ratio) (R6).
+    demand: Fen,
+    /// After the beneficiary cap (R7).
+    after_beneficiary: Fen,
+    /// After the provider cap.
+    after_provider: Fen,
+    /// After the pool (R8): the entitlement.
+    subsidy: Fen,
+}
+
+impl Line {
+    fn is_zero(&self) -> bool {
+        *self == Line::default()
+    }
+}
+
+/// One programme's lines of one month, in key order (the tie order of R7), with the sums the
+/// stages and later months need.
+#[derive(Default)]
+struct ProgrammeMonth {
+    lines: BTreeMap<LineKey, Line>,
+    /// Σ demand and Σ after the beneficiary cap per beneficiary: equal while its cap does not
+    /// bind, so a changed prior payment that leaves room for the demand changes nothing.
+    demand_by_beneficiary: HashMap<String, Fen>,
+    capped_by_beneficiary: HashMap<String, Fen>,
+    /// Σ subsidy per beneficiary, per provider and in all: prior payments of later months.
+    by_beneficiary: HashMap<String, Fen>,
+    by_provider: HashMap<String, Fen>,
+    total: Fen,
+    /// Σ after beneficiary caps per provider, and the providers whose cap binds now.
+    provider_in: HashMap<String, Fen>,
+    provider_binding: HashSet<String>,
+    /// Σ after provider caps, and whether the pool binds now.
+    pool_in: Fen,
+    pool_binding: bool,
+}
+
+/// What changed in a month's final amounts of one programme: prior payments of later months.
+#[derive(Default)]
+struct Changed {
+    beneficiaries: HashSet<String>,
+    providers: HashSet<String>,
+    total: bool,
+}
+
+/// A fiscal year's entitlements to date, maintained.
+pub(crate) struct MaintainedYear {
+    year: i32,
+    /// The registry version each month uses (R9).
+    pub(crate) versions: Vec<i64>,
+    /// How many opening imports were confirmed when built.
+    pub(crate) openings: i64,
+    opening: Arc<Prior>,
+    /// No opening balances: prior payments are the earlier months' alone.
+    opening_empty: bool,
+    months: Vec<BTreeMap<String, ProgrammeMonth>>,
+    /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
+    /// line costs a look-up, not the package comparison.
+    ratios: HashMap<(i64, String, Class), Ratios>,
+    /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
+    entitled: HashMap<(String, String), Fen>,
+}
+
+impl MaintainedYear {
+    /// Builds the year from the maintained accruals: every line is new.
+    pub(crate) fn build(
+        year: i32,
+        versions: Vec<i64>,
+        openings: i64,
+        opening: Arc<Prior>,
+        registries: &HashMap<i64, Arc<Registry>>,
+        accruals: &Accruals,
+    ) -> MaintainedYear {
+        let opening_empty = *opening == Prior::default();
+        let mut y = MaintainedYear {
+            year,
+            versions,
+            openings,
+            opening,
+            opening_empty,
+            ratios: HashMap::new(),
+            months: (0..12).map(|_| BTreeMap::new()).collect(),
+            entitled: HashMap::new(),
+        };
+        let dirty: Vec<HashSet<LineKey>> = (0..12)
+            .map(|m| {
+                accruals
+                    .months(year)
+                    .map(|months| months[m].keys().cloned().collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        y.catch_up(registries, accruals, dirty);
+        y
+    }
+
+    /// Entitlement to date of `programme` for `beneficiary`, opening balances excluded.
+    pub(crate) fn entitled(&self, programme: &str, beneficiary: &str) -> Fen {
+        self.entitled
+            .get(&(programme.to_owned(), beneficiary.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every (programme, beneficiary) with an entitlement line this year.
+    pub(crate) fn entitled_all(&self) -> &HashMap<(String, String), Fen> {
+        &self.entitled
+    }
+
+    /// Recomputes what the keys changed in each month (`dirty`, by month index) can move.
+    pub(crate) fn catch_up(
+        &mut self,
+        registries: &HashMap<i64, Arc<Registry>>,
+        accruals: &Accruals,
+        dirty: Vec<HashSet<LineKey>>,
+    ) {
+        let empty = MonthAccruals::new();
+        let mut prior_changed: HashMap<String, Changed> = HashMap::new();
+        for (m, keys) in dirty.into_iter().enumerate() {
+            if keys.is_empty() && prior_changed.is_empty() {
+                continue;
+            }
+            let registry = registries[&self.versions[m]].clone();
+            let bases = accruals
+                .months(self.year)
+                .map_or(&empty, |months| &months[m]);
+            let out = self.update_month(m, &registry, bases, &keys, &prior_changed);
+            for (programme, c) in out {
+                let slot = prior_changed.entry(programme).or_default();
+                slot.beneficiaries.extend(c.beneficiaries);
+                slot.providers.extend(c.providers);
+                slot.total |= c.total;
+            }
+        }
+    }
+
+    fn prior_beneficiary(&self, m: usize, programme: &str, beneficiary: &str) -> Fen {
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.beneficiary(programme, beneficiary)
+        };
+        for month in &self.months[..m] {
+            if let Some(v) = month
+                .get(programme)
+                .and_then(|p| p.by_beneficiary.get(beneficiary))
+            {
+                sum = sum.plus(*v);
+            }
+        }
+        sum
+    }
+
+    fn prior_provider(&self, m: usize, programme: &str, provider: &str) -> Fen {
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.provider(programme, provider)
+        };
+        for month in &self.months[..m] {
+            if let Some(v) = month
+                .get(programme)
+                .and_then(|p| p.by_provider.get(provider))
+            {
+                sum = sum.plus(*v);
+            }
+        }
+        sum
+    }
+
+    fn prior_programme(&self, m: usize, programme: &str) -> Fen {
+        let mut sum = if self.opening_empty {
+            Fen::ZERO
+        } else {
+            self.opening.programme(programme)
+        };
+        for month in &self.months[..m] {
+            if let Some(p) = month.get(programme) {
+                sum = sum.plus(p.total);
+            }
+        }
+        sum
+    }
+
+    /// One month: demand of the changed keys, then the stages of the groups they (or changed
+    /// prior payments) can move. Returns what changed in the month's final amounts.
+    fn update_month(
+        &mut self,
+        m: usize,
+        registry: &Registry,
+        bases: &MonthAccruals,
+        keys: &HashSet<LineKey>,
+        prior_changed: &HashMap<String, Changed>,
+    ) -> HashMap<String, Changed> {
+        let year = self.year;
+        let version = self.versions[m];
+        // R4-R6: the demand of each changed line, per programme that pays on it.
+        let mut beneficiaries_dirty: HashMap<String, HashSet<String>> = HashMap::new();
+        for key in keys {
+            let demands: Vec<(String, Fen)> = match bases.get(key) {
+                Some(&(amount, _)) => {
+                    let ratios = self
+                        .ratios
+                        .entry((version, key.beneficiary.clone(), key.class))
+                        .or_insert_with(|| {
+                            effective_ratios(registry, year, &key.beneficiary, key.class)
+                                .into_iter()
+                                .map(|(p, r)| (p.id.clone(), r))
+                                .collect()
+                        });
+                    ratios
+                        .iter()
+                        .map(|(p, r)| (p.clone(), Fen(amount).times_ratio_half_up(*r)))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let month = &mut self.months[m];
+            for (id, pm) in month.iter_mut() {
+                if demands.iter().any(|(p, _)| p == id) {
+                    continue;
+                }
+                // The line is gone (or this programme no longer pays on it): it goes through
+                // the stages at zero and is dropped once every amount is zero.
+                if let Some(line) = pm.lines.get_mut(key) {
+                    add(
+                        &mut pm.demand_by_beneficiary,
+                        &key.beneficiary,
+                        Fen::ZERO.minus(line.demand),
+                    );
+                    line.demand = Fen::ZERO;
+                    beneficiaries_dirty
+                        .entry(id.clone())
+                        .or_default()
+                        .insert(key.beneficiary.clone());
+                }
+            }
+            for (id, demand) in demands {
+                let pm = month.entry(id.clone()).or_default();
+                let line = pm.lines.entry(key.clone()).or_default();
+                let old = line.demand;
+                line.demand = demand;
+                add(
+                    &mut pm.demand_by_beneficiary,
+                    &key.beneficiary,
+                    demand.minus(old),
+                );
+                beneficiaries_dirty
+                    .entry(id)
+                    .or_default()
+                    .insert(key.beneficiary.clone());
+            }
+        }
+        let mut programmes: Vec<String> = beneficiaries_dirty.keys().cloned().collect();
+        programmes.extend(
+            prior_changed
+                .keys()
+                .filter(|p| !beneficiaries_dirty.contains_key(*p))
+                .cloned(),
+        );
+        let mut out = HashMap::new();
+        for id in programmes {
+            if !self.months[m].contains_key(&id) {
+                continue;
+            }
+            let Some(programme) = registry.programme(&id) else {
+                continue;
+            };
+            let mut beneficiaries = beneficiaries_dirty.remove(&id).unwrap_or_default();
+            let none = Changed::default();
+            let prior = prior_changed.get(&id).unwrap_or(&none);
+            if let Some(pm) = self.months[m].get(&id) {
+                for b in &prior.beneficiaries {
+                    if beneficiaries.contains(b) {
+                        continue;
+                    }
+                    let (Some(cap), Some(&wanted)) = (
+                        registry.beneficiary_cap(programme, b),
+                        pm.demand_by_beneficiary.get(b),
+                    ) else {
+                        continue;
+                    };
+                    let capped = pm.capped_by_beneficiary.get(b).copied().unwrap_or_default();
+                    let left = cap.minus(self.prior_beneficiary(m, &id, b)).max(Fen::ZERO);
+                    // Not binding before (every line kept its demand) nor now: nothing moves.
+                    if capped == wanted && wanted <= left {
+                        continue;
+                    }
+                    beneficiaries.insert(b.clone());
+                }
+            }
+            // Prior payments of the groups to recompute, read before the month is borrowed.
+            let mut beneficiaries: Vec<(String, Option<Fen>)> = beneficiaries
+                .into_iter()
+                .map(|b| {
+                    let left = registry
+                        .beneficiary_cap(programme, &b)
+                        .map(|cap| cap.minus(self.prior_beneficiary(m, &id, &b)).max(Fen::ZERO));
+                    (b, left)
+                })
+                .collect();
+            beneficiaries.sort();
+            let provider_prior: HashMap<String, Fen> = match programme.provider_cap {
+                Some(_) => {
+                    let mut providers: HashSet<String> = prior.providers.clone();
+                    if let Some(pm) = self.months[m].get(&id) {
+                        for (b, _) in &beneficiaries {
+                            for (k, _) in lines_of(&pm.lines, b) {
+                                providers.insert(k.provider.clone());
+                            }
+                        }
+                    }
+                    providers
+                        .into_iter()
+                        .map(|p| {
+                            let prior = self.prior_provider(m, &id, &p);
+                            (p, prior)
+                        })
+                        .collect()
+                }
+                None => HashMap::new(),
+            };
+            let pool_left = programme
+                .pool
+                .map(|pool| pool.minus(self.prior_programme(m, &id)).max(Fen::ZERO));
+            let pm = self.months[m].get_mut(&id).expect("checked above");
+            let changed = limit_programme(
+                pm,
+                &beneficiaries,
+                programme.provider_cap,
+                &provider_prior,
+                &prior.providers,
+                pool_left,
+                prior.total,
+            );
+            // A binding pool moves every line: no key is copied for a pair already present.
+            let mut pair = (id.clone(), String::new());
+            for (key, old, new) in &changed {
+                pair.1.clone_from(&key.beneficiary);
+                match self.entitled.get_mut(&pair) {
+                    Some(e) => *e = e.minus(*old).plus(*new),
+                    None => {
+                        self.entitled
+                            .insert(pair.clone(), Fen::ZERO.minus(*old).plus(*new));
+                    }
+                }
+            }
+            let c: &mut Changed = out.entry(id.clone()).or_default();
+            for (key, _, _) in changed {
+                c.total = true;
+                c.beneficiaries.insert(key.beneficiary.clone());
+                c.providers.insert(key.provider.clone());
+            }
+        }
+        // Lines that went to zero and have no base any more are dropped.
+        for pm in self.months[m].values_mut() {
+            for key in keys {
+                if pm.lines.get(key).is_some_and(Line::is_zero) && !bases.contains_key(key) {
+                    pm.lines.remove(key);
+                }
+            }
+        }
+        self.months[m].retain(|_, pm| !pm.lines.is_empty() || pm.total != Fen::ZERO);
+        out
+    }
+}
+
+/// Adds `delta` to `key`'s sum, copying the key only the first time.
+fn add(sums: &mut HashMap<String, Fen>, key: &str, delta: Fen) {
+    match sums.get_mut(key) {
+        Some(v) => *v = v.plus(delta),
+        None => {
+            sums.insert(key.to_owned(), delta);
+        }
+    }
+}
+
+/// The lines of one beneficiary, in key order (a contiguous range: the key sorts by
+/// beneficiary first, and no provider id is empty).
+fn lines_of<'a>(
+    lines: &'a BTreeMap<LineKey, Line>,
+    beneficiary: &'a str,
+) -> impl Iterator<Item = (&'a LineKey, &'a Line)> + 'a {
+    let start = LineKey {
+        beneficiary: beneficiary.to_owned(),
+        provider: String::new(),
+        class: suanli_domain::registry::Class {
+            category: suanli_domain::registry::Category::Compute,
+            chip_origin: None,
+            registered_model: None,
+        },
+    };
+    lines
+        .range(start..)
+        .take_while(move |(k, _)| k.beneficiary == beneficiary)
+}
+
+/// R7/R8 as `domain::settlement::limit`: `left` shared over `amounts` by largest remainder
+/// when they pass it, otherwise the amounts unchanged.
+fn limited(amounts: &[Fen], left: Fen) -> Vec<Fen> {
+    let wanted: Fen = amounts.iter().copied().sum();
+    if wanted <= left {
+        return amounts.to_vec();
+    }
+    let shares = share_largest_remainder(amounts, left);
+    assert_eq!(
+        shares.iter().copied().sum::<Fen>(),
+        left,
+        "a limit is met exactly, never passed"
+    );
+    shares
+}
+
+/// The three stages of one programme's month for the groups that can move. `beneficiaries`:
+/// the beneficiaries to recompute with what is left of their cap (`None`: no cap);
+/// `provider_prior`: prior payments of the providers that may need their stage (provider cap
+/// `provider_cap`); `providers_prior_changed`: providers whose prior changed; `pool_left`: what
+/// is left of the pool; `total_prior_changed`: the programme's prior changed. Returns the lines
+/// whose subsidy changed, with the old and new subsidy.
+fn limit_programme(
+    pm: &mut ProgrammeMonth,
+    beneficiaries: &[(String, Option<Fen>)],
+    provider_cap: Option<Fen>,
+    provider_prior: &HashMap<String, Fen>,
+    providers_prior_changed: &HashSet<String>,
+    pool_left: Option<Fen>,
+    total_prior_changed: bool,
+) -> Vec<(LineKey, Fen, Fen)> {
+    // Beneficiary caps: each beneficiary's lines on their own.
+    let mut stage_a: Vec<LineKey> = Vec::new();
+    for (b, left) in beneficiaries {
+        let group: Vec<(LineKey, Fen)> = lines_of(&pm.lines, b)
+            .map(|(k, l)| (k.clone(), l.demand))
+            .collect();
+        let amounts: Vec<Fen> = group.iter().map(|(_, d)| *d).collect();
+        let shares = match left {
+            Some(left) => limited(&amounts, *left),
+            None => amounts,
+        };
+        for ((key, _), share) in group.into_iter().zip(shares) {
+            let line = pm.lines.get_mut(&key).expect("line of the group");
+            if line.after_beneficiary != share {
+                let slot = pm.provider_in.entry(key.provider.clone()).or_default();
+                *slot = slot.minus(line.after_beneficiary).plus(share);
+                add(
+                    &mut pm.capped_by_beneficiary,
+                    &key.beneficiary,
+                    share.minus(line.after_beneficiary),
+                );
+                line.after_beneficiary = share;
+                stage_a.push(key);
+            }
+        }
+    }
+    // Provider caps: copied through while a provider's cap binds neither before nor after,
+    // otherwise one pass over that provider's lines.
+    let mut stage_b: Vec<LineKey> = Vec::new();
+    let mut set_after_provider = |pm: &mut ProgrammeMonth, key: &LineKey, v: Fen| {
+        let line = pm.lines.get_mut(key).expect("line");
+        if line.after_provider != v {
+            pm.pool_in = pm.pool_in.minus(line.after_provider).plus(v);
+            line.after_provider = v;
+            stage_b.push(key.clone());
+        }
+    };
+    match provider_cap {
+        None => {
+            for key in &stage_a {
+                let v = pm.lines[key].after_beneficiary;
+                set_after_provider(pm, key, v);
+            }
+        }
+        Some(cap) => {
+            let mut providers: HashSet<&str> =
+                stage_a.iter().map(|k| k.provider.as_str()).collect();
+            providers.extend(providers_prior_changed.iter().map(String::as_str));
+            let mut passes: HashMap<String, Fen> = HashMap::new();
+            for provider in providers {
+                let prior = provider_prior.get(provider).copied().unwrap_or_default();
+                let left = cap.minus(prior).max(Fen::ZERO);
+                let wanted = pm.provider_in.get(provider).copied().unwrap_or_default();
+                let binding = wanted > left;
+                let was = pm.provider_binding.contains(provider);
+                if binding || was {
+                    passes.insert(provider.to_owned(), left);
+                }
+                if binding {
+                    pm.provider_binding.insert(provider.to_owned());
+                } else {
+                    pm.provider_binding.remove(provider);
+                }
+            }
+            for key in &stage_a {
+                if !passes.contains_key(&key.provider) {
+                    let v = pm.lines[key].after_beneficiary;
+                    set_after_provider(pm, key, v);
+                }
+            }
+            if !passes.is_empty() {
+                let mut groups: HashMap<&str, Vec<(LineKey, Fen)>> = HashMap::new();
+                for (k, l) in &pm.lines {
+                    if passes.contains_key(&k.provider) {
+                        groups
+                            .entry(k.provider.as_str())
+                            .or_default()
+                            .push((k.clone(), l.after_beneficiary));
+                    }
+                }
+                let groups: Vec<(String, Vec<(LineKey, Fen)>)> =
+                    groups.into_iter().map(|(p, g)| (p.to_owned(), g)).collect();
+                for (provider, group) in groups {
+                    let amounts: Vec<Fen> = group.iter().map(|(_, a)| *a).collect();
+                    let shares = limited(&amounts, passes[&provider]);
+                    for ((key, _), share) in group.into_iter().zip(shares) {
+                        set_after_provider(pm, &key, share);
+                    }
+                }
+            }
+        }
+    }
+    // The pool: copied through while it binds neither before nor after, otherwise one pass.
+    let mut changed = Vec::new();
+    let mut set_subsidy = |pm: &mut ProgrammeMonth, key: &LineKey, v: Fen| {
+        let line = pm.lines.get_mut(key).expect("line");
+        let old = line.subsidy;
+        if old != v {
+            line.subsidy = v;
+            match pm.by_beneficiary.get_mut(&key.beneficiary) {
+                Some(b) => *b = b.minus(old).plus(v),
+                None => {
+                    pm.by_beneficiary
+                        .insert(key.beneficiary.clone(), Fen::ZERO.minus(old).plus(v));
+                }
+            }
+            match pm.by_provider.get_mut(&key.provider) {
+                Some(p) => *p = p.minus(old).plus(v),
+                None => {
+                    pm.by_provider
+                        .insert(key.provider.clone(), Fen::ZERO.minus(old).plus(v));
+                }
+            }
+            pm.total = pm.total.minus(old).plus(v);
+            changed.push((key.clone(), old, v));
+        }
+    };
+    let pass = match pool_left {
+        None => None,
+        Some(left) => {
+            let binding = pm.pool_in > left;
+            let was = pm.pool_binding;
+            pm.pool_binding = binding;
+            ((binding || was) && (!stage_b.is_empty() || total_prior_changed || binding != was))
+                .then_some(left)
+        }
+    };
+    match pass {
+        Some(left) => {
+            // Every line of the programme: one pass over the cached amounts, cloning only the
+            // keys of lines whose subsidy changes.
+            let amounts: Vec<Fen> = pm.lines.values().map(|l| l.after_provider).collect();
+            let shares = limited(&amounts, left);
+            let moved: Vec<(LineKey, Fen)> = pm
+                .lines
+                .iter()
+                .zip(shares)
+                .filter(|((_, l), share)| l.subsidy != *share)
+                .map(|((k, _), share)| (k.clone(), share))
+                .collect();
+            for (key, share) in &moved {
+                set_subsidy(pm, key, *share);
+            }
+        }
+        None if pm.pool_binding => {}
+        None => {
+            for key in &stage_b {
+                let v = pm.lines[key].after_provider;
+                set_subsidy(pm, key, v);
+            }
+        }
+    }
+    changed
+}
