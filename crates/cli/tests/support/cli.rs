@@ -83,19 +83,11 @@ impl Server {
         &self.process.addr
     }
 
+    /// A token of a new person with the role of `args` (see [`super::token`]).
     pub fn token(&self, args: &[&str]) -> String {
-        let o = bin()
-            .args(["token", "create", "--database-url", &self.db.url])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "token create: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let out = String::from_utf8_lossy(&o.stdout);
-        out.split_whitespace()
+        let token = super::token(&self.db.url, args);
+        token
+            .split_whitespace()
             .find(|w| w.starts_with("sl_"))
             .expect("a token is printed")
             .to_owned()

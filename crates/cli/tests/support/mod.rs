@@ -146,7 +146,37 @@ impl Server {
     }
 }
 
+/// A token for a new person: `args` are `token create --role …` arguments; the role and
+/// subject go to a new user (`finance3`, "finance 3") and the token is created with `--user`,
+/// so two tokens from two calls belong to two persons, as four eyes requires.
 pub fn token(url: &str, args: &[&str]) -> String {
+    static USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let Some(at) = args.iter().position(|a| *a == "--role") else {
+        return token_create(url, args);
+    };
+    let role = args[at + 1];
+    let n = USERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let login = format!("{role}{n}");
+    let name = format!("{role} {n}");
+    let o = bin()
+        .args(["user", "create", "--database-url", url, "--login", &login, "--name", &name])
+        .args(args.iter().filter(|a| !a.starts_with("--expires")))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "user create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut rest = vec!["--user", login.as_str()];
+    if let Some(e) = args.iter().position(|a| a.starts_with("--expires")) {
+        rest.extend(&args[e..=e + 1]);
+    }
+    token_create(url, &rest)
+}
+
+/// `suanli token create` with `args` as given; the token printed.
+pub fn token_create(url: &str, args: &[&str]) -> String {
     let o = bin()
         .args(["token", "create", "--database-url", url])
         .args(args)

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use suanli_store::Principal;
 use tokio::net::TcpListener;
 
-use crate::auth::{TokenHash, hash_token};
+use crate::auth::{Identity, hash_token};
 use crate::grpc::Shared;
 use suanli_app::audit::{Actor, new_request_id};
 use suanli_app::ingest::WriterError;
@@ -174,14 +174,12 @@ impl Console {
         }
     }
 
-    /// Resolves a token hash to its principal with the API's authenticator (revocation and
-    /// expiry included).
-    async fn principal_of(&self, token_hash: &str) -> Result<Principal, String> {
-        let mut extensions = tonic::Extensions::new();
-        extensions.insert(TokenHash(token_hash.to_owned()));
+    /// Resolves a token hash to its principal and user with the API's authenticator
+    /// (revocation, expiry and disabled users included).
+    async fn principal_of(&self, token_hash: &str) -> Result<Identity, String> {
         self.shared
             .auth
-            .principal(&extensions)
+            .of_token_hash(token_hash)
             .await
             .map_err(|s| s.message().to_owned())
     }
@@ -265,14 +263,17 @@ impl Console {
             return ctx;
         };
         match self.principal_of(&hash).await {
-            Ok(principal) => {
+            Ok(Identity { principal, user }) => {
                 let request_id = headers
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .map(str::trim)
                     .filter(|v| !v.is_empty() && v.len() <= suanli_app::audit::REQUEST_ID_CHARS_MAX)
                     .map_or_else(new_request_id, str::to_owned);
-                ctx.actor = Some(Actor::of_token(&principal, &hash, request_id));
+                ctx.actor = Some(match &user {
+                    Some(user) => Actor::of_user(&principal, user, request_id),
+                    None => Actor::of_token(&principal, &hash, request_id),
+                });
                 ctx.principal = Some(principal);
                 ctx.csrf = csrf;
                 ctx.session_id = Some(id);
