@@ -5,7 +5,6 @@ use std::process::Output;
 
 pub use suanli_testkit::TestDb as Db;
 
-use super::bin;
 
 pub const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
 
