@@ -82,6 +82,10 @@ enum Command {
         /// server.log_json: log JSON lines instead of text (the filter comes from RUST_LOG).
         #[arg(long)]
         log_json: bool,
+        /// server.trust_proxy_tls: a TLS-terminating proxy is in front of the console (allows
+        /// password sign-in on a non-loopback --http-addr; Secure cookies).
+        #[arg(long)]
+        trust_proxy_tls: bool,
         /// tls.cert_path: the server certificate chain (PEM).
         #[arg(long)]
         tls_cert: Option<String>,
@@ -614,7 +618,7 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { config, addr, database_url, metrics_addr, health_addr, http_addr, log_json, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
+        Command::Serve { config, addr, database_url, metrics_addr, health_addr, http_addr, log_json, trust_proxy_tls, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
             let mut flags: Vec<(&'static str, String)> = Vec::new();
             for (flag, value) in [
                 ("--addr", addr),
@@ -627,6 +631,7 @@ fn main() -> ExitCode {
                 ("--tls-client-ca", tls_client_ca),
                 ("--token-recheck-secs", token_recheck_secs),
                 ("--log-json", log_json.then(|| "true".to_owned())),
+                ("--trust-proxy-tls", trust_proxy_tls.then(|| "true".to_owned())),
             ] {
                 if let Some(v) = value {
                     flags.push((flag, v));

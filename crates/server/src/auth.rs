@@ -190,6 +190,11 @@ impl Authenticator {
         }
     }
 
+    /// How long a cached principal is trusted before it is read again.
+    pub fn recheck(&self) -> Duration {
+        self.recheck
+    }
+
     pub async fn principal(&self, extensions: &tonic::Extensions) -> Result<Principal, Status> {
         Ok(self.identity(extensions).await?.principal)
     }

@@ -78,6 +78,13 @@ pub const KEYS: &[Key] = &[
         help: "the web console's HTTP address; \"off\" (or empty) serves no console",
     },
     Key {
+        name: "server.trust_proxy_tls",
+        env: "SUANLI_TRUST_PROXY_TLS",
+        flag: Some("--trust-proxy-tls"),
+        default: "false",
+        help: "a TLS-terminating proxy is in front of the console: password sign-in is allowed on a non-loopback http_addr, cookies are Secure, the client address is the last X-Forwarded-For entry",
+    },
+    Key {
         name: "server.log_json",
         env: "SUANLI_LOG_JSON",
         flag: Some("--log-json"),
@@ -270,6 +277,8 @@ pub struct Config {
     /// The web console (`console/`); `None` when `server.http_addr` is "off" or empty.
     pub http_addr: Option<SocketAddr>,
     pub log_json: bool,
+    /// `server.trust_proxy_tls`: the console is reached through a TLS-terminating proxy.
+    pub trust_proxy_tls: bool,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
 }
@@ -283,6 +292,7 @@ impl Default for Config {
             health_addr: None,
             http_addr: Some("127.0.0.1:8080".parse().expect("valid default address")),
             log_json: false,
+            trust_proxy_tls: false,
             tls: None,
             limits: Limits::default(),
         }
@@ -613,6 +623,7 @@ impl Parser {
             health_addr,
             http_addr,
             log_json: self.bool("server.log_json")?,
+            trust_proxy_tls: self.bool("server.trust_proxy_tls")?,
             tls,
             limits,
         })

@@ -233,10 +233,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             let http_addr = listener.local_addr()?;
             tracing::info!(%http_addr, "console listening");
             let shared = shared.clone();
+            let trust_proxy_tls = config.trust_proxy_tls;
             Some((
                 http_addr,
                 tokio::spawn(async move {
-                    crate::console::serve(listener, shared, async move {
+                    crate::console::serve(listener, shared, trust_proxy_tls, async move {
                         let _ = console_stop_rx.await;
                     })
                     .await

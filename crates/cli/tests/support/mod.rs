@@ -158,9 +158,21 @@ pub fn token(url: &str, args: &[&str]) -> String {
     let n = USERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let login = format!("{role}{n}");
     let name = format!("{role} {n}");
+    // `--expires-in-days N` belongs to the token, the rest to the user.
+    let (mut user_args, mut rest) = (Vec::new(), vec!["--user", login.as_str()]);
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--expires-in-days" {
+            rest.extend(&args[i..(i + 2).min(args.len())]);
+            i += 2;
+        } else {
+            user_args.push(args[i]);
+            i += 1;
+        }
+    }
     let o = bin()
         .args(["user", "create", "--database-url", url, "--login", &login, "--name", &name])
-        .args(args.iter().filter(|a| !a.starts_with("--expires")))
+        .args(&user_args)
         .output()
         .unwrap();
     assert!(
@@ -168,10 +180,6 @@ pub fn token(url: &str, args: &[&str]) -> String {
         "user create: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let mut rest = vec!["--user", login.as_str()];
-    if let Some(e) = args.iter().position(|a| a.starts_with("--expires")) {
-        rest.extend(&args[e..=e + 1]);
-    }
     token_create(url, &rest)
 }
 
