@@ -101,7 +101,7 @@ mod tests {
     // The policy: at least 12 characters, at most 128, no control characters, not the login.
     #[test]
     fn the_policy_names_what_is_wrong() {
-        let check = |login, password| policy_violation(login, password);
+        let check = |login: &str, password: &str| policy_violation(login, password);
         assert!(check("finance1", "short").unwrap().contains("at least 12"));
         assert!(check("finance1", &"x".repeat(129)).unwrap().contains("at most 128"));
         assert!(check("finance1", "abc\ndefghijklm").unwrap().contains("control"));

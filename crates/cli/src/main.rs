@@ -327,6 +327,7 @@ enum UserCommand {
         /// The beneficiary (enterprise) id, with --role beneficiary.
         #[arg(long)]
         beneficiary: Option<String>,
+        /// The user's e-mail address, for the operators' records.
         #[arg(long)]
         email: Option<String>,
         /// A service account for a machine client: tokens only, never a password.
@@ -348,6 +349,7 @@ enum UserCommand {
     /// Disables a user: a running server refuses its tokens and console sessions within
     /// --token-recheck-secs.
     Disable {
+        /// The user's login.
         login: String,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
@@ -355,6 +357,7 @@ enum UserCommand {
     },
     /// Enables a disabled user again.
     Enable {
+        /// The user's login.
         login: String,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
@@ -362,12 +365,15 @@ enum UserCommand {
     },
     /// Changes a user's role (and its tokens').
     SetRole {
+        /// The user's login.
         login: String,
         /// provider | beneficiary | finance | auditor | admin
         #[arg(long)]
         role: String,
+        /// The provider id, with --role provider.
         #[arg(long)]
         provider: Option<String>,
+        /// The beneficiary (enterprise) id, with --role beneficiary.
         #[arg(long)]
         beneficiary: Option<String>,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
@@ -377,7 +383,9 @@ enum UserCommand {
     /// Sets a user's console password: prints a new one-time password, or reads one from
     /// standard input with --password-stdin.
     ResetPassword {
+        /// The user's login.
         login: String,
+        /// Reads the new password from standard input (one line) instead of generating one.
         #[arg(long)]
         password_stdin: bool,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).

@@ -84,12 +84,18 @@ impl Server {
 
     /// A token of a new person with the role of `args` (see [`super::token`]).
     pub fn token(&self, args: &[&str]) -> String {
-        let token = super::token(&self.db.url, args);
-        token
+        self.person(args).1
+    }
+
+    /// The login of a new person with the role of `args` and a token of theirs.
+    pub fn person(&self, args: &[&str]) -> (String, String) {
+        let (login, token) = super::person(&self.db.url, args);
+        let token = token
             .split_whitespace()
             .find(|w| w.starts_with("sl_"))
             .expect("a token is printed")
-            .to_owned()
+            .to_owned();
+        (login, token)
     }
 
     pub fn run(&self, token: &str, args: &[&str]) -> Output {

@@ -150,9 +150,14 @@ impl Server {
 /// subject go to a new user (`finance3`, "finance 3") and the token is created with `--user`,
 /// so two tokens from two calls belong to two persons, as four eyes requires.
 pub fn token(url: &str, args: &[&str]) -> String {
+    person(url, args).1
+}
+
+/// The login of a new person with the role of `args` (see [`token`]) and a token of theirs.
+pub fn person(url: &str, args: &[&str]) -> (String, String) {
     static USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
     let Some(at) = args.iter().position(|a| *a == "--role") else {
-        return token_create(url, args);
+        return (String::new(), token_create(url, args));
     };
     let role = args[at + 1];
     let n = USERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,7 +185,27 @@ pub fn token(url: &str, args: &[&str]) -> String {
         "user create: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    token_create(url, &rest)
+    let token = token_create(url, &rest);
+    (login, token)
+}
+
+/// Sets `login`'s console password.
+pub fn set_password(url: &str, login: &str, password: &str) {
+    use std::io::Write;
+    let mut c = bin()
+        .args(["user", "reset-password", login, "--password-stdin", "--database-url", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// `suanli token create` with `args` as given; the token printed.
