@@ -19,5 +19,6 @@ pub mod reasons;
 pub mod registry;
 pub mod seal;
 pub mod settlement;
+pub mod totp;
 pub mod usage;
 pub mod users;

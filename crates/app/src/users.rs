@@ -211,6 +211,37 @@ pub fn set_role(
     })
 }
 
+/// Enrols `user_id`'s authenticator: its TOTP secret (base32), checked by the caller against a
+/// code from the app. Audited without the secret.
+pub fn enrol_totp(store: &mut dyn Store, who: &Actor, user_id: i64, secret: &str) -> Result<()> {
+    let mut found = false;
+    store.transaction(&mut |tx| {
+        found = users::by_id(tx, user_id)?.is_some();
+        if found {
+            users::set_totp(tx, user_id, Some(secret))?;
+            who.record(tx, "user.totp_enrol", &format!("user:{user_id}"), &[])?;
+        }
+        Ok(())
+    })?;
+    if found {
+        Ok(())
+    } else {
+        Err(SettleError::NotFound(format!("user {user_id} does not exist")))
+    }
+}
+
+/// Removes a user's TOTP secret (a lost phone): the next password sign-in enrols again where
+/// `auth.require_totp_for` asks for it. Returns the user and whether it had one.
+pub fn reset_totp(store: &mut dyn Store, who: &Actor, login: &str) -> Result<(UserRow, bool)> {
+    change(store, who, login, "user.totp_reset", &mut |tx, user| {
+        if user.totp_secret.is_none() {
+            return Ok(None);
+        }
+        users::set_totp(tx, user.user_id, None)?;
+        Ok(Some(Vec::new()))
+    })
+}
+
 /// Sets a user's password: `password`, or a new one-time password when `None`. Returns the
 /// password set. A service account has none.
 pub fn reset_password(

@@ -380,6 +380,15 @@ enum UserCommand {
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
+    /// Removes a user's authenticator (a lost phone); the next password sign-in enrols again
+    /// where auth.require_totp_for asks for it.
+    ResetTotp {
+        /// The user's login.
+        login: String,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
     /// Sets a user's console password: prints a new one-time password, or reads one from
     /// standard input with --password-stdin.
     ResetPassword {
@@ -663,6 +672,7 @@ fn main() -> ExitCode {
             UserCommand::SetRole { login, role, provider, beneficiary, database_url } => {
                 users_cli::set_role(&database_url, &login, &role, provider.as_deref(), beneficiary.as_deref())
             }
+            UserCommand::ResetTotp { login, database_url } => users_cli::reset_totp(&database_url, &login),
             UserCommand::ResetPassword { login, password_stdin, database_url } => {
                 users_cli::reset_password(&database_url, &login, password_stdin)
             }

@@ -165,6 +165,18 @@ pub fn reset_password(database_url: &str, login: &str, password_stdin: bool) -> 
     Ok(())
 }
 
+pub fn reset_totp(database_url: &str, login: &str) -> anyhow::Result<()> {
+    let mut store = open(database_url)?;
+    let (user, removed) = users::reset_totp(store.as_mut(), &Actor::operator(), login)?;
+    let shown = user_display(&user.user_ref());
+    if removed {
+        println!("removed the authenticator of {shown}; its next password sign-in asks for none");
+    } else {
+        println!("{shown} has no authenticator");
+    }
+    Ok(())
+}
+
 /// `suanli token create --user LOGIN`: a token with the user's role and subject.
 pub fn token_create_for_user(
     database_url: &str,

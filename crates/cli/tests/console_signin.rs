@@ -2,7 +2,8 @@
 //! wrong password and an unknown login get one message, five failures lock a login out (even
 //! its right password), a disabled user's session ends within the recheck time and it cannot
 //! sign in, failures are counted in the metrics, and plain HTTP on a non-loopback address
-//! refuses passwords unless a TLS-terminating proxy is declared (then cookies are Secure).
+//! refuses passwords unless a TLS-terminating proxy is declared (then cookies are Secure);
+//! authenticators (TOTP) where `auth.require_totp_for` asks for them, and a person's sessions.
 
 mod support;
 
@@ -129,5 +130,110 @@ fn passwords_need_tls_off_loopback() {
         } else {
             refused(&r, 403, "password", "password sign-in needs HTTPS");
         }
+    }
+}
+
+/// The text of a page's element `<code id="totp-secret">`.
+fn secret_of(page: &Response) -> String {
+    let at = page
+        .body
+        .find("id=\"totp-secret\">")
+        .unwrap_or_else(|| panic!("an enrolment secret: {}", page.body));
+    let rest = &page.body[at + "id=\"totp-secret\">".len()..];
+    rest[..rest.find('<').unwrap()].to_owned()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn post(http: &str, cookies: &str, path: &str, body: &str) -> Response {
+    request(http, "POST", path, cookies, Some(body.as_bytes()))
+}
+
+// With `auth.require_totp_for = "finance"`, a finance person who has no authenticator is kept
+// on the account page until they enrol one (QR code and key shown, confirmed by a code);
+// afterwards sign-in needs a fresh code (a missing, wrong or reused one is refused), the
+// person's sessions are listed and one can be ended, and `suanli user reset-totp` removes it.
+fn totp_enrolment(db: Db) {
+    let http = format!("127.0.0.1:{}", free_port());
+    let _server = support::Server::start_with_env(
+        &db.url,
+        &["--http-addr", &http, "--token-recheck-secs", "1"],
+        &[("SUANLI_AUTH_REQUIRE_TOTP_FOR", "finance,admin")],
+    );
+    user(&db, "finance1", "财务一号", Some(PASSWORD));
+
+    let r = sign_in(&http, "finance1", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookies = format!("suanli_session={}", r.set_cookie("suanli_session").unwrap());
+    let page = request(&http, "GET", "/audit", &cookies, None);
+    assert_eq!(page.status, 303, "kept on the account page");
+    assert_eq!(page.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")).unwrap().1, "/account");
+    let account = request(&http, "GET", "/account?lang=en", &cookies, None);
+    assert_eq!(account.status, 200, "{}", account.body);
+    assert!(account.body.contains("<svg"), "a QR code: {}", account.body);
+    assert!(account.body.contains("requires two-step sign-in"), "{}", account.body);
+    let secret = secret_of(&account);
+    let csrf = account.csrf();
+    let wrong = post(&http, &cookies, "/account/totp", &format!("csrf={csrf}&code=000000"));
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    let code = suanli_app::totp::code_at(&secret, now_secs()).unwrap();
+    let ok = post(&http, &cookies, "/account/totp", &format!("csrf={csrf}&code={code}"));
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(request(&http, "GET", "/audit", &cookies, None).status, 200);
+    let account = request(&http, "GET", "/account?lang=en", &cookies, None);
+    assert!(account.body.contains("data-enrolled=\"true\""), "{}", account.body);
+
+    // Sign-in now needs a fresh code: none, a wrong one and the one just used are refused.
+    refused(&sign_in(&http, "finance1", PASSWORD), 401, "code", "enter the 6-digit one-time code");
+    let with_code = |code: &str| {
+        let body = format!("login=finance1&password={}&code={code}", PASSWORD.replace(' ', "+"));
+        request(&http, "POST", "/signin?lang=en", "", Some(body.as_bytes()))
+    };
+    refused(&with_code("123456"), 401, "code", "wrong, expired or already used");
+    refused(&with_code(&code), 401, "code", "wrong, expired or already used");
+    // The next step's code (accepted for clock drift) is fresh.
+    let next = suanli_app::totp::code_at(&secret, now_secs() + 30).unwrap();
+    let r = with_code(&next);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let second = format!("suanli_session={}", r.set_cookie("suanli_session").unwrap());
+
+    // Both sessions are listed; ending the second from the first signs it out.
+    let account = request(&http, "GET", "/account?lang=en", &cookies, None);
+    let handles: Vec<&str> = account
+        .body
+        .match_indices("data-session=\"")
+        .map(|(at, m)| &account.body[at + m.len()..at + m.len() + 16])
+        .collect();
+    assert_eq!(handles.len(), 2, "{}", account.body);
+    assert!(!account.body.contains(second.trim_start_matches("suanli_session=")), "ids stay secret");
+    let other = handles[1];
+    let r = post(&http, &cookies, "/account/sessions/revoke", &format!("csrf={}&session={other}", account.csrf()));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(request(&http, "GET", "/audit", &second, None).status, 303, "the second session ended");
+    assert_eq!(request(&http, "GET", "/audit", &cookies, None).status, 200, "the first goes on");
+
+    // A lost phone: the operator removes the authenticator; enrolment is asked for again.
+    let o = bin().args(["user", "reset-totp", "finance1", "--database-url", &db.url]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("removed the authenticator of 财务一号 (finance1)"));
+    let r = sign_in(&http, "finance1", PASSWORD);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let third = format!("suanli_session={}", r.set_cookie("suanli_session").unwrap());
+    assert_eq!(request(&http, "GET", "/audit", &third, None).status, 303);
+}
+
+#[test]
+fn totp_enrolment_sqlite() {
+    totp_enrolment(sqlite_db().unwrap());
+}
+
+#[test]
+fn totp_enrolment_postgres() {
+    if let Some(db) = pg_db() {
+        totp_enrolment(db);
     }
 }

@@ -176,6 +176,13 @@ pub const KEYS: &[Key] = &[
         help: "longest a unary call may take (a shorter grpc-timeout from the client wins)",
     },
     Key {
+        name: "auth.require_totp_for",
+        env: "SUANLI_AUTH_REQUIRE_TOTP_FOR",
+        flag: None,
+        default: "",
+        help: "roles whose console password sign-in also needs a one-time code (TOTP), comma-separated, e.g. \"finance,admin\"; empty: none",
+    },
+    Key {
         name: "limits.token_recheck_secs",
         env: "SUANLI_LIMITS_TOKEN_RECHECK_SECS",
         flag: Some("--token-recheck-secs"),
@@ -279,6 +286,8 @@ pub struct Config {
     pub log_json: bool,
     /// `server.trust_proxy_tls`: the console is reached through a TLS-terminating proxy.
     pub trust_proxy_tls: bool,
+    /// `auth.require_totp_for`: the roles whose console sign-in needs a one-time code.
+    pub require_totp_for: Vec<String>,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
 }
@@ -293,6 +302,7 @@ impl Default for Config {
             http_addr: Some("127.0.0.1:8080".parse().expect("valid default address")),
             log_json: false,
             trust_proxy_tls: false,
+            require_totp_for: Vec::new(),
             tls: None,
             limits: Limits::default(),
         }
@@ -480,6 +490,23 @@ impl Parser {
         })
     }
 
+    /// A comma-separated list of roles, each known.
+    fn roles(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        let mut roles = Vec::new();
+        for role in self.get(name).0.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if !["provider", "beneficiary", "finance", "auditor", "admin"].contains(&role) {
+                return Err(self.fail(
+                    name,
+                    format!(
+                        "{role:?} is not a role: expected provider, beneficiary, finance, auditor or admin"
+                    ),
+                ));
+            }
+            roles.push(role.to_owned());
+        }
+        Ok(roles)
+    }
+
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
         match self.get(name).0 {
             "true" | "1" => Ok(true),
@@ -624,6 +651,7 @@ impl Parser {
             http_addr,
             log_json: self.bool("server.log_json")?,
             trust_proxy_tls: self.bool("server.trust_proxy_tls")?,
+            require_totp_for: self.roles("auth.require_totp_for")?,
             tls,
             limits,
         })
@@ -811,6 +839,13 @@ mod tests {
             &[],
             "server.health_addr",
             "socket address",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_AUTH_REQUIRE_TOTP_FOR", "finance,boss")],
+            &[],
+            "auth.require_totp_for",
+            "\"boss\" is not a role",
         );
         check_invalid(
             None,

@@ -58,6 +58,7 @@ pub const SIGNIN_WRONG: &str = "wrong_login_or_password";
 pub const SIGNIN_LOCKED: &str = "locked_out";
 pub const SIGNIN_DISABLED: &str = "disabled";
 pub const SIGNIN_INSECURE: &str = "insecure_transport";
+pub const SIGNIN_WRONG_CODE: &str = "wrong_code";
 
 /// Failed console password sign-ins, by reason.
 pub static SIGNIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -69,7 +70,13 @@ pub static SIGNIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["reason"],
     )
     .expect("metric");
-    for reason in [SIGNIN_WRONG, SIGNIN_LOCKED, SIGNIN_DISABLED, SIGNIN_INSECURE] {
+    for reason in [
+        SIGNIN_WRONG,
+        SIGNIN_LOCKED,
+        SIGNIN_DISABLED,
+        SIGNIN_INSECURE,
+        SIGNIN_WRONG_CODE,
+    ] {
         failures.with_label_values(&[reason]);
     }
     METRICS

@@ -165,6 +165,15 @@ pub fn set_password(tx: &mut dyn Sql, user_id: i64, password_hash: &str) -> Resu
     Ok(())
 }
 
+/// Sets or clears a user's TOTP secret (base32).
+pub fn set_totp(tx: &mut dyn Sql, user_id: i64, secret: Option<&str>) -> Result<()> {
+    tx.exec(
+        "UPDATE users SET totp_secret = $1 WHERE user_id = $2",
+        &[secret.map(str::to_owned).into(), user_id.into()],
+    )?;
+    Ok(())
+}
+
 /// The login of the generated service account of `principal`: `svc-<role>` or
 /// `svc-<role>-<subject>`, as the users migration names the accounts of earlier tokens.
 pub fn service_login(principal: &Principal) -> String {

@@ -95,6 +95,11 @@ impl Server {
     /// `extra` flags follow the defaults. No console unless `extra` asks for one: 8080 would
     /// collide between tests running in parallel.
     pub fn start_with(url: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(url, extra, &[])
+    }
+
+    /// As [`Server::start_with`], with environment variables (settings without a flag).
+    pub fn start_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -109,6 +114,7 @@ impl Server {
                 &["--http-addr", "off"][..]
             })
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

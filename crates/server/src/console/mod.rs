@@ -10,6 +10,7 @@
 //! form is a POST carrying the session's CSRF token. Roles are the gRPC services' rules; the
 //! use cases are `settle.rs`'s. No JavaScript is needed; no Node at build or run time.
 
+mod account;
 mod charts;
 mod form;
 mod format;
@@ -66,13 +67,23 @@ enum SignedInWith {
 /// One signed-in browser.
 struct Session {
     with: SignedInWith,
+    /// The user signed in, for the list of a user's sessions.
+    user_id: Option<i64>,
+    /// A public name of the session for that list and its revoke button: the id itself is
+    /// the cookie's secret and never appears in a page.
+    handle: String,
+    client: Option<IpAddr>,
+    /// The user must enrol an authenticator (`auth.require_totp_for`) before anything else.
+    must_enrol: bool,
+    /// The TOTP secret shown for enrolment, until a code from it is confirmed.
+    pending_totp: Option<String>,
     csrf: String,
     created_at: Instant,
     seen_at: Instant,
 }
 
-/// How the console is reached, for the password sign-in's transport rule.
-#[derive(Clone, Copy, Debug)]
+/// How the console is reached and who needs a second factor.
+#[derive(Clone, Debug)]
 pub struct ConsoleOptions {
     /// The address the console listens on: password sign-in over plain HTTP is allowed only
     /// on a loopback address, unless `trust_proxy_tls`.
@@ -80,6 +91,8 @@ pub struct ConsoleOptions {
     /// `server.trust_proxy_tls`: a TLS-terminating proxy is in front; cookies are `Secure` and
     /// the client address is the last `X-Forwarded-For` entry.
     pub trust_proxy_tls: bool,
+    /// `auth.require_totp_for`: roles whose password sign-in also needs a one-time code.
+    pub require_totp_for: Vec<String>,
 }
 
 /// The console's state: the server's shared services and the sessions.
@@ -89,6 +102,8 @@ pub struct Console {
     pending: Mutex<suanli_app::balances::PendingCache>,
     throttle: throttle::Throttle,
     options: ConsoleOptions,
+    /// The last TOTP step each user signed in or enrolled with: a code is used once.
+    totp_steps: Mutex<HashMap<i64, u64>>,
 }
 
 /// Why a password sign-in was refused; each has its own message and metric reason. A wrong
@@ -100,6 +115,17 @@ enum Refusal {
     LockedOut(Duration),
     Disabled,
     Insecure,
+    /// The user has an authenticator and sent no code.
+    CodeNeeded,
+    /// A wrong, expired or already used code.
+    WrongCode,
+}
+
+/// Seconds since the Unix epoch, for TOTP.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Who is asking, in which language.
@@ -111,6 +137,8 @@ pub struct Ctx {
     pub actor: Option<Actor>,
     /// The client's address: the peer, or behind a trusted proxy its `X-Forwarded-For`.
     pub client: Option<IpAddr>,
+    /// The session must enrol an authenticator before anything else.
+    pub must_enrol: bool,
     pub csrf: String,
     pub session_id: Option<String>,
     pub path: String,
@@ -217,7 +245,22 @@ impl Console {
             pending: Mutex::new(suanli_app::balances::PendingCache::default()),
             throttle: throttle::Throttle::default(),
             options,
+            totp_steps: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `code` is a fresh code of `secret` for `user_id`: valid now and of a later step
+    /// than the last one the user used. A fresh code's step is remembered.
+    fn fresh_code(&self, user_id: i64, secret: &str, code: &str) -> bool {
+        let Some(step) = suanli_app::totp::matching_step(secret, code, unix_secs()) else {
+            return false;
+        };
+        let mut steps = self.totp_steps.lock().expect("totp lock");
+        if steps.get(&user_id).is_some_and(|last| step <= *last) {
+            return false;
+        }
+        steps.insert(user_id, step);
+        true
     }
 
     /// Signs `login` in with `password` from `client`; returns the new session's id. Checks,
@@ -229,10 +272,12 @@ impl Console {
         &self,
         login: &str,
         password: &str,
+        code: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<String, Refusal> {
         use crate::metrics::{
             SIGNIN_DISABLED, SIGNIN_FAILURES, SIGNIN_INSECURE, SIGNIN_LOCKED, SIGNIN_WRONG,
+            SIGNIN_WRONG_CODE,
         };
         let refuse = |reason: &str, refusal: Refusal| {
             SIGNIN_FAILURES.with_label_values(&[reason]).inc();
@@ -290,15 +335,49 @@ impl Console {
         if user.disabled_at.is_some() {
             return refuse(SIGNIN_DISABLED, Refusal::Disabled);
         }
+        // The second factor, for users who enrolled an authenticator.
+        let mut must_enrol = false;
+        match &user.totp_secret {
+            Some(secret) => {
+                let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+                    return Err(Refusal::CodeNeeded);
+                };
+                if !self.fresh_code(user.user_id, secret, code) {
+                    let now = Instant::now();
+                    self.throttle.fail(&login_key, now);
+                    if let Some(k) = &address_key {
+                        self.throttle.fail(k, now);
+                    }
+                    return refuse(SIGNIN_WRONG_CODE, Refusal::WrongCode);
+                }
+            }
+            None => {
+                must_enrol = self
+                    .options
+                    .require_totp_for
+                    .iter()
+                    .any(|r| r == user.principal.role());
+            }
+        }
         self.throttle.clear(&login_key);
         let identity = Identity {
             principal: user.principal.clone(),
             user: Some(user.user_ref()),
         };
-        Ok(self.new_session(SignedInWith::Password {
-            identity,
-            checked_at: Instant::now(),
-        }))
+        let id = self.new_session(
+            SignedInWith::Password {
+                identity,
+                checked_at: Instant::now(),
+            },
+            Some(user.user_id),
+            client,
+        );
+        if must_enrol
+            && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id)
+        {
+            s.must_enrol = true;
+        }
+        Ok(id)
     }
 
     /// The identity of a password session's user, re-read when the last read is older than
@@ -332,14 +411,20 @@ impl Console {
     }
 
     /// Creates a session for a valid token; returns its id.
-    async fn sign_in(&self, token: &str) -> Result<String, String> {
+    async fn sign_in(&self, token: &str, client: Option<IpAddr>) -> Result<String, String> {
         let hash = hash_token(token);
-        self.principal_of(&hash).await?;
-        Ok(self.new_session(SignedInWith::Token(hash)))
+        let identity = self.principal_of(&hash).await?;
+        let user_id = identity.user.map(|u| u.user_id);
+        Ok(self.new_session(SignedInWith::Token(hash), user_id, client))
     }
 
     /// Stores a new session; returns its id.
-    fn new_session(&self, with: SignedInWith) -> String {
+    fn new_session(
+        &self,
+        with: SignedInWith,
+        user_id: Option<i64>,
+        client: Option<IpAddr>,
+    ) -> String {
         let id = random_hex();
         let now = Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -356,6 +441,11 @@ impl Console {
             id.clone(),
             Session {
                 with,
+                user_id,
+                handle: random_hex()[..16].to_owned(),
+                client,
+                must_enrol: false,
+                pending_totp: None,
                 csrf: random_hex(),
                 created_at: now,
                 seen_at: now,
@@ -402,6 +492,7 @@ impl Console {
             principal: None,
             actor: None,
             client,
+            must_enrol: false,
             csrf: String::new(),
             session_id: None,
             path: path.to_owned(),
@@ -420,7 +511,7 @@ impl Console {
             match sessions.get_mut(&id) {
                 Some(s) if alive(s, now) => {
                     s.seen_at = now;
-                    Some((s.with.clone(), s.csrf.clone()))
+                    Some((s.with.clone(), s.csrf.clone(), s.must_enrol))
                 }
                 Some(_) => {
                     sessions.remove(&id);
@@ -429,7 +520,7 @@ impl Console {
                 None => None,
             }
         };
-        let Some((with, csrf)) = found else {
+        let Some((with, csrf, must_enrol)) = found else {
             return ctx;
         };
         let (identity, hash) = match &with {
@@ -469,6 +560,7 @@ impl Console {
                 });
                 ctx.principal = Some(principal);
                 ctx.csrf = csrf;
+                ctx.must_enrol = must_enrol;
                 ctx.session_id = Some(id);
             }
             Err(_) => self.sign_out(&id),
@@ -676,7 +768,32 @@ async fn route(
     body: &[u8],
 ) -> Result<Response, ConsoleError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // A user who must enrol an authenticator reaches only the account page and sign-out.
+    if ctx.must_enrol && !matches!(segments.as_slice(), ["account", ..] | ["signout"] | ["signin"])
+    {
+        if *method == Method::GET {
+            return Ok(redirect(ctx, "/account"));
+        }
+        return Err(ConsoleError::Forbidden(
+            "enrol an authenticator on the account page first".into(),
+        ));
+    }
     match (method.as_str(), segments.as_slice()) {
+        ("GET", ["account"]) => {
+            signed_in(ctx)?;
+            let body = console.account_page(ctx).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["account", "totp"]) => {
+            let form = posted(ctx, body)?;
+            console.enrol_totp(ctx, form.required("code")?).await?;
+            Ok(redirect(ctx, "/account"))
+        }
+        ("POST", ["account", "sessions", "revoke"]) => {
+            let form = posted(ctx, body)?;
+            console.revoke_session(ctx, form.required("session")?)?;
+            Ok(redirect(ctx, "/account"))
+        }
         ("GET", [""]) => {
             let p = signed_in(ctx)?;
             Ok(redirect(ctx, home_of(p)))
@@ -708,7 +825,11 @@ async fn route(
                     ),
                 ));
             }
-            match console.sign_in_password(&login, password, ctx.client).await {
+            let code = form.optional("code");
+            match console
+                .sign_in_password(&login, password, code, ctx.client)
+                .await
+            {
                 Ok(id) => Ok(session_cookie(
                     redirect(ctx, "/"),
                     &id,
@@ -740,6 +861,16 @@ async fn route(
                             "password",
                             pages::tr(ctx, "signin.insecure").to_owned(),
                         ),
+                        Refusal::CodeNeeded => (
+                            StatusCode::UNAUTHORIZED,
+                            "code",
+                            pages::tr(ctx, "signin.code_needed").to_owned(),
+                        ),
+                        Refusal::WrongCode => (
+                            StatusCode::UNAUTHORIZED,
+                            "code",
+                            pages::tr(ctx, "signin.code_wrong").to_owned(),
+                        ),
                     };
                     Ok(html(
                         ctx,
@@ -758,7 +889,7 @@ async fn route(
                     format!("is longer than {TOKEN_CHARS_MAX} characters"),
                 ));
             }
-            match console.sign_in(token).await {
+            match console.sign_in(token, ctx.client).await {
                 Ok(id) => Ok(session_cookie(
                     redirect(ctx, "/"),
                     &id,
@@ -992,16 +1123,18 @@ fn session_cookie(mut r: Response, id: &str, tls: bool) -> Response {
 }
 
 /// Serves the console on `listener` until `shutdown` completes; `trust_proxy_tls` is
-/// `server.trust_proxy_tls`.
+/// `server.trust_proxy_tls`, `require_totp_for` is `auth.require_totp_for`.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     trust_proxy_tls: bool,
+    require_totp_for: Vec<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let options = ConsoleOptions {
         local_addr: listener.local_addr()?,
         trust_proxy_tls,
+        require_totp_for,
     };
     let console = Arc::new(Console::new(shared, options));
     let app = axum::Router::new()

@@ -32,7 +32,7 @@ pub(super) fn tr(ctx: &Ctx, key: &str) -> &'static str {
 }
 
 /// The page frame: header with the role's navigation, language switch and sign-out.
-fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
+pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
     let lang = ctx.lang;
     let mut nav = String::new();
     if let Some(p) = &ctx.principal {
@@ -65,7 +65,7 @@ fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
         .map_or(String::new(), |a| format!("{} · ", esc(&a.actor)));
     let who = match &ctx.principal {
         Some(p) => format!(
-            "<span class=\"who\">{person}{} {}</span><form method=\"post\" action=\"/signout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
+            "<a class=\"who\" href=\"/account\">{person}{} {}</a><form method=\"post\" action=\"/signout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
             esc(t(lang, &format!("role.{}", p.role()))),
             esc(p.subject()),
             esc(&ctx.csrf),
@@ -126,6 +126,7 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> Str
 <form method=\"post\" action=\"/signin\" id=\"password-signin\">\
 <label for=\"login\">{login_label}</label><input id=\"login\" name=\"login\" autocomplete=\"username\" required maxlength=\"64\" value=\"{login}\">\
 <label for=\"password\">{password_label}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"128\">\
+<label for=\"code\">{code_label} <small>{code_hint}</small></label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\">\
 <button type=\"submit\">{submit}</button></form>\
 <details><summary>{token_intro}</summary>\
 <form method=\"post\" action=\"/signin\" id=\"token-signin\"><label for=\"token\">{label}</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required maxlength=\"200\" placeholder=\"sl_…\"><button type=\"submit\">{submit}</button></form></details></section>",
@@ -133,6 +134,8 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> Str
         intro = tr(ctx, "signin.intro"),
         login_label = tr(ctx, "signin.login"),
         password_label = tr(ctx, "signin.password"),
+        code_label = tr(ctx, "signin.code"),
+        code_hint = tr(ctx, "signin.code_hint"),
         token_intro = tr(ctx, "signin.token_intro"),
         label = tr(ctx, "signin.token"),
         submit = tr(ctx, "signin.submit"),
