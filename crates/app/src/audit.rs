@@ -147,7 +147,11 @@ mod tests {
             login: login.to_owned(),
             name: name.to_owned(),
         };
-        let a = Actor::of_user(&Principal::Finance, &user(1, "finance1", "财务一号"), "r".into());
+        let a = Actor::of_user(
+            &Principal::Finance,
+            &user(1, "finance1", "财务一号"),
+            "r".into(),
+        );
         assert_eq!(a.actor, "财务一号 (finance1)");
         assert_eq!(a.audit_actor(), "user:1 财务一号 (finance1)");
         assert!(a.same_person("财务 (老) 一号 (finance1)"));

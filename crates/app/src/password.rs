@@ -103,9 +103,21 @@ mod tests {
     fn the_policy_names_what_is_wrong() {
         let check = |login: &str, password: &str| policy_violation(login, password);
         assert!(check("finance1", "short").unwrap().contains("at least 12"));
-        assert!(check("finance1", &"x".repeat(129)).unwrap().contains("at most 128"));
-        assert!(check("finance1", "abc\ndefghijklm").unwrap().contains("control"));
-        assert!(check("finance1", "my-FINANCE1-password").unwrap().contains("login"));
+        assert!(
+            check("finance1", &"x".repeat(129))
+                .unwrap()
+                .contains("at most 128")
+        );
+        assert!(
+            check("finance1", "abc\ndefghijklm")
+                .unwrap()
+                .contains("control")
+        );
+        assert!(
+            check("finance1", "my-FINANCE1-password")
+                .unwrap()
+                .contains("login")
+        );
         assert_eq!(check("finance1", "十二个字符的密码也可以吧对吧"), None);
         assert_eq!(check("finance1", "a long enough secret"), None);
         let generated = generate();

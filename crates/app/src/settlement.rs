@@ -417,7 +417,10 @@ pub fn approve_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<Ru
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
         if run.status == "approved"
-            && run.approved_by.as_deref().is_some_and(|a| who.same_person(a))
+            && run
+                .approved_by
+                .as_deref()
+                .is_some_and(|a| who.same_person(a))
         {
             let lines = rows::run_lines(tx, run_id)?;
             return Ok(RunView {

@@ -118,7 +118,10 @@ mod tests {
         assert_eq!(matching_step(&secret, "81804", at), None);
         assert_eq!(matching_step(&secret, "08180x", at), None);
         let url = otpauth_url(&secret, "finance1");
-        assert!(url.starts_with("otpauth://totp/Suanli:finance1?secret=GEZDGNBVGY3TQOJQ"), "{url}");
+        assert!(
+            url.starts_with("otpauth://totp/Suanli:finance1?secret=GEZDGNBVGY3TQOJQ"),
+            "{url}"
+        );
         assert_eq!(new_secret().len(), 32);
     }
 }

@@ -76,7 +76,9 @@ pub fn create(store: &mut dyn Store, who: &Actor, new: &CreateUser) -> Result<Us
     if let Some(email) = &new.email
         && (!email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()))
     {
-        return Err(invalid(format!("email {email:?}: expected an address like a@b")));
+        return Err(invalid(format!(
+            "email {email:?}: expected an address like a@b"
+        )));
     }
     let password_hash = match (&new.password, new.service) {
         (Some(_), true) => {
@@ -147,6 +149,11 @@ pub fn by_login(store: &mut dyn Store, login: &str) -> Result<UserRow> {
     found.ok_or_else(|| SettleError::NotFound(format!("no user has the login {login:?}")))
 }
 
+/// A change to one user inside its transaction: what the audit entry hashes, or `None` when
+/// nothing changed.
+type Change<'a> = dyn FnMut(&mut dyn suanli_store::sql::Sql, &UserRow) -> suanli_store::Result<Option<Vec<String>>>
+    + 'a;
+
 /// Applies `change` to the user of `login` and audits it as `action` in one transaction;
 /// `change` returns what the audit entry hashes, or `None` when nothing changed (no entry).
 fn change(
@@ -154,10 +161,7 @@ fn change(
     who: &Actor,
     login: &str,
     action: &str,
-    change: &mut dyn FnMut(
-        &mut dyn suanli_store::sql::Sql,
-        &UserRow,
-    ) -> suanli_store::Result<Option<Vec<String>>>,
+    change: &mut Change<'_>,
 ) -> Result<(UserRow, bool)> {
     let mut outcome = None;
     store.transaction(&mut |tx| {
@@ -226,7 +230,9 @@ pub fn enrol_totp(store: &mut dyn Store, who: &Actor, user_id: i64, secret: &str
     if found {
         Ok(())
     } else {
-        Err(SettleError::NotFound(format!("user {user_id} does not exist")))
+        Err(SettleError::NotFound(format!(
+            "user {user_id} does not exist"
+        )))
     }
 }
 

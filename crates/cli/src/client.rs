@@ -101,12 +101,21 @@ pub fn issue_token(
         tokens::insert(tx, &row)?;
         let stored = tokens::lookup(tx, &row.token_hash)?;
         let user = stored.and_then(|t| t.user);
-        let user_id = user.as_ref().map_or(String::new(), |u| u.user_id.to_string());
+        let user_id = user
+            .as_ref()
+            .map_or(String::new(), |u| u.user_id.to_string());
         who.record(
             tx,
             "token.create",
             &subject,
-            &[&row.token_hash, role, &subject_id, &expires_at, &user_id, label],
+            &[
+                &row.token_hash,
+                role,
+                &subject_id,
+                &expires_at,
+                &user_id,
+                label,
+            ],
         )?;
         owner = user;
         Ok(())
@@ -124,9 +133,10 @@ pub fn issue_token(
         } else {
             format!(" for {subject_id}")
         },
-        row.user
-            .as_ref()
-            .map_or_else(String::new, |u| format!(" of user {}", suanli_app::audit::user_display(u))),
+        row.user.as_ref().map_or_else(String::new, |u| format!(
+            " of user {}",
+            suanli_app::audit::user_display(u)
+        )),
         row.expires_at
             .as_deref()
             .map_or_else(String::new, |e| format!(", expiring at {e}")),

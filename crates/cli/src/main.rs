@@ -7,8 +7,8 @@ mod audit_cli;
 mod client;
 mod files;
 mod settle_cli;
-mod users_cli;
 mod simulate;
+mod users_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

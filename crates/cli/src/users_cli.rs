@@ -60,7 +60,11 @@ pub fn create(database_url: &str, c: Create) -> anyhow::Result<()> {
             password,
         },
     )?;
-    let kind = if user.service { "service account" } else { "user" };
+    let kind = if user.service {
+        "service account"
+    } else {
+        "user"
+    };
     println!(
         "created {kind} {} (id {}), role {}{}",
         user_display(&user.user_ref()),
@@ -93,7 +97,11 @@ pub fn list(database_url: &str) -> anyhow::Result<()> {
             u.principal.role(),
             u.principal.subject(),
             if u.service { "service" } else { "person" },
-            if u.password_hash.is_some() { "set" } else { "none" },
+            if u.password_hash.is_some() {
+                "set"
+            } else {
+                "none"
+            },
             u.disabled_at
                 .as_deref()
                 .map_or_else(|| "active".to_owned(), |at| format!("disabled {at}")),

@@ -59,7 +59,16 @@ fn worked_example_with_opening_balances(db: Db) {
     let admin = s.token(&["--role", "admin"]);
     // The importer holds two tokens: four eyes is between persons, not tokens.
     let o = bin()
-        .args(["user", "create", "--login", "importer", "--name", "导入人", "--role", "finance"])
+        .args([
+            "user",
+            "create",
+            "--login",
+            "importer",
+            "--name",
+            "导入人",
+            "--role",
+            "finance",
+        ])
         .args(["--database-url", &s.db.url])
         .output()
         .unwrap();
@@ -413,7 +422,9 @@ fn opening_counts_against_the_pool(db: Db) {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("  cancelled by finance ") && l.contains("(finance") && l.ends_with("+08:00")),
+            .any(|l| l.starts_with("  cancelled by finance ")
+                && l.contains("(finance")
+                && l.ends_with("+08:00")),
         "run times in Asia/Shanghai: {shown}"
     );
     s.ok(&f2, &["ledger", "confirm-opening", &id]);

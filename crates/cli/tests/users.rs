@@ -45,21 +45,91 @@ fn persons_act(db: Db) {
     let db = &s.db;
     let out = direct_ok(
         db,
-        &["user", "create", "--login", "finance1", "--name", "财务一号", "--role", "finance", "--email", "f1@example.cn"],
+        &[
+            "user",
+            "create",
+            "--login",
+            "finance1",
+            "--name",
+            "财务一号",
+            "--role",
+            "finance",
+            "--email",
+            "f1@example.cn",
+        ],
     );
     assert!(out.contains("created user 财务一号 (finance1)"), "{out}");
-    direct_ok(db, &["user", "create", "--login", "finance2", "--name", "财务二号", "--role", "finance"]);
-    direct_ok(db, &["user", "create", "--service", "--login", "dc-a-ingest", "--role", "provider", "--provider", "dc-a", "--name", "dc-a ingest"]);
-    let err = direct_fails(db, &["user", "create", "--login", "finance1", "--name", "again", "--role", "finance"]);
+    direct_ok(
+        db,
+        &[
+            "user",
+            "create",
+            "--login",
+            "finance2",
+            "--name",
+            "财务二号",
+            "--role",
+            "finance",
+        ],
+    );
+    direct_ok(
+        db,
+        &[
+            "user",
+            "create",
+            "--service",
+            "--login",
+            "dc-a-ingest",
+            "--role",
+            "provider",
+            "--provider",
+            "dc-a",
+            "--name",
+            "dc-a ingest",
+        ],
+    );
+    let err = direct_fails(
+        db,
+        &[
+            "user", "create", "--login", "finance1", "--name", "again", "--role", "finance",
+        ],
+    );
     assert!(err.contains("login \"finance1\" is taken"), "{err}");
-    let err = direct_fails(db, &["user", "create", "--login", "Bad Login", "--name", "x", "--role", "finance"]);
+    let err = direct_fails(
+        db,
+        &[
+            "user",
+            "create",
+            "--login",
+            "Bad Login",
+            "--name",
+            "x",
+            "--role",
+            "finance",
+        ],
+    );
     assert!(err.contains("login \"Bad Login\""), "{err}");
-    let err = direct_fails(db, &["user", "create", "--login", "x1", "--name", "x", "--role", "provider"]);
+    let err = direct_fails(
+        db,
+        &[
+            "user", "create", "--login", "x1", "--name", "x", "--role", "provider",
+        ],
+    );
     assert!(err.contains("--provider ID is required"), "{err}");
 
     let admin = s.token(&["--role", "admin"]);
     // Compatibility: a token by role belongs to the role's generated service account.
-    let legacy = direct_ok(db, &["token", "create", "--role", "provider", "--provider", "dc-a"]);
+    let legacy = direct_ok(
+        db,
+        &[
+            "token",
+            "create",
+            "--role",
+            "provider",
+            "--provider",
+            "dc-a",
+        ],
+    );
     let dc_a = token_of(db, "dc-a-ingest");
     let f1a = token_of(db, "finance1");
     let f1b = token_of(db, "finance1");
@@ -73,21 +143,50 @@ fn persons_act(db: Db) {
         assert!(list.contains(want), "{want:?} in {list}");
     }
 
-    s.ok(&admin, &["registry", "import", "--file", &s.file("r.toml", POOLED_REGISTRY)]);
+    s.ok(
+        &admin,
+        &[
+            "registry",
+            "import",
+            "--file",
+            &s.file("r.toml", POOLED_REGISTRY),
+        ],
+    );
     let usage = s.file(
         "u.csv",
-        &format!("{HEADER}dc-a,m1,e1,gpu,2025-03-01T00:00:00+08:00,2025-03-01T10:00:00+08:00,10,100.00\n"),
+        &format!(
+            "{HEADER}dc-a,m1,e1,gpu,2025-03-01T00:00:00+08:00,2025-03-01T10:00:00+08:00,10,100.00\n"
+        ),
     );
     s.ok(legacy.trim(), &["usage", "import", "--file", &usage]);
-    let run = run_id(&s.ok(&f1a, &["settle", "create", "--programme", "pooled-2025", "--period", "2025-03"]));
+    let run = run_id(&s.ok(
+        &f1a,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-03",
+        ],
+    ));
     // One person, two tokens: still the creator.
     let err = s.fails(&f1b, &["settle", "approve", &run]);
-    assert!(err.contains("four eyes") && err.contains("财务一号 (finance1)"), "{err}");
+    assert!(
+        err.contains("four eyes") && err.contains("财务一号 (finance1)"),
+        "{err}"
+    );
     s.ok(&f2, &["settle", "approve", &run]);
     s.ok(&f1b, &["settle", "post", &run]);
     let show = s.ok(&f2, &["settle", "show", &run]);
-    assert!(show.contains("  created by 财务一号 (finance1) at "), "{show}");
-    assert!(show.contains("  approved by 财务二号 (finance2) at "), "{show}");
+    assert!(
+        show.contains("  created by 财务一号 (finance1) at "),
+        "{show}"
+    );
+    assert!(
+        show.contains("  approved by 财务二号 (finance2) at "),
+        "{show}"
+    );
 
     // A disabled user's tokens stop working within the recheck time (1 s); enabling restores them.
     s.ok(&dc_a, &["usage", "import", "--file", &usage]);
@@ -105,12 +204,29 @@ fn persons_act(db: Db) {
     // A changed role reaches the user's tokens: finance2, now an auditor, cannot create runs.
     direct_ok(db, &["user", "set-role", "finance2", "--role", "auditor"]);
     std::thread::sleep(std::time::Duration::from_millis(1300));
-    let err = s.fails(&f2, &["settle", "create", "--programme", "pooled-2025", "--period", "2025-03"]);
+    let err = s.fails(
+        &f2,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "pooled-2025",
+            "--period",
+            "2025-03",
+        ],
+    );
     assert!(err.contains("this token is auditor"), "{err}");
 
     // Passwords: the policy is checked; a service account has none; a reset prints a new one.
     let o = bin()
-        .args(["user", "reset-password", "finance1", "--password-stdin", "--database-url", &db.url])
+        .args([
+            "user",
+            "reset-password",
+            "finance1",
+            "--password-stdin",
+            "--database-url",
+            &db.url,
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -132,7 +248,17 @@ fn persons_act(db: Db) {
     let out = direct_ok(db, &["audit", "verify"]);
     assert!(out.contains("intact"), "{out}");
     let path = db.dir.join("audit.json");
-    direct_ok(db, &["audit", "export", "--out", path.to_str().unwrap(), "--format", "json"]);
+    direct_ok(
+        db,
+        &[
+            "audit",
+            "export",
+            "--out",
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
     let entries: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let entry = |action: &str| {
@@ -146,10 +272,28 @@ fn persons_act(db: Db) {
     };
     let approve = entry("run.approve");
     let actor = approve["actor"].as_str().unwrap();
-    assert!(actor.starts_with("user:") && actor.ends_with(" 财务二号 (finance2)"), "{actor}");
-    assert!(entry("run.create")["actor"].as_str().unwrap().ends_with(" 财务一号 (finance1)"));
-    assert!(entry("user.create")["actor"].as_str().unwrap().starts_with("operator:"));
-    for action in ["user.disable", "user.enable", "user.set_role", "user.reset_password"] {
+    assert!(
+        actor.starts_with("user:") && actor.ends_with(" 财务二号 (finance2)"),
+        "{actor}"
+    );
+    assert!(
+        entry("run.create")["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with(" 财务一号 (finance1)")
+    );
+    assert!(
+        entry("user.create")["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator:")
+    );
+    for action in [
+        "user.disable",
+        "user.enable",
+        "user.set_role",
+        "user.reset_password",
+    ] {
         assert_eq!(entry(action)["role"], "operator", "{action}");
     }
 }

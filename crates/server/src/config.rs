@@ -493,7 +493,13 @@ impl Parser {
     /// A comma-separated list of roles, each known.
     fn roles(&self, name: &str) -> Result<Vec<String>, ConfigError> {
         let mut roles = Vec::new();
-        for role in self.get(name).0.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        for role in self
+            .get(name)
+            .0
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
             if !["provider", "beneficiary", "finance", "auditor", "admin"].contains(&role) {
                 return Err(self.fail(
                     name,

@@ -238,9 +238,15 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             Some((
                 http_addr,
                 tokio::spawn(async move {
-                    crate::console::serve(listener, shared, trust_proxy_tls, require_totp_for, async move {
-                        let _ = console_stop_rx.await;
-                    })
+                    crate::console::serve(
+                        listener,
+                        shared,
+                        trust_proxy_tls,
+                        require_totp_for,
+                        async move {
+                            let _ = console_stop_rx.await;
+                        },
+                    )
                     .await
                 }),
             ))

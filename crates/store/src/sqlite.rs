@@ -48,10 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/sqlite/0008_opening.sql"),
     ),
-    (
-        9,
-        include_str!("../../../migrations/sqlite/0009_users.sql"),
-    ),
+    (9, include_str!("../../../migrations/sqlite/0009_users.sql")),
 ];
 
 pub struct SqliteStore {

@@ -42,7 +42,11 @@ fn check(url: &str) {
     let mut all: Vec<UserRow> = Vec::new();
     let mut owners = Vec::new();
     store
-        .token_insert("p2", &Principal::Provider("dc-a".into()), chrono::Utc::now())
+        .token_insert(
+            "p2",
+            &Principal::Provider("dc-a".into()),
+            chrono::Utc::now(),
+        )
         .unwrap();
     store
         .transaction(&mut |tx| {
@@ -61,13 +65,30 @@ fn check(url: &str) {
         .unwrap();
     let logins: Vec<(&str, &str, bool, &str)> = all
         .iter()
-        .map(|u| (u.login.as_str(), u.name.as_str(), u.service, u.created_at.as_str()))
+        .map(|u| {
+            (
+                u.login.as_str(),
+                u.name.as_str(),
+                u.service,
+                u.created_at.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         logins,
         [
-            ("svc-admin", "admin service account", true, "2025-01-04T00:00:00.000Z"),
-            ("svc-finance", "finance service account", true, "2025-01-01T00:00:00.000Z"),
+            (
+                "svc-admin",
+                "admin service account",
+                true,
+                "2025-01-04T00:00:00.000Z"
+            ),
+            (
+                "svc-finance",
+                "finance service account",
+                true,
+                "2025-01-01T00:00:00.000Z"
+            ),
             (
                 "svc-provider-dc-a",
                 "provider dc-a service account",
@@ -78,7 +99,13 @@ fn check(url: &str) {
     );
     assert_eq!(
         owners,
-        ["svc-finance", "svc-finance", "svc-provider-dc-a", "svc-admin", "svc-provider-dc-a"]
+        [
+            "svc-finance",
+            "svc-finance",
+            "svc-provider-dc-a",
+            "svc-admin",
+            "svc-provider-dc-a"
+        ]
     );
 }
 
@@ -110,8 +137,10 @@ fn earlier_tokens_get_service_accounts_on_postgres() {
     };
     {
         let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
-        c.batch_execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            .unwrap();
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .unwrap();
         for (i, sql) in POSTGRES_BEFORE.iter().enumerate() {
             c.batch_execute(sql).unwrap();
             c.execute(

@@ -5,7 +5,6 @@ use std::process::Output;
 
 pub use suanli_testkit::TestDb as Db;
 
-
 pub const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
 
 /// One district programme with a pool of 1,000.00 CNY, one provider and three beneficiaries.

@@ -182,7 +182,16 @@ pub fn person(url: &str, args: &[&str]) -> (String, String) {
         }
     }
     let o = bin()
-        .args(["user", "create", "--database-url", url, "--login", &login, "--name", &name])
+        .args([
+            "user",
+            "create",
+            "--database-url",
+            url,
+            "--login",
+            &login,
+            "--name",
+            &name,
+        ])
         .args(&user_args)
         .output()
         .unwrap();
@@ -199,7 +208,14 @@ pub fn person(url: &str, args: &[&str]) -> (String, String) {
 pub fn set_password(url: &str, login: &str, password: &str) {
     use std::io::Write;
     let mut c = bin()
-        .args(["user", "reset-password", login, "--password-stdin", "--database-url", url])
+        .args([
+            "user",
+            "reset-password",
+            login,
+            "--password-stdin",
+            "--database-url",
+            url,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -26,7 +26,8 @@ fn qr_svg(url: &str) -> String {
                 .min_dimensions(200, 200)
                 .build();
             // Inline in HTML: without the XML declaration.
-            svg.find("<svg").map_or(svg.clone(), |at| svg[at..].to_owned())
+            svg.find("<svg")
+                .map_or(svg.clone(), |at| svg[at..].to_owned())
         }
         Err(_) => String::new(),
     }
@@ -187,7 +188,11 @@ impl Console {
 
     /// Ends one of the signed-in user's sessions, named by its handle.
     pub(super) fn revoke_session(&self, ctx: &Ctx, handle: &str) -> Result<(), ConsoleError> {
-        let user_id = ctx.actor.as_ref().and_then(|a| a.user.as_ref()).map(|u| u.user_id);
+        let user_id = ctx
+            .actor
+            .as_ref()
+            .and_then(|a| a.user.as_ref())
+            .map(|u| u.user_id);
         let mut sessions = self.sessions.lock().expect("sessions lock");
         let found = sessions
             .iter()

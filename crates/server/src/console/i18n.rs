@@ -65,7 +65,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "服务账号：使用 API 令牌登录（与命令行和 gRPC 接口使用的令牌相同）",
         "Service accounts: sign in with an API token (the token the CLI and the gRPC API use)",
     ),
-    ("signin.wrong", "登录名或密码错误", "wrong login or password"),
+    (
+        "signin.wrong",
+        "登录名或密码错误",
+        "wrong login or password",
+    ),
     ("signin.code", "一次性验证码", "One-time code"),
     (
         "signin.code_hint",
@@ -83,31 +87,59 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "the one-time code is wrong, expired or already used",
     ),
     ("account.title", "我的账户", "My account"),
-    ("account.totp", "验证器（两步验证）", "Authenticator (two-step sign-in)"),
-    ("account.totp_on", "已绑定验证器：登录时需要一次性验证码。", "An authenticator is enrolled: sign-in asks for a one-time code."),
+    (
+        "account.totp",
+        "验证器（两步验证）",
+        "Authenticator (two-step sign-in)",
+    ),
+    (
+        "account.totp_on",
+        "已绑定验证器：登录时需要一次性验证码。",
+        "An authenticator is enrolled: sign-in asks for a one-time code.",
+    ),
     (
         "account.totp_intro",
         "用验证器应用（如 Google Authenticator、Microsoft Authenticator）扫描二维码，然后填写它显示的验证码。",
         "Scan the QR code with an authenticator app (Google Authenticator, Microsoft Authenticator, …), then enter the code it shows.",
     ),
-    ("account.totp_manual", "无法扫描时手动输入密钥：", "Or enter this key by hand:"),
+    (
+        "account.totp_manual",
+        "无法扫描时手动输入密钥：",
+        "Or enter this key by hand:",
+    ),
     ("account.totp_confirm", "绑定", "Enrol"),
     (
         "account.totp_required",
         "您的角色要求两步验证：请先绑定验证器。",
         "Your role requires two-step sign-in: enrol an authenticator first.",
     ),
-    ("account.totp_none", "未绑定验证器。", "No authenticator is enrolled."),
+    (
+        "account.totp_none",
+        "未绑定验证器。",
+        "No authenticator is enrolled.",
+    ),
     (
         "account.totp_token",
         "使用 API 令牌登录的会话不能绑定验证器；请用登录名和密码登录。",
         "A session signed in with an API token cannot enrol an authenticator; sign in with your login and password.",
     ),
-    ("account.totp_reload", "请重新打开账户页面再绑定", "reload the account page and enrol again"),
+    (
+        "account.totp_reload",
+        "请重新打开账户页面再绑定",
+        "reload the account page and enrol again",
+    ),
     ("account.sessions", "我的会话", "My sessions"),
     ("account.client", "客户端地址", "Client address"),
-    ("account.created_mins", "登录于（分钟前）", "Signed in (minutes ago)"),
-    ("account.seen_mins", "最近活动（分钟前）", "Last seen (minutes ago)"),
+    (
+        "account.created_mins",
+        "登录于（分钟前）",
+        "Signed in (minutes ago)",
+    ),
+    (
+        "account.seen_mins",
+        "最近活动（分钟前）",
+        "Last seen (minutes ago)",
+    ),
     ("account.this_session", "当前会话", "this session"),
     ("account.revoke", "结束会话", "End session"),
     (
@@ -115,7 +147,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "登录失败次数过多，已暂时锁定，请稍后再试",
         "too many failed sign-ins; locked for a while, try again later",
     ),
-    ("signin.disabled", "该用户已停用，请联系管理员", "this user is disabled; ask an administrator"),
+    (
+        "signin.disabled",
+        "该用户已停用，请联系管理员",
+        "this user is disabled; ask an administrator",
+    ),
     (
         "signin.insecure",
         "密码登录需要 HTTPS：请通过终止 TLS 的代理访问控制台（server.trust_proxy_tls）",

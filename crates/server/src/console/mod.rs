@@ -293,10 +293,9 @@ impl Console {
             .throttle
             .locked(&login_key, throttle::LOGIN_FAILURES_MAX, now)
             .or_else(|| {
-                address_key.as_deref().and_then(|k| {
-                    self.throttle
-                        .locked(k, throttle::ADDRESS_FAILURES_MAX, now)
-                })
+                address_key
+                    .as_deref()
+                    .and_then(|k| self.throttle.locked(k, throttle::ADDRESS_FAILURES_MAX, now))
             });
         if let Some(left) = locked {
             return refuse(SIGNIN_LOCKED, Refusal::LockedOut(left));
@@ -372,9 +371,7 @@ impl Console {
             Some(user.user_id),
             client,
         );
-        if must_enrol
-            && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id)
-        {
+        if must_enrol && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id) {
             s.must_enrol = true;
         }
         Ok(id)
@@ -769,7 +766,11 @@ async fn route(
 ) -> Result<Response, ConsoleError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     // A user who must enrol an authenticator reaches only the account page and sign-out.
-    if ctx.must_enrol && !matches!(segments.as_slice(), ["account", ..] | ["signout"] | ["signin"])
+    if ctx.must_enrol
+        && !matches!(
+            segments.as_slice(),
+            ["account", ..] | ["signout"] | ["signin"]
+        )
     {
         if *method == Method::GET {
             return Ok(redirect(ctx, "/account"));
@@ -798,11 +799,7 @@ async fn route(
             let p = signed_in(ctx)?;
             Ok(redirect(ctx, home_of(p)))
         }
-        ("GET", ["signin"]) => Ok(html(
-            ctx,
-            StatusCode::OK,
-            pages::signin_page(ctx, None, ""),
-        )),
+        ("GET", ["signin"]) => Ok(html(ctx, StatusCode::OK, pages::signin_page(ctx, None, ""))),
         ("POST", ["signin"]) if Form::parse(body)?.optional("token").is_none() => {
             let form = Form::parse(body)?;
             let login = form.required("login")?.trim().to_lowercase();

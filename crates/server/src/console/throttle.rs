@@ -95,16 +95,28 @@ mod tests {
         let t = Throttle::new(Duration::from_secs(900));
         let start = Instant::now();
         for i in 0..LOGIN_FAILURES_MAX {
-            assert_eq!(t.locked("login:a", LOGIN_FAILURES_MAX, start), None, "after {i}");
+            assert_eq!(
+                t.locked("login:a", LOGIN_FAILURES_MAX, start),
+                None,
+                "after {i}"
+            );
             t.fail("login:a", start + Duration::from_secs(u64::from(i)));
         }
         let left = t
-            .locked("login:a", LOGIN_FAILURES_MAX, start + Duration::from_secs(60))
+            .locked(
+                "login:a",
+                LOGIN_FAILURES_MAX,
+                start + Duration::from_secs(60),
+            )
             .expect("locked after five failures");
         assert_eq!(left, Duration::from_secs(840));
         assert_eq!(t.locked("login:b", LOGIN_FAILURES_MAX, start), None);
         assert_eq!(
-            t.locked("login:a", LOGIN_FAILURES_MAX, start + Duration::from_secs(900)),
+            t.locked(
+                "login:a",
+                LOGIN_FAILURES_MAX,
+                start + Duration::from_secs(900)
+            ),
             None,
             "the lock ends with the window"
         );
@@ -115,6 +127,9 @@ mod tests {
             Some(Duration::from_secs(899))
         );
         t.clear("login:a");
-        assert_eq!(t.locked("login:a", 1, start + Duration::from_secs(902)), None);
+        assert_eq!(
+            t.locked("login:a", 1, start + Duration::from_secs(902)),
+            None
+        );
     }
 }
