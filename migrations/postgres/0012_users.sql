@@ -2,6 +2,7 @@
 -- A service account (`service` = 1) is a user for machine clients: it never has a password.
 -- Existing tokens are attached to one generated service account per (role, subject), named
 -- `svc-<role>` or `svc-<role>-<subject>`, the same names `suanli token create --role` uses.
+-- A token's label says what it is for ("ERP export"); '' for tokens without one.
 -- Append-only: never edit a merged migration.
 
 CREATE TABLE users (
@@ -19,6 +20,7 @@ CREATE TABLE users (
 );
 
 ALTER TABLE tokens ADD COLUMN user_id BIGINT REFERENCES users (user_id);
+ALTER TABLE tokens ADD COLUMN label TEXT NOT NULL DEFAULT '';
 
 INSERT INTO users (login, name, role, subject, service, created_at)
 SELECT 'svc-' || role || CASE WHEN subject = '' THEN '' ELSE '-' || subject END,

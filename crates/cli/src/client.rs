@@ -90,6 +90,7 @@ pub fn issue_token(
         revoked_at: None,
         user: user.as_ref().map(UserRow::user_ref),
         user_disabled_at: None,
+        label: label.unwrap_or_default().to_owned(),
     };
     let who = Actor::operator();
     let subject = format!("token:{}", &row.token_hash[..12]);
@@ -143,6 +144,45 @@ pub fn issue_token(
         &row.token_hash[..12]
     );
     println!("{token}");
+    Ok(())
+}
+
+/// `suanli token list [--user LOGIN]`: every token (or a user's), by its hash's first 12 hex
+/// digits, with its user, role, label and lifetime. Tokens themselves are never stored.
+pub fn token_list(database_url: &str, user: Option<&str>) -> anyhow::Result<()> {
+    let mut store =
+        suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
+    let mut rows = Vec::new();
+    store.transaction(&mut |tx| {
+        rows = tokens::all(tx)?;
+        Ok(())
+    })?;
+    if let Some(login) = user {
+        rows.retain(|t| t.user.as_ref().is_some_and(|u| u.login == login));
+        if rows.is_empty() {
+            bail!("user {login:?} has no token (or does not exist)");
+        }
+    }
+    println!("hash\tuser\trole\tsubject\tlabel\tcreated_at\tstatus");
+    for t in rows {
+        let status = match (&t.revoked_at, &t.expires_at, &t.user_disabled_at) {
+            (Some(at), _, _) => format!("revoked {at}"),
+            (None, _, Some(at)) => format!("user disabled {at}"),
+            (None, Some(at), None) => format!("expires {at}"),
+            (None, None, None) => "active".to_owned(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+            &t.token_hash[..t.token_hash.len().min(12)],
+            t.user
+                .as_ref()
+                .map_or_else(String::new, suanli_app::audit::user_display),
+            t.principal.role(),
+            t.principal.subject(),
+            t.label,
+            t.created_at,
+        );
+    }
     Ok(())
 }
 

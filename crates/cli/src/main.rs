@@ -273,7 +273,7 @@ enum TokenCommand {
         /// subject.
         #[arg(long, conflicts_with_all = ["role", "provider", "beneficiary"], required_unless_present = "role")]
         user: Option<String>,
-        /// A note on what the token is for, shown by `suanli user list`'s audit trail.
+        /// What the token is for ("ERP export"), shown by `suanli token list`.
         #[arg(long, requires = "user")]
         label: Option<String>,
         /// Without --user: provider | beneficiary | finance | auditor | admin. The token belongs
@@ -289,6 +289,16 @@ enum TokenCommand {
         /// The token stops working this many days from now (1 to 3650); without it, never.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Lists tokens by the first 12 hex digits of their hash, with user, role, label and
+    /// status (no server needed).
+    List {
+        /// Only the tokens of this user (login).
+        #[arg(long)]
+        user: Option<String>,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
@@ -677,6 +687,7 @@ fn main() -> ExitCode {
                 users_cli::reset_password(&database_url, &login, password_stdin)
             }
         },
+        Command::Token { command: TokenCommand::List { user, database_url } } => client::token_list(&database_url, user.as_deref()),
         Command::Token { command: TokenCommand::Revoke { hash_prefix, token, database_url } } => {
             client::token_revoke(&database_url, hash_prefix.as_deref(), token.as_deref())
         }

@@ -65,6 +65,7 @@ fn token(
         revoked_at: None,
         user: None,
         user_disabled_at: None,
+        label: String::new(),
     };
     // On a thread of its own: the PostgreSQL client blocks, which a runtime's thread may not.
     std::thread::scope(|s| {

@@ -134,6 +134,25 @@ fn persons_act(db: Db) {
     let f1a = token_of(db, "finance1");
     let f1b = token_of(db, "finance1");
     let f2 = token_of(db, "finance2");
+    let tokens = direct_ok(db, &["token", "list", "--user", "finance1"]);
+    assert_eq!(
+        tokens.lines().count(),
+        3,
+        "a header and finance1's two tokens: {tokens}"
+    );
+    assert!(
+        tokens
+            .lines()
+            .skip(1)
+            .all(|l| l.contains("\t财务一号 (finance1)\tfinance\t\ttest\t")
+                && l.ends_with("\tactive")),
+        "{tokens}"
+    );
+    let all = direct_ok(db, &["token", "list"]);
+    assert!(
+        all.contains("\tprovider dc-a service account (svc-provider-dc-a)\tprovider\tdc-a\t\t"),
+        "{all}"
+    );
     let list = direct_ok(db, &["user", "list"]);
     for want in [
         "\tfinance1\t财务一号\tfinance\t\tperson\tnone\tactive\t",

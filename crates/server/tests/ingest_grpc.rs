@@ -105,6 +105,7 @@ fn with_tokens(url: String, cleanup: Box<dyn FnOnce()>) -> Db {
             revoked_at: None,
             user: None,
             user_disabled_at: None,
+            label: String::new(),
         };
         store
             .transaction(&mut |tx| {

@@ -256,6 +256,7 @@ pub trait Store: Send {
             revoked_at: None,
             user: None,
             user_disabled_at: None,
+            label: String::new(),
         };
         self.transaction(&mut |tx| tokens::insert(tx, &row))
     }

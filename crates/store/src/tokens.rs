@@ -19,6 +19,8 @@ pub struct TokenRow {
     pub user: Option<UserRef>,
     /// When the token's user was disabled: a disabled user's tokens are refused.
     pub user_disabled_at: Option<String>,
+    /// What the token is for ("ERP export"); empty when not said.
+    pub label: String,
 }
 
 fn row_of(r: &[Value]) -> Result<TokenRow> {
@@ -41,12 +43,13 @@ fn row_of(r: &[Value]) -> Result<TokenRow> {
         revoked_at: r[5].opt_text()?,
         user,
         user_disabled_at: r[9].opt_text()?,
+        label: r[10].text()?,
     })
 }
 
 /// The token's columns and its user's, from `tokens t LEFT JOIN users u`.
 const COLUMNS: &str = "t.token_hash, t.role, t.subject, t.created_at, t.expires_at, t.revoked_at, \
-                       u.user_id, u.login, u.name, u.disabled_at";
+                       u.user_id, u.login, u.name, u.disabled_at, t.label";
 const FROM: &str = "tokens t LEFT JOIN users u ON u.user_id = t.user_id";
 
 /// Inserts a token; without a user, it belongs to its principal's generated service account.
@@ -56,8 +59,8 @@ pub fn insert(tx: &mut dyn Sql, row: &TokenRow) -> Result<()> {
         None => users::service_account(tx, &row.principal, &row.created_at)?.user_id,
     };
     tx.exec(
-        "INSERT INTO tokens (token_hash, role, subject, created_at, expires_at, revoked_at, user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO tokens (token_hash, role, subject, created_at, expires_at, revoked_at, user_id, label) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             row.token_hash.as_str().into(),
             row.principal.role().into(),
@@ -66,6 +69,7 @@ pub fn insert(tx: &mut dyn Sql, row: &TokenRow) -> Result<()> {
             row.expires_at.clone().into(),
             row.revoked_at.clone().into(),
             user_id.into(),
+            row.label.as_str().into(),
         ],
     )?;
     Ok(())
@@ -103,6 +107,17 @@ pub fn revoke(tx: &mut dyn Sql, token_hash: &str, at: &str) -> Result<bool> {
         "UPDATE tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
         &[at.into(), token_hash.into()],
     )? == 1)
+}
+
+/// Every token, by user login and then newest first.
+pub fn all(tx: &mut dyn Sql) -> Result<Vec<TokenRow>> {
+    tx.query(
+        &format!("SELECT {COLUMNS} FROM {FROM} ORDER BY u.login, t.created_at DESC"),
+        &[],
+    )?
+    .iter()
+    .map(|r| row_of(r))
+    .collect()
 }
 
 /// The tokens of a user, newest first.
