@@ -29,7 +29,9 @@ function env(name) {
 const url = arg('url').replace(/\/$/, '');
 const out = arg('out', process.env.SUANLI_SCREENSHOTS || 'screenshots');
 mkdirSync(out, { recursive: true });
-const tokens = {
+// Logins of the persons the test signs in as; every one has the password SUANLI_E2E_PASSWORD.
+const password = env('SUANLI_E2E_PASSWORD');
+const logins = {
   finance1: env('SUANLI_E2E_FINANCE_1'),
   finance2: env('SUANLI_E2E_FINANCE_2'),
   enterprise: env('SUANLI_E2E_ENTERPRISE'),
@@ -63,12 +65,16 @@ const browser = await chromium.launch({
 });
 
 /// A signed-in browser context (its own cookies) and its page.
-async function signIn(token, expectPath) {
+async function signIn(login, expectPath) {
   const context = await browser.newContext({ viewport: WIDTHS[0], locale: 'zh-CN' });
   const page = await context.newPage();
   await page.goto(`${url}/signin`);
-  await page.fill('#token', token);
-  await Promise.all([page.waitForURL(`**${expectPath}*`), page.click('button[type=submit]')]);
+  await page.fill('#login', login);
+  await page.fill('#password', password);
+  await Promise.all([
+    page.waitForURL(`**${expectPath}*`),
+    page.click('#password-signin button[type=submit]'),
+  ]);
   check(new URL(page.url()).pathname === expectPath, `signed in, landed on ${expectPath}`);
   return { context, page };
 }
@@ -105,13 +111,13 @@ try {
   }
 
   // The enterprise before the run: nothing received yet.
-  const enterprise = await signIn(tokens.enterprise, '/enterprise');
+  const enterprise = await signIn(logins.enterprise, '/enterprise');
   const before = await text(enterprise.page, '#received-total');
   check(before === '¥0.00', `enterprise received ${before} before the run`);
   await shoot(enterprise.page, 'enterprise-before');
 
   // Finance A creates the run; the preview's lines are shown before approval.
-  const financeA = await signIn(tokens.finance1, '/finance');
+  const financeA = await signIn(logins.finance1, '/finance');
   await shoot(financeA.page, 'finance');
   await financeA.page.selectOption('#programme', 'hz-municipal-2025');
   await financeA.page.fill('#period', '2025-03');
@@ -137,7 +143,7 @@ try {
   await shoot(financeA.page, 'four-eyes-refused');
 
   // Finance B approves and posts.
-  const financeB = await signIn(tokens.finance2, '/finance');
+  const financeB = await signIn(logins.finance2, '/finance');
   await financeB.page.goto(`${url}${runPath}`);
   await Promise.all([financeB.page.waitForURL(`**${runPath}`), financeB.page.click('#approve')]);
   check(
@@ -178,7 +184,7 @@ try {
   await shoot(enterprise.page, 'enterprise-en');
 
   // The provider: its own view, and 403 on the finance pages.
-  const provider = await signIn(tokens.provider, '/provider');
+  const provider = await signIn(logins.provider, '/provider');
   await shoot(provider.page, 'provider');
   for (const path of ['/finance', runPath, '/audit']) {
     const response = await provider.page.goto(`${url}${path}`);
@@ -188,7 +194,7 @@ try {
   await shoot(provider.page, 'provider-403');
 
   // The auditor: journal, trial balance, and re-derive of the posted run.
-  const auditor = await signIn(tokens.auditor, '/audit');
+  const auditor = await signIn(logins.auditor, '/audit');
   check(
     (await auditor.page.getAttribute('#balanced', 'data-balanced')) === 'true',
     'the trial balance balances',

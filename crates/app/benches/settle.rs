@@ -69,6 +69,7 @@ fn run(url: &str, n: usize) -> anyhow::Result<()> {
 
     let bench_actor = |actor: &str| suanli_app::audit::Actor {
         actor: actor.to_owned(),
+        user: None,
         role: "finance".to_owned(),
         request_id: suanli_app::audit::new_request_id(),
     };

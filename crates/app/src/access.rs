@@ -3,12 +3,34 @@
 
 use suanli_store::Store;
 use suanli_store::tokens::{self, TokenRow};
+use suanli_store::users::{self, UserRow};
 
 /// The stored row of the token whose sha256 (hex) is `token_hash`, if any.
 pub fn token(store: &mut dyn Store, token_hash: &str) -> suanli_store::Result<Option<TokenRow>> {
     let mut row = None;
     store.transaction(&mut |tx| {
         row = tokens::lookup(tx, token_hash)?;
+        Ok(())
+    })?;
+    Ok(row)
+}
+
+/// The stored row of the user `user_id`, if any: a console session re-reads it to end when the
+/// user is disabled and to follow a changed role.
+pub fn user(store: &mut dyn Store, user_id: i64) -> suanli_store::Result<Option<UserRow>> {
+    let mut row = None;
+    store.transaction(&mut |tx| {
+        row = users::by_id(tx, user_id)?;
+        Ok(())
+    })?;
+    Ok(row)
+}
+
+/// The stored row of the user who signs in as `login`, if any.
+pub fn user_by_login(store: &mut dyn Store, login: &str) -> suanli_store::Result<Option<UserRow>> {
+    let mut row = None;
+    store.transaction(&mut |tx| {
+        row = users::by_login(tx, login)?;
         Ok(())
     })?;
     Ok(row)

@@ -241,9 +241,11 @@ pub fn confirm_opening(store: &mut dyn Store, import_id: i64, who: &Actor) -> Re
                 import.status
             )));
         }
-        if import.created_by == actor {
+        // Four eyes between persons: another user, whatever tokens either used.
+        if who.same_person(&import.created_by) {
             return Err(SettleError::PermissionDenied(format!(
-                "opening import {import_id} was imported by {actor}; another finance user must confirm it (four eyes)"
+                "opening import {import_id} was imported by {}; another finance user must confirm it (four eyes)",
+                import.created_by
             )));
         }
         if let Some(run) = runs::runs(tx, Some(&import.programme))?

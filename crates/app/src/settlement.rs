@@ -409,13 +409,19 @@ pub fn list_runs(store: &mut dyn Store, programme: Option<&str>) -> Result<Vec<R
     in_tx(store, |tx| Ok(rows::runs(tx, programme)?))
 }
 
-/// Four eyes: the approver must be a finance principal other than the creator.
+/// Four eyes: the approver must be another person than the creator — another user, whatever
+/// tokens either used (compared by login, see [`crate::audit::person_of`]).
 pub fn approve_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunView> {
     let actor = who.actor.as_str();
     settlement_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
-        if run.status == "approved" && run.approved_by.as_deref() == Some(actor) {
+        if run.status == "approved"
+            && run
+                .approved_by
+                .as_deref()
+                .is_some_and(|a| who.same_person(a))
+        {
             let lines = rows::run_lines(tx, run_id)?;
             return Ok(RunView {
                 run,
@@ -429,9 +435,10 @@ pub fn approve_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<Ru
                 run.status
             )));
         }
-        if run.created_by == actor {
+        if who.same_person(&run.created_by) {
             return Err(SettleError::PermissionDenied(format!(
-                "run {run_id} was created by {actor}; another finance user must approve it (four eyes)"
+                "run {run_id} was created by {}; another finance user must approve it (four eyes)",
+                run.created_by
             )));
         }
         rows::transition(tx, run_id, "open", "approved", Some(actor), &now())?;

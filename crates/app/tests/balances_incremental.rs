@@ -167,6 +167,7 @@ fn step() -> impl Strategy<Value = Step> {
 fn actor(name: &str) -> suanli_app::audit::Actor {
     suanli_app::audit::Actor {
         actor: format!("finance:{name}"),
+        user: None,
         role: "finance".to_owned(),
         request_id: suanli_app::audit::new_request_id(),
     }

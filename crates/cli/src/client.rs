@@ -12,6 +12,7 @@ use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_proto::v1::registry_service_client::RegistryServiceClient;
 use suanli_store::Principal;
 use suanli_store::tokens::{self, TokenRow};
+use suanli_store::users::UserRow;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -25,13 +26,12 @@ fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub fn token_create(
-    database_url: &str,
+/// The principal of `--role` with `--provider` or `--beneficiary`.
+pub fn principal_of(
     role: &str,
     provider: Option<&str>,
     beneficiary: Option<&str>,
-    expires_in_days: Option<u32>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Principal> {
     let subject_id = match role {
         "provider" => provider.context("--provider ID is required for role provider")?,
         "beneficiary" => {
@@ -44,50 +44,100 @@ pub fn token_create(
             ""
         }
     };
-    let principal = Principal::from_parts(role, subject_id).with_context(|| {
+    Principal::from_parts(role, subject_id).with_context(|| {
         format!("unknown role {role:?}: expected provider, beneficiary, finance, auditor or admin")
-    })?;
+    })
+}
+
+/// `suanli token create --role`: a token of the generated service account of the role and
+/// subject (`svc-ROLE[-SUBJECT]`), kept for scripts written before users.
+pub fn token_create(
+    database_url: &str,
+    role: &str,
+    provider: Option<&str>,
+    beneficiary: Option<&str>,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
+    let principal = principal_of(role, provider, beneficiary)?;
+    issue_token(database_url, principal, None, None, expires_in_days)
+}
+
+/// Creates a token of `principal` for `user` (its generated service account when `None`),
+/// audited with its label; prints it once.
+pub fn issue_token(
+    database_url: &str,
+    principal: Principal,
+    user: Option<UserRow>,
+    label: Option<&str>,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
     if let Some(days) = expires_in_days
         && !(1..=TOKEN_DAYS_MAX).contains(&days)
     {
         bail!("--expires-in-days must be 1 to {TOKEN_DAYS_MAX}");
     }
+    let role = principal.role();
+    let subject_id = principal.subject().to_owned();
     let token = suanli_server::auth::new_token();
     let mut store =
         suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
     let now = chrono::Utc::now();
-    let row = TokenRow {
+    let mut row = TokenRow {
         token_hash: suanli_server::auth::hash_token(&token),
-        principal,
+        principal: principal.clone(),
         created_at: time_text(now),
         expires_at: expires_in_days.map(|d| time_text(now + chrono::Duration::days(d.into()))),
         revoked_at: None,
+        user: user.as_ref().map(UserRow::user_ref),
+        user_disabled_at: None,
+        label: label.unwrap_or_default().to_owned(),
     };
     let who = Actor::operator();
     let subject = format!("token:{}", &row.token_hash[..12]);
     let expires_at = row.expires_at.clone().unwrap_or_default();
+    let label = label.unwrap_or_default();
+    let mut owner = None;
     // The token and its audit entry commit together.
     store.transaction(&mut |tx| {
         tokens::insert(tx, &row)?;
+        let stored = tokens::lookup(tx, &row.token_hash)?;
+        let user = stored.and_then(|t| t.user);
+        let user_id = user
+            .as_ref()
+            .map_or(String::new(), |u| u.user_id.to_string());
         who.record(
             tx,
             "token.create",
             &subject,
-            &[&row.token_hash, role, subject_id, &expires_at],
-        )
+            &[
+                &row.token_hash,
+                role,
+                &subject_id,
+                &expires_at,
+                &user_id,
+                label,
+            ],
+        )?;
+        owner = user;
+        Ok(())
     })?;
+    row.user = owner;
     let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
         "a"
     };
     eprintln!(
-        "created {article} {role} token{}{}; it is shown once and only its hash ({}…) is stored:",
+        "created {article} {role} token{}{}{}; it is shown once and only its hash ({}…) is stored:",
         if subject_id.is_empty() {
             String::new()
         } else {
             format!(" for {subject_id}")
         },
+        row.user.as_ref().map_or_else(String::new, |u| format!(
+            " of user {}",
+            suanli_app::audit::user_display(u)
+        )),
         row.expires_at
             .as_deref()
             .map_or_else(String::new, |e| format!(
@@ -97,6 +147,45 @@ pub fn token_create(
         &row.token_hash[..12]
     );
     println!("{token}");
+    Ok(())
+}
+
+/// `suanli token list [--user LOGIN]`: every token (or a user's), by its hash's first 12 hex
+/// digits, with its user, role, label and lifetime. Tokens themselves are never stored.
+pub fn token_list(database_url: &str, user: Option<&str>) -> anyhow::Result<()> {
+    let mut store =
+        suanli_store::open(database_url).with_context(|| format!("cannot open {database_url}"))?;
+    let mut rows = Vec::new();
+    store.transaction(&mut |tx| {
+        rows = tokens::all(tx)?;
+        Ok(())
+    })?;
+    if let Some(login) = user {
+        rows.retain(|t| t.user.as_ref().is_some_and(|u| u.login == login));
+        if rows.is_empty() {
+            bail!("user {login:?} has no token (or does not exist)");
+        }
+    }
+    println!("hash\tuser\trole\tsubject\tlabel\tcreated_at\tstatus");
+    for t in rows {
+        let status = match (&t.revoked_at, &t.expires_at, &t.user_disabled_at) {
+            (Some(at), _, _) => format!("revoked {at}"),
+            (None, _, Some(at)) => format!("user disabled {at}"),
+            (None, Some(at), None) => format!("expires {at}"),
+            (None, None, None) => "active".to_owned(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{status}",
+            &t.token_hash[..t.token_hash.len().min(12)],
+            t.user
+                .as_ref()
+                .map_or_else(String::new, suanli_app::audit::user_display),
+            t.principal.role(),
+            t.principal.subject(),
+            t.label,
+            t.created_at,
+        );
+    }
     Ok(())
 }
 

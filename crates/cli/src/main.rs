@@ -8,6 +8,7 @@ mod client;
 mod files;
 mod settle_cli;
 mod simulate;
+mod users_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,10 @@ enum Command {
         /// server.log_json: log JSON lines instead of text (the filter comes from RUST_LOG).
         #[arg(long)]
         log_json: bool,
+        /// server.trust_proxy_tls: a TLS-terminating proxy is in front of the console (allows
+        /// password sign-in on a non-loopback --http-addr; Secure cookies).
+        #[arg(long)]
+        trust_proxy_tls: bool,
         /// tls.cert_path: the server certificate chain (PEM).
         #[arg(long)]
         tls_cert: Option<String>,
@@ -98,6 +103,12 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Named users: people who sign in to the console, and service accounts of machine clients
+    /// (no server needed; every change is audited).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// The tamper-evident audit log (no server needed).
     Audit {
@@ -258,9 +269,17 @@ enum LedgerCommand {
 enum TokenCommand {
     /// Creates a token, prints it once and stores only its sha256 (no server needed).
     Create {
-        /// provider | beneficiary | finance | auditor | admin
+        /// The user the token belongs to (its login); the token has the user's role and
+        /// subject.
+        #[arg(long, conflicts_with_all = ["role", "provider", "beneficiary"], required_unless_present = "role")]
+        user: Option<String>,
+        /// What the token is for ("ERP export"), shown by `suanli token list`.
+        #[arg(long, requires = "user")]
+        label: Option<String>,
+        /// Without --user: provider | beneficiary | finance | auditor | admin. The token belongs
+        /// to the generated service account of the role and subject (svc-ROLE[-SUBJECT]).
         #[arg(long)]
-        role: String,
+        role: Option<String>,
         /// The provider id, with --role provider.
         #[arg(long)]
         provider: Option<String>,
@@ -274,6 +293,16 @@ enum TokenCommand {
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
     },
+    /// Lists tokens by the first 12 hex digits of their hash, with user, role, label and
+    /// status (no server needed).
+    List {
+        /// Only the tokens of this user (login).
+        #[arg(long)]
+        user: Option<String>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
     /// Revokes a token (no server needed); a running server refuses it within
     /// --token-recheck-secs.
     Revoke {
@@ -283,6 +312,101 @@ enum TokenCommand {
         /// The token itself.
         #[arg(long)]
         token: Option<String>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user.
+    Create {
+        /// The sign-in name: 1 to 64 of a-z, 0-9, '.', '_', '-'; never changes.
+        #[arg(long)]
+        login: String,
+        /// The name shown wherever the user acts, e.g. "财务一号".
+        #[arg(long)]
+        name: String,
+        /// provider | beneficiary | finance | auditor | admin
+        #[arg(long)]
+        role: String,
+        /// The provider id, with --role provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The beneficiary (enterprise) id, with --role beneficiary.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        /// The user's e-mail address, for the operators' records.
+        #[arg(long)]
+        email: Option<String>,
+        /// A service account for a machine client: tokens only, never a password.
+        #[arg(long)]
+        service: bool,
+        /// Reads the user's console password from standard input (one line).
+        #[arg(long, conflicts_with = "service")]
+        password_stdin: bool,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Lists every user.
+    List {
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Disables a user: a running server refuses its tokens and console sessions within
+    /// --token-recheck-secs.
+    Disable {
+        /// The user's login.
+        login: String,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Enables a disabled user again.
+    Enable {
+        /// The user's login.
+        login: String,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Changes a user's role (and its tokens').
+    SetRole {
+        /// The user's login.
+        login: String,
+        /// provider | beneficiary | finance | auditor | admin
+        #[arg(long)]
+        role: String,
+        /// The provider id, with --role provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The beneficiary (enterprise) id, with --role beneficiary.
+        #[arg(long)]
+        beneficiary: Option<String>,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Removes a user's authenticator (a lost phone); the next password sign-in enrols again
+    /// where auth.require_totp_for asks for it.
+    ResetTotp {
+        /// The user's login.
+        login: String,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Sets a user's console password: prints a new one-time password, or reads one from
+    /// standard input with --password-stdin.
+    ResetPassword {
+        /// The user's login.
+        login: String,
+        /// Reads the new password from standard input (one line) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
         /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
         #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
         database_url: String,
@@ -521,7 +645,7 @@ fn main() -> ExitCode {
                 registry.1.content_hash
             );
         }),
-        Command::Serve { config, addr, database_url, metrics_addr, health_addr, http_addr, log_json, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
+        Command::Serve { config, addr, database_url, metrics_addr, health_addr, http_addr, log_json, trust_proxy_tls, tls_cert, tls_key, tls_client_ca, token_recheck_secs } => {
             let mut flags: Vec<(&'static str, String)> = Vec::new();
             for (flag, value) in [
                 ("--addr", addr),
@@ -534,6 +658,7 @@ fn main() -> ExitCode {
                 ("--tls-client-ca", tls_client_ca),
                 ("--token-recheck-secs", token_recheck_secs),
                 ("--log-json", log_json.then(|| "true".to_owned())),
+                ("--trust-proxy-tls", trust_proxy_tls.then(|| "true".to_owned())),
             ] {
                 if let Some(v) = value {
                     flags.push((flag, v));
@@ -541,9 +666,28 @@ fn main() -> ExitCode {
             }
             serve(config.as_deref(), &flags)
         }
-        Command::Token { command: TokenCommand::Create { role, provider, beneficiary, expires_in_days, database_url } } => {
-            client::token_create(&database_url, &role, provider.as_deref(), beneficiary.as_deref(), expires_in_days)
+        Command::Token { command: TokenCommand::Create { user: Some(login), label, expires_in_days, database_url, .. } } => {
+            users_cli::token_create_for_user(&database_url, &login, label.as_deref(), expires_in_days)
         }
+        Command::Token { command: TokenCommand::Create { user: None, role, provider, beneficiary, expires_in_days, database_url, .. } } => {
+            client::token_create(&database_url, role.as_deref().unwrap_or_default(), provider.as_deref(), beneficiary.as_deref(), expires_in_days)
+        }
+        Command::User { command } => match command {
+            UserCommand::Create { login, name, role, provider, beneficiary, email, service, password_stdin, database_url } => {
+                users_cli::create(&database_url, users_cli::Create { login, name, role, provider, beneficiary, email, service, password_stdin })
+            }
+            UserCommand::List { database_url } => users_cli::list(&database_url),
+            UserCommand::Disable { login, database_url } => users_cli::disable(&database_url, &login, true),
+            UserCommand::Enable { login, database_url } => users_cli::disable(&database_url, &login, false),
+            UserCommand::SetRole { login, role, provider, beneficiary, database_url } => {
+                users_cli::set_role(&database_url, &login, &role, provider.as_deref(), beneficiary.as_deref())
+            }
+            UserCommand::ResetTotp { login, database_url } => users_cli::reset_totp(&database_url, &login),
+            UserCommand::ResetPassword { login, password_stdin, database_url } => {
+                users_cli::reset_password(&database_url, &login, password_stdin)
+            }
+        },
+        Command::Token { command: TokenCommand::List { user, database_url } } => client::token_list(&database_url, user.as_deref()),
         Command::Token { command: TokenCommand::Revoke { hash_prefix, token, database_url } } => {
             client::token_revoke(&database_url, hash_prefix.as_deref(), token.as_deref())
         }

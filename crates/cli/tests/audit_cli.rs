@@ -111,7 +111,8 @@ fn chain_detects_edits_and_deletions(db: Db) {
     let db = &s.db;
 
     let out = verify_passes(db);
-    assert!(out.contains("intact: 12 entries"), "{out}");
+    // Each token is a person's: a user.create before each token.create.
+    assert!(out.contains("intact: 16 entries"), "{out}");
     let json_path = db.dir.join("audit.json");
     let o = audit(
         db,
@@ -135,9 +136,13 @@ fn chain_detects_edits_and_deletions(db: Db) {
     assert_eq!(
         actions,
         [
+            "user.create",
             "token.create",
+            "user.create",
             "token.create",
+            "user.create",
             "token.create",
+            "user.create",
             "token.create",
             "registry.load",
             "record.void",
@@ -149,13 +154,21 @@ fn chain_detects_edits_and_deletions(db: Db) {
             "run.cancel",
         ]
     );
-    let void = &entries[5];
-    assert_eq!(void["actor"], "provider:dc-a");
+    let void = &entries[9];
+    let actor = void["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with("user:") && actor.contains(" provider ") && actor.ends_with(")"),
+        "the void names the provider's user: {actor}"
+    );
     assert_eq!(void["subject"], "record:dc-a/m2");
     assert!(void["request_id"].as_str().unwrap().starts_with("req_"));
-    let approve = &entries[7];
+    let approve = &entries[11];
     assert_eq!(approve["role"], "finance");
-    assert!(approve["actor"].as_str().unwrap().starts_with("finance:"));
+    let actor = approve["actor"].as_str().unwrap();
+    assert!(
+        actor.starts_with("user:") && actor.contains("(finance"),
+        "{actor}"
+    );
     let csv_path = db.dir.join("audit.csv");
     let o = audit(db, &["export", "--out", csv_path.to_str().unwrap()]);
     assert!(o.status.success());
@@ -163,31 +176,31 @@ fn chain_detects_edits_and_deletions(db: Db) {
     assert!(
         csv.starts_with("seq,previous_hash,actor,role,action,subject,at,request_id,digest,hash\n")
     );
-    assert_eq!(csv.lines().count(), 13, "a header and 12 entries");
+    assert_eq!(csv.lines().count(), 17, "a header and 16 entries");
 
     // An edited field breaks that entry's hash.
     tamper(
         db,
-        "UPDATE audit_log SET actor = 'finance:someone-else' WHERE seq = 8",
+        "UPDATE audit_log SET actor = 'finance:someone-else' WHERE seq = 12",
     );
-    verify_fails_at(db, 8);
+    verify_fails_at(db, 12);
     let original = approve["actor"].as_str().unwrap();
     tamper(
         db,
-        &format!("UPDATE audit_log SET actor = '{original}' WHERE seq = 8"),
+        &format!("UPDATE audit_log SET actor = '{original}' WHERE seq = 12"),
     );
     verify_passes(db);
     // An edited hash no longer matches its entry's fields.
     tamper(
         db,
         // Always a different first digit (a fixed 'f' left one hash in 16 unchanged).
-        "UPDATE audit_log SET hash = CASE WHEN substr(hash, 1, 1) = '0' THEN '1' ELSE '0' END || substr(hash, 2) WHERE seq = 6",
+        "UPDATE audit_log SET hash = CASE WHEN substr(hash, 1, 1) = '0' THEN '1' ELSE '0' END || substr(hash, 2) WHERE seq = 10",
     );
-    verify_fails_at(db, 6);
-    let hash = entries[5]["hash"].as_str().unwrap();
+    verify_fails_at(db, 10);
+    let hash = entries[9]["hash"].as_str().unwrap();
     tamper(
         db,
-        &format!("UPDATE audit_log SET hash = '{hash}' WHERE seq = 6"),
+        &format!("UPDATE audit_log SET hash = '{hash}' WHERE seq = 10"),
     );
     verify_passes(db);
     // A deleted entry is named by its seq.
@@ -254,7 +267,8 @@ fn posted_money_edits_are_found(db: Db) {
     ];
     s.ok(&f1, &pay);
     let db = &s.db;
-    // seq: 4 tokens, registry.load, run.create, run.approve, run.post (8), payment (9).
+    // seq: 4 users and their tokens, registry.load, run.create, run.approve, run.post (12),
+    // payment (13).
     let out = verify_passes(db);
     assert!(
         out.contains("posted money matches its audit entries: 1 posted run(s), 1 payment(s)"),
@@ -277,7 +291,7 @@ fn posted_money_edits_are_found(db: Db) {
     );
     let err = verify_fails(db);
     assert!(
-        err.contains("at seq 8") && err.contains("run:") && err.contains("journal 1"),
+        err.contains("at seq 12") && err.contains("run:") && err.contains("journal 1"),
         "verify names the post and its journal: {err}"
     );
     tamper(
@@ -296,7 +310,7 @@ fn posted_money_edits_are_found(db: Db) {
         db,
         "UPDATE run_lines SET amount_fen = amount_fen + 1 WHERE seq = 0 OR seq = 1",
     );
-    assert!(verify_fails(db).contains("at seq 8"));
+    assert!(verify_fails(db).contains("at seq 12"));
     let rederived = s.fails(&f1, &["settle", "rederive", &run]);
     assert!(
         rederived.contains("does not match its re-derivation: recomputed")
@@ -321,7 +335,7 @@ fn posted_money_edits_are_found(db: Db) {
     );
     let err = verify_fails(db);
     assert!(
-        err.contains("at seq 9") && err.contains("payment journal 2"),
+        err.contains("at seq 13") && err.contains("payment journal 2"),
         "verify names the payment: {err}"
     );
     tamper(

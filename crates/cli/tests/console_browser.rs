@@ -1,7 +1,7 @@
 //! The web console in a real browser (issue 6): prepares the worked example through the CLI,
 //! starts `suanli serve` with the console, and runs `node e2e/console.mjs` (playwright-core
-//! driving Debian's headless Chromium): finance A creates a run, finance B approves and posts
-//! it, the enterprise sees its balance change, the provider gets HTTP 403 on finance pages.
+//! driving Debian's headless Chromium; each person signs in with login and password): finance
+//! A creates a run, finance B approves and posts it, the enterprise sees its balance change, the provider gets HTTP 403 on finance pages.
 //! Screenshots of every view at 1280 px and 390 px go to `<target dir>/console-screenshots/`.
 //! Skips when Chromium, Node or `e2e/node_modules` is missing, unless
 //! `SUANLI_REQUIRE_BROWSER=1` (CI), then it fails.
@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::console::start;
+use support::console::{PASSWORD, start};
 use support::root;
 
 /// The browser executable: `CHROMIUM` or Debian's `/usr/bin/chromium`.
@@ -70,11 +70,12 @@ fn console_in_headless_chromium() {
         ])
         .arg(&out)
         .env("CHROMIUM", chromium())
-        .env("SUANLI_E2E_FINANCE_1", &f.tokens.finance_1)
-        .env("SUANLI_E2E_FINANCE_2", &f.tokens.finance_2)
-        .env("SUANLI_E2E_ENTERPRISE", &f.tokens.ent_a)
-        .env("SUANLI_E2E_PROVIDER", &f.tokens.dc_a)
-        .env("SUANLI_E2E_AUDITOR", &f.tokens.auditor)
+        .env("SUANLI_E2E_FINANCE_1", &f.logins.finance_1)
+        .env("SUANLI_E2E_FINANCE_2", &f.logins.finance_2)
+        .env("SUANLI_E2E_ENTERPRISE", &f.logins.ent_a)
+        .env("SUANLI_E2E_PROVIDER", &f.logins.dc_a)
+        .env("SUANLI_E2E_AUDITOR", &f.logins.auditor)
+        .env("SUANLI_E2E_PASSWORD", PASSWORD)
         .status()
         .expect("node runs");
     assert!(

@@ -312,18 +312,9 @@ fn cli(addr: &str, token: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A token of a new person with the role of `args`: the two finance tokens are two persons.
 fn token(url: &str, args: &[&str]) -> String {
-    let o = bin()
-        .args(["token", "create", "--database-url", url])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    support::token(url, args)
 }
 
 /// What the client saw: the final outcome of every record of every acknowledged batch, and the

@@ -63,6 +63,9 @@ fn token(
         created_at: chrono::Utc::now().to_rfc3339(),
         expires_at: expires_at.map(|t| t.to_rfc3339()),
         revoked_at: None,
+        user: None,
+        user_disabled_at: None,
+        label: String::new(),
     };
     // On a thread of its own: the PostgreSQL client blocks, which a runtime's thread may not.
     std::thread::scope(|s| {

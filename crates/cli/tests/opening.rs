@@ -57,7 +57,24 @@ fn audit_verify(db: &Db) -> std::process::Output {
 fn worked_example_with_opening_balances(db: Db) {
     let s = Server::start(db);
     let admin = s.token(&["--role", "admin"]);
-    let f1 = s.token(&["--role", "finance"]);
+    // The importer holds two tokens: four eyes is between persons, not tokens.
+    let o = bin()
+        .args([
+            "user",
+            "create",
+            "--login",
+            "importer",
+            "--name",
+            "导入人",
+            "--role",
+            "finance",
+        ])
+        .args(["--database-url", &s.db.url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f1 = support::token_create(&s.db.url, &["--user", "importer"]);
+    let f1_other = support::token_create(&s.db.url, &["--user", "importer"]);
     let f2 = s.token(&["--role", "finance"]);
     let auditor = s.token(&["--role", "auditor"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
@@ -104,6 +121,11 @@ fn worked_example_with_opening_balances(db: Db) {
     assert!(
         err.contains("four eyes"),
         "the importer cannot confirm: {err}"
+    );
+    let err = s.fails(&f1_other, &["ledger", "confirm-opening", &id]);
+    assert!(
+        err.contains("four eyes") && err.contains("导入人 (importer)"),
+        "nor with another token of the same user: {err}"
     );
     let err = s.fails(&auditor, &["ledger", "confirm-opening", &id]);
     assert!(
@@ -400,7 +422,9 @@ fn opening_counts_against_the_pool(db: Db) {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("  cancelled by finance:") && l.ends_with("+08:00")),
+            .any(|l| l.starts_with("  cancelled by finance ")
+                && l.contains("(finance")
+                && l.ends_with("+08:00")),
         "run times in Asia/Shanghai: {shown}"
     );
     s.ok(&f2, &["ledger", "confirm-opening", &id]);

@@ -73,6 +73,7 @@ fn concurrent_posts_from_two_connections_post_once() {
                 barrier.wait();
                 let actor = suanli_app::audit::Actor {
                     actor: "finance:test".into(),
+                    user: None,
                     role: "finance".into(),
                     request_id: suanli_app::audit::new_request_id(),
                 };

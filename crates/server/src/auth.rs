@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use sha2::{Digest, Sha256};
 use suanli_store::Principal;
+use suanli_store::users::UserRef;
 use tonic::{Request, Status};
 
 use crate::limits::{RateLimiter, count};
@@ -152,14 +153,23 @@ impl tonic::service::Interceptor for Interceptor {
 /// this long after. Expiry needs no re-read: the cache entry carries it.
 pub const TOKEN_RECHECK_SECS_DEFAULT: u64 = 30;
 
+/// Who a credential speaks for: the principal (role and subject) and, for a token, its user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub principal: Principal,
+    /// The token's user; `None` for a client certificate or a token stored without a user.
+    pub user: Option<UserRef>,
+}
+
 /// A principal resolved from the store, and when that was.
 struct Cached {
-    principal: Principal,
+    identity: Identity,
     expires_at: Option<DateTime<Utc>>,
     checked_at: Instant,
 }
 
-/// Resolves token hashes to principals; refuses unknown, revoked and expired tokens.
+/// Resolves token hashes to principals; refuses unknown, revoked and expired tokens and the
+/// tokens of disabled users.
 pub struct Authenticator {
     writer: Writer,
     cache: RwLock<HashMap<String, Cached>>,
@@ -180,23 +190,42 @@ impl Authenticator {
         }
     }
 
+    /// How long a cached principal is trusted before it is read again.
+    pub fn recheck(&self) -> Duration {
+        self.recheck
+    }
+
     pub async fn principal(&self, extensions: &tonic::Extensions) -> Result<Principal, Status> {
+        Ok(self.identity(extensions).await?.principal)
+    }
+
+    /// The principal and user of a request's credential.
+    pub async fn identity(&self, extensions: &tonic::Extensions) -> Result<Identity, Status> {
         if extensions.get::<TokenHash>().is_none()
             && let Some(CertProvider(provider)) = extensions.get::<CertProvider>()
         {
-            return Ok(Principal::Provider(provider.clone()));
+            return Ok(Identity {
+                principal: Principal::Provider(provider.clone()),
+                user: None,
+            });
         }
         let hash = extensions
             .get::<TokenHash>()
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?
             .0
             .clone();
+        self.of_token_hash(&hash).await
+    }
+
+    /// The identity of the token of sha256 `hash` (hex), from the cache while it is fresh.
+    pub async fn of_token_hash(&self, hash: &str) -> Result<Identity, Status> {
+        let hash = hash.to_owned();
         if let Some(c) = self.cache.read().expect("auth cache lock").get(&hash) {
             if expired(c.expires_at, Utc::now()) {
                 return Err(Status::unauthenticated("token expired"));
             }
             if c.checked_at.elapsed() < self.recheck {
-                return Ok(c.principal.clone());
+                return Ok(c.identity.clone());
             }
         }
         let lookup = hash.clone();
@@ -216,6 +245,9 @@ impl Authenticator {
         if row.revoked_at.is_some() {
             return refused("token revoked");
         }
+        if row.user_disabled_at.is_some() {
+            return refused("the token's user is disabled");
+        }
         let expires_at = match row.expires_at.as_deref().map(DateTime::parse_from_rfc3339) {
             None => None,
             Some(Ok(t)) => Some(t.with_timezone(&Utc)),
@@ -224,22 +256,26 @@ impl Authenticator {
         if expired(expires_at, Utc::now()) {
             return refused("token expired");
         }
+        let identity = Identity {
+            principal: row.principal,
+            user: row.user,
+        };
         self.cache.write().expect("auth cache lock").insert(
             hash,
             Cached {
-                principal: row.principal.clone(),
+                identity: identity.clone(),
                 expires_at,
                 checked_at: Instant::now(),
             },
         );
-        Ok(row.principal)
+        Ok(identity)
     }
 }
 
-/// The actor of a gRPC request made with `principal`'s token: the request's `x-request-id` when
-/// it is short ASCII, a new one otherwise.
+/// The actor of a gRPC request made with `identity`'s credential: its user when it has one; the
+/// request's `x-request-id` when it is short ASCII, a new one otherwise.
 pub fn actor_of_request(
-    principal: &Principal,
+    identity: &Identity,
     extensions: &tonic::Extensions,
     metadata: &tonic::metadata::MetadataMap,
 ) -> Actor {
@@ -253,7 +289,10 @@ pub fn actor_of_request(
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_CHARS_MAX)
         .map_or_else(new_request_id, str::to_owned);
-    Actor::of_token(principal, &hash, request_id)
+    match &identity.user {
+        Some(user) => Actor::of_user(&identity.principal, user, request_id),
+        None => Actor::of_token(&identity.principal, &hash, request_id),
+    }
 }
 
 #[cfg(test)]

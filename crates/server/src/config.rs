@@ -78,6 +78,13 @@ pub const KEYS: &[Key] = &[
         help: "the web console's HTTP address; \"off\" (or empty) serves no console",
     },
     Key {
+        name: "server.trust_proxy_tls",
+        env: "SUANLI_TRUST_PROXY_TLS",
+        flag: Some("--trust-proxy-tls"),
+        default: "false",
+        help: "a TLS-terminating proxy is in front of the console: password sign-in is allowed on a non-loopback http_addr, cookies are Secure, the client address is the last X-Forwarded-For entry",
+    },
+    Key {
         name: "server.log_json",
         env: "SUANLI_LOG_JSON",
         flag: Some("--log-json"),
@@ -167,6 +174,13 @@ pub const KEYS: &[Key] = &[
         flag: None,
         default: "30000",
         help: "longest a unary call may take (a shorter grpc-timeout from the client wins)",
+    },
+    Key {
+        name: "auth.require_totp_for",
+        env: "SUANLI_AUTH_REQUIRE_TOTP_FOR",
+        flag: None,
+        default: "",
+        help: "roles whose console password sign-in also needs a one-time code (TOTP), comma-separated, e.g. \"finance,admin\"; empty: none",
     },
     Key {
         name: "limits.token_recheck_secs",
@@ -270,6 +284,10 @@ pub struct Config {
     /// The web console (`console/`); `None` when `server.http_addr` is "off" or empty.
     pub http_addr: Option<SocketAddr>,
     pub log_json: bool,
+    /// `server.trust_proxy_tls`: the console is reached through a TLS-terminating proxy.
+    pub trust_proxy_tls: bool,
+    /// `auth.require_totp_for`: the roles whose console sign-in needs a one-time code.
+    pub require_totp_for: Vec<String>,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
 }
@@ -283,6 +301,8 @@ impl Default for Config {
             health_addr: None,
             http_addr: Some("127.0.0.1:8080".parse().expect("valid default address")),
             log_json: false,
+            trust_proxy_tls: false,
+            require_totp_for: Vec::new(),
             tls: None,
             limits: Limits::default(),
         }
@@ -470,6 +490,29 @@ impl Parser {
         })
     }
 
+    /// A comma-separated list of roles, each known.
+    fn roles(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        let mut roles = Vec::new();
+        for role in self
+            .get(name)
+            .0
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            if !["provider", "beneficiary", "finance", "auditor", "admin"].contains(&role) {
+                return Err(self.fail(
+                    name,
+                    format!(
+                        "{role:?} is not a role: expected provider, beneficiary, finance, auditor or admin"
+                    ),
+                ));
+            }
+            roles.push(role.to_owned());
+        }
+        Ok(roles)
+    }
+
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
         match self.get(name).0 {
             "true" | "1" => Ok(true),
@@ -613,6 +656,8 @@ impl Parser {
             health_addr,
             http_addr,
             log_json: self.bool("server.log_json")?,
+            trust_proxy_tls: self.bool("server.trust_proxy_tls")?,
+            require_totp_for: self.roles("auth.require_totp_for")?,
             tls,
             limits,
         })
@@ -800,6 +845,13 @@ mod tests {
             &[],
             "server.health_addr",
             "socket address",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_AUTH_REQUIRE_TOTP_FOR", "finance,boss")],
+            &[],
+            "auth.require_totp_for",
+            "\"boss\" is not a role",
         );
         check_invalid(
             None,

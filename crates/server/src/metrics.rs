@@ -52,8 +52,43 @@ pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     limited
 });
 
+/// The `reason` label of [`SIGNIN_FAILURES`]: why a console password sign-in failed. A wrong
+/// password and an unknown login share one reason, as they share one message.
+pub const SIGNIN_WRONG: &str = "wrong_login_or_password";
+pub const SIGNIN_LOCKED: &str = "locked_out";
+pub const SIGNIN_DISABLED: &str = "disabled";
+pub const SIGNIN_INSECURE: &str = "insecure_transport";
+pub const SIGNIN_WRONG_CODE: &str = "wrong_code";
+
+/// Failed console password sign-ins, by reason.
+pub static SIGNIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let failures = IntCounterVec::new(
+        Opts::new(
+            "suanli_console_signin_failures_total",
+            "failed console password sign-ins, by reason",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    for reason in [
+        SIGNIN_WRONG,
+        SIGNIN_LOCKED,
+        SIGNIN_DISABLED,
+        SIGNIN_INSECURE,
+        SIGNIN_WRONG_CODE,
+    ] {
+        failures.with_label_values(&[reason]);
+    }
+    METRICS
+        .registry
+        .register(Box::new(failures.clone()))
+        .expect("unique metric");
+    failures
+});
+
 pub fn render() -> String {
     LazyLock::force(&LIMITED);
+    LazyLock::force(&SIGNIN_FAILURES);
     let mut buf = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut buf)

@@ -234,12 +234,20 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             let http_addr = listener.local_addr()?;
             tracing::info!(%http_addr, "console listening");
             let shared = shared.clone();
+            let trust_proxy_tls = config.trust_proxy_tls;
+            let require_totp_for = config.require_totp_for.clone();
             Some((
                 http_addr,
                 tokio::spawn(async move {
-                    crate::console::serve(listener, shared, async move {
-                        let _ = console_stop_rx.await;
-                    })
+                    crate::console::serve(
+                        listener,
+                        shared,
+                        trust_proxy_tls,
+                        require_totp_for,
+                        async move {
+                            let _ = console_stop_rx.await;
+                        },
+                    )
                     .await
                 }),
             ))

@@ -85,14 +85,35 @@ fn with_tokens(url: String, cleanup: Box<dyn FnOnce()>) -> Db {
         ("dc-b", Principal::Provider("dc-b".into())),
         ("ent-a", Principal::Beneficiary("ent-a".into())),
     ] {
+        // Each token is a person's (user `name`), so the two finance tokens are two persons.
         let token = suanli_server::auth::new_token();
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let user = suanli_store::users::NewUser {
+            login: name.to_owned(),
+            name: format!("{name} person"),
+            principal: principal.clone(),
+            email: None,
+            password_hash: None,
+            service: false,
+            created_at: at.clone(),
+        };
+        let mut row = suanli_store::tokens::TokenRow {
+            token_hash: suanli_server::auth::hash_token(&token),
+            principal,
+            created_at: at,
+            expires_at: None,
+            revoked_at: None,
+            user: None,
+            user_disabled_at: None,
+            label: String::new(),
+        };
         store
-            .token_insert(
-                &suanli_server::auth::hash_token(&token),
-                &principal,
-                chrono::Utc::now(),
-            )
-            .expect("token stored");
+            .transaction(&mut |tx| {
+                let user_id = suanli_store::users::insert(tx, &user)?;
+                row.user = suanli_store::users::by_id(tx, user_id)?.map(|u| u.user_ref());
+                suanli_store::tokens::insert(tx, &row)
+            })
+            .expect("user and token stored");
         tokens.insert(name, token);
     }
     Db {

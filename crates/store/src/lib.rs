@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 pub mod tokens;
+pub mod users;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -260,12 +261,25 @@ pub trait Store: Send {
     ) -> Result<VoidResult> {
         self.void_audited(provider, record_id, reason, at, &mut |_, _| Ok(()))
     }
+    /// Stores a token of `principal`, belonging to the principal's generated service account.
     fn token_insert(
         &mut self,
         token_hash: &str,
         principal: &Principal,
         at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let row = tokens::TokenRow {
+            token_hash: token_hash.to_owned(),
+            principal: principal.clone(),
+            created_at: common::now_text(at),
+            expires_at: None,
+            revoked_at: None,
+            user: None,
+            user_disabled_at: None,
+            label: String::new(),
+        };
+        self.transaction(&mut |tx| tokens::insert(tx, &row))
+    }
     /// The principal only, ignoring expiry and revocation: authentication must use
     /// [`tokens::lookup`], which returns both.
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>>;

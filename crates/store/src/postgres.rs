@@ -63,6 +63,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../../migrations/postgres/0011_opening.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_users.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes
@@ -829,24 +833,6 @@ impl Store for PgStore {
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
-    }
-
-    fn token_insert(
-        &mut self,
-        token_hash: &str,
-        principal: &Principal,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        self.client.execute(
-            "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES ($1, $2, $3, $4)",
-            &[
-                &token_hash,
-                &principal.role(),
-                &principal.subject(),
-                &now_text(at),
-            ],
-        )?;
-        Ok(())
     }
 
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>> {

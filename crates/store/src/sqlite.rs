@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/sqlite/0008_opening.sql"),
     ),
+    (9, include_str!("../../../migrations/sqlite/0009_users.sql")),
 ];
 
 pub struct SqliteStore {
@@ -652,24 +653,6 @@ impl Store for SqliteStore {
         self.accrual_log.note(0, &fx.accruals);
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
-    }
-
-    fn token_insert(
-        &mut self,
-        token_hash: &str,
-        principal: &Principal,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                token_hash,
-                principal.role(),
-                principal.subject(),
-                now_text(at)
-            ],
-        )?;
-        Ok(())
     }
 
     fn token_lookup(&mut self, token_hash: &str) -> Result<Option<Principal>> {

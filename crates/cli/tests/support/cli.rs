@@ -5,8 +5,6 @@ use std::process::Output;
 
 pub use suanli_testkit::TestDb as Db;
 
-use super::bin;
-
 pub const HEADER: &str = "provider,record_id,beneficiary,sku,start,end,quantity,amount\n";
 
 /// One district programme with a pool of 1,000.00 CNY, one provider and three beneficiaries.
@@ -83,22 +81,20 @@ impl Server {
         &self.process.addr
     }
 
+    /// A token of a new person with the role of `args` (see [`super::token`]).
     pub fn token(&self, args: &[&str]) -> String {
-        let o = bin()
-            .args(["token", "create", "--database-url", &self.db.url])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "token create: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let out = String::from_utf8_lossy(&o.stdout);
-        out.split_whitespace()
+        self.person(args).1
+    }
+
+    /// The login of a new person with the role of `args` and a token of theirs.
+    pub fn person(&self, args: &[&str]) -> (String, String) {
+        let (login, token) = super::person(&self.db.url, args);
+        let token = token
+            .split_whitespace()
             .find(|w| w.starts_with("sl_"))
             .expect("a token is printed")
-            .to_owned()
+            .to_owned();
+        (login, token)
     }
 
     pub fn run(&self, token: &str, args: &[&str]) -> Output {

@@ -25,11 +25,24 @@ pub struct Tokens {
     pub dc_b: String,
 }
 
+/// The logins of the persons behind some of the tokens; each has the password [`PASSWORD`].
+pub struct Logins {
+    pub finance_1: String,
+    pub finance_2: String,
+    pub auditor: String,
+    pub ent_a: String,
+    pub dc_a: String,
+}
+
+/// The console password of every person in [`Logins`].
+pub const PASSWORD: &str = "a console password";
+
 pub struct Fixture {
     pub server: Server,
     /// The console's address, host:port.
     pub http: String,
     pub tokens: Tokens,
+    pub logins: Logins,
 }
 
 pub fn free_port() -> u16 {
@@ -47,15 +60,32 @@ pub fn start() -> Fixture {
     let http = format!("127.0.0.1:{}", free_port());
     let db = sqlite_db().expect("a SQLite database");
     let server = Server::start_with(db, &["--http-addr", &http, "--token-recheck-secs", "0"]);
+    let person = |args: &[&str]| {
+        let (login, token) = server.person(args);
+        super::set_password(&server.db.url, &login, PASSWORD);
+        (login, token)
+    };
+    let (finance_1_login, finance_1) = person(&["--role", "finance"]);
+    let (finance_2_login, finance_2) = person(&["--role", "finance"]);
+    let (auditor_login, auditor) = person(&["--role", "auditor"]);
+    let (ent_a_login, ent_a) = person(&["--role", "beneficiary", "--beneficiary", "ent-a"]);
+    let (dc_a_login, dc_a) = person(&["--role", "provider", "--provider", "dc-a"]);
     let tokens = Tokens {
         admin: server.token(&["--role", "admin"]),
-        finance_1: server.token(&["--role", "finance"]),
-        finance_2: server.token(&["--role", "finance"]),
-        auditor: server.token(&["--role", "auditor"]),
-        ent_a: server.token(&["--role", "beneficiary", "--beneficiary", "ent-a"]),
+        finance_1,
+        finance_2,
+        auditor,
+        ent_a,
         ent_b: server.token(&["--role", "beneficiary", "--beneficiary", "ent-b"]),
-        dc_a: server.token(&["--role", "provider", "--provider", "dc-a"]),
+        dc_a,
         dc_b: server.token(&["--role", "provider", "--provider", "dc-b"]),
+    };
+    let logins = Logins {
+        finance_1: finance_1_login,
+        finance_2: finance_2_login,
+        auditor: auditor_login,
+        ent_a: ent_a_login,
+        dc_a: dc_a_login,
     };
     let registry = root().join("examples/worked/registry.toml");
     server.ok(
@@ -98,6 +128,7 @@ pub fn start() -> Fixture {
         server,
         http,
         tokens,
+        logins,
     }
 }
 

@@ -95,6 +95,11 @@ impl Server {
     /// `extra` flags follow the defaults. No console unless `extra` asks for one: 8080 would
     /// collide between tests running in parallel.
     pub fn start_with(url: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(url, extra, &[])
+    }
+
+    /// As [`Server::start_with`], with environment variables (settings without a flag).
+    pub fn start_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -109,6 +114,7 @@ impl Server {
                 &["--http-addr", "off"][..]
             })
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -146,7 +152,86 @@ impl Server {
     }
 }
 
+/// A token for a new person: `args` are `token create --role …` arguments; the role and
+/// subject go to a new user (`finance3`, "finance 3") and the token is created with `--user`,
+/// so two tokens from two calls belong to two persons, as four eyes requires.
 pub fn token(url: &str, args: &[&str]) -> String {
+    person(url, args).1
+}
+
+/// The login of a new person with the role of `args` (see [`token`]) and a token of theirs.
+pub fn person(url: &str, args: &[&str]) -> (String, String) {
+    static USERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    let Some(at) = args.iter().position(|a| *a == "--role") else {
+        return (String::new(), token_create(url, args));
+    };
+    let role = args[at + 1];
+    let n = USERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let login = format!("{role}{n}");
+    let name = format!("{role} {n}");
+    // `--expires-in-days N` belongs to the token, the rest to the user.
+    let (mut user_args, mut rest) = (Vec::new(), vec!["--user", login.as_str()]);
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--expires-in-days" {
+            rest.extend(&args[i..(i + 2).min(args.len())]);
+            i += 2;
+        } else {
+            user_args.push(args[i]);
+            i += 1;
+        }
+    }
+    let o = bin()
+        .args([
+            "user",
+            "create",
+            "--database-url",
+            url,
+            "--login",
+            &login,
+            "--name",
+            &name,
+        ])
+        .args(&user_args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "user create: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let token = token_create(url, &rest);
+    (login, token)
+}
+
+/// Sets `login`'s console password.
+pub fn set_password(url: &str, login: &str, password: &str) {
+    use std::io::Write;
+    let mut c = bin()
+        .args([
+            "user",
+            "reset-password",
+            login,
+            "--password-stdin",
+            "--database-url",
+            url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `suanli token create` with `args` as given; the token printed.
+pub fn token_create(url: &str, args: &[&str]) -> String {
     let o = bin()
         .args(["token", "create", "--database-url", url])
         .args(args)

@@ -1,18 +1,25 @@
 //! The web console: server-rendered HTML over HTTP (axum) for enterprises, providers, city
-//! finance and auditors, served by `suanli serve` next to gRPC (`server.http_addr`). Sign-in
-//! takes an API token, checked by the same [`Authenticator`](crate::auth::Authenticator) on
-//! every request (so revocation and expiry apply as in the API); the session is a random id in
-//! an HttpOnly, SameSite=Strict cookie, mapped here to the token's hash. Every state-changing
+//! finance and auditors, served by `suanli serve` next to gRPC (`server.http_addr`). People
+//! sign in with their login and password (Argon2id, throttled per login and per address, see
+//! `throttle.rs`); service accounts and scripts may sign in with an API token, checked by the
+//! same [`Authenticator`](crate::auth::Authenticator) on every request (so revocation, expiry
+//! and disabled users apply as in the API). A password session re-reads its user after
+//! `limits.token_recheck_secs`, so disabling a user ends its sessions within that time. The
+//! session is a random id in an HttpOnly, SameSite=Strict cookie (Secure behind TLS), mapped
+//! here to the user or the token's hash. Every state-changing
 //! form is a POST carrying the session's CSRF token. Roles are the gRPC services' rules; the
 //! use cases are `settle.rs`'s. No JavaScript is needed; no Node at build or run time.
 
+mod account;
 mod charts;
 mod form;
 mod format;
 mod i18n;
 mod pages;
+mod throttle;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use suanli_store::Principal;
 use tokio::net::TcpListener;
 
-use crate::auth::{TokenHash, hash_token};
+use crate::auth::{Identity, hash_token};
 use crate::grpc::Shared;
 use suanli_app::audit::{Actor, new_request_id};
 use suanli_app::ingest::WriterError;
@@ -45,12 +52,47 @@ pub const SESSION_AGE_SECS_MAX: u64 = 24 * 3600;
 /// Longest API token accepted by the sign-in form, in characters.
 pub const TOKEN_CHARS_MAX: usize = 200;
 
+/// What a session signed in with.
+#[derive(Clone)]
+enum SignedInWith {
+    /// An API token (service accounts, scripts): checked by the authenticator on every request.
+    Token(String),
+    /// A login and password: the user as last read, re-read after the recheck time.
+    Password {
+        identity: Identity,
+        checked_at: Instant,
+    },
+}
+
 /// One signed-in browser.
 struct Session {
-    token_hash: String,
+    with: SignedInWith,
+    /// The user signed in, for the list of a user's sessions.
+    user_id: Option<i64>,
+    /// A public name of the session for that list and its revoke button: the id itself is
+    /// the cookie's secret and never appears in a page.
+    handle: String,
+    client: Option<IpAddr>,
+    /// The user must enrol an authenticator (`auth.require_totp_for`) before anything else.
+    must_enrol: bool,
+    /// The TOTP secret shown for enrolment, until a code from it is confirmed.
+    pending_totp: Option<String>,
     csrf: String,
     created_at: Instant,
     seen_at: Instant,
+}
+
+/// How the console is reached and who needs a second factor.
+#[derive(Clone, Debug)]
+pub struct ConsoleOptions {
+    /// The address the console listens on: password sign-in over plain HTTP is allowed only
+    /// on a loopback address, unless `trust_proxy_tls`.
+    pub local_addr: SocketAddr,
+    /// `server.trust_proxy_tls`: a TLS-terminating proxy is in front; cookies are `Secure` and
+    /// the client address is the last `X-Forwarded-For` entry.
+    pub trust_proxy_tls: bool,
+    /// `auth.require_totp_for`: roles whose password sign-in also needs a one-time code.
+    pub require_totp_for: Vec<String>,
 }
 
 /// The console's state: the server's shared services and the sessions.
@@ -59,6 +101,32 @@ pub struct Console {
     sessions: Mutex<HashMap<String, Session>>,
     /// The server's maintained balance figures (`Shared::balances`).
     pending: Arc<Mutex<suanli_app::balances::PendingCache>>,
+    throttle: throttle::Throttle,
+    options: ConsoleOptions,
+    /// The last TOTP step each user signed in or enrolled with: a code is used once.
+    totp_steps: Mutex<HashMap<i64, u64>>,
+}
+
+/// Why a password sign-in was refused; each has its own message and metric reason. A wrong
+/// password and an unknown login are one refusal, so the answer does not tell whether a login
+/// exists.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    WrongLoginOrPassword,
+    LockedOut(Duration),
+    Disabled,
+    Insecure,
+    /// The user has an authenticator and sent no code.
+    CodeNeeded,
+    /// A wrong, expired or already used code.
+    WrongCode,
+}
+
+/// Seconds since the Unix epoch, for TOTP.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Who is asking, in which language.
@@ -68,6 +136,10 @@ pub struct Ctx {
     pub set_lang: bool,
     pub principal: Option<Principal>,
     pub actor: Option<Actor>,
+    /// The client's address: the peer, or behind a trusted proxy its `X-Forwarded-For`.
+    pub client: Option<IpAddr>,
+    /// The session must enrol an authenticator before anything else.
+    pub must_enrol: bool,
     pub csrf: String,
     pub session_id: Option<String>,
     pub path: String,
@@ -167,30 +239,190 @@ fn random_hex() -> String {
 }
 
 impl Console {
-    pub fn new(shared: Arc<Shared>) -> Console {
+    pub fn new(shared: Arc<Shared>, options: ConsoleOptions) -> Console {
         Console {
             pending: shared.balances.clone(),
             shared,
             sessions: Mutex::new(HashMap::new()),
+            throttle: throttle::Throttle::default(),
+            options,
+            totp_steps: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Resolves a token hash to its principal with the API's authenticator (revocation and
-    /// expiry included).
-    async fn principal_of(&self, token_hash: &str) -> Result<Principal, String> {
-        let mut extensions = tonic::Extensions::new();
-        extensions.insert(TokenHash(token_hash.to_owned()));
+    /// Whether `code` is a fresh code of `secret` for `user_id`: valid now and of a later step
+    /// than the last one the user used. A fresh code's step is remembered.
+    fn fresh_code(&self, user_id: i64, secret: &str, code: &str) -> bool {
+        let Some(step) = suanli_app::totp::matching_step(secret, code, unix_secs()) else {
+            return false;
+        };
+        let mut steps = self.totp_steps.lock().expect("totp lock");
+        if steps.get(&user_id).is_some_and(|last| step <= *last) {
+            return false;
+        }
+        steps.insert(user_id, step);
+        true
+    }
+
+    /// Signs `login` in with `password` from `client`; returns the new session's id. Checks,
+    /// in order: the transport, the lock-outs of the login and the address, the password
+    /// (hashing a dummy for an unknown login or one without a password, so both take as long
+    /// as a wrong password), and last whether the user is disabled — only someone who knows
+    /// the password learns that.
+    async fn sign_in_password(
+        &self,
+        login: &str,
+        password: &str,
+        code: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<String, Refusal> {
+        use crate::metrics::{
+            SIGNIN_DISABLED, SIGNIN_FAILURES, SIGNIN_INSECURE, SIGNIN_LOCKED, SIGNIN_WRONG,
+            SIGNIN_WRONG_CODE,
+        };
+        let refuse = |reason: &str, refusal: Refusal| {
+            SIGNIN_FAILURES.with_label_values(&[reason]).inc();
+            Err(refusal)
+        };
+        if !self.options.trust_proxy_tls && !self.options.local_addr.ip().is_loopback() {
+            return refuse(SIGNIN_INSECURE, Refusal::Insecure);
+        }
+        let login_key = format!("login:{login}");
+        let address_key = client.map(|a| format!("addr:{a}"));
+        let now = Instant::now();
+        let locked = self
+            .throttle
+            .locked(&login_key, throttle::LOGIN_FAILURES_MAX, now)
+            .or_else(|| {
+                address_key
+                    .as_deref()
+                    .and_then(|k| self.throttle.locked(k, throttle::ADDRESS_FAILURES_MAX, now))
+            });
+        if let Some(left) = locked {
+            return refuse(SIGNIN_LOCKED, Refusal::LockedOut(left));
+        }
+        let wanted = login.to_owned();
+        let user = self
+            .shared
+            .writer
+            .call(move |store| suanli_app::access::user_by_login(store, &wanted))
+            .await
+            .map_err(|_| Refusal::WrongLoginOrPassword)?
+            .map_err(|_| Refusal::WrongLoginOrPassword)?;
+        let stored = user
+            .as_ref()
+            .filter(|u| !u.service)
+            .and_then(|u| u.password_hash.clone());
+        let given = password.to_owned();
+        // Argon2 takes tens of milliseconds of CPU: off the async threads.
+        let matches = tokio::task::spawn_blocking(move || match stored {
+            Some(hash) => suanli_app::password::verify(&given, &hash),
+            None => {
+                suanli_app::password::verify_dummy(&given);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let Some(user) = user.filter(|_| matches) else {
+            let now = Instant::now();
+            self.throttle.fail(&login_key, now);
+            if let Some(k) = &address_key {
+                self.throttle.fail(k, now);
+            }
+            return refuse(SIGNIN_WRONG, Refusal::WrongLoginOrPassword);
+        };
+        if user.disabled_at.is_some() {
+            return refuse(SIGNIN_DISABLED, Refusal::Disabled);
+        }
+        // The second factor, for users who enrolled an authenticator.
+        let mut must_enrol = false;
+        match &user.totp_secret {
+            Some(secret) => {
+                let Some(code) = code.map(str::trim).filter(|c| !c.is_empty()) else {
+                    return Err(Refusal::CodeNeeded);
+                };
+                if !self.fresh_code(user.user_id, secret, code) {
+                    let now = Instant::now();
+                    self.throttle.fail(&login_key, now);
+                    if let Some(k) = &address_key {
+                        self.throttle.fail(k, now);
+                    }
+                    return refuse(SIGNIN_WRONG_CODE, Refusal::WrongCode);
+                }
+            }
+            None => {
+                must_enrol = self
+                    .options
+                    .require_totp_for
+                    .iter()
+                    .any(|r| r == user.principal.role());
+            }
+        }
+        self.throttle.clear(&login_key);
+        let identity = Identity {
+            principal: user.principal.clone(),
+            user: Some(user.user_ref()),
+        };
+        let id = self.new_session(
+            SignedInWith::Password {
+                identity,
+                checked_at: Instant::now(),
+            },
+            Some(user.user_id),
+            client,
+        );
+        if must_enrol && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id) {
+            s.must_enrol = true;
+        }
+        Ok(id)
+    }
+
+    /// The identity of a password session's user, re-read when the last read is older than
+    /// the recheck time; `None` when the user is gone or disabled (the session ends).
+    async fn user_identity(&self, identity: &Identity, checked_at: Instant) -> Option<Identity> {
+        if checked_at.elapsed() < self.shared.auth.recheck() {
+            return Some(identity.clone());
+        }
+        let user_id = identity.user.as_ref()?.user_id;
+        let row = self
+            .shared
+            .writer
+            .call(move |store| suanli_app::access::user(store, user_id))
+            .await
+            .ok()?
+            .ok()??;
+        (row.disabled_at.is_none()).then(|| Identity {
+            principal: row.principal.clone(),
+            user: Some(row.user_ref()),
+        })
+    }
+
+    /// Resolves a token hash to its principal and user with the API's authenticator
+    /// (revocation, expiry and disabled users included).
+    async fn principal_of(&self, token_hash: &str) -> Result<Identity, String> {
         self.shared
             .auth
-            .principal(&extensions)
+            .of_token_hash(token_hash)
             .await
             .map_err(|s| s.message().to_owned())
     }
 
     /// Creates a session for a valid token; returns its id.
-    async fn sign_in(&self, token: &str) -> Result<String, String> {
+    async fn sign_in(&self, token: &str, client: Option<IpAddr>) -> Result<String, String> {
         let hash = hash_token(token);
-        self.principal_of(&hash).await?;
+        let identity = self.principal_of(&hash).await?;
+        let user_id = identity.user.map(|u| u.user_id);
+        Ok(self.new_session(SignedInWith::Token(hash), user_id, client))
+    }
+
+    /// Stores a new session; returns its id.
+    fn new_session(
+        &self,
+        with: SignedInWith,
+        user_id: Option<i64>,
+        client: Option<IpAddr>,
+    ) -> String {
         let id = random_hex();
         let now = Instant::now();
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -206,13 +438,18 @@ impl Console {
         sessions.insert(
             id.clone(),
             Session {
-                token_hash: hash,
+                with,
+                user_id,
+                handle: random_hex()[..16].to_owned(),
+                client,
+                must_enrol: false,
+                pending_totp: None,
                 csrf: random_hex(),
                 created_at: now,
                 seen_at: now,
             },
         );
-        Ok(id)
+        id
     }
 
     fn sign_out(&self, id: &str) {
@@ -221,7 +458,24 @@ impl Console {
 
     /// The context of a request: language, and the signed-in principal if the session is
     /// alive and its token still valid (a revoked or expired token ends the session).
-    async fn context(&self, headers: &HeaderMap, path: &str, raw_query: &str, query: &Form) -> Ctx {
+    async fn context(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        path: &str,
+        raw_query: &str,
+        query: &Form,
+    ) -> Ctx {
+        // Behind a trusted proxy the peer is the proxy: the client is the entry it appended.
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let client = match (self.options.trust_proxy_tls, forwarded) {
+            (true, Some(ip)) => Some(ip),
+            _ => peer.map(|p| p.ip()),
+        };
         let asked = query.optional("lang").and_then(Lang::parse);
         let lang = asked
             .or_else(|| {
@@ -235,6 +489,8 @@ impl Console {
             set_lang: asked.is_some(),
             principal: None,
             actor: None,
+            client,
+            must_enrol: false,
             csrf: String::new(),
             session_id: None,
             path: path.to_owned(),
@@ -253,7 +509,7 @@ impl Console {
             match sessions.get_mut(&id) {
                 Some(s) if alive(s, now) => {
                     s.seen_at = now;
-                    Some((s.token_hash.clone(), s.csrf.clone()))
+                    Some((s.with.clone(), s.csrf.clone(), s.must_enrol))
                 }
                 Some(_) => {
                     sessions.remove(&id);
@@ -262,20 +518,47 @@ impl Console {
                 None => None,
             }
         };
-        let Some((hash, csrf)) = found else {
+        let Some((with, csrf, must_enrol)) = found else {
             return ctx;
         };
-        match self.principal_of(&hash).await {
-            Ok(principal) => {
+        let (identity, hash) = match &with {
+            SignedInWith::Token(hash) => (self.principal_of(hash).await, hash.clone()),
+            SignedInWith::Password {
+                identity,
+                checked_at,
+            } => {
+                let fresh = self.user_identity(identity, *checked_at).await;
+                if let Some(fresh) = &fresh
+                    && fresh.user.is_some()
+                    && checked_at.elapsed() >= self.shared.auth.recheck()
+                    && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id)
+                {
+                    s.with = SignedInWith::Password {
+                        identity: fresh.clone(),
+                        checked_at: Instant::now(),
+                    };
+                }
+                (
+                    fresh.ok_or_else(|| "the user is disabled".to_owned()),
+                    String::new(),
+                )
+            }
+        };
+        match identity {
+            Ok(Identity { principal, user }) => {
                 let request_id = headers
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .map(str::trim)
                     .filter(|v| !v.is_empty() && v.len() <= suanli_app::audit::REQUEST_ID_CHARS_MAX)
                     .map_or_else(new_request_id, str::to_owned);
-                ctx.actor = Some(Actor::of_token(&principal, &hash, request_id));
+                ctx.actor = Some(match &user {
+                    Some(user) => Actor::of_user(&principal, user, request_id),
+                    None => Actor::of_token(&principal, &hash, request_id),
+                });
                 ctx.principal = Some(principal);
                 ctx.csrf = csrf;
+                ctx.must_enrol = must_enrol;
                 ctx.session_id = Some(id);
             }
             Err(_) => self.sign_out(&id),
@@ -397,8 +680,12 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("");
     let query = Form::parse(raw_query.as_bytes()).unwrap_or_default();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let ctx = console
-        .context(&parts.headers, &path, raw_query, &query)
+        .context(&parts.headers, peer, &path, raw_query, &query)
         .await;
     if path == "/assets/console.css" {
         let mut r = CSS.into_response();
@@ -479,12 +766,118 @@ async fn route(
     body: &[u8],
 ) -> Result<Response, ConsoleError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // A user who must enrol an authenticator reaches only the account page and sign-out.
+    if ctx.must_enrol
+        && !matches!(
+            segments.as_slice(),
+            ["account", ..] | ["signout"] | ["signin"]
+        )
+    {
+        if *method == Method::GET {
+            return Ok(redirect(ctx, "/account"));
+        }
+        return Err(ConsoleError::Forbidden(
+            "enrol an authenticator on the account page first".into(),
+        ));
+    }
     match (method.as_str(), segments.as_slice()) {
+        ("GET", ["account"]) => {
+            signed_in(ctx)?;
+            let body = console.account_page(ctx).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["account", "totp"]) => {
+            let form = posted(ctx, body)?;
+            console.enrol_totp(ctx, form.required("code")?).await?;
+            Ok(redirect(ctx, "/account"))
+        }
+        ("POST", ["account", "sessions", "revoke"]) => {
+            let form = posted(ctx, body)?;
+            console.revoke_session(ctx, form.required("session")?)?;
+            Ok(redirect(ctx, "/account"))
+        }
         ("GET", [""]) => {
             let p = signed_in(ctx)?;
             Ok(redirect(ctx, home_of(p)))
         }
-        ("GET", ["signin"]) => Ok(html(ctx, StatusCode::OK, pages::signin_page(ctx, None))),
+        ("GET", ["signin"]) => Ok(html(ctx, StatusCode::OK, pages::signin_page(ctx, None, ""))),
+        ("POST", ["signin"]) if Form::parse(body)?.optional("token").is_none() => {
+            let form = Form::parse(body)?;
+            let login = form.required("login")?.trim().to_lowercase();
+            let password = form.required("password")?;
+            if login.chars().count() > suanli_app::users::LOGIN_CHARS_MAX {
+                return Err(ConsoleError::field(
+                    "login",
+                    format!(
+                        "is longer than {} characters",
+                        suanli_app::users::LOGIN_CHARS_MAX
+                    ),
+                ));
+            }
+            if password.chars().count() > suanli_app::password::PASSWORD_CHARS_MAX {
+                return Err(ConsoleError::field(
+                    "password",
+                    format!(
+                        "is longer than {} characters",
+                        suanli_app::password::PASSWORD_CHARS_MAX
+                    ),
+                ));
+            }
+            let code = form.optional("code");
+            match console
+                .sign_in_password(&login, password, code, ctx.client)
+                .await
+            {
+                Ok(id) => Ok(session_cookie(
+                    redirect(ctx, "/"),
+                    &id,
+                    console.options.trust_proxy_tls,
+                )),
+                Err(refusal) => {
+                    let (status, field, message) = match refusal {
+                        Refusal::WrongLoginOrPassword => (
+                            StatusCode::UNAUTHORIZED,
+                            "password",
+                            pages::tr(ctx, "signin.wrong").to_owned(),
+                        ),
+                        Refusal::LockedOut(left) => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "login",
+                            format!(
+                                "{} ({} min)",
+                                pages::tr(ctx, "signin.locked"),
+                                left.as_secs().div_ceil(60)
+                            ),
+                        ),
+                        Refusal::Disabled => (
+                            StatusCode::FORBIDDEN,
+                            "login",
+                            pages::tr(ctx, "signin.disabled").to_owned(),
+                        ),
+                        Refusal::Insecure => (
+                            StatusCode::FORBIDDEN,
+                            "password",
+                            pages::tr(ctx, "signin.insecure").to_owned(),
+                        ),
+                        Refusal::CodeNeeded => (
+                            StatusCode::UNAUTHORIZED,
+                            "code",
+                            pages::tr(ctx, "signin.code_needed").to_owned(),
+                        ),
+                        Refusal::WrongCode => (
+                            StatusCode::UNAUTHORIZED,
+                            "code",
+                            pages::tr(ctx, "signin.code_wrong").to_owned(),
+                        ),
+                    };
+                    Ok(html(
+                        ctx,
+                        status,
+                        pages::signin_page(ctx, Some((field, &message)), &login),
+                    ))
+                }
+            }
+        }
         ("POST", ["signin"]) => {
             let form = Form::parse(body)?;
             let token = form.required("token")?;
@@ -494,21 +887,20 @@ async fn route(
                     format!("is longer than {TOKEN_CHARS_MAX} characters"),
                 ));
             }
-            match console.sign_in(token).await {
-                Ok(id) => {
-                    let mut r = redirect(ctx, "/");
-                    if let Ok(v) = HeaderValue::from_str(&format!(
-                        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"
-                    )) {
-                        r.headers_mut().append(header::SET_COOKIE, v);
-                    }
-                    Ok(r)
-                }
-                Err(reason) => Ok(html(
-                    ctx,
-                    StatusCode::UNAUTHORIZED,
-                    pages::signin_page(ctx, Some(&reason)),
+            match console.sign_in(token, ctx.client).await {
+                Ok(id) => Ok(session_cookie(
+                    redirect(ctx, "/"),
+                    &id,
+                    console.options.trust_proxy_tls,
                 )),
+                Err(reason) => {
+                    let message = format!("{} ({reason})", pages::tr(ctx, "signin.refused"));
+                    Ok(html(
+                        ctx,
+                        StatusCode::UNAUTHORIZED,
+                        pages::signin_page(ctx, Some(("token", &message)), ""),
+                    ))
+                }
             }
         }
         ("POST", ["signout"]) => {
@@ -717,14 +1109,36 @@ fn csv_response(file: &str, rows: &[[String; settle::RUN_STATEMENT_COLUMNS]]) ->
     r
 }
 
-/// Serves the console on `listener` until `shutdown` completes.
+/// Adds the session cookie: HttpOnly and SameSite=Strict always, `Secure` behind TLS.
+fn session_cookie(mut r: Response, id: &str, tls: bool) -> Response {
+    let secure = if tls { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// Serves the console on `listener` until `shutdown` completes; `trust_proxy_tls` is
+/// `server.trust_proxy_tls`, `require_totp_for` is `auth.require_totp_for`.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    trust_proxy_tls: bool,
+    require_totp_for: Vec<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let console = Arc::new(Console::new(shared));
-    let app = axum::Router::new().fallback(dispatch).with_state(console);
+    let options = ConsoleOptions {
+        local_addr: listener.local_addr()?,
+        trust_proxy_tls,
+        require_totp_for,
+    };
+    let console = Arc::new(Console::new(shared, options));
+    let app = axum::Router::new()
+        .fallback(dispatch)
+        .with_state(console)
+        .into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -27,12 +27,12 @@ pub const JOURNALS_SHOWN_MAX: usize = 500;
 /// Days of ingest statistics shown to a provider.
 pub const INGEST_DAYS_SHOWN: i64 = 14;
 
-fn tr(ctx: &Ctx, key: &str) -> &'static str {
+pub(super) fn tr(ctx: &Ctx, key: &str) -> &'static str {
     t(ctx.lang, key)
 }
 
 /// The page frame: header with the role's navigation, language switch and sign-out.
-fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
+pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
     let lang = ctx.lang;
     let mut nav = String::new();
     if let Some(p) = &ctx.principal {
@@ -57,9 +57,15 @@ fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
         }
         nav.push_str("</nav>");
     }
+    // People are named: the user's name and login first, the role after it.
+    let person = ctx
+        .actor
+        .as_ref()
+        .filter(|a| a.user.is_some())
+        .map_or(String::new(), |a| format!("{} · ", esc(&a.actor)));
     let who = match &ctx.principal {
         Some(p) => format!(
-            "<span class=\"who\">{} {}</span><form method=\"post\" action=\"/signout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
+            "<a class=\"who\" href=\"/account\">{person}{} {}</a><form method=\"post\" action=\"/signout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
             esc(t(lang, &format!("role.{}", p.role()))),
             esc(p.subject()),
             esc(&ctx.csrf),
@@ -105,20 +111,35 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
     layout(ctx, title, &main)
 }
 
-pub fn signin_page(ctx: &Ctx, refused: Option<&str>) -> String {
-    let error = refused.map_or(String::new(), |r| {
+/// The sign-in page: login and password for people, and below it an API token for service
+/// accounts and scripts. `refused` is the field at fault and the message; `login` is kept.
+pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> String {
+    let error = refused.map_or(String::new(), |(field, message)| {
         format!(
-            "<p class=\"error\" id=\"error\" data-field=\"token\"><b>token</b>: {} ({})</p>",
-            tr(ctx, "signin.refused"),
-            esc(r)
+            "<p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p>",
+            f = esc(field),
+            m = esc(message)
         )
     });
     let main = format!(
-        "<section class=\"card narrow\"><h1>{h}</h1><p>{intro}</p>{error}<form method=\"post\" action=\"/signin\"><label for=\"token\">{label}</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required maxlength=\"200\" placeholder=\"sl_…\"><button type=\"submit\">{submit}</button></form></section>",
+        "<section class=\"card narrow\"><h1>{h}</h1><p>{intro}</p>{error}\
+<form method=\"post\" action=\"/signin\" id=\"password-signin\">\
+<label for=\"login\">{login_label}</label><input id=\"login\" name=\"login\" autocomplete=\"username\" required maxlength=\"64\" value=\"{login}\">\
+<label for=\"password\">{password_label}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"128\">\
+<label for=\"code\">{code_label} <small>{code_hint}</small></label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\">\
+<button type=\"submit\">{submit}</button></form>\
+<details><summary>{token_intro}</summary>\
+<form method=\"post\" action=\"/signin\" id=\"token-signin\"><label for=\"token\">{label}</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required maxlength=\"200\" placeholder=\"sl_…\"><button type=\"submit\">{submit}</button></form></details></section>",
         h = tr(ctx, "signin.title"),
         intro = tr(ctx, "signin.intro"),
+        login_label = tr(ctx, "signin.login"),
+        password_label = tr(ctx, "signin.password"),
+        code_label = tr(ctx, "signin.code"),
+        code_hint = tr(ctx, "signin.code_hint"),
+        token_intro = tr(ctx, "signin.token_intro"),
         label = tr(ctx, "signin.token"),
         submit = tr(ctx, "signin.submit"),
+        login = esc(login),
     );
     layout(ctx, tr(ctx, "signin.title"), &main)
 }

@@ -465,9 +465,10 @@ impl pb::metering_service_server::MeteringService for MeteringService {
         &self,
         request: Request<pb::VoidUsageRequest>,
     ) -> Result<Response<pb::VoidUsageResponse>, Status> {
-        let principal = self.shared.auth.principal(request.extensions()).await?;
+        let identity = self.shared.auth.identity(request.extensions()).await?;
         let who =
-            crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
+            crate::auth::actor_of_request(&identity, request.extensions(), request.metadata());
+        let principal = identity.principal;
         let r = request.into_inner();
         match &principal {
             Principal::Admin => {}

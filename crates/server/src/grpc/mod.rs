@@ -121,17 +121,20 @@ pub(crate) fn status_of(e: SettleError) -> Status {
     }
 }
 
-/// Who is calling: the principal and the audit actor (role and subject, or role and the first
-/// 12 hex digits of the token hash, so two finance users are told apart).
+/// Who is calling: the principal and the audit actor (the token's user, see
+/// [`suanli_app::audit::Actor`]).
 pub(crate) struct Caller {
     pub(crate) principal: Principal,
     pub(crate) actor: Actor,
 }
 
 pub(crate) async fn caller<T>(shared: &Shared, request: &Request<T>) -> Result<Caller, Status> {
-    let principal = shared.auth.principal(request.extensions()).await?;
-    let actor = crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
-    Ok(Caller { principal, actor })
+    let identity = shared.auth.identity(request.extensions()).await?;
+    let actor = crate::auth::actor_of_request(&identity, request.extensions(), request.metadata());
+    Ok(Caller {
+        principal: identity.principal,
+        actor,
+    })
 }
 
 pub(crate) fn require(caller: &Caller, allowed: &[&str], what: &str) -> Result<(), Status> {

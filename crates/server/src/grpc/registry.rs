@@ -45,8 +45,9 @@ struct Committed {
 
 /// Only admin and finance load or patch registries.
 async fn loader<T>(shared: &Shared, request: &Request<T>, what: &str) -> Result<Actor, Status> {
-    let principal = shared.auth.principal(request.extensions()).await?;
-    let who = crate::auth::actor_of_request(&principal, request.extensions(), request.metadata());
+    let identity = shared.auth.identity(request.extensions()).await?;
+    let who = crate::auth::actor_of_request(&identity, request.extensions(), request.metadata());
+    let principal = identity.principal;
     if !matches!(principal, Principal::Admin | Principal::Finance) {
         return Err(Status::permission_denied(format!(
             "role {} may not {what} a registry",
