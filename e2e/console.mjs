@@ -9,7 +9,7 @@
 // SUANLI_E2E_ENTERPRISE (beneficiary ent-a), SUANLI_E2E_PROVIDER (provider dc-a),
 // SUANLI_E2E_AUDITOR. CHROMIUM overrides the browser path (default /usr/bin/chromium).
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -97,6 +97,30 @@ async function text(page, selector) {
   return (await page.textContent(selector))?.trim();
 }
 
+/// The key figures a page shows, as text, for the Rust side to compare with the API's: each
+/// enterprise balance card's cap, paid, pending and remaining by programme, and each provider
+/// payable's posted, paid and outstanding by programme.
+async function enterpriseFigures(page) {
+  return page.$$eval('section.card.balance', (cards) =>
+    cards.map((c) => ({
+      programme: c.getAttribute('data-programme'),
+      figures: [...c.querySelectorAll('dl.figures dd')].map((d) => d.textContent.trim()),
+    })),
+  );
+}
+
+async function providerFigures(page) {
+  return page.$$eval('#payables h3', (headings) =>
+    headings.map((h) => ({
+      programme: h.textContent.trim(),
+      figures: [...h.nextElementSibling.querySelectorAll('dd')].map((d) => d.textContent.trim()),
+    })),
+  );
+}
+
+/// What the pages showed, written beside the screenshots as figures.json.
+const shown = {};
+
 let failed = false;
 try {
   // The sign-in page, Chinese by default.
@@ -175,6 +199,8 @@ try {
   await enterprise.page.reload();
   const after = await text(enterprise.page, '#received-total');
   check(after === '¥150,000.00', `enterprise received ${after} after the run`);
+  shown.enterprise = await enterpriseFigures(enterprise.page);
+  shown.enterprise_received = after;
   await shoot(enterprise.page, 'enterprise');
   await Promise.all([
     enterprise.page.waitForURL('**/enterprise?lang=en'),
@@ -185,6 +211,7 @@ try {
 
   // The provider: its own view, and 403 on the finance pages.
   const provider = await signIn(logins.provider, '/provider');
+  shown.provider = await providerFigures(provider.page);
   await shoot(provider.page, 'provider');
   for (const path of ['/finance', runPath, '/audit']) {
     const response = await provider.page.goto(`${url}${path}`);
@@ -215,5 +242,6 @@ try {
 } finally {
   await browser.close();
 }
+writeFileSync(join(out, 'figures.json'), JSON.stringify(shown, null, 2));
 console.log(`screenshots in ${out}`);
 process.exit(failed ? 1 : 0);

@@ -1,4 +1,4 @@
-//! Settlement-day benchmark (issue 4): create and post a run for N beneficiaries × 3 providers ×
+//! Settlement-day benchmark: create and post a run for N beneficiaries × 3 providers ×
 //! one month from accruals on PostgreSQL, then time balance look-ups.
 //! `cargo bench -p suanli-app --bench settle` (N from SUANLI_BENCH_BENEFICIARIES, default 100,000;
 //! database from SUANLI_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test).

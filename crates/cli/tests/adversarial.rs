@@ -1,4 +1,4 @@
-//! The adversarial input catalogue (issue #7): one table-driven test per entry point — gRPC
+//! The adversarial input catalogue: one table-driven test per entry point — gRPC
 //! ingest, CSV import, registry TOML, CLI arguments — against a real `suanli serve` child
 //! process. Every case gets a named error (a reason code, a gRPC status, or a message naming
 //! the field, key or argument), and the database is unchanged after it: the snapshot below

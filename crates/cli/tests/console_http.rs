@@ -1,7 +1,7 @@
 //! The web console over plain HTTP, without a browser: sign-in with good, bad and revoked
 //! tokens, the gRPC services' role rules on every page and action (HTTP 403), CSRF, four eyes,
 //! money and language, statements, re-derive, and adversarial forms that each get a named error
-//! and change nothing (issue 6; the forms part of issue 7).
+//! and change nothing.
 
 mod support;
 

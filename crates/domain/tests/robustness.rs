@@ -1,4 +1,4 @@
-//! Robustness of the untrusted-input paths (issue 7, fuzzing): for arbitrary strings the CSV
+//! Robustness of the untrusted-input paths (as the fuzz targets): for arbitrary strings the CSV
 //! usage parser (`usage::parse_fields`), the registry loader (`Registry::from_toml`) and record
 //! validation (`usage::validate`) return a value or a named error and never panic. These are
 //! the fuzz targets in `fuzz/` as proptest properties, so they run in every `cargo test`.

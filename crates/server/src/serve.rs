@@ -524,7 +524,7 @@ pub async fn shutdown_signal() {
 /// tonic sets it only on listeners it binds itself. Left on, an acknowledgement written while
 /// the previous one was still unacknowledged by the client's TCP stack waited for the client's
 /// delayed ACK (40 ms on Linux): batch-ack latency at 80,000 records/s had a p99 of 51 ms on
-/// SQLite and 60 ms on PostgreSQL, most of it that wait (BENCHMARKS.md, stop 13).
+/// SQLite and 60 ms on PostgreSQL, most of it that wait (BENCHMARKS.md).
 fn no_delay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -146,7 +146,7 @@ const FOLD_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended('suan
 /// A thread that folds the pending accrual deltas every [`common::FOLD_EVERY`] on a
 /// connection of its own, beside ingest ([`Store::fold_in_background`]). Folding inside an
 /// ingest transaction held every batch of that group 14 ms longer once a second, which was
-/// most of PostgreSQL's p99 at a steady rate (BENCHMARKS.md, stop 13). Stops (after the fold
+/// most of PostgreSQL's p99 at a steady rate (BENCHMARKS.md). Stops (after the fold
 /// in progress, if any) when dropped.
 struct BackgroundFold {
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -460,7 +460,7 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
 ///   sequential scan) until the table is analyzed.
 ///
 /// With the one-sided range prepared once, every group's catch-up read the whole log, and
-/// each group cost more than the last (BENCHMARKS.md, stop 14).
+/// each group cost more than the last (BENCHMARKS.md).
 fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut i64) -> Result<()> {
     let rows = client.query_typed(
         "SELECT seq, keys, capacity FROM ingest_log \

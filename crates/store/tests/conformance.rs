@@ -903,7 +903,7 @@ fn postgres_stores_pending_deltas_with_lz4() {
 // Every ingest group first reads what other replicas appended to `ingest_log` since it last
 // looked. That read goes by the log's key however long the log has grown (it keeps an hour of
 // groups): a plan cached while the log was a few rows, a sequential scan, had every group read
-// the whole log, so that each group cost more than the last (BENCHMARKS.md, stop 14).
+// the whole log, so that each group cost more than the last (BENCHMARKS.md).
 #[test]
 fn postgres_catch_up_reads_only_the_new_end_of_a_long_log() {
     let Some(db) = pg_db() else {
