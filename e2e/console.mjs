@@ -1,5 +1,5 @@
 // End-to-end test of the Suanli web console in headless Chromium (Debian's package, driven by
-// playwright-core; no browser is downloaded). The scenario: finance A signs in and
+// playwright-core; no browser is downloaded). The scenario: finance A signs in and
 // creates a settlement run; finance B approves and posts it; the enterprise sees its balance
 // change; the provider gets HTTP 403 on the finance pages. Every view is saved as a full-page
 // screenshot at 1280 px and 390 px, and no page may be wider than the screen.

@@ -47,7 +47,7 @@ fn screenshots() -> PathBuf {
         .join("console-screenshots")
 }
 
-// The browser scenario, end to end, with screenshots of every view at both widths.
+// Each role's path through the console, end to end, with screenshots of every view at both widths.
 #[test]
 fn console_in_headless_chromium() {
     if let Some(why) = missing() {
