@@ -1,5 +1,6 @@
 //! Suanli's domain core: money, the registry, usage validation, the subsidy engine and the
-//! ledger model. Pure Rust: no I/O, no async, no database or RPC types (ARCHITECTURE.md).
+//! ledger model. Pure Rust: no I/O, no async, no database or RPC types (ARCHITECTURE.md);
+//! it depends on no other Suanli crate (`tests/purity.rs`).
 
 pub mod audit;
 pub mod capacity;

@@ -1,5 +1,6 @@
 //! Generated gRPC code for Suanli's services. Generated code only: mapping to the domain lives
-//! beside each service in the server crate.
+//! beside each service in the server crate. Depends on tonic and prost only; only the server,
+//! the CLI and the load generator depend on it, never the domain, the store or the use cases.
 
 #![allow(clippy::all, clippy::pedantic, reason = "generated code")]
 

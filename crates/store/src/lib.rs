@@ -2,6 +2,9 @@
 //! A store is driven by one writer (the server's group-commit thread); every method that
 //! changes data runs in one transaction, and `ingest` decides duplicate, conflict and capacity
 //! for a whole group of batches in that transaction.
+//!
+//! Depends on `suanli-domain` and the database drivers only: never on the use cases
+//! (`suanli-app`), the server, the CLI or the protobuf types (`crates/app/tests/purity.rs`).
 
 pub mod audit;
 mod common;
