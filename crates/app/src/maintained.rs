@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use suanli_domain::Registry;
-use suanli_domain::money::{Fen, share_largest_remainder};
+use suanli_domain::money::Fen;
 use suanli_domain::registry::Class;
-use suanli_domain::settlement::{LineKey, Prior, effective_ratios};
+use suanli_domain::settlement::{LineKey, Prior, effective_ratios, limited};
 use suanli_store::{AccrualChanges, AccrualMark, AccrualRow};
 
 use crate::settlement::{Result, key_of_row};
@@ -521,22 +521,6 @@ fn lines_of<'a>(
     lines
         .range(start..)
         .take_while(move |(k, _)| k.beneficiary == beneficiary)
-}
-
-/// R7/R8 as `domain::settlement::limit`: `left` shared over `amounts` by largest remainder
-/// when they pass it, otherwise the amounts unchanged.
-fn limited(amounts: &[Fen], left: Fen) -> Vec<Fen> {
-    let wanted: Fen = amounts.iter().copied().sum();
-    if wanted <= left {
-        return amounts.to_vec();
-    }
-    let shares = share_largest_remainder(amounts, left);
-    assert_eq!(
-        shares.iter().copied().sum::<Fen>(),
-        left,
-        "a limit is met exactly, never passed"
-    );
-    shares
 }
 
 /// The three stages of one programme's month for the groups that can move. `beneficiaries`:

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
 use suanli_testkit::TestDb;
-use support::bin;
+use support::{Rng, bin, env_u64};
 
 const PROGRAMME: &str = "crash-2025";
 const PERIOD: &str = "2025-01";
@@ -94,110 +94,48 @@ programme = "crash-2025"
 /// grant lifts it), and an annual pool of 150,000.00 that e3's demand exhausts. Usage spans
 /// January and February, so February's runs restate January (late records, voids) and the
 /// pool's largest-remainder shares move across months.
-const CAPPED_REGISTRY: &str = r#"
-[[programme]]
-id = "crash-2025"
-funder = "municipal"
-year = 2025
-beneficiary_cap = "20000.00"
-pool = "150000.00"
-beneficiary_kinds = ["enterprise"]
-payee = "provider"
-funding = [ { funder = "city", share = "0.6" }, { funder = "district", share = "0.4" } ]
-rates = [
-  { category = "compute", chip_origin = "domestic", ratio = "0.30" },
-  { category = "compute", chip_origin = "other", ratio = "0.20" },
-]
-[[provider]]
-id = "dc-a"
-[[provider]]
-id = "dc-b"
-[[sku]]
-id = "a-dom"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-[[sku]]
-id = "b-oth"
-provider = "dc-b"
-category = "compute"
-chip_origin = "other"
-unit = "gpu_hour"
-[[beneficiary]]
-id = "e0"
-kind = "enterprise"
-[[beneficiary]]
-id = "e1"
-kind = "enterprise"
-[[beneficiary]]
-id = "e2"
-kind = "enterprise"
-[[beneficiary]]
-id = "e3"
-kind = "enterprise"
-[[grant]]
-beneficiary = "e0"
-programme = "crash-2025"
-[[grant]]
-beneficiary = "e1"
-programme = "crash-2025"
-[[grant]]
-beneficiary = "e2"
-programme = "crash-2025"
-[[grant]]
-beneficiary = "e3"
-programme = "crash-2025"
-cap = "100000000.00"
-"#;
+fn capped_registry() -> String {
+    let capped = REGISTRY
+        .replacen(
+            "year = 2025\n",
+            "year = 2025\nbeneficiary_cap = \"20000.00\"\npool = \"150000.00\"\n",
+            1,
+        )
+        .replace(
+            "beneficiary = \"e3\"\nprogramme = \"crash-2025\"\n",
+            "beneficiary = \"e3\"\nprogramme = \"crash-2025\"\ncap = \"100000000.00\"\n",
+        );
+    assert!(
+        capped.contains("pool =") && capped.contains("cap = \"100000000.00\""),
+        "the capped registry is derived from REGISTRY"
+    );
+    capped
+}
+
+fn plain_registry() -> String {
+    REGISTRY.to_owned()
+}
 
 /// What a crash run settles: the registry, how many days of usage from 1 January (30: January
 /// only; 59: January and February), and whether caps and the pool bind.
 #[derive(Clone, Copy)]
 struct Scenario {
-    registry: &'static str,
+    registry: fn() -> String,
     days: u64,
     capped: bool,
 }
 
 const PLAIN: Scenario = Scenario {
-    registry: REGISTRY,
+    registry: plain_registry,
     days: 30,
     capped: false,
 };
 
 const CAPPED: Scenario = Scenario {
-    registry: CAPPED_REGISTRY,
+    registry: capped_registry,
     days: 59,
     capped: true,
 };
-
-/// SplitMix64: small, seeded, reproducible.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
-        Err(_) => default,
-    }
-}
 
 /// The records of batch `index`: a pure function of the seed and the index, so a retry sends
 /// exactly the same content.
@@ -947,7 +885,7 @@ fn posted_equals_restated_entitlement(db: &mut Direct, recount: &BTreeMap<LineKe
     use suanli_domain::usage::Period;
 
     let (registry, _) =
-        suanli_domain::Registry::from_toml("capped", CAPPED_REGISTRY).expect("valid registry");
+        suanli_domain::Registry::from_toml("capped", &capped_registry()).expect("valid registry");
     let months = [
         Period::parse("2025-01").unwrap(),
         Period::parse("2025-02").unwrap(),
@@ -1063,7 +1001,7 @@ fn crash_run(db: &TestDb, backend: &str, scenario: Scenario) {
     };
     let mut server = Serve::start(&db.url);
     let registry = db.dir.join("registry.toml");
-    std::fs::write(&registry, scenario.registry).unwrap();
+    std::fs::write(&registry, (scenario.registry)()).unwrap();
     let o = cli(
         &server.addr,
         &admin,

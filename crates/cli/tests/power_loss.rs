@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use suanli_proto::v1 as pb;
 use suanli_proto::v1::metering_service_client::MeteringServiceClient;
-use support::bin;
+use support::{Rng, bin, env_u64};
 
 /// 2025-01-01T00:00:00+08:00.
 const JANUARY_START: i64 = 1_735_660_800;
@@ -66,32 +66,6 @@ programme = "power-2025"
 beneficiary = "e1"
 programme = "power-2025"
 "#;
-
-/// SplitMix64: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}")),
-        Err(_) => default,
-    }
-}
 
 /// The records of batch `index`: a pure function of the seed and the index, so a retry sends
 /// exactly the same content.

@@ -305,22 +305,33 @@ pub fn apply_limits(
     }
 }
 
+/// R7/R8's sharing: `left` shared over `amounts` by largest remainder when they pass it (then
+/// met exactly, never passed), otherwise the amounts unchanged. Used by every limit stage here
+/// and by the maintained balances, so both cut the same way.
+pub fn limited(amounts: &[Fen], left: Fen) -> Vec<Fen> {
+    let wanted: Fen = amounts.iter().copied().sum();
+    if wanted <= left {
+        return amounts.to_vec();
+    }
+    let shares = share_largest_remainder(amounts, left);
+    assert_eq!(
+        shares.iter().copied().sum::<Fen>(),
+        left,
+        "a limit is met exactly, never passed"
+    );
+    shares
+}
+
 /// Shares `left` over the lines at `indices` when their subsidies exceed it.
 fn limit(lines: &mut [StatementLine], indices: &[usize], left: Fen, stage: CutBy) {
     let amounts: Vec<Fen> = indices.iter().map(|&i| lines[i].subsidy).collect();
-    let wanted: Fen = amounts.iter().copied().sum();
-    if wanted <= left {
-        return;
-    }
-    let shares = share_largest_remainder(&amounts, left);
+    let shares = limited(&amounts, left);
     for (&i, share) in indices.iter().zip(shares) {
         if share < lines[i].subsidy {
             lines[i].subsidy = share;
             lines[i].cut_by = Some(stage);
         }
     }
-    let after: Fen = indices.iter().map(|&i| lines[i].subsidy).sum();
-    assert_eq!(after, left, "a limit is met exactly, never passed");
 }
 
 /// The statement file's header, shared by `suanli simulate` and run exports.

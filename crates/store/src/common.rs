@@ -1180,15 +1180,14 @@ impl Default for AccrualLog {
 impl AccrualLog {
     /// Notes a committed change to accruals; `external` is the `ingest_log` seq the commit
     /// wrote (PostgreSQL) or 0. Nothing is kept until a reader asked once.
-    pub(crate) fn note(&mut self, external: i64, deltas: &Sums) {
+    /// Takes the group's deltas (the commit no longer needs them), so the ingest path copies
+    /// nothing.
+    pub(crate) fn note(&mut self, external: i64, deltas: Sums) {
         if !self.tracking {
             return;
         }
         self.rows += deltas.len();
-        self.entries.push_back(AccrualLogEntry {
-            external,
-            deltas: deltas.clone(),
-        });
+        self.entries.push_back(AccrualLogEntry { external, deltas });
         while self.rows > ACCRUAL_LOG_ROWS_MAX {
             let Some(old) = self.entries.pop_front() else {
                 break;

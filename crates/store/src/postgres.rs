@@ -712,7 +712,7 @@ impl Store for PgStore {
         let common::Decided {
             decisions,
             insert,
-            effects: fx,
+            effects: mut fx,
         } = common::decide(&self.engine, candidates, &rows, &existing, maybe.is_empty())?;
         if !insert.is_empty() {
             // Binary COPY straight into the table: the keys are known to be new (one writer).
@@ -771,7 +771,7 @@ impl Store for PgStore {
         tx.commit()?;
         if !insert.is_empty() {
             self.log_seq = seq;
-            self.accrual_log.note(seq, &fx.accruals);
+            self.accrual_log.note(seq, std::mem::take(&mut fx.accruals));
         }
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
@@ -829,7 +829,7 @@ impl Store for PgStore {
         audit(&mut tx, &at)?;
         tx.commit()?;
         self.log_seq = seq;
-        self.accrual_log.note(seq, &fx.accruals);
+        self.accrual_log.note(seq, std::mem::take(&mut fx.accruals));
         crate::note_accrual_change();
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })

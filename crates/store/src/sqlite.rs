@@ -336,7 +336,7 @@ impl SqliteStore {
         let common::Decided {
             decisions,
             insert,
-            effects: fx,
+            effects: mut fx,
         } = common::decide(&self.engine, candidates, &rows, &existing, maybe.is_empty())?;
         let mut quantity = String::new();
         for chunk in insert.chunks(INSERT_ROWS_MAX) {
@@ -390,7 +390,7 @@ impl SqliteStore {
         tx.commit()?;
         crate::note_accrual_change();
         if !fx.accruals.is_empty() {
-            self.accrual_log.note(0, &fx.accruals);
+            self.accrual_log.note(0, std::mem::take(&mut fx.accruals));
         }
         fx.commit_into(&mut self.engine);
         Ok(decisions)
@@ -650,7 +650,7 @@ impl Store for SqliteStore {
         audit(&mut tx, &at)?;
         tx.commit()?;
         crate::note_accrual_change();
-        self.accrual_log.note(0, &fx.accruals);
+        self.accrual_log.note(0, std::mem::take(&mut fx.accruals));
         fx.commit_into(&mut self.engine);
         Ok(VoidResult::Voided { at })
     }

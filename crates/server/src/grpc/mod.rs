@@ -201,8 +201,8 @@ pub async fn refresh_programme_gauges(shared: &Shared) {
 }
 
 /// Longest id or reference in a request (programme, period, beneficiary, provider, payee,
-/// payment reference, journal kind or account prefix), in bytes — the bound of a record's ids.
-pub const ID_BYTES_MAX: usize = 128;
+/// payment reference, journal kind or account prefix), in bytes: the bound of a record's ids.
+pub use suanli_domain::usage::ID_BYTES_MAX;
 /// Longest file name a registry load may carry (it names the file in error messages).
 pub const FILE_NAME_BYTES_MAX: usize = 256;
 
