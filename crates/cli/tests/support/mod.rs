@@ -119,14 +119,23 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("serve starts");
+        // The console's listener is bound after gRPC's: wait for both, or a test's first page
+        // can be refused.
+        let console = extra
+            .iter()
+            .position(|a| *a == "--http-addr")
+            .and_then(|i| extra.get(i + 1))
+            .filter(|a| **a != "off");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "suanli serve exited early"
-            );
-            assert!(Instant::now() < deadline, "server listens within 60 s");
-            std::thread::sleep(Duration::from_millis(50));
+        for listening in std::iter::once(addr.as_str()).chain(console.copied()) {
+            while std::net::TcpStream::connect(listening).is_err() {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "suanli serve exited early"
+                );
+                assert!(Instant::now() < deadline, "server listens within 60 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Server { child, addr }
     }
