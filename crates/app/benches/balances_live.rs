@@ -1,6 +1,6 @@
 //! Balances while usage streams in: N beneficiaries × 3 providers, ingest through the server's
 //! writer (group commit) at half the maximum rate measured first, and 200 balance look-ups a
-//! second from 8 clients on the writer thread as the gRPC balance service makes them, for a
+//! second from 8 clients beside the writer as the gRPC balance service makes them, for a
 //! set time; then the same ingest without look-ups, for comparison; the console's enterprise
 //! page and finance overview once a second beside them; and the same again under a pool that
 //! binds (every line of the programme moves at each change). On SQLite and PostgreSQL.
@@ -11,11 +11,11 @@
 //! `SUANLI_TEST_POSTGRES_URL` (default postgres://postgres@127.0.0.1:5432/test).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use suanli_app::balances::PendingCache;
+use suanli_app::balances::{BalanceReader, Balances};
 use suanli_app::ingest::Writer;
 use suanli_domain::money::Fen;
 use suanli_domain::registry::{Category, ChipOrigin, Class};
@@ -228,18 +228,28 @@ async fn ingest(
     (acked, latencies)
 }
 
+/// Runs `f` on the balance thread as the server does (`Shared::balances`). Returns the result
+/// and the time `f` took there, without waiting for the look-ups queued before it.
+async fn on_reader<R: Send + 'static>(
+    reader: &Balances,
+    f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+) -> (R, Duration) {
+    reader
+        .call(move |r| {
+            let t = Instant::now();
+            let result = f(r);
+            (result, t.elapsed())
+        })
+        .await
+        .expect("the balance thread runs")
+}
+
 /// Balance look-ups from `LOOKUP_CLIENTS` clients at `LOOKUPS_PER_SECOND` in all, as the gRPC
-/// balance service makes them (on the writer thread, one shared cache), until `stop`.
-async fn lookups(
-    writer: &Writer,
-    cache: Arc<Mutex<PendingCache>>,
-    n: usize,
-    stop: Arc<AtomicBool>,
-) -> Vec<(Duration, Duration)> {
+/// balance service makes them (beside the writer, one shared reader), until `stop`.
+async fn lookups(reader: Balances, n: usize, stop: Arc<AtomicBool>) -> Vec<(Duration, Duration)> {
     let mut tasks = Vec::new();
     for c in 0..LOOKUP_CLIENTS {
-        let writer = writer.clone();
-        let cache = cache.clone();
+        let reader = reader.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let every =
@@ -252,19 +262,10 @@ async fn lookups(
                 tokio::time::sleep_until(start + every * k).await;
                 k += 1;
                 let b = format!("b{}", rng.next(n) + 1);
-                let cache = cache.clone();
                 let t = Instant::now();
-                let (result, service) = writer
-                    .call(move |s| {
-                        let t = Instant::now();
-                        let mut cache = cache.lock().expect("cache lock");
-                        let result = suanli_app::balances::balance(s, &mut cache, &b, 2025);
-                        (result, t.elapsed())
-                    })
-                    .await
-                    .expect("writer");
+                let (result, held) = on_reader(&reader, move |r| r.balance(&b, 2025)).await;
                 result.expect("balance");
-                out.push((t.elapsed(), service));
+                out.push((t.elapsed(), held));
             }
             out
         }));
@@ -276,11 +277,10 @@ async fn lookups(
     out
 }
 
-/// The console's pages once a second each, on the same cache: the enterprise page (balance
+/// The console's pages once a second each, on the same reader: the enterprise page (balance
 /// and postings by month) and the finance overview.
 async fn console(
-    writer: &Writer,
-    cache: Arc<Mutex<PendingCache>>,
+    reader: Balances,
     n: usize,
     stop: Arc<AtomicBool>,
 ) -> (Vec<Duration>, Vec<Duration>) {
@@ -290,28 +290,20 @@ async fn console(
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let b = format!("b{}", rng.next(n) + 1);
-        let c = cache.clone();
         let t = Instant::now();
-        writer
-            .call(move |s| {
-                let mut cache = c.lock().expect("cache lock");
-                suanli_app::balances::balance(s, &mut cache, &b, 2025)?;
-                suanli_app::balances::monthly_posted(s, &mut cache, &b, 2025)
-            })
-            .await
-            .expect("writer")
-            .expect("enterprise page");
+        on_reader(&reader, move |r| {
+            r.balance(&b, 2025)?;
+            r.monthly_posted(&b, 2025)
+        })
+        .await
+        .0
+        .expect("enterprise page");
         enterprise.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let c = cache.clone();
         let t = Instant::now();
-        writer
-            .call(move |s| {
-                let mut cache = c.lock().expect("cache lock");
-                suanli_app::balances::programme_overview(s, &mut cache, 2025)
-            })
+        on_reader(&reader, |r| r.programme_overview(2025))
             .await
-            .expect("writer")
+            .0
             .expect("overview");
         overview.push(t.elapsed());
     }
@@ -322,7 +314,7 @@ async fn console(
 async fn phase(
     name: &str,
     writer: &Writer,
-    cache: &Arc<Mutex<PendingCache>>,
+    reader: &Balances,
     n: usize,
     rate: u64,
     secs: Duration,
@@ -336,16 +328,14 @@ async fn phase(
         tokio::spawn(async move { ingest(&writer, n, rate, stop).await })
     };
     let lookup_task = with_lookups.then(|| {
-        let writer = writer.clone();
         let stop = stop.clone();
-        let cache = cache.clone();
-        tokio::spawn(async move { lookups(&writer, cache, n, stop).await })
+        let reader = reader.clone();
+        tokio::spawn(async move { lookups(reader, n, stop).await })
     });
     let console_task = with_lookups.then(|| {
-        let writer = writer.clone();
         let stop = stop.clone();
-        let cache = cache.clone();
-        tokio::spawn(async move { console(&writer, cache, n, stop).await })
+        let reader = reader.clone();
+        tokio::spawn(async move { console(reader, n, stop).await })
     });
     tokio::time::sleep(secs).await;
     stop.store(true, Ordering::Relaxed);
@@ -364,11 +354,11 @@ async fn phase(
             "{name}: {}",
             summary("balance look-up", samples.iter().map(|s| s.0).collect())
         );
-        // The time on the writer thread alone, without waiting behind ingest groups.
+        // The look-up's own work, without waiting for the look-ups queued before it.
         println!(
             "{name}: {}",
             summary(
-                "  of which on the writer",
+                "  of which the look-up's own work",
                 samples.iter().map(|s| s.1).collect()
             )
         );
@@ -381,18 +371,11 @@ async fn phase(
     per_second
 }
 
-async fn timed_lookup(
-    writer: &Writer,
-    cache: &Arc<Mutex<PendingCache>>,
-) -> anyhow::Result<Duration> {
-    let cache = cache.clone();
+async fn timed_lookup(reader: &Balances) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    writer
-        .call(move |s| {
-            let mut cache = cache.lock().expect("cache lock");
-            suanli_app::balances::balance(s, &mut cache, "b1", 2025)
-        })
-        .await?
+    on_reader(reader, |r| r.balance("b1", 2025))
+        .await
+        .0
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(t.elapsed())
 }
@@ -417,18 +400,18 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         n * PROVIDERS,
         seeding.elapsed()
     );
-    let cache = Arc::new(Mutex::new(PendingCache::default()));
+    let reader = Balances::beside(&writer, url).await?;
     println!(
         "first balance look-up (reads every accrual, builds the year): {:.2?}",
-        timed_lookup(&writer, &cache).await?
+        timed_lookup(&reader).await?
     );
-    let max = phase("maximum rate", &writer, &cache, n, 0, secs / 4, false).await;
+    let max = phase("maximum rate", &writer, &reader, n, 0, secs / 4, false).await;
     let half = max / 2;
     println!("half rate: {half} records/s");
     let without = phase(
         "half rate, no look-ups",
         &writer,
-        &cache,
+        &reader,
         n,
         half,
         secs,
@@ -438,7 +421,7 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
     let with = phase(
         "half rate with look-ups",
         &writer,
-        &cache,
+        &reader,
         n,
         half,
         secs,
@@ -454,12 +437,12 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
     println!("registry with a binding pool loaded in {reload:.2?}");
     println!(
         "first balance look-up after the load (rebuilds the year): {:.2?}",
-        timed_lookup(&writer, &cache).await?
+        timed_lookup(&reader).await?
     );
     phase(
         "binding pool, half rate with look-ups",
         &writer,
-        &cache,
+        &reader,
         n,
         half,
         secs,

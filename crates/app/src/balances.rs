@@ -10,13 +10,28 @@ use suanli_domain::money::Fen;
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{self as rows};
 use suanli_store::sql::Sql;
-use suanli_store::{Store, StoreError};
+use suanli_store::{AccrualChanges, AccrualFeed, AccrualMark, Reader, Store, StoreError};
 
 use suanli_domain::settlement::{LineKey, Prior};
 
 use crate::maintained::{Accruals, MaintainedYear};
 use crate::registry::{load_registry, registry_of};
-use crate::settlement::{Result, SettleError, bases_to, entitlements, in_tx, period_versions};
+use crate::settlement::{
+    Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
+};
+
+/// What balance look-ups read from: the store itself (on the writer thread), or a
+/// [`BalanceReader`] beside the writer.
+pub trait Source: Transact {
+    /// As [`Store::accrual_changes_since`]: the accrual changes since `since`, or every total.
+    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges>;
+}
+
+impl Source for dyn Store + '_ {
+    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
+        Ok(self.accrual_changes_since(since)?)
+    }
+}
 
 /// One programme-year of a beneficiary's balance (R12).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +47,9 @@ pub struct Balance {
 /// What balance look-ups derive from the database, kept current by what changed since the
 /// last look-up: the accrual totals and each fiscal year's entitlement to date, maintained
 /// change by change ([`crate::maintained`]); what posted runs and opening balances paid
-/// (recomputed when runs or openings changed); the registries in use. A look-up runs on the
-/// writer thread, so it sees every commit acknowledged before it.
+/// (recomputed when runs or openings changed); the registries in use. Every look-up first
+/// reads what changed since the last one (the state's version numbers, the accrual changes),
+/// so it sees every commit acknowledged before it began.
 #[derive(Default)]
 pub struct PendingCache {
     registry: Option<(i64, Arc<Registry>)>,
@@ -101,8 +117,8 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
 }
 
 /// The current registry version, its registry (cached) and the runs' key.
-fn cached_state(
-    store: &mut dyn Store,
+fn cached_state<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
 ) -> Result<(i64, Arc<Registry>, RunsKey)> {
     let (version, runs) = in_tx(store, state_key)?;
@@ -122,8 +138,8 @@ fn cached_state(
 
 /// What posted runs and confirmed opening balances paid each beneficiary, per programme;
 /// recomputed when the runs or the opening balances changed.
-fn paid_by_beneficiary(
-    store: &mut dyn Store,
+fn paid_by_beneficiary<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
     runs: RunsKey,
 ) -> Result<Paid> {
@@ -160,14 +176,14 @@ fn paid_by_beneficiary(
 
 /// The year's maintained entitlements, caught up with every change since the last look-up,
 /// and the confirmed opening balances.
-fn maintained_year<'c>(
-    store: &mut dyn Store,
+fn maintained_year<'c, S: Source + ?Sized>(
+    store: &mut S,
     cache: &'c mut PendingCache,
     year: i32,
     current_version: i64,
     runs: RunsKey,
 ) -> Result<(&'c MaintainedYear, Opening)> {
-    let changes = store.accrual_changes_since(cache.accruals.mark)?;
+    let changes = store.accrual_changes(cache.accruals.mark)?;
     if cache.accruals.apply(changes, &mut cache.dirty)? {
         cache.years.clear();
         cache.dirty.clear();
@@ -236,8 +252,8 @@ fn maintained_year<'c>(
 
 /// Entitlement to date per (programme, beneficiary) of `year`, opening balances included, as
 /// balances use it: the maintained figures.
-pub fn entitlements_to_date(
-    store: &mut dyn Store,
+pub fn entitlements_to_date<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<HashMap<(String, String), Fen>> {
@@ -289,7 +305,11 @@ pub fn entitlements_recomputed(
 }
 
 /// Posted run lines summed per programme and per beneficiary, recomputed when runs changed.
-fn posted(store: &mut dyn Store, cache: &mut PendingCache, runs: RunsKey) -> Result<Arc<Posted>> {
+fn posted<S: Source + ?Sized>(
+    store: &mut S,
+    cache: &mut PendingCache,
+    runs: RunsKey,
+) -> Result<Arc<Posted>> {
     if let Some((k, v)) = &cache.posted
         && *k == runs
     {
@@ -334,8 +354,8 @@ fn posted(store: &mut dyn Store, cache: &mut PendingCache, runs: RunsKey) -> Res
 
 /// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
 /// accruals under the current policy, less what is posted) and remaining.
-pub fn balance(
-    store: &mut dyn Store,
+pub fn balance<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
     beneficiary: &str,
     year: i32,
@@ -379,8 +399,8 @@ pub fn balance(
 /// Subsidy posted to a beneficiary per month (the month each line is for, its original period)
 /// of `year`, per programme: index 0 is January. Read from the posted totals cached until runs
 /// change.
-pub fn monthly_posted(
-    store: &mut dyn Store,
+pub fn monthly_posted<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
     beneficiary: &str,
     year: i32,
@@ -426,8 +446,8 @@ pub struct ProgrammeOverview {
 }
 
 /// Every programme of `year` in the current registry, with its pool and cap positions.
-pub fn programme_overview(
-    store: &mut dyn Store,
+pub fn programme_overview<S: Source + ?Sized>(
+    store: &mut S,
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
@@ -538,4 +558,184 @@ pub fn posted_totals(store: &mut dyn Store, programmes: &[String]) -> Result<Vec
         totals.push((id.clone(), total));
     }
     Ok(totals)
+}
+
+/// Reads every accrual total through the store's writer: the first look-up's, and any after
+/// the change log lost track ([`Store::accrual_changes_since`] run on the writer thread).
+pub type CompleteRead = Box<dyn FnMut(Option<AccrualMark>) -> Result<AccrualChanges> + Send>;
+
+/// Balance look-ups beside the writer, so that they never wait in its queue behind ingest: the
+/// runs, registries and opening balances are read on a connection of the reader's own
+/// ([`suanli_store::Reader`]), and what ingest and voids changed in the accruals from the
+/// writer's change log ([`AccrualFeed`]), which the writer fills after each commit and before
+/// acknowledging it. A look-up therefore reflects every commit acknowledged before it began.
+/// Only a complete read of the accruals (the first look-up, another server's ingest on a
+/// shared PostgreSQL database, or a log that dropped what the reader had not read yet) goes to
+/// the writer.
+pub struct BalanceReader {
+    source: ReaderSource,
+    cache: PendingCache,
+}
+
+struct ReaderSource {
+    url: String,
+    /// Opened on first use.
+    reader: Option<Box<dyn Reader>>,
+    feed: AccrualFeed,
+    complete: CompleteRead,
+}
+
+/// How long a reader waits, at most twice, for the writer to note a commit of its own that the
+/// database already shows (PostgreSQL: between the commit and the note) before it reads every
+/// accrual through the writer instead.
+const NOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+impl ReaderSource {
+    fn reader(&mut self) -> std::result::Result<&mut Box<dyn Reader>, StoreError> {
+        if self.reader.is_none() {
+            self.reader = Some(suanli_store::open_reader(&self.url)?);
+        }
+        Ok(self.reader.as_mut().expect("opened above"))
+    }
+}
+
+impl Transact for ReaderSource {
+    fn transact(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
+    ) -> std::result::Result<(), StoreError> {
+        self.reader()?.read(f)
+    }
+}
+
+impl Source for ReaderSource {
+    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
+        if let Some(since) = since {
+            let current = self.reader()?.accrual_position()?;
+            for attempt in 0..3 {
+                if let Some(changes) = self.feed.since(since, current)? {
+                    return Ok(changes);
+                }
+                // SQLite: the log alone decides. PostgreSQL: the newest entry may be this
+                // server's own commit, not noted yet; another server's stays missing.
+                if current.is_none() || attempt == 2 {
+                    break;
+                }
+                std::thread::sleep(NOTE_WAIT);
+            }
+        }
+        crate::metrics::METRICS.balance_complete_reads.inc();
+        (self.complete)(since)
+    }
+}
+
+impl BalanceReader {
+    /// A reader of the database at `url` (which the writer has opened), following `feed`
+    /// (the writer's [`Store::accrual_feed`]); `complete` runs a complete read on the writer.
+    pub fn new(url: &str, feed: AccrualFeed, complete: CompleteRead) -> BalanceReader {
+        BalanceReader {
+            source: ReaderSource {
+                url: url.to_owned(),
+                reader: None,
+                feed,
+                complete,
+            },
+            cache: PendingCache::default(),
+        }
+    }
+
+    /// Forgets every figure, so the next look-up reads everything again.
+    pub fn reset(&mut self) {
+        self.cache = PendingCache::default();
+    }
+
+    /// [`balance`], read beside the writer.
+    pub fn balance(&mut self, beneficiary: &str, year: i32) -> Result<Vec<Balance>> {
+        balance(&mut self.source, &mut self.cache, beneficiary, year)
+    }
+
+    /// [`monthly_posted`], read beside the writer.
+    pub fn monthly_posted(
+        &mut self,
+        beneficiary: &str,
+        year: i32,
+    ) -> Result<BTreeMap<String, [Fen; 12]>> {
+        monthly_posted(&mut self.source, &mut self.cache, beneficiary, year)
+    }
+
+    /// [`programme_overview`], read beside the writer.
+    pub fn programme_overview(&mut self, year: i32) -> Result<Vec<ProgrammeOverview>> {
+        programme_overview(&mut self.source, &mut self.cache, year)
+    }
+
+    /// Runs `f` on the reader's own connection (other read-only queries of the same pages,
+    /// such as [`crate::settlement::list_runs`]), beside the writer.
+    pub fn read<T>(&mut self, f: impl FnOnce(&mut dyn Transact) -> Result<T>) -> Result<T> {
+        f(&mut self.source)
+    }
+
+    /// [`entitlements_to_date`], read beside the writer.
+    pub fn entitlements_to_date(&mut self, year: i32) -> Result<HashMap<(String, String), Fen>> {
+        entitlements_to_date(&mut self.source, &mut self.cache, year)
+    }
+}
+
+/// A job for the balance thread.
+type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
+
+/// The server's [`BalanceReader`] on a thread of its own, beside the writer's: look-ups and
+/// the console's balance pages queue here, never behind ingest. A thread, not the runtime's
+/// blocking pool: the PostgreSQL client blocks on a runtime of its own, which a thread of
+/// another runtime may not. Cheap to clone; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Balances {
+    jobs: std::sync::mpsc::Sender<BalanceJob>,
+}
+
+impl Balances {
+    /// Starts the reader of the database `writer` has open at `url`: it follows the writer's
+    /// accrual change log and sends only complete reads to the writer.
+    pub async fn beside(writer: &crate::ingest::Writer, url: &str) -> anyhow::Result<Balances> {
+        let feed = writer.call(|s| s.accrual_feed()).await?;
+        let (writer, runtime) = (writer.clone(), tokio::runtime::Handle::current());
+        let complete: CompleteRead = Box::new(move |since| {
+            // On the balance thread, which is not one of the runtime's: it may block on it.
+            runtime
+                .block_on(writer.call(move |s| s.accrual_changes_since(since)))
+                .map_err(|e| SettleError::Unavailable(e.to_string()))?
+                .map_err(SettleError::Store)
+        });
+        let mut reader = BalanceReader::new(url, feed, complete);
+        let (jobs, rx) = std::sync::mpsc::channel::<BalanceJob>();
+        std::thread::Builder::new()
+            .name("suanli-balances".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut reader);
+                    }));
+                    if done.is_err() {
+                        // The figures may be half updated: start afresh (the caller sees its
+                        // reply dropped).
+                        reader.reset();
+                    }
+                }
+            })?;
+        Ok(Balances { jobs })
+    }
+
+    /// Runs `f` on the balance thread, after the look-ups queued before it.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+    ) -> Result<R> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || SettleError::Unavailable("the balance reader has stopped".into());
+        self.jobs
+            .send(Box::new(move |reader| {
+                let _ = reply.send(f(reader));
+            }))
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
 }

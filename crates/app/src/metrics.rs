@@ -4,7 +4,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -31,6 +33,9 @@ pub struct Metrics {
     pub programme_pool_fen: IntGaugeVec,
     /// Fen posted so far by a programme's runs (all periods), recomputed at start and on post.
     pub programme_posted_fen: IntGaugeVec,
+    /// Balance look-ups (and the console's balance pages) that had to read every accrual
+    /// through the writer: the first after start, and any after the change log lost track.
+    pub balance_complete_reads: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -113,8 +118,14 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["programme"],
     )
     .expect("metric");
+    let balance_complete_reads = IntCounter::new(
+        "suanli_balance_complete_reads_total",
+        "balance look-ups that read every accrual through the store writer",
+    )
+    .expect("metric");
     for c in [
         Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(balance_complete_reads.clone()),
         Box::new(batch_seconds.clone()),
         Box::new(commit_seconds.clone()),
         Box::new(group_records.clone()),
@@ -139,5 +150,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         settlement_lines,
         programme_pool_fen,
         programme_posted_fen,
+        balance_complete_reads,
     }
 });

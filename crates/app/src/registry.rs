@@ -12,7 +12,7 @@ use suanli_store::sql::Sql;
 use suanli_store::{RegistryNames, RegistryVersionRow, Store};
 
 use crate::audit::Actor;
-use crate::settlement::{Result, SettleError, in_tx};
+use crate::settlement::{Result, SettleError, Transact, in_tx};
 
 pub(crate) fn parse_registry(version: i64, text: &str) -> Result<Registry> {
     Registry::from_toml(&format!("registry version {version}"), text)
@@ -66,7 +66,9 @@ pub(crate) fn load_registry(
 }
 
 /// The current registry version and its parsed registry.
-pub(crate) fn current_registry(store: &mut dyn Store) -> Result<(i64, Arc<Registry>)> {
+pub(crate) fn current_registry<S: Transact + ?Sized>(
+    store: &mut S,
+) -> Result<(i64, Arc<Registry>)> {
     in_tx(store, |tx| {
         let rows = tx.query("SELECT MAX(version) FROM registry_versions", &[])?;
         let version = rows
@@ -82,14 +84,14 @@ pub(crate) fn current_registry(store: &mut dyn Store) -> Result<(i64, Arc<Regist
 }
 
 /// The fiscal years of the current registry's programmes, newest first.
-pub fn registry_years(store: &mut dyn Store) -> Result<Vec<i32>> {
+pub fn registry_years<S: Transact + ?Sized>(store: &mut S) -> Result<Vec<i32>> {
     let (_, registry) = current_registry(store)?;
     let years: BTreeSet<i32> = registry.programmes.iter().map(|p| p.year).collect();
     Ok(years.into_iter().rev().collect())
 }
 
 /// The ids of the current registry's beneficiaries and providers (for pickers and checks).
-pub fn registry_parties(store: &mut dyn Store) -> Result<(Vec<String>, Vec<String>)> {
+pub fn registry_parties<S: Transact + ?Sized>(store: &mut S) -> Result<(Vec<String>, Vec<String>)> {
     let (_, registry) = current_registry(store)?;
     Ok((
         registry

@@ -43,6 +43,9 @@ pub enum SettleError {
     AlreadyExists(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store's writer has stopped; the server is going down.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, SettleError>;
@@ -73,12 +76,30 @@ pub(crate) fn settlement_tx<T>(
     })
 }
 
-pub(crate) fn in_tx<T>(
-    store: &mut dyn Store,
+/// What runs a transaction: the store on the writer thread, or a reader's connection beside it
+/// ([`crate::balances::BalanceReader`]).
+pub trait Transact {
+    fn transact(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
+    ) -> std::result::Result<(), StoreError>;
+}
+
+impl Transact for dyn Store + '_ {
+    fn transact(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
+    ) -> std::result::Result<(), StoreError> {
+        self.transaction(f)
+    }
+}
+
+pub(crate) fn in_tx<S: Transact + ?Sized, T>(
+    store: &mut S,
     mut f: impl FnMut(&mut dyn Sql) -> Result<T>,
 ) -> Result<T> {
     let mut out: Option<Result<T>> = None;
-    let outcome = store.transaction(&mut |tx| match f(tx) {
+    let outcome = store.transact(&mut |tx| match f(tx) {
         Ok(v) => {
             out = Some(Ok(v));
             Ok(())
@@ -392,7 +413,7 @@ pub fn create_run(
     })
 }
 
-pub fn show_run(store: &mut dyn Store, run_id: i64) -> Result<RunView> {
+pub fn show_run<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunView> {
     in_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
@@ -405,7 +426,10 @@ pub fn show_run(store: &mut dyn Store, run_id: i64) -> Result<RunView> {
     })
 }
 
-pub fn list_runs(store: &mut dyn Store, programme: Option<&str>) -> Result<Vec<RunRow>> {
+pub fn list_runs<S: Transact + ?Sized>(
+    store: &mut S,
+    programme: Option<&str>,
+) -> Result<Vec<RunRow>> {
     in_tx(store, |tx| Ok(rows::runs(tx, programme)?))
 }
 

@@ -1,16 +1,19 @@
 //! The maintained balance figures equal the full year-to-date recomputation to the fen after
 //! every step of random sequences of ingests, voids, settlement runs (posted and cancelled)
 //! and registry loads, over small registries whose beneficiary caps, provider caps and pools
-//! bind (docs/rules.md R6-R9, R12). Runs on SQLite and on PostgreSQL.
+//! bind (docs/rules.md R6-R9, R12), read on the store itself and beside it as the server reads
+//! them (a `BalanceReader`: a connection of its own and the store's accrual change log). Runs
+//! on SQLite and on PostgreSQL.
 //! Seeded by `SUANLI_PROPTEST_SEED`, or a fresh seed that the test prints.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRunner};
-use suanli_app::balances::{self, PendingCache};
+use suanli_app::balances::{self, BalanceReader, PendingCache};
 use suanli_app::settlement as settle;
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
@@ -174,17 +177,22 @@ fn actor(name: &str) -> suanli_app::audit::Actor {
 }
 
 struct World {
-    store: Box<dyn Store>,
+    /// Shared with the balance reader, which reads every accrual through it the first time.
+    shared: Arc<Mutex<Box<dyn Store>>>,
     registry: Registry,
     records: Vec<(String, String)>,
     next_id: usize,
 }
 
 impl World {
+    fn store(&self) -> MutexGuard<'_, Box<dyn Store>> {
+        self.shared.lock().expect("store lock")
+    }
+
     fn load(&mut self, l: &Limits) {
         let text = registry_text(l);
         let (registry, _) = Registry::from_toml("test.toml", &text).expect("registry is valid");
-        self.store
+        self.store()
             .registry_insert(
                 &registry.content_hash,
                 &text,
@@ -227,12 +235,12 @@ impl World {
                         record,
                     });
                 }
-                self.store.ingest(&group).expect("ingest");
+                self.store().ingest(&group).expect("ingest");
             }
             Step::Void(n) => {
                 if !self.records.is_empty() {
                     let (p, r) = self.records[n % self.records.len()].clone();
-                    self.store
+                    self.store()
                         .void(&p, &r, "wrong", chrono::Utc::now())
                         .expect("void");
                 }
@@ -240,8 +248,9 @@ impl World {
             Step::Run(city, month, post) => {
                 let programme = if *city { "city" } else { "nat" };
                 // A run the rules refuse (nothing to post, an open run) changes nothing.
+                let mut store = self.store();
                 let Ok(run) = settle::create_run(
-                    &mut *self.store,
+                    &mut **store,
                     programme,
                     &format!("2025-{month:02}"),
                     &actor("a"),
@@ -249,12 +258,11 @@ impl World {
                     return;
                 };
                 if *post {
-                    settle::approve_run(&mut *self.store, run.run.run_id, &actor("b"))
+                    settle::approve_run(&mut **store, run.run.run_id, &actor("b"))
                         .expect("approve");
-                    settle::post_run(&mut *self.store, run.run.run_id, &actor("b")).expect("post");
+                    settle::post_run(&mut **store, run.run.run_id, &actor("b")).expect("post");
                 } else {
-                    settle::cancel_run(&mut *self.store, run.run.run_id, &actor("a"))
-                        .expect("cancel");
+                    settle::cancel_run(&mut **store, run.run.run_id, &actor("a")).expect("cancel");
                 }
             }
             Step::Load(l) => self.load(l),
@@ -271,9 +279,11 @@ fn nonzero(m: HashMap<(String, String), Fen>) -> Vec<((String, String), Fen)> {
 }
 
 fn check_sequence(url: &str, first: &Limits, steps: &[Step]) -> Result<(), TestCaseError> {
-    let store = suanli_store::open(url).expect("store opens");
+    let mut store = suanli_store::open(url).expect("store opens");
+    let feed = store.accrual_feed();
+    let shared = Arc::new(Mutex::new(store));
     let mut world = World {
-        store,
+        shared: shared.clone(),
         registry: Registry::from_toml("empty.toml", "")
             .expect("empty registry")
             .0,
@@ -281,39 +291,83 @@ fn check_sequence(url: &str, first: &Limits, steps: &[Step]) -> Result<(), TestC
         next_id: 0,
     };
     world.load(first);
+    // Beside the store, as the server reads: every complete read of the accruals goes through
+    // the store and is counted; the rest comes from its change log.
+    let complete_reads = Arc::new(AtomicUsize::new(0));
+    let complete: balances::CompleteRead = {
+        let (shared, complete_reads) = (shared.clone(), complete_reads.clone());
+        Box::new(move |since| {
+            complete_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(shared
+                .lock()
+                .expect("store lock")
+                .accrual_changes_since(since)?)
+        })
+    };
+    let mut reader = BalanceReader::new(url, feed, complete);
     let mut cache = PendingCache::default();
     for (i, step) in steps.iter().enumerate() {
         world.apply(step);
-        let maintained = balances::entitlements_to_date(&mut *world.store, &mut cache, 2025)
-            .expect("maintained");
-        let full = balances::entitlements_recomputed(&mut *world.store, 2025).expect("full");
+        // Beside the store first: the reader's complete read locks the store itself.
+        let beside = nonzero(reader.entitlements_to_date(2025).expect("beside"));
+        let beside_balances: Vec<_> = (1..=BENEFICIARIES)
+            .map(|b| reader.balance(&format!("b{b}"), 2025).expect("balance"))
+            .collect();
+        let beside_overview = reader.programme_overview(2025).expect("overview");
+        let mut store = world.store();
+        let store = &mut **store;
+        let maintained =
+            balances::entitlements_to_date(store, &mut cache, 2025).expect("maintained");
+        let full = nonzero(balances::entitlements_recomputed(store, 2025).expect("full"));
+        prop_assert_eq!(&nonzero(maintained), &full, "after step {} ({:?})", i, step);
         prop_assert_eq!(
-            nonzero(maintained),
-            nonzero(full),
-            "after step {} ({:?})",
+            &beside,
+            &full,
+            "beside the store, after step {} ({:?})",
             i,
             step
         );
-        // Balances and the overview from the maintained cache equal those of a cache built
-        // from scratch now.
+        // Balances and the overview from the maintained cache, and beside the store, equal
+        // those of a cache built from scratch now.
         let mut fresh = PendingCache::default();
         for b in 1..=BENEFICIARIES {
-            let b = format!("b{b}");
+            let rebuilt =
+                balances::balance(store, &mut fresh, &format!("b{b}"), 2025).expect("balance");
             prop_assert_eq!(
-                balances::balance(&mut *world.store, &mut cache, &b, 2025).expect("balance"),
-                balances::balance(&mut *world.store, &mut fresh, &b, 2025).expect("balance"),
-                "balance of {} after step {}",
+                &balances::balance(store, &mut cache, &format!("b{b}"), 2025).expect("balance"),
+                &rebuilt,
+                "balance of b{} after step {}",
+                b,
+                i
+            );
+            prop_assert_eq!(
+                &beside_balances[b - 1],
+                &rebuilt,
+                "balance of b{} beside the store after step {}",
                 b,
                 i
             );
         }
+        let rebuilt = balances::programme_overview(store, &mut fresh, 2025).expect("overview");
         prop_assert_eq!(
-            balances::programme_overview(&mut *world.store, &mut cache, 2025).expect("overview"),
-            balances::programme_overview(&mut *world.store, &mut fresh, 2025).expect("overview"),
+            &balances::programme_overview(store, &mut cache, 2025).expect("overview"),
+            &rebuilt,
             "overview after step {}",
             i
         );
+        prop_assert_eq!(
+            &beside_overview,
+            &rebuilt,
+            "overview beside the store after step {}",
+            i
+        );
     }
+    // One server: only the first look-up read every accrual; the rest followed the log.
+    prop_assert!(
+        complete_reads.load(Ordering::SeqCst) <= 1,
+        "{} complete reads",
+        complete_reads.load(Ordering::SeqCst)
+    );
     Ok(())
 }
 

@@ -118,6 +118,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             "no registry loaded yet; records are rejected until one is (suanli registry import)"
         );
     }
+    let balances = suanli_app::balances::Balances::beside(&writer, &config.database_url).await?;
     let shared = Arc::new(Shared {
         auth: Authenticator::new(
             writer.clone(),
@@ -128,7 +129,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
         registry_bytes_max: config.limits.registry_bytes_max,
-        balances: Default::default(),
+        balances,
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
     #[cfg(test)]
@@ -218,7 +219,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let balance = InterceptedService::new(
         pb::balance_service_server::BalanceServiceServer::new(crate::grpc::BalanceService {
             shared: shared.clone(),
-            pending: shared.balances.clone(),
         })
         .max_decoding_message_size(message_bytes_max)
         .max_encoding_message_size(message_bytes_max),

@@ -74,11 +74,20 @@ pub(crate) struct Names {
     /// names come from registries an administrator loads, and SipHash showed in profiles.
     ids: [FxMap<String, i64>; 3],
     names: HashMap<i64, String>,
+    /// The same names by id, readable from other threads: an [`AccrualFeed`] resolves the
+    /// deltas it hands to balance readers with them, off the writer thread.
+    shared: SharedNames,
     pub(crate) next_id: i64,
 }
 
+/// Interned names by id, shared with readers; names are only ever added.
+pub(crate) type SharedNames = std::sync::Arc<std::sync::RwLock<FxMap<i64, std::sync::Arc<str>>>>;
+
 impl Names {
     pub(crate) fn insert(&mut self, kind: Kind, name: String, id: i64) {
+        if let Ok(mut shared) = self.shared.write() {
+            shared.insert(id, std::sync::Arc::from(name.as_str()));
+        }
         self.names.insert(id, name.clone());
         self.ids[kind as usize].insert(name, id);
         self.next_id = self.next_id.max(id + 1);
@@ -86,6 +95,11 @@ impl Names {
 
     pub(crate) fn id(&self, kind: Kind, name: &str) -> Option<i64> {
         self.ids[kind as usize].get(name).copied()
+    }
+
+    /// The names by id as readers on other threads see them.
+    pub(crate) fn shared(&self) -> SharedNames {
+        self.shared.clone()
     }
 
     pub(crate) fn name(&self, id: i64) -> Result<&str, StoreError> {
@@ -339,11 +353,19 @@ pub(crate) fn accrual_key(
 }
 
 pub(crate) fn accrual_key_of(names: &Names, ids: AccrualIds) -> Result<AccrualKey, StoreError> {
+    accrual_key_named(|id| names.name(id), ids)
+}
+
+/// [`accrual_key_of`] with names from `name`.
+fn accrual_key_named<'n>(
+    name: impl Fn(i64) -> Result<&'n str, StoreError>,
+    ids: AccrualIds,
+) -> Result<AccrualKey, StoreError> {
     let class =
         class_of_code(ids.2).ok_or_else(|| StoreError::Corrupt(format!("class_code {}", ids.2)))?;
     Ok(accrual_key(
-        names.name(ids.0)?,
-        names.name(ids.1)?,
+        name(ids.0)?,
+        name(ids.1)?,
         class,
         &period_text(ids.3),
     ))
@@ -1142,9 +1164,16 @@ mod tests {
 /// The accrual deltas of a store's own commits (ingest groups and voids), kept from the first
 /// time a reader asks for them ([`crate::Store::accrual_changes_since`]), so a reader that
 /// maintains figures derived from accruals can apply what changed since it last looked instead
-/// of reading every accrual again. Bounded: past [`ACCRUAL_LOG_ROWS_MAX`] delta rows the oldest
-/// entries are dropped, and a reader whose mark precedes them reads everything once more.
+/// of reading every accrual again. The writer reads them through the store; a balance reader on
+/// another thread through an [`AccrualFeed`], without waiting for the writer. Bounded: past
+/// [`ACCRUAL_LOG_ROWS_MAX`] delta rows the oldest entries are dropped, and a reader whose mark
+/// precedes them reads everything once more.
+#[derive(Default)]
 pub(crate) struct AccrualLog {
+    state: std::sync::Arc<std::sync::Mutex<LogState>>,
+}
+
+pub(crate) struct LogState {
     /// Tells this store's marks from another store's in the same process.
     store: u64,
     tracking: bool,
@@ -1165,9 +1194,9 @@ pub(crate) const ACCRUAL_LOG_ROWS_MAX: usize = 1 << 20;
 
 static NEXT_STORE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-impl Default for AccrualLog {
-    fn default() -> AccrualLog {
-        AccrualLog {
+impl Default for LogState {
+    fn default() -> LogState {
+        LogState {
             store: NEXT_STORE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tracking: false,
             first: 0,
@@ -1178,42 +1207,77 @@ impl Default for AccrualLog {
 }
 
 impl AccrualLog {
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
+        // A reader that panicked while holding the lock left the log as it was: every change
+        // to it is one push or one pop.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Notes a committed change to accruals; `external` is the `ingest_log` seq the commit
-    /// wrote (PostgreSQL) or 0. Nothing is kept until a reader asked once.
+    /// wrote (PostgreSQL) or 0. Nothing is kept until a reader asked once. Called after the
+    /// commit and before its acknowledgement, so a reader that starts after an acknowledgement
+    /// finds the change here.
     /// Takes the group's deltas (the commit no longer needs them), so the ingest path copies
     /// nothing.
     pub(crate) fn note(&mut self, external: i64, deltas: Sums) {
-        if !self.tracking {
+        let mut state = self.state();
+        if !state.tracking {
             return;
         }
-        self.rows += deltas.len();
-        self.entries.push_back(AccrualLogEntry { external, deltas });
-        while self.rows > ACCRUAL_LOG_ROWS_MAX {
-            let Some(old) = self.entries.pop_front() else {
+        state.rows += deltas.len();
+        state
+            .entries
+            .push_back(AccrualLogEntry { external, deltas });
+        while state.rows > ACCRUAL_LOG_ROWS_MAX {
+            let Some(old) = state.entries.pop_front() else {
                 break;
             };
-            self.rows -= old.deltas.len();
-            self.first += 1;
+            state.rows -= old.deltas.len();
+            state.first += 1;
         }
     }
 
     /// The mark of the state after every noted change, starting to keep changes from now on;
     /// `external` is the newest `ingest_log` seq read before the state was (PostgreSQL) or 0.
     pub(crate) fn mark(&mut self, external: i64) -> crate::AccrualMark {
-        self.tracking = true;
+        let mut state = self.state();
+        state.tracking = true;
         crate::AccrualMark {
-            store: self.store,
-            seq: self.first + self.entries.len() as u64,
+            store: state.store,
+            seq: state.first + state.entries.len() as u64,
             external,
         }
     }
 
     /// The changes since `since` summed per accrual, with the mark after them; `None` when
-    /// they are not all here: another store's mark, entries dropped, or (`current` is the
-    /// newest `ingest_log` seq, PostgreSQL) another server's commits in between.
+    /// they are not all here (see [`LogState::since`]).
     pub(crate) fn since(
         &mut self,
         names: &Names,
+        since: crate::AccrualMark,
+        current: Option<i64>,
+    ) -> Result<Option<(crate::AccrualMark, Vec<AccrualRow>)>, StoreError> {
+        self.state().since(|id| names.name(id), since, current)
+    }
+
+    /// A handle that reads this log from another thread.
+    pub(crate) fn feed(&self, names: &Names) -> crate::AccrualFeed {
+        crate::AccrualFeed {
+            log: self.state.clone(),
+            names: names.shared(),
+        }
+    }
+}
+
+impl LogState {
+    /// The changes since `since` summed per accrual, with the mark after them; `None` when
+    /// they are not all here: another store's mark, entries dropped, or (`current` is the
+    /// newest `ingest_log` seq, PostgreSQL) another server's commits in between. With
+    /// `current`, only this store's commits up to it are taken: one noted after the caller
+    /// read `current` is left for its next call, so the mark's `ingest_log` seq stays exact.
+    fn since<'n>(
+        &self,
+        name: impl Fn(i64) -> Result<&'n str, StoreError>,
         since: crate::AccrualMark,
         current: Option<i64>,
     ) -> Result<Option<(crate::AccrualMark, Vec<AccrualRow>)>, StoreError> {
@@ -1225,18 +1289,23 @@ impl AccrualLog {
         let skip = (since.seq - self.first) as usize;
         let mut sums = Sums::default();
         let mut external = since.external;
+        let mut taken = since.seq;
         for e in self.entries.iter().skip(skip) {
+            if current.is_some_and(|current| e.external > current) {
+                break;
+            }
             for (ids, (a, n)) in &e.deltas {
                 let s = sums.entry(*ids).or_insert((0, 0));
                 s.0 += a;
                 s.1 += n;
             }
             external = external.max(e.external);
+            taken += 1;
         }
         if let Some(current) = current {
             // Every `ingest_log` entry after the mark must be one of this store's own: another
             // server's commit changed accruals this log never saw.
-            let own = (end - since.seq) as i64;
+            let own = (taken - since.seq) as i64;
             if current - since.external != own {
                 return Ok(None);
             }
@@ -1247,17 +1316,48 @@ impl AccrualLog {
             if a == 0 && n == 0 {
                 continue;
             }
-            let key = accrual_key_of(names, ids)?;
+            let key = accrual_key_named(&name, ids)?;
             let (a, n) = fitting(&key, a, n)?;
             rows.push(accrual_row(key, a, n));
         }
         Ok(Some((
             crate::AccrualMark {
                 store: self.store,
-                seq: end,
+                seq: taken,
                 external,
             },
             accrual_rows(rows),
         )))
+    }
+}
+
+impl crate::AccrualFeed {
+    /// The changes since `since` (a mark of this store's [`crate::Store::accrual_changes_since`]
+    /// or of an earlier call here), summed per accrual, with the mark after them; `None` when
+    /// they are not all here, and the caller must read every total through the store. On
+    /// PostgreSQL `current` is the newest `ingest_log` seq the caller read from the database
+    /// before calling (so a change of another server is noticed); `None` on SQLite, where one
+    /// server writes.
+    pub fn since(
+        &self,
+        since: crate::AccrualMark,
+        current: Option<i64>,
+    ) -> Result<Option<crate::AccrualChanges>, StoreError> {
+        // The log's lock first, then the names' (the writer takes them one at a time).
+        let state = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+        let name = |id: i64| {
+            names
+                .get(&id)
+                .map(|n| &**n)
+                .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+        };
+        Ok(state
+            .since(name, since, current)?
+            .map(|(mark, rows)| crate::AccrualChanges {
+                mark,
+                complete: false,
+                rows,
+            }))
     }
 }

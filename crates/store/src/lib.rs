@@ -154,6 +154,14 @@ pub struct AccrualMark {
     pub(crate) external: i64,
 }
 
+/// Reads a store's accrual change log from another thread ([`Store::accrual_feed`]): a balance
+/// reader applies the changes of the writer's commits without waiting in its queue.
+#[derive(Clone)]
+pub struct AccrualFeed {
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<common::LogState>>,
+    pub(crate) names: common::SharedNames,
+}
+
 /// What [`Store::accrual_changes_since`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccrualChanges {
@@ -308,6 +316,10 @@ pub trait Store: Send {
     /// mark covers every change committed before the call. A reader that keeps figures derived
     /// from accruals applies the deltas instead of reading every total again.
     fn accrual_changes_since(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges>;
+    /// A handle on the log [`Store::accrual_changes_since`] reads, for a reader on another
+    /// thread: given a mark of this store's, it returns the changes of this store's commits
+    /// since, as far as the log holds them.
+    fn accrual_feed(&mut self) -> AccrualFeed;
     /// The same totals recounted from the raw records (records that are not void), sorted.
     fn recount_accruals(&mut self) -> Result<Vec<AccrualRow>>;
     fn stats(&mut self, provider: Option<&str>) -> Result<Stats>;
@@ -511,6 +523,27 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
         Ok(Box::new(sqlite::SqliteStore::open(path)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Box::new(postgres::PgStore::open(url)?))
+    } else {
+        Err(StoreError::Url(url.to_owned()))
+    }
+}
+
+/// A connection of its own beside the writer, for readers that must not wait in the writer's
+/// queue (balance look-ups). Each [`Reader::read`] is one read-only transaction that sees
+/// every commit made before it began.
+pub trait Reader: Send {
+    fn read(&mut self, f: &mut dyn FnMut(&mut dyn sql::Sql) -> Result<()>) -> Result<()>;
+    /// The newest `ingest_log` seq (PostgreSQL: what [`AccrualFeed::since`] compares to notice
+    /// another server's commits); `None` on SQLite, where one server writes.
+    fn accrual_position(&mut self) -> Result<Option<i64>>;
+}
+
+/// Opens a [`Reader`] on the database at `url`, which a store has opened (and migrated).
+pub fn open_reader(url: &str) -> Result<Box<dyn Reader>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(sqlite::SqliteReader::open(path)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgReader::open(url)?))
     } else {
         Err(StoreError::Url(url.to_owned()))
     }

@@ -116,6 +116,54 @@ fn connect(url: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// A connection of its own beside the writer's ([`crate::Reader`]): each read is a read-only
+/// transaction that sees every commit made before it began.
+pub(crate) struct PgReader {
+    client: Client,
+    url: String,
+}
+
+impl PgReader {
+    pub(crate) fn open(url: &str) -> Result<PgReader> {
+        Ok(PgReader {
+            client: connect(url)?,
+            url: url.to_owned(),
+        })
+    }
+
+    /// A connection the server closed (a restart, an idle timeout) is opened again.
+    fn reconnect_if_closed(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            self.client = connect(&self.url)?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::Reader for PgReader {
+    fn read(&mut self, f: &mut dyn FnMut(&mut dyn crate::sql::Sql) -> Result<()>) -> Result<()> {
+        self.reconnect_if_closed()?;
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        f(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn accrual_position(&mut self) -> Result<Option<i64>> {
+        self.reconnect_if_closed()?;
+        Ok(Some(
+            self.client
+                .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
+                .get(0),
+        ))
+    }
+}
+
 /// Refuses a connection whose commits are not on disk when they return: a batch is
 /// acknowledged right after its commit, so `synchronous_commit = off` (or `fsync = off`) would
 /// acknowledge records a power cut can lose. An operator may opt out for throwaway databases
@@ -905,6 +953,10 @@ impl Store for PgStore {
             complete: true,
             rows: self.accruals()?,
         })
+    }
+
+    fn accrual_feed(&mut self) -> crate::AccrualFeed {
+        self.accrual_log.feed(&self.engine.names)
     }
 
     fn fold_in_background(&mut self) -> Result<bool> {

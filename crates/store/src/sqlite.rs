@@ -701,6 +701,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn accrual_feed(&mut self) -> crate::AccrualFeed {
+        self.accrual_log.feed(&self.engine.names)
+    }
+
     fn fold_accruals(&mut self) -> Result<bool> {
         if !self.fold.quiet() {
             return Ok(false);
@@ -778,6 +782,38 @@ impl Store for SqliteStore {
         f(&mut tx)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// A read-only connection beside the writer's ([`crate::Reader`]). In WAL mode a reader never
+/// waits for the writer, and sees every transaction committed before its own began.
+pub(crate) struct SqliteReader {
+    conn: Connection,
+}
+
+impl SqliteReader {
+    pub(crate) fn open(path: &str) -> Result<SqliteReader> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "busy_timeout", 10_000)?;
+        conn.pragma_update(None, "cache_size", -CACHE_SMALL_KIB)?;
+        Ok(SqliteReader { conn })
+    }
+}
+
+impl crate::Reader for SqliteReader {
+    fn read(&mut self, f: &mut dyn FnMut(&mut dyn crate::sql::Sql) -> Result<()>) -> Result<()> {
+        let mut tx = self.conn.transaction()?;
+        f(&mut tx)?;
+        // Nothing was written: ending the transaction only releases its snapshot.
+        tx.rollback()?;
+        Ok(())
+    }
+
+    fn accrual_position(&mut self) -> Result<Option<i64>> {
+        Ok(None)
     }
 }
 

@@ -99,8 +99,6 @@ pub struct ConsoleOptions {
 pub struct Console {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Session>>,
-    /// The server's maintained balance figures (`Shared::balances`).
-    pending: Arc<Mutex<suanli_app::balances::PendingCache>>,
     throttle: throttle::Throttle,
     options: ConsoleOptions,
     /// The last TOTP step each user signed in or enrolled with: a code is used once.
@@ -194,6 +192,7 @@ fn settle_error(e: SettleError, field: &str) -> ConsoleError {
         }
         SettleError::PermissionDenied(m) => ConsoleError::Forbidden(m),
         SettleError::Store(e) => ConsoleError::Unavailable(format!("store: {e}")),
+        SettleError::Unavailable(m) => ConsoleError::Unavailable(m),
     }
 }
 
@@ -241,7 +240,6 @@ fn random_hex() -> String {
 impl Console {
     pub fn new(shared: Arc<Shared>, options: ConsoleOptions) -> Console {
         Console {
-            pending: shared.balances.clone(),
             shared,
             sessions: Mutex::new(HashMap::new()),
             throttle: throttle::Throttle::default(),
@@ -564,6 +562,19 @@ impl Console {
             Err(_) => self.sign_out(&id),
         }
         ctx
+    }
+
+    /// Runs `f` on the server's maintained balance figures, beside the writer
+    /// (`Shared::balances`).
+    async fn balances<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut suanli_app::balances::BalanceReader) -> R + Send + 'static,
+    ) -> Result<R, ConsoleError> {
+        self.shared
+            .balances
+            .call(f)
+            .await
+            .map_err(|e| settle_error(e, "beneficiary"))
     }
 
     async fn store<R: Send + 'static>(

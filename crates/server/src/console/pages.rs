@@ -159,8 +159,9 @@ pub fn year_of(query: &Form) -> Result<Option<i32>, ConsoleError> {
 
 /// The years of the registry's programmes (newest first) and the one chosen.
 async fn years(console: &Console, query: &Form) -> Result<(Vec<i32>, i32), ConsoleError> {
+    // Beside the writer, like the balances the page shows.
     let years = console
-        .store(suanli_app::registry::registry_years)
+        .balances(|r| r.read(|s| suanli_app::registry::registry_years(s)))
         .await?
         .map_err(|e| settle_error(e, "registry"))?;
     let year = match year_of(query)? {
@@ -243,12 +244,10 @@ pub async fn enterprise(
     };
     let (years, year) = years(console, query).await?;
     let b = beneficiary.clone();
-    let console2 = console.clone();
     let (balances, monthly) = console
-        .store(move |s| {
-            let mut cache = console2.pending.lock().expect("pending cache lock");
-            let balances = suanli_app::balances::balance(s, &mut cache, &b, year)?;
-            let monthly = suanli_app::balances::monthly_posted(s, &mut cache, &b, year)?;
+        .balances(move |r| {
+            let balances = r.balance(&b, year)?;
+            let monthly = r.monthly_posted(&b, year)?;
             Ok::<_, settle::SettleError>((balances, monthly))
         })
         .await?
@@ -537,17 +536,18 @@ pub async fn finance(
     query: &Form,
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
-    let console2 = console.clone();
     let (overview, runs) = console
-        .store(move |s| {
-            let mut cache = console2.pending.lock().expect("pending cache lock");
-            let overview = suanli_app::balances::programme_overview(s, &mut cache, year)?;
-            let mut runs = Vec::new();
-            for r in settle::list_runs(s, None)? {
-                let view = settle::show_run(s, r.run_id)?;
-                let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
-                runs.push((view.run, view.lines.len(), total));
-            }
+        .balances(move |r| {
+            let overview = r.programme_overview(year)?;
+            let runs = r.read(|s| {
+                let mut runs = Vec::new();
+                for run in settle::list_runs(s, None)? {
+                    let view = settle::show_run(s, run.run_id)?;
+                    let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
+                    runs.push((view.run, view.lines.len(), total));
+                }
+                Ok(runs)
+            })?;
             Ok::<_, settle::SettleError>((overview, runs))
         })
         .await?

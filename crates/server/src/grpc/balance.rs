@@ -10,7 +10,6 @@ use super::{READERS, Shared, caller, on_store, require};
 
 pub struct BalanceService {
     pub shared: Arc<Shared>,
-    pub pending: Arc<std::sync::Mutex<suanli_app::balances::PendingCache>>,
 }
 
 #[tonic::async_trait]
@@ -34,12 +33,13 @@ impl pb::balance_service_server::BalanceService for BalanceService {
         }
         let year = r.year;
         let who = beneficiary.clone();
-        let cache = self.pending.clone();
-        let rows = on_store(&self.shared, move |s| {
-            let mut cache = cache.lock().expect("pending cache lock");
-            suanli_app::balances::balance(s, &mut cache, &who, year)
-        })
-        .await?;
+        let rows = self
+            .shared
+            .balances
+            .call(move |b| b.balance(&who, year))
+            .await
+            .and_then(|rows| rows)
+            .map_err(super::status_of)?;
         Ok(Response::new(pb::GetBalanceResponse {
             beneficiary,
             programmes: rows

@@ -81,9 +81,9 @@ pub struct Shared {
     pub stream_idle: std::time::Duration,
     /// `limits.registry_bytes_max`.
     pub registry_bytes_max: usize,
-    /// The maintained balance figures, shared by the balance service and the console so
-    /// both catch up from the same point.
-    pub balances: Arc<std::sync::Mutex<suanli_app::balances::PendingCache>>,
+    /// The maintained balance figures, read beside the writer and shared by the balance
+    /// service and the console so both catch up from the same point.
+    pub balances: suanli_app::balances::Balances,
 }
 
 impl Shared {
@@ -118,6 +118,7 @@ pub(crate) fn status_of(e: SettleError) -> Status {
         SettleError::PermissionDenied(m) => Status::permission_denied(m),
         SettleError::AlreadyExists(m) => Status::already_exists(m),
         SettleError::Store(e) => Status::internal(format!("store: {e}")),
+        SettleError::Unavailable(m) => Status::unavailable(m),
     }
 }
 

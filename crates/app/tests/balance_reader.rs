@@ -1,0 +1,218 @@
+//! Balance look-ups beside the writer, as the server makes them (`Balances::beside`): they
+//! never wait in the writer's queue, and each reflects every batch acknowledged before it
+//! began, this server's and (PostgreSQL) another server's. On SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use suanli_app::balances::Balances;
+use suanli_app::ingest::Writer;
+use suanli_domain::Registry;
+use suanli_domain::money::Fen;
+use suanli_domain::usage::{Period, UsageRecord, validate};
+use suanli_store::{Candidate, RegistryNames};
+
+const REGISTRY: &str = r#"
+[[programme]]
+id = "city"
+funder = "municipal"
+year = 2025
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", chip_origin = "domestic", ratio = "0.30" } ]
+[[provider]]
+id = "p1"
+[[sku]]
+id = "d1"
+provider = "p1"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+[[beneficiary]]
+id = "b1"
+kind = "enterprise"
+[[grant]]
+beneficiary = "b1"
+programme = "city"
+"#;
+
+fn registry() -> Registry {
+    Registry::from_toml("reader.toml", REGISTRY)
+        .expect("registry is valid")
+        .0
+}
+
+/// One record of `fen` for b1 in March 2025.
+fn record(registry: &Registry, id: u32, fen: i64) -> Candidate {
+    let start = chrono::DateTime::parse_from_rfc3339(&format!(
+        "2025-03-{:02}T{:02}:00:00+08:00",
+        id % 28 + 1,
+        id % 24
+    ))
+    .expect("time");
+    let record = UsageRecord {
+        provider: "p1".into(),
+        record_id: format!("r{id}"),
+        beneficiary: "b1".into(),
+        sku: "d1".into(),
+        start,
+        end: start + chrono::Duration::minutes(30),
+        quantity: "1".parse().expect("decimal"),
+        amount: Fen(fen),
+    };
+    let class = validate(registry, &record).expect("record is valid");
+    Candidate {
+        period: Period::of_instant(record.end),
+        class,
+        capacity: None,
+        registry_version: 1,
+        record,
+    }
+}
+
+async fn started(url: &str) -> (Writer, Registry) {
+    let (writer, _thread) = Writer::spawn(url).expect("writer starts");
+    let registry = registry();
+    let (hash, names) = (registry.content_hash.clone(), RegistryNames::of(&registry));
+    writer
+        .call(move |s| s.registry_insert(&hash, REGISTRY, &names, chrono::Utc::now()))
+        .await
+        .expect("writer")
+        .expect("registry stored");
+    (writer, registry)
+}
+
+/// b1's pending balance (entitled, nothing posted) read beside the writer.
+async fn pending(reader: &Balances) -> Fen {
+    let balances = tokio::time::timeout(
+        Duration::from_secs(60),
+        reader.call(|r| r.balance("b1", 2025)),
+    )
+    .await
+    .expect("a look-up beside the writer finishes while the writer is busy")
+    .expect("the balance thread runs")
+    .expect("balance");
+    assert_eq!(balances.len(), 1, "{balances:?}");
+    balances[0].pending
+}
+
+/// 30 % of a line's `fen`, rounded half up (docs/rules.md R6).
+fn subsidy(fen: i64) -> i64 {
+    (fen * 30 + 50) / 100
+}
+
+async fn look_ups_follow_every_acknowledged_batch(url: &str) {
+    let (writer, registry) = started(url).await;
+    writer
+        .ingest(vec![record(&registry, 0, 100_000)], Vec::new())
+        .await
+        .expect("ingest");
+    let reader = Balances::beside(&writer, url).await.expect("reader");
+    let mut total = 100_000;
+    assert_eq!(pending(&reader).await, Fen(subsidy(total)), "first look-up");
+    // Each batch acknowledged is in the very next look-up, to the fen (one line: the ratio
+    // applies to the line's sum, R6).
+    for i in 1..=20u32 {
+        let fen = 12_345 + i64::from(i) * 777;
+        writer
+            .ingest(vec![record(&registry, i, fen)], Vec::new())
+            .await
+            .expect("ingest");
+        total += fen;
+        assert_eq!(
+            pending(&reader).await,
+            Fen(subsidy(total)),
+            "after batch {i}"
+        );
+    }
+    let expected = subsidy(total);
+    // A look-up does not wait for the writer: with the writer held by a long job, a batch
+    // acknowledged before it is still read.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let busy = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .call(move |_| {
+                    let _ = entered_tx.send(());
+                    let _ = held.recv_timeout(Duration::from_secs(120));
+                })
+                .await
+        })
+    };
+    entered.await.expect("the writer runs the long job");
+    assert_eq!(
+        pending(&reader).await,
+        Fen(expected),
+        "read while the writer is busy"
+    );
+    release.send(()).expect("release the writer");
+    busy.await.expect("job").expect("writer");
+}
+
+/// Runs `test` on a runtime of its own: the test database is made and dropped outside it
+/// (the PostgreSQL client blocks).
+fn on_runtime(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(test);
+}
+
+// SQLite: every acknowledged batch is in the next look-up, and look-ups do not wait for the
+// writer.
+#[test]
+fn look_ups_follow_every_acknowledged_batch_on_sqlite() {
+    let db = suanli_testkit::sqlite("balance_reader");
+    on_runtime(look_ups_follow_every_acknowledged_batch(&db.url));
+}
+
+// PostgreSQL: the same.
+#[test]
+fn look_ups_follow_every_acknowledged_batch_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("balance_reader") else {
+        return;
+    };
+    on_runtime(look_ups_follow_every_acknowledged_batch(&db.url));
+}
+
+// PostgreSQL with two servers on one database: a batch the other server acknowledged is in
+// this server's next look-up (its change log never saw it, so the look-up reads everything).
+#[test]
+fn another_servers_batch_is_in_the_next_look_up_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("balance_reader_replica") else {
+        return;
+    };
+    on_runtime(another_servers_batch_is_in_the_next_look_up(&db.url));
+}
+
+async fn another_servers_batch_is_in_the_next_look_up(url: &str) {
+    let (writer, registry) = started(url).await;
+    writer
+        .ingest(vec![record(&registry, 0, 100_000)], Vec::new())
+        .await
+        .expect("ingest");
+    let reader = Balances::beside(&writer, url).await.expect("reader");
+    assert_eq!(pending(&reader).await, Fen(subsidy(100_000)));
+    let (other, _thread) = Writer::spawn(url).expect("second server");
+    other
+        .ingest(vec![record(&registry, 1, 50_000)], Vec::new())
+        .await
+        .expect("the other server ingests");
+    assert_eq!(
+        pending(&reader).await,
+        Fen(subsidy(100_000 + 50_000)),
+        "the other server's batch"
+    );
+    // And this server's own batches after it are followed again.
+    writer
+        .ingest(vec![record(&registry, 2, 30_000)], Vec::new())
+        .await
+        .expect("ingest");
+    assert_eq!(
+        pending(&reader).await,
+        Fen(subsidy(100_000 + 50_000 + 30_000))
+    );
+}
