@@ -232,7 +232,7 @@ pub async fn enterprise(
 ) -> Result<String, ConsoleError> {
     let Some(beneficiary) = beneficiary else {
         let (ids, _) = console
-            .store(suanli_app::registry::registry_parties)
+            .store(|s| suanli_app::registry::registry_parties(s))
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
         let main = format!(
@@ -360,7 +360,7 @@ pub async fn provider(
 ) -> Result<String, ConsoleError> {
     let Some(provider) = provider else {
         let (_, ids) = console
-            .store(suanli_app::registry::registry_parties)
+            .store(|s| suanli_app::registry::registry_parties(s))
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
         let main = format!(
