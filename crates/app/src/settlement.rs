@@ -433,6 +433,24 @@ pub fn list_runs<S: Transact + ?Sized>(
     in_tx(store, |tx| Ok(rows::runs(tx, programme)?))
 }
 
+/// Every run (of `programme`, or all) with its number of lines and their sum: the finance
+/// overview's list, read without loading any run's lines.
+pub fn runs_with_totals<S: Transact + ?Sized>(
+    store: &mut S,
+    programme: Option<&str>,
+) -> Result<Vec<(RunRow, usize, Fen)>> {
+    in_tx(store, |tx| {
+        let totals = rows::run_totals(tx)?;
+        Ok(rows::runs(tx, programme)?
+            .into_iter()
+            .map(|run| {
+                let (lines, fen) = totals.get(&run.run_id).copied().unwrap_or((0, 0));
+                (run, usize::try_from(lines).unwrap_or(0), Fen(fen))
+            })
+            .collect())
+    })
+}
+
 /// Four eyes: the approver must be another person than the creator — another user, whatever
 /// tokens either used (compared by login, see [`crate::audit::person_of`]).
 pub fn approve_run(store: &mut dyn Store, run_id: i64, who: &Actor) -> Result<RunView> {

@@ -258,6 +258,17 @@ pub fn runs(tx: &mut dyn Sql, programme: Option<&str>) -> Result<Vec<RunRow>> {
     rows.iter().map(|r| run_of(r)).collect()
 }
 
+/// Per run: how many lines it has and their sum in fen, in one pass over the lines.
+pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, (i64, i64)>> {
+    let rows = tx.query(
+        "SELECT run_id, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM run_lines GROUP BY run_id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[0].int()?, (r[1].int()?, r[2].int()?))))
+        .collect()
+}
+
 pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
     let rows = tx.query(
         "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 ORDER BY seq",

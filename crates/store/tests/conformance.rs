@@ -802,7 +802,11 @@ fn a_quiet_store_folds_its_pending_deltas() {
     on_every_backend(|url| {
         let reg = registry();
         let mut store = open_loaded(url, &reg);
-        for i in 0..3 {
+        // An ingest folds on its own a second after the last fold, which a loaded machine can
+        // reach between these; the next group after such a fold leaves its deltas pending.
+        let mut i = 0;
+        while i < 3 || pending_rows(store.as_mut()) == 0 {
+            assert!(i < 9, "nothing pending after {i} groups");
             let r = gpu(
                 &format!("q{i}"),
                 &format!("2025-03-0{}T00:00:00+08:00", i + 1),
@@ -811,9 +815,9 @@ fn a_quiet_store_folds_its_pending_deltas() {
                 1000 + i,
             );
             store.ingest(&[candidate(&reg, r)]).unwrap();
+            i += 1;
         }
         assert!(!store.fold_accruals().unwrap(), "not quiet yet");
-        assert_eq!(pending_rows(store.as_mut()), 3);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(store.fold_accruals().unwrap(), "quiet for a second: folds");
         assert_eq!(pending_rows(store.as_mut()), 0);
@@ -829,9 +833,10 @@ fn a_quiet_store_folds_its_pending_deltas() {
             })
             .unwrap();
         assert_eq!(table.len(), 1);
+        // Records q0.. of 1000, 1001, … fen.
         assert_eq!(
             (table[0][0].int().unwrap(), table[0][1].int().unwrap()),
-            (3003, 3)
+            ((0..i).map(|k| 1000 + k).sum::<i64>(), i)
         );
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(!store.fold_accruals().unwrap(), "nothing pending");

@@ -539,15 +539,7 @@ pub async fn finance(
     let (overview, runs) = console
         .balances(move |r| {
             let overview = r.programme_overview(year)?;
-            let runs = r.read(|s| {
-                let mut runs = Vec::new();
-                for run in settle::list_runs(s, None)? {
-                    let view = settle::show_run(s, run.run_id)?;
-                    let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
-                    runs.push((view.run, view.lines.len(), total));
-                }
-                Ok(runs)
-            })?;
+            let runs = r.read(|s| settle::runs_with_totals(s, None))?;
             Ok::<_, settle::SettleError>((overview, runs))
         })
         .await?
