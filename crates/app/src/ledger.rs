@@ -114,9 +114,7 @@ impl Recorded {
     /// True when the reference and content were recorded before (nothing changed).
     pub fn duplicate(&self) -> bool {
         match self {
-            Recorded::Booked { duplicate, .. } | Recorded::Awaiting { duplicate, .. } => {
-                *duplicate
-            }
+            Recorded::Booked { duplicate, .. } | Recorded::Awaiting { duplicate, .. } => *duplicate,
         }
     }
 }
@@ -298,8 +296,9 @@ pub fn record_payment(
         let awaiting = payments::awaiting_for(tx, &programme, payee)?;
         let held: i128 = awaiting.iter().map(|p| i128::from(p.amount_fen)).sum();
         if i128::from(amount.0) > i128::from(outstanding.0) - held {
-            let mut message =
-                format!("payment {amount} to {payee} exceeds the {outstanding} owed by {programme}");
+            let mut message = format!(
+                "payment {amount} to {payee} exceeds the {outstanding} owed by {programme}"
+            );
             if !awaiting.is_empty() {
                 let ids: Vec<String> = awaiting.iter().map(|p| p.payment_id.to_string()).collect();
                 message.push_str(&format!(
@@ -413,7 +412,14 @@ pub fn confirm_payment(store: &mut dyn Store, payment_id: i64, who: &Actor) -> R
             &payment.reference,
             who,
         )?;
-        if !payments::confirm(tx, payment_id, &who.actor, who.user_id(), &now(), journal_id)? {
+        if !payments::confirm(
+            tx,
+            payment_id,
+            &who.actor,
+            who.user_id(),
+            &now(),
+            journal_id,
+        )? {
             return Err(SettleError::FailedPrecondition(format!(
                 "payment {payment_id} changed while confirming"
             )));

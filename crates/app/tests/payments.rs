@@ -230,10 +230,9 @@ fn a_large_payment_is_booked_by_a_second_person() {
             .expect("the record is audited");
         assert_eq!(recorded.1, format!("payment:{}", payment.payment_id));
         assert!(
-            recorded.2.starts_with(&format!(
-                "user:{} ",
-                w.finance_1.user_id().expect("a user")
-            )),
+            recorded
+                .2
+                .starts_with(&format!("user:{} ", w.finance_1.user_id().expect("a user"))),
             "{recorded:?}"
         );
         let listed = ledger::list_payments(&mut *w.store, true).expect("list");
@@ -270,9 +269,11 @@ fn a_large_payment_is_booked_by_a_second_person() {
             .expect("confirming twice");
         assert!(again.unchanged);
         assert_eq!(w.payment_journals(), 1, "booked once");
-        assert!(ledger::list_payments(&mut *w.store, true)
-            .expect("list")
-            .is_empty());
+        assert!(
+            ledger::list_payments(&mut *w.store, true)
+                .expect("list")
+                .is_empty()
+        );
         let sealed = w.verify().expect("the audit log accounts for the payment");
         assert_eq!((sealed.payments, sealed.confirmed_payments), (1, 1));
     });
@@ -299,9 +300,11 @@ fn a_payment_at_or_below_the_amount_is_booked_at_once() {
                 .expect("without the setting");
         assert!(matches!(booked, Recorded::Booked { .. }), "{booked:?}");
         assert_eq!(w.owed(), (Fen(20_000), Fen(30_000)));
-        assert!(ledger::list_payments(&mut *w.store, false)
-            .expect("list")
-            .is_empty());
+        assert!(
+            ledger::list_payments(&mut *w.store, false)
+                .expect("list")
+                .is_empty()
+        );
     });
 }
 
@@ -329,7 +332,10 @@ fn recording_is_idempotent_by_reference() {
         let f2 = w.finance_2.clone();
         let confirmed =
             ledger::confirm_payment(&mut *w.store, first.payment_id, &f2).expect("confirmed");
-        match w.record(30_000, "BANK-1", "f1").expect("retried after confirmation") {
+        match w
+            .record(30_000, "BANK-1", "f1")
+            .expect("retried after confirmation")
+        {
             Recorded::Booked {
                 journal_id,
                 duplicate: true,
@@ -361,14 +367,18 @@ fn amounts_are_checked_at_record_and_at_confirmation() {
     on_both(|db| {
         let mut w = World::new(db, 100_000);
         let (first, _) = awaiting(w.record(40_000, "BANK-1", "f1").expect("recorded"));
-        let refused = w.record(15_000, "BANK-2", "f2").expect_err("over what is left");
+        let refused = w
+            .record(15_000, "BANK-2", "f2")
+            .expect_err("over what is left");
         assert!(
             matches!(&refused, SettleError::FailedPrecondition(m)
                 if m.contains("exceeds the 500.00 owed") && m.contains("less 400.00 awaiting confirmation")
                     && m.contains(&format!("payment {}", first.payment_id))),
             "{refused}"
         );
-        let small = w.record(10_000, "SMALL-1", "f2").expect("what is left fits");
+        let small = w
+            .record(10_000, "SMALL-1", "f2")
+            .expect("what is left fits");
         assert!(matches!(small, Recorded::Booked { .. }), "{small:?}");
         assert_eq!(w.owed(), (Fen(40_000), Fen(10_000)));
 

@@ -76,7 +76,8 @@ fn console_payments_need_a_second_person_above_the_amount() {
     let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
     let page = f1.get("/finance?lang=en");
     assert!(
-        page.body.contains("id=\"payment-threshold\" data-fen=\"10000000\""),
+        page.body
+            .contains("id=\"payment-threshold\" data-fen=\"10000000\""),
         "the form says which payments need a second person: {}",
         page.body
     );
@@ -119,7 +120,10 @@ fn console_payments_need_a_second_person_above_the_amount() {
         f.logins.finance_1.replace("finance", "finance "),
         f.logins.finance_1
     );
-    assert!(mine.contains(&recorder), "the recorder as name (login): {mine}");
+    assert!(
+        mine.contains(&recorder),
+        "the recorder as name (login): {mine}"
+    );
     assert!(mine.contains("data-own=\"true\"") && !mine.contains("confirm-payment-1"));
     assert!(mine.contains("withdraw-payment-1"));
     let by_password = password_browser(&f.http, &f.logins.finance_1, PASSWORD);
@@ -157,7 +161,9 @@ fn console_payments_need_a_second_person_above_the_amount() {
         "payee=dc-a&amount=100000.01&reference=BANK-2",
     );
     assert!(
-        second.body.contains("data-status=\"awaiting\" data-payment=\"2\""),
+        second
+            .body
+            .contains("data-status=\"awaiting\" data-payment=\"2\""),
         "{}",
         second.body
     );
@@ -171,7 +177,10 @@ fn console_payments_need_a_second_person_above_the_amount() {
     assert!(row(&f1.get("/finance"), "data-payment=\"2\"").contains("id=\"confirm-payment-2\""));
     assert_eq!(f2.post("/finance/payments/2/withdraw", "").status, 303);
     assert!(!f1.get("/finance").body.contains("id=\"awaiting-payments\""));
-    assert!(!auditor.get("/audit").body.contains("BANK-2"), "never booked");
+    assert!(
+        !auditor.get("/audit").body.contains("BANK-2"),
+        "never booked"
+    );
 
     // At the amount: booked at once.
     let small = f1.post(
@@ -214,7 +223,8 @@ fn console_admin_manages_users() {
         let b = Browser::sign_in(http, token);
         assert_eq!(b.get("/admin/users").status, 403);
         assert_eq!(
-            b.get(&format!("/admin/users/{}", f.logins.finance_1)).status,
+            b.get(&format!("/admin/users/{}", f.logins.finance_1))
+                .status,
             403
         );
         let create = b.post(
@@ -239,7 +249,10 @@ fn console_admin_manages_users() {
     // The list.
     let list = admin.get("/admin/users?lang=en");
     assert_eq!(list.status, 200, "{}", list.body);
-    assert!(list.body.contains("href=\"/admin/users\""), "the admin's link");
+    assert!(
+        list.body.contains("href=\"/admin/users\""),
+        "the admin's link"
+    );
     let f1_row = row(&list, &format!("data-login=\"{}\"", f.logins.finance_1));
     assert!(
         f1_row.contains("Finance") && f1_row.contains("data-enabled=\"true\""),
@@ -247,8 +260,16 @@ fn console_admin_manages_users() {
     );
     assert!(f1_row.contains("data-totp=\"false\""), "{f1_row}");
     let filtered = admin.get("/admin/users?role=auditor");
-    assert!(filtered.body.contains(&format!("data-login=\"{}\"", f.logins.auditor)));
-    assert!(!filtered.body.contains(&format!("data-login=\"{}\"", f.logins.finance_1)));
+    assert!(
+        filtered
+            .body
+            .contains(&format!("data-login=\"{}\"", f.logins.auditor))
+    );
+    assert!(
+        !filtered
+            .body
+            .contains(&format!("data-login=\"{}\"", f.logins.finance_1))
+    );
     assert_eq!(admin.get("/admin/users?role=boss").status, 400);
 
     // Create: CSRF, then each bad field named next to it with the input kept.
@@ -263,13 +284,61 @@ fn console_admin_manages_users() {
         "no CSRF token"
     );
     let cases = [
-        ("Bad Login", "finance", "", "a long password", "a long password", 400, "login"),
+        (
+            "Bad Login",
+            "finance",
+            "",
+            "a long password",
+            "a long password",
+            400,
+            "login",
+        ),
         ("clerk1", "finance", "", "short", "short", 400, "password"),
-        ("clerk1", "finance", "", "a long password", "another long one", 400, "password_again"),
-        ("clerk1", "provider", "", "a long password", "a long password", 400, "subject"),
-        ("clerk1", "auditor", "dc-a", "a long password", "a long password", 400, "subject"),
-        ("clerk1", "boss", "", "a long password", "a long password", 400, "role"),
-        ("clerk1", "finance", "", "my clerk1 password", "my clerk1 password", 400, "password"),
+        (
+            "clerk1",
+            "finance",
+            "",
+            "a long password",
+            "another long one",
+            400,
+            "password_again",
+        ),
+        (
+            "clerk1",
+            "provider",
+            "",
+            "a long password",
+            "a long password",
+            400,
+            "subject",
+        ),
+        (
+            "clerk1",
+            "auditor",
+            "dc-a",
+            "a long password",
+            "a long password",
+            400,
+            "subject",
+        ),
+        (
+            "clerk1",
+            "boss",
+            "",
+            "a long password",
+            "a long password",
+            400,
+            "role",
+        ),
+        (
+            "clerk1",
+            "finance",
+            "",
+            "my clerk1 password",
+            "my clerk1 password",
+            400,
+            "password",
+        ),
     ];
     for (login, role, subject, password, again, status, field) in cases {
         let r = admin.post(
@@ -333,15 +402,18 @@ fn console_admin_manages_users() {
     assert!(bad.body.contains("data-role=\"finance\""), "unchanged");
     let changed = admin.post("/admin/users/clerk1/role", "role=auditor&subject=");
     assert_eq!(changed.status, 303, "{}", changed.body);
-    assert!(admin
-        .get("/admin/users/clerk1")
-        .body
-        .contains("data-role=\"auditor\""));
+    assert!(
+        admin
+            .get("/admin/users/clerk1")
+            .body
+            .contains("data-role=\"auditor\"")
+    );
 
     // Disable: the person can no longer sign in; enable: again.
     assert_eq!(admin.post("/admin/users/clerk1/disable", "").status, 303);
-    assert!(row(&admin.get("/admin/users"), "data-login=\"clerk1\"")
-        .contains("data-enabled=\"false\""));
+    assert!(
+        row(&admin.get("/admin/users"), "data-login=\"clerk1\"").contains("data-enabled=\"false\"")
+    );
     assert_eq!(
         password_sign_in(http, "clerk1", "clerk's first password").status,
         403,
@@ -359,7 +431,10 @@ fn console_admin_manages_users() {
     assert_eq!(short.error_field().as_deref(), Some("password"));
     let reset = admin.post(
         "/admin/users/clerk1/password",
-        &format!("password={p}&password_again={p}", p = enc("a brand new secret")),
+        &format!(
+            "password={p}&password_again={p}",
+            p = enc("a brand new secret")
+        ),
     );
     assert_eq!(reset.status, 303, "{}", reset.body);
     assert_eq!(
@@ -378,9 +453,13 @@ fn console_admin_manages_users() {
         .unwrap()
         .as_secs();
     let code = suanli_app::totp::code_at(secret, now).unwrap();
-    assert_eq!(clerk.post("/account/totp", &format!("code={code}")).status, 303);
-    assert!(row(&admin.get("/admin/users"), "data-login=\"clerk1\"")
-        .contains("data-totp=\"true\""));
+    assert_eq!(
+        clerk.post("/account/totp", &format!("code={code}")).status,
+        303
+    );
+    assert!(
+        row(&admin.get("/admin/users"), "data-login=\"clerk1\"").contains("data-totp=\"true\"")
+    );
     let unconfirmed = admin.post("/admin/users/clerk1/totp", "");
     assert_eq!(unconfirmed.status, 400);
     assert_eq!(unconfirmed.error_field().as_deref(), Some("confirm"));
@@ -388,10 +467,12 @@ fn console_admin_manages_users() {
         admin.post("/admin/users/clerk1/totp", "confirm=yes").status,
         303
     );
-    assert!(admin
-        .get("/admin/users/clerk1")
-        .body
-        .contains("data-totp=\"false\""));
+    assert!(
+        admin
+            .get("/admin/users/clerk1")
+            .body
+            .contains("data-totp=\"false\"")
+    );
 
     // An admin does not lock themselves out; an unknown user is named.
     let own = admin.post(&format!("/admin/users/{admin_login}/disable"), "");
@@ -419,7 +500,11 @@ fn console_admin_manages_users() {
         .arg(f.server.db.dir.join("audit.csv"))
         .output()
         .unwrap();
-    assert!(log.status.success(), "{}", String::from_utf8_lossy(&log.stderr));
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
     let log = std::fs::read_to_string(f.server.db.dir.join("audit.csv")).unwrap();
     for action in [
         "user.create",

@@ -8,8 +8,8 @@
 mod support;
 
 use suanli_testkit::TestDb as Db;
-use support::cli::{Server, pg_db, run_id, sqlite_db};
 use support::bin;
+use support::cli::{Server, pg_db, run_id, sqlite_db};
 
 /// Payments of more than 100,000.00 CNY need a second person.
 const ABOVE_FEN: &str = "10000000";
@@ -20,7 +20,10 @@ fn payment_id(stdout: &str) -> String {
         .split("payment ")
         .nth(1)
         .unwrap_or_else(|| panic!("a payment id in {stdout}"));
-    rest.split_whitespace().next().expect("payment id").to_owned()
+    rest.split_whitespace()
+        .next()
+        .expect("payment id")
+        .to_owned()
 }
 
 /// The token printed by `suanli token create`.
@@ -122,7 +125,10 @@ fn two_persons_book_large_payments(db: Db) {
         "{awaiting}"
     );
     assert!(
-        awaiting.contains(&format!("recorded by {} ({f1_login})", f1_login.replace("finance", "finance "))),
+        awaiting.contains(&format!(
+            "recorded by {} ({f1_login})",
+            f1_login.replace("finance", "finance ")
+        )),
         "the recorder as name (login): {awaiting}"
     );
 
@@ -215,7 +221,11 @@ fn two_persons_book_large_payments(db: Db) {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success(), "{out}{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     assert!(
         out.contains("2 payment(s), 1 of them confirmed by a second person"),
         "{out}"

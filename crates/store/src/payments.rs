@@ -94,11 +94,9 @@ pub fn insert(tx: &mut dyn Sql, p: &NewPayment) -> Result<i64> {
 }
 
 pub fn get(tx: &mut dyn Sql, payment_id: i64) -> Result<Option<PaymentRow>> {
-    Ok(
-        payments_where(tx, "payment_id = $1", &[payment_id.into()])?
-            .into_iter()
-            .next(),
-    )
+    Ok(payments_where(tx, "payment_id = $1", &[payment_id.into()])?
+        .into_iter()
+        .next())
 }
 
 /// The payment awaiting confirmation or confirmed under `reference`, if any (a withdrawn one

@@ -1433,7 +1433,14 @@ fn a_payment_reference_is_held_by_one_live_payment() {
                 assert!(!payments::confirm(tx, first, "x", Some(8), "t", 1)?);
                 assert_eq!(payments::live_by_reference(tx, "BANK-1")?, None);
                 let second = payments::insert(tx, &new)?;
-                assert!(payments::confirm(tx, second, "财务二号 (finance2)", Some(8), "t", 5)?);
+                assert!(payments::confirm(
+                    tx,
+                    second,
+                    "财务二号 (finance2)",
+                    Some(8),
+                    "t",
+                    5
+                )?);
                 let live = payments::live_by_reference(tx, "BANK-1")?.expect("live");
                 assert_eq!(
                     (live.payment_id, live.status.as_str(), live.journal_id),

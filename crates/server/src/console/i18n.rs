@@ -445,7 +445,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "12 至 128 个字符，不得包含登录名",
         "12 to 128 characters, not containing the login",
     ),
-    ("users.password_again", "再次输入新密码", "New password again"),
+    (
+        "users.password_again",
+        "再次输入新密码",
+        "New password again",
+    ),
     ("users.access", "访问权限", "Access"),
     (
         "users.disable_hint",
@@ -462,7 +466,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "The user's tokens get the new role too.",
     ),
     ("users.reset_password", "重置密码", "Reset password"),
-    ("users.reset_password_submit", "设置新密码", "Set new password"),
+    (
+        "users.reset_password_submit",
+        "设置新密码",
+        "Set new password",
+    ),
     (
         "users.service_no_password",
         "服务账号只用令牌登录，没有密码。",
@@ -479,7 +487,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("users.done_enabled", "用户已启用。", "User enabled."),
     ("users.done_role", "角色已更改。", "Role changed."),
     ("users.done_password", "密码已重置。", "Password reset."),
-    ("users.done_totp", "验证器已移除。", "Authenticator removed."),
+    (
+        "users.done_totp",
+        "验证器已移除。",
+        "Authenticator removed.",
+    ),
 ];
 
 /// The string of `key` in `lang`; an unknown key gives "" and a warning (the tests check that

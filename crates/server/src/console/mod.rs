@@ -388,7 +388,10 @@ impl Console {
             .writer
             .call(move |store| suanli_app::access::note_sign_in(store, user_id))
             .await;
-        if let Err(e) = noted.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        if let Err(e) = noted
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             tracing::warn!(user_id, error = %e, "cannot note the sign-in time");
         }
     }

@@ -142,9 +142,7 @@ pub(super) fn payment_id_of(text: &str) -> Result<i64, ConsoleError> {
     text.parse::<i64>()
         .ok()
         .filter(|i| *i > 0)
-        .ok_or_else(|| {
-            ConsoleError::field("payment", format!("{text:?} is not a payment number"))
-        })
+        .ok_or_else(|| ConsoleError::field("payment", format!("{text:?} is not a payment number")))
 }
 
 /// Confirms (`confirm`) or withdraws (`withdraw`) a payment awaiting confirmation.

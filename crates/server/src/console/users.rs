@@ -83,7 +83,9 @@ fn error_at(refused: Option<&Refused>, field: &str) -> String {
 
 /// The role and subject fields as a principal, each refusal naming its field.
 fn principal_of(form: &Form) -> Result<Principal, Refused> {
-    let role = form.required("role").map_err(|e| Refused::invalid("role", e.message))?;
+    let role = form
+        .required("role")
+        .map_err(|e| Refused::invalid("role", e.message))?;
     let subject = form.optional("subject").unwrap_or("");
     if !ROLES.contains(&role) {
         return Err(Refused::invalid(
@@ -205,9 +207,7 @@ async fn list_page(
     let all = console.all_users().await?;
     let selected: Vec<&UserRow> = all
         .iter()
-        .filter(|u| {
-            q.is_empty() || u.login.contains(&q) || u.name.to_lowercase().contains(&q)
-        })
+        .filter(|u| q.is_empty() || u.login.contains(&q) || u.name.to_lowercase().contains(&q))
         .filter(|u| role.is_empty() || u.principal.role() == role)
         .collect();
     let mut main = format!("<h1>{}</h1>", tr(ctx, "users.title"));
@@ -240,7 +240,10 @@ async fn list_page(
     }
     for u in selected.iter().take(USERS_SHOWN_MAX) {
         let service = if u.service {
-            format!(" <small class=\"muted\">{}</small>", tr(ctx, "users.service"))
+            format!(
+                " <small class=\"muted\">{}</small>",
+                tr(ctx, "users.service")
+            )
         } else {
             String::new()
         };
@@ -281,7 +284,14 @@ async fn list_page(
         name = esc(&kept.name),
         e_name = error_at(refusal, "name"),
         l_role = tr(ctx, "users.role"),
-        roles = role_options(ctx, if kept.role.is_empty() { "finance" } else { &kept.role }),
+        roles = role_options(
+            ctx,
+            if kept.role.is_empty() {
+                "finance"
+            } else {
+                &kept.role
+            }
+        ),
         e_role = error_at(refusal, "role"),
         l_subject = tr(ctx, "users.subject"),
         subject_hint = tr(ctx, "users.subject_hint"),
@@ -539,9 +549,7 @@ async fn create(
         Err(refusal) => return Ok(Err((kept, refusal))),
     };
     let who = ctx.actor.clone().expect("signed in");
-    let created = console
-        .store(move |s| users::create(s, &who, &new))
-        .await?;
+    let created = console.store(move |s| users::create(s, &who, &new)).await?;
     match created {
         Ok(user) => Ok(Ok(user.login)),
         Err(e) => Ok(Err((kept, refused(e, "login")?))),
@@ -622,9 +630,7 @@ async fn act(
                 .map(|_| "totp")
         }
         other => {
-            return Err(ConsoleError::NotFound(format!(
-                "no user action {other:?}"
-            )));
+            return Err(ConsoleError::NotFound(format!("no user action {other:?}")));
         }
     };
     let field = match action {
