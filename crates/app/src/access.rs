@@ -35,3 +35,10 @@ pub fn user_by_login(store: &mut dyn Store, login: &str) -> suanli_store::Result
     })?;
     Ok(row)
 }
+
+/// Notes that `user_id` signed in to the console now, for the admins' user list. Not audited:
+/// it records an access, not a change anyone made.
+pub fn note_sign_in(store: &mut dyn Store, user_id: i64) -> suanli_store::Result<()> {
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    store.transaction(&mut |tx| users::set_last_signin(tx, user_id, &at))
+}

@@ -59,6 +59,20 @@ impl Actor {
         person_of(other) == person_of(&self.actor)
     }
 
+    /// Whether the earlier actor stored as `other`, with the user id `other_user_id`, is this
+    /// actor's person (four eyes): two users compare by id; otherwise by [`person_of`].
+    pub fn same_person_as(&self, other: &str, other_user_id: Option<i64>) -> bool {
+        match (self.user.as_ref().map(|u| u.user_id), other_user_id) {
+            (Some(me), Some(them)) => me == them,
+            _ => self.same_person(other),
+        }
+    }
+
+    /// The acting user's id, if the credential belongs to one.
+    pub fn user_id(&self) -> Option<i64> {
+        self.user.as_ref().map(|u| u.user_id)
+    }
+
     /// The actor as the audit log records it: `user:<id> name (login)` for a user, so the entry
     /// names the user by id in a stable form that a display name cannot imitate (`person_of`
     /// of a display name could); otherwise the actor string itself.
@@ -159,5 +173,9 @@ mod tests {
         assert!(!a.same_person("finance:15265539de1f"));
         assert_eq!(person_of("finance:15265539de1f"), "finance:15265539de1f");
         assert_eq!(person_of("x (a b)"), "x (a b)");
+        // With user ids on both sides the ids decide, whatever the names say.
+        assert!(a.same_person_as("someone else (other)", Some(1)));
+        assert!(!a.same_person_as("财务一号 (finance1)", Some(2)));
+        assert!(a.same_person_as("财务一号 (finance1)", None));
     }
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use suanli_domain::audit::{Entry, digest};
 use suanli_store::ledger::{self as rows, JournalRow, RunLineRow, RunRow};
 use suanli_store::opening::{self as openings, OpeningImportRow, OpeningLineRow};
+use suanli_store::payments::{self, PaymentRow};
 use suanli_store::sql::Sql;
 
 /// Marks the parts of a digest that cover the rows, after the fields an unsealed entry had.
@@ -112,6 +113,43 @@ pub(crate) fn payment_parts(journal: &JournalRow) -> Vec<String> {
     ]
 }
 
+/// The parts of the audit digest of a payment awaiting confirmation as recorded or withdrawn:
+/// what the payment says and who recorded (and withdrew) it.
+pub(crate) fn payment_record_parts(p: &PaymentRow) -> Vec<String> {
+    vec![
+        p.payment_id.to_string(),
+        p.programme.clone(),
+        p.payee.clone(),
+        p.amount_fen.to_string(),
+        p.reference.clone(),
+        p.status.clone(),
+        p.recorded_by.clone(),
+        p.recorded_by_user_id
+            .map_or_else(String::new, |u| u.to_string()),
+        p.withdrawn_by.clone().unwrap_or_default(),
+    ]
+}
+
+/// The parts of a payment confirmation's audit digest: the payment, both persons (four eyes)
+/// and the journal that booked it. `audit verify` recomputes them from the payment's row, so
+/// an edit of who recorded or confirmed a payment is found.
+pub(crate) fn payment_confirm_parts(p: &PaymentRow) -> Vec<String> {
+    let id = |u: Option<i64>| u.map_or_else(String::new, |u| u.to_string());
+    vec![
+        p.payment_id.to_string(),
+        p.programme.clone(),
+        p.payee.clone(),
+        p.amount_fen.to_string(),
+        p.reference.clone(),
+        p.recorded_by.clone(),
+        id(p.recorded_by_user_id),
+        p.confirmed_by.clone().unwrap_or_default(),
+        id(p.confirmed_by_user_id),
+        p.confirmed_at.clone().unwrap_or_default(),
+        id(p.journal_id),
+    ]
+}
+
 /// The parts of an opening import's audit digest: its fields and the digest of every row; on
 /// confirmation (`journal` given) also who confirmed it, when, and the digest of its journal
 /// (none: every amount was zero).
@@ -187,6 +225,8 @@ pub struct Sealed {
     pub unsealed: usize,
     /// Confirmed opening balances whose rows and journal match their audit entry.
     pub openings: usize,
+    /// Payments confirmed by a second person whose row matches its confirmation's entry.
+    pub confirmed_payments: usize,
 }
 
 /// Where posted money and its audit entries disagree.
@@ -213,9 +253,9 @@ impl SealBroken {
     }
 }
 
-/// Recomputes the digest of every `run.post`, `payment` and `opening.confirm` entry of `entries` from the rows in
-/// the database, and checks that every posted run, confirmed opening import and journal is accounted for by
-/// one.
+/// Recomputes the digest of every `run.post`, `payment`, `payment.confirm` and `opening.confirm`
+/// entry of `entries` from the rows in the database, and checks that every posted run, confirmed
+/// opening import, confirmed payment and journal is accounted for by one.
 /// Runs inside the caller's (read) transaction.
 pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken> {
     let store = |e: suanli_store::StoreError| SealBroken::Unaccounted(format!("store: {e}"));
@@ -228,6 +268,7 @@ pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken>
     let mut covered_journals = BTreeSet::new();
     let mut covered_runs = BTreeSet::new();
     let mut covered_openings = BTreeSet::new();
+    let mut covered_payments = BTreeSet::new();
     for e in entries {
         let differs = |what: String| SealBroken::Differs {
             seq: e.seq,
@@ -313,7 +354,32 @@ pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken>
                 covered_openings.insert(id);
                 covered_journals.extend(import.journal_id);
             }
+            "payment.confirm" => {
+                let id: i64 = e
+                    .subject
+                    .strip_prefix("payment:")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| differs("the subject names no payment".into()))?;
+                let payment = payments::get(tx, id)
+                    .map_err(store)?
+                    .ok_or_else(|| differs(format!("payment {id} is missing")))?;
+                if digest_of(&payment_confirm_parts(&payment)) != e.digest {
+                    return Err(differs(format!(
+                        "payment {id} differs from what was confirmed (amount, payee, reference, recorder, confirmer or journal)"
+                    )));
+                }
+                sealed.confirmed_payments += 1;
+                covered_payments.insert(id);
+            }
             _ => {}
+        }
+    }
+    for p in payments::confirmed(tx).map_err(store)? {
+        if !covered_payments.contains(&p.payment_id) {
+            return Err(SealBroken::Unaccounted(format!(
+                "payment {} is confirmed but no audit entry records its confirmation",
+                p.payment_id
+            )));
         }
     }
     for import in openings::imports(tx).map_err(store)? {

@@ -47,11 +47,22 @@ pub fn check_login(login: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// A display name: 1 to 100 characters, not only spaces, without control characters.
+pub fn check_name(name: &str) -> Result<()> {
     let chars = name.chars().count();
     if name.trim().is_empty() || chars > NAME_CHARS_MAX || name.chars().any(char::is_control) {
         return Err(invalid(format!(
             "name {name:?}: expected 1 to {NAME_CHARS_MAX} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// An e-mail address: something like `a@b`, without spaces or control characters.
+pub fn check_email(email: &str) -> Result<()> {
+    if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!(
+            "email {email:?}: expected an address like a@b"
         )));
     }
     Ok(())
@@ -73,12 +84,8 @@ pub struct CreateUser {
 pub fn create(store: &mut dyn Store, who: &Actor, new: &CreateUser) -> Result<UserRow> {
     check_login(&new.login)?;
     check_name(&new.name)?;
-    if let Some(email) = &new.email
-        && (!email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Err(invalid(format!(
-            "email {email:?}: expected an address like a@b"
-        )));
+    if let Some(email) = &new.email {
+        check_email(email)?;
     }
     let password_hash = match (&new.password, new.service) {
         (Some(_), true) => {

@@ -50,9 +50,17 @@ pub fn verify(database_url: &str) -> anyhow::Result<()> {
                 chain.entries, chain.head_hash
             );
             println!(
-                "posted money matches its audit entries: {} posted run(s), {} payment(s){}{}",
+                "posted money matches its audit entries: {} posted run(s), {} payment(s){}{}{}",
                 s.runs,
                 s.payments,
+                if s.confirmed_payments > 0 {
+                    format!(
+                        ", {} of them confirmed by a second person",
+                        s.confirmed_payments
+                    )
+                } else {
+                    String::new()
+                },
                 if s.openings > 0 {
                     format!(", {} opening balance import(s)", s.openings)
                 } else {

@@ -215,7 +215,9 @@ enum SettleCommand {
 
 #[derive(Subcommand)]
 enum LedgerCommand {
-    /// Moves an amount of a payee's payable to paid; idempotent by reference.
+    /// Moves an amount of a payee's payable to paid; idempotent by reference. Above the
+    /// server's ledger.payment_confirm_above_fen it is only recorded, awaiting confirmation by
+    /// another finance user (ledger confirm-payment).
     RecordPayment {
         /// The payee (beneficiary or provider) that was paid.
         #[arg(long)]
@@ -262,6 +264,23 @@ enum LedgerCommand {
         /// Only the imports of this programme.
         #[arg(long)]
         programme: Option<String>,
+    },
+    /// Confirms a payment awaiting confirmation (above the server's
+    /// ledger.payment_confirm_above_fen) and books it; the confirmer must not be its recorder.
+    ConfirmPayment {
+        /// The payment id, as printed by `ledger record-payment` and `ledger payments`.
+        payment: u64,
+    },
+    /// Withdraws a payment awaiting confirmation; nothing was booked.
+    WithdrawPayment {
+        /// The payment id, as printed by `ledger record-payment` and `ledger payments`.
+        payment: u64,
+    },
+    /// Lists the payments that needed a second person: awaiting, confirmed, withdrawn.
+    Payments {
+        /// Only the payments awaiting confirmation.
+        #[arg(long)]
+        awaiting: bool,
     },
 }
 
@@ -728,6 +747,9 @@ fn main() -> ExitCode {
                 LedgerCommand::ImportOpening { programme, file, encoding } => A::ImportOpening { programme, file, encoding },
                 LedgerCommand::ConfirmOpening { import } => A::ConfirmOpening { import_id: import },
                 LedgerCommand::Openings { programme } => A::Openings { programme },
+                LedgerCommand::ConfirmPayment { payment } => A::ConfirmPayment { payment_id: payment },
+                LedgerCommand::WithdrawPayment { payment } => A::WithdrawPayment { payment_id: payment },
+                LedgerCommand::Payments { awaiting } => A::Payments { awaiting },
             };
             remote.token().and_then(|token| {
                 runtime().and_then(|rt| rt.block_on(settle_cli::ledger(&remote.target(), token, action)))

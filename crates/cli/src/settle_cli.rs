@@ -283,6 +283,48 @@ pub enum LedgerAction {
     Openings {
         programme: Option<String>,
     },
+    ConfirmPayment {
+        payment_id: u64,
+    },
+    WithdrawPayment {
+        payment_id: u64,
+    },
+    Payments {
+        awaiting: bool,
+    },
+}
+
+/// A payment that needs a second person: one line, then who did what, when.
+fn print_payment(p: &pb::Payment) {
+    println!(
+        "payment {} {}: {} CNY to {} by {}, reference {}",
+        p.payment_id,
+        p.status,
+        Fen(p.amount_fen),
+        p.payee,
+        p.programme,
+        p.reference
+    );
+    println!(
+        "  recorded by {} at {}",
+        p.recorded_by,
+        shanghai(&p.recorded_at)
+    );
+    if !p.confirmed_by.is_empty() {
+        println!(
+            "  confirmed by {} at {} (journal {})",
+            p.confirmed_by,
+            shanghai(&p.confirmed_at),
+            p.journal_id
+        );
+    }
+    if !p.withdrawn_by.is_empty() {
+        println!(
+            "  withdrawn by {} at {}",
+            p.withdrawn_by,
+            shanghai(&p.withdrawn_at)
+        );
+    }
 }
 
 fn print_opening(i: &pb::OpeningImport) {
@@ -362,16 +404,79 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .await
                 .map_err(grpc_error)?
                 .into_inner();
-            println!(
-                "{} {amount} CNY to {payee} (journal {}); still owed {} CNY",
-                if r.duplicate {
-                    "already recorded: payment of"
-                } else {
-                    "recorded payment of"
-                },
-                r.journal_id,
-                Fen(r.outstanding_fen)
-            );
+            match &r.payment {
+                Some(p) if r.awaiting_confirmation => {
+                    println!(
+                        "{} {} of {amount} CNY to {payee}: it awaits confirmation by another finance user (suanli ledger confirm-payment {}); nothing is booked yet, still owed {} CNY",
+                        if r.duplicate {
+                            "already recorded: payment"
+                        } else {
+                            "recorded payment"
+                        },
+                        p.payment_id,
+                        p.payment_id,
+                        Fen(r.outstanding_fen)
+                    );
+                }
+                _ => {
+                    println!(
+                        "{} {amount} CNY to {payee} (journal {}); still owed {} CNY",
+                        if r.duplicate {
+                            "already recorded: payment of"
+                        } else {
+                            "recorded payment of"
+                        },
+                        r.journal_id,
+                        Fen(r.outstanding_fen)
+                    );
+                }
+            }
+        }
+        LedgerAction::ConfirmPayment { payment_id } => {
+            let r = client
+                .confirm_payment(authorize(pb::PaymentActionRequest { payment_id }, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            let p = r.payment.context("server returned no payment")?;
+            if r.unchanged {
+                println!("unchanged: payment {} was already confirmed", p.payment_id);
+            }
+            print_payment(&p);
+            println!("still owed {} CNY", Fen(r.outstanding_fen));
+        }
+        LedgerAction::WithdrawPayment { payment_id } => {
+            let r = client
+                .withdraw_payment(authorize(pb::PaymentActionRequest { payment_id }, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            let p = r.payment.context("server returned no payment")?;
+            if r.unchanged {
+                println!("unchanged: payment {} was already withdrawn", p.payment_id);
+            }
+            print_payment(&p);
+        }
+        LedgerAction::Payments { awaiting } => {
+            let payments = client
+                .list_payments(authorize(pb::ListPaymentsRequest { awaiting }, token)?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner()
+                .payments;
+            for p in &payments {
+                print_payment(p);
+            }
+            if payments.is_empty() {
+                println!(
+                    "{}",
+                    if awaiting {
+                        "no payments await confirmation"
+                    } else {
+                        "no payments needed a second person"
+                    }
+                );
+            }
         }
         LedgerAction::Export { out } => {
             let journals = client

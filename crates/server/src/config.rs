@@ -183,6 +183,13 @@ pub const KEYS: &[Key] = &[
         help: "roles whose console password sign-in also needs a one-time code (TOTP), comma-separated, e.g. \"finance,admin\"; empty: none",
     },
     Key {
+        name: "ledger.payment_confirm_above_fen",
+        env: "SUANLI_LEDGER_PAYMENT_CONFIRM_ABOVE_FEN",
+        flag: None,
+        default: "",
+        help: "a payment of more than this many fen is only recorded, and booked when another finance user confirms it (four eyes); unset: every payment is booked at once",
+    },
+    Key {
         name: "limits.token_recheck_secs",
         env: "SUANLI_LIMITS_TOKEN_RECHECK_SECS",
         flag: Some("--token-recheck-secs"),
@@ -225,6 +232,8 @@ pub const TOKEN_RECHECK_SECS_BOUNDS: (u64, u64) = (0, 3_600);
 pub const CREDENTIAL_STREAMS_BOUNDS: (u64, u64) = (1, 100_000);
 pub const CREDENTIAL_CALLS_BOUNDS: (u64, u64) = (1, 100_000);
 pub const STREAM_IDLE_SECS_BOUNDS: (u64, u64) = (1, 86_400);
+/// Up to 10^15 fen (10 trillion CNY): far above any payment, far below `i64::MAX`.
+pub const PAYMENT_CONFIRM_ABOVE_FEN_BOUNDS: (u64, u64) = (0, 1_000_000_000_000_000);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
@@ -288,6 +297,9 @@ pub struct Config {
     pub trust_proxy_tls: bool,
     /// `auth.require_totp_for`: the roles whose console sign-in needs a one-time code.
     pub require_totp_for: Vec<String>,
+    /// `ledger.payment_confirm_above_fen`: payments of more fen need a second finance user;
+    /// `None`: every payment is booked at once.
+    pub payment_confirm_above_fen: Option<i64>,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
 }
@@ -303,6 +315,7 @@ impl Default for Config {
             log_json: false,
             trust_proxy_tls: false,
             require_totp_for: Vec::new(),
+            payment_confirm_above_fen: None,
             tls: None,
             limits: Limits::default(),
         }
@@ -364,7 +377,8 @@ fn file_values(path: &Path, text: &str) -> Result<BTreeMap<String, String>, Conf
         let toml::Value::Table(inner) = value else {
             return Err(err(
                 &section,
-                "expected a table such as [server], [database], [tls] or [limits]".into(),
+                "expected a table such as [server], [database], [tls], [limits], [auth] or [ledger]"
+                    .into(),
             ));
         };
         for (name, value) in inner {
@@ -658,6 +672,13 @@ impl Parser {
             log_json: self.bool("server.log_json")?,
             trust_proxy_tls: self.bool("server.trust_proxy_tls")?,
             require_totp_for: self.roles("auth.require_totp_for")?,
+            payment_confirm_above_fen: match self.get("ledger.payment_confirm_above_fen").0 {
+                "" => None,
+                _ => Some(self.number(
+                    "ledger.payment_confirm_above_fen",
+                    PAYMENT_CONFIRM_ABOVE_FEN_BOUNDS,
+                )? as i64),
+            },
             tls,
             limits,
         })
@@ -852,6 +873,20 @@ mod tests {
             &[],
             "auth.require_totp_for",
             "\"boss\" is not a role",
+        );
+        check_invalid(
+            None,
+            &[("SUANLI_LEDGER_PAYMENT_CONFIRM_ABOVE_FEN", "100000.00")],
+            &[],
+            "ledger.payment_confirm_above_fen",
+            "not a whole number",
+        );
+        check_invalid(
+            Some("[ledger]\npayment_confirm_above_fen = -1\n"),
+            &[],
+            &[],
+            "ledger.payment_confirm_above_fen",
+            "not a whole number",
         );
         check_invalid(
             None,
@@ -1063,6 +1098,28 @@ mod tests {
             );
         }
         run(Some(&text), &[], &[]).expect("the example is valid");
+    }
+
+    // Payments need no second person unless the threshold is set; then it is read in fen from
+    // the file or the environment (the environment wins).
+    #[test]
+    fn payment_confirm_threshold() {
+        assert_eq!(run(None, &[], &[]).unwrap().payment_confirm_above_fen, None);
+        let file = "[ledger]\npayment_confirm_above_fen = 10_000_000\n";
+        assert_eq!(
+            run(Some(file), &[], &[]).unwrap().payment_confirm_above_fen,
+            Some(10_000_000)
+        );
+        assert_eq!(
+            run(
+                Some(file),
+                &[("SUANLI_LEDGER_PAYMENT_CONFIRM_ABOVE_FEN", "0")],
+                &[]
+            )
+            .unwrap()
+            .payment_confirm_above_fen,
+            Some(0)
+        );
     }
 
     // The console listens on 127.0.0.1:8080 by default, moves with the flag, and "off" or an

@@ -130,6 +130,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
         registry_bytes_max: config.limits.registry_bytes_max,
         balances,
+        payment_confirm_above: config
+            .payment_confirm_above_fen
+            .map(suanli_domain::money::Fen),
     });
     crate::grpc::refresh_programme_gauges(&shared).await;
     #[cfg(test)]

@@ -11,6 +11,7 @@ mod common;
 pub mod ingest_stats;
 pub mod ledger;
 pub mod opening;
+pub mod payments;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

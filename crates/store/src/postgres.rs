@@ -67,6 +67,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/postgres/0012_users.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/postgres/0013_payment_confirmation.sql"),
+    ),
+    (
+        14,
+        include_str!("../../../migrations/postgres/0014_user_last_signin.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

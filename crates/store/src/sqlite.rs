@@ -49,6 +49,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0008_opening.sql"),
     ),
     (9, include_str!("../../../migrations/sqlite/0009_users.sql")),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_payment_confirmation.sql"),
+    ),
+    (
+        11,
+        include_str!("../../../migrations/sqlite/0011_user_last_signin.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -20,6 +20,8 @@ pub struct UserRow {
     pub service: bool,
     pub disabled_at: Option<String>,
     pub created_at: String,
+    /// When the user last signed in to the console; `None` when not known.
+    pub last_signin_at: Option<String>,
 }
 
 /// Who a user is, as actors name them: the id that four eyes compares and the names shown.
@@ -53,7 +55,7 @@ pub struct NewUser {
 }
 
 const COLUMNS: &str = "user_id, login, name, role, subject, email, password_hash, totp_secret, \
-                       service, disabled_at, created_at";
+                       service, disabled_at, created_at, last_signin_at";
 
 fn row_of(r: &[Value]) -> Result<UserRow> {
     let (role, subject) = (r[3].text()?, r[4].text()?);
@@ -70,6 +72,7 @@ fn row_of(r: &[Value]) -> Result<UserRow> {
         service: r[8].int()? != 0,
         disabled_at: r[9].opt_text()?,
         created_at: r[10].text()?,
+        last_signin_at: r[11].opt_text()?,
     })
 }
 
@@ -161,6 +164,15 @@ pub fn set_password(tx: &mut dyn Sql, user_id: i64, password_hash: &str) -> Resu
     tx.exec(
         "UPDATE users SET password_hash = $1 WHERE user_id = $2",
         &[password_hash.into(), user_id.into()],
+    )?;
+    Ok(())
+}
+
+/// Notes that the user signed in to the console at `at`.
+pub fn set_last_signin(tx: &mut dyn Sql, user_id: i64, at: &str) -> Result<()> {
+    tx.exec(
+        "UPDATE users SET last_signin_at = $1 WHERE user_id = $2",
+        &[at.into(), user_id.into()],
     )?;
     Ok(())
 }

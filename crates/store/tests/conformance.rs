@@ -1398,3 +1398,74 @@ fn postgres_accrual_changes_read_everything_after_another_servers_commit() {
     let again = store.accrual_changes_since(Some(changes.mark)).unwrap();
     assert!(!again.complete && again.rows.is_empty());
 }
+
+// A payment reference names one live payment (awaiting or confirmed) even if two writers race
+// past the app's check: the database refuses the second; a withdrawn payment frees it. The
+// rows read back as written, and a user's last sign-in is kept.
+#[test]
+fn a_payment_reference_is_held_by_one_live_payment() {
+    use suanli_store::payments::{self, NewPayment};
+    on_every_backend(|url| {
+        let mut store = suanli_store::open(url).expect("store opens");
+        let new = NewPayment {
+            programme: "nat".into(),
+            payee: "ent-a".into(),
+            amount_fen: 30_000,
+            reference: "BANK-1".into(),
+            recorded_by: "财务一号 (finance1)".into(),
+            recorded_by_user_id: Some(7),
+            recorded_at: "2025-04-01T02:00:00.000Z".into(),
+        };
+        let mut first = 0;
+        store
+            .transaction(&mut |tx| {
+                first = payments::insert(tx, &new)?;
+                Ok(())
+            })
+            .expect("the first payment");
+        let twice = store.transaction(&mut |tx| payments::insert(tx, &new).map(|_| ()));
+        assert!(twice.is_err(), "a second live payment with the reference");
+        store
+            .transaction(&mut |tx| {
+                let row = payments::get(tx, first)?.expect("stored");
+                assert_eq!(
+                    (row.status.as_str(), row.recorded_by_user_id, row.amount_fen),
+                    ("awaiting", Some(7), 30_000)
+                );
+                assert_eq!(payments::awaiting_for(tx, "nat", "ent-a")?, vec![row]);
+                assert!(payments::withdraw(tx, first, "财务二号 (finance2)", "t")?);
+                assert!(!payments::withdraw(tx, first, "财务二号 (finance2)", "t")?);
+                assert!(!payments::confirm(tx, first, "x", Some(8), "t", 1)?);
+                assert_eq!(payments::live_by_reference(tx, "BANK-1")?, None);
+                let second = payments::insert(tx, &new)?;
+                assert!(payments::confirm(
+                    tx,
+                    second,
+                    "财务二号 (finance2)",
+                    Some(8),
+                    "t",
+                    5
+                )?);
+                let live = payments::live_by_reference(tx, "BANK-1")?.expect("live");
+                assert_eq!(
+                    (live.payment_id, live.status.as_str(), live.journal_id),
+                    (second, "confirmed", Some(5))
+                );
+                assert_eq!(payments::list(tx, false, 10)?.len(), 2);
+                assert_eq!(payments::list(tx, false, 1)?[0].payment_id, second);
+                assert!(payments::list(tx, true, 10)?.is_empty());
+                Ok(())
+            })
+            .expect("payments read and written");
+        store
+            .transaction(&mut |tx| {
+                let user = suanli_store::users::service_account(tx, &Principal::Finance, "t0")?;
+                assert_eq!(user.last_signin_at, None);
+                suanli_store::users::set_last_signin(tx, user.user_id, "t1")?;
+                let again = suanli_store::users::by_id(tx, user.user_id)?.expect("user");
+                assert_eq!(again.last_signin_at.as_deref(), Some("t1"));
+                Ok(())
+            })
+            .expect("users");
+    });
+}

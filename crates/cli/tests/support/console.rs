@@ -57,9 +57,21 @@ pub fn free_port() -> u16 {
 /// shows at once) and imports the worked example: registry by admin, usage by dc-a (with two
 /// rejected rows, imported twice so duplicates are counted) and dc-b.
 pub fn start() -> Fixture {
+    start_with_env(&[])
+}
+
+/// As [`start`], with environment variables for settings without a flag.
+pub fn start_with_env(env: &[(&str, &str)]) -> Fixture {
     let http = format!("127.0.0.1:{}", free_port());
     let db = sqlite_db().expect("a SQLite database");
-    let server = Server::start_with(db, &["--http-addr", &http, "--token-recheck-secs", "0"]);
+    let server = Server {
+        process: super::Server::start_with_env(
+            &db.url,
+            &["--http-addr", &http, "--token-recheck-secs", "0"],
+            env,
+        ),
+        db,
+    };
     let person = |args: &[&str]| {
         let (login, token) = server.person(args);
         super::set_password(&server.db.url, &login, PASSWORD);

@@ -373,6 +373,125 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("credit", "贷方", "Credit"),
     ("balance", "余额", "Balance"),
     ("total", "合计", "Total"),
+    // Payments that need a second person (ledger.payment_confirm_above_fen).
+    ("payment", "付款", "payment"),
+    (
+        "payment.threshold",
+        "超过以下金额的付款需另一位财务人员确认后才记账：",
+        "Payments above this amount are booked only when a second finance person confirms them:",
+    ),
+    (
+        "payment.awaits_second",
+        "付款已登记，金额超过复核限额，需另一位财务人员确认后才记账，应付款暂不变动",
+        "Payment recorded. It is above the confirmation amount, so it is booked only when a second finance person confirms it; the payable is unchanged until then",
+    ),
+    (
+        "payment.duplicate_awaiting",
+        "该付款此前已登记（同一凭证号），仍在等待确认。",
+        "It was recorded before (same reference) and still awaits confirmation.",
+    ),
+    (
+        "payment.awaiting_title",
+        "待确认的付款",
+        "Payments awaiting confirmation",
+    ),
+    (
+        "payment.four_eyes",
+        "四眼原则：付款须由登记人以外的另一位财务人员确认，确认后才记账。",
+        "Four eyes: a finance person other than the one who recorded a payment confirms it; only then is it booked.",
+    ),
+    ("payment.recorded_by", "登记人", "Recorded by"),
+    (
+        "payment.own",
+        "由您登记，须他人确认",
+        "recorded by you; another person confirms",
+    ),
+    ("payment.confirm", "确认并记账", "Confirm and book"),
+    ("payment.withdraw", "撤回", "Withdraw"),
+    // User administration (admin).
+    ("nav.users", "用户", "Users"),
+    ("users.title", "用户管理", "Users"),
+    ("users.search", "登录名或姓名", "Login or name"),
+    ("users.all_roles", "全部角色", "All roles"),
+    ("users.name", "姓名", "Name"),
+    ("users.role", "角色", "Role"),
+    ("users.subject", "所属主体", "Subject"),
+    (
+        "users.subject_hint",
+        "服务商或企业角色填写其编号，其他角色留空",
+        "the provider or enterprise id for those roles; empty otherwise",
+    ),
+    ("users.email", "电子邮箱", "E-mail"),
+    ("users.totp", "验证器", "Authenticator"),
+    ("users.last_signin", "最近登录", "Last sign-in"),
+    ("users.enabled", "已启用", "Enabled"),
+    ("users.disabled", "已停用", "Disabled"),
+    ("users.yes", "已绑定", "Enrolled"),
+    ("users.no", "未绑定", "None"),
+    ("users.kind", "类型", "Kind"),
+    ("users.person", "个人用户", "Person"),
+    ("users.service", "服务账号", "Service account"),
+    ("users.created_at", "创建时间", "Created"),
+    ("users.create", "新建用户", "Create a user"),
+    (
+        "users.create_intro",
+        "为个人新建用户并设置初始密码；服务账号及其令牌请用命令行 suanli user create --service 创建。",
+        "Creates a person with an initial password; service accounts and their tokens are made with suanli user create --service.",
+    ),
+    ("users.create_submit", "新建用户", "Create user"),
+    ("users.new_password", "新密码", "New password"),
+    (
+        "users.password_hint",
+        "12 至 128 个字符，不得包含登录名",
+        "12 to 128 characters, not containing the login",
+    ),
+    (
+        "users.password_again",
+        "再次输入新密码",
+        "New password again",
+    ),
+    ("users.access", "访问权限", "Access"),
+    (
+        "users.disable_hint",
+        "停用后，该用户的令牌和控制台会话将在令牌复查间隔内失效；可随时重新启用。",
+        "A disabled user's tokens and console sessions are refused within the token recheck time; enabling restores them.",
+    ),
+    ("users.disable", "停用用户", "Disable user"),
+    ("users.enable", "启用用户", "Enable user"),
+    ("users.change_role", "更改角色", "Change role"),
+    ("users.change_role_submit", "更改角色", "Change role"),
+    (
+        "users.role_hint",
+        "该用户的令牌同时改为新角色。",
+        "The user's tokens get the new role too.",
+    ),
+    ("users.reset_password", "重置密码", "Reset password"),
+    (
+        "users.reset_password_submit",
+        "设置新密码",
+        "Set new password",
+    ),
+    (
+        "users.service_no_password",
+        "服务账号只用令牌登录，没有密码。",
+        "A service account signs in with tokens only; it has no password.",
+    ),
+    (
+        "users.reset_totp_confirm",
+        "确认移除验证器：该用户下次用密码登录时需重新绑定（如其角色要求）",
+        "confirm removing the authenticator: the user enrols again at the next password sign-in where the role requires it",
+    ),
+    ("users.reset_totp", "移除验证器", "Remove authenticator"),
+    ("users.done_created", "用户已创建。", "User created."),
+    ("users.done_disabled", "用户已停用。", "User disabled."),
+    ("users.done_enabled", "用户已启用。", "User enabled."),
+    ("users.done_role", "角色已更改。", "Role changed."),
+    ("users.done_password", "密码已重置。", "Password reset."),
+    (
+        "users.done_totp",
+        "验证器已移除。",
+        "Authenticator removed.",
+    ),
 ];
 
 /// The string of `key` in `lang`; an unknown key gives "" and a warning (the tests check that
@@ -425,12 +544,26 @@ mod tests {
             "action.post",
             "action.cancel",
             "action.rederive",
+            "payment.confirm",
+            "payment.withdraw",
+            "users.done_created",
+            "users.done_disabled",
+            "users.done_enabled",
+            "users.done_role",
+            "users.done_password",
+            "users.done_totp",
         ];
         for k in dynamic {
             assert!(seen.contains(k), "missing {k}");
         }
         // Every literal key the pages and the router use.
-        for source in [include_str!("pages.rs"), include_str!("mod.rs")] {
+        for source in [
+            include_str!("pages.rs"),
+            include_str!("mod.rs"),
+            include_str!("account.rs"),
+            include_str!("payments.rs"),
+            include_str!("users.rs"),
+        ] {
             for part in source
                 .split("tr(ctx, \"")
                 .skip(1)

@@ -16,7 +16,9 @@ mod form;
 mod format;
 mod i18n;
 mod pages;
+mod payments;
 mod throttle;
+mod users;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -373,7 +375,23 @@ impl Console {
         if must_enrol && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id) {
             s.must_enrol = true;
         }
+        self.note_sign_in(user.user_id).await;
         Ok(id)
+    }
+
+    /// Remembers when a user last signed in (shown to admins); a failure only loses that.
+    async fn note_sign_in(&self, user_id: i64) {
+        let noted = self
+            .shared
+            .writer
+            .call(move |store| suanli_app::access::note_sign_in(store, user_id))
+            .await;
+        if let Err(e) = noted
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            tracing::warn!(user_id, error = %e, "cannot note the sign-in time");
+        }
     }
 
     /// The identity of a password session's user, re-read when the last read is older than
@@ -411,6 +429,9 @@ impl Console {
         let hash = hash_token(token);
         let identity = self.principal_of(&hash).await?;
         let user_id = identity.user.map(|u| u.user_id);
+        if let Some(user_id) = user_id {
+            self.note_sign_in(user_id).await;
+        }
         Ok(self.new_session(SignedInWith::Token(hash), user_id, client))
     }
 
@@ -1029,6 +1050,21 @@ async fn route(
             require(ctx.principal(), FINANCE, "recording a payment")?;
             let body = pages::record_payment(console, ctx, &form).await?;
             Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["finance", "payments", id, action]) => {
+            posted(ctx, body)?;
+            let what = match *action {
+                "confirm" => "confirming a payment",
+                "withdraw" => "withdrawing a payment",
+                _ => return Err(ConsoleError::NotFound(format!("no action {action:?}"))),
+            };
+            require(ctx.principal(), FINANCE, what)?;
+            let id = payments::payment_id_of(id)?;
+            payments::payment_action(console, ctx, id, action).await?;
+            Ok(redirect(ctx, "/finance"))
+        }
+        ("GET" | "POST", ["admin", "users", rest @ ..]) => {
+            users::route(console, ctx, method, rest, query, body).await
         }
         ("GET", ["audit"]) => {
             let p = signed_in(ctx)?;

@@ -39,11 +39,18 @@ pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
         let links: &[(&str, &str)] = match p {
             Principal::Beneficiary(_) => &[("/enterprise", "nav.enterprise")],
             Principal::Provider(_) => &[("/provider", "nav.provider")],
-            Principal::Finance | Principal::Auditor | Principal::Admin => &[
+            Principal::Finance | Principal::Auditor => &[
                 ("/finance", "nav.finance"),
                 ("/audit", "nav.audit"),
                 ("/enterprise", "nav.enterprise"),
                 ("/provider", "nav.provider"),
+            ],
+            Principal::Admin => &[
+                ("/finance", "nav.finance"),
+                ("/audit", "nav.audit"),
+                ("/enterprise", "nav.enterprise"),
+                ("/provider", "nav.provider"),
+                ("/admin/users", "nav.users"),
             ],
         };
         nav.push_str("<nav>");
@@ -536,11 +543,16 @@ pub async fn finance(
     query: &Form,
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
-    let (overview, runs) = console
+    let (overview, runs, awaiting) = console
         .balances(move |r| {
             let overview = r.programme_overview(year)?;
-            let runs = r.read(|s| settle::runs_with_totals(s, None))?;
-            Ok::<_, settle::SettleError>((overview, runs))
+            let (runs, awaiting) = r.read(|s| {
+                Ok((
+                    settle::runs_with_totals(s, None)?,
+                    suanli_app::ledger::list_payments(s, true)?,
+                ))
+            })?;
+            Ok::<_, settle::SettleError>((overview, runs, awaiting))
         })
         .await?
         .map_err(|e| settle_error(e, "year"))?;
@@ -589,6 +601,7 @@ pub async fn finance(
         );
     }
     main.push_str("</tbody></table></div></section>");
+    main.push_str(&super::payments::awaiting_section(ctx, &awaiting));
     if is_finance {
         let mut options = String::new();
         for o in &overview {
@@ -606,7 +619,8 @@ pub async fn finance(
         );
         let _ = write!(
             main,
-            "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"/finance/payments\" id=\"payment\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label for=\"payee\">{l_payee}</label><input id=\"payee\" name=\"payee\" required maxlength=\"200\"><label for=\"pay-programme\">{l_prog}</label><input id=\"pay-programme\" name=\"programme\" maxlength=\"200\" placeholder=\"{optional}\"><label for=\"amount\">{l_amount}</label><input id=\"amount\" name=\"amount\" required inputmode=\"decimal\" placeholder=\"1000.00\" maxlength=\"30\"><label for=\"reference\">{l_ref}</label><input id=\"reference\" name=\"reference\" required maxlength=\"200\" placeholder=\"BANK-0001\"><button type=\"submit\">{submit}</button></form></section></div>",
+            "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"/finance/payments\" id=\"payment\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label for=\"payee\">{l_payee}</label><input id=\"payee\" name=\"payee\" required maxlength=\"200\"><label for=\"pay-programme\">{l_prog}</label><input id=\"pay-programme\" name=\"programme\" maxlength=\"200\" placeholder=\"{optional}\"><label for=\"amount\">{l_amount}</label><input id=\"amount\" name=\"amount\" required inputmode=\"decimal\" placeholder=\"1000.00\" maxlength=\"30\"><label for=\"reference\">{l_ref}</label><input id=\"reference\" name=\"reference\" required maxlength=\"200\" placeholder=\"BANK-0001\"><button type=\"submit\">{submit}</button></form>{hint}</section></div>",
+            hint = super::payments::threshold_hint(ctx, console.shared.payment_confirm_above),
             h = tr(ctx, "finance.payment"),
             csrf = esc(&ctx.csrf),
             l_payee = tr(ctx, "payee"),
@@ -913,7 +927,8 @@ pub async fn record_payment(
     let programme = form.optional("programme").map(str::to_owned);
     let actor = ctx.actor.clone().expect("signed in");
     let (who, reference2) = (payee.clone(), reference.clone());
-    let (journal_id, duplicate, outstanding) = console
+    let confirm_above = console.shared.payment_confirm_above;
+    let recorded = console
         .store(move |s| {
             if let Some(p) = &programme
                 && !suanli_app::ledger::payee(s, &who)?
@@ -931,6 +946,7 @@ pub async fn record_payment(
                 amount,
                 &reference2,
                 &actor,
+                confirm_above,
             )
         })
         .await?
@@ -949,13 +965,9 @@ pub async fn record_payment(
             }
             other => settle_error(other, "payee"),
         })?;
-    let message = if duplicate {
-        tr(ctx, "payment.duplicate")
-    } else {
-        tr(ctx, "payment.recorded")
-    };
+    let (result, outstanding) = super::payments::recorded_result(ctx, &recorded, confirm_above);
     let main = format!(
-        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{h}</h1><p class=\"ok\" id=\"payment-result\" data-journal=\"{journal_id}\">{message}</p><dl class=\"figures\"><div><dt>{l_payee}</dt><dd>{payee}</dd></div><div><dt>{l_amount}</dt><dd>{amount}</dd></div><div><dt>{l_ref}</dt><dd>{reference}</dd></div><div><dt>{l_out}</dt><dd>{outstanding}</dd></div></dl></section>",
+        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{h}</h1>{result}<dl class=\"figures\"><div><dt>{l_payee}</dt><dd>{payee}</dd></div><div><dt>{l_amount}</dt><dd>{amount}</dd></div><div><dt>{l_ref}</dt><dd>{reference}</dd></div><div><dt>{l_out}</dt><dd>{outstanding}</dd></div></dl></section>",
         back = tr(ctx, "nav.finance"),
         h = tr(ctx, "finance.payment"),
         l_payee = tr(ctx, "payee"),

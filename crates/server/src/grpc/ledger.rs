@@ -1,10 +1,13 @@
-//! The ledger service: record payments, list journals, the trial balance, opening balances.
+//! The ledger service: record payments (and confirm or withdraw those that need a second
+//! person), list journals, the trial balance, opening balances.
 
 use std::sync::Arc;
 
+use suanli_app::ledger::{PaymentView, Recorded};
 use suanli_app::opening::{OpeningRow, OpeningView};
 use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
+use suanli_store::payments::PaymentRow;
 use tonic::{Request, Response, Status};
 
 use super::{FINANCE, READERS, Shared, caller, on_store, require};
@@ -29,7 +32,8 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         ] {
             super::bounded(field, value, super::ID_BYTES_MAX)?;
         }
-        let (journal_id, duplicate, outstanding) = on_store(&self.shared, move |s| {
+        let confirm_above = self.shared.payment_confirm_above;
+        let recorded = on_store(&self.shared, move |s| {
             let programme = Some(r.programme.trim()).filter(|p| !p.is_empty());
             suanli_app::ledger::record_payment(
                 s,
@@ -38,13 +42,78 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
                 Fen(r.amount_fen),
                 r.reference.trim(),
                 &c.actor,
+                confirm_above,
             )
         })
         .await?;
-        Ok(Response::new(pb::RecordPaymentResponse {
-            journal_id: journal_id as u64,
-            duplicate,
-            outstanding_fen: outstanding.0,
+        Ok(Response::new(match recorded {
+            Recorded::Booked {
+                journal_id,
+                duplicate,
+                outstanding,
+                payment,
+            } => pb::RecordPaymentResponse {
+                journal_id: journal_id as u64,
+                duplicate,
+                outstanding_fen: outstanding.0,
+                awaiting_confirmation: false,
+                payment: payment.map(payment_of),
+            },
+            Recorded::Awaiting {
+                payment,
+                duplicate,
+                outstanding,
+            } => pb::RecordPaymentResponse {
+                journal_id: 0,
+                duplicate,
+                outstanding_fen: outstanding.0,
+                awaiting_confirmation: true,
+                payment: Some(payment_of(payment)),
+            },
+        }))
+    }
+
+    async fn confirm_payment(
+        &self,
+        request: Request<pb::PaymentActionRequest>,
+    ) -> Result<Response<pb::PaymentResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, FINANCE, "confirming a payment")?;
+        let payment_id = payment_id_of(request.into_inner().payment_id)?;
+        let view = on_store(&self.shared, move |s| {
+            suanli_app::ledger::confirm_payment(s, payment_id, &c.actor)
+        })
+        .await?;
+        Ok(Response::new(payment_response(view)))
+    }
+
+    async fn withdraw_payment(
+        &self,
+        request: Request<pb::PaymentActionRequest>,
+    ) -> Result<Response<pb::PaymentResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, FINANCE, "withdrawing a payment")?;
+        let payment_id = payment_id_of(request.into_inner().payment_id)?;
+        let view = on_store(&self.shared, move |s| {
+            suanli_app::ledger::withdraw_payment(s, payment_id, &c.actor)
+        })
+        .await?;
+        Ok(Response::new(payment_response(view)))
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading payments")?;
+        let awaiting = request.into_inner().awaiting;
+        let rows = on_store(&self.shared, move |s| {
+            suanli_app::ledger::list_payments(s, awaiting)
+        })
+        .await?;
+        Ok(Response::new(pb::ListPaymentsResponse {
+            payments: rows.into_iter().map(payment_of).collect(),
         }))
     }
 
@@ -209,5 +278,39 @@ fn opening_response(view: OpeningView) -> pb::OpeningResponse {
         import: Some(opening_import(view)),
         unchanged,
         superseded,
+    }
+}
+
+/// A payment id from a request: 0 is no payment.
+fn payment_id_of(id: u64) -> Result<i64, Status> {
+    i64::try_from(id)
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| Status::invalid_argument(format!("payment_id {id} names no payment")))
+}
+
+fn payment_of(p: PaymentRow) -> pb::Payment {
+    pb::Payment {
+        payment_id: p.payment_id as u64,
+        programme: p.programme,
+        payee: p.payee,
+        amount_fen: p.amount_fen,
+        reference: p.reference,
+        status: p.status,
+        recorded_by: p.recorded_by,
+        recorded_at: p.recorded_at,
+        confirmed_by: p.confirmed_by.unwrap_or_default(),
+        confirmed_at: p.confirmed_at.unwrap_or_default(),
+        withdrawn_by: p.withdrawn_by.unwrap_or_default(),
+        withdrawn_at: p.withdrawn_at.unwrap_or_default(),
+        journal_id: p.journal_id.unwrap_or(0) as u64,
+    }
+}
+
+fn payment_response(view: PaymentView) -> pb::PaymentResponse {
+    pb::PaymentResponse {
+        outstanding_fen: view.outstanding.0,
+        unchanged: view.unchanged,
+        payment: Some(payment_of(view.payment)),
     }
 }

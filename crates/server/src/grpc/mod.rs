@@ -84,6 +84,8 @@ pub struct Shared {
     /// The maintained balance figures, read beside the writer and shared by the balance
     /// service and the console so both catch up from the same point.
     pub balances: suanli_app::balances::Balances,
+    /// `ledger.payment_confirm_above_fen`: payments of more need a second finance user.
+    pub payment_confirm_above: Option<suanli_domain::money::Fen>,
 }
 
 impl Shared {
