@@ -12,6 +12,7 @@ pub mod ingest_stats;
 pub mod ledger;
 pub mod opening;
 pub mod postgres;
+pub mod records;
 pub mod sql;
 pub mod sqlite;
 pub mod tokens;
