@@ -296,7 +296,7 @@ async fn console(
             .call(move |s| {
                 let mut cache = c.lock().expect("cache lock");
                 suanli_app::balances::balance(s, &mut cache, &b, 2025)?;
-                suanli_app::balances::monthly_posted(s, &mut cache, &b, 2025)
+                suanli_app::balances::monthly_settled(s, &mut cache, &b, 2025)
             })
             .await
             .expect("writer")

@@ -273,19 +273,18 @@ pub fn line_text(f: &LineFacts<'_>) -> Vec<String> {
     let mut out = vec![f.ratio.text.clone()];
     let now = if f.base_now.0 == l.base_fen {
         format!(
-            "{} record(s) of it are not void now, the same {}",
-            f.records_now,
-            yuan(f.base_now)
+            "its {} record(s) not void now total the same",
+            f.records_now
         )
     } else {
         format!(
-            "now {} record(s) not void total {}: records arrived or were voided since, which the next run adjusts",
+            "its {} record(s) not void now total {}: records arrived or were voided since, which the next run adjusts",
             f.records_now,
             yuan(f.base_now)
         )
     };
     out.push(format!(
-        "base {}: the line's usage records of {period} as run {} froze them; {now}",
+        "base {}: the line's usage records of {period} when run {} was created; {now}",
         yuan(Fen(l.base_fen)),
         f.run.run_id
     ));
