@@ -94,8 +94,11 @@ pub struct PendingCache {
     versions: HashMap<i32, ((i64, RunsKey), Vec<i64>)>,
     opening: Option<(i64, Arc<Prior>, Opening)>,
     posted: Option<(RunsKey, Arc<Posted>)>,
-    paid_out: Option<((RunsKey, (i64, i64)), Arc<PaidOutAll>)>,
+    paid_out: Option<(PaidOutKey, Arc<PaidOutAll>)>,
 }
+
+/// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
+type PaidOutKey = (RunsKey, (i64, i64));
 
 /// Confirmed opening balances per (beneficiary, programme).
 type Opening = Arc<BTreeMap<(String, String), Fen>>;
@@ -417,9 +420,10 @@ fn paid_out_all(
         return Ok(v.clone());
     };
     let payments: HashMap<String, i64> = payments.into_iter().collect();
-    // Per (programme, payee): the lines in posting order.
-    type Line = (String, rows::LineKeyRow);
-    let mut by_payee: BTreeMap<(String, String), Vec<(Line, String, Fen)>> = BTreeMap::new();
+    // Per (programme, payee): the lines in posting order, each as (original period and key,
+    // beneficiary, amount).
+    type Lines = Vec<((String, rows::LineKeyRow), String, Fen)>;
+    let mut by_payee: BTreeMap<(String, String), Lines> = BTreeMap::new();
     let mut settled: HashMap<(String, String, String), Fen> = HashMap::new();
     for l in lines {
         let slot = settled
@@ -432,10 +436,11 @@ fn paid_out_all(
         *slot = slot.plus(Fen(l.amount_fen));
         let beneficiary = l.key.beneficiary.clone();
         // A line is the same line in every run that adjusts it: its original period and key.
-        by_payee
-            .entry((l.programme, l.payee))
-            .or_default()
-            .push(((l.original_period, l.key), beneficiary, Fen(l.amount_fen)));
+        by_payee.entry((l.programme, l.payee)).or_default().push((
+            (l.original_period, l.key),
+            beneficiary,
+            Fen(l.amount_fen),
+        ));
     }
     let mut paid: HashMap<(String, String, String), Fen> = HashMap::new();
     let mut out = PaidOutAll::default();
@@ -687,7 +692,11 @@ pub fn programme_overview(
             pool: p.pool,
             entitled,
             settled,
-            paid_out: paid_out.by_programme.get(&p.id).copied().unwrap_or_default(),
+            paid_out: paid_out
+                .by_programme
+                .get(&p.id)
+                .copied()
+                .unwrap_or_default(),
             pending,
             owed_back,
             left,

@@ -214,7 +214,15 @@ fn parse_token(token: &str) -> Result<([String; 5], String)> {
     let bytes = hex::decode(token.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let parts: Vec<&str> = text.split(SEPARATOR).collect();
-    let [period, provider, category, chip_origin, registered_model, last] = parts[..] else {
+    let [
+        period,
+        provider,
+        category,
+        chip_origin,
+        registered_model,
+        last,
+    ] = parts[..]
+    else {
         return Err(bad());
     };
     Ok((
@@ -332,7 +340,11 @@ fn explain_in(
     );
     let mut statement_lines: HashMap<(Period, &LineKey), &StatementLine> = HashMap::new();
     for statement in &statements {
-        for l in statement.lines.iter().filter(|l| l.programme == programme_id) {
+        for l in statement
+            .lines
+            .iter()
+            .filter(|l| l.programme == programme_id)
+        {
             statement_lines.insert((l.period, &l.key), l);
         }
     }
@@ -356,7 +368,10 @@ fn explain_in(
     for ((seq, line), reason) in selected.into_iter().zip(reasons_of_lines) {
         let period = period_of(&line.original_period)?;
         let key = key_of_row(&line.key)?;
-        let registry = registries[&versions.get(&period).copied().unwrap_or(run.registry_version)]
+        let registry = registries[&versions
+            .get(&period)
+            .copied()
+            .unwrap_or(run.registry_version)]
             .clone();
         let computed = statement_lines.get(&(period, &key)).copied();
         let entitlement = computed.map_or(Fen::ZERO, |l| l.subsidy);
@@ -443,17 +458,9 @@ fn explain_in(
         let next_records_page_token = more
             .then(|| page.last().map(|r| token_of(&line, &r.record_id)))
             .flatten();
-        let (base_now, records_now) = records::line_totals(
-            tx,
-            beneficiary,
-            &line.key.provider,
-            class_code,
-            period_code,
-        )?;
-        let records: Vec<LineRecord> = page
-            .into_iter()
-            .map(|r| record_of(r, created_at))
-            .collect();
+        let (base_now, records_now) =
+            records::line_totals(tx, beneficiary, &line.key.provider, class_code, period_code)?;
+        let records: Vec<LineRecord> = page.into_iter().map(|r| record_of(r, created_at)).collect();
         let demand = computed.map_or(Fen::ZERO, |l| l.demand);
         let adjustment = line.original_period != run.period;
         let text = reasons::line_text(&reasons::LineFacts {
@@ -525,7 +532,10 @@ fn ratio_explanation(
         .and_then(|(_, r)| *r);
     let package = decision.package();
     let stacked_with = package.filter(|p| p.stacked()).and_then(|p| {
-        let index = p.parts.iter().position(|x| x.programme.id == programme_id)?;
+        let index = p
+            .parts
+            .iter()
+            .position(|x| x.programme.id == programme_id)?;
         let other = &p.parts[1 - index];
         Some((
             other.programme.id.clone(),

@@ -204,7 +204,11 @@ pub fn cut_text(
             format!(
                 "the {} cap{} of {} for {who}",
                 period.year,
-                if cap_of_grant { " (the grant's own)" } else { "" },
+                if cap_of_grant {
+                    " (the grant's own)"
+                } else {
+                    ""
+                },
                 yuan(c.limit)
             ),
         ),
@@ -218,7 +222,11 @@ pub fn cut_text(
         ),
         CutBy::Pool => (
             "the pool",
-            format!("the {} pool of {} of {programme}", period.year, yuan(c.limit)),
+            format!(
+                "the {} pool of {} of {programme}",
+                period.year,
+                yuan(c.limit)
+            ),
         ),
     };
     let had = if c.before == demand {
@@ -244,7 +252,11 @@ pub fn cut_text(
     let prior = if parts.is_empty() {
         format!("nothing counted before {period}")
     } else {
-        format!("{} counted before {period}: {}", yuan(c.prior), parts.join(", "))
+        format!(
+            "{} counted before {period}: {}",
+            yuan(c.prior),
+            parts.join(", ")
+        )
     };
     format!(
         "{had}, cut to {} by {name}: {what} {reached} ({prior}; {} left, shared by {} line(s) wanting {})",

@@ -632,11 +632,17 @@ fn statement_lines_of(run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<Statemen
 
 /// A run's frozen inputs: the registry version of each period of its year to date, and the
 /// line bases of each period as the accruals stood when it was created.
-#[allow(clippy::type_complexity, reason = "the two maps the engine takes, named in the doc")]
+#[allow(
+    clippy::type_complexity,
+    reason = "the two maps the engine takes, named in the doc"
+)]
 pub(crate) fn frozen_inputs(
     tx: &mut dyn Sql,
     run_id: i64,
-) -> Result<(BTreeMap<Period, i64>, BTreeMap<Period, BTreeMap<LineKey, Fen>>)> {
+) -> Result<(
+    BTreeMap<Period, i64>,
+    BTreeMap<Period, BTreeMap<LineKey, Fen>>,
+)> {
     let mut versions = BTreeMap::new();
     for (p, v) in rows::run_periods(tx, run_id)? {
         versions.insert(period_of(&p)?, v);

@@ -186,10 +186,11 @@ fn worked_example(db: TestDb) {
     assert_eq!(a.ratio.ratio.to_string(), "0.15");
     assert_eq!(a.ratio.own.map(|r| r.to_string()).as_deref(), Some("0.30"));
     assert_eq!(
-        a.ratio
-            .stacked_with
-            .as_ref()
-            .map(|(id, _, r, primary)| (id.as_str(), r.to_string(), *primary)),
+        a.ratio.stacked_with.as_ref().map(|(id, _, r, primary)| (
+            id.as_str(),
+            r.to_string(),
+            *primary
+        )),
         Some(("national-intelligence-2025", "0.30".to_owned(), false))
     );
     assert_eq!(
@@ -266,8 +267,9 @@ fn worked_example(db: TestDb) {
     )
     .expect_err("ent-b has no national line");
     assert!(
-        err.to_string()
-            .contains(&format!("run {nation} has no line of beneficiary \"ent-b\"")),
+        err.to_string().contains(&format!(
+            "run {nation} has no line of beneficiary \"ent-b\""
+        )),
         "{err}"
     );
 
@@ -287,13 +289,13 @@ fn worked_example(db: TestDb) {
     );
     assert_eq!(b.paid_out_to_providers(), cny("100000.00"));
     let b = w.balance("ent-a", "national-intelligence-2025");
-    assert_eq!(b.paid_out, [paid_out("ent-a", true, "300000.00", "300000.00")]);
+    assert_eq!(
+        b.paid_out,
+        [paid_out("ent-a", true, "300000.00", "300000.00")]
+    );
     assert_eq!(b.paid_out_to_beneficiary(), cny("300000.00"));
     let b = w.balance("ent-d", "hz-municipal-2025");
-    assert_eq!(
-        (b.settled, b.remaining),
-        (cny("8000000.00"), Fen::ZERO)
-    );
+    assert_eq!((b.settled, b.remaining), (cny("8000000.00"), Fen::ZERO));
     assert_eq!(
         b.paid_out,
         [paid_out("dc-a", false, "8000000.00", "7900000.00")],

@@ -286,10 +286,8 @@ fn line_label(line: &pb::RunLine) -> String {
 
 /// A record's time (UTC on the wire) in Asia/Shanghai.
 fn record_time(t: Option<&prost_types::Timestamp>) -> String {
-    t.and_then(|t| {
-        chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-    })
-    .map_or_else(String::new, |t| shanghai(&t.to_rfc3339()))
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .map_or_else(String::new, |t| shanghai(&t.to_rfc3339()))
 }
 
 fn print_explanation(r: &pb::ExplainRunResponse) {

@@ -113,7 +113,10 @@ fn console_in_headless_chromium() {
             .collect();
         let line = api_line(&api, programme);
         // The card: cap, paid (what the CLI calls settled), pending, remaining.
-        for (i, name) in ["cap", "settled", "pending", "remaining"].iter().enumerate() {
+        for (i, name) in ["cap", "settled", "pending", "remaining"]
+            .iter()
+            .enumerate()
+        {
             let said = api_figure(line, name);
             assert_eq!(
                 figures[i], said,

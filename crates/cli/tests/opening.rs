@@ -445,12 +445,15 @@ fn opening_counts_against_the_pool(db: Db) {
     );
     let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
     assert!(
-        balance.contains("pooled-2025: cap none, entitled 900.00 CNY, settled 900.00 CNY, pending 0.00 CNY"),
+        balance.contains(
+            "pooled-2025: cap none, entitled 900.00 CNY, settled 900.00 CNY, pending 0.00 CNY"
+        ),
         "{balance}"
     );
     let payee = s.ok(&f1, &["balance", "--payee", "e1"]);
     assert!(
-        payee.contains("pooled-2025: settled 900.00 CNY, paid out 900.00 CNY, outstanding 0.00 CNY"),
+        payee
+            .contains("pooled-2025: settled 900.00 CNY, paid out 900.00 CNY, outstanding 0.00 CNY"),
         "{payee}"
     );
 }

@@ -521,7 +521,9 @@ fn pool_exhausted_across_beneficiaries(db: Db) {
     );
     let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
     assert!(
-        balance.contains("pooled-2025: cap none, entitled 240.00 CNY, settled 240.00 CNY, pending 0.00 CNY"),
+        balance.contains(
+            "pooled-2025: cap none, entitled 240.00 CNY, settled 240.00 CNY, pending 0.00 CNY"
+        ),
         "{balance}"
     );
     let trial = s.ok(&f1, &["ledger", "trial-balance"]);

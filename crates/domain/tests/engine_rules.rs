@@ -551,7 +551,10 @@ fn the_engine_reports_each_limit_stage_with_its_limit_prior_and_shares() {
 
 fn statement_of_plain(
     registry: &suanli_domain::Registry,
-    bases: &std::collections::BTreeMap<suanli_domain::settlement::LineKey, suanli_domain::money::Fen>,
+    bases: &std::collections::BTreeMap<
+        suanli_domain::settlement::LineKey,
+        suanli_domain::money::Fen,
+    >,
     prior: &Prior,
 ) -> Vec<String> {
     csv_lines(&suanli_domain::settlement::settle_period(
@@ -622,7 +625,13 @@ fn the_ratio_decision_of_a_stacked_line_carries_the_ceiling() {
     let parts: Vec<(&str, String, String)> = p
         .parts
         .iter()
-        .map(|x| (x.programme.id.as_str(), x.own.to_string(), x.effective.to_string()))
+        .map(|x| {
+            (
+                x.programme.id.as_str(),
+                x.own.to_string(),
+                x.effective.to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         parts,

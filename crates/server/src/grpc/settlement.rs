@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use suanli_app::explain::{Explanation, LineExplanation, RecordsPage};
 use suanli_app::metrics::METRICS;
 use suanli_app::settlement::{self as settle, RunView};
 use suanli_proto::v1 as pb;
-use suanli_app::explain::{Explanation, LineExplanation, RecordsPage};
 use suanli_store::Principal;
 use suanli_store::ledger::{RunLineRow, RunRow};
 use tonic::{Request, Response, Status};
