@@ -150,6 +150,9 @@ pub(crate) fn period_of(text: &str) -> Result<Period> {
         .ok_or_else(|| SettleError::InvalidArgument(format!("period {text:?} is not YYYY-MM")))
 }
 
+/// Line bases per period: what the engine settles.
+pub(crate) type Bases = BTreeMap<Period, BTreeMap<LineKey, Fen>>;
+
 /// The accruals of a fiscal year up to `last`, as line bases per period: the frozen input set.
 pub(crate) fn bases_to(
     store: &mut dyn Store,
@@ -632,17 +635,10 @@ fn statement_lines_of(run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<Statemen
 
 /// A run's frozen inputs: the registry version of each period of its year to date, and the
 /// line bases of each period as the accruals stood when it was created.
-#[allow(
-    clippy::type_complexity,
-    reason = "the two maps the engine takes, named in the doc"
-)]
 pub(crate) fn frozen_inputs(
     tx: &mut dyn Sql,
     run_id: i64,
-) -> Result<(
-    BTreeMap<Period, i64>,
-    BTreeMap<Period, BTreeMap<LineKey, Fen>>,
-)> {
+) -> Result<(BTreeMap<Period, i64>, Bases)> {
     let mut versions = BTreeMap::new();
     for (p, v) in rows::run_periods(tx, run_id)? {
         versions.insert(period_of(&p)?, v);
