@@ -26,6 +26,9 @@ fn actor(name: &str) -> suanli_app::audit::Actor {
 struct World {
     store: Box<dyn Store>,
     registry: Registry,
+    /// Kept across steps, so that a look-up after a payment, void or run shows whether the
+    /// cached figures followed it.
+    cache: PendingCache,
     _db: TestDb,
 }
 
@@ -44,6 +47,7 @@ impl World {
         World {
             store,
             registry,
+            cache: PendingCache::default(),
             _db: db,
         }
     }
@@ -108,10 +112,15 @@ impl World {
         .expect("explain")
     }
 
+    /// The balance from the kept cache, checked against one computed from scratch.
     fn balance(&mut self, beneficiary: &str, programme: &str) -> balances::Balance {
-        let mut cache = PendingCache::default();
-        balances::balance(&mut *self.store, &mut cache, beneficiary, 2025)
-            .expect("balance")
+        let cached = balances::balance(&mut *self.store, &mut self.cache, beneficiary, 2025)
+            .expect("balance");
+        let mut fresh = PendingCache::default();
+        let computed =
+            balances::balance(&mut *self.store, &mut fresh, beneficiary, 2025).expect("balance");
+        assert_eq!(cached, computed, "the cached balance of {beneficiary}");
+        cached
             .into_iter()
             .find(|b| b.programme == programme)
             .expect("a grant of the programme")
@@ -275,6 +284,11 @@ fn worked_example(db: TestDb) {
 
     // Paid out: dc-a is paid 100,000.00 (ent-a's line comes first), dc-b 150,000.00 (ent-b's
     // line first), ent-a its national 300,000.00.
+    assert_eq!(
+        w.balance("ent-a", "hz-municipal-2025").paid_out,
+        [paid_out("dc-a", false, "150000.00", "0.00")],
+        "nothing is paid out before a payment"
+    );
     w.pay("hz-municipal-2025", "dc-a", "100000.00", "P-1");
     w.pay("hz-municipal-2025", "dc-b", "150000.00", "P-2");
     w.pay("national-intelligence-2025", "ent-a", "300000.00", "P-3");
