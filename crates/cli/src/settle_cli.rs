@@ -394,6 +394,7 @@ fn explanation_json(r: &pb::ExplainRunResponse) -> serde_json::Value {
                 "ratio_explanation": {
                     "class": ratio.class,
                     "ratio": ratio.ratio,
+                    "ratio_percent": ratio.ratio_percent,
                     "own_ratio": ratio.own_ratio,
                     "stacked_with": ratio.stacked_with,
                     "stacked_with_name": ratio.stacked_with_name,

@@ -398,6 +398,11 @@ fn worked_example_end_to_end(db: Db) {
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     let line = &v["lines"][0];
     assert_eq!(
+        line["ratio_explanation"]["ratio_percent"].as_str(),
+        Some("0%"),
+        "a line whose records are all void has no ratio: {json}"
+    );
+    assert_eq!(
         (
             line["original_period"].as_str(),
             line["adjustment"].as_bool(),

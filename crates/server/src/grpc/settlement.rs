@@ -127,6 +127,7 @@ fn explained_line(l: LineExplanation) -> pb::LineExplanation {
         ratio: Some(pb::RatioExplanation {
             class: r.class,
             ratio: suanli_domain::money::format_ratio(r.ratio),
+            ratio_percent: suanli_app::reasons::percent(r.ratio),
             own_ratio: r
                 .own
                 .map(suanli_domain::money::format_ratio)
