@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in when the script was compiled: a build directory copied
+    // to another checkout must compile that checkout's protos.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = PathBuf::from(manifest).join("../../proto");
     let files = [
         "suanli/v1/metering.proto",
         "suanli/v1/registry.proto",

@@ -293,7 +293,7 @@ async fn console(
         let t = Instant::now();
         on_reader(&reader, move |r| {
             r.balance(&b, 2025)?;
-            r.monthly_posted(&b, 2025)
+            r.monthly_settled(&b, 2025)
         })
         .await
         .0

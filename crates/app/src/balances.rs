@@ -1,11 +1,13 @@
-//! Balances and overviews (docs/rules.md R12): a beneficiary's cap, paid, pending and remaining
-//! per programme-year, what was posted month by month, and each programme's totals for the
-//! finance overview. Look-ups are cached and recomputed only when what they derive from changed.
+//! Balances and overviews (docs/rules.md R12 and "The words for money"): a beneficiary's cap,
+//! entitled, settled, paid out, pending and remaining per programme-year, what was settled
+//! month by month, and each programme's totals for the finance overview. Look-ups are cached
+//! and recomputed only when what they derive from changed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use suanli_domain::Registry;
+use suanli_domain::ledger::{Account, attribute_payments};
 use suanli_domain::money::Fen;
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{self as rows};
@@ -33,15 +35,60 @@ impl Source for dyn Store + '_ {
     }
 }
 
-/// One programme-year of a beneficiary's balance (R12).
+/// One programme-year of a beneficiary's balance (R12), in the words of docs/rules.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Balance {
     pub programme: String,
     pub year: i32,
     pub cap: Option<Fen>,
-    pub paid: Fen,
+    /// 应享: the entitlement to date under the current policy, opening balances included.
+    pub entitled: Fen,
+    /// 已结算: posted to the ledger by settlement runs, opening balances included.
+    pub settled: Fen,
+    /// entitled − settled. Negative when more was settled than is now entitled: the amount
+    /// the next run claws back (owed back by the payee of the lines).
     pub pending: Fen,
+    /// max(0, cap − settled − max(pending, 0)); zero without a cap.
     pub remaining: Fen,
+    /// 已拨付: of what was settled, per payee (the beneficiary itself first, then providers
+    /// paid on its behalf by id), what payments recorded have paid out.
+    pub paid_out: Vec<PaidOut>,
+}
+
+impl Balance {
+    /// Paid out to the beneficiary itself (reimbursement).
+    pub fn paid_out_to_beneficiary(&self) -> Fen {
+        self.paid_out
+            .iter()
+            .filter(|p| p.to_beneficiary)
+            .map(|p| p.paid_out)
+            .sum()
+    }
+
+    /// Paid out to providers on the beneficiary's behalf (quick redemption).
+    pub fn paid_out_to_providers(&self) -> Fen {
+        self.paid_out
+            .iter()
+            .filter(|p| !p.to_beneficiary)
+            .map(|p| p.paid_out)
+            .sum()
+    }
+
+    /// What the next run claws back: max(0, settled − entitled).
+    pub fn owed_back(&self) -> Fen {
+        Fen::ZERO.minus(self.pending).max(Fen::ZERO)
+    }
+}
+
+/// What was settled for a beneficiary under one programme with one payee, and how much of it
+/// payments recorded have paid out (docs/rules.md, "Paid out").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaidOut {
+    pub payee: String,
+    /// The payee is the beneficiary itself; otherwise a provider paid on its behalf.
+    pub to_beneficiary: bool,
+    pub settled: Fen,
+    pub paid_out: Fen,
 }
 
 /// What balance look-ups derive from the database, kept current by what changed since the
@@ -63,7 +110,11 @@ pub struct PendingCache {
     versions: HashMap<i32, ((i64, RunsKey), Vec<i64>)>,
     opening: Option<(i64, Arc<Prior>, Opening)>,
     posted: Option<(RunsKey, Arc<Posted>)>,
+    paid_out: Option<(PaidOutKey, Arc<PaidOutAll>)>,
 }
+
+/// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
+type PaidOutKey = (RunsKey, (i64, i64));
 
 /// Confirmed opening balances per (beneficiary, programme).
 type Opening = Arc<BTreeMap<(String, String), Fen>>;
@@ -352,8 +403,115 @@ fn posted<S: Source + ?Sized>(
     Ok(posted)
 }
 
-/// R12: per granted programme-year, cap, paid (posted), pending (entitlement to date of the
-/// accruals under the current policy, less what is posted) and remaining.
+/// Paid out, from the journal and the posted run lines: per (beneficiary, programme), per
+/// payee, and per programme in all.
+#[derive(Default)]
+struct PaidOutAll {
+    by_beneficiary: HashMap<(String, String), Vec<PaidOut>>,
+    /// Payments and opening balances per programme: the credits of its `paid:` accounts.
+    by_programme: HashMap<String, Fen>,
+}
+
+/// Paid out per beneficiary and payee (docs/rules.md, "Paid out"): each payee's payments of a
+/// programme attributed to its settled lines first in, first out
+/// (`domain::ledger::attribute_payments`); opening balances are settled and paid out at once.
+/// Recomputed when runs, openings or journals changed.
+fn paid_out_all<S: Source + ?Sized>(
+    store: &mut S,
+    cache: &mut PendingCache,
+    runs: RunsKey,
+) -> Result<Arc<PaidOutAll>> {
+    let (mark, lines, payments, opening) = in_tx(store, |tx| {
+        let mark = rows::journals_mark(tx)?;
+        if let Some((k, _)) = &cache.paid_out
+            && *k == (runs, mark)
+        {
+            return Ok((mark, None, Vec::new(), Vec::new()));
+        }
+        Ok((
+            mark,
+            Some(rows::posted_payable_lines(tx)?),
+            rows::net_credits_of_kind(tx, "payment")?,
+            suanli_store::opening::confirmed_lines(tx)?,
+        ))
+    })?;
+    let Some(lines) = lines else {
+        let (_, v) = cache.paid_out.as_ref().expect("checked in the transaction");
+        return Ok(v.clone());
+    };
+    let payments: HashMap<String, i64> = payments.into_iter().collect();
+    // Per (programme, payee): the lines in posting order, each as (original period and key,
+    // beneficiary, amount).
+    type Lines = Vec<((String, rows::LineKeyRow), String, Fen)>;
+    let mut by_payee: BTreeMap<(String, String), Lines> = BTreeMap::new();
+    let mut settled: HashMap<(String, String, String), Fen> = HashMap::new();
+    for l in lines {
+        let slot = settled
+            .entry((
+                l.key.beneficiary.clone(),
+                l.programme.clone(),
+                l.payee.clone(),
+            ))
+            .or_default();
+        *slot = slot.plus(Fen(l.amount_fen));
+        let beneficiary = l.key.beneficiary.clone();
+        // A line is the same line in every run that adjusts it: its original period and key.
+        by_payee.entry((l.programme, l.payee)).or_default().push((
+            (l.original_period, l.key),
+            beneficiary,
+            Fen(l.amount_fen),
+        ));
+    }
+    let mut paid: HashMap<(String, String, String), Fen> = HashMap::new();
+    let mut out = PaidOutAll::default();
+    for ((programme, payee), lines) in by_payee {
+        let account = Account::Paid {
+            programme: programme.clone(),
+            payee: payee.clone(),
+        }
+        .to_string();
+        let total = Fen(payments.get(&account).copied().unwrap_or(0));
+        let slot = out.by_programme.entry(programme.clone()).or_default();
+        *slot = slot.plus(total);
+        for (beneficiary, amount) in attribute_payments(lines, total).paid_out {
+            paid.insert((beneficiary, programme.clone(), payee.clone()), amount);
+        }
+    }
+    for (programme, _, l) in opening {
+        let key = (l.beneficiary, programme.clone(), l.payee);
+        for map in [&mut settled, &mut paid] {
+            let slot = map.entry(key.clone()).or_default();
+            *slot = slot.plus(Fen(l.amount_fen));
+        }
+        let slot = out.by_programme.entry(programme).or_default();
+        *slot = slot.plus(Fen(l.amount_fen));
+    }
+    for ((beneficiary, programme, payee), settled) in settled {
+        let paid_out = paid
+            .get(&(beneficiary.clone(), programme.clone(), payee.clone()))
+            .copied()
+            .unwrap_or_default();
+        out.by_beneficiary
+            .entry((beneficiary.clone(), programme))
+            .or_default()
+            .push(PaidOut {
+                to_beneficiary: payee == beneficiary,
+                payee,
+                settled,
+                paid_out,
+            });
+    }
+    for v in out.by_beneficiary.values_mut() {
+        v.sort_by(|a, b| (!a.to_beneficiary, &a.payee).cmp(&(!b.to_beneficiary, &b.payee)));
+    }
+    let out = Arc::new(out);
+    cache.paid_out = Some(((runs, mark), out.clone()));
+    Ok(out)
+}
+
+/// R12: per granted programme-year, cap, entitled (the entitlement to date of the accruals
+/// under the current policy), settled, pending (entitled − settled, negative for a claw-back to
+/// come), remaining, and what was paid out to whom.
 pub fn balance<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
@@ -367,6 +525,7 @@ pub fn balance<S: Source + ?Sized>(
         )));
     }
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
+    let paid_out = paid_out_all(store, cache, runs)?;
     let (entitled, opening) = maintained_year(store, cache, year, current_version, runs)?;
     let no_payments = BTreeMap::new();
     let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
@@ -380,26 +539,36 @@ pub fn balance<S: Source + ?Sized>(
             .copied()
             .unwrap_or_default();
         let entitled = entitled.entitled(&p.id, beneficiary).plus(opening);
-        let paid = Fen(paid.get(&p.id).copied().unwrap_or(0));
-        let pending = entitled.minus(paid).max(Fen::ZERO);
+        let settled = Fen(paid.get(&p.id).copied().unwrap_or(0));
+        let pending = entitled.minus(settled);
         let cap = registry.beneficiary_cap(p, beneficiary);
-        let remaining = cap.map_or(Fen::ZERO, |c| c.minus(paid).minus(pending).max(Fen::ZERO));
+        let remaining = cap.map_or(Fen::ZERO, |c| {
+            c.minus(settled)
+                .minus(pending.max(Fen::ZERO))
+                .max(Fen::ZERO)
+        });
         out.push(Balance {
             programme: p.id.clone(),
             year,
             cap,
-            paid,
+            entitled,
+            settled,
             pending,
             remaining,
+            paid_out: paid_out
+                .by_beneficiary
+                .get(&(beneficiary.to_owned(), p.id.clone()))
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     Ok(out)
 }
 
-/// Subsidy posted to a beneficiary per month (the month each line is for, its original period)
-/// of `year`, per programme: index 0 is January. Read from the posted totals cached until runs
-/// change.
-pub fn monthly_posted<S: Source + ?Sized>(
+/// Subsidy settled for a beneficiary per month (the month each line is for, its original
+/// period) of `year`, per programme: index 0 is January. Read from the posted totals cached
+/// until runs change.
+pub fn monthly_settled<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
     beneficiary: &str,
@@ -421,27 +590,36 @@ pub fn monthly_posted<S: Source + ?Sized>(
 /// Share of a cap at or above which a beneficiary is "near" it, in per mille (90%).
 pub const NEAR_CAP_PER_MILLE: i64 = 900;
 
-/// A programme-year's pool and its beneficiaries' positions against their caps (R8, R12).
+/// A programme-year's pool and its beneficiaries' positions against their caps (R8, R12), in
+/// the words of docs/rules.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgrammeOverview {
     pub programme: String,
     pub name: String,
     pub year: i32,
     pub pool: Option<Fen>,
-    /// Posted by runs of this programme, with its confirmed opening balances.
-    pub paid: Fen,
-    /// Entitlement to date under the current policy, less what is posted (floored per
-    /// beneficiary at zero), as in the balance (R12).
+    /// 应享: the entitlement to date of its beneficiaries under the current policy, opening
+    /// balances included.
+    pub entitled: Fen,
+    /// 已结算: posted by runs of this programme, with its confirmed opening balances.
+    pub settled: Fen,
+    /// 已拨付: what payments recorded (and opening balances) paid out to its payees.
+    pub paid_out: Fen,
+    /// entitled − settled (negative parts of beneficiaries included, see `owed_back`).
     pub pending: Fen,
-    /// pool − paid − pending, floored at zero; zero without a pool.
+    /// Σ over beneficiaries of max(0, settled − entitled): what the next runs claw back.
+    pub owed_back: Fen,
+    /// pool − settled − Σ over beneficiaries of max(0, pending), floored at zero (that is
+    /// pool − settled − (pending + owed_back)); zero without a pool.
     pub left: Fen,
-    /// Posted per month of the year (the month each line is for); index 0 is January.
-    pub monthly_paid: [Fen; 12],
+    /// Settled per month of the year (the month each line is for); index 0 is January.
+    pub monthly_settled: [Fen; 12],
     /// Granted beneficiaries with a cap.
     pub capped: usize,
-    /// Paid + pending at or above [`NEAR_CAP_PER_MILLE`] of the cap, but below it.
+    /// The larger of settled and entitled at or above [`NEAR_CAP_PER_MILLE`] of the cap, but
+    /// below it.
     pub near_cap: usize,
-    /// Paid + pending at or above the cap.
+    /// The larger of settled and entitled at or above the cap.
     pub at_cap: usize,
 }
 
@@ -453,6 +631,7 @@ pub fn programme_overview<S: Source + ?Sized>(
 ) -> Result<Vec<ProgrammeOverview>> {
     let (current_version, registry, runs) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
+    let paid_out = paid_out_all(store, cache, runs)?;
     let (maintained, opening) = maintained_year(store, cache, year, current_version, runs)?;
     // Entitlement per (programme, beneficiary), opening balances included.
     let entitled_of = |programme: &str, beneficiary: &str| {
@@ -465,57 +644,54 @@ pub fn programme_overview<S: Source + ?Sized>(
     };
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
-        let mut paid_by: HashMap<String, Fen> = HashMap::new();
+        let mut settled_by: HashMap<String, Fen> = HashMap::new();
         for ((beneficiary, programme), amount) in opening.iter() {
             if *programme == p.id {
-                let slot = paid_by.entry(beneficiary.clone()).or_default();
+                let slot = settled_by.entry(beneficiary.clone()).or_default();
                 *slot = slot.plus(*amount);
             }
         }
-        let mut monthly_paid = [Fen::ZERO; 12];
+        let mut monthly_settled = [Fen::ZERO; 12];
         if let Some((by_beneficiary, by_period)) = posted.by_programme.get(&p.id) {
             for (beneficiary, amount) in by_beneficiary {
-                let slot = paid_by.entry(beneficiary.clone()).or_default();
+                let slot = settled_by.entry(beneficiary.clone()).or_default();
                 *slot = slot.plus(*amount);
             }
             for (period, amount) in by_period.iter().filter(|(q, _)| q.year == year) {
-                let m = &mut monthly_paid[(period.month.saturating_sub(1) as usize).min(11)];
+                let m = &mut monthly_settled[(period.month.saturating_sub(1) as usize).min(11)];
                 *m = m.plus(*amount);
             }
         }
-        let paid: Fen = paid_by.values().copied().sum();
-        let mut pending = Fen::ZERO;
-        let mut seen: HashSet<&str> = HashSet::new();
+        let settled: Fen = settled_by.values().copied().sum();
+        // Every beneficiary with an entitlement, an opening balance or a settled amount.
+        let mut beneficiaries: HashSet<&str> = settled_by.keys().map(String::as_str).collect();
         for (programme, beneficiary) in maintained.entitled_all().keys() {
             if *programme == p.id {
-                seen.insert(beneficiary);
-                let own = paid_by.get(beneficiary).copied().unwrap_or_default();
-                pending = pending.plus(
-                    entitled_of(programme, beneficiary)
-                        .minus(own)
-                        .max(Fen::ZERO),
-                );
+                beneficiaries.insert(beneficiary);
             }
         }
         for (beneficiary, programme) in opening.keys() {
-            if *programme == p.id && !seen.contains(beneficiary.as_str()) {
-                let own = paid_by.get(beneficiary).copied().unwrap_or_default();
-                pending = pending.plus(
-                    entitled_of(programme, beneficiary)
-                        .minus(own)
-                        .max(Fen::ZERO),
-                );
+            if *programme == p.id {
+                beneficiaries.insert(beneficiary);
             }
         }
+        let (mut entitled, mut owed_back) = (Fen::ZERO, Fen::ZERO);
+        for beneficiary in beneficiaries {
+            let own_entitled = entitled_of(&p.id, beneficiary);
+            let own_settled = settled_by.get(beneficiary).copied().unwrap_or_default();
+            entitled = entitled.plus(own_entitled);
+            owed_back = owed_back.plus(own_settled.minus(own_entitled).max(Fen::ZERO));
+        }
+        let pending = entitled.minus(settled);
         let (mut capped, mut near_cap, mut at_cap) = (0, 0, 0);
         for g in registry.grants.iter().filter(|g| g.programme == p.id) {
             let Some(cap) = registry.beneficiary_cap(p, &g.beneficiary) else {
                 continue;
             };
             capped += 1;
-            let own_paid = paid_by.get(&g.beneficiary).copied().unwrap_or_default();
+            let own_settled = settled_by.get(&g.beneficiary).copied().unwrap_or_default();
             let own_entitled = entitled_of(&p.id, &g.beneficiary);
-            let used = own_paid.max(own_entitled);
+            let used = own_settled.max(own_entitled);
             if used >= cap {
                 at_cap += 1;
             } else if i128::from(used.0) * 1000
@@ -525,17 +701,26 @@ pub fn programme_overview<S: Source + ?Sized>(
             }
         }
         let left = p.pool.map_or(Fen::ZERO, |pool| {
-            pool.minus(paid).minus(pending).max(Fen::ZERO)
+            pool.minus(settled)
+                .minus(pending.plus(owed_back))
+                .max(Fen::ZERO)
         });
         out.push(ProgrammeOverview {
             programme: p.id.clone(),
             name: p.name.clone(),
             year,
             pool: p.pool,
-            paid,
+            entitled,
+            settled,
+            paid_out: paid_out
+                .by_programme
+                .get(&p.id)
+                .copied()
+                .unwrap_or_default(),
             pending,
+            owed_back,
             left,
-            monthly_paid,
+            monthly_settled,
             capped,
             near_cap,
             at_cap,
@@ -544,8 +729,8 @@ pub fn programme_overview<S: Source + ?Sized>(
     Ok(out)
 }
 
-/// Fen posted so far by each of `programmes`' runs (all periods), in the given order.
-pub fn posted_totals(store: &mut dyn Store, programmes: &[String]) -> Result<Vec<(String, i64)>> {
+/// Fen settled so far by each of `programmes`' runs (all periods), in the given order.
+pub fn settled_totals(store: &mut dyn Store, programmes: &[String]) -> Result<Vec<(String, i64)>> {
     let mut totals = Vec::new();
     for id in programmes {
         let mut total = 0i64;
@@ -654,13 +839,13 @@ impl BalanceReader {
         balance(&mut self.source, &mut self.cache, beneficiary, year)
     }
 
-    /// [`monthly_posted`], read beside the writer.
-    pub fn monthly_posted(
+    /// [`monthly_settled`], read beside the writer.
+    pub fn monthly_settled(
         &mut self,
         beneficiary: &str,
         year: i32,
     ) -> Result<BTreeMap<String, [Fen; 12]>> {
-        monthly_posted(&mut self.source, &mut self.cache, beneficiary, year)
+        monthly_settled(&mut self.source, &mut self.cache, beneficiary, year)
     }
 
     /// [`programme_overview`], read beside the writer.

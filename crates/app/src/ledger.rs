@@ -14,12 +14,17 @@ use suanli_store::{Store, StoreError};
 use crate::audit::Actor;
 use crate::settlement::{Result, SettleError, entry_rows, in_tx, now, settlement_tx};
 
-/// A payee's position per programme, derived from the journal's payable and paid accounts.
+/// A payee's position per programme, derived from the journal's payable and paid accounts, in
+/// the words of docs/rules.md.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayeePosition {
     pub programme: String,
-    pub posted: Fen,
-    pub paid: Fen,
+    /// 已结算: credited to the payee's payable by posted runs (net of claw-backs), with
+    /// opening balances.
+    pub settled: Fen,
+    /// 已拨付: moved to paid by payments recorded, with opening balances.
+    pub paid_out: Fen,
+    /// settled − paid out; negative is a receivable from the payee.
     pub outstanding: Fen,
 }
 
@@ -76,11 +81,11 @@ fn payee_positions(tx: &mut dyn Sql, payee: &str) -> Result<Vec<PayeePosition>> 
     }
     Ok(by_programme
         .into_iter()
-        .map(|(programme, (posted, paid))| PayeePosition {
+        .map(|(programme, (settled, paid_out))| PayeePosition {
             programme,
-            posted: Fen(posted),
-            paid: Fen(paid),
-            outstanding: Fen(posted - paid),
+            settled: Fen(settled),
+            paid_out: Fen(paid_out),
+            outstanding: Fen(settled - paid_out),
         })
         .collect())
 }

@@ -1,5 +1,6 @@
-//! The use cases of Suanli: ingest (the writer thread and its group commit), settlement runs,
-//! the ledger and payments, balances and overviews, and the actor of an action for the audit log.
+//! The use cases of Suanli: ingest (the writer thread and its group commit), settlement runs
+//! and the explanation of their lines, the ledger and payments, balances and overviews, and
+//! the actor of an action for the audit log.
 //! Every store transaction is opened here; each use case reads, asks `suanli_domain` to decide,
 //! and writes in one transaction.
 //!
@@ -10,6 +11,7 @@
 pub mod access;
 pub mod audit;
 pub mod balances;
+pub mod explain;
 pub mod ingest;
 pub mod ledger;
 mod maintained;

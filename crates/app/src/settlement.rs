@@ -15,8 +15,10 @@ use suanli_domain::Registry;
 use suanli_domain::ledger::{Journal, payee_of, posting_journal};
 use suanli_domain::money::{Fen, format_ratio};
 use suanli_domain::registry::{Category, ChipOrigin, Class};
-use suanli_domain::restatement::{PeriodInput, RunLine, entitlements_after_opening, run_lines};
-use suanli_domain::settlement::{CutBy, LineKey, Prior, StatementLine};
+use suanli_domain::restatement::{
+    PeriodInput, RunLine, entitlements_observed as entitlements_observed_domain, run_lines,
+};
+use suanli_domain::settlement::{CutBy, LimitObserver, LineKey, NoObserver, Prior, StatementLine};
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{
     self as rows, EntryRow, InputRow, LineKeyRow, NewRun, RunLineRow, RunRow,
@@ -169,6 +171,9 @@ pub(crate) fn period_of(text: &str) -> Result<Period> {
         .ok_or_else(|| SettleError::InvalidArgument(format!("period {text:?} is not YYYY-MM")))
 }
 
+/// Line bases per period: what the engine settles.
+pub(crate) type Bases = BTreeMap<Period, BTreeMap<LineKey, Fen>>;
+
 /// The accruals of a fiscal year up to `last`, as line bases per period: the frozen input set.
 pub(crate) fn bases_to(
     store: &mut dyn Store,
@@ -205,6 +210,18 @@ pub(crate) fn entitlements(
     last: Period,
     opening: &Prior,
 ) -> Vec<suanli_domain::settlement::Statement> {
+    entitlements_observed(versions, registries, bases, last, opening, &mut NoObserver)
+}
+
+/// [`entitlements`], telling `observer` what every limit stage decided.
+pub(crate) fn entitlements_observed(
+    versions: &BTreeMap<Period, i64>,
+    registries: &HashMap<i64, Arc<Registry>>,
+    bases: &BTreeMap<Period, BTreeMap<LineKey, Fen>>,
+    last: Period,
+    opening: &Prior,
+    observer: &mut dyn LimitObserver,
+) -> Vec<suanli_domain::settlement::Statement> {
     let empty = BTreeMap::new();
     let periods: Vec<Period> = (1..=last.month)
         .map(|month| Period {
@@ -220,7 +237,7 @@ pub(crate) fn entitlements(
             bases: bases.get(p).unwrap_or(&empty),
         })
         .collect();
-    entitlements_after_opening(&inputs, opening.clone())
+    entitlements_observed_domain(&inputs, opening.clone(), observer)
 }
 
 /// R9: each period keeps the registry version its first run used; periods without a run yet
@@ -639,8 +656,6 @@ pub(crate) fn entry_rows(journal: &Journal) -> Vec<EntryRow> {
         .collect()
 }
 
-/// Recomputes a run from its frozen inputs, registry versions and the posted runs before it,
-/// and compares line by line (R11).
 /// A run's stored lines as the engine's statement lines, from which its journal is built.
 fn statement_lines_of(run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<StatementLine>> {
     lines
@@ -660,23 +675,35 @@ fn statement_lines_of(run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<Statemen
         .collect()
 }
 
+/// A run's frozen inputs: the registry version of each period of its year to date, and the
+/// line bases of each period as the accruals stood when it was created.
+pub(crate) fn frozen_inputs(
+    tx: &mut dyn Sql,
+    run_id: i64,
+) -> Result<(BTreeMap<Period, i64>, Bases)> {
+    let mut versions = BTreeMap::new();
+    for (p, v) in rows::run_periods(tx, run_id)? {
+        versions.insert(period_of(&p)?, v);
+    }
+    let mut bases: BTreeMap<Period, BTreeMap<LineKey, Fen>> = BTreeMap::new();
+    for input in rows::run_inputs(tx, run_id)? {
+        bases
+            .entry(period_of(&input.period)?)
+            .or_default()
+            .insert(key_of_row(&input.key)?, Fen(input.base_fen));
+    }
+    Ok((versions, bases))
+}
+
+/// Recomputes a run from its frozen inputs, registry versions and the posted runs before it,
+/// and compares line by line (R11).
 pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Option<String>)> {
     in_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
         let period = period_of(&run.period)?;
         let stored = rows::run_lines(tx, run_id)?;
-        let mut versions = BTreeMap::new();
-        for (p, v) in rows::run_periods(tx, run_id)? {
-            versions.insert(period_of(&p)?, v);
-        }
-        let mut bases: BTreeMap<Period, BTreeMap<LineKey, Fen>> = BTreeMap::new();
-        for input in rows::run_inputs(tx, run_id)? {
-            bases
-                .entry(period_of(&input.period)?)
-                .or_default()
-                .insert(key_of_row(&input.key)?, Fen(input.base_fen));
-        }
+        let (versions, bases) = frozen_inputs(tx, run_id)?;
         // What was posted before this run: its stored basis of posted runs.
         let basis: BTreeSet<i64> = run
             .posted_basis
@@ -748,6 +775,19 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
         };
         Ok((run, difference))
     })
+}
+
+/// `settle explain`: the lines of a run for one beneficiary (and optionally one provider),
+/// each with its ratio and why, its base and a page of its records, its cuts and their causes
+/// ([`crate::explain`]).
+pub fn explain(
+    store: &mut dyn Store,
+    run_id: i64,
+    beneficiary: &str,
+    provider: Option<&str>,
+    page: &crate::explain::RecordsPage,
+) -> Result<crate::explain::Explanation> {
+    crate::explain::explain(store, run_id, beneficiary, provider, page)
 }
 
 /// How many columns a run's statement export has.

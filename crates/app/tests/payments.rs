@@ -137,7 +137,7 @@ impl World {
     fn owed(&mut self) -> (Fen, Fen) {
         let p = ledger::payee(&mut *self.store, "e1").expect("position");
         assert_eq!(p.len(), 1, "{p:?}");
-        (p[0].outstanding, p[0].paid)
+        (p[0].outstanding, p[0].paid_out)
     }
 
     fn record(&mut self, amount: i64, reference: &str, who: &str) -> Result<Recorded, SettleError> {

@@ -143,8 +143,8 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// A beneficiary's voucher balance per programme (cap, paid, pending, remaining), or what a
-    /// payee is owed.
+    /// A beneficiary's voucher balance per programme (cap, entitled, settled, paid out, pending,
+    /// remaining), or what a payee was settled, paid out and is owed.
     Balance {
         /// The beneficiary (enterprise) whose voucher balance to show.
         #[arg(long, conflicts_with = "payee")]
@@ -152,7 +152,8 @@ enum Command {
         /// The fiscal year, with --beneficiary.
         #[arg(long)]
         year: Option<i32>,
-        /// A payee (beneficiary or provider): what it is owed and was paid.
+        /// A payee (beneficiary or provider): what was settled for it, paid out to it, and is
+        /// outstanding.
         #[arg(long)]
         payee: Option<String>,
         #[command(flatten)]
@@ -210,6 +211,27 @@ enum SettleCommand {
     Rederive {
         /// The run id, as printed by `settle create` and `settle list`.
         run: u64,
+    },
+    /// Explains a run's lines of one beneficiary: ratio and why, base and usage records, every
+    /// cut and its cause, and for adjustments the entitlement, settled before and the change.
+    Explain {
+        /// The run id, as printed by `settle create` and `settle list`.
+        run: u64,
+        /// The beneficiary whose lines to explain.
+        #[arg(long)]
+        beneficiary: String,
+        /// Only the lines of this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// text (sentences, for people) or json (every figure, for programs).
+        #[arg(long, value_enum, default_value = "text")]
+        format: settle_cli::ExplainFormat,
+        /// Usage records listed per line (default 20, at most 500).
+        #[arg(long, default_value_t = 20)]
+        records: u32,
+        /// The next page of one line's records, as `settle explain` printed it.
+        #[arg(long)]
+        records_page: Option<String>,
     },
 }
 
@@ -731,6 +753,21 @@ fn main() -> ExitCode {
                 SettleCommand::Cancel { run } => A::Cancel { run_id: run },
                 SettleCommand::List { programme } => A::List { programme },
                 SettleCommand::Rederive { run } => A::Rederive { run_id: run },
+                SettleCommand::Explain {
+                    run,
+                    beneficiary,
+                    provider,
+                    format,
+                    records,
+                    records_page,
+                } => A::Explain {
+                    run_id: run,
+                    beneficiary,
+                    provider,
+                    format,
+                    records,
+                    records_page,
+                },
             };
             remote.token().and_then(|token| {
                 runtime().and_then(|rt| rt.block_on(settle_cli::settle(&remote.target(), token, action)))

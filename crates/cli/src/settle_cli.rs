@@ -96,6 +96,23 @@ pub enum SettleAction {
     Rederive {
         run_id: u64,
     },
+    Explain {
+        run_id: u64,
+        beneficiary: String,
+        provider: Option<String>,
+        format: ExplainFormat,
+        records: u32,
+        records_page: Option<String>,
+    },
+}
+
+/// How `settle explain` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// Sentences for people, one line each.
+    Text,
+    /// Every figure as JSON, for programs.
+    Json,
 }
 
 pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyhow::Result<()> {
@@ -153,6 +170,36 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
             }
             if runs.is_empty() {
                 println!("no settlement runs");
+            }
+            return Ok(());
+        }
+        SettleAction::Explain {
+            run_id,
+            beneficiary,
+            provider,
+            format,
+            records,
+            records_page,
+        } => {
+            let r = client
+                .explain_run(authorize(
+                    pb::ExplainRunRequest {
+                        run_id,
+                        beneficiary,
+                        provider: provider.unwrap_or_default(),
+                        records_page_size: records,
+                        records_page_token: records_page.unwrap_or_default(),
+                    },
+                    token,
+                )?)
+                .await
+                .map_err(grpc_error)?
+                .into_inner();
+            match format {
+                ExplainFormat::Text => print_explanation(&r),
+                ExplainFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&explanation_json(&r))?);
+                }
             }
             return Ok(());
         }
@@ -215,6 +262,193 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
         );
     }
     Ok(())
+}
+
+/// A run line's key as people read it: `ent-a dc-a compute/domestic`.
+fn line_label(line: &pb::RunLine) -> String {
+    format!(
+        "{} {} {}{}{}",
+        line.beneficiary,
+        line.provider,
+        line.category,
+        if line.chip_origin.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", line.chip_origin)
+        },
+        match line.registered_model.as_str() {
+            "true" => "/registered",
+            "false" => "/unregistered",
+            _ => "",
+        }
+    )
+}
+
+/// A record's time (UTC on the wire) in Asia/Shanghai.
+fn record_time(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .map_or_else(String::new, |t| shanghai(&t.to_rfc3339()))
+}
+
+fn print_explanation(r: &pb::ExplainRunResponse) {
+    let Some(run) = r.run.as_ref() else {
+        return;
+    };
+    println!(
+        "run {} {} ({}) {} {}: {} line(s) of {}{}",
+        run.run_id,
+        run.programme,
+        r.programme_name,
+        run.period,
+        status_name(run.status),
+        r.lines.len(),
+        r.beneficiary,
+        if r.beneficiary_name.is_empty() || r.beneficiary_name == r.beneficiary {
+            String::new()
+        } else {
+            format!(" ({})", r.beneficiary_name)
+        }
+    );
+    for l in &r.lines {
+        let Some(line) = l.line.as_ref() else {
+            continue;
+        };
+        println!(
+            "line {}: {} {}{}, payee {}: {} CNY",
+            l.seq,
+            line_label(line),
+            line.original_period,
+            if l.adjustment { " (adjustment)" } else { "" },
+            line.payee,
+            Fen(line.amount_fen)
+        );
+        for sentence in &l.text {
+            println!("  {sentence}");
+        }
+        if l.records.is_empty() {
+            println!("  no usage records of the line are stored now");
+        } else {
+            println!("  usage records ({} listed):", l.records.len());
+        }
+        for rec in &l.records {
+            let state = if rec.voided_at.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " VOID since {} ({}){}",
+                    shanghai(&rec.voided_at),
+                    rec.void_reason,
+                    if rec.counted {
+                        ", counted in this run"
+                    } else {
+                        ", not counted"
+                    }
+                )
+            };
+            println!(
+                "    {} {} {} – {} quantity {} amount {} CNY{state}",
+                rec.record_id,
+                rec.sku,
+                record_time(rec.start.as_ref()),
+                record_time(rec.end.as_ref()),
+                rec.quantity,
+                Fen(rec.amount_fen)
+            );
+        }
+        if !l.next_records_page_token.is_empty() {
+            println!(
+                "  more records: --records-page {}",
+                l.next_records_page_token
+            );
+        }
+    }
+}
+
+/// The explanation as JSON: every figure, fen as integers, ratios as decimal strings.
+fn explanation_json(r: &pb::ExplainRunResponse) -> serde_json::Value {
+    use serde_json::json;
+    let lines: Vec<serde_json::Value> = r
+        .lines
+        .iter()
+        .map(|l| {
+            let line = l.line.clone().unwrap_or_default();
+            let ratio = l.ratio.clone().unwrap_or_default();
+            json!({
+                "seq": l.seq,
+                "original_period": line.original_period,
+                "adjustment": l.adjustment,
+                "beneficiary": line.beneficiary,
+                "provider": line.provider,
+                "category": line.category,
+                "chip_origin": line.chip_origin,
+                "registered_model": line.registered_model,
+                "payee": line.payee,
+                "base_fen": line.base_fen,
+                "ratio": line.ratio,
+                "demand_fen": l.demand_fen,
+                "entitlement_fen": line.entitlement_fen,
+                "settled_before_fen": line.posted_before_fen,
+                "change_fen": line.amount_fen,
+                "cut_by": line.cut_by,
+                "reason": line.reason,
+                "ratio_explanation": {
+                    "class": ratio.class,
+                    "ratio": ratio.ratio,
+                    "ratio_percent": ratio.ratio_percent,
+                    "own_ratio": ratio.own_ratio,
+                    "stacked_with": ratio.stacked_with,
+                    "stacked_with_name": ratio.stacked_with_name,
+                    "stacked_with_ratio": ratio.stacked_with_ratio,
+                    "primary": ratio.primary,
+                    "ceiling": ratio.ceiling,
+                    "chosen_because": ratio.chosen_because,
+                    "runner_up": ratio.runner_up,
+                    "runner_up_ratio": ratio.runner_up_ratio,
+                    "text": ratio.text,
+                },
+                "cuts": l.cuts.iter().map(|c| json!({
+                    "stage": c.stage,
+                    "subject": c.subject,
+                    "subject_name": c.subject_name,
+                    "limit_fen": c.limit_fen,
+                    "prior_fen": c.prior_fen,
+                    "prior_opening_fen": c.prior_opening_fen,
+                    "left_fen": c.left_fen,
+                    "wanted_fen": c.wanted_fen,
+                    "lines": c.lines,
+                    "before_fen": c.before_fen,
+                    "after_fen": c.after_fen,
+                    "text": c.text,
+                })).collect::<Vec<_>>(),
+                "base_now_fen": l.base_now_fen,
+                "records_now": l.records_now,
+                "records": l.records.iter().map(|rec| json!({
+                    "record_id": rec.record_id,
+                    "sku": rec.sku,
+                    "start": record_time(rec.start.as_ref()),
+                    "end": record_time(rec.end.as_ref()),
+                    "quantity": rec.quantity,
+                    "amount_fen": rec.amount_fen,
+                    "voided_at": rec.voided_at,
+                    "void_reason": rec.void_reason,
+                    "counted": rec.counted,
+                })).collect::<Vec<_>>(),
+                "next_records_page": l.next_records_page_token,
+                "text": l.text,
+            })
+        })
+        .collect();
+    let run = r.run.clone().unwrap_or_default();
+    json!({
+        "run_id": run.run_id,
+        "programme": run.programme,
+        "programme_name": r.programme_name,
+        "period": run.period,
+        "status": status_name(run.status),
+        "beneficiary": r.beneficiary,
+        "beneficiary_name": r.beneficiary_name,
+        "lines": lines,
+    })
 }
 
 /// The statement of a run: the columns of `suanli simulate`, then `run_id`, `original_period`
@@ -647,10 +881,10 @@ pub async fn balance(
         println!("payee {}", r.payee);
         for p in &r.programmes {
             println!(
-                "  {}: posted {} CNY, paid {} CNY, outstanding {} CNY",
+                "  {}: settled {} CNY, paid out {} CNY, outstanding {} CNY",
                 p.programme,
-                Fen(p.posted_fen),
-                Fen(p.paid_fen),
+                Fen(p.settled_fen),
+                Fen(p.paid_out_fen),
                 Fen(p.outstanding_fen)
             );
         }
@@ -678,11 +912,46 @@ pub async fn balance(
         } else {
             "unlimited".into()
         };
+        // entitled − settled, signed: a claw-back to come shows as a negative pending.
+        let pending = Fen(p.pending_fen).minus(Fen(p.owed_back_fen));
+        let owed = if p.owed_back_fen > 0 {
+            " (owed back)"
+        } else {
+            ""
+        };
         println!(
-            "  {}: cap {cap}, paid {} CNY, pending {} CNY, remaining {remaining}",
+            "  {}: cap {cap}, entitled {} CNY, settled {} CNY, pending {pending} CNY{owed}, remaining {remaining}",
             p.programme,
-            Fen(p.paid_fen),
-            Fen(p.pending_fen)
+            Fen(p.entitled_fen),
+            Fen(p.settled_fen),
+        );
+        let to_whom: Vec<String> = p
+            .paid_out
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {} of {} CNY settled",
+                    if x.to_beneficiary {
+                        format!("to {} itself", x.payee)
+                    } else {
+                        format!("to provider {}", x.payee)
+                    },
+                    Fen(x.paid_out_fen),
+                    Fen(x.settled_fen)
+                )
+            })
+            .collect();
+        println!(
+            "    paid out {} CNY: to {} itself {} CNY, to providers on its behalf {} CNY{}",
+            Fen(p.paid_out_to_beneficiary_fen).plus(Fen(p.paid_out_to_providers_fen)),
+            r.beneficiary,
+            Fen(p.paid_out_to_beneficiary_fen),
+            Fen(p.paid_out_to_providers_fen),
+            if to_whom.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", to_whom.join("; "))
+            }
         );
     }
     if r.programmes.is_empty() {

@@ -112,8 +112,11 @@ fn console_in_headless_chromium() {
             .map(|v| fen_text(v.as_str().unwrap()))
             .collect();
         let line = api_line(&api, programme);
-        // The card: cap, paid, pending, remaining; the CLI's line names the same four.
-        for (i, name) in ["cap", "paid", "pending", "remaining"].iter().enumerate() {
+        // The card: cap, paid (what the CLI calls settled), pending, remaining.
+        for (i, name) in ["cap", "settled", "pending", "remaining"]
+            .iter()
+            .enumerate()
+        {
             let said = api_figure(line, name);
             assert_eq!(
                 figures[i], said,
@@ -136,7 +139,8 @@ fn console_in_headless_chromium() {
             .map(|v| fen_text(v.as_str().unwrap()))
             .collect();
         let line = api_line(&api, programme);
-        for (i, name) in ["posted", "paid", "outstanding"].iter().enumerate() {
+        // Posted, paid and outstanding: the CLI's settled, paid out and outstanding.
+        for (i, name) in ["settled", "paid out", "outstanding"].iter().enumerate() {
             let said = api_figure(line, name);
             assert_eq!(
                 figures[i], said,

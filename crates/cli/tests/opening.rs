@@ -143,13 +143,13 @@ fn worked_example_with_opening_balances(db: Db) {
             .contains("unchanged"),
         "confirming twice changes nothing"
     );
-    // Before any usage, the balance already counts what was paid.
+    // Before any usage, the balance already counts what was settled and paid out before.
     let balance = s.ok(
         &auditor,
         &["balance", "--beneficiary", "ent-d", "--year", "2025"],
     );
     assert!(
-        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 7900000.00 CNY, pending 0.00 CNY, remaining 100000.00 CNY"),
+        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, entitled 7900000.00 CNY, settled 7900000.00 CNY, pending 0.00 CNY, remaining 100000.00 CNY"),
         "{balance}"
     );
 
@@ -221,13 +221,13 @@ fn worked_example_with_opening_balances(db: Db) {
         &["balance", "--beneficiary", "ent-d", "--year", "2025"],
     );
     assert!(
-        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
+        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, entitled 8000000.00 CNY, settled 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
         "{balance}"
     );
     // dc-a was paid 7,900,000.00 before Suanli and is owed March's lines on ent-a and ent-d.
     let payee = s.ok(&auditor, &["balance", "--payee", "dc-a"]);
     assert!(
-        payee.contains("hz-municipal-2025: posted 8150000.00 CNY, paid 7900000.00 CNY, outstanding 250000.00 CNY"),
+        payee.contains("hz-municipal-2025: settled 8150000.00 CNY, paid out 7900000.00 CNY, outstanding 250000.00 CNY"),
         "{payee}"
     );
     let trial = s.ok(&auditor, &["ledger", "trial-balance"]);
@@ -445,12 +445,15 @@ fn opening_counts_against_the_pool(db: Db) {
     );
     let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
     assert!(
-        balance.contains("pooled-2025: cap none, paid 900.00 CNY, pending 0.00 CNY"),
+        balance.contains(
+            "pooled-2025: cap none, entitled 900.00 CNY, settled 900.00 CNY, pending 0.00 CNY"
+        ),
         "{balance}"
     );
     let payee = s.ok(&f1, &["balance", "--payee", "e1"]);
     assert!(
-        payee.contains("pooled-2025: posted 900.00 CNY, paid 900.00 CNY, outstanding 0.00 CNY"),
+        payee
+            .contains("pooled-2025: settled 900.00 CNY, paid out 900.00 CNY, outstanding 0.00 CNY"),
         "{payee}"
     );
 }

@@ -171,7 +171,7 @@ fn worked_example_end_to_end(db: Db) {
         &["balance", "--beneficiary", "ent-d", "--year", "2025"],
     );
     assert!(
-        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, paid 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
+        balance.contains("hz-municipal-2025: cap 8000000.00 CNY, entitled 8000000.00 CNY, settled 8000000.00 CNY, pending 0.00 CNY, remaining 0.00 CNY"),
         "{balance}"
     );
     let err = s.fails(
@@ -205,7 +205,7 @@ fn worked_example_end_to_end(db: Db) {
     );
     assert!(
         pending.contains(
-            "hz-municipal-2025: cap 8000000.00 CNY, paid 150000.00 CNY, pending 300.00 CNY"
+            "hz-municipal-2025: cap 8000000.00 CNY, entitled 150300.00 CNY, settled 150000.00 CNY, pending 300.00 CNY"
         ),
         "{pending}"
     );
@@ -274,7 +274,7 @@ fn worked_example_end_to_end(db: Db) {
     let owed = s.ok(&auditor, &["balance", "--payee", "dc-b"]);
     assert!(
         owed.contains(
-            "hz-municipal-2025: posted 150300.00 CNY, paid 0.00 CNY, outstanding 150300.00 CNY"
+            "hz-municipal-2025: settled 150300.00 CNY, paid out 0.00 CNY, outstanding 150300.00 CNY"
         ),
         "{owed}"
     );
@@ -295,7 +295,7 @@ fn worked_example_end_to_end(db: Db) {
     let owed = s.ok(&auditor, &["balance", "--payee", "dc-b"]);
     assert!(
         owed.contains(
-            "hz-municipal-2025: posted 150300.00 CNY, paid 150000.00 CNY, outstanding 300.00 CNY"
+            "hz-municipal-2025: settled 150300.00 CNY, paid out 150000.00 CNY, outstanding 300.00 CNY"
         ),
         "{owed}"
     );
@@ -359,6 +359,85 @@ fn worked_example_end_to_end(db: Db) {
         .find(|l| l.starts_with("expense:national-intelligence-2025 "))
         .expect("national expense");
     assert!(national.trim_end().ends_with(" 550000.00"), "{national}");
+
+    // settle explain: ent-d's March line, cut by the cap that January's run brought near; the
+    // beneficiary itself may read it, not another's.
+    let explained = s.ok(
+        &ent_d,
+        &["settle", "explain", &runs[0], "--beneficiary", "ent-d"],
+    );
+    for expected in [
+        "ratio 30%: hz-municipal-2025's own rate for compute/domestic (R4)".to_owned(),
+        "demand ¥300,000.00 = ¥1,000,000.00 × 30%, rounded half up once (R6)".to_owned(),
+        format!(
+            "demand ¥300,000.00, cut to ¥100,000.00 by the beneficiary cap: the 2025 cap of ¥8,000,000.00 for ent-d was reached with run {} (¥7,900,000.00 counted before 2025-03: earlier months ¥7,900,000.00; ¥100,000.00 left, shared by 1 line(s) wanting ¥300,000.00)",
+            runs[0]
+        ),
+        "r5 a-dom 2025-03-01T00:00:00+08:00 – 2025-03-11T00:00:00+08:00 quantity 50000 amount 1000000.00 CNY".to_owned(),
+    ] {
+        assert!(explained.contains(&expected), "{expected}\n{explained}");
+    }
+    let err = s.fails(
+        &ent_d,
+        &["settle", "explain", &runs[0], "--beneficiary", "ent-a"],
+    );
+    assert!(err.contains("cannot read"), "{err}");
+    // As JSON: April's claw-back of ent-b, and the void behind it.
+    let json = s.ok(
+        &auditor,
+        &[
+            "settle",
+            "explain",
+            &april,
+            "--beneficiary",
+            "ent-b",
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let line = &v["lines"][0];
+    assert_eq!(
+        line["ratio_explanation"]["ratio_percent"].as_str(),
+        Some("0%"),
+        "a line whose records are all void has no ratio: {json}"
+    );
+    assert_eq!(
+        (
+            line["original_period"].as_str(),
+            line["adjustment"].as_bool(),
+            line["entitlement_fen"].as_i64(),
+            line["settled_before_fen"].as_i64(),
+            line["change_fen"].as_i64(),
+        ),
+        (
+            Some("2025-03"),
+            Some(true),
+            Some(0),
+            Some(20_000_000),
+            Some(-20_000_000)
+        ),
+        "{json}"
+    );
+    let record = &line["records"][0];
+    assert_eq!(
+        (
+            record["record_id"].as_str(),
+            record["void_reason"].as_str(),
+            record["counted"].as_bool()
+        ),
+        (Some("r2"), Some("billed in error"), Some(false)),
+        "{json}"
+    );
+    // Paid out: once ent-b's line was clawed back, dc-b's 150,000.00 covers ent-c's line.
+    let balance = s.ok(
+        &auditor,
+        &["balance", "--beneficiary", "ent-c", "--year", "2025"],
+    );
+    assert!(
+        balance.contains("paid out 150000.00 CNY: to ent-c itself 0.00 CNY, to providers on its behalf 150000.00 CNY (to provider dc-b 150000.00 of 150300.00 CNY settled)"),
+        "{balance}"
+    );
 }
 
 #[test]
@@ -447,7 +526,9 @@ fn pool_exhausted_across_beneficiaries(db: Db) {
     );
     let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
     assert!(
-        balance.contains("pooled-2025: cap none, paid 240.00 CNY, pending 0.00 CNY"),
+        balance.contains(
+            "pooled-2025: cap none, entitled 240.00 CNY, settled 240.00 CNY, pending 0.00 CNY"
+        ),
         "{balance}"
     );
     let trial = s.ok(&f1, &["ledger", "trial-balance"]);
@@ -499,7 +580,7 @@ fn balance_follows_a_cancelled_run() {
     let pending = |expected: &str| {
         let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
         assert!(
-            balance.contains(&format!("paid 0.00 CNY, pending {expected} CNY")),
+            balance.contains(&format!("settled 0.00 CNY, pending {expected} CNY")),
             "pending {expected}: {balance}"
         );
     };
@@ -591,6 +672,14 @@ fn claw_back_after_the_payee_was_paid_in_full(db: Db) {
             "billed in error",
         ],
     );
+    // Before June's run: more was settled than is now entitled, shown as a negative pending.
+    let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
+    assert!(
+        balance.contains(
+            "pooled-2025: cap none, entitled 50.00 CNY, settled 350.00 CNY, pending -300.00 CNY (owed back)"
+        ),
+        "{balance}"
+    );
     let june_run = create("2025-06");
     let shown = s.ok(&f1, &["settle", "show", &june_run]);
     assert!(
@@ -601,8 +690,20 @@ fn claw_back_after_the_payee_was_paid_in_full(db: Db) {
     s.ok(&f2, &["settle", "post", &june_run]);
     let owed = s.ok(&f1, &["balance", "--payee", "e1"]);
     assert!(
-        owed.contains("pooled-2025: posted 50.00 CNY, paid 350.00 CNY, outstanding -300.00 CNY"),
+        owed.contains(
+            "pooled-2025: settled 50.00 CNY, paid out 350.00 CNY, outstanding -300.00 CNY"
+        ),
         "the payee owes the claw-back: {owed}"
+    );
+    // Of the 350.00 paid, the 50.00 still settled is paid out; the other 300.00 is the payee's
+    // to give back, attributed to no line.
+    let balance = s.ok(&f1, &["balance", "--beneficiary", "e1", "--year", "2025"]);
+    assert!(
+        balance.contains("pending 0.00 CNY")
+            && balance.contains(
+                "paid out 50.00 CNY: to e1 itself 50.00 CNY, to providers on its behalf 0.00 CNY (to e1 itself 50.00 of 50.00 CNY settled)"
+            ),
+        "{balance}"
     );
     let err = s.fails(
         &f1,

@@ -221,6 +221,102 @@ fn expense_against(
     Some(Journal::new(entries).expect("posting journal balances by construction"))
 }
 
+/// What a payee's payments of one programme paid out on whose behalf (docs/rules.md, "Paid
+/// out"): per beneficiary, and what exceeds every amount still settled (a receivable from the
+/// payee after claw-backs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub paid_out: BTreeMap<String, Fen>,
+    pub unattributed: Fen,
+}
+
+/// Attributes a payee's payments of one programme to the beneficiaries its payable was settled
+/// for, first in, first out. Payments are recorded per payee and programme, so the journal
+/// alone cannot say whose lines a payment to a provider was for; this is the one rule Suanli
+/// applies, exactly and from posted data only.
+///
+/// `lines` are the payee's posted run lines of the programme in posting order, each as (the
+/// line it settles: original period and key, its beneficiary, the amount). A positive amount
+/// adds a slice at the end of the payable; a negative one (a claw-back) withdraws the most
+/// recent slices of the same line first (then of the same beneficiary, then any, should a
+/// payee model have changed between runs). `paid` is what payments to the payee recorded in
+/// total; it covers the slices from the oldest. Every slice is at least zero, so what each
+/// beneficiary is attributed lies between zero and what is settled for it with this payee, and
+/// the attributions sum to min(paid, Σ amounts) exactly.
+pub fn attribute_payments<K: Ord + Clone>(
+    lines: impl IntoIterator<Item = (K, String, Fen)>,
+    paid: Fen,
+) -> Attribution {
+    struct Slice<K> {
+        line: K,
+        beneficiary: String,
+        amount: i64,
+    }
+    let mut slices: Vec<Slice<K>> = Vec::new();
+    // Per line, the indices of its slices still above zero, oldest first.
+    let mut of_line: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    for (line, beneficiary, amount) in lines {
+        if amount.0 > 0 {
+            of_line.entry(line.clone()).or_default().push(slices.len());
+            slices.push(Slice {
+                line,
+                beneficiary,
+                amount: amount.0,
+            });
+            continue;
+        }
+        let mut owed = -i128::from(amount.0);
+        // The line's own slices, newest first.
+        if let Some(stack) = of_line.get_mut(&line) {
+            while owed > 0 {
+                let Some(&i) = stack.last() else { break };
+                let take = owed.min(i128::from(slices[i].amount));
+                slices[i].amount -= i64::try_from(take).expect("at most a slice");
+                owed -= take;
+                if slices[i].amount == 0 {
+                    stack.pop();
+                }
+            }
+        }
+        // Then the beneficiary's, then anyone's, newest first.
+        for same_beneficiary in [true, false] {
+            for i in (0..slices.len()).rev() {
+                if owed == 0 {
+                    break;
+                }
+                if slices[i].amount == 0
+                    || (same_beneficiary && slices[i].beneficiary != beneficiary)
+                {
+                    continue;
+                }
+                let take = owed.min(i128::from(slices[i].amount));
+                slices[i].amount -= i64::try_from(take).expect("at most a slice");
+                owed -= take;
+                if slices[i].amount == 0
+                    && let Some(stack) = of_line.get_mut(&slices[i].line)
+                {
+                    stack.retain(|&j| j != i);
+                }
+            }
+        }
+    }
+    let mut left = paid.max(Fen::ZERO).0;
+    let mut out = Attribution::default();
+    for slice in &slices {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(slice.amount);
+        if take > 0 {
+            let slot = out.paid_out.entry(slice.beneficiary.clone()).or_default();
+            *slot = slot.plus(Fen(take));
+            left -= take;
+        }
+    }
+    out.unattributed = Fen(left);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +465,43 @@ mod tests {
             ]
         );
         assert!(opening_journal(municipal, &BTreeMap::from([("dc-a", 0)])).is_none());
+    }
+
+    #[test]
+    fn payments_are_attributed_first_in_first_out_after_claw_backs() {
+        // Proves the paid-out rule: payments cover the payee's settled slices from the oldest;
+        // a claw-back withdraws its own line's newest slice first, so a beneficiary is never
+        // attributed more than is settled for it, and an over-payment is left unattributed.
+        let lines = |v: &[(&str, &str, i64)]| -> Vec<(String, String, Fen)> {
+            v.iter()
+                .map(|(l, b, a)| ((*l).to_owned(), (*b).to_owned(), Fen(*a)))
+                .collect()
+        };
+        let posted = lines(&[("x", "b2", 50), ("y", "b1", 100), ("x", "b2", -30)]);
+        let a = attribute_payments(posted.clone(), Fen(120));
+        assert_eq!(
+            a.paid_out,
+            BTreeMap::from([("b1".to_owned(), Fen(100)), ("b2".to_owned(), Fen(20))])
+        );
+        assert_eq!(a.unattributed, Fen::ZERO);
+        // Paid 150 before the claw-back of 30: 30 is owed back by the payee.
+        let a = attribute_payments(posted.clone(), Fen(150));
+        assert_eq!(a.unattributed, Fen(30));
+        assert_eq!(a.paid_out.values().copied().sum::<Fen>(), Fen(120));
+        // Paid 60: b2's 20 (its first slice, left after the claw-back), then 40 of b1's 100.
+        let a = attribute_payments(posted, Fen(60));
+        assert_eq!(
+            a.paid_out,
+            BTreeMap::from([("b1".to_owned(), Fen(40)), ("b2".to_owned(), Fen(20))])
+        );
+        // A late record of an earlier line goes to the end: what was paid stays attributed.
+        let a = attribute_payments(
+            lines(&[("m", "b1", 100), ("a", "b2", 50), ("m", "b1", 20)]),
+            Fen(150),
+        );
+        assert_eq!(
+            a.paid_out,
+            BTreeMap::from([("b1".to_owned(), Fen(100)), ("b2".to_owned(), Fen(50))])
+        );
     }
 }

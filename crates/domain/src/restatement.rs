@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::money::Fen;
 use crate::registry::Registry;
-use crate::settlement::{LineKey, Prior, Statement, StatementLine, settle_period};
+use crate::settlement::{
+    LimitObserver, LineKey, NoObserver, Prior, Statement, StatementLine, settle_period_observed,
+};
 use crate::usage::Period;
 
 /// One period's inputs: the registry version its first run used and the line bases of the
@@ -29,6 +31,16 @@ pub fn entitlements_to_date(inputs: &[PeriodInput<'_>]) -> Vec<Statement> {
 /// (opening balances): those payments count against caps, provider caps and pools from the
 /// first period on, exactly as `simulate --prior` counts prior payments.
 pub fn entitlements_after_opening(inputs: &[PeriodInput<'_>], opening: Prior) -> Vec<Statement> {
+    entitlements_observed(inputs, opening, &mut NoObserver)
+}
+
+/// [`entitlements_after_opening`], telling `observer` what every limit stage of every period
+/// decided (for explanations of a run's lines).
+pub fn entitlements_observed(
+    inputs: &[PeriodInput<'_>],
+    opening: Prior,
+    observer: &mut dyn LimitObserver,
+) -> Vec<Statement> {
     assert!(
         inputs.windows(2).all(|w| w[0].period < w[1].period),
         "periods in order"
@@ -36,7 +48,8 @@ pub fn entitlements_after_opening(inputs: &[PeriodInput<'_>], opening: Prior) ->
     let mut prior = opening;
     let mut statements = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let statement = settle_period(input.registry, input.period, input.bases, &prior);
+        let statement =
+            settle_period_observed(input.registry, input.period, input.bases, &prior, observer);
         for line in &statement.lines {
             prior.add(
                 &line.programme,

@@ -136,8 +136,103 @@ impl Statement {
     }
 }
 
+/// One programme's part of a package (R5): the ratio its rate table gives the line's class and
+/// what it pays on the line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackagePart<'r> {
+    pub programme: &'r Programme,
+    /// The ratio of the programme's rate table for the class.
+    pub own: Decimal,
+    /// What it pays: `own`, or for a top-up min(own, ceiling − the primary's ratio).
+    pub effective: Decimal,
+}
+
+/// What a beneficiary could get on a line: a stacked pair (primary, then top-up) or one
+/// programme alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package<'r> {
+    pub parts: Vec<PackagePart<'r>>,
+    /// The stacking rule's combined ceiling for the class; `None` for a programme alone.
+    pub ceiling: Option<Decimal>,
+}
+
+impl Package<'_> {
+    /// The combined ratio.
+    pub fn total(&self) -> Decimal {
+        self.parts.iter().map(|p| p.effective).sum()
+    }
+
+    pub fn stacked(&self) -> bool {
+        self.parts.len() > 1
+    }
+}
+
+/// Why the chosen package won over the next best one (R5 and the ties of docs/rules.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChosenBecause {
+    /// It was the only package.
+    Only,
+    /// Its combined ratio is the highest (从优、就高、不重复).
+    HigherRatio,
+    /// Equal ratio: a stacked pair wins over a programme alone.
+    StackedOnTie,
+    /// Equal ratio and shape: the higher funder level wins (national first).
+    FunderOnTie,
+    /// Equal on everything else: the lower programme id wins.
+    IdOnTie,
+}
+
+/// How the engine chose the ratios of a line of `class` for one beneficiary (R4, R5): the
+/// decision and its explanation, from which [`effective_ratios`] takes the ratios.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RatioDecision<'r> {
+    pub class: Class,
+    /// The programmes of the year the beneficiary holds a grant of, in registry order, with the
+    /// ratio their rate tables give the class (`None`: no entry matches it).
+    pub granted: Vec<(&'r Programme, Option<Decimal>)>,
+    /// Every package of the eligible programmes (granted, ratio above zero).
+    pub packages: Vec<Package<'r>>,
+    /// The index of the package the beneficiary gets; `None` when nothing is eligible.
+    pub chosen: Option<usize>,
+    /// The best package after the chosen one, and why the chosen one won.
+    pub runner_up: Option<usize>,
+    pub because: ChosenBecause,
+}
+
+impl<'r> RatioDecision<'r> {
+    /// The effective ratio of each programme of the chosen package, those above zero.
+    pub fn effective(&self) -> Vec<(&'r Programme, Decimal)> {
+        self.chosen
+            .map(|i| {
+                self.packages[i]
+                    .parts
+                    .iter()
+                    .filter(|p| p.effective > Decimal::ZERO)
+                    .map(|p| (p.programme, p.effective))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The chosen package.
+    pub fn package(&self) -> Option<&Package<'r>> {
+        self.chosen.map(|i| &self.packages[i])
+    }
+}
+
 /// The effective ratio of each programme that pays on a line of `class` for `beneficiary` in a
 /// fiscal year (R4, R5), most favourable package chosen. Only ratios above zero are returned.
+/// [`ratio_decision`] explains the choice.
+pub fn effective_ratios<'r>(
+    registry: &'r Registry,
+    year: i32,
+    beneficiary: &str,
+    class: Class,
+) -> Vec<(&'r Programme, Decimal)> {
+    ratio_decision(registry, year, beneficiary, class).effective()
+}
+
+/// R4, R5: the packages a beneficiary could get on a line of `class` and the one it gets.
 ///
 /// A programme is eligible when the beneficiary holds a grant of it and its rate table gives the
 /// class a ratio above zero. Two eligible programmes joined by a stacking rule that has a ceiling
@@ -147,22 +242,22 @@ impl Statement {
 /// Ties (our choice, the rules are silent): a stacked package before a single programme, then the
 /// higher funder level (national before provincial, municipal, district, since higher-level
 /// money costs the city nothing), then the lower programme id.
-pub fn effective_ratios<'r>(
+pub fn ratio_decision<'r>(
     registry: &'r Registry,
     year: i32,
     beneficiary: &str,
     class: Class,
-) -> Vec<(&'r Programme, Decimal)> {
-    let eligible: Vec<(&Programme, Decimal)> = registry
+) -> RatioDecision<'r> {
+    let granted: Vec<(&Programme, Option<Decimal>)> = registry
         .programmes_of_year(year)
         .filter(|p| registry.grant(beneficiary, &p.id).is_some())
-        .filter_map(|p| {
-            lookup_ratio(&p.rates, class)
-                .filter(|r| *r > Decimal::ZERO)
-                .map(|r| (p, r))
-        })
+        .map(|p| (p, lookup_ratio(&p.rates, class)))
         .collect();
-    let mut packages: Vec<Vec<(&Programme, Decimal)>> = Vec::new();
+    let eligible: Vec<(&Programme, Decimal)> = granted
+        .iter()
+        .filter_map(|&(p, r)| r.filter(|r| *r > Decimal::ZERO).map(|r| (p, r)))
+        .collect();
+    let mut packages: Vec<Package> = Vec::new();
     let mut joined = vec![false; eligible.len()];
     for (i, &(primary, primary_ratio)) in eligible.iter().enumerate() {
         for (j, &(top_up, top_up_ratio)) in eligible.iter().enumerate() {
@@ -178,36 +273,82 @@ pub fn effective_ratios<'r>(
             };
             // R5: the top-up fills the room between the primary's ratio and the ceiling.
             let room = (ceiling - primary_ratio).max(Decimal::ZERO);
-            packages.push(vec![
-                (primary, primary_ratio),
-                (top_up, top_up_ratio.min(room)),
-            ]);
+            packages.push(Package {
+                parts: vec![
+                    PackagePart {
+                        programme: primary,
+                        own: primary_ratio,
+                        effective: primary_ratio,
+                    },
+                    PackagePart {
+                        programme: top_up,
+                        own: top_up_ratio,
+                        effective: top_up_ratio.min(room),
+                    },
+                ],
+                ceiling: Some(ceiling),
+            });
             joined[i] = true;
             joined[j] = true;
         }
     }
     for (i, &(p, r)) in eligible.iter().enumerate() {
         if !joined[i] {
-            packages.push(vec![(p, r)]);
+            packages.push(Package {
+                parts: vec![PackagePart {
+                    programme: p,
+                    own: r,
+                    effective: r,
+                }],
+                ceiling: None,
+            });
         }
     }
-    let total =
-        |package: &[(&Programme, Decimal)]| package.iter().map(|(_, r)| *r).sum::<Decimal>();
     let funder_rank = |f: Funder| f as u8;
-    let best = packages.into_iter().max_by(|a, b| {
-        total(a)
-            .cmp(&total(b))
-            .then(a.len().cmp(&b.len()))
-            .then(funder_rank(b[0].0.funder).cmp(&funder_rank(a[0].0.funder)))
-            .then(b[0].0.id.cmp(&a[0].0.id))
-    });
-    best.map(|package| {
-        package
+    // Each key of the order, so that the reason of a win can name the first that differs.
+    let keys = |a: &Package, b: &Package| {
+        [
+            a.total().cmp(&b.total()),
+            a.parts.len().cmp(&b.parts.len()),
+            funder_rank(b.parts[0].programme.funder).cmp(&funder_rank(a.parts[0].programme.funder)),
+            b.parts[0].programme.id.cmp(&a.parts[0].programme.id),
+        ]
+    };
+    let order = |a: &Package, b: &Package| {
+        keys(a, b)
             .into_iter()
-            .filter(|(_, r)| *r > Decimal::ZERO)
-            .collect()
-    })
-    .unwrap_or_default()
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
+    let best = |skip: Option<usize>| {
+        (0..packages.len())
+            .filter(|i| Some(*i) != skip)
+            .max_by(|&a, &b| order(&packages[a], &packages[b]))
+    };
+    let chosen = best(None);
+    let runner_up = chosen.and_then(|c| best(Some(c)));
+    let because = match (chosen, runner_up) {
+        (Some(c), Some(r)) => {
+            match keys(&packages[c], &packages[r])
+                .iter()
+                .position(|o| o.is_ne())
+            {
+                Some(0) => ChosenBecause::HigherRatio,
+                Some(1) => ChosenBecause::StackedOnTie,
+                Some(2) => ChosenBecause::FunderOnTie,
+                _ => ChosenBecause::IdOnTie,
+            }
+        }
+        _ => ChosenBecause::Only,
+    };
+    RatioDecision {
+        class,
+        granted,
+        packages,
+        chosen,
+        runner_up,
+        because,
+    }
 }
 
 /// Computes the statement of one period for every programme of its fiscal year.
@@ -218,6 +359,17 @@ pub fn settle_period(
     period: Period,
     bases: &BTreeMap<LineKey, Fen>,
     prior: &Prior,
+) -> Statement {
+    settle_period_observed(registry, period, bases, prior, &mut NoObserver)
+}
+
+/// [`settle_period`], telling `observer` what every limit stage decided (for explanations).
+pub fn settle_period_observed(
+    registry: &Registry,
+    period: Period,
+    bases: &BTreeMap<LineKey, Fen>,
+    prior: &Prior,
+    observer: &mut dyn LimitObserver,
 ) -> Statement {
     // R4/R5/R6: per programme, the lines it pays on and their uncut demand.
     let mut by_programme: BTreeMap<&str, Vec<StatementLine>> = BTreeMap::new();
@@ -250,10 +402,56 @@ pub fn settle_period(
         let programme = registry
             .programme(id)
             .expect("ratios come from registry programmes");
-        apply_limits(registry, programme, prior, &mut programme_lines);
+        apply_limits_observed(registry, programme, prior, &mut programme_lines, observer);
         lines.extend(programme_lines);
     }
     Statement { lines }
+}
+
+/// What one limit stage decided for one group of lines (R7, R8): a beneficiary's lines under
+/// its cap, a provider's under its cap, or all of a programme's lines under its pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitDecision<'a> {
+    pub stage: CutBy,
+    /// The beneficiary or provider whose cap it is; empty for the pool.
+    pub subject: &'a str,
+    /// The annual cap or pool.
+    pub limit: Fen,
+    /// Counted against it before this period: the entitlements of the earlier periods of the
+    /// year and the opening balances (R7, R9).
+    pub prior: Fen,
+    /// max(0, limit − prior): what this period's lines of the group could share.
+    pub left: Fen,
+    /// Σ of what the stage before left the group's lines.
+    pub wanted: Fen,
+}
+
+impl LimitDecision<'_> {
+    /// The group wanted more than was left, so `left` was shared.
+    pub fn binds(&self) -> bool {
+        self.wanted > self.left
+    }
+}
+
+/// Sees what each limit stage decided, as the engine decides it; explanations of a line's cuts
+/// are made from it, never by re-deriving the stages.
+pub trait LimitObserver {
+    /// One group of one stage, after it was shared: `group` indexes `lines`, `before[k]` is what
+    /// line `group[k]` had before the stage, and `lines` hold what they have after it.
+    fn stage(
+        &mut self,
+        decision: &LimitDecision<'_>,
+        lines: &[StatementLine],
+        group: &[usize],
+        before: &[Fen],
+    );
+}
+
+/// An observer that looks at nothing: settlement as usual.
+pub struct NoObserver;
+
+impl LimitObserver for NoObserver {
+    fn stage(&mut self, _: &LimitDecision<'_>, _: &[StatementLine], _: &[usize], _: &[Fen]) {}
 }
 
 /// R7, R8: beneficiary caps, then provider caps, then the pool, each sharing what is left in
@@ -264,6 +462,17 @@ pub fn apply_limits(
     programme: &Programme,
     prior: &Prior,
     lines: &mut [StatementLine],
+) {
+    apply_limits_observed(registry, programme, prior, lines, &mut NoObserver);
+}
+
+/// [`apply_limits`], telling `observer` what each stage decided for each group.
+pub fn apply_limits_observed(
+    registry: &Registry,
+    programme: &Programme,
+    prior: &Prior,
+    lines: &mut [StatementLine],
+    observer: &mut dyn LimitObserver,
 ) {
     debug_assert!(
         lines.windows(2).all(|w| w[0].key < w[1].key),
@@ -280,10 +489,9 @@ pub fn apply_limits(
         groups.into_iter().map(|(b, v)| (b.to_owned(), v)).collect();
     for (beneficiary, indices) in beneficiary_groups {
         if let Some(cap) = registry.beneficiary_cap(programme, &beneficiary) {
-            let left = cap
-                .minus(prior.beneficiary(&programme.id, &beneficiary))
-                .max(Fen::ZERO);
-            limit(lines, &indices, left, CutBy::BeneficiaryCap);
+            let prior = prior.beneficiary(&programme.id, &beneficiary);
+            let stage = (CutBy::BeneficiaryCap, beneficiary.as_str(), cap, prior);
+            limit(lines, &indices, stage, observer);
         }
     }
     if let Some(cap) = programme.provider_cap {
@@ -292,16 +500,15 @@ pub fn apply_limits(
             groups.entry(line.key.provider.clone()).or_default().push(i);
         }
         for (provider, indices) in groups {
-            let left = cap
-                .minus(prior.provider(&programme.id, &provider))
-                .max(Fen::ZERO);
-            limit(lines, &indices, left, CutBy::ProviderCap);
+            let prior = prior.provider(&programme.id, &provider);
+            let stage = (CutBy::ProviderCap, provider.as_str(), cap, prior);
+            limit(lines, &indices, stage, observer);
         }
     }
     if let Some(pool) = programme.pool {
-        let left = pool.minus(prior.programme(&programme.id)).max(Fen::ZERO);
+        let prior = prior.programme(&programme.id);
         let all: Vec<usize> = (0..lines.len()).collect();
-        limit(lines, &all, left, CutBy::Pool);
+        limit(lines, &all, (CutBy::Pool, "", pool, prior), observer);
     }
 }
 
@@ -322,8 +529,15 @@ pub fn limited(amounts: &[Fen], left: Fen) -> Vec<Fen> {
     shares
 }
 
-/// Shares `left` over the lines at `indices` when their subsidies exceed it.
-fn limit(lines: &mut [StatementLine], indices: &[usize], left: Fen, stage: CutBy) {
+/// Shares what is left of a limit (stage, subject, limit, prior) over the lines at `indices`
+/// when their subsidies exceed it.
+fn limit(
+    lines: &mut [StatementLine],
+    indices: &[usize],
+    (stage, subject, limit, prior): (CutBy, &str, Fen, Fen),
+    observer: &mut dyn LimitObserver,
+) {
+    let left = limit.minus(prior).max(Fen::ZERO);
     let amounts: Vec<Fen> = indices.iter().map(|&i| lines[i].subsidy).collect();
     let shares = limited(&amounts, left);
     for (&i, share) in indices.iter().zip(shares) {
@@ -332,6 +546,15 @@ fn limit(lines: &mut [StatementLine], indices: &[usize], left: Fen, stage: CutBy
             lines[i].cut_by = Some(stage);
         }
     }
+    let decision = LimitDecision {
+        stage,
+        subject,
+        limit,
+        prior,
+        left,
+        wanted: amounts.iter().copied().sum(),
+    };
+    observer.stage(&decision, lines, indices, &amounts);
 }
 
 /// The statement file's header, shared by `suanli simulate` and run exports.

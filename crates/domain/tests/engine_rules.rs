@@ -443,3 +443,201 @@ fn every_rejection_reason_is_named() {
         assert_eq!(decided.rejected.len(), 2);
     }
 }
+
+/// Every limit stage's decision on one group, as the engine reports it to an observer:
+/// (stage, subject, limit, prior, left, wanted, [(beneficiary, before, after)]).
+type Seen = (
+    suanli_domain::settlement::CutBy,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Vec<(String, i64, i64)>,
+);
+
+#[derive(Default)]
+struct Recorder(Vec<Seen>);
+
+impl suanli_domain::settlement::LimitObserver for Recorder {
+    fn stage(
+        &mut self,
+        d: &suanli_domain::settlement::LimitDecision<'_>,
+        lines: &[suanli_domain::settlement::StatementLine],
+        group: &[usize],
+        before: &[suanli_domain::money::Fen],
+    ) {
+        self.0.push((
+            d.stage,
+            d.subject.to_owned(),
+            d.limit.0,
+            d.prior.0,
+            d.left.0,
+            d.wanted.0,
+            group
+                .iter()
+                .zip(before)
+                .map(|(&i, b)| (lines[i].key.beneficiary.clone(), b.0, lines[i].subsidy.0))
+                .collect(),
+        ));
+    }
+}
+
+#[test]
+fn the_engine_reports_each_limit_stage_with_its_limit_prior_and_shares() {
+    // Proves the decision data explanations read: for the stage-order case above, each stage's
+    // limit, what earlier payments used, what was left, what the lines wanted and each line's
+    // amount before and after, exactly as the engine cut them.
+    use suanli_domain::settlement::{CutBy, settle_period_observed};
+    let registry = registry(SMALL);
+    let mut prior = Prior::default();
+    prior.add("city", "e3", "p1", cny("50.00"));
+    let rows = vec![
+        row(2, ["p2", "g1", "e1", "p2-gpu", S, E, "10", "200.00"]),
+        row(3, ["p2", "g2", "e2", "p2-gpu", S, E, "10", "200.00"]),
+    ];
+    let p = period("2025-03");
+    let bases = suanli_domain::intake::intake(&registry, p, rows).bases();
+    let mut seen = Recorder::default();
+    let statement = settle_period_observed(&registry, p, &bases, &prior, &mut seen);
+    assert_eq!(
+        csv_lines(&statement),
+        statement_of_plain(&registry, &bases, &prior),
+        "observing changes nothing"
+    );
+    let e = |b: &str, before: i64, after: i64| (b.to_owned(), before, after);
+    assert_eq!(
+        seen.0,
+        vec![
+            (
+                CutBy::BeneficiaryCap,
+                "e1".into(),
+                6000,
+                0,
+                6000,
+                10000,
+                vec![e("e1", 10000, 6000)]
+            ),
+            (
+                CutBy::BeneficiaryCap,
+                "e2".into(),
+                8000,
+                0,
+                8000,
+                10000,
+                vec![e("e2", 10000, 8000)]
+            ),
+            (
+                CutBy::ProviderCap,
+                "p2".into(),
+                7000,
+                0,
+                7000,
+                14000,
+                vec![e("e1", 6000, 3000), e("e2", 8000, 4000)]
+            ),
+            (
+                CutBy::Pool,
+                String::new(),
+                10000,
+                5000,
+                5000,
+                7000,
+                vec![e("e1", 3000, 2143), e("e2", 4000, 2857)]
+            ),
+        ]
+    );
+}
+
+fn statement_of_plain(
+    registry: &suanli_domain::Registry,
+    bases: &std::collections::BTreeMap<
+        suanli_domain::settlement::LineKey,
+        suanli_domain::money::Fen,
+    >,
+    prior: &Prior,
+) -> Vec<String> {
+    csv_lines(&suanli_domain::settlement::settle_period(
+        registry,
+        period("2025-03"),
+        bases,
+        prior,
+    ))
+}
+
+#[test]
+fn the_ratio_decision_names_the_package_and_why_it_won() {
+    // Proves the ratio's explanation is the engine's own decision: on a tie of 35% between two
+    // unjoined programmes the national one wins by funder level, and the municipal one is the
+    // runner-up; a class no rate matches is granted but not eligible.
+    use suanli_domain::registry::{Category, Class};
+    use suanli_domain::settlement::{ChosenBecause, ratio_decision};
+    let registry = registry(SMALL);
+    let data = Class {
+        category: Category::Data,
+        chip_origin: None,
+        registered_model: None,
+    };
+    let d = ratio_decision(&registry, 2025, "e1", data);
+    let chosen = d.package().expect("a package");
+    assert_eq!(chosen.parts[0].programme.id, "nation");
+    assert!(!chosen.stacked());
+    assert_eq!(d.because, ChosenBecause::FunderOnTie);
+    assert_eq!(
+        d.packages[d.runner_up.expect("a runner-up")].parts[0]
+            .programme
+            .id,
+        "city"
+    );
+    let model = Class {
+        category: Category::Model,
+        chip_origin: None,
+        registered_model: Some(false),
+    };
+    let d = ratio_decision(&registry, 2025, "e1", model);
+    assert_eq!(
+        d.granted
+            .iter()
+            .map(|(p, r)| (p.id.as_str(), r.map(|r| r.to_string())))
+            .collect::<Vec<_>>(),
+        [("city", None), ("nation", Some("0.40".to_owned()))],
+        "city's rate table has no model entry"
+    );
+    assert_eq!(d.because, ChosenBecause::Only);
+}
+
+#[test]
+fn the_ratio_decision_of_a_stacked_line_carries_the_ceiling() {
+    // Proves R5's explanation data on the worked example's ent-a: the national primary pays its
+    // own 30%, the municipal top-up min(30%, 45% − 30%) = 15% under the 45% ceiling.
+    use suanli_domain::registry::{Category, ChipOrigin, Class};
+    use suanli_domain::settlement::ratio_decision;
+    let registry = worked_registry();
+    let class = Class {
+        category: Category::Compute,
+        chip_origin: Some(ChipOrigin::Domestic),
+        registered_model: None,
+    };
+    let d = ratio_decision(&registry, 2025, "ent-a", class);
+    let p = d.package().expect("a package");
+    assert!(p.stacked());
+    assert_eq!(p.ceiling.map(|c| c.to_string()).as_deref(), Some("0.45"));
+    let parts: Vec<(&str, String, String)> = p
+        .parts
+        .iter()
+        .map(|x| {
+            (
+                x.programme.id.as_str(),
+                x.own.to_string(),
+                x.effective.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            ("national-intelligence-2025", "0.30".into(), "0.30".into()),
+            ("hz-municipal-2025", "0.30".into(), "0.15".into()),
+        ]
+    );
+}

@@ -299,3 +299,57 @@ fn run_rows(
     rejected.sort();
     (common::csv_lines(&statement), rejected)
 }
+
+/// A payee's posted lines: (line id, beneficiary, signed amount), in posting order, each line's
+/// running sum never below zero (R9: after every run, posted = entitlement ≥ 0).
+fn payable_lines() -> impl Strategy<Value = Vec<(u8, String, Fen)>> {
+    proptest::collection::vec((0u8..5, 0i64..10_000, any::<bool>()), 0..40).prop_map(|ops| {
+        let mut net = [0i64; 5];
+        ops.into_iter()
+            .map(|(line, amount, claw_back)| {
+                let signed = if claw_back {
+                    -(amount.min(net[line as usize]))
+                } else {
+                    amount
+                };
+                net[line as usize] += signed;
+                // A line belongs to one beneficiary: lines 0-2 to b0-b2, 3-4 to b0 and b1.
+                (line, format!("b{}", line % 3), Fen(signed))
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(proptest_config(300))]
+
+    #[test]
+    fn payments_are_attributed_exactly_and_never_beyond_what_was_settled(
+        lines in payable_lines(),
+        paid in 0i64..250_000,
+        more in 0i64..10_000,
+    ) {
+        // Proves the paid-out rule's guarantees (docs/rules.md "The words for money"): the
+        // attributions sum to min(payments, settled) to the fen, each beneficiary's lies
+        // between zero and what was settled for it, the rest is unattributed, and paying more
+        // never attributes less to anyone.
+        use suanli_domain::ledger::attribute_payments;
+        let mut settled: BTreeMap<String, Fen> = BTreeMap::new();
+        for (_, b, amount) in &lines {
+            let slot = settled.entry(b.clone()).or_default();
+            *slot = slot.plus(*amount);
+        }
+        let total: Fen = settled.values().copied().sum();
+        let a = attribute_payments(lines.clone(), Fen(paid));
+        let attributed: Fen = a.paid_out.values().copied().sum();
+        prop_assert_eq!(attributed, Fen(paid).min(total));
+        prop_assert_eq!(a.unattributed, Fen(paid).minus(attributed));
+        for (b, amount) in &a.paid_out {
+            prop_assert!(amount.0 >= 0 && *amount <= settled[b], "{} gets {} of {}", b, amount, settled[b]);
+        }
+        let after = attribute_payments(lines, Fen(paid + more));
+        for (b, amount) in &a.paid_out {
+            prop_assert!(after.paid_out[b] >= *amount, "paying more took from {}", b);
+        }
+    }
+}

@@ -387,6 +387,63 @@ pub fn posted_totals_by_beneficiary(tx: &mut dyn Sql) -> Result<Vec<(String, Str
     .collect()
 }
 
+/// One line a posted run settled, for the attribution of payments (docs/rules.md "Paid out").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayableLineRow {
+    pub programme: String,
+    pub original_period: String,
+    pub key: LineKeyRow,
+    pub payee: String,
+    pub amount_fen: i64,
+}
+
+/// Every non-zero line of every posted run, in posting order: a programme's runs are posted in
+/// run id order (a run computed before another run of its programme was posted is refused at
+/// posting), then line order within the run.
+pub fn posted_payable_lines(tx: &mut dyn Sql) -> Result<Vec<PayableLineRow>> {
+    tx.query(
+        "SELECT l.beneficiary, l.provider, l.category, l.chip_origin, l.registered_model, r.programme, l.original_period, l.payee, l.amount_fen \
+         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+         WHERE r.status = 'posted' AND l.amount_fen <> 0 ORDER BY l.run_id, l.seq",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(PayableLineRow {
+            key: key_of(r)?,
+            programme: r[5].text()?,
+            original_period: r[6].text()?,
+            payee: r[7].text()?,
+            amount_fen: r[8].int()?,
+        })
+    })
+    .collect()
+}
+
+/// Per account, credits − debits of the journals of `kind` (`payment`: what payments moved to
+/// each `paid:…` account).
+pub fn net_credits_of_kind(tx: &mut dyn Sql, kind: &str) -> Result<Vec<(String, i64)>> {
+    tx.query(
+        "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
+         FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
+         WHERE j.kind = $1 GROUP BY e.account ORDER BY e.account",
+        &[kind.into()],
+    )?
+    .iter()
+    .map(|r| Ok((r[0].text()?, r[1].int()?)))
+    .collect()
+}
+
+/// How many journals there are and the last one's id: journals are append-only and written
+/// under the settlement lock, so this changes exactly when a journal is added.
+pub fn journals_mark(tx: &mut dyn Sql) -> Result<(i64, i64)> {
+    let rows = tx.query("SELECT COUNT(*), MAX(journal_id) FROM journals", &[])?;
+    let r = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no journal count row".into()))?;
+    Ok((r[0].int()?, r[1].opt_int()?.unwrap_or(0)))
+}
+
 /// For each period of a year (`YYYY-` prefix), the registry version of its first run that was
 /// not cancelled (R9).
 pub fn first_run_versions(tx: &mut dyn Sql, year_prefix: &str) -> Result<Vec<(String, i64)>> {

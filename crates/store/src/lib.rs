@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod opening;
 pub mod payments;
 pub mod postgres;
+pub mod records;
 pub mod sql;
 pub mod sqlite;
 pub mod tokens;

@@ -1469,3 +1469,93 @@ fn a_payment_reference_is_held_by_one_live_payment() {
             .expect("users");
     });
 }
+
+// A line's records come back a bounded page at a time in record-id order, void ones with their
+// void state, and only the line's (beneficiary, provider, class, month); their totals are what
+// the line's accrual holds.
+#[test]
+fn a_lines_records_page_in_order_with_their_void_state() {
+    on_every_backend(|url| {
+        let reg = registry();
+        let mut store = open_loaded(url, &reg);
+        let march = ("2025-03-02T00:00:00+08:00", "2025-03-02T01:00:00+08:00");
+        let group = vec![
+            candidate(&reg, gpu("r3", march.0, march.1, "1", 300)),
+            candidate(&reg, gpu("r1", march.0, march.1, "1", 100)),
+            candidate(&reg, gpu("r2", march.0, march.1, "1", 200)),
+            // Another beneficiary, another month: other lines.
+            candidate(
+                &reg,
+                record("dc-a", "r0", "ent-b", "a-gpu", march.0, march.1, "1", 50),
+            ),
+            candidate(
+                &reg,
+                gpu(
+                    "r4",
+                    "2025-04-02T00:00:00+08:00",
+                    "2025-04-02T01:00:00+08:00",
+                    "1",
+                    70,
+                ),
+            ),
+        ];
+        assert!(
+            store
+                .ingest(&group)
+                .unwrap()
+                .iter()
+                .all(|d| *d == Decision::Accepted)
+        );
+        store
+            .void("dc-a", "r2", "billed twice", Utc::now())
+            .unwrap();
+        let class = suanli_store::class_code(group[0].class);
+        let period = suanli_store::period_code(Period {
+            year: 2025,
+            month: 3,
+        });
+        let mut pages = Vec::new();
+        let mut after = String::new();
+        let mut totals = None;
+        store
+            .transaction(&mut |tx| {
+                loop {
+                    let page = suanli_store::records::line_records(
+                        tx, "ent-a", "dc-a", class, period, &after, 2,
+                    )?;
+                    let Some(last) = page.last() else { break };
+                    after = last.record_id.clone();
+                    pages.push(
+                        page.iter()
+                            .map(|r| (r.record_id.clone(), r.amount_fen, r.void_reason.clone()))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                totals = Some(suanli_store::records::line_totals(
+                    tx, "ent-a", "dc-a", class, period,
+                )?);
+                Ok(())
+            })
+            .unwrap();
+        let void = Some("billed twice".to_owned());
+        assert_eq!(
+            pages,
+            vec![
+                vec![("r1".to_owned(), 100, None), ("r2".to_owned(), 200, void)],
+                vec![("r3".to_owned(), 300, None)],
+            ]
+        );
+        assert_eq!(totals, Some((400, 2)), "r1 and r3: r2 is void");
+        let march_accrual = store
+            .accruals()
+            .unwrap()
+            .into_iter()
+            .find(|a| a.beneficiary == "ent-a" && a.period == "2025-03")
+            .expect("the line's accrual");
+        assert_eq!(
+            (march_accrual.amount_fen, march_accrual.records),
+            (400, 2),
+            "the totals are what the accrual holds"
+        );
+    });
+}

@@ -254,7 +254,7 @@ pub async fn enterprise(
     let (balances, monthly) = console
         .balances(move |r| {
             let balances = r.balance(&b, year)?;
-            let monthly = r.monthly_posted(&b, year)?;
+            let monthly = r.monthly_settled(&b, year)?;
             Ok::<_, settle::SettleError>((balances, monthly))
         })
         .await?
@@ -326,8 +326,12 @@ fn balance_card(ctx: &Ctx, b: &Balance) -> String {
             progress(
                 cap,
                 &[
-                    (b.paid, "paid", tr(ctx, "paid").to_owned()),
-                    (b.pending, "pending", tr(ctx, "pending").to_owned()),
+                    (b.settled, "paid", tr(ctx, "paid").to_owned()),
+                    (
+                        b.pending.max(Fen::ZERO),
+                        "pending",
+                        tr(ctx, "pending").to_owned(),
+                    ),
                 ],
             ) + &legend(&[
                 ("paid", tr(ctx, "paid")),
@@ -346,9 +350,9 @@ fn balance_card(ctx: &Ctx, b: &Balance) -> String {
             .cap
             .map_or_else(|| tr(ctx, "no_cap").to_owned(), |c| esc(&cny(c))),
         l_paid = tr(ctx, "paid"),
-        paid = esc(&cny(b.paid)),
+        paid = esc(&cny(b.settled)),
         l_pending = tr(ctx, "pending"),
-        pending = esc(&cny(b.pending)),
+        pending = esc(&cny(b.pending.max(Fen::ZERO))),
         l_rem = tr(ctx, "remaining"),
         rem = if b.cap.is_some() {
             esc(&cny(b.remaining))
@@ -424,9 +428,9 @@ pub async fn provider(
             "<h3>{}</h3><dl class=\"figures\"><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div></dl>",
             esc(&pos.programme),
             tr(ctx, "posted"),
-            esc(&cny(pos.posted)),
+            esc(&cny(pos.settled)),
             tr(ctx, "paid"),
-            esc(&cny(pos.paid)),
+            esc(&cny(pos.paid_out)),
             tr(ctx, "outstanding"),
             esc(&cny(pos.outstanding)),
         );
@@ -640,8 +644,12 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
             progress(
                 pool,
                 &[
-                    (o.paid, "paid", tr(ctx, "paid").to_owned()),
-                    (o.pending, "pending", tr(ctx, "pending").to_owned()),
+                    (o.settled, "paid", tr(ctx, "paid").to_owned()),
+                    (
+                        o.pending.plus(o.owed_back),
+                        "pending",
+                        tr(ctx, "pending").to_owned(),
+                    ),
                 ],
             ) + &legend(&[
                 ("paid", tr(ctx, "paid")),
@@ -655,7 +663,7 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
         .map(|m| Column {
             label: month_label(ctx, m),
             segments: vec![Segment {
-                value: o.monthly_paid[m].0,
+                value: o.monthly_settled[m].0,
                 class: "paid",
                 label: tr(ctx, "paid").to_owned(),
             }],
@@ -670,9 +678,9 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
             .pool
             .map_or_else(|| tr(ctx, "no_pool").to_owned(), |p| esc(&cny(p))),
         l_paid = tr(ctx, "paid"),
-        paid = esc(&cny(o.paid)),
+        paid = esc(&cny(o.settled)),
         l_pending = tr(ctx, "pending"),
-        pending = esc(&cny(o.pending)),
+        pending = esc(&cny(o.pending.plus(o.owed_back))),
         l_left = tr(ctx, "left"),
         left = if o.pool.is_some() {
             esc(&cny(o.left))

@@ -1,7 +1,9 @@
-//! The balance service: an enterprise's balances and a payee's position.
+//! The balance service: an enterprise's balances and a payee's position, in the words of
+//! docs/rules.md (entitled, settled, paid out, pending, remaining).
 
 use std::sync::Arc;
 
+use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
 use suanli_store::Principal;
 use tonic::{Request, Response, Status};
@@ -45,13 +47,28 @@ impl pb::balance_service_server::BalanceService for BalanceService {
             programmes: rows
                 .into_iter()
                 .map(|b| pb::ProgrammeBalance {
-                    programme: b.programme,
+                    programme: b.programme.clone(),
                     year: b.year,
                     capped: b.cap.is_some(),
                     cap_fen: b.cap.map_or(0, |c| c.0),
-                    paid_fen: b.paid.0,
-                    pending_fen: b.pending.0,
+                    paid_fen: b.settled.0,
+                    pending_fen: b.pending.max(Fen::ZERO).0,
                     remaining_fen: b.remaining.0,
+                    entitled_fen: b.entitled.0,
+                    settled_fen: b.settled.0,
+                    owed_back_fen: b.owed_back().0,
+                    paid_out_to_beneficiary_fen: b.paid_out_to_beneficiary().0,
+                    paid_out_to_providers_fen: b.paid_out_to_providers().0,
+                    paid_out: b
+                        .paid_out
+                        .iter()
+                        .map(|p| pb::PaidOut {
+                            payee: p.payee.clone(),
+                            to_beneficiary: p.to_beneficiary,
+                            settled_fen: p.settled.0,
+                            paid_out_fen: p.paid_out.0,
+                        })
+                        .collect(),
                 })
                 .collect(),
         }))
@@ -82,9 +99,11 @@ impl pb::balance_service_server::BalanceService for BalanceService {
                 .into_iter()
                 .map(|p| pb::PayeeBalance {
                     programme: p.programme,
-                    posted_fen: p.posted.0,
-                    paid_fen: p.paid.0,
+                    posted_fen: p.settled.0,
+                    paid_fen: p.paid_out.0,
                     outstanding_fen: p.outstanding.0,
+                    settled_fen: p.settled.0,
+                    paid_out_fen: p.paid_out.0,
                 })
                 .collect(),
         }))

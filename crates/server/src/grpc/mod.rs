@@ -187,7 +187,7 @@ pub async fn refresh_programme_gauges(shared: &Shared) {
         .collect();
     let totals = shared
         .writer
-        .call(move |s| suanli_app::balances::posted_totals(s, &ids))
+        .call(move |s| suanli_app::balances::settled_totals(s, &ids))
         .await;
     match totals {
         Ok(Ok(totals)) => {

@@ -1,10 +1,12 @@
-//! The settlement service: create, approve, post, cancel, list and re-derive runs.
+//! The settlement service: create, approve, post, cancel, list, re-derive and explain runs.
 
 use std::sync::Arc;
 
+use suanli_app::explain::{Explanation, LineExplanation, RecordsPage};
 use suanli_app::metrics::METRICS;
 use suanli_app::settlement::{self as settle, RunView};
 use suanli_proto::v1 as pb;
+use suanli_store::Principal;
 use suanli_store::ledger::{RunLineRow, RunRow};
 use tonic::{Request, Response, Status};
 
@@ -100,6 +102,112 @@ fn run_id(id: u64) -> Result<i64, Status> {
         .ok()
         .filter(|i| *i > 0)
         .ok_or_else(|| Status::invalid_argument("run_id must be a positive run number"))
+}
+
+fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn explained_line(l: LineExplanation) -> pb::LineExplanation {
+    let mut line = line_proto(&l.line);
+    line.reason = l.reason;
+    let r = l.ratio;
+    let (stacked_with, stacked_with_name, stacked_with_ratio, primary) = r
+        .stacked_with
+        .map_or_else(Default::default, |(id, name, ratio, primary)| {
+            (id, name, suanli_domain::money::format_ratio(ratio), primary)
+        });
+    pb::LineExplanation {
+        line: Some(line),
+        seq: u32::try_from(l.seq).unwrap_or(u32::MAX),
+        adjustment: l.adjustment,
+        ratio: Some(pb::RatioExplanation {
+            class: r.class,
+            ratio: suanli_domain::money::format_ratio(r.ratio),
+            ratio_percent: suanli_app::reasons::percent(r.ratio),
+            own_ratio: r
+                .own
+                .map(suanli_domain::money::format_ratio)
+                .unwrap_or_default(),
+            stacked_with,
+            stacked_with_name,
+            stacked_with_ratio,
+            primary,
+            ceiling: r
+                .ceiling
+                .map(suanli_domain::money::format_ratio)
+                .unwrap_or_default(),
+            chosen_because: match r.chosen_because {
+                suanli_domain::settlement::ChosenBecause::Only => "only",
+                suanli_domain::settlement::ChosenBecause::HigherRatio => "higher_ratio",
+                suanli_domain::settlement::ChosenBecause::StackedOnTie => "stacked_on_tie",
+                suanli_domain::settlement::ChosenBecause::FunderOnTie => "funder_on_tie",
+                suanli_domain::settlement::ChosenBecause::IdOnTie => "id_on_tie",
+            }
+            .to_owned(),
+            runner_up: r
+                .runner_up
+                .as_ref()
+                .map(|(p, _)| p.join(","))
+                .unwrap_or_default(),
+            runner_up_ratio: r
+                .runner_up
+                .map(|(_, t)| suanli_domain::money::format_ratio(t))
+                .unwrap_or_default(),
+            text: r.text,
+        }),
+        demand_fen: l.demand.0,
+        cuts: l
+            .cuts
+            .into_iter()
+            .map(|c| pb::Cut {
+                stage: c.stage.as_str().to_owned(),
+                subject: c.subject,
+                subject_name: c.subject_name,
+                limit_fen: c.limit.0,
+                prior_fen: c.prior.0,
+                prior_opening_fen: c.prior_opening.0,
+                left_fen: c.left.0,
+                wanted_fen: c.wanted.0,
+                lines: u32::try_from(c.lines).unwrap_or(u32::MAX),
+                before_fen: c.before.0,
+                after_fen: c.after.0,
+                text: c.text,
+            })
+            .collect(),
+        base_now_fen: l.base_now.0,
+        records_now: l.records_now,
+        records: l
+            .records
+            .into_iter()
+            .map(|r| pb::LineRecord {
+                record_id: r.record_id,
+                sku: r.sku,
+                start: Some(timestamp(r.start)),
+                end: Some(timestamp(r.end)),
+                quantity: r.quantity,
+                amount_fen: r.amount.0,
+                voided_at: r.voided_at.unwrap_or_default(),
+                void_reason: r.void_reason.unwrap_or_default(),
+                counted: r.counted,
+            })
+            .collect(),
+        next_records_page_token: l.next_records_page_token.unwrap_or_default(),
+        text: l.text,
+    }
+}
+
+fn explanation_proto(e: Explanation) -> pb::ExplainRunResponse {
+    pb::ExplainRunResponse {
+        run: Some(run_proto(&e.run, None)),
+        programme_name: e.programme_name,
+        beneficiary: e.beneficiary,
+        beneficiary_name: e.beneficiary_name,
+        lines: e.lines.into_iter().map(explained_line).collect(),
+    }
 }
 
 pub struct SettlementService {
@@ -221,5 +329,45 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
             matches: difference.is_none(),
             difference: difference.unwrap_or_default(),
         }))
+    }
+
+    async fn explain_run(
+        &self,
+        request: Request<pb::ExplainRunRequest>,
+    ) -> Result<Response<pb::ExplainRunResponse>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        let r = request.into_inner();
+        let id = run_id(r.run_id)?;
+        super::bounded("beneficiary", &r.beneficiary, super::ID_BYTES_MAX)?;
+        super::bounded("provider", &r.provider, super::ID_BYTES_MAX)?;
+        // A token is two ids and a period, hex-encoded.
+        super::bounded(
+            "records_page_token",
+            &r.records_page_token,
+            8 * super::ID_BYTES_MAX,
+        )?;
+        let beneficiary = r.beneficiary.trim().to_owned();
+        if beneficiary.is_empty() {
+            return Err(Status::invalid_argument("beneficiary is empty"));
+        }
+        match &c.principal {
+            Principal::Beneficiary(own) if *own == beneficiary => {}
+            Principal::Beneficiary(own) => {
+                return Err(Status::permission_denied(format!(
+                    "beneficiary token of {own:?} cannot read {beneficiary:?}'s lines"
+                )));
+            }
+            _ => require(&c, READERS, "explaining a settlement run")?,
+        }
+        let provider = Some(r.provider.trim().to_owned()).filter(|p| !p.is_empty());
+        let page = RecordsPage {
+            size: r.records_page_size as usize,
+            token: Some(r.records_page_token).filter(|t| !t.trim().is_empty()),
+        };
+        let explanation = on_store(&self.shared, move |s| {
+            settle::explain(s, id, &beneficiary, provider.as_deref(), &page)
+        })
+        .await?;
+        Ok(Response::new(explanation_proto(explanation)))
     }
 }
