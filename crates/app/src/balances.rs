@@ -763,19 +763,18 @@ pub struct BalanceReader {
 }
 
 struct ReaderSource {
-    url: String,
-    /// Opened on first use.
-    reader: Option<Box<dyn Reader>>,
+    reader: OwnReader,
     feed: AccrualFeed,
     complete: CompleteRead,
 }
 
-/// How long a reader waits, at most twice, for the writer to note a commit of its own that the
-/// database already shows (PostgreSQL: between the commit and the note) before it reads every
-/// accrual through the writer instead.
-const NOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// A read connection of its own beside the writer, opened on first use.
+struct OwnReader {
+    url: String,
+    reader: Option<Box<dyn Reader>>,
+}
 
-impl ReaderSource {
+impl OwnReader {
     fn reader(&mut self) -> std::result::Result<&mut Box<dyn Reader>, StoreError> {
         if self.reader.is_none() {
             self.reader = Some(suanli_store::open_reader(&self.url)?);
@@ -784,7 +783,7 @@ impl ReaderSource {
     }
 }
 
-impl Transact for ReaderSource {
+impl Transact for OwnReader {
     fn transact(
         &mut self,
         f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
@@ -793,10 +792,24 @@ impl Transact for ReaderSource {
     }
 }
 
+/// How long a reader waits, at most twice, for the writer to note a commit of its own that the
+/// database already shows (PostgreSQL: between the commit and the note) before it reads every
+/// accrual through the writer instead.
+const NOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+impl Transact for ReaderSource {
+    fn transact(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
+    ) -> std::result::Result<(), StoreError> {
+        self.reader.transact(f)
+    }
+}
+
 impl Source for ReaderSource {
     fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
         if let Some(since) = since {
-            let current = self.reader()?.accrual_position()?;
+            let current = self.reader.reader()?.accrual_position()?;
             for attempt in 0..3 {
                 if let Some(changes) = self.feed.since(since, current)? {
                     return Ok(changes);
@@ -820,8 +833,10 @@ impl BalanceReader {
     pub fn new(url: &str, feed: AccrualFeed, complete: CompleteRead) -> BalanceReader {
         BalanceReader {
             source: ReaderSource {
-                url: url.to_owned(),
-                reader: None,
+                reader: OwnReader {
+                    url: url.to_owned(),
+                    reader: None,
+                },
                 feed,
                 complete,
             },
@@ -875,6 +890,7 @@ type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
 #[derive(Clone)]
 pub struct Balances {
     jobs: std::sync::mpsc::Sender<BalanceJob>,
+    url: Arc<str>,
 }
 
 impl Balances {
@@ -906,7 +922,30 @@ impl Balances {
                     }
                 }
             })?;
-        Ok(Balances { jobs })
+        Ok(Balances {
+            jobs,
+            url: Arc::from(url),
+        })
+    }
+
+    /// Runs `f` on a thread and a read connection of its own, for a long read (a run's
+    /// explanation recomputes its programme-year) that must hold up neither ingest nor the
+    /// balance look-ups. The caller bounds how many run at once (per-credential call limits).
+    pub async fn read_alone<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Transact) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let url = self.url.to_string();
+        std::thread::Builder::new()
+            .name("suanli-read".into())
+            .spawn(move || {
+                let mut reader = OwnReader { url, reader: None };
+                let _ = reply.send(f(&mut reader));
+            })
+            .map_err(|e| SettleError::Unavailable(format!("cannot start a reader: {e}")))?;
+        rx.await
+            .map_err(|_| SettleError::Unavailable("the reader stopped".into()))?
     }
 
     /// Runs `f` on the balance thread, after the look-ups queued before it.

@@ -18,7 +18,6 @@ use suanli_domain::settlement::{
     ChosenBecause, CutBy, LimitDecision, LimitObserver, LineKey, StatementLine, ratio_decision,
 };
 use suanli_domain::usage::Period;
-use suanli_store::Store;
 use suanli_store::ledger::{self as rows, RunLineRow, RunRow};
 use suanli_store::records::{self, LineRecordRow};
 use suanli_store::sql::Sql;
@@ -239,8 +238,8 @@ fn time_of(text: &str) -> Option<DateTime<Utc>> {
 
 /// `settle explain`: the lines of `run_id` whose beneficiary is `beneficiary` (and provider
 /// `provider`, if given), explained. Read-only.
-pub fn explain(
-    store: &mut dyn Store,
+pub fn explain<S: crate::settlement::Transact + ?Sized>(
+    store: &mut S,
     run_id: i64,
     beneficiary: &str,
     provider: Option<&str>,

@@ -780,8 +780,8 @@ pub fn rederive_run(store: &mut dyn Store, run_id: i64) -> Result<(RunRow, Optio
 /// `settle explain`: the lines of a run for one beneficiary (and optionally one provider),
 /// each with its ratio and why, its base and a page of its records, its cuts and their causes
 /// ([`crate::explain`]).
-pub fn explain(
-    store: &mut dyn Store,
+pub fn explain<S: Transact + ?Sized>(
+    store: &mut S,
     run_id: i64,
     beneficiary: &str,
     provider: Option<&str>,

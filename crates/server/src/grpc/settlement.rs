@@ -364,10 +364,14 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
             size: r.records_page_size as usize,
             token: Some(r.records_page_token).filter(|t| !t.trim().is_empty()),
         };
-        let explanation = on_store(&self.shared, move |s| {
-            settle::explain(s, id, &beneficiary, provider.as_deref(), &page)
-        })
-        .await?;
+        // Beside the writer, on a connection of its own: an explanation recomputes the run's
+        // programme-year, which must hold up neither ingest nor balance look-ups.
+        let explanation = self
+            .shared
+            .balances
+            .read_alone(move |s| settle::explain(s, id, &beneficiary, provider.as_deref(), &page))
+            .await
+            .map_err(super::status_of)?;
         Ok(Response::new(explanation_proto(explanation)))
     }
 }
