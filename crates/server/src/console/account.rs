@@ -1,11 +1,12 @@
 //! The account page of a signed-in person: who they are, their authenticator (TOTP enrolment
 //! with a QR code, RFC 6238), and their sessions, each revocable.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::format::esc;
-use super::pages::{layout, tr};
+use askama::Template;
+
+use super::pages::tr;
+use super::view::{Markup, View, view};
 use super::{Console, ConsoleError, Ctx, SignedInWith, alive};
 
 /// One of the user's sessions, as the page lists it.
@@ -17,8 +18,27 @@ struct Listed {
     current: bool,
 }
 
-/// The enrolment QR code of `url` as inline SVG (allowed by the console's CSP, unlike scripts).
-fn qr_svg(url: &str) -> String {
+/// The enrolment QR code and the key to type instead.
+struct Enrolment {
+    qr: QrCode,
+    secret: String,
+}
+
+/// The enrolment QR code as inline SVG (allowed by the console's CSP, unlike scripts), drawn by
+/// the `qrcode` crate: dark modules as paths, no text from the page.
+struct QrCode(String);
+
+impl std::fmt::Display for QrCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// The SVG is the qrcode crate's drawing of the code's modules; nothing of the input appears
+// in it as text.
+impl askama::filters::HtmlSafe for QrCode {}
+
+fn qr_svg(url: &str) -> QrCode {
     match qrcode::QrCode::new(url.as_bytes()) {
         Ok(code) => {
             let svg = code
@@ -26,11 +46,31 @@ fn qr_svg(url: &str) -> String {
                 .min_dimensions(200, 200)
                 .build();
             // Inline in HTML: without the XML declaration.
-            svg.find("<svg")
-                .map_or(svg.clone(), |at| svg[at..].to_owned())
+            QrCode(
+                svg.find("<svg")
+                    .map_or(svg.clone(), |at| svg[at..].to_owned()),
+            )
         }
-        Err(_) => String::new(),
+        Err(_) => QrCode(String::new()),
     }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    who: &'a str,
+    enrolled: bool,
+    enrolment: Option<Enrolment>,
+    password_session: bool,
+    listed: Vec<Listed>,
+}
+
+view!(AccountPage);
+
+fn page(template: &impl Template) -> String {
+    Markup::render(template).into_string()
 }
 
 impl Console {
@@ -76,84 +116,26 @@ impl Console {
             (password_session, pending, listed)
         };
 
-        let mut main = format!(
-            "<section class=\"card narrow\"><h1>{title}</h1><p id=\"person\">{who}</p>",
-            title = tr(ctx, "account.title"),
-            who = esc(&actor.actor),
-        );
-        main.push_str(&format!("<h2>{}</h2>", tr(ctx, "account.totp")));
-        match (&row, pending) {
-            (Some(r), _) if r.totp_secret.is_some() => {
-                let _ = write!(
-                    main,
-                    "<p id=\"totp-status\" data-enrolled=\"true\">{}</p>",
-                    tr(ctx, "account.totp_on")
-                );
-            }
-            (Some(r), Some(secret)) => {
+        // The enrolment's QR code and key, while the user has no authenticator.
+        let enrolment = match (&row, pending) {
+            (Some(r), Some(secret)) if r.totp_secret.is_none() => {
                 let url = suanli_app::totp::otpauth_url(&secret, &r.login);
-                if ctx.must_enrol {
-                    let _ = write!(
-                        main,
-                        "<p class=\"error\" id=\"error\" data-field=\"code\">{}</p>",
-                        tr(ctx, "account.totp_required")
-                    );
-                }
-                let _ = write!(
-                    main,
-                    "<p id=\"totp-status\" data-enrolled=\"false\">{intro}</p><div class=\"qr\">{qr}</div>\
-<p>{manual} <code id=\"totp-secret\">{secret}</code></p>\
-<form method=\"post\" action=\"/account/totp\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"code\">{code}</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"6\">\
-<button type=\"submit\">{confirm}</button></form>",
-                    intro = tr(ctx, "account.totp_intro"),
-                    qr = qr_svg(&url),
-                    manual = tr(ctx, "account.totp_manual"),
-                    secret = esc(&secret),
-                    csrf = esc(&ctx.csrf),
-                    code = tr(ctx, "signin.code"),
-                    confirm = tr(ctx, "account.totp_confirm"),
-                );
+                Some(Enrolment {
+                    qr: qr_svg(&url),
+                    secret,
+                })
             }
-            _ => {
-                let why = if password_session {
-                    tr(ctx, "account.totp_none")
-                } else {
-                    tr(ctx, "account.totp_token")
-                };
-                let _ = write!(main, "<p id=\"totp-status\">{why}</p>");
-            }
-        }
-        let _ = write!(
-            main,
-            "<h2>{}</h2><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
-            tr(ctx, "account.sessions"),
-            tr(ctx, "account.client"),
-            tr(ctx, "account.created_mins"),
-            tr(ctx, "account.seen_mins"),
-        );
-        for l in &listed {
-            let action = if l.current {
-                tr(ctx, "account.this_session").to_owned()
-            } else {
-                format!(
-                    "<form method=\"post\" action=\"/account/sessions/revoke\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"session\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
-                    esc(&ctx.csrf),
-                    esc(&l.handle),
-                    tr(ctx, "account.revoke")
-                )
-            };
-            let _ = write!(
-                main,
-                "<tr data-session=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-                esc(&l.handle),
-                esc(&l.client),
-                l.created_mins,
-                l.seen_mins,
-            );
-        }
-        main.push_str("</tbody></table></section>");
-        Ok(layout(ctx, tr(ctx, "account.title"), &main))
+            _ => None,
+        };
+        Ok(page(&AccountPage {
+            ctx,
+            title: tr(ctx, "account.title"),
+            who: &actor.actor,
+            enrolled: row.as_ref().is_some_and(|r| r.totp_secret.is_some()),
+            enrolment,
+            password_session,
+            listed,
+        }))
     }
 
     /// Confirms the enrolment shown on the account page with a code from the app.

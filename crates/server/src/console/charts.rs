@@ -1,9 +1,12 @@
-//! Charts as inline SVG and HTML, drawn on the server from integers: bar sizes are computed with
-//! integer arithmetic from fen or record counts (no floats near money).
+//! Charts drawn on the server from integers: bar sizes are computed with integer arithmetic from
+//! fen or record counts (no floats near money). This module computes the geometry; templates
+//! (`templates/chart_*.html`) draw it as inline SVG and HTML, escaping every label.
 
+use askama::Template;
 use suanli_domain::money::Fen;
 
-use super::format::{cny, esc, per_mille, percent};
+use super::format::{cny, per_mille, percent};
+use super::view::Markup;
 
 /// Height of the plot area in SVG units.
 const PLOT_HEIGHT: i64 = 160;
@@ -42,8 +45,48 @@ fn show(unit: Unit, value: i64) -> String {
     }
 }
 
+/// One drawn bar segment, in SVG units, with its tooltip.
+pub struct Bar {
+    pub class: &'static str,
+    pub x: i64,
+    pub y: i64,
+    pub height: i64,
+    pub tip: String,
+}
+
+/// A column's label under the axis.
+pub struct Tick {
+    pub x: i64,
+    pub text: String,
+}
+
+/// Stacked columns, ready to draw.
+#[derive(Template)]
+#[template(path = "chart_columns.html")]
+pub struct Columns {
+    pub title: String,
+    pub width: i64,
+    pub height: i64,
+    /// The y of the axis line.
+    pub base: i64,
+    /// The y of the column labels.
+    pub label_y: i64,
+    /// The tallest column's value, written at the top left.
+    pub max_text: String,
+    pub left: i64,
+    /// Where the axis line ends.
+    pub axis_end: i64,
+    pub bar_width: i64,
+    pub bars: Vec<Bar>,
+    pub ticks: Vec<Tick>,
+}
+
 /// Stacked columns; each segment's height is value × plot height ÷ the tallest column.
-pub fn columns(title: &str, unit: Unit, columns: &[Column]) -> String {
+pub fn columns(title: &str, unit: Unit, columns: &[Column]) -> Markup {
+    Markup::render(&geometry(title, unit, columns))
+}
+
+fn geometry(title: &str, unit: Unit, columns: &[Column]) -> Columns {
     let max = columns
         .iter()
         .map(|c| c.segments.iter().map(|s| s.value.max(0)).sum::<i64>())
@@ -51,23 +94,18 @@ pub fn columns(title: &str, unit: Unit, columns: &[Column]) -> String {
         .unwrap_or(0);
     let n = i64::try_from(columns.len()).unwrap_or(0).max(1);
     let width = LEFT + n * SLOT_WIDTH + 8;
-    let height = TOP + PLOT_HEIGHT + BOTTOM;
     let base = TOP + PLOT_HEIGHT;
-    let mut svg = format!(
-        "<svg class=\"chart\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{t}\" preserveAspectRatio=\"xMinYMin meet\"><title>{t}</title>",
-        t = esc(title)
-    );
-    svg += &format!(
-        "<text class=\"axis\" x=\"{LEFT}\" y=\"14\">{}</text><line class=\"axis\" x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\"/>",
-        esc(&show(unit, max)),
-        width - 4
-    );
+    let mut bars = Vec::new();
+    let mut ticks = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         let x = LEFT + i64::try_from(i).unwrap_or(0) * SLOT_WIDTH + (SLOT_WIDTH - BAR_WIDTH) / 2;
         let mut y = base;
         for s in &c.segments {
             let h = if max > 0 {
-                (i128::from(s.value.max(0)) * i128::from(PLOT_HEIGHT) / i128::from(max)) as i64
+                i64::try_from(
+                    i128::from(s.value.max(0)) * i128::from(PLOT_HEIGHT) / i128::from(max),
+                )
+                .unwrap_or(PLOT_HEIGHT)
             } else {
                 0
             };
@@ -76,54 +114,75 @@ pub fn columns(title: &str, unit: Unit, columns: &[Column]) -> String {
             }
             let h = h.max(1);
             y -= h;
-            svg += &format!(
-                "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"{BAR_WIDTH}\" height=\"{h}\"><title>{} {}: {}</title></rect>",
-                s.class,
-                esc(&c.label),
-                esc(&s.label),
-                esc(&show(unit, s.value))
-            );
+            bars.push(Bar {
+                class: s.class,
+                x,
+                y,
+                height: h,
+                tip: format!("{} {}: {}", c.label, s.label, show(unit, s.value)),
+            });
         }
-        svg += &format!(
-            "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            x + BAR_WIDTH / 2,
-            base + 16,
-            esc(&c.label)
-        );
+        ticks.push(Tick {
+            x: x + BAR_WIDTH / 2,
+            text: c.label.clone(),
+        });
     }
-    svg += "</svg>";
-    svg
+    Columns {
+        title: title.to_owned(),
+        width,
+        height: TOP + PLOT_HEIGHT + BOTTOM,
+        base,
+        label_y: base + 16,
+        max_text: show(unit, max),
+        left: LEFT,
+        axis_end: width - 4,
+        bar_width: BAR_WIDTH,
+        bars,
+        ticks,
+    }
+}
+
+/// One part of a progress bar: its class, its CSS width and its tooltip.
+pub struct Part {
+    pub class: &'static str,
+    pub width: String,
+    pub tip: String,
+}
+
+#[derive(Template)]
+#[template(path = "chart_progress.html")]
+struct Progress {
+    parts: Vec<Part>,
 }
 
 /// A horizontal progress bar of `whole`: the segments side by side, widths in tenths of a
 /// percent (integer), the rest empty.
-pub fn progress(whole: Fen, segments: &[(Fen, &'static str, String)]) -> String {
-    let mut html = String::from("<div class=\"progress\" role=\"img\">");
+pub fn progress(whole: Fen, segments: &[(Fen, &'static str, String)]) -> Markup {
+    let mut parts = Vec::new();
     let mut used = 0;
     for (value, class, label) in segments {
         let w = per_mille(*value, whole).min(1000 - used);
         used += w;
         if w > 0 {
-            html += &format!(
-                "<span class=\"{class}\" style=\"width:{}\" title=\"{}: {}\"></span>",
-                percent(w),
-                esc(label),
-                esc(&cny(*value))
-            );
+            parts.push(Part {
+                class,
+                width: percent(w),
+                tip: format!("{label}: {}", cny(*value)),
+            });
         }
     }
-    html += "</div>";
-    html
+    Markup::render(&Progress { parts })
+}
+
+#[derive(Template)]
+#[template(path = "chart_legend.html")]
+struct Legend<'a> {
+    items: &'a [(&'static str, &'a str)],
 }
 
 /// The legend of a chart: a coloured swatch and a label per class.
-pub fn legend(items: &[(&'static str, &str)]) -> String {
-    let mut html = String::from("<ul class=\"legend\">");
-    for (class, label) in items {
-        html += &format!("<li><i class=\"{class}\"></i>{}</li>", esc(label));
-    }
-    html += "</ul>";
-    html
+pub fn legend(items: &[(&'static str, &str)]) -> Markup {
+    Markup::render(&Legend { items })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! How the console writes money, times and text: CNY from integer fen with thousands
-//! separators (integer arithmetic only), instants in Asia/Shanghai, and HTML escaping.
+//! How the console writes money, times and links: CNY from integer fen with thousands
+//! separators (integer arithmetic only), instants in Asia/Shanghai, percent-encoded query
+//! values. HTML escaping is the templates' (askama escapes every interpolation).
 
 use chrono::{DateTime, FixedOffset};
 use suanli_domain::money::Fen;
@@ -41,22 +42,6 @@ pub fn shanghai_day(text: &str) -> Option<String> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&shanghai()).format("%Y-%m-%d").to_string())
-}
-
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a query value (everything but unreserved ASCII).
@@ -139,13 +124,5 @@ mod tests {
     fn url_encode_keeps_only_unreserved() {
         assert_eq!(url_encode("ent-a_1.x~"), "ent-a_1.x~");
         assert_eq!(url_encode("a&b=c d/企"), "a%26b%3Dc%20d%2F%E4%BC%81");
-    }
-
-    #[test]
-    fn esc_escapes_markup() {
-        assert_eq!(
-            esc("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
     }
 }

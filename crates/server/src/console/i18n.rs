@@ -443,4 +443,25 @@ mod tests {
         assert_eq!(t(Lang::Zh, "nav.finance"), "财务");
         assert_eq!(t(Lang::En, "nav.finance"), "Finance");
     }
+
+    // Every literal key a template calls with t("…") exists, in both languages.
+    #[test]
+    fn template_keys_exist() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("the templates directory") {
+            let path = entry.expect("a template").path();
+            let source = std::fs::read_to_string(&path).expect("a template's text");
+            for part in source.split("t(\"").skip(1) {
+                let key = &part[..part.find('"').unwrap()];
+                assert!(
+                    STRINGS.iter().any(|(k, _, _)| *k == key),
+                    "{} uses the missing key {key}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} keys found in the templates");
+    }
 }

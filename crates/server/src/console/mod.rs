@@ -17,6 +17,7 @@ mod format;
 mod i18n;
 mod pages;
 mod throttle;
+mod view;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
