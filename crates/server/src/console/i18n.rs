@@ -333,6 +333,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Preview lines (check before approving)",
     ),
     ("run.lines_posted", "已过账明细", "Posted lines"),
+    (
+        "run.created_by_you",
+        "您创建了此批次：须由另一位财务人员批准（四眼原则）。",
+        "You created this run: another finance user must approve it (four eyes).",
+    ),
     ("action.approve", "批准", "Approve"),
     ("action.post", "过账", "Post"),
     ("action.cancel", "取消", "Cancel"),

@@ -508,6 +508,8 @@ struct RunPage<'a> {
     actions: Vec<(&'static str, &'static str)>,
     /// Readers may re-derive a posted run.
     rederive: bool,
+    /// The signed-in person created this run, so another must approve it.
+    created_by_me: bool,
     /// The result of a re-derivation: `Some(None)` matches, `Some(Some(diff))` differs.
     rederived: Option<Option<String>>,
 }
@@ -519,16 +521,30 @@ pub async fn run_page(
     run_id: i64,
     rederived: Option<Option<String>>,
 ) -> Result<String, ConsoleError> {
-    let view = console
-        .store(move |s| settle::show_run(s, run_id))
+    let (view, creator) = console
+        .store(move |s| {
+            Ok::<_, settle::SettleError>((
+                settle::show_run(s, run_id)?,
+                settle::run_creator_user_id(s, run_id)?,
+            ))
+        })
         .await?
         .map_err(|e| settle_error(e, "run"))?;
     let run = &view.run;
     let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
     let role = ctx.principal().role();
+    // Four eyes: the creator is not offered the approval the use case would refuse. The
+    // creator is the user of the run's `run.create` audit entry; a run created with a
+    // credential without a user is compared by the person its actor names.
+    let actor = ctx.actor.as_ref().expect("signed in");
+    let created_by_me = match (creator, &actor.user) {
+        (Some(creator), Some(me)) => creator == me.user_id,
+        _ => actor.same_person(&run.created_by),
+    };
     let mut actions = Vec::new();
     if FINANCE.contains(&role) {
         match run.status.as_str() {
+            "open" if created_by_me => actions.push(("cancel", "secondary")),
             "open" => actions.extend([("approve", ""), ("cancel", "secondary")]),
             "approved" => actions.extend([("post", ""), ("cancel", "secondary")]),
             _ => {}
@@ -543,6 +559,7 @@ pub async fn run_page(
         total,
         actions,
         rederive: READERS.contains(&role) && run.status == "posted",
+        created_by_me,
         rederived,
     }))
 }
