@@ -176,9 +176,9 @@ try {
     }, runPath),
   ]);
   check(
-    (await financeA.page.locator('#error').count()) === 1 &&
-      (await financeA.page.textContent('#error')).includes('four eyes'),
-    'finance A cannot approve its own run (four eyes)',
+    (await financeA.page.getAttribute('#error', 'data-code')) === 'four_eyes' &&
+      (await financeA.page.textContent('#error')).includes('四眼原则'),
+    'finance A cannot approve its own run (four eyes), told so in Chinese beside the actions',
   );
   await shoot(financeA.page, 'four-eyes-refused');
 

@@ -72,3 +72,131 @@ fn approve_is_not_offered_to_the_creator() {
     assert!(!other.body.contains("id=\"four-eyes-note\""));
     let _ = element(&other, "run-total");
 }
+
+/// The error element of a page: its field, its code and its text.
+fn refusal(r: &Response) -> (String, String, String) {
+    let at = r
+        .body
+        .find("id=\"error\"")
+        .unwrap_or_else(|| panic!("an error in {}", r.body));
+    let tag_end = at + r.body[at..].find('>').unwrap();
+    let attr = |name: &str| {
+        let tag = &r.body[at..tag_end];
+        let from = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        tag[from..from + tag[from..].find('"').unwrap()].to_owned()
+    };
+    let text_end = tag_end + r.body[tag_end..].find("</p>").unwrap();
+    (
+        attr("data-field"),
+        attr("data-code"),
+        r.body[tag_end + 1..text_end].to_owned(),
+    )
+}
+
+// A refused payment comes back as the form with the input kept and the refusal next to the
+// field, in Chinese on a Chinese page and in English on an English one.
+#[test]
+fn refused_forms_keep_the_input_and_speak_the_page_language() {
+    let f = start();
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let r = f1.post(
+        "/finance/payments",
+        "payee=dc-a&programme=hz-municipal-2025&amount=abc&reference=BANK-7",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let (field, code, text) = refusal(&r);
+    assert_eq!(
+        (field.as_str(), code.as_str()),
+        ("amount", "amount_not_a_number")
+    );
+    assert!(text.contains("请填写金额"), "{text}");
+    assert!(
+        !text.contains("decimal"),
+        "no English on a Chinese page: {text}"
+    );
+    for kept in [
+        "id=\"payee\" name=\"payee\" required maxlength=\"200\" value=\"dc-a\"",
+        "name=\"programme\" maxlength=\"200\" placeholder=\"可选\" value=\"hz-municipal-2025\"",
+        "value=\"abc\"><p class=\"error\" id=\"error\" data-field=\"amount\"",
+        "value=\"BANK-7\"",
+    ] {
+        assert!(r.body.contains(kept), "{kept} in {}", r.body);
+    }
+
+    // The same in English.
+    let en = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let _ = en.get("/finance?lang=en");
+    let r = request_en(
+        &en,
+        "/finance/payments",
+        "payee=nobody&amount=1.00&reference=R",
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let (field, code, text) = refusal(&r);
+    assert_eq!(
+        (field.as_str(), code.as_str()),
+        ("payee", "payee_owed_nothing")
+    );
+    assert!(text.starts_with("nothing is owed to this payee"), "{text}");
+
+    // A refused run: the month outside the programme's year is kept beside its error.
+    let r = f1.post(
+        "/finance/runs",
+        "programme=national-intelligence-2025&period=2024-12",
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let (field, code, text) = refusal(&r);
+    assert_eq!(
+        (field.as_str(), code.as_str()),
+        ("period", "period_outside_year")
+    );
+    assert!(text.contains("财政年度"), "{text}");
+    assert!(r.body.contains("value=\"2024-12\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains("<option selected>national-intelligence-2025</option>")
+    );
+
+    // Four eyes: the run's page again, the refusal beside its actions, in Chinese.
+    assert_eq!(
+        f1.post(
+            "/finance/runs",
+            "programme=hz-municipal-2025&period=2025-03"
+        )
+        .status,
+        303
+    );
+    let r = f1.post("/finance/runs/1/approve", "");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("id=\"lines\""),
+        "the run's page: {}",
+        r.body
+    );
+    let (_, code, text) = refusal(&r);
+    assert_eq!(code, "four_eyes");
+    assert!(
+        text.contains("四眼原则") && !text.contains("four eyes"),
+        "{text}"
+    );
+
+    // An error page shows the code's text, not the use case's English.
+    let provider = Browser::sign_in(&f.http, &f.tokens.dc_a);
+    let r = provider.get("/finance");
+    assert_eq!(r.status, 403);
+    let (field, code, text) = refusal(&r);
+    assert_eq!((field.as_str(), code.as_str()), ("role", "role_refused"));
+    assert!(!r.body.contains("needs one of the roles"), "{}", r.body);
+    assert!(text.contains("无权"), "{text}");
+}
+
+/// Posts `fields` as `b` with the English language cookie.
+fn request_en(b: &Browser, path: &str, fields: &str) -> Response {
+    support::console::request(
+        &b.addr,
+        "POST",
+        path,
+        &format!("{}; suanli_lang=en", b.cookies),
+        Some(format!("csrf={}&{fields}", b.csrf).as_bytes()),
+    )
+}

@@ -195,7 +195,8 @@ fn hostile_names_are_escaped_on_every_page() {
         &[ENTERPRISE],
     );
     let ent_b = server.token(&["--role", "beneficiary", "--beneficiary", "ent-b"]);
-    let forbidden = Browser::sign_in(&http, &ent_b).get(&format!("/enterprise?beneficiary={ent}"));
+    let forbidden =
+        Browser::sign_in(&http, &ent_b).get(&format!("/enterprise?beneficiary={ent}&lang=en"));
     assert_eq!(forbidden.status, 403);
     check(
         "an error page naming the enterprise",

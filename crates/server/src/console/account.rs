@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::pages::tr;
 use super::view::{Markup, View, view};
-use super::{Console, ConsoleError, Ctx, SignedInWith, alive};
+use super::{Code, Console, ConsoleError, Ctx, SignedInWith, alive};
 
 /// One of the user's sessions, as the page lists it.
 struct Listed {
@@ -142,20 +142,32 @@ impl Console {
     pub(super) async fn enrol_totp(&self, ctx: &Ctx, code: &str) -> Result<(), ConsoleError> {
         let actor = ctx.actor.clone().expect("signed in");
         let id = ctx.session_id.clone().expect("signed in");
-        let user_id = actor
-            .user
-            .as_ref()
-            .map(|u| u.user_id)
-            .ok_or_else(|| ConsoleError::field("code", tr(ctx, "account.totp_token")))?;
+        let user_id = actor.user.as_ref().map(|u| u.user_id).ok_or_else(|| {
+            ConsoleError::field(
+                "code",
+                Code::EnrolWithPassword,
+                "a session signed in with an API token cannot enrol an authenticator",
+            )
+        })?;
         let secret = self
             .sessions
             .lock()
             .expect("sessions lock")
             .get(&id)
             .and_then(|s| s.pending_totp.clone())
-            .ok_or_else(|| ConsoleError::field("code", tr(ctx, "account.totp_reload")))?;
+            .ok_or_else(|| {
+                ConsoleError::field(
+                    "code",
+                    Code::EnrolReload,
+                    "no enrolment is pending; reload the account page",
+                )
+            })?;
         if !self.fresh_code(user_id, &secret, code) {
-            return Err(ConsoleError::field("code", tr(ctx, "signin.code_wrong")));
+            return Err(ConsoleError::field(
+                "code",
+                Code::CodeWrong,
+                "the one-time code is wrong, expired or already used",
+            ));
         }
         let stored = secret.clone();
         self.store(move |s| suanli_app::users::enrol_totp(s, &actor, user_id, &stored))
@@ -187,6 +199,7 @@ impl Console {
             }
             None => Err(ConsoleError::field(
                 "session",
+                Code::NotYourSession,
                 format!("{handle:?} is not one of your sessions"),
             )),
         }

@@ -378,6 +378,225 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("credit", "贷方", "Credit"),
     ("balance", "余额", "Balance"),
     ("total", "合计", "Total"),
+    // Refusal codes (codes.rs): shown next to the field, in the page's language.
+    ("code.missing", "请填写此项", "is missing"),
+    ("code.empty", "不能为空", "is empty"),
+    ("code.too_long", "内容过长", "is too long"),
+    (
+        "code.not_utf8",
+        "含有无效字符（不是 UTF-8）",
+        "is not valid UTF-8",
+    ),
+    (
+        "code.repeated",
+        "同一字段提交了多次",
+        "is given more than once",
+    ),
+    (
+        "code.bad_escape",
+        "编码有误（%-转义无效）",
+        "has a malformed %-escape",
+    ),
+    (
+        "code.form_too_large",
+        "表单内容过多",
+        "the form is too large",
+    ),
+    (
+        "code.amount_not_a_number",
+        "请填写金额（元），最多两位小数，不带千位分隔符，如 1000.50",
+        "enter an amount in CNY with at most 2 decimals and no separators, e.g. 1000.50",
+    ),
+    (
+        "code.amount_not_positive",
+        "金额必须大于零",
+        "the amount must be more than zero",
+    ),
+    (
+        "code.period_not_a_month",
+        "请选择月份（YYYY-MM）",
+        "choose a month (YYYY-MM)",
+    ),
+    (
+        "code.day_not_a_date",
+        "请填写日期（YYYY-MM-DD）",
+        "enter a date (YYYY-MM-DD)",
+    ),
+    ("code.year_not_a_year", "年度无效", "not a year"),
+    ("code.run_not_a_number", "批次编号无效", "not a run number"),
+    (
+        "code.sign_in_again",
+        "会话已结束，请重新登录",
+        "the session ended; sign in again",
+    ),
+    (
+        "code.csrf_missing",
+        "表单缺少安全令牌，请刷新页面后重试",
+        "the form carries no security token; reload the page",
+    ),
+    (
+        "code.csrf_mismatch",
+        "表单的安全令牌与当前会话不符，请刷新页面后重试",
+        "the form's security token is not this session's; reload the page",
+    ),
+    (
+        "code.role_refused",
+        "您的角色无权执行此操作",
+        "your role may not do this",
+    ),
+    (
+        "code.other_party",
+        "只能查看本单位的数据",
+        "you may see only your own organisation's figures",
+    ),
+    (
+        "code.enrol_first",
+        "请先在账户页面绑定验证器",
+        "enrol an authenticator on the account page first",
+    ),
+    (
+        "code.not_your_session",
+        "这不是您的会话",
+        "that is not one of your sessions",
+    ),
+    (
+        "code.code_wrong",
+        "验证码错误、已过期或已使用",
+        "the one-time code is wrong, expired or already used",
+    ),
+    (
+        "code.enrol_reload",
+        "请重新打开账户页面再绑定",
+        "reload the account page and enrol again",
+    ),
+    (
+        "code.enrol_with_password",
+        "使用 API 令牌登录的会话不能绑定验证器；请用登录名和密码登录",
+        "a session signed in with an API token cannot enrol an authenticator; sign in with your login and password",
+    ),
+    ("code.token_unknown", "令牌无效", "the token is unknown"),
+    ("code.token_revoked", "令牌已撤销", "the token is revoked"),
+    ("code.token_expired", "令牌已过期", "the token has expired"),
+    (
+        "code.token_user_disabled",
+        "令牌所属用户已停用",
+        "the token's user is disabled",
+    ),
+    (
+        "code.programme_not_found",
+        "当前目录中没有该政策项目",
+        "no such programme in the current registry",
+    ),
+    (
+        "code.period_outside_year",
+        "该月份不在政策项目的财政年度内",
+        "the month is outside the programme's fiscal year",
+    ),
+    (
+        "code.run_exists",
+        "该政策项目和期间已有未完成的批次",
+        "a run of this programme and month is already open",
+    ),
+    (
+        "code.earlier_run_open",
+        "较早期间的批次尚未过账或取消：期间须按顺序过账",
+        "a run of an earlier month is not posted or cancelled yet: months are posted in order",
+    ),
+    (
+        "code.period_posted",
+        "该政策项目已过账到更晚的期间；迟到的记录将在下一批次中调整",
+        "the programme is posted up to a later month; late records are adjusted in the next run",
+    ),
+    (
+        "code.nothing_to_settle",
+        "该期间没有用量，也没有需要调整的明细",
+        "nothing to settle in this month: no usage and no adjustments",
+    ),
+    ("code.run_not_found", "没有这个批次", "no such run"),
+    (
+        "code.run_not_open",
+        "只有待审批的批次可以批准",
+        "only an open run can be approved",
+    ),
+    (
+        "code.run_not_approved",
+        "只有已审批的批次可以过账",
+        "only an approved run can be posted",
+    ),
+    (
+        "code.run_posted",
+        "已过账的批次不能取消",
+        "a posted run cannot be cancelled",
+    ),
+    ("code.run_cancelled", "该批次已取消", "the run is cancelled"),
+    (
+        "code.run_stale",
+        "该批次计算后又有其他批次过账：请取消并重新生成",
+        "another run was posted after this one was computed: cancel it and create a new one",
+    ),
+    (
+        "code.four_eyes",
+        "四眼原则：批次须由创建人以外的另一位财务人员批准",
+        "four eyes: a run must be approved by a finance user other than its creator",
+    ),
+    (
+        "code.run_changed_since_confirmed",
+        "确认后批次已发生变化，请核对后重新确认",
+        "the run changed after you confirmed; check it and confirm again",
+    ),
+    (
+        "code.rederive_posted_only",
+        "只有已过账的批次可以重新推导",
+        "only posted runs are re-derived",
+    ),
+    (
+        "code.payee_owed_nothing",
+        "没有应付给该收款方的款项",
+        "nothing is owed to this payee",
+    ),
+    (
+        "code.programme_owes_nothing",
+        "该政策项目没有应付给该收款方的款项",
+        "this programme owes the payee nothing",
+    ),
+    (
+        "code.several_programmes",
+        "该收款方有多个政策项目的应付款，请填写政策项目",
+        "several programmes owe this payee: name one",
+    ),
+    (
+        "code.amount_exceeds_owed",
+        "金额超过未付金额",
+        "the amount is more than is owed",
+    ),
+    (
+        "code.reference_reused",
+        "该凭证号已用于另一笔付款",
+        "this reference was already used for a different payment",
+    ),
+    (
+        "code.payment_changed_since_confirmed",
+        "确认的付款与提交的不一致，请重新填写",
+        "the payment differs from the one confirmed; enter it again",
+    ),
+    ("code.no_page", "没有这个页面", "no such page"),
+    (
+        "code.method_not_served",
+        "不支持该请求方式",
+        "this request method is not served",
+    ),
+    ("code.not_found", "未找到", "not found"),
+    ("code.invalid", "输入有误", "invalid input"),
+    (
+        "code.conflict",
+        "当前状态下无法执行",
+        "cannot be done in the current state",
+    ),
+    (
+        "code.unavailable",
+        "服务暂不可用，请稍后再试",
+        "the service is unavailable; try again later",
+    ),
 ];
 
 /// The string of `key` in `lang`; an unknown key gives "" and a warning (the tests check that
@@ -457,7 +676,15 @@ mod tests {
         for entry in std::fs::read_dir(&dir).expect("the templates directory") {
             let path = entry.expect("a template").path();
             let source = std::fs::read_to_string(&path).expect("a template's text");
-            for part in source.split("t(\"").skip(1) {
+            // `t("…")` calls, not `kept("…")` or `tk("…")`.
+            let calls = source.match_indices("t(\"").filter(|(at, _)| {
+                !source[..*at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            for (at, _) in calls {
+                let part = &source[at + 3..];
                 let key = &part[..part.find('"').unwrap()];
                 assert!(
                     STRINGS.iter().any(|(k, _, _)| *k == key),

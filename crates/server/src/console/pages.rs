@@ -19,7 +19,7 @@ use super::format::{shanghai, shanghai_day, url_encode};
 use super::i18n::{Lang, t};
 use super::view::{Markup, View, view};
 use super::{
-    Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
+    Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
 };
 use suanli_app::balances::{Balance, ProgrammeOverview};
 use suanli_app::ledger::PayeePosition;
@@ -44,12 +44,11 @@ fn page(template: &impl Template) -> String {
 struct ErrorPage<'a> {
     ctx: &'a Ctx,
     title: &'static str,
-    code: u16,
-    field: &'a str,
-    message: &'a str,
+    status: u16,
+    error: &'a FieldError,
 }
 
-pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> String {
+pub fn error_page(ctx: &Ctx, status: StatusCode, error: &FieldError) -> String {
     let title = match status {
         StatusCode::FORBIDDEN => tr(ctx, "error.forbidden"),
         StatusCode::NOT_FOUND => tr(ctx, "error.not_found"),
@@ -61,9 +60,8 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
     page(&ErrorPage {
         ctx,
         title,
-        code: status.as_u16(),
-        field,
-        message,
+        status: status.as_u16(),
+        error,
     })
 }
 
@@ -72,13 +70,14 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
 struct SigninPage<'a> {
     ctx: &'a Ctx,
     title: &'static str,
-    refused: Option<(&'a str, &'a str)>,
+    /// The field at fault, the refusal's code and its text in the page's language.
+    refused: Option<(&'a str, &'a str, &'a str)>,
     login: &'a str,
 }
 
 /// The sign-in page: login and password for people, and below it an API token for service
 /// accounts and scripts. `refused` is the field at fault and the message; `login` is kept.
-pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> String {
+pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str, &str)>, login: &str) -> String {
     page(&SigninPage {
         ctx,
         title: tr(ctx, "signin.title"),
@@ -96,7 +95,9 @@ pub fn year_of(query: &Form) -> Result<Option<i32>, ConsoleError> {
             .ok()
             .filter(|y| (2000..=2100).contains(y))
             .map(Some)
-            .ok_or_else(|| ConsoleError::field("year", format!("{y:?} is not a year"))),
+            .ok_or_else(|| {
+                ConsoleError::field("year", Code::YearNotAYear, format!("{y:?} is not a year"))
+            }),
     }
 }
 
@@ -384,6 +385,53 @@ struct RunSummary {
     total: Fen,
 }
 
+/// A refused form, shown again with its input and the error next to the field at fault.
+pub struct Kept {
+    /// The form's id: `create-run` or `payment`.
+    pub form: &'static str,
+    /// The fields as they were sent.
+    pub values: Vec<(&'static str, String)>,
+    pub error: FieldError,
+}
+
+impl Kept {
+    /// The fields of `form` named in `fields`, as sent, with the refusal.
+    pub fn of(form: &'static str, sent: &Form, fields: &[&'static str], error: FieldError) -> Kept {
+        Kept {
+            form,
+            values: fields
+                .iter()
+                .map(|f| (*f, sent.optional(f).unwrap_or("").to_owned()))
+                .collect(),
+            error,
+        }
+    }
+}
+
+impl FinancePage<'_> {
+    /// The value sent in `name` of `form`, when that form was refused.
+    fn kept(&self, form: &str, name: &str) -> &str {
+        self.kept
+            .as_ref()
+            .filter(|k| k.form == form)
+            .and_then(|k| k.values.iter().find(|(n, _)| *n == name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The refusal to show next to `name` of `form`; `*` takes a refusal naming no field of
+    /// the form (shown above its fields).
+    fn error_at(&self, form: &str, name: &str) -> Option<&FieldError> {
+        let k = self.kept.as_ref().filter(|k| k.form == form)?;
+        let own = k.values.iter().any(|(n, _)| *n == k.error.field);
+        let here = if name == "*" {
+            !own
+        } else {
+            k.error.field == name
+        };
+        here.then_some(&k.error)
+    }
+}
+
 #[derive(Template)]
 #[template(path = "finance.html")]
 struct FinancePage<'a> {
@@ -396,6 +444,8 @@ struct FinancePage<'a> {
     runs: Vec<RunSummary>,
     /// The create and payment forms are shown to the finance role only.
     finance: bool,
+    /// A refused create or payment form, shown again.
+    kept: Option<Kept>,
 }
 
 /// The finance view: pools per programme, cap positions, runs, create and payment forms.
@@ -403,6 +453,7 @@ pub async fn finance(
     console: &Arc<Console>,
     ctx: &Ctx,
     query: &Form,
+    kept: Option<Kept>,
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
     let console2 = console.clone();
@@ -433,6 +484,7 @@ pub async fn finance(
         pools,
         runs: runs.into_iter().rev().collect(),
         finance: FINANCE.contains(&ctx.principal().role()),
+        kept,
     }))
 }
 
@@ -512,6 +564,8 @@ struct RunPage<'a> {
     created_by_me: bool,
     /// The result of a re-derivation: `Some(None)` matches, `Some(Some(diff))` differs.
     rederived: Option<Option<String>>,
+    /// A refused action on this run, shown beside the actions.
+    refused: Option<FieldError>,
 }
 
 /// A run: its state, its (preview) lines, and the actions its state and the role allow.
@@ -520,6 +574,7 @@ pub async fn run_page(
     ctx: &Ctx,
     run_id: i64,
     rederived: Option<Option<String>>,
+    refused: Option<FieldError>,
 ) -> Result<String, ConsoleError> {
     let (view, creator) = console
         .store(move |s| {
@@ -561,6 +616,7 @@ pub async fn run_page(
         rederive: READERS.contains(&role) && run.status == "posted",
         created_by_me,
         rederived,
+        refused,
     }))
 }
 
@@ -568,7 +624,13 @@ pub async fn run_page(
 fn period_field(text: &str) -> Result<&str, ConsoleError> {
     suanli_domain::usage::Period::parse(text)
         .map(|_| text)
-        .ok_or_else(|| ConsoleError::field("period", format!("{text:?} is not a month YYYY-MM")))
+        .ok_or_else(|| {
+            ConsoleError::field(
+                "period",
+                Code::PeriodNotAMonth,
+                format!("{text:?} is not a month YYYY-MM"),
+            )
+        })
 }
 
 pub async fn create_run(
@@ -583,10 +645,8 @@ pub async fn create_run(
         .store(move |s| settle::create_run(s, &programme, &period, &actor))
         .await?
         .map_err(|e| match e {
-            settle::SettleError::NotFound(m) => {
-                ConsoleError::Field(FieldError::new("programme", m), StatusCode::NOT_FOUND)
-            }
-            settle::SettleError::InvalidArgument(m) => ConsoleError::field("period", m),
+            settle::SettleError::NotFound(_) => settle_error(e, "programme"),
+            settle::SettleError::InvalidArgument(_) => settle_error(e, "period"),
             other => settle_error(other, "run"),
         })?;
     Ok(view.run.run_id)
@@ -635,11 +695,12 @@ pub async fn record_payment(
 ) -> Result<String, ConsoleError> {
     let payee = form.required("payee")?.to_owned();
     let amount_text = form.required("amount")?;
-    let amount =
-        Fen::parse_cny(amount_text).map_err(|e| ConsoleError::field("amount", e.to_string()))?;
+    let amount = Fen::parse_cny(amount_text)
+        .map_err(|e| ConsoleError::field("amount", Code::AmountNotANumber, e.to_string()))?;
     if amount.0 <= 0 {
         return Err(ConsoleError::field(
             "amount",
+            Code::AmountNotPositive,
             format!("{amount_text:?} must be more than zero"),
         ));
     }
@@ -668,21 +729,7 @@ pub async fn record_payment(
             )
         })
         .await?
-        .map_err(|e| match e {
-            settle::SettleError::InvalidArgument(m) if m.contains("owes payee") => {
-                ConsoleError::Field(FieldError::new("programme", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::AlreadyExists(m) => {
-                ConsoleError::Field(FieldError::new("reference", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::FailedPrecondition(m) if m.contains("exceeds") => {
-                ConsoleError::Field(FieldError::new("amount", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::InvalidArgument(m) if m.contains("several programmes") => {
-                ConsoleError::field("programme", m)
-            }
-            other => settle_error(other, "payee"),
-        })?;
+        .map_err(payment_error)?;
     Ok(page(&PaymentPage {
         ctx,
         title: tr(ctx, "finance.payment"),
@@ -695,13 +742,33 @@ pub async fn record_payment(
     }))
 }
 
+/// A payment's refusal, naming the field at fault.
+fn payment_error(e: settle::SettleError) -> ConsoleError {
+    match Code::of_settle(&e) {
+        Code::ProgrammeOwesNothing => match settle_error(e, "programme") {
+            ConsoleError::Field(f, _) => ConsoleError::Field(f, StatusCode::CONFLICT),
+            other => other,
+        },
+        Code::ReferenceReused => settle_error(e, "reference"),
+        Code::AmountExceedsOwed | Code::AmountNotPositive => settle_error(e, "amount"),
+        Code::SeveralProgrammes => settle_error(e, "programme"),
+        _ => settle_error(e, "payee"),
+    }
+}
+
 /// A `YYYY-MM-DD` filter field.
 fn day_field<'a>(query: &'a Form, name: &str) -> Result<Option<&'a str>, ConsoleError> {
     match query.optional(name) {
         None => Ok(None),
         Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map(|_| Some(d))
-            .map_err(|_| ConsoleError::field(name, format!("{d:?} is not a date YYYY-MM-DD"))),
+            .map_err(|_| {
+                ConsoleError::field(
+                    name,
+                    Code::DayNotADate,
+                    format!("{d:?} is not a date YYYY-MM-DD"),
+                )
+            }),
     }
 }
 
@@ -744,12 +811,13 @@ pub async fn audit(
     let to = day_field(query, "to")?.map(str::to_owned);
     let run = match query.optional("run") {
         None => None,
-        Some(r) => Some(
-            r.parse::<i64>()
-                .ok()
-                .filter(|r| *r > 0)
-                .ok_or_else(|| ConsoleError::field("run", format!("{r:?} is not a run number")))?,
-        ),
+        Some(r) => Some(r.parse::<i64>().ok().filter(|r| *r > 0).ok_or_else(|| {
+            ConsoleError::field(
+                "run",
+                Code::RunNotANumber,
+                format!("{r:?} is not a run number"),
+            )
+        })?),
     };
     let (journals, totals, runs) = console
         .store(|s| {
@@ -818,6 +886,7 @@ pub async fn rederive(
         return Err(ConsoleError::Field(
             FieldError::new(
                 "run",
+                Code::RederivePostedOnly,
                 format!(
                     "run {run_id} is {}; only posted runs are re-derived here",
                     run.status
@@ -827,7 +896,7 @@ pub async fn rederive(
         ));
     }
     require(ctx.principal(), READERS, "re-deriving a settlement run")?;
-    run_page(console, ctx, run_id, Some(difference)).await
+    run_page(console, ctx, run_id, Some(difference), None).await
 }
 
 view!(
