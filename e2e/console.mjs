@@ -190,7 +190,15 @@ try {
     (await financeB.page.getAttribute('h1 .status', 'data-status')) === 'approved',
     'finance B approved the run',
   );
-  await Promise.all([financeB.page.waitForURL(`**${runPath}`), financeB.page.click('#post')]);
+  // Posting asks first, saying what will be booked.
+  await Promise.all([financeB.page.waitForURL(`**${runPath}/post`), financeB.page.click('#post')]);
+  check(
+    (await financeB.page.getAttribute('#confirmation', 'data-action')) === 'post' &&
+      (await text(financeB.page, '#confirm-total')) === '¥800,000.00',
+    'posting shows what it will book before it books it',
+  );
+  await shoot(financeB.page, 'confirm-post');
+  await Promise.all([financeB.page.waitForURL(`**${runPath}`), financeB.page.click('#confirm')]);
   check(
     (await financeB.page.getAttribute('h1 .status', 'data-status')) === 'posted',
     'finance B posted the run',
@@ -205,6 +213,16 @@ try {
   await Promise.all([
     financeB.page.waitForURL('**/finance/payments'),
     financeB.page.click('#payment button[type=submit]'),
+  ]);
+  check(
+    (await text(financeB.page, '#confirm-amount')) === '¥1,000.00' &&
+      (await financeB.page.locator('#payment-result').count()) === 0,
+    'the payment is shown for confirmation, not yet recorded',
+  );
+  await shoot(financeB.page, 'confirm-payment');
+  await Promise.all([
+    financeB.page.waitForURL('**/finance/payments'),
+    financeB.page.click('#confirm'),
   ]);
   check((await financeB.page.locator('#payment-result').count()) === 1, 'payment recorded');
   await shoot(financeB.page, 'payment');

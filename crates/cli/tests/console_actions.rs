@@ -200,3 +200,146 @@ fn request_en(b: &Browser, path: &str, fields: &str) -> Response {
         Some(format!("csrf={}&{fields}", b.csrf).as_bytes()),
     )
 }
+
+/// The confirmation token a confirmation page carries.
+fn token(r: &Response) -> String {
+    let at = r
+        .body
+        .find("name=\"confirm\" value=\"")
+        .unwrap_or_else(|| panic!("a confirmation in {}", r.body));
+    let rest = &r.body[at + "name=\"confirm\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// The run's status as its page shows it.
+fn status_of(b: &Browser, run: u32) -> String {
+    let page = b.get(&format!("/finance/runs/{run}"));
+    let at = page.body.find("data-status=\"").unwrap() + "data-status=\"".len();
+    page.body[at..at + page.body[at..].find('"').unwrap()].to_owned()
+}
+
+// Posting and cancelling a run show what will happen (total, lines, each payee) and act only
+// on that confirmation, from that session, for the run as it was shown.
+#[test]
+fn run_actions_are_confirmed_first() {
+    let f = start();
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
+    let create = "programme=hz-municipal-2025&period=2025-03";
+    assert_eq!(f1.post("/finance/runs", create).status, 303);
+
+    // A cancel confirmed while the run was open is stale once it is approved.
+    let cancel = f1.post("/finance/runs/1/cancel", "");
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    assert!(cancel.body.contains("data-action=\"cancel\""));
+    let stale = token(&cancel);
+    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+    let r = f1.post("/finance/runs/1/cancel", &format!("confirm={stale}"));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(refusal(&r).1, "run_changed_since_confirmed");
+    assert_eq!(
+        status_of(&f1, 1),
+        "approved",
+        "the stale confirmation did nothing"
+    );
+
+    // The post's confirmation: what will be booked, and nothing booked yet.
+    let shown = f2.post("/finance/runs/1/post", "");
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(
+        element(&shown, "confirm-total"),
+        element(&f2.get("/finance/runs/1"), "run-total")
+    );
+    assert_eq!(element(&shown, "confirm-total"), "¥800,000.00");
+    assert_eq!(element(&shown, "confirm-lines"), "4");
+    for payee in ["dc-a", "dc-b"] {
+        assert!(
+            shown.body.contains(&format!("<tr><td>{payee}</td>")),
+            "{payee} among the payees: {}",
+            shown.body
+        );
+    }
+    assert!(
+        shown
+            .body
+            .contains("<td class=\"num\">¥450,000.00</td></tr>"),
+        "what dc-a will be owed: {}",
+        shown.body
+    );
+    assert!(shown.body.contains("过账不可撤销"));
+    assert_eq!(
+        status_of(&f2, 1),
+        "approved",
+        "showing the confirmation posts nothing"
+    );
+
+    // Another session's confirmation, or a made-up one, does nothing.
+    let theirs = token(&f1.post("/finance/runs/1/post", ""));
+    for wrong in [theirs.as_str(), "00"] {
+        let r = f2.post("/finance/runs/1/post", &format!("confirm={wrong}"));
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(status_of(&f2, 1), "approved");
+    }
+    let r = f2.post(
+        "/finance/runs/1/post",
+        &format!("confirm={}", token(&shown)),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(status_of(&f2, 1), "posted");
+
+    // A posted run is not offered a cancel confirmation: it cannot be cancelled.
+    let r = f1.post("/finance/runs/1/cancel", "");
+    assert_eq!(r.status, 409);
+    assert_eq!(refusal(&r).1, "run_posted");
+}
+
+// A payment shows payee, programme, amount and what is owed before and after, and books only
+// what was confirmed.
+#[test]
+fn payments_are_confirmed_first() {
+    let f = start();
+    let (_f1, f2) = {
+        let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+        assert_eq!(
+            f1.post(
+                "/finance/runs",
+                "programme=hz-municipal-2025&period=2025-03"
+            )
+            .status,
+            303
+        );
+        let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
+        assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+        assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+        (f1, f2)
+    };
+    let journal = || f2.get("/audit").body.matches("<tr>").count();
+    let before = journal();
+    let fields = "payee=dc-a&amount=1000.50&reference=BANK-1";
+    let shown = f2.post("/finance/payments", fields);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(element(&shown, "confirm-payee"), "dc-a");
+    assert_eq!(element(&shown, "confirm-amount"), "¥1,000.50");
+    assert_eq!(element(&shown, "confirm-after"), "¥448,999.50");
+    assert!(
+        shown.body.contains("<dd>hz-municipal-2025</dd>"),
+        "the programme that pays"
+    );
+    assert_eq!(journal(), before, "showing the confirmation books nothing");
+
+    // The confirmation is of that payment: another amount with it books nothing.
+    let confirm = token(&shown);
+    let r = f2.post(
+        "/finance/payments",
+        &format!("payee=dc-a&amount=2000.00&reference=BANK-1&confirm={confirm}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(refusal(&r).1, "payment_changed_since_confirmed");
+    assert!(r.body.contains("value=\"2000.00\""), "the input is kept");
+    assert_eq!(journal(), before);
+
+    let r = f2.post("/finance/payments", &format!("{fields}&confirm={confirm}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("id=\"payment-result\""));
+    assert!(journal() > before, "the confirmed payment is booked");
+}

@@ -154,7 +154,7 @@ fn hostile_names_are_escaped_on_every_page() {
     assert_eq!(created.status, 303, "{}", created.body);
     let f2 = Browser::sign_in(&http, &finance_2);
     assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    let posted = f2.post("/finance/runs/1/post", "");
+    let posted = f2.post_confirmed("/finance/runs/1/post", "");
     assert!(
         [200, 303].contains(&posted.status),
         "posting: {}",
@@ -223,7 +223,7 @@ fn hostile_names_are_escaped_on_every_page() {
         &audit.post("/audit/runs/1/rederive", ""),
         &[PROGRAMME, ENTERPRISE],
     );
-    let payment = f1.post(
+    let payment = f1.post_confirmed(
         "/finance/payments",
         &format!(
             "payee=dc-a&programme={}&amount=1.00&reference=R-1",

@@ -378,6 +378,36 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("credit", "贷方", "Credit"),
     ("balance", "余额", "Balance"),
     ("total", "合计", "Total"),
+    // Confirmations before an action that cannot be taken back.
+    ("confirm.post", "确认过账", "Confirm posting"),
+    ("confirm.cancel", "确认取消", "Confirm cancelling"),
+    (
+        "confirm.effect.post",
+        "过账后将生成记账凭证：以下收款方的应付款增加，企业的已拨付增加。过账不可撤销，更正只能在后续批次中调整。",
+        "Posting books a journal: what each payee below is owed grows, and so does what each enterprise was paid. A posted run cannot be undone; corrections come as adjustments in later runs.",
+    ),
+    (
+        "confirm.effect.cancel",
+        "取消后该批次不能再批准或过账，其明细不会入账；之后可为同一期间新建批次。",
+        "A cancelled run can no longer be approved or posted and books nothing; a new run of the same month can be created afterwards.",
+    ),
+    ("confirm.submit.post", "确认过账", "Post the run"),
+    ("confirm.submit.cancel", "确认取消批次", "Cancel the run"),
+    ("confirm.payees", "收款方数", "Payees"),
+    ("confirm.back", "返回，不执行", "Back, do nothing"),
+    (
+        "confirm.payment_title",
+        "确认登记付款",
+        "Confirm the payment",
+    ),
+    (
+        "confirm.effect.payment",
+        "登记后将生成付款凭证：该收款方的未付金额减少。同一凭证号重复提交不会重复记账。",
+        "Recording books a payment journal: what the payee is owed falls by the amount. The same reference sent again books nothing twice.",
+    ),
+    ("confirm.owed_now", "当前未付", "Owed now"),
+    ("confirm.owed_after", "登记后未付", "Owed after"),
+    ("confirm.submit.payment", "确认登记", "Record the payment"),
     // Refusal codes (codes.rs): shown next to the field, in the page's language.
     ("code.missing", "请填写此项", "is missing"),
     ("code.empty", "不能为空", "is empty"),

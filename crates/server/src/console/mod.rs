@@ -1060,7 +1060,7 @@ async fn route(
             }
         }
         ("POST", ["finance", "runs", id, action]) => {
-            posted(ctx, body)?;
+            let form = posted(ctx, body)?;
             let what = match *action {
                 "approve" => "approving a settlement run",
                 "post" => "posting a settlement run",
@@ -1069,8 +1069,9 @@ async fn route(
             };
             require(ctx.principal(), FINANCE, what)?;
             let id = run_id_of(id)?;
-            match pages::run_action(console, ctx, id, action).await {
-                Ok(()) => Ok(redirect(ctx, &format!("/finance/runs/{id}"))),
+            match pages::run_action(console, ctx, id, action, form.optional("confirm")).await {
+                Ok(Some(confirmation)) => Ok(html(ctx, StatusCode::OK, confirmation)),
+                Ok(None) => Ok(redirect(ctx, &format!("/finance/runs/{id}"))),
                 // The run's page again, the refusal beside its actions (a run that does not
                 // exist has no page: the error page says so).
                 Err(e @ (ConsoleError::Field(..) | ConsoleError::Forbidden(..))) => {

@@ -652,12 +652,137 @@ pub async fn create_run(
     Ok(view.run.run_id)
 }
 
+/// What confirming an action binds: a digest of the session's CSRF token and of everything the
+/// confirmation showed, so a confirmation of another session, or of a run or payment that has
+/// changed since, does not act.
+fn confirmation(ctx: &Ctx, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ctx.csrf.as_bytes());
+    for p in parts {
+        h.update([0]);
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// One payee's share of a run, as its confirmation lists it.
+struct PayeeShare {
+    payee: String,
+    lines: usize,
+    amount: Fen,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_run.html")]
+struct ConfirmRunPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    action: &'a str,
+    run: &'a RunRow,
+    lines: usize,
+    total: Fen,
+    payees: Vec<PayeeShare>,
+    confirm: String,
+}
+
+/// Approves, posts or cancels a run. Posting and cancelling first show what will happen
+/// (`Ok(Some(page))`) and act only when the form comes back with that confirmation, for the
+/// run as it was shown.
 pub async fn run_action(
     console: &Arc<Console>,
     ctx: &Ctx,
     run_id: i64,
     action: &str,
-) -> Result<(), ConsoleError> {
+    confirmed: Option<&str>,
+) -> Result<Option<String>, ConsoleError> {
+    if action != "approve" {
+        let view = console
+            .store(move |s| settle::show_run(s, run_id))
+            .await?
+            .map_err(|e| settle_error(e, "run"))?;
+        let run = &view.run;
+        // Nothing to confirm for what cannot happen (the use case's refusal, at once) or has
+        // happened already (the use case's no-op).
+        let refused = match (action, run.status.as_str()) {
+            ("post", "open" | "cancelled") => Some(Code::RunNotApproved),
+            ("cancel", "posted") => Some(Code::RunPosted),
+            _ => None,
+        };
+        if let Some(code) = refused {
+            return Err(ConsoleError::Field(
+                FieldError::new(
+                    "run",
+                    code,
+                    format!(
+                        "run {run_id} is {}; it cannot be {}",
+                        run.status,
+                        if action == "post" {
+                            "posted"
+                        } else {
+                            "cancelled"
+                        }
+                    ),
+                ),
+                StatusCode::CONFLICT,
+            ));
+        }
+        let done = matches!(
+            (action, run.status.as_str()),
+            ("post", "posted") | ("cancel", "cancelled")
+        );
+        let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
+        let confirm = confirmation(
+            ctx,
+            &[
+                action,
+                &run.run_id.to_string(),
+                &run.status,
+                &run.content_hash,
+                &view.lines.len().to_string(),
+                &total.0.to_string(),
+            ],
+        );
+        match confirmed {
+            _ if done => {}
+            None => {
+                let mut payees: BTreeMap<&str, (usize, Fen)> = BTreeMap::new();
+                for l in &view.lines {
+                    let share = payees.entry(l.payee.as_str()).or_insert((0, Fen(0)));
+                    share.0 += 1;
+                    share.1 = Fen(share.1.0.saturating_add(l.amount_fen));
+                }
+                return Ok(Some(page(&ConfirmRunPage {
+                    ctx,
+                    title: format!("{} {}", tr(ctx, &format!("action.{action}")), run.run_id),
+                    action,
+                    run,
+                    lines: view.lines.len(),
+                    total,
+                    payees: payees
+                        .into_iter()
+                        .map(|(payee, (lines, amount))| PayeeShare {
+                            payee: payee.to_owned(),
+                            lines,
+                            amount,
+                        })
+                        .collect(),
+                    confirm,
+                })));
+            }
+            Some(given) if !super::same_secret(given, &confirm) => {
+                return Err(ConsoleError::Field(
+                    FieldError::new(
+                        "run",
+                        Code::RunChangedSinceConfirmed,
+                        format!("run {run_id} changed after the confirmation was shown"),
+                    ),
+                    StatusCode::CONFLICT,
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let actor = ctx.actor.clone().expect("signed in");
     let action = action.to_owned();
     let posted = action == "post";
@@ -672,7 +797,7 @@ pub async fn run_action(
     if posted && !view.unchanged {
         crate::grpc::refresh_programme_gauges(&console.shared).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 #[derive(Template)]
@@ -688,6 +813,87 @@ struct PaymentPage<'a> {
     outstanding: Fen,
 }
 
+#[derive(Template)]
+#[template(path = "confirm_payment.html")]
+struct ConfirmPaymentPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    payee: &'a str,
+    /// The programme that pays: as given, or the only one that owes the payee.
+    programme: &'a str,
+    /// As typed, so the confirmation posts back what was checked.
+    programme_given: &'a str,
+    amount_text: &'a str,
+    amount: Fen,
+    reference: &'a str,
+    outstanding: Fen,
+    after: Fen,
+    confirm: String,
+}
+
+/// Which programme a payment of `amount` to `payee` would be booked to and what it owes the
+/// payee now: the checks of the payment use case, made before asking for confirmation.
+fn payment_plan(
+    positions: &[PayeePosition],
+    payee: &str,
+    programme: Option<&str>,
+    amount: Fen,
+) -> Result<(String, Fen), ConsoleError> {
+    let refuse = |field: &str, code: Code, status: StatusCode, message: String| {
+        ConsoleError::Field(FieldError::new(field, code, message), status)
+    };
+    let position = match programme {
+        Some(p) => positions
+            .iter()
+            .find(|pos| pos.programme == p)
+            .ok_or_else(|| {
+                refuse(
+                    "programme",
+                    Code::ProgrammeOwesNothing,
+                    StatusCode::CONFLICT,
+                    format!("programme {p:?} owes payee {payee:?} nothing"),
+                )
+            })?,
+        None => {
+            let owed: Vec<&PayeePosition> =
+                positions.iter().filter(|p| p.outstanding.0 > 0).collect();
+            match owed.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(refuse(
+                        "payee",
+                        Code::PayeeOwedNothing,
+                        StatusCode::CONFLICT,
+                        format!("nothing is owed to payee {payee:?}"),
+                    ));
+                }
+                _ => {
+                    return Err(refuse(
+                        "programme",
+                        Code::SeveralProgrammes,
+                        StatusCode::BAD_REQUEST,
+                        format!("payee {payee:?} is owed by several programmes; name one"),
+                    ));
+                }
+            }
+        }
+    };
+    if amount > position.outstanding {
+        return Err(refuse(
+            "amount",
+            Code::AmountExceedsOwed,
+            StatusCode::CONFLICT,
+            format!(
+                "payment {amount} to {payee} exceeds the {} owed by {}",
+                position.outstanding, position.programme
+            ),
+        ));
+    }
+    Ok((position.programme.clone(), position.outstanding))
+}
+
+/// Records a payment: the first post shows what will be booked (payee, programme, amount,
+/// what is owed before and after) and asks for confirmation; the confirmed post books it.
 pub async fn record_payment(
     console: &Arc<Console>,
     ctx: &Ctx,
@@ -706,6 +912,47 @@ pub async fn record_payment(
     }
     let reference = form.required("reference")?.to_owned();
     let programme = form.optional("programme").map(str::to_owned);
+    let who = payee.clone();
+    let positions = console
+        .store(move |s| suanli_app::ledger::payee(s, &who))
+        .await?
+        .map_err(|e| settle_error(e, "payee"))?;
+    let (paying, outstanding) = payment_plan(&positions, &payee, programme.as_deref(), amount)?;
+    let confirm = confirmation(
+        ctx,
+        &[
+            "payment",
+            &payee,
+            &paying,
+            &amount.0.to_string(),
+            &reference,
+        ],
+    );
+    match form.optional("confirm") {
+        None => {
+            return Ok(page(&ConfirmPaymentPage {
+                ctx,
+                title: tr(ctx, "confirm.payment_title"),
+                payee: &payee,
+                programme: &paying,
+                programme_given: programme.as_deref().unwrap_or(""),
+                amount_text,
+                amount,
+                reference: &reference,
+                outstanding,
+                after: outstanding.minus(amount),
+                confirm,
+            }));
+        }
+        Some(given) if !super::same_secret(given, &confirm) => {
+            return Err(ConsoleError::field(
+                "payment",
+                Code::PaymentChangedSinceConfirmed,
+                "the payment differs from the one confirmed",
+            ));
+        }
+        Some(_) => {}
+    }
     let actor = ctx.actor.clone().expect("signed in");
     let (who, reference2) = (payee.clone(), reference.clone());
     let (journal_id, duplicate, outstanding) = console
@@ -907,6 +1154,8 @@ view!(
     ProviderPage,
     FinancePage,
     RunPage,
+    ConfirmRunPage,
+    ConfirmPaymentPage,
     PaymentPage,
     AuditPage,
 );
