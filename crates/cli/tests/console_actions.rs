@@ -343,3 +343,57 @@ fn payments_are_confirmed_first() {
     assert!(r.body.contains("id=\"payment-result\""));
     assert!(journal() > before, "the confirmed payment is booked");
 }
+
+// Codes are shown by name in the page's language: accounts (credit balances as positive
+// amounts owed), journal kinds, line classes, roles.
+#[test]
+fn codes_are_translated_where_shown() {
+    let f = start();
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    assert_eq!(
+        f1.post(
+            "/finance/runs",
+            "programme=hz-municipal-2025&period=2025-03"
+        )
+        .status,
+        303
+    );
+    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
+    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+
+    let run = f2.get("/finance/runs/1");
+    assert!(
+        run.body.contains("<td>算力 / 国产芯片</td>"),
+        "{}",
+        run.body
+    );
+    let audit = f2.get("/audit");
+    for named in [
+        "资金池支出 · hz-municipal-2025 · 市级",
+        "应付款 · hz-municipal-2025 · dc-a",
+        "结算过账",
+    ] {
+        assert!(audit.body.contains(named), "{named} in {}", audit.body);
+    }
+    // dc-a's payable: a credit balance, shown as the positive amount owed.
+    let table = &audit.body[audit.body.find("id=\"trial-balance\"").unwrap()..];
+    let row = &table[table
+        .find("<code>payable:hz-municipal-2025:dc-a</code>")
+        .unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.ends_with("<td class=\"num\"></td><td class=\"num\">¥450,000.00</td>"),
+        "{row}"
+    );
+    assert!(
+        !table[..table.find("</table>").unwrap()].contains("-¥"),
+        "no negative balance"
+    );
+    let en = f2.get("/audit?lang=en");
+    assert!(
+        en.body
+            .contains("Subsidy expense · hz-municipal-2025 · city")
+    );
+    assert!(en.body.contains("Credit balance (owed)"));
+}

@@ -378,6 +378,33 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("credit", "贷方", "Credit"),
     ("balance", "余额", "Balance"),
     ("total", "合计", "Total"),
+    // Codes shown by name: cut reasons, classes, accounts, funders, journal kinds.
+    ("cut.beneficiary_cap", "企业额度上限", "beneficiary cap"),
+    ("cut.provider_cap", "服务商额度上限", "provider cap"),
+    ("cut.pool", "资金池上限", "pool"),
+    ("category.compute", "算力", "compute"),
+    ("category.model", "模型", "model"),
+    ("category.data", "数据", "data"),
+    ("chip.domestic", "国产芯片", "domestic chips"),
+    ("chip.other", "其他芯片", "other chips"),
+    ("class.registered", "已备案模型", "registered model"),
+    ("account.expense", "资金池支出", "Subsidy expense"),
+    ("account.payable", "应付款", "Payable"),
+    ("account.paid", "已付款", "Paid out"),
+    ("funder.national", "国家", "national"),
+    ("funder.provincial", "省级", "provincial"),
+    ("funder.municipal", "市级", "municipal"),
+    ("funder.city", "市级", "city"),
+    ("funder.district", "区级", "district"),
+    ("journal.run", "结算过账", "Settlement"),
+    ("journal.payment", "付款", "Payment"),
+    ("journal.opening", "期初余额", "Opening balance"),
+    ("debit_balance", "借方余额", "Debit balance"),
+    (
+        "credit_balance",
+        "贷方余额（应付）",
+        "Credit balance (owed)",
+    ),
     // Confirmations before an action that cannot be taken back.
     ("confirm.post", "确认过账", "Confirm posting"),
     ("confirm.cancel", "确认取消", "Confirm cancelling"),
@@ -628,6 +655,18 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "the service is unavailable; try again later",
     ),
 ];
+
+/// The string of `key` in `lang`, if the table has it: for codes that come from data (a
+/// funder of the registry's funding split), shown as they are when the table has no name.
+pub fn lookup(lang: Lang, key: &str) -> Option<&'static str> {
+    STRINGS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, zh, en)| match lang {
+            Lang::Zh => *zh,
+            Lang::En => *en,
+        })
+}
 
 /// The string of `key` in `lang`; an unknown key gives "" and a warning (the tests check that
 /// every key the pages use exists).

@@ -522,27 +522,17 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
     }
 }
 
-/// How a line's class is shown: category / chip origin / registered.
-fn line_class(l: &RunLineRow) -> String {
-    [
-        l.key.category.as_str(),
-        l.key.chip_origin.as_str(),
-        if l.key.registered_model == "true" {
-            "registered"
-        } else {
-            ""
-        },
-    ]
-    .iter()
-    .filter(|s| !s.is_empty())
-    .copied()
-    .collect::<Vec<_>>()
-    .join(" / ")
-}
-
 impl RunPage<'_> {
+    /// A line's class named: category / chip origin / registered model.
     fn class_of(&self, l: &RunLineRow) -> String {
-        line_class(l)
+        let mut parts = vec![self.named("category", &l.key.category)];
+        if !l.key.chip_origin.is_empty() {
+            parts.push(self.named("chip", &l.key.chip_origin));
+        }
+        if l.key.registered_model == "true" {
+            parts.push(self.t("class.registered").to_owned());
+        }
+        parts.join(" / ")
     }
 }
 
@@ -1019,12 +1009,14 @@ fn day_field<'a>(query: &'a Form, name: &str) -> Result<Option<&'a str>, Console
     }
 }
 
-/// One account of the trial balance: its debits, credits and debit balance.
+/// One account of the trial balance: its debits, credits and its balance on the side it
+/// falls, as a positive amount (a payable's credit balance is what is owed).
 struct TrialRow<'a> {
     account: &'a str,
     debit: Fen,
     credit: Fen,
-    balance: Fen,
+    debit_balance: Option<Fen>,
+    credit_balance: Option<Fen>,
 }
 
 #[derive(Template)]
@@ -1105,11 +1097,15 @@ pub async fn audit(
         journals: selected.into_iter().take(JOURNALS_SHOWN_MAX).collect(),
         totals: totals
             .iter()
-            .map(|(account, d, c)| TrialRow {
-                account,
-                debit: Fen(*d),
-                credit: Fen(*c),
-                balance: Fen(d.saturating_sub(*c)),
+            .map(|(account, d, c)| {
+                let balance = d.saturating_sub(*c);
+                TrialRow {
+                    account,
+                    debit: Fen(*d),
+                    credit: Fen(*c),
+                    debit_balance: (balance > 0).then_some(Fen(balance)),
+                    credit_balance: (balance < 0).then(|| Fen(balance.saturating_neg())),
+                }
             })
             .collect(),
         debit: sum(debit),

@@ -11,7 +11,7 @@ use suanli_store::Principal;
 
 use super::Ctx;
 use super::format::{cny, shanghai_time};
-use super::i18n::{Lang, t};
+use super::i18n::{Lang, lookup, t};
 
 /// HTML rendered by a template (a chart, a legend): shown as it is, never escaped twice.
 pub struct Markup(String);
@@ -101,6 +101,54 @@ pub trait View {
         shanghai_time(text.as_ref())
     }
 
+    /// `prefix.code` from the table, or the code itself when the table has no name for it.
+    fn named(&self, prefix: &str, code: &str) -> String {
+        lookup(self.ctx().lang, &format!("{prefix}.{code}"))
+            .map_or_else(|| code.to_owned(), str::to_owned)
+    }
+
+    /// Why a line was cut (`beneficiary_cap`, …), named; empty when it was not.
+    fn cut(&self, code: impl AsRef<str>) -> String {
+        let code = code.as_ref();
+        if code.is_empty() {
+            String::new()
+        } else {
+            self.named("cut", code)
+        }
+    }
+
+    /// A ledger account named: `资金池支出 · hz-municipal-2025 · 市级`, `应付款 · P · dc-a`.
+    fn account(&self, code: impl AsRef<str>) -> String {
+        let mut parts = code.as_ref().split(':');
+        let kind = parts.next().unwrap_or_default();
+        let mut named = vec![self.named("account", kind)];
+        if let Some(programme) = parts.next() {
+            named.push(programme.to_owned());
+        }
+        let rest: Vec<&str> = parts.collect();
+        if !rest.is_empty() {
+            let rest = rest.join(":");
+            named.push(if kind == "expense" {
+                self.named("funder", &rest)
+            } else {
+                rest
+            });
+        }
+        named.join(" · ")
+    }
+
+    /// An actor as stored: a person (`name (login)`) as it is; a credential without a user
+    /// (`finance:3f2a…`) with its role named.
+    fn actor(&self, text: impl AsRef<str>) -> String {
+        let text = text.as_ref();
+        match text.split_once(':') {
+            Some((role, rest)) if lookup(self.ctx().lang, &format!("role.{role}")).is_some() => {
+                format!("{}:{rest}", self.named("role", role))
+            }
+            _ => text.to_owned(),
+        }
+    }
+
     fn zh(&self) -> bool {
         self.ctx().lang == Lang::Zh
     }
@@ -150,3 +198,53 @@ macro_rules! view {
     )*};
 }
 pub(super) use view;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Page(Ctx);
+
+    impl View for Page {
+        fn ctx(&self) -> &Ctx {
+            &self.0
+        }
+    }
+
+    fn page(lang: Lang) -> Page {
+        Page(Ctx {
+            lang,
+            set_lang: false,
+            principal: None,
+            actor: None,
+            client: None,
+            must_enrol: false,
+            csrf: String::new(),
+            session_id: None,
+            path: "/audit".into(),
+            query_without_lang: String::new(),
+        })
+    }
+
+    // Codes are named in the page's language; codes the table does not know stay as they are.
+    #[test]
+    fn codes_are_named_in_the_page_language() {
+        let zh = page(Lang::Zh);
+        assert_eq!(
+            zh.account("expense:hz-municipal-2025:city"),
+            "资金池支出 · hz-municipal-2025 · 市级"
+        );
+        assert_eq!(zh.account("payable:p:dc-a"), "应付款 · p · dc-a");
+        assert_eq!(zh.account("paid:p:dc-a"), "已付款 · p · dc-a");
+        assert_eq!(zh.account("expense:p:someone"), "资金池支出 · p · someone");
+        assert_eq!(zh.cut("beneficiary_cap"), "企业额度上限");
+        assert_eq!(zh.cut(""), "");
+        assert_eq!(zh.named("journal", "run"), "结算过账");
+        assert_eq!(zh.actor("finance:3f2a9c"), "财务:3f2a9c");
+        assert_eq!(zh.actor("财务一号 (finance1)"), "财务一号 (finance1)");
+        let en = page(Lang::En);
+        assert_eq!(en.account("expense:p"), "Subsidy expense · p");
+        assert_eq!(en.cut("pool"), "pool");
+        assert_eq!(en.named("journal", "payment"), "Payment");
+    }
+}
