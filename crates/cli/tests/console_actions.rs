@@ -397,3 +397,84 @@ fn codes_are_translated_where_shown() {
     );
     assert!(en.body.contains("Credit balance (owed)"));
 }
+
+// Every chart names its axes, draws gridlines, gives each bar's value on hover, and has a
+// table of its figures beside it.
+#[test]
+fn charts_have_axes_gridlines_and_tables() {
+    let f = start();
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    assert_eq!(
+        f1.post(
+            "/finance/runs",
+            "programme=hz-municipal-2025&period=2025-03"
+        )
+        .status,
+        303
+    );
+    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
+    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+    let enterprise = Browser::sign_in(&f.http, &f.tokens.ent_a).get("/enterprise");
+    let finance = f2.get("/finance");
+    let provider = Browser::sign_in(&f.http, &f.tokens.dc_a).get("/provider");
+    for (page, r, charts, axes, row) in [
+        (
+            "enterprise",
+            &enterprise,
+            1,
+            ["月份", "金额（元）"],
+            "<tr><th scope=\"row\">3月</th><td>¥150,000.00</td>",
+        ),
+        (
+            "finance",
+            &finance,
+            2,
+            ["月份", "金额（元）"],
+            "<tr><th scope=\"row\">3月</th><td>¥800,000.00</td></tr>",
+        ),
+        (
+            "provider",
+            &provider,
+            1,
+            ["日期（日）", "记录数"],
+            "<tr><th scope=\"row\">",
+        ),
+    ] {
+        assert_eq!(
+            r.body.matches("<svg class=\"chart\"").count(),
+            charts,
+            "{page}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.body
+                .matches("<table class=\"chart-data\"><caption>")
+                .count(),
+            charts,
+            "{page}: a table beside each chart"
+        );
+        assert!(r.body.contains("<line class=\"grid\""), "{page}: gridlines");
+        for name in axes {
+            assert!(
+                r.body.contains("class=\"axis-name\"") && r.body.contains(&format!(">{name}</")),
+                "{page}: axis {name}"
+            );
+        }
+        assert!(r.body.contains(row), "{page}: {row} in {}", r.body);
+    }
+    // The March bar's value on hover.
+    assert!(
+        enterprise
+            .body
+            .contains("<title>3月 hz-municipal-2025: ¥150,000.00</title>"),
+        "{}",
+        enterprise.body
+    );
+    // The tallest column's gridline is labelled with its value in whole yuan.
+    assert!(
+        finance.body.contains(">¥800,000</text>"),
+        "{}",
+        finance.body
+    );
+}

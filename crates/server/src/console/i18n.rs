@@ -378,6 +378,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("credit", "贷方", "Credit"),
     ("balance", "余额", "Balance"),
     ("total", "合计", "Total"),
+    // Chart axes.
+    ("axis.month", "月份", "Month"),
+    ("axis.day", "日期（日）", "Day of month"),
+    ("axis.cny", "金额（元）", "CNY"),
+    ("axis.records", "记录数", "Records"),
     // Codes shown by name: cut reasons, classes, accounts, funders, journal kinds.
     ("cut.beneficiary_cap", "企业额度上限", "beneficiary cap"),
     ("cut.provider_cap", "服务商额度上限", "provider cap"),

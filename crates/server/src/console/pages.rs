@@ -14,7 +14,7 @@ use suanli_store::Principal;
 use suanli_store::ingest_stats::{self, ReasonRow};
 use suanli_store::ledger::{JournalRow, RunLineRow, RunRow};
 
-use super::charts::{Column, Segment, Unit, columns, legend, progress};
+use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
 use super::format::{shanghai, shanghai_day, url_encode};
 use super::i18n::{Lang, t};
 use super::view::{Markup, View, view};
@@ -257,7 +257,15 @@ pub async fn enterprise(
         extra,
         cards,
         total,
-        chart: columns(tr(ctx, "enterprise.monthly"), Unit::Fen, &cols),
+        chart: columns(
+            tr(ctx, "enterprise.monthly"),
+            Axes {
+                x: tr(ctx, "axis.month"),
+                y: tr(ctx, "axis.cny"),
+            },
+            Unit::Fen,
+            &cols,
+        ),
         legend: legend(&legend_items),
     }))
 }
@@ -362,7 +370,15 @@ pub async fn provider(
         title: tr(ctx, "provider.title"),
         provider: &provider,
         positions,
-        chart: columns(tr(ctx, "provider.daily"), Unit::Records, &cols),
+        chart: columns(
+            tr(ctx, "provider.daily"),
+            Axes {
+                x: tr(ctx, "axis.day"),
+                y: tr(ctx, "axis.records"),
+            },
+            Unit::Records,
+            &cols,
+        ),
         legend: legend(&legend_items),
         outcomes: OUTCOMES,
         days: by_day.into_iter().rev().collect(),
@@ -518,7 +534,15 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
     PoolCard {
         o,
         bar,
-        chart: columns(tr(ctx, "finance.monthly_paid"), Unit::Fen, &cols),
+        chart: columns(
+            tr(ctx, "finance.monthly_paid"),
+            Axes {
+                x: tr(ctx, "axis.month"),
+                y: tr(ctx, "axis.cny"),
+            },
+            Unit::Fen,
+            &cols,
+        ),
     }
 }
 
