@@ -205,6 +205,28 @@ try {
   );
   await shoot(financeB.page, 'run-posted');
 
+  // A refused payment comes back with the input kept and the error, in Chinese, beside the
+  // amount.
+  await financeB.page.goto(`${url}/finance`);
+  await financeB.page.fill('#payee', 'dc-a');
+  await financeB.page.fill('#amount', '1,000');
+  await financeB.page.fill('#reference', 'BANK-0001');
+  await Promise.all([
+    financeB.page.waitForURL('**/finance/payments'),
+    financeB.page.click('#payment button[type=submit]'),
+  ]);
+  check(
+    (await financeB.page.getAttribute('#error', 'data-code')) === 'amount_not_a_number' &&
+      (await financeB.page.inputValue('#amount')) === '1,000' &&
+      (await financeB.page.inputValue('#payee')) === 'dc-a' &&
+      (await financeB.page.evaluate(
+        () => document.querySelector('#amount').nextElementSibling?.id === 'error',
+      )) &&
+      (await text(financeB.page, '#error')).includes('请填写金额'),
+    'a refused payment keeps the input and says why beside the amount, in Chinese',
+  );
+  await shoot(financeB.page, 'payment-refused');
+
   // Finance B records a payment to the provider.
   await financeB.page.goto(`${url}/finance`);
   await financeB.page.fill('#payee', 'dc-a');
@@ -254,6 +276,30 @@ try {
   await provider.page.goto(`${url}/finance`);
   await shoot(provider.page, 'provider-403');
 
+  // The provider voids a record (uni-u's, so ent-a's figures above stay the API's): the
+  // record is shown with what voiding does, and voided on confirmation.
+  await provider.page.goto(`${url}/provider`);
+  await provider.page.fill('#record_id', 'r4');
+  await provider.page.fill('#reason', '重复计费');
+  await Promise.all([
+    provider.page.waitForURL('**/provider/void'),
+    provider.page.click('#void-form button[type=submit]'),
+  ]);
+  check(
+    (await provider.page.getAttribute('#confirmation', 'data-action')) === 'void' &&
+      (await text(provider.page, '#confirm-amount')) === '¥500,000.00',
+    'voiding shows the record before voiding it',
+  );
+  await shoot(provider.page, 'confirm-void');
+  await Promise.all([
+    provider.page.waitForURL('**/provider/void'),
+    provider.page.click('#confirm'),
+  ]);
+  check(
+    (await provider.page.getAttribute('#void-result', 'data-voided')) === 'true',
+    'the provider voided its record',
+  );
+
   // The auditor: journal, trial balance, and re-derive of the posted run.
   const auditor = await signIn(logins.auditor, '/audit');
   check(
@@ -270,6 +316,18 @@ try {
     're-derive matches byte for byte',
   );
   await shoot(auditor.page, 'rederive');
+
+  // The main views in English too.
+  for (const [who, path, name] of [
+    [financeB, '/finance', 'finance-en'],
+    [financeB, runPath, 'run-posted-en'],
+    [auditor, '/audit', 'audit-en'],
+    [provider, '/provider', 'provider-en'],
+  ]) {
+    await who.page.goto(`${url}${path}?lang=en`);
+    check((await who.page.getAttribute('html', 'lang')) === 'en', `${name} is in English`);
+    await shoot(who.page, name);
+  }
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.stack || e}`);

@@ -478,3 +478,76 @@ fn charts_have_axes_gridlines_and_tables() {
         finance.body
     );
 }
+
+// A provider voids its own usage record only after seeing it and what voiding does; others
+// cannot; a wrong record id comes back next to its field with the input kept.
+#[test]
+fn voids_are_confirmed_first() {
+    let f = start();
+    let dc_a = Browser::sign_in(&f.http, &f.tokens.dc_a);
+    let page = dc_a.get("/provider");
+    assert!(page.body.contains("id=\"void-form\""), "{}", page.body);
+    let finance = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    assert!(
+        !finance
+            .get("/provider?provider=dc-a")
+            .body
+            .contains("id=\"void-form\""),
+        "finance reads a provider but does not void its records"
+    );
+
+    let shown = dc_a.post("/provider/void", "record_id=r1&reason=double+charge");
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains("data-action=\"void\""));
+    assert_eq!(element(&shown, "confirm-amount"), "¥1,000,000.00");
+    assert!(shown.body.contains("不再计入补贴"), "what voiding does");
+    assert!(!shown.body.contains("id=\"already-voided\""));
+    let again = dc_a.post("/provider/void", "record_id=r1&reason=double+charge");
+    assert!(
+        !again.body.contains("id=\"already-voided\""),
+        "showing the confirmation voids nothing"
+    );
+
+    // Another reason with this confirmation voids nothing.
+    let confirm = token(&shown);
+    let r = dc_a.post(
+        "/provider/void",
+        &format!("record_id=r1&reason=other&confirm={confirm}"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(refusal(&r).1, "record_changed_since_confirmed");
+
+    let r = dc_a.post(
+        "/provider/void",
+        &format!("record_id=r1&reason=double+charge&confirm={confirm}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("id=\"void-result\" data-voided=\"true\""),
+        "{}",
+        r.body
+    );
+    let after = dc_a.post("/provider/void", "record_id=r1&reason=double+charge");
+    assert!(
+        after.body.contains("id=\"already-voided\""),
+        "{}",
+        after.body
+    );
+
+    // A record that does not exist: the form again, the id kept, the error beside it.
+    let r = dc_a.post("/provider/void", "record_id=nope&reason=x");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let (field, code, _) = refusal(&r);
+    assert_eq!(
+        (field.as_str(), code.as_str()),
+        ("record_id", "record_not_found")
+    );
+    assert!(r.body.contains("value=\"nope\""));
+
+    // Another provider's records, or finance: refused.
+    let dc_b = Browser::sign_in(&f.http, &f.tokens.dc_b);
+    let r = dc_b.post("/provider/void", "provider=dc-a&record_id=r4&reason=x");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = finance.post("/provider/void", "provider=dc-a&record_id=r4&reason=x");
+    assert_eq!(r.status, 403, "{}", r.body);
+}

@@ -62,6 +62,9 @@ pub enum Code {
     AmountExceedsOwed,
     ReferenceReused,
     PaymentChangedSinceConfirmed,
+    // Usage records.
+    RecordNotFound,
+    RecordChangedSinceConfirmed,
     // Anything else.
     NoPage,
     MethodNotServed,
@@ -73,7 +76,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 54] = [
+    pub const ALL: [Code; 56] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -122,6 +125,8 @@ impl Code {
         Code::AmountExceedsOwed,
         Code::ReferenceReused,
         Code::PaymentChangedSinceConfirmed,
+        Code::RecordNotFound,
+        Code::RecordChangedSinceConfirmed,
         Code::NoPage,
         Code::MethodNotServed,
         Code::NotFound,
@@ -180,6 +185,8 @@ impl Code {
             Code::AmountExceedsOwed => "amount_exceeds_owed",
             Code::ReferenceReused => "reference_reused",
             Code::PaymentChangedSinceConfirmed => "payment_changed_since_confirmed",
+            Code::RecordNotFound => "record_not_found",
+            Code::RecordChangedSinceConfirmed => "record_changed_since_confirmed",
             Code::NoPage => "no_page",
             Code::MethodNotServed => "method_not_served",
             Code::NotFound => "not_found",

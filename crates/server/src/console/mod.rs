@@ -1006,8 +1006,38 @@ async fn route(
             } else {
                 require(p, READERS, "choosing a provider")?;
             }
-            let body = pages::provider(console, ctx, provider).await?;
+            let body = pages::provider(console, ctx, provider, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["provider", "void"]) => {
+            let form = posted(ctx, body)?;
+            let p = ctx.principal();
+            let provider = match (p, form.optional("provider")) {
+                (Principal::Provider(own), None) => own.clone(),
+                (_, Some(x)) => x.to_owned(),
+                (_, None) => {
+                    return Err(ConsoleError::field("provider", Code::Missing, "is missing"));
+                }
+            };
+            if !pages::may_void(p, &provider) {
+                return Err(ConsoleError::Forbidden(
+                    Code::RoleRefused,
+                    format!(
+                        "voiding {provider:?}'s usage records needs that provider or an administrator; you are signed in as {}",
+                        p.role()
+                    ),
+                ));
+            }
+            match pages::void_record(console, ctx, &provider, &form).await {
+                Ok(body) => Ok(html(ctx, StatusCode::OK, body)),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let kept =
+                        pages::Kept::of("void", &form, &["record_id", "reason"], e.as_field());
+                    let page = pages::provider(console, ctx, Some(provider), Some(kept)).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("GET", ["provider", "statement.csv"]) => {
             let p = signed_in(ctx)?;

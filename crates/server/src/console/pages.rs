@@ -287,6 +287,10 @@ struct ProviderPage<'a> {
     reasons: Vec<ReasonRow>,
     /// The query of the statement link (`?provider=…`) for readers.
     extra: String,
+    /// The void form is offered to the provider itself (and to an administrator).
+    may_void: bool,
+    /// A refused void form, shown again.
+    kept: Option<Kept>,
 }
 
 /// The provider view: records per day by outcome, rejects by reason with examples, payables
@@ -295,6 +299,7 @@ pub async fn provider(
     console: &Arc<Console>,
     ctx: &Ctx,
     provider: Option<String>,
+    kept: Option<Kept>,
 ) -> Result<String, ConsoleError> {
     let Some(provider) = provider else {
         let (_, ids) = console
@@ -384,6 +389,154 @@ pub async fn provider(
         days: by_day.into_iter().rev().collect(),
         reasons,
         extra,
+        may_void: may_void(ctx.principal(), &provider),
+        kept,
+    }))
+}
+
+/// The gRPC rule for voiding usage records: the provider its own, an administrator any.
+pub fn may_void(p: &Principal, provider: &str) -> bool {
+    match p {
+        Principal::Provider(own) => own == provider,
+        Principal::Admin => true,
+        _ => false,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm_void.html")]
+struct ConfirmVoidPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    provider: &'a str,
+    record: &'a suanli_domain::usage::UsageRecord,
+    reason: &'a str,
+    /// When the record was voided already: voiding again changes nothing.
+    voided_at: Option<&'a str>,
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "voided.html")]
+struct VoidedPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    provider: &'a str,
+    record_id: &'a str,
+    /// `true` when this request voided it, `false` when it was voided before.
+    now: bool,
+    at: &'a str,
+    back: String,
+}
+
+impl ConfirmVoidPage<'_> {
+    fn quantity(&self) -> String {
+        self.record.quantity.normalize().to_string()
+    }
+
+    fn when(&self, t: &chrono::DateTime<chrono::FixedOffset>) -> String {
+        t.with_timezone(&shanghai())
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+}
+
+/// Voids one of `provider`'s usage records: the first post shows the record and what voiding
+/// it does and asks for confirmation; the confirmed post voids it (once: again is a no-op).
+pub async fn void_record(
+    console: &Arc<Console>,
+    ctx: &Ctx,
+    provider: &str,
+    form: &Form,
+) -> Result<String, ConsoleError> {
+    let record_id = form.required("record_id")?.to_owned();
+    let reason = form.required("reason")?.to_owned();
+    if reason.chars().count() > crate::grpc::metering::VOID_REASON_CHARS_MAX {
+        return Err(ConsoleError::field(
+            "reason",
+            Code::TooLong,
+            "the reason is too long",
+        ));
+    }
+    let (p, r) = (provider.to_owned(), record_id.clone());
+    let stored = console
+        .store(move |s| s.record(&p, &r))
+        .await?
+        .map_err(|e| ConsoleError::Unavailable(format!("store: {e}")))?
+        .ok_or_else(|| {
+            ConsoleError::Field(
+                FieldError::new(
+                    "record_id",
+                    Code::RecordNotFound,
+                    format!("provider {provider:?} has no record {record_id:?}"),
+                ),
+                StatusCode::NOT_FOUND,
+            )
+        })?;
+    let confirm = confirmation(
+        ctx,
+        &[
+            "void",
+            provider,
+            &record_id,
+            &reason,
+            stored.voided_at.as_deref().unwrap_or(""),
+        ],
+    );
+    match form.optional("confirm") {
+        None => {
+            return Ok(page(&ConfirmVoidPage {
+                ctx,
+                title: tr(ctx, "confirm.void_title"),
+                provider,
+                record: &stored.record,
+                reason: &reason,
+                voided_at: stored.voided_at.as_deref(),
+                confirm,
+            }));
+        }
+        Some(given) if !super::same_secret(given, &confirm) => {
+            return Err(ConsoleError::field(
+                "void",
+                Code::RecordChangedSinceConfirmed,
+                "the record or the reason differs from the one confirmed",
+            ));
+        }
+        Some(_) => {}
+    }
+    let actor = ctx.actor.clone().expect("signed in");
+    let (p, r, why) = (provider.to_owned(), record_id.clone(), reason.clone());
+    let result = console
+        .store(move |s| suanli_app::usage::void(s, &p, &r, &why, &actor))
+        .await?
+        .map_err(|e| ConsoleError::Unavailable(format!("store: {e}")))?;
+    let (now, at) = match result {
+        suanli_store::VoidResult::Voided { at } => (true, at),
+        suanli_store::VoidResult::AlreadyVoided { at } => (false, at),
+        suanli_store::VoidResult::NotFound => {
+            return Err(ConsoleError::Field(
+                FieldError::new(
+                    "record_id",
+                    Code::RecordNotFound,
+                    format!("provider {provider:?} has no record {record_id:?}"),
+                ),
+                StatusCode::NOT_FOUND,
+            ));
+        }
+    };
+    let back = if matches!(ctx.principal(), Principal::Provider(_)) {
+        "/provider".to_owned()
+    } else {
+        format!("/provider?provider={}", url_encode(provider))
+    };
+    Ok(page(&VoidedPage {
+        ctx,
+        title: tr(ctx, "void.title"),
+        provider,
+        record_id: &record_id,
+        now,
+        at: &at,
+        back,
     }))
 }
 
@@ -424,27 +577,44 @@ impl Kept {
     }
 }
 
+/// The value sent in `name` of `form`, when that form was refused.
+fn kept_value<'a>(kept: &'a Option<Kept>, form: &str, name: &str) -> &'a str {
+    kept.as_ref()
+        .filter(|k| k.form == form)
+        .and_then(|k| k.values.iter().find(|(n, _)| *n == name))
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The refusal to show next to `name` of `form`; `*` takes a refusal naming no field of the
+/// form (shown above its fields).
+fn kept_error<'a>(kept: &'a Option<Kept>, form: &str, name: &str) -> Option<&'a FieldError> {
+    let k = kept.as_ref().filter(|k| k.form == form)?;
+    let own = k.values.iter().any(|(n, _)| *n == k.error.field);
+    let here = if name == "*" {
+        !own
+    } else {
+        k.error.field == name
+    };
+    here.then_some(&k.error)
+}
+
 impl FinancePage<'_> {
-    /// The value sent in `name` of `form`, when that form was refused.
     fn kept(&self, form: &str, name: &str) -> &str {
-        self.kept
-            .as_ref()
-            .filter(|k| k.form == form)
-            .and_then(|k| k.values.iter().find(|(n, _)| *n == name))
-            .map_or("", |(_, v)| v.as_str())
+        kept_value(&self.kept, form, name)
     }
 
-    /// The refusal to show next to `name` of `form`; `*` takes a refusal naming no field of
-    /// the form (shown above its fields).
     fn error_at(&self, form: &str, name: &str) -> Option<&FieldError> {
-        let k = self.kept.as_ref().filter(|k| k.form == form)?;
-        let own = k.values.iter().any(|(n, _)| *n == k.error.field);
-        let here = if name == "*" {
-            !own
-        } else {
-            k.error.field == name
-        };
-        here.then_some(&k.error)
+        kept_error(&self.kept, form, name)
+    }
+}
+
+impl ProviderPage<'_> {
+    fn kept(&self, form: &str, name: &str) -> &str {
+        kept_value(&self.kept, form, name)
+    }
+
+    fn error_at(&self, form: &str, name: &str) -> Option<&FieldError> {
+        kept_error(&self.kept, form, name)
     }
 }
 
@@ -1176,6 +1346,8 @@ view!(
     RunPage,
     ConfirmRunPage,
     ConfirmPaymentPage,
+    ConfirmVoidPage,
+    VoidedPage,
     PaymentPage,
     AuditPage,
 );
