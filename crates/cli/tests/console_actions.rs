@@ -551,3 +551,32 @@ fn voids_are_confirmed_first() {
     let r = finance.post("/provider/void", "provider=dc-a&record_id=r4&reason=x");
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+// A journal filter that is not valid is kept as typed with its error beside it; the journal is
+// listed without it.
+#[test]
+fn a_bad_journal_filter_is_shown_beside_the_field() {
+    let f = start();
+    let auditor = Browser::sign_in(&f.http, &f.tokens.auditor);
+    let r = auditor.get("/audit?from=2025-13-40&account=payable");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("id=\"journal\""), "the page: {}", r.body);
+    assert!(
+        r.body.contains(
+            "name=\"from\" type=\"date\" value=\"2025-13-40\"><span class=\"error\" id=\"error\" data-field=\"from\" data-code=\"day_not_a_date\">"
+        ),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("value=\"payable\""),
+        "the other filters are kept"
+    );
+    let r = auditor.get("/audit?run=abc");
+    assert_eq!(r.status, 400);
+    assert_eq!(refusal_field(&r), "run");
+}
+
+fn refusal_field(r: &Response) -> String {
+    r.error_field().expect("an error naming its field")
+}

@@ -65,6 +65,7 @@ struct AccountPage<'a> {
     enrolment: Option<Enrolment>,
     password_session: bool,
     listed: Vec<Listed>,
+    refused: Option<super::FieldError>,
 }
 
 view!(AccountPage);
@@ -74,7 +75,13 @@ fn page(template: &impl Template) -> String {
 }
 
 impl Console {
-    pub(super) async fn account_page(&self, ctx: &Ctx) -> Result<String, ConsoleError> {
+    /// The account page; `refused` is a refused enrolment or revocation, shown beside its
+    /// field.
+    pub(super) async fn account_page(
+        &self,
+        ctx: &Ctx,
+        refused: Option<super::FieldError>,
+    ) -> Result<String, ConsoleError> {
         let actor = ctx.actor.as_ref().expect("signed in");
         let id = ctx.session_id.clone().expect("signed in");
         let row = match &actor.user {
@@ -135,6 +142,7 @@ impl Console {
             enrolment,
             password_session,
             listed,
+            refused,
         }))
     }
 

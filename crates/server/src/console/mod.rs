@@ -812,18 +812,30 @@ async fn route(
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["account"]) => {
             signed_in(ctx)?;
-            let body = console.account_page(ctx).await?;
+            let body = console.account_page(ctx, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("POST", ["account", "totp"]) => {
             let form = posted(ctx, body)?;
-            console.enrol_totp(ctx, form.required("code")?).await?;
-            Ok(redirect(ctx, "/account"))
+            match console.enrol_totp(ctx, form.required("code")?).await {
+                Ok(()) => Ok(redirect(ctx, "/account")),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let page = console.account_page(ctx, Some(e.as_field())).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("POST", ["account", "sessions", "revoke"]) => {
             let form = posted(ctx, body)?;
-            console.revoke_session(ctx, form.required("session")?)?;
-            Ok(redirect(ctx, "/account"))
+            match console.revoke_session(ctx, form.required("session")?) {
+                Ok(()) => Ok(redirect(ctx, "/account")),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let page = console.account_page(ctx, Some(e.as_field())).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("GET", [""]) => {
             let p = signed_in(ctx)?;
@@ -1133,8 +1145,8 @@ async fn route(
         ("GET", ["audit"]) => {
             let p = signed_in(ctx)?;
             require(p, READERS, "the journal and the trial balance")?;
-            let body = pages::audit(console, ctx, query).await?;
-            Ok(html(ctx, StatusCode::OK, body))
+            let (status, body) = pages::audit(console, ctx, query).await?;
+            Ok(html(ctx, status, body))
         }
         ("POST", ["audit", "runs", id, "rederive"]) => {
             posted(ctx, body)?;

@@ -1231,27 +1231,44 @@ struct AuditPage<'a> {
     balanced: bool,
     /// Posted runs, newest first.
     posted: Vec<&'a RunRow>,
+    /// A filter that is not valid, shown beside it.
+    refused: Option<FieldError>,
 }
 
 /// The auditor view: the journal with filters, the trial balance, and re-derive on posted runs.
+/// The audit page and its status: a filter that is not valid is shown as typed with its error
+/// beside it (HTTP 400), and the journal is listed without it.
 pub async fn audit(
     console: &Arc<Console>,
     ctx: &Ctx,
     query: &Form,
-) -> Result<String, ConsoleError> {
+) -> Result<(StatusCode, String), ConsoleError> {
     let account = query.optional("account").unwrap_or("").to_owned();
-    let from = day_field(query, "from")?.map(str::to_owned);
-    let to = day_field(query, "to")?.map(str::to_owned);
-    let run = match query.optional("run") {
-        None => None,
-        Some(r) => Some(r.parse::<i64>().ok().filter(|r| *r > 0).ok_or_else(|| {
-            ConsoleError::field(
-                "run",
-                Code::RunNotANumber,
-                format!("{r:?} is not a run number"),
-            )
-        })?),
+    let mut refused = None;
+    let mut keep = |r: Result<Option<String>, ConsoleError>| match r {
+        Ok(v) => v,
+        Err(e) => {
+            refused.get_or_insert(e.as_field());
+            None
+        }
     };
+    let from = keep(day_field(query, "from").map(|d| d.map(str::to_owned)));
+    let to = keep(day_field(query, "to").map(|d| d.map(str::to_owned)));
+    let run = keep(match query.optional("run") {
+        None => Ok(None),
+        Some(r) => r
+            .parse::<i64>()
+            .ok()
+            .filter(|r| *r > 0)
+            .map(|r| Some(r.to_string()))
+            .ok_or_else(|| {
+                ConsoleError::field(
+                    "run",
+                    Code::RunNotANumber,
+                    format!("{r:?} is not a run number"),
+                )
+            }),
+    });
     let (journals, totals, runs) = console
         .store(|s| {
             Ok::<_, settle::SettleError>((
@@ -1262,7 +1279,7 @@ pub async fn audit(
         })
         .await?
         .map_err(|e| settle_error(e, "journal"))?;
-    let run_reference = run.map(|r| format!("run:{r}"));
+    let run_reference = run.as_ref().map(|r| format!("run:{r}"));
     let selected: Vec<&JournalRow> = journals
         .iter()
         .rev()
@@ -1280,13 +1297,19 @@ pub async fn audit(
     let debit: i128 = totals.iter().map(|t| i128::from(t.1)).sum();
     let credit: i128 = totals.iter().map(|t| i128::from(t.2)).sum();
     let sum = |v: i128| Fen(i64::try_from(v).unwrap_or(i64::MAX));
-    Ok(page(&AuditPage {
+    let status = if refused.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = page(&AuditPage {
         ctx,
         title: tr(ctx, "audit.title"),
         account: &account,
-        from: from.as_deref().unwrap_or(""),
-        to: to.as_deref().unwrap_or(""),
-        run: run.map_or(String::new(), |r| r.to_string()),
+        from: query.optional("from").unwrap_or(""),
+        to: query.optional("to").unwrap_or(""),
+        run: query.optional("run").unwrap_or("").to_owned(),
+        refused,
         selected: selected.len(),
         journals: selected.into_iter().take(JOURNALS_SHOWN_MAX).collect(),
         totals: totals
@@ -1306,7 +1329,8 @@ pub async fn audit(
         credit: sum(credit),
         balanced: debit == credit,
         posted: runs.iter().filter(|r| r.status == "posted").rev().collect(),
-    }))
+    });
+    Ok((status, body))
 }
 
 /// Re-derives a run from its frozen inputs and shows the run with the result.
