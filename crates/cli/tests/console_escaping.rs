@@ -154,6 +154,11 @@ fn hostile_names_are_escaped_on_every_page() {
     assert_eq!(created.status, 303, "{}", created.body);
     let f2 = Browser::sign_in(&http, &finance_2);
     assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+    check(
+        "post confirmation",
+        &f2.post("/finance/runs/1/post", ""),
+        &[PROGRAMME],
+    );
     let posted = f2.post_confirmed("/finance/runs/1/post", "");
     assert!(
         [200, 303].contains(&posted.status),
@@ -222,6 +227,22 @@ fn hostile_names_are_escaped_on_every_page() {
         "re-derived run",
         &audit.post("/audit/runs/1/rederive", ""),
         &[PROGRAMME, ENTERPRISE],
+    );
+    check(
+        "payment confirmation",
+        &f1.post(
+            "/finance/payments",
+            &format!(
+                "payee=dc-a&programme={}&amount=1.00&reference=R-1",
+                enc(PROGRAMME)
+            ),
+        ),
+        &[PROGRAMME, PERSON],
+    );
+    check(
+        "void confirmation",
+        &Browser::sign_in(&http, &dc_a).post("/provider/void", "record_id=r1&reason=x"),
+        &[ENTERPRISE],
     );
     let payment = f1.post_confirmed(
         "/finance/payments",
