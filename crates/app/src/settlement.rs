@@ -443,6 +443,21 @@ pub fn show_run<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunV
     })
 }
 
+/// The user who created run `run_id`, from the audit log's `run.create` entry (`user:<id> …`);
+/// `None` when a credential without a user created it.
+pub fn run_creator_user_id(store: &mut dyn Store, run_id: i64) -> Result<Option<i64>> {
+    in_tx(store, |tx| {
+        let actor = suanli_store::audit::first_actor(tx, "run.create", &format!("run:{run_id}"))?;
+        Ok(actor.and_then(|a| {
+            a.strip_prefix("user:")?
+                .split(' ')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        }))
+    })
+}
+
 pub fn list_runs<S: Transact + ?Sized>(
     store: &mut S,
     programme: Option<&str>,

@@ -39,7 +39,7 @@ fn settle_march(f: &Fixture) -> (Browser, Browser) {
     assert_eq!(created.header("location"), Some("/finance/runs/1"));
     let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
     assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post("/finance/runs/1/post", "").status, 303);
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
     (f1, f2)
 }
 
@@ -128,7 +128,7 @@ fn console_enforces_roles_and_shows_the_ledger() {
     // Finance 2 approves and posts; the enterprise sees it paid, with thousands separators.
     let f2 = Browser::sign_in(http, &f.tokens.finance_2);
     assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post("/finance/runs/1/post", "").status, 303);
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
     assert!(
         f2.get("/finance/runs/1")
             .body
@@ -586,15 +586,15 @@ fn adversarial_console_forms_change_nothing() {
     );
 
     // And a good payment does change it, once: the same reference again is a duplicate.
-    let ok = f1.post("/finance/payments", &pay("1000.50"));
+    let ok = f1.post_confirmed("/finance/payments", &pay("1000.50"));
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("¥1,000.50") && ok.body.contains("¥448,999.50"));
     let after = state(&f);
     assert_ne!(after, before);
-    let again = f1.post("/finance/payments", &pay("1000.50"));
+    let again = f1.post_confirmed("/finance/payments", &pay("1000.50"));
     assert_eq!(again.status, 200);
     assert_eq!(state(&f), after, "a repeated payment books nothing");
-    let other = f1.post("/finance/payments", &pay("2.00"));
+    let other = f1.post_confirmed("/finance/payments", &pay("2.00"));
     assert_eq!(other.status, 409, "{}", other.body);
     assert_eq!(other.error_field().as_deref(), Some("reference"));
 }

@@ -271,6 +271,15 @@ fn totp_enrolment(db: Db) {
         &format!("csrf={csrf}&code=000000"),
     );
     assert_eq!(wrong.status, 400, "{}", wrong.body);
+    // The account page again, the same key to enrol, the refusal beside the code.
+    assert!(
+        wrong.body.contains(&format!("id=\"totp-secret\">{secret}<"))
+            && wrong
+                .body
+                .contains("maxlength=\"6\"><p class=\"error\" id=\"error\" data-field=\"code\" data-code=\"code_wrong\">"),
+        "{}",
+        wrong.body
+    );
     let code = suanli_app::totp::code_at(&secret, now_secs()).unwrap();
     let ok = post(
         &http,

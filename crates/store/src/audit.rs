@@ -70,3 +70,14 @@ pub fn entries(tx: &mut dyn Sql) -> Result<Vec<Entry>> {
     .map(|r| entry_of(r))
     .collect()
 }
+
+/// The actor of the first entry of `action` on `subject` (`run.create` of `run:7`), if any.
+pub fn first_actor(tx: &mut dyn Sql, action: &str, subject: &str) -> Result<Option<String>> {
+    tx.query(
+        "SELECT actor FROM audit_log WHERE action = $1 AND subject = $2 ORDER BY seq LIMIT 1",
+        &[action.into(), subject.into()],
+    )?
+    .first()
+    .map(|r| r[0].text())
+    .transpose()
+}

@@ -1203,6 +1203,56 @@ fn an_audit_row_that_is_not_text_is_named_by_its_seq() {
     assert!(err.contains("seq = 2") && err.contains("actor"), "{err}");
 }
 
+// The first actor of an action on a subject is found, on every backend: the console names a
+// run's creator by it (its `run.create` audit entry).
+#[test]
+fn the_first_actor_of_an_action_on_a_subject() {
+    on_every_backend(|url| {
+        let mut store = suanli_store::open(url).expect("store opens");
+        let mut found = Vec::new();
+        store
+            .transaction(&mut |tx| {
+                for (actor, action, subject) in [
+                    ("user:7 甲 (a)", "run.create", "run:1"),
+                    ("user:8 乙 (b)", "run.approve", "run:1"),
+                    ("user:9 丙 (c)", "run.create", "run:2"),
+                    ("user:8 乙 (b)", "run.create", "run:1"),
+                ] {
+                    suanli_store::audit::append(
+                        tx,
+                        suanli_domain::audit::NewEntry {
+                            actor: actor.into(),
+                            role: "finance".into(),
+                            action: action.into(),
+                            subject: subject.into(),
+                            at: "2025-03-01T00:00:00Z".into(),
+                            request_id: String::new(),
+                            digest: String::new(),
+                        },
+                    )?;
+                }
+                for (action, subject) in [
+                    ("run.create", "run:1"),
+                    ("run.create", "run:2"),
+                    ("run.approve", "run:2"),
+                ] {
+                    found.push(suanli_store::audit::first_actor(tx, action, subject)?);
+                }
+                Ok(())
+            })
+            .expect("entries written and read");
+        assert_eq!(
+            found,
+            [
+                Some("user:7 甲 (a)".to_owned()),
+                Some("user:9 丙 (c)".to_owned()),
+                None
+            ],
+            "{url}"
+        );
+    });
+}
+
 // A registry's names interned in slices before its version is stored (as a large load does)
 // are interned once: the version interns nothing more, records for them are stored, and a
 // reopened store (or another replica) knows them.

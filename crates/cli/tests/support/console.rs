@@ -309,6 +309,23 @@ impl Browser {
         self.post_raw(path, body.as_bytes())
     }
 
+    /// Posts `fields`, and when the console asks for confirmation (posting or cancelling a
+    /// run, a payment), confirms what it showed; returns the confirmed answer.
+    pub fn post_confirmed(&self, path: &str, fields: &str) -> Response {
+        let first = self.post(path, fields);
+        let Some(at) = first.body.find("name=\"confirm\" value=\"") else {
+            return first;
+        };
+        let rest = &first.body[at + "name=\"confirm\" value=\"".len()..];
+        let token = &rest[..rest.find('"').unwrap()];
+        let fields = if fields.is_empty() {
+            format!("confirm={token}")
+        } else {
+            format!("{fields}&confirm={token}")
+        };
+        self.post(path, &fields)
+    }
+
     pub fn post_raw(&self, path: &str, body: &[u8]) -> Response {
         request(&self.addr, "POST", path, &self.cookies, Some(body))
     }

@@ -1,12 +1,13 @@
 //! The account page of a signed-in person: who they are, their authenticator (TOTP enrolment
 //! with a QR code, RFC 6238), and their sessions, each revocable.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::format::esc;
-use super::pages::{layout, tr};
-use super::{Console, ConsoleError, Ctx, SignedInWith, alive};
+use askama::Template;
+
+use super::pages::tr;
+use super::view::{Markup, View, view};
+use super::{Code, Console, ConsoleError, Ctx, SignedInWith, alive};
 
 /// One of the user's sessions, as the page lists it.
 struct Listed {
@@ -17,8 +18,27 @@ struct Listed {
     current: bool,
 }
 
-/// The enrolment QR code of `url` as inline SVG (allowed by the console's CSP, unlike scripts).
-fn qr_svg(url: &str) -> String {
+/// The enrolment QR code and the key to type instead.
+struct Enrolment {
+    qr: QrCode,
+    secret: String,
+}
+
+/// The enrolment QR code as inline SVG (allowed by the console's CSP, unlike scripts), drawn by
+/// the `qrcode` crate: dark modules as paths, no text from the page.
+struct QrCode(String);
+
+impl std::fmt::Display for QrCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// The SVG is the qrcode crate's drawing of the code's modules; nothing of the input appears
+// in it as text.
+impl askama::filters::HtmlSafe for QrCode {}
+
+fn qr_svg(url: &str) -> QrCode {
     match qrcode::QrCode::new(url.as_bytes()) {
         Ok(code) => {
             let svg = code
@@ -26,15 +46,42 @@ fn qr_svg(url: &str) -> String {
                 .min_dimensions(200, 200)
                 .build();
             // Inline in HTML: without the XML declaration.
-            svg.find("<svg")
-                .map_or(svg.clone(), |at| svg[at..].to_owned())
+            QrCode(
+                svg.find("<svg")
+                    .map_or(svg.clone(), |at| svg[at..].to_owned()),
+            )
         }
-        Err(_) => String::new(),
+        Err(_) => QrCode(String::new()),
     }
 }
 
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    who: &'a str,
+    enrolled: bool,
+    enrolment: Option<Enrolment>,
+    password_session: bool,
+    listed: Vec<Listed>,
+    refused: Option<super::FieldError>,
+}
+
+view!(AccountPage);
+
+fn page(template: &impl Template) -> String {
+    Markup::render(template).into_string()
+}
+
 impl Console {
-    pub(super) async fn account_page(&self, ctx: &Ctx) -> Result<String, ConsoleError> {
+    /// The account page; `refused` is a refused enrolment or revocation, shown beside its
+    /// field.
+    pub(super) async fn account_page(
+        &self,
+        ctx: &Ctx,
+        refused: Option<super::FieldError>,
+    ) -> Result<String, ConsoleError> {
         let actor = ctx.actor.as_ref().expect("signed in");
         let id = ctx.session_id.clone().expect("signed in");
         let row = match &actor.user {
@@ -76,104 +123,59 @@ impl Console {
             (password_session, pending, listed)
         };
 
-        let mut main = format!(
-            "<section class=\"card narrow\"><h1>{title}</h1><p id=\"person\">{who}</p>",
-            title = tr(ctx, "account.title"),
-            who = esc(&actor.actor),
-        );
-        main.push_str(&format!("<h2>{}</h2>", tr(ctx, "account.totp")));
-        match (&row, pending) {
-            (Some(r), _) if r.totp_secret.is_some() => {
-                let _ = write!(
-                    main,
-                    "<p id=\"totp-status\" data-enrolled=\"true\">{}</p>",
-                    tr(ctx, "account.totp_on")
-                );
-            }
-            (Some(r), Some(secret)) => {
+        // The enrolment's QR code and key, while the user has no authenticator.
+        let enrolment = match (&row, pending) {
+            (Some(r), Some(secret)) if r.totp_secret.is_none() => {
                 let url = suanli_app::totp::otpauth_url(&secret, &r.login);
-                if ctx.must_enrol {
-                    let _ = write!(
-                        main,
-                        "<p class=\"error\" id=\"error\" data-field=\"code\">{}</p>",
-                        tr(ctx, "account.totp_required")
-                    );
-                }
-                let _ = write!(
-                    main,
-                    "<p id=\"totp-status\" data-enrolled=\"false\">{intro}</p><div class=\"qr\">{qr}</div>\
-<p>{manual} <code id=\"totp-secret\">{secret}</code></p>\
-<form method=\"post\" action=\"/account/totp\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"code\">{code}</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required maxlength=\"6\">\
-<button type=\"submit\">{confirm}</button></form>",
-                    intro = tr(ctx, "account.totp_intro"),
-                    qr = qr_svg(&url),
-                    manual = tr(ctx, "account.totp_manual"),
-                    secret = esc(&secret),
-                    csrf = esc(&ctx.csrf),
-                    code = tr(ctx, "signin.code"),
-                    confirm = tr(ctx, "account.totp_confirm"),
-                );
+                Some(Enrolment {
+                    qr: qr_svg(&url),
+                    secret,
+                })
             }
-            _ => {
-                let why = if password_session {
-                    tr(ctx, "account.totp_none")
-                } else {
-                    tr(ctx, "account.totp_token")
-                };
-                let _ = write!(main, "<p id=\"totp-status\">{why}</p>");
-            }
-        }
-        let _ = write!(
-            main,
-            "<h2>{}</h2><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
-            tr(ctx, "account.sessions"),
-            tr(ctx, "account.client"),
-            tr(ctx, "account.created_mins"),
-            tr(ctx, "account.seen_mins"),
-        );
-        for l in &listed {
-            let action = if l.current {
-                tr(ctx, "account.this_session").to_owned()
-            } else {
-                format!(
-                    "<form method=\"post\" action=\"/account/sessions/revoke\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"session\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
-                    esc(&ctx.csrf),
-                    esc(&l.handle),
-                    tr(ctx, "account.revoke")
-                )
-            };
-            let _ = write!(
-                main,
-                "<tr data-session=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
-                esc(&l.handle),
-                esc(&l.client),
-                l.created_mins,
-                l.seen_mins,
-            );
-        }
-        main.push_str("</tbody></table></section>");
-        Ok(layout(ctx, tr(ctx, "account.title"), &main))
+            _ => None,
+        };
+        Ok(page(&AccountPage {
+            ctx,
+            title: tr(ctx, "account.title"),
+            who: &actor.actor,
+            enrolled: row.as_ref().is_some_and(|r| r.totp_secret.is_some()),
+            enrolment,
+            password_session,
+            listed,
+            refused,
+        }))
     }
 
     /// Confirms the enrolment shown on the account page with a code from the app.
     pub(super) async fn enrol_totp(&self, ctx: &Ctx, code: &str) -> Result<(), ConsoleError> {
         let actor = ctx.actor.clone().expect("signed in");
         let id = ctx.session_id.clone().expect("signed in");
-        let user_id = actor
-            .user
-            .as_ref()
-            .map(|u| u.user_id)
-            .ok_or_else(|| ConsoleError::field("code", tr(ctx, "account.totp_token")))?;
+        let user_id = actor.user.as_ref().map(|u| u.user_id).ok_or_else(|| {
+            ConsoleError::field(
+                "code",
+                Code::EnrolWithPassword,
+                "a session signed in with an API token cannot enrol an authenticator",
+            )
+        })?;
         let secret = self
             .sessions
             .lock()
             .expect("sessions lock")
             .get(&id)
             .and_then(|s| s.pending_totp.clone())
-            .ok_or_else(|| ConsoleError::field("code", tr(ctx, "account.totp_reload")))?;
+            .ok_or_else(|| {
+                ConsoleError::field(
+                    "code",
+                    Code::EnrolReload,
+                    "no enrolment is pending; reload the account page",
+                )
+            })?;
         if !self.fresh_code(user_id, &secret, code) {
-            return Err(ConsoleError::field("code", tr(ctx, "signin.code_wrong")));
+            return Err(ConsoleError::field(
+                "code",
+                Code::CodeWrong,
+                "the one-time code is wrong, expired or already used",
+            ));
         }
         let stored = secret.clone();
         self.store(move |s| suanli_app::users::enrol_totp(s, &actor, user_id, &stored))
@@ -205,6 +207,7 @@ impl Console {
             }
             None => Err(ConsoleError::field(
                 "session",
+                Code::NotYourSession,
                 format!("{handle:?} is not one of your sessions"),
             )),
         }

@@ -3,22 +3,27 @@
 
 use std::collections::BTreeMap;
 
+use super::codes::Code;
+
 /// Longest form body accepted, in bytes.
 pub const FORM_BYTES_MAX: usize = 16 * 1024;
 /// Longest value of one field, in characters.
 pub const FIELD_CHARS_MAX: usize = 200;
 
-/// Why a form was refused; `field` names the offending field ("form" for the body as a whole).
+/// Why a form was refused; `field` names the offending field ("form" for the body as a whole),
+/// `code` the reason the page shows in its language, `message` the English detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
+    pub code: Code,
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(field: &str, message: impl Into<String>) -> FieldError {
+    pub fn new(field: &str, code: Code, message: impl Into<String>) -> FieldError {
         FieldError {
             field: field.to_owned(),
+            code,
             message: message.into(),
         }
     }
@@ -70,6 +75,7 @@ impl Form {
         if body.len() > FORM_BYTES_MAX {
             return Err(FieldError::new(
                 "form",
+                Code::FormTooLarge,
                 format!("body has {} bytes; at most {FORM_BYTES_MAX}", body.len()),
             ));
         }
@@ -81,20 +87,28 @@ impl Form {
             };
             let name = decode(name)
                 .and_then(|n| String::from_utf8(n).ok())
-                .ok_or_else(|| FieldError::new("form", "a field name is not valid UTF-8"))?;
+                .ok_or_else(|| {
+                    FieldError::new("form", Code::NotUtf8, "a field name is not valid UTF-8")
+                })?;
             let field = name.chars().take(40).collect::<String>();
-            let value =
-                decode(value).ok_or_else(|| FieldError::new(&field, "has a malformed %-escape"))?;
+            let value = decode(value).ok_or_else(|| {
+                FieldError::new(&field, Code::BadEscape, "has a malformed %-escape")
+            })?;
             let value = String::from_utf8(value)
-                .map_err(|_| FieldError::new(&field, "is not valid UTF-8"))?;
+                .map_err(|_| FieldError::new(&field, Code::NotUtf8, "is not valid UTF-8"))?;
             if value.chars().count() > FIELD_CHARS_MAX {
                 return Err(FieldError::new(
                     &field,
+                    Code::TooLong,
                     format!("is longer than {FIELD_CHARS_MAX} characters"),
                 ));
             }
             if fields.insert(name, value).is_some() {
-                return Err(FieldError::new(&field, "is given more than once"));
+                return Err(FieldError::new(
+                    &field,
+                    Code::Repeated,
+                    "is given more than once",
+                ));
             }
         }
         Ok(Form { fields })
@@ -104,8 +118,8 @@ impl Form {
     pub fn required(&self, name: &str) -> Result<&str, FieldError> {
         match self.fields.get(name).map(|v| v.trim()) {
             Some(v) if !v.is_empty() => Ok(v),
-            Some(_) => Err(FieldError::new(name, "is empty")),
-            None => Err(FieldError::new(name, "is missing")),
+            Some(_) => Err(FieldError::new(name, Code::Empty, "is empty")),
+            None => Err(FieldError::new(name, Code::Missing, "is missing")),
         }
     }
 
@@ -133,8 +147,9 @@ mod tests {
         assert_eq!(f.optional("empty"), None);
         assert_eq!(
             Form::parse(b"payee=%FF%FE").unwrap_err(),
-            FieldError::new("payee", "is not valid UTF-8")
+            FieldError::new("payee", Code::NotUtf8, "is not valid UTF-8")
         );
+        assert_eq!(f.required("payee").unwrap_err().code, Code::Missing);
         assert_eq!(Form::parse(b"payee=%G1").unwrap_err().field, "payee");
         assert_eq!(Form::parse(b"a=1&a=2").unwrap_err().field, "a");
         let long = format!("reference={}", "x".repeat(FIELD_CHARS_MAX + 1));

@@ -333,6 +333,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Preview lines (check before approving)",
     ),
     ("run.lines_posted", "已过账明细", "Posted lines"),
+    (
+        "run.created_by_you",
+        "您创建了此批次：须由另一位财务人员批准（四眼原则）。",
+        "You created this run: another finance user must approve it (four eyes).",
+    ),
     ("action.approve", "批准", "Approve"),
     ("action.post", "过账", "Post"),
     ("action.cancel", "取消", "Cancel"),
@@ -492,7 +497,348 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "验证器已移除。",
         "Authenticator removed.",
     ),
+    // Chart axes.
+    ("axis.month", "月份", "Month"),
+    ("axis.day", "日期（日）", "Day of month"),
+    ("axis.cny", "金额（元）", "CNY"),
+    ("axis.records", "记录数", "Records"),
+    // Codes shown by name: cut reasons, classes, accounts, funders, journal kinds.
+    ("cut.beneficiary_cap", "企业额度上限", "beneficiary cap"),
+    ("cut.provider_cap", "服务商额度上限", "provider cap"),
+    ("cut.pool", "资金池上限", "pool"),
+    ("category.compute", "算力", "compute"),
+    ("category.model", "模型", "model"),
+    ("category.data", "数据", "data"),
+    ("chip.domestic", "国产芯片", "domestic chips"),
+    ("chip.other", "其他芯片", "other chips"),
+    ("class.registered", "已备案模型", "registered model"),
+    ("account.expense", "资金池支出", "Subsidy expense"),
+    ("account.payable", "应付款", "Payable"),
+    ("account.paid", "已付款", "Paid out"),
+    ("funder.national", "国家", "national"),
+    ("funder.provincial", "省级", "provincial"),
+    ("funder.municipal", "市级", "municipal"),
+    ("funder.city", "市级", "city"),
+    ("funder.district", "区级", "district"),
+    ("journal.run", "结算过账", "Settlement"),
+    ("journal.payment", "付款", "Payment"),
+    ("journal.opening", "期初余额", "Opening balance"),
+    ("debit_balance", "借方余额", "Debit balance"),
+    (
+        "credit_balance",
+        "贷方余额（应付）",
+        "Credit balance (owed)",
+    ),
+    // Confirmations before an action that cannot be taken back.
+    ("confirm.post", "确认过账", "Confirm posting"),
+    ("confirm.cancel", "确认取消", "Confirm cancelling"),
+    (
+        "confirm.effect.post",
+        "过账后将生成记账凭证：以下收款方的应付款增加，企业的已拨付增加。过账不可撤销，更正只能在后续批次中调整。",
+        "Posting books a journal: what each payee below is owed grows, and so does what each enterprise was paid. A posted run cannot be undone; corrections come as adjustments in later runs.",
+    ),
+    (
+        "confirm.effect.cancel",
+        "取消后该批次不能再批准或过账，其明细不会入账；之后可为同一期间新建批次。",
+        "A cancelled run can no longer be approved or posted and books nothing; a new run of the same month can be created afterwards.",
+    ),
+    ("confirm.submit.post", "确认过账", "Post the run"),
+    ("confirm.submit.cancel", "确认取消批次", "Cancel the run"),
+    ("confirm.payees", "收款方数", "Payees"),
+    ("confirm.back", "返回，不执行", "Back, do nothing"),
+    (
+        "confirm.payment_title",
+        "确认登记付款",
+        "Confirm the payment",
+    ),
+    (
+        "confirm.effect.payment",
+        "登记后将生成付款凭证：该收款方的未付金额减少。同一凭证号重复提交不会重复记账。",
+        "Recording books a payment journal: what the payee is owed falls by the amount. The same reference sent again books nothing twice.",
+    ),
+    (
+        "confirm.void_title",
+        "确认作废用量记录",
+        "Confirm voiding the usage record",
+    ),
+    (
+        "confirm.effect.void",
+        "作废后该记录不再计入补贴基数；如其所属期间已过账，下一结算批次将据此调整（扣回）。作废记入审计日志，不能撤销。",
+        "A voided record no longer counts towards any subsidy; if its month was posted, the next settlement run adjusts for it (claws it back). The void is in the audit log and cannot be undone.",
+    ),
+    (
+        "confirm.void_already",
+        "该记录已于此前作废：再次作废不会改变任何数据。",
+        "This record was voided before: voiding it again changes nothing.",
+    ),
+    ("confirm.submit.void", "确认作废", "Void the record"),
+    ("void.form", "作废用量记录", "Void a usage record"),
+    (
+        "void.intro",
+        "作废一条已提交的用量记录（如重复计费或错误记录）。提交后会先显示该记录供确认。",
+        "Void a usage record you sent (a double charge, a wrong record). The record is shown for confirmation first.",
+    ),
+    ("void.record_id", "记录编号", "Record id"),
+    ("void.reason", "作废原因", "Reason"),
+    ("void.submit", "查看并作废", "Review and void"),
+    ("void.title", "用量记录已作废", "Usage record voided"),
+    ("void.done", "记录已作废。", "The record is voided."),
+    (
+        "void.before",
+        "该记录此前已作废，未作任何更改。",
+        "The record was voided before; nothing changed.",
+    ),
+    ("void.at", "作废时间", "Voided at"),
+    ("record.beneficiary", "企业", "Beneficiary"),
+    ("record.sku", "产品（SKU）", "SKU"),
+    ("record.start", "开始", "Start"),
+    ("record.end", "结束", "End"),
+    ("record.quantity", "数量", "Quantity"),
+    ("confirm.owed_now", "当前未付", "Owed now"),
+    ("confirm.owed_after", "登记后未付", "Owed after"),
+    ("confirm.submit.payment", "确认登记", "Record the payment"),
+    // Refusal codes (codes.rs): shown next to the field, in the page's language.
+    ("code.missing", "请填写此项", "is missing"),
+    ("code.empty", "不能为空", "is empty"),
+    ("code.too_long", "内容过长", "is too long"),
+    (
+        "code.not_utf8",
+        "含有无效字符（不是 UTF-8）",
+        "is not valid UTF-8",
+    ),
+    (
+        "code.repeated",
+        "同一字段提交了多次",
+        "is given more than once",
+    ),
+    (
+        "code.bad_escape",
+        "编码有误（%-转义无效）",
+        "has a malformed %-escape",
+    ),
+    (
+        "code.form_too_large",
+        "表单内容过多",
+        "the form is too large",
+    ),
+    (
+        "code.amount_not_a_number",
+        "请填写金额（元），最多两位小数，不带千位分隔符，如 1000.50",
+        "enter an amount in CNY with at most 2 decimals and no separators, e.g. 1000.50",
+    ),
+    (
+        "code.amount_not_positive",
+        "金额必须大于零",
+        "the amount must be more than zero",
+    ),
+    (
+        "code.period_not_a_month",
+        "请选择月份（YYYY-MM）",
+        "choose a month (YYYY-MM)",
+    ),
+    (
+        "code.day_not_a_date",
+        "请填写日期（YYYY-MM-DD）",
+        "enter a date (YYYY-MM-DD)",
+    ),
+    ("code.year_not_a_year", "年度无效", "not a year"),
+    ("code.run_not_a_number", "批次编号无效", "not a run number"),
+    (
+        "code.sign_in_again",
+        "会话已结束，请重新登录",
+        "the session ended; sign in again",
+    ),
+    (
+        "code.csrf_missing",
+        "表单缺少安全令牌，请刷新页面后重试",
+        "the form carries no security token; reload the page",
+    ),
+    (
+        "code.csrf_mismatch",
+        "表单的安全令牌与当前会话不符，请刷新页面后重试",
+        "the form's security token is not this session's; reload the page",
+    ),
+    (
+        "code.role_refused",
+        "您的角色无权执行此操作",
+        "your role may not do this",
+    ),
+    (
+        "code.other_party",
+        "只能查看本单位的数据",
+        "you may see only your own organisation's figures",
+    ),
+    (
+        "code.enrol_first",
+        "请先在账户页面绑定验证器",
+        "enrol an authenticator on the account page first",
+    ),
+    (
+        "code.not_your_session",
+        "这不是您的会话",
+        "that is not one of your sessions",
+    ),
+    (
+        "code.code_wrong",
+        "验证码错误、已过期或已使用",
+        "the one-time code is wrong, expired or already used",
+    ),
+    (
+        "code.enrol_reload",
+        "请重新打开账户页面再绑定",
+        "reload the account page and enrol again",
+    ),
+    (
+        "code.enrol_with_password",
+        "使用 API 令牌登录的会话不能绑定验证器；请用登录名和密码登录",
+        "a session signed in with an API token cannot enrol an authenticator; sign in with your login and password",
+    ),
+    ("code.token_unknown", "令牌无效", "the token is unknown"),
+    ("code.token_revoked", "令牌已撤销", "the token is revoked"),
+    ("code.token_expired", "令牌已过期", "the token has expired"),
+    (
+        "code.token_user_disabled",
+        "令牌所属用户已停用",
+        "the token's user is disabled",
+    ),
+    (
+        "code.programme_not_found",
+        "当前目录中没有该政策项目",
+        "no such programme in the current registry",
+    ),
+    (
+        "code.period_outside_year",
+        "该月份不在政策项目的财政年度内",
+        "the month is outside the programme's fiscal year",
+    ),
+    (
+        "code.run_exists",
+        "该政策项目和期间已有未完成的批次",
+        "a run of this programme and month is already open",
+    ),
+    (
+        "code.earlier_run_open",
+        "较早期间的批次尚未过账或取消：期间须按顺序过账",
+        "a run of an earlier month is not posted or cancelled yet: months are posted in order",
+    ),
+    (
+        "code.period_posted",
+        "该政策项目已过账到更晚的期间；迟到的记录将在下一批次中调整",
+        "the programme is posted up to a later month; late records are adjusted in the next run",
+    ),
+    (
+        "code.nothing_to_settle",
+        "该期间没有用量，也没有需要调整的明细",
+        "nothing to settle in this month: no usage and no adjustments",
+    ),
+    ("code.run_not_found", "没有这个批次", "no such run"),
+    (
+        "code.run_not_open",
+        "只有待审批的批次可以批准",
+        "only an open run can be approved",
+    ),
+    (
+        "code.run_not_approved",
+        "只有已审批的批次可以过账",
+        "only an approved run can be posted",
+    ),
+    (
+        "code.run_posted",
+        "已过账的批次不能取消",
+        "a posted run cannot be cancelled",
+    ),
+    ("code.run_cancelled", "该批次已取消", "the run is cancelled"),
+    (
+        "code.run_stale",
+        "该批次计算后又有其他批次过账：请取消并重新生成",
+        "another run was posted after this one was computed: cancel it and create a new one",
+    ),
+    (
+        "code.four_eyes",
+        "四眼原则：批次须由创建人以外的另一位财务人员批准",
+        "four eyes: a run must be approved by a finance user other than its creator",
+    ),
+    (
+        "code.run_changed_since_confirmed",
+        "确认后批次已发生变化，请核对后重新确认",
+        "the run changed after you confirmed; check it and confirm again",
+    ),
+    (
+        "code.rederive_posted_only",
+        "只有已过账的批次可以重新推导",
+        "only posted runs are re-derived",
+    ),
+    (
+        "code.payee_owed_nothing",
+        "没有应付给该收款方的款项",
+        "nothing is owed to this payee",
+    ),
+    (
+        "code.programme_owes_nothing",
+        "该政策项目没有应付给该收款方的款项",
+        "this programme owes the payee nothing",
+    ),
+    (
+        "code.several_programmes",
+        "该收款方有多个政策项目的应付款，请填写政策项目",
+        "several programmes owe this payee: name one",
+    ),
+    (
+        "code.amount_exceeds_owed",
+        "金额超过未付金额",
+        "the amount is more than is owed",
+    ),
+    (
+        "code.reference_reused",
+        "该凭证号已用于另一笔付款",
+        "this reference was already used for a different payment",
+    ),
+    (
+        "code.payment_changed_since_confirmed",
+        "确认的付款与提交的不一致，请重新填写",
+        "the payment differs from the one confirmed; enter it again",
+    ),
+    (
+        "code.record_not_found",
+        "没有这条用量记录",
+        "no such usage record of this provider",
+    ),
+    (
+        "code.record_changed_since_confirmed",
+        "确认的作废与提交的不一致，请重新填写",
+        "the void differs from the one confirmed; enter it again",
+    ),
+    ("code.no_page", "没有这个页面", "no such page"),
+    (
+        "code.method_not_served",
+        "不支持该请求方式",
+        "this request method is not served",
+    ),
+    ("code.not_found", "未找到", "not found"),
+    ("code.invalid", "输入有误", "invalid input"),
+    (
+        "code.conflict",
+        "当前状态下无法执行",
+        "cannot be done in the current state",
+    ),
+    (
+        "code.unavailable",
+        "服务暂不可用，请稍后再试",
+        "the service is unavailable; try again later",
+    ),
 ];
+
+/// The string of `key` in `lang`, if the table has it: for codes that come from data (a
+/// funder of the registry's funding split), shown as they are when the table has no name.
+pub fn lookup(lang: Lang, key: &str) -> Option<&'static str> {
+    STRINGS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, zh, en)| match lang {
+            Lang::Zh => *zh,
+            Lang::En => *en,
+        })
+}
 
 /// The string of `key` in `lang`; an unknown key gives "" and a warning (the tests check that
 /// every key the pages use exists).
@@ -575,5 +921,34 @@ mod tests {
         }
         assert_eq!(t(Lang::Zh, "nav.finance"), "财务");
         assert_eq!(t(Lang::En, "nav.finance"), "Finance");
+    }
+
+    // Every literal key a template calls with t("…") exists, in both languages.
+    #[test]
+    fn template_keys_exist() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("the templates directory") {
+            let path = entry.expect("a template").path();
+            let source = std::fs::read_to_string(&path).expect("a template's text");
+            // `t("…")` calls, not `kept("…")` or `tk("…")`.
+            let calls = source.match_indices("t(\"").filter(|(at, _)| {
+                !source[..*at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            for (at, _) in calls {
+                let part = &source[at + 3..];
+                let key = &part[..part.find('"').unwrap()];
+                assert!(
+                    STRINGS.iter().any(|(k, _, _)| *k == key),
+                    "{} uses the missing key {key}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} keys found in the templates");
     }
 }

@@ -12,6 +12,7 @@
 
 mod account;
 mod charts;
+mod codes;
 mod form;
 mod format;
 mod i18n;
@@ -19,6 +20,7 @@ mod pages;
 mod payments;
 mod throttle;
 mod users;
+mod view;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +40,7 @@ use suanli_app::audit::{Actor, new_request_id};
 use suanli_app::ingest::WriterError;
 use suanli_app::settlement::{self as settle, SettleError};
 
+pub use codes::Code;
 pub use form::{FIELD_CHARS_MAX, FORM_BYTES_MAX, FieldError, Form};
 pub use format::cny;
 pub use i18n::Lang;
@@ -153,20 +156,48 @@ impl Ctx {
     }
 }
 
-/// Why a console request was refused: each becomes an HTTP status and a readable page.
+/// Why a console request was refused: each becomes an HTTP status and a readable page (or
+/// the form again, with the error next to its field). The English message is the detail for
+/// logs and English pages; the code is what every page shows, in its language.
 #[derive(Debug)]
 pub enum ConsoleError {
     /// No valid session: pages redirect to the sign-in form; posts get 401.
     SignIn(String),
-    Forbidden(String),
+    Forbidden(Code, String),
     Field(FieldError, StatusCode),
     NotFound(String),
     Unavailable(String),
 }
 
 impl ConsoleError {
-    fn field(field: &str, message: impl Into<String>) -> ConsoleError {
-        ConsoleError::Field(FieldError::new(field, message), StatusCode::BAD_REQUEST)
+    fn field(field: &str, code: Code, message: impl Into<String>) -> ConsoleError {
+        ConsoleError::Field(
+            FieldError::new(field, code, message),
+            StatusCode::BAD_REQUEST,
+        )
+    }
+
+    /// The HTTP status of the refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ConsoleError::SignIn(_) => StatusCode::UNAUTHORIZED,
+            ConsoleError::Forbidden(..) => StatusCode::FORBIDDEN,
+            ConsoleError::Field(_, status) => *status,
+            ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The refusal as a field error (the field at fault, its code and detail), for the pages
+    /// that show it next to the field.
+    pub fn as_field(&self) -> FieldError {
+        match self {
+            ConsoleError::SignIn(m) => FieldError::new("session", Code::SignInAgain, m.clone()),
+            ConsoleError::Forbidden(code, m) => FieldError::new("role", *code, m.clone()),
+            ConsoleError::Field(f, _) => f.clone(),
+            ConsoleError::NotFound(m) => FieldError::new("path", Code::NoPage, m.clone()),
+            ConsoleError::Unavailable(m) => FieldError::new("server", Code::Unavailable, m.clone()),
+        }
     }
 }
 
@@ -182,17 +213,19 @@ impl From<WriterError> for ConsoleError {
     }
 }
 
-/// A use-case error as a console error naming `field` where the request's input was at fault.
+/// A use-case error as a console error naming `field` where the request's input was at fault,
+/// with the refusal's code.
 fn settle_error(e: SettleError, field: &str) -> ConsoleError {
+    let code = Code::of_settle(&e);
     match e {
         SettleError::NotFound(m) => {
-            ConsoleError::Field(FieldError::new(field, m), StatusCode::NOT_FOUND)
+            ConsoleError::Field(FieldError::new(field, code, m), StatusCode::NOT_FOUND)
         }
-        SettleError::InvalidArgument(m) => ConsoleError::field(field, m),
+        SettleError::InvalidArgument(m) => ConsoleError::field(field, code, m),
         SettleError::FailedPrecondition(m) | SettleError::AlreadyExists(m) => {
-            ConsoleError::Field(FieldError::new(field, m), StatusCode::CONFLICT)
+            ConsoleError::Field(FieldError::new(field, code, m), StatusCode::CONFLICT)
         }
-        SettleError::PermissionDenied(m) => ConsoleError::Forbidden(m),
+        SettleError::PermissionDenied(m) => ConsoleError::Forbidden(code, m),
         SettleError::Store(e) => ConsoleError::Unavailable(format!("store: {e}")),
         SettleError::Unavailable(m) => ConsoleError::Unavailable(m),
     }
@@ -206,11 +239,14 @@ fn require(p: &Principal, allowed: &[&str], what: &str) -> Result<(), ConsoleErr
     if allowed.contains(&p.role()) {
         Ok(())
     } else {
-        Err(ConsoleError::Forbidden(format!(
-            "{what} needs one of the roles {}; you are signed in as {}",
-            allowed.join(", "),
-            p.role()
-        )))
+        Err(ConsoleError::Forbidden(
+            Code::RoleRefused,
+            format!(
+                "{what} needs one of the roles {}; you are signed in as {}",
+                allowed.join(", "),
+                p.role()
+            ),
+        ))
     }
 }
 
@@ -672,34 +708,20 @@ fn error_response(ctx: &Ctx, method: &Method, e: ConsoleError) -> Response {
             let _ = message;
             redirect(ctx, "/signin")
         }
-        ConsoleError::SignIn(message) => html(
-            ctx,
-            StatusCode::UNAUTHORIZED,
-            pages::error_page(ctx, StatusCode::UNAUTHORIZED, "session", &message),
-        ),
-        ConsoleError::Forbidden(message) => html(
-            ctx,
-            StatusCode::FORBIDDEN,
-            pages::error_page(ctx, StatusCode::FORBIDDEN, "role", &message),
-        ),
-        ConsoleError::Field(f, status) => html(
-            ctx,
-            status,
-            pages::error_page(ctx, status, &f.field, &f.message),
-        ),
-        ConsoleError::NotFound(message) => html(
-            ctx,
-            StatusCode::NOT_FOUND,
-            pages::error_page(ctx, StatusCode::NOT_FOUND, "path", &message),
-        ),
         ConsoleError::Unavailable(message) => {
             tracing::error!(error = %message, "console request failed");
+            let e = ConsoleError::Unavailable(message);
             html(
                 ctx,
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::error_page(ctx, StatusCode::SERVICE_UNAVAILABLE, "server", &message),
+                e.status(),
+                pages::error_page(ctx, e.status(), &e.as_field()),
             )
         }
+        e => html(
+            ctx,
+            e.status(),
+            pages::error_page(ctx, e.status(), &e.as_field()),
+        ),
     }
 }
 
@@ -741,6 +763,7 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
                     ConsoleError::Field(
                         FieldError::new(
                             "form",
+                            Code::FormTooLarge,
                             format!("body is larger than {FORM_BYTES_MAX} bytes"),
                         ),
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -768,9 +791,11 @@ fn posted(ctx: &Ctx, body: &[u8]) -> Result<Form, ConsoleError> {
     match form.optional("csrf") {
         Some(t) if same_secret(t, &ctx.csrf) => Ok(form),
         Some(_) => Err(ConsoleError::Forbidden(
+            Code::CsrfMismatch,
             "csrf: the form's token does not match this session; reload the page".into(),
         )),
         None => Err(ConsoleError::Forbidden(
+            Code::CsrfMissing,
             "csrf: the form carries no token; reload the page".into(),
         )),
     }
@@ -783,10 +808,13 @@ fn signed_in(ctx: &Ctx) -> Result<&Principal, ConsoleError> {
 }
 
 fn run_id_of(text: &str) -> Result<i64, ConsoleError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ConsoleError::field("run", format!("{text:?} is not a run number")))
+    text.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        ConsoleError::field(
+            "run",
+            Code::RunNotANumber,
+            format!("{text:?} is not a run number"),
+        )
+    })
 }
 
 async fn route(
@@ -809,24 +837,37 @@ async fn route(
             return Ok(redirect(ctx, "/account"));
         }
         return Err(ConsoleError::Forbidden(
+            Code::EnrolFirst,
             "enrol an authenticator on the account page first".into(),
         ));
     }
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["account"]) => {
             signed_in(ctx)?;
-            let body = console.account_page(ctx).await?;
+            let body = console.account_page(ctx, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("POST", ["account", "totp"]) => {
             let form = posted(ctx, body)?;
-            console.enrol_totp(ctx, form.required("code")?).await?;
-            Ok(redirect(ctx, "/account"))
+            match console.enrol_totp(ctx, form.required("code")?).await {
+                Ok(()) => Ok(redirect(ctx, "/account")),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let page = console.account_page(ctx, Some(e.as_field())).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("POST", ["account", "sessions", "revoke"]) => {
             let form = posted(ctx, body)?;
-            console.revoke_session(ctx, form.required("session")?)?;
-            Ok(redirect(ctx, "/account"))
+            match console.revoke_session(ctx, form.required("session")?) {
+                Ok(()) => Ok(redirect(ctx, "/account")),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let page = console.account_page(ctx, Some(e.as_field())).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("GET", [""]) => {
             let p = signed_in(ctx)?;
@@ -840,6 +881,7 @@ async fn route(
             if login.chars().count() > suanli_app::users::LOGIN_CHARS_MAX {
                 return Err(ConsoleError::field(
                     "login",
+                    Code::TooLong,
                     format!(
                         "is longer than {} characters",
                         suanli_app::users::LOGIN_CHARS_MAX
@@ -849,6 +891,7 @@ async fn route(
             if password.chars().count() > suanli_app::password::PASSWORD_CHARS_MAX {
                 return Err(ConsoleError::field(
                     "password",
+                    Code::TooLong,
                     format!(
                         "is longer than {} characters",
                         suanli_app::password::PASSWORD_CHARS_MAX
@@ -866,15 +909,17 @@ async fn route(
                     console.options.trust_proxy_tls,
                 )),
                 Err(refusal) => {
-                    let (status, field, message) = match refusal {
+                    let (status, field, code, message) = match refusal {
                         Refusal::WrongLoginOrPassword => (
                             StatusCode::UNAUTHORIZED,
                             "password",
+                            "wrong_login_or_password",
                             pages::tr(ctx, "signin.wrong").to_owned(),
                         ),
                         Refusal::LockedOut(left) => (
                             StatusCode::TOO_MANY_REQUESTS,
                             "login",
+                            "locked_out",
                             format!(
                                 "{} ({} min)",
                                 pages::tr(ctx, "signin.locked"),
@@ -884,28 +929,32 @@ async fn route(
                         Refusal::Disabled => (
                             StatusCode::FORBIDDEN,
                             "login",
+                            "user_disabled",
                             pages::tr(ctx, "signin.disabled").to_owned(),
                         ),
                         Refusal::Insecure => (
                             StatusCode::FORBIDDEN,
                             "password",
+                            "insecure_transport",
                             pages::tr(ctx, "signin.insecure").to_owned(),
                         ),
                         Refusal::CodeNeeded => (
                             StatusCode::UNAUTHORIZED,
                             "code",
+                            "code_needed",
                             pages::tr(ctx, "signin.code_needed").to_owned(),
                         ),
                         Refusal::WrongCode => (
                             StatusCode::UNAUTHORIZED,
                             "code",
+                            "code_wrong",
                             pages::tr(ctx, "signin.code_wrong").to_owned(),
                         ),
                     };
                     Ok(html(
                         ctx,
                         status,
-                        pages::signin_page(ctx, Some((field, &message)), &login),
+                        pages::signin_page(ctx, Some((field, code, &message)), &login),
                     ))
                 }
             }
@@ -916,6 +965,7 @@ async fn route(
             if token.chars().count() > TOKEN_CHARS_MAX {
                 return Err(ConsoleError::field(
                     "token",
+                    Code::TooLong,
                     format!("is longer than {TOKEN_CHARS_MAX} characters"),
                 ));
             }
@@ -926,11 +976,13 @@ async fn route(
                     console.options.trust_proxy_tls,
                 )),
                 Err(reason) => {
-                    let message = format!("{} ({reason})", pages::tr(ctx, "signin.refused"));
+                    // The authenticator's reason is English: the page shows its code's text.
+                    let code = Code::of_token_refusal(&reason);
+                    let message = i18n::t(ctx.lang, &format!("code.{}", code.as_str()));
                     Ok(html(
                         ctx,
                         StatusCode::UNAUTHORIZED,
-                        pages::signin_page(ctx, Some(("token", &message)), ""),
+                        pages::signin_page(ctx, Some(("token", code.as_str(), message)), ""),
                     ))
                 }
             }
@@ -969,7 +1021,13 @@ async fn route(
             let b = match (p, query.optional("beneficiary")) {
                 (Principal::Beneficiary(own), None) => own.clone(),
                 (_, Some(b)) => b.to_owned(),
-                (_, None) => return Err(ConsoleError::field("beneficiary", "is missing")),
+                (_, None) => {
+                    return Err(ConsoleError::field(
+                        "beneficiary",
+                        Code::Missing,
+                        "is missing",
+                    ));
+                }
             };
             may_read_beneficiary(p, &b)?;
             let year = pages::year_of(query)?;
@@ -992,15 +1050,47 @@ async fn route(
             } else {
                 require(p, READERS, "choosing a provider")?;
             }
-            let body = pages::provider(console, ctx, provider).await?;
+            let body = pages::provider(console, ctx, provider, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("POST", ["provider", "void"]) => {
+            let form = posted(ctx, body)?;
+            let p = ctx.principal();
+            let provider = match (p, form.optional("provider")) {
+                (Principal::Provider(own), None) => own.clone(),
+                (_, Some(x)) => x.to_owned(),
+                (_, None) => {
+                    return Err(ConsoleError::field("provider", Code::Missing, "is missing"));
+                }
+            };
+            if !pages::may_void(p, &provider) {
+                return Err(ConsoleError::Forbidden(
+                    Code::RoleRefused,
+                    format!(
+                        "voiding {provider:?}'s usage records needs that provider or an administrator; you are signed in as {}",
+                        p.role()
+                    ),
+                ));
+            }
+            match pages::void_record(console, ctx, &provider, &form).await {
+                Ok(body) => Ok(html(ctx, StatusCode::OK, body)),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let kept =
+                        pages::Kept::of("void", &form, &["record_id", "reason"], e.as_field());
+                    let page = pages::provider(console, ctx, Some(provider), Some(kept)).await?;
+                    Ok(html(ctx, e.status(), page))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("GET", ["provider", "statement.csv"]) => {
             let p = signed_in(ctx)?;
             let x = match (p, query.optional("provider")) {
                 (Principal::Provider(own), None) => own.clone(),
                 (_, Some(x)) => x.to_owned(),
-                (_, None) => return Err(ConsoleError::field("provider", "is missing")),
+                (_, None) => {
+                    return Err(ConsoleError::field("provider", Code::Missing, "is missing"));
+                }
             };
             may_read_provider(p, &x)?;
             let year = pages::year_of(query)?;
@@ -1016,24 +1106,35 @@ async fn route(
         ("GET", ["finance"]) => {
             let p = signed_in(ctx)?;
             require(p, READERS, "the finance pages")?;
-            let body = pages::finance(console, ctx, query).await?;
+            let body = pages::finance(console, ctx, query, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("GET", ["finance", "runs", id]) => {
             let p = signed_in(ctx)?;
             require(p, READERS, "reading a settlement run")?;
             let id = run_id_of(id)?;
-            let body = pages::run_page(console, ctx, id, None).await?;
+            let body = pages::run_page(console, ctx, id, None, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("POST", ["finance", "runs"]) => {
             let form = posted(ctx, body)?;
             require(ctx.principal(), FINANCE, "creating a settlement run")?;
-            let id = pages::create_run(console, ctx, &form).await?;
-            Ok(redirect(ctx, &format!("/finance/runs/{id}")))
+            match pages::create_run(console, ctx, &form).await {
+                Ok(id) => Ok(redirect(ctx, &format!("/finance/runs/{id}"))),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let kept = pages::Kept::of(
+                        "create-run",
+                        &form,
+                        &["programme", "period"],
+                        e.as_field(),
+                    );
+                    form_again(console, ctx, e.status(), kept).await
+                }
+                Err(e) => Err(e),
+            }
         }
         ("POST", ["finance", "runs", id, action]) => {
-            posted(ctx, body)?;
+            let form = posted(ctx, body)?;
             let what = match *action {
                 "approve" => "approving a settlement run",
                 "post" => "posting a settlement run",
@@ -1042,14 +1143,36 @@ async fn route(
             };
             require(ctx.principal(), FINANCE, what)?;
             let id = run_id_of(id)?;
-            pages::run_action(console, ctx, id, action).await?;
-            Ok(redirect(ctx, &format!("/finance/runs/{id}")))
+            match pages::run_action(console, ctx, id, action, form.optional("confirm")).await {
+                Ok(Some(confirmation)) => Ok(html(ctx, StatusCode::OK, confirmation)),
+                Ok(None) => Ok(redirect(ctx, &format!("/finance/runs/{id}"))),
+                // The run's page again, the refusal beside its actions (a run that does not
+                // exist has no page: the error page says so).
+                Err(e @ (ConsoleError::Field(..) | ConsoleError::Forbidden(..))) => {
+                    match pages::run_page(console, ctx, id, None, Some(e.as_field())).await {
+                        Ok(page) => Ok(html(ctx, e.status(), page)),
+                        Err(_) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
         }
         ("POST", ["finance", "payments"]) => {
             let form = posted(ctx, body)?;
             require(ctx.principal(), FINANCE, "recording a payment")?;
-            let body = pages::record_payment(console, ctx, &form).await?;
-            Ok(html(ctx, StatusCode::OK, body))
+            match pages::record_payment(console, ctx, &form).await {
+                Ok(body) => Ok(html(ctx, StatusCode::OK, body)),
+                Err(e @ ConsoleError::Field(..)) => {
+                    let kept = pages::Kept::of(
+                        "payment",
+                        &form,
+                        &["payee", "programme", "amount", "reference"],
+                        e.as_field(),
+                    );
+                    form_again(console, ctx, e.status(), kept).await
+                }
+                Err(e) => Err(e),
+            }
         }
         ("POST", ["finance", "payments", id, action]) => {
             posted(ctx, body)?;
@@ -1069,8 +1192,8 @@ async fn route(
         ("GET", ["audit"]) => {
             let p = signed_in(ctx)?;
             require(p, READERS, "the journal and the trial balance")?;
-            let body = pages::audit(console, ctx, query).await?;
-            Ok(html(ctx, StatusCode::OK, body))
+            let (status, body) = pages::audit(console, ctx, query).await?;
+            Ok(html(ctx, status, body))
         }
         ("POST", ["audit", "runs", id, "rederive"]) => {
             posted(ctx, body)?;
@@ -1081,10 +1204,25 @@ async fn route(
         }
         ("GET" | "POST", _) => Err(ConsoleError::NotFound(format!("no page {path}"))),
         _ => Err(ConsoleError::Field(
-            FieldError::new("method", format!("{method} is not served; use GET or POST")),
+            FieldError::new(
+                "method",
+                Code::MethodNotServed,
+                format!("{method} is not served; use GET or POST"),
+            ),
             StatusCode::METHOD_NOT_ALLOWED,
         )),
     }
+}
+
+/// The finance page again with a refused form's input and its error next to the field.
+async fn form_again(
+    console: &Arc<Console>,
+    ctx: &Ctx,
+    status: StatusCode,
+    kept: pages::Kept,
+) -> Result<Response, ConsoleError> {
+    let page = pages::finance(console, ctx, &Form::default(), Some(kept)).await?;
+    Ok(html(ctx, status, page))
 }
 
 /// Where a role lands after sign-in.
@@ -1101,9 +1239,10 @@ fn home_of(p: &Principal) -> &'static str {
 fn may_read_beneficiary(p: &Principal, beneficiary: &str) -> Result<(), ConsoleError> {
     match p {
         Principal::Beneficiary(own) if own == beneficiary => Ok(()),
-        Principal::Beneficiary(own) => Err(ConsoleError::Forbidden(format!(
-            "beneficiary {own:?} cannot read {beneficiary:?}'s balance"
-        ))),
+        Principal::Beneficiary(own) => Err(ConsoleError::Forbidden(
+            Code::OtherParty,
+            format!("beneficiary {own:?} cannot read {beneficiary:?}'s balance"),
+        )),
         _ => require(p, READERS, "reading another party's balance"),
     }
 }
@@ -1112,9 +1251,10 @@ fn may_read_beneficiary(p: &Principal, beneficiary: &str) -> Result<(), ConsoleE
 fn may_read_provider(p: &Principal, provider: &str) -> Result<(), ConsoleError> {
     match p {
         Principal::Provider(own) if own == provider => Ok(()),
-        Principal::Provider(own) => Err(ConsoleError::Forbidden(format!(
-            "provider {own:?} cannot read what {provider:?} is owed"
-        ))),
+        Principal::Provider(own) => Err(ConsoleError::Forbidden(
+            Code::OtherParty,
+            format!("provider {own:?} cannot read what {provider:?} is owed"),
+        )),
         _ => require(p, READERS, "reading another party's payables"),
     }
 }

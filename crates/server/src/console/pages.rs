@@ -1,25 +1,28 @@
-//! The console's pages: the layout, sign-in, and the enterprise, provider, finance and auditor
-//! views. Each page reads through the settlement use cases (`settle.rs`) on the writer thread;
-//! actions call the same use cases as the gRPC services.
+//! The console's pages: sign-in, errors, and the enterprise, provider, finance and auditor
+//! views. Each page reads through the settlement use cases (`settle.rs`) on the writer thread
+//! and fills a template (`crates/server/templates/`); actions call the same use cases as the
+//! gRPC services.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use suanli_domain::money::Fen;
 use suanli_store::Principal;
-use suanli_store::ingest_stats;
-use suanli_store::ledger::{RunLineRow, RunRow};
+use suanli_store::ingest_stats::{self, ReasonRow};
+use suanli_store::ledger::{JournalRow, RunLineRow, RunRow};
 
-use super::charts::{Column, Segment, Unit, columns, legend, progress};
-use super::format::{cny, esc, shanghai, shanghai_day, shanghai_time, url_encode};
+use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
+use super::format::{shanghai, shanghai_day, url_encode};
 use super::i18n::{Lang, t};
+use super::view::{Markup, View, view};
 use super::{
-    Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
+    Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
 };
 use suanli_app::balances::{Balance, ProgrammeOverview};
+use suanli_app::ledger::PayeePosition;
 use suanli_app::settlement::{self as settle};
 
 /// Most journals listed on one audit page (newest first); filters narrow the rest.
@@ -31,75 +34,41 @@ pub(super) fn tr(ctx: &Ctx, key: &str) -> &'static str {
     t(ctx.lang, key)
 }
 
-/// The page frame: header with the role's navigation, language switch and sign-out.
-pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
-    let lang = ctx.lang;
-    let mut nav = String::new();
-    if let Some(p) = &ctx.principal {
-        let links: &[(&str, &str)] = match p {
-            Principal::Beneficiary(_) => &[("/enterprise", "nav.enterprise")],
-            Principal::Provider(_) => &[("/provider", "nav.provider")],
-            Principal::Finance | Principal::Auditor => &[
-                ("/finance", "nav.finance"),
-                ("/audit", "nav.audit"),
-                ("/enterprise", "nav.enterprise"),
-                ("/provider", "nav.provider"),
-            ],
-            Principal::Admin => &[
-                ("/finance", "nav.finance"),
-                ("/audit", "nav.audit"),
-                ("/enterprise", "nav.enterprise"),
-                ("/provider", "nav.provider"),
-                ("/admin/users", "nav.users"),
-            ],
-        };
-        nav.push_str("<nav>");
-        for (href, key) in links {
-            let current = if ctx.path.starts_with(href) {
-                " aria-current=\"page\""
-            } else {
-                ""
-            };
-            let _ = write!(nav, "<a href=\"{href}\"{current}>{}</a>", t(lang, key));
-        }
-        nav.push_str("</nav>");
-    }
-    // People are named: the user's name and login first, the role after it.
-    let person = ctx
-        .actor
-        .as_ref()
-        .filter(|a| a.user.is_some())
-        .map_or(String::new(), |a| format!("{} · ", esc(&a.actor)));
-    let who = match &ctx.principal {
-        Some(p) => format!(
-            "<a class=\"who\" href=\"/account\">{person}{} {}</a><form method=\"post\" action=\"/signout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"link\">{}</button></form>",
-            esc(t(lang, &format!("role.{}", p.role()))),
-            esc(p.subject()),
-            esc(&ctx.csrf),
-            t(lang, "signout")
-        ),
-        None => String::new(),
-    };
-    // The switch keeps the page's own query (a chosen beneficiary, journal filters).
-    let keep = if ctx.query_without_lang.is_empty() {
-        String::new()
-    } else {
-        format!("{}&", esc(&ctx.query_without_lang))
-    };
-    let other = match lang {
-        Lang::Zh => format!("<a href=\"?{keep}lang=en\" lang=\"en\">English</a>"),
-        Lang::En => format!("<a href=\"?{keep}lang=zh\" lang=\"zh-CN\">中文</a>"),
-    };
-    format!(
-        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · {app}</title><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><header><a class=\"brand\" href=\"/\">{app}</a>{nav}<div class=\"tools\">{who}{other}</div></header><main>{main}</main><footer>{footer}</footer></body></html>",
-        html_lang = lang.html(),
-        title = esc(title),
-        app = t(lang, "app"),
-        footer = t(lang, "footer"),
-    )
+/// A page whose main part was built in Rust with `format::esc` (payments awaiting a second
+/// person, the admins' user pages), in the common frame.
+#[derive(Template)]
+#[template(path = "built.html")]
+struct BuiltPage<'a> {
+    ctx: &'a Ctx,
+    title: &'a str,
+    main: Markup,
 }
 
-pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> String {
+view!(BuiltPage);
+
+pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
+    page(&BuiltPage {
+        ctx,
+        title,
+        main: Markup::built_with_esc(main.to_owned()),
+    })
+}
+
+/// Renders a page template to the response body.
+fn page(template: &impl Template) -> String {
+    Markup::render(template).into_string()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    status: u16,
+    error: &'a FieldError,
+}
+
+pub fn error_page(ctx: &Ctx, status: StatusCode, error: &FieldError) -> String {
     let title = match status {
         StatusCode::FORBIDDEN => tr(ctx, "error.forbidden"),
         StatusCode::NOT_FOUND => tr(ctx, "error.not_found"),
@@ -108,47 +77,33 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
         StatusCode::SERVICE_UNAVAILABLE => tr(ctx, "error.unavailable"),
         _ => tr(ctx, "error.invalid"),
     };
-    let main = format!(
-        "<section class=\"card\"><h1>{title} <small>HTTP {code}</small></h1><p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p><p><a href=\"/\">{home}</a></p></section>",
-        code = status.as_u16(),
-        f = esc(field),
-        m = esc(message),
-        home = tr(ctx, "error.home"),
-    );
-    layout(ctx, title, &main)
+    page(&ErrorPage {
+        ctx,
+        title,
+        status: status.as_u16(),
+        error,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SigninPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    /// The field at fault, the refusal's code and its text in the page's language.
+    refused: Option<(&'a str, &'a str, &'a str)>,
+    login: &'a str,
 }
 
 /// The sign-in page: login and password for people, and below it an API token for service
 /// accounts and scripts. `refused` is the field at fault and the message; `login` is kept.
-pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> String {
-    let error = refused.map_or(String::new(), |(field, message)| {
-        format!(
-            "<p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p>",
-            f = esc(field),
-            m = esc(message)
-        )
-    });
-    let main = format!(
-        "<section class=\"card narrow\"><h1>{h}</h1><p>{intro}</p>{error}\
-<form method=\"post\" action=\"/signin\" id=\"password-signin\">\
-<label for=\"login\">{login_label}</label><input id=\"login\" name=\"login\" autocomplete=\"username\" required maxlength=\"64\" value=\"{login}\">\
-<label for=\"password\">{password_label}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"128\">\
-<label for=\"code\">{code_label} <small>{code_hint}</small></label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" maxlength=\"6\">\
-<button type=\"submit\">{submit}</button></form>\
-<details><summary>{token_intro}</summary>\
-<form method=\"post\" action=\"/signin\" id=\"token-signin\"><label for=\"token\">{label}</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required maxlength=\"200\" placeholder=\"sl_…\"><button type=\"submit\">{submit}</button></form></details></section>",
-        h = tr(ctx, "signin.title"),
-        intro = tr(ctx, "signin.intro"),
-        login_label = tr(ctx, "signin.login"),
-        password_label = tr(ctx, "signin.password"),
-        code_label = tr(ctx, "signin.code"),
-        code_hint = tr(ctx, "signin.code_hint"),
-        token_intro = tr(ctx, "signin.token_intro"),
-        label = tr(ctx, "signin.token"),
-        submit = tr(ctx, "signin.submit"),
-        login = esc(login),
-    );
-    layout(ctx, tr(ctx, "signin.title"), &main)
+pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str, &str)>, login: &str) -> String {
+    page(&SigninPage {
+        ctx,
+        title: tr(ctx, "signin.title"),
+        refused,
+        login,
+    })
 }
 
 /// The `year` query field: a fiscal year, if given.
@@ -160,7 +115,9 @@ pub fn year_of(query: &Form) -> Result<Option<i32>, ConsoleError> {
             .ok()
             .filter(|y| (2000..=2100).contains(y))
             .map(Some)
-            .ok_or_else(|| ConsoleError::field("year", format!("{y:?} is not a year"))),
+            .ok_or_else(|| {
+                ConsoleError::field("year", Code::YearNotAYear, format!("{y:?} is not a year"))
+            }),
     }
 }
 
@@ -181,39 +138,6 @@ async fn years(console: &Console, query: &Form) -> Result<(Vec<i32>, i32), Conso
     Ok((years, year))
 }
 
-fn year_picker(ctx: &Ctx, years: &[i32], year: i32, extra: &str) -> String {
-    let mut html = format!("<div class=\"years\"><span>{}</span>", tr(ctx, "year"));
-    for y in years {
-        if *y == year {
-            let _ = write!(html, "<b>{y}</b>");
-        } else {
-            let _ = write!(html, "<a href=\"?year={y}{extra}\">{y}</a>");
-        }
-    }
-    html.push_str("</div>");
-    html
-}
-
-fn money_cell(f: Fen) -> String {
-    format!("<td class=\"num\">{}</td>", esc(&cny(f)))
-}
-
-fn picker(ctx: &Ctx, action: &str, name: &str, ids: &[String]) -> String {
-    let mut html = format!(
-        "<section class=\"card\"><h2>{}</h2><form method=\"get\" action=\"{action}\" class=\"row\"><select name=\"{name}\">",
-        tr(ctx, &format!("pick.{name}"))
-    );
-    for id in ids {
-        let _ = write!(html, "<option>{}</option>", esc(id));
-    }
-    let _ = write!(
-        html,
-        "</select><button type=\"submit\">{}</button></form></section>",
-        tr(ctx, "pick.open")
-    );
-    html
-}
-
 const PROGRAMME_CLASSES: [&str; 4] = ["p0", "p1", "p2", "p3"];
 const MONTHS: [&str; 12] = [
     "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
@@ -229,6 +153,41 @@ fn month_label(ctx: &Ctx, month: usize) -> String {
     }
 }
 
+/// A beneficiary or provider to choose, for readers who have none of their own.
+#[derive(Template)]
+#[template(path = "pick.html")]
+struct PickPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    action: &'static str,
+    name: &'static str,
+    ids: Vec<String>,
+}
+
+/// A grant's figures and its progress bar (with its legend) when it has a cap.
+struct BalanceCard<'a> {
+    b: &'a Balance,
+    /// Pending floored at zero (a claw-back to come is not shown as a negative here).
+    pending: Fen,
+    bar: Option<(Markup, Markup)>,
+}
+
+#[derive(Template)]
+#[template(path = "enterprise.html")]
+struct EnterprisePage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    beneficiary: &'a str,
+    years: Vec<i32>,
+    year: i32,
+    /// The rest of the query of the year links and the statement (`&beneficiary=…`).
+    extra: String,
+    cards: Vec<BalanceCard<'a>>,
+    total: Fen,
+    chart: Markup,
+    legend: Markup,
+}
+
 /// The enterprise view: per grant cap / paid / pending / remaining with a progress bar, the
 /// monthly subsidy chart and the statement download.
 pub async fn enterprise(
@@ -242,12 +201,13 @@ pub async fn enterprise(
             .store(|s| suanli_app::registry::registry_parties(s))
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
-        let main = format!(
-            "<h1>{}</h1>{}",
-            tr(ctx, "enterprise.title"),
-            picker(ctx, "/enterprise", "beneficiary", &ids)
-        );
-        return Ok(layout(ctx, tr(ctx, "enterprise.title"), &main));
+        return Ok(page(&PickPage {
+            ctx,
+            title: tr(ctx, "enterprise.title"),
+            action: "/enterprise",
+            name: "beneficiary",
+            ids,
+        }));
     };
     let (years, year) = years(console, query).await?;
     let b = beneficiary.clone();
@@ -264,20 +224,6 @@ pub async fn enterprise(
     } else {
         format!("&beneficiary={}", url_encode(&beneficiary))
     };
-    let mut main = format!(
-        "<h1>{} <small>{}</small></h1>{}",
-        tr(ctx, "enterprise.title"),
-        esc(&beneficiary),
-        year_picker(ctx, &years, year, &extra)
-    );
-    main.push_str("<div class=\"cards\">");
-    if balances.is_empty() {
-        let _ = write!(main, "<p>{}</p>", tr(ctx, "enterprise.no_grants"));
-    }
-    for b in &balances {
-        main.push_str(&balance_card(ctx, b));
-    }
-    main.push_str("</div>");
     // Monthly chart: one segment per programme.
     let programmes: Vec<&String> = monthly.keys().collect();
     let cols: Vec<Column> = (0..12)
@@ -300,66 +246,77 @@ pub async fn enterprise(
         .map(|(i, p)| (PROGRAMME_CLASSES[i % PROGRAMME_CLASSES.len()], p.as_str()))
         .collect();
     let total: Fen = monthly.values().flat_map(|m| m.iter().copied()).sum();
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><p class=\"total\">{} <b id=\"received-total\">{}</b></p>{}{}</section>",
-        tr(ctx, "enterprise.monthly"),
-        tr(ctx, "enterprise.received_total"),
-        esc(&cny(total)),
-        columns(tr(ctx, "enterprise.monthly"), Unit::Fen, &cols),
-        legend(&legend_items)
-    );
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><p>{}</p><p><a class=\"button\" href=\"/enterprise/statement.csv?year={year}{extra}\" download>{}</a></p></section>",
-        tr(ctx, "statement.title"),
-        tr(ctx, "statement.enterprise_intro"),
-        tr(ctx, "statement.download")
-    );
-    Ok(layout(ctx, tr(ctx, "enterprise.title"), &main))
+    let cards = balances
+        .iter()
+        .map(|b| BalanceCard {
+            b,
+            pending: b.pending.max(Fen::ZERO),
+            // Without a cap there is nothing to fill: the figures say it all.
+            bar: b.cap.map(|cap| {
+                (
+                    progress(
+                        cap,
+                        &[
+                            (b.settled, "paid", tr(ctx, "paid").to_owned()),
+                            (
+                                b.pending.max(Fen::ZERO),
+                                "pending",
+                                tr(ctx, "pending").to_owned(),
+                            ),
+                        ],
+                    ),
+                    legend(&[
+                        ("paid", tr(ctx, "paid")),
+                        ("pending", tr(ctx, "pending")),
+                        ("left", tr(ctx, "remaining")),
+                    ]),
+                )
+            }),
+        })
+        .collect();
+    Ok(page(&EnterprisePage {
+        ctx,
+        title: tr(ctx, "enterprise.title"),
+        beneficiary: &beneficiary,
+        years,
+        year,
+        extra,
+        cards,
+        total,
+        chart: columns(
+            tr(ctx, "enterprise.monthly"),
+            Axes {
+                x: tr(ctx, "axis.month"),
+                y: tr(ctx, "axis.cny"),
+            },
+            Unit::Fen,
+            &cols,
+        ),
+        legend: legend(&legend_items),
+    }))
 }
 
-fn balance_card(ctx: &Ctx, b: &Balance) -> String {
-    // Without a cap there is nothing to fill: the figures say it all.
-    let bar = match b.cap {
-        Some(cap) => {
-            progress(
-                cap,
-                &[
-                    (b.settled, "paid", tr(ctx, "paid").to_owned()),
-                    (
-                        b.pending.max(Fen::ZERO),
-                        "pending",
-                        tr(ctx, "pending").to_owned(),
-                    ),
-                ],
-            ) + &legend(&[
-                ("paid", tr(ctx, "paid")),
-                ("pending", tr(ctx, "pending")),
-                ("left", tr(ctx, "remaining")),
-            ])
-        }
-        None => String::new(),
-    };
-    format!(
-        "<section class=\"card balance\" data-programme=\"{p}\"><h2>{p} <small>{y}</small></h2><dl class=\"figures\"><div><dt>{l_cap}</dt><dd>{cap}</dd></div><div><dt>{l_paid}</dt><dd class=\"paid-text\">{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_rem}</dt><dd class=\"remaining\">{rem}</dd></div></dl>{bar}</section>",
-        p = esc(&b.programme),
-        y = b.year,
-        l_cap = tr(ctx, "cap"),
-        cap = b
-            .cap
-            .map_or_else(|| tr(ctx, "no_cap").to_owned(), |c| esc(&cny(c))),
-        l_paid = tr(ctx, "paid"),
-        paid = esc(&cny(b.settled)),
-        l_pending = tr(ctx, "pending"),
-        pending = esc(&cny(b.pending.max(Fen::ZERO))),
-        l_rem = tr(ctx, "remaining"),
-        rem = if b.cap.is_some() {
-            esc(&cny(b.remaining))
-        } else {
-            "—".to_owned()
-        },
-    )
+const OUTCOMES: [&str; 4] = ["accepted", "duplicate", "conflict", "rejected"];
+
+#[derive(Template)]
+#[template(path = "provider.html")]
+struct ProviderPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    provider: &'a str,
+    positions: Vec<PayeePosition>,
+    chart: Markup,
+    legend: Markup,
+    outcomes: [&'static str; 4],
+    /// Records per day by outcome, newest day first.
+    days: Vec<(String, [i64; 4])>,
+    reasons: Vec<ReasonRow>,
+    /// The query of the statement link (`?provider=…`) for readers.
+    extra: String,
+    /// The void form is offered to the provider itself (and to an administrator).
+    may_void: bool,
+    /// A refused void form, shown again.
+    kept: Option<Kept>,
 }
 
 /// The provider view: records per day by outcome, rejects by reason with examples, payables
@@ -368,18 +325,20 @@ pub async fn provider(
     console: &Arc<Console>,
     ctx: &Ctx,
     provider: Option<String>,
+    kept: Option<Kept>,
 ) -> Result<String, ConsoleError> {
     let Some(provider) = provider else {
         let (_, ids) = console
             .store(|s| suanli_app::registry::registry_parties(s))
             .await?
             .map_err(|e| settle_error(e, "registry"))?;
-        let main = format!(
-            "<h1>{}</h1>{}",
-            tr(ctx, "provider.title"),
-            picker(ctx, "/provider", "provider", &ids)
-        );
-        return Ok(layout(ctx, tr(ctx, "provider.title"), &main));
+        return Ok(page(&PickPage {
+            ctx,
+            title: tr(ctx, "provider.title"),
+            action: "/provider",
+            name: "provider",
+            ids,
+        }));
     };
     let today = Utc::now().with_timezone(&shanghai()).date_naive();
     let since = (today - Duration::days(INGEST_DAYS_SHOWN - 1))
@@ -408,36 +367,7 @@ pub async fn provider(
     } else {
         format!("?provider={}", url_encode(&provider))
     };
-    let mut main = format!(
-        "<h1>{} <small>{}</small></h1>",
-        tr(ctx, "provider.title"),
-        esc(&provider)
-    );
-    // Payables: one block of figures per programme (stacks on phones).
-    let _ = write!(
-        main,
-        "<section class=\"card\" id=\"payables\"><h2>{}</h2>",
-        tr(ctx, "provider.payables")
-    );
-    if positions.is_empty() {
-        let _ = write!(main, "<p class=\"muted\">{}</p>", tr(ctx, "none"));
-    }
-    for pos in &positions {
-        let _ = write!(
-            main,
-            "<h3>{}</h3><dl class=\"figures\"><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div><div><dt>{}</dt><dd>{}</dd></div></dl>",
-            esc(&pos.programme),
-            tr(ctx, "posted"),
-            esc(&cny(pos.settled)),
-            tr(ctx, "paid"),
-            esc(&cny(pos.paid_out)),
-            tr(ctx, "outstanding"),
-            esc(&cny(pos.outstanding)),
-        );
-    }
-    main.push_str("</section>");
     // Records per day by outcome.
-    const OUTCOMES: [&str; 4] = ["accepted", "duplicate", "conflict", "rejected"];
     let mut by_day: BTreeMap<String, [i64; 4]> = BTreeMap::new();
     for d in &daily {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == d.outcome) {
@@ -465,79 +395,275 @@ pub async fn provider(
             }
         })
         .collect();
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2>{}{}<div class=\"scroll\"><table id=\"daily\"><thead><tr><th>{}</th>",
-        tr(ctx, "provider.daily"),
-        columns(tr(ctx, "provider.daily"), Unit::Records, &cols),
-        legend(&OUTCOMES.map(|o| (o, tr(ctx, &format!("outcome.{o}"))))),
-        tr(ctx, "day")
-    );
-    for o in OUTCOMES {
-        let _ = write!(
-            main,
-            "<th class=\"num\">{}</th>",
-            tr(ctx, &format!("outcome.{o}"))
-        );
-    }
-    main.push_str("</tr></thead><tbody>");
-    if by_day.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"5\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for (day, counts) in by_day.iter().rev() {
-        let _ = write!(main, "<tr><td>{}</td>", esc(day));
-        for n in counts {
-            let _ = write!(main, "<td class=\"num\">{n}</td>");
-        }
-        main.push_str("</tr>");
-    }
-    main.push_str("</tbody></table></div></section>");
-    // Rejects by reason, each with its examples (a list, so it reads on phones too).
-    let _ = write!(
-        main,
-        "<section class=\"card\" id=\"rejects\"><h2>{}</h2>",
-        tr(ctx, "provider.rejects")
-    );
-    if reasons.is_empty() {
-        let _ = write!(main, "<p class=\"muted\">{}</p>", tr(ctx, "none"));
-    }
-    for r in &reasons {
-        let _ = write!(
-            main,
-            "<div class=\"reason\"><div class=\"reason-head\"><code>{}</code> <span>{}</span> <b>{} {}</b> <small class=\"muted\">{} {}</small></div><ul class=\"examples\">",
-            esc(&r.reason),
-            esc(t(ctx.lang, &format!("reject.{}", r.reason))),
-            r.records,
-            tr(ctx, "records"),
-            tr(ctx, "last_at"),
-            esc(&shanghai_time(&r.last_at))
-        );
-        for (id, message) in &r.examples {
-            let _ = write!(main, "<li><code>{}</code> {}</li>", esc(id), esc(message));
-        }
-        main.push_str("</ul></div>");
-    }
-    main.push_str("</section>");
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><p>{}</p><p><a class=\"button\" href=\"/provider/statement.csv{extra}\" download>{}</a></p></section>",
-        tr(ctx, "statement.title"),
-        tr(ctx, "statement.provider_intro"),
-        tr(ctx, "statement.download")
-    );
-    Ok(layout(ctx, tr(ctx, "provider.title"), &main))
+    let legend_items = OUTCOMES.map(|o| (o, tr(ctx, &format!("outcome.{o}"))));
+    Ok(page(&ProviderPage {
+        ctx,
+        title: tr(ctx, "provider.title"),
+        provider: &provider,
+        positions,
+        chart: columns(
+            tr(ctx, "provider.daily"),
+            Axes {
+                x: tr(ctx, "axis.day"),
+                y: tr(ctx, "axis.records"),
+            },
+            Unit::Records,
+            &cols,
+        ),
+        legend: legend(&legend_items),
+        outcomes: OUTCOMES,
+        days: by_day.into_iter().rev().collect(),
+        reasons,
+        extra,
+        may_void: may_void(ctx.principal(), &provider),
+        kept,
+    }))
 }
 
-fn status_badge(ctx: &Ctx, status: &str) -> String {
-    format!(
-        "<span class=\"status {s}\" data-status=\"{s}\">{}</span>",
-        tr(ctx, &format!("status.{status}")),
-        s = esc(status)
-    )
+/// The gRPC rule for voiding usage records: the provider its own, an administrator any.
+pub fn may_void(p: &Principal, provider: &str) -> bool {
+    match p {
+        Principal::Provider(own) => own == provider,
+        Principal::Admin => true,
+        _ => false,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm_void.html")]
+struct ConfirmVoidPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    provider: &'a str,
+    record: &'a suanli_domain::usage::UsageRecord,
+    reason: &'a str,
+    /// When the record was voided already: voiding again changes nothing.
+    voided_at: Option<&'a str>,
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "voided.html")]
+struct VoidedPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    provider: &'a str,
+    record_id: &'a str,
+    /// `true` when this request voided it, `false` when it was voided before.
+    now: bool,
+    at: &'a str,
+    back: String,
+}
+
+impl ConfirmVoidPage<'_> {
+    fn quantity(&self) -> String {
+        self.record.quantity.normalize().to_string()
+    }
+
+    fn when(&self, t: &chrono::DateTime<chrono::FixedOffset>) -> String {
+        t.with_timezone(&shanghai())
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    }
+}
+
+/// Voids one of `provider`'s usage records: the first post shows the record and what voiding
+/// it does and asks for confirmation; the confirmed post voids it (once: again is a no-op).
+pub async fn void_record(
+    console: &Arc<Console>,
+    ctx: &Ctx,
+    provider: &str,
+    form: &Form,
+) -> Result<String, ConsoleError> {
+    let record_id = form.required("record_id")?.to_owned();
+    let reason = form.required("reason")?.to_owned();
+    if reason.chars().count() > crate::grpc::metering::VOID_REASON_CHARS_MAX {
+        return Err(ConsoleError::field(
+            "reason",
+            Code::TooLong,
+            "the reason is too long",
+        ));
+    }
+    let (p, r) = (provider.to_owned(), record_id.clone());
+    let stored = console
+        .store(move |s| s.record(&p, &r))
+        .await?
+        .map_err(|e| ConsoleError::Unavailable(format!("store: {e}")))?
+        .ok_or_else(|| {
+            ConsoleError::Field(
+                FieldError::new(
+                    "record_id",
+                    Code::RecordNotFound,
+                    format!("provider {provider:?} has no record {record_id:?}"),
+                ),
+                StatusCode::NOT_FOUND,
+            )
+        })?;
+    let confirm = confirmation(
+        ctx,
+        &[
+            "void",
+            provider,
+            &record_id,
+            &reason,
+            stored.voided_at.as_deref().unwrap_or(""),
+        ],
+    );
+    match form.optional("confirm") {
+        None => {
+            return Ok(page(&ConfirmVoidPage {
+                ctx,
+                title: tr(ctx, "confirm.void_title"),
+                provider,
+                record: &stored.record,
+                reason: &reason,
+                voided_at: stored.voided_at.as_deref(),
+                confirm,
+            }));
+        }
+        Some(given) if !super::same_secret(given, &confirm) => {
+            return Err(ConsoleError::field(
+                "void",
+                Code::RecordChangedSinceConfirmed,
+                "the record or the reason differs from the one confirmed",
+            ));
+        }
+        Some(_) => {}
+    }
+    let actor = ctx.actor.clone().expect("signed in");
+    let (p, r, why) = (provider.to_owned(), record_id.clone(), reason.clone());
+    let result = console
+        .store(move |s| suanli_app::usage::void(s, &p, &r, &why, &actor))
+        .await?
+        .map_err(|e| ConsoleError::Unavailable(format!("store: {e}")))?;
+    let (now, at) = match result {
+        suanli_store::VoidResult::Voided { at } => (true, at),
+        suanli_store::VoidResult::AlreadyVoided { at } => (false, at),
+        suanli_store::VoidResult::NotFound => {
+            return Err(ConsoleError::Field(
+                FieldError::new(
+                    "record_id",
+                    Code::RecordNotFound,
+                    format!("provider {provider:?} has no record {record_id:?}"),
+                ),
+                StatusCode::NOT_FOUND,
+            ));
+        }
+    };
+    let back = if matches!(ctx.principal(), Principal::Provider(_)) {
+        "/provider".to_owned()
+    } else {
+        format!("/provider?provider={}", url_encode(provider))
+    };
+    Ok(page(&VoidedPage {
+        ctx,
+        title: tr(ctx, "void.title"),
+        provider,
+        record_id: &record_id,
+        now,
+        at: &at,
+        back,
+    }))
+}
+
+/// A programme's pool figures, its progress bar and its monthly chart.
+struct PoolCard<'a> {
+    o: &'a ProgrammeOverview,
+    /// Pending, claw-backs owed included (`ProgrammeOverview::pending` + `owed_back`).
+    pending: Fen,
+    bar: Option<(Markup, Markup)>,
+    chart: Markup,
+}
+
+/// A run in the finance page's list: the run, its number of lines and its total.
+struct RunSummary {
+    run: RunRow,
+    lines: usize,
+    total: Fen,
+}
+
+/// A refused form, shown again with its input and the error next to the field at fault.
+pub struct Kept {
+    /// The form's id: `create-run` or `payment`.
+    pub form: &'static str,
+    /// The fields as they were sent.
+    pub values: Vec<(&'static str, String)>,
+    pub error: FieldError,
+}
+
+impl Kept {
+    /// The fields of `form` named in `fields`, as sent, with the refusal.
+    pub fn of(form: &'static str, sent: &Form, fields: &[&'static str], error: FieldError) -> Kept {
+        Kept {
+            form,
+            values: fields
+                .iter()
+                .map(|f| (*f, sent.optional(f).unwrap_or("").to_owned()))
+                .collect(),
+            error,
+        }
+    }
+}
+
+/// The value sent in `name` of `form`, when that form was refused.
+fn kept_value<'a>(kept: &'a Option<Kept>, form: &str, name: &str) -> &'a str {
+    kept.as_ref()
+        .filter(|k| k.form == form)
+        .and_then(|k| k.values.iter().find(|(n, _)| *n == name))
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The refusal to show next to `name` of `form`; `*` takes a refusal naming no field of the
+/// form (shown above its fields).
+fn kept_error<'a>(kept: &'a Option<Kept>, form: &str, name: &str) -> Option<&'a FieldError> {
+    let k = kept.as_ref().filter(|k| k.form == form)?;
+    let own = k.values.iter().any(|(n, _)| *n == k.error.field);
+    let here = if name == "*" {
+        !own
+    } else {
+        k.error.field == name
+    };
+    here.then_some(&k.error)
+}
+
+impl FinancePage<'_> {
+    fn kept(&self, form: &str, name: &str) -> &str {
+        kept_value(&self.kept, form, name)
+    }
+
+    fn error_at(&self, form: &str, name: &str) -> Option<&FieldError> {
+        kept_error(&self.kept, form, name)
+    }
+}
+
+impl ProviderPage<'_> {
+    fn kept(&self, form: &str, name: &str) -> &str {
+        kept_value(&self.kept, form, name)
+    }
+
+    fn error_at(&self, form: &str, name: &str) -> Option<&FieldError> {
+        kept_error(&self.kept, form, name)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "finance.html")]
+struct FinancePage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    years: Vec<i32>,
+    year: i32,
+    pools: Vec<PoolCard<'a>>,
+    /// Newest first.
+    runs: Vec<RunSummary>,
+    /// The create and payment forms are shown to the finance role only.
+    finance: bool,
+    /// A refused create or payment form, shown again.
+    kept: Option<Kept>,
+    /// Payments awaiting a second finance person, and the payment form's note on when one is
+    /// needed (`console::payments`, built with escaped text).
+    awaiting: Markup,
+    payment_hint: Markup,
 }
 
 /// The finance view: pools per programme, cap positions, runs, create and payment forms.
@@ -545,6 +671,7 @@ pub async fn finance(
     console: &Arc<Console>,
     ctx: &Ctx,
     query: &Form,
+    kept: Option<Kept>,
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
     let (overview, runs, awaiting) = console
@@ -560,87 +687,31 @@ pub async fn finance(
         })
         .await?
         .map_err(|e| settle_error(e, "year"))?;
-    let is_finance = FINANCE.contains(&ctx.principal().role());
-    let mut main = format!(
-        "<h1>{}</h1>{}",
-        tr(ctx, "finance.title"),
-        year_picker(ctx, &years, year, "")
-    );
-    main.push_str("<div class=\"cards\">");
-    for o in &overview {
-        main.push_str(&pool_card(ctx, o));
-    }
-    main.push_str("</div>");
-    // Runs.
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><div class=\"scroll\"><table id=\"runs\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        tr(ctx, "finance.runs"),
-        tr(ctx, "programme"),
-        tr(ctx, "period"),
-        tr(ctx, "status"),
-        tr(ctx, "lines"),
-        tr(ctx, "amount"),
-        tr(ctx, "created_by"),
-        tr(ctx, "approved_by")
-    );
-    if runs.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"8\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for (run, lines, total) in runs.iter().rev() {
-        let _ = write!(
-            main,
-            "<tr data-run=\"{id}\"><td><a href=\"/finance/runs/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{lines}</td>{}<td>{}</td><td>{}</td></tr>",
-            esc(&run.programme),
-            esc(&run.period),
-            status_badge(ctx, &run.status),
-            money_cell(*total),
-            esc(&run.created_by),
-            esc(run.approved_by.as_deref().unwrap_or("")),
-            id = run.run_id
-        );
-    }
-    main.push_str("</tbody></table></div></section>");
-    main.push_str(&super::payments::awaiting_section(ctx, &awaiting));
-    if is_finance {
-        let mut options = String::new();
-        for o in &overview {
-            let _ = write!(options, "<option>{}</option>", esc(&o.programme));
-        }
-        let _ = write!(
-            main,
-            "<div class=\"cards\"><section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"/finance/runs\" id=\"create-run\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label for=\"programme\">{l_prog}</label><select id=\"programme\" name=\"programme\">{options}</select><label for=\"period\">{l_period}</label><input id=\"period\" name=\"period\" required pattern=\"\\d{{4}}-\\d{{2}}\" placeholder=\"{year}-03\" maxlength=\"7\"><button type=\"submit\">{submit}</button></form><p class=\"muted\">{hint}</p></section>",
-            h = tr(ctx, "finance.create"),
-            csrf = esc(&ctx.csrf),
-            l_prog = tr(ctx, "programme"),
-            l_period = tr(ctx, "period_hint"),
-            submit = tr(ctx, "finance.create_submit"),
-            hint = tr(ctx, "finance.four_eyes"),
-        );
-        let _ = write!(
-            main,
-            "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"/finance/payments\" id=\"payment\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label for=\"payee\">{l_payee}</label><input id=\"payee\" name=\"payee\" required maxlength=\"200\"><label for=\"pay-programme\">{l_prog}</label><input id=\"pay-programme\" name=\"programme\" maxlength=\"200\" placeholder=\"{optional}\"><label for=\"amount\">{l_amount}</label><input id=\"amount\" name=\"amount\" required inputmode=\"decimal\" placeholder=\"1000.00\" maxlength=\"30\"><label for=\"reference\">{l_ref}</label><input id=\"reference\" name=\"reference\" required maxlength=\"200\" placeholder=\"BANK-0001\"><button type=\"submit\">{submit}</button></form>{hint}</section></div>",
-            hint = super::payments::threshold_hint(ctx, console.shared.payment_confirm_above),
-            h = tr(ctx, "finance.payment"),
-            csrf = esc(&ctx.csrf),
-            l_payee = tr(ctx, "payee"),
-            l_prog = tr(ctx, "programme"),
-            optional = tr(ctx, "optional"),
-            l_amount = tr(ctx, "amount_cny"),
-            l_ref = tr(ctx, "reference"),
-            submit = tr(ctx, "finance.payment_submit"),
-        );
-    }
-    Ok(layout(ctx, tr(ctx, "finance.title"), &main))
+    let runs: Vec<RunSummary> = runs
+        .into_iter()
+        .map(|(run, lines, total)| RunSummary { run, lines, total })
+        .collect();
+    let pools = overview.iter().map(|o| pool_card(ctx, o)).collect();
+    Ok(page(&FinancePage {
+        ctx,
+        title: tr(ctx, "finance.title"),
+        years,
+        year,
+        pools,
+        runs: runs.into_iter().rev().collect(),
+        finance: FINANCE.contains(&ctx.principal().role()),
+        kept,
+        awaiting: Markup::built_with_esc(super::payments::awaiting_section(ctx, &awaiting)),
+        payment_hint: Markup::built_with_esc(super::payments::threshold_hint(
+            ctx,
+            console.shared.payment_confirm_above,
+        )),
+    }))
 }
 
-fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
-    let bar = match o.pool {
-        Some(pool) => {
+fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
+    let bar = o.pool.map(|pool| {
+        (
             progress(
                 pool,
                 &[
@@ -651,14 +722,14 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
                         tr(ctx, "pending").to_owned(),
                     ),
                 ],
-            ) + &legend(&[
+            ),
+            legend(&[
                 ("paid", tr(ctx, "paid")),
                 ("pending", tr(ctx, "pending")),
                 ("left", tr(ctx, "left")),
-            ])
-        }
-        None => String::new(),
-    };
+            ]),
+        )
+    });
     let cols: Vec<Column> = (0..12)
         .map(|m| Column {
             label: month_label(ctx, m),
@@ -669,104 +740,56 @@ fn pool_card(ctx: &Ctx, o: &ProgrammeOverview) -> String {
             }],
         })
         .collect();
-    format!(
-        "<section class=\"card pool\" data-programme=\"{p}\"><h2>{p} <small>{name}</small></h2><dl class=\"figures\"><div><dt>{l_pool}</dt><dd>{pool}</dd></div><div><dt>{l_paid}</dt><dd>{paid}</dd></div><div><dt>{l_pending}</dt><dd>{pending}</dd></div><div><dt>{l_left}</dt><dd>{left}</dd></div></dl>{bar}<p class=\"caps\">{l_caps}: <b class=\"near-cap\">{near}</b> {l_near} · <b class=\"at-cap\">{at}</b> {l_at} · {capped} {l_capped}</p><h3>{l_monthly}</h3>{chart}</section>",
-        p = esc(&o.programme),
-        name = esc(&o.name),
-        l_pool = tr(ctx, "pool"),
-        pool = o
-            .pool
-            .map_or_else(|| tr(ctx, "no_pool").to_owned(), |p| esc(&cny(p))),
-        l_paid = tr(ctx, "paid"),
-        paid = esc(&cny(o.settled)),
-        l_pending = tr(ctx, "pending"),
-        pending = esc(&cny(o.pending.plus(o.owed_back))),
-        l_left = tr(ctx, "left"),
-        left = if o.pool.is_some() {
-            esc(&cny(o.left))
-        } else {
-            "—".to_owned()
-        },
-        l_caps = tr(ctx, "finance.caps"),
-        near = o.near_cap,
-        l_near = tr(ctx, "finance.near_cap"),
-        at = o.at_cap,
-        l_at = tr(ctx, "finance.at_cap"),
-        capped = o.capped,
-        l_capped = tr(ctx, "finance.capped"),
-        l_monthly = tr(ctx, "finance.monthly_paid"),
-        chart = columns(tr(ctx, "finance.monthly_paid"), Unit::Fen, &cols),
-    )
-}
-
-fn lines_table(ctx: &Ctx, run: &RunRow, lines: &[RunLineRow]) -> String {
-    let mut html = format!(
-        "<div class=\"scroll\"><table id=\"lines\"><thead><tr><th>{}</th><th>{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        tr(ctx, "period"),
-        tr(ctx, "beneficiary"),
-        tr(ctx, "amount"),
-        tr(ctx, "provider"),
-        tr(ctx, "class"),
-        tr(ctx, "base"),
-        tr(ctx, "ratio"),
-        tr(ctx, "entitlement"),
-        tr(ctx, "posted_before"),
-        tr(ctx, "cut_by"),
-        tr(ctx, "payee"),
-    );
-    if lines.is_empty() {
-        let _ = write!(
-            html,
-            "<tr><td colspan=\"11\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for l in lines {
-        let class = [
-            l.key.category.as_str(),
-            l.key.chip_origin.as_str(),
-            if l.key.registered_model == "true" {
-                "registered"
-            } else {
-                ""
+    PoolCard {
+        o,
+        pending: o.pending.plus(o.owed_back),
+        bar,
+        chart: columns(
+            tr(ctx, "finance.monthly_paid"),
+            Axes {
+                x: tr(ctx, "axis.month"),
+                y: tr(ctx, "axis.cny"),
             },
-        ]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" / ");
-        let adjustment = if l.original_period != run.period {
-            format!(" <small class=\"adj\">{}</small>", tr(ctx, "adjustment"))
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            html,
-            "<tr><td>{}{adjustment}</td><td>{}</td>{}<td>{}</td><td>{}</td>{}<td class=\"num\">{}</td>{}{}<td>{}</td><td>{}</td></tr>",
-            esc(&l.original_period),
-            esc(&l.key.beneficiary),
-            money_cell(Fen(l.amount_fen)),
-            esc(&l.key.provider),
-            esc(&class),
-            money_cell(Fen(l.base_fen)),
-            esc(&l.ratio),
-            money_cell(Fen(l.entitlement_fen)),
-            money_cell(Fen(l.posted_before_fen)),
-            esc(&l.cut_by),
-            esc(&l.payee),
-        );
+            Unit::Fen,
+            &cols,
+        ),
     }
-    html.push_str("</tbody></table></div>");
-    html
 }
 
-fn action_button(ctx: &Ctx, run_id: i64, action: &str, class: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"/finance/runs/{run_id}/{action}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"{action}\" class=\"{class}\">{}</button></form>",
-        esc(&ctx.csrf),
-        tr(ctx, &format!("action.{action}"))
-    )
+impl RunPage<'_> {
+    /// A line's class named: category / chip origin / registered model.
+    fn class_of(&self, l: &RunLineRow) -> String {
+        let mut parts = vec![self.named("category", &l.key.category)];
+        if !l.key.chip_origin.is_empty() {
+            parts.push(self.named("chip", &l.key.chip_origin));
+        }
+        if l.key.registered_model == "true" {
+            parts.push(self.t("class.registered").to_owned());
+        }
+        parts.join(" / ")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    run: &'a RunRow,
+    /// The registry's content hash, shortened.
+    hash: &'a str,
+    lines: &'a [RunLineRow],
+    total: Fen,
+    /// The finance actions the run's state allows: (action, button class).
+    actions: Vec<(&'static str, &'static str)>,
+    /// Readers may re-derive a posted run.
+    rederive: bool,
+    /// The signed-in person created this run, so another must approve it.
+    created_by_me: bool,
+    /// The result of a re-derivation: `Some(None)` matches, `Some(Some(diff))` differs.
+    rederived: Option<Option<String>>,
+    /// A refused action on this run, shown beside the actions.
+    refused: Option<FieldError>,
 }
 
 /// A run: its state, its (preview) lines, and the actions its state and the role allow.
@@ -775,101 +798,63 @@ pub async fn run_page(
     ctx: &Ctx,
     run_id: i64,
     rederived: Option<Option<String>>,
+    refused: Option<FieldError>,
 ) -> Result<String, ConsoleError> {
-    let view = console
-        .store(move |s| settle::show_run(s, run_id))
+    let (view, creator) = console
+        .store(move |s| {
+            Ok::<_, settle::SettleError>((
+                settle::show_run(s, run_id)?,
+                settle::run_creator_user_id(s, run_id)?,
+            ))
+        })
         .await?
         .map_err(|e| settle_error(e, "run"))?;
     let run = &view.run;
     let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
     let role = ctx.principal().role();
-    let mut actions = String::new();
+    // Four eyes: the creator is not offered the approval the use case would refuse. The
+    // creator is the user of the run's `run.create` audit entry; a run created with a
+    // credential without a user is compared by the person its actor names.
+    let actor = ctx.actor.as_ref().expect("signed in");
+    let created_by_me = match (creator, &actor.user) {
+        (Some(creator), Some(me)) => creator == me.user_id,
+        _ => actor.same_person(&run.created_by),
+    };
+    let mut actions = Vec::new();
     if FINANCE.contains(&role) {
         match run.status.as_str() {
-            "open" => {
-                actions += &action_button(ctx, run_id, "approve", "");
-                actions += &action_button(ctx, run_id, "cancel", "secondary");
-            }
-            "approved" => {
-                actions += &action_button(ctx, run_id, "post", "");
-                actions += &action_button(ctx, run_id, "cancel", "secondary");
-            }
+            "open" if created_by_me => actions.push(("cancel", "secondary")),
+            "open" => actions.extend([("approve", ""), ("cancel", "secondary")]),
+            "approved" => actions.extend([("post", ""), ("cancel", "secondary")]),
             _ => {}
         }
     }
-    if READERS.contains(&role) && run.status == "posted" {
-        actions += &format!(
-            "<form method=\"post\" action=\"/audit/runs/{run_id}/rederive\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"rederive\" class=\"secondary\">{}</button></form>",
-            esc(&ctx.csrf),
-            tr(ctx, "action.rederive")
-        );
-    }
-    let rederive_result = match rederived {
-        None => String::new(),
-        Some(None) => format!(
-            "<p class=\"ok\" id=\"rederive-result\" data-matches=\"true\">{}</p>",
-            tr(ctx, "rederive.match")
-        ),
-        Some(Some(diff)) => format!(
-            "<p class=\"error\" id=\"rederive-result\" data-matches=\"false\">{}: <code>{}</code></p>",
-            tr(ctx, "rederive.mismatch"),
-            esc(&diff)
-        ),
-    };
-    let note = if run.status == "open" {
-        format!("<p class=\"muted\">{}</p>", tr(ctx, "finance.four_eyes"))
-    } else {
-        String::new()
-    };
-    let main = format!(
-        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{l_run} {id} <small>{prog} {period}</small> {badge}</h1>{rederive_result}<dl class=\"figures\"><div><dt>{l_total}</dt><dd id=\"run-total\">{total}</dd></div><div><dt>{l_lines}</dt><dd>{n}</dd></div><div><dt>{l_created}</dt><dd class=\"person\">{created_by}<small>{created_at}</small></dd></div><div><dt>{l_approved}</dt><dd class=\"person\">{approved_by}<small>{approved_at}</small></dd></div><div><dt>{l_posted}</dt><dd class=\"person\">{posted_at}</dd></div><div><dt>{l_registry}</dt><dd>v{version} <small><code>{hash}</code></small></dd></div></dl>{note}<div class=\"actions\">{actions}</div></section><section class=\"card\"><h2>{l_preview}</h2>{lines}</section>",
-        back = tr(ctx, "nav.finance"),
-        l_run = tr(ctx, "run"),
-        id = run.run_id,
-        prog = esc(&run.programme),
-        period = esc(&run.period),
-        badge = status_badge(ctx, &run.status),
-        l_total = tr(ctx, "amount"),
-        total = esc(&cny(total)),
-        l_lines = tr(ctx, "lines"),
-        n = view.lines.len(),
-        l_created = tr(ctx, "created_by"),
-        created_by = esc(&run.created_by),
-        created_at = esc(&shanghai_time(&run.created_at)),
-        l_approved = tr(ctx, "approved_by"),
-        approved_by = esc(run.approved_by.as_deref().unwrap_or("—")),
-        approved_at = esc(&run
-            .approved_at
-            .as_deref()
-            .map(shanghai_time)
-            .unwrap_or_default()),
-        l_posted = tr(ctx, "posted_at"),
-        posted_at = esc(&run
-            .posted_at
-            .as_deref()
-            .map_or_else(|| "—".to_owned(), shanghai_time)),
-        l_registry = tr(ctx, "registry"),
-        version = run.registry_version,
-        hash = esc(&run.content_hash[..run.content_hash.len().min(12)]),
-        l_preview = if run.status == "posted" {
-            tr(ctx, "run.lines_posted")
-        } else {
-            tr(ctx, "run.lines_preview")
-        },
-        lines = lines_table(ctx, run, &view.lines),
-    );
-    Ok(layout(
+    Ok(page(&RunPage {
         ctx,
-        &format!("{} {}", tr(ctx, "run"), run.run_id),
-        &main,
-    ))
+        title: format!("{} {}", tr(ctx, "run"), run.run_id),
+        run,
+        hash: &run.content_hash[..run.content_hash.len().min(12)],
+        lines: &view.lines,
+        total,
+        actions,
+        rederive: READERS.contains(&role) && run.status == "posted",
+        created_by_me,
+        rederived,
+        refused,
+    }))
 }
 
 /// `YYYY-MM` with a month 1-12, else an error naming `period`.
 fn period_field(text: &str) -> Result<&str, ConsoleError> {
     suanli_domain::usage::Period::parse(text)
         .map(|_| text)
-        .ok_or_else(|| ConsoleError::field("period", format!("{text:?} is not a month YYYY-MM")))
+        .ok_or_else(|| {
+            ConsoleError::field(
+                "period",
+                Code::PeriodNotAMonth,
+                format!("{text:?} is not a month YYYY-MM"),
+            )
+        })
 }
 
 pub async fn create_run(
@@ -884,21 +869,144 @@ pub async fn create_run(
         .store(move |s| settle::create_run(s, &programme, &period, &actor))
         .await?
         .map_err(|e| match e {
-            settle::SettleError::NotFound(m) => {
-                ConsoleError::Field(FieldError::new("programme", m), StatusCode::NOT_FOUND)
-            }
-            settle::SettleError::InvalidArgument(m) => ConsoleError::field("period", m),
+            settle::SettleError::NotFound(_) => settle_error(e, "programme"),
+            settle::SettleError::InvalidArgument(_) => settle_error(e, "period"),
             other => settle_error(other, "run"),
         })?;
     Ok(view.run.run_id)
 }
 
+/// What confirming an action binds: a digest of the session's CSRF token and of everything the
+/// confirmation showed, so a confirmation of another session, or of a run or payment that has
+/// changed since, does not act.
+fn confirmation(ctx: &Ctx, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ctx.csrf.as_bytes());
+    for p in parts {
+        h.update([0]);
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// One payee's share of a run, as its confirmation lists it.
+struct PayeeShare {
+    payee: String,
+    lines: usize,
+    amount: Fen,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_run.html")]
+struct ConfirmRunPage<'a> {
+    ctx: &'a Ctx,
+    title: String,
+    action: &'a str,
+    run: &'a RunRow,
+    lines: usize,
+    total: Fen,
+    payees: Vec<PayeeShare>,
+    confirm: String,
+}
+
+/// Approves, posts or cancels a run. Posting and cancelling first show what will happen
+/// (`Ok(Some(page))`) and act only when the form comes back with that confirmation, for the
+/// run as it was shown.
 pub async fn run_action(
     console: &Arc<Console>,
     ctx: &Ctx,
     run_id: i64,
     action: &str,
-) -> Result<(), ConsoleError> {
+    confirmed: Option<&str>,
+) -> Result<Option<String>, ConsoleError> {
+    if action != "approve" {
+        let view = console
+            .store(move |s| settle::show_run(s, run_id))
+            .await?
+            .map_err(|e| settle_error(e, "run"))?;
+        let run = &view.run;
+        // Nothing to confirm for what cannot happen (the use case's refusal, at once) or has
+        // happened already (the use case's no-op).
+        let refused = match (action, run.status.as_str()) {
+            ("post", "open" | "cancelled") => Some(Code::RunNotApproved),
+            ("cancel", "posted") => Some(Code::RunPosted),
+            _ => None,
+        };
+        if let Some(code) = refused {
+            return Err(ConsoleError::Field(
+                FieldError::new(
+                    "run",
+                    code,
+                    format!(
+                        "run {run_id} is {}; it cannot be {}",
+                        run.status,
+                        if action == "post" {
+                            "posted"
+                        } else {
+                            "cancelled"
+                        }
+                    ),
+                ),
+                StatusCode::CONFLICT,
+            ));
+        }
+        let done = matches!(
+            (action, run.status.as_str()),
+            ("post", "posted") | ("cancel", "cancelled")
+        );
+        let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
+        let confirm = confirmation(
+            ctx,
+            &[
+                action,
+                &run.run_id.to_string(),
+                &run.status,
+                &run.content_hash,
+                &view.lines.len().to_string(),
+                &total.0.to_string(),
+            ],
+        );
+        match confirmed {
+            _ if done => {}
+            None => {
+                let mut payees: BTreeMap<&str, (usize, Fen)> = BTreeMap::new();
+                for l in &view.lines {
+                    let share = payees.entry(l.payee.as_str()).or_insert((0, Fen(0)));
+                    share.0 += 1;
+                    share.1 = Fen(share.1.0.saturating_add(l.amount_fen));
+                }
+                return Ok(Some(page(&ConfirmRunPage {
+                    ctx,
+                    title: format!("{} {}", tr(ctx, &format!("action.{action}")), run.run_id),
+                    action,
+                    run,
+                    lines: view.lines.len(),
+                    total,
+                    payees: payees
+                        .into_iter()
+                        .map(|(payee, (lines, amount))| PayeeShare {
+                            payee: payee.to_owned(),
+                            lines,
+                            amount,
+                        })
+                        .collect(),
+                    confirm,
+                })));
+            }
+            Some(given) if !super::same_secret(given, &confirm) => {
+                return Err(ConsoleError::Field(
+                    FieldError::new(
+                        "run",
+                        Code::RunChangedSinceConfirmed,
+                        format!("run {run_id} changed after the confirmation was shown"),
+                    ),
+                    StatusCode::CONFLICT,
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let actor = ctx.actor.clone().expect("signed in");
     let action = action.to_owned();
     let posted = action == "post";
@@ -913,9 +1021,103 @@ pub async fn run_action(
     if posted && !view.unchanged {
         crate::grpc::refresh_programme_gauges(&console.shared).await;
     }
-    Ok(())
+    Ok(None)
 }
 
+#[derive(Template)]
+#[template(path = "payment.html")]
+struct PaymentPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    /// Booked, or awaiting a second person (`console::payments::recorded_result`).
+    result: Markup,
+    payee: &'a str,
+    amount: Fen,
+    reference: &'a str,
+    outstanding: Fen,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_payment.html")]
+struct ConfirmPaymentPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    payee: &'a str,
+    /// The programme that pays: as given, or the only one that owes the payee.
+    programme: &'a str,
+    /// As typed, so the confirmation posts back what was checked.
+    programme_given: &'a str,
+    amount_text: &'a str,
+    amount: Fen,
+    reference: &'a str,
+    outstanding: Fen,
+    after: Fen,
+    confirm: String,
+}
+
+/// Which programme a payment of `amount` to `payee` would be booked to and what it owes the
+/// payee now: the checks of the payment use case, made before asking for confirmation.
+fn payment_plan(
+    positions: &[PayeePosition],
+    payee: &str,
+    programme: Option<&str>,
+    amount: Fen,
+) -> Result<(String, Fen), ConsoleError> {
+    let refuse = |field: &str, code: Code, status: StatusCode, message: String| {
+        ConsoleError::Field(FieldError::new(field, code, message), status)
+    };
+    let position = match programme {
+        Some(p) => positions
+            .iter()
+            .find(|pos| pos.programme == p)
+            .ok_or_else(|| {
+                refuse(
+                    "programme",
+                    Code::ProgrammeOwesNothing,
+                    StatusCode::CONFLICT,
+                    format!("programme {p:?} owes payee {payee:?} nothing"),
+                )
+            })?,
+        None => {
+            let owed: Vec<&PayeePosition> =
+                positions.iter().filter(|p| p.outstanding.0 > 0).collect();
+            match owed.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(refuse(
+                        "payee",
+                        Code::PayeeOwedNothing,
+                        StatusCode::CONFLICT,
+                        format!("nothing is owed to payee {payee:?}"),
+                    ));
+                }
+                _ => {
+                    return Err(refuse(
+                        "programme",
+                        Code::SeveralProgrammes,
+                        StatusCode::BAD_REQUEST,
+                        format!("payee {payee:?} is owed by several programmes; name one"),
+                    ));
+                }
+            }
+        }
+    };
+    if amount > position.outstanding {
+        return Err(refuse(
+            "amount",
+            Code::AmountExceedsOwed,
+            StatusCode::CONFLICT,
+            format!(
+                "payment {amount} to {payee} exceeds the {} owed by {}",
+                position.outstanding, position.programme
+            ),
+        ));
+    }
+    Ok((position.programme.clone(), position.outstanding))
+}
+
+/// Records a payment: the first post shows what will be booked (payee, programme, amount,
+/// what is owed before and after) and asks for confirmation; the confirmed post books it.
 pub async fn record_payment(
     console: &Arc<Console>,
     ctx: &Ctx,
@@ -923,16 +1125,58 @@ pub async fn record_payment(
 ) -> Result<String, ConsoleError> {
     let payee = form.required("payee")?.to_owned();
     let amount_text = form.required("amount")?;
-    let amount =
-        Fen::parse_cny(amount_text).map_err(|e| ConsoleError::field("amount", e.to_string()))?;
+    let amount = Fen::parse_cny(amount_text)
+        .map_err(|e| ConsoleError::field("amount", Code::AmountNotANumber, e.to_string()))?;
     if amount.0 <= 0 {
         return Err(ConsoleError::field(
             "amount",
+            Code::AmountNotPositive,
             format!("{amount_text:?} must be more than zero"),
         ));
     }
     let reference = form.required("reference")?.to_owned();
     let programme = form.optional("programme").map(str::to_owned);
+    let who = payee.clone();
+    let positions = console
+        .store(move |s| suanli_app::ledger::payee(s, &who))
+        .await?
+        .map_err(|e| settle_error(e, "payee"))?;
+    let (paying, outstanding) = payment_plan(&positions, &payee, programme.as_deref(), amount)?;
+    let confirm = confirmation(
+        ctx,
+        &[
+            "payment",
+            &payee,
+            &paying,
+            &amount.0.to_string(),
+            &reference,
+        ],
+    );
+    match form.optional("confirm") {
+        None => {
+            return Ok(page(&ConfirmPaymentPage {
+                ctx,
+                title: tr(ctx, "confirm.payment_title"),
+                payee: &payee,
+                programme: &paying,
+                programme_given: programme.as_deref().unwrap_or(""),
+                amount_text,
+                amount,
+                reference: &reference,
+                outstanding,
+                after: outstanding.minus(amount),
+                confirm,
+            }));
+        }
+        Some(given) if !super::same_secret(given, &confirm) => {
+            return Err(ConsoleError::field(
+                "payment",
+                Code::PaymentChangedSinceConfirmed,
+                "the payment differs from the one confirmed",
+            ));
+        }
+        Some(_) => {}
+    }
     let actor = ctx.actor.clone().expect("signed in");
     let (who, reference2) = (payee.clone(), reference.clone());
     let confirm_above = console.shared.payment_confirm_above;
@@ -958,36 +1202,31 @@ pub async fn record_payment(
             )
         })
         .await?
-        .map_err(|e| match e {
-            settle::SettleError::InvalidArgument(m) if m.contains("owes payee") => {
-                ConsoleError::Field(FieldError::new("programme", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::AlreadyExists(m) => {
-                ConsoleError::Field(FieldError::new("reference", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::FailedPrecondition(m) if m.contains("exceeds") => {
-                ConsoleError::Field(FieldError::new("amount", m), StatusCode::CONFLICT)
-            }
-            settle::SettleError::InvalidArgument(m) if m.contains("several programmes") => {
-                ConsoleError::field("programme", m)
-            }
-            other => settle_error(other, "payee"),
-        })?;
+        .map_err(payment_error)?;
     let (result, outstanding) = super::payments::recorded_result(ctx, &recorded, confirm_above);
-    let main = format!(
-        "<p><a href=\"/finance\">← {back}</a></p><section class=\"card\"><h1>{h}</h1>{result}<dl class=\"figures\"><div><dt>{l_payee}</dt><dd>{payee}</dd></div><div><dt>{l_amount}</dt><dd>{amount}</dd></div><div><dt>{l_ref}</dt><dd>{reference}</dd></div><div><dt>{l_out}</dt><dd>{outstanding}</dd></div></dl></section>",
-        back = tr(ctx, "nav.finance"),
-        h = tr(ctx, "finance.payment"),
-        l_payee = tr(ctx, "payee"),
-        payee = esc(&payee),
-        l_amount = tr(ctx, "amount"),
-        amount = esc(&cny(amount)),
-        l_ref = tr(ctx, "reference"),
-        reference = esc(&reference),
-        l_out = tr(ctx, "outstanding"),
-        outstanding = esc(&cny(outstanding)),
-    );
-    Ok(layout(ctx, tr(ctx, "finance.payment"), &main))
+    Ok(page(&PaymentPage {
+        ctx,
+        title: tr(ctx, "finance.payment"),
+        result: Markup::built_with_esc(result),
+        payee: &payee,
+        amount,
+        reference: &reference,
+        outstanding,
+    }))
+}
+
+/// A payment's refusal, naming the field at fault.
+fn payment_error(e: settle::SettleError) -> ConsoleError {
+    match Code::of_settle(&e) {
+        Code::ProgrammeOwesNothing => match settle_error(e, "programme") {
+            ConsoleError::Field(f, _) => ConsoleError::Field(f, StatusCode::CONFLICT),
+            other => other,
+        },
+        Code::ReferenceReused => settle_error(e, "reference"),
+        Code::AmountExceedsOwed | Code::AmountNotPositive => settle_error(e, "amount"),
+        Code::SeveralProgrammes => settle_error(e, "programme"),
+        _ => settle_error(e, "payee"),
+    }
 }
 
 /// A `YYYY-MM-DD` filter field.
@@ -996,28 +1235,82 @@ fn day_field<'a>(query: &'a Form, name: &str) -> Result<Option<&'a str>, Console
         None => Ok(None),
         Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map(|_| Some(d))
-            .map_err(|_| ConsoleError::field(name, format!("{d:?} is not a date YYYY-MM-DD"))),
+            .map_err(|_| {
+                ConsoleError::field(
+                    name,
+                    Code::DayNotADate,
+                    format!("{d:?} is not a date YYYY-MM-DD"),
+                )
+            }),
     }
 }
 
+/// One account of the trial balance: its debits, credits and its balance on the side it
+/// falls, as a positive amount (a payable's credit balance is what is owed).
+struct TrialRow<'a> {
+    account: &'a str,
+    debit: Fen,
+    credit: Fen,
+    debit_balance: Option<Fen>,
+    credit_balance: Option<Fen>,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    account: &'a str,
+    from: &'a str,
+    to: &'a str,
+    run: String,
+    /// How many journals the filters selected; at most [`JOURNALS_SHOWN_MAX`] are shown.
+    selected: usize,
+    journals: Vec<&'a JournalRow>,
+    totals: Vec<TrialRow<'a>>,
+    debit: Fen,
+    credit: Fen,
+    balanced: bool,
+    /// Posted runs, newest first.
+    posted: Vec<&'a RunRow>,
+    /// A filter that is not valid, shown beside it.
+    refused: Option<FieldError>,
+}
+
 /// The auditor view: the journal with filters, the trial balance, and re-derive on posted runs.
+/// The audit page and its status: a filter that is not valid is shown as typed with its error
+/// beside it (HTTP 400), and the journal is listed without it.
 pub async fn audit(
     console: &Arc<Console>,
     ctx: &Ctx,
     query: &Form,
-) -> Result<String, ConsoleError> {
+) -> Result<(StatusCode, String), ConsoleError> {
     let account = query.optional("account").unwrap_or("").to_owned();
-    let from = day_field(query, "from")?.map(str::to_owned);
-    let to = day_field(query, "to")?.map(str::to_owned);
-    let run = match query.optional("run") {
-        None => None,
-        Some(r) => Some(
-            r.parse::<i64>()
-                .ok()
-                .filter(|r| *r > 0)
-                .ok_or_else(|| ConsoleError::field("run", format!("{r:?} is not a run number")))?,
-        ),
+    let mut refused = None;
+    let mut keep = |r: Result<Option<String>, ConsoleError>| match r {
+        Ok(v) => v,
+        Err(e) => {
+            refused.get_or_insert(e.as_field());
+            None
+        }
     };
+    let from = keep(day_field(query, "from").map(|d| d.map(str::to_owned)));
+    let to = keep(day_field(query, "to").map(|d| d.map(str::to_owned)));
+    let run = keep(match query.optional("run") {
+        None => Ok(None),
+        Some(r) => r
+            .parse::<i64>()
+            .ok()
+            .filter(|r| *r > 0)
+            .map(|r| Some(r.to_string()))
+            .ok_or_else(|| {
+                ConsoleError::field(
+                    "run",
+                    Code::RunNotANumber,
+                    format!("{r:?} is not a run number"),
+                )
+            }),
+    });
     let (journals, totals, runs) = console
         .store(|s| {
             Ok::<_, settle::SettleError>((
@@ -1028,8 +1321,8 @@ pub async fn audit(
         })
         .await?
         .map_err(|e| settle_error(e, "journal"))?;
-    let run_reference = run.map(|r| format!("run:{r}"));
-    let selected: Vec<_> = journals
+    let run_reference = run.as_ref().map(|r| format!("run:{r}"));
+    let selected: Vec<&JournalRow> = journals
         .iter()
         .rev()
         .filter(|j| account.is_empty() || j.entries.iter().any(|e| e.account.starts_with(&account)))
@@ -1043,137 +1336,43 @@ pub async fn audit(
                 .is_none_or(|r| j.kind == "run" && j.reference == *r)
         })
         .collect();
-    let mut main = format!("<h1>{}</h1>", tr(ctx, "audit.title"));
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{h}</h2><form method=\"get\" action=\"/audit\" class=\"filters\"><label>{l_acc}<input name=\"account\" value=\"{acc}\" maxlength=\"200\" placeholder=\"payable:\"></label><label>{l_from}<input name=\"from\" type=\"date\" value=\"{from}\"></label><label>{l_to}<input name=\"to\" type=\"date\" value=\"{to}\"></label><label>{l_run}<input name=\"run\" inputmode=\"numeric\" value=\"{run}\" maxlength=\"12\"></label><button type=\"submit\">{filter}</button></form>",
-        h = tr(ctx, "audit.journal"),
-        l_acc = tr(ctx, "account"),
-        acc = esc(&account),
-        l_from = tr(ctx, "from"),
-        from = esc(from.as_deref().unwrap_or("")),
-        l_to = tr(ctx, "to"),
-        to = esc(to.as_deref().unwrap_or("")),
-        l_run = tr(ctx, "run"),
-        run = run.map_or(String::new(), |r| r.to_string()),
-        filter = tr(ctx, "filter"),
-    );
-    let _ = write!(
-        main,
-        "<p class=\"muted\">{} {} / {}</p><div class=\"scroll\"><table id=\"journal\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th></tr></thead><tbody>",
-        tr(ctx, "audit.shown"),
-        selected.len().min(JOURNALS_SHOWN_MAX),
-        selected.len(),
-        tr(ctx, "time"),
-        tr(ctx, "kind"),
-        tr(ctx, "reference"),
-        tr(ctx, "account"),
-        tr(ctx, "debit"),
-        tr(ctx, "credit"),
-    );
-    if selected.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"7\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for j in selected.iter().take(JOURNALS_SHOWN_MAX) {
-        let rows = j.entries.len().max(1);
-        for (i, e) in j.entries.iter().enumerate() {
-            main.push_str("<tr>");
-            if i == 0 {
-                let _ = write!(
-                    main,
-                    "<td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}<br><small>{}</small></td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{}</td>",
-                    j.journal_id,
-                    esc(&shanghai_time(&j.created_at)),
-                    esc(&j.created_by),
-                    esc(&j.kind),
-                    esc(&j.reference),
-                );
-            }
-            let _ = write!(
-                main,
-                "<td><code>{}</code></td>{}{}</tr>",
-                esc(&e.account),
-                money_cell(Fen(e.debit_fen)),
-                money_cell(Fen(e.credit_fen)),
-            );
-        }
-    }
-    main.push_str("</tbody></table></div></section>");
-    // Trial balance.
     let debit: i128 = totals.iter().map(|t| i128::from(t.1)).sum();
     let credit: i128 = totals.iter().map(|t| i128::from(t.2)).sum();
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><div class=\"scroll\"><table id=\"trial-balance\"><thead><tr><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th></tr></thead><tbody>",
-        tr(ctx, "audit.trial_balance"),
-        tr(ctx, "account"),
-        tr(ctx, "debit"),
-        tr(ctx, "credit"),
-        tr(ctx, "balance"),
-    );
-    for (account, d, c) in &totals {
-        let _ = write!(
-            main,
-            "<tr><td><code>{}</code></td>{}{}{}</tr>",
-            esc(account),
-            money_cell(Fen(*d)),
-            money_cell(Fen(*c)),
-            money_cell(Fen(d.saturating_sub(*c)))
-        );
-    }
-    let sum = |v: i128| cny(Fen(i64::try_from(v).unwrap_or(i64::MAX)));
-    let _ = write!(
-        main,
-        "</tbody><tfoot><tr><th>{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\" id=\"balanced\" data-balanced=\"{}\">{}</td></tr></tfoot></table></div></section>",
-        tr(ctx, "total"),
-        esc(&sum(debit)),
-        esc(&sum(credit)),
-        debit == credit,
-        if debit == credit {
-            tr(ctx, "audit.balanced")
-        } else {
-            tr(ctx, "audit.unbalanced")
-        }
-    );
-    // Posted runs, each with re-derive.
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{}</h2><div class=\"scroll\"><table id=\"posted-runs\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
-        tr(ctx, "audit.posted_runs"),
-        tr(ctx, "programme"),
-        tr(ctx, "period"),
-        tr(ctx, "posted_at"),
-    );
-    let posted: Vec<&RunRow> = runs.iter().filter(|r| r.status == "posted").collect();
-    if posted.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"5\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for r in posted.iter().rev() {
-        let _ = write!(
-            main,
-            "<tr><td><a href=\"/finance/runs/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/audit/runs/{id}/rederive\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" class=\"secondary\">{}</button></form></td></tr>",
-            esc(&r.programme),
-            esc(&r.period),
-            esc(&r
-                .posted_at
-                .as_deref()
-                .map(shanghai_time)
-                .unwrap_or_default()),
-            esc(&ctx.csrf),
-            tr(ctx, "action.rederive"),
-            id = r.run_id,
-        );
-    }
-    main.push_str("</tbody></table></div></section>");
-    Ok(layout(ctx, tr(ctx, "audit.title"), &main))
+    let sum = |v: i128| Fen(i64::try_from(v).unwrap_or(i64::MAX));
+    let status = if refused.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = page(&AuditPage {
+        ctx,
+        title: tr(ctx, "audit.title"),
+        account: &account,
+        from: query.optional("from").unwrap_or(""),
+        to: query.optional("to").unwrap_or(""),
+        run: query.optional("run").unwrap_or("").to_owned(),
+        refused,
+        selected: selected.len(),
+        journals: selected.into_iter().take(JOURNALS_SHOWN_MAX).collect(),
+        totals: totals
+            .iter()
+            .map(|(account, d, c)| {
+                let balance = d.saturating_sub(*c);
+                TrialRow {
+                    account,
+                    debit: Fen(*d),
+                    credit: Fen(*c),
+                    debit_balance: (balance > 0).then_some(Fen(balance)),
+                    credit_balance: (balance < 0).then(|| Fen(balance.saturating_neg())),
+                }
+            })
+            .collect(),
+        debit: sum(debit),
+        credit: sum(credit),
+        balanced: debit == credit,
+        posted: runs.iter().filter(|r| r.status == "posted").rev().collect(),
+    });
+    Ok((status, body))
 }
 
 /// Re-derives a run from its frozen inputs and shows the run with the result.
@@ -1190,6 +1389,7 @@ pub async fn rederive(
         return Err(ConsoleError::Field(
             FieldError::new(
                 "run",
+                Code::RederivePostedOnly,
                 format!(
                     "run {run_id} is {}; only posted runs are re-derived here",
                     run.status
@@ -1199,5 +1399,21 @@ pub async fn rederive(
         ));
     }
     require(ctx.principal(), READERS, "re-deriving a settlement run")?;
-    run_page(console, ctx, run_id, Some(difference)).await
+    run_page(console, ctx, run_id, Some(difference), None).await
 }
+
+view!(
+    ErrorPage,
+    SigninPage,
+    PickPage,
+    EnterprisePage,
+    ProviderPage,
+    FinancePage,
+    RunPage,
+    ConfirmRunPage,
+    ConfirmPaymentPage,
+    ConfirmVoidPage,
+    VoidedPage,
+    PaymentPage,
+    AuditPage,
+);

@@ -9,6 +9,7 @@ use suanli_app::ledger::Recorded;
 use suanli_domain::money::Fen;
 use suanli_store::payments::PaymentRow;
 
+use super::codes::Code;
 use super::format::{cny, esc, shanghai_time};
 use super::pages::tr;
 use super::{Console, ConsoleError, Ctx, FINANCE, settle_error};
@@ -139,10 +140,13 @@ fn action_button(ctx: &Ctx, payment_id: i64, action: &str, class: &str) -> Strin
 
 /// A payment number from the path.
 pub(super) fn payment_id_of(text: &str) -> Result<i64, ConsoleError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ConsoleError::field("payment", format!("{text:?} is not a payment number")))
+    text.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        ConsoleError::field(
+            "payment",
+            Code::Invalid,
+            format!("{text:?} is not a payment number"),
+        )
+    })
 }
 
 /// Confirms (`confirm`) or withdraws (`withdraw`) a payment awaiting confirmation.

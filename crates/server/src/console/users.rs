@@ -14,6 +14,7 @@ use suanli_app::users::{self, CreateUser};
 use suanli_store::Principal;
 use suanli_store::users::UserRow;
 
+use super::codes::Code;
 use super::format::{esc, shanghai_time, url_encode};
 use super::pages::{layout, tr};
 use super::{Console, ConsoleError, Ctx, Form, html, posted, redirect, require, signed_in};
@@ -64,7 +65,7 @@ fn refused(e: SettleError, field: &'static str) -> Result<Refused, ConsoleError>
         SettleError::FailedPrecondition(m) | SettleError::AlreadyExists(m) => {
             Ok(Refused::new(field, m, StatusCode::CONFLICT))
         }
-        SettleError::PermissionDenied(m) => Err(ConsoleError::Forbidden(m)),
+        SettleError::PermissionDenied(m) => Err(ConsoleError::Forbidden(Code::RoleRefused, m)),
         SettleError::Store(e) => Err(ConsoleError::Unavailable(format!("store: {e}"))),
         SettleError::Unavailable(m) => Err(ConsoleError::Unavailable(m)),
     }
@@ -202,6 +203,7 @@ async fn list_page(
     if !role.is_empty() && !ROLES.contains(&role) {
         return Err(ConsoleError::field(
             "role",
+            Code::Invalid,
             format!("{role:?} is not a role: expected {}", ROLES.join(", ")),
         ));
     }

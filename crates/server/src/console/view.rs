@@ -1,0 +1,265 @@
+//! What every console template may call: the page's strings in its language, money, times,
+//! and the header's navigation. Templates are askama's (`crates/server/templates/`), checked at
+//! compile time and HTML-escaped by default; [`Markup`] is the only way to put already rendered
+//! HTML into a page, and only a template can make one (or, for the two kinds of page still
+//! built in Rust with `format::esc`, [`Markup::built_with_esc`]).
+
+use std::fmt;
+
+use askama::Template;
+use suanli_domain::money::Fen;
+use suanli_store::Principal;
+
+use super::Ctx;
+use super::format::{cny, shanghai_time};
+use super::i18n::{Lang, lookup, t};
+
+/// HTML rendered by a template (a chart, a legend): shown as it is, never escaped twice.
+pub struct Markup(String);
+
+impl Markup {
+    /// Renders `template`; a template that fails to render (a `Display` error of a field)
+    /// shows nothing rather than half a page.
+    pub fn render(template: &impl Template) -> Markup {
+        Markup(template.render().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "console template failed");
+            String::new()
+        }))
+    }
+
+    /// HTML built in Rust with every text passed through [`super::format::esc`]: the
+    /// payments awaiting a second person and the admins' user pages, which are not templates
+    /// yet. Nothing else may use it.
+    pub fn built_with_esc(html: String) -> Markup {
+        Markup(html)
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Markup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for Markup {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+// A template's output is escaped where it was rendered.
+impl askama::filters::HtmlSafe for Markup {}
+
+/// An amount a template shows: fen as `Fen` or as the stores' `i64`.
+pub trait Money {
+    fn fen(&self) -> Fen;
+}
+
+impl Money for Fen {
+    fn fen(&self) -> Fen {
+        *self
+    }
+}
+
+impl Money for i64 {
+    fn fen(&self) -> Fen {
+        Fen(*self)
+    }
+}
+
+impl<T: Money + ?Sized> Money for &T {
+    fn fen(&self) -> Fen {
+        (**self).fen()
+    }
+}
+
+/// One link of the header's navigation.
+pub struct NavLink {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The helpers every page template calls; a template struct implements it with [`view!`].
+pub trait View {
+    fn ctx(&self) -> &Ctx;
+
+    /// The string of `key` in the page's language (`i18n.rs`).
+    fn t(&self, key: impl AsRef<str>) -> &'static str {
+        t(self.ctx().lang, key.as_ref())
+    }
+
+    /// The string of `prefix.key`, for codes shown by name (statuses, outcomes, reasons).
+    fn tk(&self, prefix: &str, key: impl AsRef<str>) -> &'static str {
+        t(self.ctx().lang, &format!("{prefix}.{}", key.as_ref()))
+    }
+
+    /// CNY from integer fen: `¥1,234.56`.
+    fn cny(&self, amount: impl Money) -> String {
+        cny(amount.fen())
+    }
+
+    /// An RFC 3339 instant in Asia/Shanghai.
+    fn time(&self, text: impl AsRef<str>) -> String {
+        shanghai_time(text.as_ref())
+    }
+
+    /// `prefix.code` from the table, or the code itself when the table has no name for it.
+    fn named(&self, prefix: &str, code: &str) -> String {
+        lookup(self.ctx().lang, &format!("{prefix}.{code}"))
+            .map_or_else(|| code.to_owned(), str::to_owned)
+    }
+
+    /// Why a line was cut (`beneficiary_cap`, …), named; empty when it was not.
+    fn cut(&self, code: impl AsRef<str>) -> String {
+        let code = code.as_ref();
+        if code.is_empty() {
+            String::new()
+        } else {
+            self.named("cut", code)
+        }
+    }
+
+    /// A ledger account named: `资金池支出 · hz-municipal-2025 · 市级`, `应付款 · P · dc-a`.
+    fn account(&self, code: impl AsRef<str>) -> String {
+        let mut parts = code.as_ref().split(':');
+        let kind = parts.next().unwrap_or_default();
+        let mut named = vec![self.named("account", kind)];
+        if let Some(programme) = parts.next() {
+            named.push(programme.to_owned());
+        }
+        let rest: Vec<&str> = parts.collect();
+        if !rest.is_empty() {
+            let rest = rest.join(":");
+            named.push(if kind == "expense" {
+                self.named("funder", &rest)
+            } else {
+                rest
+            });
+        }
+        named.join(" · ")
+    }
+
+    /// An actor as stored: a person (`name (login)`) as it is; a credential without a user
+    /// (`finance:3f2a…`) with its role named.
+    fn actor(&self, text: impl AsRef<str>) -> String {
+        let text = text.as_ref();
+        match text.split_once(':') {
+            Some((role, rest)) if lookup(self.ctx().lang, &format!("role.{role}")).is_some() => {
+                format!("{}:{rest}", self.named("role", role))
+            }
+            _ => text.to_owned(),
+        }
+    }
+
+    fn zh(&self) -> bool {
+        self.ctx().lang == Lang::Zh
+    }
+
+    /// The role's links, the current page's marked.
+    fn nav(&self) -> Vec<NavLink> {
+        let ctx = self.ctx();
+        let links: &[(&'static str, &str)] = match &ctx.principal {
+            None => &[],
+            Some(Principal::Beneficiary(_)) => &[("/enterprise", "nav.enterprise")],
+            Some(Principal::Provider(_)) => &[("/provider", "nav.provider")],
+            Some(Principal::Finance | Principal::Auditor) => &[
+                ("/finance", "nav.finance"),
+                ("/audit", "nav.audit"),
+                ("/enterprise", "nav.enterprise"),
+                ("/provider", "nav.provider"),
+            ],
+            Some(Principal::Admin) => &[
+                ("/finance", "nav.finance"),
+                ("/audit", "nav.audit"),
+                ("/enterprise", "nav.enterprise"),
+                ("/provider", "nav.provider"),
+                ("/admin/users", "nav.users"),
+            ],
+        };
+        links
+            .iter()
+            .map(|(href, key)| NavLink {
+                href,
+                label: t(ctx.lang, key),
+                current: ctx.path.starts_with(href),
+            })
+            .collect()
+    }
+
+    /// The person signed in, named first: `财务一号 (finance1)`, when a user is.
+    fn person(&self) -> Option<&str> {
+        self.ctx()
+            .actor
+            .as_ref()
+            .filter(|a| a.user.is_some())
+            .map(|a| a.actor.as_str())
+    }
+}
+
+/// Implements [`View`] for template structs with a `ctx: &Ctx` field.
+macro_rules! view {
+    ($($name:ident),* $(,)?) => {$(
+        impl $crate::console::view::View for $name<'_> {
+            fn ctx(&self) -> &$crate::console::Ctx {
+                self.ctx
+            }
+        }
+    )*};
+}
+pub(super) use view;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Page(Ctx);
+
+    impl View for Page {
+        fn ctx(&self) -> &Ctx {
+            &self.0
+        }
+    }
+
+    fn page(lang: Lang) -> Page {
+        Page(Ctx {
+            lang,
+            set_lang: false,
+            principal: None,
+            actor: None,
+            client: None,
+            must_enrol: false,
+            csrf: String::new(),
+            session_id: None,
+            path: "/audit".into(),
+            query_without_lang: String::new(),
+        })
+    }
+
+    // Codes are named in the page's language; codes the table does not know stay as they are.
+    #[test]
+    fn codes_are_named_in_the_page_language() {
+        let zh = page(Lang::Zh);
+        assert_eq!(
+            zh.account("expense:hz-municipal-2025:city"),
+            "资金池支出 · hz-municipal-2025 · 市级"
+        );
+        assert_eq!(zh.account("payable:p:dc-a"), "应付款 · p · dc-a");
+        assert_eq!(zh.account("paid:p:dc-a"), "已付款 · p · dc-a");
+        assert_eq!(zh.account("expense:p:someone"), "资金池支出 · p · someone");
+        assert_eq!(zh.cut("beneficiary_cap"), "企业额度上限");
+        assert_eq!(zh.cut(""), "");
+        assert_eq!(zh.named("journal", "run"), "结算过账");
+        assert_eq!(zh.actor("finance:3f2a9c"), "财务:3f2a9c");
+        assert_eq!(zh.actor("财务一号 (finance1)"), "财务一号 (finance1)");
+        let en = page(Lang::En);
+        assert_eq!(en.account("expense:p"), "Subsidy expense · p");
+        assert_eq!(en.cut("pool"), "pool");
+        assert_eq!(en.named("journal", "payment"), "Payment");
+    }
+}
