@@ -88,7 +88,7 @@ fn two_persons_book_large_payments(db: Db) {
         let owed = s.ok(&auditor, &["balance", "--payee", "dc-a"]);
         assert!(owed.contains(want), "{want} in {owed}");
     };
-    position("posted 450000.00 CNY, paid 0.00 CNY, outstanding 450000.00 CNY");
+    position("settled 450000.00 CNY, paid out 0.00 CNY, outstanding 450000.00 CNY");
 
     // Above the amount: recorded by finance 1, awaiting confirmation, nothing booked.
     let pay = [
@@ -111,7 +111,7 @@ fn two_persons_book_large_payments(db: Db) {
         recorded.contains(&format!("suanli ledger confirm-payment {id}")),
         "{recorded}"
     );
-    position("paid 0.00 CNY, outstanding 450000.00 CNY");
+    position("paid out 0.00 CNY, outstanding 450000.00 CNY");
     let again = s.ok(&f1, &pay);
     assert!(
         again.contains(&format!("already recorded: payment {id} ")),
@@ -146,7 +146,7 @@ fn two_persons_book_large_payments(db: Db) {
     assert!(err.contains("needs one of the roles"), "{err}");
     let err = s.fails(&auditor, &["ledger", "withdraw-payment", &id]);
     assert!(err.contains("needs one of the roles finance"), "{err}");
-    position("paid 0.00 CNY, outstanding 450000.00 CNY");
+    position("paid out 0.00 CNY, outstanding 450000.00 CNY");
 
     // Finance 2 confirms: the journal is written and the payable moves.
     let confirmed = s.ok(&f2, &["ledger", "confirm-payment", &id]);
@@ -156,10 +156,10 @@ fn two_persons_book_large_payments(db: Db) {
             && confirmed.contains("still owed 250000.00 CNY"),
         "{confirmed}"
     );
-    position("paid 200000.00 CNY, outstanding 250000.00 CNY");
+    position("paid out 200000.00 CNY, outstanding 250000.00 CNY");
     let twice = s.ok(&f2, &["ledger", "confirm-payment", &id]);
     assert!(twice.contains("unchanged"), "{twice}");
-    position("paid 200000.00 CNY, outstanding 250000.00 CNY");
+    position("paid out 200000.00 CNY, outstanding 250000.00 CNY");
 
     // At the amount: booked at once, as without the setting.
     let small = s.ok(
@@ -180,7 +180,7 @@ fn two_persons_book_large_payments(db: Db) {
             && small.contains("still owed 150000.00 CNY"),
         "{small}"
     );
-    position("paid 300000.00 CNY, outstanding 150000.00 CNY");
+    position("paid out 300000.00 CNY, outstanding 150000.00 CNY");
 
     // Withdrawn before confirmation: nothing booked, listed as withdrawn.
     let third = s.ok(
@@ -204,7 +204,7 @@ fn two_persons_book_large_payments(db: Db) {
     );
     let err = s.fails(&f2, &["ledger", "confirm-payment", &third_id]);
     assert!(err.contains("withdrawn"), "{err}");
-    position("paid 300000.00 CNY, outstanding 150000.00 CNY");
+    position("paid out 300000.00 CNY, outstanding 150000.00 CNY");
     let all = s.ok(&auditor, &["ledger", "payments"]);
     assert!(
         all.contains(&format!("payment {id} confirmed"))
