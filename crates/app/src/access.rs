@@ -35,3 +35,14 @@ pub fn user_by_login(store: &mut dyn Store, login: &str) -> suanli_store::Result
     })?;
     Ok(row)
 }
+
+/// The people whose email is `email` (ignoring ASCII case): a single sign-on that names users
+/// by email maps to one of them.
+pub fn users_by_email(store: &mut dyn Store, email: &str) -> suanli_store::Result<Vec<UserRow>> {
+    let mut rows = Vec::new();
+    store.transaction(&mut |tx| {
+        rows = users::by_email(tx, email)?;
+        Ok(())
+    })?;
+    Ok(rows)
+}

@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use super::format::esc;
 use super::pages::{layout, tr};
-use super::{Console, ConsoleError, Ctx, SignedInWith, alive};
+use super::{Console, ConsoleError, Ctx, SignedInWith, Via, alive};
 
 /// One of the user's sessions, as the page lists it.
 struct Listed {
     handle: String,
+    /// The i18n key of how the session signed in.
+    via: &'static str,
     client: String,
     created_mins: u64,
     seen_mins: u64,
@@ -47,12 +49,20 @@ impl Console {
             None => None,
         };
         let now = Instant::now();
-        let (password_session, pending, listed) = {
+        let (password_session, sso_session, pending, listed) = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             let mut password_session = false;
+            let mut sso_session = false;
             let mut pending = None;
             if let Some(me) = sessions.get_mut(&id) {
-                password_session = matches!(me.with, SignedInWith::Password { .. });
+                password_session = matches!(
+                    me.with,
+                    SignedInWith::User {
+                        via: Via::Password,
+                        ..
+                    }
+                );
+                sso_session = matches!(me.with, SignedInWith::User { via: Via::Sso, .. });
                 if password_session && row.as_ref().is_some_and(|r| r.totp_secret.is_none()) {
                     let secret = me
                         .pending_totp
@@ -66,6 +76,13 @@ impl Console {
                 .filter(|(_, s)| user_id.is_some() && s.user_id == user_id && alive(s, now))
                 .map(|(k, s)| Listed {
                     handle: s.handle.clone(),
+                    via: match s.with {
+                        SignedInWith::User {
+                            via: Via::Password, ..
+                        } => "via.password",
+                        SignedInWith::User { via: Via::Sso, .. } => "via.sso",
+                        SignedInWith::Token(_) => "via.token",
+                    },
                     client: s.client.map_or_else(|| "?".to_owned(), |c| c.to_string()),
                     created_mins: now.duration_since(s.created_at).as_secs() / 60,
                     seen_mins: now.duration_since(s.seen_at).as_secs() / 60,
@@ -73,7 +90,7 @@ impl Console {
                 })
                 .collect();
             listed.sort_by_key(|l| (!l.current, l.created_mins));
-            (password_session, pending, listed)
+            (password_session, sso_session, pending, listed)
         };
 
         let mut main = format!(
@@ -83,6 +100,13 @@ impl Console {
         );
         main.push_str(&format!("<h2>{}</h2>", tr(ctx, "account.totp")));
         match (&row, pending) {
+            _ if sso_session => {
+                let _ = write!(
+                    main,
+                    "<p id=\"totp-status\" data-sso=\"true\">{}</p>",
+                    tr(ctx, "account.totp_sso")
+                );
+            }
             (Some(r), _) if r.totp_secret.is_some() => {
                 let _ = write!(
                     main,
@@ -126,8 +150,9 @@ impl Console {
         }
         let _ = write!(
             main,
-            "<h2>{}</h2><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
+            "<h2>{}</h2><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
             tr(ctx, "account.sessions"),
+            tr(ctx, "account.via"),
             tr(ctx, "account.client"),
             tr(ctx, "account.created_mins"),
             tr(ctx, "account.seen_mins"),
@@ -145,8 +170,10 @@ impl Console {
             };
             let _ = write!(
                 main,
-                "<tr data-session=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                "<tr data-session=\"{}\"><td data-via=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
                 esc(&l.handle),
+                l.via,
+                tr(ctx, l.via),
                 esc(&l.client),
                 l.created_mins,
                 l.seen_mins,

@@ -111,8 +111,9 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, field: &str, message: &str) -> 
     layout(ctx, title, &main)
 }
 
-/// The sign-in page: login and password for people, and below it an API token for service
-/// accounts and scripts. `refused` is the field at fault and the message; `login` is kept.
+/// The sign-in page: single sign-on first when configured, login and password for people, and
+/// below it an API token for service accounts and scripts. `refused` is the field at fault and
+/// the message; `login` is kept.
 pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> String {
     let error = refused.map_or(String::new(), |(field, message)| {
         format!(
@@ -121,8 +122,17 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> Str
             m = esc(message)
         )
     });
+    let sso = if ctx.sso {
+        format!(
+            "<p><a class=\"button\" id=\"sso-signin\" href=\"/signin/sso\">{}</a></p><p><small>{}</small></p>",
+            tr(ctx, "signin.sso"),
+            tr(ctx, "signin.sso_or_password"),
+        )
+    } else {
+        String::new()
+    };
     let main = format!(
-        "<section class=\"card narrow\"><h1>{h}</h1><p>{intro}</p>{error}\
+        "<section class=\"card narrow\"><h1>{h}</h1>{error}{sso}<p>{intro}</p>\
 <form method=\"post\" action=\"/signin\" id=\"password-signin\">\
 <label for=\"login\">{login_label}</label><input id=\"login\" name=\"login\" autocomplete=\"username\" required maxlength=\"64\" value=\"{login}\">\
 <label for=\"password\">{password_label}</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"128\">\
@@ -142,6 +152,18 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str)>, login: &str) -> Str
         login = esc(login),
     );
     layout(ctx, tr(ctx, "signin.title"), &main)
+}
+
+/// The answer to a single sign-on that succeeded: a page that moves on to the start page by
+/// itself (a `refresh`, which needs no script), with a link for a browser that does not.
+pub fn sso_done_page(ctx: &Ctx) -> String {
+    format!(
+        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><main><section class=\"card narrow\"><p id=\"sso-done\">{done} <a href=\"/\">{next}</a></p></section></main></body></html>",
+        html_lang = ctx.lang.html(),
+        title = tr(ctx, "signin.title"),
+        done = tr(ctx, "sso.done"),
+        next = tr(ctx, "sso.continue"),
+    )
 }
 
 /// The `year` query field: a fiscal year, if given.
