@@ -4,9 +4,11 @@
 // password: the login typed is the account id (`sub`).
 //
 // Usage: node oidc-provider.mjs --host localhost --client-id ID --client-secret SECRET \
-//          --redirect-uri URL --accounts JSON
+//          --redirect-uri URL --accounts JSON [--claims-in-id-token true|false]
 // JSON maps an account id to its claims, e.g. {"alice":{"email":"alice@example.org",
-// "email_verified":true,"preferred_username":"alice"}}. Prints one line once it listens,
+// "email_verified":true,"preferred_username":"alice"}}. With --claims-in-id-token false (the
+// default of the OpenID Connect core specification when an access token is issued) the
+// profile's claims are only in the userinfo answer. Prints one line once it listens,
 // {"issuer":"http://localhost:PORT"}, then serves until it is killed or its stdin closes.
 
 import { createServer } from 'node:http';
@@ -25,6 +27,7 @@ const clientId = arg('client-id');
 const clientSecret = arg('client-secret');
 const redirectUri = arg('redirect-uri');
 const accounts = JSON.parse(arg('accounts'));
+const claimsInIdToken = arg('claims-in-id-token', 'true') === 'true';
 
 const server = createServer();
 // Listen first, on the loopback address only: the issuer URL names the port.
@@ -50,8 +53,8 @@ const provider = new Provider(issuer, {
     email: ['email', 'email_verified'],
     profile: ['preferred_username', 'name'],
   },
-  // The ID token carries the claims itself, so the console needs no userinfo call.
-  conformIdTokenClaims: false,
+  // false: the ID token carries the scopes' claims itself; true: only the userinfo answer does.
+  conformIdTokenClaims: !claimsInIdToken,
   async findAccount(_ctx, sub) {
     const claims = accounts[sub];
     if (!claims) return undefined;

@@ -4,8 +4,8 @@
 //! headless Chromium through `e2e/console-sso.mjs`: console → "Sign in with SSO" → the
 //! provider's login and consent pages → back in the console as the mapped person with their
 //! role; an account naming no user and one naming a disabled user are refused, counted in
-//! `suanli_console_sso_refusals_total` and nobody is created. SQLite maps by `email`,
-//! PostgreSQL by `preferred_username`. Skips when Chromium, Node or `e2e/node_modules` is
+//! `suanli_console_sso_refusals_total` and nobody is created. SQLite maps by `email` from the
+//! ID token, PostgreSQL by `preferred_username` from the userinfo answer. Skips when Chromium, Node or `e2e/node_modules` is
 //! missing, unless `SUANLI_REQUIRE_BROWSER=1` (CI), then it fails.
 
 mod support;
@@ -79,7 +79,7 @@ impl Drop for Provider {
 
 /// Starts `e2e/oidc-provider.mjs` with the console's callback as the client's redirect URI and
 /// `accounts` (account id → claims); waits for the issuer URL it prints.
-fn provider(redirect_uri: &str, accounts: &serde_json::Value) -> Provider {
+fn provider(redirect_uri: &str, accounts: &serde_json::Value, claims_in_id_token: bool) -> Provider {
     let mut child = Command::new("node")
         .current_dir(root().join("e2e"))
         .args([
@@ -94,6 +94,8 @@ fn provider(redirect_uri: &str, accounts: &serde_json::Value) -> Provider {
             redirect_uri,
             "--accounts",
             &accounts.to_string(),
+            "--claims-in-id-token",
+            if claims_in_id_token { "true" } else { "false" },
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -151,8 +153,9 @@ fn screenshots(name: &str) -> PathBuf {
         .join(format!("sso-{name}"))
 }
 
-/// The whole flow on `db`, the users named by `claim` (`email` or `preferred_username`).
-fn single_sign_on(db: Db, claim: &str) {
+/// The whole flow on `db`, the users named by `claim` (`email` or `preferred_username`), which
+/// the provider sends in the ID token or only in its userinfo answer.
+fn single_sign_on(db: Db, claim: &str, claims_in_id_token: bool) {
     let http = format!("127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let redirect = format!("http://{http}/signin/sso/callback");
@@ -186,7 +189,7 @@ fn single_sign_on(db: Db, claim: &str) {
             "preferred_username": "gone"
         },
     });
-    let idp = provider(&redirect, &accounts);
+    let idp = provider(&redirect, &accounts, claims_in_id_token);
     let server = Server::start_with_env(
         db,
         &["--http-addr", &http, "--metrics-addr", &metrics_addr],
@@ -263,20 +266,21 @@ fn single_sign_on(db: Db, claim: &str) {
     drop(idp);
 }
 
-// Single sign-on on SQLite, users named by their email (case-insensitive).
+// Single sign-on on SQLite, users named by their email (case-insensitive) in the ID token.
 #[test]
 fn single_sign_on_sqlite_by_email() {
     if runnable() {
-        single_sign_on(sqlite_db().unwrap(), "email");
+        single_sign_on(sqlite_db().unwrap(), "email", true);
     }
 }
 
-// Single sign-on on PostgreSQL, users named by their login (`preferred_username`, lower-cased).
+// Single sign-on on PostgreSQL, users named by their login (`preferred_username`, lower-cased)
+// that the provider gives only in its userinfo answer.
 #[test]
 fn single_sign_on_postgres_by_login() {
     if runnable()
         && let Some(db) = pg_db()
     {
-        single_sign_on(db, "preferred_username");
+        single_sign_on(db, "preferred_username", false);
     }
 }

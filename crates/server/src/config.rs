@@ -642,7 +642,7 @@ impl Parser {
                     format!("{v} must use https (plain http only on a loopback host)"),
                 ));
             }
-            other => return Err(self.fail(name, format!("{other}: is not https"))),
+            _ => return Err(self.fail(name, format!("{v} must use https"))),
         }
         if url.fragment().is_some() || url.host().is_none() {
             return Err(self.fail(name, format!("{v} must have a host and no #fragment")));
@@ -1351,8 +1351,9 @@ mod tests {
             ),
         ];
         run(None, &good, &[]).expect("the good settings are valid");
-        let with = |key: &str, value: &'static str| {
-            let mut env: Vec<(&str, &str)> = good.iter().filter(|(k, _)| *k != key).copied().collect();
+        let with = |key: &'static str, value: &'static str| {
+            let mut env: Vec<(&str, &str)> =
+                good.iter().filter(|(k, _)| *k != key).copied().collect();
             if !value.is_empty() {
                 env.push((key, value));
             }

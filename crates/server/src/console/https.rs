@@ -69,37 +69,40 @@ impl Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            tokio::select! {
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if self.handshakes.len() >= HANDSHAKES_PENDING_MAX {
-                            tracing::warn!(%peer, "console: too many TLS handshakes in progress; connection closed");
-                            continue;
-                        }
-                        let acceptor = self.acceptor.clone();
-                        self.handshakes.spawn(async move {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => Some((tls, peer)),
-                                // Plain HTTP, a client that distrusts the certificate, a scanner.
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "console: TLS handshake failed");
-                                    None
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "console: TLS handshake timed out");
-                                    None
-                                }
+            let handshaking = !self.handshakes.is_empty();
+            let event = tokio::select! {
+                accepted = self.tcp.accept() => Event::Accepted(accepted),
+                Some(done) = self.handshakes.join_next(), if handshaking => Event::Handshaken(Box::new(done)),
+            };
+            match event {
+                Event::Accepted(Ok((stream, peer))) => {
+                    if self.handshakes.len() >= HANDSHAKES_PENDING_MAX {
+                        tracing::warn!(%peer, "console: too many TLS handshakes in progress; connection closed");
+                        continue;
+                    }
+                    let acceptor = self.acceptor.clone();
+                    self.handshakes.spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => Some((tls, peer)),
+                            // Plain HTTP, a client that distrusts the certificate, a scanner.
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "console: TLS handshake failed");
+                                None
                             }
-                        });
-                    }
-                    // Out of file descriptors and the like: as axum's own listener, wait a little.
-                    Err(e) => {
-                        tracing::error!(error = %e, "console: accept failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
-                    if let Ok(Some(accepted)) = done {
+                            Err(_) => {
+                                tracing::debug!(%peer, "console: TLS handshake timed out");
+                                None
+                            }
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: as axum's own listener, wait a little.
+                Event::Accepted(Err(e)) => {
+                    tracing::error!(error = %e, "console: accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Event::Handshaken(done) => {
+                    if let Ok(Some(accepted)) = *done {
                         return accepted;
                     }
                 }
@@ -112,12 +115,25 @@ impl Listener for TlsListener {
     }
 }
 
+/// What the listener waits for next.
+enum Event {
+    Accepted(std::io::Result<(TcpStream, SocketAddr)>),
+    /// Boxed: a TLS connection is large beside an accepted socket.
+    Handshaken(Box<Result<Option<(TlsStream<TcpStream>, SocketAddr)>, tokio::task::JoinError>>),
+}
+
 /// The client's address of a console connection, over TCP or TLS alike.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
-impl<L: Listener<Addr = SocketAddr>> Connected<IncomingStream<'_, L>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, L>) -> Peer {
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Peer {
         Peer(*stream.remote_addr())
     }
 }

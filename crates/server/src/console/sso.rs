@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreResponseType,
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
 };
 use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
@@ -265,26 +265,59 @@ impl Sso {
                 ));
             }
         }
-        match self.config.user_claim {
-            UserClaim::Email => {
-                let email = claims
-                    .email()
-                    .map(|e| e.as_str().trim().to_owned())
-                    .filter(|e| !e.is_empty())
-                    .ok_or_else(|| Refusal::NoClaim("email".into()))?;
-                // A provider that says the address is unverified does not vouch for it.
-                if claims.email_verified() == Some(false) {
-                    return Err(Refusal::NoClaim(format!("email_verified: {email}")));
-                }
-                Ok(Claimed::Email(email))
-            }
-            UserClaim::PreferredUsername => claims
-                .preferred_username()
-                .map(|u| u.as_str().trim().to_lowercase())
-                .filter(|u| !u.is_empty())
-                .map(Claimed::Login)
-                .ok_or_else(|| Refusal::NoClaim("preferred_username".into())),
+        let from_token = pick(
+            self.config.user_claim,
+            claims.email().map(|e| e.as_str()),
+            claims.email_verified(),
+            claims.preferred_username().map(|u| u.as_str()),
+        );
+        if let Some(picked) = from_token {
+            return picked;
         }
+        // Some providers put the profile's claims only in the userinfo answer (as the core
+        // specification has it when an access token is issued): ask there, for the same subject.
+        let Ok(request) = client.user_info(
+            tokens.access_token().clone(),
+            Some(claims.subject().clone()),
+        ) else {
+            return Err(Refusal::NoClaim(self.config.user_claim.name().to_owned()));
+        };
+        let info: CoreUserInfoClaims = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| Refusal::Provider(format!("userinfo: {}", chain(&e))))?;
+        pick(
+            self.config.user_claim,
+            info.email().map(|e| e.as_str()),
+            info.email_verified(),
+            info.preferred_username().map(|u| u.as_str()),
+        )
+        .unwrap_or_else(|| Err(Refusal::NoClaim(self.config.user_claim.name().to_owned())))
+    }
+}
+
+/// The configured claim among those a provider sent: `None` when it is absent; a refusal when
+/// the email is one the provider says it has not verified.
+fn pick(
+    claim: UserClaim,
+    email: Option<&str>,
+    email_verified: Option<bool>,
+    preferred_username: Option<&str>,
+) -> Option<Result<Claimed, Refusal>> {
+    match claim {
+        UserClaim::Email => {
+            let email = email.map(str::trim).filter(|e| !e.is_empty())?;
+            // A provider that says the address is unverified does not vouch for it.
+            Some(if email_verified == Some(false) {
+                Err(Refusal::NoClaim(format!("email_verified: {email}")))
+            } else {
+                Ok(Claimed::Email(email.to_owned()))
+            })
+        }
+        UserClaim::PreferredUsername => preferred_username
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| Ok(Claimed::Login(u.to_lowercase()))),
     }
 }
 
@@ -407,6 +440,28 @@ mod tests {
             Some(Refusal::State),
             "expired"
         );
+    }
+
+    // The configured claim is picked; an unverified email is refused, an absent claim is None
+    // (the userinfo answer is asked then), a login is lower-cased.
+    #[test]
+    fn the_configured_claim_is_picked() {
+        use UserClaim::{Email, PreferredUsername};
+        assert_eq!(
+            pick(Email, Some(" a@b.org "), None, Some("x")),
+            Some(Ok(Claimed::Email("a@b.org".into())))
+        );
+        assert_eq!(
+            pick(Email, Some("a@b.org"), Some(false), None),
+            Some(Err(Refusal::NoClaim("email_verified: a@b.org".into())))
+        );
+        assert_eq!(pick(Email, None, Some(true), Some("x")), None);
+        assert_eq!(pick(Email, Some(" "), None, None), None);
+        assert_eq!(
+            pick(PreferredUsername, Some("a@b.org"), None, Some("Fin-SSO")),
+            Some(Ok(Claimed::Login("fin-sso".into())))
+        );
+        assert_eq!(pick(PreferredUsername, Some("a@b.org"), None, None), None);
     }
 
     // A callback without a live flow is refused before anything is sent to the provider, and
