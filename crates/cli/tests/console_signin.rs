@@ -12,7 +12,7 @@ use std::process::Stdio;
 
 use support::bin;
 use support::cli::{Db, Server, pg_db, sqlite_db};
-use support::console::{Response, free_port, request};
+use support::console::{Response, free_port, request, request_on};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -474,7 +474,7 @@ fn passwords_over_https() {
         .expect("a session cookie");
     assert!(set.1.contains("; Secure"), "the cookie is Secure: {set:?}");
     let cookies = format!("suanli_session={}", r.set_cookie("suanli_session").unwrap());
-    let page = https_request(&http, &ca, "GET", "/finance", &cookies, None);
+    let page = https_request(&http, &ca, "GET", "/account", &cookies, None);
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("财务一号 (finance1)"), "{}", page.body);
 
