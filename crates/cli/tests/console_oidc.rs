@@ -104,10 +104,12 @@ fn provider(redirect_uri: &str, accounts: &serde_json::Value, claims_in_id_token
         .expect("node runs");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // Reads on until the provider ends: a closed pipe would fail its later writes.
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = tx.send(first);
+        lines.for_each(drop);
     });
     let line = rx
         .recv_timeout(Duration::from_secs(60))
