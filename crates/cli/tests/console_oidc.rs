@@ -79,7 +79,11 @@ impl Drop for Provider {
 
 /// Starts `e2e/oidc-provider.mjs` with the console's callback as the client's redirect URI and
 /// `accounts` (account id → claims); waits for the issuer URL it prints.
-fn provider(redirect_uri: &str, accounts: &serde_json::Value, claims_in_id_token: bool) -> Provider {
+fn provider(
+    redirect_uri: &str,
+    accounts: &serde_json::Value,
+    claims_in_id_token: bool,
+) -> Provider {
     let mut child = Command::new("node")
         .current_dir(root().join("e2e"))
         .args([
@@ -222,7 +226,12 @@ fn single_sign_on(db: Db, claim: &str, claims_in_id_token: bool) {
         None,
     );
     assert_eq!(forged.status, 400, "{}", forged.body);
-    assert_eq!(forged.error_field().as_deref(), Some("sso"), "{}", forged.body);
+    assert_eq!(
+        forged.error_field().as_deref(),
+        Some("sso"),
+        "{}",
+        forged.body
+    );
     assert!(
         forged.body.contains("not started in this browser"),
         "{}",
@@ -233,7 +242,12 @@ fn single_sign_on(db: Db, claim: &str, claims_in_id_token: bool) {
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new("node")
         .current_dir(root().join("e2e"))
-        .args(["console-sso.mjs", "--url", &format!("http://{http}"), "--out"])
+        .args([
+            "console-sso.mjs",
+            "--url",
+            &format!("http://{http}"),
+            "--out",
+        ])
         .arg(&out)
         .env("CHROMIUM", chromium())
         .env("SUANLI_E2E_SSO_ACCOUNT", "alice")

@@ -465,7 +465,14 @@ fn passwords_over_https() {
     user(&s.db, "finance1", "财务一号", Some(PASSWORD));
     let http = format!("127.0.0.1:{port}");
     let body = format!("login=finance1&password={}", PASSWORD.replace(' ', "+"));
-    let r = https_request(&http, &ca, "POST", "/signin?lang=en", "", Some(body.as_bytes()));
+    let r = https_request(
+        &http,
+        &ca,
+        "POST",
+        "/signin?lang=en",
+        "",
+        Some(body.as_bytes()),
+    );
     assert_eq!(r.status, 303, "signed in over HTTPS: {}", r.body);
     let set = r
         .headers
@@ -484,7 +491,9 @@ fn passwords_over_https() {
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     plain
-        .write_all(format!("GET /signin HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /signin HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .unwrap();
     let mut raw = Vec::new();
     let _ = std::io::Read::read_to_end(&mut plain, &mut raw);

@@ -1303,7 +1303,10 @@ mod tests {
         let file = "[auth.oidc]\nissuer_url = \"https://id.example.org/realms/city\"\n\
                     client_id = \"suanli\"\nclient_secret = \"s3cret\"\n\
                     redirect_url = \"https://console.example.org/signin/sso/callback\"\n";
-        let c = run(Some(file), &[], &[]).unwrap().oidc.expect("sso configured");
+        let c = run(Some(file), &[], &[])
+            .unwrap()
+            .oidc
+            .expect("sso configured");
         assert_eq!(c.issuer_url, "https://id.example.org/realms/city");
         assert_eq!(c.client_id, "suanli");
         assert_eq!(c.client_secret.expose(), "s3cret");

@@ -1425,7 +1425,8 @@ fn users_by_email_ignores_case_and_service_accounts() {
                 Ok(())
             })
             .unwrap();
-        let logins = |rows: &[users::UserRow]| rows.iter().map(|r| r.login.clone()).collect::<Vec<_>>();
+        let logins =
+            |rows: &[users::UserRow]| rows.iter().map(|r| r.login.clone()).collect::<Vec<_>>();
         assert_eq!(logins(&one), ["alice"], "{url}");
         assert_eq!(logins(&shared), ["bob", "carol"], "{url}");
         assert!(none.is_empty(), "no service account, no empty match: {url}");

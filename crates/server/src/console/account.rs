@@ -150,7 +150,7 @@ impl Console {
         }
         let _ = write!(
             main,
-            "<h2>{}</h2><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
+            "<h2>{}</h2><div class=\"scroll\"><table id=\"sessions\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
             tr(ctx, "account.sessions"),
             tr(ctx, "account.via"),
             tr(ctx, "account.client"),
@@ -179,7 +179,7 @@ impl Console {
                 l.seen_mins,
             );
         }
-        main.push_str("</tbody></table></section>");
+        main.push_str("</tbody></table></div></section>");
         Ok(layout(ctx, tr(ctx, "account.title"), &main))
     }
 

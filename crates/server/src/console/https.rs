@@ -82,7 +82,8 @@ impl Listener for TlsListener {
                     }
                     let acceptor = self.acceptor.clone();
                     self.handshakes.spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
                             Ok(Ok(tls)) => Some((tls, peer)),
                             // Plain HTTP, a client that distrusts the certificate, a scanner.
                             Ok(Err(e)) => {

@@ -230,7 +230,9 @@ impl Sso {
         if let Some(error) = query.optional("error") {
             let description = query.optional("error_description").unwrap_or("");
             return Err(Refusal::Provider(
-                format!("{error}: {description}").trim_end_matches([' ', ':']).to_owned(),
+                format!("{error}: {description}")
+                    .trim_end_matches([' ', ':'])
+                    .to_owned(),
             ));
         }
         let code = field("code")
@@ -330,9 +332,8 @@ impl super::Console {
         claimed: Claimed,
         client: Option<std::net::IpAddr>,
     ) -> Result<Result<String, Refusal>, super::ConsoleError> {
-        let store_error = |e: suanli_store::StoreError| {
-            super::ConsoleError::Unavailable(format!("store: {e}"))
-        };
+        let store_error =
+            |e: suanli_store::StoreError| super::ConsoleError::Unavailable(format!("store: {e}"));
         let (shown, found) = match claimed {
             Claimed::Login(login) => {
                 let wanted = login.clone();
@@ -340,7 +341,10 @@ impl super::Console {
                     .store(move |store| suanli_app::access::user_by_login(store, &wanted))
                     .await?
                     .map_err(store_error)?;
-                (format!("preferred_username {login}"), row.into_iter().collect::<Vec<_>>())
+                (
+                    format!("preferred_username {login}"),
+                    row.into_iter().collect::<Vec<_>>(),
+                )
             }
             Claimed::Email(email) => {
                 let wanted = email.clone();
@@ -431,10 +435,10 @@ mod tests {
             Some(Refusal::State),
             "used once"
         );
-        s.flows.lock().unwrap().insert(
-            "old".into(),
-            flow(Duration::from_secs(FLOW_SECS_MAX + 1)),
-        );
+        s.flows
+            .lock()
+            .unwrap()
+            .insert("old".into(), flow(Duration::from_secs(FLOW_SECS_MAX + 1)));
         assert_eq!(
             s.take_flow("old", Some("old")).err(),
             Some(Refusal::State),
