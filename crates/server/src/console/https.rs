@@ -50,7 +50,7 @@ pub fn server_config(tls: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+    handshakes: JoinSet<Option<Handshaken>>,
 }
 
 impl TlsListener {
@@ -116,11 +116,14 @@ impl Listener for TlsListener {
     }
 }
 
+/// A connection whose TLS handshake succeeded, and its client's address.
+type Handshaken = (TlsStream<TcpStream>, SocketAddr);
+
 /// What the listener waits for next.
 enum Event {
     Accepted(std::io::Result<(TcpStream, SocketAddr)>),
     /// Boxed: a TLS connection is large beside an accepted socket.
-    Handshaken(Box<Result<Option<(TlsStream<TcpStream>, SocketAddr)>, tokio::task::JoinError>>),
+    Handshaken(Box<Result<Option<Handshaken>, tokio::task::JoinError>>),
 }
 
 /// The client's address of a console connection, over TCP or TLS alike.
