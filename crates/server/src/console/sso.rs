@@ -3,8 +3,9 @@
 //! signature, issuer, audience and expiry the `openidconnect` crate checks against the
 //! provider's published keys. The configured claim (`email` or `preferred_username`) names an
 //! existing, enabled person in Suanli; nobody is created, and roles stay Suanli's. Provider
-//! metadata (discovery and keys) is cached for [`METADATA_TTL`]; flows in progress live in the
-//! server's memory for at most [`FLOW_SECS_MAX`].
+//! metadata (discovery and keys) is cached for [`METADATA_TTL`], and dropped when an ID token
+//! fails its checks; flows in progress live in the server's memory for at most
+//! [`FLOW_SECS_MAX`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -249,9 +250,14 @@ impl Sso {
             .id_token()
             .ok_or_else(|| Refusal::Provider("the token response has no ID token".into()))?;
         let verifier = client.id_token_verifier();
-        let claims = id_token
-            .claims(&verifier, &flow.nonce)
-            .map_err(|e| Refusal::Provider(format!("ID token: {e}")))?;
+        let claims = match id_token.claims(&verifier, &flow.nonce) {
+            Ok(claims) => claims,
+            Err(e) => {
+                // The provider may have rotated its keys: the next sign-in fetches them again.
+                *self.metadata.lock().await = None;
+                return Err(Refusal::Provider(format!("ID token: {e}")));
+            }
+        };
         if let Some(expected) = claims.access_token_hash() {
             let algorithm = id_token
                 .signing_alg()
