@@ -868,7 +868,7 @@ async fn route(
                     pages::signin_page(ctx, Some(("sso", message)), ""),
                 ));
             }
-            match sso.start().await {
+            match sso.start(ctx.client).await {
                 Ok((url, state)) => {
                     let mut r = redirect(ctx, &url);
                     set_flow_cookie(&mut r, &state, console.options.secure());

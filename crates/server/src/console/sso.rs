@@ -28,6 +28,8 @@ pub const FLOW_COOKIE: &str = "suanli_sso";
 pub const FLOW_SECS_MAX: u64 = 600;
 /// Most flows in progress at once; the oldest is dropped beyond it.
 pub const FLOWS_MAX: usize = 10_000;
+/// Most flows in progress from one client address; its oldest is dropped beyond it.
+pub const ADDRESS_FLOWS_MAX: usize = 32;
 /// How long the provider's metadata and keys are used before they are fetched again.
 pub const METADATA_TTL: Duration = Duration::from_secs(300);
 /// Longest a call to the provider may take.
@@ -50,6 +52,8 @@ type Client = CoreClient<
 struct Flow {
     verifier: String,
     nonce: Nonce,
+    /// The address that started it, so one address cannot push out everybody's flows.
+    client: Option<std::net::IpAddr>,
     started_at: Instant,
 }
 
@@ -149,16 +153,19 @@ impl Sso {
         .set_redirect_uri(redirect))
     }
 
-    /// Starts a sign-in: returns the provider's authorization URL to send the browser to and
-    /// the flow's `state`, for the browser's flow cookie.
-    pub async fn start(&self) -> Result<(String, String), String> {
-        let client = self.client().await?;
+    /// Starts a sign-in from `client`: returns the provider's authorization URL to send the
+    /// browser to and the flow's `state`, for the browser's flow cookie.
+    pub async fn start(
+        &self,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(String, String), String> {
+        let oidc = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let scope = match self.config.user_claim {
             UserClaim::Email => "email",
             UserClaim::PreferredUsername => "profile",
         };
-        let (url, state, nonce) = client
+        let (url, state, nonce) = oidc
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
@@ -167,26 +174,41 @@ impl Sso {
             .add_scope(Scope::new(scope.to_owned()))
             .set_pkce_challenge(challenge)
             .url();
-        let now = Instant::now();
-        let mut flows = self.flows.lock().expect("flows lock");
-        flows.retain(|_, f| live(f, now));
-        if flows.len() >= FLOWS_MAX
-            && let Some(oldest) = flows
-                .iter()
-                .min_by_key(|(_, f)| f.started_at)
-                .map(|(k, _)| k.clone())
-        {
-            flows.remove(&oldest);
-        }
-        flows.insert(
+        self.remember(
             state.secret().clone(),
             Flow {
                 verifier: verifier.secret().clone(),
                 nonce,
-                started_at: now,
+                client,
+                started_at: Instant::now(),
             },
         );
         Ok((url.to_string(), state.secret().clone()))
+    }
+
+    /// Keeps a new flow, within [`ADDRESS_FLOWS_MAX`] for its address and [`FLOWS_MAX`] in all
+    /// (the oldest goes first), after dropping the expired ones.
+    fn remember(&self, state: String, flow: Flow) {
+        let mut flows = self.flows.lock().expect("flows lock");
+        flows.retain(|_, f| live(f, flow.started_at));
+        let from_address = flows.values().filter(|f| f.client == flow.client).count();
+        let oldest = |flows: &HashMap<String, Flow>, same_address: bool| {
+            flows
+                .iter()
+                .filter(|(_, f)| !same_address || f.client == flow.client)
+                .min_by_key(|(_, f)| f.started_at)
+                .map(|(k, _)| k.clone())
+        };
+        if from_address >= ADDRESS_FLOWS_MAX
+            && let Some(k) = oldest(&flows, true)
+        {
+            flows.remove(&k);
+        } else if flows.len() >= FLOWS_MAX
+            && let Some(k) = oldest(&flows, false)
+        {
+            flows.remove(&k);
+        }
+        flows.insert(state, flow);
     }
 
     /// Takes the flow of `state` if the browser's cookie names it and it is live: a flow is
@@ -420,8 +442,49 @@ mod tests {
         Flow {
             verifier: "v".into(),
             nonce: Nonce::new("n".into()),
+            client: None,
             started_at: Instant::now() - age,
         }
+    }
+
+    // One address keeps at most ADDRESS_FLOWS_MAX flows (its oldest goes), so flooding the
+    // start of sign-ins from one address leaves other browsers' flows alone.
+    #[test]
+    fn one_address_cannot_push_out_other_flows() {
+        let s = sso();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let flooder: std::net::IpAddr = "10.0.0.66".parse().unwrap();
+        s.remember(
+            "theirs".into(),
+            Flow {
+                client: Some(other),
+                ..flow(Duration::from_secs(5))
+            },
+        );
+        for i in 0..ADDRESS_FLOWS_MAX * 3 {
+            // Each later than the one before, so "oldest" is well defined.
+            let age = Duration::from_millis(1000 - i as u64);
+            s.remember(
+                format!("flood-{i}"),
+                Flow {
+                    client: Some(flooder),
+                    ..flow(age)
+                },
+            );
+        }
+        let flows = s.flows.lock().unwrap();
+        assert_eq!(
+            flows.len(),
+            ADDRESS_FLOWS_MAX + 1,
+            "the flooder's newest, and theirs"
+        );
+        assert!(
+            flows.contains_key("theirs"),
+            "another browser's flow is kept"
+        );
+        let newest = format!("flood-{}", ADDRESS_FLOWS_MAX * 3 - 1);
+        assert!(flows.contains_key(&newest), "the flooder's newest is kept");
+        assert!(!flows.contains_key("flood-0"), "the flooder's oldest went");
     }
 
     // A flow is taken only by the browser whose cookie names its state, only once, and only
