@@ -5,8 +5,9 @@
 //! provider's login and consent pages → back in the console as the mapped person with their
 //! role; an account naming no user and one naming a disabled user are refused, counted in
 //! `suanli_console_sso_refusals_total` and nobody is created. SQLite maps by `email` from the
-//! ID token, PostgreSQL by `preferred_username` from the userinfo answer. Skips when Chromium, Node or `e2e/node_modules` is
-//! missing, unless `SUANLI_REQUIRE_BROWSER=1` (CI), then it fails.
+//! ID token, PostgreSQL by `preferred_username` from the userinfo answer. The browser tests
+//! skip when Chromium, Node or `e2e/node_modules` is missing, unless `SUANLI_REQUIRE_BROWSER=1`
+//! (CI), then they fail; the refusals before any provider is reached need no browser.
 
 mod support;
 
@@ -298,5 +299,63 @@ fn single_sign_on_postgres_by_login() {
         && let Some(db) = pg_db()
     {
         single_sign_on(db, "preferred_username", false);
+    }
+}
+
+// Without a browser: single sign-on is 404 where it is not configured, refused over plain
+// HTTP on a non-loopback address (like passwords), and a provider that cannot be reached gets
+// a 503 page naming it and a `provider_error` count, with no flow cookie set.
+#[test]
+fn single_sign_on_refusals_before_the_provider() {
+    let port = free_port();
+    let plain = Server::start_with(
+        sqlite_db().unwrap(),
+        &["--http-addr", &format!("127.0.0.1:{port}")],
+    );
+    let off = request(&format!("127.0.0.1:{port}"), "GET", "/signin/sso", "", None);
+    assert_eq!(off.status, 404, "{}", off.body);
+    assert!(!off.body.contains("id=\"sso-signin\""), "no SSO button");
+    drop(plain);
+
+    // Nothing listens on the issuer's port.
+    let issuer = format!("http://localhost:{}", free_port());
+    for (bind, status, message) in [
+        ("0.0.0.0", 403, "single sign-on needs HTTPS"),
+        ("127.0.0.1", 503, "the identity provider cannot be reached"),
+    ] {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let redirect = format!("http://127.0.0.1:{port}/signin/sso/callback");
+        let server = Server::start_with_env(
+            sqlite_db().unwrap(),
+            &[
+                "--http-addr",
+                &format!("{bind}:{port}"),
+                "--metrics-addr",
+                &metrics_addr,
+            ],
+            &[
+                ("SUANLI_AUTH_OIDC_ISSUER_URL", issuer.as_str()),
+                ("SUANLI_AUTH_OIDC_CLIENT_ID", CLIENT_ID),
+                ("SUANLI_AUTH_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+                ("SUANLI_AUTH_OIDC_REDIRECT_URL", redirect.as_str()),
+            ],
+        );
+        let r = request(
+            &format!("127.0.0.1:{port}"),
+            "GET",
+            "/signin/sso?lang=en",
+            "",
+            None,
+        );
+        assert_eq!(r.status, status, "{bind}: {}", r.body);
+        assert_eq!(r.error_field().as_deref(), Some("sso"), "{}", r.body);
+        assert!(r.body.contains(message), "{message:?} in {}", r.body);
+        assert!(r.set_cookie("suanli_sso").is_none(), "no flow was started");
+        let counted = u32::from(status == 503);
+        let line =
+            format!("suanli_console_sso_refusals_total{{reason=\"provider_error\"}} {counted}");
+        assert!(metrics(&metrics_addr).contains(&line), "{line}");
+        drop(server);
     }
 }

@@ -119,10 +119,6 @@ impl Sso {
         })
     }
 
-    pub fn user_claim(&self) -> UserClaim {
-        self.config.user_claim
-    }
-
     /// The provider's metadata and keys, fetched again after [`METADATA_TTL`]. A failed fetch
     /// is not cached: the next sign-in tries again.
     async fn metadata(&self) -> Result<CoreProviderMetadata, String> {
