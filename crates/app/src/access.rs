@@ -42,3 +42,14 @@ pub fn note_sign_in(store: &mut dyn Store, user_id: i64) -> suanli_store::Result
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     store.transaction(&mut |tx| users::set_last_signin(tx, user_id, &at))
 }
+
+/// The people whose email is `email` (ignoring ASCII case): a single sign-on that names users
+/// by email maps to one of them.
+pub fn users_by_email(store: &mut dyn Store, email: &str) -> suanli_store::Result<Vec<UserRow>> {
+    let mut rows = Vec::new();
+    store.transaction(&mut |tx| {
+        rows = users::by_email(tx, email)?;
+        Ok(())
+    })?;
+    Ok(rows)
+}

@@ -378,7 +378,8 @@ enum UserCommand {
         /// The beneficiary (enterprise) id, with --role beneficiary.
         #[arg(long)]
         beneficiary: Option<String>,
-        /// The user's e-mail address, for the operators' records.
+        /// The user's e-mail address: for the operators' records, and what a console single
+        /// sign-on naming users by email (auth.oidc.user_claim = email) maps to this user.
         #[arg(long)]
         email: Option<String>,
         /// A service account for a machine client: tokens only, never a password.

@@ -62,7 +62,8 @@ fn settle_march(f: &Fixture) {
     assert_eq!(created.status, 303, "{}", created.body);
     let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
     assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post("/finance/runs/1/post", "").status, 303);
+    // Posting is shown for confirmation first.
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
 }
 
 // A payment above the amount awaits a second person: the page says so and books nothing; the
@@ -83,7 +84,7 @@ fn console_payments_need_a_second_person_above_the_amount() {
     );
     assert!(!page.body.contains("id=\"awaiting-payments\""), "none yet");
 
-    let recorded = f1.post(
+    let recorded = f1.post_confirmed(
         "/finance/payments",
         "payee=dc-a&amount=200000.00&reference=BANK-1",
     );
@@ -156,7 +157,7 @@ fn console_payments_need_a_second_person_above_the_amount() {
 
     // Auditors see what awaits, without actions, and may not act; the other finance person
     // may confirm, either may withdraw.
-    let second = f2.post(
+    let second = f2.post_confirmed(
         "/finance/payments",
         "payee=dc-a&amount=100000.01&reference=BANK-2",
     );
@@ -183,7 +184,7 @@ fn console_payments_need_a_second_person_above_the_amount() {
     );
 
     // At the amount: booked at once.
-    let small = f1.post(
+    let small = f1.post_confirmed(
         "/finance/payments",
         "payee=dc-a&amount=100000.00&reference=BANK-3",
     );

@@ -12,7 +12,7 @@ use std::process::Stdio;
 
 use support::bin;
 use support::cli::{Db, Server, pg_db, sqlite_db};
-use support::console::{Response, free_port, request};
+use support::console::{Response, free_port, request, request_on};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -386,4 +386,133 @@ fn totp_enrolment_postgres() {
     if let Some(db) = pg_db() {
         totp_enrolment(db);
     }
+}
+
+/// A CA and a server certificate for localhost and 127.0.0.1 signed by it, as PEM files in
+/// `dir`; returns the CA's certificate (DER) and the two paths.
+fn test_pki(dir: &std::path::Path) -> (Vec<u8>, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "suanli console test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert = params
+        .signed_by(&key, &Issuer::new(ca_params, &ca_key))
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert_path, key_path) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (
+        ca.der().to_vec(),
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    )
+}
+
+/// One HTTPS request to `addr`, trusting only the CA `ca_der`, for the name `localhost`.
+fn https_request(
+    addr: &str,
+    ca_der: &[u8],
+    method: &str,
+    path: &str,
+    cookies: &str,
+    body: Option<&[u8]>,
+) -> Response {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).expect("console listens");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    request_on(
+        rustls::StreamOwned::new(connection, tcp),
+        addr,
+        method,
+        path,
+        cookies,
+        body,
+    )
+}
+
+// With TLS settings the console serves HTTPS with the server's certificate: a client that
+// trusts the CA signs in with a password on a non-loopback address and gets a Secure cookie
+// that works on the next request; plain HTTP to the same port gets no HTTP answer.
+#[test]
+fn passwords_over_https() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("suanli-console-https-{}", std::process::id()));
+    let (ca, cert, key) = test_pki(&dir);
+    let s = Server::start_with(
+        sqlite_db().unwrap(),
+        &[
+            "--http-addr",
+            &format!("0.0.0.0:{port}"),
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    user(&s.db, "finance1", "财务一号", Some(PASSWORD));
+    let http = format!("127.0.0.1:{port}");
+    let body = format!("login=finance1&password={}", PASSWORD.replace(' ', "+"));
+    let r = https_request(
+        &http,
+        &ca,
+        "POST",
+        "/signin?lang=en",
+        "",
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 303, "signed in over HTTPS: {}", r.body);
+    let set = r
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("suanli_session="))
+        .expect("a session cookie");
+    assert!(set.1.contains("; Secure"), "the cookie is Secure: {set:?}");
+    let cookies = format!("suanli_session={}", r.set_cookie("suanli_session").unwrap());
+    let page = https_request(&http, &ca, "GET", "/account", &cookies, None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("财务一号 (finance1)"), "{}", page.body);
+
+    // Plain HTTP to the HTTPS port: the handshake fails, no HTTP response comes back.
+    let mut plain = std::net::TcpStream::connect(&http).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    plain
+        .write_all(
+            format!("GET /signin HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut raw);
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "plain HTTP gets no HTTP answer: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // And the console still answers HTTPS afterwards.
+    let again = https_request(&http, &ca, "GET", "/signin", "", None);
+    assert_eq!(again.status, 200, "{}", again.body);
+    let _ = std::fs::remove_dir_all(&dir);
 }

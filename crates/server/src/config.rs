@@ -190,6 +190,48 @@ pub const KEYS: &[Key] = &[
         help: "a payment of more than this many fen is only recorded, and booked when another finance user confirms it (four eyes); unset: every payment is booked at once",
     },
     Key {
+        name: "auth.oidc.issuer_url",
+        env: "SUANLI_AUTH_OIDC_ISSUER_URL",
+        flag: None,
+        default: "",
+        help: "the OpenID Provider of console single sign-on (https, or http on a loopback host); unset: no SSO",
+    },
+    Key {
+        name: "auth.oidc.client_id",
+        env: "SUANLI_AUTH_OIDC_CLIENT_ID",
+        flag: None,
+        default: "",
+        help: "the console's client id at the OpenID Provider",
+    },
+    Key {
+        name: "auth.oidc.client_secret",
+        env: "SUANLI_AUTH_OIDC_CLIENT_SECRET",
+        flag: None,
+        default: "",
+        help: "the console's client secret (or auth.oidc.client_secret_path)",
+    },
+    Key {
+        name: "auth.oidc.client_secret_path",
+        env: "SUANLI_AUTH_OIDC_CLIENT_SECRET_PATH",
+        flag: None,
+        default: "",
+        help: "a file holding the client secret (one line)",
+    },
+    Key {
+        name: "auth.oidc.redirect_url",
+        env: "SUANLI_AUTH_OIDC_REDIRECT_URL",
+        flag: None,
+        default: "",
+        help: "the console's callback as the browser reaches it, ending in /signin/sso/callback; registered at the provider",
+    },
+    Key {
+        name: "auth.oidc.user_claim",
+        env: "SUANLI_AUTH_OIDC_USER_CLAIM",
+        flag: None,
+        default: "email",
+        help: "the ID token claim naming the user: email (a user's email) or preferred_username (a user's login)",
+    },
+    Key {
         name: "limits.token_recheck_secs",
         env: "SUANLI_LIMITS_TOKEN_RECHECK_SECS",
         flag: Some("--token-recheck-secs"),
@@ -242,6 +284,59 @@ pub struct TlsConfig {
     pub client_ca_path: Option<PathBuf>,
     pub client_cert_required: bool,
 }
+
+/// Which claim of the ID token names the Suanli user of a single sign-on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserClaim {
+    /// `email`: the user whose email it is (case-insensitive); `email_verified` must not be false.
+    Email,
+    /// `preferred_username`: the user whose login it is (lower-cased).
+    PreferredUsername,
+}
+
+impl UserClaim {
+    /// The claim's name in the ID token.
+    pub fn name(self) -> &'static str {
+        match self {
+            UserClaim::Email => "email",
+            UserClaim::PreferredUsername => "preferred_username",
+        }
+    }
+}
+
+/// A secret read from the configuration: cloned and compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Console single sign-on with OpenID Connect (`auth.oidc.*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcConfig {
+    pub issuer_url: String,
+    pub client_id: String,
+    /// From `auth.oidc.client_secret` or the file `auth.oidc.client_secret_path`.
+    pub client_secret: Secret,
+    pub redirect_url: String,
+    pub user_claim: UserClaim,
+}
+
+/// The path the console serves the OpenID Connect callback on: `auth.oidc.redirect_url` ends in it.
+pub const OIDC_CALLBACK_PATH: &str = "/signin/sso/callback";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -300,6 +395,8 @@ pub struct Config {
     /// `ledger.payment_confirm_above_fen`: payments of more fen need a second finance user;
     /// `None`: every payment is booked at once.
     pub payment_confirm_above_fen: Option<i64>,
+    /// `auth.oidc.*`: console single sign-on; `None` when `auth.oidc.issuer_url` is unset.
+    pub oidc: Option<OidcConfig>,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
 }
@@ -316,6 +413,7 @@ impl Default for Config {
             trust_proxy_tls: false,
             require_totp_for: Vec::new(),
             payment_confirm_above_fen: None,
+            oidc: None,
             tls: None,
             limits: Limits::default(),
         }
@@ -381,7 +479,17 @@ fn file_values(path: &Path, text: &str) -> Result<BTreeMap<String, String>, Conf
                     .into(),
             ));
         };
+        // One level of sub-tables, such as [auth.oidc].
+        let mut entries: Vec<(String, toml::Value)> = Vec::new();
         for (name, value) in inner {
+            match value {
+                toml::Value::Table(sub) => {
+                    entries.extend(sub.into_iter().map(|(k, v)| (format!("{name}.{k}"), v)));
+                }
+                other => entries.push((name, other)),
+            }
+        }
+        for (name, value) in entries {
             let dotted = format!("{section}.{name}");
             if !KEYS.iter().any(|k| k.name == dotted) {
                 return Err(err(&dotted, "unknown key".into()));
@@ -525,6 +633,124 @@ impl Parser {
             roles.push(role.to_owned());
         }
         Ok(roles)
+    }
+
+    /// An absolute `https` URL, or `http` on a loopback host (a test, or a provider on the
+    /// same machine), without a fragment.
+    fn secure_url(&self, name: &str) -> Result<openidconnect::url::Url, ConfigError> {
+        let (v, _) = self.get(name);
+        let url = openidconnect::url::Url::parse(v)
+            .map_err(|e| self.fail(name, format!("{v:?} is not a URL: {e}")))?;
+        let loopback = match url.host() {
+            Some(openidconnect::url::Host::Domain(d)) => d == "localhost",
+            Some(openidconnect::url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(openidconnect::url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                return Err(self.fail(
+                    name,
+                    format!("{v} must use https (plain http only on a loopback host)"),
+                ));
+            }
+            _ => return Err(self.fail(name, format!("{v} must use https"))),
+        }
+        if url.fragment().is_some() || url.host().is_none() {
+            return Err(self.fail(name, format!("{v} must have a host and no #fragment")));
+        }
+        Ok(url)
+    }
+
+    /// The `auth.oidc.*` keys: all or none, one client secret, URLs checked.
+    fn oidc(&self) -> Result<Option<OidcConfig>, ConfigError> {
+        const ISSUER: &str = "auth.oidc.issuer_url";
+        let set = |name: &str| !self.get(name).0.is_empty();
+        let others = [
+            "auth.oidc.client_id",
+            "auth.oidc.client_secret",
+            "auth.oidc.client_secret_path",
+            "auth.oidc.redirect_url",
+        ];
+        if !set(ISSUER) {
+            if let Some(name) = others.into_iter().find(|n| set(n)) {
+                return Err(self.fail(name, format!("needs {ISSUER} (single sign-on is off)")));
+            }
+            return Ok(None);
+        }
+        let issuer = self.secure_url(ISSUER)?;
+        if issuer.query().is_some() {
+            return Err(self.fail(ISSUER, "must have no ?query".into()));
+        }
+        for name in ["auth.oidc.client_id", "auth.oidc.redirect_url"] {
+            if !set(name) {
+                return Err(self.fail(name, format!("must be set with {ISSUER}")));
+            }
+        }
+        let client_secret = match (
+            set("auth.oidc.client_secret"),
+            self.path("auth.oidc.client_secret_path")?,
+        ) {
+            (true, Some(_)) => {
+                return Err(self.fail(
+                    "auth.oidc.client_secret_path",
+                    "set either auth.oidc.client_secret or auth.oidc.client_secret_path, not both"
+                        .into(),
+                ));
+            }
+            (true, None) => Secret::new(self.get("auth.oidc.client_secret").0),
+            (false, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.fail(
+                        "auth.oidc.client_secret_path",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let secret = text.trim();
+                if secret.is_empty() || secret.lines().count() != 1 {
+                    return Err(self.fail(
+                        "auth.oidc.client_secret_path",
+                        format!("{} must hold the secret on one line", path.display()),
+                    ));
+                }
+                Secret::new(secret)
+            }
+            (false, None) => {
+                return Err(self.fail(
+                    "auth.oidc.client_secret",
+                    format!("must be set with {ISSUER} (or auth.oidc.client_secret_path)"),
+                ));
+            }
+        };
+        let redirect = self.secure_url("auth.oidc.redirect_url")?;
+        if redirect.path() != OIDC_CALLBACK_PATH || redirect.query().is_some() {
+            return Err(self.fail(
+                "auth.oidc.redirect_url",
+                format!(
+                    "must be the console's address followed by {OIDC_CALLBACK_PATH}, e.g. https://console.example.org{OIDC_CALLBACK_PATH}"
+                ),
+            ));
+        }
+        let user_claim = match self.get("auth.oidc.user_claim").0 {
+            "email" => UserClaim::Email,
+            "preferred_username" => UserClaim::PreferredUsername,
+            v => {
+                return Err(self.fail(
+                    "auth.oidc.user_claim",
+                    format!("{v:?} is not email or preferred_username"),
+                ));
+            }
+        };
+        Ok(Some(OidcConfig {
+            // Kept as written: the ID token's `iss` must equal it exactly.
+            issuer_url: self.get(ISSUER).0.to_owned(),
+            client_id: self.get("auth.oidc.client_id").0.to_owned(),
+            client_secret,
+            redirect_url: redirect.to_string(),
+            user_claim,
+        }))
     }
 
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
@@ -679,6 +905,7 @@ impl Parser {
                     PAYMENT_CONFIRM_ABOVE_FEN_BOUNDS,
                 )? as i64),
             },
+            oidc: self.oidc()?,
             tls,
             limits,
         })
@@ -1086,9 +1313,12 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/suanli.toml");
         let text = std::fs::read_to_string(&path).expect("deploy/suanli.toml exists");
         let values = file_values(&path, &text).expect("every key in the example is known");
-        // TLS paths point at files that exist only on a server, so they are commented out;
-        // every other key is set explicitly.
-        for k in KEYS.iter().filter(|k| !k.name.starts_with("tls.")) {
+        // TLS paths point at files that exist only on a server, and single sign-on needs a
+        // provider of one's own, so they are commented out; every other key is set explicitly.
+        for k in KEYS
+            .iter()
+            .filter(|k| !k.name.starts_with("tls.") && !k.name.starts_with("auth.oidc."))
+        {
             assert!(values.contains_key(k.name), "the example sets {}", k.name);
             assert!(
                 text.contains(k.env),
@@ -1120,6 +1350,161 @@ mod tests {
             .payment_confirm_above_fen,
             Some(0)
         );
+    }
+
+    // Single sign-on is read from [auth.oidc] in the file or from the environment, with a
+    // client secret given inline or in a file; without an issuer it is off.
+    #[test]
+    fn oidc_keys_from_file_and_env() {
+        assert_eq!(run(None, &[], &[]).unwrap().oidc, None);
+        let file = "[auth.oidc]\nissuer_url = \"https://id.example.org/realms/city\"\n\
+                    client_id = \"suanli\"\nclient_secret = \"s3cret\"\n\
+                    redirect_url = \"https://console.example.org/signin/sso/callback\"\n";
+        let c = run(Some(file), &[], &[])
+            .unwrap()
+            .oidc
+            .expect("sso configured");
+        assert_eq!(c.issuer_url, "https://id.example.org/realms/city");
+        assert_eq!(c.client_id, "suanli");
+        assert_eq!(c.client_secret.expose(), "s3cret");
+        assert_eq!(
+            c.redirect_url,
+            "https://console.example.org/signin/sso/callback"
+        );
+        assert_eq!(c.user_claim, UserClaim::Email, "the default claim");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret is never printed"
+        );
+
+        let dir = std::env::temp_dir().join(format!("suanli-oidc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret_file = dir.join("secret");
+        std::fs::write(&secret_file, "from-a-file\n").unwrap();
+        let secret_path = secret_file.to_str().unwrap();
+        let env = [
+            ("SUANLI_AUTH_OIDC_ISSUER_URL", "http://localhost:9000"),
+            ("SUANLI_AUTH_OIDC_CLIENT_ID", "console"),
+            ("SUANLI_AUTH_OIDC_CLIENT_SECRET_PATH", secret_path),
+            (
+                "SUANLI_AUTH_OIDC_REDIRECT_URL",
+                "http://127.0.0.1:8080/signin/sso/callback",
+            ),
+            ("SUANLI_AUTH_OIDC_USER_CLAIM", "preferred_username"),
+        ];
+        let c = run(None, &env, &[]).unwrap().oidc.expect("sso configured");
+        assert_eq!(c.client_secret.expose(), "from-a-file", "one line, trimmed");
+        assert_eq!(c.user_claim, UserClaim::PreferredUsername);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // Each wrong single sign-on setting is refused naming its key.
+    #[test]
+    fn oidc_keys_invalid() {
+        let good = [
+            ("SUANLI_AUTH_OIDC_ISSUER_URL", "https://id.example.org"),
+            ("SUANLI_AUTH_OIDC_CLIENT_ID", "suanli"),
+            ("SUANLI_AUTH_OIDC_CLIENT_SECRET", "s3cret"),
+            (
+                "SUANLI_AUTH_OIDC_REDIRECT_URL",
+                "https://console.example.org/signin/sso/callback",
+            ),
+        ];
+        run(None, &good, &[]).expect("the good settings are valid");
+        let with = |key: &'static str, value: &'static str| {
+            let mut env: Vec<(&str, &str)> =
+                good.iter().filter(|(k, _)| *k != key).copied().collect();
+            if !value.is_empty() {
+                env.push((key, value));
+            }
+            env
+        };
+        let dir = std::env::temp_dir().join(format!("suanli-oidc-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let two_lines_file = dir.join("two-lines");
+        std::fs::write(&two_lines_file, "a\nb\n").unwrap();
+        let two_lines_text = two_lines_file.to_string_lossy().into_owned();
+        let two_lines = two_lines_text.as_str();
+        for (env, key, reason) in [
+            (
+                with("SUANLI_AUTH_OIDC_ISSUER_URL", "http://id.example.org"),
+                "auth.oidc.issuer_url",
+                "must use https",
+            ),
+            (
+                with("SUANLI_AUTH_OIDC_ISSUER_URL", "id.example.org"),
+                "auth.oidc.issuer_url",
+                "is not a URL",
+            ),
+            (
+                with("SUANLI_AUTH_OIDC_CLIENT_ID", ""),
+                "auth.oidc.client_id",
+                "must be set with auth.oidc.issuer_url",
+            ),
+            (
+                with("SUANLI_AUTH_OIDC_CLIENT_SECRET", ""),
+                "auth.oidc.client_secret",
+                "must be set",
+            ),
+            (
+                {
+                    let mut e = good.to_vec();
+                    e.push(("SUANLI_AUTH_OIDC_CLIENT_SECRET_PATH", two_lines));
+                    e
+                },
+                "auth.oidc.client_secret_path",
+                "not both",
+            ),
+            (
+                {
+                    let mut e = with("SUANLI_AUTH_OIDC_CLIENT_SECRET", "");
+                    e.push(("SUANLI_AUTH_OIDC_CLIENT_SECRET_PATH", two_lines));
+                    e
+                },
+                "auth.oidc.client_secret_path",
+                "on one line",
+            ),
+            (
+                with(
+                    "SUANLI_AUTH_OIDC_REDIRECT_URL",
+                    "https://console.example.org/callback",
+                ),
+                "auth.oidc.redirect_url",
+                "/signin/sso/callback",
+            ),
+            (
+                with(
+                    "SUANLI_AUTH_OIDC_REDIRECT_URL",
+                    "http://console.example.org/signin/sso/callback",
+                ),
+                "auth.oidc.redirect_url",
+                "must use https",
+            ),
+            (
+                {
+                    let mut e = good.to_vec();
+                    e.push(("SUANLI_AUTH_OIDC_USER_CLAIM", "sub"));
+                    e
+                },
+                "auth.oidc.user_claim",
+                "not email or preferred_username",
+            ),
+            (
+                vec![("SUANLI_AUTH_OIDC_CLIENT_ID", "suanli")],
+                "auth.oidc.client_id",
+                "needs auth.oidc.issuer_url",
+            ),
+        ] {
+            check_invalid(None, &env, &[], key, reason);
+        }
+        check_invalid(
+            Some("[auth.oidc]\nclient = \"x\"\n"),
+            &[],
+            &[],
+            "auth.oidc.client",
+            "unknown key",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     // The console listens on 127.0.0.1:8080 by default, moves with the flag, and "off" or an

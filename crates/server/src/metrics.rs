@@ -86,9 +86,46 @@ pub static SIGNIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     failures
 });
 
+/// The `reason` label of [`SSO_REFUSALS`]: why a console single sign-on was refused.
+pub const SSO_STATE: &str = "state";
+pub const SSO_PROVIDER: &str = "provider_error";
+pub const SSO_NO_CLAIM: &str = "no_claim";
+pub const SSO_UNKNOWN_USER: &str = "unknown_user";
+pub const SSO_DISABLED: &str = "disabled";
+
+/// Refused console single sign-ons (OpenID Connect), by reason: no live flow of the browser
+/// (`state`), the provider's error or a failed token check (`provider_error`), the claim
+/// missing or its email unverified (`no_claim`), no enabled person with that claim
+/// (`unknown_user`), a disabled person (`disabled`).
+pub static SSO_REFUSALS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let refusals = IntCounterVec::new(
+        Opts::new(
+            "suanli_console_sso_refusals_total",
+            "refused console single sign-ons, by reason",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    for reason in [
+        SSO_STATE,
+        SSO_PROVIDER,
+        SSO_NO_CLAIM,
+        SSO_UNKNOWN_USER,
+        SSO_DISABLED,
+    ] {
+        refusals.with_label_values(&[reason]);
+    }
+    METRICS
+        .registry
+        .register(Box::new(refusals.clone()))
+        .expect("unique metric");
+    refusals
+});
+
 pub fn render() -> String {
     LazyLock::force(&LIMITED);
     LazyLock::force(&SIGNIN_FAILURES);
+    LazyLock::force(&SSO_REFUSALS);
     let mut buf = Vec::new();
     TextEncoder::new()
         .encode(&METRICS.registry.gather(), &mut buf)

@@ -1,7 +1,7 @@
 //! `suanli serve`: opens the store, restores the current registry version and serves gRPC
 //! (metering, registry, settlement, ledger, balance, grpc.health.v1, server reflection), over
-//! TLS when configured, behind the limits layer, and the web console over HTTP
-//! (`server.http_addr`), until shut down. Shutdown stops accepting
+//! TLS when configured, behind the limits layer, and the web console (`server.http_addr`, over
+//! HTTPS with the same certificate when TLS is configured), until shut down. Shutdown stops accepting
 //! calls, lets in-flight batches commit and be acknowledged, then closes the store.
 
 use std::future::Future;
@@ -235,22 +235,34 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 .await
                 .with_context(|| format!("server.http_addr: cannot bind {http_addr}"))?;
             let http_addr = listener.local_addr()?;
-            tracing::info!(%http_addr, "console listening");
+            let settings = crate::console::ConsoleSettings {
+                trust_proxy_tls: config.trust_proxy_tls,
+                require_totp_for: config.require_totp_for.clone(),
+                tls: match &config.tls {
+                    Some(tls) => Some(crate::console::https::server_config(tls)?),
+                    None => None,
+                },
+                sso: match &config.oidc {
+                    Some(oidc) => Some(
+                        crate::console::Sso::new(oidc.clone())
+                            .context("auth.oidc: cannot set up the HTTP client")?,
+                    ),
+                    None => None,
+                },
+            };
+            tracing::info!(
+                %http_addr,
+                https = settings.tls.is_some(),
+                sso = settings.sso.is_some(),
+                "console listening"
+            );
             let shared = shared.clone();
-            let trust_proxy_tls = config.trust_proxy_tls;
-            let require_totp_for = config.require_totp_for.clone();
             Some((
                 http_addr,
                 tokio::spawn(async move {
-                    crate::console::serve(
-                        listener,
-                        shared,
-                        trust_proxy_tls,
-                        require_totp_for,
-                        async move {
-                            let _ = console_stop_rx.await;
-                        },
-                    )
+                    crate::console::serve(listener, shared, settings, async move {
+                        let _ = console_stop_rx.await;
+                    })
                     .await
                 }),
             ))

@@ -108,6 +108,21 @@ pub fn by_login(tx: &mut dyn Sql, login: &str) -> Result<Option<UserRow>> {
     .transpose()
 }
 
+/// The people (not service accounts) whose email is `email`, ignoring ASCII case, by login.
+/// Emails are not unique: a caller that needs one person decides what several mean.
+pub fn by_email(tx: &mut dyn Sql, email: &str) -> Result<Vec<UserRow>> {
+    tx.query(
+        &format!(
+            "SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1) AND service = 0 \
+             ORDER BY login"
+        ),
+        &[email.into()],
+    )?
+    .iter()
+    .map(|r| row_of(r))
+    .collect()
+}
+
 pub fn by_id(tx: &mut dyn Sql, user_id: i64) -> Result<Option<UserRow>> {
     tx.query(
         &format!("SELECT {COLUMNS} FROM users WHERE user_id = $1"),

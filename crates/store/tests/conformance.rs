@@ -1609,3 +1609,42 @@ fn a_lines_records_page_in_order_with_their_void_state() {
         );
     });
 }
+
+// A person is found by email whatever its ASCII case; service accounts never are, and two
+// people sharing an address are both returned (single sign-on refuses such an address).
+#[test]
+fn users_by_email_ignores_case_and_service_accounts() {
+    on_every_backend(|url| {
+        use suanli_store::users::{self, NewUser};
+        let mut store = suanli_store::open(url).expect("store opens");
+        let new = |login: &str, email: Option<&str>, service: bool| NewUser {
+            login: login.to_owned(),
+            name: login.to_owned(),
+            principal: Principal::Finance,
+            email: email.map(str::to_owned),
+            password_hash: None,
+            service,
+            created_at: "2025-03-01T00:00:00.000Z".to_owned(),
+        };
+        let (mut one, mut shared, mut none) = (Vec::new(), Vec::new(), Vec::new());
+        store
+            .transaction(&mut |tx| {
+                users::insert(tx, &new("alice", Some("Alice@Example.org"), false))?;
+                users::insert(tx, &new("bob", Some("shared@example.org"), false))?;
+                users::insert(tx, &new("carol", Some("SHARED@example.org"), false))?;
+                users::insert(tx, &new("robot", Some("robot@example.org"), true))?;
+                users::insert(tx, &new("dave", None, false))?;
+                one = users::by_email(tx, "alice@EXAMPLE.org")?;
+                shared = users::by_email(tx, "shared@example.org")?;
+                none = users::by_email(tx, "robot@example.org")?;
+                none.extend(users::by_email(tx, "")?);
+                Ok(())
+            })
+            .unwrap();
+        let logins =
+            |rows: &[users::UserRow]| rows.iter().map(|r| r.login.clone()).collect::<Vec<_>>();
+        assert_eq!(logins(&one), ["alice"], "{url}");
+        assert_eq!(logins(&shared), ["bob", "carol"], "{url}");
+        assert!(none.is_empty(), "no service account, no empty match: {url}");
+    });
+}

@@ -71,8 +71,13 @@ impl Server {
     }
 
     pub fn start_with(db: Db, extra: &[&str]) -> Server {
+        Server::start_with_env(db, extra, &[])
+    }
+
+    /// As [`Server::start_with`], with environment variables (settings without a flag).
+    pub fn start_with_env(db: Db, extra: &[&str], env: &[(&str, &str)]) -> Server {
         Server {
-            process: super::Server::start_with(&db.url, extra),
+            process: super::Server::start_with_env(&db.url, extra, env),
             db,
         }
     }

@@ -213,10 +213,22 @@ pub fn request(
     cookies: &str,
     body: Option<&[u8]>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("console listens");
+    let stream = TcpStream::connect(addr).expect("console listens");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    request_on(stream, addr, method, path, cookies, body)
+}
+
+/// One request on `stream` (plain TCP, or TLS over it), then reads until the server closes.
+pub fn request_on(
+    mut stream: impl Read + Write,
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookies: &str,
+    body: Option<&[u8]>,
+) -> Response {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if !cookies.is_empty() {
         head += &format!("Cookie: {cookies}\r\n");
@@ -233,7 +245,13 @@ pub fn request(
         stream.write_all(b).unwrap();
     }
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    // A TLS peer that closes without close_notify ends the read with UnexpectedEof.
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        assert!(
+            e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty(),
+            "reading the response: {e}"
+        );
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

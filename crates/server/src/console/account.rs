@@ -7,11 +7,13 @@ use askama::Template;
 
 use super::pages::tr;
 use super::view::{Markup, View, view};
-use super::{Code, Console, ConsoleError, Ctx, SignedInWith, alive};
+use super::{Code, Console, ConsoleError, Ctx, SignedInWith, Via, alive};
 
 /// One of the user's sessions, as the page lists it.
 struct Listed {
     handle: String,
+    /// The i18n key of how the session signed in.
+    via: &'static str,
     client: String,
     created_mins: u64,
     seen_mins: u64,
@@ -64,6 +66,8 @@ struct AccountPage<'a> {
     enrolled: bool,
     enrolment: Option<Enrolment>,
     password_session: bool,
+    /// Signed in by single sign-on: the identity provider owns second factors.
+    sso_session: bool,
     listed: Vec<Listed>,
     refused: Option<super::FieldError>,
 }
@@ -94,12 +98,20 @@ impl Console {
             None => None,
         };
         let now = Instant::now();
-        let (password_session, pending, listed) = {
+        let (password_session, sso_session, pending, listed) = {
             let mut sessions = self.sessions.lock().expect("sessions lock");
             let mut password_session = false;
+            let mut sso_session = false;
             let mut pending = None;
             if let Some(me) = sessions.get_mut(&id) {
-                password_session = matches!(me.with, SignedInWith::Password { .. });
+                password_session = matches!(
+                    me.with,
+                    SignedInWith::User {
+                        via: Via::Password,
+                        ..
+                    }
+                );
+                sso_session = matches!(me.with, SignedInWith::User { via: Via::Sso, .. });
                 if password_session && row.as_ref().is_some_and(|r| r.totp_secret.is_none()) {
                     let secret = me
                         .pending_totp
@@ -113,6 +125,13 @@ impl Console {
                 .filter(|(_, s)| user_id.is_some() && s.user_id == user_id && alive(s, now))
                 .map(|(k, s)| Listed {
                     handle: s.handle.clone(),
+                    via: match s.with {
+                        SignedInWith::User {
+                            via: Via::Password, ..
+                        } => "via.password",
+                        SignedInWith::User { via: Via::Sso, .. } => "via.sso",
+                        SignedInWith::Token(_) => "via.token",
+                    },
                     client: s.client.map_or_else(|| "?".to_owned(), |c| c.to_string()),
                     created_mins: now.duration_since(s.created_at).as_secs() / 60,
                     seen_mins: now.duration_since(s.seen_at).as_secs() / 60,
@@ -120,7 +139,7 @@ impl Console {
                 })
                 .collect();
             listed.sort_by_key(|l| (!l.current, l.created_mins));
-            (password_session, pending, listed)
+            (password_session, sso_session, pending, listed)
         };
 
         // The enrolment's QR code and key, while the user has no authenticator.
@@ -141,6 +160,7 @@ impl Console {
             enrolled: row.as_ref().is_some_and(|r| r.totp_secret.is_some()),
             enrolment,
             password_session,
+            sso_session,
             listed,
             refused,
         }))

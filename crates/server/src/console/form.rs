@@ -72,6 +72,12 @@ fn decode(part: &[u8]) -> Option<Vec<u8>> {
 
 impl Form {
     pub fn parse(body: &[u8]) -> Result<Form, FieldError> {
+        Form::parse_with(body, FIELD_CHARS_MAX)
+    }
+
+    /// As [`Form::parse`], with values of up to `field_chars_max` characters: an identity
+    /// provider's answer carries codes longer than any form field.
+    pub fn parse_with(body: &[u8], field_chars_max: usize) -> Result<Form, FieldError> {
         if body.len() > FORM_BYTES_MAX {
             return Err(FieldError::new(
                 "form",
@@ -96,11 +102,11 @@ impl Form {
             })?;
             let value = String::from_utf8(value)
                 .map_err(|_| FieldError::new(&field, Code::NotUtf8, "is not valid UTF-8"))?;
-            if value.chars().count() > FIELD_CHARS_MAX {
+            if value.chars().count() > field_chars_max {
                 return Err(FieldError::new(
                     &field,
                     Code::TooLong,
-                    format!("is longer than {FIELD_CHARS_MAX} characters"),
+                    format!("is longer than {field_chars_max} characters"),
                 ));
             }
             if fields.insert(name, value).is_some() {

@@ -154,9 +154,56 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "signin.insecure",
-        "密码登录需要 HTTPS：请通过终止 TLS 的代理访问控制台（server.trust_proxy_tls）",
-        "password sign-in needs HTTPS: reach the console through a TLS-terminating proxy (server.trust_proxy_tls)",
+        "密码登录需要 HTTPS：请为服务器配置 TLS 证书（tls.cert_path），或通过终止 TLS 的代理访问控制台（server.trust_proxy_tls）",
+        "password sign-in needs HTTPS: give the server a TLS certificate (tls.cert_path) or reach the console through a TLS-terminating proxy (server.trust_proxy_tls)",
     ),
+    (
+        "signin.insecure_sso",
+        "单点登录需要 HTTPS：请为服务器配置 TLS 证书（tls.cert_path），或通过终止 TLS 的代理访问控制台（server.trust_proxy_tls）",
+        "single sign-on needs HTTPS: give the server a TLS certificate (tls.cert_path) or reach the console through a TLS-terminating proxy (server.trust_proxy_tls)",
+    ),
+    ("signin.sso", "使用单点登录（SSO）登录", "Sign in with SSO"),
+    (
+        "signin.sso_or_password",
+        "或使用登录名和密码：",
+        "or with your login and password:",
+    ),
+    (
+        "sso.unreachable",
+        "暂时无法连接身份提供方，请稍后再试",
+        "the identity provider cannot be reached; try again later",
+    ),
+    (
+        "sso.state",
+        "单点登录已过期，或不是在此浏览器中发起的，请重新登录",
+        "the single sign-on expired or was not started in this browser; sign in again",
+    ),
+    (
+        "sso.provider",
+        "身份提供方未完成登录",
+        "the identity provider did not complete the sign-in",
+    ),
+    (
+        "sso.no_claim",
+        "身份提供方未提供可用于识别用户的信息",
+        "the identity provider sent nothing that names a user",
+    ),
+    (
+        "sso.unknown_user",
+        "身份提供方已确认您的身份，但本平台没有与之对应的启用用户，请联系管理员",
+        "the identity provider vouched for you, but no enabled user here matches; ask an administrator",
+    ),
+    ("sso.done", "已登录。", "Signed in."),
+    ("sso.continue", "继续", "Continue"),
+    (
+        "account.totp_sso",
+        "您通过单点登录（SSO）登录：第二步验证由身份提供方负责",
+        "you signed in with SSO: your identity provider asks for the second factor",
+    ),
+    ("account.via", "登录方式", "Signed in with"),
+    ("via.password", "密码", "password"),
+    ("via.sso", "单点登录", "SSO"),
+    ("via.token", "API 令牌", "API token"),
     ("signin.token", "API 令牌", "API token"),
     ("signin.submit", "登录", "Sign in"),
     (
@@ -898,6 +945,9 @@ mod tests {
             "users.done_role",
             "users.done_password",
             "users.done_totp",
+            "via.password",
+            "via.sso",
+            "via.token",
         ];
         for k in dynamic {
             assert!(seen.contains(k), "missing {k}");
@@ -909,6 +959,7 @@ mod tests {
             include_str!("account.rs"),
             include_str!("payments.rs"),
             include_str!("users.rs"),
+            include_str!("sso.rs"),
         ] {
             for part in source
                 .split("tr(ctx, \"")

@@ -1,10 +1,13 @@
 //! The web console: server-rendered HTML over HTTP (axum) for enterprises, providers, city
-//! finance and auditors, served by `suanli serve` next to gRPC (`server.http_addr`). People
+//! finance and auditors, served by `suanli serve` next to gRPC (`server.http_addr`), over HTTPS
+//! with the server's certificate when it has TLS settings (`https.rs`). People
 //! sign in with their login and password (Argon2id, throttled per login and per address, see
-//! `throttle.rs`); service accounts and scripts may sign in with an API token, checked by the
+//! `throttle.rs`) or through the organisation's OpenID Provider (`sso.rs`, `auth.oidc.*`);
+//! service accounts and scripts may sign in with an API token, checked by the
 //! same [`Authenticator`](crate::auth::Authenticator) on every request (so revocation, expiry
 //! and disabled users apply as in the API). A password session re-reads its user after
-//! `limits.token_recheck_secs`, so disabling a user ends its sessions within that time. The
+//! `limits.token_recheck_secs`, so disabling a user ends its sessions within that time (a
+//! single sign-on session likewise). The
 //! session is a random id in an HttpOnly, SameSite=Strict cookie (Secure behind TLS), mapped
 //! here to the user or the token's hash. Every state-changing
 //! form is a POST carrying the session's CSRF token. Roles are the gRPC services' rules; the
@@ -15,9 +18,11 @@ mod charts;
 mod codes;
 mod form;
 mod format;
+pub mod https;
 mod i18n;
 mod pages;
 mod payments;
+mod sso;
 mod throttle;
 mod users;
 mod view;
@@ -44,6 +49,7 @@ pub use codes::Code;
 pub use form::{FIELD_CHARS_MAX, FORM_BYTES_MAX, FieldError, Form};
 pub use format::cny;
 pub use i18n::Lang;
+pub use sso::Sso;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "suanli_session";
@@ -62,11 +68,21 @@ pub const TOKEN_CHARS_MAX: usize = 200;
 enum SignedInWith {
     /// An API token (service accounts, scripts): checked by the authenticator on every request.
     Token(String),
-    /// A login and password: the user as last read, re-read after the recheck time.
-    Password {
+    /// A person, by password or single sign-on: the user as last read, re-read after the
+    /// recheck time.
+    User {
         identity: Identity,
         checked_at: Instant,
+        via: Via,
     },
+}
+
+/// How a person signed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Password,
+    /// OpenID Connect: the identity provider owns the second factor.
+    Sso,
 }
 
 /// One signed-in browser.
@@ -96,8 +112,37 @@ pub struct ConsoleOptions {
     /// `server.trust_proxy_tls`: a TLS-terminating proxy is in front; cookies are `Secure` and
     /// the client address is the last `X-Forwarded-For` entry.
     pub trust_proxy_tls: bool,
+    /// The console itself serves HTTPS (the server has TLS settings): cookies are `Secure` and
+    /// password sign-in is allowed on any address.
+    pub tls: bool,
     /// `auth.require_totp_for`: roles whose password sign-in also needs a one-time code.
     pub require_totp_for: Vec<String>,
+}
+
+impl ConsoleOptions {
+    /// Whether the browser reaches the console over HTTPS: cookies get `Secure`.
+    fn secure(&self) -> bool {
+        self.tls || self.trust_proxy_tls
+    }
+
+    /// Whether secrets (passwords, single sign-on) may be sent here: over HTTPS, or over plain
+    /// HTTP on a loopback address only.
+    fn safe_transport(&self) -> bool {
+        self.secure() || self.local_addr.ip().is_loopback()
+    }
+}
+
+/// What `serve` is told besides the listener.
+pub struct ConsoleSettings {
+    /// `server.trust_proxy_tls`.
+    pub trust_proxy_tls: bool,
+    /// `auth.require_totp_for`.
+    pub require_totp_for: Vec<String>,
+    /// The server's TLS settings as a rustls configuration ([`https::server_config`]): the
+    /// console serves HTTPS with them.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// `auth.oidc.*`: single sign-on.
+    pub sso: Option<Sso>,
 }
 
 /// The console's state: the server's shared services and the sessions.
@@ -108,6 +153,8 @@ pub struct Console {
     options: ConsoleOptions,
     /// The last TOTP step each user signed in or enrolled with: a code is used once.
     totp_steps: Mutex<HashMap<i64, u64>>,
+    /// Single sign-on, when `auth.oidc.*` is configured.
+    sso: Option<sso::Sso>,
 }
 
 /// Why a password sign-in was refused; each has its own message and metric reason. A wrong
@@ -143,6 +190,10 @@ pub struct Ctx {
     pub client: Option<IpAddr>,
     /// The session must enrol an authenticator before anything else.
     pub must_enrol: bool,
+    /// Single sign-on is configured: the sign-in page offers it.
+    pub sso: bool,
+    /// The browser's single sign-on flow cookie (the `state` it started), if any.
+    pub sso_flow: Option<String>,
     pub csrf: String,
     pub session_id: Option<String>,
     pub path: String,
@@ -276,13 +327,14 @@ fn random_hex() -> String {
 }
 
 impl Console {
-    pub fn new(shared: Arc<Shared>, options: ConsoleOptions) -> Console {
+    pub fn new(shared: Arc<Shared>, options: ConsoleOptions, sso: Option<Sso>) -> Console {
         Console {
             shared,
             sessions: Mutex::new(HashMap::new()),
             throttle: throttle::Throttle::default(),
             options,
             totp_steps: Mutex::new(HashMap::new()),
+            sso,
         }
     }
 
@@ -320,7 +372,7 @@ impl Console {
             SIGNIN_FAILURES.with_label_values(&[reason]).inc();
             Err(refusal)
         };
-        if !self.options.trust_proxy_tls && !self.options.local_addr.ip().is_loopback() {
+        if !self.options.safe_transport() {
             return refuse(SIGNIN_INSECURE, Refusal::Insecure);
         }
         let login_key = format!("login:{login}");
@@ -401,9 +453,10 @@ impl Console {
             user: Some(user.user_ref()),
         };
         let id = self.new_session(
-            SignedInWith::Password {
+            SignedInWith::User {
                 identity,
                 checked_at: Instant::now(),
+                via: Via::Password,
             },
             Some(user.user_id),
             client,
@@ -546,6 +599,8 @@ impl Console {
             actor: None,
             client,
             must_enrol: false,
+            sso: self.sso.is_some(),
+            sso_flow: cookie(headers, sso::FLOW_COOKIE),
             csrf: String::new(),
             session_id: None,
             path: path.to_owned(),
@@ -578,9 +633,10 @@ impl Console {
         };
         let (identity, hash) = match &with {
             SignedInWith::Token(hash) => (self.principal_of(hash).await, hash.clone()),
-            SignedInWith::Password {
+            SignedInWith::User {
                 identity,
                 checked_at,
+                via,
             } => {
                 let fresh = self.user_identity(identity, *checked_at).await;
                 if let Some(fresh) = &fresh
@@ -588,9 +644,10 @@ impl Console {
                     && checked_at.elapsed() >= self.shared.auth.recheck()
                     && let Some(s) = self.sessions.lock().expect("sessions lock").get_mut(&id)
                 {
-                    s.with = SignedInWith::Password {
+                    s.with = SignedInWith::User {
                         identity: fresh.clone(),
                         checked_at: Instant::now(),
+                        via: *via,
                     };
                 }
                 (
@@ -683,7 +740,7 @@ fn security_headers(h: &mut HeaderMap) {
 
 fn set_lang_cookie(h: &mut HeaderMap, lang: Lang) {
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Strict",
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
         lang.code()
     )) {
         h.append(header::SET_COOKIE, v);
@@ -736,8 +793,8 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
     let query = Form::parse(raw_query.as_bytes()).unwrap_or_default();
     let peer = parts
         .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+        .get::<axum::extract::ConnectInfo<https::Peer>>()
+        .map(|c| c.0.0);
     let ctx = console
         .context(&parts.headers, peer, &path, raw_query, &query)
         .await;
@@ -874,6 +931,93 @@ async fn route(
             Ok(redirect(ctx, home_of(p)))
         }
         ("GET", ["signin"]) => Ok(html(ctx, StatusCode::OK, pages::signin_page(ctx, None, ""))),
+        ("GET", ["signin", "sso"]) => {
+            let sso = console.sso.as_ref().ok_or_else(sso_off)?;
+            if !console.options.safe_transport() {
+                let message = pages::tr(ctx, "signin.insecure_sso");
+                return Ok(html(
+                    ctx,
+                    StatusCode::FORBIDDEN,
+                    pages::signin_page(ctx, Some(("sso", "sso_insecure", message)), ""),
+                ));
+            }
+            match sso.start(ctx.client).await {
+                Ok((url, state)) => {
+                    let mut r = redirect(ctx, &url);
+                    set_flow_cookie(&mut r, &state, console.options.secure());
+                    Ok(r)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "single sign-on: the identity provider cannot be reached");
+                    crate::metrics::SSO_REFUSALS
+                        .with_label_values(&[crate::metrics::SSO_PROVIDER])
+                        .inc();
+                    let message = format!("{} ({e})", pages::tr(ctx, "sso.unreachable"));
+                    Ok(html(
+                        ctx,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        pages::signin_page(ctx, Some(("sso", "unavailable", &message)), ""),
+                    ))
+                }
+            }
+        }
+        ("GET", ["signin", "sso", "callback"]) => {
+            let sso = console.sso.as_ref().ok_or_else(sso_off)?;
+            // The provider's answer, with its longer values (see `Form::parse_with`).
+            let answer = Form::parse_with(
+                ctx.query_without_lang.as_bytes(),
+                sso::CALLBACK_FIELD_CHARS_MAX,
+            )?;
+            let outcome = match sso.finish(&answer, ctx.sso_flow.as_deref()).await {
+                Ok(claimed) => console.sign_in_sso(claimed, ctx.client).await?,
+                Err(refusal) => Err(refusal),
+            };
+            match outcome {
+                Ok(id) => {
+                    // A page, not a redirect: the answer came from the provider's site, and
+                    // a browser sends the SameSite=Strict session cookie only on a request
+                    // this site starts, such as the page's own refresh.
+                    let mut r = html(ctx, StatusCode::OK, pages::sso_done_page(ctx));
+                    clear_flow_cookie(&mut r);
+                    Ok(session_cookie(r, &id, console.options.secure()))
+                }
+                Err(refusal) => {
+                    crate::metrics::SSO_REFUSALS
+                        .with_label_values(&[refusal.reason()])
+                        .inc();
+                    tracing::info!(reason = refusal.reason(), refusal = ?refusal, "single sign-on refused");
+                    let (status, message) = match &refusal {
+                        sso::Refusal::State => (
+                            StatusCode::BAD_REQUEST,
+                            pages::tr(ctx, "sso.state").to_owned(),
+                        ),
+                        sso::Refusal::Provider(why) => (
+                            StatusCode::UNAUTHORIZED,
+                            format!("{} ({why})", pages::tr(ctx, "sso.provider")),
+                        ),
+                        sso::Refusal::NoClaim(claim) => (
+                            StatusCode::FORBIDDEN,
+                            format!("{} ({claim})", pages::tr(ctx, "sso.no_claim")),
+                        ),
+                        sso::Refusal::UnknownUser(who) => (
+                            StatusCode::FORBIDDEN,
+                            format!("{} ({who})", pages::tr(ctx, "sso.unknown_user")),
+                        ),
+                        sso::Refusal::Disabled(who) => (
+                            StatusCode::FORBIDDEN,
+                            format!("{} ({who})", pages::tr(ctx, "signin.disabled")),
+                        ),
+                    };
+                    let mut r = html(
+                        ctx,
+                        status,
+                        pages::signin_page(ctx, Some(("sso", "sso_refused", &message)), ""),
+                    );
+                    clear_flow_cookie(&mut r);
+                    Ok(r)
+                }
+            }
+        }
         ("POST", ["signin"]) if Form::parse(body)?.optional("token").is_none() => {
             let form = Form::parse(body)?;
             let login = form.required("login")?.trim().to_lowercase();
@@ -906,7 +1050,7 @@ async fn route(
                 Ok(id) => Ok(session_cookie(
                     redirect(ctx, "/"),
                     &id,
-                    console.options.trust_proxy_tls,
+                    console.options.secure(),
                 )),
                 Err(refusal) => {
                     let (status, field, code, message) = match refusal {
@@ -973,7 +1117,7 @@ async fn route(
                 Ok(id) => Ok(session_cookie(
                     redirect(ctx, "/"),
                     &id,
-                    console.options.trust_proxy_tls,
+                    console.options.secure(),
                 )),
                 Err(reason) => {
                     // The authenticator's reason is English: the page shows its code's text.
@@ -1296,6 +1440,33 @@ fn csv_response(file: &str, rows: &[[String; settle::RUN_STATEMENT_COLUMNS]]) ->
     r
 }
 
+/// The answer to a single sign-on route when `auth.oidc.*` is not configured.
+fn sso_off() -> ConsoleError {
+    ConsoleError::NotFound("single sign-on is not configured (auth.oidc.issuer_url)".into())
+}
+
+/// Binds a single sign-on flow to this browser. SameSite=Lax, not Strict: the provider's
+/// answer arrives as a navigation from its own site, which must carry the cookie.
+fn set_flow_cookie(r: &mut Response, state: &str, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}={state}; Path=/signin/sso; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        sso::FLOW_COOKIE,
+        sso::FLOW_SECS_MAX
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn clear_flow_cookie(r: &mut Response) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}=; Path=/signin/sso; Max-Age=0; HttpOnly; SameSite=Lax",
+        sso::FLOW_COOKIE
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
 /// Adds the session cookie: HttpOnly and SameSite=Strict always, `Secure` behind TLS.
 fn session_cookie(mut r: Response, id: &str, tls: bool) -> Response {
     let secure = if tls { "; Secure" } else { "" };
@@ -1307,26 +1478,36 @@ fn session_cookie(mut r: Response, id: &str, tls: bool) -> Response {
     r
 }
 
-/// Serves the console on `listener` until `shutdown` completes; `trust_proxy_tls` is
-/// `server.trust_proxy_tls`, `require_totp_for` is `auth.require_totp_for`.
+/// Serves the console on `listener` until `shutdown` completes: over HTTPS when `settings.tls`
+/// is set, else plain HTTP.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    trust_proxy_tls: bool,
-    require_totp_for: Vec<String>,
+    settings: ConsoleSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     let options = ConsoleOptions {
         local_addr: listener.local_addr()?,
-        trust_proxy_tls,
-        require_totp_for,
+        trust_proxy_tls: settings.trust_proxy_tls,
+        tls: settings.tls.is_some(),
+        require_totp_for: settings.require_totp_for,
     };
-    let console = Arc::new(Console::new(shared, options));
+    let console = Arc::new(Console::new(shared, options, settings.sso));
     let app = axum::Router::new()
         .fallback(dispatch)
         .with_state(console)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        .into_make_service_with_connect_info::<https::Peer>();
+    match settings.tls {
+        Some(config) => {
+            axum::serve(https::TlsListener::new(listener, config), app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+    }
+    Ok(())
 }

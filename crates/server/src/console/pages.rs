@@ -95,7 +95,7 @@ struct SigninPage<'a> {
     login: &'a str,
 }
 
-/// The sign-in page: login and password for people, and below it an API token for service
+/// The sign-in page: single sign-on first when configured, login and password for people, and below it an API token for service
 /// accounts and scripts. `refused` is the field at fault and the message; `login` is kept.
 pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str, &str)>, login: &str) -> String {
     page(&SigninPage {
@@ -104,6 +104,18 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str, &str)>, login: &str) 
         refused,
         login,
     })
+}
+
+/// The answer to a single sign-on that succeeded: a page that moves on to the start page by
+/// itself (a `refresh`, which needs no script), with a link for a browser that does not.
+pub fn sso_done_page(ctx: &Ctx) -> String {
+    format!(
+        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><main><section class=\"card narrow\"><p id=\"sso-done\">{done} <a href=\"/\">{next}</a></p></section></main></body></html>",
+        html_lang = ctx.lang.html(),
+        title = tr(ctx, "signin.title"),
+        done = tr(ctx, "sso.done"),
+        next = tr(ctx, "sso.continue"),
+    )
 }
 
 /// The `year` query field: a fiscal year, if given.

@@ -238,6 +238,8 @@ mod tests {
             session_id: None,
             path: "/audit".into(),
             query_without_lang: String::new(),
+            sso: false,
+            sso_flow: None,
         })
     }
 
