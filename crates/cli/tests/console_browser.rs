@@ -112,8 +112,8 @@ fn console_in_headless_chromium() {
             .map(|v| fen_text(v.as_str().unwrap()))
             .collect();
         let line = api_line(&api, programme);
-        // The card: cap, paid (what the CLI calls settled), pending, remaining.
-        for (i, name) in ["cap", "settled", "pending", "remaining"]
+        // The card: cap, settled, pending, remaining, entitled, in the CLI's words.
+        for (i, name) in ["cap", "settled", "pending", "remaining", "entitled"]
             .iter()
             .enumerate()
         {

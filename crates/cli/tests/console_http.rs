@@ -210,7 +210,7 @@ fn console_enforces_roles_and_shows_the_ledger() {
         &format!("{}; suanli_lang=en", ent_a.cookies),
         None,
     );
-    assert!(again.body.contains("Received this year"));
+    assert!(again.body.contains("Settled this year"));
 
     // The auditor: a balanced trial balance, and re-derive matches byte for byte.
     let auditor = Browser::sign_in(http, &f.tokens.auditor);

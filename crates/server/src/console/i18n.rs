@@ -230,13 +230,13 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "enterprise.monthly",
-        "每月到账补贴",
-        "Subsidy received per month",
+        "每月结算补贴",
+        "Subsidy settled per month",
     ),
     (
         "enterprise.received_total",
-        "本年度已到账合计",
-        "Received this year",
+        "本年度已结算合计",
+        "Settled this year",
     ),
     ("statement.title", "对账单", "Statements"),
     (
@@ -268,6 +268,20 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("provider.rejects", "拒收原因", "Rejected records by reason"),
     ("programme", "政策项目", "Programme"),
     ("posted", "已过账", "Posted"),
+    // The words for money (docs/rules.md): one meaning each, on every page.
+    ("settled", "已结算", "Settled"),
+    ("entitled", "应享", "Entitled"),
+    ("paid_out", "已拨付", "Paid out"),
+    (
+        "paid_out.self",
+        "已拨付给企业",
+        "Paid out to the enterprise",
+    ),
+    (
+        "paid_out.providers",
+        "已代付给服务商",
+        "Paid out to providers on its behalf",
+    ),
     ("outstanding", "未付", "Outstanding"),
     ("none", "暂无数据", "Nothing yet"),
     ("day", "日期", "Day"),
@@ -336,7 +350,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("finance.at_cap", "家已达上限", "at their cap"),
     ("finance.capped", "家设有上限", "with a cap"),
-    ("finance.monthly_paid", "每月拨付", "Paid per month"),
+    ("finance.monthly_paid", "每月结算", "Settled per month"),
     ("finance.runs", "结算批次", "Settlement runs"),
     (
         "finance.create",

@@ -269,7 +269,7 @@ pub async fn enterprise(
                     progress(
                         cap,
                         &[
-                            (b.settled, "paid", tr(ctx, "paid").to_owned()),
+                            (b.settled, "paid", tr(ctx, "settled").to_owned()),
                             (
                                 b.pending.max(Fen::ZERO),
                                 "pending",
@@ -278,7 +278,7 @@ pub async fn enterprise(
                         ],
                     ),
                     legend(&[
-                        ("paid", tr(ctx, "paid")),
+                        ("paid", tr(ctx, "settled")),
                         ("pending", tr(ctx, "pending")),
                         ("left", tr(ctx, "remaining")),
                     ]),
@@ -727,7 +727,7 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
             progress(
                 pool,
                 &[
-                    (o.settled, "paid", tr(ctx, "paid").to_owned()),
+                    (o.settled, "paid", tr(ctx, "settled").to_owned()),
                     (
                         o.pending.plus(o.owed_back),
                         "pending",
@@ -736,7 +736,7 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
                 ],
             ),
             legend(&[
-                ("paid", tr(ctx, "paid")),
+                ("paid", tr(ctx, "settled")),
                 ("pending", tr(ctx, "pending")),
                 ("left", tr(ctx, "left")),
             ]),
@@ -748,7 +748,7 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
             segments: vec![Segment {
                 value: o.monthly_settled[m].0,
                 class: "paid",
-                label: tr(ctx, "paid").to_owned(),
+                label: tr(ctx, "settled").to_owned(),
             }],
         })
         .collect();
