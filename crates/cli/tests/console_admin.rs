@@ -131,7 +131,11 @@ fn console_payments_need_a_second_person_above_the_amount() {
     for b in [&f1, &by_password] {
         let own = b.post("/finance/payments/1/confirm", "");
         assert_eq!(own.status, 403, "four eyes: {}", own.body);
-        assert!(own.body.contains("four eyes"), "{}", own.body);
+        assert!(
+            own.body.contains("data-code=\"payment_four_eyes\""),
+            "{}",
+            own.body
+        );
     }
     assert!(!auditor.get("/audit").body.contains("BANK-1"));
 

@@ -53,6 +53,7 @@ pub enum Code {
     RunCancelled,
     RunStale,
     FourEyes,
+    PaymentFourEyes,
     RunChangedSinceConfirmed,
     RederivePostedOnly,
     // Payments.
@@ -76,7 +77,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 56] = [
+    pub const ALL: [Code; 57] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -117,6 +118,7 @@ impl Code {
         Code::RunCancelled,
         Code::RunStale,
         Code::FourEyes,
+        Code::PaymentFourEyes,
         Code::RunChangedSinceConfirmed,
         Code::RederivePostedOnly,
         Code::PayeeOwedNothing,
@@ -177,6 +179,7 @@ impl Code {
             Code::RunCancelled => "run_cancelled",
             Code::RunStale => "run_stale",
             Code::FourEyes => "four_eyes",
+            Code::PaymentFourEyes => "payment_four_eyes",
             Code::RunChangedSinceConfirmed => "run_changed_since_confirmed",
             Code::RederivePostedOnly => "rederive_posted_only",
             Code::PayeeOwedNothing => "payee_owed_nothing",
@@ -260,6 +263,11 @@ impl Code {
             SettleError::AlreadyExists(m) if has(m, &["reference"]) => Code::ReferenceReused,
             SettleError::AlreadyExists(m) if has(m, &["one open run"]) => Code::RunExists,
             SettleError::AlreadyExists(_) => Code::Conflict,
+            SettleError::PermissionDenied(m)
+                if has(m, &["four eyes"]) && m.starts_with("payment ") =>
+            {
+                Code::PaymentFourEyes
+            }
             SettleError::PermissionDenied(m) if has(m, &["four eyes"]) => Code::FourEyes,
             SettleError::PermissionDenied(_) => Code::RoleRefused,
             SettleError::Store(_) | SettleError::Unavailable(_) => Code::Unavailable,
@@ -291,6 +299,13 @@ mod tests {
                     .into()
             )),
             Code::FourEyes
+        );
+        assert_eq!(
+            Code::of_settle(&SettleError::PermissionDenied(
+                "payment 1 was recorded by a (a); another finance user must confirm it (four eyes)"
+                    .into()
+            )),
+            Code::PaymentFourEyes
         );
         assert_eq!(
             Code::of_settle(&SettleError::FailedPrecondition(

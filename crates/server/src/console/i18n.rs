@@ -820,6 +820,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "four eyes: a run must be approved by a finance user other than its creator",
     ),
     (
+        "code.payment_four_eyes",
+        "四眼原则：付款须由登记人以外的另一位财务人员确认",
+        "four eyes: a payment is confirmed by a finance user other than the one who recorded it",
+    ),
+    (
         "code.run_changed_since_confirmed",
         "确认后批次已发生变化，请核对后重新确认",
         "the run changed after you confirmed; check it and confirm again",
