@@ -449,6 +449,9 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         true,
     )
     .await;
+    // The balance thread holds a writer handle (for complete reads): it goes first, or the
+    // writer thread never ends.
+    drop(reader);
     drop(writer);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     Ok(())
