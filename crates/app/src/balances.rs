@@ -225,6 +225,17 @@ fn paid_by_beneficiary<S: Source + ?Sized>(
     Ok(paid)
 }
 
+/// Applies the accrual changes since the cache's mark to its accrual totals, noting the keys
+/// each maintained year must catch up on (or, after a complete read, dropping the years).
+fn follow_accruals<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) -> Result<()> {
+    let changes = store.accrual_changes(cache.accruals.mark)?;
+    if cache.accruals.apply(changes, &mut cache.dirty)? {
+        cache.years.clear();
+        cache.dirty.clear();
+    }
+    Ok(())
+}
+
 /// The year's maintained entitlements, caught up with every change since the last look-up,
 /// and the confirmed opening balances.
 fn maintained_year<'c, S: Source + ?Sized>(
@@ -234,11 +245,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
     current_version: i64,
     runs: RunsKey,
 ) -> Result<(&'c MaintainedYear, Opening)> {
-    let changes = store.accrual_changes(cache.accruals.mark)?;
-    if cache.accruals.apply(changes, &mut cache.dirty)? {
-        cache.years.clear();
-        cache.dirty.clear();
-    }
+    follow_accruals(store, cache)?;
     let key = (current_version, runs);
     let versions = match cache.versions.get(&year) {
         Some((k, v)) if *k == key => v.clone(),
@@ -844,6 +851,17 @@ impl BalanceReader {
         }
     }
 
+    /// Takes in the accrual changes committed since the last look-up, without computing
+    /// anything: the balance thread does it between look-ups, so that its mark stays within
+    /// what the writer's change log holds (which is bounded) however rarely look-ups come.
+    /// Nothing before the first look-up (which reads every accrual).
+    pub fn follow(&mut self) -> Result<()> {
+        if self.cache.accruals.mark.is_none() {
+            return Ok(());
+        }
+        follow_accruals(&mut self.source, &mut self.cache)
+    }
+
     /// Forgets every figure, so the next look-up reads everything again.
     pub fn reset(&mut self) {
         self.cache = PendingCache::default();
@@ -880,6 +898,12 @@ impl BalanceReader {
     }
 }
 
+/// How often the balance thread takes in the writer's accrual changes while no look-up comes:
+/// the writer's change log is bounded (2^20 delta rows, about 17 s of ingest at 60,000
+/// distinct keys a second), and a reader whose mark falls out of it must read every accrual
+/// again through the writer, which at that rate took longer than the log lasts.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A job for the balance thread.
 type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
 
@@ -911,7 +935,18 @@ impl Balances {
         std::thread::Builder::new()
             .name("suanli-balances".into())
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
+                loop {
+                    let job = match rx.recv_timeout(FOLLOW_EVERY) {
+                        Ok(job) => job,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if let Err(e) = reader.follow() {
+                                tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
+                                reader.reset();
+                            }
+                            continue;
+                        }
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         job(&mut reader);
                     }));
