@@ -854,12 +854,20 @@ impl BalanceReader {
     /// Takes in the accrual changes committed since the last look-up, without computing
     /// anything: the balance thread does it between look-ups, so that its mark stays within
     /// what the writer's change log holds (which is bounded) however rarely look-ups come.
-    /// Nothing before the first look-up (which reads every accrual).
+    /// Nothing before the first look-up (which reads every accrual), and nothing the log
+    /// cannot serve.
     pub fn follow(&mut self) -> Result<()> {
-        if self.cache.accruals.mark.is_none() {
+        let Some(mark) = self.cache.accruals.mark else {
             return Ok(());
+        };
+        // From the log only: a complete read (another replica's commit, say) waits for the
+        // next look-up, so that no reader asks the writer for one while nobody looks up.
+        let current = self.source.reader.reader()?.accrual_position()?;
+        if let Some(changes) = self.source.feed.since(mark, current)? {
+            // Deltas, never every total: nothing to rebuild.
+            self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
         }
-        follow_accruals(&mut self.source, &mut self.cache)
+        Ok(())
     }
 
     /// Forgets every figure, so the next look-up reads everything again.
