@@ -97,6 +97,19 @@ impl Names {
         self.ids[kind as usize].get(name).copied()
     }
 
+    /// Takes over `previous`'s shared map (which readers already hold), filling it with these
+    /// names: a rebuilt engine replaces the names, not the map readers resolve with.
+    pub(crate) fn keep_shared(&mut self, previous: &Names) {
+        if let Ok(mut shared) = previous.shared.write() {
+            for (id, name) in &self.names {
+                shared
+                    .entry(*id)
+                    .or_insert_with(|| std::sync::Arc::from(name.as_str()));
+            }
+        }
+        self.shared = previous.shared.clone();
+    }
+
     /// The names by id as readers on other threads see them.
     pub(crate) fn shared(&self) -> SharedNames {
         self.shared.clone()

@@ -426,8 +426,9 @@ impl PgStore {
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        let (engine, seq) = rebuild(&mut tx)?;
+        let (mut engine, seq) = rebuild(&mut tx)?;
         tx.commit()?;
+        engine.names.keep_shared(&self.engine.names);
         self.engine = engine;
         self.log_seq = seq;
         Ok(())
@@ -528,7 +529,8 @@ fn catch_up(client: &mut impl GenericClient, engine: &mut Engine, log_seq: &mut 
     };
     refresh_names(client, &mut engine.names)?;
     if first.get::<_, i64>(0) != *log_seq + 1 {
-        let (rebuilt, seq) = rebuild(client)?;
+        let (mut rebuilt, seq) = rebuild(client)?;
+        rebuilt.names.keep_shared(&engine.names);
         *engine = rebuilt;
         *log_seq = seq;
         return Ok(());

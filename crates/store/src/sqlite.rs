@@ -271,6 +271,7 @@ impl SqliteStore {
         }
         drop(rows);
         drop(stmt);
+        engine.names.keep_shared(&self.engine.names);
         self.engine = engine;
         Ok(())
     }
