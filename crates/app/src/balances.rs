@@ -813,21 +813,31 @@ impl Transact for ReaderSource {
     }
 }
 
+impl ReaderSource {
+    /// The changes since `since` from the writer's log alone, or `None` when it cannot serve
+    /// them. On PostgreSQL the newest entry the database shows may be this server's own
+    /// commit, not noted yet: waited for twice, briefly; another server's stays missing.
+    fn logged_since(&mut self, since: AccrualMark) -> Result<Option<AccrualChanges>> {
+        let current = self.reader.reader()?.accrual_position()?;
+        for attempt in 0..3 {
+            if let Some(changes) = self.feed.since(since, current)? {
+                return Ok(Some(changes));
+            }
+            if current.is_none() || attempt == 2 {
+                break;
+            }
+            std::thread::sleep(NOTE_WAIT);
+        }
+        Ok(None)
+    }
+}
+
 impl Source for ReaderSource {
     fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
-        if let Some(since) = since {
-            let current = self.reader.reader()?.accrual_position()?;
-            for attempt in 0..3 {
-                if let Some(changes) = self.feed.since(since, current)? {
-                    return Ok(changes);
-                }
-                // SQLite: the log alone decides. PostgreSQL: the newest entry may be this
-                // server's own commit, not noted yet; another server's stays missing.
-                if current.is_none() || attempt == 2 {
-                    break;
-                }
-                std::thread::sleep(NOTE_WAIT);
-            }
+        if let Some(since) = since
+            && let Some(changes) = self.logged_since(since)?
+        {
+            return Ok(changes);
         }
         crate::metrics::METRICS.balance_complete_reads.inc();
         (self.complete)(since)
@@ -862,8 +872,7 @@ impl BalanceReader {
         };
         // From the log only: a complete read (another replica's commit, say) waits for the
         // next look-up, so that no reader asks the writer for one while nobody looks up.
-        let current = self.source.reader.reader()?.accrual_position()?;
-        if let Some(changes) = self.source.feed.since(mark, current)? {
+        if let Some(changes) = self.source.logged_since(mark)? {
             // Deltas, never every total: nothing to rebuild.
             self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
         }
