@@ -773,6 +773,8 @@ struct ReaderSource {
     reader: OwnReader,
     feed: AccrualFeed,
     complete: CompleteRead,
+    /// Complete reads asked of the writer so far.
+    complete_reads: u64,
 }
 
 /// A read connection of its own beside the writer, opened on first use.
@@ -799,11 +801,6 @@ impl Transact for OwnReader {
     }
 }
 
-/// How long a reader waits, at most twice, for the writer to note a commit of its own that the
-/// database already shows (PostgreSQL: between the commit and the note) before it reads every
-/// accrual through the writer instead.
-const NOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
 impl Transact for ReaderSource {
     fn transact(
         &mut self,
@@ -816,19 +813,10 @@ impl Transact for ReaderSource {
 impl ReaderSource {
     /// The changes since `since` from the writer's log alone, or `None` when it cannot serve
     /// them. On PostgreSQL the newest entry the database shows may be this server's own
-    /// commit, not noted yet: waited for twice, briefly; another server's stays missing.
+    /// commit, not noted yet: the feed waits for its note; another server's stays missing.
     fn logged_since(&mut self, since: AccrualMark) -> Result<Option<AccrualChanges>> {
         let current = self.reader.reader()?.accrual_position()?;
-        for attempt in 0..3 {
-            if let Some(changes) = self.feed.since(since, current)? {
-                return Ok(Some(changes));
-            }
-            if current.is_none() || attempt == 2 {
-                break;
-            }
-            std::thread::sleep(NOTE_WAIT);
-        }
-        Ok(None)
+        Ok(self.feed.since(since, current)?)
     }
 }
 
@@ -840,6 +828,7 @@ impl Source for ReaderSource {
             return Ok(changes);
         }
         crate::metrics::METRICS.balance_complete_reads.inc();
+        self.complete_reads += 1;
         (self.complete)(since)
     }
 }
@@ -856,6 +845,7 @@ impl BalanceReader {
                 },
                 feed,
                 complete,
+                complete_reads: 0,
             },
             cache: PendingCache::default(),
         }
@@ -877,6 +867,12 @@ impl BalanceReader {
             self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
         }
         Ok(())
+    }
+
+    /// How many times this reader read every accrual through the writer (the first look-up,
+    /// and whenever the change log could not serve what changed).
+    pub fn complete_reads(&self) -> u64 {
+        self.source.complete_reads
     }
 
     /// Forgets every figure, so the next look-up reads everything again.

@@ -216,3 +216,80 @@ async fn another_servers_batch_is_in_the_next_look_up(url: &str) {
         Fen(subsidy(100_000 + 50_000 + 30_000))
     );
 }
+
+/// While this server ingests without pause (group after group, as under sustained load), every
+/// look-up is served from the writer's change log: only the first reads every accrual through
+/// the writer. And the figures stay exact: the look-up after the last acknowledgement has all.
+async fn look_ups_keep_to_the_log_under_sustained_ingest(url: &str) {
+    let (writer, registry) = started(url).await;
+    writer
+        .ingest(vec![record(&registry, 0, 100_000)], Vec::new())
+        .await
+        .expect("ingest");
+    let reader = Balances::beside(&writer, url).await.expect("reader");
+    assert_eq!(
+        pending(&reader).await,
+        Fen(subsidy(100_000)),
+        "first look-up"
+    );
+    const BATCHES: u32 = 300;
+    const PER_BATCH: u32 = 20;
+    let streaming = {
+        let (writer, registry) = (writer.clone(), crate::registry());
+        tokio::spawn(async move {
+            let mut total = 0i64;
+            for b in 0..BATCHES {
+                let batch: Vec<Candidate> = (0..PER_BATCH)
+                    .map(|i| {
+                        let id = 1 + b * PER_BATCH + i;
+                        total += 1_000 + i64::from(id % 97);
+                        record(&registry, id, 1_000 + i64::from(id % 97))
+                    })
+                    .collect();
+                writer.ingest(batch, Vec::new()).await.expect("ingest");
+            }
+            total
+        })
+    };
+    let mut look_ups = 0u32;
+    while !streaming.is_finished() {
+        let seen = pending(&reader).await;
+        assert!(
+            seen >= Fen(subsidy(100_000)),
+            "a look-up lost what was read before"
+        );
+        look_ups += 1;
+    }
+    let total = 100_000 + streaming.await.expect("ingest task");
+    assert_eq!(
+        pending(&reader).await,
+        Fen(subsidy(total)),
+        "after the last batch"
+    );
+    let complete = reader
+        .call(|r| r.complete_reads())
+        .await
+        .expect("the balance thread runs");
+    assert!(
+        look_ups > 10,
+        "only {look_ups} look-ups ran while ingest streamed"
+    );
+    assert_eq!(
+        complete, 1,
+        "{complete} complete reads over {look_ups} look-ups during sustained ingest: only the first look-up reads every accrual"
+    );
+}
+
+#[test]
+fn look_ups_keep_to_the_log_under_sustained_ingest_on_sqlite() {
+    let db = suanli_testkit::sqlite("balance_reader_sustained");
+    on_runtime(look_ups_keep_to_the_log_under_sustained_ingest(&db.url));
+}
+
+#[test]
+fn look_ups_keep_to_the_log_under_sustained_ingest_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("balance_reader_sustained") else {
+        return;
+    };
+    on_runtime(look_ups_keep_to_the_log_under_sustained_ingest(&db.url));
+}

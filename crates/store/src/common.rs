@@ -1021,6 +1021,51 @@ pub(crate) fn decide(
 mod tests {
     use super::*;
 
+    // PostgreSQL: a reader that finds the database showing this store's commit before the
+    // writer noted it waits for the note and is served from the log; a seq nobody here has in
+    // flight (another server's) is not served from the log.
+    #[test]
+    fn a_reader_waits_for_the_note_of_this_stores_commit_in_flight() {
+        let mut names = Names::default();
+        names.insert(Kind::Beneficiary, "ent-a".into(), 1);
+        names.insert(Kind::Provider, "dc-a".into(), 2);
+        let mut log = AccrualLog::default();
+        let mark = log.mark(7);
+        let feed = log.feed(&names);
+        let mut group: Sums = FxMap::default();
+        group.insert((1, 2, 0, 202503), (500, 1));
+        // Commit of seq 8 in flight; the reader already reads 8 as the newest seq.
+        log.committing(8);
+        let reader = std::thread::spawn(move || feed.since(mark, Some(8)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!reader.is_finished(), "the reader waits for the note");
+        log.note(8, group);
+        let changes = reader
+            .join()
+            .expect("reader")
+            .expect("read")
+            .expect("served from the log once noted");
+        assert_eq!(changes.mark.external, 8);
+        assert_eq!(changes.rows.len(), 1);
+        assert_eq!(changes.rows[0].amount_fen, 500);
+        // Seq 9 committed by another server: nothing in flight here, so no wait and no answer
+        // from the log.
+        let feed = log.feed(&names);
+        let started = std::time::Instant::now();
+        assert!(feed.since(changes.mark, Some(9)).expect("read").is_none());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // An abandoned commit wakes the reader too (and its seq then counts as missing).
+        log.committing(10);
+        let reader = std::thread::spawn(move || feed.since(changes.mark, Some(10)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !reader.is_finished(),
+            "the reader waits for the commit to settle"
+        );
+        log.abandon();
+        assert!(reader.join().expect("reader").expect("read").is_none());
+    }
+
     #[test]
     fn pending_deltas_round_trip_add_up_and_merge_with_the_table() {
         let mut names = Names::default();
@@ -1183,7 +1228,27 @@ mod tests {
 /// precedes them reads everything once more.
 #[derive(Default)]
 pub(crate) struct AccrualLog {
-    state: std::sync::Arc<std::sync::Mutex<LogState>>,
+    shared: std::sync::Arc<SharedLog>,
+}
+
+/// The log and the signal that a commit this store had in flight was noted or abandoned.
+#[derive(Default)]
+pub(crate) struct SharedLog {
+    state: std::sync::Mutex<LogState>,
+    settled: std::sync::Condvar,
+}
+
+/// How long a reader waits at most for this store's commit in flight (one the database may
+/// already show) to be noted: the writer notes it right after its commit returns, so this is
+/// only ever reached if the writer thread stalls; the reader then reads every total instead.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl SharedLog {
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
+        // A reader that panicked while holding the lock left the log as it was: every change
+        // to it is one push or one pop.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub(crate) struct LogState {
@@ -1194,6 +1259,11 @@ pub(crate) struct LogState {
     first: u64,
     entries: std::collections::VecDeque<AccrualLogEntry>,
     rows: usize,
+    /// The `ingest_log` seq of this store's commit in flight (PostgreSQL): set before the
+    /// commit, cleared when it is noted or abandoned. Between the commit and the note the
+    /// database shows the seq while the log does not hold it yet; a reader that finds it
+    /// missing waits for the note instead of taking it for another server's commit.
+    in_flight: Option<i64>,
 }
 
 struct AccrualLogEntry {
@@ -1215,15 +1285,26 @@ impl Default for LogState {
             first: 0,
             entries: std::collections::VecDeque::new(),
             rows: 0,
+            in_flight: None,
         }
     }
 }
 
 impl AccrualLog {
     fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
-        // A reader that panicked while holding the lock left the log as it was: every change
-        // to it is one push or one pop.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.state()
+    }
+
+    /// Marks the commit of `ingest_log` seq `external` as in flight: called just before the
+    /// commit, then [`AccrualLog::note`] (committed) or [`AccrualLog::abandon`] (failed).
+    pub(crate) fn committing(&mut self, external: i64) {
+        self.state().in_flight = Some(external);
+    }
+
+    /// The commit in flight failed: nothing of it is in the database.
+    pub(crate) fn abandon(&mut self) {
+        self.state().in_flight = None;
+        self.shared.settled.notify_all();
     }
 
     /// Notes a committed change to accruals; `external` is the `ingest_log` seq the commit
@@ -1234,6 +1315,9 @@ impl AccrualLog {
     /// nothing.
     pub(crate) fn note(&mut self, external: i64, deltas: Sums) {
         let mut state = self.state();
+        if state.in_flight.take().is_some() {
+            self.shared.settled.notify_all();
+        }
         if !state.tracking {
             return;
         }
@@ -1276,7 +1360,7 @@ impl AccrualLog {
     /// A handle that reads this log from another thread.
     pub(crate) fn feed(&self, names: &Names) -> crate::AccrualFeed {
         crate::AccrualFeed {
-            log: self.state.clone(),
+            log: self.shared.clone(),
             names: names.shared(),
         }
     }
@@ -1357,7 +1441,25 @@ impl crate::AccrualFeed {
         current: Option<i64>,
     ) -> Result<Option<crate::AccrualChanges>, StoreError> {
         // The log's lock first, then the names' (the writer takes them one at a time).
-        let state = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.log.state();
+        if let Some(current) = current {
+            // This store's own commit the database may already show, not noted yet: wait for
+            // its note (it follows the commit at once), so that it is not taken for another
+            // server's commit and answered with a complete read.
+            let deadline = std::time::Instant::now() + IN_FLIGHT_WAIT;
+            while state.in_flight.is_some_and(|seq| seq <= current) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = self
+                    .log
+                    .settled
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         let name = |id: i64| {
             names

@@ -160,7 +160,7 @@ pub struct AccrualMark {
 /// reader applies the changes of the writer's commits without waiting in its queue.
 #[derive(Clone)]
 pub struct AccrualFeed {
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<common::LogState>>,
+    pub(crate) log: std::sync::Arc<common::SharedLog>,
     pub(crate) names: common::SharedNames,
 }
 

@@ -826,7 +826,13 @@ impl Store for PgStore {
             )?;
         }
         crate::ingest_stats::write(&mut tx, candidates, &decisions, rejected, at)?;
-        tx.commit()?;
+        if !insert.is_empty() {
+            self.accrual_log.committing(seq);
+        }
+        if let Err(e) = tx.commit() {
+            self.accrual_log.abandon();
+            return Err(e.into());
+        }
         if !insert.is_empty() {
             self.log_seq = seq;
             self.accrual_log.note(seq, std::mem::take(&mut fx.accruals));
@@ -885,7 +891,11 @@ impl Store for PgStore {
             &common::encode_capacity(&capacity),
         )?;
         audit(&mut tx, &at)?;
-        tx.commit()?;
+        self.accrual_log.committing(seq);
+        if let Err(e) = tx.commit() {
+            self.accrual_log.abandon();
+            return Err(e.into());
+        }
         self.log_seq = seq;
         self.accrual_log.note(seq, std::mem::take(&mut fx.accruals));
         crate::note_accrual_change();
