@@ -111,6 +111,8 @@ pub struct PendingCache {
     opening: Option<(i64, Arc<Prior>, Opening)>,
     posted: Option<(RunsKey, Arc<Posted>)>,
     paid_out: Option<(PaidOutKey, Arc<PaidOutAll>)>,
+    /// The finance overview per year, kept current change by change.
+    overviews: HashMap<i32, OverviewCache>,
 }
 
 /// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
@@ -630,6 +632,93 @@ pub struct ProgrammeOverview {
     pub at_cap: usize,
 }
 
+/// One beneficiary's part of a programme's overview: its entitlement (opening balances
+/// included), what it owes back, and where it stands against its cap.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Part {
+    entitled: Fen,
+    owed_back: Fen,
+    /// 0: no cap or below 90 % of it; 1: near the cap; 2: at or above it.
+    cap: u8,
+}
+
+impl Part {
+    fn of(entitled: Fen, settled: Fen, cap: Option<Fen>) -> Part {
+        let cap = cap.map_or(0, |cap| {
+            let used = settled.max(entitled);
+            if used >= cap {
+                2
+            } else if i128::from(used.0) * 1000
+                >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
+            {
+                1
+            } else {
+                0
+            }
+        });
+        Part {
+            entitled,
+            owed_back: settled.minus(entitled).max(Fen::ZERO),
+            cap,
+        }
+    }
+}
+
+/// A programme's overview kept current: the sums of its beneficiaries' [`Part`]s, each part
+/// kept so that a changed entitlement replaces only its own.
+struct OverviewSums {
+    programme: String,
+    settled_by: HashMap<String, Fen>,
+    /// The cap of each granted beneficiary with one.
+    caps: HashMap<String, Fen>,
+    parts: HashMap<String, Part>,
+    entitled: Fen,
+    owed_back: Fen,
+    near_cap: usize,
+    at_cap: usize,
+    settled: Fen,
+    monthly_settled: [Fen; 12],
+}
+
+impl OverviewSums {
+    fn add(&mut self, part: Part, sign: i64) {
+        let signed = |f: Fen| if sign < 0 { Fen::ZERO.minus(f) } else { f };
+        self.entitled = self.entitled.plus(signed(part.entitled));
+        self.owed_back = self.owed_back.plus(signed(part.owed_back));
+        let count = match part.cap {
+            1 => &mut self.near_cap,
+            2 => &mut self.at_cap,
+            _ => return,
+        };
+        *count = if sign < 0 { *count - 1 } else { *count + 1 };
+    }
+
+    /// Replaces `beneficiary`'s part with the one of its entitlement now.
+    fn update(&mut self, beneficiary: &str, entitled: Fen) {
+        let settled = self
+            .settled_by
+            .get(beneficiary)
+            .copied()
+            .unwrap_or_default();
+        let part = Part::of(entitled, settled, self.caps.get(beneficiary).copied());
+        let old = self.parts.get(beneficiary).copied().unwrap_or_default();
+        if old == part {
+            return;
+        }
+        self.add(old, -1);
+        self.add(part, 1);
+        self.parts.insert(beneficiary.to_owned(), part);
+    }
+}
+
+/// The finance overview of a year, kept while the maintained year (its generation), the
+/// registry version and the runs stay the same: a look-at after ingest recomputes only the
+/// beneficiaries whose entitlement changed.
+struct OverviewCache {
+    key: (u64, i64, RunsKey),
+    programmes: Vec<OverviewSums>,
+}
+
 /// Every programme of `year` in the current registry, with its pool and cap positions.
 pub fn programme_overview<S: Source + ?Sized>(
     store: &mut S,
@@ -639,7 +728,11 @@ pub fn programme_overview<S: Source + ?Sized>(
     let (current_version, registry, runs) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
     let paid_out = paid_out_all(store, cache, runs)?;
-    let (maintained, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let (_, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let maintained = cache.years.get_mut(&year).expect("maintained above");
+    let key = (maintained.generation(), current_version, runs);
+    let changed = maintained.take_changed();
+    let maintained = &cache.years[&year];
     // Entitlement per (programme, beneficiary), opening balances included.
     let entitled_of = |programme: &str, beneficiary: &str| {
         maintained.entitled(programme, beneficiary).plus(
@@ -649,67 +742,95 @@ pub fn programme_overview<S: Source + ?Sized>(
                 .unwrap_or_default(),
         )
     };
+    match cache.overviews.get_mut(&year) {
+        Some(kept) if kept.key == key => {
+            for sums in &mut kept.programmes {
+                for (programme, beneficiary) in &changed {
+                    if *programme == sums.programme {
+                        sums.update(beneficiary, entitled_of(programme, beneficiary));
+                    }
+                }
+            }
+        }
+        _ => {
+            let mut programmes = Vec::new();
+            for p in registry.programmes_of_year(year) {
+                let mut settled_by: HashMap<String, Fen> = HashMap::new();
+                for ((beneficiary, programme), amount) in opening.iter() {
+                    if *programme == p.id {
+                        let slot = settled_by.entry(beneficiary.clone()).or_default();
+                        *slot = slot.plus(*amount);
+                    }
+                }
+                let mut monthly_settled = [Fen::ZERO; 12];
+                if let Some((by_beneficiary, by_period)) = posted.by_programme.get(&p.id) {
+                    for (beneficiary, amount) in by_beneficiary {
+                        let slot = settled_by.entry(beneficiary.clone()).or_default();
+                        *slot = slot.plus(*amount);
+                    }
+                    for (period, amount) in by_period.iter().filter(|(q, _)| q.year == year) {
+                        let m =
+                            &mut monthly_settled[(period.month.saturating_sub(1) as usize).min(11)];
+                        *m = m.plus(*amount);
+                    }
+                }
+                let caps: HashMap<String, Fen> = registry
+                    .grants
+                    .iter()
+                    .filter(|g| g.programme == p.id)
+                    .filter_map(|g| {
+                        registry
+                            .beneficiary_cap(p, &g.beneficiary)
+                            .map(|cap| (g.beneficiary.clone(), cap))
+                    })
+                    .collect();
+                // Every beneficiary with an entitlement, an opening balance, a settled amount
+                // or a capped grant.
+                let mut beneficiaries: HashSet<&str> =
+                    settled_by.keys().map(String::as_str).collect();
+                beneficiaries.extend(caps.keys().map(String::as_str));
+                for (programme, beneficiary) in maintained.entitled_all().keys() {
+                    if *programme == p.id {
+                        beneficiaries.insert(beneficiary);
+                    }
+                }
+                for (beneficiary, programme) in opening.keys() {
+                    if *programme == p.id {
+                        beneficiaries.insert(beneficiary);
+                    }
+                }
+                let beneficiaries: Vec<String> =
+                    beneficiaries.into_iter().map(str::to_owned).collect();
+                let mut sums = OverviewSums {
+                    programme: p.id.clone(),
+                    settled: settled_by.values().copied().sum(),
+                    settled_by,
+                    caps,
+                    parts: HashMap::with_capacity(beneficiaries.len()),
+                    entitled: Fen::ZERO,
+                    owed_back: Fen::ZERO,
+                    near_cap: 0,
+                    at_cap: 0,
+                    monthly_settled,
+                };
+                for beneficiary in beneficiaries {
+                    let entitled = entitled_of(&p.id, &beneficiary);
+                    sums.update(&beneficiary, entitled);
+                }
+                programmes.push(sums);
+            }
+            cache
+                .overviews
+                .insert(year, OverviewCache { key, programmes });
+        }
+    }
+    let kept = &cache.overviews[&year];
     let mut out = Vec::new();
-    for p in registry.programmes_of_year(year) {
-        let mut settled_by: HashMap<String, Fen> = HashMap::new();
-        for ((beneficiary, programme), amount) in opening.iter() {
-            if *programme == p.id {
-                let slot = settled_by.entry(beneficiary.clone()).or_default();
-                *slot = slot.plus(*amount);
-            }
-        }
-        let mut monthly_settled = [Fen::ZERO; 12];
-        if let Some((by_beneficiary, by_period)) = posted.by_programme.get(&p.id) {
-            for (beneficiary, amount) in by_beneficiary {
-                let slot = settled_by.entry(beneficiary.clone()).or_default();
-                *slot = slot.plus(*amount);
-            }
-            for (period, amount) in by_period.iter().filter(|(q, _)| q.year == year) {
-                let m = &mut monthly_settled[(period.month.saturating_sub(1) as usize).min(11)];
-                *m = m.plus(*amount);
-            }
-        }
-        let settled: Fen = settled_by.values().copied().sum();
-        // Every beneficiary with an entitlement, an opening balance or a settled amount.
-        let mut beneficiaries: HashSet<&str> = settled_by.keys().map(String::as_str).collect();
-        for (programme, beneficiary) in maintained.entitled_all().keys() {
-            if *programme == p.id {
-                beneficiaries.insert(beneficiary);
-            }
-        }
-        for (beneficiary, programme) in opening.keys() {
-            if *programme == p.id {
-                beneficiaries.insert(beneficiary);
-            }
-        }
-        let (mut entitled, mut owed_back) = (Fen::ZERO, Fen::ZERO);
-        for beneficiary in beneficiaries {
-            let own_entitled = entitled_of(&p.id, beneficiary);
-            let own_settled = settled_by.get(beneficiary).copied().unwrap_or_default();
-            entitled = entitled.plus(own_entitled);
-            owed_back = owed_back.plus(own_settled.minus(own_entitled).max(Fen::ZERO));
-        }
-        let pending = entitled.minus(settled);
-        let (mut capped, mut near_cap, mut at_cap) = (0, 0, 0);
-        for g in registry.grants.iter().filter(|g| g.programme == p.id) {
-            let Some(cap) = registry.beneficiary_cap(p, &g.beneficiary) else {
-                continue;
-            };
-            capped += 1;
-            let own_settled = settled_by.get(&g.beneficiary).copied().unwrap_or_default();
-            let own_entitled = entitled_of(&p.id, &g.beneficiary);
-            let used = own_settled.max(own_entitled);
-            if used >= cap {
-                at_cap += 1;
-            } else if i128::from(used.0) * 1000
-                >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
-            {
-                near_cap += 1;
-            }
-        }
+    for (p, sums) in registry.programmes_of_year(year).zip(&kept.programmes) {
+        let pending = sums.entitled.minus(sums.settled);
         let left = p.pool.map_or(Fen::ZERO, |pool| {
-            pool.minus(settled)
-                .minus(pending.plus(owed_back))
+            pool.minus(sums.settled)
+                .minus(pending.plus(sums.owed_back))
                 .max(Fen::ZERO)
         });
         out.push(ProgrammeOverview {
@@ -717,20 +838,20 @@ pub fn programme_overview<S: Source + ?Sized>(
             name: p.name.clone(),
             year,
             pool: p.pool,
-            entitled,
-            settled,
+            entitled: sums.entitled,
+            settled: sums.settled,
             paid_out: paid_out
                 .by_programme
                 .get(&p.id)
                 .copied()
                 .unwrap_or_default(),
             pending,
-            owed_back,
+            owed_back: sums.owed_back,
             left,
-            monthly_settled,
-            capped,
-            near_cap,
-            at_cap,
+            monthly_settled: sums.monthly_settled,
+            capped: sums.caps.len(),
+            near_cap: sums.near_cap,
+            at_cap: sums.at_cap,
         });
     }
     Ok(out)

@@ -187,7 +187,15 @@ pub(crate) struct MaintainedYear {
     ratios: HashMap<(i64, String, Class), Ratios>,
     /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
     entitled: HashMap<(String, String), Fen>,
+    /// Tells this year from one built before or after it (a figure derived from it may be
+    /// kept while the generation is the same, updated by [`MaintainedYear::take_changed`]).
+    generation: u64,
+    /// The (programme, beneficiary) pairs whose entitlement changed since the last
+    /// [`MaintainedYear::take_changed`]; `None` until it is first called.
+    changed: Option<HashSet<(String, String)>>,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl MaintainedYear {
     /// Builds the year from the maintained accruals: every line is new.
@@ -209,6 +217,8 @@ impl MaintainedYear {
             ratios: HashMap::new(),
             months: (0..12).map(|_| BTreeMap::new()).collect(),
             entitled: HashMap::new(),
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            changed: None,
         };
         let dirty: Vec<HashSet<LineKey>> = (0..12)
             .map(|m| {
@@ -228,6 +238,19 @@ impl MaintainedYear {
             .get(&(programme.to_owned(), beneficiary.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// See [`MaintainedYear::take_changed`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The (programme, beneficiary) pairs whose entitlement changed since the last call (the
+    /// first call: none, and from then on they are kept). A figure derived from every
+    /// entitlement of this year's [`MaintainedYear::generation`] stays current by recomputing
+    /// these pairs' parts only.
+    pub(crate) fn take_changed(&mut self) -> HashSet<(String, String)> {
+        self.changed.replace(HashSet::new()).unwrap_or_default()
     }
 
     /// Every (programme, beneficiary) with an entitlement line this year.
@@ -471,6 +494,12 @@ impl MaintainedYear {
                         self.entitled
                             .insert(pair.clone(), Fen::ZERO.minus(*old).plus(*new));
                     }
+                }
+                if let Some(changed) = &mut self.changed
+                    && old != new
+                    && !changed.contains(&pair)
+                {
+                    changed.insert(pair.clone());
                 }
             }
             let c: &mut Changed = out.entry(id.clone()).or_default();
