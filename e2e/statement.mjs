@@ -1,8 +1,8 @@
 // Prints a run's settlement statement (结算单) to PDF in headless Chromium (Debian's package,
 // driven by playwright-core) and checks the paper: A4 pages, only the statement on them (no
 // header, navigation or buttons in print), and the totals in the PDF's text, each page's text
-// read back through the fonts' ToUnicode maps. Also saves the PDF and screenshots of the page at
-// 1280 px and 390 px.
+// read back through the fonts' ToUnicode maps. Also saves the PDF and screenshots of the
+// statement and of a line's explanation (opened from the run page) at 1280 px and 390 px.
 //
 // Usage: node statement.mjs --url http://127.0.0.1:8080 --run 1 --total ¥1,234.56 --out DIR
 // The finance person signs in with SUANLI_E2E_FINANCE_1 and SUANLI_E2E_PASSWORD. CHROMIUM
@@ -67,8 +67,10 @@ function pdfPages(buffer) {
     for (let i = 0; i + 4 <= h.length; i += 4) out += String.fromCharCode(hex(h.slice(i, i + 4)));
     return out;
   };
-  // Font object → its code → text map.
+  // Font object → its code → text map, and how many bytes a code has (two for a Type0 font
+  // with Identity-H, one for the Type3 fonts Skia also writes).
   const cmaps = new Map();
+  const widths = new Map();
   for (const [num, o] of objects) {
     const t = o.dict.match(/\/ToUnicode\s+(\d+)\s+0\s+R/);
     if (!t) continue;
@@ -92,10 +94,11 @@ function pdfPages(buffer) {
       }
     }
     cmaps.set(num, map);
+    widths.set(num, /\/Subtype\s*\/Type0/.test(o.dict) ? 4 : 2);
   }
-  const decode = (map, h) => {
+  const decode = (map, digits, h) => {
     let out = '';
-    for (let i = 0; i + 4 <= h.length; i += 4) out += map.get(hex(h.slice(i, i + 4))) ?? '';
+    for (let i = 0; i + digits <= h.length; i += digits) out += map.get(hex(h.slice(i, i + digits))) ?? '';
     return out;
   };
   // The resources of an object (inline or by reference): font name → font object.
@@ -127,10 +130,14 @@ function pdfPages(buffer) {
       // A content stream's form XObjects are drawn by name; their text counts for the page.
       const streams = [objects.get(n)?.data ?? ''];
       let map = new Map();
+      let digits = 4;
       for (const data of streams) {
         for (const t of data.matchAll(/\/([^\s/<>\[\]()]+)\s+[-\d.]+\s+Tf|<([0-9A-Fa-f]*)>|\bET\b/g)) {
-          if (t[1] !== undefined) map = cmaps.get(fonts.get(t[1])) ?? new Map();
-          else if (t[2] !== undefined) text += decode(map, t[2]);
+          if (t[1] !== undefined) {
+            const font = fonts.get(t[1]);
+            map = cmaps.get(font) ?? new Map();
+            digits = widths.get(font) ?? 4;
+          } else if (t[2] !== undefined) text += decode(map, digits, t[2]);
           else text += '\n';
         }
       }
@@ -167,6 +174,21 @@ try {
     check(wide <= width, `the page fits ${width} px (${wide})`);
     await page.screenshot({ path: join(out, `statement-${width}.png`), fullPage: true });
   }
+  // A line's explanation, opened from the run page, fits both widths too.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${url}/finance/runs/${run}`);
+  const links = await page.locator('a.explain-link').count();
+  check(links >= 1, `the run page links its ${links} line(s) to their explanations`);
+  await Promise.all([page.waitForNavigation(), page.locator('a.explain-link').last().click()]);
+  check((await page.locator('li.ratio-text').count()) >= 1, 'the explanation gives the ratio and why');
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: width === 390 ? 844 : 800 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(wide <= width, `the explanation fits ${width} px (${wide})`);
+    await page.screenshot({ path: join(out, `explain-${width}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${url}/finance/runs/${run}/statement`);
   // On paper: only the statement.
   await page.emulateMedia({ media: 'print' });
   check(!(await page.locator('header').isVisible()), 'the header is not printed');
