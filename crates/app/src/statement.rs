@@ -128,6 +128,7 @@ pub fn run_statement<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result
 pub struct PostedLine {
     pub run: RunRow,
     pub programme_name: String,
+    pub provider_name: String,
     pub line: RunLineRow,
 }
 
@@ -159,19 +160,22 @@ pub fn posted_lines<S: Transact + ?Sized>(
             if out.len() >= limit {
                 continue;
             }
-            let programme_name = load_registry(tx, run.registry_version, &mut registries)
+            let registry = load_registry(tx, run.registry_version, &mut registries)
                 .ok()
-                .and_then(|()| {
-                    registries[&run.registry_version]
-                        .programme(&run.programme)
-                        .map(|p| p.name.clone())
-                })
-                .unwrap_or_else(|| run.programme.clone());
+                .map(|()| registries[&run.registry_version].clone());
+            let programme_name = registry
+                .as_deref()
+                .and_then(|r| r.programme(&run.programme))
+                .map_or_else(|| run.programme.clone(), |p| p.name.clone());
             for line in mine {
                 if out.len() < limit {
                     out.push(PostedLine {
                         run: run.clone(),
                         programme_name: programme_name.clone(),
+                        provider_name: registry
+                            .as_deref()
+                            .and_then(|r| r.provider(&line.key.provider))
+                            .map_or_else(|| line.key.provider.clone(), |p| p.name.clone()),
                         line,
                     });
                 }

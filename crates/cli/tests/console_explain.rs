@@ -291,6 +291,12 @@ fn explained(db: Db) {
         "January's and March's lines: {}",
         home.body
     );
+    assert!(
+        home.body
+            .contains("<td>A <small class=\"muted\">dc-a</small></td>"),
+        "the provider named before its id: {}",
+        home.body
+    );
     let href_at = home
         .body
         .find(&format!("href=\"/enterprise/runs/{march}/explain?line="))
