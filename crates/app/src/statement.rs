@@ -133,7 +133,8 @@ pub struct PostedLine {
 }
 
 /// The lines of `beneficiary` in the posted runs of fiscal `year` (the runs' own periods),
-/// newest run first, at most `limit` of them, and how many there are in all.
+/// newest run first, at most `limit` of them, and how many there are in all; read by the
+/// beneficiary's index of run lines, so the cost follows its own lines, not every run's.
 pub fn posted_lines<S: Transact + ?Sized>(
     store: &mut S,
     beneficiary: &str,
@@ -142,44 +143,37 @@ pub fn posted_lines<S: Transact + ?Sized>(
 ) -> Result<(Vec<PostedLine>, usize)> {
     in_tx(store, |tx| {
         let prefix = format!("{year:04}-");
+        let runs: HashMap<i64, RunRow> = rows::runs(tx, None)?
+            .into_iter()
+            .filter(|r| r.status == "posted" && r.period.starts_with(&prefix))
+            .map(|r| (r.run_id, r))
+            .collect();
         let mut registries: HashMap<i64, Arc<Registry>> = HashMap::new();
         let mut out = Vec::new();
         let mut all = 0;
-        for run in rows::runs(tx, None)?.into_iter().rev() {
-            if run.status != "posted" || !run.period.starts_with(&prefix) {
+        for (run_id, line) in rows::beneficiary_run_lines(tx, beneficiary)? {
+            let Some(run) = runs.get(&run_id) else {
                 continue;
-            }
-            let mine: Vec<RunLineRow> = rows::run_lines(tx, run.run_id)?
-                .into_iter()
-                .filter(|l| l.key.beneficiary == beneficiary)
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            all += mine.len();
+            };
+            all += 1;
             if out.len() >= limit {
                 continue;
             }
+            // A version that no longer loads names less, but never hides a line.
             let registry = load_registry(tx, run.registry_version, &mut registries)
                 .ok()
                 .map(|()| registries[&run.registry_version].clone());
-            let programme_name = registry
-                .as_deref()
-                .and_then(|r| r.programme(&run.programme))
-                .map_or_else(|| run.programme.clone(), |p| p.name.clone());
-            for line in mine {
-                if out.len() < limit {
-                    out.push(PostedLine {
-                        run: run.clone(),
-                        programme_name: programme_name.clone(),
-                        provider_name: registry
-                            .as_deref()
-                            .and_then(|r| r.provider(&line.key.provider))
-                            .map_or_else(|| line.key.provider.clone(), |p| p.name.clone()),
-                        line,
-                    });
-                }
-            }
+            let registry = registry.as_deref();
+            out.push(PostedLine {
+                run: run.clone(),
+                programme_name: registry
+                    .and_then(|r| r.programme(&run.programme))
+                    .map_or_else(|| run.programme.clone(), |p| p.name.clone()),
+                provider_name: registry
+                    .and_then(|r| r.provider(&line.key.provider))
+                    .map_or_else(|| line.key.provider.clone(), |p| p.name.clone()),
+                line,
+            });
         }
         Ok((out, all))
     })
