@@ -208,15 +208,31 @@ try {
   check(all.includes('结算单'), 'the PDF says 结算单');
   check(all.includes(total), `the PDF carries the total ${total}`);
   check(!all.includes('退出'), 'the header (sign-out) is not on paper');
-  // No line is split across two pages: each line's number and amount are on one page.
+  // No line is split across two pages: each line's cells, in order, are on one page. Printed
+  // once as it is and once half as large again, so that the lines run over several pages.
   const rows = await page.locator('#statement-lines tbody tr').evaluateAll((trs) =>
-    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText.trim())),
+    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText)),
   );
-  for (const cells of rows) {
-    const [n, beneficiary] = cells;
-    const change = cells[9];
-    const on = pages.filter((p) => p.text.includes(change) && p.text.includes(beneficiary.split('\n')[0]));
-    check(on.length >= 1, `line ${n} (${change}) is whole on a page`);
+  const squeeze = (text) => text.replace(/\s+/g, '').replace(/\ufb01/g, 'fi');
+  const whole = (printed, label) => {
+    for (const cells of rows) {
+      const row = squeeze(cells.join(''));
+      const on = printed.filter((p) => squeeze(p.text).includes(row)).length;
+      check(on === 1, `${label}: line ${cells[0].trim()} is whole on one page`);
+    }
+  };
+  whole(pages, 'A4');
+  const large = await page.pdf({ format: 'A4', scale: 1.5 });
+  writeFileSync(join(out, 'statement-large.pdf'), large);
+  const largePages = pdfPages(large);
+  check(largePages.length > 1, `half as large again it runs over ${largePages.length} pages`);
+  for (const p of largePages) {
+    check(Math.abs(p.width - 595) < 2 && Math.abs(p.height - 842) < 2, 'each of them is A4');
+  }
+  whole(largePages, 'half as large again');
+  const withLines = largePages.filter((p) => rows.some((cells) => squeeze(p.text).includes(squeeze(cells.join('')))));
+  for (const p of withLines) {
+    check(p.text.includes('本批变动'), 'a page with lines repeats the table header');
   }
 } finally {
   await browser.close();
