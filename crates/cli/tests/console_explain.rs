@@ -261,6 +261,12 @@ fn explained(db: Db) {
     ));
     assert_eq!(bad.status, 400);
     assert_eq!(bad.error_field().as_deref(), Some("void"));
+    let long = reader.get(&format!(
+        "/finance/runs/{april}/explain?beneficiary=ent-c&line={token}&q={}",
+        "r".repeat(129)
+    ));
+    assert_eq!(long.status, 400);
+    assert_eq!(long.error_field().as_deref(), Some("q"));
 
     // Links: every line of the run page, and each posted line on the enterprise's page.
     let run_page = finance.get(&format!("/finance/runs/{march}"));

@@ -488,6 +488,16 @@ pub async fn explain_page(
         require(ctx.principal(), READERS, "explaining a settlement run")?;
     }
     let q = query.optional("q").unwrap_or("").trim().to_owned();
+    if q.len() > suanli_domain::usage::ID_BYTES_MAX {
+        return Err(ConsoleError::field(
+            "q",
+            Code::TooLong,
+            format!(
+                "a record id has at most {} bytes",
+                suanli_domain::usage::ID_BYTES_MAX
+            ),
+        ));
+    }
     let void = match query.optional("void").unwrap_or("") {
         "" => None,
         "yes" => Some(true),
