@@ -11,6 +11,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use suanli_app::explain::{Cut, Explanation, LineExplanation, RecordFilter, RecordsPage};
 use suanli_app::reasons::percent;
+use suanli_app::settlement::{SettleError, Transact};
 use suanli_app::statement::{PostedLine, RunStatement};
 use suanli_domain::money::Fen;
 use suanli_domain::settlement::{ChosenBecause, CutBy};
@@ -26,6 +27,24 @@ use super::{Code, Console, ConsoleError, Ctx, FieldError, Form, READERS, require
 pub const RECORDS_SHOWN: usize = 50;
 /// A beneficiary's posted lines listed on its page, newest run first.
 pub const POSTED_LINES_SHOWN: usize = 100;
+
+/// Explanations and statements read at once, from all sessions: each recomputes or reads a run
+/// on a database connection and a thread of its own beside the writer, so more wait their turn
+/// rather than open more connections (the API bounds its callers the same way).
+pub const READS_AT_ONCE: usize = 4;
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READS_AT_ONCE);
+
+/// Runs `f` beside the writer on a connection of its own, at most [`READS_AT_ONCE`] at a time.
+async fn read_alone<R: Send + 'static>(
+    console: &Console,
+    f: impl FnOnce(&mut dyn Transact) -> Result<R, SettleError> + Send + 'static,
+) -> Result<R, SettleError> {
+    let _permit = READS
+        .acquire()
+        .await
+        .map_err(|_| SettleError::Unavailable("the console is stopping".into()))?;
+    console.shared.balances.read_alone(f).await
+}
 
 /// `key`'s string with each `{name}` replaced by its value.
 fn fill(ctx: &Ctx, key: &str, values: &[(&str, String)]) -> String {
@@ -533,17 +552,14 @@ pub async fn explain_page(
     let who = beneficiary.clone();
     // Beside the writer, on a connection of its own, as the API's ExplainRun: the run's
     // programme-year is recomputed, which must hold up neither ingest nor balance look-ups.
-    let e = console
-        .shared
-        .balances
-        .read_alone(move |s| suanli_app::settlement::explain(s, run_id, &who, None, &page))
-        .await
-        .map_err(|e| match e {
-            suanli_app::settlement::SettleError::InvalidArgument(m) => {
-                ConsoleError::field("line", Code::Invalid, m)
-            }
-            e => settle_error(e, "beneficiary"),
-        })?;
+    let e = read_alone(console, move |s| {
+        suanli_app::settlement::explain(s, run_id, &who, None, &page)
+    })
+    .await
+    .map_err(|e| match e {
+        SettleError::InvalidArgument(m) => ConsoleError::field("line", Code::Invalid, m),
+        e => settle_error(e, "beneficiary"),
+    })?;
     let lines = e
         .lines
         .clone()
@@ -603,12 +619,11 @@ pub async fn statement_page(
     run_id: i64,
 ) -> Result<String, ConsoleError> {
     require(ctx.principal(), READERS, "a settlement statement")?;
-    let s = console
-        .shared
-        .balances
-        .read_alone(move |s| suanli_app::statement::run_statement(s, run_id))
-        .await
-        .map_err(|e| settle_error(e, "run"))?;
+    let s = read_alone(console, move |s| {
+        suanli_app::statement::run_statement(s, run_id)
+    })
+    .await
+    .map_err(|e| settle_error(e, "run"))?;
     let refuse = |code: Code, what: &str| {
         Err(ConsoleError::Field(
             FieldError::new(
