@@ -211,6 +211,27 @@ fn explained(db: Db) {
         "no English on a Chinese page"
     );
 
+    // ent-a's March line is stacked: the national voucher is the primary, the municipal one
+    // tops it up to the ceiling.
+    let page = reader.get(&format!(
+        "/finance/runs/{march}/explain?beneficiary=ent-a&lang=en"
+    ));
+    for expected in [
+        "ratio 15%: compute / domestic chips is stacked (R5); 国家智能券 2025 (national-intelligence-2025) is the primary at 30%, and 杭州市级算力券 2025 (hz-municipal-2025) tops it up with min(its own 30%, the ceiling 45% − 30%) = 15%<",
+        "<dd class=\"person payee\">A (dc-a), on the enterprise's behalf</dd>",
+    ] {
+        has("ent-a's stacked line", &page, expected);
+    }
+    let page = reader.get(&format!(
+        "/finance/runs/{march}/explain?beneficiary=ent-a&lang=zh"
+    ));
+    has(
+        "ent-a's stacked line, Chinese",
+        &page,
+        "比例 15%：「算力 / 国产芯片」可叠加享受（R5）；国家智能券 2025 (national-intelligence-2025) 为主项目（30%），杭州市级算力券 2025 (hz-municipal-2025) 叠加 min(自有费率 30%，上限 45% − 30%) = 15%<",
+    );
+    has("ent-a's payee", &page, "A (dc-a)（代企业收取）");
+
     // April's adjustment lines: ent-b's claw-back of the voided record, ent-c's late record.
     let page = reader.get(&format!(
         "/finance/runs/{april}/explain?beneficiary=ent-b&lang=en"
