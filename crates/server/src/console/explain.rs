@@ -718,6 +718,103 @@ view!(ExplainPage, StatementPage, EnterpriseLines);
 #[cfg(test)]
 mod tests {
     use super::super::i18n::{Lang, lookup};
+    use super::*;
+    use rust_decimal::Decimal;
+    use suanli_app::explain::RatioExplanation;
+    use suanli_store::ledger::{LineKeyRow, RunRow};
+
+    fn ctx(lang: Lang) -> Ctx {
+        Ctx {
+            lang,
+            set_lang: false,
+            principal: None,
+            actor: None,
+            client: None,
+            must_enrol: false,
+            csrf: String::new(),
+            session_id: None,
+            path: "/finance".into(),
+            query_without_lang: String::new(),
+            sso: false,
+            sso_flow: None,
+        }
+    }
+
+    /// A line of programme `p` whose ratio was chosen over another package by `because`.
+    fn explained(because: ChosenBecause) -> (Explanation, LineExplanation) {
+        let line = RunLineRow {
+            original_period: "2025-03".into(),
+            key: LineKeyRow {
+                beneficiary: "e1".into(),
+                provider: "p1".into(),
+                category: "model".into(),
+                chip_origin: String::new(),
+                registered_model: "true".into(),
+            },
+            base_fen: 100_000,
+            ratio: "0.3".into(),
+            entitlement_fen: 30_000,
+            posted_before_fen: 0,
+            amount_fen: 30_000,
+            cut_by: String::new(),
+            payee: "e1".into(),
+        };
+        let l = LineExplanation {
+            seq: 0,
+            line,
+            provider_name: "Provider One".into(),
+            reason: String::new(),
+            adjustment: false,
+            ratio: RatioExplanation {
+                class: "model/registered".into(),
+                ratio: Decimal::new(3, 1),
+                own: Some(Decimal::new(3, 1)),
+                stacked_with: None,
+                ceiling: None,
+                chosen_because: because,
+                runner_up: Some((vec!["q".into()], Decimal::new(3, 1))),
+                text: String::new(),
+            },
+            demand: Fen(30_000),
+            cuts: Vec::new(),
+            base_now: Fen(100_000),
+            records_now: 1,
+            records: Vec::new(),
+            next_records_page_token: None,
+            text: Vec::new(),
+        };
+        let e = Explanation {
+            run: RunRow {
+                run_id: 7,
+                programme: "p".into(),
+                period: "2025-03".into(),
+                ..RunRow::default()
+            },
+            programme_name: "城市券".into(),
+            beneficiary: "e1".into(),
+            beneficiary_name: "杭宇智能".into(),
+            lines: Vec::new(),
+        };
+        (e, l)
+    }
+
+    // The most favourable package and the tie-break that decided it, in both languages.
+    #[test]
+    fn most_favourable_package_and_its_tie_break_are_explained() {
+        let (e, l) = explained(ChosenBecause::FunderOnTie);
+        assert_eq!(
+            ratio_sentence(&ctx(Lang::En), &e, &l),
+            "ratio 30%: the own rate of 城市券 (p) for model / registered model (R4); the most favourable package (从优、就高、不重复): 30% against 30% for q; equal, and the higher funder level goes first"
+        );
+        assert_eq!(
+            ratio_sentence(&ctx(Lang::Zh), &e, &l),
+            "比例 30%：城市券 (p) 对「模型 / 已备案模型」的自有费率（R4）；按从优、就高、不重复原则选择最优方案：30%，优于 q 的 30%（比例相同时出资层级高者优先）"
+        );
+        let (e, l) = explained(ChosenBecause::HigherRatio);
+        assert!(ratio_sentence(&ctx(Lang::En), &e, &l).ends_with("30% against 30% for q"));
+        let (e, l) = explained(ChosenBecause::IdOnTie);
+        assert!(ratio_sentence(&ctx(Lang::Zh), &e, &l).ends_with("（比例相同时项目编号小者优先）"));
+    }
 
     // Every key this module writes its sentences with exists in both languages, and every
     // placeholder a sentence's text has is one this module fills.
