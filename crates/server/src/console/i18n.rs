@@ -948,8 +948,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "explain.ratio_none",
-        "无比例：该行所属月份的记录已全部作废或不存在，{programme} 在该行上不应享补贴",
-        "no ratio: nothing of the line is left in its month (its records are void or gone), so {programme} is entitled to nothing on it",
+        "无比例：该行所属月份的记录已全部作废或不存在，该行在 {programme} 下无应享补贴",
+        "no ratio: nothing of the line is left in its month (its records are void or gone), so nothing is due on it under {programme}",
     ),
     (
         "explain.ratio_own",
