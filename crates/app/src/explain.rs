@@ -19,6 +19,7 @@ use suanli_domain::settlement::{
 };
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{self as rows, RunLineRow, RunRow};
+pub use suanli_store::records::RecordFilter;
 use suanli_store::records::{self, LineRecordRow};
 use suanli_store::sql::Sql;
 
@@ -38,8 +39,11 @@ pub const RECORDS_PAGE_MAX: usize = 500;
 pub struct RecordsPage {
     /// 0 for [`RECORDS_PAGE_DEFAULT`]; at most [`RECORDS_PAGE_MAX`].
     pub size: usize,
-    /// A line's `next_records_page_token`: only that line is explained, with the next page.
+    /// A line's `next_records_page_token` (or [`line_token`]): only that line is explained,
+    /// with the page after the token's record.
     pub token: Option<String>,
+    /// Only the records whose id starts with this, and only void or not void ones.
+    pub filter: RecordFilter,
 }
 
 /// A run's lines of one beneficiary, explained.
@@ -58,6 +62,8 @@ pub struct LineExplanation {
     /// Its position among the run's lines, from 0.
     pub seq: usize,
     pub line: RunLineRow,
+    /// The line's provider's name in the registry of its month (its id when it has none).
+    pub provider_name: String,
     /// The plain-language reason of the run's export ([`crate::reasons::line_reason`]).
     pub reason: String,
     /// It names an earlier month than the run's own (R9).
@@ -190,6 +196,12 @@ const SEPARATOR: char = '\u{1f}';
 /// A page token: the line (original period and key) and the last record id listed, hex-encoded
 /// so that it is opaque and safe in any client (ids never hold a control character).
 fn token_of(line: &RunLineRow, last: &str) -> String {
+    line_token(line, last)
+}
+
+/// The page token of `line` naming the records after `last` (`""`: the first page): explains
+/// that line alone. A client that shows several lines uses it to page or search one of them.
+pub fn line_token(line: &RunLineRow, last: &str) -> String {
     let text = [
         line.original_period.as_str(),
         &line.key.provider,
@@ -257,8 +269,22 @@ pub fn explain<S: crate::settlement::Transact + ?Sized>(
         page.size
     };
     let token = page.token.as_deref().map(parse_token).transpose()?;
+    if page.filter.id_prefix.len() > suanli_domain::usage::ID_BYTES_MAX {
+        return Err(SettleError::InvalidArgument(format!(
+            "a record id has at most {} bytes",
+            suanli_domain::usage::ID_BYTES_MAX
+        )));
+    }
     in_tx(store, |tx| {
-        explain_in(tx, run_id, beneficiary, provider, size, token.as_ref())
+        explain_in(
+            tx,
+            run_id,
+            beneficiary,
+            provider,
+            size,
+            token.as_ref(),
+            &page.filter,
+        )
     })
 }
 
@@ -271,6 +297,7 @@ fn explain_in(
     provider: Option<&str>,
     size: usize,
     token: Option<&Token>,
+    filter: &RecordFilter,
 ) -> Result<Explanation> {
     let run = rows::run(tx, run_id)?
         .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
@@ -443,13 +470,14 @@ fn explain_in(
         let after = token.map_or("", |(_, last)| last.as_str());
         let class_code = suanli_store::class_code(key.class);
         let period_code = suanli_store::period_code(period);
-        let mut page = records::line_records(
+        let mut page = records::line_records_matching(
             tx,
             beneficiary,
             &line.key.provider,
             class_code,
             period_code,
             after,
+            filter,
             size + 1,
         )?;
         let more = page.len() > size;
@@ -471,8 +499,12 @@ fn explain_in(
             base_now: Fen(base_now),
             records_now,
         });
+        let provider_name = registry
+            .provider(&line.key.provider)
+            .map_or_else(|| line.key.provider.clone(), |p| p.name.clone());
         out.push(LineExplanation {
             seq,
+            provider_name,
             line,
             reason,
             adjustment,

@@ -22,6 +22,7 @@ pub mod reasons;
 pub mod registry;
 pub mod seal;
 pub mod settlement;
+pub mod statement;
 pub mod totp;
 pub mod usage;
 pub mod users;

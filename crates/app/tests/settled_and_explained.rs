@@ -560,7 +560,11 @@ fn limits_bind(db: TestDb) {
             march,
             "e1",
             Some("p1"),
-            &RecordsPage { size: 2, token },
+            &RecordsPage {
+                size: 2,
+                token,
+                ..RecordsPage::default()
+            },
         )
         .expect("explain a page");
         assert_eq!(e.lines.len(), 1);
@@ -573,6 +577,42 @@ fn limits_bind(db: TestDb) {
         }
     }
     assert_eq!(seen, ["a1", "a2", "a3", "a4", "a5"]);
+    // A record id searched by its beginning, within the line a token names, and by void state.
+    let first = settle::explain(
+        &mut *w.store,
+        march,
+        "e1",
+        Some("p1"),
+        &RecordsPage::default(),
+    )
+    .expect("explain");
+    let line_token = suanli_app::explain::line_token(&first.lines[0].line, "");
+    let mut found = |prefix: &str, void: Option<bool>| -> Vec<String> {
+        settle::explain(
+            &mut *w.store,
+            march,
+            "e1",
+            None,
+            &RecordsPage {
+                token: Some(line_token.clone()),
+                filter: suanli_app::explain::RecordFilter {
+                    id_prefix: prefix.into(),
+                    void,
+                },
+                ..RecordsPage::default()
+            },
+        )
+        .expect("explain a search")
+        .lines
+        .iter()
+        .flat_map(|l| l.records.iter().map(|r| r.record_id.clone()))
+        .collect()
+    };
+    assert_eq!(found("a3", None), ["a3"]);
+    assert_eq!(found("a", Some(false)).len(), 5);
+    assert!(found("a", Some(true)).is_empty());
+    assert!(found("a%", None).is_empty(), "a prefix is not a pattern");
+    assert!(found("b1", None).is_empty(), "b1 is e2's, not this line's");
     let err = settle::explain(
         &mut *w.store,
         march,
@@ -581,6 +621,7 @@ fn limits_bind(db: TestDb) {
         &RecordsPage {
             size: 2,
             token: Some("zz".into()),
+            ..RecordsPage::default()
         },
     )
     .expect_err("a made-up token");

@@ -1,6 +1,8 @@
 //! Hostile names in the console: an enterprise id, a programme id and name and a person's name
 //! that are markup (`<script>…`, `"><img onerror=…>`) are shown as text on every page that
-//! shows them, never as markup; a hostile login typed into the sign-in form comes back escaped.
+//! shows them, never as markup — the run pages, a line's explanation, the settlement statement,
+//! the payments awaiting a second person and the admins' user pages included; a hostile login
+//! typed into the sign-in form or the create-user form comes back escaped.
 
 mod support;
 
@@ -93,9 +95,11 @@ fn check(what: &str, r: &Response, shown: &[&str]) {
 #[test]
 fn hostile_names_are_escaped_on_every_page() {
     let http = format!("127.0.0.1:{}", free_port());
-    let server = Server::start_with(
+    // Payments above 0.50 await a second person: the finance page lists them.
+    let server = Server::start_with_env(
         sqlite_db().expect("a SQLite database"),
         &["--http-addr", &http, "--token-recheck-secs", "0"],
+        &[("SUANLI_LEDGER_PAYMENT_CONFIRM_ABOVE_FEN", "50")],
     );
     let url = server.db.url.clone();
     let admin = server.token(&["--role", "admin"]);
@@ -252,6 +256,96 @@ fn hostile_names_are_escaped_on_every_page() {
         ),
     );
     check("payment", &payment, &[PERSON]);
+    assert!(
+        payment.body.contains("data-status=\"awaiting\""),
+        "the payment awaits a second person: {}",
+        payment.body
+    );
+    check(
+        "payments awaiting, their recorder",
+        &f1.get("/finance"),
+        &[PROGRAMME, PERSON],
+    );
+    let awaiting = f2.get("/finance?lang=en");
+    assert!(awaiting.body.contains("id=\"confirm-payment-1\""));
+    check(
+        "payments awaiting, another finance person",
+        &awaiting,
+        &[PROGRAMME, PERSON],
+    );
+
+    // A line's explanation and the run's statement.
+    check(
+        "explanation",
+        &f1.get(&format!("/finance/runs/1/explain?beneficiary={ent}")),
+        &[PROGRAMME, ENTERPRISE, PERSON],
+    );
+    check(
+        "explanation, English",
+        &audit.get(&format!(
+            "/finance/runs/1/explain?beneficiary={ent}&lang=en"
+        )),
+        &[PROGRAMME, ENTERPRISE],
+    );
+    check(
+        "the enterprise's own explanation",
+        &own.get("/enterprise/runs/1/explain"),
+        &[PROGRAMME, ENTERPRISE],
+    );
+    check(
+        "statement",
+        &audit.get("/finance/runs/1/statement"),
+        &[PROGRAMME, ENTERPRISE, PERSON],
+    );
+
+    // The admins' user pages: a hostile person's name, a beneficiary user whose subject is the
+    // hostile enterprise, and a refused create form that keeps a hostile name and login.
+    let admin_browser = Browser::sign_in(&http, &admin);
+    for lang in ["zh", "en"] {
+        check(
+            "users list",
+            &admin_browser.get(&format!("/admin/users?lang={lang}")),
+            &[PERSON, ENTERPRISE],
+        );
+        check(
+            "a hostile person's user page",
+            &admin_browser.get(&format!("/admin/users/finance-x?lang={lang}")),
+            &[PERSON],
+        );
+        check(
+            "a user page showing a hostile subject",
+            &admin_browser.get(&format!("/admin/users/ent-x?lang={lang}")),
+            &[ENTERPRISE],
+        );
+    }
+    check(
+        "users list searched",
+        &admin_browser.get(&format!("/admin/users?q={}", enc(PERSON))),
+        &[PERSON],
+    );
+    let hostile_login = "\"><script>alert(6)</script>";
+    let refused = admin_browser.post(
+        "/admin/users",
+        &format!(
+            "login={}&name={}&role=finance&password=x&password_again=x",
+            enc(hostile_login),
+            enc(PERSON)
+        ),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        !refused.body.contains("<script>alert(6)"),
+        "{}",
+        refused.body
+    );
+    check("a refused create-user form", &refused, &[PERSON]);
+    assert!(
+        refused
+            .body
+            .contains(&format!("value=\"{}\"", escaped(hostile_login))),
+        "the login is kept, escaped: {}",
+        refused.body
+    );
 
     // A hostile login typed into the sign-in form comes back as text in the kept field.
     let login = "\"><script>alert(5)</script>";

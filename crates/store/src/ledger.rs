@@ -291,6 +291,36 @@ pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
         .collect()
 }
 
+/// The lines of `beneficiary` in every run, as (run id, line), newest run first and in line
+/// order within a run: read by the `run_lines (beneficiary)` index, not run by run.
+pub fn beneficiary_run_lines(
+    tx: &mut dyn Sql,
+    beneficiary: &str,
+) -> Result<Vec<(i64, RunLineRow)>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee, run_id FROM run_lines WHERE beneficiary = $1 ORDER BY run_id DESC, seq",
+        &[beneficiary.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r[13].int()?,
+                RunLineRow {
+                    key: key_of(r)?,
+                    original_period: r[5].text()?,
+                    base_fen: r[6].int()?,
+                    ratio: r[7].text()?,
+                    entitlement_fen: r[8].int()?,
+                    posted_before_fen: r[9].int()?,
+                    amount_fen: r[10].int()?,
+                    cut_by: r[11].text()?,
+                    payee: r[12].text()?,
+                },
+            ))
+        })
+        .collect()
+}
+
 pub fn run_inputs(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<InputRow>> {
     let rows = tx.query(
         "SELECT beneficiary, provider, category, chip_origin, registered_model, period, base_fen FROM run_inputs WHERE run_id = $1 ORDER BY period, beneficiary, provider, category, chip_origin, registered_model",

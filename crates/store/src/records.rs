@@ -35,25 +35,80 @@ pub fn line_records(
     after: &str,
     limit: usize,
 ) -> Result<Vec<LineRecordRow>> {
-    let rows = tx.query(
+    line_records_matching(
+        tx,
+        beneficiary,
+        provider,
+        class_code,
+        period,
+        after,
+        &RecordFilter::default(),
+        limit,
+    )
+}
+
+/// Which of a line's records to list: those whose id starts with `id_prefix` (all when empty),
+/// and only void or only not void ones when `void` says so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    pub id_prefix: String,
+    pub void: Option<bool>,
+}
+
+/// As [`line_records`], keeping only the records `filter` selects. The prefix is compared as
+/// the first characters of the id (`substr`, the same on both backends whatever the
+/// collation), so no character of it is a pattern.
+#[allow(clippy::too_many_arguments)]
+pub fn line_records_matching(
+    tx: &mut dyn Sql,
+    beneficiary: &str,
+    provider: &str,
+    class_code: i64,
+    period: i64,
+    after: &str,
+    filter: &RecordFilter,
+    limit: usize,
+) -> Result<Vec<LineRecordRow>> {
+    let mut sql = String::from(
         "SELECT u.record_id, s.name, u.start_ns, u.end_ns, u.quantity, u.amount_fen, u.voided_at, u.void_reason \
          FROM usage_records u JOIN names s ON s.id = u.sku_id \
          WHERE u.provider_id = (SELECT id FROM names WHERE kind = 'provider' AND name = $1) \
            AND u.record_id > $2 \
            AND u.beneficiary_id = (SELECT id FROM names WHERE kind = 'beneficiary' AND name = $3) \
-           AND u.period = $4 AND u.class_code = $5 \
-         ORDER BY u.record_id LIMIT $6",
-        &[
-            provider.into(),
-            after.into(),
-            beneficiary.into(),
-            period.into(),
-            class_code.into(),
-            Value::Int(i64::try_from(limit).map_err(|_| {
-                StoreError::Corrupt(format!("page of {limit} records is too large"))
-            })?),
-        ],
-    )?;
+           AND u.period = $4 AND u.class_code = $5",
+    );
+    // Parameters are numbered in the order they appear: SQLite binds `$N` by first appearance.
+    let mut params: Vec<Value> = vec![
+        provider.into(),
+        after.into(),
+        beneficiary.into(),
+        period.into(),
+        class_code.into(),
+    ];
+    if !filter.id_prefix.is_empty() {
+        let chars = i64::try_from(filter.id_prefix.chars().count())
+            .map_err(|_| StoreError::Corrupt("record id prefix is too long".into()))?;
+        sql.push_str(&format!(
+            " AND substr(u.record_id, 1, CAST(CAST(${} AS BIGINT) AS INTEGER)) = ${}",
+            params.len() + 1,
+            params.len() + 2
+        ));
+        params.push(Value::Int(chars));
+        params.push(filter.id_prefix.as_str().into());
+    }
+    match filter.void {
+        Some(true) => sql.push_str(" AND u.voided_at IS NOT NULL"),
+        Some(false) => sql.push_str(" AND u.voided_at IS NULL"),
+        None => {}
+    }
+    sql.push_str(&format!(
+        " ORDER BY u.record_id LIMIT ${}",
+        params.len() + 1
+    ));
+    params.push(Value::Int(i64::try_from(limit).map_err(|_| {
+        StoreError::Corrupt(format!("page of {limit} records is too large"))
+    })?));
+    let rows = tx.query(&sql, &params)?;
     rows.iter()
         .map(|r| {
             Ok(LineRecordRow {

@@ -44,23 +44,6 @@ pub fn shanghai_day(text: &str) -> Option<String> {
         .map(|t| t.with_timezone(&shanghai()).format("%Y-%m-%d").to_string())
 }
 
-/// HTML-escapes text for the pages still built in Rust (payments awaiting a second person, the
-/// admins' user pages); every other page is a template that escapes by default.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Percent-encodes a query value (everything but unreserved ASCII).
 pub fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

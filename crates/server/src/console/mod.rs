@@ -16,6 +16,7 @@
 mod account;
 mod charts;
 mod codes;
+mod explain;
 mod form;
 mod format;
 pub mod https;
@@ -1251,6 +1252,19 @@ async fn route(
             let p = signed_in(ctx)?;
             require(p, READERS, "the finance pages")?;
             let body = pages::finance(console, ctx, query, None).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        // The explanation of a run's lines and the printable statement (`explain.rs`).
+        ("GET", [area @ ("finance" | "enterprise"), "runs", id, "explain"]) => {
+            signed_in(ctx)?;
+            let id = run_id_of(id)?;
+            let body = explain::explain_page(console, ctx, area, id, query).await?;
+            Ok(html(ctx, StatusCode::OK, body))
+        }
+        ("GET", ["finance", "runs", id, "statement"]) => {
+            signed_in(ctx)?;
+            let id = run_id_of(id)?;
+            let body = explain::statement_page(console, ctx, id).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("GET", ["finance", "runs", id]) => {

@@ -34,26 +34,6 @@ pub(super) fn tr(ctx: &Ctx, key: &str) -> &'static str {
     t(ctx.lang, key)
 }
 
-/// A page whose main part was built in Rust with `format::esc` (payments awaiting a second
-/// person, the admins' user pages), in the common frame.
-#[derive(Template)]
-#[template(path = "built.html")]
-struct BuiltPage<'a> {
-    ctx: &'a Ctx,
-    title: &'a str,
-    main: Markup,
-}
-
-view!(BuiltPage);
-
-pub(super) fn layout(ctx: &Ctx, title: &str, main: &str) -> String {
-    page(&BuiltPage {
-        ctx,
-        title,
-        main: Markup::built_with_esc(main.to_owned()),
-    })
-}
-
 /// Renders a page template to the response body.
 fn page(template: &impl Template) -> String {
     Markup::render(template).into_string()
@@ -198,6 +178,8 @@ struct EnterprisePage<'a> {
     total: Fen,
     chart: Markup,
     legend: Markup,
+    /// The year's posted lines, each linked to its explanation (`console::explain`).
+    lines: Markup,
 }
 
 /// The enterprise view: per grant cap / paid / pending / remaining with a progress bar, the
@@ -286,7 +268,9 @@ pub async fn enterprise(
             }),
         })
         .collect();
+    let lines = super::explain::enterprise_lines(console, ctx, &beneficiary, year).await?;
     Ok(page(&EnterprisePage {
+        lines,
         ctx,
         title: tr(ctx, "enterprise.title"),
         beneficiary: &beneficiary,
@@ -673,7 +657,7 @@ struct FinancePage<'a> {
     /// A refused create or payment form, shown again.
     kept: Option<Kept>,
     /// Payments awaiting a second finance person, and the payment form's note on when one is
-    /// needed (`console::payments`, built with escaped text).
+    /// needed (`console::payments`).
     awaiting: Markup,
     payment_hint: Markup,
 }
@@ -713,11 +697,8 @@ pub async fn finance(
         runs: runs.into_iter().rev().collect(),
         finance: FINANCE.contains(&ctx.principal().role()),
         kept,
-        awaiting: Markup::built_with_esc(super::payments::awaiting_section(ctx, &awaiting)),
-        payment_hint: Markup::built_with_esc(super::payments::threshold_hint(
-            ctx,
-            console.shared.payment_confirm_above,
-        )),
+        awaiting: super::payments::awaiting_section(ctx, &awaiting),
+        payment_hint: super::payments::threshold_hint(ctx, console.shared.payment_confirm_above),
     }))
 }
 
@@ -779,6 +760,11 @@ impl RunPage<'_> {
             parts.push(self.t("class.registered").to_owned());
         }
         parts.join(" / ")
+    }
+
+    /// The explanation of a line (`console::explain`).
+    fn explain_href(&self, l: &RunLineRow) -> String {
+        super::explain::line_href(self.run.run_id, l)
     }
 }
 
@@ -1219,7 +1205,7 @@ pub async fn record_payment(
     Ok(page(&PaymentPage {
         ctx,
         title: tr(ctx, "finance.payment"),
-        result: Markup::built_with_esc(result),
+        result,
         payee: &payee,
         amount,
         reference: &reference,

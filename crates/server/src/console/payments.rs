@@ -2,29 +2,39 @@
 //! page: the list of those awaiting confirmation with who recorded them, the confirm and
 //! withdraw actions (the same use cases as `LedgerService`), and what recording one says.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use askama::Template;
 use suanli_app::ledger::Recorded;
 use suanli_domain::money::Fen;
 use suanli_store::payments::PaymentRow;
 
 use super::codes::Code;
-use super::format::{cny, esc, shanghai_time};
-use super::pages::tr;
+use super::view::{Markup, View, view};
 use super::{Console, ConsoleError, Ctx, FINANCE, settle_error};
 
+#[derive(Template)]
+#[template(path = "payment_threshold.html")]
+struct Threshold<'a> {
+    ctx: &'a Ctx,
+    confirm_above: Option<Fen>,
+}
+
 /// Under the payment form: which amounts need a second person, when the server says so.
-pub(super) fn threshold_hint(ctx: &Ctx, confirm_above: Option<Fen>) -> String {
-    match confirm_above {
-        Some(limit) => format!(
-            "<p class=\"muted\" id=\"payment-threshold\" data-fen=\"{}\">{} {}</p>",
-            limit.0,
-            tr(ctx, "payment.threshold"),
-            esc(&cny(limit))
-        ),
-        None => String::new(),
-    }
+pub(super) fn threshold_hint(ctx: &Ctx, confirm_above: Option<Fen>) -> Markup {
+    Markup::render(&Threshold { ctx, confirm_above })
+}
+
+#[derive(Template)]
+#[template(path = "payment_result.html")]
+struct RecordedResult<'a> {
+    ctx: &'a Ctx,
+    /// The journal that booked it, when booked.
+    journal: i64,
+    /// The payment's number, when it awaits a second person.
+    awaiting: Option<i64>,
+    duplicate: bool,
+    confirm_above: Option<Fen>,
 }
 
 /// The result line of recording a payment, and what the programme owes the payee now.
@@ -32,110 +42,64 @@ pub(super) fn recorded_result(
     ctx: &Ctx,
     recorded: &Recorded,
     confirm_above: Option<Fen>,
-) -> (String, Fen) {
-    match recorded {
+) -> (Markup, Fen) {
+    let (journal, awaiting, outstanding) = match recorded {
         Recorded::Booked {
             journal_id,
-            duplicate,
             outstanding,
             ..
-        } => {
-            let message = if *duplicate {
-                tr(ctx, "payment.duplicate")
-            } else {
-                tr(ctx, "payment.recorded")
-            };
-            (
-                format!(
-                    "<p class=\"ok\" id=\"payment-result\" data-status=\"booked\" data-journal=\"{journal_id}\">{message}</p>"
-                ),
-                *outstanding,
-            )
-        }
+        } => (*journal_id, None, *outstanding),
         Recorded::Awaiting {
             payment,
-            duplicate,
             outstanding,
-        } => {
-            let again = if *duplicate {
-                format!(" {}", tr(ctx, "payment.duplicate_awaiting"))
-            } else {
-                String::new()
-            };
-            let above = confirm_above.map_or_else(String::new, |l| format!(" ({})", cny(l)));
-            (
-                format!(
-                    "<p class=\"ok\" id=\"payment-result\" data-status=\"awaiting\" data-payment=\"{id}\">{awaits}{above} <b>{l_payment} {id}</b>.{again}</p>",
-                    id = payment.payment_id,
-                    awaits = tr(ctx, "payment.awaits_second"),
-                    above = esc(&above),
-                    l_payment = tr(ctx, "payment"),
-                ),
-                *outstanding,
-            )
-        }
+            ..
+        } => (0, Some(payment.payment_id), *outstanding),
+    };
+    (
+        Markup::render(&RecordedResult {
+            ctx,
+            journal,
+            awaiting,
+            duplicate: recorded.duplicate(),
+            confirm_above,
+        }),
+        outstanding,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "payments_awaiting.html")]
+struct Awaiting<'a> {
+    ctx: &'a Ctx,
+    awaiting: &'a [PaymentRow],
+    /// Confirm and withdraw are offered to the finance role only.
+    finance: bool,
+}
+
+impl Awaiting<'_> {
+    /// The signed-in person recorded `p`: four eyes, another must confirm it.
+    fn recorded_by_me(&self, p: &PaymentRow) -> bool {
+        self.ctx
+            .actor
+            .as_ref()
+            .is_some_and(|a| a.same_person_as(&p.recorded_by, p.recorded_by_user_id))
     }
 }
 
+view!(Threshold, RecordedResult, Awaiting);
+
 /// The payments awaiting confirmation, each with who recorded it; a finance user gets Confirm
 /// (unless they recorded it: four eyes) and Withdraw. Nothing when none await.
-pub(super) fn awaiting_section(ctx: &Ctx, awaiting: &[PaymentRow]) -> String {
-    if awaiting.is_empty() {
-        return String::new();
-    }
-    let actor = ctx.actor.as_ref();
+pub(super) fn awaiting_section(ctx: &Ctx, awaiting: &[PaymentRow]) -> Markup {
     let finance = ctx
         .principal
         .as_ref()
         .is_some_and(|p| FINANCE.contains(&p.role()));
-    let mut html = format!(
-        "<section class=\"card\"><h2>{}</h2><p class=\"muted\">{}</p><div class=\"scroll\"><table id=\"awaiting-payments\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th class=\"num\">{}</th><th>{}</th><th>{}</th><th></th></tr></thead><tbody>",
-        tr(ctx, "payment.awaiting_title"),
-        tr(ctx, "payment.four_eyes"),
-        tr(ctx, "payee"),
-        tr(ctx, "programme"),
-        tr(ctx, "amount"),
-        tr(ctx, "reference"),
-        tr(ctx, "payment.recorded_by"),
-    );
-    for p in awaiting {
-        let id = p.payment_id;
-        let mut actions = String::new();
-        if finance {
-            let recorder =
-                actor.is_some_and(|a| a.same_person_as(&p.recorded_by, p.recorded_by_user_id));
-            if recorder {
-                let _ = write!(
-                    actions,
-                    "<small class=\"muted\" data-own=\"true\">{}</small> ",
-                    tr(ctx, "payment.own")
-                );
-            } else {
-                actions += &action_button(ctx, id, "confirm", "");
-            }
-            actions += &action_button(ctx, id, "withdraw", "secondary");
-        }
-        let _ = write!(
-            html,
-            "<tr data-payment=\"{id}\"><td>{id}</td><td>{payee}</td><td>{programme}</td><td class=\"num\">{amount}</td><td>{reference}</td><td class=\"person\">{by}<br><small>{at}</small></td><td>{actions}</td></tr>",
-            payee = esc(&p.payee),
-            programme = esc(&p.programme),
-            amount = esc(&cny(Fen(p.amount_fen))),
-            reference = esc(&p.reference),
-            by = esc(&p.recorded_by),
-            at = esc(&shanghai_time(&p.recorded_at)),
-        );
-    }
-    html.push_str("</tbody></table></div></section>");
-    html
-}
-
-fn action_button(ctx: &Ctx, payment_id: i64, action: &str, class: &str) -> String {
-    format!(
-        "<form method=\"post\" action=\"/finance/payments/{payment_id}/{action}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"{action}-payment-{payment_id}\" class=\"{class}\">{}</button></form>",
-        esc(&ctx.csrf),
-        tr(ctx, &format!("payment.{action}"))
-    )
+    Markup::render(&Awaiting {
+        ctx,
+        awaiting,
+        finance,
+    })
 }
 
 /// A payment number from the path.

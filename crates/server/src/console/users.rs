@@ -4,9 +4,9 @@
 //! (`suanli_app::users`), which audits it with the admin as actor. A refused form is shown
 //! again with the error next to its field and the input kept (never a password).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use suanli_app::settlement::SettleError;
@@ -15,8 +15,9 @@ use suanli_store::Principal;
 use suanli_store::users::UserRow;
 
 use super::codes::Code;
-use super::format::{esc, shanghai_time, url_encode};
-use super::pages::{layout, tr};
+use super::format::url_encode;
+use super::pages::tr;
+use super::view::{Markup, View, view};
 use super::{Console, ConsoleError, Ctx, Form, html, posted, redirect, require, signed_in};
 
 /// Who may administer users.
@@ -68,18 +69,6 @@ fn refused(e: SettleError, field: &'static str) -> Result<Refused, ConsoleError>
         SettleError::PermissionDenied(m) => Err(ConsoleError::Forbidden(Code::RoleRefused, m)),
         SettleError::Store(e) => Err(ConsoleError::Unavailable(format!("store: {e}"))),
         SettleError::Unavailable(m) => Err(ConsoleError::Unavailable(m)),
-    }
-}
-
-/// The error line shown next to `field` when the form was refused there.
-fn error_at(refused: Option<&Refused>, field: &str) -> String {
-    match refused {
-        Some(r) if r.field == field => format!(
-            "<p class=\"error\" id=\"error\" data-field=\"{f}\"><b>{f}</b>: {m}</p>",
-            f = esc(r.field),
-            m = esc(&r.message)
-        ),
-        _ => String::new(),
     }
 }
 
@@ -137,41 +126,6 @@ fn new_password(form: &Form, login: &str) -> Result<String, Refused> {
     Ok(password.to_owned())
 }
 
-fn yes_no(ctx: &Ctx, yes: bool) -> &'static str {
-    if yes {
-        tr(ctx, "users.yes")
-    } else {
-        tr(ctx, "users.no")
-    }
-}
-
-fn status_of(ctx: &Ctx, u: &UserRow) -> String {
-    match &u.disabled_at {
-        Some(at) => format!(
-            "<span class=\"status cancelled\" data-enabled=\"false\">{}</span> <small>{}</small>",
-            tr(ctx, "users.disabled"),
-            esc(&shanghai_time(at))
-        ),
-        None => format!(
-            "<span class=\"status posted\" data-enabled=\"true\">{}</span>",
-            tr(ctx, "users.enabled")
-        ),
-    }
-}
-
-fn role_options(ctx: &Ctx, chosen: &str) -> String {
-    let mut html = String::new();
-    for role in ROLES {
-        let selected = if role == chosen { " selected" } else { "" };
-        let _ = write!(
-            html,
-            "<option value=\"{role}\"{selected}>{} ({role})</option>",
-            tr(ctx, &format!("role.{role}"))
-        );
-    }
-    html
-}
-
 impl Console {
     async fn all_users(&self) -> Result<Vec<UserRow>, ConsoleError> {
         self.store(users::list)
@@ -189,6 +143,88 @@ impl Console {
             })
     }
 }
+
+/// What the admins' user templates share: the refusal shown next to its field, and the roles
+/// a form offers.
+trait UserForms {
+    fn refusal(&self) -> Option<&Refused>;
+
+    /// The refusal, when it names `field`.
+    fn error_for(&self, field: &str) -> Option<&Refused> {
+        self.refusal().filter(|r| r.field == field)
+    }
+
+    fn roles(&self) -> [&'static str; 5] {
+        ROLES
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        a == b
+    }
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    /// The search as typed, and the role filter.
+    q: &'a str,
+    role: &'a str,
+    /// The users shown (at most [`USERS_SHOWN_MAX`]) of `total` selected.
+    users: Vec<&'a UserRow>,
+    total: usize,
+    kept: &'a Kept,
+    refusal: Option<&'a Refused>,
+}
+
+impl UsersPage<'_> {
+    fn href(&self, u: &UserRow) -> String {
+        url_encode(&u.login)
+    }
+
+    /// The role the create form offers first: as sent, else finance.
+    fn kept_role(&self) -> &str {
+        if self.kept.role.is_empty() {
+            "finance"
+        } else {
+            &self.kept.role
+        }
+    }
+}
+
+impl UserForms for UsersPage<'_> {
+    fn refusal(&self) -> Option<&Refused> {
+        self.refusal
+    }
+}
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage<'a> {
+    ctx: &'a Ctx,
+    title: &'a str,
+    x: &'a UserRow,
+    /// `/admin/users/{login}`, the login url-encoded.
+    href: String,
+    /// What was just done (`users.done_*`).
+    done: Option<&'a str>,
+    refusal: Option<&'a Refused>,
+}
+
+impl UserPage<'_> {
+    fn done_text(&self, key: &str) -> &'static str {
+        tr(self.ctx, &format!("users.done_{key}"))
+    }
+}
+
+impl UserForms for UserPage<'_> {
+    fn refusal(&self) -> Option<&Refused> {
+        self.refusal
+    }
+}
+
+view!(UsersPage, UserPage);
 
 /// The list of users (filtered by `q` and `role`) and the create form.
 async fn list_page(
@@ -213,230 +249,31 @@ async fn list_page(
         .filter(|u| q.is_empty() || u.login.contains(&q) || u.name.to_lowercase().contains(&q))
         .filter(|u| role.is_empty() || u.principal.role() == role)
         .collect();
-    let mut main = format!("<h1>{}</h1>", tr(ctx, "users.title"));
-    let mut role_filter = format!("<option value=\"\">{}</option>", tr(ctx, "users.all_roles"));
-    role_filter += &role_options(ctx, role);
-    let _ = write!(
-        main,
-        "<section class=\"card\"><form method=\"get\" action=\"/admin/users\" class=\"filters\"><label>{l_q}<input name=\"q\" value=\"{q}\" maxlength=\"100\"></label><label>{l_role}<select name=\"role\">{role_filter}</select></label><button type=\"submit\">{filter}</button></form>\
-<p class=\"muted\">{shown} {n} / {total}</p><div class=\"scroll\"><table id=\"users\"><thead><tr><th>{l_name}</th><th>{l_login}</th><th>{l_role}</th><th>{l_subject}</th><th>{l_status}</th><th>{l_totp}</th><th>{l_last}</th></tr></thead><tbody>",
-        l_q = tr(ctx, "users.search"),
-        q = esc(query.optional("q").unwrap_or("")),
-        l_role = tr(ctx, "users.role"),
-        filter = tr(ctx, "filter"),
-        shown = tr(ctx, "audit.shown"),
-        n = selected.len().min(USERS_SHOWN_MAX),
-        total = selected.len(),
-        l_name = tr(ctx, "users.name"),
-        l_login = tr(ctx, "signin.login"),
-        l_subject = tr(ctx, "users.subject"),
-        l_status = tr(ctx, "status"),
-        l_totp = tr(ctx, "users.totp"),
-        l_last = tr(ctx, "users.last_signin"),
-    );
-    if selected.is_empty() {
-        let _ = write!(
-            main,
-            "<tr><td colspan=\"7\" class=\"muted\">{}</td></tr>",
-            tr(ctx, "none")
-        );
-    }
-    for u in selected.iter().take(USERS_SHOWN_MAX) {
-        let service = if u.service {
-            format!(
-                " <small class=\"muted\">{}</small>",
-                tr(ctx, "users.service")
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            main,
-            "<tr data-login=\"{login}\"><td><a href=\"/admin/users/{href}\">{name}</a>{service}</td><td><code>{login}</code></td><td>{role}</td><td>{subject}</td><td>{status}</td><td data-totp=\"{totp}\">{totp_text}</td><td>{last}</td></tr>",
-            login = esc(&u.login),
-            href = url_encode(&u.login),
-            name = esc(&u.name),
-            role = esc(tr(ctx, &format!("role.{}", u.principal.role()))),
-            subject = esc(u.principal.subject()),
-            status = status_of(ctx, u),
-            totp = u.totp_secret.is_some(),
-            totp_text = yes_no(ctx, u.totp_secret.is_some()),
-            last = esc(&u
-                .last_signin_at
-                .as_deref()
-                .map_or_else(|| "—".to_owned(), shanghai_time)),
-        );
-    }
-    main.push_str("</tbody></table></div></section>");
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{h}</h2><p class=\"muted\">{intro}</p><form method=\"post\" action=\"/admin/users\" id=\"create-user\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"login\">{l_login}</label><input id=\"login\" name=\"login\" required maxlength=\"64\" autocomplete=\"off\" value=\"{login}\">{e_login}\
-<label for=\"name\">{l_name}</label><input id=\"name\" name=\"name\" required maxlength=\"100\" value=\"{name}\">{e_name}\
-<label for=\"role\">{l_role}</label><select id=\"role\" name=\"role\">{roles}</select>{e_role}\
-<label for=\"subject\">{l_subject} <small>{subject_hint}</small></label><input id=\"subject\" name=\"subject\" maxlength=\"128\" value=\"{subject}\">{e_subject}\
-<label for=\"email\">{l_email} <small>{optional}</small></label><input id=\"email\" name=\"email\" type=\"email\" maxlength=\"200\" value=\"{email}\">{e_email}\
-{passwords}<button type=\"submit\">{submit}</button></form></section>",
-        h = tr(ctx, "users.create"),
-        intro = tr(ctx, "users.create_intro"),
-        csrf = esc(&ctx.csrf),
-        l_login = tr(ctx, "signin.login"),
-        login = esc(&kept.login),
-        e_login = error_at(refusal, "login"),
-        l_name = tr(ctx, "users.name"),
-        name = esc(&kept.name),
-        e_name = error_at(refusal, "name"),
-        l_role = tr(ctx, "users.role"),
-        roles = role_options(
-            ctx,
-            if kept.role.is_empty() {
-                "finance"
-            } else {
-                &kept.role
-            }
-        ),
-        e_role = error_at(refusal, "role"),
-        l_subject = tr(ctx, "users.subject"),
-        subject_hint = tr(ctx, "users.subject_hint"),
-        subject = esc(&kept.subject),
-        e_subject = error_at(refusal, "subject"),
-        l_email = tr(ctx, "users.email"),
-        optional = tr(ctx, "optional"),
-        email = esc(&kept.email),
-        e_email = error_at(refusal, "email"),
-        passwords = password_fields(ctx, refusal),
-        submit = tr(ctx, "users.create_submit"),
-    );
-    Ok(layout(ctx, tr(ctx, "users.title"), &main))
-}
-
-/// The new password typed twice, with their errors.
-fn password_fields(ctx: &Ctx, refusal: Option<&Refused>) -> String {
-    format!(
-        "<label for=\"password\">{l_password} <small>{hint}</small></label><input id=\"password\" name=\"password\" type=\"password\" required minlength=\"12\" maxlength=\"128\" autocomplete=\"new-password\">{e_password}\
-<label for=\"password_again\">{l_again}</label><input id=\"password_again\" name=\"password_again\" type=\"password\" required maxlength=\"128\" autocomplete=\"new-password\">{e_again}",
-        l_password = tr(ctx, "users.new_password"),
-        hint = tr(ctx, "users.password_hint"),
-        e_password = error_at(refusal, "password"),
-        l_again = tr(ctx, "users.password_again"),
-        e_again = error_at(refusal, "password_again"),
-    )
+    let total = selected.len();
+    Ok(Markup::render(&UsersPage {
+        ctx,
+        title: tr(ctx, "users.title"),
+        q: query.optional("q").unwrap_or(""),
+        role,
+        users: selected.into_iter().take(USERS_SHOWN_MAX).collect(),
+        total,
+        kept,
+        refusal,
+    })
+    .into_string())
 }
 
 /// One user: the figures, and the forms for each action the admin may take on it.
 fn user_page(ctx: &Ctx, u: &UserRow, done: Option<&str>, refusal: Option<&Refused>) -> String {
-    let href = format!("/admin/users/{}", url_encode(&u.login));
-    let csrf = esc(&ctx.csrf);
-    let done = done.map_or_else(String::new, |key| {
-        format!(
-            "<p class=\"ok\" id=\"done\" data-done=\"{key}\">{}</p>",
-            tr(ctx, &format!("users.done_{key}"))
-        )
-    });
-    let mut main = format!(
-        "<p><a href=\"/admin/users\">← {back}</a></p><section class=\"card\"><h1>{name} <small><code>{login}</code></small> {status}</h1>{done}{e_user}<dl class=\"figures\">\
-<div><dt>{l_role}</dt><dd id=\"role\" data-role=\"{role}\">{role_text}</dd></div><div><dt>{l_subject}</dt><dd>{subject}</dd></div>\
-<div><dt>{l_kind}</dt><dd>{kind}</dd></div><div><dt>{l_email}</dt><dd>{email}</dd></div>\
-<div><dt>{l_totp}</dt><dd id=\"totp\" data-totp=\"{totp}\">{totp_text}</dd></div><div><dt>{l_password}</dt><dd>{password}</dd></div>\
-<div><dt>{l_created}</dt><dd class=\"person\">{created}</dd></div><div><dt>{l_last}</dt><dd class=\"person\">{last}</dd></div></dl></section>",
-        back = tr(ctx, "users.title"),
-        name = esc(&u.name),
-        login = esc(&u.login),
-        status = status_of(ctx, u),
-        e_user = error_at(refusal, "login"),
-        l_role = tr(ctx, "users.role"),
-        role = esc(u.principal.role()),
-        role_text = esc(tr(ctx, &format!("role.{}", u.principal.role()))),
-        l_subject = tr(ctx, "users.subject"),
-        subject = if u.principal.subject().is_empty() {
-            "—".to_owned()
-        } else {
-            esc(u.principal.subject())
-        },
-        l_kind = tr(ctx, "users.kind"),
-        kind = if u.service {
-            tr(ctx, "users.service")
-        } else {
-            tr(ctx, "users.person")
-        },
-        l_email = tr(ctx, "users.email"),
-        email = esc(u.email.as_deref().unwrap_or("—")),
-        l_totp = tr(ctx, "users.totp"),
-        totp = u.totp_secret.is_some(),
-        totp_text = yes_no(ctx, u.totp_secret.is_some()),
-        l_password = tr(ctx, "signin.password"),
-        password = yes_no(ctx, u.password_hash.is_some()),
-        l_created = tr(ctx, "users.created_at"),
-        created = esc(&shanghai_time(&u.created_at)),
-        l_last = tr(ctx, "users.last_signin"),
-        last = esc(&u
-            .last_signin_at
-            .as_deref()
-            .map_or_else(|| "—".to_owned(), shanghai_time)),
-    );
-    main.push_str("<div class=\"cards\">");
-    // Disable or enable.
-    let (action, key, class) = if u.disabled_at.is_some() {
-        ("enable", "users.enable", "")
-    } else {
-        ("disable", "users.disable", "secondary")
-    };
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{h}</h2><p class=\"muted\">{hint}</p><form method=\"post\" action=\"{href}/{action}\" id=\"{action}-user\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"{class}\">{button}</button></form></section>",
-        h = tr(ctx, "users.access"),
-        hint = tr(ctx, "users.disable_hint"),
-        button = tr(ctx, key),
-    );
-    // Role.
-    let _ = write!(
-        main,
-        "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"{href}/role\" id=\"set-role\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"new-role\">{l_role}</label><select id=\"new-role\" name=\"role\">{roles}</select>{e_role}\
-<label for=\"new-subject\">{l_subject} <small>{subject_hint}</small></label><input id=\"new-subject\" name=\"subject\" maxlength=\"128\" value=\"{subject}\">{e_subject}\
-<button type=\"submit\">{button}</button></form><p class=\"muted\">{hint}</p></section>",
-        h = tr(ctx, "users.change_role"),
-        l_role = tr(ctx, "users.role"),
-        roles = role_options(ctx, u.principal.role()),
-        e_role = error_at(refusal, "role"),
-        l_subject = tr(ctx, "users.subject"),
-        subject_hint = tr(ctx, "users.subject_hint"),
-        subject = esc(u.principal.subject()),
-        e_subject = error_at(refusal, "subject"),
-        button = tr(ctx, "users.change_role_submit"),
-        hint = tr(ctx, "users.role_hint"),
-    );
-    // Password: people only.
-    if u.service {
-        let _ = write!(
-            main,
-            "<section class=\"card\"><h2>{}</h2><p class=\"muted\">{}</p></section>",
-            tr(ctx, "users.reset_password"),
-            tr(ctx, "users.service_no_password"),
-        );
-    } else {
-        let _ = write!(
-            main,
-            "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"{href}/password\" id=\"reset-password\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{fields}<button type=\"submit\">{button}</button></form></section>",
-            h = tr(ctx, "users.reset_password"),
-            fields = password_fields(ctx, refusal),
-            button = tr(ctx, "users.reset_password_submit"),
-        );
-    }
-    // Authenticator.
-    if u.totp_secret.is_some() {
-        let _ = write!(
-            main,
-            "<section class=\"card\"><h2>{h}</h2><form method=\"post\" action=\"{href}/totp\" id=\"reset-totp\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label><input type=\"checkbox\" name=\"confirm\" value=\"yes\" required> {what}</label>{e_confirm}<button type=\"submit\" class=\"secondary\">{button}</button></form></section>",
-            h = tr(ctx, "users.totp"),
-            what = tr(ctx, "users.reset_totp_confirm"),
-            e_confirm = error_at(refusal, "confirm"),
-            button = tr(ctx, "users.reset_totp"),
-        );
-    }
-    main.push_str("</div>");
-    layout(ctx, &u.name, &main)
+    Markup::render(&UserPage {
+        ctx,
+        title: &u.name,
+        x: u,
+        href: format!("/admin/users/{}", url_encode(&u.login)),
+        done,
+        refusal,
+    })
+    .into_string()
 }
 
 /// `/admin/users…`: `rest` is the path after `/admin/users`.

@@ -1,8 +1,7 @@
 //! What every console template may call: the page's strings in its language, money, times,
 //! and the header's navigation. Templates are askama's (`crates/server/templates/`), checked at
 //! compile time and HTML-escaped by default; [`Markup`] is the only way to put already rendered
-//! HTML into a page, and only a template can make one (or, for the two kinds of page still
-//! built in Rust with `format::esc`, [`Markup::built_with_esc`]).
+//! HTML into a page, and only a template can make one.
 
 use std::fmt;
 
@@ -25,13 +24,6 @@ impl Markup {
             tracing::error!(error = %e, "console template failed");
             String::new()
         }))
-    }
-
-    /// HTML built in Rust with every text passed through [`super::format::esc`]: the
-    /// payments awaiting a second person and the admins' user pages, which are not templates
-    /// yet. Nothing else may use it.
-    pub fn built_with_esc(html: String) -> Markup {
-        Markup(html)
     }
 
     pub fn into_string(self) -> String {

@@ -363,6 +363,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let page = RecordsPage {
             size: r.records_page_size as usize,
             token: Some(r.records_page_token).filter(|t| !t.trim().is_empty()),
+            ..RecordsPage::default()
         };
         // Beside the writer, on a connection of its own: an explanation recomputes the run's
         // programme-year, which must hold up neither ingest nor balance look-ups.
