@@ -718,10 +718,32 @@ fn each_role_walks_its_month_in_both_languages() {
             );
         }
     }
-    assert!(
-        n >= walked.len(),
-        "a screenshot per step: {n} for {walked:?}"
-    );
+    let pngs: Vec<String> = std::fs::read_dir(&kept)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    for line in &walked {
+        // `lang role step page`: the page's screenshot at 390 px, and at 1280 px for finance.
+        let [lang, role, _, page] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("a step line: {line:?}");
+        };
+        let widths: &[&str] = if role == "finance" {
+            &["390", "1280"]
+        } else {
+            &["390"]
+        };
+        for width in widths {
+            let suffix = format!("-{role}-{page}-{width}.png");
+            assert!(
+                pngs.iter()
+                    .any(|f| f.starts_with(&format!("{lang}-")) && f.ends_with(&suffix)),
+                "the screenshot of {line} at {width} px is kept in {}",
+                kept.display()
+            );
+        }
+    }
 }
 
 /// The model itself, on the worked example's March (docs/rules.md): A 150,000.00 municipal
