@@ -293,6 +293,30 @@ async function approveAndPost(w) {
   await page_checks(page, 'run-posted', [['已过账明细', 'Posted lines']]);
 }
 
+/// A payment of more than is owed is refused: the form comes back with the input kept and the
+/// reason beside the amount, in the page's language.
+async function refusedPayment(w) {
+  const page = await as(w, 'finance2');
+  const p = w.payment;
+  await page.goto(`${url}/finance`);
+  await page.fill('#payee', p.payee);
+  await page.fill('#pay-programme', p.programme);
+  await page.fill('#amount', p.too_much);
+  await page.fill('#reference', p.reference);
+  await go(page, '#payment button[type=submit]', '**/finance/payments');
+  equal(await page.getAttribute('#error', 'data-code'), 'amount_exceeds_owed', 'the refusal');
+  check(
+    await page.evaluate(() => document.querySelector('#amount').nextElementSibling?.id === 'error'),
+    'the refusal is beside the amount',
+  );
+  equal(
+    [await page.inputValue('#payee'), await page.inputValue('#amount'), await page.inputValue('#reference')],
+    [p.payee, p.too_much, p.reference],
+    'the input is kept',
+  );
+  await page_checks(page, 'payment-refused', [['金额超过未付金额', 'the amount is more than is owed']]);
+}
+
 /// The second finance person records a payment above the four-eyes amount: confirmed on
 /// screen first, then recorded as awaiting another person, who alone is offered Confirm.
 async function recordPayment(w) {
@@ -338,6 +362,11 @@ async function confirmPayment(w) {
   await page_checks(page, 'payment-awaiting-list', [['待确认的付款', 'Payments awaiting confirmation']]);
   await go(page, `#confirm-payment-${w.paymentId}`, '**/finance');
   equal(await page.locator(row).count(), 0, 'the confirmed payment no longer awaits');
+  equal(
+    await text(page, `section.card.pool[data-programme="${w.programme}"] dl.figures > div:nth-child(2) > dd`),
+    w.pool_settled,
+    "the programme's settled total",
+  );
   const run = await text(page, `#runs tr[data-run="${w.runId}"]`);
   check(
     run.includes(plan.people.finance1.name) && run.includes(plan.people.finance2.name),
@@ -485,7 +514,7 @@ async function auditTrail(w) {
 /// filters and exports, a line's explanation, the printable statement) gets its own function
 /// here, in its role's list.
 const WALK = [
-  ['finance', [createRun, approveAndPost, recordPayment, confirmPayment, exportStatement]],
+  ['finance', [createRun, approveAndPost, refusedPayment, recordPayment, confirmPayment, exportStatement]],
   ['enterprise', [checkBalance]],
   ['provider', [voidRecord]],
   ['auditor', [auditTrail]],
