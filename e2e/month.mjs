@@ -121,6 +121,15 @@ function englishWords(texts) {
   return words;
 }
 
+/// Chinese in English text, once the data is taken out: the persons' names and the
+/// registry's programme names, which are the same in both languages.
+function chineseTexts(texts) {
+  const data = [...Object.values(plan.people).map((p) => p.name), ...plan.data_names];
+  return texts
+    .map((t) => data.reduce((rest, d) => rest.replaceAll(d, ''), t))
+    .filter((t) => /[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]/.test(t));
+}
+
 /// The checks every page of the walk gets, then its screenshot (at each width of the role).
 /// `labels` are [zh-CN, English] pairs of strings the page shows in its language.
 async function page_checks(page, name, labels = []) {
@@ -138,6 +147,9 @@ async function page_checks(page, name, labels = []) {
   if (at.lang === 'zh') {
     const words = englishWords(texts);
     check(words.length === 0, `${name}: no English words in the main content (${words.join(', ')})`);
+  } else {
+    const chinese = chineseTexts(texts);
+    check(chinese.length === 0, `${name}: no Chinese in the main content (${chinese.join(', ')})`);
   }
   for (const size of WIDTHS[at.role] || [PHONE]) {
     await page.setViewportSize(size);

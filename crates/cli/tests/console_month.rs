@@ -687,6 +687,8 @@ fn each_role_walks_its_month_in_both_languages() {
     plan["url"] = json!(format!("http://{http}"));
     plan["out"] = json!(shots.display().to_string());
     plan["password"] = json!(PASSWORD);
+    // Names from the registry, shown as they are in both languages.
+    plan["data_names"] = json!(["杭州市级算力券 2025", "国家智能券 2025"]);
     plan["people"] = PEOPLE
         .iter()
         .map(|p| (p.key.to_owned(), json!({"login": p.login, "name": p.name})))
