@@ -326,7 +326,7 @@ async function refusedPayment(w) {
     [p.payee, p.too_much, p.reference],
     'the input is kept',
   );
-  await page_checks(page, 'payment-refused', [['金额超过未付金额', 'the amount is more than is owed']]);
+  await page_checks(page, 'payment-refused', [['金额超过待拨付金额', 'the amount is more than is owed']]);
 }
 
 /// The second finance person records a payment above the four-eyes amount: confirmed on

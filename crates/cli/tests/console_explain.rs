@@ -166,6 +166,23 @@ fn explained(db: Db) {
     let finance = Browser::sign_in(&http, &f1);
     let reader = Browser::sign_in(&http, &auditor);
 
+    // ent-b's voided March record was settled: until April's run posts, the enterprise page
+    // shows what it owes back as a negative pending, labelled, not floored to zero.
+    for (lang, label) in [("zh", "（应追回）"), ("en", "(owed back)")] {
+        let page = finance.get(&format!(
+            "/enterprise?beneficiary=ent-b&year=2025&lang={lang}"
+        ));
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains("<dd class=\"pending\">-¥")
+                && page
+                    .body
+                    .contains(&format!("<small class=\"owed-back\">{label}</small>")),
+            "a claw-back to come is shown as owed back ({lang}): {}",
+            page.body
+        );
+    }
+
     // ent-d's March line in English: ratio, base, demand, the cap's cut, what it settles.
     let page = finance.get(&format!(
         "/finance/runs/{march}/explain?beneficiary=ent-d&lang=en"

@@ -253,6 +253,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("cap", "额度上限", "Cap"),
     ("paid", "已拨付", "Paid"),
     ("pending", "待结算", "Pending"),
+    ("pending.owed_back", "（应追回）", "(owed back)"),
     ("remaining", "剩余", "Remaining"),
     ("left", "剩余", "Left"),
     ("no_cap", "无上限", "No cap"),
@@ -282,7 +283,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "已代付给服务商",
         "Paid out to providers on its behalf",
     ),
-    ("outstanding", "未付", "Outstanding"),
+    ("outstanding", "待拨付", "Outstanding"),
     ("none", "暂无数据", "Nothing yet"),
     ("day", "日期", "Day"),
     ("outcome.accepted", "已接收", "Accepted"),
@@ -595,8 +596,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("confirm.cancel", "确认取消", "Confirm cancelling"),
     (
         "confirm.effect.post",
-        "过账后将生成记账凭证：以下收款方的应付款增加，企业的已拨付增加。过账不可撤销，更正只能在后续批次中调整。",
-        "Posting books a journal: what each payee below is owed grows, and so does what each enterprise was paid. A posted run cannot be undone; corrections come as adjustments in later runs.",
+        "过账后将生成记账凭证：以下收款方的应付款增加，企业的已结算增加（拨付要在登记付款后才发生）。过账不可撤销，更正只能在后续批次中调整。",
+        "Posting books a journal: what each payee below is owed grows, and so does what each enterprise has settled (it is paid out when a payment is recorded). A posted run cannot be undone; corrections come as adjustments in later runs.",
     ),
     (
         "confirm.effect.cancel",
@@ -614,7 +615,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "confirm.effect.payment",
-        "登记后将生成付款凭证：该收款方的未付金额减少。同一凭证号重复提交不会重复记账。",
+        "登记后将生成付款凭证：该收款方的待拨付金额减少。同一凭证号重复提交不会重复记账。",
         "Recording books a payment journal: what the payee is owed falls by the amount. The same reference sent again books nothing twice.",
     ),
     (
@@ -655,8 +656,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("record.start", "开始", "Start"),
     ("record.end", "结束", "End"),
     ("record.quantity", "数量", "Quantity"),
-    ("confirm.owed_now", "当前未付", "Owed now"),
-    ("confirm.owed_after", "登记后未付", "Owed after"),
+    ("confirm.owed_now", "当前待拨付", "Owed now"),
+    ("confirm.owed_after", "登记后待拨付", "Owed after"),
     ("confirm.submit.payment", "确认登记", "Record the payment"),
     // Refusal codes (codes.rs): shown next to the field, in the page's language.
     ("code.missing", "请填写此项", "is missing"),
@@ -851,7 +852,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     (
         "code.amount_exceeds_owed",
-        "金额超过未付金额",
+        "金额超过待拨付金额",
         "the amount is more than is owed",
     ),
     (

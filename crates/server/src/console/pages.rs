@@ -159,7 +159,8 @@ struct PickPage<'a> {
 /// A grant's figures and its progress bar (with its legend) when it has a cap.
 struct BalanceCard<'a> {
     b: &'a Balance,
-    /// Pending floored at zero (a claw-back to come is not shown as a negative here).
+    /// Pending as it is: negative when the enterprise was settled more than it is entitled to
+    /// now (the next run claws it back), and then labelled as owed back.
     pending: Fen,
     bar: Option<(Markup, Markup)>,
 }
@@ -244,7 +245,7 @@ pub async fn enterprise(
         .iter()
         .map(|b| BalanceCard {
             b,
-            pending: b.pending.max(Fen::ZERO),
+            pending: b.pending,
             // Without a cap there is nothing to fill: the figures say it all.
             bar: b.cap.map(|cap| {
                 (
