@@ -10,42 +10,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::browser::{chromium, kept, missing};
 use support::console::{PASSWORD, start};
 use support::root;
-
-/// The browser executable: `CHROMIUM` or Debian's `/usr/bin/chromium`.
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if !chromium().exists() {
-        return Some(format!(
-            "{} not found (apt-get install chromium)",
-            chromium().display()
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node not found".into());
-    }
-    if !root().join("e2e/node_modules/playwright-core").exists() {
-        return Some("e2e/node_modules is missing (cd e2e && npm ci)".into());
-    }
-    None
-}
-
-/// `<target dir>/console-screenshots`: beside the binary's profile directory.
-fn screenshots() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_suanli"));
-    bin.parent()
-        .and_then(Path::parent)
-        .map_or_else(|| root().join("target"), Path::to_path_buf)
-        .join("console-screenshots")
-}
 
 // Each role's path through the console, end to end, with screenshots of every view at both widths.
 #[test]
@@ -60,7 +29,7 @@ fn console_in_headless_chromium() {
         return;
     }
     let f = start();
-    let out = screenshots();
+    let out = kept("console-screenshots");
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new("node")
         .current_dir(root().join("e2e"))

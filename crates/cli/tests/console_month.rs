@@ -21,11 +21,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::{Value, json};
+use support::browser::{chromium, kept, missing};
 use support::cli::{HEADER, Server, sqlite_db};
 use support::console::free_port;
 use support::{bin, root};
@@ -532,37 +532,6 @@ fn plan() -> Value {
     json!({ "walks": walks })
 }
 
-/// The browser executable: `CHROMIUM` or Debian's `/usr/bin/chromium`.
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if !chromium().exists() {
-        return Some(format!(
-            "{} not found (apt-get install chromium)",
-            chromium().display()
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node not found".into());
-    }
-    if !root().join("e2e/node_modules/playwright-core").exists() {
-        return Some("e2e/node_modules is missing (cd e2e && npm ci)".into());
-    }
-    None
-}
-
-/// `<target dir>/screenshots/month`: beside the binary's profile directory, kept by CI.
-fn kept_screenshots() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_suanli"));
-    bin.parent()
-        .and_then(Path::parent)
-        .map_or_else(|| root().join("target"), Path::to_path_buf)
-        .join("screenshots/month")
-}
-
 /// A named person with a console password and a token of their own (the token signs the
 /// person's CLI commands, such as a provider's usage import).
 fn create_person(url: &str, p: &Person) -> String {
@@ -586,27 +555,7 @@ fn create_person(url: &str, p: &Person) -> String {
         p.login,
         String::from_utf8_lossy(&o.stderr)
     );
-    let mut c = bin()
-        .args([
-            "user",
-            "reset-password",
-            p.login,
-            "--password-stdin",
-            "--database-url",
-            url,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let o = c.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    support::set_password(url, p.login, PASSWORD);
     let printed = support::token_create(url, &["--user", p.login]);
     printed
         .split_whitespace()
@@ -701,7 +650,7 @@ fn each_role_walks_its_month_in_both_languages() {
         .env("CHROMIUM", chromium())
         .status()
         .expect("node runs");
-    let kept = kept_screenshots();
+    let kept = kept("screenshots/month");
     let n = copy_dir(&shots, &kept);
     eprintln!("{n} screenshots in {}", kept.display());
     assert!(

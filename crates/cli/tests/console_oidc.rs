@@ -12,42 +12,16 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::browser::{chromium, kept, missing};
 use support::cli::{Db, Server, pg_db, sqlite_db};
 use support::console::{free_port, request};
 use support::{bin, root};
 
 const CLIENT_ID: &str = "suanli-console";
 const CLIENT_SECRET: &str = "a client secret of the test";
-
-/// The browser executable: `CHROMIUM` or Debian's `/usr/bin/chromium`.
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Why the test cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if !chromium().exists() {
-        return Some(format!(
-            "{} not found (apt-get install chromium)",
-            chromium().display()
-        ));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node not found".into());
-    }
-    for module in ["playwright-core", "oidc-provider"] {
-        if !root().join("e2e/node_modules").join(module).exists() {
-            return Some(format!(
-                "e2e/node_modules/{module} is missing (cd e2e && npm ci)"
-            ));
-        }
-    }
-    None
-}
 
 /// Whether to run; panics when the browser test is required but cannot run.
 fn runnable() -> bool {
@@ -150,16 +124,6 @@ fn metrics(addr: &str) -> String {
     request(addr, "GET", "/metrics", "", None).body
 }
 
-/// `<target dir>/console-screenshots/sso-<name>`.
-fn screenshots(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_suanli"));
-    bin.parent()
-        .and_then(Path::parent)
-        .map_or_else(|| root().join("target"), Path::to_path_buf)
-        .join("console-screenshots")
-        .join(format!("sso-{name}"))
-}
-
 /// The whole flow on `db`, the users named by `claim` (`email` or `preferred_username`), which
 /// the provider sends in the ID token or only in its userinfo answer.
 fn single_sign_on(db: Db, claim: &str, claims_in_id_token: bool) {
@@ -239,7 +203,7 @@ fn single_sign_on(db: Db, claim: &str, claims_in_id_token: bool) {
         forged.body
     );
 
-    let out = screenshots(claim);
+    let out = kept_sso(claim);
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new("node")
         .current_dir(root().join("e2e"))
@@ -358,4 +322,9 @@ fn single_sign_on_refusals_before_the_provider() {
         assert!(metrics(&metrics_addr).contains(&line), "{line}");
         drop(server);
     }
+}
+
+/// `<target dir>/console-screenshots/sso-<name>`.
+fn kept_sso(name: &str) -> std::path::PathBuf {
+    kept(&format!("console-screenshots/sso-{name}"))
 }

@@ -8,37 +8,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::browser::{chromium, kept, missing};
 use support::console::{Browser, PASSWORD, start};
 use support::root;
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-fn missing() -> Option<String> {
-    if !chromium().exists() {
-        return Some(format!("{} not found", chromium().display()));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Some("node not found".into());
-    }
-    if !root().join("e2e/node_modules/playwright-core").exists() {
-        return Some("e2e/node_modules is missing (cd e2e && npm ci)".into());
-    }
-    None
-}
-
-fn out_dir() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_suanli"));
-    bin.parent()
-        .and_then(Path::parent)
-        .map_or_else(|| root().join("target"), Path::to_path_buf)
-        .join("console-screenshots")
-        .join("statement")
-}
 
 #[test]
 fn statement_prints_to_a4_in_chromium() {
@@ -65,7 +39,7 @@ fn statement_prints_to_a4_in_chromium() {
     let at = run.body.find("id=\"run-total\">").expect("the run's total");
     let rest = &run.body[at + "id=\"run-total\">".len()..];
     let total = rest[..rest.find('<').unwrap()].to_owned();
-    let out = out_dir();
+    let out = kept("console-screenshots/statement");
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new("node")
         .current_dir(root().join("e2e"))
