@@ -321,6 +321,7 @@ async fn phase(
     with_lookups: bool,
 ) -> u64 {
     let stop = Arc::new(AtomicBool::new(false));
+    let complete_before = suanli_app::metrics::METRICS.balance_complete_reads.get();
     let started = Instant::now();
     let ingest_task = {
         let writer = writer.clone();
@@ -368,6 +369,12 @@ async fn phase(
         println!("{name}: {}", summary("console enterprise page", enterprise));
         println!("{name}: {}", summary("console finance overview", overview));
     }
+    // A look-up that could not be served from the writer's change log read every accrual
+    // through the writer.
+    println!(
+        "{name}: complete reads through the writer: {}",
+        suanli_app::metrics::METRICS.balance_complete_reads.get() - complete_before
+    );
     per_second
 }
 
