@@ -104,6 +104,12 @@ pub trait View {
         cny(amount.fen())
     }
 
+    /// `text` percent-encoded for a query value (a link's filters); the template escapes the
+    /// link as a whole.
+    fn query_value(&self, text: impl AsRef<str>) -> String {
+        super::format::url_encode(text.as_ref())
+    }
+
     /// An RFC 3339 instant in Asia/Shanghai.
     fn time(&self, text: impl AsRef<str>) -> String {
         shanghai_time(text.as_ref())
@@ -167,18 +173,22 @@ pub trait View {
         let links: &[(&'static str, &str)] = match &ctx.principal {
             None => &[],
             Some(Principal::Beneficiary(_)) => &[("/enterprise", "nav.enterprise")],
-            Some(Principal::Provider(_)) => &[("/provider", "nav.provider")],
+            Some(Principal::Provider(_)) => {
+                &[("/provider", "nav.provider"), ("/records", "list.records")]
+            }
             Some(Principal::Finance | Principal::Auditor) => &[
                 ("/finance", "nav.finance"),
                 ("/audit", "nav.audit"),
                 ("/enterprise", "nav.enterprise"),
                 ("/provider", "nav.provider"),
+                ("/finance/enterprises", "list.lists"),
             ],
             Some(Principal::Admin) => &[
                 ("/finance", "nav.finance"),
                 ("/audit", "nav.audit"),
                 ("/enterprise", "nav.enterprise"),
                 ("/provider", "nav.provider"),
+                ("/finance/enterprises", "list.lists"),
                 ("/admin/users", "nav.users"),
             ],
         };
