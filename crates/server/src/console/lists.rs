@@ -1169,10 +1169,12 @@ impl ListPage<'_> {
 
     /// The page sizes offered, the current one marked.
     fn per_options(&self) -> Vec<(u64, bool)> {
-        [20, 50, 100, 200]
-            .into_iter()
-            .map(|n| (n, n == self.per))
-            .collect()
+        let mut sizes = vec![20, 50, 100, 200];
+        if !sizes.contains(&self.per) {
+            sizes.push(self.per);
+            sizes.sort_unstable();
+        }
+        sizes.into_iter().map(|n| (n, n == self.per)).collect()
     }
 
     fn count_text(&self) -> String {
@@ -1199,7 +1201,7 @@ fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1216,7 +1218,7 @@ fn cell_view(c: &Cell) -> CellView {
     };
     match c {
         Cell::Text(s) => plain(s.clone()),
-        Cell::Named { name, id } if name.is_empty() => plain(id.clone()),
+        Cell::Named { name, id } if name.is_empty() || name == id => plain(id.clone()),
         Cell::Named { name, id } => CellView {
             text: name.clone(),
             sub: id.clone(),
@@ -1376,7 +1378,7 @@ pub async fn route(
         .iter()
         .filter(|f| {
             // A provider's or an enterprise's own party is not a filter it can change.
-            !held.as_ref().is_some_and(|(field, _)| field == f.name)
+            held.as_ref().is_none_or(|(field, _)| field != f.name)
         })
         .map(|f| FilterView {
             name: f.name,
