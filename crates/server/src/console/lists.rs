@@ -687,14 +687,22 @@ struct Asking {
     held: Option<(String, String)>,
 }
 
-/// The enterprises or providers of the current registry, filtered and sorted, whole (the
-/// registry is in memory already): the caller takes its page.
+/// The enterprises or providers of the current registry, filtered and sorted (the registry is
+/// in memory already), and how many the filters select; rows are made only for `window` (all of
+/// them without one).
 async fn registry_rows(
     console: &Console,
     spec: &'static Spec,
     query: &Query,
     lang: Lang,
-) -> Result<Vec<Row>, ConsoleError> {
+    window: Option<Window>,
+) -> Result<(Vec<Row>, u64), ConsoleError> {
+    let (skip, take) = window.map_or((0, usize::MAX), |w| {
+        (
+            usize::try_from(w.offset).unwrap_or(usize::MAX),
+            usize::try_from(w.limit).unwrap_or(usize::MAX),
+        )
+    });
     let q = query.get("q").map(str::to_lowercase);
     let matches = move |id: &str, name: &str| {
         q.as_ref()
@@ -724,8 +732,11 @@ async fn registry_rows(
             };
             if desc { o.reverse() } else { o }
         });
-        return Ok(providers
+        let total = providers.len() as u64;
+        let rows = providers
             .into_iter()
+            .skip(skip)
+            .take(take)
             .map(|p| Row {
                 id: p.id.clone(),
                 cells: vec![
@@ -740,7 +751,8 @@ async fn registry_rows(
                 ],
                 void: None,
             })
-            .collect());
+            .collect();
+        return Ok((rows, total));
     }
     // Enterprises, with their position against their caps in the year.
     let year = match query.get("year").and_then(|y| y.parse::<i32>().ok()) {
@@ -797,8 +809,11 @@ async fn registry_rows(
         };
         if desc { o.reverse() } else { o }
     });
-    Ok(rows
+    let total = rows.len() as u64;
+    let rows = rows
         .into_iter()
+        .skip(skip)
+        .take(take)
         .map(|(b, (grants, entitled, settled, s))| {
             let s = match s {
                 Some(CapState::At) => "at_cap",
@@ -825,7 +840,8 @@ async fn registry_rows(
                 void: None,
             }
         })
-        .collect())
+        .collect();
+    Ok((rows, total))
 }
 
 /// A page of a SQL-backed list: rows and count. `after` continues a usage-records export after
@@ -942,9 +958,15 @@ async fn sql_page(
             ))
         }
         "records" => {
-            let f = record_filter(query, &asking.held);
+            let mut f = record_filter(query, &asking.held);
             let principal = asking.principal.clone();
             let (rows, total, last) = read(console, move |tx, registry| {
+                // A SKU is one provider's: its records lie together in the key's order.
+                if f.provider.is_none()
+                    && let Some(sku) = f.sku.as_deref().and_then(|s| registry.sku(s))
+                {
+                    f.provider = Some(sku.provider.clone());
+                }
                 let total = if count {
                     store_lists::records_count(tx, &f)?
                 } else {
@@ -1067,13 +1089,7 @@ async fn fetch(
         limit: query.per,
     };
     if is_registry_list(spec) {
-        let all = registry_rows(console, spec, query, asking.lang).await?;
-        let total = all.len() as u64;
-        let rows = all
-            .into_iter()
-            .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
-            .collect();
+        let (rows, total) = registry_rows(console, spec, query, asking.lang, Some(window)).await?;
         return Ok(Fetched {
             rows,
             total,
@@ -1345,7 +1361,13 @@ pub async fn route(
         None => {
             let fetched = fetch(console, spec, &query, &asking).await?;
             let pages = fetched.total.div_ceil(query.per).max(1);
-            if query.page > pages {
+            // Beyond a count that stopped early, a page is past the end only when empty.
+            let beyond = if fetched.more {
+                fetched.rows.is_empty() && query.page > 1
+            } else {
+                query.page > pages
+            };
+            if beyond {
                 (
                     Fetched {
                         rows: Vec::new(),
@@ -1355,7 +1377,7 @@ pub async fn route(
                     Some(bad(
                         "page",
                         Code::PageBeyondEnd,
-                        format!("page {} is past the last page, {pages}", query.page),
+                        format!("page {} is past the last page", query.page),
                     )),
                 )
             } else {
@@ -1440,11 +1462,20 @@ pub async fn route(
             .collect(),
         total: fetched.total,
         more: fetched.more,
-        page: query.page.min(pages),
+        page: if fetched.more {
+            query.page
+        } else {
+            query.page.min(pages)
+        },
         pages,
-        prev: (query.page > 1 && query.page <= pages).then(|| query.href(spec, query.page - 1)),
-        next: (query.page < pages || (fetched.more && query.page == pages))
-            .then(|| query.href(spec, query.page + 1)),
+        prev: (query.page > 1 && (fetched.more || query.page <= pages))
+            .then(|| query.href(spec, query.page - 1)),
+        next: (if fetched.more {
+            fetched.rows.len() as u64 == query.per
+        } else {
+            query.page < pages
+        })
+        .then(|| query.href(spec, query.page + 1)),
         first: query.href(spec, 1),
         last: (!fetched.more && pages > 1).then(|| query.href(spec, pages)),
         csv: query.export_href(spec, "csv"),
@@ -1560,8 +1591,9 @@ impl<'a> Chunks<'a> {
         let chunk = EXPORT_CHUNK as usize;
         if is_registry_list(self.spec) {
             if self.held.is_none() {
-                let all =
-                    registry_rows(self.console, self.spec, self.query, self.asking.lang).await?;
+                let (all, _) =
+                    registry_rows(self.console, self.spec, self.query, self.asking.lang, None)
+                        .await?;
                 self.held = Some(all.into_iter());
             }
             let rows: Vec<Row> = self
