@@ -326,6 +326,30 @@ fn check_lists(f: &Fixture) {
     assert_eq!(book.len(), 2);
     assert_eq!(book[0][amount], Data::String("金额".into()));
     assert_eq!(book[1][amount], Data::Float(1234.56), "{:?}", book[1]);
+    // A cell a spreadsheet would read as a formula is exported as text.
+    let formula = f1.post_confirmed(
+        "/finance/payments",
+        "payee=dc-a&programme=hz-municipal-2025&amount=1.00&reference=%3DSUM%28A1%29",
+    );
+    assert_eq!(formula.status, 200, "{}", formula.body);
+    let rows = csv_rows(
+        &auditor,
+        "/finance/payments?payee=dc-a&sort=amount&dir=asc&export=csv",
+    );
+    let reference = rows[0].iter().position(|h| h == "凭证号").unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[1][reference], "'=SUM(A1)", "{rows:?}");
+    assert_eq!(rows[1][amount], "1.00");
+    let book = xlsx_rows(
+        &auditor,
+        "/finance/payments?payee=dc-a&sort=amount&dir=asc&export=xlsx",
+    );
+    assert_eq!(
+        book[1][reference],
+        Data::String("=SUM(A1)".into()),
+        "text, not a formula"
+    );
+    assert_eq!(book[1][amount], Data::Float(1.0));
     // English headers on an English page.
     let en = csv_rows(&auditor, "/finance/payments?payee=dc-a&export=csv&lang=en");
     assert!(en[0].contains(&"Amount".to_owned()), "{:?}", en[0]);
