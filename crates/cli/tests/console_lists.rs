@@ -457,9 +457,31 @@ fn fixture(db: Db) -> Fixture {
     start_on(db, &[])
 }
 
+/// Edits an audit entry behind the server's back: the audit log then shows a broken chain.
+fn tampered_chain_shows(f: &Fixture) {
+    let sql = "UPDATE audit_log SET actor = 'someone else' WHERE seq = 2";
+    let url = &f.server.db.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute(sql, [])
+            .unwrap();
+    } else {
+        postgres::Client::connect(url, postgres::NoTls)
+            .unwrap()
+            .execute(sql, &[])
+            .unwrap();
+    }
+    let auditor = Browser::sign_in(&f.http, &f.tokens.auditor);
+    let log = get_ok(&auditor, "/audit/log");
+    assert!(log.body.contains("data-intact=\"false\""), "{}", log.body);
+}
+
 #[test]
 fn lists_on_sqlite() {
-    check_lists(&fixture(sqlite_db().expect("SQLite")));
+    let f = fixture(sqlite_db().expect("SQLite"));
+    check_lists(&f);
+    tampered_chain_shows(&f);
 }
 
 #[test]
@@ -467,5 +489,7 @@ fn lists_on_postgres() {
     let Some(db) = pg_db() else {
         return;
     };
-    check_lists(&fixture(db));
+    let f = fixture(db);
+    check_lists(&f);
+    tampered_chain_shows(&f);
 }
