@@ -49,7 +49,7 @@ fi
 
 serve() {
   "$bin/suanli" serve --database-url "$url" --addr "127.0.0.1:$port" --http-addr "$http" \
-    --metrics-addr off >"$work/serve.log" 2>&1 &
+    --metrics-addr "127.0.0.1:${LISTS_METRICS_PORT:-50100}" >"$work/serve.log" 2>&1 &
   server_pid=$!
   local t0=$SECONDS
   until curl -s -o /dev/null "http://$http/signin"; do
@@ -59,9 +59,14 @@ serve() {
   echo "server ready in $((SECONDS - t0)) s"
 }
 
-admin="$("$bin/suanli" token create --role admin --database-url "$url")"
-finance1="$("$bin/suanli" token create --role finance --database-url "$url")"
-finance2="$("$bin/suanli" token create --role finance --database-url "$url")"
+admin="$("$bin/suanli" token create --role admin --database-url "$url" 2>/dev/null)"
+# Two finance persons: a run's approver must be another person than its creator.
+for n in 1 2; do
+  "$bin/suanli" user create --database-url "$url" --login "finance$n" --name "finance $n" \
+    --role finance >/dev/null
+done
+finance1="$("$bin/suanli" token create --user finance1 --database-url "$url" 2>/dev/null)"
+finance2="$("$bin/suanli" token create --user finance2 --database-url "$url" 2>/dev/null)"
 serve
 t0=$SECONDS
 "$bin/loadtest" --server "127.0.0.1:$port" --token "$admin" --providers 8 \
@@ -71,10 +76,10 @@ t0=$SECONDS
 echo "loaded in $((SECONDS - t0)) s"
 
 export SUANLI_SERVER="http://127.0.0.1:$port"
-run="$(SUANLI_TOKEN="$finance1" "$bin/suanli" settle create --programme load-national --period 2025-01 | awk '{print $2}')"
+run="$(SUANLI_TOKEN="$finance1" "$bin/suanli" settle create --programme load-national --period 2025-01 | awk 'NR == 1 {print $2}')"
 SUANLI_TOKEN="$finance2" "$bin/suanli" settle approve "$run" >/dev/null
 SUANLI_TOKEN="$finance2" "$bin/suanli" settle post "$run" >/dev/null
-SUANLI_TOKEN="$finance1" "$bin/suanli" ledger record-payment --payee lb1 --amount 100.00 --reference BENCH-1 >/dev/null
+SUANLI_TOKEN="$finance1" "$bin/suanli" ledger record-payment --payee lb1 --amount 1.00 --reference BENCH-1 >/dev/null
 echo "run $run posted; one payment recorded"
 
 # A restart: the figures below include a server opening the loaded database.
