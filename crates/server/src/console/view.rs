@@ -172,7 +172,10 @@ pub trait View {
         let ctx = self.ctx();
         let links: &[(&'static str, &str)] = match &ctx.principal {
             None => &[],
-            Some(Principal::Beneficiary(_)) => &[("/enterprise", "nav.enterprise")],
+            Some(Principal::Beneficiary(_)) => &[
+                ("/enterprise", "nav.enterprise"),
+                ("/records", "list.records"),
+            ],
             Some(Principal::Provider(_)) => {
                 &[("/provider", "nav.provider"), ("/records", "list.records")]
             }
@@ -192,12 +195,19 @@ pub trait View {
                 ("/admin/users", "nav.users"),
             ],
         };
+        // The longest link the path starts with is the current one (`/finance/enterprises`,
+        // not also `/finance`).
+        let current = links
+            .iter()
+            .filter(|(href, _)| ctx.path.starts_with(href))
+            .max_by_key(|(href, _)| href.len())
+            .map(|(href, _)| *href);
         links
             .iter()
             .map(|(href, key)| NavLink {
                 href,
                 label: t(ctx.lang, key),
-                current: ctx.path.starts_with(href),
+                current: current == Some(*href),
             })
             .collect()
     }
