@@ -115,6 +115,8 @@ for path in \
   "/records?page=100" \
   "/records?page=2000" \
   "/records?page=20000" \
+  "/records?page=100000" \
+  "/records?page=199999" \
   "/records?beneficiary=lb4242&page=2" \
   "/audit/log" \
   "/audit/log?action=run.post" \
