@@ -2,10 +2,11 @@
 //! and the audit log, each with its filters, an allow-listed order, `LIMIT`/`OFFSET` and a count
 //! of the rows the filters select. Written once for both backends over [`Sql`].
 //!
-//! Usage records are the large table (tens of millions of rows): their count stops at
-//! [`RECORDS_COUNTED_MAX`] so a page never waits for a count of the whole table, and their
-//! order is the primary key's (provider, record id), or the beneficiary index's for a
-//! beneficiary's records, so a page reads the rows it shows plus those it skips.
+//! Usage records are the large table (tens of millions of rows) and keep no index beyond their
+//! primary key, which ingest maintains anyway (a secondary index cost ingest most of its rate):
+//! their order is the key's (provider, record id), so a page reads the rows it shows plus those
+//! it skips and those the filters drop, a provider's (or a SKU's) records only that provider's
+//! part of the key; their count stops at [`RECORDS_COUNTED_MAX`].
 
 use crate::sql::{Sql, Value};
 use crate::{Result, StoreError};
@@ -423,12 +424,7 @@ pub fn records(
             " AND (u.provider_id, u.record_id) {op} ({a}, {b})"
         ));
     }
-    // A beneficiary's records in the order of its index, so its pages need no sort.
-    let order = if f.beneficiary.is_some() {
-        format!("u.beneficiary_id {d}, u.provider_id {d}, u.record_id {d}")
-    } else {
-        format!("u.provider_id {d}, u.record_id {d}")
-    };
+    let order = format!("u.provider_id {d}, u.record_id {d}");
     let (limit, offset) = window.params()?;
     let (l, o) = (p.bind(limit), p.bind(offset));
     // The page first, then its names: the joins touch only the rows shown.
