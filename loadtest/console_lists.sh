@@ -11,7 +11,8 @@
 # the cap positions have something to show.
 #
 # Usage: loadtest/console_lists.sh [sqlite|postgres]   (default sqlite)
-# LISTS_BIN=DIR uses the suanli and loadtest binaries in DIR instead of building them.
+# LISTS_BIN=DIR uses the suanli and loadtest binaries in DIR instead of building them;
+# LISTS_KEEP=1 keeps the database for more measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"
@@ -32,6 +33,7 @@ work="$(mktemp -d /tmp/suanli-lists.XXXXXX)"
 server_pid=""
 cleanup() {
   if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [[ -n "${LISTS_KEEP:-}" ]]; then echo "kept $url (and $work)"; return; fi
   rm -rf "$work"
   if [[ "$backend" == postgres ]]; then
     psql "$pg_base" -qc "DROP DATABASE IF EXISTS suanli_lists WITH (FORCE)" >/dev/null 2>&1 || true

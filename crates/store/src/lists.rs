@@ -412,17 +412,62 @@ pub fn records(
     window: Window,
     after: Option<(i64, &str)>,
 ) -> Result<Vec<RecordListRow>> {
+    let Some((provider_id, record_id)) = after else {
+        return records_where(tx, f, desc, window, None);
+    };
+    // Two ranges of the key, each an index range on both backends (a row-value comparison
+    // over the key was not one on SQLite: each page read the provider's records from their
+    // start): the rest of the row's provider, then the providers after it.
+    let op = if desc { "<" } else { ">" };
+    let mut rows = records_where(
+        tx,
+        f,
+        desc,
+        window,
+        Some((
+            format!("u.provider_id = {{a}} AND u.record_id {op} {{b}}"),
+            vec![provider_id.into(), record_id.into()],
+        )),
+    )?;
+    let left = window.limit.saturating_sub(rows.len() as u64);
+    if left > 0 {
+        rows.extend(records_where(
+            tx,
+            f,
+            desc,
+            Window {
+                offset: 0,
+                limit: left,
+            },
+            Some((
+                format!("u.provider_id {op} {{a}}"),
+                vec![provider_id.into()],
+            )),
+        )?);
+    }
+    Ok(rows)
+}
+
+/// A page of the records `f` and `extra` (a condition whose `{a}`, `{b}` are its values)
+/// select.
+fn records_where(
+    tx: &mut dyn Sql,
+    f: &RecordFilter,
+    desc: bool,
+    window: Window,
+    extra: Option<(String, Vec<Value>)>,
+) -> Result<Vec<RecordListRow>> {
     let mut p = Params::default();
     let Some(mut w) = record_where(tx, f, &mut p)? else {
         return Ok(Vec::new());
     };
     let d = direction(desc);
-    if let Some((provider_id, record_id)) = after {
-        let (a, b) = (p.bind(provider_id), p.bind(record_id));
-        let op = if desc { "<" } else { ">" };
-        w.push_str(&format!(
-            " AND (u.provider_id, u.record_id) {op} ({a}, {b})"
-        ));
+    if let Some((condition, values)) = extra {
+        let mut condition = condition;
+        for (name, v) in ["{a}", "{b}"].into_iter().zip(values) {
+            condition = condition.replace(name, &p.bind(v));
+        }
+        w.push_str(&format!(" AND {condition}"));
     }
     let order = format!("u.provider_id {d}, u.record_id {d}");
     let (limit, offset) = window.params()?;
