@@ -453,6 +453,44 @@ fn check_lists(f: &Fixture) {
     assert_eq!(rows.len(), 2);
 }
 
+/// An export longer than one chunk of a thousand rows walks the whole list, across providers,
+/// in order: 1,300 April records for each of dc-a and dc-b.
+fn a_long_export_has_every_record(f: &Fixture) {
+    let mut want = Vec::new();
+    for (provider, sku, price, token) in [
+        ("dc-a", "a-dom", "20.00", &f.tokens.dc_a),
+        ("dc-b", "b-oth", "25.00", &f.tokens.dc_b),
+    ] {
+        let mut csv = String::from(support::cli::HEADER);
+        for i in 0..1300 {
+            let id = format!("m{i:05}");
+            csv.push_str(&format!(
+                "{provider},{id},ent-a,{sku},2025-04-01T00:00:00+08:00,2025-04-01T01:00:00+08:00,1,{price}\n"
+            ));
+            want.push(id);
+        }
+        let file = f.server.file(&format!("many-{provider}.csv"), &csv);
+        let o = f.server.run(token, &["usage", "import", "--file", &file]);
+        assert!(
+            o.status.success(),
+            "{provider}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let rows = csv_rows(&f1, "/records?period=2025-04&export=csv");
+    let got: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(got.len(), 2600);
+    assert_eq!(got, want);
+    let providers: Vec<&str> = rows[1..].iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(providers[1299], "dc-a");
+    assert_eq!(providers[1300], "dc-b");
+    // Newest first, the same walk backwards.
+    let rows = csv_rows(&f1, "/records?period=2025-04&dir=desc&export=csv");
+    let got: Vec<&str> = rows[1..].iter().rev().map(|r| r[0].as_str()).collect();
+    assert_eq!(got, want);
+}
+
 fn fixture(db: Db) -> Fixture {
     start_on(db, &[])
 }
@@ -481,6 +519,7 @@ fn tampered_chain_shows(f: &Fixture) {
 fn lists_on_sqlite() {
     let f = fixture(sqlite_db().expect("SQLite"));
     check_lists(&f);
+    a_long_export_has_every_record(&f);
     tampered_chain_shows(&f);
 }
 
@@ -491,5 +530,6 @@ fn lists_on_postgres() {
     };
     let f = fixture(db);
     check_lists(&f);
+    a_long_export_has_every_record(&f);
     tampered_chain_shows(&f);
 }
