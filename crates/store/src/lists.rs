@@ -472,16 +472,17 @@ fn records_where(
     let order = format!("u.provider_id {d}, u.record_id {d}");
     let (limit, offset) = window.params()?;
     let (l, o) = (p.bind(limit), p.bind(offset));
-    // The page first, then its names: the joins touch only the rows shown.
+    // The page first, then its names, each looked up by its key for the rows shown (a join
+    // could hash the whole names table for every page).
     let sql = format!(
-        "SELECT pn.name, x.record_id, bn.name, sn.name, x.start_ns, x.end_ns, x.quantity, x.amount_fen, \
+        "SELECT (SELECT n.name FROM names n WHERE n.id = x.provider_id), x.record_id, \
+                (SELECT n.name FROM names n WHERE n.id = x.beneficiary_id), \
+                (SELECT n.name FROM names n WHERE n.id = x.sku_id), \
+                x.start_ns, x.end_ns, x.quantity, x.amount_fen, \
                 x.period, x.voided_at, x.void_reason, x.provider_id \
          FROM (SELECT u.provider_id, u.record_id, u.beneficiary_id, u.sku_id, u.start_ns, u.end_ns, \
                       u.quantity, u.amount_fen, u.period, u.voided_at, u.void_reason \
                FROM usage_records u WHERE {w} ORDER BY {order} LIMIT {l} OFFSET {o}) x \
-         JOIN names pn ON pn.id = x.provider_id \
-         JOIN names bn ON bn.id = x.beneficiary_id \
-         JOIN names sn ON sn.id = x.sku_id \
          ORDER BY {}",
         order.replace("u.", "x.")
     );
