@@ -857,6 +857,84 @@ pub fn programme_overview<S: Source + ?Sized>(
     Ok(out)
 }
 
+/// Where a capped grant stands against its cap (the console's enterprise list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CapState {
+    /// Below [`NEAR_CAP_PER_MILLE`] of the cap.
+    Below,
+    /// At or above [`NEAR_CAP_PER_MILLE`] of the cap, but below it.
+    Near,
+    /// At or above the cap.
+    At,
+}
+
+/// One granted beneficiary's position under one programme of a year: what `programme_overview`
+/// counts in `capped`, `near_cap` and `at_cap`, one grant at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapPosition {
+    pub programme: String,
+    pub beneficiary: String,
+    pub cap: Option<Fen>,
+    /// Opening balances included, as in [`ProgrammeOverview`].
+    pub entitled: Fen,
+    pub settled: Fen,
+    /// `None` without a cap.
+    pub state: Option<CapState>,
+}
+
+/// Every grant of `year`'s programmes in the current registry with its position against its
+/// cap, and that registry (for names). The same figures and the same rule as
+/// [`programme_overview`]'s counts.
+pub fn cap_positions<S: Source + ?Sized>(
+    store: &mut S,
+    cache: &mut PendingCache,
+    year: i32,
+) -> Result<(Arc<Registry>, Vec<CapPosition>)> {
+    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let posted = posted(store, cache, runs)?;
+    let (maintained, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let mut out = Vec::new();
+    for p in registry.programmes_of_year(year) {
+        let by_beneficiary = posted.by_programme.get(&p.id).map(|(b, _)| b);
+        for g in registry.grants.iter().filter(|g| g.programme == p.id) {
+            let opening_amount = opening
+                .get(&(g.beneficiary.clone(), p.id.clone()))
+                .copied()
+                .unwrap_or_default();
+            let settled = by_beneficiary
+                .and_then(|b| b.get(&g.beneficiary))
+                .copied()
+                .unwrap_or_default()
+                .plus(opening_amount);
+            let entitled = maintained
+                .entitled(&p.id, &g.beneficiary)
+                .plus(opening_amount);
+            let cap = registry.beneficiary_cap(p, &g.beneficiary);
+            let state = cap.map(|cap| {
+                let used = settled.max(entitled);
+                if used >= cap {
+                    CapState::At
+                } else if i128::from(used.0) * 1000
+                    >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
+                {
+                    CapState::Near
+                } else {
+                    CapState::Below
+                }
+            });
+            out.push(CapPosition {
+                programme: p.id.clone(),
+                beneficiary: g.beneficiary.clone(),
+                cap,
+                entitled,
+                settled,
+                state,
+            });
+        }
+    }
+    Ok((registry, out))
+}
+
 /// Fen settled so far by each of `programmes`' runs (all periods), in the given order.
 pub fn settled_totals(store: &mut dyn Store, programmes: &[String]) -> Result<Vec<(String, i64)>> {
     let mut totals = Vec::new();
@@ -1024,6 +1102,16 @@ impl BalanceReader {
     /// such as [`crate::settlement::list_runs`]), beside the writer.
     pub fn read<T>(&mut self, f: impl FnOnce(&mut dyn Transact) -> Result<T>) -> Result<T> {
         f(&mut self.source)
+    }
+
+    /// [`cap_positions`], read beside the writer.
+    pub fn cap_positions(&mut self, year: i32) -> Result<(Arc<Registry>, Vec<CapPosition>)> {
+        cap_positions(&mut self.source, &mut self.cache, year)
+    }
+
+    /// The current registry, parsed once per version.
+    pub fn registry(&mut self) -> Result<Arc<Registry>> {
+        Ok(cached_state(&mut self.source, &mut self.cache)?.1)
     }
 
     /// [`entitlements_to_date`], read beside the writer.

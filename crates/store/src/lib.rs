@@ -10,6 +10,7 @@ pub mod audit;
 mod common;
 pub mod ingest_stats;
 pub mod ledger;
+pub mod lists;
 pub mod opening;
 pub mod payments;
 pub mod postgres;

@@ -75,6 +75,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../migrations/postgres/0014_user_last_signin.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/postgres/0015_list_indexes.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

@@ -57,6 +57,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../../migrations/sqlite/0011_user_last_signin.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/sqlite/0012_list_indexes.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

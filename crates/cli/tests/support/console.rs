@@ -62,8 +62,12 @@ pub fn start() -> Fixture {
 
 /// As [`start`], with environment variables for settings without a flag.
 pub fn start_with_env(env: &[(&str, &str)]) -> Fixture {
+    start_on(sqlite_db().expect("a SQLite database"), env)
+}
+
+/// As [`start_with_env`], on `db` (SQLite or PostgreSQL).
+pub fn start_on(db: super::cli::Db, env: &[(&str, &str)]) -> Fixture {
     let http = format!("127.0.0.1:{}", free_port());
-    let db = sqlite_db().expect("a SQLite database");
     let server = Server {
         process: super::Server::start_with_env(
             &db.url,

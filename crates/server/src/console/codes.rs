@@ -66,6 +66,14 @@ pub enum Code {
     // Usage records.
     RecordNotFound,
     RecordChangedSinceConfirmed,
+    // Lists.
+    UnknownParameter,
+    NotAChoice,
+    PageNotANumber,
+    PageBeyondEnd,
+    PerOutOfRange,
+    RangeReversed,
+    ExportTooLarge,
     // Anything else.
     NoPage,
     MethodNotServed,
@@ -77,7 +85,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 57] = [
+    pub const ALL: [Code; 64] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -129,6 +137,13 @@ impl Code {
         Code::PaymentChangedSinceConfirmed,
         Code::RecordNotFound,
         Code::RecordChangedSinceConfirmed,
+        Code::UnknownParameter,
+        Code::NotAChoice,
+        Code::PageNotANumber,
+        Code::PageBeyondEnd,
+        Code::PerOutOfRange,
+        Code::RangeReversed,
+        Code::ExportTooLarge,
         Code::NoPage,
         Code::MethodNotServed,
         Code::NotFound,
@@ -190,6 +205,13 @@ impl Code {
             Code::PaymentChangedSinceConfirmed => "payment_changed_since_confirmed",
             Code::RecordNotFound => "record_not_found",
             Code::RecordChangedSinceConfirmed => "record_changed_since_confirmed",
+            Code::UnknownParameter => "unknown_parameter",
+            Code::NotAChoice => "not_a_choice",
+            Code::PageNotANumber => "page_not_a_number",
+            Code::PageBeyondEnd => "page_beyond_end",
+            Code::PerOutOfRange => "per_out_of_range",
+            Code::RangeReversed => "range_reversed",
+            Code::ExportTooLarge => "export_too_large",
             Code::NoPage => "no_page",
             Code::MethodNotServed => "method_not_served",
             Code::NotFound => "not_found",

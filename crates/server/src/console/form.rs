@@ -129,6 +129,11 @@ impl Form {
         }
     }
 
+    /// The names of the fields given, for parsers that refuse unknown ones.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
+
     /// The field's trimmed value, `None` when absent or empty.
     pub fn optional(&self, name: &str) -> Option<&str> {
         self.fields

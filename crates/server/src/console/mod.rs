@@ -21,6 +21,7 @@ mod form;
 mod format;
 pub mod https;
 mod i18n;
+mod lists;
 mod pages;
 mod payments;
 mod sso;
@@ -1360,6 +1361,7 @@ async fn route(
             let body = pages::rederive(console, ctx, id).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
+        ("GET", list) if lists::serves(list) => lists::route(console, ctx, list, query).await,
         ("GET" | "POST", _) => Err(ConsoleError::NotFound(format!("no page {path}"))),
         _ => Err(ConsoleError::Field(
             FieldError::new(

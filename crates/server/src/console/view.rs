@@ -96,6 +96,12 @@ pub trait View {
         cny(amount.fen())
     }
 
+    /// `text` percent-encoded for a query value (a link's filters); the template escapes the
+    /// link as a whole.
+    fn query_value(&self, text: impl AsRef<str>) -> String {
+        super::format::url_encode(text.as_ref())
+    }
+
     /// An RFC 3339 instant in Asia/Shanghai.
     fn time(&self, text: impl AsRef<str>) -> String {
         shanghai_time(text.as_ref())
@@ -158,28 +164,42 @@ pub trait View {
         let ctx = self.ctx();
         let links: &[(&'static str, &str)] = match &ctx.principal {
             None => &[],
-            Some(Principal::Beneficiary(_)) => &[("/enterprise", "nav.enterprise")],
-            Some(Principal::Provider(_)) => &[("/provider", "nav.provider")],
+            Some(Principal::Beneficiary(_)) => &[
+                ("/enterprise", "nav.enterprise"),
+                ("/records", "list.records"),
+            ],
+            Some(Principal::Provider(_)) => {
+                &[("/provider", "nav.provider"), ("/records", "list.records")]
+            }
             Some(Principal::Finance | Principal::Auditor) => &[
                 ("/finance", "nav.finance"),
                 ("/audit", "nav.audit"),
                 ("/enterprise", "nav.enterprise"),
                 ("/provider", "nav.provider"),
+                ("/finance/enterprises", "list.lists"),
             ],
             Some(Principal::Admin) => &[
                 ("/finance", "nav.finance"),
                 ("/audit", "nav.audit"),
                 ("/enterprise", "nav.enterprise"),
                 ("/provider", "nav.provider"),
+                ("/finance/enterprises", "list.lists"),
                 ("/admin/users", "nav.users"),
             ],
         };
+        // The longest link the path starts with is the current one (`/finance/enterprises`,
+        // not also `/finance`).
+        let current = links
+            .iter()
+            .filter(|(href, _)| ctx.path.starts_with(href))
+            .max_by_key(|(href, _)| href.len())
+            .map(|(href, _)| *href);
         links
             .iter()
             .map(|(href, key)| NavLink {
                 href,
                 label: t(ctx.lang, key),
-                current: ctx.path.starts_with(href),
+                current: current == Some(*href),
             })
             .collect()
     }
