@@ -121,10 +121,15 @@ function englishWords(texts) {
   return words;
 }
 
-/// Chinese in English text, once the data is taken out: the persons' names and the
-/// registry's programme names, which are the same in both languages.
+/// Chinese in English text, once the data is taken out: the persons' names, the registry's
+/// programme names and the reasons people gave for voids, which are the same in both
+/// languages.
 function chineseTexts(texts) {
-  const data = [...Object.values(plan.people).map((p) => p.name), ...plan.data_names];
+  const data = [
+    ...Object.values(plan.people).map((p) => p.name),
+    ...plan.data_names,
+    ...plan.walks.map((w) => w.void.reason),
+  ];
   return texts
     .map((t) => data.reduce((rest, d) => rest.replaceAll(d, ''), t))
     .filter((t) => /[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]/.test(t));
@@ -417,6 +422,30 @@ async function exportStatement(w) {
   equal(ofRun, e.rows, `the run's lines in ${e.payee}'s statement`);
 }
 
+/// Finance finds the month's run in the runs list, filtered by period and state, and exports
+/// the filtered list as CSV (the run's row, its id and total) and as XLSX (a workbook).
+async function runsList(w) {
+  const page = await as(w, 'finance1');
+  await page.goto(`${url}/finance/runs`);
+  await page.fill('#filters input[name=period]', w.period);
+  await page.selectOption('#filters select[name=state]', 'posted');
+  await go(page, '#filters button[type=submit]', to('/finance/runs', { period: w.period, state: 'posted' }));
+  const ids = await page.$$eval('table[data-list=runs] tbody tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
+  equal(ids, [w.runId], 'the runs of the month, posted');
+  await page_checks(page, 'runs-list', [['结算批次', 'Settlement runs']]);
+  const [csvDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const csv = readFileSync(await csvDownload.path(), 'utf8').replace(/^\uFEFF/, '');
+  writeFileSync(join(out, `${at.lang}-runs-${w.period}.csv`), csv);
+  const rows = parseCsv(csv).filter((r) => r.length > 1);
+  equal(rows.length, 2, 'the export holds the header and the one run of the filter');
+  check(rows[1].includes(w.runId), `the exported row is run ${w.runId}: ${rows[1].join(',')}`);
+  const total = w.run.total.replace(/[¥,]/g, '');
+  check(rows[1].includes(total), `the exported row has the run's total ${total}: ${rows[1].join(',')}`);
+  const [xlsxDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-xlsx')]);
+  const xlsx = readFileSync(await xlsxDownload.path());
+  check(xlsx.subarray(0, 2).toString() === 'PK', 'the XLSX export is a workbook (a zip)');
+}
+
 // ---- Enterprise -------------------------------------------------------------------------
 
 /// The enterprise checks its balance card of each programme, figure by figure.
@@ -446,6 +475,23 @@ async function checkBalance(w) {
     ['已代付给服务商', 'Paid out to providers on its behalf'],
     ['待结算', 'Pending'],
     ['额度上限', 'Cap'],
+  ]);
+}
+
+/// The enterprise opens the explanation of one of its posted lines: the programme, the ratio
+/// as a percentage and why, the base and the records it came from.
+async function explainLine(w) {
+  const page = await as(w, 'enterprise');
+  await page.goto(`${url}/enterprise`);
+  const links = page.locator(`table[data-list=posted-lines] a.explain-link[href*="/runs/${w.runId}/"]`);
+  check((await links.count()) > 0, `the enterprise's lines of run ${w.runId} link their explanation`);
+  await go(page, `table[data-list=posted-lines] a.explain-link[href*="/runs/${w.runId}/"] >> nth=0`, /\/enterprise\/runs\/\d+\/explain/);
+  const body = (await mainTexts(page)).join('\n');
+  check(/\d+(\.\d+)?\s?%/.test(body), 'the ratio is shown as a percentage');
+  await page_checks(page, 'explanation', [
+    ['明细说明', 'Why this amount'],
+    ['计算依据', 'Why'],
+    ['来源用量记录', 'Usage records it came from'],
   ]);
 }
 
@@ -482,6 +528,20 @@ async function voidRecord(w) {
   await go(page, '#confirm', '**/provider/void');
   equal(await page.getAttribute('#void-result', 'data-voided'), 'true', 'voided');
   await page_checks(page, 'voided', [['记录已作废', 'The record is voided']]);
+}
+
+/// The provider finds the record it voided in its usage records, by id, and sees it void;
+/// another provider's records are not in its list.
+async function findRecord(w) {
+  const page = await as(w, 'provider');
+  const v = w.void;
+  await page.goto(`${url}/records`);
+  await page.fill('#filters input[name=q]', v.record);
+  await page.selectOption('#filters select[name=void]', 'yes');
+  await go(page, '#filters button[type=submit]', to('/records', { q: v.record, void: 'yes' }));
+  const ids = await page.$$eval('table[data-list=records] tbody tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
+  check(ids.length === 1 && ids[0].endsWith(v.record), `the voided record ${v.record} is found: ${ids.join(', ')}`);
+  await page_checks(page, 'records-list', [['用量记录', 'Usage records']]);
 }
 
 // ---- Auditor ----------------------------------------------------------------------------
@@ -522,14 +582,34 @@ async function auditTrail(w) {
   await page_checks(page, 'journal-payments', [['付款', 'Payment'], ['试算平衡表', 'Trial balance']]);
 }
 
-/// Each role's steps, in the order the month runs. A page that comes later (the lists with
-/// filters and exports, a line's explanation, the printable statement) gets its own function
+/// The auditor filters the audit log by person and action: the run's posting is there under
+/// the approver's name, and the chain is intact.
+async function auditLog(w) {
+  const page = await as(w, 'auditor');
+  await page.goto(`${url}/audit/log`);
+  equal(await page.getAttribute('#chain', 'data-intact'), 'true', 'the audit chain is intact');
+  await page.fill('#filters input[name=actor]', plan.people.finance2.name);
+  await page.fill('#filters input[name=action]', 'run.post');
+  await go(page, '#filters button[type=submit]', to('/audit/log', { action: 'run.post' }));
+  const rows = await page.$$eval('table[data-list=audit] tbody tr[data-id]', (rs) =>
+    rs.map((r) => [...r.querySelectorAll('td')].map((d) => d.textContent.trim())),
+  );
+  check(rows.length > 0, 'postings by the approver are listed');
+  check(
+    rows.every((r) => r.some((c) => c.includes(plan.people.finance2.name)) && r.includes('run.post')),
+    `every row is a posting by ${plan.people.finance2.name}`,
+  );
+  check(rows.some((r) => r.some((c) => c.includes(w.runId))), `run ${w.runId}'s posting is among them`);
+  await page_checks(page, 'audit-log', [['审计日志', 'Audit log']]);
+}
+
+/// Each role's steps, in the order the month runs; a new page of a role gets its own function
 /// here, in its role's list.
 const WALK = [
-  ['finance', [createRun, approveAndPost, refusedPayment, recordPayment, confirmPayment, exportStatement]],
-  ['enterprise', [checkBalance]],
-  ['provider', [voidRecord]],
-  ['auditor', [auditTrail]],
+  ['finance', [createRun, approveAndPost, refusedPayment, recordPayment, confirmPayment, exportStatement, runsList]],
+  ['enterprise', [checkBalance, explainLine]],
+  ['provider', [voidRecord, findRecord]],
+  ['auditor', [auditTrail, auditLog]],
 ];
 
 let failed = false;
