@@ -308,6 +308,19 @@ fn explained(db: Db) {
 
     // Links: every line of the run page, and each posted line on the enterprise's page.
     let run_page = finance.get(&format!("/finance/runs/{march}"));
+    // The run's lines name their parties before their ids, and give ratios as percentages.
+    assert!(
+        run_page
+            .body
+            .contains("杭宇智能 <small class=\"muted\">ent-d</small>"),
+        "names before ids: {}",
+        run_page.body
+    );
+    assert!(
+        !run_page.body.contains("<td class=\"num\">0.") && run_page.body.contains("%</td>"),
+        "ratios as percentages: {}",
+        run_page.body
+    );
     let links = run_page
         .body
         .matches(&format!(

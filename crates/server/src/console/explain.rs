@@ -606,10 +606,15 @@ impl StatementPage<'_> {
     }
 
     fn ratio_of(&self, l: &RunLineRow) -> String {
-        l.ratio
-            .parse::<rust_decimal::Decimal>()
-            .map_or_else(|_| l.ratio.clone(), percent)
+        ratio_percent(l)
     }
+}
+
+/// A line's ratio as a percentage (`0.30` → `30%`).
+pub fn ratio_percent(l: &RunLineRow) -> String {
+    l.ratio
+        .parse::<rust_decimal::Decimal>()
+        .map_or_else(|_| l.ratio.clone(), percent)
 }
 
 /// The printable settlement statement of an approved or posted run.

@@ -753,14 +753,22 @@ fn pool_card<'a>(ctx: &Ctx, o: &'a ProgrammeOverview) -> PoolCard<'a> {
 impl RunPage<'_> {
     /// A line's class named: category / chip origin / registered model.
     fn class_of(&self, l: &RunLineRow) -> String {
-        let mut parts = vec![self.named("category", &l.key.category)];
-        if !l.key.chip_origin.is_empty() {
-            parts.push(self.named("chip", &l.key.chip_origin));
-        }
-        if l.key.registered_model == "true" {
-            parts.push(self.t("class.registered").to_owned());
-        }
-        parts.join(" / ")
+        super::explain::class_words(self.ctx, l)
+    }
+
+    /// A line's ratio as a percentage.
+    fn ratio_of(&self, l: &RunLineRow) -> String {
+        super::explain::ratio_percent(l)
+    }
+
+    /// A beneficiary's or provider's name in the current registry, or "" (the id is shown).
+    fn name_of(&self, id: &str) -> &str {
+        self.registry
+            .beneficiary(id)
+            .map(|b| b.name.as_str())
+            .or_else(|| self.registry.provider(id).map(|p| p.name.as_str()))
+            .filter(|name| *name != id)
+            .unwrap_or("")
     }
 
     /// The explanation of a line (`console::explain`).
@@ -778,6 +786,8 @@ struct RunPage<'a> {
     /// The registry's content hash, shortened.
     hash: &'a str,
     lines: &'a [RunLineRow],
+    /// The current registry, for the names of the lines' parties.
+    registry: Arc<suanli_domain::Registry>,
     total: Fen,
     /// The finance actions the run's state allows: (action, button class).
     actions: Vec<(&'static str, &'static str)>,
@@ -808,6 +818,10 @@ pub async fn run_page(
         })
         .await?
         .map_err(|e| settle_error(e, "run"))?;
+    let registry = console
+        .balances(|r| r.registry())
+        .await?
+        .map_err(|e| settle_error(e, "registry"))?;
     let run = &view.run;
     let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
     let role = ctx.principal().role();
@@ -834,6 +848,7 @@ pub async fn run_page(
         run,
         hash: &run.content_hash[..run.content_hash.len().min(12)],
         lines: &view.lines,
+        registry,
         total,
         actions,
         rederive: READERS.contains(&role) && run.status == "posted",
