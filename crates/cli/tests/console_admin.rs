@@ -357,6 +357,23 @@ fn console_admin_manages_users() {
         );
         assert_eq!(r.status, status, "{login} {role}: {}", r.body);
         assert_eq!(r.error_field().as_deref(), Some(field), "{}", r.body);
+        // The refusal is named by a code and said in the page's language (Chinese here),
+        // without the use case's English detail.
+        let error = r
+            .body
+            .split("id=\"error\"")
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .expect("the error line");
+        let said = error.split_once('>').map_or("", |(_, text)| text);
+        assert!(
+            error.contains("data-code=\"") && !said.is_empty(),
+            "a coded refusal: {error}"
+        );
+        assert!(
+            !said.chars().any(|c| c.is_ascii_alphabetic()),
+            "{login} {role}: the refusal is in Chinese only: {said}"
+        );
         assert!(r.body.contains("value=\"出纳一号\""), "the name is kept");
         assert!(
             !r.body.contains(&format!("value=\"{password}\"")),

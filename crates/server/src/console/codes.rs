@@ -74,6 +74,13 @@ pub enum Code {
     PerOutOfRange,
     RangeReversed,
     ExportTooLarge,
+    // People.
+    SubjectNeeded,
+    SubjectNotTaken,
+    PasswordsDiffer,
+    PasswordWeak,
+    NotYourself,
+    ConfirmFirst,
     // Anything else.
     NoPage,
     MethodNotServed,
@@ -85,7 +92,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 64] = [
+    pub const ALL: [Code; 70] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -150,10 +157,22 @@ impl Code {
         Code::Invalid,
         Code::Conflict,
         Code::Unavailable,
+        Code::SubjectNeeded,
+        Code::SubjectNotTaken,
+        Code::PasswordsDiffer,
+        Code::PasswordWeak,
+        Code::NotYourself,
+        Code::ConfirmFirst,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Code::SubjectNeeded => "subject_needed",
+            Code::SubjectNotTaken => "subject_not_taken",
+            Code::PasswordsDiffer => "passwords_differ",
+            Code::PasswordWeak => "password_weak",
+            Code::NotYourself => "not_yourself",
+            Code::ConfirmFirst => "confirm_first",
             Code::Missing => "missing",
             Code::Empty => "empty",
             Code::TooLong => "too_long",

@@ -884,6 +884,32 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("code.not_found", "未找到", "not found"),
     ("code.invalid", "输入有误", "invalid input"),
     (
+        "code.subject_needed",
+        "服务商或企业用户须填写其代表的编号",
+        "a provider or enterprise user needs the id it speaks for",
+    ),
+    (
+        "code.subject_not_taken",
+        "只有服务商和企业用户才有所代表的编号",
+        "only provider and enterprise users speak for an id",
+    ),
+    (
+        "code.passwords_differ",
+        "两次输入的密码不一致",
+        "the passwords differ",
+    ),
+    (
+        "code.password_weak",
+        "密码不符合要求（12 至 128 个字符，不含控制字符，且不能与登录名相同）",
+        "the password does not meet the policy",
+    ),
+    (
+        "code.not_yourself",
+        "不能对自己的账号执行此操作，请由另一位管理员操作",
+        "you cannot do this to your own user; another admin can",
+    ),
+    ("code.confirm_first", "请先勾选确认", "confirm it first"),
+    (
         "code.conflict",
         "当前状态下无法执行",
         "cannot be done in the current state",

@@ -18,7 +18,9 @@ use super::codes::Code;
 use super::format::url_encode;
 use super::pages::tr;
 use super::view::{Markup, View, view};
-use super::{Console, ConsoleError, Ctx, Form, html, posted, redirect, require, signed_in};
+use super::{
+    Console, ConsoleError, Ctx, FieldError, Form, html, posted, redirect, require, signed_in,
+};
 
 /// Who may administer users.
 const ADMIN: &[&str] = &["admin"];
@@ -30,21 +32,34 @@ const ROLES: [&str; 5] = ["finance", "auditor", "admin", "provider", "beneficiar
 /// A refused form: the field at fault, the message and the status.
 struct Refused {
     field: &'static str,
+    /// What is shown in the page's language; `message` adds the detail on English pages.
+    code: Code,
     message: String,
     status: StatusCode,
 }
 
 impl Refused {
-    fn new(field: &'static str, message: impl Into<String>, status: StatusCode) -> Refused {
+    fn new(
+        field: &'static str,
+        code: Code,
+        message: impl Into<String>,
+        status: StatusCode,
+    ) -> Refused {
         Refused {
             field,
+            code,
             message: message.into(),
             status,
         }
     }
 
-    fn invalid(field: &'static str, message: impl Into<String>) -> Refused {
-        Refused::new(field, message, StatusCode::BAD_REQUEST)
+    fn invalid(field: &'static str, code: Code, message: impl Into<String>) -> Refused {
+        Refused::new(field, code, message, StatusCode::BAD_REQUEST)
+    }
+
+    /// A form field the form parser refused (missing, too long, ...), with its own code.
+    fn form(field: &'static str, e: FieldError) -> Refused {
+        Refused::invalid(field, e.code, e.message)
     }
 }
 
@@ -61,10 +76,15 @@ struct Kept {
 /// A use-case error on `field`, or the console error it is when no field is at fault.
 fn refused(e: SettleError, field: &'static str) -> Result<Refused, ConsoleError> {
     match e {
-        SettleError::NotFound(m) => Ok(Refused::new(field, m, StatusCode::NOT_FOUND)),
-        SettleError::InvalidArgument(m) => Ok(Refused::invalid(field, m)),
+        SettleError::NotFound(m) => Ok(Refused::new(
+            field,
+            Code::NotFound,
+            m,
+            StatusCode::NOT_FOUND,
+        )),
+        SettleError::InvalidArgument(m) => Ok(Refused::invalid(field, Code::Invalid, m)),
         SettleError::FailedPrecondition(m) | SettleError::AlreadyExists(m) => {
-            Ok(Refused::new(field, m, StatusCode::CONFLICT))
+            Ok(Refused::new(field, Code::Conflict, m, StatusCode::CONFLICT))
         }
         SettleError::PermissionDenied(m) => Err(ConsoleError::Forbidden(Code::RoleRefused, m)),
         SettleError::Store(e) => Err(ConsoleError::Unavailable(format!("store: {e}"))),
@@ -76,17 +96,19 @@ fn refused(e: SettleError, field: &'static str) -> Result<Refused, ConsoleError>
 fn principal_of(form: &Form) -> Result<Principal, Refused> {
     let role = form
         .required("role")
-        .map_err(|e| Refused::invalid("role", e.message))?;
+        .map_err(|e| Refused::form("role", e))?;
     let subject = form.optional("subject").unwrap_or("");
     if !ROLES.contains(&role) {
         return Err(Refused::invalid(
             "role",
+            Code::NotAChoice,
             format!("{role:?} is not a role: expected {}", ROLES.join(", ")),
         ));
     }
     match (role, subject.is_empty()) {
         ("provider" | "beneficiary", true) => Err(Refused::invalid(
             "subject",
+            Code::SubjectNeeded,
             format!("a {role} user needs the {role} id it speaks for"),
         )),
         ("provider" | "beneficiary", false) => {
@@ -94,18 +116,26 @@ fn principal_of(form: &Form) -> Result<Principal, Refused> {
             if subject.len() > max || subject.chars().any(char::is_control) {
                 return Err(Refused::invalid(
                     "subject",
+                    Code::Invalid,
                     format!("expected an id of at most {max} bytes without control characters"),
                 ));
             }
-            Principal::from_parts(role, subject)
-                .ok_or_else(|| Refused::invalid("subject", format!("{subject:?} is not an id")))
+            Principal::from_parts(role, subject).ok_or_else(|| {
+                Refused::invalid(
+                    "subject",
+                    Code::Invalid,
+                    format!("{subject:?} is not an id"),
+                )
+            })
         }
         (_, false) => Err(Refused::invalid(
             "subject",
+            Code::SubjectNotTaken,
             format!("only provider and beneficiary users have a subject; {role} has none"),
         )),
-        (_, true) => Principal::from_parts(role, "")
-            .ok_or_else(|| Refused::invalid("role", format!("{role:?} is not a role"))),
+        (_, true) => Principal::from_parts(role, "").ok_or_else(|| {
+            Refused::invalid("role", Code::NotAChoice, format!("{role:?} is not a role"))
+        }),
     }
 }
 
@@ -113,15 +143,16 @@ fn principal_of(form: &Form) -> Result<Principal, Refused> {
 fn new_password(form: &Form, login: &str) -> Result<String, Refused> {
     let password = form
         .required("password")
-        .map_err(|e| Refused::invalid("password", e.message))?;
+        .map_err(|e| Refused::form("password", e))?;
     if form.optional("password_again") != Some(password) {
         return Err(Refused::invalid(
             "password_again",
+            Code::PasswordsDiffer,
             "does not repeat the password",
         ));
     }
     if let Some(why) = suanli_app::password::policy_violation(login, password) {
-        return Err(Refused::invalid("password", why));
+        return Err(Refused::invalid("password", Code::PasswordWeak, why));
     }
     Ok(password.to_owned())
 }
@@ -362,17 +393,20 @@ async fn create(
     let checked = (|| {
         let login = form
             .required("login")
-            .map_err(|e| Refused::invalid("login", e.message))?
+            .map_err(|e| Refused::form("login", e))?
             .to_lowercase();
-        users::check_login(&login).map_err(|e| Refused::invalid("login", e.to_string()))?;
+        users::check_login(&login)
+            .map_err(|e| Refused::invalid("login", Code::Invalid, e.to_string()))?;
         let name = form
             .required("name")
-            .map_err(|e| Refused::invalid("name", e.message))?;
-        users::check_name(name).map_err(|e| Refused::invalid("name", e.to_string()))?;
+            .map_err(|e| Refused::form("name", e))?;
+        users::check_name(name)
+            .map_err(|e| Refused::invalid("name", Code::Invalid, e.to_string()))?;
         let principal = principal_of(form)?;
         let email = form.optional("email").map(str::to_owned);
         if let Some(email) = &email {
-            users::check_email(email).map_err(|e| Refused::invalid("email", e.to_string()))?;
+            users::check_email(email)
+                .map_err(|e| Refused::invalid("email", Code::Invalid, e.to_string()))?;
         }
         let password = new_password(form, &login)?;
         Ok::<_, Refused>(CreateUser {
@@ -415,6 +449,7 @@ async fn act(
             if own && disable {
                 return Ok(Err(Refused::new(
                     "login",
+                    Code::NotYourself,
                     "you cannot disable your own user; another admin can",
                     StatusCode::CONFLICT,
                 )));
@@ -438,6 +473,7 @@ async fn act(
             if own && principal != user.principal {
                 return Ok(Err(Refused::new(
                     "role",
+                    Code::NotYourself,
                     "you cannot change your own role; another admin can",
                     StatusCode::CONFLICT,
                 )));
@@ -461,6 +497,7 @@ async fn act(
             if form.optional("confirm") != Some("yes") {
                 return Ok(Err(Refused::invalid(
                     "confirm",
+                    Code::ConfirmFirst,
                     tr(ctx, "users.reset_totp_confirm"),
                 )));
             }
