@@ -638,28 +638,15 @@ pub struct ProgrammeOverview {
 struct Part {
     entitled: Fen,
     owed_back: Fen,
-    /// 0: no cap or below 90 % of it; 1: near the cap; 2: at or above it.
-    cap: u8,
+    cap: Option<CapState>,
 }
 
 impl Part {
     fn of(entitled: Fen, settled: Fen, cap: Option<Fen>) -> Part {
-        let cap = cap.map_or(0, |cap| {
-            let used = settled.max(entitled);
-            if used >= cap {
-                2
-            } else if i128::from(used.0) * 1000
-                >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
-            {
-                1
-            } else {
-                0
-            }
-        });
         Part {
             entitled,
             owed_back: settled.minus(entitled).max(Fen::ZERO),
-            cap,
+            cap: cap.map(|cap| CapState::of(settled.max(entitled), cap)),
         }
     }
 }
@@ -681,16 +668,17 @@ struct OverviewSums {
 }
 
 impl OverviewSums {
-    fn add(&mut self, part: Part, sign: i64) {
-        let signed = |f: Fen| if sign < 0 { Fen::ZERO.minus(f) } else { f };
+    /// Adds `part` to the sums, or takes it out of them.
+    fn add(&mut self, part: Part, take_out: bool) {
+        let signed = |f: Fen| if take_out { Fen::ZERO.minus(f) } else { f };
         self.entitled = self.entitled.plus(signed(part.entitled));
         self.owed_back = self.owed_back.plus(signed(part.owed_back));
         let count = match part.cap {
-            1 => &mut self.near_cap,
-            2 => &mut self.at_cap,
+            Some(CapState::Near) => &mut self.near_cap,
+            Some(CapState::At) => &mut self.at_cap,
             _ => return,
         };
-        *count = if sign < 0 { *count - 1 } else { *count + 1 };
+        *count = if take_out { *count - 1 } else { *count + 1 };
     }
 
     /// Replaces `beneficiary`'s part with the one of its entitlement now.
@@ -705,8 +693,8 @@ impl OverviewSums {
         if old == part {
             return;
         }
-        self.add(old, -1);
-        self.add(part, 1);
+        self.add(old, true);
+        self.add(part, false);
         self.parts.insert(beneficiary.to_owned(), part);
     }
 }
@@ -868,6 +856,19 @@ pub enum CapState {
     At,
 }
 
+impl CapState {
+    /// Where `used` (the larger of settled and entitled) stands against `cap`.
+    pub fn of(used: Fen, cap: Fen) -> CapState {
+        if used >= cap {
+            CapState::At
+        } else if i128::from(used.0) * 1000 >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE) {
+            CapState::Near
+        } else {
+            CapState::Below
+        }
+    }
+}
+
 /// One granted beneficiary's position under one programme of a year: what `programme_overview`
 /// counts in `capped`, `near_cap` and `at_cap`, one grant at a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -910,18 +911,7 @@ pub fn cap_positions<S: Source + ?Sized>(
                 .entitled(&p.id, &g.beneficiary)
                 .plus(opening_amount);
             let cap = registry.beneficiary_cap(p, &g.beneficiary);
-            let state = cap.map(|cap| {
-                let used = settled.max(entitled);
-                if used >= cap {
-                    CapState::At
-                } else if i128::from(used.0) * 1000
-                    >= i128::from(cap.0) * i128::from(NEAR_CAP_PER_MILLE)
-                {
-                    CapState::Near
-                } else {
-                    CapState::Below
-                }
-            });
+            let state = cap.map(|cap| CapState::of(settled.max(entitled), cap));
             out.push(CapPosition {
                 programme: p.id.clone(),
                 beneficiary: g.beneficiary.clone(),

@@ -242,8 +242,9 @@ async fn look_ups_keep_to_the_log_under_sustained_ingest(url: &str) {
                 let batch: Vec<Candidate> = (0..PER_BATCH)
                     .map(|i| {
                         let id = 1 + b * PER_BATCH + i;
-                        total += 1_000 + i64::from(id % 97);
-                        record(&registry, id, 1_000 + i64::from(id % 97))
+                        let fen = 1_000 + i64::from(id % 97);
+                        total += fen;
+                        record(&registry, id, fen)
                     })
                     .collect();
                 writer.ingest(batch, Vec::new()).await.expect("ingest");
