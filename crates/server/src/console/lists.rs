@@ -1499,8 +1499,10 @@ fn csv_safe(text: &str) -> String {
 
 /// Exact yuan from fen, for a spreadsheet's number: the decimal is exact, and only its final
 /// conversion to the spreadsheet's double rounds (to the nearest double of the exact amount).
-fn yuan(f: Fen) -> f64 {
-    Decimal::new(f.0, 2).to_f64().unwrap_or(0.0)
+/// `None` if it had no double (never for 64-bit fen): the caller writes the exact text then,
+/// never a made-up number.
+fn yuan(f: Fen) -> Option<f64> {
+    Decimal::new(f.0, 2).to_f64()
 }
 
 /// Amounts as plain decimals in CSV (`1234.50`), exact.
@@ -1730,9 +1732,11 @@ async fn export(
                         let c = u16::try_from(c).unwrap_or(u16::MAX);
                         let written = match cell {
                             Out::Text(s) => sheet.write_string(r, c, s).map(|_| ()),
-                            Out::Money(f) => sheet
-                                .write_number_with_format(r, c, yuan(f), &money)
-                                .map(|_| ()),
+                            Out::Money(f) => match yuan(f) {
+                                Some(y) => sheet.write_number_with_format(r, c, y, &money),
+                                None => sheet.write_string(r, c, Decimal::new(f.0, 2).to_string()),
+                            }
+                            .map(|_| ()),
                             Out::Int(i) => sheet.write_number(r, c, i as f64).map(|_| ()),
                         };
                         if let Err(e) = written {
@@ -1826,8 +1830,8 @@ mod tests {
         assert_eq!(csv_safe("杭宇"), "杭宇");
         assert_eq!(yuan_text(Fen(123_456_789)), "1234567.89");
         assert_eq!(yuan_text(Fen(-5)), "-0.05");
-        assert_eq!(yuan(Fen(123_456_789)), 1_234_567.89);
-        assert_eq!(yuan(Fen(10)), 0.1);
+        assert_eq!(yuan(Fen(123_456_789)), Some(1_234_567.89));
+        assert_eq!(yuan(Fen(10)), Some(0.1));
         assert_eq!(format_count(1_234_567), "1,234,567");
         assert_eq!(time_bound("2025-04-01"), "2025-03-31T16:00:00.000Z");
         assert_eq!(next_day("2025-12-31"), "2026-01-01");
