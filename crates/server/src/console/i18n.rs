@@ -260,7 +260,6 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("no_pool", "无资金池上限", "No pool limit"),
     ("pool", "资金池", "Pool"),
     ("provider.title", "服务商", "Provider"),
-    ("provider.payables", "应付款项", "Payables"),
     (
         "provider.daily",
         "每日收到的用量记录",
