@@ -14,9 +14,9 @@ use suanli_store::ledger::{self as rows};
 use suanli_store::sql::Sql;
 use suanli_store::{AccrualChanges, AccrualFeed, AccrualMark, Reader, Store, StoreError};
 
-use suanli_domain::settlement::{LineKey, Prior};
+use suanli_domain::settlement::Prior;
 
-use crate::maintained::{Accruals, MaintainedYear};
+use crate::maintained::{Accruals, Dirty, MaintainedYear};
 use crate::registry::{load_registry, registry_of};
 use crate::settlement::{
     Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
@@ -104,7 +104,7 @@ pub struct PendingCache {
     accruals: Accruals,
     years: HashMap<i32, MaintainedYear>,
     /// Keys changed since each maintained year last caught up, per month index.
-    dirty: HashMap<i32, Vec<HashSet<LineKey>>>,
+    dirty: HashMap<i32, Dirty>,
     registries: HashMap<i64, Arc<Registry>>,
     /// Each year's registry version per month, for (current version, runs).
     versions: HashMap<i32, ((i64, RunsKey), Vec<i64>)>,

@@ -21,7 +21,15 @@
 //!
 //! A new registry version for a month, or newly confirmed opening balances, rebuild the year
 //! from the maintained accruals (every line is changed then).
+//!
+//! Beneficiary and provider ids are numbered once ([`Names`]), so that a line's key is a few
+//! integers: finding, hashing and copying it costs no string comparison and no allocation.
+//! Where the rules need the key order (the tie order of largest remainder, R7), the lines are
+//! put in the order of their ids' text: each beneficiary's lines are kept in that order as
+//! they come, and the programme's whole order is sorted once and kept until a line comes or
+//! goes, for the pool's pass.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -29,15 +37,66 @@ use rust_decimal::Decimal;
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
 use suanli_domain::registry::Class;
-use suanli_domain::settlement::{LineKey, Prior, effective_ratios, limited};
-use suanli_store::{AccrualChanges, AccrualMark, AccrualRow};
-
-use crate::settlement::{Result, key_of_row};
+use suanli_domain::settlement::{Prior, effective_ratios, limited};
 use suanli_domain::usage::Period;
-use suanli_store::ledger::LineKeyRow;
+use suanli_store::{AccrualChanges, AccrualMark, AccrualRow, StoreError};
+
+use crate::settlement::{Result, SettleError, class_of};
+
+/// Beneficiary and provider ids, each numbered the first time it is seen. Numbers are never
+/// reused or dropped while the process runs, so a number names the same id in every year.
+#[derive(Default)]
+pub(crate) struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    fn intern(&mut self, name: String) -> u32 {
+        if let Some(&id) = self.ids.get(name.as_str()) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct ids");
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The order of two line keys as [`suanli_domain::settlement::LineKey`] orders them:
+    /// beneficiary, provider (as text), class.
+    fn order(&self, a: &Key, b: &Key) -> Ordering {
+        let by_beneficiary = if a.beneficiary == b.beneficiary {
+            Ordering::Equal
+        } else {
+            self.name(a.beneficiary).cmp(self.name(b.beneficiary))
+        };
+        by_beneficiary
+            .then_with(|| {
+                if a.provider == b.provider {
+                    Ordering::Equal
+                } else {
+                    self.name(a.provider).cmp(self.name(b.provider))
+                }
+            })
+            .then(a.class.cmp(&b.class))
+    }
+}
+
+/// A settlement line's key (R6) with its ids numbered by [`Names`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    beneficiary: u32,
+    provider: u32,
+    class: Class,
+}
 
 /// One month's accrual totals per line key: (amount in fen, records).
-type MonthAccruals = HashMap<LineKey, (i64, i64)>;
+type MonthAccruals = HashMap<Key, (i64, i64)>;
 
 /// The running accrual totals as settlement reads them (`settlement::bases_to`), kept by
 /// applying [`suanli_store::Store::accrual_changes_since`], with the keys changed since each
@@ -45,8 +104,12 @@ type MonthAccruals = HashMap<LineKey, (i64, i64)>;
 #[derive(Default)]
 pub(crate) struct Accruals {
     pub(crate) mark: Option<AccrualMark>,
+    names: Names,
     by_year: HashMap<i32, Vec<MonthAccruals>>,
 }
+
+/// The keys changed since a maintained year last caught up, per month index.
+pub(crate) type Dirty = Vec<HashSet<Key>>;
 
 /// Month index (0 = January) of a period.
 fn month_index(period: Period) -> usize {
@@ -60,7 +123,7 @@ impl Accruals {
     pub(crate) fn apply(
         &mut self,
         changes: AccrualChanges,
-        dirty: &mut HashMap<i32, Vec<HashSet<LineKey>>>,
+        dirty: &mut HashMap<i32, Dirty>,
     ) -> Result<bool> {
         if changes.complete {
             self.by_year.clear();
@@ -70,21 +133,21 @@ impl Accruals {
                 continue;
             };
             let (amount_fen, records) = (a.amount_fen, a.records);
-            let key = key_of(a)?;
+            let key = self.key_of(a)?;
             let months = self
                 .by_year
                 .entry(period.year)
                 .or_insert_with(|| vec![MonthAccruals::new(); 12]);
             let m = month_index(period);
-            let total = months[m].entry(key.clone()).or_insert((0, 0));
-            total.0 = total
+            let total = months[m].entry(key).or_insert((0, 0));
+            let sum = total
                 .0
                 .checked_add(amount_fen)
-                .ok_or_else(|| overflow(&key, period))?;
-            total.1 = total
-                .1
-                .checked_add(records)
-                .ok_or_else(|| overflow(&key, period))?;
+                .zip(total.1.checked_add(records));
+            let Some(sum) = sum else {
+                return Err(self.overflow(&key, period));
+            };
+            *total = sum;
             if *total == (0, 0) {
                 months[m].remove(&key);
             }
@@ -98,26 +161,31 @@ impl Accruals {
         Ok(changes.complete)
     }
 
+    fn key_of(&mut self, a: AccrualRow) -> Result<Key> {
+        let class = class_of(&a.category, &a.chip_origin, &a.registered_model).ok_or_else(|| {
+            SettleError::Store(StoreError::Corrupt(format!(
+                "bad line class ({:?}, {:?}, {:?}) of beneficiary {:?}, provider {:?}",
+                a.category, a.chip_origin, a.registered_model, a.beneficiary, a.provider
+            )))
+        })?;
+        Ok(Key {
+            beneficiary: self.names.intern(a.beneficiary),
+            provider: self.names.intern(a.provider),
+            class,
+        })
+    }
+
+    fn overflow(&self, key: &Key, period: Period) -> SettleError {
+        SettleError::Store(StoreError::Overflow(format!(
+            "the accrual of beneficiary {:?}, provider {:?}, period {period} passes 64 bits",
+            self.names.name(key.beneficiary),
+            self.names.name(key.provider)
+        )))
+    }
+
     fn months(&self, year: i32) -> Option<&Vec<MonthAccruals>> {
         self.by_year.get(&year)
     }
-}
-
-fn overflow(key: &LineKey, period: Period) -> crate::settlement::SettleError {
-    crate::settlement::SettleError::Store(suanli_store::StoreError::Overflow(format!(
-        "the accrual of beneficiary {:?}, provider {:?}, period {period} passes 64 bits",
-        key.beneficiary, key.provider
-    )))
-}
-
-fn key_of(a: AccrualRow) -> Result<LineKey> {
-    key_of_row(&LineKeyRow {
-        beneficiary: a.beneficiary,
-        provider: a.provider,
-        category: a.category,
-        chip_origin: a.chip_origin,
-        registered_model: a.registered_model,
-    })
 }
 
 /// The programmes paying on a line and their effective ratios.
@@ -142,32 +210,61 @@ impl Line {
     }
 }
 
-/// One programme's lines of one month, in key order (the tie order of R7), with the sums the
-/// stages and later months need.
+/// One programme's lines of one month, with the sums the stages and later months need.
 #[derive(Default)]
 struct ProgrammeMonth {
-    lines: BTreeMap<LineKey, Line>,
+    lines: HashMap<Key, Line>,
+    /// Each beneficiary's lines in key order (the tie order of R7).
+    of_beneficiary: HashMap<u32, Vec<Key>>,
+    /// Every line in key order, for the pool's pass; `None` once a line came or went.
+    ordered: Option<Vec<Key>>,
     /// Σ demand and Σ after the beneficiary cap per beneficiary: equal while its cap does not
     /// bind, so a changed prior payment that leaves room for the demand changes nothing.
-    demand_by_beneficiary: HashMap<String, Fen>,
-    capped_by_beneficiary: HashMap<String, Fen>,
+    demand_by_beneficiary: HashMap<u32, Fen>,
+    capped_by_beneficiary: HashMap<u32, Fen>,
     /// Σ subsidy per beneficiary, per provider and in all: prior payments of later months.
-    by_beneficiary: HashMap<String, Fen>,
-    by_provider: HashMap<String, Fen>,
+    by_beneficiary: HashMap<u32, Fen>,
+    by_provider: HashMap<u32, Fen>,
     total: Fen,
     /// Σ after beneficiary caps per provider, and the providers whose cap binds now.
-    provider_in: HashMap<String, Fen>,
-    provider_binding: HashSet<String>,
+    provider_in: HashMap<u32, Fen>,
+    provider_binding: HashSet<u32>,
     /// Σ after provider caps, and whether the pool binds now.
     pool_in: Fen,
     pool_binding: bool,
 }
 
+impl ProgrammeMonth {
+    /// The line of `key`, added at zero (in key order) when it is not there.
+    fn line_mut(&mut self, names: &Names, key: Key) -> &mut Line {
+        if !self.lines.contains_key(&key) {
+            let group = self.of_beneficiary.entry(key.beneficiary).or_default();
+            let at = group.partition_point(|k| names.order(k, &key) == Ordering::Less);
+            group.insert(at, key);
+            self.ordered = None;
+        }
+        self.lines.entry(key).or_default()
+    }
+
+    fn remove_line(&mut self, key: &Key) {
+        if self.lines.remove(key).is_none() {
+            return;
+        }
+        if let Some(group) = self.of_beneficiary.get_mut(&key.beneficiary) {
+            group.retain(|k| k != key);
+            if group.is_empty() {
+                self.of_beneficiary.remove(&key.beneficiary);
+            }
+        }
+        self.ordered = None;
+    }
+}
+
 /// What changed in a month's final amounts of one programme: prior payments of later months.
 #[derive(Default)]
 struct Changed {
-    beneficiaries: HashSet<String>,
-    providers: HashSet<String>,
+    beneficiaries: HashSet<u32>,
+    providers: HashSet<u32>,
     total: bool,
 }
 
@@ -184,7 +281,7 @@ pub(crate) struct MaintainedYear {
     months: Vec<BTreeMap<String, ProgrammeMonth>>,
     /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
     /// line costs a look-up, not the package comparison.
-    ratios: HashMap<(i64, String, Class), Ratios>,
+    ratios: HashMap<(i64, u32, Class), Ratios>,
     /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
     entitled: HashMap<(String, String), Fen>,
     /// Tells this year from one built before or after it (a figure derived from it may be
@@ -220,11 +317,11 @@ impl MaintainedYear {
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changed: None,
         };
-        let dirty: Vec<HashSet<LineKey>> = (0..12)
+        let dirty: Dirty = (0..12)
             .map(|m| {
                 accruals
                     .months(year)
-                    .map(|months| months[m].keys().cloned().collect())
+                    .map(|months| months[m].keys().copied().collect())
                     .unwrap_or_default()
             })
             .collect();
@@ -263,7 +360,7 @@ impl MaintainedYear {
         &mut self,
         registries: &HashMap<i64, Arc<Registry>>,
         accruals: &Accruals,
-        dirty: Vec<HashSet<LineKey>>,
+        dirty: Dirty,
     ) {
         let empty = MonthAccruals::new();
         let mut prior_changed: HashMap<String, Changed> = HashMap::new();
@@ -275,7 +372,7 @@ impl MaintainedYear {
             let bases = accruals
                 .months(self.year)
                 .map_or(&empty, |months| &months[m]);
-            let out = self.update_month(m, &registry, bases, &keys, &prior_changed);
+            let out = self.update_month(m, &registry, bases, &accruals.names, &keys, &prior_changed);
             for (programme, c) in out {
                 let slot = prior_changed.entry(programme).or_default();
                 slot.beneficiaries.extend(c.beneficiaries);
@@ -285,16 +382,16 @@ impl MaintainedYear {
         }
     }
 
-    fn prior_beneficiary(&self, m: usize, programme: &str, beneficiary: &str) -> Fen {
+    fn prior_beneficiary(&self, m: usize, programme: &str, names: &Names, beneficiary: u32) -> Fen {
         let mut sum = if self.opening_empty {
             Fen::ZERO
         } else {
-            self.opening.beneficiary(programme, beneficiary)
+            self.opening.beneficiary(programme, names.name(beneficiary))
         };
         for month in &self.months[..m] {
             if let Some(v) = month
                 .get(programme)
-                .and_then(|p| p.by_beneficiary.get(beneficiary))
+                .and_then(|p| p.by_beneficiary.get(&beneficiary))
             {
                 sum = sum.plus(*v);
             }
@@ -302,16 +399,16 @@ impl MaintainedYear {
         sum
     }
 
-    fn prior_provider(&self, m: usize, programme: &str, provider: &str) -> Fen {
+    fn prior_provider(&self, m: usize, programme: &str, names: &Names, provider: u32) -> Fen {
         let mut sum = if self.opening_empty {
             Fen::ZERO
         } else {
-            self.opening.provider(programme, provider)
+            self.opening.provider(programme, names.name(provider))
         };
         for month in &self.months[..m] {
             if let Some(v) = month
                 .get(programme)
-                .and_then(|p| p.by_provider.get(provider))
+                .and_then(|p| p.by_provider.get(&provider))
             {
                 sum = sum.plus(*v);
             }
@@ -340,35 +437,41 @@ impl MaintainedYear {
         m: usize,
         registry: &Registry,
         bases: &MonthAccruals,
-        keys: &HashSet<LineKey>,
+        names: &Names,
+        keys: &HashSet<Key>,
         prior_changed: &HashMap<String, Changed>,
     ) -> HashMap<String, Changed> {
         let year = self.year;
         let version = self.versions[m];
         // R4-R6: the demand of each changed line, per programme that pays on it.
-        let mut beneficiaries_dirty: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut beneficiaries_dirty: HashMap<String, HashSet<u32>> = HashMap::new();
+        let mut demands: Vec<(usize, Fen)> = Vec::new();
         for key in keys {
-            let demands: Vec<(String, Fen)> = match bases.get(key) {
-                Some(&(amount, _)) => {
-                    let ratios = self
-                        .ratios
-                        .entry((version, key.beneficiary.clone(), key.class))
-                        .or_insert_with(|| {
-                            effective_ratios(registry, year, &key.beneficiary, key.class)
-                                .into_iter()
-                                .map(|(p, r)| (p.id.clone(), r))
-                                .collect()
-                        });
-                    ratios
-                        .iter()
-                        .map(|(p, r)| (p.clone(), Fen(amount).times_ratio_half_up(*r)))
-                        .collect()
+            demands.clear();
+            let ratios: Option<Ratios> = bases.get(key).map(|&(amount, _)| {
+                let ratios = self
+                    .ratios
+                    .entry((version, key.beneficiary, key.class))
+                    .or_insert_with(|| {
+                        effective_ratios(registry, year, names.name(key.beneficiary), key.class)
+                            .into_iter()
+                            .map(|(p, r)| (p.id.clone(), r))
+                            .collect()
+                    })
+                    .clone();
+                for (i, (_, r)) in ratios.iter().enumerate() {
+                    demands.push((i, Fen(amount).times_ratio_half_up(*r)));
                 }
-                None => Vec::new(),
+                ratios
+            });
+            let pays = |id: &str| {
+                ratios
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|(p, _)| p == id))
             };
             let month = &mut self.months[m];
             for (id, pm) in month.iter_mut() {
-                if demands.iter().any(|(p, _)| p == id) {
+                if pays(id) {
                     continue;
                 }
                 // The line is gone (or this programme no longer pays on it): it goes through
@@ -376,30 +479,28 @@ impl MaintainedYear {
                 if let Some(line) = pm.lines.get_mut(key) {
                     add(
                         &mut pm.demand_by_beneficiary,
-                        &key.beneficiary,
+                        key.beneficiary,
                         Fen::ZERO.minus(line.demand),
                     );
                     line.demand = Fen::ZERO;
-                    beneficiaries_dirty
-                        .entry(id.clone())
-                        .or_default()
-                        .insert(key.beneficiary.clone());
+                    mark_dirty(&mut beneficiaries_dirty, id, key.beneficiary);
                 }
             }
-            for (id, demand) in demands {
-                let pm = month.entry(id.clone()).or_default();
-                let line = pm.lines.entry(key.clone()).or_default();
+            for &(i, demand) in &demands {
+                let id = ratios.as_ref().expect("demands come with ratios")[i].0.as_str();
+                if !month.contains_key(id) {
+                    month.insert(id.to_owned(), ProgrammeMonth::default());
+                }
+                let pm = month.get_mut(id).expect("inserted above");
+                let line = pm.line_mut(names, *key);
                 let old = line.demand;
                 line.demand = demand;
                 add(
                     &mut pm.demand_by_beneficiary,
-                    &key.beneficiary,
+                    key.beneficiary,
                     demand.minus(old),
                 );
-                beneficiaries_dirty
-                    .entry(id)
-                    .or_default()
-                    .insert(key.beneficiary.clone());
+                mark_dirty(&mut beneficiaries_dirty, id, key.beneficiary);
             }
         }
         let mut programmes: Vec<String> = beneficiaries_dirty.keys().cloned().collect();
@@ -421,52 +522,54 @@ impl MaintainedYear {
             let none = Changed::default();
             let prior = prior_changed.get(&id).unwrap_or(&none);
             if let Some(pm) = self.months[m].get(&id) {
-                for b in &prior.beneficiaries {
-                    if beneficiaries.contains(b) {
+                for &b in &prior.beneficiaries {
+                    if beneficiaries.contains(&b) {
                         continue;
                     }
                     let (Some(cap), Some(&wanted)) = (
-                        registry.beneficiary_cap(programme, b),
-                        pm.demand_by_beneficiary.get(b),
+                        registry.beneficiary_cap(programme, names.name(b)),
+                        pm.demand_by_beneficiary.get(&b),
                     ) else {
                         continue;
                     };
-                    let capped = pm.capped_by_beneficiary.get(b).copied().unwrap_or_default();
-                    let left = cap.minus(self.prior_beneficiary(m, &id, b)).max(Fen::ZERO);
+                    let capped = pm.capped_by_beneficiary.get(&b).copied().unwrap_or_default();
+                    let left = cap
+                        .minus(self.prior_beneficiary(m, &id, names, b))
+                        .max(Fen::ZERO);
                     // Not binding before (every line kept its demand) nor now: nothing moves.
                     if capped == wanted && wanted <= left {
                         continue;
                     }
-                    beneficiaries.insert(b.clone());
+                    beneficiaries.insert(b);
                 }
             }
             // Prior payments of the groups to recompute, read before the month is borrowed.
-            let mut beneficiaries: Vec<(String, Option<Fen>)> = beneficiaries
+            let mut beneficiaries: Vec<(u32, Option<Fen>)> = beneficiaries
                 .into_iter()
                 .map(|b| {
                     let left = registry
-                        .beneficiary_cap(programme, &b)
-                        .map(|cap| cap.minus(self.prior_beneficiary(m, &id, &b)).max(Fen::ZERO));
+                        .beneficiary_cap(programme, names.name(b))
+                        .map(|cap| {
+                            cap.minus(self.prior_beneficiary(m, &id, names, b))
+                                .max(Fen::ZERO)
+                        });
                     (b, left)
                 })
                 .collect();
-            beneficiaries.sort();
-            let provider_prior: HashMap<String, Fen> = match programme.provider_cap {
+            beneficiaries.sort_unstable();
+            let provider_prior: HashMap<u32, Fen> = match programme.provider_cap {
                 Some(_) => {
-                    let mut providers: HashSet<String> = prior.providers.clone();
+                    let mut providers: HashSet<u32> = prior.providers.clone();
                     if let Some(pm) = self.months[m].get(&id) {
                         for (b, _) in &beneficiaries {
-                            for (k, _) in lines_of(&pm.lines, b) {
-                                providers.insert(k.provider.clone());
+                            for k in pm.of_beneficiary.get(b).into_iter().flatten() {
+                                providers.insert(k.provider);
                             }
                         }
                     }
                     providers
                         .into_iter()
-                        .map(|p| {
-                            let prior = self.prior_provider(m, &id, &p);
-                            (p, prior)
-                        })
+                        .map(|p| (p, self.prior_provider(m, &id, names, p)))
                         .collect()
                 }
                 None => HashMap::new(),
@@ -477,6 +580,7 @@ impl MaintainedYear {
             let pm = self.months[m].get_mut(&id).expect("checked above");
             let changed = limit_programme(
                 pm,
+                names,
                 &beneficiaries,
                 programme.provider_cap,
                 &provider_prior,
@@ -487,7 +591,8 @@ impl MaintainedYear {
             // A binding pool moves every line: no key is copied for a pair already present.
             let mut pair = (id.clone(), String::new());
             for (key, old, new) in &changed {
-                pair.1.clone_from(&key.beneficiary);
+                pair.1.clear();
+                pair.1.push_str(names.name(key.beneficiary));
                 match self.entitled.get_mut(&pair) {
                     Some(e) => *e = e.minus(*old).plus(*new),
                     None => {
@@ -505,15 +610,15 @@ impl MaintainedYear {
             let c: &mut Changed = out.entry(id.clone()).or_default();
             for (key, _, _) in changed {
                 c.total = true;
-                c.beneficiaries.insert(key.beneficiary.clone());
-                c.providers.insert(key.provider.clone());
+                c.beneficiaries.insert(key.beneficiary);
+                c.providers.insert(key.provider);
             }
         }
         // Lines that went to zero and have no base any more are dropped.
         for pm in self.months[m].values_mut() {
             for key in keys {
                 if pm.lines.get(key).is_some_and(Line::is_zero) && !bases.contains_key(key) {
-                    pm.lines.remove(key);
+                    pm.remove_line(key);
                 }
             }
         }
@@ -522,34 +627,23 @@ impl MaintainedYear {
     }
 }
 
-/// Adds `delta` to `key`'s sum, copying the key only the first time.
-fn add(sums: &mut HashMap<String, Fen>, key: &str, delta: Fen) {
-    match sums.get_mut(key) {
-        Some(v) => *v = v.plus(delta),
+/// Notes that `beneficiary`'s lines of `programme` must go through the stages again, copying
+/// the programme's id only the first time.
+fn mark_dirty(dirty: &mut HashMap<String, HashSet<u32>>, programme: &str, beneficiary: u32) {
+    match dirty.get_mut(programme) {
+        Some(set) => {
+            set.insert(beneficiary);
+        }
         None => {
-            sums.insert(key.to_owned(), delta);
+            dirty.insert(programme.to_owned(), HashSet::from([beneficiary]));
         }
     }
 }
 
-/// The lines of one beneficiary, in key order (a contiguous range: the key sorts by
-/// beneficiary first, and no provider id is empty).
-fn lines_of<'a>(
-    lines: &'a BTreeMap<LineKey, Line>,
-    beneficiary: &'a str,
-) -> impl Iterator<Item = (&'a LineKey, &'a Line)> + 'a {
-    let start = LineKey {
-        beneficiary: beneficiary.to_owned(),
-        provider: String::new(),
-        class: suanli_domain::registry::Class {
-            category: suanli_domain::registry::Category::Compute,
-            chip_origin: None,
-            registered_model: None,
-        },
-    };
-    lines
-        .range(start..)
-        .take_while(move |(k, _)| k.beneficiary == beneficiary)
+/// Adds `delta` to `key`'s sum.
+fn add(sums: &mut HashMap<u32, Fen>, key: u32, delta: Fen) {
+    let v = sums.entry(key).or_default();
+    *v = v.plus(delta);
 }
 
 /// The three stages of one programme's month for the groups that can move. `beneficiaries`:
@@ -558,102 +652,113 @@ fn lines_of<'a>(
 /// `provider_cap`); `providers_prior_changed`: providers whose prior changed; `pool_left`: what
 /// is left of the pool; `total_prior_changed`: the programme's prior changed. Returns the lines
 /// whose subsidy changed, with the old and new subsidy.
+#[allow(clippy::too_many_arguments)]
 fn limit_programme(
     pm: &mut ProgrammeMonth,
-    beneficiaries: &[(String, Option<Fen>)],
+    names: &Names,
+    beneficiaries: &[(u32, Option<Fen>)],
     provider_cap: Option<Fen>,
-    provider_prior: &HashMap<String, Fen>,
-    providers_prior_changed: &HashSet<String>,
+    provider_prior: &HashMap<u32, Fen>,
+    providers_prior_changed: &HashSet<u32>,
     pool_left: Option<Fen>,
     total_prior_changed: bool,
-) -> Vec<(LineKey, Fen, Fen)> {
-    // Beneficiary caps: each beneficiary's lines on their own.
-    let mut stage_a: Vec<LineKey> = Vec::new();
-    for (b, left) in beneficiaries {
-        let group: Vec<(LineKey, Fen)> = lines_of(&pm.lines, b)
-            .map(|(k, l)| (k.clone(), l.demand))
-            .collect();
-        let amounts: Vec<Fen> = group.iter().map(|(_, d)| *d).collect();
-        let shares = match left {
-            Some(left) => limited(&amounts, *left),
-            None => amounts,
-        };
-        for ((key, _), share) in group.into_iter().zip(shares) {
-            let line = pm.lines.get_mut(&key).expect("line of the group");
-            if line.after_beneficiary != share {
-                let slot = pm.provider_in.entry(key.provider.clone()).or_default();
-                *slot = slot.minus(line.after_beneficiary).plus(share);
-                add(
-                    &mut pm.capped_by_beneficiary,
-                    &key.beneficiary,
-                    share.minus(line.after_beneficiary),
-                );
-                line.after_beneficiary = share;
-                stage_a.push(key);
+) -> Vec<(Key, Fen, Fen)> {
+    // Beneficiary caps: each beneficiary's lines on their own, in key order.
+    let mut stage_a: Vec<Key> = Vec::new();
+    {
+        let ProgrammeMonth {
+            lines,
+            of_beneficiary,
+            provider_in,
+            capped_by_beneficiary,
+            ..
+        } = &mut *pm;
+        let mut amounts: Vec<Fen> = Vec::new();
+        for (b, left) in beneficiaries {
+            let Some(group) = of_beneficiary.get(b) else {
+                continue;
+            };
+            amounts.clear();
+            amounts.extend(group.iter().map(|k| lines[k].demand));
+            let shares = match left {
+                Some(left) => limited(&amounts, *left),
+                None => amounts.clone(),
+            };
+            for (key, share) in group.iter().zip(shares) {
+                let line = lines.get_mut(key).expect("line of the group");
+                if line.after_beneficiary != share {
+                    let slot = provider_in.entry(key.provider).or_default();
+                    *slot = slot.minus(line.after_beneficiary).plus(share);
+                    add(
+                        capped_by_beneficiary,
+                        key.beneficiary,
+                        share.minus(line.after_beneficiary),
+                    );
+                    line.after_beneficiary = share;
+                    stage_a.push(*key);
+                }
             }
         }
     }
     // Provider caps: copied through while a provider's cap binds neither before nor after,
     // otherwise one pass over that provider's lines.
-    let mut stage_b: Vec<LineKey> = Vec::new();
-    let mut set_after_provider = |pm: &mut ProgrammeMonth, key: &LineKey, v: Fen| {
-        let line = pm.lines.get_mut(key).expect("line");
+    let mut stage_b: Vec<Key> = Vec::new();
+    let mut set_after_provider = |pm: &mut ProgrammeMonth, key: Key, v: Fen| {
+        let line = pm.lines.get_mut(&key).expect("line");
         if line.after_provider != v {
             pm.pool_in = pm.pool_in.minus(line.after_provider).plus(v);
             line.after_provider = v;
-            stage_b.push(key.clone());
+            stage_b.push(key);
         }
     };
     match provider_cap {
         None => {
-            for key in &stage_a {
-                let v = pm.lines[key].after_beneficiary;
+            for &key in &stage_a {
+                let v = pm.lines[&key].after_beneficiary;
                 set_after_provider(pm, key, v);
             }
         }
         Some(cap) => {
-            let mut providers: HashSet<&str> =
-                stage_a.iter().map(|k| k.provider.as_str()).collect();
-            providers.extend(providers_prior_changed.iter().map(String::as_str));
-            let mut passes: HashMap<String, Fen> = HashMap::new();
+            let mut providers: HashSet<u32> = stage_a.iter().map(|k| k.provider).collect();
+            providers.extend(providers_prior_changed.iter().copied());
+            let mut passes: HashMap<u32, Fen> = HashMap::new();
             for provider in providers {
-                let prior = provider_prior.get(provider).copied().unwrap_or_default();
+                let prior = provider_prior.get(&provider).copied().unwrap_or_default();
                 let left = cap.minus(prior).max(Fen::ZERO);
-                let wanted = pm.provider_in.get(provider).copied().unwrap_or_default();
+                let wanted = pm.provider_in.get(&provider).copied().unwrap_or_default();
                 let binding = wanted > left;
-                let was = pm.provider_binding.contains(provider);
+                let was = pm.provider_binding.contains(&provider);
                 if binding || was {
-                    passes.insert(provider.to_owned(), left);
+                    passes.insert(provider, left);
                 }
                 if binding {
-                    pm.provider_binding.insert(provider.to_owned());
+                    pm.provider_binding.insert(provider);
                 } else {
-                    pm.provider_binding.remove(provider);
+                    pm.provider_binding.remove(&provider);
                 }
             }
-            for key in &stage_a {
+            for &key in &stage_a {
                 if !passes.contains_key(&key.provider) {
-                    let v = pm.lines[key].after_beneficiary;
+                    let v = pm.lines[&key].after_beneficiary;
                     set_after_provider(pm, key, v);
                 }
             }
             if !passes.is_empty() {
-                let mut groups: HashMap<&str, Vec<(LineKey, Fen)>> = HashMap::new();
-                for (k, l) in &pm.lines {
+                let mut groups: HashMap<u32, Vec<Key>> = HashMap::new();
+                for k in pm.lines.keys() {
                     if passes.contains_key(&k.provider) {
-                        groups
-                            .entry(k.provider.as_str())
-                            .or_default()
-                            .push((k.clone(), l.after_beneficiary));
+                        groups.entry(k.provider).or_default().push(*k);
                     }
                 }
-                let groups: Vec<(String, Vec<(LineKey, Fen)>)> =
-                    groups.into_iter().map(|(p, g)| (p.to_owned(), g)).collect();
-                for (provider, group) in groups {
-                    let amounts: Vec<Fen> = group.iter().map(|(_, a)| *a).collect();
+                for (provider, mut group) in groups {
+                    group.sort_unstable_by(|a, b| names.order(a, b));
+                    let amounts: Vec<Fen> = group
+                        .iter()
+                        .map(|k| pm.lines[k].after_beneficiary)
+                        .collect();
                     let shares = limited(&amounts, passes[&provider]);
-                    for ((key, _), share) in group.into_iter().zip(shares) {
-                        set_after_provider(pm, &key, share);
+                    for (key, share) in group.into_iter().zip(shares) {
+                        set_after_provider(pm, key, share);
                     }
                 }
             }
@@ -661,27 +766,15 @@ fn limit_programme(
     }
     // The pool: copied through while it binds neither before nor after, otherwise one pass.
     let mut changed = Vec::new();
-    let mut set_subsidy = |pm: &mut ProgrammeMonth, key: &LineKey, v: Fen| {
-        let line = pm.lines.get_mut(key).expect("line");
+    let mut set_subsidy = |pm: &mut ProgrammeMonth, key: Key, v: Fen| {
+        let line = pm.lines.get_mut(&key).expect("line");
         let old = line.subsidy;
         if old != v {
             line.subsidy = v;
-            match pm.by_beneficiary.get_mut(&key.beneficiary) {
-                Some(b) => *b = b.minus(old).plus(v),
-                None => {
-                    pm.by_beneficiary
-                        .insert(key.beneficiary.clone(), Fen::ZERO.minus(old).plus(v));
-                }
-            }
-            match pm.by_provider.get_mut(&key.provider) {
-                Some(p) => *p = p.minus(old).plus(v),
-                None => {
-                    pm.by_provider
-                        .insert(key.provider.clone(), Fen::ZERO.minus(old).plus(v));
-                }
-            }
+            add(&mut pm.by_beneficiary, key.beneficiary, v.minus(old));
+            add(&mut pm.by_provider, key.provider, v.minus(old));
             pm.total = pm.total.minus(old).plus(v);
-            changed.push((key.clone(), old, v));
+            changed.push((key, old, v));
         }
     };
     let pass = match pool_left {
@@ -696,25 +789,26 @@ fn limit_programme(
     };
     match pass {
         Some(left) => {
-            // Every line of the programme: one pass over the cached amounts, cloning only the
-            // keys of lines whose subsidy changes.
-            let amounts: Vec<Fen> = pm.lines.values().map(|l| l.after_provider).collect();
+            // Every line of the programme in key order: one pass over the cached amounts.
+            let ordered = match pm.ordered.take() {
+                Some(ordered) => ordered,
+                None => {
+                    let mut all: Vec<Key> = pm.lines.keys().copied().collect();
+                    all.sort_unstable_by(|a, b| names.order(a, b));
+                    all
+                }
+            };
+            let amounts: Vec<Fen> = ordered.iter().map(|k| pm.lines[k].after_provider).collect();
             let shares = limited(&amounts, left);
-            let moved: Vec<(LineKey, Fen)> = pm
-                .lines
-                .iter()
-                .zip(shares)
-                .filter(|((_, l), share)| l.subsidy != *share)
-                .map(|((k, _), share)| (k.clone(), share))
-                .collect();
-            for (key, share) in &moved {
-                set_subsidy(pm, key, *share);
+            for (key, share) in ordered.iter().zip(shares) {
+                set_subsidy(pm, *key, share);
             }
+            pm.ordered = Some(ordered);
         }
         None if pm.pool_binding => {}
         None => {
-            for key in &stage_b {
-                let v = pm.lines[key].after_provider;
+            for &key in &stage_b {
+                let v = pm.lines[&key].after_provider;
                 set_subsidy(pm, key, v);
             }
         }
