@@ -289,7 +289,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
         .get(&year)
         .is_none_or(|y| y.versions != versions || y.openings != runs.openings);
     if rebuild {
-        cache.dirty.insert(year, vec![HashSet::new(); 12]);
+        cache.dirty.insert(year, vec![Default::default(); 12]);
         let y = MaintainedYear::build(
             year,
             versions,
@@ -302,10 +302,11 @@ fn maintained_year<'c, S: Source + ?Sized>(
     } else {
         let dirty = cache
             .dirty
-            .insert(year, vec![HashSet::new(); 12])
-            .unwrap_or_else(|| vec![HashSet::new(); 12]);
+            .insert(year, vec![Default::default(); 12])
+            .unwrap_or_else(|| vec![Default::default(); 12]);
         let y = cache.years.get_mut(&year).expect("checked above");
         y.catch_up(&cache.registries, &cache.accruals, dirty);
+        keep_overview(cache, year, (current_version, runs), &opening);
     }
     Ok((&cache.years[&year], opening))
 }
@@ -319,7 +320,10 @@ pub fn entitlements_to_date<S: Source + ?Sized>(
 ) -> Result<HashMap<(String, String), Fen>> {
     let (current_version, _, runs) = cached_state(store, cache)?;
     let (y, opening) = maintained_year(store, cache, year, current_version, runs)?;
-    let mut out = y.entitled_all().clone();
+    let mut out: HashMap<(String, String), Fen> = y
+        .entitled_all()
+        .map(|(p, b, e)| ((p.to_owned(), b.to_owned()), e))
+        .collect();
     for ((beneficiary, programme), amount) in opening.iter() {
         let t = out
             .entry((programme.clone(), beneficiary.clone()))
@@ -695,7 +699,12 @@ impl OverviewSums {
         }
         self.add(old, true);
         self.add(part, false);
-        self.parts.insert(beneficiary.to_owned(), part);
+        match self.parts.get_mut(beneficiary) {
+            Some(slot) => *slot = part,
+            None => {
+                self.parts.insert(beneficiary.to_owned(), part);
+            }
+        }
     }
 }
 
@@ -705,6 +714,54 @@ impl OverviewSums {
 struct OverviewCache {
     key: (u64, i64, RunsKey),
     programmes: Vec<OverviewSums>,
+}
+
+/// Entitlement of `programme` for `beneficiary`, opening balances included.
+fn entitled_of(
+    maintained: &MaintainedYear,
+    opening: &Opening,
+    programme: &str,
+    beneficiary: &str,
+) -> Fen {
+    let opening = if opening.is_empty() {
+        Fen::ZERO
+    } else {
+        opening
+            .get(&(beneficiary.to_owned(), programme.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    };
+    maintained.entitled(programme, beneficiary).plus(opening)
+}
+
+/// After a catch-up: replaces the kept overview's parts of the pairs whose entitlement
+/// changed, so that the overview is current whenever it is asked for and its cost is spread
+/// over the catch-ups (a few sums per changed pair), not paid by one request. An overview
+/// kept for another registry version or other runs is dropped (the next request builds it).
+fn keep_overview(cache: &mut PendingCache, year: i32, state: (i64, RunsKey), opening: &Opening) {
+    let Some(maintained) = cache.years.get_mut(&year) else {
+        return;
+    };
+    let key = (maintained.generation(), state.0, state.1);
+    match cache.overviews.get_mut(&year) {
+        Some(kept) if kept.key == key => {
+            let changed = maintained.take_changed(&cache.accruals);
+            let maintained = &cache.years[&year];
+            for sums in &mut kept.programmes {
+                for (programme, beneficiary) in &changed {
+                    if *programme == sums.programme {
+                        let entitled = entitled_of(maintained, opening, programme, beneficiary);
+                        sums.update(beneficiary, entitled);
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            cache.overviews.remove(&year);
+            maintained.forget_changes();
+        }
+        None => {}
+    }
 }
 
 /// Every programme of `year` in the current registry, with its pool and cap positions.
@@ -717,29 +774,11 @@ pub fn programme_overview<S: Source + ?Sized>(
     let posted = posted(store, cache, runs)?;
     let paid_out = paid_out_all(store, cache, runs)?;
     let (_, opening) = maintained_year(store, cache, year, current_version, runs)?;
-    let maintained = cache.years.get_mut(&year).expect("maintained above");
-    let key = (maintained.generation(), current_version, runs);
-    let changed = maintained.take_changed();
     let maintained = &cache.years[&year];
-    // Entitlement per (programme, beneficiary), opening balances included.
-    let entitled_of = |programme: &str, beneficiary: &str| {
-        maintained.entitled(programme, beneficiary).plus(
-            opening
-                .get(&(beneficiary.to_owned(), programme.to_owned()))
-                .copied()
-                .unwrap_or_default(),
-        )
-    };
-    match cache.overviews.get_mut(&year) {
-        Some(kept) if kept.key == key => {
-            for sums in &mut kept.programmes {
-                for (programme, beneficiary) in &changed {
-                    if *programme == sums.programme {
-                        sums.update(beneficiary, entitled_of(programme, beneficiary));
-                    }
-                }
-            }
-        }
+    let key = (maintained.generation(), current_version, runs);
+    match cache.overviews.get(&year) {
+        // Kept current by every catch-up since (`keep_overview`).
+        Some(kept) if kept.key == key => {}
         _ => {
             let mut programmes = Vec::new();
             for p in registry.programmes_of_year(year) {
@@ -777,11 +816,7 @@ pub fn programme_overview<S: Source + ?Sized>(
                 let mut beneficiaries: HashSet<&str> =
                     settled_by.keys().map(String::as_str).collect();
                 beneficiaries.extend(caps.keys().map(String::as_str));
-                for (programme, beneficiary) in maintained.entitled_all().keys() {
-                    if *programme == p.id {
-                        beneficiaries.insert(beneficiary);
-                    }
-                }
+                beneficiaries.extend(maintained.entitled_in(&p.id).map(|(b, _)| b));
                 for (beneficiary, programme) in opening.keys() {
                     if *programme == p.id {
                         beneficiaries.insert(beneficiary);
@@ -802,11 +837,14 @@ pub fn programme_overview<S: Source + ?Sized>(
                     monthly_settled,
                 };
                 for beneficiary in beneficiaries {
-                    let entitled = entitled_of(&p.id, &beneficiary);
+                    let entitled = entitled_of(maintained, &opening, &p.id, &beneficiary);
                     sums.update(&beneficiary, entitled);
                 }
                 programmes.push(sums);
             }
+            // From now on every catch-up keeps it current with the pairs that changed.
+            let maintained = cache.years.get_mut(&year).expect("maintained above");
+            maintained.take_changed(&cache.accruals);
             cache
                 .overviews
                 .insert(year, OverviewCache { key, programmes });

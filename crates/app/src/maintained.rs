@@ -30,8 +30,10 @@
 //! goes, for the pool's pass.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use rust_decimal::Decimal;
 use suanli_domain::Registry;
@@ -96,7 +98,7 @@ pub(crate) struct Key {
 }
 
 /// One month's accrual totals per line key: (amount in fen, records).
-type MonthAccruals = HashMap<Key, (i64, i64)>;
+type MonthAccruals = FxHashMap<Key, (i64, i64)>;
 
 /// The running accrual totals as settlement reads them (`settlement::bases_to`), kept by
 /// applying [`suanli_store::Store::accrual_changes_since`], with the keys changed since each
@@ -109,7 +111,7 @@ pub(crate) struct Accruals {
 }
 
 /// The keys changed since a maintained year last caught up, per month index.
-pub(crate) type Dirty = Vec<HashSet<Key>>;
+pub(crate) type Dirty = Vec<FxHashSet<Key>>;
 
 /// Month index (0 = January) of a period.
 fn month_index(period: Period) -> usize {
@@ -137,7 +139,7 @@ impl Accruals {
             let months = self
                 .by_year
                 .entry(period.year)
-                .or_insert_with(|| vec![MonthAccruals::new(); 12]);
+                .or_insert_with(|| vec![MonthAccruals::default(); 12]);
             let m = month_index(period);
             let total = months[m].entry(key).or_insert((0, 0));
             let sum = total
@@ -162,12 +164,13 @@ impl Accruals {
     }
 
     fn key_of(&mut self, a: AccrualRow) -> Result<Key> {
-        let class = class_of(&a.category, &a.chip_origin, &a.registered_model).ok_or_else(|| {
-            SettleError::Store(StoreError::Corrupt(format!(
-                "bad line class ({:?}, {:?}, {:?}) of beneficiary {:?}, provider {:?}",
-                a.category, a.chip_origin, a.registered_model, a.beneficiary, a.provider
-            )))
-        })?;
+        let class =
+            class_of(&a.category, &a.chip_origin, &a.registered_model).ok_or_else(|| {
+                SettleError::Store(StoreError::Corrupt(format!(
+                    "bad line class ({:?}, {:?}, {:?}) of beneficiary {:?}, provider {:?}",
+                    a.category, a.chip_origin, a.registered_model, a.beneficiary, a.provider
+                )))
+            })?;
         Ok(Key {
             beneficiary: self.names.intern(a.beneficiary),
             provider: self.names.intern(a.provider),
@@ -213,22 +216,22 @@ impl Line {
 /// One programme's lines of one month, with the sums the stages and later months need.
 #[derive(Default)]
 struct ProgrammeMonth {
-    lines: HashMap<Key, Line>,
+    lines: FxHashMap<Key, Line>,
     /// Each beneficiary's lines in key order (the tie order of R7).
-    of_beneficiary: HashMap<u32, Vec<Key>>,
+    of_beneficiary: FxHashMap<u32, Vec<Key>>,
     /// Every line in key order, for the pool's pass; `None` once a line came or went.
     ordered: Option<Vec<Key>>,
     /// Σ demand and Σ after the beneficiary cap per beneficiary: equal while its cap does not
     /// bind, so a changed prior payment that leaves room for the demand changes nothing.
-    demand_by_beneficiary: HashMap<u32, Fen>,
-    capped_by_beneficiary: HashMap<u32, Fen>,
+    demand_by_beneficiary: FxHashMap<u32, Fen>,
+    capped_by_beneficiary: FxHashMap<u32, Fen>,
     /// Σ subsidy per beneficiary, per provider and in all: prior payments of later months.
-    by_beneficiary: HashMap<u32, Fen>,
-    by_provider: HashMap<u32, Fen>,
+    by_beneficiary: FxHashMap<u32, Fen>,
+    by_provider: FxHashMap<u32, Fen>,
     total: Fen,
     /// Σ after beneficiary caps per provider, and the providers whose cap binds now.
-    provider_in: HashMap<u32, Fen>,
-    provider_binding: HashSet<u32>,
+    provider_in: FxHashMap<u32, Fen>,
+    provider_binding: FxHashSet<u32>,
     /// Σ after provider caps, and whether the pool binds now.
     pool_in: Fen,
     pool_binding: bool,
@@ -263,8 +266,8 @@ impl ProgrammeMonth {
 /// What changed in a month's final amounts of one programme: prior payments of later months.
 #[derive(Default)]
 struct Changed {
-    beneficiaries: HashSet<u32>,
-    providers: HashSet<u32>,
+    beneficiaries: FxHashSet<u32>,
+    providers: FxHashSet<u32>,
     total: bool,
 }
 
@@ -281,15 +284,15 @@ pub(crate) struct MaintainedYear {
     months: Vec<BTreeMap<String, ProgrammeMonth>>,
     /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
     /// line costs a look-up, not the package comparison.
-    ratios: HashMap<(i64, u32, Class), Ratios>,
-    /// Σ subsidies of the year per (programme, beneficiary), opening balances excluded.
-    entitled: HashMap<(String, String), Fen>,
+    ratios: FxHashMap<(i64, u32, Class), Ratios>,
+    /// Σ subsidies of the year per programme and beneficiary, opening balances excluded.
+    entitled: HashMap<String, HashMap<Arc<str>, Fen>>,
     /// Tells this year from one built before or after it (a figure derived from it may be
     /// kept while the generation is the same, updated by [`MaintainedYear::take_changed`]).
     generation: u64,
-    /// The (programme, beneficiary) pairs whose entitlement changed since the last
-    /// [`MaintainedYear::take_changed`]; `None` until it is first called.
-    changed: Option<HashSet<(String, String)>>,
+    /// The beneficiaries per programme whose entitlement changed since the last
+    /// [`MaintainedYear::take_changed`]; `None` while nobody asks.
+    changed: Option<HashMap<String, FxHashSet<u32>>>,
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -311,7 +314,7 @@ impl MaintainedYear {
             openings,
             opening,
             opening_empty,
-            ratios: HashMap::new(),
+            ratios: FxHashMap::default(),
             months: (0..12).map(|_| BTreeMap::new()).collect(),
             entitled: HashMap::new(),
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -332,7 +335,8 @@ impl MaintainedYear {
     /// Entitlement to date of `programme` for `beneficiary`, opening balances excluded.
     pub(crate) fn entitled(&self, programme: &str, beneficiary: &str) -> Fen {
         self.entitled
-            .get(&(programme.to_owned(), beneficiary.to_owned()))
+            .get(programme)
+            .and_then(|by| by.get(beneficiary))
             .copied()
             .unwrap_or_default()
     }
@@ -343,16 +347,40 @@ impl MaintainedYear {
     }
 
     /// The (programme, beneficiary) pairs whose entitlement changed since the last call (the
-    /// first call: none, and from then on they are kept). A figure derived from every
-    /// entitlement of this year's [`MaintainedYear::generation`] stays current by recomputing
-    /// these pairs' parts only.
-    pub(crate) fn take_changed(&mut self) -> HashSet<(String, String)> {
-        self.changed.replace(HashSet::new()).unwrap_or_default()
+    /// first call: none, and from then on they are kept, until [`MaintainedYear::forget_changes`]).
+    /// A figure derived from every entitlement of this year's [`MaintainedYear::generation`]
+    /// stays current by recomputing these pairs' parts only.
+    pub(crate) fn take_changed(&mut self, accruals: &Accruals) -> Vec<(String, Arc<str>)> {
+        let changed = self.changed.replace(HashMap::new()).unwrap_or_default();
+        changed
+            .into_iter()
+            .flat_map(|(programme, beneficiaries)| {
+                beneficiaries
+                    .into_iter()
+                    .map(move |b| (programme.clone(), accruals.names.names[b as usize].clone()))
+            })
+            .collect()
     }
 
-    /// Every (programme, beneficiary) with an entitlement line this year.
-    pub(crate) fn entitled_all(&self) -> &HashMap<(String, String), Fen> {
-        &self.entitled
+    /// Stops keeping the changed pairs (nobody derives a figure from them any more).
+    pub(crate) fn forget_changes(&mut self) {
+        self.changed = None;
+    }
+
+    /// Every beneficiary with an entitlement line this year in `programme`, with it.
+    pub(crate) fn entitled_in(&self, programme: &str) -> impl Iterator<Item = (&str, Fen)> {
+        self.entitled
+            .get(programme)
+            .into_iter()
+            .flatten()
+            .map(|(b, e)| (&**b, *e))
+    }
+
+    /// Every (programme, beneficiary) with an entitlement line this year, with it.
+    pub(crate) fn entitled_all(&self) -> impl Iterator<Item = (&str, &str, Fen)> {
+        self.entitled
+            .iter()
+            .flat_map(|(p, by)| by.iter().map(move |(b, e)| (p.as_str(), &**b, *e)))
     }
 
     /// Recomputes what the keys changed in each month (`dirty`, by month index) can move.
@@ -362,7 +390,7 @@ impl MaintainedYear {
         accruals: &Accruals,
         dirty: Dirty,
     ) {
-        let empty = MonthAccruals::new();
+        let empty = MonthAccruals::default();
         let mut prior_changed: HashMap<String, Changed> = HashMap::new();
         for (m, keys) in dirty.into_iter().enumerate() {
             if keys.is_empty() && prior_changed.is_empty() {
@@ -372,7 +400,8 @@ impl MaintainedYear {
             let bases = accruals
                 .months(self.year)
                 .map_or(&empty, |months| &months[m]);
-            let out = self.update_month(m, &registry, bases, &accruals.names, &keys, &prior_changed);
+            let out =
+                self.update_month(m, &registry, bases, &accruals.names, &keys, &prior_changed);
             for (programme, c) in out {
                 let slot = prior_changed.entry(programme).or_default();
                 slot.beneficiaries.extend(c.beneficiaries);
@@ -438,13 +467,13 @@ impl MaintainedYear {
         registry: &Registry,
         bases: &MonthAccruals,
         names: &Names,
-        keys: &HashSet<Key>,
+        keys: &FxHashSet<Key>,
         prior_changed: &HashMap<String, Changed>,
     ) -> HashMap<String, Changed> {
         let year = self.year;
         let version = self.versions[m];
         // R4-R6: the demand of each changed line, per programme that pays on it.
-        let mut beneficiaries_dirty: HashMap<String, HashSet<u32>> = HashMap::new();
+        let mut beneficiaries_dirty: HashMap<String, FxHashSet<u32>> = HashMap::new();
         let mut demands: Vec<(usize, Fen)> = Vec::new();
         for key in keys {
             demands.clear();
@@ -487,7 +516,9 @@ impl MaintainedYear {
                 }
             }
             for &(i, demand) in &demands {
-                let id = ratios.as_ref().expect("demands come with ratios")[i].0.as_str();
+                let id = ratios.as_ref().expect("demands come with ratios")[i]
+                    .0
+                    .as_str();
                 if !month.contains_key(id) {
                     month.insert(id.to_owned(), ProgrammeMonth::default());
                 }
@@ -532,7 +563,11 @@ impl MaintainedYear {
                     ) else {
                         continue;
                     };
-                    let capped = pm.capped_by_beneficiary.get(&b).copied().unwrap_or_default();
+                    let capped = pm
+                        .capped_by_beneficiary
+                        .get(&b)
+                        .copied()
+                        .unwrap_or_default();
                     let left = cap
                         .minus(self.prior_beneficiary(m, &id, names, b))
                         .max(Fen::ZERO);
@@ -557,9 +592,9 @@ impl MaintainedYear {
                 })
                 .collect();
             beneficiaries.sort_unstable();
-            let provider_prior: HashMap<u32, Fen> = match programme.provider_cap {
+            let provider_prior: FxHashMap<u32, Fen> = match programme.provider_cap {
                 Some(_) => {
-                    let mut providers: HashSet<u32> = prior.providers.clone();
+                    let mut providers: FxHashSet<u32> = prior.providers.clone();
                     if let Some(pm) = self.months[m].get(&id) {
                         for (b, _) in &beneficiaries {
                             for k in pm.of_beneficiary.get(b).into_iter().flatten() {
@@ -572,7 +607,7 @@ impl MaintainedYear {
                         .map(|p| (p, self.prior_provider(m, &id, names, p)))
                         .collect()
                 }
-                None => HashMap::new(),
+                None => FxHashMap::default(),
             };
             let pool_left = programme
                 .pool
@@ -588,23 +623,34 @@ impl MaintainedYear {
                 pool_left,
                 prior.total,
             );
-            // A binding pool moves every line: no key is copied for a pair already present.
-            let mut pair = (id.clone(), String::new());
-            for (key, old, new) in &changed {
-                pair.1.clear();
-                pair.1.push_str(names.name(key.beneficiary));
-                match self.entitled.get_mut(&pair) {
-                    Some(e) => *e = e.minus(*old).plus(*new),
-                    None => {
-                        self.entitled
-                            .insert(pair.clone(), Fen::ZERO.minus(*old).plus(*new));
+            // A binding pool moves every line: nothing is copied for a pair already present.
+            if !changed.is_empty() && !self.entitled.contains_key(&id) {
+                self.entitled.insert(id.clone(), HashMap::new());
+            }
+            let entitled = self.entitled.get_mut(&id);
+            let mut noted = match &mut self.changed {
+                Some(by) => {
+                    if !by.contains_key(&id) {
+                        by.insert(id.clone(), FxHashSet::default());
                     }
+                    by.get_mut(&id)
                 }
-                if let Some(changed) = &mut self.changed
-                    && old != new
-                    && !changed.contains(&pair)
-                {
-                    changed.insert(pair.clone());
+                None => None,
+            };
+            if let Some(entitled) = entitled {
+                for (key, old, new) in &changed {
+                    let name = &names.names[key.beneficiary as usize];
+                    match entitled.get_mut(&**name) {
+                        Some(e) => *e = e.minus(*old).plus(*new),
+                        None => {
+                            entitled.insert(name.clone(), Fen::ZERO.minus(*old).plus(*new));
+                        }
+                    }
+                    if let Some(noted) = &mut noted
+                        && old != new
+                    {
+                        noted.insert(key.beneficiary);
+                    }
                 }
             }
             let c: &mut Changed = out.entry(id.clone()).or_default();
@@ -629,19 +675,19 @@ impl MaintainedYear {
 
 /// Notes that `beneficiary`'s lines of `programme` must go through the stages again, copying
 /// the programme's id only the first time.
-fn mark_dirty(dirty: &mut HashMap<String, HashSet<u32>>, programme: &str, beneficiary: u32) {
+fn mark_dirty(dirty: &mut HashMap<String, FxHashSet<u32>>, programme: &str, beneficiary: u32) {
     match dirty.get_mut(programme) {
         Some(set) => {
             set.insert(beneficiary);
         }
         None => {
-            dirty.insert(programme.to_owned(), HashSet::from([beneficiary]));
+            dirty.insert(programme.to_owned(), FxHashSet::from_iter([beneficiary]));
         }
     }
 }
 
 /// Adds `delta` to `key`'s sum.
-fn add(sums: &mut HashMap<u32, Fen>, key: u32, delta: Fen) {
+fn add(sums: &mut FxHashMap<u32, Fen>, key: u32, delta: Fen) {
     let v = sums.entry(key).or_default();
     *v = v.plus(delta);
 }
@@ -658,8 +704,8 @@ fn limit_programme(
     names: &Names,
     beneficiaries: &[(u32, Option<Fen>)],
     provider_cap: Option<Fen>,
-    provider_prior: &HashMap<u32, Fen>,
-    providers_prior_changed: &HashSet<u32>,
+    provider_prior: &FxHashMap<u32, Fen>,
+    providers_prior_changed: &FxHashSet<u32>,
     pool_left: Option<Fen>,
     total_prior_changed: bool,
 ) -> Vec<(Key, Fen, Fen)> {
@@ -719,9 +765,9 @@ fn limit_programme(
             }
         }
         Some(cap) => {
-            let mut providers: HashSet<u32> = stage_a.iter().map(|k| k.provider).collect();
+            let mut providers: FxHashSet<u32> = stage_a.iter().map(|k| k.provider).collect();
             providers.extend(providers_prior_changed.iter().copied());
-            let mut passes: HashMap<u32, Fen> = HashMap::new();
+            let mut passes: FxHashMap<u32, Fen> = FxHashMap::default();
             for provider in providers {
                 let prior = provider_prior.get(&provider).copied().unwrap_or_default();
                 let left = cap.minus(prior).max(Fen::ZERO);
@@ -744,7 +790,7 @@ fn limit_programme(
                 }
             }
             if !passes.is_empty() {
-                let mut groups: HashMap<u32, Vec<Key>> = HashMap::new();
+                let mut groups: FxHashMap<u32, Vec<Key>> = FxHashMap::default();
                 for k in pm.lines.keys() {
                     if passes.contains_key(&k.provider) {
                         groups.entry(k.provider).or_default().push(*k);
