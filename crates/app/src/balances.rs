@@ -21,6 +21,7 @@ use crate::registry::{load_registry, registry_of};
 use crate::settlement::{
     Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
 };
+use rustc_hash::FxHashMap;
 
 /// What balance look-ups read from: the store itself (on the writer thread), or a
 /// [`BalanceReader`] beside the writer.
@@ -659,10 +660,10 @@ impl Part {
 /// kept so that a changed entitlement replaces only its own.
 struct OverviewSums {
     programme: String,
-    settled_by: HashMap<String, Fen>,
+    settled_by: FxHashMap<String, Fen>,
     /// The cap of each granted beneficiary with one.
-    caps: HashMap<String, Fen>,
-    parts: HashMap<String, Part>,
+    caps: FxHashMap<String, Fen>,
+    parts: FxHashMap<String, Part>,
     entitled: Fen,
     owed_back: Fen,
     near_cap: usize,
@@ -748,11 +749,9 @@ fn keep_overview(cache: &mut PendingCache, year: i32, state: (i64, RunsKey), ope
             let changed = maintained.take_changed(&cache.accruals);
             let maintained = &cache.years[&year];
             for sums in &mut kept.programmes {
-                for (programme, beneficiary) in &changed {
-                    if *programme == sums.programme {
-                        let entitled = entitled_of(maintained, opening, programme, beneficiary);
-                        sums.update(beneficiary, entitled);
-                    }
+                for beneficiary in changed.get(&sums.programme).into_iter().flatten() {
+                    let entitled = entitled_of(maintained, opening, &sums.programme, beneficiary);
+                    sums.update(beneficiary, entitled);
                 }
             }
         }
@@ -782,7 +781,7 @@ pub fn programme_overview<S: Source + ?Sized>(
         _ => {
             let mut programmes = Vec::new();
             for p in registry.programmes_of_year(year) {
-                let mut settled_by: HashMap<String, Fen> = HashMap::new();
+                let mut settled_by: FxHashMap<String, Fen> = FxHashMap::default();
                 for ((beneficiary, programme), amount) in opening.iter() {
                     if *programme == p.id {
                         let slot = settled_by.entry(beneficiary.clone()).or_default();
@@ -801,7 +800,7 @@ pub fn programme_overview<S: Source + ?Sized>(
                         *m = m.plus(*amount);
                     }
                 }
-                let caps: HashMap<String, Fen> = registry
+                let caps: FxHashMap<String, Fen> = registry
                     .grants
                     .iter()
                     .filter(|g| g.programme == p.id)
@@ -829,7 +828,10 @@ pub fn programme_overview<S: Source + ?Sized>(
                     settled: settled_by.values().copied().sum(),
                     settled_by,
                     caps,
-                    parts: HashMap::with_capacity(beneficiaries.len()),
+                    parts: FxHashMap::with_capacity_and_hasher(
+                        beneficiaries.len(),
+                        Default::default(),
+                    ),
                     entitled: Fen::ZERO,
                     owed_back: Fen::ZERO,
                     near_cap: 0,

@@ -49,7 +49,7 @@ use crate::settlement::{Result, SettleError, class_of};
 /// reused or dropped while the process runs, so a number names the same id in every year.
 #[derive(Default)]
 pub(crate) struct Names {
-    ids: HashMap<Arc<str>, u32>,
+    ids: FxHashMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
 }
 
@@ -286,7 +286,7 @@ pub(crate) struct MaintainedYear {
     /// line costs a look-up, not the package comparison.
     ratios: FxHashMap<(i64, u32, Class), Ratios>,
     /// Σ subsidies of the year per programme and beneficiary, opening balances excluded.
-    entitled: HashMap<String, HashMap<Arc<str>, Fen>>,
+    entitled: HashMap<String, FxHashMap<Arc<str>, Fen>>,
     /// Tells this year from one built before or after it (a figure derived from it may be
     /// kept while the generation is the same, updated by [`MaintainedYear::take_changed`]).
     generation: u64,
@@ -350,14 +350,16 @@ impl MaintainedYear {
     /// first call: none, and from then on they are kept, until [`MaintainedYear::forget_changes`]).
     /// A figure derived from every entitlement of this year's [`MaintainedYear::generation`]
     /// stays current by recomputing these pairs' parts only.
-    pub(crate) fn take_changed(&mut self, accruals: &Accruals) -> Vec<(String, Arc<str>)> {
+    pub(crate) fn take_changed(&mut self, accruals: &Accruals) -> HashMap<String, Vec<Arc<str>>> {
         let changed = self.changed.replace(HashMap::new()).unwrap_or_default();
         changed
             .into_iter()
-            .flat_map(|(programme, beneficiaries)| {
-                beneficiaries
+            .map(|(programme, beneficiaries)| {
+                let names = beneficiaries
                     .into_iter()
-                    .map(move |b| (programme.clone(), accruals.names.names[b as usize].clone()))
+                    .map(|b| accruals.names.names[b as usize].clone())
+                    .collect();
+                (programme, names)
             })
             .collect()
     }
@@ -473,7 +475,7 @@ impl MaintainedYear {
         let year = self.year;
         let version = self.versions[m];
         // R4-R6: the demand of each changed line, per programme that pays on it.
-        let mut beneficiaries_dirty: HashMap<String, FxHashSet<u32>> = HashMap::new();
+        let mut beneficiaries_dirty: FxHashMap<String, FxHashSet<u32>> = FxHashMap::default();
         let mut demands: Vec<(usize, Fen)> = Vec::new();
         for key in keys {
             demands.clear();
@@ -625,7 +627,7 @@ impl MaintainedYear {
             );
             // A binding pool moves every line: nothing is copied for a pair already present.
             if !changed.is_empty() && !self.entitled.contains_key(&id) {
-                self.entitled.insert(id.clone(), HashMap::new());
+                self.entitled.insert(id.clone(), FxHashMap::default());
             }
             let entitled = self.entitled.get_mut(&id);
             let mut noted = match &mut self.changed {
@@ -675,7 +677,7 @@ impl MaintainedYear {
 
 /// Notes that `beneficiary`'s lines of `programme` must go through the stages again, copying
 /// the programme's id only the first time.
-fn mark_dirty(dirty: &mut HashMap<String, FxHashSet<u32>>, programme: &str, beneficiary: u32) {
+fn mark_dirty(dirty: &mut FxHashMap<String, FxHashSet<u32>>, programme: &str, beneficiary: u32) {
     match dirty.get_mut(programme) {
         Some(set) => {
             set.insert(beneficiary);
@@ -726,11 +728,9 @@ fn limit_programme(
             };
             amounts.clear();
             amounts.extend(group.iter().map(|k| lines[k].demand));
-            let shares = match left {
-                Some(left) => limited(&amounts, *left),
-                None => amounts.clone(),
-            };
-            for (key, share) in group.iter().zip(shares) {
+            let shares = left.map(|left| limited(&amounts, left));
+            for (i, key) in group.iter().enumerate() {
+                let share = shares.as_ref().map_or(amounts[i], |s| s[i]);
                 let line = lines.get_mut(key).expect("line of the group");
                 if line.after_beneficiary != share {
                     let slot = provider_in.entry(key.provider).or_default();

@@ -245,7 +245,9 @@ pub struct Registry {
     provider_index: HashMap<String, usize>,
     sku_index: HashMap<String, usize>,
     beneficiary_index: HashMap<String, usize>,
-    grant_index: HashMap<(String, String), usize>,
+    /// Per beneficiary, its grants' programmes and places in `grants` (a look-up copies no
+    /// text: it is on the path of every balance).
+    grant_index: HashMap<String, Vec<(String, usize)>>,
 }
 
 /// One problem found in a registry file.
@@ -925,10 +927,9 @@ impl Registry {
                 );
             }
             let cap = c.money(&format!("{path}.cap"), g.cap.as_ref());
-            if grant_index
-                .insert((g.beneficiary.clone(), g.programme.clone()), grants.len())
-                .is_some()
-            {
+            let of_beneficiary: &mut Vec<(String, usize)> =
+                grant_index.entry(g.beneficiary.clone()).or_default();
+            if of_beneficiary.iter().any(|(p, _)| *p == g.programme) {
                 c.fail(
                     path.clone(),
                     format!(
@@ -936,6 +937,8 @@ impl Registry {
                         g.programme, g.beneficiary
                     ),
                 );
+            } else {
+                of_beneficiary.push((g.programme.clone(), grants.len()));
             }
             grants.push(Grant {
                 beneficiary: g.beneficiary.clone(),
@@ -1072,8 +1075,10 @@ impl Registry {
 
     pub fn grant(&self, beneficiary: &str, programme: &str) -> Option<&Grant> {
         self.grant_index
-            .get(&(beneficiary.to_owned(), programme.to_owned()))
-            .map(|&i| &self.grants[i])
+            .get(beneficiary)?
+            .iter()
+            .find(|(p, _)| p == programme)
+            .map(|&(_, i)| &self.grants[i])
     }
 
     /// The stacking rule joining two programmes, in either order.
