@@ -114,6 +114,9 @@ pub struct PendingCache {
     paid_out: Option<(PaidOutKey, Arc<PaidOutAll>)>,
     /// The finance overview per year, kept current change by change.
     overviews: HashMap<i32, OverviewCache>,
+    /// Changed pairs at most that a catch-up replaces in a kept overview at once (`None`:
+    /// [`OVERVIEW_KEPT_MAX`]).
+    overview_kept_max: Option<usize>,
 }
 
 /// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
@@ -735,6 +738,18 @@ fn entitled_of(
     maintained.entitled(programme, beneficiary).plus(opening)
 }
 
+impl PendingCache {
+    /// Lowers how many changed pairs a catch-up replaces in the kept overview at once (the
+    /// rest waits for the overview's next request), so that tests reach both ways.
+    #[doc(hidden)]
+    pub fn keep_overview_at_most(&mut self, pairs: usize) {
+        self.overview_kept_max = Some(pairs);
+    }
+}
+
+/// Changed pairs at most that a catch-up replaces in the kept overview at once.
+const OVERVIEW_KEPT_MAX: usize = 10_000;
+
 /// After a catch-up: replaces the kept overview's parts of the pairs whose entitlement
 /// changed, so that the overview is current whenever it is asked for and its cost is spread
 /// over the catch-ups (a few sums per changed pair), not paid by one request. An overview
@@ -745,21 +760,39 @@ fn keep_overview(cache: &mut PendingCache, year: i32, state: (i64, RunsKey), ope
     };
     let key = (maintained.generation(), state.0, state.1);
     match cache.overviews.get_mut(&year) {
+        // Many pairs changed (a binding pool moves every line each time): the overview's next
+        // request replaces them once, rather than every look-up until then.
+        Some(kept)
+            if kept.key == key
+                && maintained.changed_len()
+                    > cache.overview_kept_max.unwrap_or(OVERVIEW_KEPT_MAX) => {}
         Some(kept) if kept.key == key => {
             let changed = maintained.take_changed(&cache.accruals);
-            let maintained = &cache.years[&year];
-            for sums in &mut kept.programmes {
-                for beneficiary in changed.get(&sums.programme).into_iter().flatten() {
-                    let entitled = entitled_of(maintained, opening, &sums.programme, beneficiary);
-                    sums.update(beneficiary, entitled);
-                }
-            }
+            kept.replace_parts(&changed, &cache.years[&year], opening);
         }
         Some(_) => {
             cache.overviews.remove(&year);
             maintained.forget_changes();
         }
         None => {}
+    }
+}
+
+impl OverviewCache {
+    /// Replaces the parts of the (programme, beneficiary) pairs in `changed` with the ones of
+    /// their entitlement now.
+    fn replace_parts(
+        &mut self,
+        changed: &HashMap<String, Vec<Arc<str>>>,
+        maintained: &MaintainedYear,
+        opening: &Opening,
+    ) {
+        for sums in &mut self.programmes {
+            for beneficiary in changed.get(&sums.programme).into_iter().flatten() {
+                let entitled = entitled_of(maintained, opening, &sums.programme, beneficiary);
+                sums.update(beneficiary, entitled);
+            }
+        }
     }
 }
 
@@ -775,9 +808,13 @@ pub fn programme_overview<S: Source + ?Sized>(
     let (_, opening) = maintained_year(store, cache, year, current_version, runs)?;
     let maintained = &cache.years[&year];
     let key = (maintained.generation(), current_version, runs);
-    match cache.overviews.get(&year) {
-        // Kept current by every catch-up since (`keep_overview`).
-        Some(kept) if kept.key == key => {}
+    match cache.overviews.get_mut(&year) {
+        // Kept current by the catch-ups since (`keep_overview`), but for the pairs they left.
+        Some(kept) if kept.key == key => {
+            let maintained = cache.years.get_mut(&year).expect("maintained above");
+            let changed = maintained.take_changed(&cache.accruals);
+            kept.replace_parts(&changed, &cache.years[&year], &opening);
+        }
         _ => {
             let mut programmes = Vec::new();
             for p in registry.programmes_of_year(year) {
@@ -1080,11 +1117,11 @@ impl BalanceReader {
         }
     }
 
-    /// Takes in the accrual changes committed since the last look-up, without computing
-    /// anything: the balance thread does it between look-ups, so that its mark stays within
-    /// what the writer's change log holds (which is bounded) however rarely look-ups come.
-    /// Nothing before the first look-up (which reads every accrual), and nothing the log
-    /// cannot serve.
+    /// Takes in the accrual changes committed since the last look-up and brings the
+    /// maintained years up to them: the balance thread does it between look-ups, so that its
+    /// mark stays within what the writer's change log holds (which is bounded) however rarely
+    /// look-ups come, and the next look-up finds little left to do. Nothing before the first
+    /// look-up (which reads every accrual), and nothing the log cannot serve.
     pub fn follow(&mut self) -> Result<()> {
         let Some(mark) = self.cache.accruals.mark else {
             return Ok(());
@@ -1094,6 +1131,17 @@ impl BalanceReader {
         if let Some(changes) = self.source.logged_since(mark)? {
             // Deltas, never every total: nothing to rebuild.
             self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
+        }
+        // And the maintained years catch up now, while nobody waits, rather than in the next
+        // look-up (a new registry version or runs found then rebuild what they change).
+        let cache = &mut self.cache;
+        for (year, y) in cache.years.iter_mut() {
+            if let Some(dirty) = cache.dirty.get_mut(year)
+                && dirty.iter().any(|keys| !keys.is_empty())
+            {
+                let dirty = std::mem::replace(dirty, vec![Default::default(); 12]);
+                y.catch_up(&cache.registries, &cache.accruals, dirty);
+            }
         }
         Ok(())
     }

@@ -364,6 +364,13 @@ impl MaintainedYear {
             .collect()
     }
 
+    /// How many pairs [`MaintainedYear::take_changed`] would return.
+    pub(crate) fn changed_len(&self) -> usize {
+        self.changed
+            .as_ref()
+            .map_or(0, |by| by.values().map(|b| b.len()).sum())
+    }
+
     /// Stops keeping the changed pairs (nobody derives a figure from them any more).
     pub(crate) fn forget_changes(&mut self) {
         self.changed = None;
