@@ -166,22 +166,37 @@ pub fn apportion(weights: &[i128], amount: i128) -> Vec<i128> {
     }
     let mut parts: Vec<i128> = Vec::with_capacity(weights.len());
     let mut remainders: Vec<(i128, usize)> = Vec::with_capacity(weights.len());
+    // Products and total within 64 bits (amounts in fen nearly always are) divide in one
+    // machine instruction; otherwise in 128 bits.
+    let narrow = u64::try_from(total).ok();
     for (index, w) in weights.iter().enumerate() {
         let product = w.checked_mul(amount).expect("apportion product fits i128");
-        parts.push(product / total);
-        remainders.push((product % total, index));
+        let (part, remainder) = match (narrow, u64::try_from(product)) {
+            (Some(total), Ok(product)) => {
+                (i128::from(product / total), i128::from(product % total))
+            }
+            _ => (product / total, product % total),
+        };
+        parts.push(part);
+        remainders.push((remainder, index));
     }
-    let mut left = amount - parts.iter().sum::<i128>();
-    // Largest remainder first; equal remainders keep index order (stable sort).
-    remainders.sort_by_key(|r| std::cmp::Reverse(r.0));
-    for (_, index) in remainders {
-        if left == 0 {
-            break;
+    let left = amount - parts.iter().sum::<i128>();
+    let left = usize::try_from(left).expect("fewer units left than lines");
+    assert!(
+        left <= weights.len(),
+        "largest remainder hands out every unit"
+    );
+    if left > 0 {
+        // The `left` largest remainders, equal ones in index order: the first `left` of the
+        // order (remainder descending, index ascending), found by selection, not a full sort.
+        let order = |a: &(i128, usize), b: &(i128, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        if left < remainders.len() {
+            remainders.select_nth_unstable_by(left - 1, order);
         }
-        parts[index] += 1;
-        left -= 1;
+        for &(_, index) in &remainders[..left] {
+            parts[index] += 1;
+        }
     }
-    assert_eq!(left, 0, "largest remainder hands out every unit");
     parts
 }
 
@@ -249,6 +264,51 @@ mod tests {
         assert_eq!(format_ratio(Decimal::new(2, 1)), "0.20");
         assert_eq!(format_ratio(Decimal::new(125, 3)), "0.125");
         assert_eq!(format_ratio(Decimal::ONE), "1.00");
+    }
+
+    /// The rule as written (every remainder sorted, stable), to check `apportion` against.
+    fn apportion_by_sorting(weights: &[i128], amount: i128) -> Vec<i128> {
+        let total: i128 = weights.iter().sum();
+        if total == 0 {
+            return vec![0; weights.len()];
+        }
+        let mut parts: Vec<i128> = weights.iter().map(|w| w * amount / total).collect();
+        let mut remainders: Vec<(i128, usize)> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w * amount % total, i))
+            .collect();
+        let mut left = amount - parts.iter().sum::<i128>();
+        remainders.sort_by_key(|r| std::cmp::Reverse(r.0));
+        for (_, i) in remainders {
+            if left == 0 {
+                break;
+            }
+            parts[i] += 1;
+            left -= 1;
+        }
+        parts
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Proves the selection gives the parts of the sorted rule, ties included (weights
+        /// drawn from few values so that remainders often tie), in 64 and in 128 bits.
+        #[test]
+        fn apportion_equals_the_sorted_rule(
+            weights in proptest::collection::vec(
+                proptest::prop_oneof![0i128..4, 0i128..1_000_000, 1i128 << 40..1i128 << 41],
+                1..40,
+            ),
+            share in 0u32..=1000,
+        ) {
+            let total: i128 = weights.iter().sum();
+            let amount = total * i128::from(share) / 1000;
+            proptest::prop_assert_eq!(
+                apportion(&weights, amount),
+                apportion_by_sorting(&weights, amount)
+            );
+        }
     }
 
     #[test]
