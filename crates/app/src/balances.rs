@@ -16,7 +16,7 @@ use suanli_store::{AccrualChanges, AccrualFeed, AccrualMark, Reader, Store, Stor
 
 use suanli_domain::settlement::Prior;
 
-use crate::maintained::{Accruals, Dirty, MaintainedYear};
+use crate::maintained::{Accruals, Dirty, Entitled, MaintainedYear};
 use crate::registry::{load_registry, registry_of};
 use crate::settlement::{
     Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
@@ -250,7 +250,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
     year: i32,
     current_version: i64,
     runs: RunsKey,
-) -> Result<(&'c MaintainedYear, Opening)> {
+) -> Result<(Entitled<'c>, Opening)> {
     follow_accruals(store, cache)?;
     let key = (current_version, runs);
     let versions = match cache.versions.get(&year) {
@@ -312,7 +312,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
         y.catch_up(&cache.registries, &cache.accruals, dirty);
         keep_overview(cache, year, (current_version, runs), &opening);
     }
-    Ok((&cache.years[&year], opening))
+    Ok((cache.years[&year].with(&cache.accruals), opening))
 }
 
 /// Entitlement to date per (programme, beneficiary) of `year`, opening balances included, as
@@ -722,7 +722,7 @@ struct OverviewCache {
 
 /// Entitlement of `programme` for `beneficiary`, opening balances included.
 fn entitled_of(
-    maintained: &MaintainedYear,
+    maintained: Entitled<'_>,
     opening: &Opening,
     programme: &str,
     beneficiary: &str,
@@ -768,7 +768,7 @@ fn keep_overview(cache: &mut PendingCache, year: i32, state: (i64, RunsKey), ope
                     > cache.overview_kept_max.unwrap_or(OVERVIEW_KEPT_MAX) => {}
         Some(kept) if kept.key == key => {
             let changed = maintained.take_changed(&cache.accruals);
-            kept.replace_parts(&changed, &cache.years[&year], opening);
+            kept.replace_parts(&changed, cache.years[&year].with(&cache.accruals), opening);
         }
         Some(_) => {
             cache.overviews.remove(&year);
@@ -784,7 +784,7 @@ impl OverviewCache {
     fn replace_parts(
         &mut self,
         changed: &HashMap<String, Vec<Arc<str>>>,
-        maintained: &MaintainedYear,
+        maintained: Entitled<'_>,
         opening: &Opening,
     ) {
         for sums in &mut self.programmes {
@@ -813,9 +813,10 @@ pub fn programme_overview<S: Source + ?Sized>(
         Some(kept) if kept.key == key => {
             let maintained = cache.years.get_mut(&year).expect("maintained above");
             let changed = maintained.take_changed(&cache.accruals);
-            kept.replace_parts(&changed, &cache.years[&year], &opening);
+            kept.replace_parts(&changed, cache.years[&year].with(&cache.accruals), &opening);
         }
         _ => {
+            let maintained = cache.years[&year].with(&cache.accruals);
             let mut programmes = Vec::new();
             for p in registry.programmes_of_year(year) {
                 let mut settled_by: FxHashMap<String, Fen> = FxHashMap::default();

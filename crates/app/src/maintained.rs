@@ -69,6 +69,10 @@ impl Names {
         &self.names[id as usize]
     }
 
+    fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
     /// The order of two line keys as [`suanli_domain::settlement::LineKey`] orders them:
     /// beneficiary, provider (as text), class.
     fn order(&self, a: &Key, b: &Key) -> Ordering {
@@ -286,13 +290,51 @@ pub(crate) struct MaintainedYear {
     /// line costs a look-up, not the package comparison.
     ratios: FxHashMap<(i64, u32, Class), Ratios>,
     /// Σ subsidies of the year per programme and beneficiary, opening balances excluded.
-    entitled: HashMap<String, FxHashMap<Arc<str>, Fen>>,
+    entitled: HashMap<String, FxHashMap<u32, Fen>>,
     /// Tells this year from one built before or after it (a figure derived from it may be
     /// kept while the generation is the same, updated by [`MaintainedYear::take_changed`]).
     generation: u64,
     /// The beneficiaries per programme whose entitlement changed since the last
     /// [`MaintainedYear::take_changed`]; `None` while nobody asks.
     changed: Option<HashMap<String, FxHashSet<u32>>>,
+}
+
+/// A maintained year's entitlements to date (opening balances excluded), by id.
+#[derive(Clone, Copy)]
+pub(crate) struct Entitled<'a> {
+    year: &'a MaintainedYear,
+    names: &'a Names,
+}
+
+impl<'a> Entitled<'a> {
+    /// Entitlement to date of `programme` for `beneficiary`.
+    pub(crate) fn entitled(&self, programme: &str, beneficiary: &str) -> Fen {
+        self.names
+            .id(beneficiary)
+            .and_then(|b| self.year.entitled.get(programme)?.get(&b))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every beneficiary with an entitlement line this year in `programme`, with it.
+    pub(crate) fn entitled_in(&self, programme: &str) -> impl Iterator<Item = (&'a str, Fen)> {
+        let names = self.names;
+        self.year
+            .entitled
+            .get(programme)
+            .into_iter()
+            .flatten()
+            .map(move |(b, e)| (names.name(*b), *e))
+    }
+
+    /// Every (programme, beneficiary) with an entitlement line this year, with it.
+    pub(crate) fn entitled_all(&self) -> impl Iterator<Item = (&'a str, &'a str, Fen)> {
+        let names = self.names;
+        self.year.entitled.iter().flat_map(move |(p, by)| {
+            by.iter()
+                .map(move |(b, e)| (p.as_str(), names.name(*b), *e))
+        })
+    }
 }
 
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -332,13 +374,13 @@ impl MaintainedYear {
         y
     }
 
-    /// Entitlement to date of `programme` for `beneficiary`, opening balances excluded.
-    pub(crate) fn entitled(&self, programme: &str, beneficiary: &str) -> Fen {
-        self.entitled
-            .get(programme)
-            .and_then(|by| by.get(beneficiary))
-            .copied()
-            .unwrap_or_default()
+    /// The year's entitlements read with the names of `accruals` (which this year was
+    /// caught up with).
+    pub(crate) fn with<'a>(&'a self, accruals: &'a Accruals) -> Entitled<'a> {
+        Entitled {
+            year: self,
+            names: &accruals.names,
+        }
     }
 
     /// See [`MaintainedYear::take_changed`].
@@ -374,22 +416,6 @@ impl MaintainedYear {
     /// Stops keeping the changed pairs (nobody derives a figure from them any more).
     pub(crate) fn forget_changes(&mut self) {
         self.changed = None;
-    }
-
-    /// Every beneficiary with an entitlement line this year in `programme`, with it.
-    pub(crate) fn entitled_in(&self, programme: &str) -> impl Iterator<Item = (&str, Fen)> {
-        self.entitled
-            .get(programme)
-            .into_iter()
-            .flatten()
-            .map(|(b, e)| (&**b, *e))
-    }
-
-    /// Every (programme, beneficiary) with an entitlement line this year, with it.
-    pub(crate) fn entitled_all(&self) -> impl Iterator<Item = (&str, &str, Fen)> {
-        self.entitled
-            .iter()
-            .flat_map(|(p, by)| by.iter().map(move |(b, e)| (p.as_str(), &**b, *e)))
     }
 
     /// Recomputes what the keys changed in each month (`dirty`, by month index) can move.
@@ -648,13 +674,8 @@ impl MaintainedYear {
             };
             if let Some(entitled) = entitled {
                 for (key, old, new) in &changed {
-                    let name = &names.names[key.beneficiary as usize];
-                    match entitled.get_mut(&**name) {
-                        Some(e) => *e = e.minus(*old).plus(*new),
-                        None => {
-                            entitled.insert(name.clone(), Fen::ZERO.minus(*old).plus(*new));
-                        }
-                    }
+                    let e = entitled.entry(key.beneficiary).or_default();
+                    *e = e.minus(*old).plus(*new);
                     if let Some(noted) = &mut noted
                         && old != new
                     {
