@@ -1240,9 +1240,19 @@ impl Balances {
                     let job = match rx.recv_timeout(FOLLOW_EVERY) {
                         Ok(job) => job,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            if let Err(e) = reader.follow() {
-                                tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
-                                reader.reset();
+                            let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                                || reader.follow(),
+                            ));
+                            match followed {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
+                                    reader.reset();
+                                }
+                                Err(_) => {
+                                    tracing::error!("following the accrual log failed; the next look-up reads again");
+                                    reader.reset();
+                                }
                             }
                             continue;
                         }
