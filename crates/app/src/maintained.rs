@@ -220,11 +220,16 @@ impl Line {
 /// One programme's lines of one month, with the sums the stages and later months need.
 #[derive(Default)]
 struct ProgrammeMonth {
-    lines: FxHashMap<Key, Line>,
-    /// Each beneficiary's lines in key order (the tie order of R7).
-    of_beneficiary: FxHashMap<u32, Vec<Key>>,
-    /// Every line in key order, for the pool's pass; `None` once a line came or went.
-    ordered: Option<Vec<Key>>,
+    /// Each line's place in `slots`.
+    index: FxHashMap<Key, u32>,
+    /// The lines with their keys, where the stages read and write them without hashing
+    /// (`None`: a free place, listed in `free`).
+    slots: Vec<Option<(Key, Line)>>,
+    free: Vec<u32>,
+    /// Each beneficiary's lines (places) in key order (the tie order of R7).
+    of_beneficiary: FxHashMap<u32, Vec<u32>>,
+    /// Every line (place) in key order, for the pool's pass; `None` once a line came or went.
+    ordered: Option<Vec<u32>>,
     /// Σ demand and Σ after the beneficiary cap per beneficiary: equal while its cap does not
     /// bind, so a changed prior payment that leaves room for the demand changes nothing.
     demand_by_beneficiary: FxHashMap<u32, Fen>,
@@ -242,23 +247,69 @@ struct ProgrammeMonth {
 }
 
 impl ProgrammeMonth {
-    /// The line of `key`, added at zero (in key order) when it is not there.
-    fn line_mut(&mut self, names: &Names, key: Key) -> &mut Line {
-        if !self.lines.contains_key(&key) {
-            let group = self.of_beneficiary.entry(key.beneficiary).or_default();
-            let at = group.partition_point(|k| names.order(k, &key) == Ordering::Less);
-            group.insert(at, key);
-            self.ordered = None;
+    fn slot(&self, key: &Key) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    fn key(&self, slot: u32) -> Key {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("a line's place")
+            .0
+    }
+
+    fn line(&self, slot: u32) -> &Line {
+        &self.slots[slot as usize]
+            .as_ref()
+            .expect("a line's place")
+            .1
+    }
+
+    fn line_mut(&mut self, slot: u32) -> &mut Line {
+        &mut self.slots[slot as usize]
+            .as_mut()
+            .expect("a line's place")
+            .1
+    }
+
+    /// The places of every line, in no order.
+    fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        self.index.values().copied()
+    }
+
+    /// The place of the line of `key`, added at zero (in key order) when it is not there.
+    fn slot_or_add(&mut self, names: &Names, key: Key) -> u32 {
+        if let Some(slot) = self.slot(&key) {
+            return slot;
         }
-        self.lines.entry(key).or_default()
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some((key, Line::default()));
+                slot
+            }
+            None => {
+                self.slots.push(Some((key, Line::default())));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 lines")
+            }
+        };
+        self.index.insert(key, slot);
+        let slots = &self.slots;
+        let key_at = |s: u32| slots[s as usize].as_ref().expect("a line's place").0;
+        let group = self.of_beneficiary.entry(key.beneficiary).or_default();
+        let at = group.partition_point(|s| names.order(&key_at(*s), &key) == Ordering::Less);
+        group.insert(at, slot);
+        self.ordered = None;
+        slot
     }
 
     fn remove_line(&mut self, key: &Key) {
-        if self.lines.remove(key).is_none() {
+        let Some(slot) = self.index.remove(key) else {
             return;
-        }
+        };
+        self.slots[slot as usize] = None;
+        self.free.push(slot);
         if let Some(group) = self.of_beneficiary.get_mut(&key.beneficiary) {
-            group.retain(|k| k != key);
+            group.retain(|s| *s != slot);
             if group.is_empty() {
                 self.of_beneficiary.remove(&key.beneficiary);
             }
@@ -540,13 +591,15 @@ impl MaintainedYear {
                 }
                 // The line is gone (or this programme no longer pays on it): it goes through
                 // the stages at zero and is dropped once every amount is zero.
-                if let Some(line) = pm.lines.get_mut(key) {
+                if let Some(slot) = pm.slot(key) {
+                    let line = pm.line_mut(slot);
+                    let demand = line.demand;
+                    line.demand = Fen::ZERO;
                     add(
                         &mut pm.demand_by_beneficiary,
                         key.beneficiary,
-                        Fen::ZERO.minus(line.demand),
+                        Fen::ZERO.minus(demand),
                     );
-                    line.demand = Fen::ZERO;
                     mark_dirty(&mut beneficiaries_dirty, id, key.beneficiary);
                 }
             }
@@ -558,7 +611,8 @@ impl MaintainedYear {
                     month.insert(id.to_owned(), ProgrammeMonth::default());
                 }
                 let pm = month.get_mut(id).expect("inserted above");
-                let line = pm.line_mut(names, *key);
+                let slot = pm.slot_or_add(names, *key);
+                let line = pm.line_mut(slot);
                 let old = line.demand;
                 line.demand = demand;
                 add(
@@ -632,8 +686,8 @@ impl MaintainedYear {
                     let mut providers: FxHashSet<u32> = prior.providers.clone();
                     if let Some(pm) = self.months[m].get(&id) {
                         for (b, _) in &beneficiaries {
-                            for k in pm.of_beneficiary.get(b).into_iter().flatten() {
-                                providers.insert(k.provider);
+                            for slot in pm.of_beneficiary.get(b).into_iter().flatten() {
+                                providers.insert(pm.key(*slot).provider);
                             }
                         }
                     }
@@ -693,12 +747,14 @@ impl MaintainedYear {
         // Lines that went to zero and have no base any more are dropped.
         for pm in self.months[m].values_mut() {
             for key in keys {
-                if pm.lines.get(key).is_some_and(Line::is_zero) && !bases.contains_key(key) {
+                if pm.slot(key).is_some_and(|slot| pm.line(slot).is_zero())
+                    && !bases.contains_key(key)
+                {
                     pm.remove_line(key);
                 }
             }
         }
-        self.months[m].retain(|_, pm| !pm.lines.is_empty() || pm.total != Fen::ZERO);
+        self.months[m].retain(|_, pm| !pm.index.is_empty() || pm.total != Fen::ZERO);
         out
     }
 }
@@ -740,10 +796,10 @@ fn limit_programme(
     total_prior_changed: bool,
 ) -> Vec<(Key, Fen, Fen)> {
     // Beneficiary caps: each beneficiary's lines on their own, in key order.
-    let mut stage_a: Vec<Key> = Vec::new();
+    let mut stage_a: Vec<u32> = Vec::new();
     {
         let ProgrammeMonth {
-            lines,
+            slots,
             of_beneficiary,
             provider_in,
             capped_by_beneficiary,
@@ -755,45 +811,53 @@ fn limit_programme(
                 continue;
             };
             amounts.clear();
-            amounts.extend(group.iter().map(|k| lines[k].demand));
+            amounts.extend(group.iter().map(|s| {
+                slots[*s as usize]
+                    .as_ref()
+                    .expect("a line's place")
+                    .1
+                    .demand
+            }));
             let shares = left.map(|left| limited(&amounts, left));
-            for (i, key) in group.iter().enumerate() {
+            for (i, slot) in group.iter().enumerate() {
                 let share = shares.as_ref().map_or(amounts[i], |s| s[i]);
-                let line = lines.get_mut(key).expect("line of the group");
+                let (key, line) = slots[*slot as usize].as_mut().expect("a line's place");
                 if line.after_beneficiary != share {
-                    let slot = provider_in.entry(key.provider).or_default();
-                    *slot = slot.minus(line.after_beneficiary).plus(share);
+                    let v = provider_in.entry(key.provider).or_default();
+                    *v = v.minus(line.after_beneficiary).plus(share);
                     add(
                         capped_by_beneficiary,
                         key.beneficiary,
                         share.minus(line.after_beneficiary),
                     );
                     line.after_beneficiary = share;
-                    stage_a.push(*key);
+                    stage_a.push(*slot);
                 }
             }
         }
     }
     // Provider caps: copied through while a provider's cap binds neither before nor after,
     // otherwise one pass over that provider's lines.
-    let mut stage_b: Vec<Key> = Vec::new();
-    let mut set_after_provider = |pm: &mut ProgrammeMonth, key: Key, v: Fen| {
-        let line = pm.lines.get_mut(&key).expect("line");
-        if line.after_provider != v {
-            pm.pool_in = pm.pool_in.minus(line.after_provider).plus(v);
+    let mut stage_b: Vec<u32> = Vec::new();
+    let mut set_after_provider = |pm: &mut ProgrammeMonth, slot: u32, v: Fen| {
+        let line = pm.line_mut(slot);
+        let old = line.after_provider;
+        if old != v {
             line.after_provider = v;
-            stage_b.push(key);
+            pm.pool_in = pm.pool_in.minus(old).plus(v);
+            stage_b.push(slot);
         }
     };
     match provider_cap {
         None => {
-            for &key in &stage_a {
-                let v = pm.lines[&key].after_beneficiary;
-                set_after_provider(pm, key, v);
+            for &slot in &stage_a {
+                let v = pm.line(slot).after_beneficiary;
+                set_after_provider(pm, slot, v);
             }
         }
         Some(cap) => {
-            let mut providers: FxHashSet<u32> = stage_a.iter().map(|k| k.provider).collect();
+            let mut providers: FxHashSet<u32> =
+                stage_a.iter().map(|s| pm.key(*s).provider).collect();
             providers.extend(providers_prior_changed.iter().copied());
             let mut passes: FxHashMap<u32, Fen> = FxHashMap::default();
             for provider in providers {
@@ -811,28 +875,29 @@ fn limit_programme(
                     pm.provider_binding.remove(&provider);
                 }
             }
-            for &key in &stage_a {
-                if !passes.contains_key(&key.provider) {
-                    let v = pm.lines[&key].after_beneficiary;
-                    set_after_provider(pm, key, v);
+            for &slot in &stage_a {
+                if !passes.contains_key(&pm.key(slot).provider) {
+                    let v = pm.line(slot).after_beneficiary;
+                    set_after_provider(pm, slot, v);
                 }
             }
             if !passes.is_empty() {
-                let mut groups: FxHashMap<u32, Vec<Key>> = FxHashMap::default();
-                for k in pm.lines.keys() {
-                    if passes.contains_key(&k.provider) {
-                        groups.entry(k.provider).or_default().push(*k);
+                let mut groups: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+                for slot in pm.all() {
+                    let provider = pm.key(slot).provider;
+                    if passes.contains_key(&provider) {
+                        groups.entry(provider).or_default().push(slot);
                     }
                 }
                 for (provider, mut group) in groups {
-                    group.sort_unstable_by(|a, b| names.order(a, b));
+                    group.sort_unstable_by(|a, b| names.order(&pm.key(*a), &pm.key(*b)));
                     let amounts: Vec<Fen> = group
                         .iter()
-                        .map(|k| pm.lines[k].after_beneficiary)
+                        .map(|s| pm.line(*s).after_beneficiary)
                         .collect();
                     let shares = limited(&amounts, passes[&provider]);
-                    for (key, share) in group.into_iter().zip(shares) {
-                        set_after_provider(pm, key, share);
+                    for (slot, share) in group.into_iter().zip(shares) {
+                        set_after_provider(pm, slot, share);
                     }
                 }
             }
@@ -840,9 +905,9 @@ fn limit_programme(
     }
     // The pool: copied through while it binds neither before nor after, otherwise one pass.
     let mut changed = Vec::new();
-    let mut set_subsidy = |pm: &mut ProgrammeMonth, key: Key, v: Fen| {
-        let line = pm.lines.get_mut(&key).expect("line");
-        let old = line.subsidy;
+    let mut set_subsidy = |pm: &mut ProgrammeMonth, slot: u32, v: Fen| {
+        let (key, line) = pm.slots[slot as usize].as_mut().expect("a line's place");
+        let (key, old) = (*key, line.subsidy);
         if old != v {
             line.subsidy = v;
             add(&mut pm.by_beneficiary, key.beneficiary, v.minus(old));
@@ -867,23 +932,23 @@ fn limit_programme(
             let ordered = match pm.ordered.take() {
                 Some(ordered) => ordered,
                 None => {
-                    let mut all: Vec<Key> = pm.lines.keys().copied().collect();
-                    all.sort_unstable_by(|a, b| names.order(a, b));
+                    let mut all: Vec<u32> = pm.all().collect();
+                    all.sort_unstable_by(|a, b| names.order(&pm.key(*a), &pm.key(*b)));
                     all
                 }
             };
-            let amounts: Vec<Fen> = ordered.iter().map(|k| pm.lines[k].after_provider).collect();
+            let amounts: Vec<Fen> = ordered.iter().map(|s| pm.line(*s).after_provider).collect();
             let shares = limited(&amounts, left);
-            for (key, share) in ordered.iter().zip(shares) {
-                set_subsidy(pm, *key, share);
+            for (slot, share) in ordered.iter().zip(shares) {
+                set_subsidy(pm, *slot, share);
             }
             pm.ordered = Some(ordered);
         }
         None if pm.pool_binding => {}
         None => {
-            for &key in &stage_b {
-                let v = pm.lines[&key].after_provider;
-                set_subsidy(pm, key, v);
+            for &slot in &stage_b {
+                let v = pm.line(slot).after_provider;
+                set_subsidy(pm, slot, v);
             }
         }
     }
