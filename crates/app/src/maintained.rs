@@ -162,12 +162,13 @@ impl Accruals {
     }
 
     fn key_of(&mut self, a: AccrualRow) -> Result<Key> {
-        let class = class_of(&a.category, &a.chip_origin, &a.registered_model).ok_or_else(|| {
-            SettleError::Store(StoreError::Corrupt(format!(
-                "bad line class ({:?}, {:?}, {:?}) of beneficiary {:?}, provider {:?}",
-                a.category, a.chip_origin, a.registered_model, a.beneficiary, a.provider
-            )))
-        })?;
+        let class =
+            class_of(&a.category, &a.chip_origin, &a.registered_model).ok_or_else(|| {
+                SettleError::Store(StoreError::Corrupt(format!(
+                    "bad line class ({:?}, {:?}, {:?}) of beneficiary {:?}, provider {:?}",
+                    a.category, a.chip_origin, a.registered_model, a.beneficiary, a.provider
+                )))
+            })?;
         Ok(Key {
             beneficiary: self.names.intern(a.beneficiary),
             provider: self.names.intern(a.provider),
@@ -372,7 +373,8 @@ impl MaintainedYear {
             let bases = accruals
                 .months(self.year)
                 .map_or(&empty, |months| &months[m]);
-            let out = self.update_month(m, &registry, bases, &accruals.names, &keys, &prior_changed);
+            let out =
+                self.update_month(m, &registry, bases, &accruals.names, &keys, &prior_changed);
             for (programme, c) in out {
                 let slot = prior_changed.entry(programme).or_default();
                 slot.beneficiaries.extend(c.beneficiaries);
@@ -487,7 +489,9 @@ impl MaintainedYear {
                 }
             }
             for &(i, demand) in &demands {
-                let id = ratios.as_ref().expect("demands come with ratios")[i].0.as_str();
+                let id = ratios.as_ref().expect("demands come with ratios")[i]
+                    .0
+                    .as_str();
                 if !month.contains_key(id) {
                     month.insert(id.to_owned(), ProgrammeMonth::default());
                 }
@@ -532,7 +536,11 @@ impl MaintainedYear {
                     ) else {
                         continue;
                     };
-                    let capped = pm.capped_by_beneficiary.get(&b).copied().unwrap_or_default();
+                    let capped = pm
+                        .capped_by_beneficiary
+                        .get(&b)
+                        .copied()
+                        .unwrap_or_default();
                     let left = cap
                         .minus(self.prior_beneficiary(m, &id, names, b))
                         .max(Fen::ZERO);

@@ -274,21 +274,36 @@ pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
         "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 ORDER BY seq",
         &[run_id.into()],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(RunLineRow {
-                key: key_of(r)?,
-                original_period: r[5].text()?,
-                base_fen: r[6].int()?,
-                ratio: r[7].text()?,
-                entitlement_fen: r[8].int()?,
-                posted_before_fen: r[9].int()?,
-                amount_fen: r[10].int()?,
-                cut_by: r[11].text()?,
-                payee: r[12].text()?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| run_line_of(r)).collect()
+}
+
+/// At most `count` lines of run `run_id` from position `from` (from 0) on, in order: a page
+/// read by the primary key, so a run of any size is read in bounded pieces.
+pub fn run_lines_page(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    from: i64,
+    count: i64,
+) -> Result<Vec<RunLineRow>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+        &[run_id.into(), from.into(), count.into()],
+    )?;
+    rows.iter().map(|r| run_line_of(r)).collect()
+}
+
+fn run_line_of(r: &[Value]) -> Result<RunLineRow> {
+    Ok(RunLineRow {
+        key: key_of(r)?,
+        original_period: r[5].text()?,
+        base_fen: r[6].int()?,
+        ratio: r[7].text()?,
+        entitlement_fen: r[8].int()?,
+        posted_before_fen: r[9].int()?,
+        amount_fen: r[10].int()?,
+        cut_by: r[11].text()?,
+        payee: r[12].text()?,
+    })
 }
 
 /// The lines of `beneficiary` in every run, as (run id, line), newest run first and in line

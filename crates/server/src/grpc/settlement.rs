@@ -89,12 +89,100 @@ fn observe(action: &str, view: &RunView) {
     }
 }
 
-fn run_response(view: RunView) -> Response<pb::RunResponse> {
-    Response::new(pb::RunResponse {
+/// Lines of a run read from the store at a time for ListRunLines: the default and the most.
+const PAGE_LINES_DEFAULT: usize = 1_000;
+const PAGE_LINES_MAX: usize = 10_000;
+/// The largest reply carrying a run's lines (a RunResponse, a ListRunLines message), below the
+/// server's message limit too: the largest message gRPC clients accept by default (tonic's
+/// and grpc-go's 4 MiB), so a client that sets no limit reads any run.
+const LINES_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+fn lines_reply_bytes_max(shared: &Shared) -> usize {
+    shared.message_bytes_max.min(LINES_REPLY_BYTES_MAX)
+}
+
+/// A run's response: its header and totals always, its lines only when the whole response fits
+/// in `bytes_max` (else none, with `lines_omitted`; ListRunLines sends them). `reasons`,
+/// when given, fill the lines' `reason` in order.
+fn run_response(
+    view: RunView,
+    reasons: Option<Vec<String>>,
+    bytes_max: usize,
+) -> Response<pb::RunResponse> {
+    use prost::Message;
+    let mut response = pb::RunResponse {
         run: Some(run_proto(&view.run, Some(&view.lines))),
-        lines: view.lines.iter().map(line_proto).collect(),
+        lines: Vec::new(),
         unchanged: view.unchanged,
-    })
+        lines_omitted: !view.lines.is_empty(),
+    };
+    // Counted as if omitted (the flag's two bytes), so the lines' bytes are an upper bound.
+    let mut bytes = response.encoded_len();
+    let mut reasons = reasons.map(Vec::into_iter);
+    let mut lines = Vec::new();
+    for l in &view.lines {
+        let mut line = line_proto(l);
+        if let Some(reason) = reasons.as_mut().and_then(Iterator::next) {
+            line.reason = reason;
+        }
+        bytes += prost::encoding::message::encoded_len(2, &line);
+        if bytes > bytes_max {
+            return Response::new(response);
+        }
+        lines.push(line);
+    }
+    response.lines = lines;
+    response.lines_omitted = false;
+    Response::new(response)
+}
+
+/// Whether the lines of `view` may fit in one RunResponse: a lower bound of their size without
+/// reasons, so a run far too large for one message costs no reasons.
+fn lines_may_fit(view: &RunView, bytes_max: usize) -> bool {
+    let mut bytes = 0;
+    for l in &view.lines {
+        bytes += prost::encoding::message::encoded_len(2, &line_proto(l));
+        if bytes > bytes_max {
+            return false;
+        }
+    }
+    true
+}
+
+/// Splits `lines`, the first at position `first_line`, into messages of at most `bytes_max`
+/// bytes each (a single line larger than that still goes, alone).
+fn line_messages(
+    first_line: u64,
+    lines: Vec<pb::RunLine>,
+    bytes_max: usize,
+) -> Vec<pb::RunLinesPage> {
+    use prost::Message;
+    let mut out = Vec::new();
+    let mut page = pb::RunLinesPage {
+        first_line,
+        lines: Vec::new(),
+    };
+    let mut bytes = page.encoded_len();
+    for line in lines {
+        let size = prost::encoding::message::encoded_len(2, &line);
+        if !page.lines.is_empty() && bytes + size > bytes_max {
+            let next = page.first_line + page.lines.len() as u64;
+            out.push(std::mem::replace(
+                &mut page,
+                pb::RunLinesPage {
+                    first_line: next,
+                    lines: Vec::new(),
+                },
+            ));
+            bytes = page.encoded_len();
+        }
+        bytes += size;
+        page.lines.push(line);
+    }
+    if !page.lines.is_empty() {
+        out.push(page);
+    }
+    out
 }
 
 fn run_id(id: u64) -> Result<i64, Status> {
@@ -228,12 +316,13 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         if r.programme.trim().is_empty() {
             return Err(Status::invalid_argument("programme is empty"));
         }
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| {
             settle::create_run(s, r.programme.trim(), r.period.trim(), &c.actor)
         })
         .await
         .inspect(|v| observe("created", v))
-        .map(run_response)
+        .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn get_run(
@@ -243,17 +332,23 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         let (view, reasons) = on_store(&self.shared, move |s| {
             let view = settle::show_run(s, id)?;
-            let reasons = suanli_app::reasons::reasons_of_run(s, &view.run, &view.lines)?;
+            // A run too large for one message sends no lines, so their reasons are not worked out.
+            let reasons = if lines_may_fit(&view, bytes_max) {
+                Some(suanli_app::reasons::reasons_of_run(
+                    s,
+                    &view.run,
+                    &view.lines,
+                )?)
+            } else {
+                None
+            };
             Ok((view, reasons))
         })
         .await?;
-        let mut response = run_response(view);
-        for (line, reason) in response.get_mut().lines.iter_mut().zip(reasons) {
-            line.reason = reason;
-        }
-        Ok(response)
+        Ok(run_response(view, reasons, bytes_max))
     }
 
     async fn list_runs(
@@ -281,10 +376,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "approving a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::approve_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("approved", v))
-            .map(run_response)
+            .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn post_run(
@@ -299,7 +395,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         if !view.unchanged {
             refresh_programme_gauges(&self.shared).await;
         }
-        Ok(run_response(view))
+        Ok(run_response(
+            view,
+            None,
+            lines_reply_bytes_max(&self.shared),
+        ))
     }
 
     async fn cancel_run(
@@ -309,10 +409,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "cancelling a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::cancel_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("cancelled", v))
-            .map(run_response)
+            .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn rederive_run(
@@ -375,4 +476,90 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
             .map_err(super::status_of)?;
         Ok(Response::new(explanation_proto(explanation)))
     }
+
+    type ListRunLinesStream = LinePageStream;
+
+    async fn list_run_lines(
+        &self,
+        request: Request<pb::ListRunLinesRequest>,
+    ) -> Result<Response<LinePageStream>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading a settlement run's lines")?;
+        let r = request.into_inner();
+        let id = run_id(r.run_id)?;
+        let page_lines = match r.page_lines as usize {
+            0 => PAGE_LINES_DEFAULT,
+            n if n > PAGE_LINES_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "page_lines is {n}; at most {PAGE_LINES_MAX}"
+                )));
+            }
+            n => n,
+        };
+        let from = i64::try_from(r.from_line)
+            .map_err(|_| Status::invalid_argument("from_line is beyond any run's lines"))?;
+        // The message's own framing and a page's position take a few bytes beyond its lines.
+        let bytes_max = lines_reply_bytes_max(&self.shared) - 64;
+        let idle = self.shared.stream_idle;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let runtime = tokio::runtime::Handle::current();
+        // A reader thread with a connection of its own reads page by page, each page in its
+        // own transaction, and waits for the client to take each page: a run of any size is
+        // sent with a few pages in memory. A client that takes nothing for
+        // limits.stream_idle_secs ends the stream.
+        let shared = self.shared.clone();
+        let read = async move {
+            shared
+                .balances
+                .read_alone(move |s| {
+                    let send = |item: Result<pb::RunLinesPage, Status>| {
+                        runtime.block_on(tx.send_timeout(item, idle)).is_ok()
+                    };
+                    let mut pages = match settle::LinePages::open(s, id, from) {
+                        Ok(pages) => pages,
+                        Err(e) => {
+                            send(Err(super::status_of(e)));
+                            return Ok(());
+                        }
+                    };
+                    loop {
+                        let first_line = pages.position() as u64;
+                        let page = match pages.next_page(s, page_lines) {
+                            Ok(page) => page,
+                            Err(e) => {
+                                send(Err(super::status_of(e)));
+                                return Ok(());
+                            }
+                        };
+                        if page.is_empty() {
+                            return Ok(());
+                        }
+                        let lines = page
+                            .into_iter()
+                            .map(|(l, reason)| pb::RunLine {
+                                reason,
+                                ..line_proto(&l)
+                            })
+                            .collect();
+                        for message in line_messages(first_line, lines, bytes_max) {
+                            if !send(Ok(message)) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                })
+                .await
+        };
+        tokio::spawn(async move {
+            if let Err(e) = read.await {
+                tracing::warn!(error = %e, "a run's lines could not be read");
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 }
+
+type LinePageStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::RunLinesPage, Status>> + Send>>;
