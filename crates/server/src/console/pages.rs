@@ -16,7 +16,7 @@ use suanli_store::ledger::{JournalRow, RunLineRow, RunRow};
 
 use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
 use super::format::{shanghai, shanghai_day, url_encode};
-use super::i18n::{Lang, t};
+use super::i18n::{Lang, lookup, t};
 use super::view::{Markup, View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -307,13 +307,60 @@ struct ProviderPage<'a> {
     outcomes: [&'static str; 4],
     /// Records per day by outcome, newest day first.
     days: Vec<(String, [i64; 4])>,
-    reasons: Vec<ReasonRow>,
+    reasons: Vec<RejectsShown>,
     /// The query of the statement link (`?provider=…`) for readers.
     extra: String,
     /// The void form is offered to the provider itself (and to an administrator).
     may_void: bool,
     /// A refused void form, shown again.
     kept: Option<Kept>,
+}
+
+/// A provider's rejects of one reason as its page shows them.
+struct RejectsShown {
+    reason: String,
+    records: i64,
+    last_at: String,
+    examples: Vec<RejectSaid>,
+}
+
+/// An example reject said in the page's language: `before`, the record id, `after` (the
+/// sentence of its code naming the record and the field), and the engine's English message as
+/// a technical detail on English pages only.
+struct RejectSaid {
+    record_id: String,
+    before: String,
+    after: String,
+    detail: Option<String>,
+}
+
+fn rejects_shown(lang: Lang, row: ReasonRow) -> RejectsShown {
+    let sentence = lookup(lang, &format!("reject.said.{}", row.reason))
+        .unwrap_or_else(|| t(lang, "reject.said.unspecified"));
+    let examples = row
+        .examples
+        .into_iter()
+        .map(|e| {
+            let field = lookup(lang, &format!("reject.field.{}", e.field))
+                .unwrap_or_else(|| t(lang, "reject.field.unknown"));
+            let sentence = sentence.replace("{field}", field);
+            let (before, after) = sentence
+                .split_once("{record}")
+                .unwrap_or((sentence.as_str(), ""));
+            RejectSaid {
+                before: before.to_owned(),
+                after: after.to_owned(),
+                record_id: e.record_id,
+                detail: (lang == Lang::En).then_some(e.message),
+            }
+        })
+        .collect();
+    RejectsShown {
+        reason: row.reason,
+        records: row.records,
+        last_at: row.last_at,
+        examples,
+    }
 }
 
 /// The provider view: records per day by outcome, rejects by reason with examples, payables
@@ -410,7 +457,10 @@ pub async fn provider(
         legend: legend(&legend_items),
         outcomes: OUTCOMES,
         days: by_day.into_iter().rev().collect(),
-        reasons,
+        reasons: reasons
+            .into_iter()
+            .map(|r| rejects_shown(ctx.lang, r))
+            .collect(),
         extra,
         may_void: may_void(ctx.principal(), &provider),
         kept,
