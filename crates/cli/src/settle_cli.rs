@@ -528,6 +528,37 @@ async fn export(
     out: &Path,
 ) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
+    // Written beside `out` and renamed at the end: a run whose lines stop coming half way
+    // leaves no export that looks whole.
+    let partial = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
+    ));
+    let written = write_export(client, token, response, run, &partial).await;
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "run {}: {written} line(s) written to {}",
+        run.run_id,
+        out.display()
+    );
+    Ok(())
+}
+
+async fn write_export(
+    client: &mut SettlementServiceClient<tonic::transport::Channel>,
+    token: &str,
+    response: &pb::RunResponse,
+    run: &pb::Run,
+    out: &Path,
+) -> anyhow::Result<u64> {
     let mut w =
         csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
     w.write_record(RUN_STATEMENT_HEADER)?;
@@ -560,12 +591,7 @@ async fn export(
     })
     .await?;
     w.flush()?;
-    println!(
-        "run {}: {written} line(s) written to {}",
-        run.run_id,
-        out.display()
-    );
-    Ok(())
+    Ok(written)
 }
 
 pub enum LedgerAction {

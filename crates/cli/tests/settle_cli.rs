@@ -870,6 +870,10 @@ unit = "gpu_hour"
         )),
         "{out}"
     );
+    assert!(
+        !s.db.dir.join(".wide-run.csv.partial").exists(),
+        "the export is renamed into place once whole"
+    );
     let csv = std::fs::read_to_string(&export).unwrap();
     let rows = rows_of(&csv, "wide-2025");
     let expected_rows: Vec<String> = expected

@@ -513,7 +513,23 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
                 .balances
                 .read_alone(move |s| {
                     let send = |item: Result<pb::RunLinesPage, Status>| {
-                        runtime.block_on(tx.send_timeout(item, idle)).is_ok()
+                        use tokio::sync::mpsc::error::SendTimeoutError;
+                        match runtime.block_on(tx.send_timeout(item, idle)) {
+                            Ok(()) => true,
+                            Err(SendTimeoutError::Closed(_)) => false,
+                            // A client that comes back gets the reason after the pages it had
+                            // not taken, never an end that looks complete.
+                            Err(SendTimeoutError::Timeout(_)) => {
+                                let _ = runtime.block_on(tx.send_timeout(
+                                    Err(Status::deadline_exceeded(format!(
+                                        "stream idle: the client took no lines for {} s (limits.stream_idle_secs); the server ended the stream",
+                                        idle.as_secs()
+                                    ))),
+                                    idle,
+                                ));
+                                false
+                            }
+                        }
                     };
                     let mut pages = match settle::LinePages::open(s, id, from) {
                         Ok(pages) => pages,
