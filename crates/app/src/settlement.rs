@@ -523,13 +523,25 @@ pub fn runs_with_totals<S: Transact + ?Sized>(
     store: &mut S,
     programme: Option<&str>,
 ) -> Result<Vec<(RunRow, usize, Fen)>> {
+    Ok(runs_with_line_totals(store, programme)?
+        .into_iter()
+        .map(|(run, t)| (run, usize::try_from(t.lines).unwrap_or(0), Fen(t.total_fen)))
+        .collect())
+}
+
+/// Every run (of `programme`, or all) with its lines counted and summed, read without loading
+/// any run's lines: a list of runs costs the same whatever their size.
+pub fn runs_with_line_totals<S: Transact + ?Sized>(
+    store: &mut S,
+    programme: Option<&str>,
+) -> Result<Vec<(RunRow, rows::RunTotals)>> {
     in_tx(store, |tx| {
         let totals = rows::run_totals(tx)?;
         Ok(rows::runs(tx, programme)?
             .into_iter()
             .map(|run| {
-                let (lines, fen) = totals.get(&run.run_id).copied().unwrap_or((0, 0));
-                (run, usize::try_from(lines).unwrap_or(0), Fen(fen))
+                let t = totals.get(&run.run_id).copied().unwrap_or_default();
+                (run, t)
             })
             .collect())
     })

@@ -438,6 +438,18 @@ fn worked_example_end_to_end(db: Db) {
         balance.contains("paid out 150000.00 CNY: to ent-c itself 0.00 CNY, to providers on its behalf 150000.00 CNY (to provider dc-b 150000.00 of 150300.00 CNY settled)"),
         "{balance}"
     );
+    // The list counts each run's lines, adjustments and total as the run itself does.
+    let list = s.ok(&auditor, &["settle", "list"]);
+    let headers: Vec<&str> = list.lines().filter(|l| l.starts_with("run ")).collect();
+    assert!(
+        headers.iter().any(|h| !h.contains(" 0 adjustment(s)")),
+        "a run with adjustments: {list}"
+    );
+    for header in headers {
+        let id = run_id(header);
+        let shown = s.ok(&auditor, &["settle", "show", &id]);
+        assert_eq!(Some(header), shown.lines().next(), "run {id}");
+    }
 }
 
 #[test]

@@ -258,14 +258,35 @@ pub fn runs(tx: &mut dyn Sql, programme: Option<&str>) -> Result<Vec<RunRow>> {
     rows.iter().map(|r| run_of(r)).collect()
 }
 
-/// Per run: how many lines it has and their sum in fen, in one pass over the lines.
-pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, (i64, i64)>> {
+/// A run's lines counted and summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub lines: i64,
+    pub total_fen: i64,
+    /// Lines of an earlier month than the run's (adjustments).
+    pub adjustment_lines: i64,
+}
+
+/// Per run: how many lines it has, their sum in fen and how many are adjustments, in one pass
+/// over the lines.
+pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, RunTotals>> {
     let rows = tx.query(
-        "SELECT run_id, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM run_lines GROUP BY run_id",
+        "SELECT l.run_id, COUNT(*), CAST(COALESCE(SUM(l.amount_fen), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN l.original_period <> r.period THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id GROUP BY l.run_id",
         &[],
     )?;
     rows.iter()
-        .map(|r| Ok((r[0].int()?, (r[1].int()?, r[2].int()?))))
+        .map(|r| {
+            Ok((
+                r[0].int()?,
+                RunTotals {
+                    lines: r[1].int()?,
+                    total_fen: r[2].int()?,
+                    adjustment_lines: r[3].int()?,
+                },
+            ))
+        })
         .collect()
 }
 

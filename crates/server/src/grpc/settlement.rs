@@ -7,7 +7,7 @@ use suanli_app::metrics::METRICS;
 use suanli_app::settlement::{self as settle, RunView};
 use suanli_proto::v1 as pb;
 use suanli_store::Principal;
-use suanli_store::ledger::{RunLineRow, RunRow};
+use suanli_store::ledger::{RunLineRow, RunRow, RunTotals};
 use tonic::{Request, Response, Status};
 
 use super::{FINANCE, READERS, Shared, caller, on_store, refresh_programme_gauges, require};
@@ -23,6 +23,18 @@ fn status_code(status: &str) -> i32 {
 }
 
 pub fn run_proto(run: &RunRow, lines: Option<&[RunLineRow]>) -> pb::Run {
+    let totals = lines.map_or_else(RunTotals::default, |ls| RunTotals {
+        lines: ls.len() as i64,
+        total_fen: ls.iter().map(|l| l.amount_fen).sum(),
+        adjustment_lines: ls
+            .iter()
+            .filter(|l| l.original_period != run.period)
+            .count() as i64,
+    });
+    run_proto_with(run, totals)
+}
+
+fn run_proto_with(run: &RunRow, totals: RunTotals) -> pb::Run {
     pb::Run {
         run_id: run.run_id as u64,
         programme: run.programme.clone(),
@@ -38,13 +50,9 @@ pub fn run_proto(run: &RunRow, lines: Option<&[RunLineRow]>) -> pb::Run {
         cancelled_at: run.cancelled_at.clone().unwrap_or_default(),
         cancelled_by: run.cancelled_by.clone().unwrap_or_default(),
         journal_id: run.journal_id.unwrap_or(0) as u64,
-        total_fen: lines.map_or(0, |ls| ls.iter().map(|l| l.amount_fen).sum()),
-        lines: lines.map_or(0, |ls| ls.len() as u32),
-        adjustment_lines: lines.map_or(0, |ls| {
-            ls.iter()
-                .filter(|l| l.original_period != run.period)
-                .count() as u32
-        }),
+        total_fen: totals.total_fen,
+        lines: u32::try_from(totals.lines).unwrap_or(u32::MAX),
+        adjustment_lines: u32::try_from(totals.adjustment_lines).unwrap_or(u32::MAX),
     }
 }
 
@@ -360,12 +368,12 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let programme = request.into_inner().programme;
         super::bounded("programme", &programme, super::ID_BYTES_MAX)?;
         let runs = on_store(&self.shared, move |s| {
-            let runs = settle::list_runs(s, Some(programme.as_str()).filter(|p| !p.is_empty()))?;
-            runs.into_iter()
-                .map(|r| settle::show_run(s, r.run_id).map(|v| run_proto(&v.run, Some(&v.lines))))
-                .collect::<Result<Vec<_>, _>>()
+            settle::runs_with_line_totals(s, Some(programme.as_str()).filter(|p| !p.is_empty()))
         })
-        .await?;
+        .await?
+        .iter()
+        .map(|(run, totals)| run_proto_with(run, *totals))
+        .collect();
         Ok(Response::new(pb::ListRunsResponse { runs }))
     }
 
