@@ -342,7 +342,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("reject.field.end", "结束时间", "end"),
     ("reject.field.quantity", "数量", "quantity"),
     ("reject.field.amount", "金额", "amount"),
-    ("reject.field.unknown", "某个字段", "a field"),
+    ("reject.field.unknown", "某个字段", "field"),
     (
         "reject.said.missing_field",
         "记录 {record} 缺少{field}。",
