@@ -8,7 +8,8 @@
 //               finance downloads the payee's statement and finds the run's lines in it.
 //   enterprise  checks its balance figures (entitled, settled, paid out, pending, remaining)
 //               against the plan's, computed by the Rust test from docs/rules.md.
-//   provider    checks what it is owed and voids one of its records through the confirmation.
+//   provider    checks what it is owed and its rejected records (said in the page's language),
+//               and voids one of its records through the confirmation.
 //   auditor     filters the journal and finds the walk's posting and payment under the names
 //               of the persons who did them.
 //
@@ -516,7 +517,13 @@ async function voidRecord(w) {
     [p.settled, p.paid_out, p.outstanding],
     'settled, paid out and outstanding',
   );
-  await page_checks(page, 'provider', [['作废用量记录', 'Void a usage record']]);
+  // Its rejected records, each said in the page's language with the record and field named.
+  await page_checks(page, 'provider', [
+    ['作废用量记录', 'Void a usage record'],
+    ['的计费项不在目录中。', 'its SKU is not in the registry.'],
+    ['的企业不在目录中。', 'its beneficiary is not in the registry.'],
+    ['的结束时间不晚于开始时间。', 'its end is not after its start.'],
+  ]);
   const v = w.void;
   await page.fill('#record_id', v.record);
   await page.fill('#reason', v.reason);

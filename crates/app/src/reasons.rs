@@ -5,6 +5,7 @@
 //! demand, cuts and what it settles.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use suanli_domain::Registry;
@@ -86,21 +87,38 @@ pub fn line_reason(registry: Option<&Registry>, run: &RunRow, l: &RunLineRow) ->
 
 /// The reasons of `lines` of `run`, in order, each with the registry version its month used.
 pub fn run_reasons(tx: &mut dyn Sql, run: &RunRow, lines: &[RunLineRow]) -> Result<Vec<String>> {
-    let versions: HashMap<String, i64> = rows::run_periods(tx, run.run_id)?.into_iter().collect();
-    let mut registries = HashMap::new();
-    let mut out = Vec::with_capacity(lines.len());
-    for l in lines {
-        let version = versions
+    let mut source = ReasonSource::of_run(tx, run)?;
+    Ok(lines.iter().map(|l| source.reason(tx, run, l)).collect())
+}
+
+/// What a run's line reasons are read from: the registry version each of its months used, and
+/// the registries parsed so far, kept across pages of a run read piece by piece.
+pub struct ReasonSource {
+    versions: HashMap<String, i64>,
+    registries: HashMap<i64, Arc<Registry>>,
+}
+
+impl ReasonSource {
+    pub fn of_run(tx: &mut dyn Sql, run: &RunRow) -> Result<ReasonSource> {
+        Ok(ReasonSource {
+            versions: rows::run_periods(tx, run.run_id)?.into_iter().collect(),
+            registries: HashMap::new(),
+        })
+    }
+
+    /// The reason of line `l` of `run` (see [`line_reason`]).
+    pub fn reason(&mut self, tx: &mut dyn Sql, run: &RunRow, l: &RunLineRow) -> String {
+        let version = self
+            .versions
             .get(&l.original_period)
             .copied()
             .unwrap_or(run.registry_version);
         // A version that no longer loads explains less, but never hides the line.
-        let registry = load_registry(tx, version, &mut registries)
+        let registry = load_registry(tx, version, &mut self.registries)
             .ok()
-            .map(|()| registries[&version].clone());
-        out.push(line_reason(registry.as_deref(), run, l));
+            .map(|()| self.registries[&version].clone());
+        line_reason(registry.as_deref(), run, l)
     }
-    Ok(out)
 }
 
 /// The reasons of a stored run's lines, in a transaction of their own.

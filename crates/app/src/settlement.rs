@@ -443,6 +443,58 @@ pub fn show_run<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunV
     })
 }
 
+/// A run's lines read page by page, each with its reason (as [`crate::reasons::run_reasons`]
+/// gives it): how a run of any size is sent in bounded pieces. Each page is a read transaction
+/// of its own, by the primary key; a run's lines never change once it is created, so the pages
+/// join into the run's lines.
+pub struct LinePages {
+    run: RunRow,
+    source: crate::reasons::ReasonSource,
+    next: i64,
+}
+
+impl LinePages {
+    /// Opens run `run_id`'s lines at position `from` (from 0).
+    pub fn open<S: Transact + ?Sized>(store: &mut S, run_id: i64, from: i64) -> Result<LinePages> {
+        in_tx(store, |tx| {
+            let run = rows::run(tx, run_id)?
+                .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+            let source = crate::reasons::ReasonSource::of_run(tx, &run)?;
+            Ok(LinePages {
+                run,
+                source,
+                next: from,
+            })
+        })
+    }
+
+    /// The position (from 0) of the next page's first line.
+    pub fn position(&self) -> i64 {
+        self.next
+    }
+
+    /// The next at most `count` lines with their reasons; empty after the last line.
+    pub fn next_page<S: Transact + ?Sized>(
+        &mut self,
+        store: &mut S,
+        count: usize,
+    ) -> Result<Vec<(RunLineRow, String)>> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let page = in_tx(store, |tx| {
+            let lines = rows::run_lines_page(tx, self.run.run_id, self.next, count)?;
+            Ok(lines
+                .into_iter()
+                .map(|l| {
+                    let reason = self.source.reason(tx, &self.run, &l);
+                    (l, reason)
+                })
+                .collect::<Vec<_>>())
+        })?;
+        self.next += page.len() as i64;
+        Ok(page)
+    }
+}
+
 /// The user who created run `run_id`, from the audit log's `run.create` entry (`user:<id> …`);
 /// `None` when a credential without a user created it.
 pub fn run_creator_user_id(store: &mut dyn Store, run_id: i64) -> Result<Option<i64>> {
@@ -471,13 +523,25 @@ pub fn runs_with_totals<S: Transact + ?Sized>(
     store: &mut S,
     programme: Option<&str>,
 ) -> Result<Vec<(RunRow, usize, Fen)>> {
+    Ok(runs_with_line_totals(store, programme)?
+        .into_iter()
+        .map(|(run, t)| (run, usize::try_from(t.lines).unwrap_or(0), Fen(t.total_fen)))
+        .collect())
+}
+
+/// Every run (of `programme`, or all) with its lines counted and summed, read without loading
+/// any run's lines: a list of runs costs the same whatever their size.
+pub fn runs_with_line_totals<S: Transact + ?Sized>(
+    store: &mut S,
+    programme: Option<&str>,
+) -> Result<Vec<(RunRow, rows::RunTotals)>> {
     in_tx(store, |tx| {
         let totals = rows::run_totals(tx)?;
         Ok(rows::runs(tx, programme)?
             .into_iter()
             .map(|run| {
-                let (lines, fen) = totals.get(&run.run_id).copied().unwrap_or((0, 0));
-                (run, usize::try_from(lines).unwrap_or(0), Fen(fen))
+                let t = totals.get(&run.run_id).copied().unwrap_or_default();
+                (run, t)
             })
             .collect())
     })

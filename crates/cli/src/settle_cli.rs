@@ -136,7 +136,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
                 .get_run(authorize(pb::GetRunRequest { run_id }, token)?)
                 .await
                 .map_err(grpc_error)?;
-            return export(&response.into_inner(), &out);
+            return export(&mut client, token, &response.into_inner(), &out).await;
         }
         SettleAction::Approve { run_id } => {
             client
@@ -220,7 +220,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
         }
     };
     let response = response.map_err(grpc_error)?.into_inner();
-    let run = response.run.context("server returned no run")?;
+    let run = response.run.clone().context("server returned no run")?;
     if response.unchanged {
         println!(
             "unchanged: run {} was already {}",
@@ -229,39 +229,106 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
         );
     }
     print_run(&run);
-    for line in &response.lines {
-        let adjustment = if line.original_period != run.period {
-            format!(" (adjusts {})", line.original_period)
-        } else {
-            String::new()
-        };
-        println!(
-            "  {} {} {}{}{} base {} ratio {} → {}{}{}",
-            line.beneficiary,
-            line.provider,
-            line.category,
-            if line.chip_origin.is_empty() {
-                String::new()
-            } else {
-                format!("/{}", line.chip_origin)
-            },
-            if line.registered_model.is_empty() {
-                String::new()
-            } else {
-                format!("/registered={}", line.registered_model)
-            },
-            Fen(line.base_fen),
-            line.ratio,
-            Fen(line.amount_fen),
-            if line.cut_by.is_empty() {
-                String::new()
-            } else {
-                format!(" cut by {}", line.cut_by)
-            },
-            adjustment
-        );
-    }
+    each_line(&mut client, token, &response, |line| {
+        print_line(&run, line);
+        Ok(())
+    })
+    .await?;
     Ok(())
+}
+
+fn print_line(run: &pb::Run, line: &pb::RunLine) {
+    let adjustment = if line.original_period != run.period {
+        format!(" (adjusts {})", line.original_period)
+    } else {
+        String::new()
+    };
+    println!(
+        "  {} {} {}{}{} base {} ratio {} → {}{}{}",
+        line.beneficiary,
+        line.provider,
+        line.category,
+        if line.chip_origin.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", line.chip_origin)
+        },
+        if line.registered_model.is_empty() {
+            String::new()
+        } else {
+            format!("/registered={}", line.registered_model)
+        },
+        Fen(line.base_fen),
+        line.ratio,
+        Fen(line.amount_fen),
+        if line.cut_by.is_empty() {
+            String::new()
+        } else {
+            format!(" cut by {}", line.cut_by)
+        },
+        adjustment
+    );
+}
+
+/// Hands every line of the run of `response` to `each`, in order: the lines the response
+/// carries, or, when the run was too large for one message (`lines_omitted`), the lines read
+/// page by page with ListRunLines, so a run of any size is never held whole. Checks that the
+/// lines are the run's number of lines and add up to its total; returns how many there were.
+async fn each_line(
+    client: &mut SettlementServiceClient<tonic::transport::Channel>,
+    token: &str,
+    response: &pb::RunResponse,
+    mut each: impl FnMut(&pb::RunLine) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let run = response.run.as_ref().context("server returned no run")?;
+    let mut count: u64 = 0;
+    let mut total = Fen(0);
+    let mut take = |line: &pb::RunLine| -> anyhow::Result<()> {
+        count += 1;
+        total = total
+            .checked_add(Fen(line.amount_fen))
+            .with_context(|| format!("run {}: the lines' total overflows", run.run_id))?;
+        each(line)
+    };
+    if response.lines_omitted {
+        let mut pages = client
+            .list_run_lines(authorize(
+                pb::ListRunLinesRequest {
+                    run_id: run.run_id,
+                    page_lines: 0,
+                    from_line: 0,
+                },
+                token,
+            )?)
+            .await
+            .map_err(grpc_error)?
+            .into_inner();
+        let mut next: u64 = 0;
+        while let Some(page) = pages.message().await.map_err(grpc_error)? {
+            anyhow::ensure!(
+                page.first_line == next,
+                "run {}: the server sent lines from position {} where {next} was expected",
+                run.run_id,
+                page.first_line
+            );
+            next += page.lines.len() as u64;
+            for line in &page.lines {
+                take(line)?;
+            }
+        }
+    } else {
+        for line in &response.lines {
+            take(line)?;
+        }
+    }
+    anyhow::ensure!(
+        count == u64::from(run.lines) && total == Fen(run.total_fen),
+        "run {}: received {count} line(s) totalling {total} CNY, but the run has {} line(s) totalling {} CNY; run the command again",
+        run.run_id,
+        run.lines,
+        Fen(run.total_fen)
+    );
+    Ok(count)
 }
 
 /// A run line's key as people read it: `ent-a dc-a compute/domestic`.
@@ -454,8 +521,44 @@ fn explanation_json(r: &pb::ExplainRunResponse) -> serde_json::Value {
 /// The statement of a run: the columns of `suanli simulate`, then `run_id`, `original_period`
 /// (set on adjustment lines only), `entitlement`, `settled_before`, `change` and `reason`
 /// (see `RUN_STATEMENT_HEADER`). `subsidy` is what the run posts.
-fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
+async fn export(
+    client: &mut SettlementServiceClient<tonic::transport::Channel>,
+    token: &str,
+    response: &pb::RunResponse,
+    out: &Path,
+) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
+    // Written beside `out` and renamed at the end: a run whose lines stop coming half way
+    // leaves no export that looks whole.
+    let partial = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
+    ));
+    let written = write_export(client, token, response, run, &partial).await;
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "run {}: {written} line(s) written to {}",
+        run.run_id,
+        out.display()
+    );
+    Ok(())
+}
+
+async fn write_export(
+    client: &mut SettlementServiceClient<tonic::transport::Channel>,
+    token: &str,
+    response: &pb::RunResponse,
+    run: &pb::Run,
+    out: &Path,
+) -> anyhow::Result<u64> {
     let mut w =
         csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
     w.write_record(RUN_STATEMENT_HEADER)?;
@@ -465,7 +568,7 @@ fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
         period: run.period.clone(),
         ..RunRow::default()
     };
-    for l in &response.lines {
+    let written = each_line(client, token, response, |l| {
         let line = RunLineRow {
             original_period: l.original_period.clone(),
             key: LineKeyRow {
@@ -484,15 +587,11 @@ fn export(response: &pb::RunResponse, out: &Path) -> anyhow::Result<()> {
             payee: l.payee.clone(),
         };
         w.write_record(run_statement_record(&row, &line, &l.reason))?;
-    }
+        Ok(())
+    })
+    .await?;
     w.flush()?;
-    println!(
-        "run {}: {} line(s) written to {}",
-        run.run_id,
-        response.lines.len(),
-        out.display()
-    );
-    Ok(())
+    Ok(written)
 }
 
 pub enum LedgerAction {

@@ -6,8 +6,8 @@
 //! 1280 px): finance creates the run with the month picker and sees the preview, a second
 //! finance person approves and posts it, a payment above the four-eyes amount is recorded and
 //! the other finance person confirms it, finance downloads the payee's statement of the run;
-//! the enterprise checks its balance figures; the provider voids one of its records through the
-//! confirmation; the auditor filters the journal and finds the walk's actions under the
+//! the enterprise checks its balance figures; the provider reads its rejected records in the
+//! walk's language and voids one of its records through the confirmation; the auditor filters the journal and finds the walk's actions under the
 //! persons' names.
 //!
 //! The figures the pages must show are computed here, independently of the server, from
@@ -29,6 +29,12 @@ use support::browser::{chromium, kept, missing};
 use support::cli::{HEADER, Server, sqlite_db};
 use support::console::free_port;
 use support::{bin, root};
+
+/// dc-a's rows the server rejects (an unknown SKU, an unknown enterprise, an end before the
+/// start): the provider page says each in the walk's language (`usage import` exits 3).
+const DC_A_REJECTED_ROWS: &str = "dc-a,bad-1,ent-a,no-such-sku,2025-03-01T00:00:00+08:00,2025-03-01T01:00:00+08:00,1,10.00\n\
+dc-a,bad-2,ent-nobody,a-dom,2025-03-01T00:00:00+08:00,2025-03-01T01:00:00+08:00,1,10.00\n\
+dc-a,bad-3,ent-a,a-dom,2025-03-01T02:00:00+08:00,2025-03-01T01:00:00+08:00,1,10.00\n";
 
 /// The console password of every person of the walk.
 const PASSWORD: &str = "walk the month 2025";
@@ -627,8 +633,21 @@ fn each_role_walks_its_month_in_both_languages() {
                 plain(r.fen)
             );
         }
+        let rejected = if provider == "dc-a" {
+            // Rows the server rejects, so the provider page lists rejects in both languages.
+            csv += DC_A_REJECTED_ROWS;
+            3
+        } else {
+            0
+        };
         let file = server.file(&format!("{provider}.csv"), &csv);
-        server.ok(token, &["usage", "import", "--file", &file]);
+        let o = server.run(token, &["usage", "import", "--file", &file]);
+        assert_eq!(
+            o.status.code(),
+            Some(rejected),
+            "{provider}'s import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     let shots = server.db.dir.join("screenshots/month");

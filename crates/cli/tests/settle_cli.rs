@@ -438,6 +438,18 @@ fn worked_example_end_to_end(db: Db) {
         balance.contains("paid out 150000.00 CNY: to ent-c itself 0.00 CNY, to providers on its behalf 150000.00 CNY (to provider dc-b 150000.00 of 150300.00 CNY settled)"),
         "{balance}"
     );
+    // The list counts each run's lines, adjustments and total as the run itself does.
+    let list = s.ok(&auditor, &["settle", "list"]);
+    let headers: Vec<&str> = list.lines().filter(|l| l.starts_with("run ")).collect();
+    assert!(
+        headers.iter().any(|h| !h.contains(" 0 adjustment(s)")),
+        "a run with adjustments: {list}"
+    );
+    for header in headers {
+        let id = run_id(header);
+        let shown = s.ok(&auditor, &["settle", "show", &id]);
+        assert_eq!(Some(header), shown.lines().next(), "run {id}");
+    }
 }
 
 #[test]
@@ -745,5 +757,179 @@ fn claw_back_after_the_payee_was_paid_in_full_on_sqlite() {
 fn claw_back_after_the_payee_was_paid_in_full_on_postgres() {
     if let Some(db) = pg_db() {
         claw_back_after_the_payee_was_paid_in_full(db);
+    }
+}
+
+/// Beneficiaries of the large run: enough lines that a run's reply passes the 64 KiB message
+/// limit its server is started with (about 70 bytes a line).
+const LARGE_RUN_BENEFICIARIES: u64 = 1_500;
+
+/// A run whose lines do not fit in one message under the server's limit works through every CLI
+/// settlement command: create, cancel, show, export, approve and post print or write every
+/// line, in order, with exact amounts and totals (the lines come page by page).
+fn a_run_larger_than_a_message(db: Db) {
+    let s = Server::start_with_env(db, &[], &[("SUANLI_LIMITS_MESSAGE_BYTES_MAX", "65536")]);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let mut registry = String::from(
+        r#"
+[[programme]]
+id = "wide-2025"
+funder = "district"
+year = 2025
+beneficiary_cap = "300.00"
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.50" } ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+"#,
+    );
+    let mut usage = String::from(HEADER);
+    // Per beneficiary, in line order (beneficiary id order): base, subsidy, cut.
+    let mut expected: Vec<(String, i64, i64, bool)> = Vec::new();
+    let mut rng = support::Rng(0x5eed_1a26e);
+    for i in 0..LARGE_RUN_BENEFICIARIES {
+        let id = format!("ent-{i:05}");
+        registry.push_str(&format!(
+            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"wide-2025\"\n"
+        ));
+        // 0.01 to 1,000.00 CNY: half of it rounds half up, and the cap of 300.00 cuts some.
+        let base = 1 + rng.below(100_000) as i64;
+        usage.push_str(&format!(
+            "dc-a,r{i},{id},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,{}.{:02}\n",
+            base / 100,
+            base % 100
+        ));
+        let demand = (base + 1) / 2;
+        expected.push((id, base, demand.min(30_000), demand > 30_000));
+    }
+    let total: i64 = expected.iter().map(|e| e.2).sum();
+    let fen = |f: i64| format!("{}.{:02}", f / 100, f % 100);
+    let registry = s.file("wide.toml", &registry);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let usage = s.file("wide.csv", &usage);
+    s.ok(
+        &dc_a,
+        &["usage", "import", "--file", &usage, "--batch-size", "200"],
+    );
+    let printed_lines = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("  ent-"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let expected_lines: Vec<String> = expected
+        .iter()
+        .map(|(id, base, amount, cut)| {
+            format!(
+                "  {id} dc-a compute/domestic base {} ratio 0.50 → {}{}",
+                fen(*base),
+                fen(*amount),
+                if *cut { " cut by beneficiary_cap" } else { "" }
+            )
+        })
+        .collect();
+    let header = |id: &str, status: &str| {
+        format!(
+            "run {id} wide-2025 2025-05 {status}: {LARGE_RUN_BENEFICIARIES} line(s), 0 adjustment(s), total {} CNY;",
+            fen(total)
+        )
+    };
+    let create = [
+        "settle",
+        "create",
+        "--programme",
+        "wide-2025",
+        "--period",
+        "2025-05",
+    ];
+
+    // A first run is cancelled: its reply lists every line too.
+    let out = s.ok(&f1, &create);
+    let cancelled = run_id(&out);
+    assert!(out.starts_with(&header(&cancelled, "open")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "create");
+    let out = s.ok(&f1, &["settle", "cancel", &cancelled]);
+    assert!(out.starts_with(&header(&cancelled, "cancelled")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "cancel");
+
+    let out = s.ok(&f1, &create);
+    let id = run_id(&out);
+    assert!(out.starts_with(&header(&id, "open")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "create");
+    let out = s.ok(&f1, &["settle", "show", &id]);
+    assert!(out.starts_with(&header(&id, "open")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "show");
+
+    // The export holds every line with its reason, and its subsidies add up to the total.
+    let export = s.db.dir.join("wide-run.csv");
+    let out = s.ok(
+        &f1,
+        &["settle", "export", &id, "--out", export.to_str().unwrap()],
+    );
+    assert!(
+        out.contains(&format!(
+            "run {id}: {LARGE_RUN_BENEFICIARIES} line(s) written"
+        )),
+        "{out}"
+    );
+    assert!(
+        !s.db.dir.join(".wide-run.csv.partial").exists(),
+        "the export is renamed into place once whole"
+    );
+    let csv = std::fs::read_to_string(&export).unwrap();
+    let rows = rows_of(&csv, "wide-2025");
+    let expected_rows: Vec<String> = expected
+        .iter()
+        .map(|(ent, base, amount, cut)| {
+            let a = fen(*amount);
+            let demand = fen((base + 1) / 2);
+            if *cut {
+                format!(
+                    "wide-2025,2025-05,{ent},dc-a,compute,domestic,,{},0.50,{a},beneficiary_cap,{id},,{a},0.00,{a},cut by the beneficiary cap of 300.00",
+                    fen(*base)
+                )
+            } else {
+                assert_eq!(a, demand);
+                format!(
+                    "wide-2025,2025-05,{ent},dc-a,compute,domestic,,{},0.50,{a},,{id},,{a},0.00,{a},",
+                    fen(*base)
+                )
+            }
+        })
+        .collect();
+    assert_eq!(rows, expected_rows, "export");
+
+    // Approve and post by another finance user: both replies list every line.
+    let out = s.ok(&f2, &["settle", "approve", &id]);
+    assert!(out.starts_with(&header(&id, "approved")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "approve");
+    let out = s.ok(&f2, &["settle", "post", &id]);
+    assert!(out.starts_with(&header(&id, "posted")), "{out}");
+    assert_eq!(printed_lines(&out), expected_lines, "post");
+    // The list of runs says the same of both runs.
+    let out = s.ok(&f1, &["settle", "list", "--programme", "wide-2025"]);
+    assert!(out.contains(&header(&cancelled, "cancelled")), "{out}");
+    assert!(out.contains(&header(&id, "posted")), "{out}");
+}
+
+#[test]
+fn a_run_larger_than_a_message_on_sqlite() {
+    a_run_larger_than_a_message(sqlite_db().unwrap());
+}
+
+#[test]
+fn a_run_larger_than_a_message_on_postgres() {
+    if let Some(db) = pg_db() {
+        a_run_larger_than_a_message(db);
     }
 }

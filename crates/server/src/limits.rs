@@ -114,6 +114,7 @@ pub const STREAMING_METHODS: &[&str] = &[
     "/suanli.v1.MeteringService/IngestStream",
     "/suanli.v1.RegistryService/LoadRegistryStream",
     "/suanli.v1.RegistryService/PatchRegistry",
+    "/suanli.v1.SettlementService/ListRunLines",
 ];
 
 /// What one credential has open.

@@ -129,6 +129,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         batch_records_max: config.limits.batch_records_max,
         stream_idle: std::time::Duration::from_secs(config.limits.stream_idle_secs),
         registry_bytes_max: config.limits.registry_bytes_max,
+        message_bytes_max: config.limits.message_bytes_max,
         balances,
         payment_confirm_above: config
             .payment_confirm_above_fen

@@ -281,8 +281,183 @@ on_both_backends!(
     provider_isolation,
     concurrent_streams_with_retries,
     restart_keeps_everything,
-    a_quiet_server_folds_pending_accruals
+    a_quiet_server_folds_pending_accruals,
+    a_run_larger_than_a_message_in_pages
 );
+
+// A run whose lines pass the server's message limit: its RunResponse carries the header and
+// totals without lines (lines_omitted), and ListRunLines sends every line in order, in
+// messages within the limit, from any position, with bad requests refused by name.
+fn a_run_larger_than_a_message_in_pages(db: Db) {
+    const BENEFICIARIES: usize = 1_500;
+    const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+    let rt = runtime();
+    rt.block_on(async {
+        // The registry (over 64 KiB) and the usage go in under the default limit; the server is
+        // then restarted with the small one.
+        let running = start(&db.url).await;
+        let mut registry = REGISTRY.to_owned();
+        for i in 0..BENEFICIARIES {
+            registry.push_str(&format!(
+                "[[beneficiary]]\nid = \"wide-{i:05}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"wide-{i:05}\"\nprogramme = \"nat\"\n"
+            ));
+        }
+        load_registry_text(&running, &db.tokens["admin"], &registry).await;
+        let mut client = metering(&running, &db.tokens["dc-a"]).await;
+        let records: Vec<pb::UsageRecord> = (0..BENEFICIARIES)
+            .map(|i| {
+                rec(
+                    "dc-a",
+                    &format!("w{i}"),
+                    &format!("wide-{i:05}"),
+                    "a-mod",
+                    "2025-03-01T00:00:00+08:00",
+                    "2025-03-01T01:00:00+08:00",
+                    "1",
+                    100 + i as i64,
+                )
+            })
+            .collect();
+        for (n, batch) in records.chunks(300).enumerate() {
+            let r = client
+                .ingest(pb::IngestRequest {
+                    batch_id: n.to_string(),
+                    records: batch.to_vec(),
+                })
+                .await
+                .expect("batch ingests")
+                .into_inner();
+            assert!(
+                outcomes(&r).iter().all(|o| *o == pb::Outcome::Accepted),
+                "{:?}",
+                r.problems
+            );
+        }
+        running.stop().await.unwrap();
+        let running = suanli_server::serve::start(ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            http_addr: None,
+            limits: suanli_server::config::Limits {
+                message_bytes_max: MESSAGE_BYTES_MAX,
+                ..Default::default()
+            },
+            ..ServeConfig::default()
+        })
+        .await
+        .expect("server starts");
+        let mut finance = pb::settlement_service_client::SettlementServiceClient::with_interceptor(
+            channel(&running).await,
+            bearer(&db.tokens["finance"]),
+        );
+        let created = finance
+            .create_run(pb::CreateRunRequest {
+                programme: "nat".into(),
+                period: "2025-03".into(),
+            })
+            .await
+            .expect("a run too large for one message is created")
+            .into_inner();
+        let run = created.run.expect("the run's header");
+        assert!(created.lines_omitted && created.lines.is_empty());
+        assert_eq!(run.lines as usize, BENEFICIARIES);
+        // 30% of each record, rounded half up once (R6).
+        let expected: Vec<(String, i64)> = (0..BENEFICIARIES)
+            .map(|i| (format!("wide-{i:05}"), ((100 + i as i64) * 3 + 5) / 10))
+            .collect();
+        assert_eq!(run.total_fen, expected.iter().map(|e| e.1).sum::<i64>());
+        let shown = finance
+            .get_run(pb::GetRunRequest { run_id: run.run_id })
+            .await
+            .expect("GetRun")
+            .into_inner();
+        assert!(shown.lines_omitted && shown.lines.is_empty());
+        assert_eq!(shown.run.as_ref().map(|r| r.total_fen), Some(run.total_fen));
+
+        let finance_token = db.tokens["finance"].clone();
+        let read = |from_line: u64, page_lines: u32| {
+            run_lines(&running, &finance_token, run.run_id, from_line, page_lines)
+        };
+        let messages = read(0, 0).await.expect("every line");
+        assert!(messages.len() > 1, "the lines come in several messages");
+        let mut next = 0;
+        for m in &messages {
+            use prost::Message;
+            assert!(m.encoded_len() <= MESSAGE_BYTES_MAX, "{}", m.encoded_len());
+            assert_eq!(m.first_line, next, "pages follow each other");
+            next += m.lines.len() as u64;
+        }
+        let lines: Vec<pb::RunLine> = messages.into_iter().flat_map(|m| m.lines).collect();
+        let got: Vec<(String, i64)> = lines
+            .iter()
+            .map(|l| (l.beneficiary.clone(), l.amount_fen))
+            .collect();
+        assert_eq!(got, expected);
+
+        // From a position on, in small pages: the same lines as the tail.
+        let tail = read(1_400, 40).await.expect("the tail");
+        assert_eq!(
+            tail.iter().map(|m| m.first_line).collect::<Vec<_>>(),
+            [1_400, 1_440, 1_480]
+        );
+        let tail: Vec<pb::RunLine> = tail.into_iter().flat_map(|m| m.lines).collect();
+        assert_eq!(tail, lines[1_400..]);
+        assert!(read(5_000, 0).await.expect("past the end").is_empty());
+
+        let refused = read(0, 10_001).await.expect_err("too large a page");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(refused.message(), "page_lines is 10001; at most 10000");
+        let refused = run_lines(&running, &finance_token, run.run_id + 1, 0, 0)
+            .await
+            .expect_err("no such run");
+        assert_eq!(refused.code(), Code::NotFound);
+        assert_eq!(
+            refused.message(),
+            format!("run {} does not exist", run.run_id + 1)
+        );
+        let mut provider = pb::settlement_service_client::SettlementServiceClient::with_interceptor(
+            channel(&running).await,
+            bearer(&db.tokens["dc-a"]),
+        );
+        let refused = provider
+            .list_run_lines(pb::ListRunLinesRequest {
+                run_id: run.run_id,
+                page_lines: 0,
+                from_line: 0,
+            })
+            .await
+            .expect_err("a provider reads no run");
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        running.stop().await.unwrap();
+    });
+}
+
+/// Every message of a ListRunLines stream, or its refusal.
+async fn run_lines(
+    running: &Running,
+    token: &str,
+    run_id: u64,
+    from_line: u64,
+    page_lines: u32,
+) -> Result<Vec<pb::RunLinesPage>, Status> {
+    let mut client = pb::settlement_service_client::SettlementServiceClient::with_interceptor(
+        channel(running).await,
+        bearer(token),
+    );
+    let mut pages = client
+        .list_run_lines(pb::ListRunLinesRequest {
+            run_id,
+            page_lines,
+            from_line,
+        })
+        .await?
+        .into_inner();
+    let mut messages = Vec::new();
+    while let Some(page) = pages.message().await? {
+        messages.push(page);
+    }
+    Ok(messages)
+}
 
 // Ingest appends each group's accrual deltas as a pending row; once ingest goes quiet the
 // server folds them (every second: on SQLite the housekeeping task, on PostgreSQL the store's

@@ -29,6 +29,8 @@ pub struct Rejected {
     pub record_id: String,
     /// A stable reject code, e.g. `unknown_sku`.
     pub reason: String,
+    /// The record's field it is about (`sku`, `quantity`, …), or empty.
+    pub field: String,
     pub message: String,
 }
 
@@ -54,8 +56,18 @@ fn clip(text: &str, max: usize) -> String {
         .collect()
 }
 
-/// Example rejects: (record id, message).
-type Examples = Vec<(String, String)>;
+/// One example reject of a (provider, reason): the record, the field it is about (`sku`,
+/// `quantity`, …; empty when unknown, as for examples kept before fields were) and the engine's
+/// message in English.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub record_id: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Longest field name kept (the engine's are short; anything longer is not one of them).
+const FIELD_CHARS_MAX: usize = 40;
 
 /// Counts a committed group: one outcome per candidate, plus the records rejected before it.
 pub(crate) fn write(
@@ -68,17 +80,18 @@ pub(crate) fn write(
     let day = shanghai_day(at);
     let at_text = crate::common::now_text(at);
     let mut daily: BTreeMap<(&str, &'static str), i64> = BTreeMap::new();
-    let mut reasons: BTreeMap<(String, String), (i64, Examples)> = BTreeMap::new();
-    let mut reject = |provider: &str, reason: &str, record_id: &str, message: &str| {
+    let mut reasons: BTreeMap<(String, String), (i64, Vec<Example>)> = BTreeMap::new();
+    let mut reject = |provider: &str, reason: &str, record_id: &str, field: &str, message: &str| {
         let slot = reasons
             .entry((clip(provider, PROVIDER_CHARS_MAX), reason.to_owned()))
             .or_default();
         slot.0 += 1;
         if (slot.1.len() as i64) < EXAMPLES_PER_REASON_MAX {
-            slot.1.push((
-                clip(record_id, EXAMPLE_CHARS_MAX),
-                clip(message, EXAMPLE_CHARS_MAX),
-            ));
+            slot.1.push(Example {
+                record_id: clip(record_id, EXAMPLE_CHARS_MAX),
+                field: clip(field, FIELD_CHARS_MAX),
+                message: clip(message, EXAMPLE_CHARS_MAX),
+            });
         }
     };
     for (c, d) in candidates.iter().zip(decisions) {
@@ -91,6 +104,8 @@ pub(crate) fn write(
                     &c.record.provider,
                     "over_capacity",
                     &c.record.record_id,
+                    // The capacity a record's quantity would pass (R3).
+                    "quantity",
                     message,
                 );
                 "rejected"
@@ -101,7 +116,7 @@ pub(crate) fn write(
             .or_default() += 1;
     }
     for r in rejected {
-        reject(&r.provider, &r.reason, &r.record_id, &r.message);
+        reject(&r.provider, &r.reason, &r.record_id, &r.field, &r.message);
     }
     let rejected_clipped: Vec<String> = rejected
         .iter()
@@ -152,15 +167,16 @@ pub(crate) fn write(
         )?;
         let kept = kept.first().map_or(Ok(0), |r| r[0].int())?;
         let room = usize::try_from(EXAMPLES_PER_REASON_MAX - kept).unwrap_or(0);
-        for (record_id, message) in examples.into_iter().take(room) {
+        for e in examples.into_iter().take(room) {
             tx.exec(
-                "INSERT INTO ingest_reject_examples (provider, reason, record_id, message, at) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO ingest_reject_examples (provider, reason, record_id, field, message, at) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (provider, reason, record_id) DO NOTHING",
                 &[
                     provider.as_str().into(),
                     reason.as_str().into(),
-                    record_id.into(),
-                    message.into(),
+                    e.record_id.into(),
+                    e.field.into(),
+                    e.message.into(),
                     at_text.as_str().into(),
                 ],
             )?;
@@ -177,13 +193,13 @@ pub struct DailyRow {
     pub records: i64,
 }
 
-/// Rejects of one reason, with up to [`EXAMPLES_PER_REASON_MAX`] examples (record id, message).
+/// Rejects of one reason, with up to [`EXAMPLES_PER_REASON_MAX`] examples.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReasonRow {
     pub reason: String,
     pub records: i64,
     pub last_at: String,
-    pub examples: Vec<(String, String)>,
+    pub examples: Vec<Example>,
 }
 
 /// A provider's daily counts from `since_day` (YYYY-MM-DD) on, by day then outcome.
@@ -214,11 +230,17 @@ pub fn reasons(tx: &mut dyn Sql, provider: &str) -> Result<Vec<ReasonRow>> {
         let reason = r[0].text()?;
         let examples = tx
             .query(
-                "SELECT record_id, message FROM ingest_reject_examples WHERE provider = $1 AND reason = $2 ORDER BY at, record_id",
+                "SELECT record_id, field, message FROM ingest_reject_examples WHERE provider = $1 AND reason = $2 ORDER BY at, record_id",
                 &[provider.into(), reason.as_str().into()],
             )?
             .into_iter()
-            .map(|e| Ok((e[0].text()?, e[1].text()?)))
+            .map(|e| {
+                Ok(Example {
+                    record_id: e[0].text()?,
+                    field: e[1].text()?,
+                    message: e[2].text()?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         out.push(ReasonRow {
             reason,

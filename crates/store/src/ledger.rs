@@ -258,14 +258,35 @@ pub fn runs(tx: &mut dyn Sql, programme: Option<&str>) -> Result<Vec<RunRow>> {
     rows.iter().map(|r| run_of(r)).collect()
 }
 
-/// Per run: how many lines it has and their sum in fen, in one pass over the lines.
-pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, (i64, i64)>> {
+/// A run's lines counted and summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub lines: i64,
+    pub total_fen: i64,
+    /// Lines of an earlier month than the run's (adjustments).
+    pub adjustment_lines: i64,
+}
+
+/// Per run: how many lines it has, their sum in fen and how many are adjustments, in one pass
+/// over the lines.
+pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, RunTotals>> {
     let rows = tx.query(
-        "SELECT run_id, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM run_lines GROUP BY run_id",
+        "SELECT l.run_id, COUNT(*), CAST(COALESCE(SUM(l.amount_fen), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN l.original_period <> r.period THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id GROUP BY l.run_id",
         &[],
     )?;
     rows.iter()
-        .map(|r| Ok((r[0].int()?, (r[1].int()?, r[2].int()?))))
+        .map(|r| {
+            Ok((
+                r[0].int()?,
+                RunTotals {
+                    lines: r[1].int()?,
+                    total_fen: r[2].int()?,
+                    adjustment_lines: r[3].int()?,
+                },
+            ))
+        })
         .collect()
 }
 
@@ -274,21 +295,36 @@ pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
         "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 ORDER BY seq",
         &[run_id.into()],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(RunLineRow {
-                key: key_of(r)?,
-                original_period: r[5].text()?,
-                base_fen: r[6].int()?,
-                ratio: r[7].text()?,
-                entitlement_fen: r[8].int()?,
-                posted_before_fen: r[9].int()?,
-                amount_fen: r[10].int()?,
-                cut_by: r[11].text()?,
-                payee: r[12].text()?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| run_line_of(r)).collect()
+}
+
+/// At most `count` lines of run `run_id` from position `from` (from 0) on, in order: a page
+/// read by the primary key, so a run of any size is read in bounded pieces.
+pub fn run_lines_page(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    from: i64,
+    count: i64,
+) -> Result<Vec<RunLineRow>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+        &[run_id.into(), from.into(), count.into()],
+    )?;
+    rows.iter().map(|r| run_line_of(r)).collect()
+}
+
+fn run_line_of(r: &[Value]) -> Result<RunLineRow> {
+    Ok(RunLineRow {
+        key: key_of(r)?,
+        original_period: r[5].text()?,
+        base_fen: r[6].int()?,
+        ratio: r[7].text()?,
+        entitlement_fen: r[8].int()?,
+        posted_before_fen: r[9].int()?,
+        amount_fen: r[10].int()?,
+        cut_by: r[11].text()?,
+        payee: r[12].text()?,
+    })
 }
 
 /// The lines of `beneficiary` in every run, as (run id, line), newest run first and in line

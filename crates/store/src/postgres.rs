@@ -79,6 +79,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../migrations/postgres/0015_list_indexes.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/postgres/0016_reject_field.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

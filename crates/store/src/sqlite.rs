@@ -61,6 +61,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/sqlite/0012_list_indexes.sql"),
     ),
+    (
+        13,
+        include_str!("../../../migrations/sqlite/0013_reject_field.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -580,6 +580,7 @@ fn ingest_statistics_count_outcomes_and_cap_examples() {
                 provider: "dc-a".into(),
                 record_id: format!("bad-{i}"),
                 reason: "unknown_sku".into(),
+                field: "sku".into(),
                 message: format!("sku of bad-{i} is unknown"),
             })
             .collect();
@@ -626,7 +627,23 @@ fn ingest_statistics_count_outcomes_and_cap_examples() {
             .iter()
             .find(|r| r.reason == "over_capacity")
             .unwrap();
-        assert_eq!((over.records, over.examples[0].0.as_str()), (1, "r2"));
+        // Each example keeps the field it is about, so the console can say it in any language.
+        assert_eq!(
+            (
+                unknown.examples[0].record_id.as_str(),
+                unknown.examples[0].field.as_str(),
+                unknown.examples[0].message.as_str(),
+            ),
+            ("bad-0", "sku", "sku of bad-0 is unknown")
+        );
+        assert_eq!(
+            (
+                over.records,
+                over.examples[0].record_id.as_str(),
+                over.examples[0].field.as_str()
+            ),
+            (1, "r2", "quantity")
+        );
         assert_eq!(ingest_stats::shanghai_day(at), "2025-03-02");
     });
 }
@@ -772,6 +789,7 @@ fn ingest_statistics_count_a_group_with_hundreds_of_providers() {
                 provider: format!("p-{i}"),
                 record_id: format!("bad-{i}"),
                 reason: "unknown_provider".into(),
+                field: "provider".into(),
                 message: format!("provider of bad-{i} is unknown"),
             })
             .collect();

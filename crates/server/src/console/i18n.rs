@@ -301,10 +301,10 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "未知企业",
         "unknown beneficiary",
     ),
-    ("reject.unknown_sku", "未知产品（SKU）", "unknown SKU"),
+    ("reject.unknown_sku", "未知计费项", "unknown SKU"),
     (
         "reject.sku_not_of_provider",
-        "SKU 不属于该服务商",
+        "计费项不属于该服务商",
         "SKU of another provider",
     ),
     (
@@ -332,6 +332,113 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("reject.no_registry", "尚未加载目录", "no registry loaded"),
     ("reject.unspecified", "其他", "other"),
+    // A rejected record said in the page's language (provider page): one sentence per reject
+    // code naming the record ({record}) and its field ({field}, one of `reject.field.*`).
+    ("reject.field.provider", "服务商", "provider"),
+    ("reject.field.record_id", "记录编号", "record id"),
+    ("reject.field.beneficiary", "企业", "beneficiary"),
+    ("reject.field.sku", "计费项", "SKU"),
+    ("reject.field.start", "开始时间", "start"),
+    ("reject.field.end", "结束时间", "end"),
+    ("reject.field.quantity", "数量", "quantity"),
+    ("reject.field.amount", "金额", "amount"),
+    ("reject.field.unknown", "某个字段", "field"),
+    (
+        "reject.said.missing_field",
+        "记录 {record} 缺少{field}。",
+        "Record {record} has no {field}.",
+    ),
+    (
+        "reject.said.invalid_field",
+        "记录 {record} 的{field}格式无效或超出允许范围。",
+        "Record {record} has an invalid {field} (malformed or out of range).",
+    ),
+    (
+        "reject.said.unknown_provider",
+        "记录 {record} 的{field}不在目录中。",
+        "Record {record}: its {field} is not in the registry.",
+    ),
+    (
+        "reject.said.unknown_beneficiary",
+        "记录 {record} 的{field}不在目录中。",
+        "Record {record}: its {field} is not in the registry.",
+    ),
+    (
+        "reject.said.unknown_sku",
+        "记录 {record} 的{field}不在目录中。",
+        "Record {record}: its {field} is not in the registry.",
+    ),
+    (
+        "reject.said.sku_not_of_provider",
+        "记录 {record} 的{field}属于另一家服务商。",
+        "Record {record}: its {field} belongs to another provider.",
+    ),
+    (
+        "reject.said.end_not_after_start",
+        "记录 {record} 的{field}不晚于开始时间。",
+        "Record {record}: its {field} is not after its start.",
+    ),
+    (
+        "reject.said.negative_amount",
+        "记录 {record} 的{field}为负数。",
+        "Record {record}: its {field} is negative.",
+    ),
+    (
+        "reject.said.amount_precision",
+        "记录 {record} 的{field}精确到分以下（超过两位小数）。",
+        "Record {record}: its {field} is finer than a fen (more than 2 decimals).",
+    ),
+    (
+        "reject.said.negative_quantity",
+        "记录 {record} 的{field}为负数。",
+        "Record {record}: its {field} is negative.",
+    ),
+    (
+        "reject.said.above_list_price",
+        "记录 {record} 的{field}高于目录价格。",
+        "Record {record}: its {field} is above the list price.",
+    ),
+    (
+        "reject.said.over_capacity",
+        "记录 {record} 的{field}会使该计费项超出算力容量。",
+        "Record {record}: its {field} would pass the SKU's capacity.",
+    ),
+    (
+        "reject.said.amount_out_of_range",
+        "记录 {record} 的{field}超出允许范围。",
+        "Record {record}: its {field} is out of the accepted range.",
+    ),
+    (
+        "reject.said.quantity_out_of_range",
+        "记录 {record} 的{field}超出允许范围。",
+        "Record {record}: its {field} is out of the accepted range.",
+    ),
+    (
+        "reject.said.provider_mismatch",
+        "记录 {record} 的{field}与所用令牌的服务商不符。",
+        "Record {record}: its {field} is not the provider of the token it was sent with.",
+    ),
+    (
+        "reject.said.no_registry",
+        "记录 {record} 到达时尚未加载目录。",
+        "Record {record} arrived before any registry was loaded.",
+    ),
+    (
+        "reject.said.unspecified",
+        "记录 {record} 被拒收。",
+        "Record {record} was rejected.",
+    ),
+    (
+        "reject.amount_out_of_range",
+        "金额超出范围",
+        "amount out of range",
+    ),
+    (
+        "reject.quantity_out_of_range",
+        "数量超出范围",
+        "quantity out of range",
+    ),
+    ("reject.engine_detail", "技术细节", "Technical detail"),
     ("status", "状态", "Status"),
     ("status.open", "待审批", "Open"),
     ("status.approved", "已审批", "Approved"),
@@ -1390,6 +1497,38 @@ mod tests {
         }
         assert_eq!(t(Lang::Zh, "nav.finance"), "财务");
         assert_eq!(t(Lang::En, "nav.finance"), "Finance");
+    }
+
+    // Every reject code the server stores has a name and a sentence naming the record and the
+    // field, in both languages; every field the engine names has a name.
+    #[test]
+    fn every_reject_code_is_said() {
+        let codes: Vec<String> = (0..)
+            .map_while(|i| suanli_proto::v1::RejectReason::try_from(i).ok())
+            .map(crate::grpc::metering::reason_code)
+            .collect();
+        assert!(codes.len() > 15, "{codes:?}");
+        for code in codes {
+            for lang in [Lang::Zh, Lang::En] {
+                assert!(lookup(lang, &format!("reject.{code}")).is_some(), "{code}");
+                let said = lookup(lang, &format!("reject.said.{code}"))
+                    .unwrap_or_else(|| panic!("reject.said.{code}"));
+                assert!(said.contains("{record}"), "{code}: {said}");
+            }
+        }
+        for field in [
+            "provider",
+            "record_id",
+            "beneficiary",
+            "sku",
+            "start",
+            "end",
+            "quantity",
+            "amount",
+            "unknown",
+        ] {
+            assert!(lookup(Lang::Zh, &format!("reject.field.{field}")).is_some());
+        }
     }
 
     // Every literal key a template calls with t("…") exists, in both languages.

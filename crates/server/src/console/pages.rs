@@ -16,7 +16,7 @@ use suanli_store::ledger::{JournalRow, RunLineRow, RunRow};
 
 use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
 use super::format::{shanghai, shanghai_day, url_encode};
-use super::i18n::{Lang, t};
+use super::i18n::{Lang, lookup, t};
 use super::view::{Markup, View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -307,13 +307,60 @@ struct ProviderPage<'a> {
     outcomes: [&'static str; 4],
     /// Records per day by outcome, newest day first.
     days: Vec<(String, [i64; 4])>,
-    reasons: Vec<ReasonRow>,
+    reasons: Vec<RejectsShown>,
     /// The query of the statement link (`?provider=…`) for readers.
     extra: String,
     /// The void form is offered to the provider itself (and to an administrator).
     may_void: bool,
     /// A refused void form, shown again.
     kept: Option<Kept>,
+}
+
+/// A provider's rejects of one reason as its page shows them.
+struct RejectsShown {
+    reason: String,
+    records: i64,
+    last_at: String,
+    examples: Vec<RejectSaid>,
+}
+
+/// An example reject said in the page's language: `before`, the record id, `after` (the
+/// sentence of its code naming the record and the field), and the engine's English message as
+/// a technical detail on English pages only.
+struct RejectSaid {
+    record_id: String,
+    before: String,
+    after: String,
+    detail: Option<String>,
+}
+
+fn rejects_shown(lang: Lang, row: ReasonRow) -> RejectsShown {
+    let sentence = lookup(lang, &format!("reject.said.{}", row.reason))
+        .unwrap_or_else(|| t(lang, "reject.said.unspecified"));
+    let examples = row
+        .examples
+        .into_iter()
+        .map(|e| {
+            let field = lookup(lang, &format!("reject.field.{}", e.field))
+                .unwrap_or_else(|| t(lang, "reject.field.unknown"));
+            let sentence = sentence.replace("{field}", field);
+            let (before, after) = sentence
+                .split_once("{record}")
+                .unwrap_or((sentence.as_str(), ""));
+            RejectSaid {
+                before: before.to_owned(),
+                after: after.to_owned(),
+                record_id: e.record_id,
+                detail: (lang == Lang::En).then_some(e.message),
+            }
+        })
+        .collect();
+    RejectsShown {
+        reason: row.reason,
+        records: row.records,
+        last_at: row.last_at,
+        examples,
+    }
 }
 
 /// The provider view: records per day by outcome, rejects by reason with examples, payables
@@ -410,7 +457,10 @@ pub async fn provider(
         legend: legend(&legend_items),
         outcomes: OUTCOMES,
         days: by_day.into_iter().rev().collect(),
-        reasons,
+        reasons: reasons
+            .into_iter()
+            .map(|r| rejects_shown(ctx.lang, r))
+            .collect(),
         extra,
         may_void: may_void(ctx.principal(), &provider),
         kept,
@@ -1431,3 +1481,62 @@ view!(
     PaymentPage,
     AuditPage,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suanli_store::ingest_stats::Example;
+
+    fn row(reason: &str, field: &str) -> ReasonRow {
+        ReasonRow {
+            reason: reason.to_owned(),
+            records: 1,
+            last_at: String::new(),
+            examples: vec![Example {
+                record_id: "r-7".to_owned(),
+                field: field.to_owned(),
+                message: "record \"r-7\": quantity \"x\" is not a decimal number".to_owned(),
+            }],
+        }
+    }
+
+    fn said(lang: Lang, reason: &str, field: &str) -> (String, Option<String>) {
+        let e = rejects_shown(lang, row(reason, field)).examples.remove(0);
+        (
+            format!("{}[{}]{}", e.before, e.record_id, e.after),
+            e.detail,
+        )
+    }
+
+    // An example is its code's sentence with the record and the field named; the engine's
+    // English message comes only on English pages. A field or code the table does not know
+    // (an example kept before fields were, a newer server's code) still reads as a sentence.
+    #[test]
+    fn an_example_reject_is_said_in_the_page_language() {
+        assert_eq!(
+            said(Lang::Zh, "invalid_field", "quantity"),
+            ("记录 [r-7] 的数量格式无效或超出允许范围。".to_owned(), None)
+        );
+        let (text, detail) = said(Lang::En, "invalid_field", "quantity");
+        assert_eq!(
+            text,
+            "Record [r-7] has an invalid quantity (malformed or out of range)."
+        );
+        assert_eq!(
+            detail.as_deref(),
+            Some("record \"r-7\": quantity \"x\" is not a decimal number")
+        );
+        assert_eq!(
+            said(Lang::Zh, "missing_field", "").0,
+            "记录 [r-7] 缺少某个字段。"
+        );
+        assert_eq!(
+            said(Lang::En, "missing_field", "colour").0,
+            "Record [r-7] has no field."
+        );
+        assert_eq!(
+            said(Lang::Zh, "a_newer_code", "sku").0,
+            "记录 [r-7] 被拒收。"
+        );
+    }
+}

@@ -133,6 +133,7 @@ fn rejected_of(
     principal: &Principal,
     r: &pb::UsageRecord,
     reason: pb::RejectReason,
+    field: &str,
     message: &str,
 ) -> Rejected {
     let provider = match principal {
@@ -143,6 +144,7 @@ fn rejected_of(
         provider,
         record_id: r.record_id.clone(),
         reason: reason_code(reason),
+        field: field.to_owned(),
         message: message.to_owned(),
     }
 }
@@ -221,7 +223,7 @@ impl Shared {
                     positions.push(i);
                 }
                 Err((reason, field, message)) => {
-                    rejected.push(rejected_of(principal, r, reason, &message));
+                    rejected.push(rejected_of(principal, r, reason, field, &message));
                     outcomes[i] = pb::Outcome::Rejected as i32;
                     problems.push(pb::RecordProblem {
                         index: i as u32,

@@ -81,6 +81,8 @@ pub struct Shared {
     pub stream_idle: std::time::Duration,
     /// `limits.registry_bytes_max`.
     pub registry_bytes_max: usize,
+    /// `limits.message_bytes_max`: a run's lines go in its RunResponse only when they fit.
+    pub message_bytes_max: usize,
     /// The maintained balance figures, read beside the writer and shared by the balance
     /// service and the console so both catch up from the same point.
     pub balances: suanli_app::balances::Balances,

@@ -7,7 +7,7 @@ use suanli_app::metrics::METRICS;
 use suanli_app::settlement::{self as settle, RunView};
 use suanli_proto::v1 as pb;
 use suanli_store::Principal;
-use suanli_store::ledger::{RunLineRow, RunRow};
+use suanli_store::ledger::{RunLineRow, RunRow, RunTotals};
 use tonic::{Request, Response, Status};
 
 use super::{FINANCE, READERS, Shared, caller, on_store, refresh_programme_gauges, require};
@@ -23,6 +23,18 @@ fn status_code(status: &str) -> i32 {
 }
 
 pub fn run_proto(run: &RunRow, lines: Option<&[RunLineRow]>) -> pb::Run {
+    let totals = lines.map_or_else(RunTotals::default, |ls| RunTotals {
+        lines: ls.len() as i64,
+        total_fen: ls.iter().map(|l| l.amount_fen).sum(),
+        adjustment_lines: ls
+            .iter()
+            .filter(|l| l.original_period != run.period)
+            .count() as i64,
+    });
+    run_proto_with(run, totals)
+}
+
+fn run_proto_with(run: &RunRow, totals: RunTotals) -> pb::Run {
     pb::Run {
         run_id: run.run_id as u64,
         programme: run.programme.clone(),
@@ -38,13 +50,9 @@ pub fn run_proto(run: &RunRow, lines: Option<&[RunLineRow]>) -> pb::Run {
         cancelled_at: run.cancelled_at.clone().unwrap_or_default(),
         cancelled_by: run.cancelled_by.clone().unwrap_or_default(),
         journal_id: run.journal_id.unwrap_or(0) as u64,
-        total_fen: lines.map_or(0, |ls| ls.iter().map(|l| l.amount_fen).sum()),
-        lines: lines.map_or(0, |ls| ls.len() as u32),
-        adjustment_lines: lines.map_or(0, |ls| {
-            ls.iter()
-                .filter(|l| l.original_period != run.period)
-                .count() as u32
-        }),
+        total_fen: totals.total_fen,
+        lines: u32::try_from(totals.lines).unwrap_or(u32::MAX),
+        adjustment_lines: u32::try_from(totals.adjustment_lines).unwrap_or(u32::MAX),
     }
 }
 
@@ -89,12 +97,100 @@ fn observe(action: &str, view: &RunView) {
     }
 }
 
-fn run_response(view: RunView) -> Response<pb::RunResponse> {
-    Response::new(pb::RunResponse {
+/// Lines of a run read from the store at a time for ListRunLines: the default and the most.
+const PAGE_LINES_DEFAULT: usize = 1_000;
+const PAGE_LINES_MAX: usize = 10_000;
+/// The largest reply carrying a run's lines (a RunResponse, a ListRunLines message), below the
+/// server's message limit too: the largest message gRPC clients accept by default (tonic's
+/// and grpc-go's 4 MiB), so a client that sets no limit reads any run.
+const LINES_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+fn lines_reply_bytes_max(shared: &Shared) -> usize {
+    shared.message_bytes_max.min(LINES_REPLY_BYTES_MAX)
+}
+
+/// A run's response: its header and totals always, its lines only when the whole response fits
+/// in `bytes_max` (else none, with `lines_omitted`; ListRunLines sends them). `reasons`,
+/// when given, fill the lines' `reason` in order.
+fn run_response(
+    view: RunView,
+    reasons: Option<Vec<String>>,
+    bytes_max: usize,
+) -> Response<pb::RunResponse> {
+    use prost::Message;
+    let mut response = pb::RunResponse {
         run: Some(run_proto(&view.run, Some(&view.lines))),
-        lines: view.lines.iter().map(line_proto).collect(),
+        lines: Vec::new(),
         unchanged: view.unchanged,
-    })
+        lines_omitted: !view.lines.is_empty(),
+    };
+    // Counted as if omitted (the flag's two bytes), so the lines' bytes are an upper bound.
+    let mut bytes = response.encoded_len();
+    let mut reasons = reasons.map(Vec::into_iter);
+    let mut lines = Vec::new();
+    for l in &view.lines {
+        let mut line = line_proto(l);
+        if let Some(reason) = reasons.as_mut().and_then(Iterator::next) {
+            line.reason = reason;
+        }
+        bytes += prost::encoding::message::encoded_len(2, &line);
+        if bytes > bytes_max {
+            return Response::new(response);
+        }
+        lines.push(line);
+    }
+    response.lines = lines;
+    response.lines_omitted = false;
+    Response::new(response)
+}
+
+/// Whether the lines of `view` may fit in one RunResponse: a lower bound of their size without
+/// reasons, so a run far too large for one message costs no reasons.
+fn lines_may_fit(view: &RunView, bytes_max: usize) -> bool {
+    let mut bytes = 0;
+    for l in &view.lines {
+        bytes += prost::encoding::message::encoded_len(2, &line_proto(l));
+        if bytes > bytes_max {
+            return false;
+        }
+    }
+    true
+}
+
+/// Splits `lines`, the first at position `first_line`, into messages of at most `bytes_max`
+/// bytes each (a single line larger than that still goes, alone).
+fn line_messages(
+    first_line: u64,
+    lines: Vec<pb::RunLine>,
+    bytes_max: usize,
+) -> Vec<pb::RunLinesPage> {
+    use prost::Message;
+    let mut out = Vec::new();
+    let mut page = pb::RunLinesPage {
+        first_line,
+        lines: Vec::new(),
+    };
+    let mut bytes = page.encoded_len();
+    for line in lines {
+        let size = prost::encoding::message::encoded_len(2, &line);
+        if !page.lines.is_empty() && bytes + size > bytes_max {
+            let next = page.first_line + page.lines.len() as u64;
+            out.push(std::mem::replace(
+                &mut page,
+                pb::RunLinesPage {
+                    first_line: next,
+                    lines: Vec::new(),
+                },
+            ));
+            bytes = page.encoded_len();
+        }
+        bytes += size;
+        page.lines.push(line);
+    }
+    if !page.lines.is_empty() {
+        out.push(page);
+    }
+    out
 }
 
 fn run_id(id: u64) -> Result<i64, Status> {
@@ -228,12 +324,13 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         if r.programme.trim().is_empty() {
             return Err(Status::invalid_argument("programme is empty"));
         }
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| {
             settle::create_run(s, r.programme.trim(), r.period.trim(), &c.actor)
         })
         .await
         .inspect(|v| observe("created", v))
-        .map(run_response)
+        .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn get_run(
@@ -243,17 +340,23 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         let (view, reasons) = on_store(&self.shared, move |s| {
             let view = settle::show_run(s, id)?;
-            let reasons = suanli_app::reasons::reasons_of_run(s, &view.run, &view.lines)?;
+            // A run too large for one message sends no lines, so their reasons are not worked out.
+            let reasons = if lines_may_fit(&view, bytes_max) {
+                Some(suanli_app::reasons::reasons_of_run(
+                    s,
+                    &view.run,
+                    &view.lines,
+                )?)
+            } else {
+                None
+            };
             Ok((view, reasons))
         })
         .await?;
-        let mut response = run_response(view);
-        for (line, reason) in response.get_mut().lines.iter_mut().zip(reasons) {
-            line.reason = reason;
-        }
-        Ok(response)
+        Ok(run_response(view, reasons, bytes_max))
     }
 
     async fn list_runs(
@@ -265,12 +368,12 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let programme = request.into_inner().programme;
         super::bounded("programme", &programme, super::ID_BYTES_MAX)?;
         let runs = on_store(&self.shared, move |s| {
-            let runs = settle::list_runs(s, Some(programme.as_str()).filter(|p| !p.is_empty()))?;
-            runs.into_iter()
-                .map(|r| settle::show_run(s, r.run_id).map(|v| run_proto(&v.run, Some(&v.lines))))
-                .collect::<Result<Vec<_>, _>>()
+            settle::runs_with_line_totals(s, Some(programme.as_str()).filter(|p| !p.is_empty()))
         })
-        .await?;
+        .await?
+        .iter()
+        .map(|(run, totals)| run_proto_with(run, *totals))
+        .collect();
         Ok(Response::new(pb::ListRunsResponse { runs }))
     }
 
@@ -281,10 +384,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "approving a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::approve_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("approved", v))
-            .map(run_response)
+            .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn post_run(
@@ -299,7 +403,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         if !view.unchanged {
             refresh_programme_gauges(&self.shared).await;
         }
-        Ok(run_response(view))
+        Ok(run_response(
+            view,
+            None,
+            lines_reply_bytes_max(&self.shared),
+        ))
     }
 
     async fn cancel_run(
@@ -309,10 +417,11 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "cancelling a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
+        let bytes_max = lines_reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::cancel_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("cancelled", v))
-            .map(run_response)
+            .map(|v| run_response(v, None, bytes_max))
     }
 
     async fn rederive_run(
@@ -375,4 +484,106 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
             .map_err(super::status_of)?;
         Ok(Response::new(explanation_proto(explanation)))
     }
+
+    type ListRunLinesStream = LinePageStream;
+
+    async fn list_run_lines(
+        &self,
+        request: Request<pb::ListRunLinesRequest>,
+    ) -> Result<Response<LinePageStream>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading a settlement run's lines")?;
+        let r = request.into_inner();
+        let id = run_id(r.run_id)?;
+        let page_lines = match r.page_lines as usize {
+            0 => PAGE_LINES_DEFAULT,
+            n if n > PAGE_LINES_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "page_lines is {n}; at most {PAGE_LINES_MAX}"
+                )));
+            }
+            n => n,
+        };
+        let from = i64::try_from(r.from_line)
+            .map_err(|_| Status::invalid_argument("from_line is beyond any run's lines"))?;
+        // The message's own framing and a page's position take a few bytes beyond its lines.
+        let bytes_max = lines_reply_bytes_max(&self.shared) - 64;
+        let idle = self.shared.stream_idle;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let runtime = tokio::runtime::Handle::current();
+        // A reader thread with a connection of its own reads page by page, each page in its
+        // own transaction, and waits for the client to take each page: a run of any size is
+        // sent with a few pages in memory. A client that takes nothing for
+        // limits.stream_idle_secs ends the stream.
+        let shared = self.shared.clone();
+        let read = async move {
+            shared
+                .balances
+                .read_alone(move |s| {
+                    let send = |item: Result<pb::RunLinesPage, Status>| {
+                        use tokio::sync::mpsc::error::SendTimeoutError;
+                        match runtime.block_on(tx.send_timeout(item, idle)) {
+                            Ok(()) => true,
+                            Err(SendTimeoutError::Closed(_)) => false,
+                            // A client that comes back gets the reason after the pages it had
+                            // not taken, never an end that looks complete.
+                            Err(SendTimeoutError::Timeout(_)) => {
+                                let _ = runtime.block_on(tx.send_timeout(
+                                    Err(Status::deadline_exceeded(format!(
+                                        "stream idle: the client took no lines for {} s (limits.stream_idle_secs); the server ended the stream",
+                                        idle.as_secs()
+                                    ))),
+                                    idle,
+                                ));
+                                false
+                            }
+                        }
+                    };
+                    let mut pages = match settle::LinePages::open(s, id, from) {
+                        Ok(pages) => pages,
+                        Err(e) => {
+                            send(Err(super::status_of(e)));
+                            return Ok(());
+                        }
+                    };
+                    loop {
+                        let first_line = pages.position() as u64;
+                        let page = match pages.next_page(s, page_lines) {
+                            Ok(page) => page,
+                            Err(e) => {
+                                send(Err(super::status_of(e)));
+                                return Ok(());
+                            }
+                        };
+                        if page.is_empty() {
+                            return Ok(());
+                        }
+                        let lines = page
+                            .into_iter()
+                            .map(|(l, reason)| pb::RunLine {
+                                reason,
+                                ..line_proto(&l)
+                            })
+                            .collect();
+                        for message in line_messages(first_line, lines, bytes_max) {
+                            if !send(Ok(message)) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                })
+                .await
+        };
+        tokio::spawn(async move {
+            if let Err(e) = read.await {
+                tracing::warn!(error = %e, "a run's lines could not be read");
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
 }
+
+type LinePageStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::RunLinesPage, Status>> + Send>>;
