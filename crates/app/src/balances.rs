@@ -1118,12 +1118,14 @@ impl BalanceReader {
         }
     }
 
-    /// Takes in the accrual changes committed since the last look-up and brings the
-    /// maintained years up to them: the balance thread does it between look-ups, so that its
-    /// mark stays within what the writer's change log holds (which is bounded) however rarely
-    /// look-ups come, and the next look-up finds little left to do. Nothing before the first
-    /// look-up (which reads every accrual), and nothing the log cannot serve.
-    pub fn follow(&mut self) -> Result<()> {
+    /// Takes in the accrual changes committed since the last look-up, so that the mark stays
+    /// within what the writer's change log holds (which is bounded) however rarely look-ups
+    /// come; with `catch_up`, also brings the maintained years up to them, so that the next
+    /// look-up finds little left to do. The balance thread does it between look-ups, catching
+    /// up only while look-ups keep coming: otherwise the work waits for the next look-up
+    /// rather than take processor time from ingest for figures nobody reads. Nothing before
+    /// the first look-up (which reads every accrual), and nothing the log cannot serve.
+    pub fn follow(&mut self, catch_up: bool) -> Result<()> {
         let Some(mark) = self.cache.accruals.mark else {
             return Ok(());
         };
@@ -1133,7 +1135,10 @@ impl BalanceReader {
             // Deltas, never every total: nothing to rebuild.
             self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
         }
-        // And the maintained years catch up now, while nobody waits, rather than in the next
+        if !catch_up {
+            return Ok(());
+        }
+        // The maintained years catch up now, while nobody waits, rather than in the next
         // look-up (a new registry version or runs found then rebuild what they change).
         let cache = &mut self.cache;
         for (year, y) in cache.years.iter_mut() {
@@ -1205,6 +1210,10 @@ impl BalanceReader {
 /// again through the writer, which at that rate took longer than the log lasts.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How long after the last look-up (or console page) the balance thread keeps the maintained
+/// years caught up between look-ups; after that it only takes in the log.
+const CATCH_UP_WHILE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A job for the balance thread.
 type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
 
@@ -1236,12 +1245,13 @@ impl Balances {
         std::thread::Builder::new()
             .name("suanli-balances".into())
             .spawn(move || {
+                let mut last_job = std::time::Instant::now();
                 loop {
                     let job = match rx.recv_timeout(FOLLOW_EVERY) {
                         Ok(job) => job,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || reader.follow(),
+                                || reader.follow(last_job.elapsed() < CATCH_UP_WHILE),
                             ));
                             match followed {
                                 Ok(Ok(())) => {}
@@ -1258,6 +1268,7 @@ impl Balances {
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     };
+                    last_job = std::time::Instant::now();
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         job(&mut reader);
                     }));
