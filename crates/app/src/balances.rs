@@ -117,6 +117,9 @@ pub struct PendingCache {
     /// Changed pairs at most that a catch-up replaces in a kept overview at once (`None`:
     /// [`OVERVIEW_KEPT_MAX`]).
     overview_kept_max: Option<usize>,
+    /// Within a batch of look-ups that all began before it ([`BalanceReader::begin_batch`]):
+    /// the state read once for all of them, their accruals already followed.
+    batch: Option<(Option<i64>, RunsKey)>,
 }
 
 /// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
@@ -173,12 +176,23 @@ fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
     ))
 }
 
+/// The current registry version and the runs' key: read, or the batch's.
+fn state_of<S: Source + ?Sized>(
+    store: &mut S,
+    cache: &PendingCache,
+) -> Result<(Option<i64>, RunsKey)> {
+    match cache.batch {
+        Some(state) => Ok(state),
+        None => in_tx(store, state_key),
+    }
+}
+
 /// The current registry version, its registry (cached) and the runs' key.
 fn cached_state<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
 ) -> Result<(i64, Arc<Registry>, RunsKey)> {
-    let (version, runs) = in_tx(store, state_key)?;
+    let (version, runs) = state_of(store, cache)?;
     let version = version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
@@ -234,6 +248,10 @@ fn paid_by_beneficiary<S: Source + ?Sized>(
 /// Applies the accrual changes since the cache's mark to its accrual totals, noting the keys
 /// each maintained year must catch up on (or, after a complete read, dropping the years).
 fn follow_accruals<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) -> Result<()> {
+    if cache.batch.is_some() {
+        // Followed when the batch began, after each of its look-ups did.
+        return Ok(());
+    }
     let changes = store.accrual_changes(cache.accruals.mark)?;
     if cache.accruals.apply(changes, &mut cache.dirty)? {
         cache.years.clear();
@@ -591,7 +609,7 @@ pub fn monthly_settled<S: Source + ?Sized>(
     beneficiary: &str,
     year: i32,
 ) -> Result<BTreeMap<String, [Fen; 12]>> {
-    let (runs,) = (in_tx(store, state_key)?.1,);
+    let runs = state_of(store, cache)?.1;
     let posted = posted(store, cache, runs)?;
     let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
     for (programme, periods) in posted.by_beneficiary.get(beneficiary).into_iter().flatten() {
@@ -1163,6 +1181,23 @@ impl BalanceReader {
         self.cache = PendingCache::default();
     }
 
+    /// Begins a batch of look-ups that all began before this call: the state (registry
+    /// version, runs) is read and the accrual log followed once, now, for all of them — which
+    /// reflects every commit acknowledged before any of them began — instead of once each.
+    /// On PostgreSQL that saves two round trips a look-up when look-ups queue.
+    pub fn begin_batch(&mut self) -> Result<()> {
+        self.cache.batch = None;
+        let state = in_tx(&mut self.source, state_key)?;
+        follow_accruals(&mut self.source, &mut self.cache)?;
+        self.cache.batch = Some(state);
+        Ok(())
+    }
+
+    /// Ends the batch: the next look-up reads for itself again.
+    pub fn end_batch(&mut self) {
+        self.cache.batch = None;
+    }
+
     /// [`balance`], read beside the writer.
     pub fn balance(&mut self, beneficiary: &str, year: i32) -> Result<Vec<Balance>> {
         balance(&mut self.source, &mut self.cache, beneficiary, year)
@@ -1209,6 +1244,9 @@ impl BalanceReader {
 /// distinct keys a second), and a reader whose mark falls out of it must read every accrual
 /// again through the writer, which at that rate took longer than the log lasts.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Queued look-ups answered at most after one read of the state.
+const BATCH_JOBS_MAX: usize = 256;
 
 /// How long after the last look-up (or console page) the balance thread keeps the maintained
 /// years caught up between look-ups; after that it only takes in the log.
@@ -1269,13 +1307,32 @@ impl Balances {
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     };
                     last_job = std::time::Instant::now();
-                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        job(&mut reader);
-                    }));
-                    if done.is_err() {
-                        // The figures may be half updated: start afresh (the caller sees its
-                        // reply dropped).
-                        reader.reset();
+                    // The jobs queued behind it began before now too: one batch reads the
+                    // state and follows the log once for all of them.
+                    let mut batch = vec![job];
+                    while batch.len() < BATCH_JOBS_MAX {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let batched = batch.len() > 1
+                        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            reader.begin_batch()
+                        }))
+                        .is_ok_and(|r| r.is_ok());
+                    for job in batch {
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job(&mut reader);
+                        }));
+                        if done.is_err() {
+                            // The figures may be half updated: start afresh (the caller sees
+                            // its reply dropped).
+                            reader.reset();
+                        }
+                    }
+                    if batched {
+                        reader.end_batch();
                     }
                 }
             })?;

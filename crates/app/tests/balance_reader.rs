@@ -124,6 +124,47 @@ async fn look_ups_follow_every_acknowledged_batch(url: &str) {
             "after batch {i}"
         );
     }
+    // Look-ups queued behind another job are answered as one batch, which reads the state and
+    // the log once when it begins: each still sees every batch acknowledged before it began.
+    for i in 21..=25u32 {
+        let fen = 23_456 + i64::from(i) * 131;
+        writer
+            .ingest(vec![record(&registry, i, fen)], Vec::new())
+            .await
+            .expect("ingest");
+        total += fen;
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+        let blocker = {
+            let reader = reader.clone();
+            tokio::spawn(async move {
+                reader
+                    .call(move |_| {
+                        let _ = entered_tx.send(());
+                        let _ = held.recv_timeout(Duration::from_secs(60));
+                    })
+                    .await
+            })
+        };
+        entered.await.expect("the balance thread runs the blocker");
+        let queued: Vec<_> = (0..8)
+            .map(|_| {
+                let reader = reader.clone();
+                tokio::spawn(async move { pending(&reader).await })
+            })
+            .collect();
+        // The look-ups are queued behind the blocker before it is released.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).expect("release the balance thread");
+        blocker.await.expect("blocker").expect("balance thread");
+        for q in queued {
+            assert_eq!(
+                q.await.expect("look-up"),
+                Fen(subsidy(total)),
+                "a queued look-up after batch {i}"
+            );
+        }
+    }
     let expected = subsidy(total);
     // A look-up does not wait for the writer: with the writer held by a long job, a batch
     // acknowledged before it is still read.
