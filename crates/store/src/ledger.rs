@@ -338,22 +338,7 @@ pub fn beneficiary_run_lines(
         &[beneficiary.into()],
     )?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                r[13].int()?,
-                RunLineRow {
-                    key: key_of(r)?,
-                    original_period: r[5].text()?,
-                    base_fen: r[6].int()?,
-                    ratio: r[7].text()?,
-                    entitlement_fen: r[8].int()?,
-                    posted_before_fen: r[9].int()?,
-                    amount_fen: r[10].int()?,
-                    cut_by: r[11].text()?,
-                    payee: r[12].text()?,
-                },
-            ))
-        })
+        .map(|r| Ok((r[13].int()?, run_line_of(r)?)))
         .collect()
 }
 
