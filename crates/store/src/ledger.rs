@@ -291,11 +291,7 @@ pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, Run
 }
 
 pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
-    let rows = tx.query(
-        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 ORDER BY seq",
-        &[run_id.into()],
-    )?;
-    rows.iter().map(|r| run_line_of(r)).collect()
+    run_lines_page(tx, run_id, 0, i64::MAX)
 }
 
 /// At most `count` lines of run `run_id` from position `from` (from 0) on, in order: a page
