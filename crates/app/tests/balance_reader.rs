@@ -95,6 +95,22 @@ async fn pending(reader: &Balances) -> Fen {
     balances[0].pending
 }
 
+/// A job that holds the thread running it: it says when it has begun (`entered`) and returns
+/// when `release` sends (or after two minutes).
+fn holder() -> (
+    impl FnOnce() + Send + 'static,
+    tokio::sync::oneshot::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let hold = move || {
+        let _ = entered_tx.send(());
+        let _ = held.recv_timeout(Duration::from_secs(120));
+    };
+    (hold, entered, release)
+}
+
 /// 30 % of a line's `fen`, rounded half up (docs/rules.md R6).
 fn subsidy(fen: i64) -> i64 {
     (fen * 30 + 50) / 100
@@ -133,18 +149,10 @@ async fn look_ups_follow_every_acknowledged_batch(url: &str) {
             .await
             .expect("ingest");
         total += fen;
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+        let (hold, entered, release) = holder();
         let blocker = {
             let reader = reader.clone();
-            tokio::spawn(async move {
-                reader
-                    .call(move |_| {
-                        let _ = entered_tx.send(());
-                        let _ = held.recv_timeout(Duration::from_secs(60));
-                    })
-                    .await
-            })
+            tokio::spawn(async move { reader.call(move |_| hold()).await })
         };
         entered.await.expect("the balance thread runs the blocker");
         let queued: Vec<_> = (0..8)
@@ -168,18 +176,10 @@ async fn look_ups_follow_every_acknowledged_batch(url: &str) {
     let expected = subsidy(total);
     // A look-up does not wait for the writer: with the writer held by a long job, a batch
     // acknowledged before it is still read.
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (hold, entered, release) = holder();
     let busy = {
         let writer = writer.clone();
-        tokio::spawn(async move {
-            writer
-                .call(move |_| {
-                    let _ = entered_tx.send(());
-                    let _ = held.recv_timeout(Duration::from_secs(120));
-                })
-                .await
-        })
+        tokio::spawn(async move { writer.call(move |_| hold()).await })
     };
     entered.await.expect("the writer runs the long job");
     assert_eq!(
