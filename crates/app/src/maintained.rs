@@ -712,34 +712,23 @@ impl MaintainedYear {
                 pool_left,
                 prior.total,
             );
-            // A binding pool moves every line: nothing is copied for a pair already present.
-            if !changed.is_empty() && !self.entitled.contains_key(&id) {
-                self.entitled.insert(id.clone(), FxHashMap::default());
+            if changed.is_empty() {
+                continue;
             }
-            let entitled = self.entitled.get_mut(&id);
-            let mut noted = match &mut self.changed {
-                Some(by) => {
-                    if !by.contains_key(&id) {
-                        by.insert(id.clone(), FxHashSet::default());
-                    }
-                    by.get_mut(&id)
+            // Every line in `changed` moved (old ≠ new): its beneficiary's entitlement changed.
+            let entitled = self.entitled.entry(id.clone()).or_default();
+            let mut noted = self
+                .changed
+                .as_mut()
+                .map(|by| by.entry(id.clone()).or_default());
+            let c: &mut Changed = out.entry(id).or_default();
+            c.total = true;
+            for (key, old, new) in changed {
+                let e = entitled.entry(key.beneficiary).or_default();
+                *e = e.minus(old).plus(new);
+                if let Some(noted) = &mut noted {
+                    noted.insert(key.beneficiary);
                 }
-                None => None,
-            };
-            if let Some(entitled) = entitled {
-                for (key, old, new) in &changed {
-                    let e = entitled.entry(key.beneficiary).or_default();
-                    *e = e.minus(*old).plus(*new);
-                    if let Some(noted) = &mut noted
-                        && old != new
-                    {
-                        noted.insert(key.beneficiary);
-                    }
-                }
-            }
-            let c: &mut Changed = out.entry(id.clone()).or_default();
-            for (key, _, _) in changed {
-                c.total = true;
                 c.beneficiaries.insert(key.beneficiary);
                 c.providers.insert(key.provider);
             }
