@@ -16,7 +16,7 @@ use suanli_store::{AccrualChanges, AccrualFeed, AccrualMark, Reader, Store, Stor
 
 use suanli_domain::settlement::Prior;
 
-use crate::maintained::{Accruals, Dirty, Entitled, MaintainedYear};
+use crate::maintained::{Accruals, Dirty, Entitled, MaintainedYear, Scope};
 use crate::registry::{load_registry, registry_of};
 use crate::settlement::{
     Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
@@ -268,6 +268,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
     year: i32,
     current_version: i64,
     runs: RunsKey,
+    scope: Scope<'_>,
 ) -> Result<(Entitled<'c>, Opening)> {
     follow_accruals(store, cache)?;
     let key = (current_version, runs);
@@ -311,7 +312,7 @@ fn maintained_year<'c, S: Source + ?Sized>(
         .get(&year)
         .is_none_or(|y| y.versions != versions || y.openings != runs.openings);
     if rebuild {
-        cache.dirty.insert(year, vec![Default::default(); 12]);
+        cache.dirty.insert(year, Dirty::default());
         let y = MaintainedYear::build(
             year,
             versions,
@@ -322,12 +323,9 @@ fn maintained_year<'c, S: Source + ?Sized>(
         );
         cache.years.insert(year, y);
     } else {
-        let dirty = cache
-            .dirty
-            .insert(year, vec![Default::default(); 12])
-            .unwrap_or_else(|| vec![Default::default(); 12]);
+        let dirty = cache.dirty.entry(year).or_default();
         let y = cache.years.get_mut(&year).expect("checked above");
-        y.catch_up(&cache.registries, &cache.accruals, dirty);
+        y.catch_up_waiting(&cache.registries, &cache.accruals, dirty, scope);
         keep_overview(cache, year, (current_version, runs), &opening);
     }
     Ok((cache.years[&year].with(&cache.accruals), opening))
@@ -341,7 +339,7 @@ pub fn entitlements_to_date<S: Source + ?Sized>(
     year: i32,
 ) -> Result<HashMap<(String, String), Fen>> {
     let (current_version, _, runs) = cached_state(store, cache)?;
-    let (y, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let (y, opening) = maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let mut out: HashMap<(String, String), Fen> = y
         .entitled_all()
         .map(|(p, b, e)| ((p.to_owned(), b.to_owned()), e))
@@ -561,7 +559,16 @@ pub fn balance<S: Source + ?Sized>(
     }
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
     let paid_out = paid_out_all(store, cache, runs)?;
-    let (entitled, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    // This beneficiary's figures only: while no shared limit can bind, they depend on its
+    // own changed lines alone, and the others wait for the balance thread's next slice.
+    let (entitled, opening) = maintained_year(
+        store,
+        cache,
+        year,
+        current_version,
+        runs,
+        Scope::Beneficiary(beneficiary),
+    )?;
     let no_payments = BTreeMap::new();
     let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
     let mut out = Vec::new();
@@ -823,7 +830,7 @@ pub fn programme_overview<S: Source + ?Sized>(
     let (current_version, registry, runs) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
     let paid_out = paid_out_all(store, cache, runs)?;
-    let (_, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let (_, opening) = maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let maintained = &cache.years[&year];
     let key = (maintained.generation(), current_version, runs);
     match cache.overviews.get_mut(&year) {
@@ -989,7 +996,8 @@ pub fn cap_positions<S: Source + ?Sized>(
 ) -> Result<(Arc<Registry>, Vec<CapPosition>)> {
     let (current_version, registry, runs) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
-    let (maintained, opening) = maintained_year(store, cache, year, current_version, runs)?;
+    let (maintained, opening) =
+        maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let mut out = Vec::new();
     for p in registry.programmes_of_year(year) {
         let by_beneficiary = posted.by_programme.get(&p.id).map(|(b, _)| b);
@@ -1052,6 +1060,10 @@ pub type CompleteRead = Box<dyn FnMut(Option<AccrualMark>) -> Result<AccrualChan
 pub struct BalanceReader {
     source: ReaderSource,
     cache: PendingCache,
+    /// When the log was last read between look-ups.
+    followed: std::time::Instant,
+    /// Keys at most per catch-up between look-ups (`None`: [`CATCH_UP_SLICE`]).
+    catch_up_slice: Option<usize>,
 }
 
 struct ReaderSource {
@@ -1133,41 +1145,69 @@ impl BalanceReader {
                 complete_reads: 0,
             },
             cache: PendingCache::default(),
+            followed: std::time::Instant::now(),
+            catch_up_slice: None,
         }
     }
 
     /// Takes in the accrual changes committed since the last look-up, so that the mark stays
     /// within what the writer's change log holds (which is bounded) however rarely look-ups
-    /// come; with `catch_up`, also brings the maintained years up to them, so that the next
-    /// look-up finds little left to do. The balance thread does it between look-ups, catching
-    /// up only while look-ups keep coming: otherwise the work waits for the next look-up
-    /// rather than take processor time from ingest for figures nobody reads. Nothing before
-    /// the first look-up (which reads every accrual), and nothing the log cannot serve.
-    pub fn follow(&mut self, catch_up: bool) -> Result<()> {
+    /// come; with `catch_up`, also brings the maintained years a step closer to them, so that
+    /// the next look-up finds little left to do: a slice of the waiting keys at most
+    /// ([`CATCH_UP_SLICE`]) while no shared limit can bind, so that a look-up arriving
+    /// meanwhile waits for one slice, not for everything that came in; otherwise all of them
+    /// (a binding limit moves every line at each catch-up, so it is done once). The balance
+    /// thread does it between look-ups, catching up only while look-ups keep coming:
+    /// otherwise the work waits for the next look-up rather than take processor time from
+    /// ingest for figures nobody reads. Nothing before the first look-up (which reads every
+    /// accrual), and nothing the log cannot serve. Returns whether keys still wait.
+    pub fn follow(&mut self, catch_up: bool) -> Result<bool> {
         let Some(mark) = self.cache.accruals.mark else {
-            return Ok(());
+            return Ok(false);
         };
-        // From the log only: a complete read (another replica's commit, say) waits for the
-        // next look-up, so that no reader asks the writer for one while nobody looks up.
-        if let Some(changes) = self.source.logged_since(mark)? {
-            // Deltas, never every total: nothing to rebuild.
-            self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
+        // The log is read when nothing waits, and at least every FOLLOW_EVERY while slices
+        // run. From the log only: a complete read (another replica's commit, say) waits for
+        // the next look-up, so that no reader asks the writer for one while nobody looks up.
+        let waiting = self.waiting();
+        if !(catch_up && waiting) || self.followed.elapsed() >= FOLLOW_EVERY {
+            if let Some(changes) = self.source.logged_since(mark)? {
+                // Deltas, never every total: nothing to rebuild.
+                self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
+            }
+            self.followed = std::time::Instant::now();
         }
         if !catch_up {
-            return Ok(());
+            return Ok(self.waiting());
         }
-        // The maintained years catch up now, while nobody waits, rather than in the next
-        // look-up (a new registry version or runs found then rebuild what they change).
+        // A new registry version or runs found by the next look-up rebuild what they change.
+        let slice = self.catch_up_slice.unwrap_or(CATCH_UP_SLICE);
         let cache = &mut self.cache;
         for (year, y) in cache.years.iter_mut() {
-            if let Some(dirty) = cache.dirty.get_mut(year)
-                && dirty.iter().any(|keys| !keys.is_empty())
-            {
-                let dirty = std::mem::replace(dirty, vec![Default::default(); 12]);
-                y.catch_up(&cache.registries, &cache.accruals, dirty);
+            if let Some(dirty) = cache.dirty.get_mut(year) {
+                y.catch_up_waiting(
+                    &cache.registries,
+                    &cache.accruals,
+                    dirty,
+                    Scope::Slice(slice),
+                );
             }
         }
-        Ok(())
+        Ok(self.waiting())
+    }
+
+    /// Whether a maintained year has changed keys to catch up on.
+    fn waiting(&self) -> bool {
+        self.cache
+            .years
+            .keys()
+            .any(|y| self.cache.dirty.get(y).is_some_and(|d| !d.is_empty()))
+    }
+
+    /// Lowers how many keys [`BalanceReader::follow`] catches up on at once, so that tests
+    /// reach catch-ups in parts.
+    #[doc(hidden)]
+    pub fn catch_up_slice_at_most(&mut self, keys: usize) {
+        self.catch_up_slice = Some(keys);
     }
 
     /// How many times this reader read every accrual through the writer (the first look-up,
@@ -1245,6 +1285,10 @@ impl BalanceReader {
 /// again through the writer, which at that rate took longer than the log lasts.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Changed keys at most that the balance thread catches up on between two looks at its
+/// queue, while no shared limit can bind: about a millisecond of work.
+const CATCH_UP_SLICE: usize = 256;
+
 /// Queued look-ups answered at most after one read of the state.
 const BATCH_JOBS_MAX: usize = 256;
 
@@ -1284,15 +1328,24 @@ impl Balances {
             .name("suanli-balances".into())
             .spawn(move || {
                 let mut last_job = std::time::Instant::now();
+                // Keys wait to be caught up on, a slice at a time, while look-ups come.
+                let mut waiting = false;
                 loop {
-                    let job = match rx.recv_timeout(FOLLOW_EVERY) {
+                    let catch_up = last_job.elapsed() < CATCH_UP_WHILE;
+                    let wait = if waiting && catch_up {
+                        std::time::Duration::ZERO
+                    } else {
+                        FOLLOW_EVERY
+                    };
+                    let job = match rx.recv_timeout(wait) {
                         Ok(job) => job,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || reader.follow(last_job.elapsed() < CATCH_UP_WHILE),
+                                || reader.follow(catch_up),
                             ));
+                            waiting = false;
                             match followed {
-                                Ok(Ok(())) => {}
+                                Ok(Ok(more)) => waiting = more,
                                 Ok(Err(e)) => {
                                     tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
                                     reader.reset();
@@ -1334,6 +1387,8 @@ impl Balances {
                     if batched {
                         reader.end_batch();
                     }
+                    // A look-up catches up on its own beneficiary's keys: the rest wait.
+                    waiting = reader.waiting();
                 }
             })?;
         Ok(Balances {

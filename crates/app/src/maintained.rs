@@ -114,8 +114,132 @@ pub(crate) struct Accruals {
     by_year: HashMap<i32, Vec<MonthAccruals>>,
 }
 
-/// The keys changed since a maintained year last caught up, per month index.
-pub(crate) type Dirty = Vec<FxHashSet<Key>>;
+/// How much of the waiting keys [`MaintainedYear::catch_up_waiting`] catches up on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scope<'a> {
+    /// Every waiting key.
+    All,
+    /// The keys of this beneficiary, enough for its figures.
+    Beneficiary(&'a str),
+    /// At most this many keys.
+    Slice(usize),
+}
+
+/// Keys to catch up on, per month index.
+pub(crate) type MonthKeys = Vec<FxHashSet<Key>>;
+
+/// The keys changed since a maintained year last caught up on them, per month index, with a
+/// bound on how far catching up on them can move any of the year's sums: Σ over the changes
+/// of (|Δ accrual| + 1) fen. A line's demand is round_half_up(base × ratio) with a ratio of at
+/// most 1, so it moves by at most |Δ base| + 1 fen; a beneficiary's or a provider's cap stage
+/// and the pool only ever pass on, cut or release what their inputs moved.
+#[derive(Default)]
+pub(crate) struct Dirty {
+    /// Per month index: each changed key with its part of `bound`.
+    months: Vec<FxHashMap<Key, i128>>,
+    /// Each beneficiary's changed keys, with their month index.
+    by_beneficiary: FxHashMap<u32, Vec<(usize, Key)>>,
+    /// How many changed keys each provider has.
+    providers: FxHashMap<u32, usize>,
+    bound: i128,
+    len: usize,
+}
+
+impl Dirty {
+    /// Notes a change of `delta_fen` to `key`'s accrual in month index `m`.
+    fn mark(&mut self, m: usize, key: Key, delta_fen: i64) {
+        if self.months.is_empty() {
+            self.months = vec![FxHashMap::default(); 12];
+        }
+        // In 128 bits: no sum of 64-bit changes overflows it.
+        let weight = i128::from(delta_fen.unsigned_abs()) + 1;
+        match self.months[m].get_mut(&key) {
+            Some(w) => *w += weight,
+            None => {
+                self.months[m].insert(key, weight);
+                self.by_beneficiary
+                    .entry(key.beneficiary)
+                    .or_default()
+                    .push((m, key));
+                *self.providers.entry(key.provider).or_default() += 1;
+                self.len += 1;
+            }
+        }
+        self.bound += weight;
+    }
+
+    /// Whether no key waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every waiting key, leaving none.
+    pub(crate) fn take_all(&mut self) -> MonthKeys {
+        let months = std::mem::take(&mut self.months);
+        *self = Dirty::default();
+        let mut out: MonthKeys = months
+            .into_iter()
+            .map(|keys| keys.into_keys().collect())
+            .collect();
+        out.resize_with(12, FxHashSet::default);
+        out
+    }
+
+    /// The waiting keys of one beneficiary (of its number in the accruals' names), leaving the
+    /// others.
+    fn take_beneficiary(&mut self, beneficiary: u32) -> MonthKeys {
+        let mut out: MonthKeys = vec![FxHashSet::default(); 12];
+        for (m, key) in self.by_beneficiary.remove(&beneficiary).unwrap_or_default() {
+            self.forget(m, &key);
+            out[m].insert(key);
+        }
+        out
+    }
+
+    /// At most `n` (at least one) of the waiting keys, earliest months first.
+    pub(crate) fn take_some(&mut self, n: usize) -> MonthKeys {
+        let mut out: MonthKeys = vec![FxHashSet::default(); 12];
+        let mut left = n.max(1);
+        for m in 0..self.months.len() {
+            if left == 0 {
+                break;
+            }
+            let keys: Vec<Key> = self.months[m].keys().take(left).copied().collect();
+            left -= keys.len();
+            for key in keys {
+                self.forget(m, &key);
+                if let Some(of) = self.by_beneficiary.get_mut(&key.beneficiary) {
+                    of.retain(|(mm, k)| !(*mm == m && *k == key));
+                    if of.is_empty() {
+                        self.by_beneficiary.remove(&key.beneficiary);
+                    }
+                }
+                out[m].insert(key);
+            }
+            if self.months[m].is_empty() {
+                // A map emptied by removals keeps its capacity and is slow to walk.
+                self.months[m] = FxHashMap::default();
+            }
+        }
+        out
+    }
+
+    /// Takes one key out of the months, the providers' counts and the bound (not out of
+    /// `by_beneficiary`).
+    fn forget(&mut self, m: usize, key: &Key) {
+        let Some(weight) = self.months[m].remove(key) else {
+            return;
+        };
+        self.bound -= weight;
+        self.len -= 1;
+        if let Some(count) = self.providers.get_mut(&key.provider) {
+            *count -= 1;
+            if *count == 0 {
+                self.providers.remove(&key.provider);
+            }
+        }
+    }
+}
 
 /// Month index (0 = January) of a period.
 fn month_index(period: Period) -> usize {
@@ -160,7 +284,7 @@ impl Accruals {
             if !changes.complete
                 && let Some(d) = dirty.get_mut(&period.year)
             {
-                d[m].insert(key);
+                d.mark(m, key, amount_fen);
             }
         }
         self.mark = Some(changes.mark);
@@ -413,7 +537,7 @@ impl MaintainedYear {
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             changed: None,
         };
-        let dirty: Dirty = (0..12)
+        let dirty: MonthKeys = (0..12)
             .map(|m| {
                 accruals
                     .months(year)
@@ -469,12 +593,123 @@ impl MaintainedYear {
         self.changed = None;
     }
 
+    /// Catches up on the keys waiting in `dirty`, as far as `scope` asks: all of them, or
+    /// only a beneficiary's or a slice of them while no shared limit can bind
+    /// ([`MaintainedYear::limits_clear`]); otherwise all of them.
+    pub(crate) fn catch_up_waiting(
+        &mut self,
+        registries: &HashMap<i64, Arc<Registry>>,
+        accruals: &Accruals,
+        dirty: &mut Dirty,
+        scope: Scope<'_>,
+    ) {
+        if dirty.is_empty() {
+            return;
+        }
+        let keys = match scope {
+            Scope::All => dirty.take_all(),
+            _ if !self.limits_clear(registries, &accruals.names, dirty) => dirty.take_all(),
+            Scope::Beneficiary(name) => match accruals.names.id(name) {
+                Some(b) => dirty.take_beneficiary(b),
+                // Never seen in the accruals: none of its keys waits.
+                None => return,
+            },
+            Scope::Slice(n) => dirty.take_some(n),
+        };
+        if keys.iter().all(|k| k.is_empty()) {
+            return;
+        }
+        self.catch_up(registries, accruals, keys);
+    }
+
+    /// Whether no shared limit (a programme's pool, a provider's cap) binds in any month of
+    /// the year, nor can bind once the keys waiting in `dirty` are caught up on: each has at
+    /// least the waiting changes' bound left in every month. A stage that does not bind
+    /// passes every line through, so a beneficiary's entitlements then depend on its own
+    /// lines alone (its demand and its own cap), and catching up on some of the waiting keys
+    /// gives the figures of those keys as if the others had not changed yet: the waiting
+    /// keys may be caught up on in parts.
+    ///
+    /// The months' sums through a month are Σ opening + Σ amounts of the months up to it; a
+    /// stage binds in a month when that sum passes its limit. Each cap stage passes on at
+    /// most what its inputs moved (through any month, a beneficiary's sum after its cap is
+    /// min(its demand's sum, cap)), so catching up moves every such sum by at most the bound.
+    fn limits_clear(
+        &self,
+        registries: &HashMap<i64, Arc<Registry>>,
+        names: &Names,
+        dirty: &Dirty,
+    ) -> bool {
+        let bound = dirty.bound;
+        let mut programmes: Vec<&str> = Vec::new();
+        for v in &self.versions {
+            if let Some(r) = registries.get(v) {
+                for p in r.programmes_of_year(self.year) {
+                    if !programmes.contains(&p.id.as_str()) {
+                        programmes.push(&p.id);
+                    }
+                }
+            }
+        }
+        for id in programmes {
+            let opening = |f: &dyn Fn(&Prior) -> Fen| {
+                if self.opening_empty {
+                    0
+                } else {
+                    i128::from(f(&self.opening).0)
+                }
+            };
+            let mut through = opening(&|o| o.programme(id));
+            let mut through_provider: FxHashMap<u32, i128> = FxHashMap::default();
+            for m in 0..12 {
+                if let Some(pm) = self.months[m].get(id) {
+                    if pm.pool_binding || !pm.provider_binding.is_empty() {
+                        return false;
+                    }
+                    through += i128::from(pm.total.0);
+                    for (q, v) in &pm.by_provider {
+                        *through_provider
+                            .entry(*q)
+                            .or_insert_with(|| opening(&|o| o.provider(id, names.name(*q)))) +=
+                            i128::from(v.0);
+                    }
+                }
+                let Some(programme) = registries
+                    .get(&self.versions[m])
+                    .and_then(|r| r.programme(id))
+                else {
+                    continue;
+                };
+                if let Some(pool) = programme.pool
+                    && i128::from(pool.0) - through < bound
+                {
+                    return false;
+                }
+                if let Some(cap) = programme.provider_cap {
+                    let left = |sum: i128| i128::from(cap.0) - sum >= bound;
+                    if !through_provider.values().all(|sum| left(*sum)) {
+                        return false;
+                    }
+                    // A provider with waiting keys and nothing yet this year: its opening.
+                    for q in dirty.providers.keys() {
+                        if !through_provider.contains_key(q)
+                            && !left(opening(&|o| o.provider(id, names.name(*q))))
+                        {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
     /// Recomputes what the keys changed in each month (`dirty`, by month index) can move.
     pub(crate) fn catch_up(
         &mut self,
         registries: &HashMap<i64, Arc<Registry>>,
         accruals: &Accruals,
-        dirty: Dirty,
+        dirty: MonthKeys,
     ) {
         let empty = MonthAccruals::default();
         let mut prior_changed: HashMap<String, Changed> = HashMap::new();
