@@ -22,6 +22,11 @@
 //! A new registry version for a month, or newly confirmed opening balances, rebuild the year
 //! from the maintained accruals (every line is changed then).
 //!
+//! Changed keys wait ([`Dirty`]) with a bound on how far they can move any sum. While no pool
+//! or provider cap binds, nor can within that bound ([`MaintainedYear::limits_clear`]), a
+//! beneficiary's figures depend on its own lines alone: a look-up catches up on its own keys,
+//! and the rest are caught up on in slices between look-ups.
+//!
 //! Beneficiary and provider ids are numbered once ([`Names`]), so that a line's key is a few
 //! integers: finding, hashing and copying it costs no string comparison and no allocation.
 //! Where the rules need the key order (the tie order of largest remainder, R7), the lines are
