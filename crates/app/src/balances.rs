@@ -1157,10 +1157,9 @@ impl BalanceReader {
     /// ([`CATCH_UP_SLICE`]) while no shared limit can bind, so that a look-up arriving
     /// meanwhile waits for one slice, not for everything that came in; otherwise all of them
     /// (a binding limit moves every line at each catch-up, so it is done once). The balance
-    /// thread does it between look-ups, catching up only while look-ups keep coming:
-    /// otherwise the work waits for the next look-up rather than take processor time from
-    /// ingest for figures nobody reads. Nothing before the first look-up (which reads every
-    /// accrual), and nothing the log cannot serve. Returns whether keys still wait.
+    /// thread does it between look-ups, and at most a quarter of the time while none comes
+    /// ([`LOOKUPS_RECENT`]). Nothing before the first look-up (which reads every accrual),
+    /// and nothing the log cannot serve. Returns whether keys still wait.
     pub fn follow(&mut self, catch_up: bool) -> Result<bool> {
         let Some(mark) = self.cache.accruals.mark else {
             return Ok(false);
@@ -1292,9 +1291,15 @@ const CATCH_UP_SLICE: usize = 256;
 /// Queued look-ups answered at most after one read of the state.
 const BATCH_JOBS_MAX: usize = 256;
 
-/// How long after the last look-up (or console page) the balance thread keeps the maintained
-/// years caught up between look-ups; after that it only takes in the log.
-const CATCH_UP_WHILE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long after the last look-up (or console page) the balance thread catches up on the
+/// waiting keys whenever its queue is empty; after that it catches up at most a quarter of the
+/// time ([`IDLE_REST_PER_WORK`]), so that figures nobody reads take little processor time
+/// from ingest and yet stay close to current for the next look-up or page.
+const LOOKUPS_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// While no look-up is recent, the balance thread rests this many times as long as its last
+/// catch-up took before the next one.
+const IDLE_REST_PER_WORK: u32 = 3;
 
 /// A job for the balance thread.
 type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
@@ -1328,21 +1333,26 @@ impl Balances {
             .name("suanli-balances".into())
             .spawn(move || {
                 let mut last_job = std::time::Instant::now();
-                // Keys wait to be caught up on, a slice at a time, while look-ups come.
+                // Keys wait to be caught up on, a slice at a time; `rest`: the pause after the
+                // last catch-up while no look-up is recent.
                 let mut waiting = false;
+                let mut rest = std::time::Duration::ZERO;
                 loop {
-                    let catch_up = last_job.elapsed() < CATCH_UP_WHILE;
-                    let wait = if waiting && catch_up {
+                    let wait = if !waiting {
+                        FOLLOW_EVERY
+                    } else if last_job.elapsed() < LOOKUPS_RECENT {
                         std::time::Duration::ZERO
                     } else {
-                        FOLLOW_EVERY
+                        rest
                     };
                     let job = match rx.recv_timeout(wait) {
                         Ok(job) => job,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            let started = std::time::Instant::now();
                             let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || reader.follow(catch_up),
+                                || reader.follow(true),
                             ));
+                            rest = started.elapsed() * IDLE_REST_PER_WORK;
                             waiting = false;
                             match followed {
                                 Ok(Ok(more)) => waiting = more,
