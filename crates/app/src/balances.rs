@@ -1191,6 +1191,19 @@ impl BalanceReader {
                 );
             }
         }
+        // The kept overviews take in what the catch-up changed now, a slice at a time, rather
+        // than all of it at their next request. One kept for other runs or openings than the
+        // cache's is dropped by that request anyway.
+        let years: Vec<i32> = cache.overviews.keys().copied().collect();
+        for year in years {
+            let (_, version, runs) = cache.overviews[&year].key;
+            if let Some((openings, _, opening)) = &cache.opening
+                && *openings == runs.openings
+            {
+                let opening = opening.clone();
+                keep_overview(cache, year, (version, runs), &opening);
+            }
+        }
         Ok(self.waiting())
     }
 
