@@ -469,6 +469,9 @@ pub(crate) struct MaintainedYear {
     /// The effective ratios (R4, R5) per (registry version, beneficiary, class), so a changed
     /// line costs a look-up, not the package comparison.
     ratios: FxHashMap<(i64, u32, Class), Ratios>,
+    /// Each beneficiary's cap per programme and registry version (`None`: no cap), so that
+    /// a changed line costs no look-up of the registry's grants by name.
+    caps: HashMap<String, FxHashMap<(i64, u32), Option<Fen>>>,
     /// Σ subsidies of the year per programme and beneficiary, opening balances excluded.
     entitled: HashMap<String, FxHashMap<u32, Fen>>,
     /// Tells this year from one built before or after it (a figure derived from it may be
@@ -537,6 +540,7 @@ impl MaintainedYear {
             opening,
             opening_empty,
             ratios: FxHashMap::default(),
+            caps: HashMap::new(),
             months: (0..12).map(|_| BTreeMap::new()).collect(),
             entitled: HashMap::new(),
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -881,15 +885,20 @@ impl MaintainedYear {
             let mut beneficiaries = beneficiaries_dirty.remove(&id).unwrap_or_default();
             let none = Changed::default();
             let prior = prior_changed.get(&id).unwrap_or(&none);
+            // Each beneficiary's cap in this programme, looked up in the registry once.
+            let mut caps = self.caps.remove(&id).unwrap_or_default();
+            let mut cap_of = |b: u32| {
+                *caps
+                    .entry((version, b))
+                    .or_insert_with(|| registry.beneficiary_cap(programme, names.name(b)))
+            };
             if let Some(pm) = self.months[m].get(&id) {
                 for &b in &prior.beneficiaries {
                     if beneficiaries.contains(&b) {
                         continue;
                     }
-                    let (Some(cap), Some(&wanted)) = (
-                        registry.beneficiary_cap(programme, names.name(b)),
-                        pm.demand_by_beneficiary.get(&b),
-                    ) else {
+                    let (Some(cap), Some(&wanted)) = (cap_of(b), pm.demand_by_beneficiary.get(&b))
+                    else {
                         continue;
                     };
                     let capped = pm
@@ -911,15 +920,14 @@ impl MaintainedYear {
             let mut beneficiaries: Vec<(u32, Option<Fen>)> = beneficiaries
                 .into_iter()
                 .map(|b| {
-                    let left = registry
-                        .beneficiary_cap(programme, names.name(b))
-                        .map(|cap| {
-                            cap.minus(self.prior_beneficiary(m, &id, names, b))
-                                .max(Fen::ZERO)
-                        });
+                    let left = cap_of(b).map(|cap| {
+                        cap.minus(self.prior_beneficiary(m, &id, names, b))
+                            .max(Fen::ZERO)
+                    });
                     (b, left)
                 })
                 .collect();
+            self.caps.insert(id.clone(), caps);
             beneficiaries.sort_unstable();
             let provider_prior: FxHashMap<u32, Fen> = match programme.provider_cap {
                 Some(_) => {
