@@ -25,7 +25,7 @@ fn status_name(code: i32) -> &'static str {
 }
 
 fn print_run(run: &pb::Run) {
-    println!(
+    outln!(
         "run {} {} {} {}: {} line(s), {} adjustment(s), total {} CNY; registry v{} sha256 {}",
         run.run_id,
         run.programme,
@@ -37,20 +37,20 @@ fn print_run(run: &pb::Run) {
         run.registry_version,
         run.content_hash
     );
-    println!(
+    outln!(
         "  created by {} at {}",
         run.created_by,
         shanghai(&run.created_at)
     );
     if !run.approved_by.is_empty() {
-        println!(
+        outln!(
             "  approved by {} at {}",
             run.approved_by,
             shanghai(&run.approved_at)
         );
     }
     if !run.posted_at.is_empty() {
-        println!(
+        outln!(
             "  posted at {} (journal {})",
             shanghai(&run.posted_at),
             run.journal_id
@@ -58,9 +58,9 @@ fn print_run(run: &pb::Run) {
     }
     if !run.cancelled_at.is_empty() {
         if run.cancelled_by.is_empty() {
-            println!("  cancelled at {}", shanghai(&run.cancelled_at));
+            outln!("  cancelled at {}", shanghai(&run.cancelled_at));
         } else {
-            println!(
+            outln!(
                 "  cancelled by {} at {}",
                 run.cancelled_by,
                 shanghai(&run.cancelled_at)
@@ -169,7 +169,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
                 print_run(run);
             }
             if runs.is_empty() {
-                println!("no settlement runs");
+                outln!("no settlement runs");
             }
             return Ok(());
         }
@@ -198,7 +198,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
             match format {
                 ExplainFormat::Text => print_explanation(&r),
                 ExplainFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&explanation_json(&r))?);
+                    outln!("{}", serde_json::to_string_pretty(&explanation_json(&r))?);
                 }
             }
             return Ok(());
@@ -210,7 +210,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
                 .map_err(grpc_error)?
                 .into_inner();
             if r.matches {
-                println!("run {run_id}: re-derived from its frozen inputs; every line matches");
+                outln!("run {run_id}: re-derived from its frozen inputs; every line matches");
                 return Ok(());
             }
             anyhow::bail!(
@@ -222,7 +222,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
     let response = response.map_err(grpc_error)?.into_inner();
     let run = response.run.clone().context("server returned no run")?;
     if response.unchanged {
-        println!(
+        outln!(
             "unchanged: run {} was already {}",
             run.run_id,
             status_name(run.status)
@@ -243,7 +243,7 @@ fn print_line(run: &pb::Run, line: &pb::RunLine) {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "  {} {} {}{}{} base {} ratio {} → {}{}{}",
         line.beneficiary,
         line.provider,
@@ -361,7 +361,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
     let Some(run) = r.run.as_ref() else {
         return;
     };
-    println!(
+    outln!(
         "run {} {} ({}) {} {}: {} line(s) of {}{}",
         run.run_id,
         run.programme,
@@ -380,7 +380,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
         let Some(line) = l.line.as_ref() else {
             continue;
         };
-        println!(
+        outln!(
             "line {}: {} {}{}, payee {}: {} CNY",
             l.seq,
             line_label(line),
@@ -390,12 +390,12 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
             Fen(line.amount_fen)
         );
         for sentence in &l.text {
-            println!("  {sentence}");
+            outln!("  {sentence}");
         }
         if l.records.is_empty() {
-            println!("  no usage records of the line are stored now");
+            outln!("  no usage records of the line are stored now");
         } else {
-            println!("  usage records ({} listed):", l.records.len());
+            outln!("  usage records ({} listed):", l.records.len());
         }
         for rec in &l.records {
             let state = if rec.voided_at.is_empty() {
@@ -412,7 +412,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
                     }
                 )
             };
-            println!(
+            outln!(
                 "    {} {} {} – {} quantity {} amount {} CNY{state}",
                 rec.record_id,
                 rec.sku,
@@ -423,7 +423,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
             );
         }
         if !l.next_records_page_token.is_empty() {
-            println!(
+            outln!(
                 "  more records: --records-page {}",
                 l.next_records_page_token
             );
@@ -544,7 +544,7 @@ async fn export(
         }
     };
     std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
+    outln!(
         "run {}: {written} line(s) written to {}",
         run.run_id,
         out.display()
@@ -629,7 +629,7 @@ pub enum LedgerAction {
 
 /// A payment that needs a second person: one line, then who did what, when.
 fn print_payment(p: &pb::Payment) {
-    println!(
+    outln!(
         "payment {} {}: {} CNY to {} by {}, reference {}",
         p.payment_id,
         p.status,
@@ -638,13 +638,13 @@ fn print_payment(p: &pb::Payment) {
         p.programme,
         p.reference
     );
-    println!(
+    outln!(
         "  recorded by {} at {}",
         p.recorded_by,
         shanghai(&p.recorded_at)
     );
     if !p.confirmed_by.is_empty() {
-        println!(
+        outln!(
             "  confirmed by {} at {} (journal {})",
             p.confirmed_by,
             shanghai(&p.confirmed_at),
@@ -652,7 +652,7 @@ fn print_payment(p: &pb::Payment) {
         );
     }
     if !p.withdrawn_by.is_empty() {
-        println!(
+        outln!(
             "  withdrawn by {} at {}",
             p.withdrawn_by,
             shanghai(&p.withdrawn_at)
@@ -661,7 +661,7 @@ fn print_payment(p: &pb::Payment) {
 }
 
 fn print_opening(i: &pb::OpeningImport) {
-    println!(
+    outln!(
         "opening import {} {} {}: {} row(s), total {} CNY; content sha256 {}",
         i.import_id,
         i.programme,
@@ -670,13 +670,13 @@ fn print_opening(i: &pb::OpeningImport) {
         Fen(i.total_fen),
         i.content_hash
     );
-    println!(
+    outln!(
         "  imported by {} at {}",
         i.created_by,
         shanghai(&i.created_at)
     );
     if !i.confirmed_by.is_empty() {
-        println!(
+        outln!(
             "  confirmed by {} at {}{}",
             i.confirmed_by,
             shanghai(&i.confirmed_at),
@@ -688,7 +688,7 @@ fn print_opening(i: &pb::OpeningImport) {
         );
     }
     for l in &i.lines {
-        println!(
+        outln!(
             "  {} {} paid to {}: {} CNY",
             l.beneficiary,
             if l.provider.is_empty() {
@@ -739,7 +739,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             match &r.payment {
                 Some(p) if r.awaiting_confirmation => {
-                    println!(
+                    outln!(
                         "{} {} of {amount} CNY to {payee}: it awaits confirmation by another finance user (suanli ledger confirm-payment {}); nothing is booked yet, still owed {} CNY",
                         if r.duplicate {
                             "already recorded: payment"
@@ -752,7 +752,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                     );
                 }
                 _ => {
-                    println!(
+                    outln!(
                         "{} {amount} CNY to {payee} (journal {}); still owed {} CNY",
                         if r.duplicate {
                             "already recorded: payment of"
@@ -773,10 +773,10 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let p = r.payment.context("server returned no payment")?;
             if r.unchanged {
-                println!("unchanged: payment {} was already confirmed", p.payment_id);
+                outln!("unchanged: payment {} was already confirmed", p.payment_id);
             }
             print_payment(&p);
-            println!("still owed {} CNY", Fen(r.outstanding_fen));
+            outln!("still owed {} CNY", Fen(r.outstanding_fen));
         }
         LedgerAction::WithdrawPayment { payment_id } => {
             let r = client
@@ -786,7 +786,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let p = r.payment.context("server returned no payment")?;
             if r.unchanged {
-                println!("unchanged: payment {} was already withdrawn", p.payment_id);
+                outln!("unchanged: payment {} was already withdrawn", p.payment_id);
             }
             print_payment(&p);
         }
@@ -801,7 +801,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 print_payment(p);
             }
             if payments.is_empty() {
-                println!(
+                outln!(
                     "{}",
                     if awaiting {
                         "no payments await confirmation"
@@ -849,7 +849,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 }
             }
             w.flush()?;
-            println!(
+            outln!(
                 "{} journal(s), {entries} entries written to {}",
                 journals.len(),
                 out.display()
@@ -879,17 +879,18 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let import = r.import.context("server returned no import")?;
             if r.unchanged {
-                println!(
+                outln!(
                     "unchanged: the same opening balances are already import {} ({})",
-                    import.import_id, import.status
+                    import.import_id,
+                    import.status
                 );
             }
             if r.superseded != 0 {
-                println!("replaces pending opening import {}", r.superseded);
+                outln!("replaces pending opening import {}", r.superseded);
             }
             print_opening(&import);
             if import.status == "pending" {
-                println!(
+                outln!(
                     "another finance user confirms it: suanli ledger confirm-opening {}",
                     import.import_id
                 );
@@ -903,7 +904,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let import = r.import.context("server returned no import")?;
             if r.unchanged {
-                println!(
+                outln!(
                     "unchanged: opening import {} was already confirmed",
                     import.import_id
                 );
@@ -926,7 +927,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 print_opening(i);
             }
             if imports.is_empty() {
-                println!("no opening balances");
+                outln!("no opening balances");
             }
         }
         LedgerAction::TrialBalance => {
@@ -935,12 +936,15 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .await
                 .map_err(grpc_error)?
                 .into_inner();
-            println!(
+            outln!(
                 "{:<60} {:>18} {:>18} {:>18}",
-                "account", "debit", "credit", "balance"
+                "account",
+                "debit",
+                "credit",
+                "balance"
             );
             for a in &t.accounts {
-                println!(
+                outln!(
                     "{:<60} {:>18} {:>18} {:>18}",
                     a.account,
                     Fen(a.debit_fen),
@@ -948,7 +952,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                     Fen(a.balance_fen)
                 );
             }
-            println!(
+            outln!(
                 "{:<60} {:>18} {:>18}",
                 "total",
                 Fen(t.total_debit_fen),
@@ -957,7 +961,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
             if !t.balanced {
                 anyhow::bail!("the trial balance does not balance");
             }
-            println!("balanced");
+            outln!("balanced");
         }
     }
     Ok(())
@@ -977,9 +981,9 @@ pub async fn balance(
             .await
             .map_err(grpc_error)?
             .into_inner();
-        println!("payee {}", r.payee);
+        outln!("payee {}", r.payee);
         for p in &r.programmes {
-            println!(
+            outln!(
                 "  {}: settled {} CNY, paid out {} CNY, outstanding {} CNY",
                 p.programme,
                 Fen(p.settled_fen),
@@ -999,7 +1003,7 @@ pub async fn balance(
         .await
         .map_err(grpc_error)?
         .into_inner();
-    println!("beneficiary {} in {year}", r.beneficiary);
+    outln!("beneficiary {} in {year}", r.beneficiary);
     for p in &r.programmes {
         let cap = if p.capped {
             format!("{} CNY", Fen(p.cap_fen))
@@ -1018,7 +1022,7 @@ pub async fn balance(
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {}: cap {cap}, entitled {} CNY, settled {} CNY, pending {pending} CNY{owed}, remaining {remaining}",
             p.programme,
             Fen(p.entitled_fen),
@@ -1040,7 +1044,7 @@ pub async fn balance(
                 )
             })
             .collect();
-        println!(
+        outln!(
             "    paid out {} CNY: to {} itself {} CNY, to providers on its behalf {} CNY{}",
             Fen(p.paid_out_to_beneficiary_fen).plus(Fen(p.paid_out_to_providers_fen)),
             r.beneficiary,
@@ -1054,7 +1058,7 @@ pub async fn balance(
         );
     }
     if r.programmes.is_empty() {
-        println!("  no grants in {year}");
+        outln!("  no grants in {year}");
     }
     Ok(())
 }
@@ -1088,7 +1092,7 @@ pub async fn void(
                 format!(" at {}", shanghai(&t.to_rfc3339()))
             })
     });
-    println!(
+    outln!(
         "record {record_id} of {provider} {}{at}",
         if r.voided {
             "voided"
