@@ -1,7 +1,7 @@
 //! CLI clients for settlement runs, the ledger and balances (`suanli settle|ledger|balance`).
 //! Thin: each command makes one gRPC call and prints or writes what comes back.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use suanli_app::settlement::{RUN_STATEMENT_HEADER, run_statement_record};
@@ -528,28 +528,41 @@ async fn export(
     out: &Path,
 ) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
-    // Written beside `out` and renamed at the end: a run whose lines stop coming half way
-    // leaves no export that looks whole.
-    let partial = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
-    ));
+    let partial = partial_path(out);
     let written = write_export(client, token, response, run, &partial).await;
-    let written = match written {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    let written = into_place(written, &partial, out)?;
     outln!(
         "run {}: {written} line(s) written to {}",
         run.run_id,
         out.display()
     );
     Ok(())
+}
+
+/// Where an export is written until it is whole: beside `out`, renamed onto it at the end
+/// ([`into_place`]), so an export whose rows stop coming half way leaves no file that looks
+/// whole.
+fn partial_path(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
+    ))
+}
+
+/// Renames `partial` onto `out` when `written` is whole; removes it otherwise.
+fn into_place<T>(written: anyhow::Result<T>, partial: &Path, out: &Path) -> anyhow::Result<T> {
+    match written {
+        Ok(written) => {
+            std::fs::rename(partial, out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            Ok(written)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(partial);
+            Err(e)
+        }
+    }
 }
 
 async fn write_export(
@@ -812,46 +825,11 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
             }
         }
         LedgerAction::Export { out } => {
-            let journals = client
-                .list_journals(authorize(pb::ListJournalsRequest::default(), token)?)
-                .await
-                .map_err(grpc_error)?
-                .into_inner()
-                .journals;
-            let mut w = csv::Writer::from_path(&out)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            w.write_record([
-                "journal_id",
-                "kind",
-                "reference",
-                "created_at",
-                "created_by",
-                "memo",
-                "account",
-                "debit",
-                "credit",
-            ])?;
-            let mut entries = 0;
-            for j in &journals {
-                for e in &j.entries {
-                    entries += 1;
-                    w.write_record([
-                        j.journal_id.to_string(),
-                        j.kind.clone(),
-                        j.reference.clone(),
-                        j.created_at.clone(),
-                        j.created_by.clone(),
-                        j.memo.clone(),
-                        e.account.clone(),
-                        Fen(e.debit_fen).to_string(),
-                        Fen(e.credit_fen).to_string(),
-                    ])?;
-                }
-            }
-            w.flush()?;
+            let partial = partial_path(&out);
+            let written = write_journals(&mut client, token, &partial).await;
+            let (journals, entries) = into_place(written, &partial, &out)?;
             outln!(
-                "{} journal(s), {entries} entries written to {}",
-                journals.len(),
+                "{journals} journal(s), {entries} entries written to {}",
                 out.display()
             );
         }
@@ -930,40 +908,207 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 outln!("no opening balances");
             }
         }
-        LedgerAction::TrialBalance => {
-            let t = client
-                .trial_balance(authorize(pb::TrialBalanceRequest {}, token)?)
-                .await
-                .map_err(grpc_error)?
-                .into_inner();
-            outln!(
-                "{:<60} {:>18} {:>18} {:>18}",
-                "account",
-                "debit",
-                "credit",
-                "balance"
-            );
-            for a in &t.accounts {
-                outln!(
-                    "{:<60} {:>18} {:>18} {:>18}",
-                    a.account,
-                    Fen(a.debit_fen),
-                    Fen(a.credit_fen),
-                    Fen(a.balance_fen)
-                );
+        LedgerAction::TrialBalance => trial_balance(&mut client, token).await?,
+    }
+    Ok(())
+}
+
+/// What a listing of the ledger received, to check against its extent.
+#[derive(Default)]
+struct Received {
+    journals: u64,
+    entries: u64,
+    accounts: u64,
+    debit: Fen,
+    credit: Fen,
+}
+
+impl Received {
+    fn entry(&mut self, debit_fen: i64, credit_fen: i64) -> anyhow::Result<()> {
+        self.debit = self
+            .debit
+            .checked_add(Fen(debit_fen))
+            .context("the debits' total overflows")?;
+        self.credit = self
+            .credit
+            .checked_add(Fen(credit_fen))
+            .context("the credits' total overflows")?;
+        Ok(())
+    }
+
+    /// Fails unless what was received is what `extent` says the listing holds (`what`: the
+    /// journals, the trial balance).
+    fn check(&self, what: &str, extent: &pb::LedgerExtent) -> anyhow::Result<()> {
+        let expected = Received {
+            journals: extent.journals,
+            entries: extent.entries,
+            accounts: extent.accounts,
+            debit: Fen(extent.total_debit_fen),
+            credit: Fen(extent.total_credit_fen),
+        };
+        let counts = |r: &Received| {
+            format!(
+                "{} journal(s), {} entries, {} account(s), debits {} CNY, credits {} CNY",
+                r.journals, r.entries, r.accounts, r.debit, r.credit
+            )
+        };
+        anyhow::ensure!(
+            (
+                self.journals,
+                self.entries,
+                self.accounts,
+                self.debit,
+                self.credit
+            ) == (
+                expected.journals,
+                expected.entries,
+                expected.accounts,
+                expected.debit,
+                expected.credit
+            ),
+            "{what} through journal {}: received {}, but the server counted {}; run the command again",
+            extent.through_journal_id,
+            counts(self),
+            counts(&expected)
+        );
+        Ok(())
+    }
+}
+
+/// `ledger export`: every journal entry as a CSV row, read page by page with ListJournalPages
+/// (a ledger of any size is never held whole) and checked against the listing's extent; returns
+/// how many journals and entries were written.
+async fn write_journals(
+    client: &mut LedgerServiceClient<tonic::transport::Channel>,
+    token: &str,
+    out: &Path,
+) -> anyhow::Result<(u64, u64)> {
+    let mut pages = client
+        .list_journal_pages(authorize(pb::ListJournalsRequest::default(), token)?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    let extent = pages
+        .message()
+        .await
+        .map_err(grpc_error)?
+        .and_then(|m| m.extent)
+        .context("the server sent no extent of the journals")?;
+    let mut w =
+        csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
+    w.write_record([
+        "journal_id",
+        "kind",
+        "reference",
+        "created_at",
+        "created_by",
+        "memo",
+        "account",
+        "debit",
+        "credit",
+    ])?;
+    let mut received = Received::default();
+    // The journal being received and how many of its entries came.
+    let mut last: Option<(u64, u64)> = None;
+    while let Some(page) = pages.message().await.map_err(grpc_error)? {
+        for j in &page.journals {
+            match last {
+                Some((id, got)) if id == j.journal_id => anyhow::ensure!(
+                    j.first_entry == got,
+                    "journal {id}: the server sent entries from position {} where {got} was expected",
+                    j.first_entry
+                ),
+                _ => {
+                    anyhow::ensure!(
+                        j.first_entry == 0 && last.is_none_or(|(id, _)| id < j.journal_id),
+                        "journal {}: the server sent it (from entry {}) out of order, after journal {}",
+                        j.journal_id,
+                        j.first_entry,
+                        last.map_or(0, |(id, _)| id)
+                    );
+                    received.journals += 1;
+                }
             }
-            outln!(
-                "{:<60} {:>18} {:>18}",
-                "total",
-                Fen(t.total_debit_fen),
-                Fen(t.total_credit_fen)
-            );
-            if !t.balanced {
-                anyhow::bail!("the trial balance does not balance");
+            last = Some((j.journal_id, j.first_entry + j.entries.len() as u64));
+            for e in &j.entries {
+                received.entries += 1;
+                received
+                    .entry(e.debit_fen, e.credit_fen)
+                    .with_context(|| format!("journal {}", j.journal_id))?;
+                w.write_record([
+                    j.journal_id.to_string(),
+                    j.kind.clone(),
+                    j.reference.clone(),
+                    j.created_at.clone(),
+                    j.created_by.clone(),
+                    j.memo.clone(),
+                    e.account.clone(),
+                    Fen(e.debit_fen).to_string(),
+                    Fen(e.credit_fen).to_string(),
+                ])?;
             }
-            outln!("balanced");
         }
     }
+    received.check("the journals", &extent)?;
+    w.flush()?;
+    Ok((received.journals, received.entries))
+}
+
+/// `ledger trial-balance`: the accounts as they come, page by page with ListTrialBalance (a
+/// trial balance of any size is never held whole), checked against its extent.
+async fn trial_balance(
+    client: &mut LedgerServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> anyhow::Result<()> {
+    let mut pages = client
+        .list_trial_balance(authorize(pb::TrialBalanceRequest {}, token)?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    let mut extent = None;
+    let mut received = Received::default();
+    outln!(
+        "{:<60} {:>18} {:>18} {:>18}",
+        "account",
+        "debit",
+        "credit",
+        "balance"
+    );
+    while let Some(page) = pages.message().await.map_err(grpc_error)? {
+        if extent.is_none() {
+            extent = Some(
+                page.extent
+                    .context("the server sent no extent of the trial balance")?,
+            );
+        }
+        for a in &page.accounts {
+            received.accounts += 1;
+            received
+                .entry(a.debit_fen, a.credit_fen)
+                .with_context(|| format!("account {}", a.account))?;
+            outln!(
+                "{:<60} {:>18} {:>18} {:>18}",
+                a.account,
+                Fen(a.debit_fen),
+                Fen(a.credit_fen),
+                Fen(a.balance_fen)
+            );
+        }
+    }
+    let extent = extent.context("the server sent no trial balance")?;
+    // The accounts' sums are the entries' sums; the entries themselves are not sent.
+    received.entries = extent.entries;
+    received.check("the trial balance", &extent)?;
+    outln!(
+        "{:<60} {:>18} {:>18}",
+        "total",
+        received.debit,
+        received.credit
+    );
+    if received.debit != received.credit {
+        anyhow::bail!("the trial balance does not balance");
+    }
+    outln!("balanced");
     Ok(())
 }
 

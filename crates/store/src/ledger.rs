@@ -618,13 +618,230 @@ pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> 
 
 /// Σ debits and Σ credits per account, by account name: the trial balance.
 pub fn account_totals(tx: &mut dyn Sql) -> Result<Vec<(String, i64, i64)>> {
-    let rows = tx.query(
-        "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) FROM journal_entries GROUP BY account ORDER BY account",
-        &[],
-    )?;
+    account_totals_page(tx, i64::MAX, None, i64::MAX)
+}
+
+/// At most `count` accounts of the trial balance of the journals up to `through`, by account
+/// name, after the account `after` (from the first when `None`): Σ debits and Σ credits of
+/// each, read by the account index so a ledger of any size is read in bounded pieces.
+pub fn account_totals_page(
+    tx: &mut dyn Sql,
+    through: i64,
+    after: Option<&str>,
+    count: i64,
+) -> Result<Vec<(String, i64, i64)>> {
+    const COLUMNS: &str = "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) FROM journal_entries";
+    let rows = match after {
+        Some(after) => tx.query(
+            &format!(
+                "{COLUMNS} WHERE account > $1 AND journal_id <= $2 GROUP BY account ORDER BY account LIMIT $3"
+            ),
+            &[after.into(), through.into(), count.into()],
+        )?,
+        None => tx.query(
+            &format!(
+                "{COLUMNS} WHERE journal_id <= $1 GROUP BY account ORDER BY account LIMIT $2"
+            ),
+            &[through.into(), count.into()],
+        )?,
+    };
     rows.iter()
         .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
         .collect()
+}
+
+/// What a listing of the ledger holds, counted and summed in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub journals: i64,
+    pub entries: i64,
+    /// Accounts with entries (counted for the trial balance only; 0 otherwise).
+    pub accounts: i64,
+    pub debit_fen: i64,
+    pub credit_fen: i64,
+}
+
+/// The accounts of the journals up to `through`, counted, with their entries' debits and
+/// credits summed: what the trial balance of those journals adds up to.
+pub fn trial_balance_totals(tx: &mut dyn Sql, through: i64) -> Result<LedgerTotals> {
+    let rows = tx.query(
+        "SELECT COUNT(DISTINCT account), COUNT(*), CAST(COALESCE(SUM(debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(credit_fen), 0) AS BIGINT) FROM journal_entries WHERE journal_id <= $1",
+        &[through.into()],
+    )?;
+    let r = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no trial balance totals row".into()))?;
+    Ok(LedgerTotals {
+        journals: 0,
+        accounts: r[0].int()?,
+        entries: r[1].int()?,
+        debit_fen: r[2].int()?,
+        credit_fen: r[3].int()?,
+    })
+}
+
+/// Which journals a listing holds: those up to `through` (journals are append-only, so a
+/// listing read in pieces is the ledger as it stood when it began), of `kind` unless empty,
+/// with an entry on an account that starts with `account_prefix` unless empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    pub through: i64,
+    pub kind: String,
+    pub account_prefix: String,
+}
+
+impl JournalFilter {
+    /// The filter as a condition on `journals j`, its placeholders numbered from `$first`, and
+    /// their values.
+    fn condition(&self, first: usize) -> (String, Vec<Value>) {
+        let mut sql = format!("j.journal_id <= ${first}");
+        let mut params: Vec<Value> = vec![self.through.into()];
+        if !self.kind.is_empty() {
+            sql.push_str(&format!(" AND j.kind = ${}", first + params.len()));
+            params.push(self.kind.as_str().into());
+        }
+        if !self.account_prefix.is_empty() {
+            let n = first + params.len();
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM journal_entries f WHERE f.journal_id = j.journal_id \
+                 AND substr(f.account, 1, length(CAST(${n} AS TEXT))) = CAST(${n} AS TEXT))"
+            ));
+            params.push(self.account_prefix.as_str().into());
+        }
+        (sql, params)
+    }
+}
+
+/// The journals of `filter` counted, with their entries counted and summed.
+pub fn journal_totals(tx: &mut dyn Sql, filter: &JournalFilter) -> Result<LedgerTotals> {
+    let (condition, params) = filter.condition(1);
+    let journals = tx.query(
+        &format!("SELECT COUNT(*) FROM journals j WHERE {condition}"),
+        &params,
+    )?;
+    let entries = tx.query(
+        &format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(e.debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(e.credit_fen), 0) AS BIGINT) \
+             FROM journal_entries e WHERE e.journal_id IN (SELECT j.journal_id FROM journals j WHERE {condition})"
+        ),
+        &params,
+    )?;
+    let (Some(j), Some(e)) = (journals.first(), entries.first()) else {
+        return Err(StoreError::Corrupt("no journal totals row".into()));
+    };
+    Ok(LedgerTotals {
+        journals: j[0].int()?,
+        entries: e[0].int()?,
+        accounts: 0,
+        debit_fen: e[1].int()?,
+        credit_fen: e[2].int()?,
+    })
+}
+
+/// A journal, or the part of it a page holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalPart {
+    /// The position (from 0) among the journal's entries of the first of `journal.entries`.
+    pub first_entry: i64,
+    pub journal: JournalRow,
+}
+
+/// A position in a listing of journals: a journal id and an entry's seq within it.
+pub type JournalPosition = (i64, i64);
+
+/// The journals of `filter` from position `from` on, in order, with at most `count` entries in
+/// all (at least 1): the first journal may begin after its first entry, the last may be cut
+/// short. Empty after the last journal. Returns the position of the next page too.
+pub fn journals_page(
+    tx: &mut dyn Sql,
+    filter: &JournalFilter,
+    from: JournalPosition,
+    count: i64,
+) -> Result<(Vec<JournalPart>, JournalPosition)> {
+    let count = count.max(1);
+    let (condition, mut params) = filter.condition(2);
+    params.insert(0, from.0.into());
+    params.push(count.into());
+    let heads = tx.query(
+        &format!(
+            "SELECT j.journal_id, j.kind, j.reference, j.memo, j.created_by, j.created_at FROM journals j \
+             WHERE j.journal_id >= $1 AND {condition} ORDER BY j.journal_id LIMIT ${}",
+            params.len()
+        ),
+        &params,
+    )?;
+    let mut out: Vec<JournalPart> = heads
+        .iter()
+        .map(|r| {
+            Ok(JournalPart {
+                first_entry: 0,
+                journal: JournalRow {
+                    journal_id: r[0].int()?,
+                    kind: r[1].text()?,
+                    reference: r[2].text()?,
+                    memo: r[3].text()?,
+                    created_by: r[4].text()?,
+                    created_at: r[5].text()?,
+                    entries: Vec::new(),
+                },
+            })
+        })
+        .collect::<Result<_>>()?;
+    let Some(last) = out.last().map(|p| p.journal.journal_id) else {
+        return Ok((out, from));
+    };
+    // The entries of those journals only, from the position on.
+    let (condition, mut params) = filter.condition(4);
+    params.splice(0..0, [from.0.into(), last.into(), from.1.into()]);
+    params.push(count.into());
+    let entries = tx.query(
+        &format!(
+            "SELECT e.journal_id, e.seq, e.account, e.debit_fen, e.credit_fen FROM journal_entries e \
+             WHERE e.journal_id >= $1 AND e.journal_id <= $2 AND (e.journal_id > $1 OR e.seq >= $3) \
+             AND e.journal_id IN (SELECT j.journal_id FROM journals j WHERE j.journal_id >= $1 AND j.journal_id <= $2 AND {condition}) \
+             ORDER BY e.journal_id, e.seq LIMIT ${}",
+            params.len()
+        ),
+        &params,
+    )?;
+    let mut index = 0;
+    let mut last_read = None;
+    for r in &entries {
+        let id = r[0].int()?;
+        let seq = r[1].int()?;
+        while index < out.len() && out[index].journal.journal_id < id {
+            index += 1;
+        }
+        let part = out
+            .get_mut(index)
+            .filter(|p| p.journal.journal_id == id)
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} of unknown journal {id}")))?;
+        if part.journal.entries.is_empty() {
+            part.first_entry = seq;
+        }
+        part.journal.entries.push(EntryRow {
+            account: r[2].text()?,
+            debit_fen: r[3].int()?,
+            credit_fen: r[4].int()?,
+        });
+        last_read = Some((id, seq));
+    }
+    // A full page may stop inside a journal: the journals after it come in the next page.
+    if entries.len() as i64 == count
+        && let Some((id, _)) = last_read
+    {
+        out.retain(|p| p.journal.journal_id <= id);
+    }
+    // The journal the position points into, when the previous page ended with its last entry.
+    out.retain(|p| !(p.journal.journal_id == from.0 && from.1 > 0 && p.journal.entries.is_empty()));
+    let next = match (out.last(), last_read) {
+        (Some(p), Some((id, seq))) if p.journal.journal_id == id => (id, seq + 1),
+        (Some(p), _) => (p.journal.journal_id + 1, 0),
+        // Nothing but the end of the journal the position pointed into: the page is the next
+        // one (its position points at no entry, so this happens once).
+        (None, _) => return journals_page(tx, filter, (last + 1, 0), count),
+    };
+    Ok((out, next))
 }
 
 /// The content hash of a registry version.
