@@ -570,35 +570,32 @@ pub fn journal_by_reference(
 
 /// Journals with their entries, in order; one journal when `only` is given.
 pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> {
-    let (head_sql, entry_sql, params): (&str, &str, Vec<Value>) = match only {
+    let (head_where, entry_where, params): (&str, &str, Vec<Value>) = match only {
         Some(id) => (
-            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals WHERE journal_id = $1 ORDER BY journal_id",
-            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 ORDER BY journal_id, seq",
+            "WHERE j.journal_id = $1",
+            "WHERE journal_id = $1",
             vec![id.into()],
         ),
-        None => (
-            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals ORDER BY journal_id",
-            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries ORDER BY journal_id, seq",
-            vec![],
-        ),
+        None => ("", "", vec![]),
     };
     let mut out: Vec<JournalRow> = tx
-        .query(head_sql, &params)?
+        .query(
+            &format!(
+                "SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j {head_where} ORDER BY j.journal_id"
+            ),
+            &params,
+        )?
         .iter()
-        .map(|r| {
-            Ok(JournalRow {
-                journal_id: r[0].int()?,
-                kind: r[1].text()?,
-                reference: r[2].text()?,
-                memo: r[3].text()?,
-                created_by: r[4].text()?,
-                created_at: r[5].text()?,
-                entries: Vec::new(),
-            })
-        })
+        .map(|r| journal_head_of(r))
         .collect::<Result<_>>()?;
     let mut index = 0;
-    for r in tx.query(entry_sql, &params)? {
+    let entries = tx.query(
+        &format!(
+            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries {entry_where} ORDER BY journal_id, seq"
+        ),
+        &params,
+    )?;
+    for r in entries {
         let id = r[0].int()?;
         while index < out.len() && out[index].journal_id < id {
             index += 1;
@@ -607,11 +604,7 @@ pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> 
             .get_mut(index)
             .filter(|j| j.journal_id == id)
             .ok_or_else(|| StoreError::Corrupt(format!("entry of unknown journal {id}")))?;
-        journal.entries.push(EntryRow {
-            account: r[1].text()?,
-            debit_fen: r[2].int()?,
-            credit_fen: r[3].int()?,
-        });
+        journal.entries.push(entry_of(&r, 1)?);
     }
     Ok(out)
 }
@@ -749,9 +742,36 @@ pub struct JournalPart {
 /// A position in a listing of journals: a journal id and an entry's seq within it.
 pub type JournalPosition = (i64, i64);
 
+const JOURNAL_HEAD_COLUMNS: &str =
+    "j.journal_id, j.kind, j.reference, j.memo, j.created_by, j.created_at";
+
+/// A journal's header, selected by [`JOURNAL_HEAD_COLUMNS`], without its entries.
+fn journal_head_of(r: &[Value]) -> Result<JournalRow> {
+    Ok(JournalRow {
+        journal_id: r[0].int()?,
+        kind: r[1].text()?,
+        reference: r[2].text()?,
+        memo: r[3].text()?,
+        created_by: r[4].text()?,
+        created_at: r[5].text()?,
+        entries: Vec::new(),
+    })
+}
+
+/// An entry selected as `account, debit_fen, credit_fen` from column `at` on.
+fn entry_of(r: &[Value], at: usize) -> Result<EntryRow> {
+    Ok(EntryRow {
+        account: r[at].text()?,
+        debit_fen: r[at + 1].int()?,
+        credit_fen: r[at + 2].int()?,
+    })
+}
+
 /// The journals of `filter` from position `from` on, in order, with at most `count` entries in
 /// all (at least 1): the first journal may begin after its first entry, the last may be cut
-/// short. Empty after the last journal. Returns the position of the next page too.
+/// short. Empty after the last journal. Returns the position of the next page too. Every query
+/// reads by the primary keys from the position on, so a journal of any size is read in pieces
+/// of the same cost.
 pub fn journals_page(
     tx: &mut dyn Sql,
     filter: &JournalFilter,
@@ -759,52 +779,75 @@ pub fn journals_page(
     count: i64,
 ) -> Result<(Vec<JournalPart>, JournalPosition)> {
     let count = count.max(1);
+    let mut out = Vec::new();
+    let mut start = from.0;
+    if from.1 > 0 {
+        // The rest of the journal the position points into (its first entries were listed, so
+        // it matches the filter), read by itself.
+        let rest = tx.query(
+            "SELECT seq, account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+            &[from.0.into(), from.1.into(), count.into()],
+        )?;
+        if let Some(last) = rest.last() {
+            let last_seq = last[0].int()?;
+            let head = tx.query(
+                &format!("SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j WHERE j.journal_id = $1"),
+                &[from.0.into()],
+            )?;
+            let mut journal = journal_head_of(head.first().ok_or_else(|| {
+                StoreError::Corrupt(format!("entries of unknown journal {}", from.0))
+            })?)?;
+            journal.entries = rest.iter().map(|r| entry_of(r, 1)).collect::<Result<_>>()?;
+            out.push(JournalPart {
+                first_entry: from.1,
+                journal,
+            });
+            if rest.len() as i64 == count {
+                return Ok((out, (from.0, last_seq + 1)));
+            }
+        }
+        start = from.0 + 1;
+    }
+    let left = count - out.first().map_or(0, |p| p.journal.entries.len() as i64);
+
+    // The next journals, each from its first entry: at most `left` of them, since each has
+    // an entry (an empty one takes nothing, and the next page goes on after it).
     let (condition, mut params) = filter.condition(2);
-    params.insert(0, from.0.into());
-    params.push(count.into());
+    params.insert(0, start.into());
+    params.push(left.into());
     let heads = tx.query(
         &format!(
-            "SELECT j.journal_id, j.kind, j.reference, j.memo, j.created_by, j.created_at FROM journals j \
-             WHERE j.journal_id >= $1 AND {condition} ORDER BY j.journal_id LIMIT ${}",
+            "SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j WHERE j.journal_id >= $1 AND {condition} \
+             ORDER BY j.journal_id LIMIT ${}",
             params.len()
         ),
         &params,
     )?;
-    let mut out: Vec<JournalPart> = heads
-        .iter()
-        .map(|r| {
-            Ok(JournalPart {
-                first_entry: 0,
-                journal: JournalRow {
-                    journal_id: r[0].int()?,
-                    kind: r[1].text()?,
-                    reference: r[2].text()?,
-                    memo: r[3].text()?,
-                    created_by: r[4].text()?,
-                    created_at: r[5].text()?,
-                    entries: Vec::new(),
-                },
-            })
-        })
-        .collect::<Result<_>>()?;
-    let Some(last) = out.last().map(|p| p.journal.journal_id) else {
-        return Ok((out, from));
+    let Some(last_head) = heads.last().map(|r| r[0].int()).transpose()? else {
+        return Ok((out, (start, 0)));
     };
-    // The entries of those journals only, from the position on.
-    let (condition, mut params) = filter.condition(4);
-    params.splice(0..0, [from.0.into(), last.into(), from.1.into()]);
-    params.push(count.into());
+    let first_head = out.len();
+    for r in &heads {
+        out.push(JournalPart {
+            first_entry: 0,
+            journal: journal_head_of(r)?,
+        });
+    }
+    // Their entries, in order, at most `left`.
+    let (condition, mut params) = filter.condition(3);
+    params.splice(0..0, [start.into(), last_head.into()]);
+    params.push(left.into());
     let entries = tx.query(
         &format!(
             "SELECT e.journal_id, e.seq, e.account, e.debit_fen, e.credit_fen FROM journal_entries e \
-             WHERE e.journal_id >= $1 AND e.journal_id <= $2 AND (e.journal_id > $1 OR e.seq >= $3) \
+             WHERE e.journal_id >= $1 AND e.journal_id <= $2 \
              AND e.journal_id IN (SELECT j.journal_id FROM journals j WHERE j.journal_id >= $1 AND j.journal_id <= $2 AND {condition}) \
              ORDER BY e.journal_id, e.seq LIMIT ${}",
             params.len()
         ),
         &params,
     )?;
-    let mut index = 0;
+    let mut index = first_head;
     let mut last_read = None;
     for r in &entries {
         let id = r[0].int()?;
@@ -816,32 +859,17 @@ pub fn journals_page(
             .get_mut(index)
             .filter(|p| p.journal.journal_id == id)
             .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} of unknown journal {id}")))?;
-        if part.journal.entries.is_empty() {
-            part.first_entry = seq;
-        }
-        part.journal.entries.push(EntryRow {
-            account: r[2].text()?,
-            debit_fen: r[3].int()?,
-            credit_fen: r[4].int()?,
-        });
+        part.journal.entries.push(entry_of(r, 2)?);
         last_read = Some((id, seq));
     }
-    // A full page may stop inside a journal: the journals after it come in the next page.
-    if entries.len() as i64 == count
-        && let Some((id, _)) = last_read
-    {
-        out.retain(|p| p.journal.journal_id <= id);
+    match last_read {
+        // A full page may stop inside a journal: the journals after it come in the next page.
+        Some((id, seq)) if entries.len() as i64 == left => {
+            out.retain(|p| p.journal.journal_id <= id);
+            Ok((out, (id, seq + 1)))
+        }
+        _ => Ok((out, (last_head + 1, 0))),
     }
-    // The journal the position points into, when the previous page ended with its last entry.
-    out.retain(|p| !(p.journal.journal_id == from.0 && from.1 > 0 && p.journal.entries.is_empty()));
-    let next = match (out.last(), last_read) {
-        (Some(p), Some((id, seq))) if p.journal.journal_id == id => (id, seq + 1),
-        (Some(p), _) => (p.journal.journal_id + 1, 0),
-        // Nothing but the end of the journal the position pointed into: the page is the next
-        // one (its position points at no entry, so this happens once).
-        (None, _) => return journals_page(tx, filter, (last + 1, 0), count),
-    };
-    Ok((out, next))
 }
 
 /// The content hash of a registry version.
