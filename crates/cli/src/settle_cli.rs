@@ -1,5 +1,6 @@
 //! CLI clients for settlement runs, the ledger and balances (`suanli settle|ledger|balance`).
-//! Thin: each command makes one gRPC call and prints or writes what comes back.
+//! Thin: each command makes one gRPC call (a stream of pages for what can be of any size) and
+//! prints or writes what comes back.
 
 use std::path::{Path, PathBuf};
 
@@ -914,7 +915,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
 }
 
 /// What a listing of the ledger received, to check against its extent.
-#[derive(Default)]
+#[derive(Default, PartialEq, Eq)]
 struct Received {
     journals: u64,
     entries: u64,
@@ -953,19 +954,7 @@ impl Received {
             )
         };
         anyhow::ensure!(
-            (
-                self.journals,
-                self.entries,
-                self.accounts,
-                self.debit,
-                self.credit
-            ) == (
-                expected.journals,
-                expected.entries,
-                expected.accounts,
-                expected.debit,
-                expected.credit
-            ),
+            *self == expected,
             "{what} through journal {}: received {}, but the server counted {}; run the command again",
             extent.through_journal_id,
             counts(self),

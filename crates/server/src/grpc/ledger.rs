@@ -254,7 +254,8 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             let mut bytes = 0;
             loop {
                 let page = pages.next_page(s, ROWS_PER_READ)?;
-                for account in page.iter().cloned().map(account_proto) {
+                let last = page.is_empty();
+                for account in page.into_iter().map(account_proto) {
                     let size = prost::encoding::message::encoded_len(2, &account);
                     if !message.accounts.is_empty() && bytes + size > bytes_max {
                         if !send(std::mem::take(&mut message)) {
@@ -265,7 +266,7 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
                     bytes += size;
                     message.accounts.push(account);
                 }
-                if page.is_empty() {
+                if last {
                     // The last message; the first even when there are no accounts (its extent).
                     if message.extent.is_some() || !message.accounts.is_empty() {
                         send(message);
