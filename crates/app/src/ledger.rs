@@ -12,7 +12,7 @@ use suanli_store::sql::{Sql, Value};
 use suanli_store::{Store, StoreError};
 
 use crate::audit::Actor;
-use crate::settlement::{Result, SettleError, entry_rows, in_tx, now, settlement_tx};
+use crate::settlement::{Result, SettleError, Transact, entry_rows, in_tx, now, settlement_tx};
 
 /// A payee's position per programme, derived from the journal's payable and paid accounts, in
 /// the words of docs/rules.md.
@@ -515,4 +515,116 @@ pub fn journals(store: &mut dyn Store) -> Result<Vec<rows::JournalRow>> {
 
 pub fn trial_balance(store: &mut dyn Store) -> Result<Vec<(String, i64, i64)>> {
     in_tx(store, |tx| Ok(rows::account_totals(tx)?))
+}
+
+/// The journals of a listing read page by page, each page in its own transaction, so a ledger
+/// of any size is read a few pages at a time: the journals (of a kind, with an account of a
+/// prefix) as they stood when the listing was opened, whatever is added meanwhile.
+pub struct JournalPages {
+    filter: rows::JournalFilter,
+    totals: rows::LedgerTotals,
+    next: rows::JournalPosition,
+}
+
+impl JournalPages {
+    /// Opens the listing of the journals of `kind` with an entry on an account that starts with
+    /// `account_prefix` (either empty for all), and counts and sums what it holds.
+    pub fn open<S: Transact + ?Sized>(
+        store: &mut S,
+        kind: &str,
+        account_prefix: &str,
+    ) -> Result<JournalPages> {
+        in_tx(store, |tx| {
+            let filter = rows::JournalFilter {
+                through: rows::journals_mark(tx)?.1,
+                kind: kind.to_owned(),
+                account_prefix: account_prefix.to_owned(),
+            };
+            let totals = rows::journal_totals(tx, &filter)?;
+            Ok(JournalPages {
+                filter,
+                totals,
+                next: (0, 0),
+            })
+        })
+    }
+
+    /// The last journal the listing holds (journals are numbered in order).
+    pub fn through(&self) -> i64 {
+        self.filter.through
+    }
+
+    /// How many journals and entries the listing holds, with their debits and credits summed.
+    pub fn totals(&self) -> rows::LedgerTotals {
+        self.totals
+    }
+
+    /// The next journals with at most `entries` entries in all; a journal with more is cut and
+    /// continues in the next page. Empty after the last journal.
+    pub fn next_page<S: Transact + ?Sized>(
+        &mut self,
+        store: &mut S,
+        entries: usize,
+    ) -> Result<Vec<rows::JournalPart>> {
+        let count = i64::try_from(entries).unwrap_or(i64::MAX);
+        let (page, next) = in_tx(store, |tx| {
+            Ok(rows::journals_page(tx, &self.filter, self.next, count)?)
+        })?;
+        self.next = next;
+        Ok(page)
+    }
+}
+
+/// The trial balance read page by page (accounts in name order), each page in its own
+/// transaction: the journals as they stood when it was opened, whatever is added meanwhile.
+pub struct AccountPages {
+    through: i64,
+    totals: rows::LedgerTotals,
+    after: Option<String>,
+}
+
+impl AccountPages {
+    /// Opens the trial balance, and counts its accounts and sums their debits and credits.
+    pub fn open<S: Transact + ?Sized>(store: &mut S) -> Result<AccountPages> {
+        in_tx(store, |tx| {
+            let through = rows::journals_mark(tx)?.1;
+            Ok(AccountPages {
+                through,
+                totals: rows::trial_balance_totals(tx, through)?,
+                after: None,
+            })
+        })
+    }
+
+    /// The last journal the trial balance counts.
+    pub fn through(&self) -> i64 {
+        self.through
+    }
+
+    /// How many accounts and entries it holds, with their debits and credits summed.
+    pub fn totals(&self) -> rows::LedgerTotals {
+        self.totals
+    }
+
+    /// The next at most `count` accounts as (account, Σ debits, Σ credits); empty after the
+    /// last.
+    pub fn next_page<S: Transact + ?Sized>(
+        &mut self,
+        store: &mut S,
+        count: usize,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let page = in_tx(store, |tx| {
+            Ok(rows::account_totals_page(
+                tx,
+                self.through,
+                self.after.as_deref(),
+                count,
+            )?)
+        })?;
+        if let Some(last) = page.last() {
+            self.after = Some(last.0.clone());
+        }
+        Ok(page)
+    }
 }

@@ -45,11 +45,12 @@ pub fn verify(database_url: &str) -> anyhow::Result<()> {
     };
     match sealed.expect("checked after an intact chain") {
         Ok(s) => {
-            println!(
+            outln!(
                 "audit log intact: {} entries, head hash {}",
-                chain.entries, chain.head_hash
+                chain.entries,
+                chain.head_hash
             );
-            println!(
+            outln!(
                 "posted money matches its audit entries: {} posted run(s), {} payment(s){}{}{}",
                 s.runs,
                 s.payments,

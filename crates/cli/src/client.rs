@@ -146,7 +146,7 @@ pub fn issue_token(
             )),
         &row.token_hash[..12]
     );
-    println!("{token}");
+    outln!("{token}");
     Ok(())
 }
 
@@ -166,7 +166,7 @@ pub fn token_list(database_url: &str, user: Option<&str>) -> anyhow::Result<()> 
             bail!("user {login:?} has no token (or does not exist)");
         }
     }
-    println!("hash\tuser\trole\tsubject\tlabel\tcreated_at\tstatus");
+    outln!("hash\tuser\trole\tsubject\tlabel\tcreated_at\tstatus");
     for t in rows {
         let status = match (&t.revoked_at, &t.expires_at, &t.user_disabled_at) {
             (Some(at), _, _) => format!("revoked {at}"),
@@ -174,7 +174,7 @@ pub fn token_list(database_url: &str, user: Option<&str>) -> anyhow::Result<()> 
             (None, Some(at), None) => format!("expires {at}"),
             (None, None, None) => "active".to_owned(),
         };
-        println!(
+        outln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{status}",
             &t.token_hash[..t.token_hash.len().min(12)],
             t.user
@@ -243,12 +243,12 @@ pub fn token_revoke(
         s => format!("{} {s}", one.principal.role()),
     };
     if revoked {
-        println!(
+        outln!(
             "revoked the {who} token {}…; a running server refuses it within its --token-recheck-secs",
             &one.token_hash[..12]
         );
     } else {
-        println!(
+        outln!(
             "the {who} token {}… was already revoked at {}",
             &one.token_hash[..12],
             one.revoked_at
@@ -417,7 +417,7 @@ pub async fn registry_import(server: &Target, token: &str, file: &Path) -> anyho
         eprintln!("warning: {w}");
     }
     let current = response.current.context("server returned no version")?;
-    println!("{}", version_line(&current, response.created));
+    outln!("{}", version_line(&current, response.created));
     Ok(())
 }
 
@@ -436,7 +436,7 @@ pub async fn registry_patch(server: &Target, token: &str, file: &Path) -> anyhow
         eprintln!("warning: {w}");
     }
     let current = response.current.context("server returned no version")?;
-    println!(
+    outln!(
         "patch onto version {}: beneficiaries {} added, {} changed; grants {} added, {} changed",
         response.base_version,
         response.beneficiaries_added,
@@ -444,7 +444,7 @@ pub async fn registry_patch(server: &Target, token: &str, file: &Path) -> anyhow
         response.grants_added,
         response.grants_changed
     );
-    println!("{}", version_line(&current, response.created));
+    outln!("{}", version_line(&current, response.created));
     Ok(())
 }
 
@@ -657,7 +657,7 @@ pub async fn usage_import(
         .iter()
         .map(|k| format!("{k} {}", counts.get(k).copied().unwrap_or(0)))
         .collect();
-    println!(
+    outln!(
         "{} record(s) in {:.1?}: {}{}",
         total,
         elapsed,

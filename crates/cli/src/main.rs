@@ -3,6 +3,10 @@
 //! the others are gRPC clients of a running server, or work on the database directly (`token`,
 //! `audit`). Nothing below this crate depends on it.
 
+// First: its `outln!` is used by every module below.
+#[macro_use]
+mod stdout;
+
 mod audit_cli;
 mod client;
 mod files;
@@ -675,7 +679,7 @@ fn main() -> ExitCode {
             simulate::run(&registry, &usage, &period, prior.as_deref(), &out, encoding)
         }
         Command::Check { registry } => files::load_registry(&registry).map(|registry| {
-            println!(
+            outln!(
                 "{}: {} programme(s), {} stacking rule(s), {} provider(s), {} SKU(s), {} beneficiary(ies), {} grant(s); sha256 {}",
                 registry.0.display(),
                 registry.1.programmes.len(),

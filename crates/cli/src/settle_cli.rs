@@ -1,7 +1,8 @@
 //! CLI clients for settlement runs, the ledger and balances (`suanli settle|ledger|balance`).
-//! Thin: each command makes one gRPC call and prints or writes what comes back.
+//! Thin: each command makes one gRPC call (a stream of pages for what can be of any size) and
+//! prints or writes what comes back.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use suanli_app::settlement::{RUN_STATEMENT_HEADER, run_statement_record};
@@ -25,7 +26,7 @@ fn status_name(code: i32) -> &'static str {
 }
 
 fn print_run(run: &pb::Run) {
-    println!(
+    outln!(
         "run {} {} {} {}: {} line(s), {} adjustment(s), total {} CNY; registry v{} sha256 {}",
         run.run_id,
         run.programme,
@@ -37,20 +38,20 @@ fn print_run(run: &pb::Run) {
         run.registry_version,
         run.content_hash
     );
-    println!(
+    outln!(
         "  created by {} at {}",
         run.created_by,
         shanghai(&run.created_at)
     );
     if !run.approved_by.is_empty() {
-        println!(
+        outln!(
             "  approved by {} at {}",
             run.approved_by,
             shanghai(&run.approved_at)
         );
     }
     if !run.posted_at.is_empty() {
-        println!(
+        outln!(
             "  posted at {} (journal {})",
             shanghai(&run.posted_at),
             run.journal_id
@@ -58,9 +59,9 @@ fn print_run(run: &pb::Run) {
     }
     if !run.cancelled_at.is_empty() {
         if run.cancelled_by.is_empty() {
-            println!("  cancelled at {}", shanghai(&run.cancelled_at));
+            outln!("  cancelled at {}", shanghai(&run.cancelled_at));
         } else {
-            println!(
+            outln!(
                 "  cancelled by {} at {}",
                 run.cancelled_by,
                 shanghai(&run.cancelled_at)
@@ -169,7 +170,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
                 print_run(run);
             }
             if runs.is_empty() {
-                println!("no settlement runs");
+                outln!("no settlement runs");
             }
             return Ok(());
         }
@@ -198,7 +199,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
             match format {
                 ExplainFormat::Text => print_explanation(&r),
                 ExplainFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&explanation_json(&r))?);
+                    outln!("{}", serde_json::to_string_pretty(&explanation_json(&r))?);
                 }
             }
             return Ok(());
@@ -210,7 +211,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
                 .map_err(grpc_error)?
                 .into_inner();
             if r.matches {
-                println!("run {run_id}: re-derived from its frozen inputs; every line matches");
+                outln!("run {run_id}: re-derived from its frozen inputs; every line matches");
                 return Ok(());
             }
             anyhow::bail!(
@@ -222,7 +223,7 @@ pub async fn settle(server: &Target, token: &str, action: SettleAction) -> anyho
     let response = response.map_err(grpc_error)?.into_inner();
     let run = response.run.clone().context("server returned no run")?;
     if response.unchanged {
-        println!(
+        outln!(
             "unchanged: run {} was already {}",
             run.run_id,
             status_name(run.status)
@@ -243,7 +244,7 @@ fn print_line(run: &pb::Run, line: &pb::RunLine) {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "  {} {} {}{}{} base {} ratio {} → {}{}{}",
         line.beneficiary,
         line.provider,
@@ -361,7 +362,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
     let Some(run) = r.run.as_ref() else {
         return;
     };
-    println!(
+    outln!(
         "run {} {} ({}) {} {}: {} line(s) of {}{}",
         run.run_id,
         run.programme,
@@ -380,7 +381,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
         let Some(line) = l.line.as_ref() else {
             continue;
         };
-        println!(
+        outln!(
             "line {}: {} {}{}, payee {}: {} CNY",
             l.seq,
             line_label(line),
@@ -390,12 +391,12 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
             Fen(line.amount_fen)
         );
         for sentence in &l.text {
-            println!("  {sentence}");
+            outln!("  {sentence}");
         }
         if l.records.is_empty() {
-            println!("  no usage records of the line are stored now");
+            outln!("  no usage records of the line are stored now");
         } else {
-            println!("  usage records ({} listed):", l.records.len());
+            outln!("  usage records ({} listed):", l.records.len());
         }
         for rec in &l.records {
             let state = if rec.voided_at.is_empty() {
@@ -412,7 +413,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
                     }
                 )
             };
-            println!(
+            outln!(
                 "    {} {} {} – {} quantity {} amount {} CNY{state}",
                 rec.record_id,
                 rec.sku,
@@ -423,7 +424,7 @@ fn print_explanation(r: &pb::ExplainRunResponse) {
             );
         }
         if !l.next_records_page_token.is_empty() {
-            println!(
+            outln!(
                 "  more records: --records-page {}",
                 l.next_records_page_token
             );
@@ -528,28 +529,41 @@ async fn export(
     out: &Path,
 ) -> anyhow::Result<()> {
     let run = response.run.as_ref().context("server returned no run")?;
-    // Written beside `out` and renamed at the end: a run whose lines stop coming half way
-    // leaves no export that looks whole.
-    let partial = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
-    ));
+    let partial = partial_path(out);
     let written = write_export(client, token, response, run, &partial).await;
-    let written = match written {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&partial, out).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
+    let written = into_place(written, &partial, out)?;
+    outln!(
         "run {}: {written} line(s) written to {}",
         run.run_id,
         out.display()
     );
     Ok(())
+}
+
+/// Where an export is written until it is whole: beside `out`, renamed onto it at the end
+/// ([`into_place`]), so an export whose rows stop coming half way leaves no file that looks
+/// whole.
+fn partial_path(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy())
+    ))
+}
+
+/// Renames `partial` onto `out` when `written` is whole; removes it otherwise.
+fn into_place<T>(written: anyhow::Result<T>, partial: &Path, out: &Path) -> anyhow::Result<T> {
+    match written {
+        Ok(written) => {
+            std::fs::rename(partial, out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            Ok(written)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(partial);
+            Err(e)
+        }
+    }
 }
 
 async fn write_export(
@@ -629,7 +643,7 @@ pub enum LedgerAction {
 
 /// A payment that needs a second person: one line, then who did what, when.
 fn print_payment(p: &pb::Payment) {
-    println!(
+    outln!(
         "payment {} {}: {} CNY to {} by {}, reference {}",
         p.payment_id,
         p.status,
@@ -638,13 +652,13 @@ fn print_payment(p: &pb::Payment) {
         p.programme,
         p.reference
     );
-    println!(
+    outln!(
         "  recorded by {} at {}",
         p.recorded_by,
         shanghai(&p.recorded_at)
     );
     if !p.confirmed_by.is_empty() {
-        println!(
+        outln!(
             "  confirmed by {} at {} (journal {})",
             p.confirmed_by,
             shanghai(&p.confirmed_at),
@@ -652,7 +666,7 @@ fn print_payment(p: &pb::Payment) {
         );
     }
     if !p.withdrawn_by.is_empty() {
-        println!(
+        outln!(
             "  withdrawn by {} at {}",
             p.withdrawn_by,
             shanghai(&p.withdrawn_at)
@@ -661,7 +675,7 @@ fn print_payment(p: &pb::Payment) {
 }
 
 fn print_opening(i: &pb::OpeningImport) {
-    println!(
+    outln!(
         "opening import {} {} {}: {} row(s), total {} CNY; content sha256 {}",
         i.import_id,
         i.programme,
@@ -670,13 +684,13 @@ fn print_opening(i: &pb::OpeningImport) {
         Fen(i.total_fen),
         i.content_hash
     );
-    println!(
+    outln!(
         "  imported by {} at {}",
         i.created_by,
         shanghai(&i.created_at)
     );
     if !i.confirmed_by.is_empty() {
-        println!(
+        outln!(
             "  confirmed by {} at {}{}",
             i.confirmed_by,
             shanghai(&i.confirmed_at),
@@ -688,7 +702,7 @@ fn print_opening(i: &pb::OpeningImport) {
         );
     }
     for l in &i.lines {
-        println!(
+        outln!(
             "  {} {} paid to {}: {} CNY",
             l.beneficiary,
             if l.provider.is_empty() {
@@ -739,7 +753,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             match &r.payment {
                 Some(p) if r.awaiting_confirmation => {
-                    println!(
+                    outln!(
                         "{} {} of {amount} CNY to {payee}: it awaits confirmation by another finance user (suanli ledger confirm-payment {}); nothing is booked yet, still owed {} CNY",
                         if r.duplicate {
                             "already recorded: payment"
@@ -752,7 +766,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                     );
                 }
                 _ => {
-                    println!(
+                    outln!(
                         "{} {amount} CNY to {payee} (journal {}); still owed {} CNY",
                         if r.duplicate {
                             "already recorded: payment of"
@@ -773,10 +787,10 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let p = r.payment.context("server returned no payment")?;
             if r.unchanged {
-                println!("unchanged: payment {} was already confirmed", p.payment_id);
+                outln!("unchanged: payment {} was already confirmed", p.payment_id);
             }
             print_payment(&p);
-            println!("still owed {} CNY", Fen(r.outstanding_fen));
+            outln!("still owed {} CNY", Fen(r.outstanding_fen));
         }
         LedgerAction::WithdrawPayment { payment_id } => {
             let r = client
@@ -786,7 +800,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let p = r.payment.context("server returned no payment")?;
             if r.unchanged {
-                println!("unchanged: payment {} was already withdrawn", p.payment_id);
+                outln!("unchanged: payment {} was already withdrawn", p.payment_id);
             }
             print_payment(&p);
         }
@@ -801,7 +815,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 print_payment(p);
             }
             if payments.is_empty() {
-                println!(
+                outln!(
                     "{}",
                     if awaiting {
                         "no payments await confirmation"
@@ -812,46 +826,11 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
             }
         }
         LedgerAction::Export { out } => {
-            let journals = client
-                .list_journals(authorize(pb::ListJournalsRequest::default(), token)?)
-                .await
-                .map_err(grpc_error)?
-                .into_inner()
-                .journals;
-            let mut w = csv::Writer::from_path(&out)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            w.write_record([
-                "journal_id",
-                "kind",
-                "reference",
-                "created_at",
-                "created_by",
-                "memo",
-                "account",
-                "debit",
-                "credit",
-            ])?;
-            let mut entries = 0;
-            for j in &journals {
-                for e in &j.entries {
-                    entries += 1;
-                    w.write_record([
-                        j.journal_id.to_string(),
-                        j.kind.clone(),
-                        j.reference.clone(),
-                        j.created_at.clone(),
-                        j.created_by.clone(),
-                        j.memo.clone(),
-                        e.account.clone(),
-                        Fen(e.debit_fen).to_string(),
-                        Fen(e.credit_fen).to_string(),
-                    ])?;
-                }
-            }
-            w.flush()?;
-            println!(
-                "{} journal(s), {entries} entries written to {}",
-                journals.len(),
+            let partial = partial_path(&out);
+            let written = write_journals(&mut client, token, &partial).await;
+            let (journals, entries) = into_place(written, &partial, &out)?;
+            outln!(
+                "{journals} journal(s), {entries} entries written to {}",
                 out.display()
             );
         }
@@ -879,17 +858,18 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let import = r.import.context("server returned no import")?;
             if r.unchanged {
-                println!(
+                outln!(
                     "unchanged: the same opening balances are already import {} ({})",
-                    import.import_id, import.status
+                    import.import_id,
+                    import.status
                 );
             }
             if r.superseded != 0 {
-                println!("replaces pending opening import {}", r.superseded);
+                outln!("replaces pending opening import {}", r.superseded);
             }
             print_opening(&import);
             if import.status == "pending" {
-                println!(
+                outln!(
                     "another finance user confirms it: suanli ledger confirm-opening {}",
                     import.import_id
                 );
@@ -903,7 +883,7 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 .into_inner();
             let import = r.import.context("server returned no import")?;
             if r.unchanged {
-                println!(
+                outln!(
                     "unchanged: opening import {} was already confirmed",
                     import.import_id
                 );
@@ -926,40 +906,198 @@ pub async fn ledger(server: &Target, token: &str, action: LedgerAction) -> anyho
                 print_opening(i);
             }
             if imports.is_empty() {
-                println!("no opening balances");
+                outln!("no opening balances");
             }
         }
-        LedgerAction::TrialBalance => {
-            let t = client
-                .trial_balance(authorize(pb::TrialBalanceRequest {}, token)?)
-                .await
-                .map_err(grpc_error)?
-                .into_inner();
-            println!(
-                "{:<60} {:>18} {:>18} {:>18}",
-                "account", "debit", "credit", "balance"
-            );
-            for a in &t.accounts {
-                println!(
-                    "{:<60} {:>18} {:>18} {:>18}",
-                    a.account,
-                    Fen(a.debit_fen),
-                    Fen(a.credit_fen),
-                    Fen(a.balance_fen)
-                );
+        LedgerAction::TrialBalance => trial_balance(&mut client, token).await?,
+    }
+    Ok(())
+}
+
+/// What a listing of the ledger received, to check against its extent.
+#[derive(Default, PartialEq, Eq)]
+struct Received {
+    journals: u64,
+    entries: u64,
+    accounts: u64,
+    debit: Fen,
+    credit: Fen,
+}
+
+impl Received {
+    fn entry(&mut self, debit_fen: i64, credit_fen: i64) -> anyhow::Result<()> {
+        self.debit = self
+            .debit
+            .checked_add(Fen(debit_fen))
+            .context("the debits' total overflows")?;
+        self.credit = self
+            .credit
+            .checked_add(Fen(credit_fen))
+            .context("the credits' total overflows")?;
+        Ok(())
+    }
+
+    /// Fails unless what was received is what `extent` says the listing holds (`what`: the
+    /// journals, the trial balance).
+    fn check(&self, what: &str, extent: &pb::LedgerExtent) -> anyhow::Result<()> {
+        let expected = Received {
+            journals: extent.journals,
+            entries: extent.entries,
+            accounts: extent.accounts,
+            debit: Fen(extent.total_debit_fen),
+            credit: Fen(extent.total_credit_fen),
+        };
+        let counts = |r: &Received| {
+            format!(
+                "{} journal(s), {} entries, {} account(s), debits {} CNY, credits {} CNY",
+                r.journals, r.entries, r.accounts, r.debit, r.credit
+            )
+        };
+        anyhow::ensure!(
+            *self == expected,
+            "{what} through journal {}: received {}, but the server counted {}; run the command again",
+            extent.through_journal_id,
+            counts(self),
+            counts(&expected)
+        );
+        Ok(())
+    }
+}
+
+/// `ledger export`: every journal entry as a CSV row, read page by page with ListJournalPages
+/// (a ledger of any size is never held whole) and checked against the listing's extent; returns
+/// how many journals and entries were written.
+async fn write_journals(
+    client: &mut LedgerServiceClient<tonic::transport::Channel>,
+    token: &str,
+    out: &Path,
+) -> anyhow::Result<(u64, u64)> {
+    let mut pages = client
+        .list_journal_pages(authorize(pb::ListJournalsRequest::default(), token)?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    let extent = pages
+        .message()
+        .await
+        .map_err(grpc_error)?
+        .and_then(|m| m.extent)
+        .context("the server sent no extent of the journals")?;
+    let mut w =
+        csv::Writer::from_path(out).with_context(|| format!("cannot write {}", out.display()))?;
+    w.write_record([
+        "journal_id",
+        "kind",
+        "reference",
+        "created_at",
+        "created_by",
+        "memo",
+        "account",
+        "debit",
+        "credit",
+    ])?;
+    let mut received = Received::default();
+    // The journal being received and how many of its entries came.
+    let mut last: Option<(u64, u64)> = None;
+    while let Some(page) = pages.message().await.map_err(grpc_error)? {
+        for j in &page.journals {
+            match last {
+                Some((id, got)) if id == j.journal_id => anyhow::ensure!(
+                    j.first_entry == got,
+                    "journal {id}: the server sent entries from position {} where {got} was expected",
+                    j.first_entry
+                ),
+                _ => {
+                    anyhow::ensure!(
+                        j.first_entry == 0 && last.is_none_or(|(id, _)| id < j.journal_id),
+                        "journal {}: the server sent it (from entry {}) out of order, after journal {}",
+                        j.journal_id,
+                        j.first_entry,
+                        last.map_or(0, |(id, _)| id)
+                    );
+                    received.journals += 1;
+                }
             }
-            println!(
-                "{:<60} {:>18} {:>18}",
-                "total",
-                Fen(t.total_debit_fen),
-                Fen(t.total_credit_fen)
-            );
-            if !t.balanced {
-                anyhow::bail!("the trial balance does not balance");
+            last = Some((j.journal_id, j.first_entry + j.entries.len() as u64));
+            for e in &j.entries {
+                received.entries += 1;
+                received
+                    .entry(e.debit_fen, e.credit_fen)
+                    .with_context(|| format!("journal {}", j.journal_id))?;
+                w.write_record([
+                    j.journal_id.to_string(),
+                    j.kind.clone(),
+                    j.reference.clone(),
+                    j.created_at.clone(),
+                    j.created_by.clone(),
+                    j.memo.clone(),
+                    e.account.clone(),
+                    Fen(e.debit_fen).to_string(),
+                    Fen(e.credit_fen).to_string(),
+                ])?;
             }
-            println!("balanced");
         }
     }
+    received.check("the journals", &extent)?;
+    w.flush()?;
+    Ok((received.journals, received.entries))
+}
+
+/// `ledger trial-balance`: the accounts as they come, page by page with ListTrialBalance (a
+/// trial balance of any size is never held whole), checked against its extent.
+async fn trial_balance(
+    client: &mut LedgerServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> anyhow::Result<()> {
+    let mut pages = client
+        .list_trial_balance(authorize(pb::TrialBalanceRequest {}, token)?)
+        .await
+        .map_err(grpc_error)?
+        .into_inner();
+    let mut extent = None;
+    let mut received = Received::default();
+    outln!(
+        "{:<60} {:>18} {:>18} {:>18}",
+        "account",
+        "debit",
+        "credit",
+        "balance"
+    );
+    while let Some(page) = pages.message().await.map_err(grpc_error)? {
+        if extent.is_none() {
+            extent = Some(
+                page.extent
+                    .context("the server sent no extent of the trial balance")?,
+            );
+        }
+        for a in &page.accounts {
+            received.accounts += 1;
+            received
+                .entry(a.debit_fen, a.credit_fen)
+                .with_context(|| format!("account {}", a.account))?;
+            outln!(
+                "{:<60} {:>18} {:>18} {:>18}",
+                a.account,
+                Fen(a.debit_fen),
+                Fen(a.credit_fen),
+                Fen(a.balance_fen)
+            );
+        }
+    }
+    let extent = extent.context("the server sent no trial balance")?;
+    // The accounts' sums are the entries' sums; the entries themselves are not sent.
+    received.entries = extent.entries;
+    received.check("the trial balance", &extent)?;
+    outln!(
+        "{:<60} {:>18} {:>18}",
+        "total",
+        received.debit,
+        received.credit
+    );
+    if received.debit != received.credit {
+        anyhow::bail!("the trial balance does not balance");
+    }
+    outln!("balanced");
     Ok(())
 }
 
@@ -977,9 +1115,9 @@ pub async fn balance(
             .await
             .map_err(grpc_error)?
             .into_inner();
-        println!("payee {}", r.payee);
+        outln!("payee {}", r.payee);
         for p in &r.programmes {
-            println!(
+            outln!(
                 "  {}: settled {} CNY, paid out {} CNY, outstanding {} CNY",
                 p.programme,
                 Fen(p.settled_fen),
@@ -999,7 +1137,7 @@ pub async fn balance(
         .await
         .map_err(grpc_error)?
         .into_inner();
-    println!("beneficiary {} in {year}", r.beneficiary);
+    outln!("beneficiary {} in {year}", r.beneficiary);
     for p in &r.programmes {
         let cap = if p.capped {
             format!("{} CNY", Fen(p.cap_fen))
@@ -1018,7 +1156,7 @@ pub async fn balance(
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {}: cap {cap}, entitled {} CNY, settled {} CNY, pending {pending} CNY{owed}, remaining {remaining}",
             p.programme,
             Fen(p.entitled_fen),
@@ -1040,7 +1178,7 @@ pub async fn balance(
                 )
             })
             .collect();
-        println!(
+        outln!(
             "    paid out {} CNY: to {} itself {} CNY, to providers on its behalf {} CNY{}",
             Fen(p.paid_out_to_beneficiary_fen).plus(Fen(p.paid_out_to_providers_fen)),
             r.beneficiary,
@@ -1054,7 +1192,7 @@ pub async fn balance(
         );
     }
     if r.programmes.is_empty() {
-        println!("  no grants in {year}");
+        outln!("  no grants in {year}");
     }
     Ok(())
 }
@@ -1088,7 +1226,7 @@ pub async fn void(
                 format!(" at {}", shanghai(&t.to_rfc3339()))
             })
     });
-    println!(
+    outln!(
         "record {record_id} of {provider} {}{at}",
         if r.voided {
             "voided"

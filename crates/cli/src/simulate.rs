@@ -1,7 +1,6 @@
 //! `suanli simulate`: a whole period's settlement offline, from files, for what-if runs and
 //! for auditors re-deriving a statement by hand.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -55,37 +54,33 @@ pub fn run(
     r.flush()
         .with_context(|| format!("cannot write {rejects_path}"))?;
 
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
+    outln!(
         "period {period} (Asia/Shanghai), registry sha256 {}",
         registry.content_hash
-    )?;
-    writeln!(
-        stdout,
+    );
+    outln!(
         "records read {}, accepted {}, rejected {}, duplicates {}, outside period {}",
         decided.read,
         decided.accepted.len(),
         decided.rejected.len(),
         decided.duplicates,
         decided.ignored
-    )?;
+    );
     let totals = statement.total_by_programme();
     for programme in registry.programmes_of_year(period.year) {
         let total = totals
             .get(programme.id.as_str())
             .copied()
             .unwrap_or_default();
-        writeln!(stdout, "subsidy {}: {} CNY", programme.id, total)?;
+        outln!("subsidy {}: {} CNY", programme.id, total);
     }
-    writeln!(
-        stdout,
+    outln!(
         "statement: {} ({} lines)",
         out.display(),
         statement.lines.len()
-    )?;
+    );
     if !decided.rejected.is_empty() {
-        writeln!(stdout, "rejects: {rejects_path}")?;
+        outln!("rejects: {rejects_path}");
     }
     Ok(())
 }

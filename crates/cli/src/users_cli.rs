@@ -65,7 +65,7 @@ pub fn create(database_url: &str, c: Create) -> anyhow::Result<()> {
     } else {
         "user"
     };
-    println!(
+    outln!(
         "created {kind} {} (id {}), role {}{}",
         user_display(&user.user_ref()),
         user.user_id,
@@ -76,7 +76,7 @@ pub fn create(database_url: &str, c: Create) -> anyhow::Result<()> {
         }
     );
     if !user.service && user.password_hash.is_none() {
-        println!(
+        outln!(
             "set a console password with: suanli user reset-password {}",
             user.login
         );
@@ -87,9 +87,9 @@ pub fn create(database_url: &str, c: Create) -> anyhow::Result<()> {
 pub fn list(database_url: &str) -> anyhow::Result<()> {
     let mut store = open(database_url)?;
     let all = users::list(store.as_mut())?;
-    println!("id\tlogin\tname\trole\tsubject\tkind\tpassword\tstatus\tcreated_at");
+    outln!("id\tlogin\tname\trole\tsubject\tkind\tpassword\tstatus\tcreated_at");
     for u in all {
-        println!(
+        outln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             u.user_id,
             u.login,
@@ -121,15 +121,15 @@ pub fn disable(database_url: &str, login: &str, disable: bool) -> anyhow::Result
     };
     let shown = user_display(&user.user_ref());
     match (disable, changed) {
-        (true, true) => println!(
+        (true, true) => outln!(
             "disabled {shown}; a running server refuses its tokens and sessions within its --token-recheck-secs"
         ),
-        (true, false) => println!(
+        (true, false) => outln!(
             "{shown} was already disabled at {}",
             user.disabled_at.as_deref().unwrap_or("?")
         ),
-        (false, true) => println!("enabled {shown}"),
-        (false, false) => println!("{shown} was not disabled"),
+        (false, true) => outln!("enabled {shown}"),
+        (false, false) => outln!("{shown} was not disabled"),
     }
     Ok(())
 }
@@ -146,11 +146,11 @@ pub fn set_role(
     let (user, changed) = users::set_role(store.as_mut(), &Actor::operator(), login, &principal)?;
     let shown = user_display(&user.user_ref());
     if changed {
-        println!(
+        outln!(
             "{shown} is now {role}; a running server applies it to its tokens within its --token-recheck-secs"
         );
     } else {
-        println!("{shown} already has that role");
+        outln!("{shown} already has that role");
     }
     Ok(())
 }
@@ -165,10 +165,10 @@ pub fn reset_password(database_url: &str, login: &str, password_stdin: bool) -> 
     let password =
         users::reset_password(store.as_mut(), &Actor::operator(), login, given.as_deref())?;
     if given.is_some() {
-        println!("set the console password of {login}");
+        outln!("set the console password of {login}");
     } else {
         eprintln!("the new password of {login}; it is shown once:");
-        println!("{password}");
+        outln!("{password}");
     }
     Ok(())
 }
@@ -178,9 +178,9 @@ pub fn reset_totp(database_url: &str, login: &str) -> anyhow::Result<()> {
     let (user, removed) = users::reset_totp(store.as_mut(), &Actor::operator(), login)?;
     let shown = user_display(&user.user_ref());
     if removed {
-        println!("removed the authenticator of {shown}; its next password sign-in asks for none");
+        outln!("removed the authenticator of {shown}; its next password sign-in asks for none");
     } else {
-        println!("{shown} has no authenticator");
+        outln!("{shown} has no authenticator");
     }
     Ok(())
 }

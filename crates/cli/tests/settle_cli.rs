@@ -933,3 +933,214 @@ fn a_run_larger_than_a_message_on_postgres() {
         a_run_larger_than_a_message(db);
     }
 }
+
+/// Beneficiaries of the large ledger, with long ids: enough that its run's journal (about 60
+/// bytes an entry) and its trial balance (about 75 bytes an account) each pass the 64 KiB
+/// message limit its server is started with, and the journal spans several pages of the store.
+const LARGE_LEDGER_BENEFICIARIES: u64 = 2_500;
+
+/// A month whose journal and trial balance do not fit in one message under the server's limit:
+/// `ledger export` writes every entry of every journal, in order, and `ledger trial-balance`
+/// prints every account, with exact amounts and totals (both come page by page).
+fn a_ledger_larger_than_a_message(db: Db) {
+    let s = Server::start_with_env(db, &[], &[("SUANLI_LIMITS_MESSAGE_BYTES_MAX", "65536")]);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let mut registry = String::from(
+        r#"
+[[programme]]
+id = "ledger-2025"
+funder = "district"
+year = 2025
+beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ { category = "compute", ratio = "0.50" } ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+"#,
+    );
+    let mut usage = String::from(HEADER);
+    // Per beneficiary, in id order: what the run credits its payable.
+    let mut owed: Vec<(String, i64)> = Vec::new();
+    let mut rng = support::Rng(0x1ed9_e125);
+    for i in 0..LARGE_LEDGER_BENEFICIARIES {
+        let id = format!("enterprise-of-the-large-ledger-{i:05}");
+        registry.push_str(&format!(
+            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"ledger-2025\"\n"
+        ));
+        let base = 1 + rng.below(100_000) as i64;
+        usage.push_str(&format!(
+            "dc-a,r{i},{id},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,{}.{:02}\n",
+            base / 100,
+            base % 100
+        ));
+        owed.push((id, (base + 1) / 2));
+    }
+    let total: i64 = owed.iter().map(|o| o.1).sum();
+    let fen = |f: i64| {
+        let sign = if f < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}", f.abs() / 100, f.abs() % 100)
+    };
+    let registry = s.file("ledger.toml", &registry);
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let usage = s.file("ledger.csv", &usage);
+    s.ok(
+        &dc_a,
+        &["usage", "import", "--file", &usage, "--batch-size", "500"],
+    );
+    let out = s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "ledger-2025",
+            "--period",
+            "2025-05",
+        ],
+    );
+    let id = run_id(&out);
+    s.ok(&f2, &["settle", "approve", &id]);
+    s.ok(&f2, &["settle", "post", &id]);
+    // Two payments: small journals after the large one.
+    let paid = [
+        (owed[7].0.clone(), 1i64),
+        (owed[1_234].0.clone(), owed[1_234].1),
+    ];
+    for (n, (payee, amount)) in paid.iter().enumerate() {
+        s.ok(
+            &f1,
+            &[
+                "ledger",
+                "record-payment",
+                "--payee",
+                payee,
+                "--amount",
+                &fen(*amount),
+                "--reference",
+                &format!("bank-{n}"),
+            ],
+        );
+    }
+
+    // The export: every entry, journal by journal, entry by entry (id, kind, account, debit,
+    // credit; the other columns are the journal's, repeated).
+    let mut expected: Vec<String> = vec![format!("run,expense:ledger-2025,{},0.00", fen(total))];
+    for (payee, amount) in &owed {
+        expected.push(format!(
+            "run,payable:ledger-2025:{payee},0.00,{}",
+            fen(*amount)
+        ));
+    }
+    for (payee, amount) in &paid {
+        expected.push(format!(
+            "payment,payable:ledger-2025:{payee},{},0.00",
+            fen(*amount)
+        ));
+        expected.push(format!(
+            "payment,paid:ledger-2025:{payee},0.00,{}",
+            fen(*amount)
+        ));
+    }
+    let export = s.db.dir.join("ledger-export.csv");
+    let out = s.ok(
+        &f1,
+        &["ledger", "export", "--out", export.to_str().unwrap()],
+    );
+    assert!(
+        out.contains(&format!("3 journal(s), {} entries written", expected.len())),
+        "{out}"
+    );
+    assert!(
+        !s.db.dir.join(".ledger-export.csv.partial").exists(),
+        "the export is renamed into place once whole"
+    );
+    let mut reader = csv::Reader::from_path(&export).unwrap();
+    let mut journal_ids = Vec::new();
+    let rows: Vec<String> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            journal_ids.push(r[0].parse::<u64>().unwrap());
+            format!("{},{},{},{}", &r[1], &r[6], &r[7], &r[8])
+        })
+        .collect();
+    assert_eq!(rows, expected, "export");
+    assert!(journal_ids.is_sorted(), "journals in order");
+
+    // The trial balance: every account once (in the store's order), and its totals.
+    let mut accounts: Vec<String> = vec![format!(
+        "expense:ledger-2025 {} 0.00 {}",
+        fen(total),
+        fen(total)
+    )];
+    for (payee, amount) in &owed {
+        let debit = paid.iter().find(|p| p.0 == *payee).map_or(0, |p| p.1);
+        accounts.push(format!(
+            "payable:ledger-2025:{payee} {} {} {}",
+            fen(debit),
+            fen(*amount),
+            fen(debit - amount)
+        ));
+    }
+    for (payee, amount) in &paid {
+        accounts.push(format!(
+            "paid:ledger-2025:{payee} 0.00 {} {}",
+            fen(*amount),
+            fen(-amount)
+        ));
+    }
+    accounts.sort();
+    let paid_total: i64 = paid.iter().map(|p| p.1).sum();
+    let out = s.ok(&f1, &["ledger", "trial-balance"]);
+    let mut printed: Vec<String> = out
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(':'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    printed.sort();
+    assert_eq!(printed, accounts, "trial balance");
+    let tail: Vec<&str> = out.lines().rev().take(2).collect();
+    assert_eq!(
+        tail[1].split_whitespace().collect::<Vec<_>>(),
+        ["total", &fen(total + paid_total), &fen(total + paid_total)],
+        "{out}"
+    );
+    assert_eq!(tail[0], "balanced");
+
+    // Read by a pipe that closes early, it ends quietly.
+    let mut child = support::bin()
+        .args(["ledger", "trial-balance"])
+        .env("SUANLI_SERVER", s.addr())
+        .env("SUANLI_TOKEN", &f1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn a_ledger_larger_than_a_message_on_sqlite() {
+    a_ledger_larger_than_a_message(sqlite_db().unwrap());
+}
+
+#[test]
+fn a_ledger_larger_than_a_message_on_postgres() {
+    if let Some(db) = pg_db() {
+        a_ledger_larger_than_a_message(db);
+    }
+}

@@ -282,7 +282,8 @@ on_both_backends!(
     concurrent_streams_with_retries,
     restart_keeps_everything,
     a_quiet_server_folds_pending_accruals,
-    a_run_larger_than_a_message_in_pages
+    a_run_larger_than_a_message_in_pages,
+    a_ledger_larger_than_a_message_in_pages
 );
 
 // A run whose lines pass the server's message limit: its RunResponse carries the header and
@@ -428,6 +429,235 @@ fn a_run_larger_than_a_message_in_pages(db: Db) {
             .await
             .expect_err("a provider reads no run");
         assert_eq!(refused.code(), Code::PermissionDenied);
+        running.stop().await.unwrap();
+    });
+}
+
+// A ledger whose run journal and trial balance pass the server's message limit: the unary
+// ListJournals and TrialBalance refuse it by name, and ListJournalPages and ListTrialBalance
+// send all of it in messages within the limit (the journal split across them), with its
+// extent, and the journal filters apply.
+fn a_ledger_larger_than_a_message_in_pages(db: Db) {
+    const BENEFICIARIES: usize = 2_500;
+    const MESSAGE_BYTES_MAX: usize = 64 * 1024;
+    let rt = runtime();
+    rt.block_on(async {
+        let running = start(&db.url).await;
+        let id = |i: usize| format!("beneficiary-with-a-long-id-{i:05}");
+        let mut registry = REGISTRY.to_owned();
+        for i in 0..BENEFICIARIES {
+            let b = id(i);
+            registry.push_str(&format!(
+                "[[beneficiary]]\nid = \"{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{b}\"\nprogramme = \"nat\"\n"
+            ));
+        }
+        load_registry_text(&running, &db.tokens["admin"], &registry).await;
+        let mut client = metering(&running, &db.tokens["dc-a"]).await;
+        let records: Vec<pb::UsageRecord> = (0..BENEFICIARIES)
+            .map(|i| {
+                rec(
+                    "dc-a",
+                    &format!("w{i}"),
+                    &id(i),
+                    "a-mod",
+                    "2025-03-01T00:00:00+08:00",
+                    "2025-03-01T01:00:00+08:00",
+                    "1",
+                    100 + i as i64,
+                )
+            })
+            .collect();
+        for (n, batch) in records.chunks(500).enumerate() {
+            let r = client
+                .ingest(pb::IngestRequest {
+                    batch_id: n.to_string(),
+                    records: batch.to_vec(),
+                })
+                .await
+                .expect("batch ingests")
+                .into_inner();
+            assert!(
+                outcomes(&r).iter().all(|o| *o == pb::Outcome::Accepted),
+                "{:?}",
+                r.problems
+            );
+        }
+        running.stop().await.unwrap();
+        let running = suanli_server::serve::start(ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.url.clone(),
+            http_addr: None,
+            limits: suanli_server::config::Limits {
+                message_bytes_max: MESSAGE_BYTES_MAX,
+                ..Default::default()
+            },
+            ..ServeConfig::default()
+        })
+        .await
+        .expect("server starts");
+        let settlement = |token: &str| {
+            let token = db.tokens[token].clone();
+            let running = &running;
+            async move {
+                pb::settlement_service_client::SettlementServiceClient::with_interceptor(
+                    channel(running).await,
+                    bearer(&token),
+                )
+            }
+        };
+        let run = settlement("finance")
+            .await
+            .create_run(pb::CreateRunRequest {
+                programme: "nat".into(),
+                period: "2025-03".into(),
+            })
+            .await
+            .expect("run created")
+            .into_inner()
+            .run
+            .unwrap();
+        let action = pb::RunActionRequest { run_id: run.run_id };
+        let mut finance2 = settlement("finance2").await;
+        finance2.approve_run(action).await.expect("approved");
+        let posted = finance2.post_run(action).await.expect("posted").into_inner();
+        let journal_id = posted.run.unwrap().journal_id;
+
+        // The journal: the expense, then each payee's payable, in payee order; 30% of each
+        // record, rounded half up once (R6).
+        let owed: Vec<i64> = (0..BENEFICIARIES)
+            .map(|i| ((100 + i as i64) * 3 + 5) / 10)
+            .collect();
+        let total: i64 = owed.iter().sum();
+        let mut expected = vec![("expense:nat".to_owned(), total, 0)];
+        expected.extend((0..BENEFICIARIES).map(|i| (format!("payable:nat:{}", id(i)), 0, owed[i])));
+
+        let mut ledger = pb::ledger_service_client::LedgerServiceClient::with_interceptor(
+            channel(&running).await,
+            bearer(&db.tokens["auditor"]),
+        );
+        let refused = ledger
+            .list_journals(pb::ListJournalsRequest::default())
+            .await
+            .expect_err("the journals pass one message");
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            format!("the journals pass one message of {MESSAGE_BYTES_MAX} bytes; read them with ListJournalPages")
+        );
+        let refused = ledger
+            .trial_balance(pb::TrialBalanceRequest {})
+            .await
+            .expect_err("the trial balance passes one message");
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            format!("the trial balance passes one message of {MESSAGE_BYTES_MAX} bytes; read it with ListTrialBalance")
+        );
+
+        let journal_pages = |kind: &str, account_prefix: &str| {
+            let request = pb::ListJournalsRequest {
+                kind: kind.into(),
+                account_prefix: account_prefix.into(),
+            };
+            let (running, token) = (&running, db.tokens["auditor"].clone());
+            async move {
+                let mut ledger = pb::ledger_service_client::LedgerServiceClient::with_interceptor(
+                    channel(running).await,
+                    bearer(&token),
+                );
+                let mut stream = ledger
+                    .list_journal_pages(request)
+                    .await
+                    .expect("ListJournalPages")
+                    .into_inner();
+                let mut messages = Vec::new();
+                while let Some(m) = stream.message().await.expect("a message") {
+                    use prost::Message;
+                    assert!(m.encoded_len() <= MESSAGE_BYTES_MAX, "{}", m.encoded_len());
+                    messages.push(m);
+                }
+                messages
+            }
+        };
+        let messages = journal_pages("", "").await;
+        assert!(messages.len() > 2, "the journal comes in several messages");
+        let extent = messages[0].extent.expect("the extent comes first");
+        assert_eq!(
+            extent,
+            pb::LedgerExtent {
+                through_journal_id: journal_id,
+                journals: 1,
+                entries: expected.len() as u64,
+                accounts: 0,
+                total_debit_fen: total,
+                total_credit_fen: total,
+            }
+        );
+        let mut got = Vec::new();
+        for j in messages.iter().flat_map(|m| &m.journals) {
+            assert_eq!(j.journal_id, journal_id);
+            assert_eq!(j.kind, "run");
+            assert_eq!(j.first_entry, got.len() as u64, "the journal continues where it stopped");
+            got.extend(j.entries.iter().map(|e| (e.account.clone(), e.debit_fen, e.credit_fen)));
+        }
+        assert_eq!(got, expected);
+
+        // Filtered: by an account of the journal (all of it), by another kind or account (none).
+        let one = journal_pages("run", &format!("payable:nat:{}", id(BENEFICIARIES - 1))).await;
+        assert_eq!(one[0].extent, Some(extent));
+        let entries: usize = one.iter().flat_map(|m| &m.journals).map(|j| j.entries.len()).sum();
+        assert_eq!(entries, expected.len());
+        for (kind, prefix) in [("payment", ""), ("", "paid:"), ("", "payable:nat:nobody")] {
+            let none = journal_pages(kind, prefix).await;
+            assert_eq!(none.len(), 1, "{kind} {prefix}: the extent alone");
+            assert_eq!(
+                none[0].extent,
+                Some(pb::LedgerExtent {
+                    through_journal_id: journal_id,
+                    ..Default::default()
+                }),
+                "{kind} {prefix}"
+            );
+        }
+
+        // The trial balance: every account once, in order, and its totals.
+        let mut stream = ledger
+            .list_trial_balance(pb::TrialBalanceRequest {})
+            .await
+            .expect("ListTrialBalance")
+            .into_inner();
+        let mut messages = Vec::new();
+        while let Some(m) = stream.message().await.expect("a message") {
+            use prost::Message;
+            assert!(m.encoded_len() <= MESSAGE_BYTES_MAX, "{}", m.encoded_len());
+            messages.push(m);
+        }
+        assert!(messages.len() > 1, "the accounts come in several messages");
+        assert_eq!(
+            messages[0].extent,
+            Some(pb::LedgerExtent {
+                through_journal_id: journal_id,
+                journals: 0,
+                entries: expected.len() as u64,
+                accounts: expected.len() as u64,
+                total_debit_fen: total,
+                total_credit_fen: total,
+            })
+        );
+        assert!(messages[1..].iter().all(|m| m.extent.is_none()));
+        let accounts: Vec<(String, i64, i64, i64)> = messages
+            .iter()
+            .flat_map(|m| &m.accounts)
+            .map(|a| (a.account.clone(), a.debit_fen, a.credit_fen, a.balance_fen))
+            .collect();
+        let mut expected_accounts: Vec<(String, i64, i64, i64)> = expected
+            .iter()
+            .map(|(a, d, c)| (a.clone(), *d, *c, d - c))
+            .collect();
+        expected_accounts.sort();
+        let mut sorted = accounts.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected_accounts);
         running.stop().await.unwrap();
     });
 }

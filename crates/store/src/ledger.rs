@@ -570,35 +570,32 @@ pub fn journal_by_reference(
 
 /// Journals with their entries, in order; one journal when `only` is given.
 pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> {
-    let (head_sql, entry_sql, params): (&str, &str, Vec<Value>) = match only {
+    let (head_where, entry_where, params): (&str, &str, Vec<Value>) = match only {
         Some(id) => (
-            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals WHERE journal_id = $1 ORDER BY journal_id",
-            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 ORDER BY journal_id, seq",
+            "WHERE j.journal_id = $1",
+            "WHERE journal_id = $1",
             vec![id.into()],
         ),
-        None => (
-            "SELECT journal_id, kind, reference, memo, created_by, created_at FROM journals ORDER BY journal_id",
-            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries ORDER BY journal_id, seq",
-            vec![],
-        ),
+        None => ("", "", vec![]),
     };
     let mut out: Vec<JournalRow> = tx
-        .query(head_sql, &params)?
+        .query(
+            &format!(
+                "SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j {head_where} ORDER BY j.journal_id"
+            ),
+            &params,
+        )?
         .iter()
-        .map(|r| {
-            Ok(JournalRow {
-                journal_id: r[0].int()?,
-                kind: r[1].text()?,
-                reference: r[2].text()?,
-                memo: r[3].text()?,
-                created_by: r[4].text()?,
-                created_at: r[5].text()?,
-                entries: Vec::new(),
-            })
-        })
+        .map(|r| journal_head_of(r))
         .collect::<Result<_>>()?;
     let mut index = 0;
-    for r in tx.query(entry_sql, &params)? {
+    let entries = tx.query(
+        &format!(
+            "SELECT journal_id, account, debit_fen, credit_fen FROM journal_entries {entry_where} ORDER BY journal_id, seq"
+        ),
+        &params,
+    )?;
+    for r in entries {
         let id = r[0].int()?;
         while index < out.len() && out[index].journal_id < id {
             index += 1;
@@ -607,24 +604,272 @@ pub fn journals(tx: &mut dyn Sql, only: Option<i64>) -> Result<Vec<JournalRow>> 
             .get_mut(index)
             .filter(|j| j.journal_id == id)
             .ok_or_else(|| StoreError::Corrupt(format!("entry of unknown journal {id}")))?;
-        journal.entries.push(EntryRow {
-            account: r[1].text()?,
-            debit_fen: r[2].int()?,
-            credit_fen: r[3].int()?,
-        });
+        journal.entries.push(entry_of(&r, 1)?);
     }
     Ok(out)
 }
 
 /// Σ debits and Σ credits per account, by account name: the trial balance.
 pub fn account_totals(tx: &mut dyn Sql) -> Result<Vec<(String, i64, i64)>> {
-    let rows = tx.query(
-        "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) FROM journal_entries GROUP BY account ORDER BY account",
-        &[],
-    )?;
+    account_totals_page(tx, i64::MAX, None, i64::MAX)
+}
+
+/// At most `count` accounts of the trial balance of the journals up to `through`, by account
+/// name, after the account `after` (from the first when `None`): Σ debits and Σ credits of
+/// each, read by the account index so a ledger of any size is read in bounded pieces.
+pub fn account_totals_page(
+    tx: &mut dyn Sql,
+    through: i64,
+    after: Option<&str>,
+    count: i64,
+) -> Result<Vec<(String, i64, i64)>> {
+    const COLUMNS: &str = "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) FROM journal_entries";
+    let rows = match after {
+        Some(after) => tx.query(
+            &format!(
+                "{COLUMNS} WHERE account > $1 AND journal_id <= $2 GROUP BY account ORDER BY account LIMIT $3"
+            ),
+            &[after.into(), through.into(), count.into()],
+        )?,
+        None => tx.query(
+            &format!(
+                "{COLUMNS} WHERE journal_id <= $1 GROUP BY account ORDER BY account LIMIT $2"
+            ),
+            &[through.into(), count.into()],
+        )?,
+    };
     rows.iter()
         .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
         .collect()
+}
+
+/// What a listing of the ledger holds, counted and summed in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub journals: i64,
+    pub entries: i64,
+    /// Accounts with entries (counted for the trial balance only; 0 otherwise).
+    pub accounts: i64,
+    pub debit_fen: i64,
+    pub credit_fen: i64,
+}
+
+/// The accounts of the journals up to `through`, counted, with their entries' debits and
+/// credits summed: what the trial balance of those journals adds up to.
+pub fn trial_balance_totals(tx: &mut dyn Sql, through: i64) -> Result<LedgerTotals> {
+    let rows = tx.query(
+        "SELECT COUNT(DISTINCT account), COUNT(*), CAST(COALESCE(SUM(debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(credit_fen), 0) AS BIGINT) FROM journal_entries WHERE journal_id <= $1",
+        &[through.into()],
+    )?;
+    let r = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no trial balance totals row".into()))?;
+    Ok(LedgerTotals {
+        journals: 0,
+        accounts: r[0].int()?,
+        entries: r[1].int()?,
+        debit_fen: r[2].int()?,
+        credit_fen: r[3].int()?,
+    })
+}
+
+/// Which journals a listing holds: those up to `through` (journals are append-only, so a
+/// listing read in pieces is the ledger as it stood when it began), of `kind` unless empty,
+/// with an entry on an account that starts with `account_prefix` unless empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    pub through: i64,
+    pub kind: String,
+    pub account_prefix: String,
+}
+
+impl JournalFilter {
+    /// The filter as a condition on `journals j`, its placeholders numbered from `$first`, and
+    /// their values.
+    fn condition(&self, first: usize) -> (String, Vec<Value>) {
+        let mut sql = format!("j.journal_id <= ${first}");
+        let mut params: Vec<Value> = vec![self.through.into()];
+        if !self.kind.is_empty() {
+            sql.push_str(&format!(" AND j.kind = ${}", first + params.len()));
+            params.push(self.kind.as_str().into());
+        }
+        if !self.account_prefix.is_empty() {
+            let n = first + params.len();
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM journal_entries f WHERE f.journal_id = j.journal_id \
+                 AND substr(f.account, 1, length(CAST(${n} AS TEXT))) = CAST(${n} AS TEXT))"
+            ));
+            params.push(self.account_prefix.as_str().into());
+        }
+        (sql, params)
+    }
+}
+
+/// The journals of `filter` counted, with their entries counted and summed.
+pub fn journal_totals(tx: &mut dyn Sql, filter: &JournalFilter) -> Result<LedgerTotals> {
+    let (condition, params) = filter.condition(1);
+    let journals = tx.query(
+        &format!("SELECT COUNT(*) FROM journals j WHERE {condition}"),
+        &params,
+    )?;
+    let entries = tx.query(
+        &format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(e.debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(e.credit_fen), 0) AS BIGINT) \
+             FROM journal_entries e WHERE e.journal_id IN (SELECT j.journal_id FROM journals j WHERE {condition})"
+        ),
+        &params,
+    )?;
+    let (Some(j), Some(e)) = (journals.first(), entries.first()) else {
+        return Err(StoreError::Corrupt("no journal totals row".into()));
+    };
+    Ok(LedgerTotals {
+        journals: j[0].int()?,
+        entries: e[0].int()?,
+        accounts: 0,
+        debit_fen: e[1].int()?,
+        credit_fen: e[2].int()?,
+    })
+}
+
+/// A journal, or the part of it a page holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalPart {
+    /// The position (from 0) among the journal's entries of the first of `journal.entries`.
+    pub first_entry: i64,
+    pub journal: JournalRow,
+}
+
+/// A position in a listing of journals: a journal id and an entry's seq within it.
+pub type JournalPosition = (i64, i64);
+
+const JOURNAL_HEAD_COLUMNS: &str =
+    "j.journal_id, j.kind, j.reference, j.memo, j.created_by, j.created_at";
+
+/// A journal's header, selected by [`JOURNAL_HEAD_COLUMNS`], without its entries.
+fn journal_head_of(r: &[Value]) -> Result<JournalRow> {
+    Ok(JournalRow {
+        journal_id: r[0].int()?,
+        kind: r[1].text()?,
+        reference: r[2].text()?,
+        memo: r[3].text()?,
+        created_by: r[4].text()?,
+        created_at: r[5].text()?,
+        entries: Vec::new(),
+    })
+}
+
+/// An entry selected as `account, debit_fen, credit_fen` from column `at` on.
+fn entry_of(r: &[Value], at: usize) -> Result<EntryRow> {
+    Ok(EntryRow {
+        account: r[at].text()?,
+        debit_fen: r[at + 1].int()?,
+        credit_fen: r[at + 2].int()?,
+    })
+}
+
+/// The journals of `filter` from position `from` on, in order, with at most `count` entries in
+/// all (at least 1): the first journal may begin after its first entry, the last may be cut
+/// short. Empty after the last journal. Returns the position of the next page too. Every query
+/// reads by the primary keys from the position on, so a journal of any size is read in pieces
+/// of the same cost.
+pub fn journals_page(
+    tx: &mut dyn Sql,
+    filter: &JournalFilter,
+    from: JournalPosition,
+    count: i64,
+) -> Result<(Vec<JournalPart>, JournalPosition)> {
+    let count = count.max(1);
+    let mut out = Vec::new();
+    let mut start = from.0;
+    if from.1 > 0 {
+        // The rest of the journal the position points into (its first entries were listed, so
+        // it matches the filter), read by itself.
+        let rest = tx.query(
+            "SELECT seq, account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+            &[from.0.into(), from.1.into(), count.into()],
+        )?;
+        if let Some(last) = rest.last() {
+            let last_seq = last[0].int()?;
+            let head = tx.query(
+                &format!("SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j WHERE j.journal_id = $1"),
+                &[from.0.into()],
+            )?;
+            let mut journal = journal_head_of(head.first().ok_or_else(|| {
+                StoreError::Corrupt(format!("entries of unknown journal {}", from.0))
+            })?)?;
+            journal.entries = rest.iter().map(|r| entry_of(r, 1)).collect::<Result<_>>()?;
+            out.push(JournalPart {
+                first_entry: from.1,
+                journal,
+            });
+            if rest.len() as i64 == count {
+                return Ok((out, (from.0, last_seq + 1)));
+            }
+        }
+        start = from.0 + 1;
+    }
+    let left = count - out.first().map_or(0, |p| p.journal.entries.len() as i64);
+
+    // The next journals, each from its first entry: at most `left` of them, since each has
+    // an entry (an empty one takes nothing, and the next page goes on after it).
+    let (condition, mut params) = filter.condition(2);
+    params.insert(0, start.into());
+    params.push(left.into());
+    let heads = tx.query(
+        &format!(
+            "SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j WHERE j.journal_id >= $1 AND {condition} \
+             ORDER BY j.journal_id LIMIT ${}",
+            params.len()
+        ),
+        &params,
+    )?;
+    let Some(last_head) = heads.last().map(|r| r[0].int()).transpose()? else {
+        return Ok((out, (start, 0)));
+    };
+    let first_head = out.len();
+    for r in &heads {
+        out.push(JournalPart {
+            first_entry: 0,
+            journal: journal_head_of(r)?,
+        });
+    }
+    // Their entries, in order, at most `left`.
+    let (condition, mut params) = filter.condition(3);
+    params.splice(0..0, [start.into(), last_head.into()]);
+    params.push(left.into());
+    let entries = tx.query(
+        &format!(
+            "SELECT e.journal_id, e.seq, e.account, e.debit_fen, e.credit_fen FROM journal_entries e \
+             WHERE e.journal_id >= $1 AND e.journal_id <= $2 \
+             AND e.journal_id IN (SELECT j.journal_id FROM journals j WHERE j.journal_id >= $1 AND j.journal_id <= $2 AND {condition}) \
+             ORDER BY e.journal_id, e.seq LIMIT ${}",
+            params.len()
+        ),
+        &params,
+    )?;
+    let mut index = first_head;
+    let mut last_read = None;
+    for r in &entries {
+        let id = r[0].int()?;
+        let seq = r[1].int()?;
+        while index < out.len() && out[index].journal.journal_id < id {
+            index += 1;
+        }
+        let part = out
+            .get_mut(index)
+            .filter(|p| p.journal.journal_id == id)
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} of unknown journal {id}")))?;
+        part.journal.entries.push(entry_of(r, 2)?);
+        last_read = Some((id, seq));
+    }
+    match last_read {
+        // A full page may stop inside a journal: the journals after it come in the next page.
+        Some((id, seq)) if entries.len() as i64 == left => {
+            out.retain(|p| p.journal.journal_id <= id);
+            Ok((out, (id, seq + 1)))
+        }
+        _ => Ok((out, (last_head + 1, 0))),
+    }
 }
 
 /// The content hash of a registry version.

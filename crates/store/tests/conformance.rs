@@ -1666,3 +1666,202 @@ fn users_by_email_ignores_case_and_service_accounts() {
         assert!(none.is_empty(), "no service account, no empty match: {url}");
     });
 }
+
+/// The journals as listed a page at a time, reassembled: each page's parts, a part that
+/// continues the journal before it merged into it.
+fn journals_in_pages(
+    tx: &mut dyn suanli_store::sql::Sql,
+    filter: &suanli_store::ledger::JournalFilter,
+    count: i64,
+) -> Result<Vec<suanli_store::ledger::JournalRow>, StoreError> {
+    use suanli_store::ledger::{JournalRow, journals_page};
+    let mut out: Vec<JournalRow> = Vec::new();
+    let mut from = (0, 0);
+    loop {
+        let (page, next) = journals_page(tx, filter, from, count)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        let entries: usize = page.iter().map(|p| p.journal.entries.len()).sum();
+        assert!(entries as i64 <= count, "a page of {count} holds {entries}");
+        for part in page {
+            match out.last_mut() {
+                Some(j) if j.journal_id == part.journal.journal_id => {
+                    assert_eq!(
+                        part.first_entry,
+                        j.entries.len() as i64,
+                        "continues where it stopped"
+                    );
+                    j.entries.extend(part.journal.entries);
+                }
+                _ => {
+                    assert_eq!(
+                        part.first_entry, 0,
+                        "journal {} from its start",
+                        part.journal.journal_id
+                    );
+                    out.push(part.journal);
+                }
+            }
+        }
+        assert!(next > from, "pages move on");
+        from = next;
+    }
+}
+
+/// Journals read a page at a time, at every page size, are the journals read at once: every
+/// entry once and in order, journals cut across pages, an empty journal too, the filters by kind
+/// and account prefix, only the journals up to the listing's last; the totals count and sum the
+/// same; the trial balance read by pages is the trial balance.
+#[test]
+fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
+    use suanli_store::ledger::{self as rows, EntryRow, JournalFilter};
+    on_every_backend(|url| {
+        let mut store = suanli_store::open(url).expect("store opens");
+        let entry = |account: &str, debit_fen: i64, credit_fen: i64| EntryRow {
+            account: account.to_owned(),
+            debit_fen,
+            credit_fen,
+        };
+        let mut run: Vec<EntryRow> = vec![entry("expense:p", 2_800, 0)];
+        run.extend((1..=7).map(|i| entry(&format!("payable:p:b{i}"), 0, 100 * i)));
+        let journals: Vec<(&str, &str, Vec<EntryRow>)> = vec![
+            ("run", "run:1", run),
+            (
+                "payment",
+                "bank-1",
+                vec![entry("payable:p:b2", 200, 0), entry("paid:p:b2", 0, 200)],
+            ),
+            ("opening", "opening:1", Vec::new()),
+            (
+                "payment",
+                "bank-2",
+                vec![entry("payable:p:b7", 1, 0), entry("paid:p:b7", 0, 1)],
+            ),
+            (
+                "run",
+                "run:2",
+                vec![entry("expense:p", 5, 0), entry("payable:p:b1", 0, 5)],
+            ),
+        ];
+        store
+            .transaction(&mut |tx| {
+                for (kind, reference, entries) in &journals {
+                    rows::insert_journal(
+                        tx,
+                        kind,
+                        reference,
+                        "memo",
+                        "someone",
+                        "2025-06-01T00:00:00Z",
+                        entries,
+                    )?;
+                }
+                let through = rows::journals_mark(tx)?.1;
+                // Written after the listing began: in no page.
+                rows::insert_journal(
+                    tx,
+                    "payment",
+                    "bank-3",
+                    "memo",
+                    "someone",
+                    "2025-06-02T00:00:00Z",
+                    &[entry("payable:p:b3", 3, 0), entry("paid:p:b3", 0, 3)],
+                )?;
+                let all = rows::journals(tx, None)?;
+                for (kind, prefix) in [
+                    ("", ""),
+                    ("payment", ""),
+                    ("run", ""),
+                    ("", "paid:"),
+                    ("", "payable:p:b1"),
+                    ("opening", ""),
+                    ("", "nothing"),
+                ] {
+                    let filter = JournalFilter {
+                        through,
+                        kind: kind.to_owned(),
+                        account_prefix: prefix.to_owned(),
+                    };
+                    let expected: Vec<_> = all
+                        .iter()
+                        .filter(|j| j.journal_id <= through)
+                        .filter(|j| kind.is_empty() || j.kind == kind)
+                        .filter(|j| {
+                            prefix.is_empty()
+                                || j.entries.iter().any(|e| e.account.starts_with(prefix))
+                        })
+                        .cloned()
+                        .collect();
+                    for count in 1..=12 {
+                        assert_eq!(
+                            journals_in_pages(tx, &filter, count)?,
+                            expected,
+                            "{kind:?} {prefix:?} in pages of {count}"
+                        );
+                    }
+                    let totals = rows::journal_totals(tx, &filter)?;
+                    let entries = expected.iter().flat_map(|j| &j.entries);
+                    assert_eq!(
+                        (
+                            totals.journals,
+                            totals.entries,
+                            totals.debit_fen,
+                            totals.credit_fen
+                        ),
+                        (
+                            expected.len() as i64,
+                            entries.clone().count() as i64,
+                            entries.clone().map(|e| e.debit_fen).sum(),
+                            entries.map(|e| e.credit_fen).sum()
+                        ),
+                        "{kind:?} {prefix:?}"
+                    );
+                }
+                let whole = rows::account_totals(tx)?;
+                let upto: Vec<_> = {
+                    let mut sums = std::collections::BTreeMap::<String, (i64, i64)>::new();
+                    for e in all
+                        .iter()
+                        .filter(|j| j.journal_id <= through)
+                        .flat_map(|j| &j.entries)
+                    {
+                        let s = sums.entry(e.account.clone()).or_default();
+                        s.0 += e.debit_fen;
+                        s.1 += e.credit_fen;
+                    }
+                    sums.into_iter().map(|(a, (d, c))| (a, d, c)).collect()
+                };
+                assert_ne!(
+                    whole, upto,
+                    "the later journal counts in the whole trial balance"
+                );
+                for count in 1..=4 {
+                    let mut paged = Vec::new();
+                    loop {
+                        let after = paged.last().map(|a: &(String, i64, i64)| a.0.clone());
+                        let page = rows::account_totals_page(tx, through, after.as_deref(), count)?;
+                        if page.is_empty() {
+                            break;
+                        }
+                        assert!(page.len() as i64 <= count);
+                        paged.extend(page);
+                    }
+                    let mut sorted = paged.clone();
+                    sorted.sort();
+                    assert_eq!(sorted, upto, "trial balance in pages of {count}");
+                }
+                let totals = rows::trial_balance_totals(tx, through)?;
+                assert_eq!(
+                    (totals.accounts, totals.debit_fen, totals.credit_fen),
+                    (
+                        upto.len() as i64,
+                        upto.iter().map(|a| a.1).sum(),
+                        upto.iter().map(|a| a.2).sum()
+                    )
+                );
+                Ok(())
+            })
+            .expect("the ledger reads");
+    });
+}

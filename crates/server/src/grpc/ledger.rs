@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use suanli_app::ledger::{PaymentView, Recorded};
+use suanli_app::ledger::{AccountPages, JournalPages, PaymentView, Recorded};
 use suanli_app::opening::{OpeningRow, OpeningView};
 use suanli_domain::money::Fen;
 use suanli_proto::v1 as pb;
+use suanli_store::ledger::{JournalPart, LedgerTotals};
 use suanli_store::payments::PaymentRow;
 use tonic::{Request, Response, Status};
 
@@ -123,38 +124,75 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     ) -> Result<Response<pb::ListJournalsResponse>, Status> {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the journal")?;
-        let r = request.into_inner();
-        super::bounded("kind", &r.kind, super::ID_BYTES_MAX)?;
-        super::bounded("account_prefix", &r.account_prefix, super::ID_BYTES_MAX)?;
-        let all = on_store(&self.shared, suanli_app::ledger::journals).await?;
-        let journals = all
-            .into_iter()
-            .filter(|j| r.kind.is_empty() || j.kind == r.kind)
-            .filter(|j| {
-                r.account_prefix.is_empty()
-                    || j.entries
-                        .iter()
-                        .any(|e| e.account.starts_with(&r.account_prefix))
-            })
-            .map(|j| pb::Journal {
-                journal_id: j.journal_id as u64,
-                kind: j.kind,
-                reference: j.reference,
-                memo: j.memo,
-                created_by: j.created_by,
-                created_at: j.created_at,
-                entries: j
-                    .entries
-                    .into_iter()
-                    .map(|e| pb::JournalEntry {
-                        account: e.account,
-                        debit_fen: e.debit_fen,
-                        credit_fen: e.credit_fen,
-                    })
-                    .collect(),
-            })
-            .collect();
+        let r = journals_request(request.into_inner())?;
+        let bytes_max = super::reply_bytes_max(&self.shared);
+        // Read page by page and given up once past one message: never more than that in memory.
+        let journals = on_store(&self.shared, move |s| {
+            let mut pages = JournalPages::open(s, &r.kind, &r.account_prefix)?;
+            let mut journals: Vec<pb::Journal> = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let page = pages.next_page(s, ROWS_PER_READ)?;
+                if page.is_empty() {
+                    return Ok(Some(journals));
+                }
+                for part in page {
+                    let part = journal_proto(part);
+                    bytes += prost::encoding::message::encoded_len(1, &part);
+                    if bytes > bytes_max {
+                        return Ok(None);
+                    }
+                    match journals.last_mut() {
+                        // The rest of a journal cut at the end of the page before.
+                        Some(j) if part.first_entry > 0 && j.journal_id == part.journal_id => {
+                            j.entries.extend(part.entries);
+                        }
+                        _ => journals.push(part),
+                    }
+                }
+            }
+        })
+        .await?;
+        let journals = journals.ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the journals pass one message of {bytes_max} bytes; read them with ListJournalPages"
+            ))
+        })?;
         Ok(Response::new(pb::ListJournalsResponse { journals }))
+    }
+
+    type ListJournalPagesStream = super::PageStream<pb::JournalPage>;
+
+    async fn list_journal_pages(
+        &self,
+        request: Request<pb::ListJournalsRequest>,
+    ) -> Result<Response<Self::ListJournalPagesStream>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading the journal")?;
+        let r = journals_request(request.into_inner())?;
+        let bytes_max = super::reply_bytes_max(&self.shared) - super::STREAM_MESSAGE_SLACK;
+        let stream = super::page_stream(&self.shared, "the journals", move |s, send| {
+            let mut pages = JournalPages::open(s, &r.kind, &r.account_prefix)?;
+            let extent = extent_of(pages.through(), pages.totals());
+            if !send(pb::JournalPage {
+                extent: Some(extent),
+                journals: Vec::new(),
+            }) {
+                return Ok(());
+            }
+            loop {
+                let page = pages.next_page(s, ROWS_PER_READ)?;
+                if page.is_empty() {
+                    return Ok(());
+                }
+                for message in journal_messages(page, bytes_max) {
+                    if !send(message) {
+                        return Ok(());
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     async fn trial_balance(
@@ -163,23 +201,81 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
     ) -> Result<Response<pb::TrialBalanceResponse>, Status> {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the trial balance")?;
-        let totals = on_store(&self.shared, suanli_app::ledger::trial_balance).await?;
-        let total_debit_fen = totals.iter().map(|t| t.1).sum();
-        let total_credit_fen = totals.iter().map(|t| t.2).sum();
+        let bytes_max = super::reply_bytes_max(&self.shared);
+        // Read page by page and given up once past one message: never more than that in memory.
+        let read = on_store(&self.shared, move |s| {
+            let mut pages = AccountPages::open(s)?;
+            let mut accounts = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let page = pages.next_page(s, ROWS_PER_READ)?;
+                if page.is_empty() {
+                    return Ok(Some((pages.totals(), accounts)));
+                }
+                for account in page {
+                    let account = account_proto(account);
+                    bytes += prost::encoding::message::encoded_len(1, &account);
+                    if bytes > bytes_max {
+                        return Ok(None);
+                    }
+                    accounts.push(account);
+                }
+            }
+        })
+        .await?;
+        let (totals, accounts) = read.ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "the trial balance passes one message of {bytes_max} bytes; read it with ListTrialBalance"
+            ))
+        })?;
         Ok(Response::new(pb::TrialBalanceResponse {
-            accounts: totals
-                .into_iter()
-                .map(|(account, debit_fen, credit_fen)| pb::AccountBalance {
-                    account,
-                    debit_fen,
-                    credit_fen,
-                    balance_fen: debit_fen - credit_fen,
-                })
-                .collect(),
-            total_debit_fen,
-            total_credit_fen,
-            balanced: total_debit_fen == total_credit_fen,
+            accounts,
+            total_debit_fen: totals.debit_fen,
+            total_credit_fen: totals.credit_fen,
+            balanced: totals.debit_fen == totals.credit_fen,
         }))
+    }
+
+    type ListTrialBalanceStream = super::PageStream<pb::TrialBalancePage>;
+
+    async fn list_trial_balance(
+        &self,
+        request: Request<pb::TrialBalanceRequest>,
+    ) -> Result<Response<Self::ListTrialBalanceStream>, Status> {
+        let c = caller(&self.shared, &request).await?;
+        require(&c, READERS, "reading the trial balance")?;
+        let bytes_max = super::reply_bytes_max(&self.shared) - super::STREAM_MESSAGE_SLACK;
+        let stream = super::page_stream(&self.shared, "the trial balance", move |s, send| {
+            let mut pages = AccountPages::open(s)?;
+            let mut message = pb::TrialBalancePage {
+                extent: Some(extent_of(pages.through(), pages.totals())),
+                accounts: Vec::new(),
+            };
+            let mut bytes = 0;
+            loop {
+                let page = pages.next_page(s, ROWS_PER_READ)?;
+                let last = page.is_empty();
+                for account in page.into_iter().map(account_proto) {
+                    let size = prost::encoding::message::encoded_len(2, &account);
+                    if !message.accounts.is_empty() && bytes + size > bytes_max {
+                        if !send(std::mem::take(&mut message)) {
+                            return Ok(());
+                        }
+                        bytes = 0;
+                    }
+                    bytes += size;
+                    message.accounts.push(account);
+                }
+                if last {
+                    // The last message; the first even when there are no accounts (its extent).
+                    if message.extent.is_some() || !message.accounts.is_empty() {
+                        send(message);
+                    }
+                    return Ok(());
+                }
+            }
+        });
+        Ok(Response::new(stream))
     }
 
     async fn import_opening(
@@ -242,6 +338,108 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
             imports: views.into_iter().map(opening_import).collect(),
         }))
     }
+}
+
+/// Journals and accounts read from the store at a time (entries for journals): a page's
+/// messages stay few whatever the ledger's size.
+const ROWS_PER_READ: usize = 1_000;
+
+/// A journal listing's request with its filters checked and trimmed.
+fn journals_request(mut r: pb::ListJournalsRequest) -> Result<pb::ListJournalsRequest, Status> {
+    super::bounded("kind", &r.kind, super::ID_BYTES_MAX)?;
+    super::bounded("account_prefix", &r.account_prefix, super::ID_BYTES_MAX)?;
+    r.kind = r.kind.trim().to_owned();
+    r.account_prefix = r.account_prefix.trim().to_owned();
+    Ok(r)
+}
+
+fn extent_of(through: i64, t: LedgerTotals) -> pb::LedgerExtent {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    pb::LedgerExtent {
+        through_journal_id: count(through),
+        journals: count(t.journals),
+        entries: count(t.entries),
+        accounts: count(t.accounts),
+        total_debit_fen: t.debit_fen,
+        total_credit_fen: t.credit_fen,
+    }
+}
+
+fn journal_proto(part: JournalPart) -> pb::Journal {
+    let j = part.journal;
+    pb::Journal {
+        journal_id: j.journal_id as u64,
+        kind: j.kind,
+        reference: j.reference,
+        memo: j.memo,
+        created_by: j.created_by,
+        created_at: j.created_at,
+        first_entry: part.first_entry as u64,
+        entries: j
+            .entries
+            .into_iter()
+            .map(|e| pb::JournalEntry {
+                account: e.account,
+                debit_fen: e.debit_fen,
+                credit_fen: e.credit_fen,
+            })
+            .collect(),
+    }
+}
+
+fn account_proto((account, debit_fen, credit_fen): (String, i64, i64)) -> pb::AccountBalance {
+    pb::AccountBalance {
+        account,
+        debit_fen,
+        credit_fen,
+        balance_fen: debit_fen - credit_fen,
+    }
+}
+
+/// Splits the journals of a page into messages of at most `bytes_max` bytes each: a journal
+/// that does not fit continues in the next message, its header repeated with `first_entry`
+/// where it continues (a single entry larger than that still goes, alone).
+fn journal_messages(parts: Vec<JournalPart>, bytes_max: usize) -> Vec<pb::JournalPage> {
+    use prost::Message;
+    // A journal's tag and length within its message take at most this many bytes.
+    const FRAMING: usize = 6;
+    let mut out = Vec::new();
+    let mut message = pb::JournalPage::default();
+    let mut bytes = 0;
+    for part in parts {
+        let mut journal = journal_proto(part);
+        let entries = std::mem::take(&mut journal.entries);
+        let mut body = journal.encoded_len();
+        for entry in entries {
+            let size = prost::encoding::message::encoded_len(7, &entry);
+            if bytes + FRAMING + body + size > bytes_max
+                && (bytes > 0 || !journal.entries.is_empty())
+            {
+                let continues_at = journal.first_entry + journal.entries.len() as u64;
+                if !journal.entries.is_empty() {
+                    let mut head = journal.clone();
+                    head.entries = std::mem::take(&mut journal.entries);
+                    message.journals.push(head);
+                }
+                out.push(std::mem::take(&mut message));
+                journal.first_entry = continues_at;
+                bytes = 0;
+                body = journal.encoded_len();
+            }
+            body += size;
+            journal.entries.push(entry);
+        }
+        if bytes > 0 && bytes + FRAMING + body > bytes_max {
+            out.push(std::mem::take(&mut message));
+            bytes = 0;
+        }
+        bytes += FRAMING + body;
+        message.journals.push(journal);
+    }
+    if !message.journals.is_empty() {
+        out.push(message);
+    }
+    out
 }
 
 fn opening_import(view: OpeningView) -> pb::OpeningImport {

@@ -169,6 +169,79 @@ pub(crate) async fn on_store<R: Send + 'static>(
         .map_err(status_of)
 }
 
+/// The largest reply carrying rows of any number (a run's lines, journals, the trial balance),
+/// below the server's message limit too: the largest message gRPC clients accept by default
+/// (tonic's and grpc-go's 4 MiB), so a client that sets no limit reads any of them.
+const REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+pub(crate) fn reply_bytes_max(shared: &Shared) -> usize {
+    shared.message_bytes_max.min(REPLY_BYTES_MAX)
+}
+
+/// A message of a server stream takes a few bytes beyond what it carries (its framing, a page's
+/// position): a stream's messages are filled to [`reply_bytes_max`] less this.
+pub(crate) const STREAM_MESSAGE_SLACK: usize = 64;
+
+/// A server stream of what a reader sends.
+pub(crate) type PageStream<T> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Streams what `read` produces. `read` runs on a thread with a read connection of its own (no
+/// use of the writer), reads the store page by page, each page in its own transaction, and
+/// hands each message to its `send`, which waits for the client to take it: anything of any
+/// size is sent with a few messages in memory. `send` returns false once the stream is over
+/// (the client went away, or took nothing for limits.stream_idle_secs: the client then gets
+/// that reason after the messages it had taken, never an end that looks complete), and `read`
+/// should stop. An error of `read` ends the stream with its status. `what` names what is read
+/// in the log.
+pub(crate) fn page_stream<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    what: &'static str,
+    read: impl FnOnce(
+        &mut dyn suanli_app::settlement::Transact,
+        &mut dyn FnMut(T) -> bool,
+    ) -> Result<(), SettleError>
+    + Send
+    + 'static,
+) -> PageStream<T> {
+    let idle = shared.stream_idle;
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let runtime = tokio::runtime::Handle::current();
+    let send = move |item: Result<T, Status>| {
+        use tokio::sync::mpsc::error::SendTimeoutError;
+        match runtime.block_on(tx.send_timeout(item, idle)) {
+            Ok(()) => true,
+            Err(SendTimeoutError::Closed(_)) => false,
+            Err(SendTimeoutError::Timeout(_)) => {
+                let _ = runtime.block_on(tx.send_timeout(
+                    Err(Status::deadline_exceeded(format!(
+                        "stream idle: the client took nothing for {} s (limits.stream_idle_secs); the server ended the stream",
+                        idle.as_secs()
+                    ))),
+                    idle,
+                ));
+                false
+            }
+        }
+    };
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let read = shared
+            .balances
+            .read_alone(move |s| {
+                if let Err(e) = read(s, &mut |item| send(Ok(item))) {
+                    send(Err(status_of(e)));
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "{what} could not be read");
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 /// Sets the pool and posted-total gauges of every programme of the current registry; the posted
 /// total is read from the store (the sum of its posted runs' lines).
 pub async fn refresh_programme_gauges(shared: &Shared) {

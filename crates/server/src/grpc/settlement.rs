@@ -100,14 +100,6 @@ fn observe(action: &str, view: &RunView) {
 /// Lines of a run read from the store at a time for ListRunLines: the default and the most.
 const PAGE_LINES_DEFAULT: usize = 1_000;
 const PAGE_LINES_MAX: usize = 10_000;
-/// The largest reply carrying a run's lines (a RunResponse, a ListRunLines message), below the
-/// server's message limit too: the largest message gRPC clients accept by default (tonic's
-/// and grpc-go's 4 MiB), so a client that sets no limit reads any run.
-const LINES_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
-
-fn lines_reply_bytes_max(shared: &Shared) -> usize {
-    shared.message_bytes_max.min(LINES_REPLY_BYTES_MAX)
-}
 
 /// A run's response: its header and totals always, its lines only when the whole response fits
 /// in `bytes_max` (else none, with `lines_omitted`; ListRunLines sends them). `reasons`,
@@ -324,7 +316,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         if r.programme.trim().is_empty() {
             return Err(Status::invalid_argument("programme is empty"));
         }
-        let bytes_max = lines_reply_bytes_max(&self.shared);
+        let bytes_max = super::reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| {
             settle::create_run(s, r.programme.trim(), r.period.trim(), &c.actor)
         })
@@ -340,7 +332,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
-        let bytes_max = lines_reply_bytes_max(&self.shared);
+        let bytes_max = super::reply_bytes_max(&self.shared);
         let (view, reasons) = on_store(&self.shared, move |s| {
             let view = settle::show_run(s, id)?;
             // A run too large for one message sends no lines, so their reasons are not worked out.
@@ -384,7 +376,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "approving a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
-        let bytes_max = lines_reply_bytes_max(&self.shared);
+        let bytes_max = super::reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::approve_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("approved", v))
@@ -406,7 +398,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         Ok(run_response(
             view,
             None,
-            lines_reply_bytes_max(&self.shared),
+            super::reply_bytes_max(&self.shared),
         ))
     }
 
@@ -417,7 +409,7 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         let c = caller(&self.shared, &request).await?;
         require(&c, FINANCE, "cancelling a settlement run")?;
         let id = run_id(request.into_inner().run_id)?;
-        let bytes_max = lines_reply_bytes_max(&self.shared);
+        let bytes_max = super::reply_bytes_max(&self.shared);
         on_store(&self.shared, move |s| settle::cancel_run(s, id, &c.actor))
             .await
             .inspect(|v| observe("cancelled", v))
@@ -506,84 +498,31 @@ impl pb::settlement_service_server::SettlementService for SettlementService {
         };
         let from = i64::try_from(r.from_line)
             .map_err(|_| Status::invalid_argument("from_line is beyond any run's lines"))?;
-        // The message's own framing and a page's position take a few bytes beyond its lines.
-        let bytes_max = lines_reply_bytes_max(&self.shared) - 64;
-        let idle = self.shared.stream_idle;
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let runtime = tokio::runtime::Handle::current();
-        // A reader thread with a connection of its own reads page by page, each page in its
-        // own transaction, and waits for the client to take each page: a run of any size is
-        // sent with a few pages in memory. A client that takes nothing for
-        // limits.stream_idle_secs ends the stream.
-        let shared = self.shared.clone();
-        let read = async move {
-            shared
-                .balances
-                .read_alone(move |s| {
-                    let send = |item: Result<pb::RunLinesPage, Status>| {
-                        use tokio::sync::mpsc::error::SendTimeoutError;
-                        match runtime.block_on(tx.send_timeout(item, idle)) {
-                            Ok(()) => true,
-                            Err(SendTimeoutError::Closed(_)) => false,
-                            // A client that comes back gets the reason after the pages it had
-                            // not taken, never an end that looks complete.
-                            Err(SendTimeoutError::Timeout(_)) => {
-                                let _ = runtime.block_on(tx.send_timeout(
-                                    Err(Status::deadline_exceeded(format!(
-                                        "stream idle: the client took no lines for {} s (limits.stream_idle_secs); the server ended the stream",
-                                        idle.as_secs()
-                                    ))),
-                                    idle,
-                                ));
-                                false
-                            }
-                        }
-                    };
-                    let mut pages = match settle::LinePages::open(s, id, from) {
-                        Ok(pages) => pages,
-                        Err(e) => {
-                            send(Err(super::status_of(e)));
-                            return Ok(());
-                        }
-                    };
-                    loop {
-                        let first_line = pages.position() as u64;
-                        let page = match pages.next_page(s, page_lines) {
-                            Ok(page) => page,
-                            Err(e) => {
-                                send(Err(super::status_of(e)));
-                                return Ok(());
-                            }
-                        };
-                        if page.is_empty() {
-                            return Ok(());
-                        }
-                        let lines = page
-                            .into_iter()
-                            .map(|(l, reason)| pb::RunLine {
-                                reason,
-                                ..line_proto(&l)
-                            })
-                            .collect();
-                        for message in line_messages(first_line, lines, bytes_max) {
-                            if !send(Ok(message)) {
-                                return Ok(());
-                            }
-                        }
+        let bytes_max = super::reply_bytes_max(&self.shared) - super::STREAM_MESSAGE_SLACK;
+        let stream = super::page_stream(&self.shared, "a run's lines", move |s, send| {
+            let mut pages = settle::LinePages::open(s, id, from)?;
+            loop {
+                let first_line = pages.position() as u64;
+                let page = pages.next_page(s, page_lines)?;
+                if page.is_empty() {
+                    return Ok(());
+                }
+                let lines = page
+                    .into_iter()
+                    .map(|(l, reason)| pb::RunLine {
+                        reason,
+                        ..line_proto(&l)
+                    })
+                    .collect();
+                for message in line_messages(first_line, lines, bytes_max) {
+                    if !send(message) {
+                        return Ok(());
                     }
-                })
-                .await
-        };
-        tokio::spawn(async move {
-            if let Err(e) = read.await {
-                tracing::warn!(error = %e, "a run's lines could not be read");
+                }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(stream))
     }
 }
 
-type LinePageStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::RunLinesPage, Status>> + Send>>;
+type LinePageStream = super::PageStream<pb::RunLinesPage>;
