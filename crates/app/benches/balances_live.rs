@@ -391,7 +391,9 @@ async fn timed_lookup(reader: &Balances) -> anyhow::Result<Duration> {
 
 async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
     let (writer, thread) = Writer::spawn(url)?;
-    let parsed = load_registry(&writer, registry_text(n, "1000000000.00")).await?;
+    // A pool this bench never reaches (at PostgreSQL's rates the phases' records ask for
+    // more than 1,000,000,000.00 in all), so that only the last phase measures one that binds.
+    let parsed = load_registry(&writer, registry_text(n, "100000000000.00")).await?;
     println!("registry loaded in {parsed:.2?}");
     // One record per line first, so every (beneficiary, provider) has a line in March.
     let seeding = Instant::now();
