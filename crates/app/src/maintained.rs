@@ -205,7 +205,7 @@ impl Dirty {
     pub(crate) fn take_some(&mut self, n: usize) -> MonthKeys {
         let mut out: MonthKeys = vec![FxHashSet::default(); 12];
         let mut left = n.max(1);
-        for m in 0..self.months.len() {
+        for (m, taken) in out.iter_mut().enumerate().take(self.months.len()) {
             if left == 0 {
                 break;
             }
@@ -219,7 +219,7 @@ impl Dirty {
                         self.by_beneficiary.remove(&key.beneficiary);
                     }
                 }
-                out[m].insert(key);
+                taken.insert(key);
             }
             if self.months[m].is_empty() {
                 // A map emptied by removals keeps its capacity and is slow to walk.
@@ -652,11 +652,13 @@ impl MaintainedYear {
         let bound = dirty.bound;
         let mut programmes: Vec<&str> = Vec::new();
         for v in &self.versions {
-            if let Some(r) = registries.get(v) {
-                for p in r.programmes_of_year(self.year) {
-                    if !programmes.contains(&p.id.as_str()) {
-                        programmes.push(&p.id);
-                    }
+            // A month's registry not at hand: its limits are unknown.
+            let Some(r) = registries.get(v) else {
+                return false;
+            };
+            for p in r.programmes_of_year(self.year) {
+                if !programmes.contains(&p.id.as_str()) {
+                    programmes.push(&p.id);
                 }
             }
         }
