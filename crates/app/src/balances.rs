@@ -28,6 +28,17 @@ use rustc_hash::FxHashMap;
 pub trait Source: Transact {
     /// As [`Store::accrual_changes_since`]: the accrual changes since `since`, or every total.
     fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges>;
+
+    /// The same, where the caller read the database's accrual position (on PostgreSQL the
+    /// newest `ingest_log` seq) in the state its look-up began with, so that it need not be
+    /// read again.
+    fn accrual_changes_at(
+        &mut self,
+        since: Option<AccrualMark>,
+        _position: Option<i64>,
+    ) -> Result<AccrualChanges> {
+        self.accrual_changes(since)
+    }
 }
 
 impl Source for dyn Store + '_ {
@@ -119,7 +130,10 @@ pub struct PendingCache {
     overview_kept_max: Option<usize>,
     /// Within a batch of look-ups that all began before it ([`BalanceReader::begin_batch`]):
     /// the state read once for all of them, their accruals already followed.
-    batch: Option<(Option<i64>, RunsKey)>,
+    batch: Option<State>,
+    /// The accrual position read with the state of the look-up under way, until its
+    /// accruals are followed.
+    position: Option<i64>,
 }
 
 /// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
@@ -154,45 +168,71 @@ struct RunsKey {
     openings: i64,
 }
 
-/// The current registry version and the runs' key, in one query.
-fn state_key(tx: &mut dyn Sql) -> Result<(Option<i64>, RunsKey)> {
+/// What a look-up reads first: the current registry version, the runs' key, the journals'
+/// mark (count, last id) and, on PostgreSQL, the accrual position (the newest `ingest_log`
+/// seq).
+#[derive(Clone, Copy)]
+struct State {
+    version: Option<i64>,
+    runs: RunsKey,
+    journals: (i64, i64),
+    position: Option<i64>,
+}
+
+/// The state, in one query (one round trip on PostgreSQL).
+fn state_key(tx: &mut dyn Sql) -> Result<State> {
+    let position = tx.accrual_generation_sql().unwrap_or("NULL");
     let rows = tx.query(
-        "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), COUNT(posted_at), COUNT(cancelled_at) FROM settlement_runs",
+        &format!(
+            "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), \
+             COUNT(posted_at), COUNT(cancelled_at), \
+             (SELECT COUNT(*) FROM opening_imports WHERE status = 'confirmed'), \
+             (SELECT COUNT(*) FROM journals), (SELECT MAX(journal_id) FROM journals), \
+             {position} FROM settlement_runs"
+        ),
         &[],
     )?;
     let r = rows
         .first()
         .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
-    let openings = crate::opening::confirmed_count(tx)?;
-    Ok((
-        r[0].opt_int()?,
-        RunsKey {
+    Ok(State {
+        version: r[0].opt_int()?,
+        runs: RunsKey {
             runs: r[1].int()?,
             last_run: r[2].opt_int()?.unwrap_or(0),
             posted: r[3].int()?,
             cancelled: r[4].int()?,
-            openings,
+            openings: r[5].int()?,
         },
-    ))
+        journals: (r[6].int()?, r[7].opt_int()?.unwrap_or(0)),
+        position: r[8].opt_int()?,
+    })
 }
 
-/// The current registry version and the runs' key: read, or the batch's.
-fn state_of<S: Source + ?Sized>(
-    store: &mut S,
-    cache: &PendingCache,
-) -> Result<(Option<i64>, RunsKey)> {
+/// The state: read, or the batch's. A state read here is also kept for the look-up's
+/// [`follow_accruals`], which takes its accrual position once.
+fn state_of<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) -> Result<State> {
     match cache.batch {
         Some(state) => Ok(state),
-        None => in_tx(store, state_key),
+        None => {
+            let state = in_tx(store, state_key)?;
+            cache.position = state.position;
+            Ok(state)
+        }
     }
 }
 
-/// The current registry version, its registry (cached) and the runs' key.
+/// The current registry version, its registry (cached), the runs' key and the journals' mark.
 fn cached_state<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
-) -> Result<(i64, Arc<Registry>, RunsKey)> {
-    let (version, runs) = state_of(store, cache)?;
+) -> Result<(i64, Arc<Registry>, RunsKey, (i64, i64))> {
+    let State {
+        version,
+        runs,
+        journals,
+        ..
+    } = state_of(store, cache)?;
     let version = version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
@@ -204,7 +244,7 @@ fn cached_state<S: Source + ?Sized>(
             r
         }
     };
-    Ok((version, registry, runs))
+    Ok((version, registry, runs, journals))
 }
 
 /// What posted runs and confirmed opening balances paid each beneficiary, per programme;
@@ -252,7 +292,8 @@ fn follow_accruals<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) 
         // Followed when the batch began, after each of its look-ups did.
         return Ok(());
     }
-    let changes = store.accrual_changes(cache.accruals.mark)?;
+    // The position read with this look-up's state, once: a later follow reads its own.
+    let changes = store.accrual_changes_at(cache.accruals.mark, cache.position.take())?;
     if cache.accruals.apply(changes, &mut cache.dirty)? {
         cache.years.clear();
         cache.dirty.clear();
@@ -338,7 +379,7 @@ pub fn entitlements_to_date<S: Source + ?Sized>(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<HashMap<(String, String), Fen>> {
-    let (current_version, _, runs) = cached_state(store, cache)?;
+    let (current_version, _, runs, _) = cached_state(store, cache)?;
     let (y, opening) = maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let mut out: HashMap<(String, String), Fen> = y
         .entitled_all()
@@ -359,7 +400,7 @@ pub fn entitlements_recomputed(
     store: &mut dyn Store,
     year: i32,
 ) -> Result<HashMap<(String, String), Fen>> {
-    let current_version = in_tx(store, state_key)?.0.ok_or_else(|| {
+    let current_version = in_tx(store, state_key)?.version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
     let last = Period { year, month: 12 };
@@ -453,7 +494,14 @@ fn paid_out_all<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
     runs: RunsKey,
+    journals: (i64, i64),
 ) -> Result<Arc<PaidOutAll>> {
+    // Unchanged since the look-up's state was read: no second read.
+    if let Some((k, v)) = &cache.paid_out
+        && *k == (runs, journals)
+    {
+        return Ok(v.clone());
+    }
     let (mark, lines, payments, opening) = in_tx(store, |tx| {
         let mark = rows::journals_mark(tx)?;
         if let Some((k, _)) = &cache.paid_out
@@ -551,14 +599,14 @@ pub fn balance<S: Source + ?Sized>(
     beneficiary: &str,
     year: i32,
 ) -> Result<Vec<Balance>> {
-    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let (current_version, registry, runs, journals) = cached_state(store, cache)?;
     if registry.beneficiary(beneficiary).is_none() {
         return Err(SettleError::NotFound(format!(
             "beneficiary {beneficiary:?} is not in the current registry"
         )));
     }
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
-    let paid_out = paid_out_all(store, cache, runs)?;
+    let paid_out = paid_out_all(store, cache, runs, journals)?;
     // This beneficiary's figures only: while no shared limit can bind, they depend on its
     // own changed lines alone, and the others wait for the balance thread's next slice.
     let (entitled, opening) = maintained_year(
@@ -616,7 +664,7 @@ pub fn monthly_settled<S: Source + ?Sized>(
     beneficiary: &str,
     year: i32,
 ) -> Result<BTreeMap<String, [Fen; 12]>> {
-    let runs = state_of(store, cache)?.1;
+    let runs = state_of(store, cache)?.runs;
     let posted = posted(store, cache, runs)?;
     let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
     for (programme, periods) in posted.by_beneficiary.get(beneficiary).into_iter().flatten() {
@@ -827,9 +875,9 @@ pub fn programme_overview<S: Source + ?Sized>(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
-    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let (current_version, registry, runs, journals) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
-    let paid_out = paid_out_all(store, cache, runs)?;
+    let paid_out = paid_out_all(store, cache, runs, journals)?;
     let (_, opening) = maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let maintained = &cache.years[&year];
     let key = (maintained.generation(), current_version, runs);
@@ -994,7 +1042,7 @@ pub fn cap_positions<S: Source + ?Sized>(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<(Arc<Registry>, Vec<CapPosition>)> {
-    let (current_version, registry, runs) = cached_state(store, cache)?;
+    let (current_version, registry, runs, _) = cached_state(store, cache)?;
     let posted = posted(store, cache, runs)?;
     let (maintained, opening) =
         maintained_year(store, cache, year, current_version, runs, Scope::All)?;
@@ -1111,16 +1159,31 @@ impl ReaderSource {
     /// The changes since `since` from the writer's log alone, or `None` when it cannot serve
     /// them. On PostgreSQL the newest entry the database shows may be this server's own
     /// commit, not noted yet: the feed waits for its note; another server's stays missing.
-    fn logged_since(&mut self, since: AccrualMark) -> Result<Option<AccrualChanges>> {
-        let current = self.reader.reader()?.accrual_position()?;
+    fn logged_since(
+        &mut self,
+        since: AccrualMark,
+        position: Option<i64>,
+    ) -> Result<Option<AccrualChanges>> {
+        let current = match position {
+            Some(position) => Some(position),
+            None => self.reader.reader()?.accrual_position()?,
+        };
         Ok(self.feed.since(since, current)?)
     }
 }
 
 impl Source for ReaderSource {
     fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
+        self.accrual_changes_at(since, None)
+    }
+
+    fn accrual_changes_at(
+        &mut self,
+        since: Option<AccrualMark>,
+        position: Option<i64>,
+    ) -> Result<AccrualChanges> {
         if let Some(since) = since
-            && let Some(changes) = self.logged_since(since)?
+            && let Some(changes) = self.logged_since(since, position)?
         {
             return Ok(changes);
         }
@@ -1169,7 +1232,7 @@ impl BalanceReader {
         // the next look-up, so that no reader asks the writer for one while nobody looks up.
         let waiting = self.waiting();
         if !(catch_up && waiting) || self.followed.elapsed() >= FOLLOW_EVERY {
-            if let Some(changes) = self.source.logged_since(mark)? {
+            if let Some(changes) = self.source.logged_since(mark, None)? {
                 // Deltas, never every total: nothing to rebuild.
                 self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
             }
@@ -1240,6 +1303,7 @@ impl BalanceReader {
     pub fn begin_batch(&mut self) -> Result<()> {
         self.cache.batch = None;
         let state = in_tx(&mut self.source, state_key)?;
+        self.cache.position = state.position;
         follow_accruals(&mut self.source, &mut self.cache)?;
         self.cache.batch = Some(state);
         Ok(())

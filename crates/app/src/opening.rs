@@ -16,10 +16,10 @@ use suanli_domain::ledger::opening_journal;
 use suanli_domain::money::Fen;
 use suanli_domain::registry::Payee;
 use suanli_domain::settlement::Prior;
+use suanli_store::Store;
 use suanli_store::ledger::{self as runs};
 use suanli_store::opening::{self as rows, OpeningImportRow, OpeningLineRow};
 use suanli_store::sql::Sql;
-use suanli_store::{Store, StoreError};
 
 use crate::audit::Actor;
 use crate::registry::current_registry;
@@ -355,16 +355,4 @@ pub(crate) fn opening_paid(tx: &mut dyn Sql) -> Result<BTreeMap<(String, String)
         *slot = slot.plus(Fen(l.amount_fen));
     }
     Ok(out)
-}
-
-/// How many imports are confirmed: a balance cache key part.
-pub(crate) fn confirmed_count(tx: &mut dyn Sql) -> Result<i64> {
-    let rows = tx.query(
-        "SELECT COUNT(*) FROM opening_imports WHERE status = 'confirmed'",
-        &[],
-    )?;
-    rows.first()
-        .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no count row".into())))?[0]
-        .int()
-        .map_err(SettleError::Store)
 }
