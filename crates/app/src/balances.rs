@@ -137,7 +137,7 @@ pub struct PendingCache {
 }
 
 /// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
-type PaidOutKey = (RunsKey, (i64, i64));
+type PaidOutKey = (RunsKey, JournalsMark);
 
 /// Confirmed opening balances per (beneficiary, programme).
 type Opening = Arc<BTreeMap<(String, String), Fen>>;
@@ -175,9 +175,12 @@ struct RunsKey {
 struct State {
     version: Option<i64>,
     runs: RunsKey,
-    journals: (i64, i64),
+    journals: JournalsMark,
     position: Option<i64>,
 }
+
+/// The journals' count and last id: journals are only ever added.
+type JournalsMark = (i64, i64);
 
 /// The state, in one query (one round trip on PostgreSQL).
 fn state_key(tx: &mut dyn Sql) -> Result<State> {
@@ -226,7 +229,7 @@ fn state_of<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) -> Resu
 fn cached_state<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
-) -> Result<(i64, Arc<Registry>, RunsKey, (i64, i64))> {
+) -> Result<(i64, Arc<Registry>, RunsKey, JournalsMark)> {
     let State {
         version,
         runs,
@@ -494,7 +497,7 @@ fn paid_out_all<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
     runs: RunsKey,
-    journals: (i64, i64),
+    journals: JournalsMark,
 ) -> Result<Arc<PaidOutAll>> {
     // Unchanged since the look-up's state was read: no second read.
     if let Some((k, v)) = &cache.paid_out
