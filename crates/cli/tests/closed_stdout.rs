@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Output, Stdio};
 
-use support::cli::{HEADER, Server, run_id, sqlite_db};
+use support::cli::{HEADER, Server, may_record, run_id, sqlite_db, wide_registry};
 use support::{bin, root};
 
 /// Runs `command` with its standard output a pipe whose reading end is closed at once.
@@ -63,34 +63,11 @@ fn a_long_listing_ends_quietly_on_a_closed_stdout() {
     let admin = s.token(&["--role", "admin"]);
     let finance = s.token(&["--role", "finance"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
-    let mut registry = String::from(
-        r#"
-[[programme]]
-id = "wide-2025"
-funder = "district"
-year = 2025
-beneficiary_kinds = ["enterprise"]
-payee = "beneficiary"
-rates = [ { category = "compute", ratio = "0.50" } ]
-[[provider]]
-id = "dc-a"
-[[sku]]
-id = "gpu"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-"#,
-    );
+    let ids: Vec<String> = (0..BENEFICIARIES).map(|i| format!("ent-{i:05}")).collect();
+    let registry = wide_registry("wide-2025", "", &ids);
     let mut usage = String::from(HEADER);
-    for i in 0..BENEFICIARIES {
-        let id = format!("ent-{i:05}");
-        registry.push_str(&format!(
-            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"wide-2025\"\n"
-        ));
-        usage.push_str(&format!(
-            "dc-a,r{i},{id},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,10.00\n"
-        ));
+    for (i, id) in (0..).zip(&ids) {
+        usage.push_str(&may_record(i, id, 1_000));
     }
     let registry = s.file("wide.toml", &registry);
     s.ok(&admin, &["registry", "import", "--file", &registry]);

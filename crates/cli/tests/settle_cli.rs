@@ -5,7 +5,9 @@
 mod support;
 
 use suanli_testkit::TestDb as Db;
-use support::cli::{HEADER, POOLED_REGISTRY, Server, pg_db, run_id, sqlite_db};
+use support::cli::{
+    HEADER, POOLED_REGISTRY, Server, may_record, pg_db, run_id, sqlite_db, wide_registry,
+};
 use support::{bin, root};
 
 /// The statement rows of one programme from a CSV text, without the header.
@@ -773,42 +775,18 @@ fn a_run_larger_than_a_message(db: Db) {
     let f1 = s.token(&["--role", "finance"]);
     let f2 = s.token(&["--role", "finance"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
-    let mut registry = String::from(
-        r#"
-[[programme]]
-id = "wide-2025"
-funder = "district"
-year = 2025
-beneficiary_cap = "300.00"
-beneficiary_kinds = ["enterprise"]
-payee = "beneficiary"
-rates = [ { category = "compute", ratio = "0.50" } ]
-[[provider]]
-id = "dc-a"
-[[sku]]
-id = "gpu"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-"#,
-    );
+    let ids: Vec<String> = (0..LARGE_RUN_BENEFICIARIES)
+        .map(|i| format!("ent-{i:05}"))
+        .collect();
+    let registry = wide_registry("wide-2025", "beneficiary_cap = \"300.00\"\n", &ids);
     let mut usage = String::from(HEADER);
     // Per beneficiary, in line order (beneficiary id order): base, subsidy, cut.
     let mut expected: Vec<(String, i64, i64, bool)> = Vec::new();
     let mut rng = support::Rng(0x5eed_1a26e);
-    for i in 0..LARGE_RUN_BENEFICIARIES {
-        let id = format!("ent-{i:05}");
-        registry.push_str(&format!(
-            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"wide-2025\"\n"
-        ));
+    for (i, id) in (0..).zip(ids) {
         // 0.01 to 1,000.00 CNY: half of it rounds half up, and the cap of 300.00 cuts some.
         let base = 1 + rng.below(100_000) as i64;
-        usage.push_str(&format!(
-            "dc-a,r{i},{id},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,{}.{:02}\n",
-            base / 100,
-            base % 100
-        ));
+        usage.push_str(&may_record(i, &id, base));
         let demand = (base + 1) / 2;
         expected.push((id, base, demand.min(30_000), demand > 30_000));
     }
@@ -948,40 +926,17 @@ fn a_ledger_larger_than_a_message(db: Db) {
     let f1 = s.token(&["--role", "finance"]);
     let f2 = s.token(&["--role", "finance"]);
     let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
-    let mut registry = String::from(
-        r#"
-[[programme]]
-id = "ledger-2025"
-funder = "district"
-year = 2025
-beneficiary_kinds = ["enterprise"]
-payee = "beneficiary"
-rates = [ { category = "compute", ratio = "0.50" } ]
-[[provider]]
-id = "dc-a"
-[[sku]]
-id = "gpu"
-provider = "dc-a"
-category = "compute"
-chip_origin = "domestic"
-unit = "gpu_hour"
-"#,
-    );
+    let ids: Vec<String> = (0..LARGE_LEDGER_BENEFICIARIES)
+        .map(|i| format!("enterprise-of-the-large-ledger-{i:05}"))
+        .collect();
+    let registry = wide_registry("ledger-2025", "", &ids);
     let mut usage = String::from(HEADER);
     // Per beneficiary, in id order: what the run credits its payable.
     let mut owed: Vec<(String, i64)> = Vec::new();
     let mut rng = support::Rng(0x1ed9_e125);
-    for i in 0..LARGE_LEDGER_BENEFICIARIES {
-        let id = format!("enterprise-of-the-large-ledger-{i:05}");
-        registry.push_str(&format!(
-            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"ledger-2025\"\n"
-        ));
+    for (i, id) in (0..).zip(ids) {
         let base = 1 + rng.below(100_000) as i64;
-        usage.push_str(&format!(
-            "dc-a,r{i},{id},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,{}.{:02}\n",
-            base / 100,
-            base % 100
-        ));
+        usage.push_str(&may_record(i, &id, base));
         owed.push((id, (base + 1) / 2));
     }
     let total: i64 = owed.iter().map(|o| o.1).sum();

@@ -45,6 +45,47 @@ beneficiary = "e3"
 programme = "pooled-2025"
 "#;
 
+/// A registry of one district programme `programme` of 2025 (compute at 50 %, paid to the
+/// beneficiary, with `more` of its lines, such as a cap), provider dc-a with its SKU gpu, and
+/// `beneficiaries`, each granted the programme: for runs of many lines.
+pub fn wide_registry(programme: &str, more: &str, beneficiaries: &[String]) -> String {
+    let mut registry = format!(
+        r#"
+[[programme]]
+id = "{programme}"
+funder = "district"
+year = 2025
+{more}beneficiary_kinds = ["enterprise"]
+payee = "beneficiary"
+rates = [ {{ category = "compute", ratio = "0.50" }} ]
+[[provider]]
+id = "dc-a"
+[[sku]]
+id = "gpu"
+provider = "dc-a"
+category = "compute"
+chip_origin = "domestic"
+unit = "gpu_hour"
+"#
+    );
+    for id in beneficiaries {
+        registry.push_str(&format!(
+            "[[beneficiary]]\nid = \"{id}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{id}\"\nprogramme = \"{programme}\"\n"
+        ));
+    }
+    registry
+}
+
+/// A usage line (after [`HEADER`]): record `r{i}` of dc-a's gpu for `beneficiary` on 1 May 2025,
+/// of `fen`.
+pub fn may_record(i: u64, beneficiary: &str, fen: i64) -> String {
+    format!(
+        "dc-a,r{i},{beneficiary},gpu,2025-05-01T00:00:00+08:00,2025-05-02T00:00:00+08:00,1,{}.{:02}\n",
+        fen / 100,
+        fen % 100
+    )
+}
+
 pub fn sqlite_db() -> Option<Db> {
     Some(suanli_testkit::sqlite("cli"))
 }
