@@ -197,6 +197,68 @@ async fn load_registry_text(
         .into_inner()
 }
 
+/// A month of one March record for each of `beneficiaries` (granted "nat" in [`REGISTRY`]),
+/// loaded and ingested under the default limits (the registry may pass the small one); then
+/// the server restarted with `message_bytes_max`.
+async fn wide_month(
+    db: &Db,
+    running: Running,
+    beneficiaries: &[String],
+    message_bytes_max: usize,
+) -> Running {
+    let mut registry = REGISTRY.to_owned();
+    for b in beneficiaries {
+        registry.push_str(&format!(
+            "[[beneficiary]]\nid = \"{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{b}\"\nprogramme = \"nat\"\n"
+        ));
+    }
+    load_registry_text(&running, &db.tokens["admin"], &registry).await;
+    let mut client = metering(&running, &db.tokens["dc-a"]).await;
+    let records: Vec<pb::UsageRecord> = (0..)
+        .zip(beneficiaries)
+        .map(|(i, b)| {
+            rec(
+                "dc-a",
+                &format!("w{i}"),
+                b,
+                "a-mod",
+                "2025-03-01T00:00:00+08:00",
+                "2025-03-01T01:00:00+08:00",
+                "1",
+                100 + i,
+            )
+        })
+        .collect();
+    for (n, batch) in records.chunks(500).enumerate() {
+        let r = client
+            .ingest(pb::IngestRequest {
+                batch_id: n.to_string(),
+                records: batch.to_vec(),
+            })
+            .await
+            .expect("batch ingests")
+            .into_inner();
+        assert!(
+            outcomes(&r).iter().all(|o| *o == pb::Outcome::Accepted),
+            "{:?}",
+            r.problems
+        );
+    }
+    running.stop().await.unwrap();
+    suanli_server::serve::start(ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: db.url.clone(),
+        http_addr: None,
+        limits: suanli_server::config::Limits {
+            message_bytes_max,
+            ..Default::default()
+        },
+        ..ServeConfig::default()
+    })
+    .await
+    .expect("server starts")
+}
+
 fn ts(text: &str) -> Option<prost_types::Timestamp> {
     let t = chrono::DateTime::parse_from_rfc3339(text).expect("time");
     Some(prost_types::Timestamp {
@@ -296,57 +358,8 @@ fn a_run_larger_than_a_message_in_pages(db: Db) {
     rt.block_on(async {
         // The registry (over 64 KiB) and the usage go in under the default limit; the server is
         // then restarted with the small one.
-        let running = start(&db.url).await;
-        let mut registry = REGISTRY.to_owned();
-        for i in 0..BENEFICIARIES {
-            registry.push_str(&format!(
-                "[[beneficiary]]\nid = \"wide-{i:05}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"wide-{i:05}\"\nprogramme = \"nat\"\n"
-            ));
-        }
-        load_registry_text(&running, &db.tokens["admin"], &registry).await;
-        let mut client = metering(&running, &db.tokens["dc-a"]).await;
-        let records: Vec<pb::UsageRecord> = (0..BENEFICIARIES)
-            .map(|i| {
-                rec(
-                    "dc-a",
-                    &format!("w{i}"),
-                    &format!("wide-{i:05}"),
-                    "a-mod",
-                    "2025-03-01T00:00:00+08:00",
-                    "2025-03-01T01:00:00+08:00",
-                    "1",
-                    100 + i as i64,
-                )
-            })
-            .collect();
-        for (n, batch) in records.chunks(300).enumerate() {
-            let r = client
-                .ingest(pb::IngestRequest {
-                    batch_id: n.to_string(),
-                    records: batch.to_vec(),
-                })
-                .await
-                .expect("batch ingests")
-                .into_inner();
-            assert!(
-                outcomes(&r).iter().all(|o| *o == pb::Outcome::Accepted),
-                "{:?}",
-                r.problems
-            );
-        }
-        running.stop().await.unwrap();
-        let running = suanli_server::serve::start(ServeConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url.clone(),
-            http_addr: None,
-            limits: suanli_server::config::Limits {
-                message_bytes_max: MESSAGE_BYTES_MAX,
-                ..Default::default()
-            },
-            ..ServeConfig::default()
-        })
-        .await
-        .expect("server starts");
+        let wide: Vec<String> = (0..BENEFICIARIES).map(|i| format!("wide-{i:05}")).collect();
+        let running = wide_month(&db, start(&db.url).await, &wide, MESSAGE_BYTES_MAX).await;
         let mut finance = pb::settlement_service_client::SettlementServiceClient::with_interceptor(
             channel(&running).await,
             bearer(&db.tokens["finance"]),
@@ -442,59 +455,9 @@ fn a_ledger_larger_than_a_message_in_pages(db: Db) {
     const MESSAGE_BYTES_MAX: usize = 64 * 1024;
     let rt = runtime();
     rt.block_on(async {
-        let running = start(&db.url).await;
         let id = |i: usize| format!("beneficiary-with-a-long-id-{i:05}");
-        let mut registry = REGISTRY.to_owned();
-        for i in 0..BENEFICIARIES {
-            let b = id(i);
-            registry.push_str(&format!(
-                "[[beneficiary]]\nid = \"{b}\"\nkind = \"enterprise\"\n[[grant]]\nbeneficiary = \"{b}\"\nprogramme = \"nat\"\n"
-            ));
-        }
-        load_registry_text(&running, &db.tokens["admin"], &registry).await;
-        let mut client = metering(&running, &db.tokens["dc-a"]).await;
-        let records: Vec<pb::UsageRecord> = (0..BENEFICIARIES)
-            .map(|i| {
-                rec(
-                    "dc-a",
-                    &format!("w{i}"),
-                    &id(i),
-                    "a-mod",
-                    "2025-03-01T00:00:00+08:00",
-                    "2025-03-01T01:00:00+08:00",
-                    "1",
-                    100 + i as i64,
-                )
-            })
-            .collect();
-        for (n, batch) in records.chunks(500).enumerate() {
-            let r = client
-                .ingest(pb::IngestRequest {
-                    batch_id: n.to_string(),
-                    records: batch.to_vec(),
-                })
-                .await
-                .expect("batch ingests")
-                .into_inner();
-            assert!(
-                outcomes(&r).iter().all(|o| *o == pb::Outcome::Accepted),
-                "{:?}",
-                r.problems
-            );
-        }
-        running.stop().await.unwrap();
-        let running = suanli_server::serve::start(ServeConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.url.clone(),
-            http_addr: None,
-            limits: suanli_server::config::Limits {
-                message_bytes_max: MESSAGE_BYTES_MAX,
-                ..Default::default()
-            },
-            ..ServeConfig::default()
-        })
-        .await
-        .expect("server starts");
+        let ids: Vec<String> = (0..BENEFICIARIES).map(id).collect();
+        let running = wide_month(&db, start(&db.url).await, &ids, MESSAGE_BYTES_MAX).await;
         let settlement = |token: &str| {
             let token = db.tokens[token].clone();
             let running = &running;
