@@ -111,6 +111,8 @@ pub const REGISTRY_LOAD_DEADLINE: Duration = Duration::from_secs(600);
 /// for as long as they are open, every other call against `limits.credential_calls_max`.
 /// A unit test checks the list against the streaming methods of the proto files.
 pub const STREAMING_METHODS: &[&str] = &[
+    "/suanli.v1.LedgerService/ListJournalPages",
+    "/suanli.v1.LedgerService/ListTrialBalance",
     "/suanli.v1.MeteringService/IngestStream",
     "/suanli.v1.RegistryService/LoadRegistryStream",
     "/suanli.v1.RegistryService/PatchRegistry",
