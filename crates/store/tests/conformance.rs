@@ -1782,6 +1782,7 @@ fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
                         through,
                         kind: kind.to_owned(),
                         account_prefix: prefix.to_owned(),
+                        ..Default::default()
                     };
                     let expected: Vec<_> = all
                         .iter()

@@ -597,7 +597,7 @@ fn access(
 }
 
 /// Runs `f` in a read transaction beside the writer, with the current registry.
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     console: &Console,
     f: impl FnOnce(&mut dyn suanli_store::sql::Sql, &Registry) -> suanli_store::Result<T>
     + Send
@@ -626,7 +626,7 @@ async fn read<T: Send + 'static>(
         .map_err(|e| settle_error(e, "list"))
 }
 
-fn time_bound(day: &str) -> String {
+pub(super) fn time_bound(day: &str) -> String {
     // The first instant of the Shanghai day, as the audit log stores instants (UTC, millis).
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .ok()
@@ -639,7 +639,7 @@ fn time_bound(day: &str) -> String {
         .unwrap_or_default()
 }
 
-fn next_day(day: &str) -> String {
+pub(super) fn next_day(day: &str) -> String {
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.succ_opt())
@@ -1213,7 +1213,7 @@ impl ListPage<'_> {
     }
 }
 
-fn format_count(n: u64) -> String {
+pub(super) fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
