@@ -533,7 +533,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("audit.journal", "记账凭证", "Journal"),
     ("audit.shown", "显示", "Showing"),
     ("audit.journals", "共 {n} 张凭证", "{n} journals"),
-    ("audit.journals_more", "超过 {n} 张凭证", "More than {n} journals"),
+    (
+        "audit.journals_more",
+        "超过 {n} 张凭证",
+        "More than {n} journals",
+    ),
     ("audit.accounts", "共 {n} 个科目", "{n} accounts"),
     (
         "audit.entries_cut",

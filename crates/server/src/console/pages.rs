@@ -16,8 +16,8 @@ use suanli_store::ledger::{JournalShown, RunLineRow, RunRow};
 
 use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
 use super::format::{shanghai, url_encode};
-use super::lists::{format_count, next_day, read, time_bound};
 use super::i18n::{Lang, lookup, t};
+use super::lists::{format_count, next_day, read, time_bound};
 use super::view::{Markup, View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -1422,7 +1422,10 @@ impl AuditPage<'_> {
         (shown.entries > listed as i64).then(|| {
             tr(self.ctx, "audit.entries_cut")
                 .replace("{shown}", &format_count(listed as u64))
-                .replace("{n}", &format_count(u64::try_from(shown.entries).unwrap_or(0)))
+                .replace(
+                    "{n}",
+                    &format_count(u64::try_from(shown.entries).unwrap_or(0)),
+                )
         })
     }
 
@@ -1496,21 +1499,24 @@ pub async fn audit(
         &mut refused,
         day_field(query, "to").map(|d| d.map(str::to_owned)),
     );
-    let run = kept(&mut refused, match query.optional("run") {
-        None => Ok(None),
-        Some(r) => r
-            .parse::<i64>()
-            .ok()
-            .filter(|r| *r > 0)
-            .map(|r| Some(r.to_string()))
-            .ok_or_else(|| {
-                ConsoleError::field(
-                    "run",
-                    Code::RunNotANumber,
-                    format!("{r:?} is not a run number"),
-                )
-            }),
-    });
+    let run = kept(
+        &mut refused,
+        match query.optional("run") {
+            None => Ok(None),
+            Some(r) => r
+                .parse::<i64>()
+                .ok()
+                .filter(|r| *r > 0)
+                .map(|r| Some(r.to_string()))
+                .ok_or_else(|| {
+                    ConsoleError::field(
+                        "run",
+                        Code::RunNotANumber,
+                        format!("{r:?} is not a run number"),
+                    )
+                }),
+        },
+    );
     let journals_page = kept(&mut refused, page_field(query, "page")).unwrap_or(1);
     let accounts_page = kept(&mut refused, page_field(query, "accounts_page")).unwrap_or(1);
 
