@@ -597,7 +597,7 @@ fn access(
 }
 
 /// Runs `f` in a read transaction beside the writer, with the current registry.
-pub(super) async fn read<T: Send + 'static>(
+async fn read<T: Send + 'static>(
     console: &Console,
     f: impl FnOnce(&mut dyn suanli_store::sql::Sql, &Registry) -> suanli_store::Result<T>
     + Send
@@ -606,24 +606,43 @@ pub(super) async fn read<T: Send + 'static>(
     console
         .balances(move |r| {
             let registry = r.registry()?;
-            r.read(|t| {
-                let mut f = Some(f);
-                let mut out = None;
-                t.transact(&mut |tx| {
-                    if let Some(f) = f.take() {
-                        out = Some(f(tx, &registry)?);
-                    }
-                    Ok(())
-                })?;
-                out.ok_or_else(|| {
-                    SettleError::Store(suanli_store::StoreError::Corrupt(
-                        "the list's read did not run".into(),
-                    ))
-                })
-            })
+            in_read(r, move |tx| f(tx, &registry))
         })
         .await?
         .map_err(|e| settle_error(e, "list"))
+}
+
+/// Runs `f` in a read transaction beside the writer (no registry needed: a ledger's pages).
+pub(super) async fn read_ledger<T: Send + 'static>(
+    console: &Console,
+    f: impl FnOnce(&mut dyn suanli_store::sql::Sql) -> suanli_store::Result<T> + Send + 'static,
+) -> Result<T, ConsoleError> {
+    console
+        .balances(move |r| in_read(r, f))
+        .await?
+        .map_err(|e| settle_error(e, "journal"))
+}
+
+/// `f` in a read transaction of the balance reader's connection.
+fn in_read<T>(
+    r: &mut suanli_app::balances::BalanceReader,
+    f: impl FnOnce(&mut dyn suanli_store::sql::Sql) -> suanli_store::Result<T>,
+) -> Result<T, SettleError> {
+    r.read(|t| {
+        let mut f = Some(f);
+        let mut out = None;
+        t.transact(&mut |tx| {
+            if let Some(f) = f.take() {
+                out = Some(f(tx)?);
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| {
+            SettleError::Store(suanli_store::StoreError::Corrupt(
+                "the list's read did not run".into(),
+            ))
+        })
+    })
 }
 
 pub(super) fn time_bound(day: &str) -> String {

@@ -17,7 +17,7 @@ use suanli_store::ledger::{JournalShown, RunLineRow, RunRow};
 use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
 use super::format::{shanghai, url_encode};
 use super::i18n::{Lang, lookup, t};
-use super::lists::{format_count, next_day, read, time_bound};
+use super::lists::{format_count, next_day, read_ledger, time_bound};
 use super::view::{Markup, View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -1563,7 +1563,7 @@ pub async fn audit(
     let accounts_offset = (accounts_page - 1).saturating_mul(ACCOUNTS_PER_PAGE);
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let (journals_offset, accounts_offset) = (int(journals_offset), int(accounts_offset));
-    let read = read(console, move |tx, _| {
+    let read = read_ledger(console, move |tx| {
         use suanli_store::ledger as rows;
         let selected = rows::journals_counted(tx, &filter, int(JOURNALS_COUNTED_MAX))?;
         let journals = rows::journals_newest(
