@@ -319,9 +319,9 @@ fn check_ledger(f: &Fixture) {
     // The posted run is offered for re-derive.
     assert!(part(&first, "id=\"posted-runs\"", "</table>").contains("/audit/runs/1/rederive"));
 
-    // A page past the end, or not a number, is refused beside its pager.
+    // A page past the end (HTTP 404), or not a number (HTTP 400), is refused beside its pager.
     let beyond = auditor.get("/audit?page=99");
-    assert_eq!(beyond.status, 400, "{}", beyond.body);
+    assert_eq!(beyond.status, 404, "{}", beyond.body);
     assert_eq!(beyond.error_field().as_deref(), Some("page"));
     let bad = auditor.get("/audit?accounts_page=x");
     assert_eq!(bad.status, 400, "{}", bad.body);

@@ -1629,10 +1629,10 @@ pub async fn audit(
         read.rows.len(),
         |p| href(journals_page, p),
     );
-    let status = if refused.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+    let status = match &refused {
+        Some(e) if e.code == Code::PageBeyondEnd => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
     };
     let mut posted = read.posted;
     let posted_more = posted.len() as i64 > POSTED_RUNS_SHOWN;
