@@ -179,7 +179,7 @@ fn cny(fen: i64) -> String {
     let digits = (fen / 100).to_string();
     let mut yuan = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             yuan.push(',');
         }
         yuan.push(c);

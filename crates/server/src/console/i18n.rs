@@ -541,8 +541,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("audit.accounts", "共 {n} 个科目", "{n} accounts"),
     (
         "audit.entries_cut",
-        "仅显示前 {shown} 条分录，共 {n} 条；可按科目筛选",
-        "First {shown} of {n} entries shown; filter by account to narrow",
+        "仅显示前 {shown} 条分录，共 {n} 条",
+        "First {shown} of {n} entries shown",
     ),
     (
         "audit.all_posted",

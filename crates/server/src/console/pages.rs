@@ -1,7 +1,7 @@
 //! The console's pages: sign-in, errors, and the enterprise, provider, finance and auditor
 //! views. Each page reads through the settlement use cases (`settle.rs`) on the writer thread
-//! and fills a template (`crates/server/templates/`); actions call the same use cases as the
-//! gRPC services.
+//! (the audit page reads its ledger a page at a time beside it) and fills a template
+//! (`crates/server/templates/`); actions call the same use cases as the gRPC services.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -1521,7 +1521,7 @@ pub async fn audit(
     let accounts_page = kept(&mut refused, page_field(query, "accounts_page")).unwrap_or(1);
 
     // The links keep the filters that were valid, and the other table's page.
-    let mut kept: Vec<String> = Vec::new();
+    let mut filters: Vec<String> = Vec::new();
     for (name, value) in [
         ("account", Some(account.as_str())),
         ("from", from.as_deref()),
@@ -1529,11 +1529,11 @@ pub async fn audit(
         ("run", run.as_deref()),
     ] {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            kept.push(format!("{name}={}", url_encode(v)));
+            filters.push(format!("{name}={}", url_encode(v)));
         }
     }
     let href = |journals: u64, accounts: u64| {
-        let mut parts = kept.clone();
+        let mut parts = filters.clone();
         if journals != 1 {
             parts.push(format!("page={journals}"));
         }
