@@ -539,6 +539,7 @@ impl JournalPages {
                 through: rows::journals_mark(tx)?.1,
                 kind: kind.to_owned(),
                 account_prefix: account_prefix.to_owned(),
+                ..Default::default()
             };
             let totals = rows::journal_totals(tx, &filter)?;
             Ok(JournalPages {

@@ -258,6 +258,19 @@ pub fn runs(tx: &mut dyn Sql, programme: Option<&str>) -> Result<Vec<RunRow>> {
     rows.iter().map(|r| run_of(r)).collect()
 }
 
+/// At most `count` runs in `status`, newest first.
+pub fn latest_runs(tx: &mut dyn Sql, status: &str, count: i64) -> Result<Vec<RunRow>> {
+    tx.query(
+        &format!(
+            "SELECT {RUN_COLUMNS} FROM settlement_runs WHERE status = $1 ORDER BY run_id DESC LIMIT $2"
+        ),
+        &[status.into(), count.into()],
+    )?
+    .iter()
+    .map(|r| run_of(r))
+    .collect()
+}
+
 /// A run's lines counted and summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunTotals {
@@ -675,12 +688,17 @@ pub fn trial_balance_totals(tx: &mut dyn Sql, through: i64) -> Result<LedgerTota
 
 /// Which journals a listing holds: those up to `through` (journals are append-only, so a
 /// listing read in pieces is the ledger as it stood when it began), of `kind` unless empty,
-/// with an entry on an account that starts with `account_prefix` unless empty.
+/// with an entry on an account that starts with `account_prefix` unless empty, of `reference`
+/// unless empty, and created at or after `from` and before `before` (instants as stored, UTC
+/// RFC 3339 in milliseconds) unless empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalFilter {
     pub through: i64,
     pub kind: String,
     pub account_prefix: String,
+    pub reference: String,
+    pub from: String,
+    pub before: String,
 }
 
 impl JournalFilter {
@@ -692,6 +710,16 @@ impl JournalFilter {
         if !self.kind.is_empty() {
             sql.push_str(&format!(" AND j.kind = ${}", first + params.len()));
             params.push(self.kind.as_str().into());
+        }
+        for (value, test) in [
+            (&self.reference, "j.reference ="),
+            (&self.from, "j.created_at >="),
+            (&self.before, "j.created_at <"),
+        ] {
+            if !value.is_empty() {
+                sql.push_str(&format!(" AND {test} ${}", first + params.len()));
+                params.push(value.as_str().into());
+            }
         }
         if !self.account_prefix.is_empty() {
             let n = first + params.len();
@@ -729,6 +757,136 @@ pub fn journal_totals(tx: &mut dyn Sql, filter: &JournalFilter) -> Result<Ledger
         debit_fen: e[1].int()?,
         credit_fen: e[2].int()?,
     })
+}
+
+/// How many journals `filter` selects, counted up to `max` + 1: a count above `max` only says
+/// there are more, so a count costs at most that many journals.
+pub fn journals_counted(tx: &mut dyn Sql, filter: &JournalFilter, max: i64) -> Result<i64> {
+    let (condition, mut params) = filter.condition(1);
+    params.push(max.saturating_add(1).into());
+    let rows = tx.query(
+        &format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM journals j WHERE {condition} LIMIT ${}) AS selected",
+            params.len()
+        ),
+        &params,
+    )?;
+    rows.first()
+        .ok_or_else(|| StoreError::Corrupt("no journal count row".into()))?[0]
+        .int()
+}
+
+/// A journal as a page shows it: at most the first entries, and how many it has in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalShown {
+    pub journal: JournalRow,
+    pub entries: i64,
+}
+
+/// The journals of `filter`, newest first, `offset` of them skipped and at most `count` read,
+/// each with at most its first `entries_max` entries: a page reads the journals it shows and
+/// those it skips, and a bounded part of each one's entries, by the primary keys.
+pub fn journals_newest(
+    tx: &mut dyn Sql,
+    filter: &JournalFilter,
+    offset: i64,
+    count: i64,
+    entries_max: i64,
+) -> Result<Vec<JournalShown>> {
+    let (condition, mut params) = filter.condition(1);
+    params.push(count.into());
+    params.push(offset.into());
+    let mut out: Vec<JournalShown> = tx
+        .query(
+            &format!(
+                "SELECT {JOURNAL_HEAD_COLUMNS} FROM journals j WHERE {condition} \
+                 ORDER BY j.journal_id DESC LIMIT ${} OFFSET ${}",
+                params.len() - 1,
+                params.len()
+            ),
+            &params,
+        )?
+        .iter()
+        .map(|r| {
+            Ok(JournalShown {
+                journal: journal_head_of(r)?,
+                entries: 0,
+            })
+        })
+        .collect::<Result<_>>()?;
+    for shown in &mut out {
+        let id = shown.journal.journal_id;
+        shown.journal.entries = tx
+            .query(
+                "SELECT account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 ORDER BY seq LIMIT $2",
+                &[id.into(), entries_max.into()],
+            )?
+            .iter()
+            .map(|r| entry_of(r, 0))
+            .collect::<Result<_>>()?;
+        shown.entries = shown.journal.entries.len() as i64;
+        if shown.entries == entries_max {
+            // Cut short: its entries are numbered from 0, so the last one's seq counts them.
+            let last = tx.query(
+                "SELECT MAX(seq) FROM journal_entries WHERE journal_id = $1",
+                &[id.into()],
+            )?;
+            if let Some(seq) = last.first().map(|r| r[0].opt_int()).transpose()?.flatten() {
+                shown.entries = shown.entries.max(seq + 1);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Accounts of the trial balance by account name, those starting with `prefix` (all when it is
+/// empty), `offset` of them skipped and at most `count` read: Σ debits and Σ credits of each.
+pub fn account_totals_window(
+    tx: &mut dyn Sql,
+    prefix: &str,
+    offset: i64,
+    count: i64,
+) -> Result<Vec<(String, i64, i64)>> {
+    let (condition, mut params) = account_prefix_condition(prefix);
+    params.push(count.into());
+    params.push(offset.into());
+    tx.query(
+        &format!(
+            "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) \
+             FROM journal_entries {condition} GROUP BY account ORDER BY account LIMIT ${} OFFSET ${}",
+            params.len() - 1,
+            params.len()
+        ),
+        &params,
+    )?
+    .iter()
+    .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
+    .collect()
+}
+
+/// How many accounts with entries start with `prefix` (a non-empty one; the trial balance's
+/// totals count them all).
+pub fn accounts_count(tx: &mut dyn Sql, prefix: &str) -> Result<i64> {
+    let (condition, params) = account_prefix_condition(prefix);
+    let rows = tx.query(
+        &format!("SELECT COUNT(DISTINCT account) FROM journal_entries {condition}"),
+        &params,
+    )?;
+    rows.first()
+        .ok_or_else(|| StoreError::Corrupt("no account count row".into()))?[0]
+        .int()
+}
+
+/// `WHERE` an entry's account starts with `prefix` (`$1`), or nothing when it is empty.
+fn account_prefix_condition(prefix: &str) -> (&'static str, Vec<Value>) {
+    if prefix.is_empty() {
+        ("", Vec::new())
+    } else {
+        (
+            "WHERE substr(account, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT)",
+            vec![prefix.into()],
+        )
+    }
 }
 
 /// A journal, or the part of it a page holds.

@@ -1782,6 +1782,7 @@ fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
                         through,
                         kind: kind.to_owned(),
                         account_prefix: prefix.to_owned(),
+                        ..Default::default()
                     };
                     let expected: Vec<_> = all
                         .iter()
@@ -1860,6 +1861,153 @@ fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
                         upto.iter().map(|a| a.2).sum()
                     )
                 );
+                Ok(())
+            })
+            .expect("the ledger reads");
+    });
+}
+
+/// The journal newest first in windows, as the console's audit page reads it: the filters by
+/// reference, creation instants and account prefix select what the journals read at once
+/// select, a long journal gives its first entries and how many it has, the count stops past its
+/// bound, and the accounts of a prefix read in windows are those of the trial balance.
+#[test]
+fn journals_newest_first_and_accounts_in_windows() {
+    use suanli_store::ledger::{self as rows, EntryRow, JournalFilter};
+    on_every_backend(|url| {
+        let mut store = suanli_store::open(url).expect("store opens");
+        let entry = |account: &str, debit_fen: i64, credit_fen: i64| EntryRow {
+            account: account.to_owned(),
+            debit_fen,
+            credit_fen,
+        };
+        let mut run: Vec<EntryRow> = vec![entry("expense:p", 2_800, 0)];
+        run.extend((1..=7).map(|i| entry(&format!("payable:p:b{i}"), 0, 100 * i)));
+        let journals: Vec<(&str, &str, &str, Vec<EntryRow>)> = vec![
+            ("run", "run:1", "2025-06-01T00:00:00.000Z", run),
+            (
+                "payment",
+                "bank-1",
+                "2025-06-01T15:59:59.999Z",
+                vec![entry("payable:p:b2", 200, 0), entry("paid:p:b2", 0, 200)],
+            ),
+            (
+                "opening",
+                "opening:1",
+                "2025-06-01T16:00:00.000Z",
+                Vec::new(),
+            ),
+            (
+                "payment",
+                "bank-2",
+                "2025-06-02T01:00:00.000Z",
+                vec![entry("payable:p:b7", 1, 0), entry("paid:p:b7", 0, 1)],
+            ),
+            (
+                "run",
+                "run:2",
+                "2025-06-03T00:00:00.000Z",
+                vec![entry("expense:p", 5, 0), entry("payable:p:b1", 0, 5)],
+            ),
+        ];
+        store
+            .transaction(&mut |tx| {
+                for (kind, reference, at, entries) in &journals {
+                    rows::insert_journal(tx, kind, reference, "memo", "someone", at, entries)?;
+                }
+                let all = rows::journals(tx, None)?;
+                let filter =
+                    |kind: &str, reference: &str, prefix: &str, from: &str, before: &str| {
+                        JournalFilter {
+                            through: i64::MAX,
+                            kind: kind.to_owned(),
+                            account_prefix: prefix.to_owned(),
+                            reference: reference.to_owned(),
+                            from: from.to_owned(),
+                            before: before.to_owned(),
+                        }
+                    };
+                for f in [
+                    filter("", "", "", "", ""),
+                    filter("run", "run:1", "", "", ""),
+                    filter("run", "run:9", "", "", ""),
+                    filter("", "", "paid:", "", ""),
+                    filter("", "", "payable:p:b1", "", ""),
+                    filter("", "", "", "2025-06-01T16:00:00.000Z", ""),
+                    filter("", "", "", "", "2025-06-01T16:00:00.000Z"),
+                    filter(
+                        "",
+                        "",
+                        "payable:",
+                        "2025-06-01T00:00:00.000Z",
+                        "2025-06-03T00:00:00.000Z",
+                    ),
+                ] {
+                    let expected: Vec<&rows::JournalRow> = all
+                        .iter()
+                        .rev()
+                        .filter(|j| f.kind.is_empty() || j.kind == f.kind)
+                        .filter(|j| f.reference.is_empty() || j.reference == f.reference)
+                        .filter(|j| f.from.is_empty() || j.created_at >= f.from)
+                        .filter(|j| f.before.is_empty() || j.created_at < f.before)
+                        .filter(|j| {
+                            f.account_prefix.is_empty()
+                                || j.entries
+                                    .iter()
+                                    .any(|e| e.account.starts_with(&f.account_prefix))
+                        })
+                        .collect();
+                    let n = expected.len() as i64;
+                    assert_eq!(rows::journals_counted(tx, &f, 10)?, n, "{f:?}");
+                    assert_eq!(rows::journals_counted(tx, &f, 1)?, n.min(2), "{f:?}");
+                    for count in 1..=3 {
+                        let mut read = Vec::new();
+                        loop {
+                            let window =
+                                rows::journals_newest(tx, &f, read.len() as i64, count, 3)?;
+                            assert!(window.len() as i64 <= count);
+                            if window.is_empty() {
+                                break;
+                            }
+                            read.extend(window);
+                        }
+                        assert_eq!(read.len(), expected.len(), "{f:?} in windows of {count}");
+                        for (shown, whole) in read.iter().zip(&expected) {
+                            assert_eq!(shown.entries, whole.entries.len() as i64);
+                            let mut cut = (*whole).clone();
+                            cut.entries.truncate(3);
+                            assert_eq!(shown.journal, cut, "{f:?}");
+                        }
+                    }
+                }
+                let mut sums = std::collections::BTreeMap::<String, (i64, i64)>::new();
+                for e in all.iter().flat_map(|j| &j.entries) {
+                    let s = sums.entry(e.account.clone()).or_default();
+                    s.0 += e.debit_fen;
+                    s.1 += e.credit_fen;
+                }
+                for prefix in ["", "payable:p:", "paid:", "nothing"] {
+                    let want: Vec<(String, i64, i64)> = sums
+                        .iter()
+                        .filter(|(a, _)| a.starts_with(prefix))
+                        .map(|(a, (d, c))| (a.clone(), *d, *c))
+                        .collect();
+                    if !prefix.is_empty() {
+                        assert_eq!(rows::accounts_count(tx, prefix)?, want.len() as i64);
+                    }
+                    for count in 1..=3 {
+                        let mut read = Vec::new();
+                        loop {
+                            let window =
+                                rows::account_totals_window(tx, prefix, read.len() as i64, count)?;
+                            if window.is_empty() {
+                                break;
+                            }
+                            read.extend(window);
+                        }
+                        assert_eq!(read, want, "{prefix:?} in windows of {count}");
+                    }
+                }
                 Ok(())
             })
             .expect("the ledger reads");

@@ -37,13 +37,6 @@ pub fn shanghai_time(text: &str) -> String {
     }
 }
 
-/// The Asia/Shanghai calendar day (YYYY-MM-DD) of an RFC 3339 instant.
-pub fn shanghai_day(text: &str) -> Option<String> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&shanghai()).format("%Y-%m-%d").to_string())
-}
-
 /// Percent-encodes a query value (everything but unreserved ASCII).
 pub fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -105,7 +98,6 @@ mod tests {
             shanghai_time("2025-03-31T16:30:00.123+08:00"),
             "2025-03-31 16:30"
         );
-        assert_eq!(shanghai_day("2025-12-31T16:00:00Z").unwrap(), "2026-01-01");
         assert_eq!(shanghai_time("not a time"), "not a time");
     }
 

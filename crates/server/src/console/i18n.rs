@@ -532,6 +532,23 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("audit.title", "审计", "Audit"),
     ("audit.journal", "记账凭证", "Journal"),
     ("audit.shown", "显示", "Showing"),
+    ("audit.journals", "共 {n} 张凭证", "{n} journals"),
+    (
+        "audit.journals_more",
+        "超过 {n} 张凭证",
+        "More than {n} journals",
+    ),
+    ("audit.accounts", "共 {n} 个科目", "{n} accounts"),
+    (
+        "audit.entries_cut",
+        "仅显示前 {shown} 条分录，共 {n} 条",
+        "First {shown} of {n} entries shown",
+    ),
+    (
+        "audit.all_posted",
+        "更早的已过账批次见结算批次列表",
+        "Earlier posted runs are in the settlement runs list",
+    ),
     ("audit.trial_balance", "试算平衡表", "Trial balance"),
     ("audit.balanced", "借贷平衡", "Balanced"),
     ("audit.unbalanced", "借贷不平衡！", "NOT balanced!"),

@@ -606,27 +606,46 @@ async fn read<T: Send + 'static>(
     console
         .balances(move |r| {
             let registry = r.registry()?;
-            r.read(|t| {
-                let mut f = Some(f);
-                let mut out = None;
-                t.transact(&mut |tx| {
-                    if let Some(f) = f.take() {
-                        out = Some(f(tx, &registry)?);
-                    }
-                    Ok(())
-                })?;
-                out.ok_or_else(|| {
-                    SettleError::Store(suanli_store::StoreError::Corrupt(
-                        "the list's read did not run".into(),
-                    ))
-                })
-            })
+            in_read(r, move |tx| f(tx, &registry))
         })
         .await?
         .map_err(|e| settle_error(e, "list"))
 }
 
-fn time_bound(day: &str) -> String {
+/// Runs `f` in a read transaction beside the writer (no registry needed: a ledger's pages).
+pub(super) async fn read_ledger<T: Send + 'static>(
+    console: &Console,
+    f: impl FnOnce(&mut dyn suanli_store::sql::Sql) -> suanli_store::Result<T> + Send + 'static,
+) -> Result<T, ConsoleError> {
+    console
+        .balances(move |r| in_read(r, f))
+        .await?
+        .map_err(|e| settle_error(e, "journal"))
+}
+
+/// `f` in a read transaction of the balance reader's connection.
+fn in_read<T>(
+    r: &mut suanli_app::balances::BalanceReader,
+    f: impl FnOnce(&mut dyn suanli_store::sql::Sql) -> suanli_store::Result<T>,
+) -> Result<T, SettleError> {
+    r.read(|t| {
+        let mut f = Some(f);
+        let mut out = None;
+        t.transact(&mut |tx| {
+            if let Some(f) = f.take() {
+                out = Some(f(tx)?);
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| {
+            SettleError::Store(suanli_store::StoreError::Corrupt(
+                "the list's read did not run".into(),
+            ))
+        })
+    })
+}
+
+pub(super) fn time_bound(day: &str) -> String {
     // The first instant of the Shanghai day, as the audit log stores instants (UTC, millis).
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .ok()
@@ -639,7 +658,7 @@ fn time_bound(day: &str) -> String {
         .unwrap_or_default()
 }
 
-fn next_day(day: &str) -> String {
+pub(super) fn next_day(day: &str) -> String {
     chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.succ_opt())
@@ -1213,7 +1232,7 @@ impl ListPage<'_> {
     }
 }
 
-fn format_count(n: u64) -> String {
+pub(super) fn format_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -1,7 +1,7 @@
 //! The console's pages: sign-in, errors, and the enterprise, provider, finance and auditor
 //! views. Each page reads through the settlement use cases (`settle.rs`) on the writer thread
-//! and fills a template (`crates/server/templates/`); actions call the same use cases as the
-//! gRPC services.
+//! (the audit page reads its ledger a page at a time beside it) and fills a template
+//! (`crates/server/templates/`); actions call the same use cases as the gRPC services.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,11 +12,12 @@ use chrono::{Duration, Utc};
 use suanli_domain::money::Fen;
 use suanli_store::Principal;
 use suanli_store::ingest_stats::{self, ReasonRow};
-use suanli_store::ledger::{JournalRow, RunLineRow, RunRow};
+use suanli_store::ledger::{JournalShown, RunLineRow, RunRow};
 
 use super::charts::{Axes, Column, Segment, Unit, columns, legend, progress};
-use super::format::{shanghai, shanghai_day, url_encode};
+use super::format::{shanghai, url_encode};
 use super::i18n::{Lang, lookup, t};
+use super::lists::{format_count, next_day, read_ledger, time_bound};
 use super::view::{Markup, View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FINANCE, FieldError, Form, READERS, require, settle_error,
@@ -25,8 +26,19 @@ use suanli_app::balances::{Balance, ProgrammeOverview};
 use suanli_app::ledger::PayeePosition;
 use suanli_app::settlement::{self as settle};
 
-/// Most journals listed on one audit page (newest first); filters narrow the rest.
-pub const JOURNALS_SHOWN_MAX: usize = 500;
+/// Journals on one page of the audit page's journal (newest first).
+pub const JOURNALS_PER_PAGE: u64 = 50;
+/// Journals the audit page counts; above it, it says "more than".
+pub const JOURNALS_COUNTED_MAX: u64 = 10_000;
+/// Entries of a journal shown on the audit page; a longer journal (a run's, one entry per
+/// payee) says how many it has.
+pub const ENTRIES_SHOWN_MAX: i64 = 50;
+/// Accounts on one page of the trial balance.
+pub const ACCOUNTS_PER_PAGE: u64 = 200;
+/// Posted runs offered for re-derive on the audit page (the latest); the runs list has all.
+pub const POSTED_RUNS_SHOWN: i64 = 20;
+/// The highest page number asked for.
+const PAGE_MAX: u64 = 1_000_000;
 /// Days of ingest statistics shown to a provider.
 pub const INGEST_DAYS_SHOWN: i64 = 14;
 
@@ -1311,12 +1323,52 @@ fn day_field<'a>(query: &'a Form, name: &str) -> Result<Option<&'a str>, Console
 
 /// One account of the trial balance: its debits, credits and its balance on the side it
 /// falls, as a positive amount (a payable's credit balance is what is owed).
-struct TrialRow<'a> {
-    account: &'a str,
+struct TrialRow {
+    account: String,
     debit: Fen,
     credit: Fen,
     debit_balance: Option<Fen>,
     credit_balance: Option<Fen>,
+}
+
+/// The links of one of the audit page's paged tables.
+struct Pager {
+    page: u64,
+    /// The last page, when it is known (the journals are counted only so far).
+    pages: Option<u64>,
+    first: String,
+    prev: Option<String>,
+    next: Option<String>,
+    last: Option<String>,
+}
+
+impl Pager {
+    /// The pager of page `page` of `per` rows of `total` selected rows (`more`: more than
+    /// `total`, so the last page is not known), `shown` of them on this page; `href` makes a
+    /// page's link.
+    fn new(
+        page: u64,
+        per: u64,
+        total: u64,
+        more: bool,
+        shown: usize,
+        href: impl Fn(u64) -> String,
+    ) -> Pager {
+        let pages = total.div_ceil(per).max(1);
+        let next = if more {
+            shown as u64 == per
+        } else {
+            page < pages
+        };
+        Pager {
+            page,
+            pages: (!more).then_some(pages),
+            first: href(1),
+            prev: (page > 1).then(|| href(page - 1)),
+            next: next.then(|| href(page + 1)),
+            last: (!more && pages > 1).then(|| href(pages)),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -1328,22 +1380,110 @@ struct AuditPage<'a> {
     from: &'a str,
     to: &'a str,
     run: String,
-    /// How many journals the filters selected; at most [`JOURNALS_SHOWN_MAX`] are shown.
-    selected: usize,
-    journals: Vec<&'a JournalRow>,
-    totals: Vec<TrialRow<'a>>,
+    /// How many journals the filters selected, counted up to [`JOURNALS_COUNTED_MAX`]; `more`
+    /// when there are more than that.
+    selected: u64,
+    more: bool,
+    journals: Vec<JournalShown>,
+    journal_pages: Pager,
+    /// How many accounts the trial balance holds (those of the account filter).
+    accounts: u64,
+    totals: Vec<TrialRow>,
+    account_pages: Pager,
     debit: Fen,
     credit: Fen,
     balanced: bool,
-    /// Posted runs, newest first.
-    posted: Vec<&'a RunRow>,
+    /// The latest posted runs, newest first; `posted_more` when there are older ones.
+    posted: Vec<RunRow>,
+    posted_more: bool,
     /// A filter that is not valid, shown beside it.
     refused: Option<FieldError>,
 }
 
+impl AuditPage<'_> {
+    /// How many journals the filters selected.
+    fn journals_text(&self) -> String {
+        let key = if self.more {
+            "audit.journals_more"
+        } else {
+            "audit.journals"
+        };
+        tr(self.ctx, key).replace("{n}", &format_count(self.selected))
+    }
+
+    /// How many accounts the trial balance holds.
+    fn accounts_text(&self) -> String {
+        tr(self.ctx, "audit.accounts").replace("{n}", &format_count(self.accounts))
+    }
+
+    /// What a journal cut short says: how many of its entries are shown.
+    fn cut_text(&self, shown: &JournalShown) -> Option<String> {
+        let listed = shown.journal.entries.len();
+        (shown.entries > listed as i64).then(|| {
+            tr(self.ctx, "audit.entries_cut")
+                .replace("{shown}", &format_count(listed as u64))
+                .replace(
+                    "{n}",
+                    &format_count(u64::try_from(shown.entries).unwrap_or(0)),
+                )
+        })
+    }
+
+    fn page_text(&self, pager: &Pager) -> String {
+        match pager.pages {
+            Some(pages) => tr(self.ctx, "list.page_of").replace("{pages}", &pages.to_string()),
+            None => tr(self.ctx, "list.page_of_more").to_owned(),
+        }
+        .replace("{page}", &pager.page.to_string())
+    }
+}
+
+/// The value of a field that is valid; the first refusal of a field that is not is kept in
+/// `refused` (the page goes on without the field).
+fn kept<T>(refused: &mut Option<FieldError>, r: Result<Option<T>, ConsoleError>) -> Option<T> {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            refused.get_or_insert(e.as_field());
+            None
+        }
+    }
+}
+
+/// A page number parameter of the audit page, if given.
+fn page_field(query: &Form, name: &str) -> Result<Option<u64>, ConsoleError> {
+    match query.optional(name) {
+        None => Ok(None),
+        Some(p) => p
+            .parse::<u64>()
+            .ok()
+            .filter(|p| (1..=PAGE_MAX).contains(p))
+            .map(Some)
+            .ok_or_else(|| {
+                ConsoleError::field(
+                    name,
+                    Code::PageNotANumber,
+                    format!("{p:?} is not a page number (1, 2, …)"),
+                )
+            }),
+    }
+}
+
+/// What the audit page reads, on a reader beside the writer.
+struct AuditRead {
+    selected: i64,
+    journals: Vec<JournalShown>,
+    totals: suanli_store::ledger::LedgerTotals,
+    accounts: i64,
+    rows: Vec<(String, i64, i64)>,
+    posted: Vec<RunRow>,
+}
+
 /// The auditor view: the journal with filters, the trial balance, and re-derive on posted runs.
 /// The audit page and its status: a filter that is not valid is shown as typed with its error
-/// beside it (HTTP 400), and the journal is listed without it.
+/// beside it (HTTP 400), and the journal is listed without it. The journal (newest first) and
+/// the trial balance are read a page at a time, on a reader beside the writer, so neither
+/// ingest nor the page waits on the other and a ledger of any size shows in bounded pages.
 pub async fn audit(
     console: &Arc<Console>,
     ctx: &Ctx,
@@ -1351,63 +1491,152 @@ pub async fn audit(
 ) -> Result<(StatusCode, String), ConsoleError> {
     let account = query.optional("account").unwrap_or("").to_owned();
     let mut refused = None;
-    let mut keep = |r: Result<Option<String>, ConsoleError>| match r {
-        Ok(v) => v,
-        Err(e) => {
-            refused.get_or_insert(e.as_field());
-            None
+    let from = kept(
+        &mut refused,
+        day_field(query, "from").map(|d| d.map(str::to_owned)),
+    );
+    let to = kept(
+        &mut refused,
+        day_field(query, "to").map(|d| d.map(str::to_owned)),
+    );
+    let run = kept(
+        &mut refused,
+        match query.optional("run") {
+            None => Ok(None),
+            Some(r) => r
+                .parse::<i64>()
+                .ok()
+                .filter(|r| *r > 0)
+                .map(|r| Some(r.to_string()))
+                .ok_or_else(|| {
+                    ConsoleError::field(
+                        "run",
+                        Code::RunNotANumber,
+                        format!("{r:?} is not a run number"),
+                    )
+                }),
+        },
+    );
+    let journals_page = kept(&mut refused, page_field(query, "page")).unwrap_or(1);
+    let accounts_page = kept(&mut refused, page_field(query, "accounts_page")).unwrap_or(1);
+
+    // The links keep the filters that were valid, and the other table's page.
+    let mut filters: Vec<String> = Vec::new();
+    for (name, value) in [
+        ("account", Some(account.as_str())),
+        ("from", from.as_deref()),
+        ("to", to.as_deref()),
+        ("run", run.as_deref()),
+    ] {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            filters.push(format!("{name}={}", url_encode(v)));
         }
+    }
+    let href = |journals: u64, accounts: u64| {
+        let mut parts = filters.clone();
+        if journals != 1 {
+            parts.push(format!("page={journals}"));
+        }
+        if accounts != 1 {
+            parts.push(format!("accounts_page={accounts}"));
+        }
+        format!("?{}", parts.join("&"))
     };
-    let from = keep(day_field(query, "from").map(|d| d.map(str::to_owned)));
-    let to = keep(day_field(query, "to").map(|d| d.map(str::to_owned)));
-    let run = keep(match query.optional("run") {
-        None => Ok(None),
-        Some(r) => r
-            .parse::<i64>()
-            .ok()
-            .filter(|r| *r > 0)
-            .map(|r| Some(r.to_string()))
-            .ok_or_else(|| {
-                ConsoleError::field(
-                    "run",
-                    Code::RunNotANumber,
-                    format!("{r:?} is not a run number"),
-                )
-            }),
-    });
-    let (journals, totals, runs) = console
-        .store(|s| {
-            Ok::<_, settle::SettleError>((
-                suanli_app::ledger::journals(s)?,
-                suanli_app::ledger::trial_balance(s)?,
-                settle::list_runs(s, None)?,
-            ))
-        })
-        .await?
-        .map_err(|e| settle_error(e, "journal"))?;
-    let run_reference = run.as_ref().map(|r| format!("run:{r}"));
-    let selected: Vec<&JournalRow> = journals
-        .iter()
-        .rev()
-        .filter(|j| account.is_empty() || j.entries.iter().any(|e| e.account.starts_with(&account)))
-        .filter(|j| {
-            let day = shanghai_day(&j.created_at).unwrap_or_default();
-            from.as_ref().is_none_or(|f| day >= *f) && to.as_ref().is_none_or(|t| day <= *t)
-        })
-        .filter(|j| {
-            run_reference
-                .as_ref()
-                .is_none_or(|r| j.kind == "run" && j.reference == *r)
-        })
-        .collect();
-    let debit: i128 = totals.iter().map(|t| i128::from(t.1)).sum();
-    let credit: i128 = totals.iter().map(|t| i128::from(t.2)).sum();
-    let sum = |v: i128| Fen(i64::try_from(v).unwrap_or(i64::MAX));
-    let status = if refused.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
+
+    let filter = suanli_store::ledger::JournalFilter {
+        through: i64::MAX,
+        kind: if run.is_some() {
+            "run".to_owned()
+        } else {
+            String::new()
+        },
+        account_prefix: account.clone(),
+        reference: run.as_ref().map(|r| format!("run:{r}")).unwrap_or_default(),
+        from: from.as_deref().map(time_bound).unwrap_or_default(),
+        before: to
+            .as_deref()
+            .map(|d| time_bound(&next_day(d)))
+            .unwrap_or_default(),
     };
+    let prefix = account.clone();
+    let journals_offset = (journals_page - 1).saturating_mul(JOURNALS_PER_PAGE);
+    let accounts_offset = (accounts_page - 1).saturating_mul(ACCOUNTS_PER_PAGE);
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let (journals_offset, accounts_offset) = (int(journals_offset), int(accounts_offset));
+    let read = read_ledger(console, move |tx| {
+        use suanli_store::ledger as rows;
+        let selected = rows::journals_counted(tx, &filter, int(JOURNALS_COUNTED_MAX))?;
+        let journals = rows::journals_newest(
+            tx,
+            &filter,
+            journals_offset,
+            int(JOURNALS_PER_PAGE),
+            ENTRIES_SHOWN_MAX,
+        )?;
+        let totals = rows::trial_balance_totals(tx, i64::MAX)?;
+        let accounts = if prefix.is_empty() {
+            totals.accounts
+        } else {
+            rows::accounts_count(tx, &prefix)?
+        };
+        let rows =
+            rows::account_totals_window(tx, &prefix, accounts_offset, int(ACCOUNTS_PER_PAGE))?;
+        let posted = rows::latest_runs(tx, "posted", POSTED_RUNS_SHOWN + 1)?;
+        Ok(AuditRead {
+            selected,
+            journals,
+            totals,
+            accounts,
+            rows,
+            posted,
+        })
+    })
+    .await?;
+
+    let selected = u64::try_from(read.selected).unwrap_or(0);
+    let more = selected > JOURNALS_COUNTED_MAX;
+    let selected = selected.min(JOURNALS_COUNTED_MAX);
+    let accounts = u64::try_from(read.accounts).unwrap_or(0);
+    if refused.is_none() {
+        // A page past the end of its table: nothing on it.
+        refused = [
+            ("page", journals_page, read.journals.is_empty()),
+            ("accounts_page", accounts_page, read.rows.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, page, empty)| *page > 1 && *empty)
+        .map(|(name, page, _)| {
+            FieldError::new(
+                name,
+                Code::PageBeyondEnd,
+                format!("page {page} is past the last page"),
+            )
+        });
+    }
+    let journal_pages = Pager::new(
+        journals_page,
+        JOURNALS_PER_PAGE,
+        selected,
+        more,
+        read.journals.len(),
+        |p| href(p, accounts_page),
+    );
+    let account_pages = Pager::new(
+        accounts_page,
+        ACCOUNTS_PER_PAGE,
+        accounts,
+        false,
+        read.rows.len(),
+        |p| href(journals_page, p),
+    );
+    let status = match &refused {
+        Some(e) if e.code == Code::PageBeyondEnd => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
+    };
+    let mut posted = read.posted;
+    let posted_more = posted.len() as i64 > POSTED_RUNS_SHOWN;
+    posted.truncate(usize::try_from(POSTED_RUNS_SHOWN).unwrap_or(0));
     let body = page(&AuditPage {
         ctx,
         title: tr(ctx, "audit.title"),
@@ -1416,25 +1645,31 @@ pub async fn audit(
         to: query.optional("to").unwrap_or(""),
         run: query.optional("run").unwrap_or("").to_owned(),
         refused,
-        selected: selected.len(),
-        journals: selected.into_iter().take(JOURNALS_SHOWN_MAX).collect(),
-        totals: totals
-            .iter()
+        selected,
+        more,
+        journals: read.journals,
+        journal_pages,
+        accounts,
+        totals: read
+            .rows
+            .into_iter()
             .map(|(account, d, c)| {
-                let balance = d.saturating_sub(*c);
+                let balance = d.saturating_sub(c);
                 TrialRow {
                     account,
-                    debit: Fen(*d),
-                    credit: Fen(*c),
+                    debit: Fen(d),
+                    credit: Fen(c),
                     debit_balance: (balance > 0).then_some(Fen(balance)),
                     credit_balance: (balance < 0).then(|| Fen(balance.saturating_neg())),
                 }
             })
             .collect(),
-        debit: sum(debit),
-        credit: sum(credit),
-        balanced: debit == credit,
-        posted: runs.iter().filter(|r| r.status == "posted").rev().collect(),
+        account_pages,
+        debit: Fen(read.totals.debit_fen),
+        credit: Fen(read.totals.credit_fen),
+        balanced: read.totals.debit_fen == read.totals.credit_fen,
+        posted,
+        posted_more,
     });
     Ok((status, body))
 }
