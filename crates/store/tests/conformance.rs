@@ -1709,6 +1709,22 @@ fn journals_in_pages(
     }
 }
 
+/// A journal entry.
+fn entry(account: &str, debit_fen: i64, credit_fen: i64) -> suanli_store::ledger::EntryRow {
+    suanli_store::ledger::EntryRow {
+        account: account.to_owned(),
+        debit_fen,
+        credit_fen,
+    }
+}
+
+/// A run's journal: the programme's expense against seven beneficiaries' payables.
+fn run_entries() -> Vec<suanli_store::ledger::EntryRow> {
+    let mut run = vec![entry("expense:p", 2_800, 0)];
+    run.extend((1..=7).map(|i| entry(&format!("payable:p:b{i}"), 0, 100 * i)));
+    run
+}
+
 /// Journals read a page at a time, at every page size, are the journals read at once: every
 /// entry once and in order, journals cut across pages, an empty journal too, the filters by kind
 /// and account prefix, only the journals up to the listing's last; the totals count and sum the
@@ -1718,13 +1734,7 @@ fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
     use suanli_store::ledger::{self as rows, EntryRow, JournalFilter};
     on_every_backend(|url| {
         let mut store = suanli_store::open(url).expect("store opens");
-        let entry = |account: &str, debit_fen: i64, credit_fen: i64| EntryRow {
-            account: account.to_owned(),
-            debit_fen,
-            credit_fen,
-        };
-        let mut run: Vec<EntryRow> = vec![entry("expense:p", 2_800, 0)];
-        run.extend((1..=7).map(|i| entry(&format!("payable:p:b{i}"), 0, 100 * i)));
+        let run = run_entries();
         let journals: Vec<(&str, &str, Vec<EntryRow>)> = vec![
             ("run", "run:1", run),
             (
@@ -1876,13 +1886,7 @@ fn journals_newest_first_and_accounts_in_windows() {
     use suanli_store::ledger::{self as rows, EntryRow, JournalFilter};
     on_every_backend(|url| {
         let mut store = suanli_store::open(url).expect("store opens");
-        let entry = |account: &str, debit_fen: i64, credit_fen: i64| EntryRow {
-            account: account.to_owned(),
-            debit_fen,
-            credit_fen,
-        };
-        let mut run: Vec<EntryRow> = vec![entry("expense:p", 2_800, 0)];
-        run.extend((1..=7).map(|i| entry(&format!("payable:p:b{i}"), 0, 100 * i)));
+        let run = run_entries();
         let journals: Vec<(&str, &str, &str, Vec<EntryRow>)> = vec![
             ("run", "run:1", "2025-06-01T00:00:00.000Z", run),
             (
