@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::console::{Browser, Fixture, request, start};
+use support::console::{Browser, Fixture, request, settle_march, start};
 
 /// What the ledger and the runs look like: the trial balance table and the runs table, as shown
 /// to an auditor (neither carries a session token or a time of the request).
@@ -26,21 +26,6 @@ fn state(f: &Fixture) -> String {
         slice(&audit.body, "id=\"journal\""),
         slice(&finance.body, "id=\"runs\"")
     )
-}
-
-/// Creates run 1 (hz-municipal-2025, 2025-03) as finance 1, approves and posts it as finance 2.
-fn settle_march(f: &Fixture) -> (Browser, Browser) {
-    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
-    let created = f1.post(
-        "/finance/runs",
-        "programme=hz-municipal-2025&period=2025-03",
-    );
-    assert_eq!(created.status, 303, "{}", created.body);
-    assert_eq!(created.header("location"), Some("/finance/runs/1"));
-    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
-    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
-    (f1, f2)
 }
 
 // Sign-in, sessions, roles, four eyes, CSRF, money, language, statements and re-derive.

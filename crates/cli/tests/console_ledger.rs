@@ -6,7 +6,7 @@
 mod support;
 
 use support::cli::{Db, pg_db, sqlite_db};
-use support::console::{Browser, Fixture, Response, start_on};
+use support::console::{Browser, Fixture, Response, settle_march, start_on};
 
 /// Journals added behind the server's back, two entries each on accounts of their own.
 const JOURNALS: usize = 130;
@@ -189,15 +189,7 @@ fn cny(fen: i64) -> String {
 
 fn check_ledger(f: &Fixture) {
     // The worked example's March run, posted: its journal is the ledger's first.
-    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
-    let created = f1.post(
-        "/finance/runs",
-        "programme=hz-municipal-2025&period=2025-03",
-    );
-    assert_eq!(created.status, 303, "{}", created.body);
-    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
-    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+    let _ = settle_march(f);
     add_journals(f);
 
     let mut all_ids: Vec<i64> = texts(f, "SELECT CAST(journal_id AS TEXT) FROM journals")

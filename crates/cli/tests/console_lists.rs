@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use support::cli::{Db, pg_db, sqlite_db};
-use support::console::{Browser, Fixture, Response, start_on};
+use support::console::{Browser, Fixture, Response, settle_march, start_on};
 
 /// The `data-id`s of the rows of the table `data-list="{list}"`, in order.
 fn ids(r: &Response, list: &str) -> Vec<String> {
@@ -53,21 +53,6 @@ fn get_ok(b: &Browser, path: &str) -> Response {
     let r = b.get(path);
     assert_eq!(r.status, 200, "{path}: {}", r.body);
     r
-}
-
-/// Creates, approves and posts the March run of the municipal programme (run 1): dc-a is owed
-/// 450,000.00 by it.
-fn settle_march(f: &Fixture) -> (Browser, Browser) {
-    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
-    let created = f1.post(
-        "/finance/runs",
-        "programme=hz-municipal-2025&period=2025-03",
-    );
-    assert_eq!(created.status, 303, "{}", created.body);
-    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
-    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
-    (f1, f2)
 }
 
 /// The export at `path` as CSV rows (the byte-order mark checked and removed).

@@ -11,7 +11,7 @@ mod support;
 use std::process::Command;
 
 use support::browser::{chromium, kept, missing};
-use support::console::{Browser, PASSWORD, start};
+use support::console::{PASSWORD, settle_march, start};
 use support::root;
 
 #[test]
@@ -26,15 +26,7 @@ fn statement_prints_to_a4_in_chromium() {
         return;
     }
     let f = start();
-    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
-    let created = f1.post(
-        "/finance/runs",
-        "programme=hz-municipal-2025&period=2025-03",
-    );
-    assert_eq!(created.status, 303, "{}", created.body);
-    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
-    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
-    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+    let (f1, _f2) = settle_march(&f);
     let run = f1.get("/finance/runs/1");
     let at = run.body.find("id=\"run-total\">").expect("the run's total");
     let rest = &run.body[at + "id=\"run-total\">".len()..];

@@ -352,3 +352,20 @@ impl Browser {
         request(&self.addr, "POST", path, &self.cookies, Some(body))
     }
 }
+
+/// Creates run 1 (hz-municipal-2025, 2025-03) as finance 1, approves and posts it as finance 2
+/// (dc-a is owed 450,000.00 by it); returns both, signed in.
+pub fn settle_march(f: &Fixture) -> (Browser, Browser) {
+    let f1 = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let created = f1.post(
+        "/finance/runs",
+        "programme=hz-municipal-2025&period=2025-03",
+    );
+    assert_eq!(created.status, 303, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/finance/runs/1"));
+    let f2 = Browser::sign_in(&f.http, &f.tokens.finance_2);
+    assert_eq!(f2.post("/finance/runs/1/approve", "").status, 303);
+    // Posting is shown for confirmation first.
+    assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
+    (f1, f2)
+}
