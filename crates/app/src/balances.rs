@@ -27,22 +27,23 @@ use rustc_hash::FxHashMap;
 /// [`BalanceReader`] beside the writer.
 pub trait Source: Transact {
     /// As [`Store::accrual_changes_since`]: the accrual changes since `since`, or every total.
-    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges>;
+    /// `position`: the database's accrual position (on PostgreSQL the newest `ingest_log` seq)
+    /// if the caller read it with the state its look-up began with, so that it is not read
+    /// again.
+    fn accrual_changes(
+        &mut self,
+        since: Option<AccrualMark>,
+        position: Option<i64>,
+    ) -> Result<AccrualChanges>;
+}
 
-    /// The same, where the caller read the database's accrual position (on PostgreSQL the
-    /// newest `ingest_log` seq) in the state its look-up began with, so that it need not be
-    /// read again.
-    fn accrual_changes_at(
+impl Source for dyn Store + '_ {
+    /// The store's own log knows its position: `position` is not needed.
+    fn accrual_changes(
         &mut self,
         since: Option<AccrualMark>,
         _position: Option<i64>,
     ) -> Result<AccrualChanges> {
-        self.accrual_changes(since)
-    }
-}
-
-impl Source for dyn Store + '_ {
-    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
         Ok(self.accrual_changes_since(since)?)
     }
 }
@@ -296,7 +297,7 @@ fn follow_accruals<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) 
         return Ok(());
     }
     // The position read with this look-up's state, once: a later follow reads its own.
-    let changes = store.accrual_changes_at(cache.accruals.mark, cache.position.take())?;
+    let changes = store.accrual_changes(cache.accruals.mark, cache.position.take())?;
     if cache.accruals.apply(changes, &mut cache.dirty)? {
         cache.years.clear();
         cache.dirty.clear();
@@ -1176,11 +1177,7 @@ impl ReaderSource {
 }
 
 impl Source for ReaderSource {
-    fn accrual_changes(&mut self, since: Option<AccrualMark>) -> Result<AccrualChanges> {
-        self.accrual_changes_at(since, None)
-    }
-
-    fn accrual_changes_at(
+    fn accrual_changes(
         &mut self,
         since: Option<AccrualMark>,
         position: Option<i64>,
