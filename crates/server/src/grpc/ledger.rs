@@ -126,33 +126,38 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         require(&c, READERS, "reading the journal")?;
         let r = journals_request(request.into_inner())?;
         let bytes_max = super::reply_bytes_max(&self.shared);
-        // Read page by page and given up once past one message: never more than that in memory.
-        let journals = on_store(&self.shared, move |s| {
-            let mut pages = JournalPages::open(s, &r.kind, &r.account_prefix)?;
-            let mut journals: Vec<pb::Journal> = Vec::new();
-            let mut bytes = 0;
-            loop {
-                let page = pages.next_page(s, ROWS_PER_READ)?;
-                if page.is_empty() {
-                    return Ok(Some(journals));
-                }
-                for part in page {
-                    let part = journal_proto(part);
-                    bytes += prost::encoding::message::encoded_len(1, &part);
-                    if bytes > bytes_max {
-                        return Ok(None);
+        // Read page by page, beside the writer (a large ledger holds up no ingest), and given up
+        // once past one message: never more than that in memory.
+        let journals = self
+            .shared
+            .balances
+            .read_alone(move |s| {
+                let mut pages = JournalPages::open(s, &r.kind, &r.account_prefix)?;
+                let mut journals: Vec<pb::Journal> = Vec::new();
+                let mut bytes = 0;
+                loop {
+                    let page = pages.next_page(s, ROWS_PER_READ)?;
+                    if page.is_empty() {
+                        return Ok(Some(journals));
                     }
-                    match journals.last_mut() {
-                        // The rest of a journal cut at the end of the page before.
-                        Some(j) if part.first_entry > 0 && j.journal_id == part.journal_id => {
-                            j.entries.extend(part.entries);
+                    for part in page {
+                        let part = journal_proto(part);
+                        bytes += prost::encoding::message::encoded_len(1, &part);
+                        if bytes > bytes_max {
+                            return Ok(None);
                         }
-                        _ => journals.push(part),
+                        match journals.last_mut() {
+                            // The rest of a journal cut at the end of the page before.
+                            Some(j) if part.first_entry > 0 && j.journal_id == part.journal_id => {
+                                j.entries.extend(part.entries);
+                            }
+                            _ => journals.push(part),
+                        }
                     }
                 }
-            }
-        })
-        .await?;
+            })
+            .await
+            .map_err(super::status_of)?;
         let journals = journals.ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "the journals pass one message of {bytes_max} bytes; read them with ListJournalPages"
@@ -202,27 +207,31 @@ impl pb::ledger_service_server::LedgerService for LedgerService {
         let c = caller(&self.shared, &request).await?;
         require(&c, READERS, "reading the trial balance")?;
         let bytes_max = super::reply_bytes_max(&self.shared);
-        // Read page by page and given up once past one message: never more than that in memory.
-        let read = on_store(&self.shared, move |s| {
-            let mut pages = AccountPages::open(s)?;
-            let mut accounts = Vec::new();
-            let mut bytes = 0;
-            loop {
-                let page = pages.next_page(s, ROWS_PER_READ)?;
-                if page.is_empty() {
-                    return Ok(Some((pages.totals(), accounts)));
-                }
-                for account in page {
-                    let account = account_proto(account);
-                    bytes += prost::encoding::message::encoded_len(1, &account);
-                    if bytes > bytes_max {
-                        return Ok(None);
+        // Read page by page, beside the writer, and given up once past one message.
+        let read = self
+            .shared
+            .balances
+            .read_alone(move |s| {
+                let mut pages = AccountPages::open(s)?;
+                let mut accounts = Vec::new();
+                let mut bytes = 0;
+                loop {
+                    let page = pages.next_page(s, ROWS_PER_READ)?;
+                    if page.is_empty() {
+                        return Ok(Some((pages.totals(), accounts)));
                     }
-                    accounts.push(account);
+                    for account in page {
+                        let account = account_proto(account);
+                        bytes += prost::encoding::message::encoded_len(1, &account);
+                        if bytes > bytes_max {
+                            return Ok(None);
+                        }
+                        accounts.push(account);
+                    }
                 }
-            }
-        })
-        .await?;
+            })
+            .await
+            .map_err(super::status_of)?;
         let (totals, accounts) = read.ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "the trial balance passes one message of {bytes_max} bytes; read it with ListTrialBalance"
