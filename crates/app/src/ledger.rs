@@ -513,10 +513,6 @@ pub fn journals(store: &mut dyn Store) -> Result<Vec<rows::JournalRow>> {
     in_tx(store, |tx| Ok(rows::journals(tx, None)?))
 }
 
-pub fn trial_balance(store: &mut dyn Store) -> Result<Vec<(String, i64, i64)>> {
-    in_tx(store, |tx| Ok(rows::account_totals(tx)?))
-}
-
 /// The journals of a listing read page by page, each page in its own transaction, so a ledger
 /// of any size is read a few pages at a time: the journals (of a kind, with an account of a
 /// prefix) as they stood when the listing was opened, whatever is added meanwhile.
