@@ -12,6 +12,8 @@ use support::console::{Browser, Fixture, Response, settle_march, start_on};
 const JOURNALS: usize = 130;
 /// Entries of the one long journal added.
 const LONG_ENTRIES: usize = 60;
+/// The long journal's last entries, on accounts of their own.
+const LATE_ENTRIES: usize = 4;
 /// What a page shows at most.
 const JOURNALS_PER_PAGE: usize = 50;
 const ACCOUNTS_PER_PAGE: usize = 200;
@@ -80,10 +82,12 @@ fn add_journals(f: &Fixture) {
          VALUES ('payment', 'T-LONG', 'test', 'tester', '2025-04-12T02:00:00.000Z');\n",
     );
     for seq in 0..LONG_ENTRIES {
-        let (account, debit, credit) = if seq % 2 == 0 {
-            ("expense:long", 7, 0)
-        } else {
-            ("payable:long", 0, 7)
+        // Its last entries on accounts of their own, past the entries a page shows first.
+        let (account, debit, credit) = match (seq % 2 == 0, seq >= LONG_ENTRIES - LATE_ENTRIES) {
+            (true, false) => ("expense:long", 7, 0),
+            (false, false) => ("payable:long", 0, 7),
+            (true, true) => ("expense:late", 9, 0),
+            (false, true) => ("payable:late", 0, 9),
         };
         sql.push_str(&format!(
             "INSERT INTO journal_entries (journal_id, seq, account, debit_fen, credit_fen) \
@@ -255,6 +259,26 @@ fn check_ledger(f: &Fixture) {
         )),
         "{}",
         en.body
+    );
+
+    // Selected by an account its first entries do not touch, the long journal shows the
+    // entries on that account instead, and says so.
+    let late = get_ok(&auditor, "/audit?account=expense:late&lang=en");
+    assert_eq!(references(&late), ["T-LONG"]);
+    let long = part(&late, "T-LONG", "</tbody>");
+    let long = &long[..long.find("entries-cut").expect("the long journal is cut")];
+    assert_eq!(
+        long.matches("<code>expense:late</code>").count(),
+        LATE_ENTRIES / 2
+    );
+    assert_eq!(long.matches("<code>").count(), LATE_ENTRIES / 2, "{long}");
+    assert!(
+        late.body.contains(&format!(
+            "Entries on accounts starting with expense:late shown ({}; the journal has {LONG_ENTRIES})",
+            LATE_ENTRIES / 2
+        )),
+        "{}",
+        late.body
     );
 
     // The trial balance: one page of accounts, the next page the rest, and the totals are the

@@ -781,6 +781,9 @@ pub fn journals_counted(tx: &mut dyn Sql, filter: &JournalFilter, max: i64) -> R
 pub struct JournalShown {
     pub journal: JournalRow,
     pub entries: i64,
+    /// The journal was cut short and the filter names an account prefix: the entries shown
+    /// are the first on such accounts, not the journal's first.
+    pub matching_only: bool,
 }
 
 /// The journals of `filter`, newest first, `offset` of them skipped and at most `count` read,
@@ -811,6 +814,7 @@ pub fn journals_newest(
             Ok(JournalShown {
                 journal: journal_head_of(r)?,
                 entries: 0,
+                matching_only: false,
             })
         })
         .collect::<Result<_>>()?;
@@ -834,6 +838,24 @@ pub fn journals_newest(
             if let Some(seq) = last.first().map(|r| r[0].opt_int()).transpose()?.flatten() {
                 shown.entries = shown.entries.max(seq + 1);
             }
+        }
+        if shown.entries > entries_max && !filter.account_prefix.is_empty() {
+            // Selected for its entries on the prefix's accounts, which may all lie past the
+            // first ones: show those instead.
+            shown.journal.entries = tx
+                .query(
+                    "SELECT account, debit_fen, credit_fen FROM journal_entries WHERE journal_id = $1 \
+                     AND substr(account, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT) ORDER BY seq LIMIT $3",
+                    &[
+                        id.into(),
+                        filter.account_prefix.as_str().into(),
+                        entries_max.into(),
+                    ],
+                )?
+                .iter()
+                .map(|r| entry_of(r, 0))
+                .collect::<Result<_>>()?;
+            shown.matching_only = true;
         }
     }
     Ok(out)

@@ -545,6 +545,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "First {shown} of {n} entries shown",
     ),
     (
+        "audit.entries_matching",
+        "仅显示科目以 {prefix} 开头的分录（{shown} 条，本凭证共 {n} 条）",
+        "Entries on accounts starting with {prefix} shown ({shown}; the journal has {n})",
+    ),
+    (
         "audit.all_posted",
         "更早的已过账批次见结算批次列表",
         "Earlier posted runs are in the settlement runs list",

@@ -1419,8 +1419,14 @@ impl AuditPage<'_> {
     /// What a journal cut short says: how many of its entries are shown.
     fn cut_text(&self, shown: &JournalShown) -> Option<String> {
         let listed = shown.journal.entries.len();
+        let key = if shown.matching_only {
+            "audit.entries_matching"
+        } else {
+            "audit.entries_cut"
+        };
         (shown.entries > listed as i64).then(|| {
-            tr(self.ctx, "audit.entries_cut")
+            tr(self.ctx, key)
+                .replace("{prefix}", &self.account)
                 .replace("{shown}", &format_count(listed as u64))
                 .replace(
                     "{n}",
