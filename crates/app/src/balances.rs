@@ -12,7 +12,9 @@ use suanli_domain::money::Fen;
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{self as rows};
 use suanli_store::sql::Sql;
-use suanli_store::{AccrualChanges, AccrualFeed, AccrualMark, Reader, Store, StoreError};
+use suanli_store::{
+    AccrualChanges, AccrualDeltas, AccrualFeed, AccrualMark, Reader, Store, StoreError,
+};
 
 use suanli_domain::settlement::Prior;
 
@@ -34,7 +36,14 @@ pub trait Source: Transact {
         &mut self,
         since: Option<AccrualMark>,
         position: Option<i64>,
-    ) -> Result<AccrualChanges>;
+    ) -> Result<AccrualUpdate>;
+}
+
+/// What a reader of accruals takes in: changes or every total as rows, or the deltas of the
+/// writer's change log by the store's ids (named once each, not every time they change).
+pub enum AccrualUpdate {
+    Rows(AccrualChanges),
+    Deltas(AccrualDeltas),
 }
 
 impl Source for dyn Store + '_ {
@@ -43,8 +52,8 @@ impl Source for dyn Store + '_ {
         &mut self,
         since: Option<AccrualMark>,
         _position: Option<i64>,
-    ) -> Result<AccrualChanges> {
-        Ok(self.accrual_changes_since(since)?)
+    ) -> Result<AccrualUpdate> {
+        Ok(AccrualUpdate::Rows(self.accrual_changes_since(since)?))
     }
 }
 
@@ -297,10 +306,14 @@ fn follow_accruals<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) 
         return Ok(());
     }
     // The position read with this look-up's state, once: a later follow reads its own.
-    let changes = store.accrual_changes(cache.accruals.mark, cache.position.take())?;
-    if cache.accruals.apply(changes, &mut cache.dirty)? {
-        cache.years.clear();
-        cache.dirty.clear();
+    match store.accrual_changes(cache.accruals.mark, cache.position.take())? {
+        AccrualUpdate::Rows(changes) => {
+            if cache.accruals.apply(changes, &mut cache.dirty)? {
+                cache.years.clear();
+                cache.dirty.clear();
+            }
+        }
+        AccrualUpdate::Deltas(deltas) => cache.accruals.apply_deltas(deltas, &mut cache.dirty)?,
     }
     Ok(())
 }
@@ -1167,12 +1180,12 @@ impl ReaderSource {
         &mut self,
         since: AccrualMark,
         position: Option<i64>,
-    ) -> Result<Option<AccrualChanges>> {
+    ) -> Result<Option<AccrualDeltas>> {
         let current = match position {
             Some(position) => Some(position),
             None => self.reader.reader()?.accrual_position()?,
         };
-        Ok(self.feed.since(since, current)?)
+        Ok(self.feed.deltas_since(since, current)?)
     }
 }
 
@@ -1181,15 +1194,15 @@ impl Source for ReaderSource {
         &mut self,
         since: Option<AccrualMark>,
         position: Option<i64>,
-    ) -> Result<AccrualChanges> {
+    ) -> Result<AccrualUpdate> {
         if let Some(since) = since
-            && let Some(changes) = self.logged_since(since, position)?
+            && let Some(deltas) = self.logged_since(since, position)?
         {
-            return Ok(changes);
+            return Ok(AccrualUpdate::Deltas(deltas));
         }
         crate::metrics::METRICS.balance_complete_reads.inc();
         self.complete_reads += 1;
-        (self.complete)(since)
+        Ok(AccrualUpdate::Rows((self.complete)(since)?))
     }
 }
 
@@ -1232,9 +1245,10 @@ impl BalanceReader {
         // the next look-up, so that no reader asks the writer for one while nobody looks up.
         let waiting = self.waiting();
         if !(catch_up && waiting) || self.followed.elapsed() >= FOLLOW_EVERY {
-            if let Some(changes) = self.source.logged_since(mark, None)? {
-                // Deltas, never every total: nothing to rebuild.
-                self.cache.accruals.apply(changes, &mut self.cache.dirty)?;
+            if let Some(deltas) = self.source.logged_since(mark, None)? {
+                self.cache
+                    .accruals
+                    .apply_deltas(deltas, &mut self.cache.dirty)?;
             }
             self.followed = std::time::Instant::now();
         }

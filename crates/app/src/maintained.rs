@@ -46,7 +46,7 @@ use suanli_domain::money::Fen;
 use suanli_domain::registry::Class;
 use suanli_domain::settlement::{Prior, effective_ratios, limited};
 use suanli_domain::usage::Period;
-use suanli_store::{AccrualChanges, AccrualMark, AccrualRow, StoreError};
+use suanli_store::{AccrualChanges, AccrualDeltas, AccrualMark, AccrualRow, StoreError};
 
 use crate::settlement::{Result, SettleError, class_of};
 
@@ -63,8 +63,18 @@ impl Names {
         if let Some(&id) = self.ids.get(name.as_str()) {
             return id;
         }
+        self.add(name.into())
+    }
+
+    fn intern_shared(&mut self, name: Arc<str>) -> u32 {
+        if let Some(&id) = self.ids.get(&name) {
+            return id;
+        }
+        self.add(name)
+    }
+
+    fn add(&mut self, name: Arc<str>) -> u32 {
         let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct ids");
-        let name: Arc<str> = name.into();
         self.names.push(name.clone());
         self.ids.insert(name, id);
         id
@@ -116,6 +126,9 @@ type MonthAccruals = FxHashMap<Key, (i64, i64)>;
 pub(crate) struct Accruals {
     pub(crate) mark: Option<AccrualMark>,
     names: Names,
+    /// The store's ids of beneficiaries and providers (its change log's) by their numbers
+    /// here, each named once.
+    store_ids: FxHashMap<i64, u32>,
     by_year: HashMap<i32, Vec<MonthAccruals>>,
 }
 
@@ -269,31 +282,82 @@ impl Accruals {
             };
             let (amount_fen, records) = (a.amount_fen, a.records);
             let key = self.key_of(a)?;
-            let months = self
-                .by_year
-                .entry(period.year)
-                .or_insert_with(|| vec![MonthAccruals::default(); 12]);
-            let m = month_index(period);
-            let total = months[m].entry(key).or_insert((0, 0));
-            let sum = total
-                .0
-                .checked_add(amount_fen)
-                .zip(total.1.checked_add(records));
-            let Some(sum) = sum else {
-                return Err(self.overflow(&key, period));
+            let dirty = if changes.complete {
+                None
+            } else {
+                dirty.get_mut(&period.year)
             };
-            *total = sum;
-            if *total == (0, 0) {
-                months[m].remove(&key);
-            }
-            if !changes.complete
-                && let Some(d) = dirty.get_mut(&period.year)
-            {
-                d.mark(m, key, amount_fen);
-            }
+            self.add(key, period, amount_fen, records, dirty)?;
         }
         self.mark = Some(changes.mark);
         Ok(changes.complete)
+    }
+
+    /// Applies the deltas of the store's change log, by its ids (never every total), adding
+    /// the changed keys to `dirty` per year and month.
+    pub(crate) fn apply_deltas(
+        &mut self,
+        changes: AccrualDeltas,
+        dirty: &mut HashMap<i32, Dirty>,
+    ) -> Result<()> {
+        for d in &changes.deltas {
+            let key = Key {
+                beneficiary: self.number(&changes, d.beneficiary)?,
+                provider: self.number(&changes, d.provider)?,
+                class: d.class,
+            };
+            self.add(
+                key,
+                d.period,
+                d.amount_fen,
+                d.records,
+                dirty.get_mut(&d.period.year),
+            )?;
+        }
+        self.mark = Some(changes.mark);
+        Ok(())
+    }
+
+    /// The number here of the store's id `id`.
+    fn number(&mut self, changes: &AccrualDeltas, id: i64) -> Result<u32> {
+        if let Some(&n) = self.store_ids.get(&id) {
+            return Ok(n);
+        }
+        let n = self.names.intern_shared(changes.name(id)?);
+        self.store_ids.insert(id, n);
+        Ok(n)
+    }
+
+    /// Adds a change to `key`'s total in `period`, noting it in `dirty` (the period's year's).
+    fn add(
+        &mut self,
+        key: Key,
+        period: Period,
+        amount_fen: i64,
+        records: i64,
+        dirty: Option<&mut Dirty>,
+    ) -> Result<()> {
+        let months = self
+            .by_year
+            .entry(period.year)
+            .or_insert_with(|| vec![MonthAccruals::default(); 12]);
+        let m = month_index(period);
+        let total = months[m].entry(key).or_insert((0, 0));
+        let sum = total
+            .0
+            .checked_add(amount_fen)
+            .zip(total.1.checked_add(records));
+        let Some(sum) = sum else {
+            return Err(self.overflow(&key, period));
+        };
+        *total = sum;
+        if *total == (0, 0) {
+            months[m].remove(&key);
+        }
+        if let Some(d) = dirty {
+            d.mark(m, key, amount_fen);
+        }
+        Ok(())
     }
 
     fn key_of(&mut self, a: AccrualRow) -> Result<Key> {

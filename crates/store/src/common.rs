@@ -1066,6 +1066,63 @@ mod tests {
         assert!(reader.join().expect("reader").expect("read").is_none());
     }
 
+    // The feed's deltas by ids are the writer's changes by name: summed across commits, a
+    // delta that nets to nothing left out, a sum beyond 64 bits refused by name.
+    #[test]
+    fn the_feeds_deltas_by_ids_are_the_logs_changes() {
+        let mut names = Names::default();
+        names.insert(Kind::Beneficiary, "ent-a".into(), 1);
+        names.insert(Kind::Beneficiary, "ent-b".into(), 3);
+        names.insert(Kind::Provider, "dc-a".into(), 2);
+        let mut log = AccrualLog::default();
+        let mark = log.mark(0);
+        let feed = log.feed(&names);
+        for (ids, delta) in [
+            ((1, 2, 0, 202503), (500, 1)),
+            ((3, 2, 1, 202504), (70, 2)),
+            ((1, 2, 0, 202503), (-200, -1)),
+            ((3, 2, 0, 202501), (9, 1)),
+            ((3, 2, 0, 202501), (-9, -1)),
+        ] {
+            let mut group: Sums = FxMap::default();
+            group.insert(ids, delta);
+            log.note(0, group);
+        }
+        let by_name = log
+            .since(&names, mark, None)
+            .expect("read")
+            .expect("logged");
+        let by_ids = feed
+            .deltas_since(mark, None)
+            .expect("read")
+            .expect("logged");
+        assert_eq!(by_ids.mark, by_name.0);
+        let mut named: Vec<AccrualRow> = by_ids
+            .deltas
+            .iter()
+            .map(|d| {
+                let key = accrual_key(
+                    &by_ids.name(d.beneficiary).expect("named"),
+                    &by_ids.name(d.provider).expect("named"),
+                    d.class,
+                    &d.period.to_string(),
+                );
+                accrual_row(key, d.amount_fen, d.records)
+            })
+            .collect();
+        named.sort();
+        assert_eq!(named, by_name.1);
+        assert_eq!(named.len(), 2, "the delta that nets to nothing is left out");
+        assert_eq!((named[0].amount_fen, named[0].records), (300, 0));
+        assert_eq!(named[1].period, "2025-04");
+        assert!(by_ids.name(99).is_err(), "an unknown id is refused");
+        let mut group: Sums = FxMap::default();
+        group.insert((1, 2, 0, 202503), (i128::from(i64::MAX), 1));
+        log.note(0, group);
+        let e = feed.deltas_since(mark, None).err().expect("beyond 64 bits");
+        assert!(e.to_string().contains("ent-a"), "{e}");
+    }
+
     #[test]
     fn pending_deltas_round_trip_add_up_and_merge_with_the_table() {
         let mut names = Names::default();
@@ -1378,10 +1435,29 @@ impl LogState {
         since: crate::AccrualMark,
         current: Option<i64>,
     ) -> Result<Option<(crate::AccrualMark, Vec<AccrualRow>)>, StoreError> {
+        let Some((mark, sums)) = self.sums_since(since, current) else {
+            return Ok(None);
+        };
+        let mut rows = Vec::with_capacity(sums.len());
+        for (ids, (a, n)) in sums {
+            let key = accrual_key_named(&name, ids)?;
+            let (a, n) = fitting(&key, a, n)?;
+            rows.push(accrual_row(key, a, n));
+        }
+        Ok(Some((mark, accrual_rows(rows))))
+    }
+
+    /// [`LogState::since`] by ids: the deltas summed per accrual's ids (those that net to
+    /// nothing left out), with the mark after them.
+    fn sums_since(
+        &self,
+        since: crate::AccrualMark,
+        current: Option<i64>,
+    ) -> Option<(crate::AccrualMark, Sums)> {
         let end = self.first + self.entries.len() as u64;
         if !self.tracking || since.store != self.store || since.seq < self.first || since.seq > end
         {
-            return Ok(None);
+            return None;
         }
         let skip = (since.seq - self.first) as usize;
         let mut sums = Sums::default();
@@ -1404,27 +1480,19 @@ impl LogState {
             // server's commit changed accruals this log never saw.
             let own = (taken - since.seq) as i64;
             if current - since.external != own {
-                return Ok(None);
+                return None;
             }
             external = current;
         }
-        let mut rows = Vec::with_capacity(sums.len());
-        for (ids, (a, n)) in sums {
-            if a == 0 && n == 0 {
-                continue;
-            }
-            let key = accrual_key_named(&name, ids)?;
-            let (a, n) = fitting(&key, a, n)?;
-            rows.push(accrual_row(key, a, n));
-        }
-        Ok(Some((
+        sums.retain(|_, (a, n)| *a != 0 || *n != 0);
+        Some((
             crate::AccrualMark {
                 store: self.store,
                 seq: taken,
                 external,
             },
-            accrual_rows(rows),
-        )))
+            sums,
+        ))
     }
 }
 
@@ -1440,7 +1508,41 @@ impl crate::AccrualFeed {
         since: crate::AccrualMark,
         current: Option<i64>,
     ) -> Result<Option<crate::AccrualChanges>, StoreError> {
-        // The log's lock first, then the names' (the writer takes them one at a time).
+        let Some(deltas) = self.deltas_since(since, current)? else {
+            return Ok(None);
+        };
+        let names = deltas.names.read().unwrap_or_else(|e| e.into_inner());
+        let name = |id: i64| {
+            names
+                .get(&id)
+                .map(|n| &**n)
+                .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+        };
+        let mut rows = Vec::with_capacity(deltas.deltas.len());
+        for d in &deltas.deltas {
+            let key = accrual_key(
+                name(d.beneficiary)?,
+                name(d.provider)?,
+                d.class,
+                &d.period.to_string(),
+            );
+            rows.push(accrual_row(key, d.amount_fen, d.records));
+        }
+        Ok(Some(crate::AccrualChanges {
+            mark: deltas.mark,
+            complete: false,
+            rows: accrual_rows(rows),
+        }))
+    }
+
+    /// [`crate::AccrualFeed::since`] by the store's ids, which a reader names once each
+    /// ([`crate::AccrualDeltas::name`]) instead of reading every delta's names as text: the
+    /// log is held only while the deltas are summed.
+    pub fn deltas_since(
+        &self,
+        since: crate::AccrualMark,
+        current: Option<i64>,
+    ) -> Result<Option<crate::AccrualDeltas>, StoreError> {
         let mut state = self.log.state();
         if let Some(current) = current {
             // This store's own commit the database may already show, not noted yet: wait for
@@ -1460,19 +1562,45 @@ impl crate::AccrualFeed {
                     .0;
             }
         }
-        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-        let name = |id: i64| {
-            names
-                .get(&id)
-                .map(|n| &**n)
-                .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+        let Some((mark, sums)) = state.sums_since(since, current) else {
+            return Ok(None);
         };
-        Ok(state
-            .since(name, since, current)?
-            .map(|(mark, rows)| crate::AccrualChanges {
-                mark,
-                complete: false,
-                rows,
-            }))
+        drop(state);
+        let mut deltas = Vec::with_capacity(sums.len());
+        for (ids, (a, n)) in sums {
+            let class = class_of_code(ids.2)
+                .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", ids.2)))?;
+            let period = suanli_domain::usage::Period {
+                year: i32::try_from(ids.3 / 100)
+                    .map_err(|_| StoreError::Corrupt(format!("period {}", ids.3)))?,
+                month: u32::try_from(ids.3 % 100)
+                    .map_err(|_| StoreError::Corrupt(format!("period {}", ids.3)))?,
+            };
+            let (Ok(amount_fen), Ok(records)) = (i64::try_from(a), i64::try_from(n)) else {
+                // Named for the error only.
+                let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+                let name = |id: i64| {
+                    names
+                        .get(&id)
+                        .map(|n| &**n)
+                        .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+                };
+                let key = accrual_key_named(name, ids)?;
+                return Err(fitting(&key, a, n).expect_err("does not fit"));
+            };
+            deltas.push(crate::AccrualDelta {
+                beneficiary: ids.0,
+                provider: ids.1,
+                class,
+                period,
+                amount_fen,
+                records,
+            });
+        }
+        Ok(Some(crate::AccrualDeltas {
+            mark,
+            deltas,
+            names: self.names.clone(),
+        }))
     }
 }

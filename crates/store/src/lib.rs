@@ -165,6 +165,39 @@ pub struct AccrualFeed {
     pub(crate) names: common::SharedNames,
 }
 
+/// A change of one running accrual total by the store's ids ([`AccrualFeed::deltas_since`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccrualDelta {
+    /// The beneficiary's id, named by [`AccrualDeltas::name`].
+    pub beneficiary: i64,
+    /// The provider's id, named by [`AccrualDeltas::name`].
+    pub provider: i64,
+    pub class: Class,
+    pub period: Period,
+    pub amount_fen: i64,
+    pub records: i64,
+}
+
+/// What [`AccrualFeed::deltas_since`] returns: the deltas since a mark, by ids, and the mark
+/// after them.
+pub struct AccrualDeltas {
+    pub mark: AccrualMark,
+    pub deltas: Vec<AccrualDelta>,
+    names: common::SharedNames,
+}
+
+impl AccrualDeltas {
+    /// The name (beneficiary or provider id) of one of the deltas' ids.
+    pub fn name(&self, id: i64) -> std::result::Result<std::sync::Arc<str>, StoreError> {
+        self.names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+    }
+}
+
 /// What [`Store::accrual_changes_since`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccrualChanges {
