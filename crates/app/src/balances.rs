@@ -1377,7 +1377,7 @@ const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Changed keys at most that the balance thread catches up on between two looks at its
 /// queue, while no shared limit can bind: about a millisecond of work.
-const CATCH_UP_SLICE: usize = 256;
+const CATCH_UP_SLICE: usize = 64;
 
 /// Queued look-ups answered at most after one read of the state.
 const BATCH_JOBS_MAX: usize = 256;
