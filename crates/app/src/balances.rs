@@ -193,32 +193,43 @@ struct State {
 type JournalsMark = (i64, i64);
 
 /// The state, in one query (one round trip on PostgreSQL).
-fn state_key(tx: &mut dyn Sql) -> Result<State> {
-    let position = tx.accrual_generation_sql().unwrap_or("NULL");
-    let rows = tx.query(
-        &format!(
-            "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), \
-             COUNT(posted_at), COUNT(cancelled_at), \
-             (SELECT COUNT(*) FROM opening_imports WHERE status = 'confirmed'), \
-             (SELECT COUNT(*) FROM journals), (SELECT MAX(journal_id) FROM journals), \
-             {position} FROM settlement_runs"
-        ),
-        &[],
+fn state_key<S: Transact + ?Sized>(store: &mut S) -> Result<State> {
+    // One statement, so one snapshot: alone on a reader, one round trip on PostgreSQL.
+    let rows = store.query_ints(
+        "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), \
+         COUNT(posted_at), COUNT(cancelled_at), \
+         (SELECT COUNT(*) FROM opening_imports WHERE status = 'confirmed'), \
+         (SELECT COUNT(*) FROM journals), (SELECT MAX(journal_id) FROM journals), \
+         {position} FROM settlement_runs",
     )?;
-    let r = rows
-        .first()
-        .ok_or_else(|| SettleError::Store(StoreError::Corrupt("no state row".into())))?;
+    let corrupt = |what: &str| SettleError::Store(StoreError::Corrupt(what.into()));
+    let r = rows.first().ok_or_else(|| corrupt("no state row"))?;
+    let [
+        version,
+        runs,
+        last_run,
+        posted,
+        cancelled,
+        openings,
+        journals,
+        last_journal,
+        position,
+    ] = r[..]
+    else {
+        return Err(corrupt("a state row of another width"));
+    };
+    let count = |v: Option<i64>| v.ok_or_else(|| corrupt("a NULL count in the state row"));
     Ok(State {
-        version: r[0].opt_int()?,
+        version,
         runs: RunsKey {
-            runs: r[1].int()?,
-            last_run: r[2].opt_int()?.unwrap_or(0),
-            posted: r[3].int()?,
-            cancelled: r[4].int()?,
-            openings: r[5].int()?,
+            runs: count(runs)?,
+            last_run: last_run.unwrap_or(0),
+            posted: count(posted)?,
+            cancelled: count(cancelled)?,
+            openings: count(openings)?,
         },
-        journals: (r[6].int()?, r[7].opt_int()?.unwrap_or(0)),
-        position: r[8].opt_int()?,
+        journals: (count(journals)?, last_journal.unwrap_or(0)),
+        position,
     })
 }
 
@@ -228,7 +239,7 @@ fn state_of<S: Source + ?Sized>(store: &mut S, cache: &mut PendingCache) -> Resu
     match cache.batch {
         Some(state) => Ok(state),
         None => {
-            let state = in_tx(store, state_key)?;
+            let state = state_key(store)?;
             cache.position = state.position;
             Ok(state)
         }
@@ -417,7 +428,7 @@ pub fn entitlements_recomputed(
     store: &mut dyn Store,
     year: i32,
 ) -> Result<HashMap<(String, String), Fen>> {
-    let current_version = in_tx(store, state_key)?.version.ok_or_else(|| {
+    let current_version = state_key(store)?.version.ok_or_else(|| {
         SettleError::FailedPrecondition("no registry is loaded (suanli registry import)".into())
     })?;
     let last = Period { year, month: 12 };
@@ -1161,6 +1172,10 @@ impl Transact for OwnReader {
     ) -> std::result::Result<(), StoreError> {
         self.reader()?.read(f)
     }
+
+    fn query_ints(&mut self, sql: &str) -> std::result::Result<Vec<Vec<Option<i64>>>, StoreError> {
+        self.reader()?.query_ints(sql)
+    }
 }
 
 impl Transact for ReaderSource {
@@ -1169,6 +1184,10 @@ impl Transact for ReaderSource {
         f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
     ) -> std::result::Result<(), StoreError> {
         self.reader.transact(f)
+    }
+
+    fn query_ints(&mut self, sql: &str) -> std::result::Result<Vec<Vec<Option<i64>>>, StoreError> {
+        self.reader.query_ints(sql)
     }
 }
 
@@ -1316,7 +1335,7 @@ impl BalanceReader {
     /// On PostgreSQL that saves two round trips a look-up when look-ups queue.
     pub fn begin_batch(&mut self) -> Result<()> {
         self.cache.batch = None;
-        let state = in_tx(&mut self.source, state_key)?;
+        let state = state_key(&mut self.source)?;
         self.cache.position = state.position;
         follow_accruals(&mut self.source, &mut self.cache)?;
         self.cache.batch = Some(state);

@@ -85,6 +85,22 @@ pub trait Transact {
         &mut self,
         f: &mut dyn FnMut(&mut dyn Sql) -> std::result::Result<(), StoreError>,
     ) -> std::result::Result<(), StoreError>;
+
+    /// As [`suanli_store::Reader::query_ints`]: one statement of integer columns, alone where
+    /// the source can (a reader), else in a transaction of its own.
+    fn query_ints(&mut self, sql: &str) -> std::result::Result<Vec<Vec<Option<i64>>>, StoreError> {
+        let mut out = Vec::new();
+        self.transact(&mut |tx| {
+            let sql = sql.replace("{position}", tx.accrual_generation_sql().unwrap_or("NULL"));
+            out = tx
+                .query(&sql, &[])?
+                .iter()
+                .map(|row| row.iter().map(|v| v.opt_int()).collect())
+                .collect::<std::result::Result<_, _>>()?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
 }
 
 impl Transact for dyn Store + '_ {

@@ -572,6 +572,12 @@ pub trait Reader: Send {
     /// The newest `ingest_log` seq (PostgreSQL: what [`AccrualFeed::since`] compares to notice
     /// another server's commits); `None` on SQLite, where one server writes.
     fn accrual_position(&mut self) -> Result<Option<i64>>;
+    /// The rows of one statement whose every column is an integer or NULL, read alone: one
+    /// statement sees one snapshot, so it needs no transaction around it, and on PostgreSQL
+    /// it takes one round trip instead of the four of a read-only transaction around a
+    /// prepared query. `{position}` in `sql` stands for the database's accrual position
+    /// ([`sql::Sql::accrual_generation_sql`]), NULL where there is none.
+    fn query_ints(&mut self, sql: &str) -> Result<Vec<Vec<Option<i64>>>>;
 }
 
 /// Opens a [`Reader`] on the database at `url`, which a store has opened (and migrated).

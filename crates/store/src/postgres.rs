@@ -170,6 +170,30 @@ impl crate::Reader for PgReader {
         Ok(())
     }
 
+    fn query_ints(&mut self, sql: &str) -> Result<Vec<Vec<Option<i64>>>> {
+        self.reconnect_if_closed()?;
+        let sql = sql.replace("{position}", crate::sql::PG_ACCRUAL_POSITION_SQL);
+        // The simple protocol: one message, one round trip, the values as text.
+        let mut out = Vec::new();
+        for message in self.client.simple_query(&sql)? {
+            if let postgres::SimpleQueryMessage::Row(row) = message {
+                let values = (0..row.len())
+                    .map(|i| {
+                        row.get(i)
+                            .map(|text| {
+                                text.parse::<i64>().map_err(|_| {
+                                    StoreError::Corrupt(format!("not an integer: {text:?}"))
+                                })
+                            })
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.push(values);
+            }
+        }
+        Ok(out)
+    }
+
     fn accrual_position(&mut self) -> Result<Option<i64>> {
         self.reconnect_if_closed()?;
         Ok(Some(

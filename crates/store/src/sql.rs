@@ -208,6 +208,9 @@ fn sqlite_value(v: &Value) -> rusqlite::types::Value {
     }
 }
 
+/// PostgreSQL's accrual position: the newest `ingest_log` seq.
+pub(crate) const PG_ACCRUAL_POSITION_SQL: &str = "(SELECT COALESCE(MAX(seq), 0) FROM ingest_log)";
+
 impl Sql for postgres::Transaction<'_> {
     fn insert_rows(&mut self, table: &str, columns: &[&str], rows: &[Vec<Value>]) -> Result<()> {
         use postgres::types::Type;
@@ -250,7 +253,7 @@ impl Sql for postgres::Transaction<'_> {
     }
 
     fn accrual_generation_sql(&self) -> Option<&'static str> {
-        Some("(SELECT COALESCE(MAX(seq), 0) FROM ingest_log)")
+        Some(PG_ACCRUAL_POSITION_SQL)
     }
 
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {

@@ -832,6 +832,19 @@ impl crate::Reader for SqliteReader {
     fn accrual_position(&mut self) -> Result<Option<i64>> {
         Ok(None)
     }
+
+    fn query_ints(&mut self, sql: &str) -> Result<Vec<Vec<Option<i64>>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql.replace("{position}", "NULL"))?;
+        let columns = stmt.column_count();
+        let rows = stmt.query_map([], |row| {
+            (0..columns)
+                .map(|i| row.get::<_, Option<i64>>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
 }
 
 pub(crate) fn stored(
