@@ -1496,6 +1496,14 @@ impl LogState {
     }
 }
 
+/// The name of `id` in a store's shared names.
+fn shared_name(names: &FxMap<i64, std::sync::Arc<str>>, id: i64) -> Result<&str, StoreError> {
+    names
+        .get(&id)
+        .map(|n| &**n)
+        .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+}
+
 impl crate::AccrualFeed {
     /// The changes since `since` (a mark of this store's [`crate::Store::accrual_changes_since`]
     /// or of an earlier call here), summed per accrual, with the mark after them; `None` when
@@ -1512,12 +1520,7 @@ impl crate::AccrualFeed {
             return Ok(None);
         };
         let names = deltas.names.read().unwrap_or_else(|e| e.into_inner());
-        let name = |id: i64| {
-            names
-                .get(&id)
-                .map(|n| &**n)
-                .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
-        };
+        let name = |id: i64| shared_name(&names, id);
         let mut rows = Vec::with_capacity(deltas.deltas.len());
         for d in &deltas.deltas {
             let key = accrual_key(
@@ -1579,13 +1582,7 @@ impl crate::AccrualFeed {
             let (Ok(amount_fen), Ok(records)) = (i64::try_from(a), i64::try_from(n)) else {
                 // Named for the error only.
                 let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-                let name = |id: i64| {
-                    names
-                        .get(&id)
-                        .map(|n| &**n)
-                        .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
-                };
-                let key = accrual_key_named(name, ids)?;
+                let key = accrual_key_named(|id| shared_name(&names, id), ids)?;
                 return Err(fitting(&key, a, n).expect_err("does not fit"));
             };
             deltas.push(crate::AccrualDelta {
