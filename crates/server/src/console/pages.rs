@@ -1426,7 +1426,7 @@ impl AuditPage<'_> {
         };
         (shown.entries > listed as i64).then(|| {
             tr(self.ctx, key)
-                .replace("{prefix}", &self.account)
+                .replace("{prefix}", self.account)
                 .replace("{shown}", &format_count(listed as u64))
                 .replace(
                     "{n}",
