@@ -368,8 +368,20 @@ async fn phase(
     }
     if let Some(t) = console_task {
         let (enterprise, overview) = t.await.expect("console");
-        println!("{name}: {}", summary("console enterprise page", enterprise));
-        println!("{name}: {}", summary("console finance overview", overview));
+        for (page, samples) in [
+            ("console enterprise page", enterprise),
+            ("console finance overview", overview),
+        ] {
+            // Whether the slowest is the phase's first request (which takes in what the
+            // phase before left waiting) or one of the rest.
+            let slowest = samples
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, d)| **d)
+                .map(|(i, d)| format!("; slowest {d:.2?}, request {} of {}", i + 1, samples.len()))
+                .unwrap_or_default();
+            println!("{name}: {}{slowest}", summary(page, samples));
+        }
     }
     // A look-up that could not be served from the writer's change log read every accrual
     // through the writer.
