@@ -1253,7 +1253,7 @@ impl BalanceReader {
     /// meanwhile waits for one slice, not for everything that came in; otherwise all of them
     /// (a binding limit moves every line at each catch-up, so it is done once). The balance
     /// thread does it between look-ups, and at most half the time while none comes
-    /// ([`LOOKUPS_RECENT`]). Nothing before the first look-up (which reads every accrual),
+    /// ([`LOOKUPS_RECENT`]) unless the backlog passes [`IDLE_BACKLOG_MAX`]. Nothing before the first look-up (which reads every accrual),
     /// and nothing the log cannot serve. Returns whether keys still wait.
     pub fn follow(&mut self, catch_up: bool) -> Result<bool> {
         let Some(mark) = self.cache.accruals.mark else {
@@ -1301,6 +1301,16 @@ impl BalanceReader {
             }
         }
         Ok(self.waiting())
+    }
+
+    /// How many changed keys the maintained years have to catch up on.
+    fn waiting_keys(&self) -> usize {
+        self.cache
+            .years
+            .keys()
+            .filter_map(|y| self.cache.dirty.get(y))
+            .map(|d| d.len())
+            .sum()
     }
 
     /// Whether a maintained year has changed keys to catch up on.
@@ -1403,7 +1413,7 @@ const BATCH_JOBS_MAX: usize = 256;
 
 /// How long after the last look-up (or console page) the balance thread catches up on the
 /// waiting keys whenever its queue is empty; after that it catches up at most half the time
-/// ([`IDLE_REST_PER_WORK`]), so that figures nobody reads take at most half a core from
+/// ([`IDLE_REST_PER_WORK`]) while the backlog is small ([`IDLE_BACKLOG_MAX`]), so that figures nobody reads take at most half a core from
 /// ingest and yet stay current for the next look-up or page (at a quarter, PostgreSQL's half
 /// rate in the balances bench outran them, and the first finance overview after a quiet
 /// minute waited up to a second).
@@ -1412,6 +1422,12 @@ const LOOKUPS_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
 /// While no look-up is recent, the balance thread rests this many times as long as its last
 /// catch-up took before the next one.
 const IDLE_REST_PER_WORK: u32 = 1;
+
+/// Keys at most left waiting while the balance thread rests: past them it catches up without
+/// resting, so that the first page after a quiet spell of fast ingest finds at most this many
+/// to catch up on (at PostgreSQL's half rate in the balances bench, half the time let the
+/// backlog grow, and the first finance overview took it all in: 311 ms).
+const IDLE_BACKLOG_MAX: usize = 4_096;
 
 /// A job for the balance thread.
 type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
@@ -1464,7 +1480,14 @@ impl Balances {
                             let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                                 || reader.follow(true),
                             ));
-                            rest = started.elapsed() * IDLE_REST_PER_WORK;
+                            // Resting only while the backlog stays small: when ingest
+                            // outruns half the time, the next look-up or page would pay
+                            // for all of it.
+                            rest = if reader.waiting_keys() > IDLE_BACKLOG_MAX {
+                                std::time::Duration::ZERO
+                            } else {
+                                started.elapsed() * IDLE_REST_PER_WORK
+                            };
                             waiting = false;
                             match followed {
                                 Ok(Ok(more)) => waiting = more,

@@ -191,6 +191,11 @@ impl Dirty {
         self.len == 0
     }
 
+    /// How many keys wait.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Every waiting key, leaving none.
     pub(crate) fn take_all(&mut self) -> MonthKeys {
         let months = std::mem::take(&mut self.months);
