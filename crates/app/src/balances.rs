@@ -1253,8 +1253,9 @@ impl BalanceReader {
     /// meanwhile waits for one slice, not for everything that came in; otherwise all of them
     /// (a binding limit moves every line at each catch-up, so it is done once). The balance
     /// thread does it between look-ups, and at most half the time while none comes
-    /// ([`LOOKUPS_RECENT`]) unless the backlog passes [`IDLE_BACKLOG_MAX`]. Nothing before the first look-up (which reads every accrual),
-    /// and nothing the log cannot serve. Returns whether keys still wait.
+    /// ([`LOOKUPS_RECENT`]) unless the backlog passes [`IDLE_BACKLOG_MAX`]. Nothing before the
+    /// first look-up (which reads every accrual), and nothing the log cannot serve. Returns
+    /// whether keys still wait.
     pub fn follow(&mut self, catch_up: bool) -> Result<bool> {
         let Some(mark) = self.cache.accruals.mark else {
             return Ok(false);
@@ -1413,10 +1414,10 @@ const BATCH_JOBS_MAX: usize = 256;
 
 /// How long after the last look-up (or console page) the balance thread catches up on the
 /// waiting keys whenever its queue is empty; after that it catches up at most half the time
-/// ([`IDLE_REST_PER_WORK`]) while the backlog is small ([`IDLE_BACKLOG_MAX`]), so that figures nobody reads take at most half a core from
-/// ingest and yet stay current for the next look-up or page (at a quarter, PostgreSQL's half
-/// rate in the balances bench outran them, and the first finance overview after a quiet
-/// minute waited up to a second).
+/// ([`IDLE_REST_PER_WORK`]) while the backlog is small ([`IDLE_BACKLOG_MAX`]), so that
+/// figures nobody reads take at most half a core from ingest and yet stay current for the next
+/// look-up or page (at a quarter, PostgreSQL's half rate in the balances bench outran them, and
+/// the first finance overview after a quiet minute waited up to a second).
 const LOOKUPS_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// While no look-up is recent, the balance thread rests this many times as long as its last

@@ -1036,7 +1036,7 @@ mod tests {
         group.insert((1, 2, 0, 202503), (500, 1));
         // Commit of seq 8 in flight; the reader already reads 8 as the newest seq.
         log.committing(8);
-        let reader = std::thread::spawn(move || feed.since(mark, Some(8)));
+        let reader = std::thread::spawn(move || feed.deltas_since(mark, Some(8)));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!reader.is_finished(), "the reader waits for the note");
         log.note(8, group);
@@ -1046,17 +1046,21 @@ mod tests {
             .expect("read")
             .expect("served from the log once noted");
         assert_eq!(changes.mark.external, 8);
-        assert_eq!(changes.rows.len(), 1);
-        assert_eq!(changes.rows[0].amount_fen, 500);
+        assert_eq!(changes.deltas.len(), 1);
+        assert_eq!(changes.deltas[0].amount_fen, 500);
         // Seq 9 committed by another server: nothing in flight here, so no wait and no answer
         // from the log.
         let feed = log.feed(&names);
         let started = std::time::Instant::now();
-        assert!(feed.since(changes.mark, Some(9)).expect("read").is_none());
+        assert!(
+            feed.deltas_since(changes.mark, Some(9))
+                .expect("read")
+                .is_none()
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         // An abandoned commit wakes the reader too (and its seq then counts as missing).
         log.committing(10);
-        let reader = std::thread::spawn(move || feed.since(changes.mark, Some(10)));
+        let reader = std::thread::spawn(move || feed.deltas_since(changes.mark, Some(10)));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(
             !reader.is_finished(),
@@ -1497,50 +1501,23 @@ impl LogState {
 }
 
 /// The name of `id` in a store's shared names.
-fn shared_name(names: &FxMap<i64, std::sync::Arc<str>>, id: i64) -> Result<&str, StoreError> {
+pub(crate) fn shared_name(
+    names: &FxMap<i64, std::sync::Arc<str>>,
+    id: i64,
+) -> Result<&std::sync::Arc<str>, StoreError> {
     names
         .get(&id)
-        .map(|n| &**n)
         .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
 }
 
 impl crate::AccrualFeed {
     /// The changes since `since` (a mark of this store's [`crate::Store::accrual_changes_since`]
-    /// or of an earlier call here), summed per accrual, with the mark after them; `None` when
-    /// they are not all here, and the caller must read every total through the store. On
-    /// PostgreSQL `current` is the newest `ingest_log` seq the caller read from the database
-    /// before calling (so a change of another server is noticed); `None` on SQLite, where one
-    /// server writes.
-    pub fn since(
-        &self,
-        since: crate::AccrualMark,
-        current: Option<i64>,
-    ) -> Result<Option<crate::AccrualChanges>, StoreError> {
-        let Some(deltas) = self.deltas_since(since, current)? else {
-            return Ok(None);
-        };
-        let names = deltas.names.read().unwrap_or_else(|e| e.into_inner());
-        let name = |id: i64| shared_name(&names, id);
-        let mut rows = Vec::with_capacity(deltas.deltas.len());
-        for d in &deltas.deltas {
-            let key = accrual_key(
-                name(d.beneficiary)?,
-                name(d.provider)?,
-                d.class,
-                &d.period.to_string(),
-            );
-            rows.push(accrual_row(key, d.amount_fen, d.records));
-        }
-        Ok(Some(crate::AccrualChanges {
-            mark: deltas.mark,
-            complete: false,
-            rows: accrual_rows(rows),
-        }))
-    }
-
-    /// [`crate::AccrualFeed::since`] by the store's ids, which a reader names once each
-    /// ([`crate::AccrualDeltas::name`]) instead of reading every delta's names as text: the
-    /// log is held only while the deltas are summed.
+    /// or of an earlier call here), summed per accrual by the store's ids, with the mark after
+    /// them; `None` when they are not all here, and the caller must read every total through
+    /// the store. A reader names each id once ([`crate::AccrualDeltas::name`]); the log is held
+    /// only while the deltas are summed. On PostgreSQL `current` is the newest `ingest_log` seq
+    /// the caller read from the database before calling (so a change of another server is
+    /// noticed); `None` on SQLite, where one server writes.
     pub fn deltas_since(
         &self,
         since: crate::AccrualMark,
@@ -1573,16 +1550,12 @@ impl crate::AccrualFeed {
         for (ids, (a, n)) in sums {
             let class = class_of_code(ids.2)
                 .ok_or_else(|| StoreError::Corrupt(format!("class_code {}", ids.2)))?;
-            let period = suanli_domain::usage::Period {
-                year: i32::try_from(ids.3 / 100)
-                    .map_err(|_| StoreError::Corrupt(format!("period {}", ids.3)))?,
-                month: u32::try_from(ids.3 % 100)
-                    .map_err(|_| StoreError::Corrupt(format!("period {}", ids.3)))?,
-            };
+            let period = crate::period_of_code(ids.3)
+                .ok_or_else(|| StoreError::Corrupt(format!("period {}", ids.3)))?;
             let (Ok(amount_fen), Ok(records)) = (i64::try_from(a), i64::try_from(n)) else {
                 // Named for the error only.
                 let names = self.names.read().unwrap_or_else(|e| e.into_inner());
-                let key = accrual_key_named(|id| shared_name(&names, id), ids)?;
+                let key = accrual_key_named(|id| shared_name(&names, id).map(|n| &**n), ids)?;
                 return Err(fitting(&key, a, n).expect_err("does not fit"));
             };
             deltas.push(crate::AccrualDelta {

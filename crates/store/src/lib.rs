@@ -189,12 +189,7 @@ pub struct AccrualDeltas {
 impl AccrualDeltas {
     /// The name (beneficiary or provider id) of one of the deltas' ids.
     pub fn name(&self, id: i64) -> std::result::Result<std::sync::Arc<str>, StoreError> {
-        self.names
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("no name for id {id}")))
+        common::shared_name(&self.names.read().unwrap_or_else(|e| e.into_inner()), id).cloned()
     }
 }
 
@@ -569,7 +564,7 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
 /// every commit made before it began.
 pub trait Reader: Send {
     fn read(&mut self, f: &mut dyn FnMut(&mut dyn sql::Sql) -> Result<()>) -> Result<()>;
-    /// The newest `ingest_log` seq (PostgreSQL: what [`AccrualFeed::since`] compares to notice
+    /// The newest `ingest_log` seq (PostgreSQL: what [`AccrualFeed::deltas_since`] compares to notice
     /// another server's commits); `None` on SQLite, where one server writes.
     fn accrual_position(&mut self) -> Result<Option<i64>>;
     /// The rows of one statement whose every column is an integer or NULL, read alone: one
@@ -594,6 +589,15 @@ pub fn open_reader(url: &str) -> Result<Box<dyn Reader>> {
 /// The fiscal period as stored in usage rows: yyyymm.
 pub fn period_code(period: Period) -> i64 {
     i64::from(period.year) * 100 + i64::from(period.month)
+}
+
+/// The period of a [`period_code`], if it is one.
+pub fn period_of_code(code: i64) -> Option<Period> {
+    let period = Period {
+        year: i32::try_from(code / 100).ok()?,
+        month: u32::try_from(code % 100).ok()?,
+    };
+    (1..=12).contains(&period.month).then_some(period)
 }
 
 #[cfg(test)]
