@@ -406,5 +406,26 @@ pub fn verify(tx: &mut dyn Sql, entries: &[Entry]) -> Result<Sealed, SealBroken>
             )));
         }
     }
+    // The running totals the trial balance reads must be the sums of the entries verified
+    // above: an edit of the totals alone would misstate every account page and total.
+    if let Some((account, kept, summed)) = rows::account_totals_drift(tx)
+        .map_err(store)?
+        .into_iter()
+        .next()
+    {
+        let show = |v: [i64; 3]| {
+            format!(
+                "debits {}, credits {}, {} entries",
+                suanli_domain::money::Fen(v[0]),
+                suanli_domain::money::Fen(v[1]),
+                v[2]
+            )
+        };
+        return Err(SealBroken::Unaccounted(format!(
+            "the trial balance's running totals of account {account} ({}) differ from its entries ({})",
+            show(kept),
+            show(summed)
+        )));
+    }
     Ok(sealed)
 }

@@ -305,6 +305,24 @@ fn posted_money_edits_are_found(db: Db) {
     verify_passes(db);
     s.ok(&f1, &["settle", "rederive", &run]);
 
+    // The running totals the trial balance reads, edited alone: the entries still match their
+    // audit entries, the totals no longer match the entries.
+    tamper(
+        db,
+        "UPDATE account_totals SET debit_fen = debit_fen + 7 WHERE account LIKE 'expense:%'",
+    );
+    let err = verify_fails(db);
+    assert!(
+        err.contains("running totals of account expense:")
+            && err.contains("differ from its entries"),
+        "verify names the account and both sums: {err}"
+    );
+    tamper(
+        db,
+        "UPDATE account_totals SET debit_fen = debit_fen - 7 WHERE account LIKE 'expense:%'",
+    );
+    verify_passes(db);
+
     // A posted run line.
     tamper(
         db,

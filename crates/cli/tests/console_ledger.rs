@@ -94,6 +94,12 @@ fn add_journals(f: &Fixture) {
              SELECT journal_id, {seq}, '{account}', {debit}, {credit} FROM journals WHERE reference = 'T-LONG';\n"
         ));
     }
+    // The running totals per account, as the store keeps them beside the entries it appends.
+    sql.push_str(
+        "DELETE FROM account_totals;\n\
+         INSERT INTO account_totals (account, debit_fen, credit_fen, entries) \
+         SELECT account, SUM(debit_fen), SUM(credit_fen), COUNT(*) FROM journal_entries GROUP BY account;\n",
+    );
     execute(f, &sql);
 }
 

@@ -557,13 +557,71 @@ pub fn insert_journal(
         .first()
         .ok_or_else(|| StoreError::Corrupt("insert returned no journal id".into()))?[0]
         .int()?;
+    // Σ debits, Σ credits and the entries of each account this journal touches, added to the
+    // running totals in the same transaction (once per account, not per entry).
+    let mut per_account: std::collections::BTreeMap<&str, (i64, i64, i64)> =
+        std::collections::BTreeMap::new();
     for (seq, e) in entries.iter().enumerate() {
         tx.exec(
             "INSERT INTO journal_entries (journal_id, seq, account, debit_fen, credit_fen) VALUES ($1, $2, $3, $4, $5)",
             &[journal_id.into(), (seq as i64).into(), e.account.as_str().into(), e.debit_fen.into(), e.credit_fen.into()],
         )?;
+        let sums = per_account.entry(e.account.as_str()).or_default();
+        let overflow = || {
+            StoreError::Overflow(format!(
+                "the debits or credits of account {} in one journal",
+                e.account
+            ))
+        };
+        sums.0 = sums.0.checked_add(e.debit_fen).ok_or_else(overflow)?;
+        sums.1 = sums.1.checked_add(e.credit_fen).ok_or_else(overflow)?;
+        sums.2 += 1;
+    }
+    for (account, (debit, credit, count)) in per_account {
+        tx.exec(
+            "INSERT INTO account_totals (account, debit_fen, credit_fen, entries) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account) DO UPDATE SET debit_fen = account_totals.debit_fen + excluded.debit_fen, \
+             credit_fen = account_totals.credit_fen + excluded.credit_fen, entries = account_totals.entries + excluded.entries",
+            &[account.into(), debit.into(), credit.into(), count.into()],
+        )?;
     }
     Ok(journal_id)
+}
+
+/// An account's Σ debits, Σ credits and number of entries.
+pub type AccountSums = [i64; 3];
+
+/// Accounts whose running totals differ from the sums of their entries, as (account, kept,
+/// summed); an account missing on one side counts zeros there. Empty when they agree, as they
+/// do unless the tables were edited outside the store.
+pub fn account_totals_drift(tx: &mut dyn Sql) -> Result<Vec<(String, AccountSums, AccountSums)>> {
+    let summed = tx.query(
+        "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT), COUNT(*) \
+         FROM journal_entries GROUP BY account ORDER BY account",
+        &[],
+    )?;
+    let kept = tx.query(
+        "SELECT account, debit_fen, credit_fen, entries FROM account_totals ORDER BY account",
+        &[],
+    )?;
+    let mut all: std::collections::BTreeMap<String, (AccountSums, AccountSums)> =
+        std::collections::BTreeMap::new();
+    for (rows, kept_side) in [(&kept, true), (&summed, false)] {
+        for r in rows {
+            let v = [r[1].int()?, r[2].int()?, r[3].int()?];
+            let both = all.entry(r[0].text()?).or_default();
+            if kept_side {
+                both.0 = v;
+            } else {
+                both.1 = v;
+            }
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(_, (kept, summed))| kept != summed)
+        .map(|(account, (kept, summed))| (account, kept, summed))
+        .collect())
 }
 
 pub fn journal_by_reference(
@@ -861,8 +919,30 @@ pub fn journals_newest(
     Ok(out)
 }
 
-/// Accounts of the trial balance by account name, those starting with `prefix` (all when it is
-/// empty), `offset` of them skipped and at most `count` read: Σ debits and Σ credits of each.
+/// What the running totals per account add up to: the accounts with entries, the entries,
+/// and their debits and credits, as the whole ledger holds them now. The console's ledger page
+/// reads these on every view; the trial balance and the ledger export sum the entries
+/// themselves, and `suanli audit verify` checks the two agree ([`account_totals_drift`]).
+pub fn running_totals(tx: &mut dyn Sql) -> Result<LedgerTotals> {
+    let rows = tx.query(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(entries), 0) AS BIGINT), CAST(COALESCE(SUM(debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(credit_fen), 0) AS BIGINT) FROM account_totals",
+        &[],
+    )?;
+    let r = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no running totals row".into()))?;
+    Ok(LedgerTotals {
+        journals: 0,
+        accounts: r[0].int()?,
+        entries: r[1].int()?,
+        debit_fen: r[2].int()?,
+        credit_fen: r[3].int()?,
+    })
+}
+
+/// Accounts of the trial balance of the whole ledger by account name, those starting with
+/// `prefix` (all when it is empty), `offset` of them skipped and at most `count` read: Σ debits
+/// and Σ credits of each, read from the running totals by the account key.
 pub fn account_totals_window(
     tx: &mut dyn Sql,
     prefix: &str,
@@ -874,8 +954,8 @@ pub fn account_totals_window(
     params.push(offset.into());
     tx.query(
         &format!(
-            "SELECT account, CAST(SUM(debit_fen) AS BIGINT), CAST(SUM(credit_fen) AS BIGINT) \
-             FROM journal_entries {condition} GROUP BY account ORDER BY account LIMIT ${} OFFSET ${}",
+            "SELECT account, debit_fen, credit_fen FROM account_totals {condition} \
+             ORDER BY account LIMIT ${} OFFSET ${}",
             params.len() - 1,
             params.len()
         ),
@@ -887,11 +967,11 @@ pub fn account_totals_window(
 }
 
 /// How many accounts with entries start with `prefix` (a non-empty one; the trial balance's
-/// totals count them all).
+/// totals count them all): a range of the running totals' key.
 pub fn accounts_count(tx: &mut dyn Sql, prefix: &str) -> Result<i64> {
     let (condition, params) = account_prefix_condition(prefix);
     let rows = tx.query(
-        &format!("SELECT COUNT(DISTINCT account) FROM journal_entries {condition}"),
+        &format!("SELECT COUNT(*) FROM account_totals {condition}"),
         &params,
     )?;
     rows.first()
@@ -899,14 +979,17 @@ pub fn accounts_count(tx: &mut dyn Sql, prefix: &str) -> Result<i64> {
         .int()
 }
 
-/// `WHERE` an entry's account starts with `prefix` (`$1`), or nothing when it is empty.
+/// `WHERE` an account starts with `prefix` (`$1`, `$2`), or nothing when it is empty: a range
+/// of the key, as account names compare byte by byte on both backends (SQLite's BINARY,
+/// `COLLATE "C"` on PostgreSQL), so every name that starts with the prefix sorts from the
+/// prefix itself to the prefix followed by the last code point.
 fn account_prefix_condition(prefix: &str) -> (&'static str, Vec<Value>) {
     if prefix.is_empty() {
         ("", Vec::new())
     } else {
         (
-            "WHERE substr(account, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT)",
-            vec![prefix.into()],
+            "WHERE account >= $1 AND account < $2",
+            vec![prefix.into(), format!("{prefix}{}", char::MAX).into()],
         )
     }
 }

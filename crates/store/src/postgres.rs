@@ -83,6 +83,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/postgres/0016_reject_field.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/postgres/0017_account_totals.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

@@ -65,6 +65,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../../migrations/sqlite/0013_reject_field.sql"),
     ),
+    (
+        14,
+        include_str!("../../../migrations/sqlite/0014_account_totals.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -1847,6 +1847,34 @@ fn journals_and_the_trial_balance_read_in_pages_are_read_whole() {
                     whole, upto,
                     "the later journal counts in the whole trial balance"
                 );
+                // The running totals kept as journals are appended are the sums of every
+                // entry, whatever journal came last.
+                let mut sums = std::collections::BTreeMap::<String, (i64, i64, i64)>::new();
+                for e in all.iter().flat_map(|j| &j.entries) {
+                    let s = sums.entry(e.account.clone()).or_default();
+                    s.0 += e.debit_fen;
+                    s.1 += e.credit_fen;
+                    s.2 += 1;
+                }
+                let summed: Vec<_> = sums.iter().map(|(a, s)| (a.clone(), s.0, s.1)).collect();
+                assert_eq!(whole, summed);
+                assert_eq!(
+                    rows::account_totals_window(tx, "", 0, 100)?,
+                    summed,
+                    "the running totals are the entries' sums"
+                );
+                let now = rows::running_totals(tx)?;
+                assert_eq!(rows::trial_balance_totals(tx, i64::MAX)?, now);
+                assert_eq!(
+                    (now.accounts, now.entries, now.debit_fen, now.credit_fen),
+                    (
+                        sums.len() as i64,
+                        sums.values().map(|s| s.2).sum(),
+                        sums.values().map(|s| s.0).sum(),
+                        sums.values().map(|s| s.1).sum()
+                    )
+                );
+                assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
                 for count in 1..=4 {
                     let mut paged = Vec::new();
                     loop {
@@ -1912,6 +1940,19 @@ fn journals_newest_first_and_accounts_in_windows() {
                 "run:2",
                 "2025-06-03T00:00:00.000Z",
                 vec![entry("expense:p", 5, 0), entry("payable:p:b1", 0, 5)],
+            ),
+            // Names in byte order on both backends: capitals before small letters, Chinese
+            // after both, and a name that is a prefix of another.
+            (
+                "run",
+                "run:3",
+                "2025-06-04T00:00:00.000Z",
+                vec![
+                    entry("expense:p", 9, 0),
+                    entry("payable:p:杭宇智能", 0, 4),
+                    entry("payable:p:B9", 0, 3),
+                    entry("payable:p:b", 0, 2),
+                ],
             ),
         ];
         store
@@ -1999,7 +2040,15 @@ fn journals_newest_first_and_accounts_in_windows() {
                     s.0 += e.debit_fen;
                     s.1 += e.credit_fen;
                 }
-                for prefix in ["", "payable:p:", "paid:", "nothing"] {
+                assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
+                for prefix in [
+                    "",
+                    "payable:p:",
+                    "payable:p:b",
+                    "payable:p:杭",
+                    "paid:",
+                    "nothing",
+                ] {
                     let want: Vec<(String, i64, i64)> = sums
                         .iter()
                         .filter(|(a, _)| a.starts_with(prefix))

@@ -1579,7 +1579,7 @@ pub async fn audit(
             int(JOURNALS_PER_PAGE),
             ENTRIES_SHOWN_MAX,
         )?;
-        let totals = rows::trial_balance_totals(tx, i64::MAX)?;
+        let totals = rows::running_totals(tx)?;
         let accounts = if prefix.is_empty() {
             totals.accounts
         } else {
