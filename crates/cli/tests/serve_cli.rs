@@ -204,6 +204,49 @@ fn serve_and_import_with_the_real_binary() {
     assert!(status.success());
     let exit = server.0.wait().expect("serve exits");
     assert!(exit.success(), "graceful shutdown exits 0: {exit}");
+
+    // Started again on the same database: the balance figures of the newest programme year
+    // are prepared at start, before any page or look-up asks for them.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args([
+            "serve",
+            "--addr",
+            &addr,
+            "--database-url",
+            &url,
+            "--http-addr",
+            "off",
+            "--log-json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts again");
+    let mut server = Server(child);
+    let stderr = server.0.stderr.take().expect("piped stderr");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ready = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.contains("balance figures ready") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no \"balance figures ready\" in the log within 60 s: {e}"),
+        }
+    };
+    assert!(ready.contains("\"year\":2025"), "{ready}");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
