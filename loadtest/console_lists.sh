@@ -136,12 +136,35 @@ for path in \
   "/records?page=100000" \
   "/records?page=199999" \
   "/records?beneficiary=lb4242&page=2" \
+  "/audit" \
+  "/audit?account=payable:load-national:" \
+  "/audit?accounts_page=400" \
   "/audit/log" \
   "/audit/log?action=run.post" \
   "/audit/log?page=2&per=20" \
   "/records?beneficiary=lb4242&export=csv" \
   "/records?provider=lp3&export=csv" \
   "/finance/enterprises?export=xlsx" \
+  ; do
+  time_get "$path"
+done
+grep -o '"balance figures ready".*' "$work/serve.log" || grep 'balance figures ready' "$work/serve.log" || true
+
+# The optional indexes of usage records, built beside the running server (nothing ingests
+# now), then the record lists again: those that scan without them, and the rest.
+for which in enterprise month; do
+  "$bin/suanli" index create "$which" --database-url "$url"
+done
+echo "path with both record indexes (status:seconds, three times)"
+for path in \
+  "/records" \
+  "/records?beneficiary=lb4242" \
+  "/records?beneficiary=lb4242&page=2" \
+  "/records?beneficiary=lb4242&provider=lp3" \
+  "/records?period=2025-01" \
+  "/records?period=2025-02" \
+  "/records?provider=lp3&void=no" \
+  "/records?beneficiary=lb4242&export=csv" \
   ; do
   time_get "$path"
 done

@@ -10,6 +10,7 @@ mod stdout;
 mod audit_cli;
 mod client;
 mod files;
+mod index_cli;
 mod settle_cli;
 mod simulate;
 mod users_cli;
@@ -118,6 +119,12 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Optional indexes of usage records: the console's lists by enterprise or by month stay
+    /// fast at any size, and ingest writes each index for every record (no server needed).
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
     },
     /// Registry versions on a running server.
     Registry {
@@ -481,6 +488,34 @@ enum AuditCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Lists the optional indexes and whether the database has each.
+    List {
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Builds an index (PostgreSQL: beside ingest; SQLite: ingest waits for the build).
+    Create {
+        /// Which index.
+        #[arg(value_enum)]
+        which: index_cli::Which,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Drops an index: ingest no longer writes it, and its lists scan again.
+    Drop {
+        /// Which index.
+        #[arg(value_enum)]
+        which: index_cli::Which,
+        /// The database: sqlite://PATH or postgres://USER@HOST/DB (the server's database.url).
+        #[arg(long, default_value = suanli_store::DEFAULT_DATABASE_URL, env = "SUANLI_DATABASE_URL")]
+        database_url: String,
+    },
+}
+
 /// How a client command reaches the server. Every flag is global, so it may stand before or
 /// after the subcommand (`suanli settle create … --token T` and `suanli settle --token T
 /// create …`); `main` also moves it from before the command (`suanli --token T settle …`).
@@ -737,6 +772,9 @@ fn main() -> ExitCode {
         Command::Token { command: TokenCommand::Revoke { hash_prefix, token, database_url } } => {
             client::token_revoke(&database_url, hash_prefix.as_deref(), token.as_deref())
         }
+        Command::Index { command: IndexCommand::List { database_url } } => index_cli::list(&database_url),
+        Command::Index { command: IndexCommand::Create { which, database_url } } => index_cli::create(&database_url, which),
+        Command::Index { command: IndexCommand::Drop { which, database_url } } => index_cli::remove(&database_url, which),
         Command::Audit { command: AuditCommand::Verify { database_url } } => audit_cli::verify(&database_url),
         Command::Audit { command: AuditCommand::Export { out, format, database_url } } => {
             audit_cli::export(&database_url, &out, format)

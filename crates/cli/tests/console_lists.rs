@@ -500,6 +500,83 @@ fn tampered_chain_shows(f: &Fixture) {
     assert!(log.body.contains("data-intact=\"false\""), "{}", log.body);
 }
 
+/// `suanli index` on the fixture's database: `args` after `index`, then the database; must
+/// succeed. Returns stdout.
+fn index(f: &Fixture, args: &[&str]) -> String {
+    let out = support::bin()
+        .arg("index")
+        .args(args)
+        .args(["--database-url", &f.server.db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "index {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Both optional indexes of usage records, built through the CLI on the running server's
+/// empty database: listed, built once, then written by ingest for every record.
+fn build_record_indexes(f: &Fixture) {
+    let listed = index(f, &["list"]);
+    assert!(
+        listed.contains("enterprise   usage_records_by_beneficiary   absent")
+            && listed.contains("month        usage_records_by_period        absent"),
+        "{listed}"
+    );
+    for which in ["enterprise", "month"] {
+        let built = index(f, &["create", which]);
+        assert!(
+            built.contains(&format!("built the index of usage records by {which}")),
+            "{built}"
+        );
+        let again = index(f, &["create", which]);
+        assert!(again.contains("is already there"), "{again}");
+    }
+    let listed = index(f, &["list"]);
+    assert_eq!(listed.matches("present").count(), 2, "{listed}");
+    // The lists' filtered page is a range of the index (SQLite's plan of the same shape).
+    if let Some(path) = f.server.db.url.strip_prefix("sqlite://") {
+        let c = rusqlite::Connection::open(path).unwrap();
+        for (column, index) in [
+            ("beneficiary_id", "usage_records_by_beneficiary"),
+            ("period", "usage_records_by_period"),
+        ] {
+            let plan: Vec<String> = c
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT u.record_id FROM usage_records u \
+                     WHERE 1 = 1 AND u.{column} = ?1 ORDER BY u.provider_id, u.record_id LIMIT 50"
+                ))
+                .unwrap()
+                .query_map([1], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().any(|p| p.contains(index))
+                    && !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+                "{column}: {plan:?}"
+            );
+        }
+    }
+}
+
+/// The indexes dropped through the CLI: gone, and dropping again says so.
+fn drop_record_indexes(f: &Fixture) {
+    for which in ["enterprise", "month"] {
+        let dropped = index(f, &["drop", which]);
+        assert!(
+            dropped.contains(&format!("dropped the index of usage records by {which}")),
+            "{dropped}"
+        );
+        let again = index(f, &["drop", which]);
+        assert!(again.contains("is not there"), "{again}");
+    }
+    assert_eq!(index(f, &["list"]).matches("absent").count(), 2);
+}
+
 #[test]
 fn lists_on_sqlite() {
     let f = fixture(sqlite_db().expect("SQLite"));
@@ -517,4 +594,26 @@ fn lists_on_postgres() {
     check_lists(&f);
     a_long_export_has_every_record(&f);
     tampered_chain_shows(&f);
+}
+
+/// The same lists with both optional indexes of usage records: the same rows in the same order.
+#[test]
+fn lists_with_record_indexes_on_sqlite() {
+    let f = fixture(sqlite_db().expect("SQLite"));
+    build_record_indexes(&f);
+    check_lists(&f);
+    a_long_export_has_every_record(&f);
+    drop_record_indexes(&f);
+}
+
+#[test]
+fn lists_with_record_indexes_on_postgres() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    let f = fixture(db);
+    build_record_indexes(&f);
+    check_lists(&f);
+    a_long_export_has_every_record(&f);
+    drop_record_indexes(&f);
 }

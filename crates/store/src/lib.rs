@@ -14,6 +14,7 @@ pub mod lists;
 pub mod opening;
 pub mod payments;
 pub mod postgres;
+pub mod record_indexes;
 pub mod records;
 pub mod sql;
 pub mod sqlite;
@@ -38,6 +39,8 @@ pub enum StoreError {
     Postgres(#[from] ::postgres::Error),
     #[error("unsupported database url {0:?}: expected sqlite://PATH or postgres://…")]
     Url(String),
+    #[error("no database at {0} (suanli serve creates it)")]
+    NoDatabase(String),
     #[error("cannot create {path}: {source}")]
     Io {
         path: String,
