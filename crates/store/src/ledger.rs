@@ -231,6 +231,14 @@ pub fn insert_run(tx: &mut dyn Sql, run: &NewRun) -> Result<i64> {
         ],
         &lines,
     )?;
+    // Counted and summed once: a run's lines never change after this.
+    tx.exec(
+        "INSERT INTO run_totals (run_id, lines, amount_fen, adjustment_lines) \
+         SELECT CAST($1 AS BIGINT), COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN original_period <> $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM run_lines WHERE run_id = $1",
+        &[run_id.into(), run.period.as_str().into()],
+    )?;
     Ok(run_id)
 }
 
@@ -280,13 +288,11 @@ pub struct RunTotals {
     pub adjustment_lines: i64,
 }
 
-/// Per run: how many lines it has, their sum in fen and how many are adjustments, in one pass
-/// over the lines.
+/// Per run: how many lines it has, their sum in fen and how many are adjustments, as counted
+/// when the run was created (`run_totals`: a run's lines never change).
 pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, RunTotals>> {
     let rows = tx.query(
-        "SELECT l.run_id, COUNT(*), CAST(COALESCE(SUM(l.amount_fen), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN l.original_period <> r.period THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id GROUP BY l.run_id",
+        "SELECT run_id, lines, amount_fen, adjustment_lines FROM run_totals",
         &[],
     )?;
     rows.iter()

@@ -145,9 +145,9 @@ pub fn runs(
     let (l, o) = (p.bind(limit), p.bind(offset));
     let sql = format!(
         "SELECT r.run_id, r.programme, r.period, r.status, r.created_by, r.created_at, r.approved_by, \
-           (SELECT COUNT(*) FROM run_lines l WHERE l.run_id = r.run_id), \
-           (SELECT CAST(COALESCE(SUM(l.amount_fen), 0) AS BIGINT) FROM run_lines l WHERE l.run_id = r.run_id) \
-         FROM settlement_runs r WHERE {w} ORDER BY {order} LIMIT {l} OFFSET {o}"
+           COALESCE(t.lines, 0), COALESCE(t.amount_fen, 0) \
+         FROM settlement_runs r LEFT JOIN run_totals t ON t.run_id = r.run_id \
+         WHERE {w} ORDER BY {order} LIMIT {l} OFFSET {o}"
     );
     tx.query(&sql, &p.values)?
         .iter()

@@ -87,6 +87,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../../migrations/postgres/0017_account_totals.sql"),
     ),
+    (
+        18,
+        include_str!("../../../migrations/postgres/0018_run_totals.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

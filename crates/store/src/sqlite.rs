@@ -69,6 +69,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../../migrations/sqlite/0014_account_totals.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/sqlite/0015_run_totals.sql"),
+    ),
 ];
 
 pub struct SqliteStore {

@@ -1,8 +1,9 @@
-//! The running totals per account on both backends: a ledger kept before they existed gets
-//! them from its entries when the store opens, in byte order of the account names, and journals
-//! appended afterwards add to them.
+//! The totals kept beside the ledger and the runs, on both backends: a database kept before
+//! they existed gets them when the store opens — the running totals per account from the
+//! entries (in byte order of the account names), each run's lines counted and summed — and
+//! journals added afterwards keep them.
 
-use suanli_store::ledger::{self as rows, EntryRow};
+use suanli_store::ledger::{self as rows, EntryRow, RunTotals};
 
 /// The migrations of `backend` numbered below `before`, in order, read from the repository.
 fn migrations_before(backend: &str, before: u32) -> Vec<String> {
@@ -44,10 +45,17 @@ INSERT INTO journal_entries (journal_id, seq, account, debit_fen, credit_fen) VA
     (1, 2, 'payable:city:Beta', 0, 300),
     (1, 3, 'payable:city:alpha', 0, 100),
     (2, 0, 'payable:city:杭宇智能', 250, 0),
-    (2, 1, 'paid:city:杭宇智能', 0, 250);";
+    (2, 1, 'paid:city:杭宇智能', 0, 250);
+INSERT INTO settlement_runs (run_id, programme, period, status, registry_version, content_hash, posted_basis, created_by, created_at) VALUES
+    (1, 'city', '2025-02', 'posted', 1, 'h', '', 'finance', '2025-02-01T00:00:00.000Z'),
+    (2, 'city', '2025-03', 'cancelled', 1, 'h', '1', 'finance', '2025-03-01T00:00:00.000Z');
+INSERT INTO run_lines (run_id, seq, original_period, beneficiary, provider, category, chip_origin, registered_model, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee) VALUES
+    (1, 0, '2025-02', '杭宇智能', 'dc', 'compute', 'domestic', '', 2000, '0.3', 600, 0, 600, '', '杭宇智能'),
+    (1, 1, '2025-02', 'Beta', 'dc', 'compute', 'domestic', '', 1000, '0.3', 300, 0, 300, '', 'Beta'),
+    (1, 2, '2025-01', 'alpha', 'dc', 'compute', 'domestic', '', 500, '0.2', 100, 0, 100, '', 'alpha');";
 
 fn check(url: &str) {
-    let mut store = suanli_store::open(url).expect("the account totals migration runs");
+    let mut store = suanli_store::open(url).expect("the totals migrations run");
     store
         .transaction(&mut |tx| {
             let t = |a: &str, d: i64, c: i64| (a.to_owned(), d, c);
@@ -61,6 +69,20 @@ fn check(url: &str) {
                     t("payable:city:杭宇智能", 250, 600),
                 ],
                 "filled from the entries, in byte order"
+            );
+            let runs = rows::run_totals(tx)?;
+            assert_eq!(
+                (runs.get(&1).copied(), runs.get(&2).copied(), runs.len()),
+                (
+                    Some(RunTotals {
+                        lines: 3,
+                        total_fen: 1000,
+                        adjustment_lines: 1
+                    }),
+                    Some(RunTotals::default()),
+                    2
+                ),
+                "each run counted and summed from its lines; a run without lines too"
             );
             assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
             let totals = rows::running_totals(tx)?;
@@ -115,8 +137,8 @@ fn check(url: &str) {
 }
 
 #[test]
-fn an_earlier_ledger_gets_running_totals_on_sqlite() {
-    let db = suanli_testkit::sqlite("account_totals_migration");
+fn an_earlier_database_gets_its_totals_on_sqlite() {
+    let db = suanli_testkit::sqlite("totals_migration");
     let path = db.url.strip_prefix("sqlite://").unwrap();
     {
         let conn = rusqlite::Connection::open(path).unwrap();
@@ -136,8 +158,8 @@ fn an_earlier_ledger_gets_running_totals_on_sqlite() {
 }
 
 #[test]
-fn an_earlier_ledger_gets_running_totals_on_postgres() {
-    let Some(db) = suanli_testkit::postgres("account_totals_migration") else {
+fn an_earlier_database_gets_its_totals_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("totals_migration") else {
         return;
     };
     {
