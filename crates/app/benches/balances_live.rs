@@ -246,6 +246,22 @@ async fn on_reader<R: Send + 'static>(
         .expect("the balance thread runs")
 }
 
+/// As [`on_reader`] for what reads every beneficiary's figures, as the console's finance
+/// overview does (`Balances::call_whole`): the thread catches up beside the look-ups first.
+async fn on_reader_whole<R: Send + 'static>(
+    reader: &Balances,
+    f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+) -> (R, Duration) {
+    reader
+        .call_whole(move |r| {
+            let t = Instant::now();
+            let result = f(r);
+            (result, t.elapsed())
+        })
+        .await
+        .expect("the balance thread runs")
+}
+
 /// Balance look-ups from `LOOKUP_CLIENTS` clients at `LOOKUPS_PER_SECOND` in all, as the gRPC
 /// balance service makes them (beside the writer, one shared reader), until `stop`.
 async fn lookups(reader: Balances, n: usize, stop: Arc<AtomicBool>) -> Vec<(Duration, Duration)> {
@@ -303,7 +319,7 @@ async fn console(
         enterprise.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(500)).await;
         let t = Instant::now();
-        on_reader(&reader, |r| r.programme_overview(2025))
+        on_reader_whole(&reader, |r| r.programme_overview(2025))
             .await
             .0
             .expect("overview");

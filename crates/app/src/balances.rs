@@ -1433,13 +1433,86 @@ const IDLE_BACKLOG_MAX: usize = 4_096;
 /// A job for the balance thread.
 type BalanceJob = Box<dyn FnOnce(&mut BalanceReader) + Send>;
 
+/// A job as queued: `whole` when it reads every beneficiary's figures (a finance overview, the
+/// enterprise list), so that the thread first catches up beside the look-ups ([`catch_up_beside`]).
+struct Job {
+    run: BalanceJob,
+    whole: bool,
+}
+
+/// How long the balance thread at most catches up, a slice at a time and answering look-ups in
+/// between, before a job that reads every beneficiary's figures: past it (ingest outrunning
+/// the thread), the job catches up on the rest itself.
+const WHOLE_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `jobs` in order; more than one are a batch that reads the state and follows the log
+/// once for all of them (they all began before now). A job that panics leaves the figures
+/// possibly half updated: they are dropped (its caller sees its reply dropped).
+fn run_batch(reader: &mut BalanceReader, jobs: Vec<BalanceJob>) {
+    let batched = jobs.len() > 1
+        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.begin_batch()))
+            .is_ok_and(|r| r.is_ok());
+    for job in jobs {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job(reader);
+        }));
+        if done.is_err() {
+            reader.reset();
+        }
+    }
+    if batched {
+        reader.end_batch();
+    }
+}
+
+/// Before a job that reads every beneficiary's figures: catches up on the waiting keys a slice
+/// at a time, following the log, and answers the look-ups that arrive meanwhile between two
+/// slices, so that none waits behind the whole catch-up (at 200 look-ups a second, those behind
+/// a finance overview that took in a second's changes at once made the look-ups' p99). Jobs of
+/// the same kind that arrive are kept in `later`. Stops when nothing waits or after
+/// [`WHOLE_CATCH_UP_MAX`].
+fn catch_up_beside(
+    reader: &mut BalanceReader,
+    rx: &std::sync::mpsc::Receiver<Job>,
+    later: &mut std::collections::VecDeque<BalanceJob>,
+) {
+    let started = std::time::Instant::now();
+    loop {
+        let mut light = Vec::new();
+        while light.len() < BATCH_JOBS_MAX {
+            match rx.try_recv() {
+                Ok(job) if job.whole => later.push_back(job.run),
+                Ok(job) => light.push(job.run),
+                Err(_) => break,
+            }
+        }
+        if !light.is_empty() {
+            run_batch(reader, light);
+        }
+        if started.elapsed() >= WHOLE_CATCH_UP_MAX {
+            return;
+        }
+        let followed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.follow(true)));
+        match followed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return,
+            Ok(Err(_)) | Err(_) => {
+                // The job reads again, and reports what fails.
+                reader.reset();
+                return;
+            }
+        }
+    }
+}
+
 /// The server's [`BalanceReader`] on a thread of its own, beside the writer's: look-ups and
 /// the console's balance pages queue here, never behind ingest. A thread, not the runtime's
 /// blocking pool: the PostgreSQL client blocks on a runtime of its own, which a thread of
 /// another runtime may not. Cheap to clone; the thread ends when every handle is dropped.
 #[derive(Clone)]
 pub struct Balances {
-    jobs: std::sync::mpsc::Sender<BalanceJob>,
+    jobs: std::sync::mpsc::Sender<Job>,
     url: Arc<str>,
 }
 
@@ -1457,7 +1530,7 @@ impl Balances {
                 .map_err(SettleError::Store)
         });
         let mut reader = BalanceReader::new(url, feed, complete);
-        let (jobs, rx) = std::sync::mpsc::channel::<BalanceJob>();
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("suanli-balances".into())
             .spawn(move || {
@@ -1507,31 +1580,28 @@ impl Balances {
                     };
                     last_job = std::time::Instant::now();
                     // The jobs queued behind it began before now too: one batch reads the
-                    // state and follows the log once for all of them.
-                    let mut batch = vec![job];
-                    while batch.len() < BATCH_JOBS_MAX {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
+                    // state and follows the log once for all of them. Those that read every
+                    // beneficiary's figures go after, each once the thread has caught up
+                    // beside the look-ups.
+                    let mut light = Vec::new();
+                    let mut whole = std::collections::VecDeque::new();
+                    let mut next = Some(job);
+                    while let Some(job) = next.take() {
+                        if job.whole {
+                            whole.push_back(job.run);
+                        } else {
+                            light.push(job.run);
+                        }
+                        if light.len() + whole.len() < BATCH_JOBS_MAX {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    let batched = batch.len() > 1
-                        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            reader.begin_batch()
-                        }))
-                        .is_ok_and(|r| r.is_ok());
-                    for job in batch {
-                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            job(&mut reader);
-                        }));
-                        if done.is_err() {
-                            // The figures may be half updated: start afresh (the caller sees
-                            // its reply dropped).
-                            reader.reset();
-                        }
+                    if !light.is_empty() {
+                        run_batch(&mut reader, light);
                     }
-                    if batched {
-                        reader.end_batch();
+                    while let Some(job) = whole.pop_front() {
+                        catch_up_beside(&mut reader, &rx, &mut whole);
+                        run_batch(&mut reader, vec![job]);
                     }
                     // A look-up catches up on its own beneficiary's keys: the rest wait.
                     waiting = reader.waiting();
@@ -1551,7 +1621,7 @@ impl Balances {
     /// the first page after a start would otherwise wait for; a look-up that comes sooner
     /// waits behind it only for what it would have needed anyway.
     fn warm(&self) {
-        let _ = self.jobs.send(Box::new(|reader: &mut BalanceReader| {
+        let _ = self.send(false, |reader: &mut BalanceReader| {
             let started = std::time::Instant::now();
             let warmed = reader
                 .read(|s| crate::registry::registry_years(s))
@@ -1576,7 +1646,18 @@ impl Balances {
                     reader.reset();
                 }
             }
-        }));
+        });
+    }
+
+    fn send(
+        &self,
+        whole: bool,
+        run: impl FnOnce(&mut BalanceReader) + Send + 'static,
+    ) -> std::result::Result<(), std::sync::mpsc::SendError<Job>> {
+        self.jobs.send(Job {
+            run: Box::new(run),
+            whole,
+        })
     }
 
     /// Runs `f` on a thread and a read connection of its own, for a long read (a run's
@@ -1604,13 +1685,32 @@ impl Balances {
         &self,
         f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
     ) -> Result<R> {
+        self.call_as(false, f).await
+    }
+
+    /// Runs `f`, which reads every beneficiary's figures (a finance overview, the cap
+    /// positions of the enterprise list), on the balance thread: first the thread catches up
+    /// on the waiting keys a slice at a time, answering the look-ups that come meanwhile, so
+    /// that they do not wait behind all of it. `f` still reflects every commit acknowledged
+    /// before it began.
+    pub async fn call_whole<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+    ) -> Result<R> {
+        self.call_as(true, f).await
+    }
+
+    async fn call_as<R: Send + 'static>(
+        &self,
+        whole: bool,
+        f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+    ) -> Result<R> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let gone = || SettleError::Unavailable("the balance reader has stopped".into());
-        self.jobs
-            .send(Box::new(move |reader| {
-                let _ = reply.send(f(reader));
-            }))
-            .map_err(|_| gone())?;
+        self.send(whole, move |reader| {
+            let _ = reply.send(f(reader));
+        })
+        .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
     }
 }

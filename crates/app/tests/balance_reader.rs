@@ -2,6 +2,7 @@
 //! never wait in the writer's queue, and each reflects every batch acknowledged before it
 //! began, this server's and (PostgreSQL) another server's. On SQLite and PostgreSQL.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use suanli_app::balances::Balances;
@@ -189,6 +190,100 @@ async fn look_ups_follow_every_acknowledged_batch(url: &str) {
     );
     release.send(()).expect("release the writer");
     busy.await.expect("job").expect("writer");
+}
+
+/// A job that reads every beneficiary's figures (a finance overview, `call_whole`) queued
+/// before look-ups goes after them: the look-ups do not wait behind its catch-up. It still
+/// sees every batch acknowledged before it began, and so do they.
+async fn whole_jobs_go_after_the_look_ups_queued_with_them(url: &str) {
+    let (writer, registry) = started(url).await;
+    writer
+        .ingest(vec![record(&registry, 0, 100_000)], Vec::new())
+        .await
+        .expect("ingest");
+    let reader = Balances::beside(&writer, url).await.expect("reader");
+    let mut total = 100_000;
+    assert_eq!(pending(&reader).await, Fen(subsidy(total)), "first look-up");
+    let order = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    for round in 1..=3u32 {
+        // Keys wait: batches the thread has not caught up on.
+        for i in 0..5u32 {
+            let fen = 10_000 + i64::from(round * 10 + i);
+            writer
+                .ingest(vec![record(&registry, round * 10 + i, fen)], Vec::new())
+                .await
+                .expect("ingest");
+            total += fen;
+        }
+        order.lock().unwrap().clear();
+        let (hold, entered, release) = holder();
+        let blocker = {
+            let reader = reader.clone();
+            tokio::spawn(async move { reader.call(move |_| hold()).await })
+        };
+        entered.await.expect("the balance thread runs the blocker");
+        let whole = {
+            let (reader, order) = (reader.clone(), order.clone());
+            tokio::spawn(async move {
+                reader
+                    .call_whole(move |r| {
+                        let overview = r.programme_overview(2025);
+                        order.lock().unwrap().push("whole");
+                        overview
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let look_ups: Vec<_> = (0..4)
+            .map(|_| {
+                let (reader, order) = (reader.clone(), order.clone());
+                tokio::spawn(async move {
+                    reader
+                        .call(move |r| {
+                            let b = r.balance("b1", 2025);
+                            order.lock().unwrap().push("look-up");
+                            b
+                        })
+                        .await
+                })
+            })
+            .collect();
+        // Everything is queued behind the blocker before it is released.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).expect("release the balance thread");
+        blocker.await.expect("blocker").expect("balance thread");
+        for l in look_ups {
+            let b = l.await.expect("look-up").expect("thread").expect("balance");
+            assert_eq!(b[0].pending, Fen(subsidy(total)), "round {round}");
+        }
+        let overview = whole
+            .await
+            .expect("whole job")
+            .expect("thread")
+            .expect("overview");
+        assert_eq!(overview.len(), 1, "{overview:?}");
+        assert_eq!(overview[0].entitled, Fen(subsidy(total)), "round {round}");
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["look-up", "look-up", "look-up", "look-up", "whole"],
+            "round {round}: the look-ups went first"
+        );
+    }
+}
+
+#[test]
+fn whole_jobs_go_after_the_look_ups_queued_with_them_on_sqlite() {
+    let db = suanli_testkit::sqlite("balance_reader_whole");
+    on_runtime(whole_jobs_go_after_the_look_ups_queued_with_them(&db.url));
+}
+
+#[test]
+fn whole_jobs_go_after_the_look_ups_queued_with_them_on_postgres() {
+    let Some(db) = suanli_testkit::postgres("balance_reader_whole") else {
+        return;
+    };
+    on_runtime(whole_jobs_go_after_the_look_ups_queued_with_them(&db.url));
 }
 
 /// Runs `test` on a runtime of its own: the test database is made and dropped outside it

@@ -787,7 +787,7 @@ async fn registry_rows(
         }
     };
     let (registry, positions) = console
-        .balances(move |r| r.cap_positions(year))
+        .balances_whole(move |r| r.cap_positions(year))
         .await?
         .map_err(|e| settle_error(e, "year"))?;
     let programme_filter = query.owned("programme");

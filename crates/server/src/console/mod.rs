@@ -693,6 +693,20 @@ impl Console {
             .map_err(|e| settle_error(e, "beneficiary"))
     }
 
+    /// As [`Console::balances`], for a page that reads every beneficiary's figures (the
+    /// finance overview, the enterprise list): the balance thread catches up beside the
+    /// look-ups first, so they do not wait behind it.
+    async fn balances_whole<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut suanli_app::balances::BalanceReader) -> R + Send + 'static,
+    ) -> Result<R, ConsoleError> {
+        self.shared
+            .balances
+            .call_whole(f)
+            .await
+            .map_err(|e| settle_error(e, "beneficiary"))
+    }
+
     async fn store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn suanli_store::Store) -> R + Send + 'static,

@@ -734,7 +734,7 @@ pub async fn finance(
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
     let (overview, runs, awaiting) = console
-        .balances(move |r| {
+        .balances_whole(move |r| {
             let overview = r.programme_overview(year)?;
             let (runs, awaiting) = r.read(|s| {
                 Ok((
