@@ -52,6 +52,28 @@ impl Drop for Server {
     }
 }
 
+/// `suanli serve` on `url` at `addr` without the console, logging JSON lines to `stderr`;
+/// `extra` flags follow.
+fn serve(url: &str, addr: &str, extra: &[&str], stderr: Stdio) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_suanli"))
+        .args([
+            "serve",
+            "--addr",
+            addr,
+            "--database-url",
+            url,
+            "--http-addr",
+            "off",
+            "--log-json",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("serve starts");
+    Server(child)
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write test file");
 }
@@ -80,24 +102,12 @@ fn serve_and_import_with_the_real_binary() {
     let (port, metrics_port) = (free_port(), free_port());
     let addr = format!("127.0.0.1:{port}");
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_suanli"))
-        .args([
-            "serve",
-            "--addr",
-            &addr,
-            "--database-url",
-            &url,
-            "--metrics-addr",
-            &metrics_addr,
-            "--http-addr",
-            "off",
-            "--log-json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut server = Server(child);
+    let mut server = serve(
+        &url,
+        &addr,
+        &["--metrics-addr", &metrics_addr],
+        Stdio::null(),
+    );
     wait_listening(&mut server.0, port);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -209,22 +219,7 @@ fn serve_and_import_with_the_real_binary() {
     // are prepared at start, before any page or look-up asks for them.
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_suanli"))
-        .args([
-            "serve",
-            "--addr",
-            &addr,
-            "--database-url",
-            &url,
-            "--http-addr",
-            "off",
-            "--log-json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts again");
-    let mut server = Server(child);
+    let mut server = serve(&url, &addr, &[], Stdio::piped());
     let stderr = server.0.stderr.take().expect("piped stderr");
     let (lines, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -740,16 +740,7 @@ pub fn trial_balance_totals(tx: &mut dyn Sql, through: i64) -> Result<LedgerTota
         "SELECT COUNT(DISTINCT account), COUNT(*), CAST(COALESCE(SUM(debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(credit_fen), 0) AS BIGINT) FROM journal_entries WHERE journal_id <= $1",
         &[through.into()],
     )?;
-    let r = rows
-        .first()
-        .ok_or_else(|| StoreError::Corrupt("no trial balance totals row".into()))?;
-    Ok(LedgerTotals {
-        journals: 0,
-        accounts: r[0].int()?,
-        entries: r[1].int()?,
-        debit_fen: r[2].int()?,
-        credit_fen: r[3].int()?,
-    })
+    totals_of(&rows, "trial balance totals")
 }
 
 /// Which journals a listing holds: those up to `through` (journals are append-only, so a
@@ -936,9 +927,14 @@ pub fn running_totals(tx: &mut dyn Sql) -> Result<LedgerTotals> {
         "SELECT COUNT(*), CAST(COALESCE(SUM(entries), 0) AS BIGINT), CAST(COALESCE(SUM(debit_fen), 0) AS BIGINT), CAST(COALESCE(SUM(credit_fen), 0) AS BIGINT) FROM account_totals",
         &[],
     )?;
+    totals_of(&rows, "running totals")
+}
+
+/// The totals row (accounts, entries, Σ debits, Σ credits) of a trial balance query.
+fn totals_of(rows: &[Vec<Value>], what: &str) -> Result<LedgerTotals> {
     let r = rows
         .first()
-        .ok_or_else(|| StoreError::Corrupt("no running totals row".into()))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("no {what} row")))?;
     Ok(LedgerTotals {
         journals: 0,
         accounts: r[0].int()?,

@@ -54,6 +54,27 @@ INSERT INTO run_lines (run_id, seq, original_period, beneficiary, provider, cate
     (1, 1, '2025-02', 'Beta', 'dc', 'compute', 'domestic', '', 1000, '0.3', 300, 0, 300, '', 'Beta'),
     (1, 2, '2025-01', 'alpha', 'dc', 'compute', 'domestic', '', 500, '0.2', 100, 0, 100, '', 'alpha');";
 
+/// The running totals agree with the entries, account by account and in all, and add up to
+/// (accounts, entries, Σ debits, Σ credits).
+fn running_totals_are(
+    tx: &mut dyn suanli_store::sql::Sql,
+    want: (i64, i64, i64, i64),
+) -> Result<(), suanli_store::StoreError> {
+    assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
+    let totals = rows::running_totals(tx)?;
+    assert_eq!(rows::trial_balance_totals(tx, i64::MAX)?, totals);
+    assert_eq!(
+        (
+            totals.accounts,
+            totals.entries,
+            totals.debit_fen,
+            totals.credit_fen
+        ),
+        want
+    );
+    Ok(())
+}
+
 fn check(url: &str) {
     let mut store = suanli_store::open(url).expect("the totals migrations run");
     store
@@ -84,18 +105,7 @@ fn check(url: &str) {
                 ),
                 "each run counted and summed from its lines; a run without lines too"
             );
-            assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
-            let totals = rows::running_totals(tx)?;
-            assert_eq!(rows::trial_balance_totals(tx, i64::MAX)?, totals);
-            assert_eq!(
-                (
-                    totals.accounts,
-                    totals.entries,
-                    totals.debit_fen,
-                    totals.credit_fen
-                ),
-                (5, 6, 1250, 1250)
-            );
+            running_totals_are(tx, (5, 6, 1250, 1250))?;
             assert_eq!(rows::accounts_count(tx, "payable:city:")?, 3);
             let entry = |account: &str, debit_fen: i64, credit_fen: i64| EntryRow {
                 account: account.to_owned(),
@@ -119,18 +129,7 @@ fn check(url: &str) {
                 rows::account_totals_window(tx, "payable:city:a", 0, 10)?,
                 [t("payable:city:alpha", 100, 100)]
             );
-            assert_eq!(rows::account_totals_drift(tx)?, Vec::new());
-            let totals = rows::running_totals(tx)?;
-            assert_eq!(rows::trial_balance_totals(tx, i64::MAX)?, totals);
-            assert_eq!(
-                (
-                    totals.accounts,
-                    totals.entries,
-                    totals.debit_fen,
-                    totals.credit_fen
-                ),
-                (6, 9, 1350, 1350)
-            );
+            running_totals_are(tx, (6, 9, 1350, 1350))?;
             Ok(())
         })
         .unwrap();
