@@ -1618,8 +1618,9 @@ impl Balances {
     /// Queues, first of all, the figures of the newest year of the registry's programmes (the
     /// year the console's finance pages open on): its programme overview and every
     /// beneficiary's cap position. With 100,000 beneficiaries that is seconds of work, which
-    /// the first page after a start would otherwise wait for; a look-up that comes sooner
-    /// waits behind it only for what it would have needed anyway.
+    /// the first page after a start would otherwise wait for. A look-up that comes sooner
+    /// waits behind it; most of that work (reading every accrual, building the year) it would
+    /// have done itself.
     fn warm(&self) {
         let _ = self.send(false, |reader: &mut BalanceReader| {
             let started = std::time::Instant::now();
