@@ -236,14 +236,7 @@ async fn on_reader<R: Send + 'static>(
     reader: &Balances,
     f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
 ) -> (R, Duration) {
-    reader
-        .call(move |r| {
-            let t = Instant::now();
-            let result = f(r);
-            (result, t.elapsed())
-        })
-        .await
-        .expect("the balance thread runs")
+    on_reader_as(reader, false, f).await
 }
 
 /// As [`on_reader`] for what reads every beneficiary's figures, as the console's finance
@@ -252,8 +245,16 @@ async fn on_reader_whole<R: Send + 'static>(
     reader: &Balances,
     f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
 ) -> (R, Duration) {
+    on_reader_as(reader, true, f).await
+}
+
+async fn on_reader_as<R: Send + 'static>(
+    reader: &Balances,
+    whole: bool,
+    f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,
+) -> (R, Duration) {
     reader
-        .call_whole(move |r| {
+        .call_as(whole, move |r| {
             let t = Instant::now();
             let result = f(r);
             (result, t.elapsed())

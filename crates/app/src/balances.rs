@@ -1492,16 +1492,27 @@ fn catch_up_beside(
         if started.elapsed() >= WHOLE_CATCH_UP_MAX {
             return;
         }
-        let followed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.follow(true)));
-        match followed {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return,
-            Ok(Err(_)) | Err(_) => {
-                // The job reads again, and reports what fails.
-                reader.reset();
-                return;
-            }
+        if !follow_slice(reader) {
+            return;
+        }
+    }
+}
+
+/// One slice of catch-up between jobs ([`BalanceReader::follow`]), with the log followed.
+/// A failure (or a panic) drops the figures, so the next look-up or page reads again and
+/// reports what fails. Returns whether keys still wait.
+fn follow_slice(reader: &mut BalanceReader) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.follow(true))) {
+        Ok(Ok(more)) => more,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
+            reader.reset();
+            false
+        }
+        Err(_) => {
+            tracing::error!("following the accrual log failed; the next look-up reads again");
+            reader.reset();
+            false
         }
     }
 }
@@ -1551,9 +1562,7 @@ impl Balances {
                         Ok(job) => job,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             let started = std::time::Instant::now();
-                            let followed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                                || reader.follow(true),
-                            ));
+                            waiting = follow_slice(&mut reader);
                             // Resting only while the backlog stays small: when ingest
                             // outruns half the time, the next look-up or page would pay
                             // for all of it.
@@ -1562,18 +1571,6 @@ impl Balances {
                             } else {
                                 started.elapsed() * IDLE_REST_PER_WORK
                             };
-                            waiting = false;
-                            match followed {
-                                Ok(Ok(more)) => waiting = more,
-                                Ok(Err(e)) => {
-                                    tracing::warn!(error = %e, "balance figures could not follow the accrual log; the next look-up reads again");
-                                    reader.reset();
-                                }
-                                Err(_) => {
-                                    tracing::error!("following the accrual log failed; the next look-up reads again");
-                                    reader.reset();
-                                }
-                            }
                             continue;
                         }
                         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -1701,7 +1698,8 @@ impl Balances {
         self.call_as(true, f).await
     }
 
-    async fn call_as<R: Send + 'static>(
+    /// [`Balances::call_whole`] when `whole`, else [`Balances::call`].
+    pub async fn call_as<R: Send + 'static>(
         &self,
         whole: bool,
         f: impl FnOnce(&mut BalanceReader) -> R + Send + 'static,

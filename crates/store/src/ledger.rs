@@ -993,7 +993,7 @@ fn account_prefix_condition(prefix: &str) -> (&'static str, Vec<Value>) {
     } else {
         (
             "WHERE account >= $1 AND account < $2",
-            vec![prefix.into(), format!("{prefix}{}", char::MAX).into()],
+            vec![prefix.into(), crate::sql::prefix_end(prefix).into()],
         )
     }
 }

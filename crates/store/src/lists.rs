@@ -381,7 +381,7 @@ fn record_where(tx: &mut dyn Sql, f: &RecordFilter, p: &mut Params) -> Result<Op
         w.push(format!("u.record_id >= {}", p.bind(prefix.as_str())));
         w.push(format!(
             "u.record_id < {}",
-            p.bind(format!("{prefix}{}", char::MAX))
+            p.bind(crate::sql::prefix_end(prefix))
         ));
     }
     Ok(Some(w.join(" AND ")))

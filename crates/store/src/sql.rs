@@ -79,6 +79,13 @@ impl From<Option<i64>> for Value {
     }
 }
 
+/// The smallest text above every text that starts with `prefix` (but those with U+10FFFF right
+/// after it): with byte order (SQLite's BINARY, `COLLATE "C"` on PostgreSQL), `prefix <= x AND
+/// x < prefix_end(prefix)` is a range of an index where `LIKE` would not be.
+pub fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX)
+}
+
 /// Rows per multi-row INSERT: one statement per chunk instead of one per row (a run of 100,000
 /// beneficiaries has 300,000 lines), within SQLite's and PostgreSQL's parameter limits.
 const INSERT_ROWS_MAX: usize = 1000;

@@ -686,11 +686,7 @@ impl Console {
         &self,
         f: impl FnOnce(&mut suanli_app::balances::BalanceReader) -> R + Send + 'static,
     ) -> Result<R, ConsoleError> {
-        self.shared
-            .balances
-            .call(f)
-            .await
-            .map_err(|e| settle_error(e, "beneficiary"))
+        self.balances_as(false, f).await
     }
 
     /// As [`Console::balances`], for a page that reads every beneficiary's figures (the
@@ -700,9 +696,17 @@ impl Console {
         &self,
         f: impl FnOnce(&mut suanli_app::balances::BalanceReader) -> R + Send + 'static,
     ) -> Result<R, ConsoleError> {
+        self.balances_as(true, f).await
+    }
+
+    async fn balances_as<R: Send + 'static>(
+        &self,
+        whole: bool,
+        f: impl FnOnce(&mut suanli_app::balances::BalanceReader) -> R + Send + 'static,
+    ) -> Result<R, ConsoleError> {
         self.shared
             .balances
-            .call_whole(f)
+            .call_as(whole, f)
             .await
             .map_err(|e| settle_error(e, "beneficiary"))
     }
