@@ -112,6 +112,15 @@ time_get() {
   done
   printf '%-75s %s\n' "$1" "${times[*]}"
 }
+# The next-page link of the page at $1 (a page found from its last row).
+next_of() {
+  curl -s -b "$work/jar" "http://$http$1" | grep -o 'href="[^"]*" rel="next"' \
+    | sed 's/^href="//; s/" rel="next"$//; s/&#38;/\&/g'
+}
+# Deep pages by their links: after page 2,000 (the last a number reaches), and a page in the
+# middle of the table, after the first page of a middle provider's records.
+after_2000="/records$(next_of "/records?page=2000")"
+middle="/records$(next_of "/records?provider=lp3" | sed 's/provider=lp3&//')"
 echo "path (status:seconds, three times)"
 for path in \
   "/finance/enterprises" \
@@ -132,9 +141,9 @@ for path in \
   "/records?period=2025-02" \
   "/records?page=100" \
   "/records?page=2000" \
-  "/records?page=20000" \
-  "/records?page=100000" \
-  "/records?page=199999" \
+  "$after_2000" \
+  "$middle" \
+  "/records?page=2001" \
   "/records?beneficiary=lb4242&page=2" \
   "/audit" \
   "/audit?account=payable:load-national:" \

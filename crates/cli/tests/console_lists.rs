@@ -49,6 +49,15 @@ fn refused(r: &Response) -> (String, String) {
     (attr("data-field"), attr("data-code"))
 }
 
+/// The page's link `rel="{rel}"` (`next`, `prev`), as a path on `base`.
+fn link(r: &Response, base: &str, rel: &str) -> Option<String> {
+    let marker = format!("rel=\"{rel}\"");
+    let at = r.body.find(&marker)?;
+    let from = r.body[..at].rfind("href=\"").unwrap() + "href=\"".len();
+    let href = &r.body[from..from + r.body[from..].find('"').unwrap()];
+    Some(format!("{base}{}", href.replace("&#38;", "&")))
+}
+
 fn get_ok(b: &Browser, path: &str) -> Response {
     let r = b.get(path);
     assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -180,13 +189,35 @@ fn check_lists(f: &Fixture) {
     assert_eq!(ids(&get_ok(&ent_a, "/records"), "records"), ["r1"]);
     assert_eq!(ent_a.get("/records?beneficiary=ent-b").status, 403);
 
-    // Pages: bounded, keeping the filters; past the last page is refused naming `page`.
+    // Pages: bounded, keeping the filters; past the last page is refused naming `page`. A
+    // page of records links to the next page after its last row and to the previous one
+    // before its first row.
     let p1 = get_ok(&f1, "/records?per=2&void=no");
     assert_eq!(ids(&p1, "records"), ["r1", "r4"]);
+    assert!(link(&p1, "", "prev").is_none());
+    let next = link(&p1, "/records", "next").unwrap();
     assert!(
-        p1.body.contains("href=\"?void=no&#38;per=2&#38;page=2\""),
-        "{}",
-        p1.body
+        next.starts_with("/records?void=no&per=2&page=2&after=") && next.ends_with("%3Ar4"),
+        "{next}"
+    );
+    let p2 = get_ok(&f1, &next);
+    assert_eq!(ids(&p2, "records"), ["r5", "r2"]);
+    let p3 = get_ok(&f1, &link(&p2, "/records", "next").unwrap());
+    assert_eq!(ids(&p3, "records"), ["r3"]);
+    assert!(link(&p3, "", "next").is_none(), "{}", p3.body);
+    let back = link(&p3, "/records", "prev").unwrap();
+    assert!(back.contains("page=2&before="), "{back}");
+    let back2 = get_ok(&f1, &back);
+    assert_eq!(ids(&back2, "records"), ["r5", "r2"]);
+    assert!(back2.body.contains("data-page=\"2\""), "{}", back2.body);
+    assert_eq!(
+        link(&back2, "/records", "prev").unwrap(),
+        "/records?void=no&per=2"
+    );
+    // By number, the same pages.
+    assert_eq!(
+        ids(&get_ok(&f1, "/records?per=2&void=no&page=2"), "records"),
+        ["r5", "r2"]
     );
     assert_eq!(
         ids(&get_ok(&f1, "/records?per=2&void=no&page=3"), "records"),
@@ -195,6 +226,21 @@ fn check_lists(f: &Fixture) {
     let past = f1.get("/records?per=2&page=4");
     assert_eq!(past.status, 404, "{}", past.body);
     assert_eq!(refused(&past), ("page".into(), "page_beyond_end".into()));
+    let past = f1.get("/records?per=2&page=2&after=999999%3Ar1");
+    assert_eq!(past.status, 404, "after the last row: {}", past.body);
+    // A number reaches the counted part of the list (100,000 rows): page 2,001 of 50 starts
+    // at row 100,001, and is refused before anything is read.
+    assert_eq!(f1.get("/records?page=2000").status, 404);
+    for path in ["/records?page=2001", "/records?per=200&page=501"] {
+        let deep = f1.get(path);
+        assert_eq!(deep.status, 400, "{path}: {}", deep.body);
+        assert_eq!(refused(&deep), ("page".into(), "page_too_deep".into()));
+        assert!(
+            deep.body.contains("页码只到第 100,000 条记录"),
+            "{}",
+            deep.body
+        );
+    }
 
     // Bad parameters name their field, on a Chinese page in Chinese.
     for (path, field, code) in [
@@ -217,6 +263,15 @@ fn check_lists(f: &Fixture) {
         ("/audit/log?from=yesterday", "from", "day_not_a_date"),
         ("/finance/enterprises?year=20x5", "year", "year_not_a_year"),
         ("/records?export=pdf", "export", "not_a_choice"),
+        ("/records?after=r4", "after", "cursor_invalid"),
+        ("/records?page=2&after=x%3Ar4", "after", "cursor_invalid"),
+        ("/records?page=2&before=1%3A", "before", "cursor_invalid"),
+        (
+            "/records?page=2&after=1%3Ar1&before=1%3Ar2",
+            "before",
+            "cursor_invalid",
+        ),
+        ("/finance/runs?after=1%3Ar1", "after", "unknown_parameter"),
     ] {
         let r = f1.get(path);
         assert_eq!(r.status, 400, "{path}: {}", r.body);
@@ -474,6 +529,42 @@ fn a_long_export_has_every_record(f: &Fixture) {
     let rows = csv_rows(&f1, "/records?period=2025-04&dir=desc&export=csv");
     let got: Vec<&str> = rows[1..].iter().rev().map(|r| r[0].as_str()).collect();
     assert_eq!(got, want);
+
+    // The pages' links walk the same list, across providers, forwards to the last page and
+    // back to the first, each page where its number puts it.
+    for dir in ["asc", "desc"] {
+        let mut pages = Vec::new();
+        let mut at = Some(format!("/records?period=2025-04&dir={dir}&per=200"));
+        while let Some(path) = at {
+            let page = get_ok(&f1, &path);
+            let shown = ids(&page, "records");
+            assert!(
+                page.body
+                    .contains(&format!("data-page=\"{}\"", pages.len() + 1)),
+                "{path}"
+            );
+            pages.push(shown);
+            at = link(&page, "/records", "next");
+            if at.is_none() {
+                // Back from the last page through the previous pages' links.
+                let mut back = link(&page, "/records", "prev");
+                let mut n = pages.len() - 1;
+                while let Some(path) = back {
+                    let page = get_ok(&f1, &path);
+                    assert_eq!(ids(&page, "records"), pages[n - 1], "{path}");
+                    n -= 1;
+                    back = link(&page, "/records", "prev");
+                }
+                assert_eq!(n, 0, "back to the first page");
+            }
+        }
+        assert_eq!(pages.len(), 13, "{dir}");
+        let mut walked: Vec<String> = pages.concat();
+        if dir == "desc" {
+            walked.reverse();
+        }
+        assert_eq!(walked, want, "{dir}");
+    }
 }
 
 fn fixture(db: Db) -> Fixture {

@@ -71,6 +71,8 @@ pub enum Code {
     NotAChoice,
     PageNotANumber,
     PageBeyondEnd,
+    PageTooDeep,
+    CursorInvalid,
     PerOutOfRange,
     RangeReversed,
     ExportTooLarge,
@@ -92,7 +94,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 70] = [
+    pub const ALL: [Code; 72] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -148,6 +150,8 @@ impl Code {
         Code::NotAChoice,
         Code::PageNotANumber,
         Code::PageBeyondEnd,
+        Code::PageTooDeep,
+        Code::CursorInvalid,
         Code::PerOutOfRange,
         Code::RangeReversed,
         Code::ExportTooLarge,
@@ -228,6 +232,8 @@ impl Code {
             Code::NotAChoice => "not_a_choice",
             Code::PageNotANumber => "page_not_a_number",
             Code::PageBeyondEnd => "page_beyond_end",
+            Code::PageTooDeep => "page_too_deep",
+            Code::CursorInvalid => "cursor_invalid",
             Code::PerOutOfRange => "per_out_of_range",
             Code::RangeReversed => "range_reversed",
             Code::ExportTooLarge => "export_too_large",

@@ -1405,6 +1405,16 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "the page is past the last page",
     ),
     (
+        "code.page_too_deep",
+        "页码只到第 100,000 条记录：请从那里点“下一页”继续，或缩小筛选范围",
+        "page numbers reach row 100,000: go on from there with Next, or narrow the filters",
+    ),
+    (
+        "code.cursor_invalid",
+        "这不是列表中的位置，请从第 1 页开始",
+        "not a place in this list: start again from page 1",
+    ),
+    (
         "code.per_out_of_range",
         "每页条数应为 1 到 200",
         "the page size is from 1 to 200",

@@ -6,7 +6,9 @@
 //! parsed strictly — an unknown parameter, a value outside its choices, a malformed month or
 //! day, a page past the last — and a refusal is shown next to the field at fault. Runs,
 //! payments, records and the audit log are read a page at a time in SQL
-//! (`suanli_store::lists`, both backends) beside the writer; enterprises and providers are the
+//! (`suanli_store::lists`, both backends) beside the writer — usage records from the row a
+//! page's link starts at (`after`, `before`) when there is one, so a deep page costs only its
+//! own rows; enterprises and providers are the
 //! current registry's, paged in memory with their cap positions from the maintained balance
 //! figures.
 //!
@@ -222,6 +224,48 @@ enum Export {
     Xlsx,
 }
 
+/// A usage record's place in the records list's order: its provider's id in the store and its
+/// record id.
+type Key = (i64, String);
+
+/// Where a page of usage records starts: right after a row (`after=`, the next page's link) or
+/// right before one (`before=`, the previous page's). A page found this way reads only its own
+/// rows, however deep in the list; a page found by its number skips the rows before it, so
+/// numbers reach only the counted part of the list ([`store_lists::RECORDS_COUNTED_MAX`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Cursor {
+    After(Key),
+    Before(Key),
+}
+
+impl Cursor {
+    /// The parameter's name and value (`after`, `3:r42`).
+    fn param(&self) -> (&'static str, String) {
+        let (name, (provider, record)) = match self {
+            Cursor::After(k) => ("after", k),
+            Cursor::Before(k) => ("before", k),
+        };
+        (name, format!("{provider}:{record}"))
+    }
+}
+
+/// `text` (`3:r42`) as a key, or why not.
+fn key_of(name: &str, text: &str) -> Result<Key, FieldError> {
+    text.split_once(':')
+        .and_then(|(p, r)| {
+            let p = p.parse::<i64>().ok().filter(|p| *p >= 0)?;
+            (!r.is_empty() && r.len() <= suanli_domain::usage::ID_BYTES_MAX)
+                .then(|| (p, r.to_owned()))
+        })
+        .ok_or_else(|| {
+            bad(
+                name,
+                Code::CursorInvalid,
+                format!("{text:?} is not a place in this list"),
+            )
+        })
+}
+
 /// A list's query, checked.
 struct Query {
     /// The filters given, in the spec's order.
@@ -230,6 +274,8 @@ struct Query {
     desc: bool,
     page: u64,
     per: u64,
+    /// Usage records only: the row the page starts after or before.
+    cursor: Option<Cursor>,
     export: Option<Export>,
 }
 
@@ -265,6 +311,14 @@ impl Query {
         format!("?{}", parts.join("&"))
     }
 
+    /// The query string of page `page`, found from `cursor`.
+    fn href_at(&self, spec: &Spec, page: u64, cursor: &Cursor) -> String {
+        let (name, value) = cursor.param();
+        let base = self.href(spec, page);
+        let sep = if base == "?" { "" } else { "&" };
+        format!("{base}{sep}{name}={}", url_encode(&value))
+    }
+
     /// The query string of the export in `format` of the whole filtered list.
     fn export_href(&self, spec: &Spec, format: &str) -> String {
         let base = self.href(spec, 1);
@@ -294,7 +348,8 @@ fn month_of(text: &str) -> Option<(i32, u32)> {
 fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
     for name in form.names() {
         let known = spec.filters.iter().any(|f| f.name == name)
-            || ["sort", "dir", "page", "per", "export", "lang"].contains(&name);
+            || ["sort", "dir", "page", "per", "export", "lang"].contains(&name)
+            || (spec.name == "records" && ["after", "before"].contains(&name));
         if !known {
             return Err(bad(
                 name,
@@ -411,6 +466,34 @@ fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
                 )
             })?,
     };
+    let cursor = match (form.optional("after"), form.optional("before")) {
+        (None, None) => None,
+        (Some(a), None) => Some(Cursor::After(key_of("after", a)?)),
+        (None, Some(b)) => Some(Cursor::Before(key_of("before", b)?)),
+        (Some(_), Some(b)) => {
+            return Err(bad(
+                "before",
+                Code::CursorInvalid,
+                format!("{b:?}: a page starts either after a row or before one, not both"),
+            ));
+        }
+    };
+    // A page found by its number skips the rows before it: numbers reach the counted part of
+    // the records list, and the pages after it are reached by their links, from a row.
+    if spec.name == "records"
+        && cursor.is_none()
+        && (page - 1).saturating_mul(per) >= store_lists::RECORDS_COUNTED_MAX
+    {
+        return Err(bad(
+            "page",
+            Code::PageTooDeep,
+            format!(
+                "page {page} starts past row {}: go on from there with the next page's link, \
+                 or narrow the filters",
+                format_count(store_lists::RECORDS_COUNTED_MAX)
+            ),
+        ));
+    }
     let export = match form.optional("export") {
         None => None,
         Some("csv") => Some(Export::Csv),
@@ -429,6 +512,7 @@ fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
         desc,
         page,
         per,
+        cursor,
         export,
     })
 }
@@ -483,6 +567,8 @@ struct Fetched {
     rows: Vec<Row>,
     total: u64,
     more: bool,
+    /// Usage records: the first and the last row's keys, in the page's order.
+    ends: Option<(Key, Key)>,
 }
 
 fn name_of<'a>(registry: &'a Registry, id: &str) -> Option<&'a str> {
@@ -863,8 +949,8 @@ async fn registry_rows(
     Ok((rows, total))
 }
 
-/// A page of a SQL-backed list: rows and count. `after` continues a usage-records export after
-/// the given key (provider id, record id); it returns the last row's key.
+/// A page of a SQL-backed list: rows and count. `cursor` starts a page of usage records after
+/// or before a row instead of at `window.offset`.
 async fn sql_page(
     console: &Console,
     spec: &'static Spec,
@@ -872,8 +958,8 @@ async fn sql_page(
     asking: &Asking,
     window: Window,
     count: bool,
-    after: Option<(i64, String)>,
-) -> Result<(Fetched, Option<(i64, String)>), ConsoleError> {
+    cursor: Option<Cursor>,
+) -> Result<Fetched, ConsoleError> {
     let lang = asking.lang;
     let desc = query.desc;
     match spec.name {
@@ -919,14 +1005,12 @@ async fn sql_page(
                 ))
             })
             .await?;
-            Ok((
-                Fetched {
-                    rows,
-                    total,
-                    more: false,
-                },
-                None,
-            ))
+            Ok(Fetched {
+                rows,
+                total,
+                more: false,
+                ends: None,
+            })
         }
         "payments" => {
             let f = store_lists::PaymentFilter {
@@ -967,19 +1051,17 @@ async fn sql_page(
                 ))
             })
             .await?;
-            Ok((
-                Fetched {
-                    rows,
-                    total,
-                    more: false,
-                },
-                None,
-            ))
+            Ok(Fetched {
+                rows,
+                total,
+                more: false,
+                ends: None,
+            })
         }
         "records" => {
             let mut f = record_filter(query, &asking.held);
             let principal = asking.principal.clone();
-            let (rows, total, last) = read(console, move |tx, registry| {
+            let (rows, total, ends) = read(console, move |tx, registry| {
                 // A SKU is one provider's: its records lie together in the key's order.
                 if f.provider.is_none()
                     && let Some(sku) = f.sku.as_deref().and_then(|s| registry.sku(s))
@@ -991,14 +1073,24 @@ async fn sql_page(
                 } else {
                     0
                 };
-                let rows = store_lists::records(
+                // The page before a row is the rows before it read backwards, then turned.
+                let (backwards, from) = match &cursor {
+                    None => (false, None),
+                    Some(Cursor::After(k)) => (false, Some(k)),
+                    Some(Cursor::Before(k)) => (true, Some(k)),
+                };
+                let mut rows = store_lists::records(
                     tx,
                     &f,
-                    desc,
+                    desc != backwards,
                     window,
-                    after.as_ref().map(|(p, r)| (*p, r.as_str())),
+                    from.map(|(p, r)| (*p, r.as_str())),
                 )?;
-                let last = rows.last().map(|r| (r.provider_id, r.record_id.clone()));
+                if backwards {
+                    rows.reverse();
+                }
+                let key = |r: &store_lists::RecordListRow| (r.provider_id, r.record_id.clone());
+                let ends = rows.first().map(key).zip(rows.last().map(key));
                 Ok((
                     rows.into_iter()
                         .map(|r| {
@@ -1033,19 +1125,17 @@ async fn sql_page(
                         })
                         .collect::<Vec<_>>(),
                     total,
-                    last,
+                    ends,
                 ))
             })
             .await?;
             let more = total > store_lists::RECORDS_COUNTED_MAX;
-            Ok((
-                Fetched {
-                    rows,
-                    total: total.min(store_lists::RECORDS_COUNTED_MAX),
-                    more,
-                },
-                last,
-            ))
+            Ok(Fetched {
+                rows,
+                total: total.min(store_lists::RECORDS_COUNTED_MAX),
+                more,
+                ends,
+            })
         }
         _ => {
             let f = store_lists::AuditFilter {
@@ -1080,14 +1170,12 @@ async fn sql_page(
                 ))
             })
             .await?;
-            Ok((
-                Fetched {
-                    rows,
-                    total,
-                    more: false,
-                },
-                None,
-            ))
+            Ok(Fetched {
+                rows,
+                total,
+                more: false,
+                ends: None,
+            })
         }
     }
 }
@@ -1104,7 +1192,12 @@ async fn fetch(
     asking: &Asking,
 ) -> Result<Fetched, ConsoleError> {
     let window = Window {
-        offset: (query.page - 1).saturating_mul(query.per),
+        // A page found from a row starts there.
+        offset: if query.cursor.is_some() {
+            0
+        } else {
+            (query.page - 1).saturating_mul(query.per)
+        },
         limit: query.per,
     };
     if is_registry_list(spec) {
@@ -1113,11 +1206,19 @@ async fn fetch(
             rows,
             total,
             more: false,
+            ends: None,
         });
     }
-    Ok(sql_page(console, spec, query, asking, window, true, None)
-        .await?
-        .0)
+    sql_page(
+        console,
+        spec,
+        query,
+        asking,
+        window,
+        true,
+        query.cursor.clone(),
+    )
+    .await
 }
 
 // ---- The page --------------------------------------------------------------------------------
@@ -1368,14 +1469,18 @@ pub async fn route(
                 rows: Vec::new(),
                 total: 0,
                 more: false,
+                ends: None,
             },
             Some(e),
         ),
         None => {
             let fetched = fetch(console, spec, &query, &asking).await?;
             let pages = fetched.total.div_ceil(query.per).max(1);
-            // Beyond a count that stopped early, a page is past the end only when empty.
-            let beyond = if fetched.more {
+            // Beyond a count that stopped early, or from a row, a page is past the end only when
+            // empty.
+            let beyond = if query.cursor.is_some() {
+                fetched.rows.is_empty()
+            } else if fetched.more {
                 fetched.rows.is_empty() && query.page > 1
             } else {
                 query.page > pages
@@ -1386,6 +1491,7 @@ pub async fn route(
                         rows: Vec::new(),
                         total: fetched.total,
                         more: fetched.more,
+                        ends: None,
                     },
                     Some(bad(
                         "page",
@@ -1481,14 +1587,25 @@ pub async fn route(
             query.page.min(pages)
         },
         pages,
-        prev: (query.page > 1 && (fetched.more || query.page <= pages))
-            .then(|| query.href(spec, query.page - 1)),
+        // Usage records page from the rows shown (the next page after the last, the previous
+        // before the first), so a page costs its own rows however deep it is.
+        prev: (query.page > 1 && (fetched.more || query.page <= pages)).then(|| {
+            match &fetched.ends {
+                Some((first, _)) if query.page > 2 => {
+                    query.href_at(spec, query.page - 1, &Cursor::Before(first.clone()))
+                }
+                _ => query.href(spec, query.page - 1),
+            }
+        }),
         next: (if fetched.more {
             fetched.rows.len() as u64 == query.per
         } else {
             query.page < pages
         })
-        .then(|| query.href(spec, query.page + 1)),
+        .then(|| match &fetched.ends {
+            Some((_, last)) => query.href_at(spec, query.page + 1, &Cursor::After(last.clone())),
+            None => query.href(spec, query.page + 1),
+        }),
         first: query.href(spec, 1),
         last: (!fetched.more && pages > 1).then(|| query.href(spec, pages)),
         csv: query.export_href(spec, "csv"),
@@ -1574,7 +1691,7 @@ struct Chunks<'a> {
     query: &'a Query,
     asking: &'a Asking,
     offset: u64,
-    after: Option<(i64, String)>,
+    after: Option<Key>,
     /// The registry's rows, read at the first chunk.
     held: Option<std::vec::IntoIter<Row>>,
     done: bool,
@@ -1626,19 +1743,19 @@ impl<'a> Chunks<'a> {
             },
             limit: EXPORT_CHUNK,
         };
-        let (fetched, last) = sql_page(
+        let fetched = sql_page(
             self.console,
             self.spec,
             self.query,
             self.asking,
             window,
             false,
-            self.after.take(),
+            self.after.take().map(Cursor::After),
         )
         .await?;
         let n = fetched.rows.len();
         self.offset += n as u64;
-        self.after = last;
+        self.after = fetched.ends.map(|(_, last)| last);
         self.done = n < chunk;
         Ok((n > 0).then_some(fetched.rows))
     }
