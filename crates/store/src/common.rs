@@ -478,6 +478,8 @@ pub(crate) fn key_hash(provider_id: i64, record_id: &str) -> u64 {
 
 impl Engine {
     /// Adds a stored record while rebuilding the indexes; void records keep only their key.
+    /// `shares` is a buffer the caller reuses, so that opening a store of tens of millions of
+    /// records allocates nothing per record.
     #[allow(clippy::too_many_arguments, reason = "the columns of one stored row")]
     pub(crate) fn rebuild_add(
         &mut self,
@@ -488,6 +490,7 @@ impl Engine {
         start_ns: i64,
         end_ns: i64,
         quantity: &str,
+        shares: &mut Vec<(i64, Decimal)>,
     ) -> Result<(), StoreError> {
         self.key_hashes.insert(key_hash(provider_id, record_id));
         if voided {
@@ -496,7 +499,10 @@ impl Engine {
         let quantity: Decimal = quantity
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
-        for (hour, share) in hour_shares_between(start_ns, end_ns, quantity).unwrap_or_default() {
+        // A span longer than capacity is checked over was admitted without it, and counts
+        // for no hour (as `hour_shares_between` giving `None`).
+        hour_shares_into(start_ns, end_ns, quantity, shares);
+        for &(hour, share) in shares.iter() {
             // Saturating, as in `TxEffects::admit`: rows an older version accepted may hold
             // quantities whose sum passes the largest decimal, and opening must not panic on them.
             let used = self.capacity.entry((sku_id, hour)).or_default();

@@ -8,6 +8,7 @@
 //! ingest transactions are serialised across replicas (each is a group commit of many batches).
 
 use chrono::{DateTime, Utc};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, IsolationLevel, NoTls};
 use std::borrow::Cow;
 use std::io::Write;
@@ -530,13 +531,23 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
         .query_one("SELECT COALESCE(MAX(seq), 0) FROM ingest_log", &[])?
         .get(0);
     refresh_names(client, &mut engine.names)?;
-    for r in client.query(
+    // Streamed, not collected: tens of millions of rows are never in memory at once.
+    let mut rows = client.query_raw(
         "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
-        &[],
-    )? {
-        let record_id: String = r.get(1);
-        let quantity: String = r.get(6);
-        engine.rebuild_add(r.get(0), &record_id, r.get(2), r.get(3), r.get(4), r.get(5), &quantity)?;
+        std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
+    )?;
+    let mut shares = Vec::new();
+    while let Some(r) = rows.next()? {
+        engine.rebuild_add(
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            r.try_get(5)?,
+            r.try_get(6)?,
+            &mut shares,
+        )?;
     }
     Ok((engine, seq))
 }

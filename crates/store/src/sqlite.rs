@@ -272,17 +272,27 @@ impl SqliteStore {
             "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
         )?;
         let mut rows = stmt.query([])?;
+        let mut shares = Vec::new();
+        /// Column `i` as text borrowed from the row: nothing allocated per record.
+        fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+            let v = r.get_ref(i)?;
+            v.as_str().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "usage_records column {i} is not text: {:?}",
+                    v.data_type()
+                ))
+            })
+        }
         while let Some(r) = rows.next()? {
-            let record_id: String = r.get(1)?;
-            let quantity: String = r.get(6)?;
             engine.rebuild_add(
                 r.get(0)?,
-                &record_id,
+                text_at(r, 1)?,
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
-                &quantity,
+                text_at(r, 6)?,
+                &mut shares,
             )?;
         }
         drop(rows);
