@@ -344,6 +344,14 @@ pub trait Store: Send {
     fn fold_in_background(&mut self) -> Result<bool> {
         Ok(false)
     }
+    /// Reads what ingest and voids decide with (the stored keys' filter, the capacity used per
+    /// SKU and hour) from every stored record, now rather than at the first ingest or void.
+    /// Opening a store does not read them, so a command that neither ingests nor voids (a
+    /// user, a token, an index) opens a database of tens of millions of records at once; a
+    /// server prepares them before it listens.
+    fn prepare_ingest(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// What changed in the running accrual totals since `since` (a mark an earlier call
     /// returned): the deltas per accrual key, summed, if this store saw every change since
     /// then; otherwise, and without a mark, every total ([`Store::accruals`]). The returned

@@ -117,6 +117,9 @@ pub struct PgStore {
     writer: String,
     /// The newest `ingest_log` entry reflected in `engine`.
     log_seq: i64,
+    /// The engine's key filter and capacity have been read from the records
+    /// ([`Store::prepare_ingest`]); its names always are.
+    engine_ready: bool,
     /// When ingest folds the pending accrual deltas ([`common::FOLD_GROUPS`]), unless
     /// `background_fold` does.
     fold: common::FoldClock,
@@ -424,6 +427,7 @@ impl PgStore {
             url: url.to_owned(),
             accrual_log: common::AccrualLog::default(),
             engine: Engine::default(),
+            engine_ready: false,
             writer: format!("pid {} at {}", std::process::id(), now_text(Utc::now())),
             log_seq: 0,
             fold: common::FoldClock::default(),
@@ -431,7 +435,7 @@ impl PgStore {
             prepared: Prepared::default(),
         };
         store.migrate()?;
-        store.load_engine()?;
+        refresh_names(&mut store.client, &mut store.engine.names)?;
         Ok(store)
     }
 
@@ -455,6 +459,16 @@ impl PgStore {
                 )?;
             }
             tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the engine from every stored record, once ([`Store::prepare_ingest`]); from
+    /// then on it follows the log.
+    fn ready_engine(&mut self) -> Result<()> {
+        if !self.engine_ready {
+            self.load_engine()?;
+            self.engine_ready = true;
         }
         Ok(())
     }
@@ -785,6 +799,7 @@ impl Store for PgStore {
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
+        self.ready_engine()?;
         let encode_all = |engine: &Engine| common::encode_group(&engine.names, candidates);
         let rows = match encode_all(&self.engine) {
             Ok(rows) => rows,
@@ -901,6 +916,7 @@ impl Store for PgStore {
         at: DateTime<Utc>,
         audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
+        self.ready_engine()?;
         let Some(provider_id) = self.name_id(Kind::Provider, provider)? else {
             return Ok(VoidResult::NotFound);
         };
@@ -1028,6 +1044,10 @@ impl Store for PgStore {
 
     fn accrual_feed(&mut self) -> crate::AccrualFeed {
         self.accrual_log.feed(&self.engine.names)
+    }
+
+    fn prepare_ingest(&mut self) -> Result<()> {
+        self.ready_engine()
     }
 
     fn fold_in_background(&mut self) -> Result<bool> {

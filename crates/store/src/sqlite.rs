@@ -78,6 +78,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub struct SqliteStore {
     conn: Connection,
     engine: Engine,
+    /// The engine's key filter and capacity have been read from the records
+    /// ([`Store::prepare_ingest`]); its names always are.
+    engine_ready: bool,
     /// The database file, for [`Store::defer_ingest_sync`].
     path: std::path::PathBuf,
     /// Ingest groups commit with `synchronous=NORMAL` (no fsync at commit) and are flushed by
@@ -224,6 +227,7 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             engine: Engine::default(),
+            engine_ready: false,
             path: path.to_path_buf(),
             defer_ingest_sync: false,
             cache_full: false,
@@ -232,7 +236,7 @@ impl SqliteStore {
         };
         store.migrate()?;
         store.fit_cache(PENDING_BYTE)?;
-        store.load_engine()?;
+        read_names(&store.conn, &mut store.engine.names)?;
         Ok(store)
     }
 
@@ -263,6 +267,15 @@ impl SqliteStore {
     /// ids only grow).
     fn refresh_names(&mut self) -> Result<()> {
         read_names(&self.conn, &mut self.engine.names)
+    }
+
+    /// Reads the engine from every stored record, once ([`Store::prepare_ingest`]).
+    fn ready_engine(&mut self) -> Result<()> {
+        if !self.engine_ready {
+            self.load_engine()?;
+            self.engine_ready = true;
+        }
+        Ok(())
     }
 
     fn load_engine(&mut self) -> Result<()> {
@@ -614,6 +627,10 @@ impl Store for SqliteStore {
         Ok(count)
     }
 
+    fn prepare_ingest(&mut self) -> Result<()> {
+        self.ready_engine()
+    }
+
     fn defer_ingest_sync(&mut self) -> Option<crate::WalSync> {
         let mode: String = self
             .conn
@@ -639,6 +656,7 @@ impl Store for SqliteStore {
         rejected: &[crate::ingest_stats::Rejected],
         at: DateTime<Utc>,
     ) -> Result<Vec<Decision>> {
+        self.ready_engine()?;
         if !self.defer_ingest_sync {
             return self.ingest_group(candidates, rejected, at);
         }
@@ -657,6 +675,7 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         audit: &mut dyn FnMut(&mut dyn crate::sql::Sql, &str) -> Result<()>,
     ) -> Result<VoidResult> {
+        self.ready_engine()?;
         let Some(provider_id) = self.engine.names.id(Kind::Provider, provider) else {
             return Ok(VoidResult::NotFound);
         };

@@ -473,6 +473,41 @@ fn reopen_keeps_everything() {
             .registry_insert("other-hash", REGISTRY, &RegistryNames::of(&reg), Utc::now())
             .unwrap();
         assert_eq!(v2, 2);
+        drop(store);
+        // Opening reads no record; a server prepares ingest before it listens, anyone else at
+        // the first ingest or void: the same decisions either way.
+        for prepare in [true, false] {
+            let mut store = suanli_store::open(url).expect("reopens");
+            if prepare {
+                store.prepare_ingest().expect("prepares ingest");
+            }
+            let again = gpu(
+                "a",
+                "2025-03-01T00:00:00+08:00",
+                "2025-03-01T01:00:00+08:00",
+                "10",
+                100,
+            );
+            assert_eq!(
+                store.ingest(&[candidate(&reg, again)]).unwrap(),
+                vec![Decision::Duplicate],
+                "prepared: {prepare}"
+            );
+            let over = gpu(
+                "c",
+                "2025-03-01T00:30:00+08:00",
+                "2025-03-01T00:40:00+08:00",
+                "0.01",
+                1,
+            );
+            assert!(
+                matches!(
+                    store.ingest(&[candidate(&reg, over)]).unwrap()[0],
+                    Decision::OverCapacity(_)
+                ),
+                "prepared: {prepare}"
+            );
+        }
     });
 }
 
