@@ -488,8 +488,7 @@ fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
             "page",
             Code::PageTooDeep,
             format!(
-                "page {page} starts past row {}: go on from there with the next page's link, \
-                 or narrow the filters",
+                "page {page} starts past row {}",
                 format_count(store_lists::RECORDS_COUNTED_MAX)
             ),
         ));
