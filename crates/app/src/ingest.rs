@@ -103,11 +103,6 @@ impl Writer {
                         return;
                     }
                 };
-                // Before the server listens: the first batch does not wait for it.
-                if let Err(e) = store.prepare_ingest() {
-                    let _ = opened_tx.send(Err(e.to_string()));
-                    return;
-                }
                 // PostgreSQL: pending accrual deltas are folded beside ingest, not in it.
                 if let Err(e) = store.fold_in_background() {
                     tracing::warn!(error = %e, "cannot fold accruals in the background; ingest folds them");

@@ -119,6 +119,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         );
     }
     let balances = suanli_app::balances::Balances::beside(&writer, &config.database_url).await?;
+    // What ingest decides with, read from every stored record before the server listens (so
+    // that the first batch does not wait for it), while the balance thread prepares its
+    // figures beside it on a connection of its own.
+    writer
+        .call(|s| s.prepare_ingest())
+        .await?
+        .context("reading the stored usage records for ingest")?;
     let shared = Arc::new(Shared {
         auth: Authenticator::new(
             writer.clone(),
