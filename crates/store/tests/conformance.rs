@@ -451,24 +451,7 @@ fn reopen_keeps_everything() {
             Some(Principal::Provider("dc-a".into()))
         );
         assert_eq!(store.token_lookup("h2").unwrap(), None);
-        assert_eq!(
-            store.ingest(&[candidate(&reg, a)]).unwrap(),
-            vec![Decision::Duplicate]
-        );
-        let more = gpu(
-            "b",
-            "2025-03-01T00:10:00+08:00",
-            "2025-03-01T00:20:00+08:00",
-            "0.01",
-            1,
-        );
-        assert!(
-            matches!(
-                store.ingest(&[candidate(&reg, more)]).unwrap()[0],
-                Decision::OverCapacity(_)
-            ),
-            "capacity survives a restart"
-        );
+        decides_as_before(store.as_mut(), &reg, a.clone(), "reopened");
         let v2 = store
             .registry_insert("other-hash", REGISTRY, &RegistryNames::of(&reg), Utc::now())
             .unwrap();
@@ -481,34 +464,39 @@ fn reopen_keeps_everything() {
             if prepare {
                 store.prepare_ingest().expect("prepares ingest");
             }
-            let again = gpu(
-                "a",
-                "2025-03-01T00:00:00+08:00",
-                "2025-03-01T01:00:00+08:00",
-                "10",
-                100,
-            );
-            assert_eq!(
-                store.ingest(&[candidate(&reg, again)]).unwrap(),
-                vec![Decision::Duplicate],
-                "prepared: {prepare}"
-            );
-            let over = gpu(
-                "c",
-                "2025-03-01T00:30:00+08:00",
-                "2025-03-01T00:40:00+08:00",
-                "0.01",
-                1,
-            );
-            assert!(
-                matches!(
-                    store.ingest(&[candidate(&reg, over)]).unwrap()[0],
-                    Decision::OverCapacity(_)
-                ),
-                "prepared: {prepare}"
+            decides_as_before(
+                store.as_mut(),
+                &reg,
+                a.clone(),
+                &format!("prepared: {prepare}"),
             );
         }
     });
+}
+
+/// After a restart, `stored` (a record using all of its hour's capacity) is a duplicate and one
+/// more GPU-hour hundredth in that hour is over capacity (and so not stored: it can be asked
+/// again).
+fn decides_as_before(store: &mut dyn Store, reg: &Registry, stored: UsageRecord, why: &str) {
+    assert_eq!(
+        store.ingest(&[candidate(reg, stored)]).unwrap(),
+        vec![Decision::Duplicate],
+        "{why}"
+    );
+    let more = gpu(
+        "b",
+        "2025-03-01T00:10:00+08:00",
+        "2025-03-01T00:20:00+08:00",
+        "0.01",
+        1,
+    );
+    assert!(
+        matches!(
+            store.ingest(&[candidate(reg, more)]).unwrap()[0],
+            Decision::OverCapacity(_)
+        ),
+        "capacity survives a restart: {why}"
+    );
 }
 
 // Seeded random groups with repeats and voids: accruals always equal a recount, and every key is stored once.
