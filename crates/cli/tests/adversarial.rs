@@ -1391,7 +1391,8 @@ fn unpriced(id: &str, amount_fen: i64) -> pb::UsageRecord {
 }
 
 // Proves, on both backends, that amounts that would overflow a monthly total are rejected
-// alone with their own reason while the valid records beside them are stored; that ids with
+// alone with their own reason while the valid records beside them are stored; that a
+// provider's records of a month are held to their bound, record by record; that ids with
 // a NUL byte are rejected alone (PostgreSQL text cannot hold NUL) instead of failing their
 // batch; that an overlong batch id fails the call as invalid; and that a server restarted on
 // rows an older version accepted with huge amounts comes up and answers, naming the overflow
@@ -1466,6 +1467,34 @@ fn hostile_amounts_and_bytes_on_both_backends() {
             .sum();
         assert_eq!(total, suanli_domain::usage::AMOUNT_FEN_MAX + 1 + 7, "{url}");
 
+        // dc-b's March holds 10^13 + 8 fen: 98 more records at the bound of one record fit
+        // its month's bound of 10^15, the 99th is refused alone, naming provider and month.
+        let bound = suanli_domain::usage::AMOUNT_FEN_MAX;
+        let fill: Vec<pb::UsageRecord> = (0..99)
+            .map(|i| unpriced(&format!("fill-{i:02}"), bound))
+            .collect();
+        let r = ingest(server.addr(), &dc_b, "fill", fill).unwrap();
+        let mut want = vec![accepted; 98];
+        want.push(rejected);
+        assert_eq!(r.outcomes, want, "{url}");
+        assert_eq!(r.problems.len(), 1, "{url}: {:?}", r.problems);
+        let p = &r.problems[0];
+        assert_eq!(
+            (R::try_from(p.reason).unwrap(), p.field.as_str(), p.index),
+            (R::AmountOutOfRange, "amount", 98),
+            "{url}: {p:?}"
+        );
+        assert!(
+            p.message.contains("\"dc-b\"") && p.message.contains("2025-03"),
+            "{url}: {p:?}"
+        );
+        let total: i64 = accruals_of(&url)
+            .expect("accruals")
+            .iter()
+            .map(|a| a.amount_fen)
+            .sum();
+        assert_eq!(total, 99 * bound + 8, "{url}");
+
         // A batch id beyond its limit fails the call as invalid, naming the field.
         let status = ingest(
             server.addr(),
@@ -1511,16 +1540,22 @@ fn hostile_amounts_and_bytes_on_both_backends() {
             .expect("older rows written");
         drop(store);
         server.process = support::Server::start(&url);
-        // It comes up and answers, and keeps answering after its fold ran.
+        // It comes up and answers, and keeps answering after its fold ran: dc-b's March is
+        // past its bound now, its April is not.
         std::thread::sleep(Duration::from_millis(2_500));
+        let april = pb::UsageRecord {
+            start: ts("2025-04-02T00:00:00+08:00"),
+            end: ts("2025-04-02T01:00:00+08:00"),
+            ..unpriced("restarted-april", 3)
+        };
         let r = ingest(
             server.addr(),
             &dc_b,
             "after-restart",
-            vec![unpriced("restarted", 3)],
+            vec![unpriced("restarted", 3), april],
         )
         .unwrap_or_else(|s| panic!("{url}: the restarted server answers: {s:?}"));
-        assert_eq!(r.outcomes, vec![accepted], "{url}");
+        assert_eq!(r.outcomes, vec![rejected, accepted], "{url}");
         let err = accruals_of(&url).expect_err("a total beyond 64 bits is an error");
         assert!(
             err.contains("overflow") && err.contains("\"ent-a\""),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::money::Fen;
 use crate::registry::{Class, Registry};
 use crate::settlement::LineKey;
-use crate::usage::{Period, RejectCode, Rejection, UsageRecord, validate};
+use crate::usage::{PROVIDER_MONTH_FEN_MAX, Period, RejectCode, Rejection, UsageRecord, validate};
 
 /// One data row of a usage file: its line number and its parse outcome. `provider` and
 /// `record_id` are the raw texts, kept to name the row in the rejects file.
@@ -62,6 +62,38 @@ impl Intake {
     }
 }
 
+/// The amounts of each provider's accepted records in the period, held to
+/// [`PROVIDER_MONTH_FEN_MAX`] as the server holds them: records are admitted in (provider,
+/// record id) order, and one that would pass the bound is `amount_out_of_range`.
+#[derive(Default)]
+struct ProviderMonth {
+    totals: HashMap<String, i64>,
+}
+
+impl ProviderMonth {
+    fn admit(&mut self, record: &UsageRecord, period: Period) -> Result<(), Rejection> {
+        let total = self.totals.entry(record.provider.clone()).or_default();
+        // Both are at most 10^15 and 10^13 (validated): the sum cannot overflow.
+        let after = *total + record.amount.0;
+        if after > PROVIDER_MONTH_FEN_MAX {
+            return Err(Rejection {
+                code: RejectCode::AmountOutOfRange,
+                field: "amount",
+                message: format!(
+                    "amount {} of record {:?} would bring provider {:?}'s records of {period} to {}, above the largest total of one provider in a month, {}",
+                    record.amount,
+                    record.record_id,
+                    record.provider,
+                    Fen(after),
+                    Fen(PROVIDER_MONTH_FEN_MAX)
+                ),
+            });
+        }
+        *total = after;
+        Ok(())
+    }
+}
+
 /// Decides every row of a usage file for `period`. The outcome does not depend on row order:
 /// rows of one (provider, record_id) with different content are all rejected as conflicts,
 /// since no order-free rule could pick one of them.
@@ -89,6 +121,7 @@ pub fn intake(registry: &Registry, period: Period, rows: Vec<Row>) -> Intake {
                 .push((row.line, record)),
         }
     }
+    let mut provider_month = ProviderMonth::default();
     let mut groups: Vec<_> = groups.into_values().collect();
     groups
         .iter_mut()
@@ -120,7 +153,10 @@ pub fn intake(registry: &Registry, period: Period, rows: Vec<Row>) -> Intake {
             continue;
         }
         out.duplicates += group.len() as u64 - 1;
-        match validate(registry, first) {
+        match validate(registry, first).and_then(|class| {
+            provider_month.admit(first, period)?;
+            Ok(class)
+        }) {
             Ok(class) => out.accepted.push((first.clone(), class)),
             Err(rejection) => out.rejected.push(RejectedRow {
                 line: *first_line,

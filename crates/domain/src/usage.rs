@@ -179,6 +179,15 @@ pub const ID_BYTES_MAX: usize = 128;
 /// would need over 900,000 records at this bound in one month before a monthly total overflows.
 pub const AMOUNT_FEN_MAX: i64 = 10_000_000_000_000;
 
+/// Upper bound on the amounts one provider's accepted records may add up to in one month (the
+/// period of their end, R6): 10^15 fen, 10 trillion CNY, a hundred records at
+/// [`AMOUNT_FEN_MAX`] and far above what any data centre bills in a month. A record that would
+/// pass it is `amount_out_of_range`. The bound keeps every total the settlement forms within
+/// 64 bits whatever a provider posts: without it, a million records at the bound of one record
+/// would overflow their beneficiary's monthly total, and that total is read with everyone
+/// else's. With it, a programme-year's totals stay below `i64::MAX` for up to 768 providers.
+pub const PROVIDER_MONTH_FEN_MAX: i64 = 1_000_000_000_000_000;
+
 /// Upper bound on one record's quantity, in the SKU's unit: 10^12 (a million accelerators for a
 /// million hours, or a trillion of the smallest token units). Capacity and accrual sums add
 /// quantities as 96-bit decimals, so the bound keeps them exact for any realistic number of

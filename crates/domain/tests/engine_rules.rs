@@ -641,3 +641,63 @@ fn the_ratio_decision_of_a_stacked_line_carries_the_ceiling() {
         ]
     );
 }
+
+#[test]
+fn a_providers_records_of_a_month_add_up_to_at_most_ten_trillion_cny() {
+    // Proves the bound that keeps every total within 64 bits (docs/rules.md, bounds of one
+    // record): dc-a's hundred records at the largest amount of one record fill its month;
+    // the next, in record id order, is refused naming provider and month, records of that
+    // provider in another month and another provider's are unaffected, and the bases sum.
+    use suanli_domain::intake::Row;
+    use suanli_domain::money::Fen;
+    use suanli_domain::usage::{AMOUNT_FEN_MAX, PROVIDER_MONTH_FEN_MAX};
+    let registry = worked_registry();
+    let max = Fen(AMOUNT_FEN_MAX).to_string();
+    let (s, e) = ("2025-03-01T00:00:00+08:00", "2025-03-02T00:00:00+08:00");
+    let ids: Vec<String> = (0..=100).map(|i| format!("r{i:03}")).collect();
+    // Rows in reverse id order: the decision follows record ids, not lines.
+    let mut rows: Vec<Row> = ids
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(line, id)| {
+            row(
+                line as u64 + 2,
+                ["dc-a", id, "ent-a", "a-data", s, e, "1", &max],
+            )
+        })
+        .collect();
+    rows.push(row(
+        200,
+        ["dc-b", "b1", "ent-b", "b-oth", s, e, "1", "30.00"],
+    ));
+    rows.push(row(
+        201,
+        [
+            "dc-a",
+            "zz-april",
+            "ent-a",
+            "a-data",
+            "2025-04-01T00:00:00+08:00",
+            "2025-04-02T00:00:00+08:00",
+            "1",
+            "1.00",
+        ],
+    ));
+    let decided = suanli_domain::intake::intake(&registry, period("2025-03"), rows);
+    assert_eq!(decided.ignored, 1, "April's record is another month's");
+    assert_eq!(decided.accepted.len(), 101, "100 of dc-a and dc-b's one");
+    assert_eq!(decided.rejected.len(), 1);
+    let refused = &decided.rejected[0];
+    assert_eq!(refused.record_id, "r100", "the last in record id order");
+    assert_eq!(refused.rejection.code, RejectCode::AmountOutOfRange);
+    assert_eq!(refused.rejection.field, "amount");
+    assert!(
+        refused.rejection.message.contains("\"dc-a\"")
+            && refused.rejection.message.contains("2025-03"),
+        "{}",
+        refused.rejection.message
+    );
+    let total: i64 = decided.bases().values().map(|f| f.0).sum();
+    assert_eq!(total, PROVIDER_MONTH_FEN_MAX + 3000);
+}

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use suanli_domain::Fen;
 use suanli_domain::capacity::{hour_shares_between, hour_shares_into};
 use suanli_domain::registry::Class;
-use suanli_domain::usage::UsageRecord;
+use suanli_domain::usage::{PROVIDER_MONTH_FEN_MAX, UsageRecord};
 
 use crate::{AccrualRow, Candidate, Decision, StoreError, period_code};
 
@@ -391,8 +392,19 @@ fn accrual_key_named<'n>(
 #[derive(Default)]
 pub(crate) struct Engine {
     pub names: Names,
+    /// Quantity used per (SKU id, clock hour), for R3; and, under [`month_amount_key`], the
+    /// fen of each provider's records per month, for
+    /// [`suanli_domain::usage::PROVIDER_MONTH_FEN_MAX`]. One map for both, so that one rebuild,
+    /// one transaction's effects and one log to other replicas keep both.
     pub capacity: FxMap<(i64, i64), Decimal>,
     pub key_hashes: KeyFilter,
+}
+
+/// The key in [`Engine::capacity`] of the amount of provider `provider_id`'s records (not void)
+/// of `period` (yyyymm): the provider's id negated, which no SKU id takes (ids start at 1).
+pub(crate) fn month_amount_key(provider_id: i64, period: i64) -> (i64, i64) {
+    debug_assert!(provider_id > 0, "name ids start at 1");
+    (-provider_id, period)
 }
 
 /// Blocks of the stored-key filter: 2^20 blocks of 512 bits, 64 MiB, allocated zeroed (pages
@@ -490,12 +502,19 @@ impl Engine {
         start_ns: i64,
         end_ns: i64,
         quantity: &str,
+        amount_fen: i64,
+        period: i64,
         shares: &mut Vec<(i64, Decimal)>,
     ) -> Result<(), StoreError> {
         self.key_hashes.insert(key_hash(provider_id, record_id));
         if voided {
             return Ok(());
         }
+        let month = self
+            .capacity
+            .entry(month_amount_key(provider_id, period))
+            .or_default();
+        *month = month.saturating_add(Decimal::from(amount_fen));
         let quantity: Decimal = quantity
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("quantity {quantity:?}")))?;
@@ -544,6 +563,7 @@ impl TxEffects {
         c: &Candidate,
         shares: &mut Vec<(i64, Decimal)>,
     ) -> Result<(), Decision> {
+        self.check_month_amount(engine, row, c)?;
         if !hour_shares_into(row.start_ns, row.end_ns, c.record.quantity, shares) {
             return match c.capacity {
                 None => Ok(()),
@@ -577,7 +597,32 @@ impl TxEffects {
         Ok(())
     }
 
-    /// Books an admitted new record: its capacity shares and its accrual.
+    /// Whether the record keeps its provider's month within
+    /// [`suanli_domain::usage::PROVIDER_MONTH_FEN_MAX`].
+    fn check_month_amount(
+        &self,
+        engine: &Engine,
+        row: &Row<'_>,
+        c: &Candidate,
+    ) -> Result<(), Decision> {
+        let after = self
+            .used(engine, month_amount_key(row.provider_id, row.period))
+            .saturating_add(Decimal::from(row.amount_fen));
+        if after <= Decimal::from(PROVIDER_MONTH_FEN_MAX) {
+            return Ok(());
+        }
+        Err(Decision::OverProviderMonth(format!(
+            "amount {} of record {:?} would bring provider {:?}'s records of {} to {}, above the largest total of one provider in a month, {}",
+            c.record.amount,
+            c.record.record_id,
+            c.record.provider,
+            period_text(row.period),
+            Fen(after.to_i64().unwrap_or(i64::MAX)),
+            Fen(PROVIDER_MONTH_FEN_MAX)
+        )))
+    }
+
+    /// Books an admitted new record: its capacity shares, its provider's month and its accrual.
     pub(crate) fn admit(
         &mut self,
         engine: &Engine,
@@ -591,6 +636,10 @@ impl TxEffects {
             self.capacity
                 .insert((row.sku_id, hour), used.saturating_add(share));
         }
+        let month = month_amount_key(row.provider_id, row.period);
+        let used = self.used(engine, month);
+        self.capacity
+            .insert(month, used.saturating_add(Decimal::from(row.amount_fen)));
         let entry = self
             .accruals
             .entry((
@@ -605,7 +654,8 @@ impl TxEffects {
         Decision::Accepted
     }
 
-    /// Releases a voided record's capacity and subtracts it from its accrual.
+    /// Releases a voided record's capacity and its provider's month, and subtracts it from its
+    /// accrual.
     pub(crate) fn release(&mut self, engine: &Engine, row: &Row<'_>, quantity: Decimal) {
         for (hour, share) in
             hour_shares_between(row.start_ns, row.end_ns, quantity).unwrap_or_default()
@@ -614,6 +664,10 @@ impl TxEffects {
             self.capacity
                 .insert((row.sku_id, hour), used.saturating_sub(share));
         }
+        let month = month_amount_key(row.provider_id, row.period);
+        let used = self.used(engine, month);
+        self.capacity
+            .insert(month, used.saturating_sub(Decimal::from(row.amount_fen)));
         let entry = self
             .accruals
             .entry((

@@ -110,6 +110,17 @@ pub(crate) fn write(
                 );
                 "rejected"
             }
+            Decision::OverProviderMonth(message) => {
+                reject(
+                    &c.record.provider,
+                    "amount_out_of_range",
+                    &c.record.record_id,
+                    // The bound of a provider's month its amount would pass.
+                    "amount",
+                    message,
+                );
+                "rejected"
+            }
         };
         *daily
             .entry((c.record.provider.as_str(), outcome))

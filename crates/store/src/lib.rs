@@ -87,6 +87,9 @@ pub enum Decision {
     Conflict,
     /// Storing it would pass the SKU's capacity in a clock hour; the message names the hour.
     OverCapacity(String),
+    /// Storing it would bring its provider's records of its month past
+    /// [`suanli_domain::usage::PROVIDER_MONTH_FEN_MAX`]; the message names provider and month.
+    OverProviderMonth(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

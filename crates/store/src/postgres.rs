@@ -547,7 +547,7 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
     refresh_names(client, &mut engine.names)?;
     // Streamed, not collected: tens of millions of rows are never in memory at once.
     let mut rows = client.query_raw(
-        "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
+        "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity, amount_fen, period FROM usage_records",
         std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
     )?;
     let mut shares = Vec::new();
@@ -560,6 +560,8 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
             r.try_get(4)?,
             r.try_get(5)?,
             r.try_get(6)?,
+            r.try_get(7)?,
+            r.try_get(8)?,
             &mut shares,
         )?;
     }

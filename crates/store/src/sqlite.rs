@@ -282,7 +282,7 @@ impl SqliteStore {
         let mut engine = Engine::default();
         read_names(&self.conn, &mut engine.names)?;
         let mut stmt = self.conn.prepare(
-            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity FROM usage_records",
+            "SELECT provider_id, record_id, voided_at IS NOT NULL, sku_id, start_ns, end_ns, quantity, amount_fen, period FROM usage_records",
         )?;
         let mut rows = stmt.query([])?;
         let mut shares = Vec::new();
@@ -305,6 +305,8 @@ impl SqliteStore {
                 r.get(4)?,
                 r.get(5)?,
                 text_at(r, 6)?,
+                r.get(7)?,
+                r.get(8)?,
                 &mut shares,
             )?;
         }

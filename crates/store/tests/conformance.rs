@@ -1144,67 +1144,109 @@ fn unvalidated(reg: &Registry, id: &str, fen: i64) -> Candidate {
     c
 }
 
-// Amounts whose sum passes 64 bits never panic the store: one group holding i64::MAX and 1 fen
-// of one accrual fails with an error naming it; as two groups they are stored (as an older
-// version could have), and then readers name the overflow, the fold fails without failing
-// ingest, the store reopens, and a void brings the totals back within range.
+// A provider's records of a month add up to at most PROVIDER_MONTH_FEN_MAX, so no total the
+// store keeps can pass 64 bits, whatever a provider sends: an amount that would pass the bound
+// is refused, in a group or across groups, naming provider and month, while the other
+// provider's records and the provider's other months go on. The bound holds after a restart
+// (prepared or not) and a void gives its amount back.
 #[test]
-fn accrual_sums_beyond_64_bits_are_errors_that_name_the_accrual() {
+fn a_providers_month_is_bounded_so_no_total_passes_64_bits() {
+    use suanli_domain::usage::PROVIDER_MONTH_FEN_MAX;
     on_every_backend(|url| {
         let reg = registry();
         let mut store = open_loaded(url, &reg);
-        let err = store
+        let decisions = store
             .ingest(&[
                 unvalidated(&reg, "max", i64::MAX),
                 unvalidated(&reg, "one", 1),
             ])
-            .expect_err("one group's delta beyond 64 bits");
+            .expect("a group with an amount beyond every bound");
         assert!(
-            matches!(err, StoreError::Overflow(_)) && err.to_string().contains("\"ent-a\""),
-            "{err}"
+            matches!(&decisions[0], Decision::OverProviderMonth(m) if m.contains("\"dc-b\"") && m.contains("2025-03")),
+            "{decisions:?}"
         );
-        for (id, fen) in [("max", i64::MAX), ("one", 1)] {
-            assert_eq!(
-                store.ingest(&[unvalidated(&reg, id, fen)]).expect(id),
-                vec![Decision::Accepted]
-            );
-        }
-        let err = store.accruals().expect_err("the total passes 64 bits");
-        assert!(
-            matches!(err, StoreError::Overflow(_)) && err.to_string().contains("2025-03"),
-            "{err}"
-        );
-        assert!(
-            store.recount_accruals().is_err(),
-            "the recount names it too"
-        );
-        // After a quiet second the writer folds: the fold fails, ingest goes on.
-        std::thread::sleep(std::time::Duration::from_millis(1_100));
-        assert!(
-            store.fold_accruals().is_err(),
-            "the fold reports the overflow"
-        );
-        let r = record(
-            "dc-b",
-            "ok",
-            "ent-b",
-            "b-tok",
-            "2025-03-02T00:00:00+08:00",
-            "2025-03-02T01:00:00+08:00",
-            "1",
-            5,
-        );
+        assert_eq!(decisions[1], Decision::Accepted);
+        let big = PROVIDER_MONTH_FEN_MAX / 2;
         assert_eq!(
-            store.ingest(&[candidate(&reg, r)]).expect("ingest goes on"),
+            store.ingest(&[unvalidated(&reg, "half-1", big)]).unwrap(),
             vec![Decision::Accepted]
         );
-        drop(store);
-        let mut store = suanli_store::open(url).expect("the store reopens on such rows");
-        let voided = store.void("dc-b", "max", "withdrawn", Utc::now()).unwrap();
-        assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
+        let other_month = |id: &str, fen: i64| {
+            let r = record(
+                "dc-b",
+                id,
+                "ent-b",
+                "b-tok",
+                "2025-04-01T00:00:00+08:00",
+                "2025-04-01T01:00:00+08:00",
+                "1",
+                0,
+            );
+            let mut c = candidate(&reg, r);
+            c.record.amount = Fen(fen);
+            c
+        };
+        let gpu_a = gpu(
+            "a1",
+            "2025-03-01T00:00:00+08:00",
+            "2025-03-01T01:00:00+08:00",
+            "1",
+            2000,
+        );
+        // In one group: the second half fits exactly only without the 1 fen stored before.
+        assert_eq!(
+            store
+                .ingest(&[
+                    unvalidated(&reg, "half-2", big),
+                    candidate(&reg, gpu_a.clone()),
+                    other_month("april", big),
+                ])
+                .unwrap()
+                .iter()
+                .map(|d| matches!(d, Decision::Accepted))
+                .collect::<Vec<_>>(),
+            vec![false, true, true],
+            "dc-b's March is full; dc-a and dc-b's April are not"
+        );
+        assert_eq!(
+            store
+                .ingest(&[unvalidated(&reg, "half-less", big - 1)])
+                .unwrap(),
+            vec![Decision::Accepted],
+            "up to the bound exactly"
+        );
         check_recount(store.as_mut());
-        let total: i64 = store.accruals().unwrap().iter().map(|a| a.amount_fen).sum();
-        assert_eq!(total, 1 + 5);
+        drop(store);
+        for prepare in [true, false] {
+            let mut store = suanli_store::open(url).expect("reopens");
+            if prepare {
+                store.prepare_ingest().expect("prepares ingest");
+            }
+            assert!(
+                matches!(
+                    store.ingest(&[unvalidated(&reg, "more", 1)]).unwrap()[0],
+                    Decision::OverProviderMonth(_)
+                ),
+                "the bound survives a restart (prepared: {prepare})"
+            );
+        }
+        let mut store = suanli_store::open(url).expect("reopens");
+        let voided = store.void("dc-b", "one", "withdrawn", Utc::now()).unwrap();
+        assert!(matches!(voided, VoidResult::Voided { .. }), "{voided:?}");
+        assert_eq!(
+            store.ingest(&[unvalidated(&reg, "more", 1)]).unwrap(),
+            vec![Decision::Accepted],
+            "the void gave its fen back"
+        );
+        check_recount(store.as_mut());
+        let march: i64 = store
+            .accruals()
+            .unwrap()
+            .iter()
+            .filter(|a| a.provider == "dc-b" && a.period == "2025-03")
+            .map(|a| a.amount_fen)
+            .sum();
+        assert_eq!(march, PROVIDER_MONTH_FEN_MAX);
     });
 }
 

@@ -271,6 +271,10 @@ impl Shared {
                     pb::Outcome::Rejected,
                     Some((pb::RejectReason::OverCapacity, "quantity", message)),
                 ),
+                Decision::OverProviderMonth(message) => (
+                    pb::Outcome::Rejected,
+                    Some((pb::RejectReason::AmountOutOfRange, "amount", message)),
+                ),
             };
             outcomes[i] = outcome as i32;
             if let Some((reason, field, message)) = problem {
