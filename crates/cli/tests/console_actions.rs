@@ -370,8 +370,9 @@ fn codes_are_translated_where_shown() {
     );
     let audit = f2.get("/audit");
     for named in [
-        "资金池支出 · hz-municipal-2025 · 市级",
-        "应付款 · hz-municipal-2025 · dc-a",
+        // Named from the registry: programme 杭州市级算力券 2025, provider dc-a "A".
+        "资金池支出 · 杭州市级算力券 2025 · 市级",
+        "应付款 · 杭州市级算力券 2025 · A",
         "结算过账",
     ] {
         assert!(audit.body.contains(named), "{named} in {}", audit.body);
@@ -393,7 +394,7 @@ fn codes_are_translated_where_shown() {
     let en = f2.get("/audit?lang=en");
     assert!(
         en.body
-            .contains("Subsidy expense · hz-municipal-2025 · city")
+            .contains("Subsidy expense · 杭州市级算力券 2025 · city")
     );
     assert!(en.body.contains("Credit balance (owed)"));
 }

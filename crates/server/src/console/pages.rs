@@ -102,7 +102,7 @@ pub fn signin_page(ctx: &Ctx, refused: Option<(&str, &str, &str)>, login: &str) 
 /// itself (a `refresh`, which needs no script), with a link for a browser that does not.
 pub fn sso_done_page(ctx: &Ctx) -> String {
     format!(
-        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><main><section class=\"card narrow\"><p id=\"sso-done\">{done} <a href=\"/\">{next}</a></p></section></main></body></html>",
+        "<!doctype html><html lang=\"{html_lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=/\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"icon\" href=\"/assets/icon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><main><section class=\"card narrow\"><p id=\"sso-done\">{done} <a href=\"/\">{next}</a></p></section></main></body></html>",
         html_lang = ctx.lang.html(),
         title = tr(ctx, "signin.title"),
         done = tr(ctx, "sso.done"),
@@ -1398,6 +1398,8 @@ struct AuditPage<'a> {
     posted_more: bool,
     /// A filter that is not valid, shown beside it.
     refused: Option<FieldError>,
+    /// The current registry, for the accounts' programme and party names.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 impl AuditPage<'_> {
@@ -1676,6 +1678,8 @@ pub async fn audit(
         balanced: read.totals.debit_fen == read.totals.credit_fen,
         posted,
         posted_more,
+        // Accounts named by id where no registry can be read.
+        registry: console.balances(|r| r.registry()).await?.ok(),
     });
     Ok((status, body))
 }
@@ -1720,8 +1724,17 @@ view!(
     ConfirmVoidPage,
     VoidedPage,
     PaymentPage,
-    AuditPage,
 );
+
+impl View for AuditPage<'_> {
+    fn ctx(&self) -> &Ctx {
+        self.ctx
+    }
+
+    fn registry(&self) -> Option<&suanli_domain::Registry> {
+        self.registry.as_deref()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -123,13 +123,26 @@ pub trait View {
         }
     }
 
-    /// A ledger account named: `资金池支出 · hz-municipal-2025 · 市级`, `应付款 · P · dc-a`.
+    /// The registry whose names a page gives programmes and parties, where it has one.
+    fn registry(&self) -> Option<&suanli_domain::Registry> {
+        None
+    }
+
+    /// A ledger account named: `资金池支出 · 杭州市级算力券 2025 · 市级`, `应付款 · P · A`,
+    /// with the names of [`View::registry`] (the ids where a page has none, or the registry no
+    /// longer holds them: the account's code is shown beside it).
     fn account(&self, code: impl AsRef<str>) -> String {
+        let registry = self.registry();
         let mut parts = code.as_ref().split(':');
         let kind = parts.next().unwrap_or_default();
         let mut named = vec![self.named("account", kind)];
         if let Some(programme) = parts.next() {
-            named.push(programme.to_owned());
+            named.push(
+                registry
+                    .and_then(|r| r.programme(programme))
+                    .map_or(programme, |p| p.name.as_str())
+                    .to_owned(),
+            );
         }
         let rest: Vec<&str> = parts.collect();
         if !rest.is_empty() {
@@ -137,7 +150,13 @@ pub trait View {
             named.push(if kind == "expense" {
                 self.named("funder", &rest)
             } else {
-                rest
+                registry
+                    .and_then(|r| {
+                        r.provider(&rest)
+                            .map(|p| p.name.as_str())
+                            .or_else(|| r.beneficiary(&rest).map(|b| b.name.as_str()))
+                    })
+                    .map_or(rest.clone(), str::to_owned)
             });
         }
         named.join(" · ")
@@ -238,6 +257,19 @@ mod tests {
         }
     }
 
+    /// A page with a registry.
+    struct Named(Page, suanli_domain::Registry);
+
+    impl View for Named {
+        fn ctx(&self) -> &Ctx {
+            &self.0.0
+        }
+
+        fn registry(&self) -> Option<&suanli_domain::Registry> {
+            Some(&self.1)
+        }
+    }
+
     fn page(lang: Lang) -> Page {
         Page(Ctx {
             lang,
@@ -273,6 +305,26 @@ mod tests {
         assert_eq!(zh.actor("财务一号 (finance1)"), "财务一号 (finance1)");
         let en = page(Lang::En);
         assert_eq!(en.account("expense:p"), "Subsidy expense · p");
+        let registry = suanli_domain::Registry::from_toml(
+            "worked.toml",
+            include_str!("../../../../examples/worked/registry.toml"),
+        )
+        .expect("the worked registry loads")
+        .0;
+        let named = Named(page(Lang::Zh), registry);
+        assert_eq!(
+            named.account("expense:hz-municipal-2025:city"),
+            "资金池支出 · 杭州市级算力券 2025 · 市级"
+        );
+        assert_eq!(
+            named.account("payable:national-intelligence-2025:dc-b"),
+            "应付款 · 国家智能券 2025 · B"
+        );
+        assert_eq!(
+            named.account("paid:hz-municipal-2025:gone"),
+            "已付款 · 杭州市级算力券 2025 · gone",
+            "an id the registry no longer holds stays"
+        );
         assert_eq!(en.cut("pool"), "pool");
         assert_eq!(en.named("journal", "payment"), "Payment");
     }
