@@ -43,6 +43,17 @@ fn console_enforces_roles_and_shows_the_ledger() {
     assert!(r.body.contains("lang=\"zh-CN\"") && r.body.contains("登录"));
     let r = request(http, "POST", "/finance/runs", "", Some(b"programme=x"));
     assert_eq!(r.status, 401, "a post without a session");
+    // The tab's icon, which every page names and browsers ask /favicon.ico for.
+    assert!(
+        r.body
+            .contains("<link rel=\"icon\" href=\"/assets/icon.svg\"")
+    );
+    for path in ["/assets/icon.svg", "/favicon.ico"] {
+        let r = request(http, "GET", path, "", None);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("image/svg+xml"), "{path}");
+        assert!(r.body.starts_with("<svg"), "{path}");
+    }
 
     // A bad token is refused with the field named; a good one gets a strict, HttpOnly cookie.
     let r = request(http, "POST", "/signin", "", Some(b"token=sl_nonsense"));

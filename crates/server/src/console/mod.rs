@@ -804,6 +804,8 @@ fn error_response(ctx: &Ctx, method: &Method, e: ConsoleError) -> Response {
 
 /// The stylesheet, embedded in the binary.
 const CSS: &str = include_str!("assets/console.css");
+/// The icon browsers show in the tab (also at `/favicon.ico`, which they ask for unbidden).
+const ICON: &str = include_str!("assets/icon.svg");
 
 async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -818,12 +820,15 @@ async fn dispatch(State(console): State<Arc<Console>>, request: Request) -> Resp
     let ctx = console
         .context(&parts.headers, peer, &path, raw_query, &query)
         .await;
-    if path == "/assets/console.css" {
-        let mut r = CSS.into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/css; charset=utf-8"),
-        );
+    let asset = match path.as_str() {
+        "/assets/console.css" => Some((CSS, "text/css; charset=utf-8")),
+        "/assets/icon.svg" | "/favicon.ico" => Some((ICON, "image/svg+xml")),
+        _ => None,
+    };
+    if let Some((text, content_type)) = asset {
+        let mut r = text.into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         r.headers_mut().insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("max-age=3600"),
