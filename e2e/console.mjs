@@ -112,7 +112,7 @@ async function enterpriseFigures(page) {
 async function providerFigures(page) {
   return page.$$eval('#payables h3', (headings) =>
     headings.map((h) => ({
-      programme: h.textContent.trim(),
+      programme: h.getAttribute('data-programme'),
       figures: [...h.nextElementSibling.querySelectorAll('dd')].map((d) => d.textContent.trim()),
     })),
   );

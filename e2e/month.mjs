@@ -293,7 +293,8 @@ async function approveAndPost(w) {
   equal(await text(page, '#confirm-total'), w.run.total, 'the confirmation total');
   equal(await text(page, '#confirm-lines'), String(w.run.lines), 'the confirmation lines');
   const payees = await page.$$eval('#confirm-payees tbody tr', (rows) =>
-    rows.map((r) => [...r.querySelectorAll('td')].map((d) => d.textContent.trim())),
+    // The payee by its id (the cell names it, then gives the id).
+    rows.map((r) => [...r.querySelectorAll('td')].map((d) => d.getAttribute('data-payee') || d.textContent.trim())),
   );
   equal(
     payees,
@@ -348,7 +349,7 @@ async function recordPayment(w) {
   await page.fill('#reference', p.reference);
   await go(page, '#payment button[type=submit]', '**/finance/payments');
   equal(await page.getAttribute('#confirmation', 'data-action'), 'payment', 'the payment asks first');
-  equal(await text(page, '#confirm-payee'), p.payee, 'the confirmation payee');
+  equal(await page.getAttribute('#confirm-payee', 'data-payee'), p.payee, 'the confirmation payee');
   equal(await text(page, '#confirm-amount'), p.shown, 'the confirmation amount');
   equal(await text(page, '#confirm-after'), p.owed_after, 'owed after the payment');
   const figures = await page.$$eval('#confirmation dd', (dds) => dds.map((d) => d.textContent.trim()));
@@ -506,7 +507,7 @@ async function voidRecord(w) {
   const p = w.provider.payables;
   const blocks = await page.$$eval('#payables h3', (hs) =>
     hs.map((h) => ({
-      programme: h.textContent.trim(),
+      programme: h.getAttribute('data-programme'),
       figures: [...h.nextElementSibling.querySelectorAll('dd')].map((d) => d.textContent.trim()),
     })),
   );

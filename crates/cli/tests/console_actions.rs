@@ -154,7 +154,7 @@ fn refused_forms_keep_the_input_and_speak_the_page_language() {
     assert!(r.body.contains("value=\"2024-12\""), "{}", r.body);
     assert!(
         r.body
-            .contains("<option selected>national-intelligence-2025</option>")
+            .contains("<option value=\"national-intelligence-2025\" selected>国家智能券 2025 (national-intelligence-2025)</option>")
     );
 
     // Four eyes: the run's page again, the refusal beside its actions, in Chinese.
@@ -254,7 +254,9 @@ fn run_actions_are_confirmed_first() {
     assert_eq!(element(&shown, "confirm-lines"), "4");
     for payee in ["dc-a", "dc-b"] {
         assert!(
-            shown.body.contains(&format!("<tr><td>{payee}</td>")),
+            shown
+                .body
+                .contains(&format!("<tr><td data-payee=\"{payee}\">")),
             "{payee} among the payees: {}",
             shown.body
         );
@@ -318,11 +320,20 @@ fn payments_are_confirmed_first() {
     let fields = "payee=dc-a&amount=1000.50&reference=BANK-1";
     let shown = f2.post("/finance/payments", fields);
     assert_eq!(shown.status, 200, "{}", shown.body);
-    assert_eq!(element(&shown, "confirm-payee"), "dc-a");
+    // The payee named from the registry (dc-a is "A"), its id beside.
+    assert!(
+        shown.body.contains(
+            "id=\"confirm-payee\" data-payee=\"dc-a\">A <small class=\"muted\">dc-a</small>"
+        ),
+        "{}",
+        shown.body
+    );
     assert_eq!(element(&shown, "confirm-amount"), "¥1,000.50");
     assert_eq!(element(&shown, "confirm-after"), "¥448,999.50");
     assert!(
-        shown.body.contains("<dd>hz-municipal-2025</dd>"),
+        shown.body.contains(
+            "<dd>杭州市级算力券 2025 <small class=\"muted\">hz-municipal-2025</small></dd>"
+        ),
         "the programme that pays"
     );
     assert_eq!(journal(), before, "showing the confirmation books nothing");
@@ -367,6 +378,43 @@ fn codes_are_translated_where_shown() {
         run.body.contains("<td>算力 / 国产芯片</td>"),
         "{}",
         run.body
+    );
+    // Programmes and parties by name first, their ids beside: the finance page's pools and
+    // runs, the enterprise's cards, the provider's receivables.
+    let named = "杭州市级算力券 2025 <small class=\"muted\">hz-municipal-2025</small>";
+    let finance = f2.get("/finance");
+    assert!(
+        finance.body.contains(&format!("<h2>{named}</h2>")),
+        "{}",
+        finance.body
+    );
+    assert!(
+        finance.body.contains(&format!("<td>{named}</td>")),
+        "{}",
+        finance.body
+    );
+    let enterprise = f2.get("/enterprise?beneficiary=ent-a");
+    assert!(
+        enterprise
+            .body
+            .contains(&format!("<h2>{named} <small>2025</small></h2>")),
+        "{}",
+        enterprise.body
+    );
+    let provider = f2.get("/provider?provider=dc-a");
+    assert!(
+        provider
+            .body
+            .contains("<small>A <small class=\"muted\">dc-a</small></small></h1>"),
+        "{}",
+        provider.body
+    );
+    assert!(
+        provider.body.contains(&format!(
+            "<h3 data-programme=\"hz-municipal-2025\">{named}</h3>"
+        )),
+        "{}",
+        provider.body
     );
     let audit = f2.get("/audit");
     for named in [
@@ -468,7 +516,7 @@ fn charts_have_axes_gridlines_and_tables() {
     assert!(
         enterprise
             .body
-            .contains("<title>3月 hz-municipal-2025: ¥150,000.00</title>"),
+            .contains("<title>3月 杭州市级算力券 2025: ¥150,000.00</title>"),
         "{}",
         enterprise.body
     );

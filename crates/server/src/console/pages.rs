@@ -193,6 +193,8 @@ struct EnterprisePage<'a> {
     legend: Markup,
     /// The year's posted lines, each linked to its explanation (`console::explain`).
     lines: Markup,
+    /// The current registry, for the names of programmes and of the enterprise.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 /// The enterprise view: per grant cap / paid / pending / remaining with a progress bar, the
@@ -218,11 +220,11 @@ pub async fn enterprise(
     };
     let (years, year) = years(console, query).await?;
     let b = beneficiary.clone();
-    let (balances, monthly) = console
+    let (balances, monthly, registry) = console
         .balances(move |r| {
             let balances = r.balance(&b, year)?;
             let monthly = r.monthly_settled(&b, year)?;
-            Ok::<_, settle::SettleError>((balances, monthly))
+            Ok::<_, settle::SettleError>((balances, monthly, r.registry().ok()))
         })
         .await?
         .map_err(|e| settle_error(e, "beneficiary"))?;
@@ -231,8 +233,17 @@ pub async fn enterprise(
     } else {
         format!("&beneficiary={}", url_encode(&beneficiary))
     };
-    // Monthly chart: one segment per programme.
+    // Monthly chart: one segment per programme, named.
     let programmes: Vec<&String> = monthly.keys().collect();
+    let names: Vec<&str> = programmes
+        .iter()
+        .map(|p| {
+            registry
+                .as_ref()
+                .and_then(|r| r.programme(p))
+                .map_or(p.as_str(), |p| p.name.as_str())
+        })
+        .collect();
     let cols: Vec<Column> = (0..12)
         .map(|m| Column {
             label: month_label(ctx, m),
@@ -242,15 +253,15 @@ pub async fn enterprise(
                 .map(|(i, p)| Segment {
                     value: monthly[*p][m].0,
                     class: PROGRAMME_CLASSES[i % PROGRAMME_CLASSES.len()],
-                    label: (*p).clone(),
+                    label: names[i].to_owned(),
                 })
                 .collect(),
         })
         .collect();
-    let legend_items: Vec<(&'static str, &str)> = programmes
+    let legend_items: Vec<(&'static str, &str)> = names
         .iter()
         .enumerate()
-        .map(|(i, p)| (PROGRAMME_CLASSES[i % PROGRAMME_CLASSES.len()], p.as_str()))
+        .map(|(i, name)| (PROGRAMME_CLASSES[i % PROGRAMME_CLASSES.len()], *name))
         .collect();
     let total: Fen = monthly.values().flat_map(|m| m.iter().copied()).sum();
     let cards = balances
@@ -302,6 +313,7 @@ pub async fn enterprise(
             &cols,
         ),
         legend: legend(&legend_items),
+        registry,
     }))
 }
 
@@ -326,6 +338,8 @@ struct ProviderPage<'a> {
     may_void: bool,
     /// A refused void form, shown again.
     kept: Option<Kept>,
+    /// The current registry, for the names of the provider and the programmes.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 /// A provider's rejects of one reason as its page shows them.
@@ -452,8 +466,10 @@ pub async fn provider(
         })
         .collect();
     let legend_items = OUTCOMES.map(|o| (o, tr(ctx, &format!("outcome.{o}"))));
+    let registry = console.balances(|r| r.registry()).await?.ok();
     Ok(page(&ProviderPage {
         ctx,
+        registry,
         title: tr(ctx, "provider.title"),
         provider: &provider,
         positions,
@@ -723,6 +739,8 @@ struct FinancePage<'a> {
     /// needed (`console::payments`).
     awaiting: Markup,
     payment_hint: Markup,
+    /// The current registry, for programme names.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 /// The finance view: pools per programme, cap positions, runs, create and payment forms.
@@ -733,7 +751,7 @@ pub async fn finance(
     kept: Option<Kept>,
 ) -> Result<String, ConsoleError> {
     let (years, year) = years(console, query).await?;
-    let (overview, runs, awaiting) = console
+    let (overview, runs, awaiting, registry) = console
         .balances_whole(move |r| {
             let overview = r.programme_overview(year)?;
             let (runs, awaiting) = r.read(|s| {
@@ -742,7 +760,7 @@ pub async fn finance(
                     suanli_app::ledger::list_payments(s, true)?,
                 ))
             })?;
-            Ok::<_, settle::SettleError>((overview, runs, awaiting))
+            Ok::<_, settle::SettleError>((overview, runs, awaiting, r.registry().ok()))
         })
         .await?
         .map_err(|e| settle_error(e, "year"))?;
@@ -760,8 +778,9 @@ pub async fn finance(
         runs: runs.into_iter().rev().collect(),
         finance: FINANCE.contains(&ctx.principal().role()),
         kept,
-        awaiting: super::payments::awaiting_section(ctx, &awaiting),
+        awaiting: super::payments::awaiting_section(ctx, &awaiting, registry.clone()),
         payment_hint: super::payments::threshold_hint(ctx, console.shared.payment_confirm_above),
+        registry,
     }))
 }
 
@@ -984,6 +1003,8 @@ struct ConfirmRunPage<'a> {
     total: Fen,
     payees: Vec<PayeeShare>,
     confirm: String,
+    /// The current registry, for the names of the programme and the payees.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 /// Approves, posts or cancels a run. Posting and cancelling first show what will happen
@@ -1052,8 +1073,10 @@ pub async fn run_action(
                     share.0 += 1;
                     share.1 = Fen(share.1.0.saturating_add(l.amount_fen));
                 }
+                let registry = console.balances(|r| r.registry()).await?.ok();
                 return Ok(Some(page(&ConfirmRunPage {
                     ctx,
+                    registry,
                     title: format!("{} {}", tr(ctx, &format!("action.{action}")), run.run_id),
                     action,
                     run,
@@ -1129,6 +1152,8 @@ struct ConfirmPaymentPage<'a> {
     outstanding: Fen,
     after: Fen,
     confirm: String,
+    /// The current registry, for the names of the payee and the programme.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 /// Which programme a payment of `amount` to `payee` would be booked to and what it owes the
@@ -1230,8 +1255,10 @@ pub async fn record_payment(
     );
     match form.optional("confirm") {
         None => {
+            let registry = console.balances(|r| r.registry()).await?.ok();
             return Ok(page(&ConfirmPaymentPage {
                 ctx,
+                registry,
                 title: tr(ctx, "confirm.payment_title"),
                 payee: &payee,
                 programme: &paying,
@@ -1715,16 +1742,27 @@ view!(
     ErrorPage,
     SigninPage,
     PickPage,
-    EnterprisePage,
-    ProviderPage,
-    FinancePage,
-    RunPage,
-    ConfirmRunPage,
-    ConfirmPaymentPage,
     ConfirmVoidPage,
     VoidedPage,
     PaymentPage,
 );
+view!(
+    registry: FinancePage,
+    EnterprisePage,
+    ProviderPage,
+    ConfirmRunPage,
+    ConfirmPaymentPage,
+);
+
+impl View for RunPage<'_> {
+    fn ctx(&self) -> &Ctx {
+        self.ctx
+    }
+
+    fn registry(&self) -> Option<&suanli_domain::Registry> {
+        Some(&self.registry)
+    }
+}
 
 impl View for AuditPage<'_> {
     fn ctx(&self) -> &Ctx {

@@ -74,6 +74,8 @@ struct Awaiting<'a> {
     awaiting: &'a [PaymentRow],
     /// Confirm and withdraw are offered to the finance role only.
     finance: bool,
+    /// The current registry, for payee and programme names.
+    registry: Option<Arc<suanli_domain::Registry>>,
 }
 
 impl Awaiting<'_> {
@@ -86,11 +88,16 @@ impl Awaiting<'_> {
     }
 }
 
-view!(Threshold, RecordedResult, Awaiting);
+view!(Threshold, RecordedResult);
+view!(registry: Awaiting);
 
 /// The payments awaiting confirmation, each with who recorded it; a finance user gets Confirm
 /// (unless they recorded it: four eyes) and Withdraw. Nothing when none await.
-pub(super) fn awaiting_section(ctx: &Ctx, awaiting: &[PaymentRow]) -> Markup {
+pub(super) fn awaiting_section(
+    ctx: &Ctx,
+    awaiting: &[PaymentRow],
+    registry: Option<Arc<suanli_domain::Registry>>,
+) -> Markup {
     let finance = ctx
         .principal
         .as_ref()
@@ -99,6 +106,7 @@ pub(super) fn awaiting_section(ctx: &Ctx, awaiting: &[PaymentRow]) -> Markup {
         ctx,
         awaiting,
         finance,
+        registry,
     })
 }
 

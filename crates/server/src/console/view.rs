@@ -128,6 +128,33 @@ pub trait View {
         None
     }
 
+    /// A programme's name in [`View::registry`]; empty where the page has no registry, the
+    /// registry no longer holds the programme or names it by its id (the id is shown alone).
+    fn programme_name(&self, id: impl AsRef<str>) -> String {
+        let id = id.as_ref();
+        self.registry()
+            .and_then(|r| r.programme(id))
+            .map(|p| p.name.as_str())
+            .filter(|name| *name != id)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// A provider's or beneficiary's name in [`View::registry`]; empty as
+    /// [`View::programme_name`].
+    fn party_name(&self, id: impl AsRef<str>) -> String {
+        let id = id.as_ref();
+        self.registry()
+            .and_then(|r| {
+                r.provider(id)
+                    .map(|p| p.name.as_str())
+                    .or_else(|| r.beneficiary(id).map(|b| b.name.as_str()))
+            })
+            .filter(|name| *name != id)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// A ledger account named: `资金池支出 · 杭州市级算力券 2025 · 市级`, `应付款 · P · A`,
     /// with the names of [`View::registry`] (the ids where a page has none, or the registry no
     /// longer holds them: the account's code is shown beside it).
@@ -233,8 +260,20 @@ pub trait View {
     }
 }
 
-/// Implements [`View`] for template structs with a `ctx: &Ctx` field.
+/// Implements [`View`] for template structs with a `ctx: &Ctx` field (and, after
+/// `registry:`, a `registry: Option<Arc<Registry>>` field naming programmes and parties).
 macro_rules! view {
+    (registry: $($name:ident),* $(,)?) => {$(
+        impl $crate::console::view::View for $name<'_> {
+            fn ctx(&self) -> &$crate::console::Ctx {
+                self.ctx
+            }
+
+            fn registry(&self) -> Option<&suanli_domain::Registry> {
+                self.registry.as_deref()
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         impl $crate::console::view::View for $name<'_> {
             fn ctx(&self) -> &$crate::console::Ctx {
