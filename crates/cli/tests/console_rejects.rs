@@ -77,6 +77,8 @@ fn rejects_in_the_page_language(db: Db) {
     ] {
         assert!(section.contains(said), "{said} in {section}");
     }
+    // Each reason counts its records in words.
+    assert!(section.contains("<b>1 条记录</b>"), "{section}");
     let seen = words(section);
     assert!(
         !seen.chars().any(|c| c.is_ascii_alphabetic()),
@@ -99,6 +101,7 @@ fn rejects_in_the_page_language(db: Db) {
     ] {
         assert!(section.contains(said), "{said} in {section}");
     }
+    assert!(section.contains("<b>1 record</b>"), "{section}");
     // The engine's own message stays as a technical detail on English pages.
     assert!(
         section.contains("Technical detail:</small> <code class=\"detail\" lang=\"en\">record &#34;bad-1&#34;: sku &#34;no-such-sku&#34; is not in the registry</code>"),

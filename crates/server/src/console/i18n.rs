@@ -291,6 +291,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("outcome.rejected", "拒收", "Rejected"),
     ("reason", "原因", "Reason"),
     ("records", "记录数", "Records"),
+    ("records.one", "1 条记录", "1 record"),
+    ("records.n", "{n} 条记录", "{n} records"),
     ("last_at", "最近一次", "Last seen"),
     ("examples", "示例", "Examples"),
     ("reject.missing_field", "缺少字段", "a field is missing"),

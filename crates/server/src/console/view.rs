@@ -128,6 +128,16 @@ pub trait View {
         None
     }
 
+    /// A number of records in words: `1 条记录`, `1,234 records`.
+    fn records_count(&self, n: &i64) -> String {
+        if *n == 1 {
+            self.t("records.one").to_owned()
+        } else {
+            self.t("records.n")
+                .replace("{n}", &super::lists::format_count(n.unsigned_abs()))
+        }
+    }
+
     /// A programme's name in [`View::registry`]; empty where the page has no registry, the
     /// registry no longer holds the programme or names it by its id (the id is shown alone).
     fn programme_name(&self, id: impl AsRef<str>) -> String {
