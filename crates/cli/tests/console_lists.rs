@@ -312,15 +312,26 @@ fn check_lists(f: &Fixture) {
         )
         .is_empty()
     );
-    assert_eq!(
-        ids(
-            &get_ok(
-                &auditor,
-                "/finance/runs?programme=hz-municipal-2025&period=2025-03"
-            ),
-            "runs"
-        ),
-        ["1"]
+    let march = get_ok(
+        &auditor,
+        "/finance/runs?programme=hz-municipal-2025&period=2025-03",
+    );
+    assert_eq!(ids(&march, "runs"), ["1"]);
+    // The programme is picked by name among the registry's; one it no longer holds still
+    // filters, and the picker keeps it.
+    assert!(
+        march.body.contains("<option value=\"hz-municipal-2025\" selected>杭州市级算力券 2025 (hz-municipal-2025)</option>")
+            && march.body.contains("<option value=\"national-intelligence-2025\">国家智能券 2025 (national-intelligence-2025)</option>"),
+        "{}",
+        march.body
+    );
+    let gone = get_ok(&auditor, "/finance/runs?programme=old-2024");
+    assert!(ids(&gone, "runs").is_empty());
+    assert!(
+        gone.body
+            .contains("<option value=\"old-2024\" selected>old-2024</option>"),
+        "{}",
+        gone.body
     );
 
     // Payments: one booked to dc-a; filtered in and out; exported with exact amounts.

@@ -65,6 +65,10 @@ enum Kind {
     Day,
     /// A fiscal year.
     Year,
+    /// A programme's id, picked by name among the current registry's programmes (any text is
+    /// accepted, as for [`Kind::Text`]: a programme the registry no longer holds still filters,
+    /// and the picker shows it).
+    Programme,
 }
 
 struct FilterSpec {
@@ -101,7 +105,11 @@ const ENTERPRISES: Spec = Spec {
             label: "list.cap_state",
             kind: Kind::Choice(&["at_cap", "near_cap", "below_cap", "no_cap"]),
         },
-        text("programme", "programme"),
+        FilterSpec {
+            name: "programme",
+            label: "programme",
+            kind: Kind::Programme,
+        },
         FilterSpec {
             name: "year",
             label: "year",
@@ -124,7 +132,11 @@ const RUNS: Spec = Spec {
     name: "runs",
     title: "list.runs",
     filters: &[
-        text("programme", "programme"),
+        FilterSpec {
+            name: "programme",
+            label: "programme",
+            kind: Kind::Programme,
+        },
         FilterSpec {
             name: "period",
             label: "period",
@@ -145,7 +157,11 @@ const PAYMENTS: Spec = Spec {
     title: "list.payments",
     filters: &[
         text("payee", "payee"),
-        text("programme", "programme"),
+        FilterSpec {
+            name: "programme",
+            label: "programme",
+            kind: Kind::Programme,
+        },
         FilterSpec {
             name: "state",
             label: "status",
@@ -364,7 +380,7 @@ fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
             continue;
         };
         match f.kind {
-            Kind::Text => {}
+            Kind::Text | Kind::Programme => {}
             Kind::Choice(choices) => {
                 if !choices.contains(&v) {
                     return Err(bad(
@@ -1222,6 +1238,30 @@ async fn fetch(
 
 // ---- The page --------------------------------------------------------------------------------
 
+/// The programme picker's choices: the registry's programmes by name, id beside, and `chosen`
+/// where the registry no longer holds it.
+fn programme_options(registry: Option<&Registry>, chosen: &str) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = registry
+        .map(|r| {
+            r.programmes
+                .iter()
+                .map(|p| {
+                    let label = if p.name.is_empty() || p.name == p.id {
+                        p.id.clone()
+                    } else {
+                        format!("{} ({})", p.name, p.id)
+                    };
+                    (p.id.clone(), label)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !chosen.is_empty() && !options.iter().any(|(id, _)| id == chosen) {
+        options.push((chosen.to_owned(), chosen.to_owned()));
+    }
+    options
+}
+
 /// A filter as the form shows it.
 struct FilterView {
     name: &'static str,
@@ -1230,7 +1270,7 @@ struct FilterView {
     input: &'static str,
     value: String,
     /// A select's choices: (value, label).
-    options: Vec<(&'static str, &'static str)>,
+    options: Vec<(String, String)>,
 }
 
 /// A cell as the table shows it.
@@ -1513,6 +1553,15 @@ pub async fn route(
         // A refused value is shown as typed, next to its error.
         form.optional(name).unwrap_or("").to_owned()
     };
+    let registry = if spec
+        .filters
+        .iter()
+        .any(|f| matches!(f.kind, Kind::Programme))
+    {
+        console.balances(|r| r.registry()).await?.ok()
+    } else {
+        None
+    };
     let filters = spec
         .filters
         .iter()
@@ -1525,7 +1574,7 @@ pub async fn route(
             label: f.label,
             input: match f.kind {
                 Kind::Text => "text",
-                Kind::Choice(_) => "select",
+                Kind::Choice(_) | Kind::Programme => "select",
                 Kind::Month => "month",
                 Kind::Day => "date",
                 Kind::Year => "number",
@@ -1534,8 +1583,14 @@ pub async fn route(
             options: match f.kind {
                 Kind::Choice(choices) => choices
                     .iter()
-                    .map(|c| (*c, t(ctx.lang, &format!("list.choice.{c}"))))
+                    .map(|c| {
+                        (
+                            (*c).to_owned(),
+                            t(ctx.lang, &format!("list.choice.{c}")).to_owned(),
+                        )
+                    })
                     .collect(),
+                Kind::Programme => programme_options(registry.as_deref(), &shown_value(f.name)),
                 _ => Vec::new(),
             },
         })
