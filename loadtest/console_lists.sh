@@ -136,6 +136,8 @@ for path in \
   "/records" \
   "/records?beneficiary=lb4242" \
   "/records?provider=lp3&void=no" \
+  "/records?provider=lp3&void=yes" \
+  "/records?void=yes" \
   "/records?sku=lp5-gpu" \
   "/records?period=2025-01" \
   "/records?period=2025-02" \

@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../../migrations/postgres/0018_run_totals.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/postgres/0019_voided_records.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

@@ -73,6 +73,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../../migrations/sqlite/0015_run_totals.sql"),
     ),
+    (
+        16,
+        include_str!("../../../migrations/sqlite/0016_voided_records.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
