@@ -319,7 +319,7 @@ async function refusedPayment(w) {
   const p = w.payment;
   await page.goto(`${url}/finance`);
   await page.fill('#payee', p.payee);
-  await page.fill('#pay-programme', p.programme);
+  await page.selectOption('#pay-programme', p.programme);
   await page.fill('#amount', p.too_much);
   await page.fill('#reference', p.reference);
   await go(page, '#payment button[type=submit]', '**/finance/payments');
@@ -344,7 +344,7 @@ async function recordPayment(w) {
   await page.goto(`${url}/finance`);
   check((await page.locator('#payment-threshold').count()) === 1, 'the form says which payments need a second person');
   await page.fill('#payee', p.payee);
-  await page.fill('#pay-programme', p.programme);
+  await page.selectOption('#pay-programme', p.programme);
   await page.fill('#amount', p.amount);
   await page.fill('#reference', p.reference);
   await go(page, '#payment button[type=submit]', '**/finance/payments');

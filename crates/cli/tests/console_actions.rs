@@ -116,7 +116,7 @@ fn refused_forms_keep_the_input_and_speak_the_page_language() {
     );
     for kept in [
         "id=\"payee\" name=\"payee\" required maxlength=\"200\" value=\"dc-a\"",
-        "name=\"programme\" maxlength=\"200\" placeholder=\"可选\" value=\"hz-municipal-2025\"",
+        "<option value=\"hz-municipal-2025\" selected>杭州市级算力券 2025 (hz-municipal-2025)</option>",
         "value=\"abc\"><p class=\"error\" id=\"error\" data-field=\"amount\"",
         "value=\"BANK-7\"",
     ] {

@@ -292,6 +292,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("reason", "原因", "Reason"),
     ("records", "记录数", "Records"),
     ("records.one", "1 条记录", "1 record"),
+    (
+        "payment.programme_auto",
+        "自动：欠该收款方款项的唯一项目",
+        "Automatic: the one programme that owes the payee",
+    ),
     ("records.n", "{n} 条记录", "{n} records"),
     ("last_at", "最近一次", "Last seen"),
     ("examples", "示例", "Examples"),

@@ -1240,7 +1240,10 @@ async fn fetch(
 
 /// The programme picker's choices: the registry's programmes by name, id beside, and `chosen`
 /// where the registry no longer holds it.
-fn programme_options(registry: Option<&Registry>, chosen: &str) -> Vec<(String, String)> {
+pub(super) fn programme_options(
+    registry: Option<&Registry>,
+    chosen: &str,
+) -> Vec<(String, String)> {
     let mut options: Vec<(String, String)> = registry
         .map(|r| {
             r.programmes

@@ -743,6 +743,16 @@ struct FinancePage<'a> {
     registry: Option<Arc<suanli_domain::Registry>>,
 }
 
+impl FinancePage<'_> {
+    /// The payment form's programmes: the registry's, by name (and a refused form's choice).
+    fn payment_programmes(&self) -> Vec<(String, String)> {
+        super::lists::programme_options(
+            self.registry.as_deref(),
+            kept_value(&self.kept, "payment", "programme"),
+        )
+    }
+}
+
 /// The finance view: pools per programme, cap positions, runs, create and payment forms.
 pub async fn finance(
     console: &Arc<Console>,
