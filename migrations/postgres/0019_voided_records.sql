@@ -6,3 +6,8 @@
 
 CREATE INDEX usage_records_voided ON usage_records (provider_id, record_id)
     WHERE voided_at IS NOT NULL;
+
+-- Statistics, so the planner knows how few records are void: without them (autovacuum off, or
+-- not yet run on a table that grew) it guessed that nearly every record is, and walked the
+-- key for "void: yes" over the whole table. Autovacuum keeps them current where it runs.
+ANALYZE usage_records;
