@@ -852,16 +852,6 @@ impl RunPage<'_> {
         super::explain::ratio_percent(l)
     }
 
-    /// A beneficiary's or provider's name in the current registry, or "" (the id is shown).
-    fn name_of(&self, id: &str) -> &str {
-        self.registry
-            .beneficiary(id)
-            .map(|b| b.name.as_str())
-            .or_else(|| self.registry.provider(id).map(|p| p.name.as_str()))
-            .filter(|name| *name != id)
-            .unwrap_or("")
-    }
-
     /// The explanation of a line (`console::explain`).
     fn explain_href(&self, l: &RunLineRow) -> String {
         super::explain::line_href(self.run.run_id, l)
