@@ -500,8 +500,35 @@ fn check_lists(f: &Fixture) {
         .is_empty()
     );
     assert!(ids(&get_ok(&auditor, "/audit/log?actor=nobody-at-all"), "audit").is_empty());
-    let rows = csv_rows(&auditor, "/audit/log?action=run.post&export=csv");
+    // Actions by name, the code beside; picked by name; exported as both.
+    assert!(
+        posts
+            .body
+            .contains("<td>结算批次过账 <small class=\"muted\">run.post</small></td>")
+            && posts
+                .body
+                .contains("<option value=\"run.post\" selected>结算批次过账</option>"),
+        "{}",
+        posts.body
+    );
+    let en = get_ok(&auditor, "/audit/log?action=run.post&lang=en");
+    assert!(
+        en.body
+            .contains("<td>Run posted <small class=\"muted\">run.post</small></td>"),
+        "{}",
+        en.body
+    );
+    let rows = csv_rows(&auditor, "/audit/log?action=run.post&export=csv&lang=zh");
     assert_eq!(rows.len(), 2);
+    let at = rows[0]
+        .iter()
+        .position(|h| h == "操作类型")
+        .expect("the action's column");
+    assert_eq!(rows[0][at + 1], "操作类型 编号");
+    assert_eq!(
+        (rows[1][at].as_str(), rows[1][at + 1].as_str()),
+        ("结算批次过账", "run.post")
+    );
 }
 
 /// An export longer than one chunk of a thousand rows walks the whole list, across providers,

@@ -35,7 +35,7 @@ use suanli_store::Principal;
 use suanli_store::lists::{self as store_lists, Window};
 
 use super::format::{cny, shanghai, shanghai_time, url_encode};
-use super::i18n::{Lang, t};
+use super::i18n::{Lang, lookup, t};
 use super::view::{View, view};
 use super::{
     Code, Console, ConsoleError, Ctx, FieldError, Form, READERS, html, require, security_headers,
@@ -69,7 +69,36 @@ enum Kind {
     /// accepted, as for [`Kind::Text`]: a programme the registry no longer holds still filters,
     /// and the picker shows it).
     Programme,
+    /// An audit log action, picked by its name among [`AUDIT_ACTIONS`] (any text is accepted,
+    /// as for [`Kind::Programme`]).
+    Action,
 }
+
+/// The actions the audit log records, each named `audit_action.<action>` in the string table.
+const AUDIT_ACTIONS: [&str; 22] = [
+    "run.create",
+    "run.approve",
+    "run.post",
+    "run.cancel",
+    "payment",
+    "payment.record",
+    "payment.confirm",
+    "payment.withdraw",
+    "opening.import",
+    "opening.confirm",
+    "registry.load",
+    "registry.patch",
+    "record.void",
+    "user.create",
+    "user.disable",
+    "user.enable",
+    "user.set_role",
+    "user.reset_password",
+    "user.totp_enrol",
+    "user.totp_reset",
+    "token.create",
+    "token.revoke",
+];
 
 struct FilterSpec {
     name: &'static str,
@@ -200,7 +229,11 @@ const AUDIT_LOG: Spec = Spec {
     title: "list.audit",
     filters: &[
         text("actor", "list.actor"),
-        text("action", "list.action"),
+        FilterSpec {
+            name: "action",
+            label: "list.action",
+            kind: Kind::Action,
+        },
         FilterSpec {
             name: "from",
             label: "from",
@@ -380,7 +413,7 @@ fn parse(spec: &Spec, form: &Form) -> Result<Query, FieldError> {
             continue;
         };
         match f.kind {
-            Kind::Text | Kind::Programme => {}
+            Kind::Text | Kind::Programme | Kind::Action => {}
             Kind::Choice(choices) => {
                 if !choices.contains(&v) {
                     return Err(bad(
@@ -655,7 +688,7 @@ fn columns(spec: &Spec) -> &'static [Column] {
         col("list.seq"),
         col("time"),
         col("list.actor"),
-        col("list.action"),
+        named("list.action"),
         col("list.subject"),
         col("list.hash"),
     ];
@@ -1174,7 +1207,10 @@ async fn sql_page(
                                 Cell::Int(r.seq),
                                 Cell::Time(r.at),
                                 Cell::Text(r.actor),
-                                Cell::Text(r.action),
+                                Cell::Named {
+                                    name: action_name(lang, &r.action),
+                                    id: r.action,
+                                },
                                 Cell::Text(r.subject),
                                 Cell::Text(r.hash),
                             ],
@@ -1263,6 +1299,24 @@ pub(super) fn programme_options(
         options.push((chosen.to_owned(), chosen.to_owned()));
     }
     options
+}
+
+/// The action picker's choices: each action by its name in `lang`, and `chosen` where it is
+/// none of them.
+fn action_options(lang: Lang, chosen: &str) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = AUDIT_ACTIONS
+        .iter()
+        .map(|a| ((*a).to_owned(), action_name(lang, a)))
+        .collect();
+    if !chosen.is_empty() && !AUDIT_ACTIONS.contains(&chosen) {
+        options.push((chosen.to_owned(), chosen.to_owned()));
+    }
+    options
+}
+
+/// An audit log action's name in `lang`; the action itself where the table has none.
+fn action_name(lang: Lang, action: &str) -> String {
+    lookup(lang, &format!("audit_action.{action}")).map_or_else(|| action.to_owned(), str::to_owned)
 }
 
 /// A filter as the form shows it.
@@ -1577,7 +1631,7 @@ pub async fn route(
             label: f.label,
             input: match f.kind {
                 Kind::Text => "text",
-                Kind::Choice(_) | Kind::Programme => "select",
+                Kind::Choice(_) | Kind::Programme | Kind::Action => "select",
                 Kind::Month => "month",
                 Kind::Day => "date",
                 Kind::Year => "number",
@@ -1594,6 +1648,7 @@ pub async fn route(
                     })
                     .collect(),
                 Kind::Programme => programme_options(registry.as_deref(), &shown_value(f.name)),
+                Kind::Action => action_options(ctx.lang, &shown_value(f.name)),
                 _ => Vec::new(),
             },
         })
