@@ -553,20 +553,20 @@ impl TxEffects {
             .unwrap_or(Decimal::ZERO)
     }
 
-    /// R3 per clock hour: fills `shares` with the record's shares and returns `Ok` if no hour
-    /// it overlaps would pass the SKU's capacity with them, else the rejection. Changes
-    /// nothing; see [`TxEffects::admit`].
+    /// R3 per clock hour and the bound of the provider's month: fills `shares` with the
+    /// record's shares and returns its provider's month total with it if neither is passed,
+    /// else the rejection. Changes nothing; [`TxEffects::admit`] books what it found.
     pub(crate) fn check(
         &self,
         engine: &Engine,
         row: &Row<'_>,
         c: &Candidate,
         shares: &mut Vec<(i64, Decimal)>,
-    ) -> Result<(), Decision> {
-        self.check_month_amount(engine, row, c)?;
+    ) -> Result<Decimal, Decision> {
+        let month = self.check_month_amount(engine, row, c)?;
         if !hour_shares_into(row.start_ns, row.end_ns, c.record.quantity, shares) {
             return match c.capacity {
-                None => Ok(()),
+                None => Ok(month),
                 Some(_) => Err(Decision::OverCapacity(format!(
                     "record {:?} spans more than {} hours; capacity cannot be checked",
                     c.record.record_id,
@@ -575,7 +575,7 @@ impl TxEffects {
             };
         };
         let Some(capacity) = c.capacity else {
-            return Ok(());
+            return Ok(month);
         };
         for (hour, share) in shares.iter() {
             let used = self.used(engine, (row.sku_id, *hour));
@@ -594,22 +594,22 @@ impl TxEffects {
                 )));
             }
         }
-        Ok(())
+        Ok(month)
     }
 
-    /// Whether the record keeps its provider's month within
+    /// The provider's month total with the record, if it stays within
     /// [`suanli_domain::usage::PROVIDER_MONTH_FEN_MAX`].
     fn check_month_amount(
         &self,
         engine: &Engine,
         row: &Row<'_>,
         c: &Candidate,
-    ) -> Result<(), Decision> {
+    ) -> Result<Decimal, Decision> {
         let after = self
             .used(engine, month_amount_key(row.provider_id, row.period))
             .saturating_add(Decimal::from(row.amount_fen));
         if after <= Decimal::from(PROVIDER_MONTH_FEN_MAX) {
-            return Ok(());
+            return Ok(after);
         }
         Err(Decision::OverProviderMonth(format!(
             "amount {} of record {:?} would bring provider {:?}'s records of {} to {}, above the largest total of one provider in a month, {}",
@@ -622,12 +622,14 @@ impl TxEffects {
         )))
     }
 
-    /// Books an admitted new record: its capacity shares, its provider's month and its accrual.
+    /// Books an admitted new record: its capacity shares, its provider's month total (as
+    /// [`TxEffects::check`] found it) and its accrual.
     pub(crate) fn admit(
         &mut self,
         engine: &Engine,
         row: &Row<'_>,
         shares: &[(i64, Decimal)],
+        month_total: Decimal,
     ) -> Decision {
         for &(hour, share) in shares {
             let used = self.used(engine, (row.sku_id, hour));
@@ -636,10 +638,8 @@ impl TxEffects {
             self.capacity
                 .insert((row.sku_id, hour), used.saturating_add(share));
         }
-        let month = month_amount_key(row.provider_id, row.period);
-        let used = self.used(engine, month);
         self.capacity
-            .insert(month, used.saturating_add(Decimal::from(row.amount_fen)));
+            .insert(month_amount_key(row.provider_id, row.period), month_total);
         let entry = self
             .accruals
             .entry((
@@ -1058,12 +1058,12 @@ pub(crate) fn decide(
             compare(&decode(&engine.names, stored)?, &c.record)
         } else {
             match fx.check(engine, row, c, &mut shares) {
-                Ok(()) => {
+                Ok(month_total) => {
                     if !all_new {
                         admitted.insert(key, i);
                     }
                     insert.push(i);
-                    fx.admit(engine, row, &shares)
+                    fx.admit(engine, row, &shares, month_total)
                 }
                 Err(over) => over,
             }
