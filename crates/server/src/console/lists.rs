@@ -619,16 +619,11 @@ struct Fetched {
     ends: Option<(Key, Key)>,
 }
 
-fn name_of<'a>(registry: &'a Registry, id: &str) -> Option<&'a str> {
-    registry
-        .beneficiary(id)
-        .map(|b| b.name.as_str())
-        .or_else(|| registry.provider(id).map(|p| p.name.as_str()))
-}
-
 fn party(registry: &Registry, id: &str) -> Cell {
     Cell::Named {
-        name: name_of(registry, id).unwrap_or("").to_owned(),
+        name: super::view::party_name_in(registry, id)
+            .unwrap_or("")
+            .to_owned(),
         id: id.to_owned(),
     }
 }
@@ -1280,7 +1275,7 @@ pub(super) fn programme_options(
     registry: Option<&Registry>,
     chosen: &str,
 ) -> Vec<(String, String)> {
-    let mut options: Vec<(String, String)> = registry
+    let options = registry
         .map(|r| {
             r.programmes
                 .iter()
@@ -1295,7 +1290,13 @@ pub(super) fn programme_options(
                 .collect()
         })
         .unwrap_or_default();
-    if !chosen.is_empty() && !options.iter().any(|(id, _)| id == chosen) {
+    with_chosen(options, chosen)
+}
+
+/// A picker's `options` (value, label), with `chosen` after them as itself where it is none of
+/// them: a value a URL gives still shows as picked.
+fn with_chosen(mut options: Vec<(String, String)>, chosen: &str) -> Vec<(String, String)> {
+    if !chosen.is_empty() && !options.iter().any(|(value, _)| value == chosen) {
         options.push((chosen.to_owned(), chosen.to_owned()));
     }
     options
@@ -1304,14 +1305,11 @@ pub(super) fn programme_options(
 /// The action picker's choices: each action by its name in `lang`, and `chosen` where it is
 /// none of them.
 fn action_options(lang: Lang, chosen: &str) -> Vec<(String, String)> {
-    let mut options: Vec<(String, String)> = AUDIT_ACTIONS
+    let options = AUDIT_ACTIONS
         .iter()
         .map(|a| ((*a).to_owned(), action_name(lang, a)))
         .collect();
-    if !chosen.is_empty() && !AUDIT_ACTIONS.contains(&chosen) {
-        options.push((chosen.to_owned(), chosen.to_owned()));
-    }
-    options
+    with_chosen(options, chosen)
 }
 
 /// An audit log action's name in `lang`; the action itself where the table has none.

@@ -1752,6 +1752,7 @@ view!(
     ProviderPage,
     ConfirmRunPage,
     ConfirmPaymentPage,
+    AuditPage,
 );
 
 impl View for RunPage<'_> {
@@ -1761,16 +1762,6 @@ impl View for RunPage<'_> {
 
     fn registry(&self) -> Option<&suanli_domain::Registry> {
         Some(&self.registry)
-    }
-}
-
-impl View for AuditPage<'_> {
-    fn ctx(&self) -> &Ctx {
-        self.ctx
-    }
-
-    fn registry(&self) -> Option<&suanli_domain::Registry> {
-        self.registry.as_deref()
     }
 }
 

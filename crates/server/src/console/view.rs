@@ -150,16 +150,12 @@ pub trait View {
             .to_owned()
     }
 
-    /// A provider's or beneficiary's name in [`View::registry`]; empty as
+    /// A beneficiary's or provider's name in [`View::registry`]; empty as
     /// [`View::programme_name`].
     fn party_name(&self, id: impl AsRef<str>) -> String {
         let id = id.as_ref();
         self.registry()
-            .and_then(|r| {
-                r.provider(id)
-                    .map(|p| p.name.as_str())
-                    .or_else(|| r.beneficiary(id).map(|b| b.name.as_str()))
-            })
+            .and_then(|r| party_name_in(r, id))
             .filter(|name| *name != id)
             .unwrap_or_default()
             .to_owned()
@@ -188,11 +184,7 @@ pub trait View {
                 self.named("funder", &rest)
             } else {
                 registry
-                    .and_then(|r| {
-                        r.provider(&rest)
-                            .map(|p| p.name.as_str())
-                            .or_else(|| r.beneficiary(&rest).map(|b| b.name.as_str()))
-                    })
+                    .and_then(|r| party_name_in(r, &rest))
                     .map_or(rest.clone(), str::to_owned)
             });
         }
@@ -268,6 +260,17 @@ pub trait View {
             .filter(|a| a.user.is_some())
             .map(|a| a.actor.as_str())
     }
+}
+
+/// A beneficiary's or provider's name in `registry`.
+pub(super) fn party_name_in<'r>(
+    registry: &'r suanli_domain::Registry,
+    id: &str,
+) -> Option<&'r str> {
+    registry
+        .beneficiary(id)
+        .map(|b| b.name.as_str())
+        .or_else(|| registry.provider(id).map(|p| p.name.as_str()))
 }
 
 /// Implements [`View`] for template structs with a `ctx: &Ctx` field (and, after
