@@ -594,3 +594,86 @@ fn adversarial_console_forms_change_nothing() {
     assert_eq!(other.status, 409, "{}", other.body);
     assert_eq!(other.error_field().as_deref(), Some("reference"));
 }
+
+// Proves that while a restarted server prepares its balance figures, a page says so within a
+// second (503, Retry-After, a refresh, in the page's language) instead of waiting for them, a
+// balance look-up over gRPC waits and answers, and the same page shows the figures once ready.
+#[test]
+fn pages_say_the_figures_are_being_prepared_after_a_start() {
+    let mut f = start();
+    let url = f.server.db.url.clone();
+    let _ = f.server.process.child.kill();
+    let _ = f.server.process.child.wait();
+    // Debug builds hold the figures prepared at start this long (the test's stand-in for a
+    // database of millions of records).
+    let held = std::time::Duration::from_secs(10);
+    let restarted = std::time::Instant::now();
+    f.server.process = support::Server::start_with_env(
+        &url,
+        &["--http-addr", &f.http, "--token-recheck-secs", "0"],
+        &[("SUANLI_TEST_HOLD_FIGURES_MS", &held.as_millis().to_string())],
+    );
+    let finance = Browser::sign_in(&f.http, &f.tokens.finance_1);
+    let lookup = {
+        let (addr, token) = (f.server.addr().to_owned(), f.tokens.ent_a.clone());
+        std::thread::spawn(move || {
+            support::bin()
+                .args(["balance", "--beneficiary", "ent-a", "--year", "2025"])
+                .env("SUANLI_SERVER", addr)
+                .env("SUANLI_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let asked = std::time::Instant::now();
+    let r = finance.get("/finance");
+    assert!(
+        restarted.elapsed() < held,
+        "the page was asked for while the figures were held"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the page answered without waiting for the figures: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(
+        r.body
+            .contains(r#"<meta http-equiv="refresh" content="5">"#),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("id=\"preparing\""), "{}", r.body);
+    assert!(r.body.contains("正在准备余额数字"), "{}", r.body);
+    let en = finance.get("/finance?lang=en");
+    assert_eq!(en.status, 503);
+    assert!(
+        en.body.contains("Preparing the balance figures"),
+        "{}",
+        en.body
+    );
+    assert!(!en.body.contains("正在准备"), "{}", en.body);
+
+    let output = lookup.join().unwrap();
+    assert!(
+        output.status.success(),
+        "the look-up waits for the figures and answers: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ent-a"));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ready = loop {
+        let r = finance.get("/finance");
+        if r.status != 503 {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "figures within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(restarted.elapsed() >= held);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(ready.body.contains("class=\"card pool\""), "{}", ready.body);
+    assert!(!ready.body.contains("id=\"preparing\""));
+}

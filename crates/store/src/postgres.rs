@@ -555,6 +555,7 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
         std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
     )?;
     let mut shares = Vec::new();
+    let mut progress = common::RebuildProgress::start();
     while let Some(r) = rows.next()? {
         engine.rebuild_add(
             r.try_get(0)?,
@@ -568,7 +569,9 @@ fn rebuild(client: &mut impl GenericClient) -> Result<(Engine, i64)> {
             r.try_get(8)?,
             &mut shares,
         )?;
+        progress.record();
     }
+    progress.done();
     Ok((engine, seq))
 }
 

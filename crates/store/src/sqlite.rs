@@ -290,6 +290,7 @@ impl SqliteStore {
         )?;
         let mut rows = stmt.query([])?;
         let mut shares = Vec::new();
+        let mut progress = common::RebuildProgress::start();
         /// Column `i` as text borrowed from the row: nothing allocated per record.
         fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
             let v = r.get_ref(i)?;
@@ -313,7 +314,9 @@ impl SqliteStore {
                 r.get(8)?,
                 &mut shares,
             )?;
+            progress.record();
         }
+        progress.done();
         drop(rows);
         drop(stmt);
         engine.names.keep_shared(&self.engine.names);

@@ -90,11 +90,13 @@ pub enum Code {
     Invalid,
     Conflict,
     Unavailable,
+    /// The server has just started and is still preparing the balance figures.
+    Preparing,
 }
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 72] = [
+    pub const ALL: [Code; 73] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -161,6 +163,7 @@ impl Code {
         Code::Invalid,
         Code::Conflict,
         Code::Unavailable,
+        Code::Preparing,
         Code::SubjectNeeded,
         Code::SubjectNotTaken,
         Code::PasswordsDiffer,
@@ -243,6 +246,7 @@ impl Code {
             Code::Invalid => "invalid",
             Code::Conflict => "conflict",
             Code::Unavailable => "unavailable",
+            Code::Preparing => "preparing",
         }
     }
 

@@ -216,6 +216,21 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("error.signin", "请重新登录", "Please sign in again"),
     ("error.conflict", "无法执行", "Cannot do that now"),
     ("error.unavailable", "服务暂不可用", "Service unavailable"),
+    (
+        "preparing.title",
+        "正在准备余额数字",
+        "Preparing the balance figures",
+    ),
+    (
+        "preparing.body",
+        "服务刚刚启动，正在从已存的用量中准备本年度的余额数字，已用 {s} 秒。大型数据库需要十几秒。",
+        "The server has just started and is preparing this year's balance figures from the stored usage: {s} s so far. A large database takes ten to twenty seconds.",
+    ),
+    (
+        "preparing.refresh",
+        "本页每 5 秒自动刷新，准备好后即显示。",
+        "This page refreshes every 5 seconds and shows them once they are ready.",
+    ),
     ("error.invalid", "输入有误", "Invalid input"),
     ("error.home", "返回首页", "Back to the start page"),
     ("year", "年度", "Year"),
@@ -1053,6 +1068,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "code.unavailable",
         "服务暂不可用，请稍后再试",
         "the service is unavailable; try again later",
+    ),
+    (
+        "code.preparing",
+        "服务刚刚启动，正在准备余额数字，请稍候",
+        "the server has just started and is preparing the balance figures; a moment, please",
     ),
     // ── Explanations of run lines, the settlement statement (结算单) and the provider's
     // receivable. Placeholders in braces are filled by `explain.rs`.

@@ -78,6 +78,30 @@ pub fn error_page(ctx: &Ctx, status: StatusCode, error: &FieldError) -> String {
 }
 
 #[derive(Template)]
+#[template(path = "preparing.html")]
+struct PreparingPage<'a> {
+    ctx: &'a Ctx,
+    title: &'static str,
+    /// Seconds since the server began preparing the figures.
+    seconds: u64,
+    /// What the server is doing, with `seconds` in it.
+    body: String,
+    refresh_secs: &'static str,
+}
+
+/// What a page shows while the server prepares the balance figures after its start: what it
+/// is doing and for how long so far, refreshing itself until the figures are ready.
+pub fn preparing_page(ctx: &Ctx, since: std::time::Duration) -> String {
+    page(&PreparingPage {
+        ctx,
+        title: tr(ctx, "preparing.title"),
+        seconds: since.as_secs(),
+        body: tr(ctx, "preparing.body").replace("{s}", &since.as_secs().to_string()),
+        refresh_secs: super::PREPARING_REFRESH_SECS,
+    })
+}
+
+#[derive(Template)]
 #[template(path = "signin.html")]
 struct SigninPage<'a> {
     ctx: &'a Ctx,
@@ -1740,6 +1764,7 @@ pub async fn rederive(
 
 view!(
     ErrorPage,
+    PreparingPage,
     SigninPage,
     PickPage,
     ConfirmVoidPage,
