@@ -606,7 +606,7 @@ fn pages_say_the_figures_are_being_prepared_after_a_start() {
     let _ = f.server.process.child.wait();
     // Debug builds hold the figures prepared at start this long (the test's stand-in for a
     // database of millions of records).
-    let held = std::time::Duration::from_secs(10);
+    let held = std::time::Duration::from_secs(15);
     let restarted = std::time::Instant::now();
     f.server.process = support::Server::start_with_env(
         &url,
