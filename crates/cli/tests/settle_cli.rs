@@ -466,8 +466,20 @@ fn worked_example_end_to_end_on_postgres() {
     }
 }
 
+/// The metrics endpoint's text at `addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    body
+}
+
 fn pool_exhausted_across_beneficiaries(db: Db) {
-    let s = Server::start(db);
+    let metrics = format!("127.0.0.1:{}", support::console::free_port());
+    let s = Server::start_with(db, &["--metrics-addr", &metrics]);
     let admin = s.token(&["--role", "admin"]);
     let f1 = s.token(&["--role", "finance"]);
     let f2 = s.token(&["--role", "finance"]);
@@ -515,6 +527,12 @@ fn pool_exhausted_across_beneficiaries(db: Db) {
     );
     s.ok(&f2, &["settle", "approve", &id]);
     s.ok(&f2, &["settle", "post", &id]);
+    // The programme's posted gauge is the run's total: the pool.
+    let scraped = scrape(&metrics);
+    assert!(
+        scraped.contains("suanli_programme_posted_fen{programme=\"pooled-2025\"} 100000\n"),
+        "{scraped}"
+    );
     // June: the pool is spent; new usage earns nothing and the balance shows it.
     let june = s.file(
         "june.csv",
