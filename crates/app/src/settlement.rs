@@ -459,6 +459,87 @@ pub fn show_run<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunV
     })
 }
 
+/// One page of a run's lines, as the console shows them.
+pub struct RunLinesPage {
+    pub run: RunRow,
+    /// The run's lines and their sum, as counted when it was created.
+    pub lines_total: i64,
+    pub total_fen: i64,
+    /// The lines the page's filter selects (the run's without one), and their sum.
+    pub selected: i64,
+    pub selected_fen: i64,
+    /// At most the page's count of them.
+    pub lines: Vec<RunLineRow>,
+}
+
+/// Run `run_id` with at most `count` of its lines from the `from`-th (from 0) on, of
+/// `beneficiary` alone when given: a page costs its own lines, not the run's (800,000 lines
+/// for a city of 100,000 enterprises).
+pub fn run_lines_page<S: Transact + ?Sized>(
+    store: &mut S,
+    run_id: i64,
+    beneficiary: Option<&str>,
+    from: i64,
+    count: i64,
+) -> Result<RunLinesPage> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        let totals = totals_of(tx, run_id)?;
+        let (selected, selected_fen) = match beneficiary {
+            Some(b) => rows::run_lines_of_beneficiary(tx, run_id, b)?,
+            None => (totals.lines, totals.total_fen),
+        };
+        let lines = if from < selected {
+            rows::run_lines_of(tx, run_id, beneficiary, from, count)?
+        } else {
+            Vec::new()
+        };
+        Ok(RunLinesPage {
+            run,
+            lines_total: totals.lines,
+            total_fen: totals.total_fen,
+            selected,
+            selected_fen,
+            lines,
+        })
+    })
+}
+
+/// The line count and sum kept for run `run_id` when it was created.
+fn totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<rows::RunTotals> {
+    rows::run_totals_of(tx, run_id)?.ok_or_else(|| {
+        SettleError::Store(suanli_store::StoreError::Corrupt(format!(
+            "run {run_id} has no totals"
+        )))
+    })
+}
+
+/// What posting or cancelling a run moves, as its confirmation shows it.
+pub struct RunSummary {
+    pub run: RunRow,
+    pub lines: i64,
+    pub total_fen: i64,
+    /// Per payee: its lines and their sum, the largest sum first.
+    pub payees: Vec<(String, i64, i64)>,
+}
+
+/// Run `run_id`'s totals (kept at its creation) and its payees' shares, summed by the
+/// database: a confirmation of a run of any size reads no line into memory.
+pub fn run_summary<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunSummary> {
+    in_tx(store, |tx| {
+        let run = rows::run(tx, run_id)?
+            .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
+        let totals = totals_of(tx, run_id)?;
+        Ok(RunSummary {
+            run,
+            lines: totals.lines,
+            total_fen: totals.total_fen,
+            payees: rows::run_payee_shares(tx, run_id)?,
+        })
+    })
+}
+
 /// A run's lines read page by page, each with its reason (as [`crate::reasons::run_reasons`]
 /// gives it): how a run of any size is sent in bounded pieces. Each page is a read transaction
 /// of its own, by the primary key; a run's lines never change once it is created, so the pages
@@ -513,7 +594,10 @@ impl LinePages {
 
 /// The user who created run `run_id`, from the audit log's `run.create` entry (`user:<id> …`);
 /// `None` when a credential without a user created it.
-pub fn run_creator_user_id(store: &mut dyn Store, run_id: i64) -> Result<Option<i64>> {
+pub fn run_creator_user_id<S: Transact + ?Sized>(
+    store: &mut S,
+    run_id: i64,
+) -> Result<Option<i64>> {
     in_tx(store, |tx| {
         let actor = suanli_store::audit::first_actor(tx, "run.create", &format!("run:{run_id}"))?;
         Ok(actor.and_then(|a| {

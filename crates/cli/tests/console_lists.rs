@@ -746,3 +746,150 @@ fn lists_with_record_indexes_on_postgres() {
     a_long_export_has_every_record(&f);
     drop_record_indexes(&f);
 }
+
+/// A run of 250 lines (one per enterprise, each paid to the enterprise) on `db`: its page
+/// shows them 100 at a time with the run's count and sum, pages beyond the end or not numbers
+/// are refused naming `page`, an enterprise's lines are found by its id, and the post's
+/// confirmation lists the 50 largest payees by name and sums the other 200 in one row.
+fn run_lines_are_paged(db: Db) {
+    let http = format!("127.0.0.1:{}", support::console::free_port());
+    let s =
+        support::cli::Server::start_with(db, &["--http-addr", &http, "--token-recheck-secs", "0"]);
+    let admin = s.token(&["--role", "admin"]);
+    let f1 = s.token(&["--role", "finance"]);
+    let f2 = s.token(&["--role", "finance"]);
+    let dc_a = s.token(&["--role", "provider", "--provider", "dc-a"]);
+    let ids: Vec<String> = (0..250).map(|i| format!("e{i:03}")).collect();
+    let registry = s.file(
+        "wide.toml",
+        &support::cli::wide_registry("wide-2025", "", &ids),
+    );
+    s.ok(&admin, &["registry", "import", "--file", &registry]);
+    let mut usage = support::cli::HEADER.to_owned();
+    for (i, id) in ids.iter().enumerate() {
+        usage.push_str(&support::cli::may_record(i as u64, id, 1_000 + i as i64));
+    }
+    let usage = s.file("may.csv", &usage);
+    s.ok(&dc_a, &["usage", "import", "--file", &usage]);
+    let run = support::cli::run_id(&s.ok(
+        &f1,
+        &[
+            "settle",
+            "create",
+            "--programme",
+            "wide-2025",
+            "--period",
+            "2025-05",
+        ],
+    ));
+    // Each line: half of 10.00 + i fen, rounded half-up once.
+    let line = |i: i64| (1_000 + i + 1) / 2;
+    let total: i64 = (0..250).map(line).sum();
+    let cny = |fen: i64| {
+        let yuan = (fen / 100).to_string();
+        let mut grouped = String::new();
+        for (n, c) in yuan.chars().enumerate() {
+            if n > 0 && (yuan.len() - n).is_multiple_of(3) {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        format!("¥{grouped}.{:02}", fen % 100)
+    };
+    let b = Browser::sign_in(&http, &f1);
+    let base = format!("/finance/runs/{run}");
+    let rows = |r: &Response| r.body.matches("class=\"explain-link\"").count();
+
+    let first = get_ok(&b, &base);
+    assert_eq!(rows(&first), 100);
+    assert!(first.body.contains("data-lines=\"250\""), "{}", first.body);
+    assert!(first.body.contains("data-selected=\"250\""));
+    assert!(
+        first
+            .body
+            .contains(&format!("<dd id=\"run-total\">{}</dd>", cny(total))),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("第 1 / 3 页"));
+    let second = get_ok(&b, &link(&first, "", "next").expect("a next page"));
+    assert_eq!(rows(&second), 100);
+    assert!(second.body.contains("data-page=\"2\""));
+    let last = get_ok(&b, &link(&first, "", "last").expect("a last page"));
+    assert_eq!(rows(&last), 50);
+    assert!(link(&last, "", "next").is_none());
+    // The lines of the three pages are the run's, each once.
+    let mut seen: Vec<&str> = [&first, &second, &last]
+        .iter()
+        .flat_map(|r| r.body.split("<td data-beneficiary=\"").skip(1))
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 250);
+
+    let beyond = b.get(&format!("{base}?page=4"));
+    assert_eq!(beyond.status, 404, "{}", beyond.body);
+    assert_eq!(refused(&beyond), ("page".into(), "page_beyond_end".into()));
+    let word = b.get(&format!("{base}?page=two"));
+    assert_eq!(word.status, 400, "{}", word.body);
+    assert_eq!(refused(&word), ("page".into(), "page_not_a_number".into()));
+
+    let one = get_ok(&b, &format!("{base}?beneficiary=e007"));
+    assert_eq!(rows(&one), 1);
+    assert!(one.body.contains("data-selected=\"1\""));
+    assert!(one.body.contains(&format!("{}</td>", cny(line(7)))));
+    assert!(one.body.contains("value=\"e007\""), "the filter is kept");
+    let none = get_ok(&b, &format!("{base}?beneficiary=nobody"));
+    assert_eq!(rows(&none), 0);
+    assert!(none.body.contains("data-selected=\"0\""));
+
+    // The post's confirmation: the 50 largest payees, then the other 200 summed.
+    s.ok(&f2, &["settle", "approve", &run]);
+    let confirm = b.post(&format!("{base}/post"), "");
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("data-lines=\"250\""));
+    assert!(confirm.body.contains("data-payees=\"250\""));
+    let listed: Vec<&str> = confirm
+        .body
+        .split("<td data-payee=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    // The largest first; equal shares (half-up makes pairs) by the payee's id.
+    let mut by_share: Vec<(i64, String)> =
+        (0..250).map(|i| (-line(i), format!("e{i:03}"))).collect();
+    by_share.sort();
+    let largest: Vec<&str> = by_share[..50].iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(listed, largest);
+    assert!(
+        confirm
+            .body
+            .contains("<tr id=\"confirm-others\" data-payees=\"200\"><td>其余 200 个收款方</td><td class=\"num\">200</td>"),
+        "{}",
+        confirm.body
+    );
+    let others: i64 = by_share[50..].iter().map(|(share, _)| -share).sum();
+    let at = confirm.body.find("id=\"confirm-others\"").unwrap();
+    assert!(
+        confirm.body[at..].contains(&format!("{}</td>", cny(others))),
+        "{}",
+        &confirm.body[at..]
+    );
+    let posted = b.post_confirmed(&format!("{base}/post"), "");
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    assert!(get_ok(&b, &base).body.contains("data-status=\"posted\""));
+}
+
+#[test]
+fn run_lines_are_paged_on_sqlite() {
+    run_lines_are_paged(sqlite_db().expect("SQLite"));
+}
+
+#[test]
+fn run_lines_are_paged_on_postgres() {
+    let Some(db) = pg_db() else {
+        return;
+    };
+    run_lines_are_paged(db);
+}

@@ -328,6 +328,71 @@ pub fn run_lines_page(
     rows.iter().map(|r| run_line_of(r)).collect()
 }
 
+/// At most `count` lines of run `run_id` from the `from`-th (from 0) on, in line order, of
+/// `beneficiary` alone when given: a page of a run of any size costs its own lines, read by the
+/// key's positions, or by the beneficiary's index (whose entries carry the key, so in order).
+pub fn run_lines_of(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    beneficiary: Option<&str>,
+    from: i64,
+    count: i64,
+) -> Result<Vec<RunLineRow>> {
+    let Some(beneficiary) = beneficiary else {
+        return run_lines_page(tx, run_id, from, count);
+    };
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE beneficiary = $1 AND run_id = $2 ORDER BY seq LIMIT $3 OFFSET $4",
+        &[beneficiary.into(), run_id.into(), count.into(), from.into()],
+    )?;
+    rows.iter().map(|r| run_line_of(r)).collect()
+}
+
+/// How many lines of run `run_id` are `beneficiary`'s, and their sum in fen.
+pub fn run_lines_of_beneficiary(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    beneficiary: &str,
+) -> Result<(i64, i64)> {
+    let rows = tx.query(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) FROM run_lines WHERE beneficiary = $1 AND run_id = $2",
+        &[beneficiary.into(), run_id.into()],
+    )?;
+    let r = rows
+        .first()
+        .ok_or_else(|| crate::StoreError::Corrupt("no count row".into()))?;
+    Ok((r[0].int()?, r[1].int()?))
+}
+
+/// Per payee of run `run_id`: its lines and their sum, the largest sum first (ties by payee).
+pub fn run_payee_shares(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<(String, i64, i64)>> {
+    let rows = tx.query(
+        "SELECT payee, COUNT(*), CAST(SUM(amount_fen) AS BIGINT) AS fen FROM run_lines \
+         WHERE run_id = $1 GROUP BY payee ORDER BY fen DESC, payee",
+        &[run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
+        .collect()
+}
+
+/// Run `run_id`'s line count and sum, as counted when it was created (`run_totals`).
+pub fn run_totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<Option<RunTotals>> {
+    let rows = tx.query(
+        "SELECT lines, amount_fen, adjustment_lines FROM run_totals WHERE run_id = $1",
+        &[run_id.into()],
+    )?;
+    rows.first()
+        .map(|r| {
+            Ok(RunTotals {
+                lines: r[0].int()?,
+                total_fen: r[1].int()?,
+                adjustment_lines: r[2].int()?,
+            })
+        })
+        .transpose()
+}
+
 fn run_line_of(r: &[Value]) -> Result<RunLineRow> {
     Ok(RunLineRow {
         key: key_of(r)?,

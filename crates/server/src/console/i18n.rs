@@ -217,6 +217,26 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("error.conflict", "无法执行", "Cannot do that now"),
     ("error.unavailable", "服务暂不可用", "Service unavailable"),
     (
+        "confirm.other_payees",
+        "其余 {n} 个收款方",
+        "{n} other payees",
+    ),
+    (
+        "run.lines_all",
+        "共 {n} 条明细，合计 {amount}",
+        "{n} lines, {amount} in all",
+    ),
+    (
+        "run.lines_of",
+        "{beneficiary}：{n} 条明细，合计 {amount}",
+        "{beneficiary}: {n} lines, {amount} in all",
+    ),
+    (
+        "run.lines_filter_hint",
+        "企业编号，留空显示全部",
+        "an enterprise's id; empty for all",
+    ),
+    (
         "preparing.title",
         "正在准备余额数字",
         "Preparing the balance figures",

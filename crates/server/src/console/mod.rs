@@ -1346,7 +1346,8 @@ async fn route(
             let p = signed_in(ctx)?;
             require(p, READERS, "reading a settlement run")?;
             let id = run_id_of(id)?;
-            let body = pages::run_page(console, ctx, id, None, None).await?;
+            let shown = pages::RunLines::of(query)?;
+            let body = pages::run_page(console, ctx, id, &shown, None, None).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("POST", ["finance", "runs"]) => {
@@ -1382,7 +1383,9 @@ async fn route(
                 // The run's page again, the refusal beside its actions (a run that does not
                 // exist has no page: the error page says so).
                 Err(e @ (ConsoleError::Field(..) | ConsoleError::Forbidden(..))) => {
-                    match pages::run_page(console, ctx, id, None, Some(e.as_field())).await {
+                    let shown = pages::RunLines::default_page();
+                    match pages::run_page(console, ctx, id, &shown, None, Some(e.as_field())).await
+                    {
                         Ok(page) => Ok(html(ctx, e.status(), page)),
                         Err(_) => Err(e),
                     }

@@ -880,6 +880,19 @@ impl RunPage<'_> {
     fn explain_href(&self, l: &RunLineRow) -> String {
         super::explain::line_href(self.run.run_id, l)
     }
+
+    /// How many lines the page's filter selects, and their sum.
+    fn selected_text(&self) -> String {
+        let key = if self.beneficiary.is_empty() {
+            "run.lines_all"
+        } else {
+            "run.lines_of"
+        };
+        tr(self.ctx, key)
+            .replace("{n}", &format_count(self.selected))
+            .replace("{amount}", &self.cny(self.selected_total))
+            .replace("{beneficiary}", &self.party_name(self.beneficiary))
+    }
 }
 
 #[derive(Template)]
@@ -890,10 +903,19 @@ struct RunPage<'a> {
     run: &'a RunRow,
     /// The registry's content hash, shortened.
     hash: &'a str,
+    /// The page's lines.
     lines: &'a [RunLineRow],
     /// The current registry, for the names of the lines' parties.
     registry: Arc<suanli_domain::Registry>,
+    /// The run's lines and their sum.
+    line_count: u64,
     total: Fen,
+    /// The enterprise whose lines the page shows, as typed ("" for all).
+    beneficiary: &'a str,
+    /// The lines the filter selects, and their sum.
+    selected: u64,
+    selected_total: Fen,
+    pages: Pager,
     /// The finance actions the run's state allows: (action, button class).
     actions: Vec<(&'static str, &'static str)>,
     /// Readers may re-derive a posted run.
@@ -906,29 +928,104 @@ struct RunPage<'a> {
     refused: Option<FieldError>,
 }
 
-/// A run: its state, its (preview) lines, and the actions its state and the role allow.
+/// Lines a run's page shows at once.
+pub const RUN_LINES_PER_PAGE: u64 = 100;
+
+/// Which of a run's lines its page shows: a page of them, of one enterprise or of all.
+#[derive(Clone, Debug)]
+pub struct RunLines {
+    /// From 1.
+    pub page: u64,
+    /// An enterprise (beneficiary) id; empty for all.
+    pub beneficiary: String,
+}
+
+impl RunLines {
+    /// The page's query: `page` (a number from 1) and `beneficiary` (an id, trimmed).
+    pub fn of(query: &Form) -> Result<RunLines, ConsoleError> {
+        let beneficiary = query.optional("beneficiary").unwrap_or("").trim();
+        if beneficiary.chars().count() > 200 {
+            return Err(ConsoleError::field(
+                "beneficiary",
+                Code::TooLong,
+                "beneficiary: longer than 200 characters",
+            ));
+        }
+        Ok(RunLines {
+            page: page_field(query, "page")?.unwrap_or(1),
+            beneficiary: beneficiary.to_owned(),
+        })
+    }
+
+    /// The first page of all lines.
+    pub fn default_page() -> RunLines {
+        RunLines {
+            page: 1,
+            beneficiary: String::new(),
+        }
+    }
+
+    /// The link to page `page` of run `run_id` with this filter.
+    fn href(&self, run_id: i64, page: u64) -> String {
+        let mut parts = Vec::new();
+        if !self.beneficiary.is_empty() {
+            parts.push(format!("beneficiary={}", url_encode(&self.beneficiary)));
+        }
+        if page > 1 {
+            parts.push(format!("page={page}"));
+        }
+        if parts.is_empty() {
+            format!("/finance/runs/{run_id}")
+        } else {
+            format!("/finance/runs/{run_id}?{}", parts.join("&"))
+        }
+    }
+}
+
+/// A run: its state, a page of its (preview) lines, and the actions its state and the role
+/// allow. The page reads its own lines beside the writer, so a run of a city's 800,000 lines
+/// is shown a page at a time and holds up no ingest.
 pub async fn run_page(
     console: &Arc<Console>,
     ctx: &Ctx,
     run_id: i64,
+    shown: &RunLines,
     rederived: Option<Option<String>>,
     refused: Option<FieldError>,
 ) -> Result<String, ConsoleError> {
-    let (view, creator) = console
-        .store(move |s| {
-            Ok::<_, settle::SettleError>((
-                settle::show_run(s, run_id)?,
-                settle::run_creator_user_id(s, run_id)?,
-            ))
+    let per = RUN_LINES_PER_PAGE;
+    let from = i64::try_from((shown.page - 1).saturating_mul(per)).unwrap_or(i64::MAX);
+    let beneficiary = (!shown.beneficiary.is_empty()).then(|| shown.beneficiary.clone());
+    let (registry, view, creator) = console
+        .balances(move |r| {
+            let registry = r.registry()?;
+            let view = r.read(|t| {
+                settle::run_lines_page(t, run_id, beneficiary.as_deref(), from, per as i64)
+            })?;
+            let creator = r.read(|t| settle::run_creator_user_id(t, run_id))?;
+            Ok::<_, settle::SettleError>((registry, view, creator))
         })
         .await?
         .map_err(|e| settle_error(e, "run"))?;
-    let registry = console
-        .balances(|r| r.registry())
-        .await?
-        .map_err(|e| settle_error(e, "registry"))?;
+    let selected = u64::try_from(view.selected).unwrap_or(0);
+    if shown.page > 1 && view.lines.is_empty() {
+        return Err(ConsoleError::Field(
+            FieldError::new(
+                "page",
+                Code::PageBeyondEnd,
+                format!(
+                    "page {}: the selection has {selected} lines, {per} a page",
+                    shown.page
+                ),
+            ),
+            StatusCode::NOT_FOUND,
+        ));
+    }
+    let pages = Pager::new(shown.page, per, selected, false, view.lines.len(), |page| {
+        shown.href(run_id, page)
+    });
     let run = &view.run;
-    let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
+    let total = Fen(view.total_fen);
     let role = ctx.principal().role();
     // Four eyes: the creator is not offered the approval the use case would refuse. The
     // creator is the user of the run's `run.create` audit entry; a run created with a
@@ -954,7 +1051,12 @@ pub async fn run_page(
         hash: &run.content_hash[..run.content_hash.len().min(12)],
         lines: &view.lines,
         registry,
+        line_count: u64::try_from(view.lines_total).unwrap_or(0),
         total,
+        beneficiary: &shown.beneficiary,
+        selected,
+        selected_total: Fen(view.selected_fen),
+        pages,
         actions,
         rederive: READERS.contains(&role) && run.status == "posted",
         created_by_me,
@@ -1012,9 +1114,20 @@ fn confirmation(ctx: &Ctx, parts: &[&str]) -> String {
 /// One payee's share of a run, as its confirmation lists it.
 struct PayeeShare {
     payee: String,
-    lines: usize,
+    lines: u64,
     amount: Fen,
 }
+
+impl ConfirmRunPage<'_> {
+    /// The row of the payees not listed: "其余 95 个收款方" / "95 other payees".
+    fn others_text(&self, n: &usize) -> String {
+        tr(self.ctx, "confirm.other_payees").replace("{n}", &format_count(*n as u64))
+    }
+}
+
+/// Payees a run's confirmation lists by name, the largest shares first; the others are
+/// summed in one row (a reimbursement run of a city pays 100,000 enterprises).
+const CONFIRM_PAYEES_SHOWN: usize = 50;
 
 #[derive(Template)]
 #[template(path = "confirm_run.html")]
@@ -1023,9 +1136,13 @@ struct ConfirmRunPage<'a> {
     title: String,
     action: &'a str,
     run: &'a RunRow,
-    lines: usize,
+    lines: u64,
     total: Fen,
+    payee_count: usize,
+    /// The largest shares, at most [`CONFIRM_PAYEES_SHOWN`].
     payees: Vec<PayeeShare>,
+    /// How many payees are not listed, and their lines and sum.
+    others: Option<(usize, PayeeShare)>,
     confirm: String,
     /// The current registry, for the names of the programme and the payees.
     registry: Option<Arc<suanli_domain::Registry>>,
@@ -1042,8 +1159,10 @@ pub async fn run_action(
     confirmed: Option<&str>,
 ) -> Result<Option<String>, ConsoleError> {
     if action != "approve" {
+        // Beside the writer, summed by the database: at a city's scale the run's lines would
+        // take the writer seconds to read.
         let view = console
-            .store(move |s| settle::show_run(s, run_id))
+            .balances(move |r| r.read(|t| settle::run_summary(t, run_id)))
             .await?
             .map_err(|e| settle_error(e, "run"))?;
         let run = &view.run;
@@ -1076,7 +1195,7 @@ pub async fn run_action(
             (action, run.status.as_str()),
             ("post", "posted") | ("cancel", "cancelled")
         );
-        let total: Fen = view.lines.iter().map(|l| Fen(l.amount_fen)).sum();
+        let total = Fen(view.total_fen);
         let confirm = confirmation(
             ctx,
             &[
@@ -1084,36 +1203,44 @@ pub async fn run_action(
                 &run.run_id.to_string(),
                 &run.status,
                 &run.content_hash,
-                &view.lines.len().to_string(),
+                &view.lines.to_string(),
                 &total.0.to_string(),
             ],
         );
         match confirmed {
             _ if done => {}
             None => {
-                let mut payees: BTreeMap<&str, (usize, Fen)> = BTreeMap::new();
-                for l in &view.lines {
-                    let share = payees.entry(l.payee.as_str()).or_insert((0, Fen(0)));
-                    share.0 += 1;
-                    share.1 = Fen(share.1.0.saturating_add(l.amount_fen));
-                }
                 let registry = console.balances(|r| r.registry()).await?.ok();
+                let share = |(payee, lines, amount): &(String, i64, i64)| PayeeShare {
+                    payee: payee.clone(),
+                    lines: u64::try_from(*lines).unwrap_or(0),
+                    amount: Fen(*amount),
+                };
+                let shown = view.payees.len().min(CONFIRM_PAYEES_SHOWN);
+                let others = view.payees[shown..].iter().fold(
+                    PayeeShare {
+                        payee: String::new(),
+                        lines: 0,
+                        amount: Fen(0),
+                    },
+                    |sum, p| PayeeShare {
+                        payee: String::new(),
+                        lines: sum.lines + share(p).lines,
+                        amount: Fen(sum.amount.0.saturating_add(p.2)),
+                    },
+                );
                 return Ok(Some(page(&ConfirmRunPage {
                     ctx,
                     registry,
                     title: format!("{} {}", tr(ctx, &format!("action.{action}")), run.run_id),
                     action,
                     run,
-                    lines: view.lines.len(),
+                    lines: u64::try_from(view.lines).unwrap_or(0),
                     total,
-                    payees: payees
-                        .into_iter()
-                        .map(|(payee, (lines, amount))| PayeeShare {
-                            payee: payee.to_owned(),
-                            lines,
-                            amount,
-                        })
-                        .collect(),
+                    payee_count: view.payees.len(),
+                    payees: view.payees[..shown].iter().map(share).collect(),
+                    others: (shown < view.payees.len())
+                        .then_some((view.payees.len() - shown, others)),
                     confirm,
                 })));
             }
@@ -1382,8 +1509,8 @@ struct TrialRow {
     credit_balance: Option<Fen>,
 }
 
-/// The links of one of the audit page's paged tables.
-struct Pager {
+/// The links of a paged table of a page (the audit page's, a run's lines).
+pub(super) struct Pager {
     page: u64,
     /// The last page, when it is known (the journals are counted only so far).
     pages: Option<u64>,
@@ -1419,6 +1546,15 @@ impl Pager {
             next: next.then(|| href(page + 1)),
             last: (!more && pages > 1).then(|| href(pages)),
         }
+    }
+
+    /// "Page 2 of 7", or "page 2" where the last page is not known.
+    fn text(&self, lang: Lang) -> String {
+        match self.pages {
+            Some(pages) => t(lang, "list.page_of").replace("{pages}", &pages.to_string()),
+            None => t(lang, "list.page_of_more").to_owned(),
+        }
+        .replace("{page}", &self.page.to_string())
     }
 }
 
@@ -1486,14 +1622,6 @@ impl AuditPage<'_> {
                     &format_count(u64::try_from(shown.entries).unwrap_or(0)),
                 )
         })
-    }
-
-    fn page_text(&self, pager: &Pager) -> String {
-        match pager.pages {
-            Some(pages) => tr(self.ctx, "list.page_of").replace("{pages}", &pages.to_string()),
-            None => tr(self.ctx, "list.page_of_more").to_owned(),
-        }
-        .replace("{page}", &pager.page.to_string())
     }
 }
 
@@ -1759,7 +1887,15 @@ pub async fn rederive(
         ));
     }
     require(ctx.principal(), READERS, "re-deriving a settlement run")?;
-    run_page(console, ctx, run_id, Some(difference), None).await
+    run_page(
+        console,
+        ctx,
+        run_id,
+        &RunLines::default_page(),
+        Some(difference),
+        None,
+    )
+    .await
 }
 
 view!(

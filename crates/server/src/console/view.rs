@@ -128,6 +128,11 @@ pub trait View {
         None
     }
 
+    /// A count with thousands separators: `800,000`.
+    fn count<N: Copy + TryInto<u64>>(&self, n: &N) -> String {
+        super::lists::format_count((*n).try_into().unwrap_or(u64::MAX))
+    }
+
     /// A number of records in words: `1 条记录`, `1,234 records`.
     fn records_count(&self, n: &i64) -> String {
         if *n == 1 {
