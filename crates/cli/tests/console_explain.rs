@@ -10,7 +10,7 @@ mod support;
 
 use suanli_testkit::TestDb as Db;
 use support::cli::{HEADER, Server, pg_db, run_id, sqlite_db};
-use support::console::{Browser, Response, free_port};
+use support::console::{Browser, Response, cny, free_port};
 use support::root;
 
 /// ent-d's name in the registry: the explanation names it before its id.
@@ -77,20 +77,6 @@ fn exported_total(s: &Server, token: &str, run: &str) -> i64 {
             sign * (yuan * 100 + fen.parse::<i64>().unwrap())
         })
         .sum()
-}
-
-/// `fen` as the console writes it: `¥1,234.56`.
-fn cny(fen: i64) -> String {
-    let (sign, abs) = if fen < 0 { ("-", -fen) } else { ("", fen) };
-    let yuan = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in yuan.chars().enumerate() {
-        if i > 0 && (yuan.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}¥{grouped}.{:02}", abs % 100)
 }
 
 fn explained(db: Db) {

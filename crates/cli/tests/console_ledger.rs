@@ -6,7 +6,7 @@
 mod support;
 
 use support::cli::{Db, pg_db, sqlite_db};
-use support::console::{Browser, Fixture, Response, settle_march, start_on};
+use support::console::{Browser, Fixture, Response, cny, settle_march, start_on};
 
 /// Journals added behind the server's back, two entries each on accounts of their own.
 const JOURNALS: usize = 130;
@@ -182,19 +182,6 @@ fn link(r: &Response, id: &str, rel: &str) -> Option<String> {
             .replace("&amp;", "&")
             .replace("&#38;", "&")
     ))
-}
-
-/// `fen` as the console shows it: ¥1,234.56.
-fn cny(fen: i64) -> String {
-    let digits = (fen / 100).to_string();
-    let mut yuan = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            yuan.push(',');
-        }
-        yuan.push(c);
-    }
-    format!("¥{yuan}.{:02}", fen % 100)
 }
 
 fn check_ledger(f: &Fixture) {

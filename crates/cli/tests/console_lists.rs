@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 use support::cli::{Db, pg_db, sqlite_db};
-use support::console::{Browser, Fixture, Response, settle_march, start_on};
+use support::console::{Browser, Fixture, Response, cny, settle_march, start_on};
 
 /// The `data-id`s of the rows of the table `data-list="{list}"`, in order.
 fn ids(r: &Response, list: &str) -> Vec<String> {
@@ -785,17 +785,6 @@ fn run_lines_are_paged(db: Db) {
     // Each line: half of 10.00 + i fen, rounded half-up once.
     let line = |i: i64| (1_000 + i + 1) / 2;
     let total: i64 = (0..250).map(line).sum();
-    let cny = |fen: i64| {
-        let yuan = (fen / 100).to_string();
-        let mut grouped = String::new();
-        for (n, c) in yuan.chars().enumerate() {
-            if n > 0 && (yuan.len() - n).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
-        format!("¥{grouped}.{:02}", fen % 100)
-    };
     let b = Browser::sign_in(&http, &f1);
     let base = format!("/finance/runs/{run}");
     let rows = |r: &Response| r.body.matches("class=\"explain-link\"").count();

@@ -27,7 +27,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use support::browser::{chromium, kept, missing};
 use support::cli::{HEADER, Server, sqlite_db};
-use support::console::free_port;
+use support::console::{cny, free_port};
 use support::{bin, root};
 
 /// dc-a's rows the server rejects (an unknown SKU, an unknown enterprise, an end before the
@@ -319,21 +319,6 @@ fn lines(programme: &str, month: u32, live: &dyn Fn(&Record) -> bool) -> BTreeMa
     base.into_iter()
         .map(|(k, (fen, pct))| (k, (fen * pct + 50) / 100))
         .collect()
-}
-
-/// `¥1,234,567.89`, as the console writes fen.
-fn cny(fen: i64) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let abs = fen.unsigned_abs();
-    let digits = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}¥{grouped}.{:02}", abs % 100)
 }
 
 /// `1234567.89`, as a CSV export and the payment form write fen.

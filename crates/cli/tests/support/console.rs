@@ -369,3 +369,18 @@ pub fn settle_march(f: &Fixture) -> (Browser, Browser) {
     assert_eq!(f2.post_confirmed("/finance/runs/1/post", "").status, 303);
     (f1, f2)
 }
+
+/// `fen` as the console writes it: `¥1,234,567.89`, `-¥0.50`.
+pub fn cny(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let abs = fen.unsigned_abs();
+    let digits = (abs / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}¥{grouped}.{:02}", abs % 100)
+}
