@@ -231,11 +231,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "{beneficiary}：{n} 条明细，合计 {amount}",
         "{beneficiary}: {n} lines, {amount} in all",
     ),
-    (
-        "run.lines_filter_hint",
-        "企业编号，留空显示全部",
-        "an enterprise's id; empty for all",
-    ),
+    ("run.lines_filter_hint", "企业编号", "enterprise id"),
     (
         "preparing.title",
         "正在准备余额数字",
