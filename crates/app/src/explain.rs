@@ -301,13 +301,11 @@ fn explain_in(
 ) -> Result<Explanation> {
     let run = rows::run(tx, run_id)?
         .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
-    let all = rows::run_lines(tx, run_id)?;
-    let selected: Vec<(usize, RunLineRow)> = all
+    // The beneficiary's lines alone, by its index: a city's run has 800,000.
+    let selected: Vec<(usize, RunLineRow)> = rows::run_lines_at(tx, run_id, beneficiary)?
         .into_iter()
-        .enumerate()
-        .filter(|(_, l)| {
-            l.key.beneficiary == beneficiary && provider.is_none_or(|p| l.key.provider == p)
-        })
+        .map(|(seq, l)| (usize::try_from(seq).unwrap_or(usize::MAX), l))
+        .filter(|(_, l)| provider.is_none_or(|p| l.key.provider == p))
         .filter(|(_, l)| {
             token.is_none_or(|(line, _)| {
                 [

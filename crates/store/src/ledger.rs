@@ -348,6 +348,22 @@ pub fn run_lines_of(
     rows.iter().map(|r| run_line_of(r)).collect()
 }
 
+/// Run `run_id`'s lines of `beneficiary`, each with its position among the run's lines (from
+/// 0), in line order: by the beneficiary's index, not the run's every line.
+pub fn run_lines_at(
+    tx: &mut dyn Sql,
+    run_id: i64,
+    beneficiary: &str,
+) -> Result<Vec<(i64, RunLineRow)>> {
+    let rows = tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee, seq FROM run_lines WHERE beneficiary = $1 AND run_id = $2 ORDER BY seq",
+        &[beneficiary.into(), run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r[13].int()?, run_line_of(r)?)))
+        .collect()
+}
+
 /// How many lines of run `run_id` are `beneficiary`'s, and their sum in fen.
 pub fn run_lines_of_beneficiary(
     tx: &mut dyn Sql,
