@@ -98,6 +98,28 @@ impl World {
             .run_id;
         settle::approve_run(&mut *self.store, run, &actor("b")).expect("approve");
         settle::post_run(&mut *self.store, run, &actor("b")).expect("post");
+        // What posted runs settled, kept as each run is posted, is the sum of their lines.
+        let (mut kept, mut summed) = (Vec::new(), Vec::new());
+        self.store
+            .transaction(&mut |tx| {
+                kept = suanli_store::ledger::posted_totals_by_beneficiary(tx)?;
+                summed = tx
+                    .query(
+                        "SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) \
+                         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+                         WHERE r.status = 'posted' GROUP BY l.beneficiary, r.programme",
+                        &[],
+                    )?
+                    .iter()
+                    .map(|r| Ok((r[0].text()?, r[1].text()?, r[2].int()?)))
+                    .collect::<suanli_store::Result<Vec<_>>>()?;
+                Ok(())
+            })
+            .expect("read the posted totals");
+        kept.sort();
+        summed.sort();
+        assert!(!kept.is_empty());
+        assert_eq!(kept, summed, "posted totals after run {run}");
         run
     }
 

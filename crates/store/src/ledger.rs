@@ -505,6 +505,18 @@ pub fn mark_posted(
         "UPDATE settlement_runs SET status = 'posted', journal_id = $1, posted_at = $2 WHERE run_id = $3 AND status = 'approved'",
         &[journal_id.into(), at.into(), run_id.into()],
     )?;
+    if changed == 1 {
+        // The run's lines added to what posted runs settled, in the same transaction.
+        tx.exec(
+            "INSERT INTO posted_totals (beneficiary, programme, amount_fen) \
+             SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) \
+             FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+             WHERE l.run_id = $1 GROUP BY l.beneficiary, r.programme \
+             ON CONFLICT (beneficiary, programme) \
+             DO UPDATE SET amount_fen = posted_totals.amount_fen + excluded.amount_fen",
+            &[run_id.into()],
+        )?;
+    }
     Ok(changed == 1)
 }
 
@@ -522,11 +534,11 @@ pub fn posted_lines(tx: &mut dyn Sql, programme: &str) -> Result<Vec<(String, Li
         .collect()
 }
 
-/// What posted runs paid, per (beneficiary, programme): one pass for every beneficiary, cached
-/// by the balance look-ups until the runs change.
+/// What posted runs paid, per (beneficiary, programme): the totals kept as each run is posted
+/// ([`mark_posted`]), cached by the balance look-ups until the runs change.
 pub fn posted_totals_by_beneficiary(tx: &mut dyn Sql) -> Result<Vec<(String, String, i64)>> {
     tx.query(
-        "SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id WHERE r.status = 'posted' GROUP BY l.beneficiary, r.programme",
+        "SELECT beneficiary, programme, amount_fen FROM posted_totals",
         &[],
     )?
     .iter()

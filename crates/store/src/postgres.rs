@@ -96,6 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../../migrations/postgres/0019_voided_records.sql"),
     ),
+    (
+        20,
+        include_str!("../../../migrations/postgres/0020_posted_totals.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

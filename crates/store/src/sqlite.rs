@@ -77,6 +77,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/sqlite/0016_voided_records.sql"),
     ),
+    (
+        17,
+        include_str!("../../../migrations/sqlite/0017_posted_totals.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
