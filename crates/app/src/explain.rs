@@ -302,25 +302,26 @@ fn explain_in(
     let run = rows::run(tx, run_id)?
         .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
     // The beneficiary's lines alone, by its index: a city's run has 800,000.
-    let selected: Vec<(usize, RunLineRow)> = rows::run_lines_at(tx, run_id, beneficiary)?
-        .into_iter()
-        .map(|(seq, l)| (usize::try_from(seq).unwrap_or(usize::MAX), l))
-        .filter(|(_, l)| provider.is_none_or(|p| l.key.provider == p))
-        .filter(|(_, l)| {
-            token.is_none_or(|(line, _)| {
-                [
-                    &l.original_period,
-                    &l.key.provider,
-                    &l.key.category,
-                    &l.key.chip_origin,
-                    &l.key.registered_model,
-                ]
-                .iter()
-                .zip(line)
-                .all(|(a, b)| *a == b)
+    let selected: Vec<(usize, RunLineRow)> =
+        rows::beneficiary_lines_of_run(tx, run_id, beneficiary, 0, i64::MAX)?
+            .into_iter()
+            .map(|(seq, l)| (usize::try_from(seq).unwrap_or(usize::MAX), l))
+            .filter(|(_, l)| provider.is_none_or(|p| l.key.provider == p))
+            .filter(|(_, l)| {
+                token.is_none_or(|(line, _)| {
+                    [
+                        &l.original_period,
+                        &l.key.provider,
+                        &l.key.category,
+                        &l.key.chip_origin,
+                        &l.key.registered_model,
+                    ]
+                    .iter()
+                    .zip(line)
+                    .all(|(a, b)| *a == b)
+                })
             })
-        })
-        .collect();
+            .collect();
     if selected.is_empty() {
         let whose = match provider {
             Some(p) => format!("beneficiary {beneficiary:?} with provider {p:?}"),

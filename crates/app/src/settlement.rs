@@ -490,10 +490,13 @@ pub fn run_lines_page<S: Transact + ?Sized>(
             Some(b) => rows::run_lines_of_beneficiary(tx, run_id, b)?,
             None => (totals.lines, totals.total_fen),
         };
-        let lines = if from < selected {
-            rows::run_lines_of(tx, run_id, beneficiary, from, count)?
-        } else {
-            Vec::new()
+        let lines = match beneficiary {
+            _ if from >= selected => Vec::new(),
+            Some(b) => rows::beneficiary_lines_of_run(tx, run_id, b, from, count)?
+                .into_iter()
+                .map(|(_, line)| line)
+                .collect(),
+            None => rows::run_lines_page(tx, run_id, from, count)?,
         };
         Ok(RunLinesPage {
             run,

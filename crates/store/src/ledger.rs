@@ -296,17 +296,17 @@ pub fn run_totals(tx: &mut dyn Sql) -> Result<std::collections::HashMap<i64, Run
         &[],
     )?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                r[0].int()?,
-                RunTotals {
-                    lines: r[1].int()?,
-                    total_fen: r[2].int()?,
-                    adjustment_lines: r[3].int()?,
-                },
-            ))
-        })
+        .map(|r| Ok((r[0].int()?, run_totals_of_row(&r[1..])?)))
         .collect()
+}
+
+/// A `run_totals` row's (lines, amount_fen, adjustment_lines).
+fn run_totals_of_row(r: &[Value]) -> Result<RunTotals> {
+    Ok(RunTotals {
+        lines: r[0].int()?,
+        total_fen: r[1].int()?,
+        adjustment_lines: r[2].int()?,
+    })
 }
 
 pub fn run_lines(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<RunLineRow>> {
@@ -322,42 +322,30 @@ pub fn run_lines_page(
     count: i64,
 ) -> Result<Vec<RunLineRow>> {
     let rows = tx.query(
-        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+        &format!(
+            "SELECT {LINE_COLUMNS} FROM run_lines WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+        ),
         &[run_id.into(), from.into(), count.into()],
     )?;
     rows.iter().map(|r| run_line_of(r)).collect()
 }
 
-/// At most `count` lines of run `run_id` from the `from`-th (from 0) on, in line order, of
-/// `beneficiary` alone when given: a page of a run of any size costs its own lines, read by the
-/// key's positions, or by the beneficiary's index (whose entries carry the key, so in order).
-pub fn run_lines_of(
-    tx: &mut dyn Sql,
-    run_id: i64,
-    beneficiary: Option<&str>,
-    from: i64,
-    count: i64,
-) -> Result<Vec<RunLineRow>> {
-    let Some(beneficiary) = beneficiary else {
-        return run_lines_page(tx, run_id, from, count);
-    };
-    let rows = tx.query(
-        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee FROM run_lines WHERE beneficiary = $1 AND run_id = $2 ORDER BY seq LIMIT $3 OFFSET $4",
-        &[beneficiary.into(), run_id.into(), count.into(), from.into()],
-    )?;
-    rows.iter().map(|r| run_line_of(r)).collect()
-}
-
-/// Run `run_id`'s lines of `beneficiary`, each with its position among the run's lines (from
-/// 0), in line order: by the beneficiary's index, not the run's every line.
-pub fn run_lines_at(
+/// At most `count` of run `run_id`'s lines of `beneficiary` from its `from`-th (from 0) on, in
+/// line order, each with its position among the run's lines: by the beneficiary's index (whose
+/// entries carry the key, so in order), not the run's every line (800,000 for a city).
+pub fn beneficiary_lines_of_run(
     tx: &mut dyn Sql,
     run_id: i64,
     beneficiary: &str,
+    from: i64,
+    count: i64,
 ) -> Result<Vec<(i64, RunLineRow)>> {
     let rows = tx.query(
-        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee, seq FROM run_lines WHERE beneficiary = $1 AND run_id = $2 ORDER BY seq",
-        &[beneficiary.into(), run_id.into()],
+        &format!(
+            "SELECT {LINE_COLUMNS}, seq FROM run_lines WHERE beneficiary = $1 AND run_id = $2 \
+             ORDER BY seq LIMIT $3 OFFSET $4"
+        ),
+        &[beneficiary.into(), run_id.into(), count.into(), from.into()],
     )?;
     rows.iter()
         .map(|r| Ok((r[13].int()?, run_line_of(r)?)))
@@ -398,16 +386,11 @@ pub fn run_totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<Option<RunTotals>>
         "SELECT lines, amount_fen, adjustment_lines FROM run_totals WHERE run_id = $1",
         &[run_id.into()],
     )?;
-    rows.first()
-        .map(|r| {
-            Ok(RunTotals {
-                lines: r[0].int()?,
-                total_fen: r[1].int()?,
-                adjustment_lines: r[2].int()?,
-            })
-        })
-        .transpose()
+    rows.first().map(|r| run_totals_of_row(r)).transpose()
 }
+
+/// The columns of a run line, in the order [`run_line_of`] reads them.
+const LINE_COLUMNS: &str = "beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee";
 
 fn run_line_of(r: &[Value]) -> Result<RunLineRow> {
     Ok(RunLineRow {
@@ -430,7 +413,9 @@ pub fn beneficiary_run_lines(
     beneficiary: &str,
 ) -> Result<Vec<(i64, RunLineRow)>> {
     let rows = tx.query(
-        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, base_fen, ratio, entitlement_fen, posted_before_fen, amount_fen, cut_by, payee, run_id FROM run_lines WHERE beneficiary = $1 ORDER BY run_id DESC, seq",
+        &format!(
+            "SELECT {LINE_COLUMNS}, run_id FROM run_lines WHERE beneficiary = $1 ORDER BY run_id DESC, seq"
+        ),
         &[beneficiary.into()],
     )?;
     rows.iter()
