@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use suanli_domain::Registry;
-use suanli_domain::ledger::{Account, attribute_payments};
 use suanli_domain::money::Fen;
 use suanli_domain::usage::Period;
 use suanli_store::ledger::{self as rows};
@@ -19,6 +18,7 @@ use suanli_store::{
 use suanli_domain::settlement::Prior;
 
 use crate::maintained::{Accruals, Dirty, Entitled, MaintainedYear, Scope};
+use crate::posted::PostedBook;
 use crate::registry::{load_registry, registry_of};
 use crate::settlement::{
     Result, SettleError, Transact, bases_to, entitlements, in_tx, period_versions,
@@ -131,8 +131,10 @@ pub struct PendingCache {
     /// Each year's registry version per month, for (current version, runs).
     versions: HashMap<i32, ((i64, RunsKey), Vec<i64>)>,
     opening: Option<(i64, Arc<Prior>, Opening)>,
-    posted: Option<(RunsKey, Arc<Posted>)>,
-    paid_out: Option<(PaidOutKey, Arc<PaidOutAll>)>,
+    /// What posted runs settled and payments paid out, and the state it was brought up to
+    /// date for.
+    book: PostedBook,
+    book_state: Option<(RunsKey, JournalsMark)>,
     /// The finance overview per year, kept current change by change.
     overviews: HashMap<i32, OverviewCache>,
     /// Changed pairs at most that a catch-up replaces in a kept overview at once (`None`:
@@ -146,26 +148,11 @@ pub struct PendingCache {
     position: Option<i64>,
 }
 
-/// What paid-out figures derive from: the runs and openings, and the journals (count, last id).
-type PaidOutKey = (RunsKey, JournalsMark);
-
 /// Confirmed opening balances per (beneficiary, programme).
 type Opening = Arc<BTreeMap<(String, String), Fen>>;
 
 /// Posted per beneficiary, per programme.
 type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
-
-/// One programme's postings: per beneficiary (all periods), and per original period.
-type ProgrammePosted = (HashMap<String, Fen>, BTreeMap<Period, Fen>);
-
-/// Posted run lines summed, for the finance overview and the enterprise page.
-#[derive(Default)]
-struct Posted {
-    /// Per programme: what runs posted per beneficiary (all periods), and per original period.
-    by_programme: HashMap<String, ProgrammePosted>,
-    /// Per beneficiary: per programme, per original period.
-    by_beneficiary: HashMap<String, BTreeMap<String, BTreeMap<Period, Fen>>>,
-}
 
 /// Changes whenever a run is created, posted or cancelled (approval changes no amount), or
 /// opening balances are confirmed.
@@ -457,165 +444,24 @@ pub fn entitlements_recomputed(
     })
 }
 
-/// Posted run lines summed per programme and per beneficiary, recomputed when runs changed.
-fn posted<S: Source + ?Sized>(
+/// What posted runs settled and payments paid out, brought up to date with the runs, the
+/// openings and the journals of the look-up's state: only what was posted or paid since the
+/// last look-up is read ([`PostedBook`]).
+fn book<'c, S: Source + ?Sized>(
     store: &mut S,
-    cache: &mut PendingCache,
-    runs: RunsKey,
-) -> Result<Arc<Posted>> {
-    if let Some((k, v)) = &cache.posted
-        && *k == runs
-    {
-        return Ok(v.clone());
-    }
-    let posted = in_tx(store, |tx| {
-        let mut programmes: Vec<String> = rows::runs(tx, None)?
-            .into_iter()
-            .filter(|r| r.status == "posted")
-            .map(|r| r.programme)
-            .collect();
-        programmes.sort();
-        programmes.dedup();
-        let mut out = Posted::default();
-        for programme in programmes {
-            let (paid_by, by_period) = out.by_programme.entry(programme.clone()).or_default();
-            for (period, key, amount) in rows::posted_lines(tx, &programme)? {
-                let slot = paid_by.entry(key.beneficiary.clone()).or_default();
-                *slot = slot.plus(Fen(amount));
-                let Some(period) = Period::parse(&period) else {
-                    continue;
-                };
-                let slot = by_period.entry(period).or_default();
-                *slot = slot.plus(Fen(amount));
-                let slot = out
-                    .by_beneficiary
-                    .entry(key.beneficiary)
-                    .or_default()
-                    .entry(programme.clone())
-                    .or_default()
-                    .entry(period)
-                    .or_default();
-                *slot = slot.plus(Fen(amount));
-            }
-        }
-        Ok(out)
-    })?;
-    let posted = Arc::new(posted);
-    cache.posted = Some((runs, posted.clone()));
-    Ok(posted)
-}
-
-/// Paid out, from the journal and the posted run lines: per (beneficiary, programme), per
-/// payee, and per programme in all.
-#[derive(Default)]
-struct PaidOutAll {
-    by_beneficiary: HashMap<(String, String), Vec<PaidOut>>,
-    /// Payments and opening balances per programme: the credits of its `paid:` accounts.
-    by_programme: HashMap<String, Fen>,
-}
-
-/// Paid out per beneficiary and payee (docs/rules.md, "Paid out"): each payee's payments of a
-/// programme attributed to its settled lines first in, first out
-/// (`domain::ledger::attribute_payments`); opening balances are settled and paid out at once.
-/// Recomputed when runs, openings or journals changed.
-fn paid_out_all<S: Source + ?Sized>(
-    store: &mut S,
-    cache: &mut PendingCache,
+    cache: &'c mut PendingCache,
     runs: RunsKey,
     journals: JournalsMark,
-) -> Result<Arc<PaidOutAll>> {
-    // Unchanged since the look-up's state was read: no second read.
-    if let Some((k, v)) = &cache.paid_out
-        && *k == (runs, journals)
-    {
-        return Ok(v.clone());
+) -> Result<&'c mut PostedBook> {
+    if cache.book_state != Some((runs, journals)) {
+        let book = &mut cache.book;
+        // The book's state is read in the same snapshot as what it adds, so a run or journal
+        // committed since the look-up's state was read is added too; the next look-up's
+        // state then differs and the book finds nothing more to add.
+        in_tx(store, |tx| book.update(tx, runs.openings))?;
+        cache.book_state = Some((runs, journals));
     }
-    let (mark, lines, payments, opening) = in_tx(store, |tx| {
-        let mark = rows::journals_mark(tx)?;
-        if let Some((k, _)) = &cache.paid_out
-            && *k == (runs, mark)
-        {
-            return Ok((mark, None, Vec::new(), Vec::new()));
-        }
-        Ok((
-            mark,
-            Some(rows::posted_payable_lines(tx)?),
-            rows::net_credits_of_kind(tx, "payment")?,
-            suanli_store::opening::confirmed_lines(tx)?,
-        ))
-    })?;
-    let Some(lines) = lines else {
-        let (_, v) = cache.paid_out.as_ref().expect("checked in the transaction");
-        return Ok(v.clone());
-    };
-    let payments: HashMap<String, i64> = payments.into_iter().collect();
-    // Per (programme, payee): the lines in posting order, each as (original period and key,
-    // beneficiary, amount).
-    type Lines = Vec<((String, rows::LineKeyRow), String, Fen)>;
-    let mut by_payee: BTreeMap<(String, String), Lines> = BTreeMap::new();
-    let mut settled: HashMap<(String, String, String), Fen> = HashMap::new();
-    for l in lines {
-        let slot = settled
-            .entry((
-                l.key.beneficiary.clone(),
-                l.programme.clone(),
-                l.payee.clone(),
-            ))
-            .or_default();
-        *slot = slot.plus(Fen(l.amount_fen));
-        let beneficiary = l.key.beneficiary.clone();
-        // A line is the same line in every run that adjusts it: its original period and key.
-        by_payee.entry((l.programme, l.payee)).or_default().push((
-            (l.original_period, l.key),
-            beneficiary,
-            Fen(l.amount_fen),
-        ));
-    }
-    let mut paid: HashMap<(String, String, String), Fen> = HashMap::new();
-    let mut out = PaidOutAll::default();
-    for ((programme, payee), lines) in by_payee {
-        let account = Account::Paid {
-            programme: programme.clone(),
-            payee: payee.clone(),
-        }
-        .to_string();
-        let total = Fen(payments.get(&account).copied().unwrap_or(0));
-        let slot = out.by_programme.entry(programme.clone()).or_default();
-        *slot = slot.plus(total);
-        for (beneficiary, amount) in attribute_payments(lines, total).paid_out {
-            paid.insert((beneficiary, programme.clone(), payee.clone()), amount);
-        }
-    }
-    for (programme, _, l) in opening {
-        let key = (l.beneficiary, programme.clone(), l.payee);
-        for map in [&mut settled, &mut paid] {
-            let slot = map.entry(key.clone()).or_default();
-            *slot = slot.plus(Fen(l.amount_fen));
-        }
-        let slot = out.by_programme.entry(programme).or_default();
-        *slot = slot.plus(Fen(l.amount_fen));
-    }
-    for ((beneficiary, programme, payee), settled) in settled {
-        let paid_out = paid
-            .get(&(beneficiary.clone(), programme.clone(), payee.clone()))
-            .copied()
-            .unwrap_or_default();
-        out.by_beneficiary
-            .entry((beneficiary.clone(), programme))
-            .or_default()
-            .push(PaidOut {
-                to_beneficiary: payee == beneficiary,
-                payee,
-                settled,
-                paid_out,
-            });
-    }
-    for v in out.by_beneficiary.values_mut() {
-        v.sort_by(|a, b| (!a.to_beneficiary, &a.payee).cmp(&(!b.to_beneficiary, &b.payee)));
-    }
-    let out = Arc::new(out);
-    cache.paid_out = Some(((runs, mark), out.clone()));
-    Ok(out)
+    Ok(&mut cache.book)
 }
 
 /// R12: per granted programme-year, cap, entitled (the entitlement to date of the accruals
@@ -634,7 +480,15 @@ pub fn balance<S: Source + ?Sized>(
         )));
     }
     let paid_all = paid_by_beneficiary(store, cache, runs)?;
-    let paid_out = paid_out_all(store, cache, runs, journals)?;
+    let granted: Vec<&suanli_domain::registry::Programme> = registry
+        .programmes_of_year(year)
+        .filter(|p| registry.grant(beneficiary, &p.id).is_some())
+        .collect();
+    let book = book(store, cache, runs, journals)?;
+    let mut paid_out: Vec<Vec<PaidOut>> = granted
+        .iter()
+        .map(|p| book.paid_out(beneficiary, &p.id))
+        .collect();
     // This beneficiary's figures only: while no shared limit can bind, they depend on its
     // own changed lines alone, and the others wait for the balance thread's next slice.
     let (entitled, opening) = maintained_year(
@@ -648,10 +502,7 @@ pub fn balance<S: Source + ?Sized>(
     let no_payments = BTreeMap::new();
     let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
     let mut out = Vec::new();
-    for p in registry
-        .programmes_of_year(year)
-        .filter(|p| registry.grant(beneficiary, &p.id).is_some())
-    {
+    for (p, paid_out) in granted.into_iter().zip(paid_out.iter_mut()) {
         let opening = opening
             .get(&(beneficiary.to_owned(), p.id.clone()))
             .copied()
@@ -673,11 +524,7 @@ pub fn balance<S: Source + ?Sized>(
             settled,
             pending,
             remaining,
-            paid_out: paid_out
-                .by_beneficiary
-                .get(&(beneficiary.to_owned(), p.id.clone()))
-                .cloned()
-                .unwrap_or_default(),
+            paid_out: std::mem::take(paid_out),
         });
     }
     Ok(out)
@@ -692,8 +539,8 @@ pub fn monthly_settled<S: Source + ?Sized>(
     beneficiary: &str,
     year: i32,
 ) -> Result<BTreeMap<String, [Fen; 12]>> {
-    let runs = state_of(store, cache)?.runs;
-    let posted = posted(store, cache, runs)?;
+    let State { runs, journals, .. } = state_of(store, cache)?;
+    let posted = book(store, cache, runs, journals)?.posted();
     let mut out: BTreeMap<String, [Fen; 12]> = BTreeMap::new();
     for (programme, periods) in posted.by_beneficiary.get(beneficiary).into_iter().flatten() {
         for (period, amount) in periods.iter().filter(|(p, _)| p.year == year) {
@@ -904,8 +751,12 @@ pub fn programme_overview<S: Source + ?Sized>(
     year: i32,
 ) -> Result<Vec<ProgrammeOverview>> {
     let (current_version, registry, runs, journals) = cached_state(store, cache)?;
-    let posted = posted(store, cache, runs)?;
-    let paid_out = paid_out_all(store, cache, runs, journals)?;
+    let book = book(store, cache, runs, journals)?;
+    let posted = book.posted();
+    let paid_out: HashMap<String, Fen> = registry
+        .programmes_of_year(year)
+        .map(|p| (p.id.clone(), book.paid_out_of_programme(&p.id)))
+        .collect();
     let (_, opening) = maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let maintained = &cache.years[&year];
     let key = (maintained.generation(), current_version, runs);
@@ -1007,11 +858,7 @@ pub fn programme_overview<S: Source + ?Sized>(
             pool: p.pool,
             entitled: sums.entitled,
             settled: sums.settled,
-            paid_out: paid_out
-                .by_programme
-                .get(&p.id)
-                .copied()
-                .unwrap_or_default(),
+            paid_out: paid_out.get(&p.id).copied().unwrap_or_default(),
             pending,
             owed_back: sums.owed_back,
             left,
@@ -1070,8 +917,8 @@ pub fn cap_positions<S: Source + ?Sized>(
     cache: &mut PendingCache,
     year: i32,
 ) -> Result<(Arc<Registry>, Vec<CapPosition>)> {
-    let (current_version, registry, runs, _) = cached_state(store, cache)?;
-    let posted = posted(store, cache, runs)?;
+    let (current_version, registry, runs, journals) = cached_state(store, cache)?;
+    let posted = book(store, cache, runs, journals)?.posted();
     let (maintained, opening) =
         maintained_year(store, cache, year, current_version, runs, Scope::All)?;
     let mut out = Vec::new();

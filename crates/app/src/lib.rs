@@ -18,6 +18,7 @@ mod maintained;
 pub mod metrics;
 pub mod opening;
 pub mod password;
+mod posted;
 pub mod reasons;
 pub mod registry;
 pub mod seal;

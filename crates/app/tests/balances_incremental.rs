@@ -1,12 +1,14 @@
 //! The maintained balance figures equal the full year-to-date recomputation to the fen after
-//! every step of random sequences of ingests, voids, settlement runs (posted and cancelled)
-//! and registry loads, over small registries whose beneficiary caps, provider caps and pools
+//! every step of random sequences of ingests, voids, settlement runs (posted and cancelled),
+//! payments and registry loads, over small registries whose beneficiary caps, provider caps and pools
 //! bind (docs/rules.md R6-R9, R12), read on the store itself and beside it as the server reads
-//! them (a `BalanceReader`: a connection of its own and the store's accrual change log). Runs
-//! on SQLite and on PostgreSQL.
+//! them (a `BalanceReader`: a connection of its own and the store's accrual change log). What
+//! was settled and paid out per payee, which the look-ups keep from run to run and payment to
+//! payment, equals the rule applied to every posted line and payment read at once. Runs on
+//! SQLite and on PostgreSQL.
 //! Seeded by `SUANLI_PROPTEST_SEED`, or a fresh seed that the test prints.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -151,6 +153,9 @@ enum Step {
     Void(usize),
     /// Creates a run of the programme for the month, then posts it (or cancels it).
     Run(bool, u32, bool),
+    /// Records a payment of the programme (city: to provider n; national: to beneficiary n),
+    /// in fen; one the rules refuse changes nothing.
+    Pay(bool, usize, i64),
     Load(Limits),
 }
 
@@ -172,6 +177,8 @@ fn step() -> impl Strategy<Value = Step> {
         .prop_map(Step::Ingest),
         2 => any::<usize>().prop_map(Step::Void),
         2 => (any::<bool>(), 1u32..=4, any::<bool>()).prop_map(|(c, m, p)| Step::Run(c, m, p)),
+        1 => (any::<bool>(), 0..BENEFICIARIES, 1i64..300_000)
+            .prop_map(|(c, n, fen)| Step::Pay(c, n, fen)),
         1 => limits().prop_map(Step::Load),
     ]
 }
@@ -274,9 +281,90 @@ impl World {
                     settle::cancel_run(&mut **store, run.run.run_id, &actor("a")).expect("cancel");
                 }
             }
+            Step::Pay(city, n, fen) => {
+                self.next_id += 1;
+                let (programme, payee) = if *city {
+                    ("city", format!("p{}", n % PROVIDERS + 1))
+                } else {
+                    ("nat", format!("b{}", n + 1))
+                };
+                let _ = suanli_app::ledger::record_payment(
+                    &mut **self.store(),
+                    Some(programme),
+                    &payee,
+                    Fen(*fen),
+                    &format!("PAY-{}", self.next_id),
+                    &actor("a"),
+                    None,
+                );
+            }
             Step::Load(l) => self.load(l),
         }
     }
+}
+
+/// Settled and paid out per (beneficiary, programme, payee) as docs/rules.md ("Paid out")
+/// reads, from scratch: every posted line with an amount in posting order, each payee's
+/// payments of a programme attributed to them first in, first out.
+fn paid_out_read_at_once(store: &mut dyn Store) -> BTreeMap<(String, String, String), (Fen, Fen)> {
+    type Line = (
+        (String, String, String, String, String, String),
+        String,
+        Fen,
+    );
+    let mut lines: BTreeMap<(String, String), Vec<Line>> = BTreeMap::new();
+    let mut payments: HashMap<String, i64> = HashMap::new();
+    store
+        .transaction(&mut |tx| {
+            lines.clear();
+            payments.clear();
+            for r in tx.query(
+                "SELECT r.programme, l.payee, l.original_period, l.beneficiary, l.provider, \
+                 l.category, l.chip_origin, l.registered_model, l.amount_fen \
+                 FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+                 WHERE r.status = 'posted' AND l.amount_fen <> 0 ORDER BY l.run_id, l.seq",
+                &[],
+            )? {
+                let t = |i: usize| r[i].text();
+                lines.entry((t(0)?, t(1)?)).or_default().push((
+                    (t(2)?, t(3)?, t(4)?, t(5)?, t(6)?, t(7)?),
+                    t(3)?,
+                    Fen(r[8].int()?),
+                ));
+            }
+            for r in tx.query(
+                "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
+                 FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
+                 WHERE j.kind = 'payment' GROUP BY e.account",
+                &[],
+            )? {
+                payments.insert(r[0].text()?, r[1].int()?);
+            }
+            Ok(())
+        })
+        .expect("read the posted lines and payments");
+    let mut out: BTreeMap<(String, String, String), (Fen, Fen)> = BTreeMap::new();
+    for ((programme, payee), lines) in lines {
+        for (_, beneficiary, amount) in &lines {
+            let slot = out
+                .entry((beneficiary.clone(), programme.clone(), payee.clone()))
+                .or_default();
+            slot.0 = slot.0.plus(*amount);
+        }
+        let account = suanli_domain::ledger::Account::Paid {
+            programme: programme.clone(),
+            payee: payee.clone(),
+        }
+        .to_string();
+        let paid = Fen(payments.get(&account).copied().unwrap_or(0));
+        for (beneficiary, amount) in suanli_domain::ledger::attribute_payments(lines, paid).paid_out
+        {
+            out.entry((beneficiary, programme.clone(), payee.clone()))
+                .or_default()
+                .1 = amount;
+        }
+    }
+    out
 }
 
 /// Entitlements without the (programme, beneficiary) pairs at zero: a pair whose lines all
@@ -342,6 +430,28 @@ fn check_sequence(url: &str, first: &Limits, steps: &[Step]) -> Result<(), TestC
         let maintained =
             balances::entitlements_to_date(store, &mut cache, 2025).expect("maintained");
         let full = nonzero(balances::entitlements_recomputed(store, 2025).expect("full"));
+        let mut kept_paid_out = BTreeMap::new();
+        for (b, balances) in cached_balances.iter().enumerate() {
+            for balance in balances {
+                for p in &balance.paid_out {
+                    kept_paid_out.insert(
+                        (
+                            format!("b{}", b + 1),
+                            balance.programme.clone(),
+                            p.payee.clone(),
+                        ),
+                        (p.settled, p.paid_out),
+                    );
+                }
+            }
+        }
+        prop_assert_eq!(
+            &kept_paid_out,
+            &paid_out_read_at_once(store),
+            "settled and paid out after step {} ({:?})",
+            i,
+            step
+        );
         prop_assert_eq!(&nonzero(maintained), &full, "after step {} ({:?})", i, step);
         prop_assert_eq!(
             &beside,

@@ -2,8 +2,9 @@
 //! be built balanced; posting a statement debits the programme-year's expense (split by funder
 //! shares where configured) and credits a payable to each payee.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 
 use crate::money::{Fen, apportion};
 use crate::registry::{Payee, Programme};
@@ -225,8 +226,8 @@ fn expense_against(
 /// out"): per beneficiary, and what exceeds every amount still settled (a receivable from the
 /// payee after claw-backs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attribution {
-    pub paid_out: BTreeMap<String, Fen>,
+pub struct Attribution<B = String> {
+    pub paid_out: BTreeMap<B, Fen>,
     pub unattributed: Fen,
 }
 
@@ -236,85 +237,130 @@ pub struct Attribution {
 /// applies, exactly and from posted data only.
 ///
 /// `lines` are the payee's posted run lines of the programme in posting order, each as (the
-/// line it settles: original period and key, its beneficiary, the amount). A positive amount
-/// adds a slice at the end of the payable; a negative one (a claw-back) withdraws the most
-/// recent slices of the same line first (then of the same beneficiary, then any, should a
-/// payee model have changed between runs). `paid` is what payments to the payee recorded in
-/// total; it covers the slices from the oldest. Every slice is at least zero, so what each
-/// beneficiary is attributed lies between zero and what is settled for it with this payee, and
-/// the attributions sum to min(paid, Σ amounts) exactly.
-pub fn attribute_payments<K: Ord + Clone>(
+/// line it settles: original period and key, its beneficiary, the amount); see [`Payable`].
+/// `paid` is what payments to the payee recorded in total; it covers the slices from the
+/// oldest. Every slice is at least zero, so what each beneficiary is attributed lies between
+/// zero and what is settled for it with this payee, and the attributions sum to
+/// min(paid, Σ amounts) exactly.
+pub fn attribute_payments<K: Hash + Eq>(
     lines: impl IntoIterator<Item = (K, String, Fen)>,
     paid: Fen,
 ) -> Attribution {
-    struct Slice<K> {
-        line: K,
-        beneficiary: String,
-        amount: i64,
-    }
-    let mut slices: Vec<Slice<K>> = Vec::new();
-    // Per line, the indices of its slices still above zero, oldest first.
-    let mut of_line: BTreeMap<K, Vec<usize>> = BTreeMap::new();
+    let mut payable = Payable::default();
     for (line, beneficiary, amount) in lines {
+        payable.push(line, beneficiary, amount);
+    }
+    payable.attribute(paid)
+}
+
+/// A payee's payable of one programme as its posted lines leave it, slice by slice, kept so
+/// that the lines of a run posted later are added to it rather than every line read again.
+///
+/// A positive amount adds a slice at the end of the payable; a negative one (a claw-back)
+/// withdraws the most recent slices of the same line first (then of the same beneficiary, then
+/// any, should a payee model have changed between runs). Lines are `K` (original period and
+/// key, or a number standing for them) and beneficiaries `B`.
+#[derive(Clone, Debug)]
+pub struct Payable<K, B> {
+    slices: Vec<Slice<B>>,
+    /// Per line, its newest slice; each slice names the line's one before it.
+    newest: HashMap<K, u32>,
+}
+
+/// A positive amount settled for a beneficiary, less what claw-backs withdrew from it.
+#[derive(Clone, Debug)]
+struct Slice<B> {
+    beneficiary: B,
+    amount: i64,
+    /// The same line's slice before this one ([`NO_SLICE`] for its first).
+    older: u32,
+}
+
+const NO_SLICE: u32 = u32::MAX;
+
+impl<K, B> Default for Payable<K, B> {
+    fn default() -> Self {
+        Payable {
+            slices: Vec::new(),
+            newest: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, B: Eq> Payable<K, B> {
+    /// Adds the next posted line of the payable, in posting order.
+    pub fn push(&mut self, line: K, beneficiary: B, amount: Fen) {
         if amount.0 > 0 {
-            of_line.entry(line.clone()).or_default().push(slices.len());
-            slices.push(Slice {
-                line,
+            let index = u32::try_from(self.slices.len()).expect("fewer than 2^32 slices");
+            assert!(index != NO_SLICE, "fewer than 2^32 - 1 slices");
+            let older = self.newest.insert(line, index).unwrap_or(NO_SLICE);
+            self.slices.push(Slice {
                 beneficiary,
                 amount: amount.0,
+                older,
             });
-            continue;
+            return;
         }
         let mut owed = -i128::from(amount.0);
-        // The line's own slices, newest first.
-        if let Some(stack) = of_line.get_mut(&line) {
-            while owed > 0 {
-                let Some(&i) = stack.last() else { break };
-                let take = owed.min(i128::from(slices[i].amount));
-                slices[i].amount -= i64::try_from(take).expect("at most a slice");
-                owed -= take;
-                if slices[i].amount == 0 {
-                    stack.pop();
-                }
-            }
+        // The line's own slices, newest first (those withdrawn already give nothing).
+        let mut at = self.newest.get(&line).copied().unwrap_or(NO_SLICE);
+        while owed > 0 && at != NO_SLICE {
+            let slice = &mut self.slices[at as usize];
+            let take = owed.min(i128::from(slice.amount));
+            slice.amount -= i64::try_from(take).expect("at most a slice");
+            owed -= take;
+            at = slice.older;
         }
         // Then the beneficiary's, then anyone's, newest first.
         for same_beneficiary in [true, false] {
-            for i in (0..slices.len()).rev() {
+            for slice in self.slices.iter_mut().rev() {
                 if owed == 0 {
                     break;
                 }
-                if slices[i].amount == 0
-                    || (same_beneficiary && slices[i].beneficiary != beneficiary)
-                {
+                if slice.amount == 0 || (same_beneficiary && slice.beneficiary != beneficiary) {
                     continue;
                 }
-                let take = owed.min(i128::from(slices[i].amount));
-                slices[i].amount -= i64::try_from(take).expect("at most a slice");
+                let take = owed.min(i128::from(slice.amount));
+                slice.amount -= i64::try_from(take).expect("at most a slice");
                 owed -= take;
-                if slices[i].amount == 0
-                    && let Some(stack) = of_line.get_mut(&slices[i].line)
-                {
-                    stack.retain(|&j| j != i);
-                }
             }
         }
     }
-    let mut left = paid.max(Fen::ZERO).0;
-    let mut out = Attribution::default();
-    for slice in &slices {
-        if left == 0 {
-            break;
+
+    /// What payments of `paid` in total pay out, covering the slices from the oldest.
+    pub fn attribute(&self, paid: Fen) -> Attribution<B>
+    where
+        B: Ord + Clone,
+    {
+        let mut left = paid.max(Fen::ZERO).0;
+        let mut out = Attribution {
+            paid_out: BTreeMap::new(),
+            unattributed: Fen::ZERO,
+        };
+        for slice in &self.slices {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(slice.amount);
+            if take > 0 {
+                let slot = out.paid_out.entry(slice.beneficiary.clone()).or_default();
+                *slot = slot.plus(Fen(take));
+                left -= take;
+            }
         }
-        let take = left.min(slice.amount);
-        if take > 0 {
-            let slot = out.paid_out.entry(slice.beneficiary.clone()).or_default();
-            *slot = slot.plus(Fen(take));
-            left -= take;
-        }
+        out.unattributed = Fen(left);
+        out
     }
-    out.unattributed = Fen(left);
-    out
+
+    /// The slices kept (each positive line adds one).
+    pub fn len(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// No positive line was added.
+    pub fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
 }
 
 #[cfg(test)]

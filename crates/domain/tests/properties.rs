@@ -353,3 +353,92 @@ proptest! {
         }
     }
 }
+
+/// The first-in, first-out attribution written plainly, as docs/rules.md says it ("Paid
+/// out"): every line at once, a stack of each line's slices still above zero. The kept
+/// [`suanli_domain::ledger::Payable`] must give what this gives to the fen, however its lines
+/// came in.
+fn attribution_as_written(lines: &[(u8, String, Fen)], paid: Fen) -> BTreeMap<String, Fen> {
+    let mut slices: Vec<(u8, String, i64)> = Vec::new();
+    let mut of_line: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    for (line, beneficiary, amount) in lines {
+        if amount.0 > 0 {
+            of_line.entry(*line).or_default().push(slices.len());
+            slices.push((*line, beneficiary.clone(), amount.0));
+            continue;
+        }
+        let mut owed = -amount.0;
+        if let Some(stack) = of_line.get_mut(line) {
+            while owed > 0 {
+                let Some(&i) = stack.last() else { break };
+                let take = owed.min(slices[i].2);
+                slices[i].2 -= take;
+                owed -= take;
+                if slices[i].2 == 0 {
+                    stack.pop();
+                }
+            }
+        }
+        for same_beneficiary in [true, false] {
+            for i in (0..slices.len()).rev() {
+                if owed == 0 {
+                    break;
+                }
+                if slices[i].2 == 0 || (same_beneficiary && slices[i].1 != *beneficiary) {
+                    continue;
+                }
+                let take = owed.min(slices[i].2);
+                slices[i].2 -= take;
+                owed -= take;
+                if slices[i].2 == 0
+                    && let Some(stack) = of_line.get_mut(&slices[i].0)
+                {
+                    stack.retain(|&j| j != i);
+                }
+            }
+        }
+    }
+    let mut left = paid.max(Fen::ZERO).0;
+    let mut out = BTreeMap::new();
+    for (_, beneficiary, amount) in &slices {
+        let take = left.min(*amount);
+        if take > 0 {
+            let slot: &mut Fen = out.entry(beneficiary.clone()).or_default();
+            *slot = slot.plus(Fen(take));
+            left -= take;
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(proptest_config(300))]
+
+    #[test]
+    fn a_kept_payable_attributes_as_if_every_line_were_read_at_once(
+        ops in proptest::collection::vec((0u8..6, -6_000i64..10_000, 0u8..4), 0..60),
+        paid in proptest::collection::vec(0i64..200_000, 1..6),
+    ) {
+        // Proves that the payable the balance figures keep from run to run — each posted run's
+        // lines added to it, its attribution taken after any of them — attributes exactly what
+        // the rule applied to every line so far gives, claw-backs beyond a line's own slices
+        // included (they take from the beneficiary's, then anyone's newest slices).
+        use suanli_domain::ledger::Payable;
+        let lines: Vec<(u8, String, Fen)> = ops
+            .iter()
+            .map(|(line, amount, _)| (*line, format!("b{}", line % 4), Fen(*amount)))
+            .collect();
+        let mut payable: Payable<u8, String> = Payable::default();
+        for (i, (line, beneficiary, amount)) in lines.iter().enumerate() {
+            payable.push(*line, beneficiary.clone(), *amount);
+            // A run ends after this line (or the last line): attribute what was paid so far.
+            if ops[i].2 == 0 || i + 1 == lines.len() {
+                for p in &paid {
+                    let kept = payable.attribute(Fen(*p)).paid_out;
+                    let written = attribution_as_written(&lines[..=i], Fen(*p));
+                    prop_assert_eq!(&kept, &written, "after line {} paid {}", i, p);
+                }
+            }
+        }
+    }
+}

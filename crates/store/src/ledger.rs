@@ -531,51 +531,75 @@ pub fn posted_totals_by_beneficiary(tx: &mut dyn Sql) -> Result<Vec<(String, Str
     .collect()
 }
 
-/// One line a posted run settled, for the attribution of payments (docs/rules.md "Paid out").
+/// One line of a posted run, for the balance figures: what it settled for whom, and to which
+/// payee (the attribution of payments, docs/rules.md "Paid out").
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PayableLineRow {
-    pub programme: String,
+pub struct PostedLineRow {
     pub original_period: String,
     pub key: LineKeyRow,
     pub payee: String,
     pub amount_fen: i64,
 }
 
-/// Every non-zero line of every posted run, in posting order: a programme's runs are posted in
-/// run id order (a run computed before another run of its programme was posted is refused at
-/// posting), then line order within the run.
-pub fn posted_payable_lines(tx: &mut dyn Sql) -> Result<Vec<PayableLineRow>> {
+/// Every posted run's id and programme, by id. A programme's runs are posted in run id order
+/// (a run computed before another run of its programme was posted is refused at posting),
+/// and a posted run is never changed: the balance figures add each run's lines once.
+pub fn posted_runs(tx: &mut dyn Sql) -> Result<Vec<(i64, String)>> {
     tx.query(
-        "SELECT l.beneficiary, l.provider, l.category, l.chip_origin, l.registered_model, r.programme, l.original_period, l.payee, l.amount_fen \
-         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
-         WHERE r.status = 'posted' AND l.amount_fen <> 0 ORDER BY l.run_id, l.seq",
+        "SELECT run_id, programme FROM settlement_runs WHERE status = 'posted' ORDER BY run_id",
         &[],
     )?
     .iter()
+    .map(|r| Ok((r[0].int()?, r[1].text()?)))
+    .collect()
+}
+
+/// A run's lines in line order (zero amounts included), read by the run's key.
+pub fn lines_of_posted_run(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<PostedLineRow>> {
+    tx.query(
+        "SELECT beneficiary, provider, category, chip_origin, registered_model, original_period, payee, amount_fen \
+         FROM run_lines WHERE run_id = $1 ORDER BY seq",
+        &[run_id.into()],
+    )?
+    .iter()
     .map(|r| {
-        Ok(PayableLineRow {
+        Ok(PostedLineRow {
             key: key_of(r)?,
-            programme: r[5].text()?,
-            original_period: r[6].text()?,
-            payee: r[7].text()?,
-            amount_fen: r[8].int()?,
+            original_period: r[5].text()?,
+            payee: r[6].text()?,
+            amount_fen: r[7].int()?,
         })
     })
     .collect()
 }
 
-/// Per account, credits − debits of the journals of `kind` (`payment`: what payments moved to
-/// each `paid:…` account).
-pub fn net_credits_of_kind(tx: &mut dyn Sql, kind: &str) -> Result<Vec<(String, i64)>> {
-    tx.query(
-        "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
-         FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
-         WHERE j.kind = $1 GROUP BY e.account ORDER BY e.account",
-        &[kind.into()],
-    )?
-    .iter()
-    .map(|r| Ok((r[0].text()?, r[1].int()?)))
-    .collect()
+/// Per account, credits − debits of the journals of `kind` after journal `after` (0: all;
+/// `payment`: what payments moved to each `paid:…` account), and how many journals of any
+/// kind there are after it.
+pub fn net_credits_of_kind(
+    tx: &mut dyn Sql,
+    kind: &str,
+    after: i64,
+) -> Result<(Vec<(String, i64)>, i64)> {
+    let credits = tx
+        .query(
+            "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
+             FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
+             WHERE j.kind = $1 AND j.journal_id > $2 GROUP BY e.account ORDER BY e.account",
+            &[kind.into(), after.into()],
+        )?
+        .iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = tx.query(
+        "SELECT COUNT(*) FROM journals WHERE journal_id > $1",
+        &[after.into()],
+    )?;
+    let count = rows
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no journal count row".into()))?[0]
+        .int()?;
+    Ok((credits, count))
 }
 
 /// How many journals there are and the last one's id: journals are append-only and written
