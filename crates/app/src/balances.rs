@@ -137,6 +137,9 @@ pub struct PendingCache {
     book_state: Option<(RunsKey, JournalsMark)>,
     /// The finance overview per year, kept current change by change.
     overviews: HashMap<i32, OverviewCache>,
+    /// The years whose overview was asked for: [`BalanceReader::refresh_posted`] prepares
+    /// theirs again after a post.
+    overview_years: std::collections::BTreeSet<i32>,
     /// Changed pairs at most that a catch-up replaces in a kept overview at once (`None`:
     /// [`OVERVIEW_KEPT_MAX`]).
     overview_kept_max: Option<usize>,
@@ -840,6 +843,7 @@ pub fn programme_overview<S: Source + ?Sized>(
             cache
                 .overviews
                 .insert(year, OverviewCache { key, programmes });
+            cache.overview_years.insert(year);
         }
     }
     let kept = &cache.overviews[&year];
@@ -1152,6 +1156,46 @@ impl BalanceReader {
         Ok(self.waiting())
     }
 
+    /// Between look-ups, once figures were prepared: when a run was posted (or created or
+    /// cancelled), opening balances confirmed or a payment recorded since, brings what posted
+    /// runs settled and payments paid out up to date, and the finance overviews asked for
+    /// before, so that the next page or look-up does not wait for them. At city scale adding a
+    /// run's 800,000 lines takes seconds; the first enterprise page after a post took them.
+    pub fn refresh_posted(&mut self) -> Result<()> {
+        let Some((runs, journals)) = self.cache.book_state else {
+            // Nothing prepared yet: the first look-up reads it all anyway.
+            return Ok(());
+        };
+        let state = state_key(&mut self.source)?;
+        if (state.runs, state.journals) == (runs, journals) {
+            return Ok(());
+        }
+        book(
+            &mut self.source,
+            &mut self.cache,
+            state.runs,
+            state.journals,
+        )?;
+        if self.cache.paid.is_some() {
+            paid_by_beneficiary(&mut self.source, &mut self.cache, state.runs)?;
+        }
+        let years: Vec<i32> = self.cache.overview_years.iter().copied().collect();
+        for year in years {
+            let kept = self.cache.overviews.get(&year).map(|o| o.key.2);
+            if kept != Some(state.runs) {
+                programme_overview(&mut self.source, &mut self.cache, year)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many times posted runs' lines were read into the figures: each run is read once
+    /// unless the figures are dropped.
+    #[doc(hidden)]
+    pub fn posted_runs_read(&self) -> u64 {
+        self.cache.book.runs_read()
+    }
+
     /// How many changed keys the maintained years have to catch up on.
     fn waiting_keys(&self) -> usize {
         self.cache
@@ -1365,6 +1409,22 @@ fn follow_slice(reader: &mut BalanceReader) -> bool {
     }
 }
 
+/// [`BalanceReader::refresh_posted`] while the thread is idle. A failure (or a panic) drops
+/// the figures, so that the next look-up or page reads again and reports what fails.
+fn refresh_posted(reader: &mut BalanceReader) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.refresh_posted())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "balance figures could not take in a post or payment; the next look-up reads again");
+            reader.reset();
+        }
+        Err(_) => {
+            tracing::error!("taking in a post or payment failed; the next look-up reads again");
+            reader.reset();
+        }
+    }
+}
+
 /// Debug builds only: holds the figures prepared at start for `SUANLI_TEST_HOLD_FIGURES_MS`
 /// milliseconds, so that end-to-end tests can see a server that is still preparing them
 /// without a database of millions of rows. Release builds have no such knob.
@@ -1421,6 +1481,7 @@ impl Balances {
             .name("suanli-balances".into())
             .spawn(move || {
                 let mut last_job = std::time::Instant::now();
+                let mut refreshed = std::time::Instant::now();
                 // Keys wait to be caught up on, a slice at a time; `rest`: the pause after the
                 // last catch-up while no look-up is recent.
                 let mut waiting = false;
@@ -1438,6 +1499,13 @@ impl Balances {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                             let started = std::time::Instant::now();
                             waiting = follow_slice(&mut reader);
+                            // A post or payment since is taken in between look-ups too, at
+                            // most every FOLLOW_EVERY (one read of the state when nothing
+                            // changed), also while keys wait under steady ingest.
+                            if refreshed.elapsed() >= FOLLOW_EVERY {
+                                refresh_posted(&mut reader);
+                                refreshed = std::time::Instant::now();
+                            }
                             // Resting only while the backlog stays small: when ingest
                             // outruns half the time, the next look-up or page would pay
                             // for all of it.

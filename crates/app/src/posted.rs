@@ -118,6 +118,8 @@ pub(crate) struct PostedBook {
     /// Per programme, the opening balances it paid out.
     opening_paid: HashMap<String, Fen>,
     openings: Option<i64>,
+    /// How many times posted runs' lines were read (tests see where the work was done).
+    runs_read: u64,
 }
 
 impl PostedBook {
@@ -143,13 +145,24 @@ impl PostedBook {
                 opening: std::mem::take(&mut self.opening),
                 opening_paid: std::mem::take(&mut self.opening_paid),
                 openings: self.openings,
+                runs_read: self.runs_read,
                 ..PostedBook::default()
             };
         }
         for (run, programme) in &posted {
             if !self.added.contains(run) {
+                let started = std::time::Instant::now();
                 let lines = rows::lines_of_posted_run(tx, *run)?;
+                self.runs_read += 1;
+                let (count, read) = (lines.len(), started.elapsed());
                 self.add_run(*run, programme, lines);
+                tracing::info!(
+                    run,
+                    lines = count,
+                    read_seconds = read.as_secs_f64(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "balance figures: a posted run's lines added"
+                );
             }
         }
         self.follow_payments(tx)?;
@@ -280,6 +293,11 @@ impl PostedBook {
         }
         self.journals = (count, last);
         Ok(())
+    }
+
+    /// How many times a posted run's lines were read.
+    pub(crate) fn runs_read(&self) -> u64 {
+        self.runs_read
     }
 
     /// Posted amounts per programme, beneficiary and original period.

@@ -415,11 +415,27 @@ fn check_sequence(url: &str, first: &Limits, steps: &[Step]) -> Result<(), TestC
         if i % 2 == 1 {
             reader.follow(i % 4 == 1).expect("follow");
         }
+        // Between look-ups the balance thread also takes in posts and payments; the look-ups
+        // after it then read no posted run's lines.
+        let refreshed = i % 3 == 2;
+        if refreshed {
+            reader.refresh_posted().expect("refresh");
+        }
+        let runs_read = reader.posted_runs_read();
         // Beside the store first: the reader's complete read locks the store itself. The
         // balances before anything else, so that each finds other beneficiaries' keys waiting.
         let beside_balances: Vec<_> = (1..=BENEFICIARIES)
             .map(|b| reader.balance(&format!("b{b}"), 2025).expect("balance"))
             .collect();
+        if refreshed && i > 0 {
+            prop_assert_eq!(
+                reader.posted_runs_read(),
+                runs_read,
+                "look-ups after a refresh read posted lines (step {}: {:?})",
+                i,
+                step
+            );
+        }
         let beside = nonzero(reader.entitlements_to_date(2025).expect("beside"));
         let beside_overview = reader.programme_overview(2025).expect("overview");
         let mut store = world.store();
