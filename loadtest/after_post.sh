@@ -9,6 +9,7 @@
 #
 # Usage: loadtest/after_post.sh BIN_DIR DATABASE_URL [PROGRAMME] [PERIOD]
 #        (default load-city 2025-01)
+# AFTER_POST_KEEP_LOG=FILE keeps the server's log (it says how long adding the run's lines took).
 set -euo pipefail
 bin="$1"
 url="$2"
