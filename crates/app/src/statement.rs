@@ -31,12 +31,25 @@ pub struct PayeeTotal {
     pub amount: Fen,
 }
 
-/// The settlement statement of a run.
+/// Lines at most that the statement of a whole run lists. A larger run's statement gives its
+/// totals and its payees' totals, each payee's statement listing the payee's lines: a city's
+/// monthly run of 800,000 lines made a document of 367 MB that no browser can print.
+pub const STATEMENT_LINES_MAX: i64 = 10_000;
+
+/// The settlement statement of a run, or of a payee's part of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunStatement {
     pub run: RunRow,
     pub programme_name: String,
+    /// The payee whose part of the run this is (`None`: the whole run).
+    pub payee: Option<PayeeTotal>,
+    /// The lines, unless `summarised`.
     pub lines: Vec<StatementEntry>,
+    /// How many lines the statement covers: the run's, or the payee's.
+    pub line_count: usize,
+    /// The whole run's statement of a run of more than [`STATEMENT_LINES_MAX`] lines: its
+    /// totals and its payees', without the lines, which each payee's statement lists.
+    pub summarised: bool,
     /// Per payee, in payee id order.
     pub payees: Vec<PayeeTotal>,
     /// Σ of the lines' changes: what the run posts.
@@ -58,12 +71,20 @@ fn party_name(registry: Option<&Registry>, id: &str) -> String {
         .unwrap_or_else(|| id.to_owned())
 }
 
-/// The statement of run `run_id`, names from the registry version the run was created with.
-pub fn run_statement<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<RunStatement> {
+/// The statement of run `run_id` (of `payee`'s lines only, if given), names from the registry
+/// version the run was created with (a payee with no line in the run has no lines, and
+/// `payee` is then `None`). The whole
+/// run's statement lists its lines up to `lines_max` of them ([`STATEMENT_LINES_MAX`]), and
+/// is summarised past that.
+pub fn run_statement<S: Transact + ?Sized>(
+    store: &mut S,
+    run_id: i64,
+    payee: Option<&str>,
+    lines_max: i64,
+) -> Result<RunStatement> {
     in_tx(store, |tx| {
         let run = rows::run(tx, run_id)?
             .ok_or_else(|| SettleError::NotFound(format!("run {run_id} does not exist")))?;
-        let lines = rows::run_lines(tx, run_id)?;
         let mut registries: HashMap<i64, Arc<Registry>> = HashMap::new();
         // A version that no longer loads names less, but never hides a line.
         let registry = load_registry(tx, run.registry_version, &mut registries)
@@ -73,10 +94,20 @@ pub fn run_statement<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result
         let programme_name = registry
             .and_then(|r| r.programme(&run.programme))
             .map_or_else(|| run.programme.clone(), |p| p.name.clone());
+        let lines = match payee {
+            Some(payee) => rows::run_lines_of_payee(tx, run_id, payee)?,
+            None => {
+                let count = rows::run_totals_of(tx, run_id)?.map_or(0, |t| t.lines);
+                if count > lines_max {
+                    return summarised(tx, run, programme_name, registry);
+                }
+                rows::run_lines(tx, run_id)?
+            }
+        };
         let mut payees: BTreeMap<String, PayeeTotal> = BTreeMap::new();
         let (mut total, mut increases, mut claw_backs, mut base) =
             (Fen::ZERO, Fen::ZERO, Fen::ZERO, Fen::ZERO);
-        let entries = lines
+        let entries: Vec<StatementEntry> = lines
             .into_iter()
             .map(|line| {
                 let amount = Fen(line.amount_fen);
@@ -110,16 +141,53 @@ pub fn run_statement<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result
                 }
             })
             .collect();
+        let payees: Vec<PayeeTotal> = payees.into_values().collect();
         Ok(RunStatement {
             run,
             programme_name,
+            payee: payee.and_then(|_| payees.first().cloned()),
+            line_count: entries.len(),
             lines: entries,
-            payees: payees.into_values().collect(),
+            summarised: false,
+            payees,
             total,
             increases,
             claw_backs,
             base,
         })
+    })
+}
+
+/// The whole run's statement without its lines: its payees' totals, summed by the database.
+fn summarised(
+    tx: &mut dyn suanli_store::sql::Sql,
+    run: RunRow,
+    programme_name: String,
+    registry: Option<&Registry>,
+) -> Result<RunStatement> {
+    let sums = rows::run_payee_sums(tx, run.run_id)?;
+    let sum = |f: fn(&rows::PayeeSumsRow) -> i64| Fen(sums.iter().map(f).sum());
+    let line_count = sums.iter().map(|p| p.lines).sum::<i64>();
+    Ok(RunStatement {
+        programme_name,
+        payee: None,
+        lines: Vec::new(),
+        line_count: usize::try_from(line_count).unwrap_or(usize::MAX),
+        summarised: true,
+        total: sum(|p| p.amount_fen),
+        increases: sum(|p| p.increases_fen),
+        claw_backs: sum(|p| p.claw_backs_fen),
+        base: sum(|p| p.base_fen),
+        payees: sums
+            .iter()
+            .map(|p| PayeeTotal {
+                payee: p.payee.clone(),
+                name: party_name(registry, &p.payee),
+                lines: usize::try_from(p.lines).unwrap_or(usize::MAX),
+                amount: Fen(p.amount_fen),
+            })
+            .collect(),
+        run,
     })
 }
 

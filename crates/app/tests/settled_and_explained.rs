@@ -120,6 +120,41 @@ impl World {
         summed.sort();
         assert!(!kept.is_empty());
         assert_eq!(kept, summed, "posted totals after run {run}");
+        // The statement summarised by the database (a run of more lines than a statement
+        // lists) has the figures of the one summed from its lines, and each payee's statement
+        // has the payee's part of them.
+        let listed = suanli_app::statement::run_statement(&mut *self.store, run, None, i64::MAX)
+            .expect("statement");
+        let summed = suanli_app::statement::run_statement(&mut *self.store, run, None, 0)
+            .expect("summarised statement");
+        assert!(!listed.summarised && summed.summarised);
+        assert!(summed.lines.is_empty() && !listed.lines.is_empty());
+        assert_eq!(
+            (
+                summed.line_count,
+                summed.total,
+                summed.increases,
+                summed.claw_backs,
+                summed.base
+            ),
+            (
+                listed.line_count,
+                listed.total,
+                listed.increases,
+                listed.claw_backs,
+                listed.base
+            ),
+            "run {run}'s statement"
+        );
+        assert_eq!(summed.payees, listed.payees, "run {run}'s payees");
+        for payee in &listed.payees {
+            let part =
+                suanli_app::statement::run_statement(&mut *self.store, run, Some(&payee.payee), 0)
+                    .expect("a payee's statement");
+            assert_eq!(part.payee.as_ref(), Some(payee));
+            assert_eq!((part.line_count, part.total), (payee.lines, payee.amount));
+            assert!(part.lines.iter().all(|l| l.line.payee == payee.payee));
+        }
         run
     }
 

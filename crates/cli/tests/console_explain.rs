@@ -447,6 +447,56 @@ fn explained(db: Db) {
     for expected in ["结算单", "按收款方汇总", "合计", "签批"] {
         has("the March statement, Chinese", &zh, expected);
     }
+    // Each payee's statement: its lines of the run and their total, linked from the whole
+    // run's table of payees; the payees' statements together are the run's.
+    let payees = rows(&sheet, "statement-payees");
+    assert!(!payees.is_empty());
+    let (mut lines_of_payees, mut total_of_payees) = (0, 0i64);
+    for payee in &payees {
+        let link = format!("/finance/runs/{march}/statement?payee={payee}");
+        has("a link to the payee's statement", &sheet, &link);
+        let part = reader.get(&format!("{link}&lang=en"));
+        assert_eq!(part.status, 200, "{}", part.body);
+        has(
+            "the payee's statement",
+            &part,
+            &format!("id=\"statement-payee\" data-payee=\"{payee}\""),
+        );
+        has("the payee's statement", &part, "id=\"whole-statement\"");
+        let own = rows(&part, "statement-lines");
+        assert!(!own.is_empty(), "{payee} has lines");
+        assert_eq!(rows(&part, "statement-payees"), std::slice::from_ref(payee));
+        let page = text(&part);
+        let marker = "<dd id=\"statement-total\">";
+        let rest = &page[page.find(marker).unwrap() + marker.len()..];
+        let shown = &rest[..rest.find('<').unwrap()];
+        let fen = |t: &str| {
+            let negative = t.starts_with('-');
+            let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+            let v: i64 = digits.parse().unwrap();
+            if negative { -v } else { v }
+        };
+        lines_of_payees += own.len();
+        total_of_payees += fen(shown);
+    }
+    assert_eq!(
+        lines_of_payees,
+        lines.len(),
+        "the payees' lines are the run's"
+    );
+    assert_eq!(total_of_payees, total, "the payees' totals are the run's");
+    // A payee without a line in the run is refused, naming the field.
+    let none = reader.get(&format!(
+        "/finance/runs/{march}/statement?payee=nobody&lang=zh"
+    ));
+    assert_eq!(none.status, 404, "{}", none.body);
+    assert_eq!(none.error_field().as_deref(), Some("payee"));
+    has("no such payee", &none, "data-code=\"payee_not_in_run\"");
+    has(
+        "no such payee, Chinese",
+        &none,
+        "该收款方在本批次中没有明细",
+    );
     // April's statement: approved, with its claw-back, and the totals of both directions.
     let total = exported_total(&s, &auditor, &april);
     assert_eq!(total, -20_000_000 + 30_000, "a claw-back and a late record");
@@ -500,6 +550,51 @@ fn explained(db: Db) {
     let zh = dc_b_page.get("/provider?lang=zh");
     has("receivable, Chinese", &zh, "应收补贴");
     has("receivable, Chinese", &zh, "已拨付给本服务商");
+}
+
+/// A run of more lines than a statement lists (here, as a debug build may be told, one) gives
+/// its totals and its payees' totals, each linked to the payee's statement, which lists the
+/// payee's lines; the figures are those of the run.
+#[test]
+fn a_large_runs_statement_is_summarised_by_payee() {
+    let f = support::console::start_with_env(&[("SUANLI_TEST_STATEMENT_LINES_MAX", "1")]);
+    let (f1, _f2) = support::console::settle_march(&f);
+    let run = f1.get("/finance/runs/1");
+    let marker = "id=\"run-total\">";
+    let rest = &run.body[run.body.find(marker).unwrap() + marker.len()..];
+    let total = rest[..rest.find('<').unwrap()].to_owned();
+    for (lang, words) in [("en", "too many to list here"), ("zh", "此处不逐条列出")] {
+        let sheet = f1.get(&format!("/finance/runs/1/statement?lang={lang}"));
+        assert_eq!(sheet.status, 200, "{}", sheet.body);
+        has(
+            "the summarised statement",
+            &sheet,
+            "id=\"statement-summarised\"",
+        );
+        has("the summarised statement", &sheet, words);
+        has(
+            "the summarised statement",
+            &sheet,
+            &format!("<dd id=\"statement-total\">{total}</dd>"),
+        );
+        assert!(rows(&sheet, "statement-lines").is_empty(), "no line listed");
+        let payees = rows(&sheet, "statement-payees");
+        assert!(!payees.is_empty());
+        for payee in payees {
+            has(
+                "a link to the payee's statement",
+                &sheet,
+                &format!("/finance/runs/1/statement?payee={payee}"),
+            );
+        }
+    }
+    // A payee's statement lists its lines however large the run.
+    let sheet = f1.get("/finance/runs/1/statement");
+    let payee = rows(&sheet, "statement-payees").remove(0);
+    let part = f1.get(&format!("/finance/runs/1/statement?payee={payee}"));
+    assert_eq!(part.status, 200, "{}", part.body);
+    assert!(!rows(&part, "statement-lines").is_empty());
+    assert!(!part.body.contains("id=\"statement-summarised\""));
 }
 
 #[test]

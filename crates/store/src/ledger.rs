@@ -380,6 +380,56 @@ pub fn run_payee_shares(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<(String, i6
         .collect()
 }
 
+/// What a run's lines sum to for one payee: for a run's settlement statement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayeeSumsRow {
+    pub payee: String,
+    pub lines: i64,
+    /// Σ of the lines' changes; of the positive ones; of the claw-backs (negative).
+    pub amount_fen: i64,
+    pub increases_fen: i64,
+    pub claw_backs_fen: i64,
+    pub base_fen: i64,
+}
+
+/// Per payee of run `run_id`, in payee order: its lines' count and sums, summed by the
+/// database (a run of any size; no line is read into memory).
+pub fn run_payee_sums(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<PayeeSumsRow>> {
+    let rows = tx.query(
+        "SELECT payee, COUNT(*), CAST(SUM(amount_fen) AS BIGINT), \
+         CAST(SUM(CASE WHEN amount_fen > 0 THEN amount_fen ELSE 0 END) AS BIGINT), \
+         CAST(SUM(CASE WHEN amount_fen < 0 THEN amount_fen ELSE 0 END) AS BIGINT), \
+         CAST(SUM(base_fen) AS BIGINT) \
+         FROM run_lines WHERE run_id = $1 GROUP BY payee ORDER BY payee",
+        &[run_id.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(PayeeSumsRow {
+                payee: r[0].text()?,
+                lines: r[1].int()?,
+                amount_fen: r[2].int()?,
+                increases_fen: r[3].int()?,
+                claw_backs_fen: r[4].int()?,
+                base_fen: r[5].int()?,
+            })
+        })
+        .collect()
+}
+
+/// Run `run_id`'s lines for `payee`, in line order.
+pub fn run_lines_of_payee(tx: &mut dyn Sql, run_id: i64, payee: &str) -> Result<Vec<RunLineRow>> {
+    tx.query(
+        &format!(
+            "SELECT {LINE_COLUMNS} FROM run_lines WHERE payee = $1 AND run_id = $2 ORDER BY seq"
+        ),
+        &[payee.into(), run_id.into()],
+    )?
+    .iter()
+    .map(|r| run_line_of(r))
+    .collect()
+}
+
 /// Run `run_id`'s line count and sum, as counted when it was created (`run_totals`).
 pub fn run_totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<Option<RunTotals>> {
     let rows = tx.query(

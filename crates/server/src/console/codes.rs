@@ -58,6 +58,7 @@ pub enum Code {
     RederivePostedOnly,
     // Payments.
     PayeeOwedNothing,
+    PayeeNotInRun,
     ProgrammeOwesNothing,
     SeveralProgrammes,
     AmountExceedsOwed,
@@ -96,7 +97,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the test that each has its text in both languages.
-    pub const ALL: [Code; 73] = [
+    pub const ALL: [Code; 74] = [
         Code::Missing,
         Code::Empty,
         Code::TooLong,
@@ -141,6 +142,7 @@ impl Code {
         Code::RunChangedSinceConfirmed,
         Code::RederivePostedOnly,
         Code::PayeeOwedNothing,
+        Code::PayeeNotInRun,
         Code::ProgrammeOwesNothing,
         Code::SeveralProgrammes,
         Code::AmountExceedsOwed,
@@ -224,6 +226,7 @@ impl Code {
             Code::RunChangedSinceConfirmed => "run_changed_since_confirmed",
             Code::RederivePostedOnly => "rederive_posted_only",
             Code::PayeeOwedNothing => "payee_owed_nothing",
+            Code::PayeeNotInRun => "payee_not_in_run",
             Code::ProgrammeOwesNothing => "programme_owes_nothing",
             Code::SeveralProgrammes => "several_programmes",
             Code::AmountExceedsOwed => "amount_exceeds_owed",

@@ -46,6 +46,20 @@ async fn read_alone<R: Send + 'static>(
     console.shared.balances.read_alone(f).await
 }
 
+/// Lines at most that a whole run's statement lists ([`suanli_app::statement::STATEMENT_LINES_MAX`]).
+/// Debug builds take `SUANLI_TEST_STATEMENT_LINES_MAX` instead, so that end-to-end tests see a
+/// summarised statement without a run of ten thousand lines; release builds have no such knob.
+fn statement_lines_max() -> i64 {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("SUANLI_TEST_STATEMENT_LINES_MAX")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        return n;
+    }
+    suanli_app::statement::STATEMENT_LINES_MAX
+}
+
 /// `key`'s string with each `{name}` replaced by its value.
 fn fill(ctx: &Ctx, key: &str, values: &[(&str, String)]) -> String {
     let mut text = t(ctx.lang, key).to_owned();
@@ -597,6 +611,8 @@ pub async fn explain_page(
 struct StatementPage<'a> {
     ctx: &'a Ctx,
     title: String,
+    /// Why a large run's statement lists no line, in the page's language.
+    summarised: Option<String>,
     s: &'a RunStatement,
 }
 
@@ -622,13 +638,33 @@ pub async fn statement_page(
     console: &Arc<Console>,
     ctx: &Ctx,
     run_id: i64,
+    query: &Form,
 ) -> Result<String, ConsoleError> {
     require(ctx.principal(), READERS, "a settlement statement")?;
+    let payee = query
+        .optional("payee")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    let asked = payee.clone();
+    let lines_max = statement_lines_max();
     let s = read_alone(console, move |s| {
-        suanli_app::statement::run_statement(s, run_id)
+        suanli_app::statement::run_statement(s, run_id, asked.as_deref(), lines_max)
     })
     .await
     .map_err(|e| settle_error(e, "run"))?;
+    if let Some(payee) = &payee
+        && s.payee.is_none()
+    {
+        return Err(ConsoleError::Field(
+            FieldError::new(
+                "payee",
+                Code::PayeeNotInRun,
+                format!("payee {payee:?} has no line in run {run_id}"),
+            ),
+            StatusCode::NOT_FOUND,
+        ));
+    }
     let refuse = |code: Code, what: &str| {
         Err(ConsoleError::Field(
             FieldError::new(
@@ -646,14 +682,26 @@ pub async fn statement_page(
         "cancelled" => return refuse(Code::RunCancelled, "cancelled"),
         other => return refuse(Code::RunNotApproved, other),
     }
+    let mut title = format!(
+        "{} · {} {}",
+        t(ctx.lang, "statement.sheet"),
+        s.programme_name,
+        s.run.period
+    );
+    if let Some(p) = &s.payee {
+        title = format!("{title} · {}", named(&p.name, &p.payee));
+    }
     let page = StatementPage {
         ctx,
-        title: format!(
-            "{} · {} {}",
-            t(ctx.lang, "statement.sheet"),
-            s.programme_name,
-            s.run.period
-        ),
+        title,
+        summarised: s.summarised.then(|| {
+            let n = u64::try_from(s.line_count).unwrap_or(u64::MAX);
+            fill(
+                ctx,
+                "statement.summarised",
+                &[("n", super::lists::format_count(n))],
+            )
+        }),
         s: &s,
     };
     Ok(super::view::Markup::render(&page).into_string())

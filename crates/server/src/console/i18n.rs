@@ -1307,6 +1307,13 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("statement.claw_backs", "追回合计", "Clawed back"),
     ("statement.not_posted", "尚未过账", "not posted yet"),
     ("statement.by_payee", "按收款方汇总", "Totals per payee"),
+    (
+        "statement.summarised",
+        "本批次共 {n} 条明细，此处不逐条列出：每个收款方的结算单列出其明细（见下表），批次导出含全部明细。",
+        "This run has {n} lines, too many to list here: each payee's statement lists its lines (see the table below), and the run's export has all of them.",
+    ),
+    ("statement.of_payee", "收款方结算单", "Payee's statement"),
+    ("statement.whole_run", "整批结算单", "Whole run's statement"),
     ("statement.sign_off", "签批", "Sign-off"),
     ("statement.prepared", "制单", "Prepared by"),
     ("statement.approved", "审批", "Approved by"),
@@ -1507,6 +1514,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "code.page_not_a_number",
         "页码应为从 1 开始的整数",
         "the page is a whole number from 1",
+    ),
+    (
+        "code.payee_not_in_run",
+        "该收款方在本批次中没有明细",
+        "this payee has no line in the run",
     ),
     (
         "code.page_beyond_end",

@@ -1339,7 +1339,7 @@ async fn route(
         ("GET", ["finance", "runs", id, "statement"]) => {
             signed_in(ctx)?;
             let id = run_id_of(id)?;
-            let body = explain::statement_page(console, ctx, id).await?;
+            let body = explain::statement_page(console, ctx, id, query).await?;
             Ok(html(ctx, StatusCode::OK, body))
         }
         ("GET", ["finance", "runs", id]) => {
