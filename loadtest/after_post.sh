@@ -86,3 +86,5 @@ echo "after a payment:"
 lookup lb4246
 get "/enterprise?beneficiary=lb4247"
 get "/finance"
+# The server's memory: resident now and at its peak.
+grep -E '^(VmRSS|VmHWM)' "/proc/$server_pid/status" | tr -s ' \t' ' ' | sed 's/^/server /'
