@@ -180,7 +180,12 @@ struct State {
 }
 
 /// The journals' count and last id: journals are only ever added.
-type JournalsMark = (i64, i64);
+/// The last journal's id (0 before any). Journals are only ever added, each under the
+/// settlement lock (an advisory lock on PostgreSQL, held to the commit), so their ids commit
+/// in order and the last id changes exactly when a journal is added. Counting them instead
+/// read every journal: at a year of a city's payments (1,200,000 journals) 63-75 ms on
+/// PostgreSQL for every look-up.
+type JournalsMark = i64;
 
 /// The state, in one query (one round trip on PostgreSQL).
 fn state_key<S: Transact + ?Sized>(store: &mut S) -> Result<State> {
@@ -189,7 +194,7 @@ fn state_key<S: Transact + ?Sized>(store: &mut S) -> Result<State> {
         "SELECT (SELECT MAX(version) FROM registry_versions), COUNT(*), MAX(run_id), \
          COUNT(posted_at), COUNT(cancelled_at), \
          (SELECT COUNT(*) FROM opening_imports WHERE status = 'confirmed'), \
-         (SELECT COUNT(*) FROM journals), (SELECT MAX(journal_id) FROM journals), \
+         (SELECT MAX(journal_id) FROM journals), \
          {position} FROM settlement_runs",
     )?;
     let corrupt = |what: &str| SettleError::Store(StoreError::Corrupt(what.into()));
@@ -201,7 +206,6 @@ fn state_key<S: Transact + ?Sized>(store: &mut S) -> Result<State> {
         posted,
         cancelled,
         openings,
-        journals,
         last_journal,
         position,
     ] = r[..]
@@ -218,7 +222,7 @@ fn state_key<S: Transact + ?Sized>(store: &mut S) -> Result<State> {
             cancelled: count(cancelled)?,
             openings: count(openings)?,
         },
-        journals: (count(journals)?, last_journal.unwrap_or(0)),
+        journals: last_journal.unwrap_or(0),
         position,
     })
 }

@@ -532,7 +532,7 @@ impl JournalPages {
     ) -> Result<JournalPages> {
         in_tx(store, |tx| {
             let filter = rows::JournalFilter {
-                through: rows::journals_mark(tx)?.1,
+                through: rows::journals_mark(tx)?,
                 kind: kind.to_owned(),
                 account_prefix: account_prefix.to_owned(),
                 ..Default::default()
@@ -584,7 +584,7 @@ impl AccountPages {
     /// Opens the trial balance, and counts its accounts and sums their debits and credits.
     pub fn open<S: Transact + ?Sized>(store: &mut S) -> Result<AccountPages> {
         in_tx(store, |tx| {
-            let through = rows::journals_mark(tx)?.1;
+            let through = rows::journals_mark(tx)?;
             Ok(AccountPages {
                 through,
                 totals: rows::trial_balance_totals(tx, through)?,

@@ -106,12 +106,12 @@ pub(crate) struct PostedBook {
     groups: FxHashMap<GroupKey, Group>,
     /// Per beneficiary (by number): what posted runs settled per (programme, payee).
     settled: FxHashMap<u32, Vec<(GroupKey, Fen)>>,
-    /// Per `paid:` account: what payments moved to it, through journal `journals.1`.
+    /// Per `paid:` account: what payments moved to it, through journal `journals`.
     payments: FxHashMap<String, i64>,
     /// The group each `paid:` account belongs to.
     accounts: FxHashMap<String, GroupKey>,
-    /// The journals read: their count and the last one's id.
-    journals: (i64, i64),
+    /// The last journal read (its id).
+    journals: i64,
     /// Confirmed opening balances per (beneficiary, programme), per payee; read for
     /// `openings` confirmed imports.
     opening: HashMap<(String, String), Vec<OpeningPart>>,
@@ -126,8 +126,7 @@ impl PostedBook {
     /// Brings the book up to date in `tx` (one snapshot): the posted runs not added yet, the
     /// payment journals after the last one read, and the opening balances if `openings` (the
     /// count of confirmed imports) changed. A run of a programme posted with a lower id than
-    /// one added already, or a journal committed with a lower id than the last one read (so
-    /// far neither happens), makes it read everything again. Each posted run is added whole or
+    /// one added already (which the posting rules rule out) makes it read everything again. Each posted run is added whole or
     /// not at all, so an error leaves a book that is right for what it added.
     pub(crate) fn update(&mut self, tx: &mut dyn Sql, openings: i64) -> Result<()> {
         let posted = rows::posted_runs(tx)?;
@@ -259,30 +258,15 @@ impl PostedBook {
         *newest = (*newest).max(run);
     }
 
-    /// Sums the payment journals after the last one read into each `paid:` account, or all of
-    /// them again when a journal was committed with a lower id than the last one read.
+    /// Sums the payment journals after the last one read into each `paid:` account. Journals
+    /// are only added, under the settlement lock, so their ids commit in order: those after
+    /// the last id read are exactly the new ones.
     fn follow_payments(&mut self, tx: &mut dyn Sql) -> Result<()> {
-        let (count, last) = rows::journals_mark(tx)?;
-        if (count, last) == self.journals {
+        let last = rows::journals_mark(tx)?;
+        if last == self.journals {
             return Ok(());
         }
-        let (credits, after) = rows::net_credits_of_kind(tx, "payment", self.journals.1)?;
-        let credits = if self.journals.0 + after == count {
-            credits
-        } else {
-            self.payments.clear();
-            rows::net_credits_of_kind(tx, "payment", 0)?.0
-        };
-        if self.payments.is_empty() {
-            // Every group's payments are in `credits` (or were none).
-            for g in self.groups.values_mut() {
-                if g.paid != Fen::ZERO {
-                    g.paid = Fen::ZERO;
-                    g.attributed = None;
-                }
-            }
-        }
-        for (account, amount) in credits {
+        for (account, amount) in rows::net_credits_of_kind(tx, "payment", self.journals)? {
             if let Some(key) = self.accounts.get(&account)
                 && let Some(g) = self.groups.get_mut(key)
             {
@@ -291,7 +275,7 @@ impl PostedBook {
             }
             *self.payments.entry(account).or_default() += amount;
         }
-        self.journals = (count, last);
+        self.journals = last;
         Ok(())
     }
 

@@ -624,42 +624,27 @@ pub fn lines_of_posted_run(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<PostedLi
 }
 
 /// Per account, credits − debits of the journals of `kind` after journal `after` (0: all;
-/// `payment`: what payments moved to each `paid:…` account), and how many journals of any
-/// kind there are after it.
-pub fn net_credits_of_kind(
-    tx: &mut dyn Sql,
-    kind: &str,
-    after: i64,
-) -> Result<(Vec<(String, i64)>, i64)> {
-    let credits = tx
-        .query(
-            "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
+/// `payment`: what payments moved to each `paid:…` account).
+pub fn net_credits_of_kind(tx: &mut dyn Sql, kind: &str, after: i64) -> Result<Vec<(String, i64)>> {
+    tx.query(
+        "SELECT e.account, CAST(SUM(e.credit_fen) - SUM(e.debit_fen) AS BIGINT) \
              FROM journal_entries e JOIN journals j ON j.journal_id = e.journal_id \
              WHERE j.kind = $1 AND j.journal_id > $2 GROUP BY e.account ORDER BY e.account",
-            &[kind.into(), after.into()],
-        )?
-        .iter()
-        .map(|r| Ok((r[0].text()?, r[1].int()?)))
-        .collect::<Result<Vec<_>>>()?;
-    let rows = tx.query(
-        "SELECT COUNT(*) FROM journals WHERE journal_id > $1",
-        &[after.into()],
-    )?;
-    let count = rows
-        .first()
-        .ok_or_else(|| StoreError::Corrupt("no journal count row".into()))?[0]
-        .int()?;
-    Ok((credits, count))
+        &[kind.into(), after.into()],
+    )?
+    .iter()
+    .map(|r| Ok((r[0].text()?, r[1].int()?)))
+    .collect()
 }
 
-/// How many journals there are and the last one's id: journals are append-only and written
-/// under the settlement lock, so this changes exactly when a journal is added.
-pub fn journals_mark(tx: &mut dyn Sql) -> Result<(i64, i64)> {
-    let rows = tx.query("SELECT COUNT(*), MAX(journal_id) FROM journals", &[])?;
+/// The last journal's id (0 before any). Journals are append-only and written under the
+/// settlement lock, so this changes exactly when a journal is added and ids commit in order.
+pub fn journals_mark(tx: &mut dyn Sql) -> Result<i64> {
+    let rows = tx.query("SELECT MAX(journal_id) FROM journals", &[])?;
     let r = rows
         .first()
-        .ok_or_else(|| StoreError::Corrupt("no journal count row".into()))?;
-    Ok((r[0].int()?, r[1].opt_int()?.unwrap_or(0)))
+        .ok_or_else(|| StoreError::Corrupt("no journal row".into()))?;
+    Ok(r[0].opt_int()?.unwrap_or(0))
 }
 
 /// For each period of a year (`YYYY-` prefix), the registry version of its first run that was
