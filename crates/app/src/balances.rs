@@ -179,7 +179,6 @@ struct State {
     position: Option<i64>,
 }
 
-/// The journals' count and last id: journals are only ever added.
 /// The last journal's id (0 before any). Journals are only ever added, each under the
 /// settlement lock (an advisory lock on PostgreSQL, held to the commit), so their ids commit
 /// in order and the last id changes exactly when a journal is added. Counting them instead
