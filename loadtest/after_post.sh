@@ -10,6 +10,9 @@
 # Usage: loadtest/after_post.sh BIN_DIR DATABASE_URL [PROGRAMME] [PERIOD]
 #        (default load-city 2025-01)
 # AFTER_POST_KEEP_LOG=FILE keeps the server's log (it says how long adding the run's lines took).
+# AFTER_POST_PROBE=1 also has provider lp3 import one record (SKU lp3-gpu, enterprise lb4242)
+# every 200 ms from before the run is created until it is posted, and prints the slowest
+# imports: what a provider's ingest waits while the run is written (CLI process included).
 set -euo pipefail
 bin="$1"
 url="$2"
@@ -59,6 +62,24 @@ echo "figures ready; before the post:"
 get "/enterprise?beneficiary=lb4242"
 lookup lb4241
 
+probe_pid=""
+if [[ -n "${AFTER_POST_PROBE:-}" ]]; then
+  provider="$(token --role provider --provider lp3)"
+  (
+    i=0
+    while [[ ! -f "$work/probe.stop" ]]; do
+      i=$((i + 1))
+      printf 'provider,record_id,beneficiary,sku,start,end,quantity,amount\nlp3,after-post-probe-%s-%s,lb4242,lp3-gpu,2025-03-01T00:00:00+08:00,2025-03-01T01:00:00+08:00,1,1.00\n' \
+        "$i" "$$" >"$work/probe.csv"
+      t0="$(date +%s%N)"
+      SUANLI_SERVER="http://127.0.0.1:$port" SUANLI_TOKEN="$provider" "$bin/suanli" usage import \
+        --file "$work/probe.csv" >/dev/null 2>"$work/probe.err" || cat "$work/probe.err"
+      echo "$(( ($(date +%s%N) - t0) / 1000000 ))" >>"$work/probe.ms"
+      sleep 0.2
+    done
+  ) &
+  probe_pid=$!
+fi
 c1="$(sign_in f1 "$finance1")"
 c2="$(sign_in f2 "$finance2")"
 t0="$(date +%s.%N)"
@@ -75,6 +96,12 @@ if ! curl -s -b "$work/f1" "http://$http/finance/runs?state=posted" | grep -q "<
 fi
 printf 'run %s of %s for %s created, approved and posted in %.1f s\n' "$run" "$programme" \
   "$period" "$(echo "$(date +%s.%N) - $t0" | bc)"
+if [[ -n "$probe_pid" ]]; then
+  touch "$work/probe.stop"
+  wait "$probe_pid"
+  echo "provider imports of one record meanwhile: $(wc -l <"$work/probe.ms") calls, slowest (ms):" \
+    "$(sort -n "$work/probe.ms" | tail -5 | tr '\n' ' ')"
+fi
 echo "after the post:"
 get "/enterprise?beneficiary=lb4243"
 get "/enterprise?beneficiary=lb4244"

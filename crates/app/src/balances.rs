@@ -1165,12 +1165,21 @@ impl BalanceReader {
     /// before, so that the next page or look-up does not wait for them. At city scale adding a
     /// run's 800,000 lines takes seconds; the first enterprise page after a post took them.
     pub fn refresh_posted(&mut self) -> Result<()> {
-        let Some((runs, journals)) = self.cache.book_state else {
+        let Some(book_state) = self.cache.book_state else {
             // Nothing prepared yet: the first look-up reads it all anyway.
             return Ok(());
         };
         let state = state_key(&mut self.source)?;
-        if (state.runs, state.journals) == (runs, journals) {
+        // An overview asked for before and since dropped or kept for other runs (a look-up
+        // that came first took the post in, or a registry load), prepared again too.
+        let stale: Vec<i32> = self
+            .cache
+            .overview_years
+            .iter()
+            .copied()
+            .filter(|year| self.cache.overviews.get(year).map(|o| o.key.2) != Some(state.runs))
+            .collect();
+        if book_state == (state.runs, state.journals) && stale.is_empty() {
             return Ok(());
         }
         book(
@@ -1182,12 +1191,8 @@ impl BalanceReader {
         if self.cache.paid.is_some() {
             paid_by_beneficiary(&mut self.source, &mut self.cache, state.runs)?;
         }
-        let years: Vec<i32> = self.cache.overview_years.iter().copied().collect();
-        for year in years {
-            let kept = self.cache.overviews.get(&year).map(|o| o.key.2);
-            if kept != Some(state.runs) {
-                programme_overview(&mut self.source, &mut self.cache, year)?;
-            }
+        for year in stale {
+            programme_overview(&mut self.source, &mut self.cache, year)?;
         }
         Ok(())
     }
