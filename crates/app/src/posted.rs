@@ -126,8 +126,9 @@ impl PostedBook {
     /// Brings the book up to date in `tx` (one snapshot): the posted runs not added yet, the
     /// payment journals after the last one read, and the opening balances if `openings` (the
     /// count of confirmed imports) changed. A run of a programme posted with a lower id than
-    /// one added already (which the posting rules rule out) makes it read everything again. Each posted run is added whole or
-    /// not at all, so an error leaves a book that is right for what it added.
+    /// one added already (which the posting rules rule out) makes it read everything again.
+    /// Each posted run is added whole or not at all, so an error leaves a book that is right
+    /// for what it added.
     pub(crate) fn update(&mut self, tx: &mut dyn Sql, openings: i64) -> Result<()> {
         let posted = rows::posted_runs(tx)?;
         let out_of_order = posted.iter().any(|(run, programme)| {
