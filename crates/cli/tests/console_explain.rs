@@ -532,6 +532,10 @@ fn explained(db: Db) {
         "{}",
         refused.body
     );
+    // A payee's part of it neither: the run's state is said first.
+    let refused = reader.get(&format!("/finance/runs/{open}/statement?payee=dc-a"));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("data-code=\"run_not_approved\""));
     assert!(
         !finance
             .get(&format!("/finance/runs/{open}"))

@@ -653,18 +653,6 @@ pub async fn statement_page(
     })
     .await
     .map_err(|e| settle_error(e, "run"))?;
-    if let Some(payee) = &payee
-        && s.payee.is_none()
-    {
-        return Err(ConsoleError::Field(
-            FieldError::new(
-                "payee",
-                Code::PayeeNotInRun,
-                format!("payee {payee:?} has no line in run {run_id}"),
-            ),
-            StatusCode::NOT_FOUND,
-        ));
-    }
     let refuse = |code: Code, what: &str| {
         Err(ConsoleError::Field(
             FieldError::new(
@@ -681,6 +669,18 @@ pub async fn statement_page(
         "approved" | "posted" => {}
         "cancelled" => return refuse(Code::RunCancelled, "cancelled"),
         other => return refuse(Code::RunNotApproved, other),
+    }
+    if let Some(payee) = &payee
+        && s.payee.is_none()
+    {
+        return Err(ConsoleError::Field(
+            FieldError::new(
+                "payee",
+                Code::PayeeNotInRun,
+                format!("payee {payee:?} has no line in run {run_id}"),
+            ),
+            StatusCode::NOT_FOUND,
+        ));
     }
     let mut title = format!(
         "{} · {} {}",
