@@ -446,7 +446,7 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         timed_lookup(&reader).await?
     );
     // The console's first pages build what they keep (each beneficiary's part of the
-    // overview, the posted totals): once after a start, measured here, not in the phases.
+    // overview, what posted runs settled): once after a start, measured here, not in the phases.
     let t = Instant::now();
     on_reader(&reader, |r| r.programme_overview(2025))
         .await
@@ -462,7 +462,7 @@ async fn run(url: &str, n: usize, secs: Duration) -> anyhow::Result<()> {
         .0
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "first enterprise page (reads the posted totals): {:.2?}",
+        "first enterprise page (reads what posted runs settled): {:.2?}",
         t.elapsed()
     );
     let max = phase("maximum rate", &writer, &reader, n, 0, secs / 4, false).await;

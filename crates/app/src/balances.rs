@@ -9,7 +9,6 @@ use std::sync::Arc;
 use suanli_domain::Registry;
 use suanli_domain::money::Fen;
 use suanli_domain::usage::Period;
-use suanli_store::ledger::{self as rows};
 use suanli_store::sql::Sql;
 use suanli_store::{
     AccrualChanges, AccrualDeltas, AccrualFeed, AccrualMark, Reader, Store, StoreError,
@@ -115,14 +114,13 @@ pub struct PaidOut {
 
 /// What balance look-ups derive from the database, kept current by what changed since the
 /// last look-up: the accrual totals and each fiscal year's entitlement to date, maintained
-/// change by change ([`crate::maintained`]); what posted runs and opening balances paid
-/// (recomputed when runs or openings changed); the registries in use. Every look-up first
+/// change by change ([`crate::maintained`]); what posted runs settled and payments paid out,
+/// each posted run and payment added once ([`PostedBook`]); the registries in use. Every look-up first
 /// reads what changed since the last one (the state's version numbers, the accrual changes),
 /// so it sees every commit acknowledged before it began.
 #[derive(Default)]
 pub struct PendingCache {
     registry: Option<(i64, Arc<Registry>)>,
-    paid: Option<(RunsKey, Paid)>,
     accruals: Accruals,
     years: HashMap<i32, MaintainedYear>,
     /// Keys changed since each maintained year last caught up, per month index.
@@ -153,9 +151,6 @@ pub struct PendingCache {
 
 /// Confirmed opening balances per (beneficiary, programme).
 type Opening = Arc<BTreeMap<(String, String), Fen>>;
-
-/// Posted per beneficiary, per programme.
-type Paid = Arc<HashMap<String, BTreeMap<String, i64>>>;
 
 /// Changes whenever a run is created, posted or cancelled (approval changes no amount), or
 /// opening balances are confirmed.
@@ -262,44 +257,6 @@ fn cached_state<S: Source + ?Sized>(
         }
     };
     Ok((version, registry, runs, journals))
-}
-
-/// What posted runs and confirmed opening balances paid each beneficiary, per programme;
-/// recomputed when the runs or the opening balances changed.
-fn paid_by_beneficiary<S: Source + ?Sized>(
-    store: &mut S,
-    cache: &mut PendingCache,
-    runs: RunsKey,
-) -> Result<Paid> {
-    if let Some((k, v)) = &cache.paid
-        && *k == runs
-    {
-        return Ok(v.clone());
-    }
-    let (rows, opening) = in_tx(store, |tx| {
-        Ok((
-            rows::posted_totals_by_beneficiary(tx)?,
-            crate::opening::opening_paid(tx)?,
-        ))
-    })?;
-    let mut paid: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
-    for (beneficiary, programme, amount) in rows {
-        *paid
-            .entry(beneficiary)
-            .or_default()
-            .entry(programme)
-            .or_default() += amount;
-    }
-    for ((beneficiary, programme), amount) in opening {
-        *paid
-            .entry(beneficiary)
-            .or_default()
-            .entry(programme)
-            .or_default() += amount.0;
-    }
-    let paid = Arc::new(paid);
-    cache.paid = Some((runs, paid.clone()));
-    Ok(paid)
 }
 
 /// Applies the accrual changes since the cache's mark to its accrual totals, noting the keys
@@ -485,12 +442,12 @@ pub fn balance<S: Source + ?Sized>(
             "beneficiary {beneficiary:?} is not in the current registry"
         )));
     }
-    let paid_all = paid_by_beneficiary(store, cache, runs)?;
     let granted: Vec<&suanli_domain::registry::Programme> = registry
         .programmes_of_year(year)
         .filter(|p| registry.grant(beneficiary, &p.id).is_some())
         .collect();
     let book = book(store, cache, runs, journals)?;
+    let posted = book.posted();
     let mut paid_out: Vec<Vec<PaidOut>> = granted
         .iter()
         .map(|p| book.paid_out(beneficiary, &p.id))
@@ -505,8 +462,6 @@ pub fn balance<S: Source + ?Sized>(
         runs,
         Scope::Beneficiary(beneficiary),
     )?;
-    let no_payments = BTreeMap::new();
-    let paid = paid_all.get(beneficiary).unwrap_or(&no_payments);
     let mut out = Vec::new();
     for (p, paid_out) in granted.into_iter().zip(paid_out.iter_mut()) {
         let opening = opening
@@ -514,7 +469,14 @@ pub fn balance<S: Source + ?Sized>(
             .copied()
             .unwrap_or_default();
         let entitled = entitled.entitled(&p.id, beneficiary).plus(opening);
-        let settled = Fen(paid.get(&p.id).copied().unwrap_or(0));
+        // Settled: what posted runs settled for it (all periods) and its opening balance.
+        let settled = posted
+            .by_programme
+            .get(&p.id)
+            .and_then(|(by_beneficiary, _)| by_beneficiary.get(beneficiary))
+            .copied()
+            .unwrap_or_default()
+            .plus(opening);
         let pending = entitled.minus(settled);
         let cap = registry.beneficiary_cap(p, beneficiary);
         let remaining = cap.map_or(Fen::ZERO, |c| {
@@ -537,8 +499,8 @@ pub fn balance<S: Source + ?Sized>(
 }
 
 /// Subsidy settled for a beneficiary per month (the month each line is for, its original
-/// period) of `year`, per programme: index 0 is January. Read from the posted totals cached
-/// until runs change.
+/// period) of `year`, per programme: index 0 is January. From the posted sums the balance
+/// figures keep ([`PostedBook`]).
 pub fn monthly_settled<S: Source + ?Sized>(
     store: &mut S,
     cache: &mut PendingCache,
@@ -1188,9 +1150,6 @@ impl BalanceReader {
             state.runs,
             state.journals,
         )?;
-        if self.cache.paid.is_some() {
-            paid_by_beneficiary(&mut self.source, &mut self.cache, state.runs)?;
-        }
         for year in stale {
             programme_overview(&mut self.source, &mut self.cache, year)?;
         }

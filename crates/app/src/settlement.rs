@@ -538,7 +538,14 @@ pub fn run_summary<S: Transact + ?Sized>(store: &mut S, run_id: i64) -> Result<R
             run,
             lines: totals.lines,
             total_fen: totals.total_fen,
-            payees: rows::run_payee_shares(tx, run_id)?,
+            payees: {
+                let mut payees: Vec<(String, i64, i64)> = rows::run_payee_sums(tx, run_id)?
+                    .into_iter()
+                    .map(|p| (p.payee, p.lines, p.amount_fen))
+                    .collect();
+                payees.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+                payees
+            },
         })
     })
 }

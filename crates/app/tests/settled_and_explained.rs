@@ -4,6 +4,8 @@
 //! signed pending; `settlement::explain` on the worked example, on a scenario where a provider
 //! cap and the pool bind, on a claw-back, and its records paged.
 
+use std::collections::BTreeMap;
+
 use suanli_app::balances::{self, PaidOut, PendingCache};
 use suanli_app::explain::{Explanation, LineExplanation, RecordsPage};
 use suanli_app::settlement as settle;
@@ -98,28 +100,45 @@ impl World {
             .run_id;
         settle::approve_run(&mut *self.store, run, &actor("b")).expect("approve");
         settle::post_run(&mut *self.store, run, &actor("b")).expect("post");
-        // What posted runs settled, kept as each run is posted, is the sum of their lines.
-        let (mut kept, mut summed) = (Vec::new(), Vec::new());
+        // What a balance says was settled is what posted runs' lines and confirmed opening
+        // balances add up to, read from the tables here.
+        let mut summed: BTreeMap<(String, String), i64> = BTreeMap::new();
         self.store
             .transaction(&mut |tx| {
-                kept = suanli_store::ledger::posted_totals_by_beneficiary(tx)?;
-                summed = tx
-                    .query(
-                        "SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) \
-                         FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
-                         WHERE r.status = 'posted' GROUP BY l.beneficiary, r.programme",
-                        &[],
-                    )?
-                    .iter()
-                    .map(|r| Ok((r[0].text()?, r[1].text()?, r[2].int()?)))
-                    .collect::<suanli_store::Result<Vec<_>>>()?;
+                summed.clear();
+                for r in tx.query(
+                    "SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) \
+                     FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
+                     WHERE r.status = 'posted' GROUP BY l.beneficiary, r.programme",
+                    &[],
+                )? {
+                    *summed.entry((r[0].text()?, r[1].text()?)).or_default() += r[2].int()?;
+                }
+                for (programme, _, l) in suanli_store::opening::confirmed_lines(tx)? {
+                    *summed.entry((l.beneficiary, programme)).or_default() += l.amount_fen;
+                }
                 Ok(())
             })
-            .expect("read the posted totals");
-        kept.sort();
-        summed.sort();
-        assert!(!kept.is_empty());
-        assert_eq!(kept, summed, "posted totals after run {run}");
+            .expect("read the posted lines and openings");
+        assert!(!summed.is_empty());
+        let beneficiaries: std::collections::BTreeSet<&String> =
+            summed.keys().map(|(b, _)| b).collect();
+        for b in beneficiaries {
+            let kept =
+                balances::balance(&mut *self.store, &mut self.cache, b, 2025).expect("balance");
+            for balance in kept {
+                let want = summed
+                    .get(&(b.clone(), balance.programme.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                assert_eq!(
+                    balance.settled,
+                    Fen(want),
+                    "{b}'s settled under {} after run {run}",
+                    balance.programme
+                );
+            }
+        }
         // The statement summarised by the database (a run of more lines than a statement
         // lists) has the figures of the one summed from its lines, and each payee's statement
         // has the payee's part of them.

@@ -368,18 +368,6 @@ pub fn run_lines_of_beneficiary(
     Ok((r[0].int()?, r[1].int()?))
 }
 
-/// Per payee of run `run_id`: its lines and their sum, the largest sum first (ties by payee).
-pub fn run_payee_shares(tx: &mut dyn Sql, run_id: i64) -> Result<Vec<(String, i64, i64)>> {
-    let rows = tx.query(
-        "SELECT payee, COUNT(*), CAST(SUM(amount_fen) AS BIGINT) AS fen FROM run_lines \
-         WHERE run_id = $1 GROUP BY payee ORDER BY fen DESC, payee",
-        &[run_id.into()],
-    )?;
-    rows.iter()
-        .map(|r| Ok((r[0].text()?, r[1].int()?, r[2].int()?)))
-        .collect()
-}
-
 /// What a run's lines sum to for one payee: for a run's settlement statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PayeeSumsRow {
@@ -540,18 +528,6 @@ pub fn mark_posted(
         "UPDATE settlement_runs SET status = 'posted', journal_id = $1, posted_at = $2 WHERE run_id = $3 AND status = 'approved'",
         &[journal_id.into(), at.into(), run_id.into()],
     )?;
-    if changed == 1 {
-        // The run's lines added to what posted runs settled, in the same transaction.
-        tx.exec(
-            "INSERT INTO posted_totals (beneficiary, programme, amount_fen) \
-             SELECT l.beneficiary, r.programme, CAST(SUM(l.amount_fen) AS BIGINT) \
-             FROM run_lines l JOIN settlement_runs r ON r.run_id = l.run_id \
-             WHERE l.run_id = $1 GROUP BY l.beneficiary, r.programme \
-             ON CONFLICT (beneficiary, programme) \
-             DO UPDATE SET amount_fen = posted_totals.amount_fen + excluded.amount_fen",
-            &[run_id.into()],
-        )?;
-    }
     Ok(changed == 1)
 }
 
@@ -567,18 +543,6 @@ pub fn posted_lines(tx: &mut dyn Sql, programme: &str) -> Result<Vec<(String, Li
     rows.iter()
         .map(|r| Ok((r[5].text()?, key_of(r)?, r[6].int()?)))
         .collect()
-}
-
-/// What posted runs paid, per (beneficiary, programme): the totals kept as each run is posted
-/// ([`mark_posted`]), cached by the balance look-ups until the runs change.
-pub fn posted_totals_by_beneficiary(tx: &mut dyn Sql) -> Result<Vec<(String, String, i64)>> {
-    tx.query(
-        "SELECT beneficiary, programme, amount_fen FROM posted_totals",
-        &[],
-    )?
-    .iter()
-    .map(|r| Ok((r[0].text()?, r[1].text()?, r[2].int()?)))
-    .collect()
 }
 
 /// One line of a posted run, for the balance figures: what it settled for whom, and to which

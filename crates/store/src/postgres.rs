@@ -100,6 +100,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../../migrations/postgres/0020_posted_totals.sql"),
     ),
+    (
+        21,
+        include_str!("../../../migrations/postgres/0021_drop_posted_totals.sql"),
+    ),
 ];
 
 /// Makes this connection's backend push the data pages it writes to the disk as it goes

@@ -81,6 +81,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../../migrations/sqlite/0017_posted_totals.sql"),
     ),
+    (
+        18,
+        include_str!("../../../migrations/sqlite/0018_drop_posted_totals.sql"),
+    ),
 ];
 
 pub struct SqliteStore {
