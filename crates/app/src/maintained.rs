@@ -50,8 +50,9 @@ use suanli_store::{AccrualChanges, AccrualDeltas, AccrualMark, AccrualRow, Store
 
 use crate::settlement::{Result, SettleError, class_of};
 
-/// Beneficiary and provider ids, each numbered the first time it is seen. Numbers are never
-/// reused or dropped while the process runs, so a number names the same id in every year.
+/// Beneficiary and provider ids (and the other texts a kept figure names: `crate::posted`),
+/// each numbered the first time it is seen. Numbers are never reused or dropped while the
+/// process runs, so a number names the same id in every year.
 #[derive(Default)]
 pub(crate) struct Names {
     ids: FxHashMap<Arc<str>, u32>,
@@ -73,6 +74,14 @@ impl Names {
         self.add(name)
     }
 
+    /// `name`'s number, numbering it if it is new.
+    pub(crate) fn intern_str(&mut self, name: &str) -> u32 {
+        match self.ids.get(name) {
+            Some(&id) => id,
+            None => self.add(name.into()),
+        }
+    }
+
     fn add(&mut self, name: Arc<str>) -> u32 {
         let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct ids");
         self.names.push(name.clone());
@@ -80,11 +89,11 @@ impl Names {
         id
     }
 
-    fn name(&self, id: u32) -> &str {
+    pub(crate) fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
 
-    fn id(&self, name: &str) -> Option<u32> {
+    pub(crate) fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
     }
 

@@ -21,6 +21,7 @@ use suanli_store::ledger::{self as rows, PostedLineRow};
 use suanli_store::sql::Sql;
 
 use crate::balances::PaidOut;
+use crate::maintained::Names;
 use crate::settlement::Result;
 
 /// One programme's postings: per beneficiary (all periods), and per original period.
@@ -41,34 +42,6 @@ type LineId = [u32; 6];
 
 /// A programme and a payee, by their numbers in [`Names`].
 type GroupKey = (u32, u32);
-
-/// Texts numbered the first time they are seen, so that a kept line costs a few integers.
-#[derive(Default)]
-struct Names {
-    ids: FxHashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
-}
-
-impl Names {
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.ids.get(name) {
-            return *id;
-        }
-        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
-        let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
-        id
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        self.ids.get(name).copied()
-    }
-
-    fn name(&self, id: u32) -> &str {
-        &self.names[id as usize]
-    }
-}
 
 /// A payee's payable of one programme, what payments paid it, and their attribution per
 /// beneficiary while neither changes.
@@ -135,7 +108,7 @@ impl PostedBook {
             !self.added.contains(run)
                 && self
                     .names
-                    .get(programme)
+                    .id(programme)
                     .and_then(|p| self.newest.get(&p))
                     .is_some_and(|newest| run < newest)
         });
@@ -187,7 +160,7 @@ impl PostedBook {
 
     /// Adds a posted run's lines, in line order.
     fn add_run(&mut self, run: i64, programme: &str, lines: Vec<PostedLineRow>) {
-        let p = self.names.id(programme);
+        let p = self.names.intern_str(programme);
         let posted = Arc::make_mut(&mut self.posted);
         let (by_beneficiary, by_period) =
             posted.by_programme.entry(programme.to_owned()).or_default();
@@ -219,15 +192,15 @@ impl PostedBook {
             // What payments are attributed to: the lines with an amount, in posting order; a
             // line is the same line in every run that adjusts it (its original period and key).
             let names = &mut self.names;
-            let beneficiary = names.id(&l.key.beneficiary);
-            let payee = names.id(&l.payee);
+            let beneficiary = names.intern_str(&l.key.beneficiary);
+            let payee = names.intern_str(&l.payee);
             let line: LineId = [
-                names.id(&l.original_period),
+                names.intern_str(&l.original_period),
                 beneficiary,
-                names.id(&l.key.provider),
-                names.id(&l.key.category),
-                names.id(&l.key.chip_origin),
-                names.id(&l.key.registered_model),
+                names.intern_str(&l.key.provider),
+                names.intern_str(&l.key.category),
+                names.intern_str(&l.key.chip_origin),
+                names.intern_str(&l.key.registered_model),
             ];
             let group = match self.groups.get_mut(&(p, payee)) {
                 Some(g) => g,
@@ -295,7 +268,7 @@ impl PostedBook {
     /// settled and paid out at once.
     pub(crate) fn paid_out(&mut self, beneficiary: &str, programme: &str) -> Vec<PaidOut> {
         let mut by_payee: BTreeMap<(bool, String), (Fen, Fen)> = BTreeMap::new();
-        if let (Some(b), Some(p)) = (self.names.get(beneficiary), self.names.get(programme)) {
+        if let (Some(b), Some(p)) = (self.names.id(beneficiary), self.names.id(programme)) {
             for ((q, payee), settled) in self.settled.get(&b).cloned().unwrap_or_default() {
                 if q != p {
                     continue;
@@ -339,7 +312,7 @@ impl PostedBook {
     /// What payments (and opening balances) paid out to `programme`'s payees: the credits of
     /// its `paid:` accounts of payees it settled lines for.
     pub(crate) fn paid_out_of_programme(&self, programme: &str) -> Fen {
-        let payments = self.names.get(programme).map_or(Fen::ZERO, |p| {
+        let payments = self.names.id(programme).map_or(Fen::ZERO, |p| {
             self.groups
                 .iter()
                 .filter(|((q, _), _)| *q == p)
