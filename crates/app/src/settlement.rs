@@ -510,7 +510,7 @@ pub fn run_lines_page<S: Transact + ?Sized>(
 }
 
 /// The line count and sum kept for run `run_id` when it was created.
-fn totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<rows::RunTotals> {
+pub(crate) fn totals_of(tx: &mut dyn Sql, run_id: i64) -> Result<rows::RunTotals> {
     rows::run_totals_of(tx, run_id)?.ok_or_else(|| {
         SettleError::Store(suanli_store::StoreError::Corrupt(format!(
             "run {run_id} has no totals"

@@ -97,8 +97,7 @@ pub fn run_statement<S: Transact + ?Sized>(
         let lines = match payee {
             Some(payee) => rows::run_lines_of_payee(tx, run_id, payee)?,
             None => {
-                let count = rows::run_totals_of(tx, run_id)?.map_or(0, |t| t.lines);
-                if count > lines_max {
+                if crate::settlement::totals_of(tx, run_id)?.lines > lines_max {
                     return summarised(tx, run, programme_name, registry);
                 }
                 rows::run_lines(tx, run_id)?
